@@ -1,0 +1,2 @@
+/* envelope.c - to be written */
+#include "envelope.h"

@@ -1,0 +1,2 @@
+/* identity.c - to be written */
+#include "identity.h"

@@ -1,0 +1,2 @@
+/* mp.c - to be written */
+#include "mp.h"

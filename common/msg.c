@@ -1,0 +1,2 @@
+/* msg.c - to be written */
+#include "msg.h"

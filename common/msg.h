@@ -1,0 +1,126 @@
+/* msg.h - message bodies: one C struct per type, encoded as a msgpack map by a field table
+ * (msg.c) and decoded strictly (unknown, duplicated or mistyped keys are CPN_E_SCHEMA).
+ *
+ * Embedded messages (a REQUEST inside a CLAIM, a CLAIM inside a LEASE, ...) are carried as
+ * the complete signed frame, verbatim, in a bin field, so their signatures survive
+ * forwarding. mp_bytes_t fields point into the frame being decoded.
+ *
+ * Helper: cpn_msg_build() encodes a body and seals it in one step.
+ */
+#ifndef CPN_MSG_H
+#define CPN_MSG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "envelope.h"
+#include "mp.h"
+#include "resource.h"
+
+#define CPN_REASON_MAX 256
+#define CPN_ENDPOINT_MAX 256
+
+typedef struct {
+    char role[16]; /* "peer", "broker", "tenant" */
+    char name[CPN_NAME_MAX];
+    char endpoint[CPN_ENDPOINT_MAX]; /* where the sender listens, "" if it does not */
+} cpn_hello_t;
+
+typedef struct {
+    char name[CPN_NAME_MAX]; /* the peer's name, for people */
+    uint32_t ttl_s;          /* the offer expires this long after ts */
+    uint32_t n_packages;
+    cpn_package_t *packages; /* malloc'd by decode; free with cpn_ad_clear */
+} cpn_ad_t;
+
+typedef struct {
+    char reason[CPN_REASON_MAX];
+} cpn_withdraw_t;
+
+/* REQUEST body is cpn_request_t (resource.h). */
+
+typedef struct {
+    mp_bytes_t request;          /* the tenant's REQUEST frame, verbatim */
+    uint8_t peer[CPN_PK_LEN];    /* the peer asked to grant */
+    char package[CPN_NAME_MAX];  /* which of its packages */
+    uint32_t units;
+    uint64_t price;              /* agreed per unit-hour, thousandths */
+    uint64_t duration_s;
+    mp_bytes_t route;            /* optional: FORWARD frame chain that carried the request */
+} cpn_claim_t;
+
+typedef struct {
+    mp_bytes_t claim;            /* the broker's CLAIM frame, verbatim */
+    char lease_id[CPN_NAME_MAX];
+    char package[CPN_NAME_MAX];
+    uint32_t units;
+    uint64_t price;
+    uint64_t start_ms;
+    uint64_t end_ms;
+    char state[16];              /* "active", "released", "expired" */
+    uint32_t renewals;
+} cpn_lease_t;
+
+typedef struct {
+    mp_bytes_t lease;            /* the peer's LEASE frame, verbatim */
+    char request_id[CPN_NAME_MAX];
+} cpn_grant_t;
+
+typedef struct {
+    char ref[CPN_NAME_MAX];      /* request id or lease id it answers */
+    uint64_t ref_seq;            /* seq of the message it answers */
+    int32_t code;                /* cpn_err_t */
+    char reason[CPN_REASON_MAX]; /* readable detail, e.g. the excluding constraint */
+} cpn_nack_t;
+
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    uint8_t peer[CPN_PK_LEN];
+    uint64_t extend_s;
+} cpn_renew_t;
+
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    uint8_t peer[CPN_PK_LEN];
+} cpn_release_t;
+
+typedef struct {
+    char what[32]; /* "status", "offers", "leases", "federation" */
+} cpn_query_t;
+
+typedef struct {
+    char what[32];
+    mp_bytes_t data; /* one msgpack object, for display (cpnctl prints it as JSON) */
+} cpn_status_t;
+
+typedef struct {
+    int32_t code;
+    uint64_t ref_seq;
+    char reason[CPN_REASON_MAX];
+} cpn_error_t;
+
+typedef struct {
+    uint32_t hops;      /* brokers this AD/WITHDRAW has crossed */
+    mp_bytes_t msg;     /* the peer's frame, verbatim */
+} cpn_relay_t;
+
+typedef struct {
+    uint8_t to[CPN_PK_LEN]; /* the peer the inner message is for */
+    uint32_t hops;
+    mp_bytes_t msg;         /* inner frame: CLAIM/RENEW/RELEASE going out, LEASE/NACK back,
+                               or another FORWARD (each hop wraps, keeping provenance) */
+} cpn_forward_t;
+
+/* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
+int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;
+/* Decode env->body strictly into `body`, which must be the struct of env->type.
+ * Call only after the envelope verified. */
+int cpn_msg_decode(const cpn_env_t *env, const cpn_limits_t *lim, void *body) CPN_WUR;
+/* Free what decode allocated (only AD allocates). */
+void cpn_ad_clear(cpn_ad_t *ad);
+
+/* Encode body, then seal: *frame_p malloc'd, caller owns. */
+int cpn_msg_build(const cpn_identity_t *id, cpn_msg_type_t type, uint64_t seq, uint64_t ts_ms,
+                  const void *body, uint8_t **frame_p, size_t *frame_len) CPN_WUR;
+
+#endif

@@ -1,0 +1,2 @@
+/* replay.c - to be written */
+#include "replay.h"

@@ -1,0 +1,2 @@
+/* resource.c - to be written */
+#include "resource.h"

@@ -1,0 +1,115 @@
+/* resource.h - the resource model: packages a peer sells and requests a tenant makes.
+ *
+ * A package bundles compute (cores, memory, accelerators), storage and network as one unit;
+ * a peer has `total` identical units of it. Prices are integers: thousandths of a currency
+ * unit per unit-hour. Requests hold hard constraints per unit (all must hold) and
+ * preferences (only rank). Both travel as msgpack maps (docs/PROTOCOL.md) and are written
+ * in YAML with units (docs/POLICY.md).
+ */
+#ifndef CPN_RESOURCE_H
+#define CPN_RESOURCE_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define CPN_NAME_MAX 64    /* ids, models, vendors, regions: at most 63 bytes */
+#define CPN_CLASS_MAX 16   /* storage class */
+#define CPN_LIST_MAX 8     /* regions or vendors in one list */
+#define CPN_PACKAGES_MAX 256 /* packages in one AD */
+
+typedef struct {
+    char vendor[CPN_NAME_MAX]; /* "nvidia", "huawei"; lower case */
+    char model[CPN_NAME_MAX];  /* "H100-80GB", "Ascend-910B" */
+    uint32_t count;            /* accelerators per unit; 0 = none */
+    uint64_t mem_bytes;        /* memory per accelerator */
+    uint32_t bf16_tflops;      /* dense BF16 TFLOPS per accelerator */
+    uint32_t mem_bw_gbs;       /* memory bandwidth per accelerator, GB/s */
+} cpn_accel_t;
+
+typedef struct {
+    char id[CPN_NAME_MAX]; /* package name, unique within a peer */
+    uint32_t cores;
+    uint64_t mem_bytes;
+    cpn_accel_t accel;
+    char storage_class[CPN_CLASS_MAX]; /* "nvme", "ssd", "hdd", "" for none */
+    uint64_t storage_bytes;
+    uint32_t storage_iops;
+    uint64_t fabric_bps; /* accelerator fabric (InfiniBand/RoCE) */
+    uint64_t egress_bps;
+    char region[CPN_NAME_MAX];
+    uint64_t price; /* per unit-hour, thousandths */
+    uint32_t total; /* units the peer has */
+    uint32_t free;  /* units free now */
+} cpn_package_t;
+
+typedef struct {
+    char items[CPN_LIST_MAX][CPN_NAME_MAX];
+    uint32_t n;
+} cpn_namelist_t;
+
+typedef struct {
+    char id[CPN_NAME_MAX]; /* tenant-chosen; (tenant, id) is the idempotency key */
+    uint32_t units;        /* >= 1 */
+    bool split;            /* units may come from several peers */
+    uint64_t duration_s;   /* lease length asked for, > 0 */
+    /* hard constraints, each per unit; zero / empty = no constraint */
+    char accel_model[CPN_NAME_MAX];  /* by name (policy equivalences apply) */
+    char accel_vendor[CPN_NAME_MAX];
+    uint32_t accel_count;    /* at least this many accelerators */
+    uint64_t min_tflops;     /* at least this total dense BF16 TFLOPS */
+    uint64_t min_accel_mem;  /* at least this total accelerator memory, bytes */
+    uint32_t cores;
+    uint64_t mem_bytes;
+    char storage_class[CPN_CLASS_MAX];
+    uint64_t storage_bytes;
+    uint64_t fabric_bps;
+    uint64_t egress_bps;
+    cpn_namelist_t regions;  /* allowed regions (data residency); empty = any */
+    uint64_t max_price;      /* per unit-hour, thousandths; 0 = no ceiling */
+    /* preferences */
+    cpn_namelist_t prefer_regions;
+    cpn_namelist_t prefer_vendors;
+} cpn_request_t;
+
+/* Totals per unit. */
+uint64_t cpn_package_tflops(const cpn_package_t *p);
+uint64_t cpn_package_accel_mem(const cpn_package_t *p);
+
+/* Validation (bounds and consistency): CPN_E_CONFIG with *why set to a static reason. */
+int cpn_package_validate(const cpn_package_t *p, const char **why) CPN_WUR;
+int cpn_request_validate(const cpn_request_t *r, const char **why) CPN_WUR;
+
+/* msgpack forms: a map per docs/PROTOCOL.md. Decoding is strict (mp_decode_map). */
+int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p) CPN_WUR;
+int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p) CPN_WUR;
+int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r) CPN_WUR;
+int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r) CPN_WUR;
+
+/* Does package p satisfy every hard constraint of r except model/vendor naming (which
+ * depends on policy equivalences) and region/price? Returns 0 if yes, or the index of the
+ * first failing constraint (see cpn_constraint_name). Pure. */
+typedef enum {
+    CPN_C_OK = 0,
+    CPN_C_ACCEL_MODEL,
+    CPN_C_ACCEL_VENDOR,
+    CPN_C_ACCEL_COUNT,
+    CPN_C_TFLOPS,
+    CPN_C_ACCEL_MEM,
+    CPN_C_CORES,
+    CPN_C_MEMORY,
+    CPN_C_STORAGE_CLASS,
+    CPN_C_STORAGE_SIZE,
+    CPN_C_FABRIC,
+    CPN_C_EGRESS,
+    CPN_C_REGION,
+    CPN_C_PRICE,
+    CPN_C_UNITS,
+    CPN_C__COUNT
+} cpn_constraint_t;
+const char *cpn_constraint_name(cpn_constraint_t c); /* "accelerator.model", ... */
+cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r);
+
+#endif

@@ -1,0 +1,2 @@
+/* sigcache.c - to be written */
+#include "sigcache.h"

@@ -1,0 +1,2 @@
+/* units.c - to be written */
+#include "units.h"

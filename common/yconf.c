@@ -1,0 +1,2 @@
+/* yconf.c - to be written */
+#include "yconf.h"
