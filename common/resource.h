@@ -88,9 +88,11 @@ int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p) CPN_WUR;
 int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r) CPN_WUR;
 int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r) CPN_WUR;
 
-/* Does package p satisfy every hard constraint of r except model/vendor naming (which
- * depends on policy equivalences) and region/price? Returns 0 if yes, or the index of the
- * first failing constraint (see cpn_constraint_name). Pure. */
+/* Does package p satisfy every hard constraint of r, with p->free units for it (1 if
+ * r->split)? Returns CPN_C_OK if yes, else the first failing constraint in enum order (see
+ * cpn_constraint_name). Pure. Model, vendor, storage class and region compare literally,
+ * ignoring case: policy equivalences ("H800 serves H100") are the matcher's business, which
+ * checks the name itself and calls this with accel_model cleared in a copy of r. */
 typedef enum {
     CPN_C_OK = 0,
     CPN_C_ACCEL_MODEL,

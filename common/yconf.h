@@ -60,7 +60,7 @@ void yconf_print_errors(const yconf_t *self, FILE *out);
 
 /* Binding. */
 typedef enum {
-    YF_STR,      /* char[size] */
+    YF_STR,      /* char[size]; min = minimum length (1: must not be empty) */
     YF_U32,      /* uint32_t within [min, max] (max 0 = UINT32_MAX) */
     YF_U64,      /* uint64_t within [min, max] (max 0 = UINT64_MAX) */
     YF_BOOL,     /* bool: true/false */
@@ -102,6 +102,13 @@ int yconf_package(yconf_t *doc, const ynode_t *node, const char *path,
                   cpn_package_t *out) CPN_WUR;
 int yconf_request(yconf_t *doc, const ynode_t *node, const char *path,
                   cpn_request_t *out) CPN_WUR;
+/* The same, ignoring the listed keys (NULL-terminated; may be NULL) at the top level of
+ * the node, for documents that embed a package or request among keys of their own (a peer's
+ * `floor:` next to the package keys). The caller binds those keys itself. */
+int yconf_package_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_package_t *out,
+                     const char *const *extra_keys) CPN_WUR;
+int yconf_request_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_request_t *out,
+                     const char *const *extra_keys) CPN_WUR;
 /* A whole request file (the root map is one request). */
 int yconf_request_file(const char *path, cpn_request_t *out, yconf_t **doc_out) CPN_WUR;
 
