@@ -1,0 +1,362 @@
+/* test_ledger.c - the broker's ledger: quota math over grant, renew, release and expiry,
+ * persistence across reopen, idempotent grants, transactions, the bounded audit log. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ledger.h"
+
+#define S_HOUR_MS 3600000ull
+#define S_T0 1700000000000ull
+
+typedef struct {
+    char dir[256];
+    char path[300];
+} s_fixture_t;
+
+static int s_setup(void **state)
+{
+    s_fixture_t *f = calloc(1, sizeof *f);
+    const char *tmp = getenv("TMPDIR");
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/cpn-ledger-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/ledger.db", f->dir);
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_fixture_t *f = *state;
+    char p[340];
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void s_pk(uint8_t pk[CPN_PK_LEN], uint8_t v)
+{
+    memset(pk, v, CPN_PK_LEN);
+}
+
+/* A lease of `units` units of an 8-accelerator package at `price` per unit-hour. */
+static ledger_lease_t s_lease(const char *id, uint8_t tenant, uint8_t peer, uint32_t units,
+                              uint64_t price, uint64_t start, uint64_t end, const char *req)
+{
+    ledger_lease_t l;
+    memset(&l, 0, sizeof l);
+    snprintf(l.lease_id, sizeof l.lease_id, "%s", id);
+    s_pk(l.tenant, tenant);
+    s_pk(l.peer, peer);
+    snprintf(l.package, sizeof l.package, "h100x8-nvme");
+    l.units = units;
+    l.accelerators = 8ull * units;
+    l.price = price;
+    l.start_ms = start;
+    l.end_ms = end;
+    snprintf(l.request_id, sizeof l.request_id, "%s", req);
+    return l;
+}
+
+static void s_usage_is(ledger_t *lg, uint8_t tenant, uint64_t now, uint64_t accels,
+                       uint64_t units, uint64_t spend)
+{
+    uint8_t pk[CPN_PK_LEN];
+    ledger_usage_t u;
+    s_pk(pk, tenant);
+    assert_int_equal(ledger_quota_usage(lg, pk, now, &u), CPN_OK);
+    assert_int_equal(u.accelerators, accels);
+    assert_int_equal(u.units, units);
+    assert_int_equal(u.spend_rate, spend);
+}
+
+static void test_quota_math(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t peer[CPN_PK_LEN];
+    uint64_t n;
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    s_pk(peer, 0xB1);
+
+    ledger_lease_t a1 = s_lease("L1", 0xA1, 0xB1, 2, 210000, S_T0, S_T0 + S_HOUR_MS, "r1");
+    ledger_lease_t a2 = s_lease("L2", 0xA1, 0xB1, 1, 95500, S_T0, S_T0 + 2 * S_HOUR_MS, "r2");
+    ledger_lease_t b1 = s_lease("L3", 0xA2, 0xB1, 3, 1000, S_T0, S_T0 + S_HOUR_MS, "r1");
+    assert_int_equal(ledger_record_grant(lg, &a1, NULL, 0), CPN_OK);
+    assert_int_equal(ledger_record_grant(lg, &a2, NULL, 0), CPN_OK);
+    assert_int_equal(ledger_record_grant(lg, &b1, NULL, 0), CPN_OK);
+
+    /* Tenant A: 16 + 8 accelerators, 3 units, 2 * 210.000 + 95.500 per hour. */
+    s_usage_is(lg, 0xA1, S_T0 + 1, 24, 3, 2 * 210000 + 95500);
+    s_usage_is(lg, 0xA2, S_T0 + 1, 24, 3, 3000);
+    s_usage_is(lg, 0xA3, S_T0 + 1, 0, 0, 0);
+
+    /* Release L2: A keeps only L1. Releasing it again is refused. */
+    assert_int_equal(ledger_release(lg, peer, "L2", S_T0 + 1000), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + 1001, 16, 2, 420000);
+    assert_int_equal(ledger_release(lg, peer, "L2", S_T0 + 2000), CPN_E_EXPIRED);
+    assert_int_equal(ledger_release(lg, peer, "nope", S_T0 + 2000), CPN_E_NO_LEASE);
+    ledger_lease_t got;
+    assert_int_equal(ledger_get(lg, peer, "L2", &got, NULL, NULL), CPN_OK);
+    assert_string_equal(got.state, "released");
+    assert_int_equal(got.end_ms, S_T0 + 1000);
+
+    /* At L1's end it stops counting, before and after ledger_expire marks it. */
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS - 1, 16, 2, 420000);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS, 0, 0, 0);
+    assert_int_equal(ledger_expire(lg, S_T0 + S_HOUR_MS, &n), CPN_OK);
+    assert_int_equal(n, 2); /* L1 and L3; L2 was released */
+    assert_int_equal(ledger_get(lg, peer, "L1", &got, NULL, NULL), CPN_OK);
+    assert_string_equal(got.state, "expired");
+
+    /* A renewal the peer granted makes it count again; a released lease cannot renew. */
+    assert_int_equal(ledger_renew(lg, peer, "L1", S_T0 + 3 * S_HOUR_MS, 1), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS + 5, 16, 2, 420000);
+    assert_int_equal(ledger_get(lg, peer, "L1", &got, NULL, NULL), CPN_OK);
+    assert_string_equal(got.state, "active");
+    assert_int_equal(got.renewals, 1);
+    assert_int_equal(ledger_renew(lg, peer, "L2", S_T0 + 3 * S_HOUR_MS, 1), CPN_E_EXPIRED);
+    assert_int_equal(ledger_renew(lg, peer, "L9", S_T0 + 3 * S_HOUR_MS, 1), CPN_E_NO_LEASE);
+
+    ledger_counts_t c;
+    assert_int_equal(ledger_counts(lg, S_T0 + S_HOUR_MS + 5, &c), CPN_OK);
+    assert_int_equal(c.leases, 3);
+    assert_int_equal(c.active, 1);
+    assert_int_equal(c.active_units, 2);
+    assert_int_equal(c.active_accelerators, 16);
+    assert_int_equal(c.tenants_active, 1);
+    ledger_destroy(&lg);
+    assert_null(lg);
+}
+
+static void test_survives_reopen(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t tenant[CPN_PK_LEN], peer[CPN_PK_LEN], *grant = NULL;
+    size_t grant_len = 0;
+    const uint8_t frame[] = {0x92, 0xc4, 0x01, 0x80, 0xc4, 0x00};
+    s_pk(tenant, 0xA1);
+    s_pk(peer, 0xB2);
+
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    ledger_lease_t l = s_lease("LX", 0xA1, 0xB2, 4, 50000, S_T0, S_T0 + S_HOUR_MS, "req-7");
+    assert_int_equal(ledger_record_grant(lg, &l, frame, sizeof frame), CPN_OK);
+    assert_int_equal(ledger_audit(lg, S_T0, "REQUEST", tenant, CPN_OK, frame, sizeof frame),
+                     CPN_OK);
+    ledger_destroy(&lg);
+
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + 10, 32, 4, 200000);
+    ledger_lease_t got;
+    assert_int_equal(ledger_find_request(lg, tenant, "req-7", &got, &grant, &grant_len),
+                     CPN_OK);
+    assert_string_equal(got.lease_id, "LX");
+    assert_memory_equal(got.peer, peer, CPN_PK_LEN);
+    assert_string_equal(got.package, "h100x8-nvme");
+    assert_int_equal(got.start_ms, S_T0);
+    assert_int_equal(grant_len, sizeof frame);
+    assert_memory_equal(grant, frame, sizeof frame);
+    free(grant);
+    assert_int_equal(ledger_find_request(lg, tenant, "req-8", &got, NULL, NULL),
+                     CPN_E_NO_LEASE);
+    ledger_counts_t c;
+    assert_int_equal(ledger_counts(lg, S_T0 + 10, &c), CPN_OK);
+    assert_int_equal(c.audit_rows, 1);
+    ledger_destroy(&lg);
+}
+
+static void test_idempotent_grant_and_limits(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    ledger_lease_t l = s_lease("L1", 0xA1, 0xB1, 1, 1000, S_T0, S_T0 + S_HOUR_MS, "r1");
+    assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0, 8, 1, 1000);
+    /* The same lease id from another peer is another lease. */
+    ledger_lease_t other = s_lease("L1", 0xA1, 0xB9, 1, 1000, S_T0, S_T0 + S_HOUR_MS, "r2");
+    assert_int_equal(ledger_record_grant(lg, &other, NULL, 0), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0, 16, 2, 2000);
+    /* Values SQLite cannot hold, and empty or unterminated ids, are refused. */
+    ledger_lease_t bad = s_lease("L2", 0xA1, 0xB1, 1, UINT64_MAX, S_T0, S_T0 + 1, "r3");
+    assert_int_equal(ledger_record_grant(lg, &bad, NULL, 0), CPN_E_INVAL);
+    bad = s_lease("", 0xA1, 0xB1, 1, 1, S_T0, S_T0 + 1, "r3");
+    assert_int_equal(ledger_record_grant(lg, &bad, NULL, 0), CPN_E_INVAL);
+    bad = s_lease("L3", 0xA1, 0xB1, 1, 1, S_T0, S_T0 + 1, "r3");
+    memset(bad.package, 'x', sizeof bad.package);
+    assert_int_equal(ledger_record_grant(lg, &bad, NULL, 0), CPN_E_INVAL);
+    s_usage_is(lg, 0xA1, S_T0, 16, 2, 2000);
+    ledger_destroy(&lg);
+    /* A file that is not a database. */
+    FILE *fp = fopen(f->path, "w");
+    assert_non_null(fp);
+    fputs("this is not sqlite, just text long enough to look like a header.......\n", fp);
+    fclose(fp);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_E_DB);
+    assert_null(lg);
+}
+
+static void test_transactions(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    char id[16];
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    assert_int_equal(ledger_commit(lg), CPN_E_INVAL);
+    assert_int_equal(ledger_begin(lg), CPN_OK);
+    assert_int_equal(ledger_begin(lg), CPN_E_INVAL);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "T%d", i);
+        ledger_lease_t l = s_lease(id, 0xA1, 0xB1, 1, 10, S_T0, S_T0 + S_HOUR_MS, id);
+        assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    }
+    assert_int_equal(ledger_rollback(lg), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0, 0, 0, 0);
+
+    assert_int_equal(ledger_begin(lg), CPN_OK);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "T%d", i);
+        ledger_lease_t l = s_lease(id, 0xA1, 0xB1, 1, 10, S_T0 + (uint64_t)i,
+                                   S_T0 + S_HOUR_MS, id);
+        assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    }
+    assert_int_equal(ledger_commit(lg), CPN_OK);
+    /* An open transaction at close is rolled back, not committed. */
+    assert_int_equal(ledger_begin(lg), CPN_OK);
+    ledger_lease_t l = s_lease("T9", 0xA1, 0xB1, 1, 10, S_T0, S_T0 + S_HOUR_MS, "T9");
+    assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    ledger_destroy(&lg);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0, 40, 5, 50);
+    ledger_destroy(&lg);
+}
+
+typedef struct {
+    int n;
+    char first[CPN_NAME_MAX];
+} s_walk_t;
+
+static int s_walk(const ledger_lease_t *l, void *arg)
+{
+    s_walk_t *w = arg;
+    if (w->n++ == 0)
+        snprintf(w->first, sizeof w->first, "%s", l->lease_id);
+    return 0;
+}
+
+static int s_stop_after_one(const ledger_lease_t *l, void *arg)
+{
+    (void)l;
+    (*(int *)arg)++;
+    return 1;
+}
+
+static void test_list(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t tenant[CPN_PK_LEN];
+    uint8_t peer[CPN_PK_LEN];
+    s_pk(tenant, 0xA1);
+    s_pk(peer, 0xB1);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    for (int i = 0; i < 6; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "K%d", i);
+        ledger_lease_t l = s_lease(id, i < 4 ? 0xA1 : 0xA2, 0xB1, 1, 10, S_T0 + (uint64_t)i,
+                                   S_T0 + S_HOUR_MS, id);
+        assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    }
+    assert_int_equal(ledger_release(lg, peer, "K3", S_T0 + 100), CPN_OK);
+    s_walk_t w = {0};
+    assert_int_equal(ledger_list(lg, tenant, false, S_T0 + 200, 0, s_walk, &w), CPN_OK);
+    assert_int_equal(w.n, 4);
+    assert_string_equal(w.first, "K3"); /* newest start first */
+    memset(&w, 0, sizeof w);
+    assert_int_equal(ledger_list(lg, tenant, true, S_T0 + 200, 0, s_walk, &w), CPN_OK);
+    assert_int_equal(w.n, 3);
+    assert_string_equal(w.first, "K2");
+    memset(&w, 0, sizeof w);
+    assert_int_equal(ledger_list(lg, NULL, false, S_T0 + 200, 5, s_walk, &w), CPN_OK);
+    assert_int_equal(w.n, 5);
+    int stops = 0;
+    assert_int_equal(ledger_list(lg, NULL, false, 0, 0, s_stop_after_one, &stops), CPN_OK);
+    assert_int_equal(stops, 1);
+    ledger_destroy(&lg);
+}
+
+static void test_audit_bounded(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t from[CPN_PK_LEN];
+    ledger_audit_row_t lo, hi;
+    ledger_counts_t c;
+    const uint8_t frame[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    s_pk(from, 0xC1);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    assert_int_equal(ledger_audit_bounds(lg, &lo, &hi), CPN_E_INVAL);
+    /* Keep 10: batch 1, so exactly the last 10 after every insert. */
+    ledger_set_audit_max(lg, 10);
+    for (uint64_t i = 1; i <= 25; i++)
+        assert_int_equal(ledger_audit(lg, S_T0 + i, "AD", from, i % 2 ? CPN_OK : CPN_E_SIG,
+                                      frame, sizeof frame),
+                         CPN_OK);
+    assert_int_equal(ledger_counts(lg, S_T0, &c), CPN_OK);
+    assert_int_equal(c.audit_rows, 10);
+    assert_int_equal(ledger_audit_bounds(lg, &lo, &hi), CPN_OK);
+    assert_int_equal(lo.id, 16);
+    assert_int_equal(lo.ts_ms, S_T0 + 16);
+    assert_int_equal(lo.verdict, CPN_E_SIG);
+    assert_int_equal(hi.id, 25);
+    assert_string_equal(hi.type, "AD");
+    assert_memory_equal(hi.from, from, CPN_PK_LEN);
+    assert_int_equal(hi.frame_len, sizeof frame);
+
+    /* Keep 640: pruned every 10 inserts, never more than 640 + 9 rows. */
+    ledger_set_audit_max(lg, 640);
+    assert_int_equal(ledger_begin(lg), CPN_OK);
+    for (uint64_t i = 0; i < 2000; i++) {
+        assert_int_equal(ledger_audit(lg, S_T0, "REQUEST", from, CPN_OK, NULL, 0), CPN_OK);
+        assert_int_equal(ledger_counts(lg, S_T0, &c), CPN_OK);
+        assert_true(c.audit_rows <= 649);
+    }
+    assert_int_equal(ledger_commit(lg), CPN_OK);
+    assert_true(c.audit_rows >= 640);
+    assert_int_equal(ledger_audit_bounds(lg, &lo, &hi), CPN_OK);
+    assert_int_equal(hi.id, 2025);
+    assert_int_equal(hi.frame_len, 0);
+    ledger_destroy(&lg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_quota_math, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_survives_reopen, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_grant_and_limits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_transactions, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_list, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_audit_bounded, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests_name("ledger", tests, NULL, NULL);
+}
