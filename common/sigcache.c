@@ -1,6 +1,7 @@
 /* sigcache.c - a direct-mapped cache of frames whose signature verified.
  *
- * The digest is a keyed BLAKE2b-128 of payload || signature || signer key. The key is
+ * The digest is a keyed BLAKE2b-128 of type name || 0x00 || payload || signature || signer
+ * key (what was verified: the signed bytes, the signature, the key). The hash key is
  * random per process, so nobody can aim frames at one slot to keep evicting an entry, and a
  * hit means these exact bytes verified before (a different frame with the same digest
  * would need a 128-bit collision under a key the sender does not know).
@@ -64,7 +65,10 @@ static s_slot_t *s_slot(const cpn_sigcache_t *self, const cpn_env_t *env,
 {
     crypto_generichash_state st;
     uint64_t v = 0;
+    const char *name = cpn_msg_name(env->type);
     crypto_generichash_init(&st, self->key, sizeof self->key, S_DIGEST_LEN);
+    /* the name with its NUL, as in the signed context */
+    crypto_generichash_update(&st, (const uint8_t *)(name ? name : ""), name ? strlen(name) + 1 : 1);
     crypto_generichash_update(&st, env->payload, env->payload_len);
     crypto_generichash_update(&st, env->sig, CPN_SIG_LEN);
     crypto_generichash_update(&st, env->from, CPN_PK_LEN);

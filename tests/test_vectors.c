@@ -1,0 +1,253 @@
+/* test_vectors.c - docs/PROTOCOL.md and the code agree.
+ *
+ * Reads the test-vector block of docs/PROTOCOL.md (lines `vector-NAME: value`, hex values
+ * continued on indented lines), rebuilds every value with the code and compares; also checks
+ * that the document's error table and type list match err.h and msg_schema.def. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "msg.h"
+
+#define S_MAX_VECTORS 32
+
+typedef struct {
+    char name[32];
+    char *value; /* malloc'd; hex continuation lines appended without spaces */
+} s_vec_t;
+
+typedef struct {
+    char *doc;
+    s_vec_t vec[S_MAX_VECTORS];
+    size_t n;
+} s_doc_t;
+
+static char *s_read_doc(void)
+{
+    const char *src = getenv("CPN_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/PROTOCOL.md", src && *src ? src : ".");
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s (set CPN_SRCDIR)\n", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t k;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, k, mem);
+    fclose(f);
+    fclose(mem);
+    return buf;
+}
+
+static int s_setup(void **state)
+{
+    s_doc_t *d = calloc(1, sizeof *d);
+    if (!d || cpn_crypto_init() != CPN_OK || !(d->doc = s_read_doc()))
+        return -1;
+    char *copy = strdup(d->doc), *save = NULL;
+    s_vec_t *cur = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "vector-", 7) == 0) {
+            char *colon = strchr(line, ':');
+            if (!colon || d->n == S_MAX_VECTORS || (size_t)(colon - line - 7) >= 32)
+                return -1;
+            cur = &d->vec[d->n++];
+            memcpy(cur->name, line + 7, (size_t)(colon - line - 7));
+            const char *v = colon + 1;
+            while (*v == ' ')
+                v++;
+            cur->value = strdup(v);
+        } else if (cur && strncmp(line, "  ", 2) == 0 && line[2] != ' ') {
+            size_t a = strlen(cur->value), b = strlen(line + 2);
+            cur->value = realloc(cur->value, a + b + 1);
+            memcpy(cur->value + a, line + 2, b + 1);
+        } else {
+            cur = NULL;
+        }
+    }
+    free(copy);
+    *state = d;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_doc_t *d = *state;
+    for (size_t i = 0; i < d->n; i++)
+        free(d->vec[i].value);
+    free(d->doc);
+    free(d);
+    return 0;
+}
+
+static const char *s_get(const s_doc_t *d, const char *name)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->vec[i].name, name) == 0)
+            return d->vec[i].value;
+    fail_msg("docs/PROTOCOL.md has no vector-%s", name);
+    return NULL;
+}
+
+/* Compare bytes with a hex vector, naming the first difference. */
+static void s_check_hex(const s_doc_t *d, const char *name, const uint8_t *p, size_t n)
+{
+    const char *want = s_get(d, name);
+    char *hex = malloc(2 * n + 1);
+    assert_non_null(hex);
+    sodium_bin2hex(hex, 2 * n + 1, p, n);
+    if (strcmp(hex, want) != 0) {
+        size_t i = 0;
+        while (hex[i] && hex[i] == want[i])
+            i++;
+        fail_msg("vector-%s differs from the code at hex offset %zu:\n doc:  %s\n code: %s",
+                 name, i, want, hex);
+    }
+    free(hex);
+}
+
+static void test_keys(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    s_check_hex(d, "seed-hex", seed, 32);
+    cpn_identity_t *id = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &id), CPN_OK);
+    s_check_hex(d, "pk-hex", cpn_identity_pk(id), 32);
+    char text[CPN_PK_TEXT_LEN];
+    cpn_pk_to_text(cpn_identity_pk(id), text);
+    assert_string_equal(text, s_get(d, "pk-text"));
+
+    /* The key file of the document loads as this identity. */
+    char dir[256], path[300], line[64];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/cpn-test-vec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/v.key", dir);
+    snprintf(line, sizeof line, "%s\n", s_get(d, "key-file"));
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(line, f);
+    fclose(f);
+    assert_int_equal(chmod(path, 0600), 0);
+    cpn_identity_t *loaded = NULL;
+    assert_int_equal(cpn_identity_load(path, &loaded), CPN_OK);
+    assert_memory_equal(cpn_identity_pk(loaded), cpn_identity_pk(id), 32);
+    unlink(path);
+    rmdir(dir);
+    cpn_identity_destroy(&loaded);
+    cpn_identity_destroy(&id);
+}
+
+static void test_hello_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    cpn_identity_t *id = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &id), CPN_OK);
+
+    assert_string_equal(s_get(d, "type"), "HELLO");
+    uint64_t ts = strtoull(s_get(d, "ts"), NULL, 10);
+    uint64_t seq = strtoull(s_get(d, "seq"), NULL, 10);
+    assert_true(ts == 1700000000000ull);
+    assert_true(seq == ts << 12);
+
+    cpn_hello_t hello = {"peer", "dc-1", "tcp://127.0.0.1:7100"};
+    uint8_t *body = NULL, *frame = NULL;
+    size_t body_len = 0, frame_len = 0;
+    assert_int_equal(cpn_msg_encode(CPN_MSG_HELLO, &hello, &body, &body_len), CPN_OK);
+    s_check_hex(d, "body-hex", body, body_len);
+
+    assert_int_equal(cpn_env_seal(id, CPN_MSG_HELLO, seq, ts, body, body_len, &frame, &frame_len),
+                     CPN_OK);
+    s_check_hex(d, "frame-hex", frame, frame_len);
+
+    cpn_env_t env;
+    assert_int_equal(cpn_env_open(frame, frame_len, NULL, &env), CPN_OK);
+    s_check_hex(d, "payload-hex", env.payload, env.payload_len);
+    s_check_hex(d, "sig-hex", env.sig, CPN_SIG_LEN);
+
+    /* the signed bytes: context || type || 0x00 || payload, and the signature is over them */
+    size_t m_len = 6 + 5 + 1 + env.payload_len;
+    uint8_t *m = malloc(m_len);
+    assert_non_null(m);
+    memcpy(m, CPN_SIG_CONTEXT "HELLO", 11);
+    m[11] = 0;
+    memcpy(m + 12, env.payload, env.payload_len);
+    s_check_hex(d, "signed-hex", m, m_len);
+    assert_int_equal(crypto_sign_verify_detached(env.sig, m, m_len, cpn_identity_pk(id)), 0);
+    free(m);
+
+    /* The document's frame, decoded from its hex, opens and decodes to the same HELLO. */
+    const char *fh = s_get(d, "frame-hex");
+    size_t n = strlen(fh) / 2, got = 0;
+    uint8_t *docf = malloc(n);
+    assert_non_null(docf);
+    assert_int_equal(sodium_hex2bin(docf, n, fh, strlen(fh), NULL, &got, NULL), 0);
+    assert_int_equal(got, n);
+    assert_int_equal(cpn_env_open(docf, n, NULL, &env), CPN_OK);
+    assert_true(env.seq == seq && env.ts_ms == ts);
+    cpn_hello_t back;
+    assert_int_equal(cpn_msg_decode(&env, NULL, &back), CPN_OK);
+    assert_string_equal(back.endpoint, "tcp://127.0.0.1:7100");
+
+    free(docf);
+    free(body);
+    free(frame);
+    cpn_identity_destroy(&id);
+}
+
+static void test_error_table(void **state)
+{
+    s_doc_t *d = *state;
+    char row[256];
+#define X(name, val, slug, reason)                                                           \
+    snprintf(row, sizeof row, "| %d | `%s` | %s |", (val), (slug), (reason));                \
+    if (!strstr(d->doc, row))                                                                 \
+        fail_msg("docs/PROTOCOL.md lacks the error row: %s", row);
+    CPN_ERRORS(X)
+#undef X
+}
+
+static void test_type_list(void **state)
+{
+    s_doc_t *d = *state;
+    char row[64];
+    for (int t = CPN_MSG_NONE + 1; t < CPN_MSG__COUNT; t++) {
+        snprintf(row, sizeof row, "\n### %s\n", cpn_msg_name((cpn_msg_type_t)t));
+        if (!strstr(d->doc, row))
+            fail_msg("docs/PROTOCOL.md has no section for %s", cpn_msg_name((cpn_msg_type_t)t));
+        snprintf(row, sizeof row, "| `%s` |", cpn_msg_name((cpn_msg_type_t)t));
+        if (!strstr(d->doc, row))
+            fail_msg("docs/PROTOCOL.md's type table lacks %s", cpn_msg_name((cpn_msg_type_t)t));
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_hello_vector),
+        cmocka_unit_test(test_error_table),
+        cmocka_unit_test(test_type_list),
+    };
+    return cmocka_run_group_tests_name("vectors", tests, s_setup, s_teardown);
+}
