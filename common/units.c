@@ -249,11 +249,7 @@ void cpn_fmt_bytes(uint64_t bytes, char *out, size_t cap)
     if (!out || cap == 0)
         return;
     const s_unit_t *u = s_exact_unit(s_byte_units, S_N(s_byte_units), bytes);
-    if (bytes == 0 || (u && u->mult == 1)) {
-        snprintf(out, cap, "%" PRIu64 "B", bytes);
-        return;
-    }
-    if (u) {
+    if (bytes > 0 && u && u->mult > 1) {
         snprintf(out, cap, "%" PRIu64 "%s", bytes / u->mult, u->suffix);
         return;
     }

@@ -210,17 +210,22 @@ typedef struct {
     bool dup_seen; /* duplicate keys: reported, parsing goes on to find the others */
 } s_loader_t;
 
-/* Key path of the innermost open container, for messages while parsing. */
+/* Key path of the node being parsed, for messages while parsing: the open containers, then
+ * the key waiting for its value or the index of the next item. */
 static void s_stack_path(const s_loader_t *ld, char *buf, size_t cap)
 {
     char tmp[S_PATH_MAX];
     buf[0] = '\0';
-    for (size_t i = 1; i < ld->depth; i++) {
+    for (size_t i = 1; i <= ld->depth; i++) {
         const ynode_t *parent = ld->stack[i - 1].node;
+        const char *pending = ld->stack[i - 1].key;
+        if (i == ld->depth && parent->kind == YNODE_MAP && !pending)
+            break;
         if (parent->kind == YNODE_MAP)
-            s_child_path(tmp, sizeof tmp, buf, parent->keys[parent->n - 1]);
+            s_child_path(tmp, sizeof tmp, buf, i < ld->depth ? parent->keys[parent->n - 1]
+                                                              : pending);
         else
-            s_index_path(tmp, sizeof tmp, buf, parent->n - 1);
+            s_index_path(tmp, sizeof tmp, buf, i < ld->depth ? parent->n - 1 : parent->n);
         s_fmt(buf, cap, "%s", tmp);
     }
 }
