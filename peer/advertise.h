@@ -1,0 +1,22 @@
+/* advertise.h - the bodies a peer says about itself: HELLO, AD and WITHDRAW. Pure. */
+#ifndef PEER_ADVERTISE_H
+#define PEER_ADVERTISE_H
+
+#include "config.h"
+#include "inventory.h"
+#include "msg.h"
+
+/* Minimum interval between two ADs caused by free-capacity changes (changes in between
+ * are coalesced into the next AD). */
+#define PEER_AD_COALESCE_MS 100
+/* An AD's ttl is this many refresh intervals, so a broker keeps the offer across a lost AD
+ * or two and drops it soon after the peer goes silent. */
+#define PEER_AD_TTL_REFRESHES 3
+
+void advertise_hello(const peer_config_t *cfg, cpn_hello_t *out);
+/* The AD body: every configured package with its total and current free count. `out`
+ * points into the inventory (no allocation); valid until the inventory changes. */
+void advertise_ad(const peer_config_t *cfg, const peer_inventory_t *inv, cpn_ad_t *out);
+void advertise_withdraw(const char *reason, cpn_withdraw_t *out);
+
+#endif

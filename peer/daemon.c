@@ -1,0 +1,384 @@
+/* daemon.c - sockets, the event loop and its timers; decisions live in lease.c. */
+#include "daemon.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "advertise.h"
+#include "clock.h"
+#include "identity.h"
+#include "inventory.h"
+#include "lease.h"
+#include "log.h"
+#include "sender.h"
+#include "store.h"
+#include "transport.h"
+
+typedef struct {
+    void *dealer;
+    void *monitor; /* PAIR receiving the DEALER's connect/disconnect events */
+    bool hello_due;
+    bool connected;
+} s_link_t;
+
+struct peer_daemon {
+    peer_config_t *cfg;
+    cpn_identity_t *id;
+    peer_store_t *store;
+    peer_inventory_t *inv;
+    peer_sender_t sender;
+    peer_lease_t *lease;
+    peer_batch_t *batch;
+    void *zctx;
+    s_link_t links[PEER_BROKERS_MAX];
+    uint64_t ad_version;     /* inventory version last advertised */
+    uint64_t last_ad_mono;
+    uint64_t next_refresh_mono;
+    uint64_t next_end_ms;    /* earliest end of an active lease (wall clock) */
+    bool have_next_end;
+    uint64_t recv_errors;
+};
+
+/* cpn_sock_dealer connects at once, and libzmq copies the reconnect options into a
+ * connection when it is made: set them, then connect again so the backoff applies. */
+static int s_backoff(void *sock, const char *endpoint)
+{
+    int ivl = PEER_RECONNECT_MS, ivl_max = PEER_RECONNECT_MAX_MS;
+    if (zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) != 0 ||
+        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0)
+        return CPN_E_IO;
+    if (zmq_disconnect(sock, endpoint) != 0) {
+        log_warn("peer", "%s: reconnecting without backoff (%s)", endpoint,
+                 zmq_strerror(errno));
+        return CPN_OK;
+    }
+    if (zmq_connect(sock, endpoint) != 0) {
+        log_error("peer", "connect %s: %s", endpoint, zmq_strerror(errno));
+        return CPN_E_IO;
+    }
+    return CPN_OK;
+}
+
+static int s_link_open(peer_daemon_t *self, size_t i)
+{
+    const peer_broker_cfg_t *b = &self->cfg->brokers[i];
+    s_link_t *l = &self->links[i];
+    cpn_curve_t curve;
+    char mon[64];
+    int r;
+    memset(&curve, 0, sizeof curve);
+    curve.enabled = b->curve;
+    curve.self = self->id;
+    memcpy(curve.server_pk, b->key, CPN_PK_LEN);
+    if ((r = cpn_sock_dealer(self->zctx, b->endpoint, cpn_limits_default.max_frame, &curve,
+                             &l->dealer)) != CPN_OK)
+        return r;
+    snprintf(mon, sizeof mon, "inproc://cpn-peer-monitor-%zu", i);
+    if (zmq_socket_monitor(l->dealer, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(l->monitor = zmq_socket(self->zctx, ZMQ_PAIR)) || zmq_connect(l->monitor, mon) != 0) {
+        log_error("peer", "monitor %s: %s", b->endpoint, zmq_strerror(errno));
+        return CPN_E_IO;
+    }
+    return s_backoff(l->dealer, b->endpoint);
+}
+
+/* Earliest lease end, for the expiry timer. */
+static void s_refresh_next_end(peer_daemon_t *self)
+{
+    if (peer_store_next_end(self->store, &self->next_end_ms, &self->have_next_end) != CPN_OK)
+        self->have_next_end = false;
+}
+
+int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
+{
+    int r;
+    peer_daemon_t *self = calloc(1, sizeof *self);
+    *out = NULL;
+    if (!self)
+        return CPN_E_NOMEM;
+    self->cfg = *cfg_p;
+    *cfg_p = NULL;
+    const peer_config_t *cfg = self->cfg;
+    if ((r = cpn_identity_load(cfg->key_path, &self->id)) != CPN_OK) {
+        log_error("peer", "key %s: %s", cfg->key_path, cpn_strerror(r));
+        goto out;
+    }
+    if ((r = peer_store_open(cfg->database, &self->store)) != CPN_OK ||
+        (r = peer_sender_init(&self->sender, self->id, self->store)) != CPN_OK)
+        goto out;
+    self->inv = peer_inventory_new(cfg->packages, cfg->floors, cfg->n_packages);
+    self->batch = calloc(1, sizeof *self->batch);
+    if (!self->inv || !self->batch ||
+        !(self->lease = peer_lease_new(cfg, self->id, self->inv, self->store, &self->sender))) {
+        r = CPN_E_NOMEM;
+        goto out;
+    }
+    /* Leases that ended while the peer was down end now; the rest hold their units. */
+    size_t expired = 0;
+    if ((r = peer_lease_expire(self->lease, cpn_now_ms(), &expired)) != CPN_OK ||
+        (r = peer_lease_recount(self->lease)) != CPN_OK)
+        goto out;
+    s_refresh_next_end(self);
+    {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(cpn_identity_pk(self->id), kid);
+        log_info("peer", "%s (%s): %zu package(s), %zu broker(s), seq from %" PRIu64, cfg->name,
+                 kid, cfg->n_packages, cfg->n_brokers, self->sender.signer.last_seq);
+        for (size_t i = 0; i < cfg->n_packages; i++)
+            log_info("peer", "package %s: %" PRIu32 " of %" PRIu32 " free",
+                     cfg->packages[i].id, peer_inventory_free(self->inv, i),
+                     cfg->packages[i].total);
+    }
+    if (!(self->zctx = zmq_ctx_new())) {
+        r = CPN_E_IO;
+        goto out;
+    }
+    for (size_t i = 0; i < cfg->n_brokers; i++) {
+        if ((r = s_link_open(self, i)) != CPN_OK)
+            goto out;
+        self->links[i].hello_due = true;
+    }
+    r = CPN_OK;
+out:
+    if (r != CPN_OK)
+        peer_daemon_destroy(&self);
+    *out = self;
+    return r;
+}
+
+void peer_daemon_destroy(peer_daemon_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_daemon_t *self = *self_p;
+    for (size_t i = 0; i < PEER_BROKERS_MAX; i++) {
+        if (self->links[i].monitor)
+            zmq_close(self->links[i].monitor);
+        if (self->links[i].dealer)
+            zmq_close(self->links[i].dealer);
+    }
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    if (self->batch)
+        peer_batch_clear(self->batch);
+    free(self->batch);
+    peer_lease_destroy(&self->lease);
+    peer_inventory_destroy(&self->inv);
+    peer_store_destroy(&self->store);
+    cpn_identity_destroy(&self->id);
+    peer_config_destroy(&self->cfg);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Build one message and send it to broker i (or to all if i == SIZE_MAX). */
+static void s_send_body(peer_daemon_t *self, size_t i, cpn_msg_type_t type, const void *body)
+{
+    size_t from = i == SIZE_MAX ? 0 : i, to = i == SIZE_MAX ? self->cfg->n_brokers : i + 1;
+    for (size_t k = from; k < to; k++) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        /* Each broker gets its own seq: a broker may relay what it got to the others. */
+        if (peer_sender_build(&self->sender, type, body, &frame, &len) != CPN_OK) {
+            log_error("peer", "cannot build %s", cpn_msg_name(type));
+            return;
+        }
+        int r = cpn_send(self->links[k].dealer, frame, len);
+        if (r != CPN_OK)
+            log_debug("peer", "%s to %s not sent: %s", cpn_msg_name(type),
+                      self->cfg->brokers[k].endpoint, cpn_errname(r));
+        free(frame);
+    }
+}
+
+static void s_advertise(peer_daemon_t *self, size_t i)
+{
+    cpn_ad_t ad;
+    advertise_ad(self->cfg, self->inv, &ad);
+    s_send_body(self, i, CPN_MSG_AD, &ad);
+    if (i == SIZE_MAX) {
+        self->ad_version = peer_inventory_version(self->inv);
+        self->last_ad_mono = cpn_mono_ms();
+        self->next_refresh_mono = self->last_ad_mono + self->cfg->refresh_s * 1000u;
+    }
+}
+
+static void s_hello(peer_daemon_t *self, size_t i)
+{
+    cpn_hello_t hello;
+    advertise_hello(self->cfg, &hello);
+    s_send_body(self, i, CPN_MSG_HELLO, &hello);
+    s_advertise(self, i);
+}
+
+/* Drain a monitor's events: two frames each (event id + value, then the endpoint). */
+static void s_monitor(peer_daemon_t *self, size_t i)
+{
+    s_link_t *l = &self->links[i];
+    for (int k = 0; k < 64; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, l->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&m) >= 2)
+            memcpy(&event, zmq_msg_data(&m), 2);
+        int more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) {
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, l->monitor, ZMQ_DONTWAIT) < 0)
+                more = 0;
+            else
+                more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (event == ZMQ_EVENT_CONNECTED) {
+            log_info("peer", "connected to %s", self->cfg->brokers[i].endpoint);
+            l->connected = true;
+            l->hello_due = true;
+        } else if (event == ZMQ_EVENT_DISCONNECTED) {
+            if (l->connected)
+                log_warn("peer", "lost %s; leases keep running, reconnecting",
+                         self->cfg->brokers[i].endpoint);
+            l->connected = false;
+        }
+    }
+}
+
+/* One batch: up to PEER_BATCH_MAX frames taken round-robin from the brokers, decided, one
+ * commit, then every reply sent. */
+static void s_batch(peer_daemon_t *self)
+{
+    peer_batch_t *batch = self->batch;
+    size_t taken = 0;
+    peer_lease_batch_begin(self->lease, batch);
+    for (bool more = true; more && taken < PEER_BATCH_MAX;) {
+        more = false;
+        for (size_t i = 0; i < self->cfg->n_brokers && taken < PEER_BATCH_MAX; i++) {
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            int r = cpn_recv(self->links[i].dealer, 0, NULL, NULL, &frame, &len);
+            if (r == CPN_E_TIMEOUT)
+                continue;
+            more = true;
+            taken++;
+            if (r != CPN_OK) {
+                self->recv_errors++;
+                log_warn("peer", "receive from %s: %s", self->cfg->brokers[i].endpoint,
+                         cpn_errname(r));
+                continue;
+            }
+            peer_lease_handle(self->lease, batch, i, frame, len);
+            free(frame);
+        }
+    }
+    if (taken == 0)
+        return;
+    bool wrote = batch->wrote;
+    if (peer_lease_batch_end(self->lease, batch) != CPN_OK)
+        log_error("peer", "batch of %zu not committed", taken);
+    for (size_t k = 0; k < batch->n; k++) {
+        peer_reply_t *rep = &batch->replies[k];
+        if (!rep->frame)
+            continue;
+        int r = cpn_send(self->links[rep->broker].dealer, rep->frame, rep->len);
+        if (r != CPN_OK)
+            log_warn("peer", "reply %s to %s not sent: %s", rep->ref,
+                     self->cfg->brokers[rep->broker].endpoint, cpn_errname(r));
+    }
+    if (wrote || batch->changed)
+        s_refresh_next_end(self);
+    peer_batch_clear(batch);
+}
+
+static int s_timeout(const peer_daemon_t *self)
+{
+    uint64_t now = cpn_mono_ms(), wall = cpn_now_ms();
+    uint64_t t = PEER_POLL_MAX_MS;
+    if (self->next_refresh_mono <= now)
+        return 0;
+    if (self->next_refresh_mono - now < t)
+        t = self->next_refresh_mono - now;
+    if (peer_inventory_version(self->inv) != self->ad_version) {
+        uint64_t due = self->last_ad_mono + PEER_AD_COALESCE_MS;
+        if (due <= now)
+            return 0;
+        if (due - now < t)
+            t = due - now;
+    }
+    if (self->have_next_end) {
+        if (self->next_end_ms <= wall)
+            return 0;
+        if (self->next_end_ms - wall < t)
+            t = self->next_end_ms - wall;
+    }
+    return (int)t;
+}
+
+int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
+{
+    size_t nb = self->cfg->n_brokers;
+    zmq_pollitem_t items[2 * PEER_BROKERS_MAX];
+    memset(items, 0, sizeof items);
+    for (size_t i = 0; i < nb; i++) {
+        items[i].socket = self->links[i].dealer;
+        items[i].events = ZMQ_POLLIN;
+        items[nb + i].socket = self->links[i].monitor;
+        items[nb + i].events = ZMQ_POLLIN;
+    }
+    /* The first AD goes out at once, queued until each connection is up. */
+    for (size_t i = 0; i < nb; i++)
+        self->links[i].hello_due = false;
+    s_hello(self, SIZE_MAX);
+    while (!*stop) {
+        int rc = zmq_poll(items, (int)(2 * nb), s_timeout(self));
+        if (rc < 0 && errno != EINTR) {
+            log_error("peer", "poll: %s", zmq_strerror(errno));
+            return CPN_E_IO;
+        }
+        if (*stop)
+            break;
+        for (size_t i = 0; i < nb; i++)
+            if (items[nb + i].revents & ZMQ_POLLIN)
+                s_monitor(self, i);
+        s_batch(self);
+        uint64_t wall = cpn_now_ms();
+        if (self->have_next_end && self->next_end_ms <= wall) {
+            if (peer_lease_expire(self->lease, wall, NULL) != CPN_OK)
+                log_error("peer", "cannot expire leases");
+            s_refresh_next_end(self);
+        }
+        for (size_t i = 0; i < nb; i++)
+            if (self->links[i].hello_due) {
+                self->links[i].hello_due = false;
+                s_hello(self, i);
+            }
+        uint64_t now = cpn_mono_ms();
+        if (now >= self->next_refresh_mono ||
+            (peer_inventory_version(self->inv) != self->ad_version &&
+             now >= self->last_ad_mono + PEER_AD_COALESCE_MS))
+            s_advertise(self, SIZE_MAX);
+    }
+    log_info("peer", "stopping: withdrawing from %zu broker(s)", nb);
+    cpn_withdraw_t w;
+    advertise_withdraw("shutdown", &w);
+    s_send_body(self, SIZE_MAX, CPN_MSG_WITHDRAW, &w);
+    int linger = PEER_WITHDRAW_LINGER_MS;
+    for (size_t i = 0; i < nb; i++)
+        zmq_setsockopt(self->links[i].dealer, ZMQ_LINGER, &linger, sizeof linger);
+    peer_lease_stats_t st;
+    peer_lease_stats(self->lease, &st);
+    log_info("peer", "granted %" PRIu64 ", retried %" PRIu64 ", renewed %" PRIu64
+             ", released %" PRIu64 ", expired %" PRIu64 ", refused %" PRIu64,
+             st.granted, st.retried, st.renewed, st.released, st.expired,
+             peer_lease_refused_total(self->lease));
+    return CPN_OK;
+}

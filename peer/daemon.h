@@ -1,0 +1,31 @@
+/* daemon.h - the cpn-peer daemon: one thread, one zmq_poll loop, timers.
+ *
+ * It connects one DEALER to each configured broker (ZeroMQ reconnects by itself, with
+ * backoff from PEER_RECONNECT_MS to PEER_RECONNECT_MAX_MS), says HELLO and sends an AD on
+ * every (re)connection, re-advertises every `refresh` and whenever free capacity changed
+ * (at most one AD per PEER_AD_COALESCE_MS), decides CLAIM/RENEW/RELEASE in batches of up
+ * to PEER_BATCH_MAX with one commit each (lease.h), and expires leases at their end time
+ * whether or not any broker is reachable. On stop it sends WITHDRAW to every broker.
+ */
+#ifndef PEER_DAEMON_H
+#define PEER_DAEMON_H
+
+#include <signal.h>
+
+#include "config.h"
+
+#define PEER_RECONNECT_MS 100
+#define PEER_RECONNECT_MAX_MS 5000
+#define PEER_POLL_MAX_MS 1000   /* the loop wakes at least this often */
+#define PEER_WITHDRAW_LINGER_MS 500 /* how long shutdown waits to deliver WITHDRAWs */
+
+typedef struct peer_daemon peer_daemon_t;
+
+/* Load the identity, open the store, expire leases that ended while the peer was down,
+ * recount free units, connect to the brokers. Takes *cfg_p. */
+int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out) CPN_WUR;
+/* Run until *stop becomes non-zero (a signal handler sets it); then WITHDRAW. */
+int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop) CPN_WUR;
+void peer_daemon_destroy(peer_daemon_t **self_p);
+
+#endif

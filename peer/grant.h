@@ -1,0 +1,53 @@
+/* grant.h - the peer's decisions on CLAIM, RENEW and RELEASE: pure functions of the
+ * configuration, the inventory, the lease row and the time given. No I/O, no clock.
+ *
+ * The daemon verifies the signatures and the replay guard first, looks the lease up in the
+ * store, asks here, and only then writes. Every refusal is a cpn_err_t code that travels in
+ * the NACK, with *why a static readable reason.
+ */
+#ifndef PEER_GRANT_H
+#define PEER_GRANT_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "inventory.h"
+#include "msg.h"
+#include "store.h"
+
+/* The lease id for (peer, tenant, request id): "L" + the first 16 characters of
+ * base64url(BLAKE2b-256(peer pk || tenant pk || request id)). Deterministic, so a retried
+ * claim maps to the same lease wherever it comes from. */
+void grant_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
+                    const char *request_id, char out[CPN_NAME_MAX]);
+
+/* Terms of a new claim, all but the free units (the caller reserves them in the inventory,
+ * which refuses with CPN_E_NO_UNITS):
+ *   tenant accepted by config                          else CPN_E_TENANT_REFUSED
+ *   claim for this peer, request id set                else CPN_E_INVAL
+ *   1 <= claim units <= requested units                else CPN_E_INVAL
+ *   0 < duration <= max_lease, <= requested duration   else CPN_E_INVAL
+ *   package configured                                 else CPN_E_NO_PACKAGE
+ *   price >= package floor                             else CPN_E_PRICE_FLOOR
+ *   price <= the tenant's ceiling (if it set one)      else CPN_E_INVAL
+ * On CPN_OK *pkg is the package's index in the inventory. */
+int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
+                      const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
+                      const cpn_claim_t *claim, const cpn_request_t *req, int *pkg,
+                      const char **why) CPN_WUR;
+
+/* A RENEW of `row` by `tenant` at now_ms:
+ *   lease belongs to tenant                       else CPN_E_NO_LEASE
+ *   lease active and end_ms > now_ms              else CPN_E_EXPIRED
+ *   extend_s > 0                                  else CPN_E_INVAL
+ *   new end - start <= max_lease                  else CPN_E_RENEW_REFUSED
+ * On CPN_OK *new_end_ms = end_ms + extend_s * 1000. */
+int grant_check_renew(const peer_config_t *cfg, const peer_lease_row_t *row,
+                      const uint8_t tenant[CPN_PK_LEN], uint64_t extend_s, uint64_t now_ms,
+                      uint64_t *new_end_ms, const char **why) CPN_WUR;
+
+/* A RELEASE of `row` by `tenant` at now_ms: the first two checks of a RENEW. */
+int grant_check_release(const peer_lease_row_t *row, const uint8_t tenant[CPN_PK_LEN],
+                        uint64_t now_ms, const char **why) CPN_WUR;
+
+#endif

@@ -1,0 +1,135 @@
+/* inventory.c - totals and free counts per package. */
+#include "inventory.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct peer_inventory {
+    size_t n;
+    cpn_package_t *pkgs; /* `free` kept current */
+    uint64_t *floors;
+    uint64_t *used;
+    uint64_t version;
+};
+
+peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors,
+                                     size_t n)
+{
+    peer_inventory_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->n = n;
+    size_t cap = n ? n : 1;
+    self->pkgs = calloc(cap, sizeof *self->pkgs);
+    self->floors = calloc(cap, sizeof *self->floors);
+    self->used = calloc(cap, sizeof *self->used);
+    if (!self->pkgs || !self->floors || !self->used) {
+        peer_inventory_destroy(&self);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        self->pkgs[i] = pkgs[i];
+        self->pkgs[i].free = pkgs[i].total;
+        self->floors[i] = floors ? floors[i] : 0;
+    }
+    return self;
+}
+
+void peer_inventory_destroy(peer_inventory_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_inventory_t *self = *self_p;
+    free(self->pkgs);
+    free(self->floors);
+    free(self->used);
+    free(self);
+    *self_p = NULL;
+}
+
+size_t peer_inventory_count(const peer_inventory_t *self)
+{
+    return self->n;
+}
+
+int peer_inventory_find(const peer_inventory_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->n; i++)
+        if (strcmp(self->pkgs[i].id, id) == 0)
+            return (int)i;
+    return -1;
+}
+
+const cpn_package_t *peer_inventory_get(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n ? &self->pkgs[i] : NULL;
+}
+
+uint64_t peer_inventory_floor(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n ? self->floors[i] : 0;
+}
+
+uint32_t peer_inventory_free(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n ? self->pkgs[i].free : 0;
+}
+
+uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n ? self->used[i] : 0;
+}
+
+/* Recompute free for package i and bump the version if it changed. */
+static void s_refresh(peer_inventory_t *self, size_t i)
+{
+    uint64_t total = self->pkgs[i].total;
+    uint32_t fr = self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
+    if (fr != self->pkgs[i].free) {
+        self->pkgs[i].free = fr;
+        self->version++;
+    }
+}
+
+int peer_inventory_reserve(peer_inventory_t *self, size_t i, uint32_t units)
+{
+    if (i >= self->n || units == 0)
+        return CPN_E_INVAL;
+    if (units > self->pkgs[i].free)
+        return CPN_E_NO_UNITS;
+    self->used[i] += units;
+    s_refresh(self, i);
+    return CPN_OK;
+}
+
+void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units)
+{
+    if (i >= self->n)
+        return;
+    self->used[i] = units >= self->used[i] ? 0 : self->used[i] - units;
+    s_refresh(self, i);
+}
+
+void peer_inventory_clear(peer_inventory_t *self)
+{
+    for (size_t i = 0; i < self->n; i++) {
+        self->used[i] = 0;
+        s_refresh(self, i);
+    }
+}
+
+int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t units)
+{
+    int i = peer_inventory_find(self, id);
+    if (i < 0)
+        return CPN_E_NO_PACKAGE;
+    uint64_t u = self->used[i] + units;
+    self->used[i] = u < self->used[i] ? UINT64_MAX : u;
+    s_refresh(self, (size_t)i);
+    return CPN_OK;
+}
+
+uint64_t peer_inventory_version(const peer_inventory_t *self)
+{
+    return self->version;
+}

@@ -1,0 +1,49 @@
+/* inventory.h - what the peer has and what is free: pure arithmetic, no I/O.
+ *
+ * Each package has `total` units (from the configuration) and `used` units (the sum over the
+ * active leases, including tentative reservations of the batch being decided). free =
+ * total - used, or 0 if a smaller configuration now holds more leases than it has units
+ * (the leases stand; no new ones are granted until enough of them end).
+ * A change counter lets the daemon notice that free capacity changed and advertise it.
+ */
+#ifndef PEER_INVENTORY_H
+#define PEER_INVENTORY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "resource.h"
+
+typedef struct peer_inventory peer_inventory_t;
+
+/* A copy of the n packages is kept (their `free` fields are ignored). floors[i] is the
+ * lowest price per unit-hour package i may be leased at; floors may be NULL (no floors). */
+peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors,
+                                     size_t n);
+void peer_inventory_destroy(peer_inventory_t **self_p);
+
+size_t peer_inventory_count(const peer_inventory_t *self);
+/* Index of the package with that id, or -1. */
+int peer_inventory_find(const peer_inventory_t *self, const char *id);
+/* Package i with `free` filled in; NULL if i is out of range. */
+const cpn_package_t *peer_inventory_get(const peer_inventory_t *self, size_t i);
+uint64_t peer_inventory_floor(const peer_inventory_t *self, size_t i);
+uint32_t peer_inventory_free(const peer_inventory_t *self, size_t i);
+uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i);
+
+/* Take units of package i: CPN_E_NO_UNITS if fewer are free (nothing changes), CPN_E_INVAL
+ * for a bad index or zero units. */
+int peer_inventory_reserve(peer_inventory_t *self, size_t i, uint32_t units) CPN_WUR;
+/* Give units of package i back (never below zero used). */
+void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units);
+/* Forget all use (before recounting from the store). */
+void peer_inventory_clear(peer_inventory_t *self);
+/* Add used units by package id (recount from the store); CPN_E_NO_PACKAGE if the id is not
+ * configured (a package removed from the config while leases on it are active). */
+int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t units) CPN_WUR;
+
+/* Bumped whenever a free count changes. */
+uint64_t peer_inventory_version(const peer_inventory_t *self);
+
+#endif

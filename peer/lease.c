@@ -1,0 +1,585 @@
+/* lease.c - verify, decide, write and answer CLAIM / RENEW / RELEASE, in grouped commits. */
+#include "lease.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "clock.h"
+#include "envelope.h"
+#include "grant.h"
+#include "log.h"
+#include "msg.h"
+
+struct peer_lease {
+    const peer_config_t *cfg;
+    const cpn_identity_t *id;
+    peer_inventory_t *inv;
+    peer_store_t *store;
+    peer_sender_t *sender;
+    cpn_replay_t *replay_brokers; /* CLAIM senders */
+    cpn_replay_t *replay_tenants; /* RENEW/RELEASE senders: a replayed RENEW must not extend */
+    uint64_t refused[PEER_ERR_SLOTS];
+    uint64_t refused_total;
+    peer_lease_stats_t stats;
+};
+
+/* Who must have signed a type the peer accepts, and its handler. */
+typedef enum { S_FROM_BROKER, S_FROM_TENANT } s_signer_t;
+typedef void (*s_handler_fn)(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                             const cpn_env_t *env);
+
+static void s_on_claim(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_renew(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_release(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_note(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+
+static const struct {
+    cpn_msg_type_t type;
+    s_signer_t signer;
+    s_handler_fn fn;
+} s_dispatch[] = {
+    {CPN_MSG_CLAIM, S_FROM_BROKER, s_on_claim},
+    {CPN_MSG_RENEW, S_FROM_TENANT, s_on_renew},
+    {CPN_MSG_RELEASE, S_FROM_TENANT, s_on_release},
+    /* A broker's HELLO and ERROR are verified and logged; nothing to answer. */
+    {CPN_MSG_HELLO, S_FROM_BROKER, s_on_note},
+    {CPN_MSG_ERROR, S_FROM_BROKER, s_on_note},
+};
+
+peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
+                             peer_inventory_t *inv, peer_store_t *store, peer_sender_t *sender)
+{
+    peer_lease_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->cfg = cfg;
+    self->id = id;
+    self->inv = inv;
+    self->store = store;
+    self->sender = sender;
+    self->replay_brokers = cpn_replay_new(PEER_BROKERS_MAX * 4, CPN_REPLAY_DEFAULT_SKEW_MS);
+    self->replay_tenants = cpn_replay_new(CPN_REPLAY_DEFAULT_CAPACITY,
+                                          CPN_REPLAY_DEFAULT_SKEW_MS);
+    if (!self->replay_brokers || !self->replay_tenants)
+        peer_lease_destroy(&self);
+    return self;
+}
+
+void peer_lease_destroy(peer_lease_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_lease_t *self = *self_p;
+    cpn_replay_destroy(&self->replay_brokers);
+    cpn_replay_destroy(&self->replay_tenants);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Count and log a refusal. */
+static void s_count(peer_lease_t *self, int code, const uint8_t *from, const char *what,
+                    const char *why)
+{
+    char kid[CPN_KID_LEN] = "-";
+    if (from)
+        cpn_key_id(from, kid);
+    unsigned slot = code < 0 && -code < PEER_ERR_SLOTS ? (unsigned)-code : 0;
+    self->refused[slot]++;
+    self->refused_total++;
+    log_warn("lease", "refused %s from %s: %s%s%s", what, kid, cpn_errname(code),
+             why && why[0] ? ": " : "", why ? why : "");
+}
+
+static peer_reply_t *s_reply_slot(peer_batch_t *batch)
+{
+    if (batch->n >= PEER_BATCH_MAX)
+        return NULL;
+    peer_reply_t *rep = &batch->replies[batch->n];
+    memset(rep, 0, sizeof *rep);
+    return rep;
+}
+
+/* Queue a NACK answering (ref, ref_seq) with code. */
+static void s_nack(peer_lease_t *self, peer_batch_t *batch, size_t broker, const char *ref,
+                   uint64_t ref_seq, int code, const char *why)
+{
+    cpn_nack_t nack;
+    memset(&nack, 0, sizeof nack);
+    snprintf(nack.ref, sizeof nack.ref, "%s", ref ? ref : "");
+    nack.ref_seq = ref_seq;
+    nack.code = code;
+    snprintf(nack.reason, sizeof nack.reason, "%s", why && why[0] ? why : cpn_strerror(code));
+    peer_reply_t *rep = s_reply_slot(batch);
+    if (!rep)
+        return;
+    if (peer_sender_build(self->sender, CPN_MSG_NACK, &nack, &rep->frame, &rep->len) != CPN_OK) {
+        log_error("lease", "cannot build NACK for %s", nack.ref);
+        return;
+    }
+    rep->broker = broker;
+    rep->lease = false;
+    snprintf(rep->ref, sizeof rep->ref, "%s", nack.ref);
+    rep->ref_seq = ref_seq;
+    batch->n++;
+}
+
+/* Refuse a verified message: count, log and NACK. */
+static void s_refuse(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                     const cpn_env_t *env, const char *ref, int code, const char *why)
+{
+    s_count(self, code, env->from, cpn_msg_name(env->type), why);
+    s_nack(self, batch, broker, ref, env->seq, code, why);
+}
+
+/* Queue a LEASE frame (taken) for sending after the commit. */
+static void s_queue_lease(peer_batch_t *batch, size_t broker, uint8_t **frame_p, size_t len,
+                          const char *ref, uint64_t ref_seq)
+{
+    peer_reply_t *rep = s_reply_slot(batch);
+    if (!rep) { /* cannot happen: one reply per message, at most PEER_BATCH_MAX messages */
+        free(*frame_p);
+        *frame_p = NULL;
+        return;
+    }
+    rep->broker = broker;
+    rep->frame = *frame_p;
+    rep->len = len;
+    rep->lease = true;
+    snprintf(rep->ref, sizeof rep->ref, "%s", ref);
+    rep->ref_seq = ref_seq;
+    *frame_p = NULL;
+    batch->n++;
+}
+
+static int s_txn(peer_lease_t *self, peer_batch_t *batch)
+{
+    if (batch->wrote)
+        return CPN_OK;
+    int r = peer_store_begin(self->store);
+    if (r == CPN_OK)
+        batch->wrote = true;
+    return r;
+}
+
+static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                       const cpn_env_t *env)
+{
+    cpn_claim_t claim;
+    cpn_env_t renv;
+    cpn_request_t req;
+    cpn_lease_t lease;
+    peer_lease_row_t row;
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    const char *why = "";
+    int pkg = -1, r;
+    bool reserved = false;
+    memset(&claim, 0, sizeof claim);
+    memset(&req, 0, sizeof req);
+    memset(&row, 0, sizeof row);
+
+    if ((r = cpn_msg_decode(env, &cpn_limits_default, &claim)) != CPN_OK) {
+        why = "CLAIM body";
+        goto refuse;
+    }
+    /* The tenant's REQUEST, verified by its own signature. */
+    if ((r = cpn_env_open(claim.request.ptr, claim.request.len, &cpn_limits_default,
+                          &renv)) != CPN_OK) {
+        why = "embedded REQUEST";
+        goto refuse;
+    }
+    if (renv.type != CPN_MSG_REQUEST) {
+        r = CPN_E_SCHEMA;
+        why = "embedded frame is not a REQUEST";
+        goto refuse;
+    }
+    if ((r = cpn_msg_decode(&renv, &cpn_limits_default, &req)) != CPN_OK) {
+        why = "REQUEST body";
+        goto refuse;
+    }
+    if (!peer_config_tenant_ok(self->cfg, renv.from)) {
+        r = CPN_E_TENANT_REFUSED;
+        why = "tenant not accepted by this peer";
+        goto refuse;
+    }
+    if (sodium_memcmp(claim.peer, cpn_identity_pk(self->id), CPN_PK_LEN) != 0) {
+        r = CPN_E_INVAL;
+        why = "claim names another peer";
+        goto refuse;
+    }
+    /* Idempotency: (tenant, request id) already granted -> the same lease, same bytes. */
+    r = peer_store_get_by_request(self->store, renv.from, req.id, &row);
+    if (r == CPN_OK) {
+        self->stats.retried++;
+        s_queue_lease(batch, broker, &row.frame, row.frame_len, req.id, env->seq);
+        goto out;
+    }
+    if (r != CPN_E_NO_LEASE) {
+        why = "lease lookup";
+        goto refuse;
+    }
+    if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from,
+                               &claim, &req, &pkg, &why)) != CPN_OK)
+        goto refuse;
+    if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
+        why = "not enough free units";
+        goto refuse;
+    }
+    reserved = true;
+
+    uint64_t now = cpn_now_ms();
+    memset(&lease, 0, sizeof lease);
+    lease.claim.ptr = env->frame;
+    lease.claim.len = env->frame_len;
+    grant_lease_id(cpn_identity_pk(self->id), renv.from, req.id, lease.lease_id);
+    snprintf(lease.package, sizeof lease.package, "%s", claim.package);
+    lease.units = claim.units;
+    lease.price = claim.price;
+    lease.start_ms = now;
+    lease.end_ms = now + claim.duration_s * 1000u;
+    snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    lease.renewals = 0;
+
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len)) != CPN_OK) {
+        why = "cannot sign the lease";
+        goto refuse;
+    }
+    memcpy(row.lease_id, lease.lease_id, sizeof row.lease_id);
+    memcpy(row.tenant, renv.from, CPN_PK_LEN);
+    snprintf(row.request_id, sizeof row.request_id, "%s", req.id);
+    memcpy(row.package, lease.package, sizeof row.package);
+    row.units = lease.units;
+    row.price = lease.price;
+    row.start_ms = lease.start_ms;
+    row.end_ms = lease.end_ms;
+    row.state = PEER_LEASE_ACTIVE;
+    row.frame = frame;
+    row.frame_len = len;
+    r = peer_store_insert(self->store, &row);
+    row.frame = NULL; /* still ours as `frame` */
+    if (r != CPN_OK) {
+        why = "cannot record the lease";
+        goto refuse;
+    }
+    reserved = false; /* now the store's */
+    batch->changed = true;
+    self->stats.granted++;
+    {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(renv.from, kid);
+        log_info("lease", "granted %s: %" PRIu32 " x %s to %s for %" PRIu64 " s (request %s)",
+                 lease.lease_id, lease.units, lease.package, kid, claim.duration_s, req.id);
+    }
+    s_queue_lease(batch, broker, &frame, len, req.id, env->seq);
+    goto out;
+refuse:
+    if (reserved)
+        peer_inventory_release(self->inv, (size_t)pkg, claim.units);
+    s_refuse(self, batch, broker, env, req.id, r, why);
+out:
+    free(frame);
+    peer_lease_row_clear(&row);
+}
+
+/* Fetch a lease and the CLAIM frame its stored LEASE embeds (pointing into row->frame). */
+static int s_load(peer_lease_t *self, const char *lease_id, peer_lease_row_t *row,
+                  cpn_lease_t *stored)
+{
+    cpn_env_t lenv;
+    int r = peer_store_get(self->store, lease_id, row);
+    if (r != CPN_OK)
+        return r;
+    /* Our own committed frame: parse it to reuse the embedded CLAIM verbatim. */
+    if (cpn_env_parse(row->frame, row->frame_len, &cpn_limits_default, &lenv) != CPN_OK ||
+        lenv.type != CPN_MSG_LEASE ||
+        cpn_msg_decode(&lenv, &cpn_limits_default, stored) != CPN_OK) {
+        log_error("lease", "stored frame of %s unreadable", lease_id);
+        return CPN_E_DB;
+    }
+    return CPN_OK;
+}
+
+/* Sign a fresh LEASE for an updated row, write it and queue it. */
+static int s_rewrite(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                     const cpn_env_t *env, peer_lease_row_t *row, const cpn_lease_t *stored)
+{
+    cpn_lease_t lease = *stored;
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    uint8_t *old_frame = row->frame;
+    size_t old_len = row->frame_len;
+    int r;
+    lease.end_ms = row->end_ms;
+    lease.renewals = row->renewals;
+    snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(row->state));
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len)) != CPN_OK)
+        goto out;
+    row->frame = frame;
+    row->frame_len = len;
+    r = peer_store_update(self->store, row);
+    row->frame = old_frame;
+    row->frame_len = old_len;
+    if (r != CPN_OK)
+        goto out;
+    batch->changed = true;
+    s_queue_lease(batch, broker, &frame, len, row->lease_id, env->seq);
+out:
+    free(frame);
+    return r;
+}
+
+static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                       const cpn_env_t *env)
+{
+    cpn_renew_t renew;
+    cpn_lease_t stored;
+    peer_lease_row_t row;
+    const char *why = "";
+    uint64_t new_end = 0;
+    int r;
+    memset(&renew, 0, sizeof renew);
+    memset(&row, 0, sizeof row);
+    if ((r = cpn_msg_decode(env, &cpn_limits_default, &renew)) != CPN_OK) {
+        why = "RENEW body";
+        goto refuse;
+    }
+    if (sodium_memcmp(renew.peer, cpn_identity_pk(self->id), CPN_PK_LEN) != 0) {
+        r = CPN_E_INVAL;
+        why = "renewal for another peer";
+        goto refuse;
+    }
+    if ((r = s_load(self, renew.lease_id, &row, &stored)) != CPN_OK) {
+        why = r == CPN_E_NO_LEASE ? "no such lease" : "lease lookup";
+        goto refuse;
+    }
+    if ((r = grant_check_renew(self->cfg, &row, env->from, renew.extend_s, cpn_now_ms(),
+                               &new_end, &why)) != CPN_OK)
+        goto refuse;
+    row.end_ms = new_end;
+    row.renewals++;
+    if ((r = s_rewrite(self, batch, broker, env, &row, &stored)) != CPN_OK) {
+        why = "cannot record the renewal";
+        goto refuse;
+    }
+    self->stats.renewed++;
+    log_info("lease", "renewed %s by %" PRIu64 " s (renewal %" PRIu32 ")", row.lease_id,
+             renew.extend_s, row.renewals);
+    goto out;
+refuse:
+    s_refuse(self, batch, broker, env, renew.lease_id, r, why);
+out:
+    peer_lease_row_clear(&row);
+}
+
+static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                         const cpn_env_t *env)
+{
+    cpn_release_t rel;
+    cpn_lease_t stored;
+    peer_lease_row_t row;
+    const char *why = "";
+    uint64_t now = cpn_now_ms();
+    int r;
+    memset(&rel, 0, sizeof rel);
+    memset(&row, 0, sizeof row);
+    if ((r = cpn_msg_decode(env, &cpn_limits_default, &rel)) != CPN_OK) {
+        why = "RELEASE body";
+        goto refuse;
+    }
+    if (sodium_memcmp(rel.peer, cpn_identity_pk(self->id), CPN_PK_LEN) != 0) {
+        r = CPN_E_INVAL;
+        why = "release for another peer";
+        goto refuse;
+    }
+    if ((r = s_load(self, rel.lease_id, &row, &stored)) != CPN_OK) {
+        why = r == CPN_E_NO_LEASE ? "no such lease" : "lease lookup";
+        goto refuse;
+    }
+    if ((r = grant_check_release(&row, env->from, now, &why)) != CPN_OK)
+        goto refuse;
+    row.state = PEER_LEASE_RELEASED;
+    row.end_ms = now; /* when it really ended */
+    if ((r = s_rewrite(self, batch, broker, env, &row, &stored)) != CPN_OK) {
+        why = "cannot record the release";
+        goto refuse;
+    }
+    int pkg = peer_inventory_find(self->inv, row.package);
+    if (pkg >= 0)
+        peer_inventory_release(self->inv, (size_t)pkg, row.units);
+    self->stats.released++;
+    log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units,
+             row.package);
+    goto out;
+refuse:
+    s_refuse(self, batch, broker, env, rel.lease_id, r, why);
+out:
+    peer_lease_row_clear(&row);
+}
+
+static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                      const cpn_env_t *env)
+{
+    (void)self;
+    (void)batch;
+    if (env->type == CPN_MSG_ERROR) {
+        cpn_error_t e;
+        memset(&e, 0, sizeof e);
+        if (cpn_msg_decode(env, &cpn_limits_default, &e) == CPN_OK)
+            log_warn("lease", "broker %zu reports %s for seq %" PRIu64 ": %s", broker,
+                     cpn_errname(e.code), e.ref_seq, e.reason);
+    } else {
+        log_debug("lease", "broker %zu says %s", broker, cpn_msg_name(env->type));
+    }
+}
+
+void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
+{
+    (void)self;
+    batch->n = 0;
+    batch->wrote = false;
+    batch->changed = false;
+}
+
+void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                       const uint8_t *frame, size_t len)
+{
+    cpn_env_t env;
+    const peer_broker_cfg_t *bcfg = &self->cfg->brokers[broker];
+    int r;
+    if (batch->n >= PEER_BATCH_MAX) {
+        s_count(self, CPN_E_BUSY, NULL, "frame", "batch full");
+        return;
+    }
+    if ((r = cpn_env_parse(frame, len, &cpn_limits_default, &env)) != CPN_OK) {
+        s_count(self, r, NULL, "frame", bcfg->endpoint);
+        return;
+    }
+    size_t i = 0, n = sizeof s_dispatch / sizeof s_dispatch[0];
+    while (i < n && s_dispatch[i].type != env.type)
+        i++;
+    if (i == n) {
+        s_count(self, CPN_E_ROLE, env.from, cpn_msg_name(env.type), "not for a peer");
+        return;
+    }
+    bool from_broker = s_dispatch[i].signer == S_FROM_BROKER;
+    /* A broker's own messages must be signed by the key configured for this connection;
+     * tenant messages it relays carry the tenant's key. */
+    if (from_broker && sodium_memcmp(env.from, bcfg->key, CPN_PK_LEN) != 0) {
+        s_count(self, CPN_E_UNTRUSTED, env.from, cpn_msg_name(env.type),
+                "not this connection's broker key");
+        return;
+    }
+    if ((r = cpn_env_verify(&env)) != CPN_OK) {
+        s_count(self, r, env.from, cpn_msg_name(env.type), NULL);
+        return;
+    }
+    if (!from_broker && !peer_config_tenant_ok(self->cfg, env.from)) {
+        s_refuse(self, batch, broker, &env, "", CPN_E_TENANT_REFUSED,
+                 "tenant not accepted by this peer");
+        return;
+    }
+    r = cpn_replay_check(from_broker ? self->replay_brokers : self->replay_tenants, env.from,
+                         env.seq, env.ts_ms, cpn_now_ms());
+    if (r != CPN_OK) {
+        s_count(self, r, env.from, cpn_msg_name(env.type), NULL);
+        return;
+    }
+    s_dispatch[i].fn(self, batch, broker, &env);
+}
+
+int peer_lease_batch_end(peer_lease_t *self, peer_batch_t *batch)
+{
+    if (!batch->wrote)
+        return CPN_OK;
+    batch->wrote = false;
+    int r = peer_store_commit(self->store);
+    if (r == CPN_OK) {
+        peer_sender_commit(self->sender);
+        return CPN_OK;
+    }
+    /* Nothing of this batch is durable: no LEASE may go out. */
+    peer_sender_rollback(self->sender);
+    log_error("lease", "commit failed: refusing the batch's %zu replies' grants", batch->n);
+    for (size_t i = 0; i < batch->n; i++) {
+        peer_reply_t *rep = &batch->replies[i];
+        if (!rep->lease)
+            continue;
+        cpn_nack_t nack;
+        memset(&nack, 0, sizeof nack);
+        snprintf(nack.ref, sizeof nack.ref, "%s", rep->ref);
+        nack.ref_seq = rep->ref_seq;
+        nack.code = CPN_E_DB;
+        snprintf(nack.reason, sizeof nack.reason, "%s", "the peer could not record the lease");
+        free(rep->frame);
+        rep->frame = NULL;
+        rep->len = 0;
+        rep->lease = false;
+        if (peer_sender_build(self->sender, CPN_MSG_NACK, &nack, &rep->frame, &rep->len) !=
+            CPN_OK)
+            rep->frame = NULL; /* not sent */
+        s_count(self, CPN_E_DB, NULL, "LEASE", rep->ref);
+    }
+    if (peer_lease_recount(self) != CPN_OK)
+        log_error("lease", "cannot recount the inventory");
+    return r;
+}
+
+void peer_batch_clear(peer_batch_t *batch)
+{
+    for (size_t i = 0; i < batch->n; i++) {
+        free(batch->replies[i].frame);
+        batch->replies[i].frame = NULL;
+    }
+    batch->n = 0;
+}
+
+static int s_add_used(const char *package, uint64_t units, void *arg)
+{
+    peer_lease_t *self = arg;
+    if (peer_inventory_add_used(self->inv, package, units) != CPN_OK)
+        log_warn("lease", "active leases on package %s, which is no longer configured",
+                 package);
+    return 0;
+}
+
+int peer_lease_recount(peer_lease_t *self)
+{
+    peer_inventory_clear(self->inv);
+    return peer_store_used(self->store, s_add_used, self);
+}
+
+int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n)
+{
+    size_t k = 0;
+    int r = peer_store_expire(self->store, now_ms, &k);
+    if (r == CPN_OK && k > 0) {
+        self->stats.expired += k;
+        log_info("lease", "%zu lease(s) expired", k);
+        r = peer_lease_recount(self);
+    }
+    if (n)
+        *n = k;
+    return r;
+}
+
+uint64_t peer_lease_refused(const peer_lease_t *self, int code)
+{
+    unsigned slot = code < 0 && -code < PEER_ERR_SLOTS ? (unsigned)-code : 0;
+    return self->refused[slot];
+}
+
+uint64_t peer_lease_refused_total(const peer_lease_t *self)
+{
+    return self->refused_total;
+}
+
+void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out)
+{
+    *out = self->stats;
+}

@@ -1,0 +1,193 @@
+/* main.c - cpn-peer: arguments, signals, then the daemon. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "advertise.h"
+#include "config.h"
+#include "daemon.h"
+#include "discover.h"
+#include "identity.h"
+#include "lease.h"
+#include "log.h"
+#include "sender.h"
+#include "store.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0"
+#endif
+
+static volatile sig_atomic_t s_stop;
+
+static void s_on_signal(int sig)
+{
+    (void)sig;
+    s_stop = 1;
+}
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cpn-peer --config FILE       run the peer daemon\n"
+            "       cpn-peer --config FILE --check   validate the configuration and exit\n"
+            "       cpn-peer --discover          print a package skeleton for this host\n"
+            "       cpn-peer --help | --version\n"
+            "\n"
+            "A data centre's side of cpn: advertises the packages in FILE to its brokers,\n"
+            "grants leases on CLAIMs (signed by a configured broker, embedding a request\n"
+            "signed by an accepted tenant), keeps them in SQLite and ends them at their end\n"
+            "time, whether or not any broker is reachable. See cpn-peer(8), docs/POLICY.md.\n"
+            "\n"
+            "options:\n"
+            "  -c, --config FILE   the peer configuration (YAML); relative paths in it are\n"
+            "                      relative to its directory\n"
+            "  -C, --check         validate FILE (and load its key); errors as\n"
+            "                      file:line:column: key: message; exit 1 on any error\n"
+            "  -d, --discover      cores, memory, disks and NVIDIA GPUs of this host as YAML\n"
+            "  -h, --help          this text\n"
+            "  -V, --version       the version\n"
+            "\n"
+            "limits:\n"
+            "  batch               up to %d messages decided per commit (group commit);\n"
+            "                      no LEASE is sent before its commit\n"
+            "  advertisements      at start, on every (re)connection, every `refresh`\n"
+            "                      (default %ds, ttl %d x refresh) and on free-capacity\n"
+            "                      changes, at most one per %d ms\n"
+            "  reconnect           every %d ms, backing off to %d ms\n"
+            "  brokers             at most %d; tenants list at most %d keys\n"
+            "  sequence numbers    a ceiling %llu above the last one used is stored\n"
+            "                      before use, so a restart continues above it\n"
+            "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
+            "  shutdown            SIGTERM/SIGINT: WITHDRAW to every broker (waits at most\n"
+            "                      %d ms to deliver), exit 0. SIGHUP is ignored: restart\n"
+            "                      to change the configuration (leases survive restarts)\n"
+            "\n"
+            "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
+            "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
+            PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
+            PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_BROKERS_MAX, PEER_TENANTS_MAX,
+            (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, PEER_WITHDRAW_LINGER_MS);
+}
+
+/* Load the configuration, printing every error. NULL on failure. */
+static peer_config_t *s_load(const char *path)
+{
+    peer_config_t *cfg = NULL;
+    yconf_t *doc = NULL;
+    int r = peer_config_load(path, &cfg, &doc);
+    if (r != CPN_OK) {
+        if (doc && yconf_error_count(doc) > 0)
+            yconf_print_errors(doc, stderr);
+        else
+            fprintf(stderr, "%s: %s\n", path, cpn_strerror(r));
+    }
+    yconf_destroy(&doc);
+    return cfg;
+}
+
+static int s_check(const char *path)
+{
+    peer_config_t *cfg = s_load(path);
+    if (!cfg)
+        return 1;
+    cpn_identity_t *id = NULL;
+    int r = cpn_identity_load(cfg->key_path, &id);
+    if (r != CPN_OK)
+        fprintf(stderr, "%s: key: %s: %s\n", path, cfg->key_path, cpn_strerror(r));
+    else
+        printf("%s: ok (%zu packages, %zu brokers)\n", path, cfg->n_packages, cfg->n_brokers);
+    cpn_identity_destroy(&id);
+    peer_config_destroy(&cfg);
+    return r == CPN_OK ? 0 : 1;
+}
+
+static int s_discover(void)
+{
+    discover_host_t host;
+    char hostname[256] = "";
+    if (gethostname(hostname, sizeof hostname - 1) != 0)
+        hostname[0] = '\0';
+    discover_host(&host);
+    discover_print(&host, hostname, stdout);
+    return 0;
+}
+
+static int s_run(const char *path)
+{
+    peer_config_t *cfg = s_load(path);
+    if (!cfg)
+        return 1;
+    if (cfg->log_level[0])
+        cpn_log_set_level((cpn_log_level_t)cpn_log_level_parse(cfg->log_level));
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal; /* no SA_RESTART: zmq_poll returns at once */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    peer_daemon_t *d = NULL;
+    if (peer_daemon_new(&cfg, &d) != CPN_OK) {
+        peer_config_destroy(&cfg);
+        return 1;
+    }
+    int r = peer_daemon_run(d, &s_stop);
+    peer_daemon_destroy(&d);
+    return r == CPN_OK ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
+        {"discover", no_argument, NULL, 'd'},     {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    int check = 0, discover = 0, c;
+    cpn_log_set_ident("cpn-peer");
+    while ((c = getopt_long(argc, argv, "c:CdhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'C':
+            check = 1;
+            break;
+        case 'd':
+            discover = 1;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        case 'V':
+            printf("cpn-peer %s\n", PACKAGE_VERSION);
+            return 0;
+        default:
+            s_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cpn-peer: unexpected argument: %s\n", argv[optind]);
+        return 2;
+    }
+    if (discover)
+        return s_discover();
+    if (!config) {
+        fprintf(stderr, "cpn-peer: --config FILE is required\n");
+        s_usage(stderr);
+        return 2;
+    }
+    if (cpn_crypto_init() != CPN_OK) {
+        fprintf(stderr, "cpn-peer: cannot initialise libsodium\n");
+        return 1;
+    }
+    return check ? s_check(config) : s_run(config);
+}

@@ -1,0 +1,363 @@
+/* config.c - peer.yaml bound by tables (yconf), with paths resolved against its directory. */
+#include "config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "units.h"
+
+/* What the custom binders need beyond their destination. */
+typedef struct {
+    char dir[PEER_PATH_MAX]; /* directory of the configuration file, "" for the cwd */
+    const char *default_region;
+} s_ctx_t;
+
+/* Resolve a relative path against the configuration's directory. */
+static int s_resolve(const s_ctx_t *ctx, const char *path, char *out, size_t cap)
+{
+    int n;
+    if (path[0] == '/' || ctx->dir[0] == '\0')
+        n = snprintf(out, cap, "%s", path);
+    else
+        n = snprintf(out, cap, "%s/%s", ctx->dir, path);
+    return n < 0 || (size_t)n >= cap ? CPN_E_TOO_BIG : CPN_OK;
+}
+
+static int s_scalar(yconf_t *doc, const ynode_t *node, const char *path, const char *what)
+{
+    if (!node || node->kind != YNODE_SCALAR || !node->value) {
+        yconf_error(doc, node, path, "expected %s", what);
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
+/* A public key: its text, or a .pub file (relative to the configuration's directory). */
+static int s_key(yconf_t *doc, const ynode_t *node, const char *path, const s_ctx_t *ctx,
+                 uint8_t pk[CPN_PK_LEN])
+{
+    char file[PEER_PATH_MAX];
+    if (s_scalar(doc, node, path, "a public key or a .pub file") != CPN_OK)
+        return CPN_E_CONFIG;
+    if (cpn_pk_from_text(node->value, pk) == CPN_OK)
+        return CPN_OK;
+    if (s_resolve(ctx, node->value, file, sizeof file) == CPN_OK &&
+        cpn_pk_load(file, pk) == CPN_OK)
+        return CPN_OK;
+    yconf_error(doc, node, path, "not a public key (43 base64url characters) nor a readable "
+                                 ".pub file: %s", node->value);
+    return CPN_E_CONFIG;
+}
+
+/* A path to a file of ours (key, database), resolved. */
+static int s_path(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    if (s_scalar(doc, node, path, "a path") != CPN_OK)
+        return CPN_E_CONFIG;
+    if (node->value[0] == '\0' || s_resolve(arg, node->value, dst, PEER_PATH_MAX) != CPN_OK) {
+        yconf_error(doc, node, path, "expected a path of at most %d bytes", PEER_PATH_MAX - 1);
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
+static int s_broker_key(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                        void *arg)
+{
+    return s_key(doc, node, path, arg, dst);
+}
+
+static int s_brokers(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    peer_config_t *cfg = dst;
+    const yfield_t fields[] = {
+        {.key = "endpoint", .kind = YF_STR, .off = offsetof(peer_broker_cfg_t, endpoint),
+         .size = sizeof cfg->brokers[0].endpoint, .required = true},
+        {.key = "key", .kind = YF_CUSTOM, .off = offsetof(peer_broker_cfg_t, key),
+         .required = true, .custom = s_broker_key, .arg = arg},
+        {.key = "curve", .kind = YF_BOOL, .off = offsetof(peer_broker_cfg_t, curve)},
+    };
+    if (!node || node->kind != YNODE_SEQ || node->n == 0) {
+        yconf_error(doc, node, path, "expected a list of brokers");
+        return CPN_E_CONFIG;
+    }
+    if (node->n > PEER_BROKERS_MAX) {
+        yconf_error(doc, node, path, "at most %d brokers", PEER_BROKERS_MAX);
+        return CPN_E_CONFIG;
+    }
+    int r = CPN_OK;
+    for (size_t i = 0; i < node->n; i++) {
+        char ipath[256];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        peer_broker_cfg_t *b = &cfg->brokers[i];
+        memset(b, 0, sizeof *b);
+        if (!node->items[i] || node->items[i]->kind != YNODE_MAP) {
+            yconf_error(doc, node->items[i], ipath, "expected a map");
+            r = CPN_E_CONFIG;
+            continue;
+        }
+        bool bound = yconf_bind(doc, node->items[i], ipath, fields,
+                                sizeof fields / sizeof fields[0], b) == CPN_OK;
+        if (!bound)
+            r = CPN_E_CONFIG;
+        if (b->endpoint[0] && strncmp(b->endpoint, "tcp://", 6) != 0 &&
+            strncmp(b->endpoint, "ipc://", 6) != 0) {
+            char epath[300];
+            snprintf(epath, sizeof epath, "%s.endpoint", ipath);
+            yconf_error(doc, yconf_get(node->items[i], "endpoint"), epath,
+                        "expected tcp://HOST:PORT or ipc://PATH");
+            r = CPN_E_CONFIG;
+        }
+        for (size_t j = 0; bound && j < i; j++)
+            if (sodium_memcmp(cfg->brokers[j].key, b->key, CPN_PK_LEN) == 0) {
+                yconf_error(doc, yconf_get(node->items[i], "key"), ipath,
+                            "key: same broker key as %s[%zu]", path, j);
+                r = CPN_E_CONFIG;
+            }
+    }
+    cfg->n_brokers = node->n;
+    return r;
+}
+
+static int s_tenants(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    peer_config_t *cfg = dst;
+    if (node && node->kind == YNODE_SCALAR && node->value && strcmp(node->value, "any") == 0) {
+        cfg->tenants_any = true;
+        return CPN_OK;
+    }
+    if (!node || node->kind != YNODE_SEQ) {
+        yconf_error(doc, node, path, "expected `any` or a list of tenant keys");
+        return CPN_E_CONFIG;
+    }
+    if (node->n > PEER_TENANTS_MAX) {
+        yconf_error(doc, node, path, "at most %d tenant keys", PEER_TENANTS_MAX);
+        return CPN_E_CONFIG;
+    }
+    cfg->tenants_any = false;
+    cfg->tenants = calloc(node->n ? node->n : 1, CPN_PK_LEN);
+    if (!cfg->tenants)
+        return CPN_E_NOMEM;
+    int r = CPN_OK;
+    for (size_t i = 0; i < node->n; i++) {
+        char ipath[256];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        if (s_key(doc, node->items[i], ipath, arg, cfg->tenants[i]) != CPN_OK)
+            r = CPN_E_CONFIG;
+    }
+    cfg->n_tenants = node->n;
+    return r;
+}
+
+/* One package: the resource model's keys (yconf_package_ex) plus our own `floor`. When
+ * the package names no region, the binder sees a shallow copy of the map with the
+ * configuration's default region added. */
+static int s_package(yconf_t *doc, const ynode_t *item, const char *path, const s_ctx_t *ctx,
+                     cpn_package_t *pkg, uint64_t *floor)
+{
+    static const char *const extra[] = {"floor", NULL};
+    int r = CPN_OK;
+    ynode_t copy = *item, region = {0};
+    const ynode_t *node = item;
+    *floor = 0;
+    const ynode_t *fl = yconf_get(item, "floor");
+    if (fl) {
+        char fpath[300];
+        snprintf(fpath, sizeof fpath, "%s.floor", path);
+        if (fl->kind != YNODE_SCALAR || !fl->value || cpn_parse_price(fl->value, floor) != CPN_OK) {
+            yconf_error(doc, fl, fpath, "expected a price such as \"150.0\"");
+            r = CPN_E_CONFIG;
+        }
+    }
+    if (!yconf_get(item, "region") && ctx->default_region && ctx->default_region[0]) {
+        size_t cap = item->n + 1;
+        copy.keys = calloc(cap, sizeof *copy.keys);
+        copy.key_line = calloc(cap, sizeof *copy.key_line);
+        copy.key_col = calloc(cap, sizeof *copy.key_col);
+        copy.items = calloc(cap, sizeof *copy.items);
+        node = &copy; /* freed at out */
+        if (!copy.keys || !copy.key_line || !copy.key_col || !copy.items) {
+            r = CPN_E_NOMEM;
+            goto out;
+        }
+        for (size_t k = 0; k < item->n; k++) {
+            copy.keys[k] = item->keys[k];
+            copy.key_line[k] = item->key_line ? item->key_line[k] : item->line;
+            copy.key_col[k] = item->key_col ? item->key_col[k] : item->col;
+            copy.items[k] = item->items[k];
+        }
+        region.kind = YNODE_SCALAR;
+        region.line = item->line;
+        region.col = item->col;
+        region.value = (char *)ctx->default_region;
+        copy.keys[item->n] = (char *)"region";
+        copy.key_line[item->n] = item->line;
+        copy.key_col[item->n] = item->col;
+        copy.items[item->n] = &region;
+        copy.n = item->n + 1;
+    }
+    if (yconf_package_ex(doc, node, path, pkg, extra) != CPN_OK)
+        r = CPN_E_CONFIG;
+    else if (r == CPN_OK && *floor > pkg->price) {
+        yconf_error(doc, fl, path,
+                    "floor: above the package's price (the floor is the lowest price the peer "
+                    "accepts)");
+        r = CPN_E_CONFIG;
+    }
+out:
+    if (node == &copy) {
+        free(copy.keys);
+        free(copy.key_line);
+        free(copy.key_col);
+        free(copy.items);
+    }
+    return r;
+}
+
+static int s_packages(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    peer_config_t *cfg = dst;
+    if (!node || node->kind != YNODE_SEQ || node->n == 0) {
+        yconf_error(doc, node, path, "expected a list of packages");
+        return CPN_E_CONFIG;
+    }
+    if (node->n > CPN_PACKAGES_MAX) {
+        yconf_error(doc, node, path, "at most %d packages", CPN_PACKAGES_MAX);
+        return CPN_E_CONFIG;
+    }
+    cfg->packages = calloc(node->n, sizeof *cfg->packages);
+    cfg->floors = calloc(node->n, sizeof *cfg->floors);
+    if (!cfg->packages || !cfg->floors)
+        return CPN_E_NOMEM;
+    int r = CPN_OK;
+    for (size_t i = 0; i < node->n; i++) {
+        char ipath[256];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        const ynode_t *item = node->items[i];
+        if (!item || item->kind != YNODE_MAP) {
+            yconf_error(doc, item, ipath, "expected a map");
+            r = CPN_E_CONFIG;
+            continue;
+        }
+        int pr = s_package(doc, item, ipath, arg, &cfg->packages[i], &cfg->floors[i]);
+        if (pr == CPN_E_NOMEM)
+            return pr;
+        if (pr != CPN_OK) {
+            r = CPN_E_CONFIG;
+            continue;
+        }
+        cfg->packages[i].free = cfg->packages[i].total;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(cfg->packages[j].id, cfg->packages[i].id) == 0) {
+                yconf_error(doc, yconf_get(item, "id"), ipath, "id: \"%s\" used twice",
+                            cfg->packages[i].id);
+                r = CPN_E_CONFIG;
+            }
+    }
+    cfg->n_packages = node->n;
+    return r;
+}
+
+int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
+{
+    int r;
+    yconf_t *doc = NULL;
+    s_ctx_t ctx = {0};
+    peer_config_t *cfg = calloc(1, sizeof *cfg);
+    *out = NULL;
+    if (doc_out)
+        *doc_out = NULL;
+    if (!cfg)
+        return CPN_E_NOMEM;
+    if (snprintf(cfg->path, sizeof cfg->path, "%s", path) >= (int)sizeof cfg->path) {
+        r = CPN_E_TOO_BIG;
+        goto out;
+    }
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(ctx.dir, sizeof ctx.dir, "%.*s", (int)(slash - path == 0 ? 1 : slash - path),
+                 path);
+    cfg->refresh_s = PEER_REFRESH_DEFAULT_S;
+    cfg->max_lease_s = PEER_MAX_LEASE_DEFAULT_S;
+    cfg->tenants_any = false;
+
+    if ((r = yconf_load_file(path, &doc)) != CPN_OK)
+        goto out;
+    const ynode_t *root = yconf_root(doc);
+    if (!root || root->kind != YNODE_MAP) {
+        yconf_error(doc, root, "", "expected a map of settings");
+        r = CPN_E_CONFIG;
+        goto out;
+    }
+    /* The default region is needed while binding packages, whatever the key order. */
+    const ynode_t *region = yconf_get(root, "region");
+    if (region && region->kind == YNODE_SCALAR)
+        ctx.default_region = region->value;
+
+    const yfield_t fields[] = {
+        {.key = "name", .kind = YF_STR, .off = offsetof(peer_config_t, name),
+         .size = sizeof cfg->name, .required = true, .min = 1},
+        {.key = "key", .kind = YF_CUSTOM, .off = offsetof(peer_config_t, key_path),
+         .required = true, .custom = s_path, .arg = &ctx},
+        {.key = "database", .kind = YF_CUSTOM, .off = offsetof(peer_config_t, database),
+         .required = true, .custom = s_path, .arg = &ctx},
+        {.key = "region", .kind = YF_STR, .off = offsetof(peer_config_t, region),
+         .size = sizeof cfg->region},
+        {.key = "log_level", .kind = YF_STR, .off = offsetof(peer_config_t, log_level),
+         .size = sizeof cfg->log_level},
+        {.key = "refresh", .kind = YF_DURATION, .off = offsetof(peer_config_t, refresh_s),
+         .min = PEER_REFRESH_MIN_S, .max = PEER_REFRESH_MAX_S},
+        {.key = "max_lease", .kind = YF_DURATION, .off = offsetof(peer_config_t, max_lease_s),
+         .min = 1, .max = PEER_MAX_LEASE_MAX_S},
+        {.key = "brokers", .kind = YF_CUSTOM, .off = 0, .required = true, .custom = s_brokers,
+         .arg = &ctx},
+        {.key = "tenants", .kind = YF_CUSTOM, .off = 0, .required = true, .custom = s_tenants,
+         .arg = &ctx},
+        {.key = "packages", .kind = YF_CUSTOM, .off = 0, .required = true,
+         .custom = s_packages, .arg = &ctx},
+    };
+    r = yconf_bind(doc, root, "", fields, sizeof fields / sizeof fields[0], cfg);
+    if (cfg->log_level[0] && cpn_log_level_parse(cfg->log_level) < 0) {
+        yconf_error(doc, yconf_get(root, "log_level"), "log_level",
+                    "expected debug, info, warn or error");
+        r = CPN_E_CONFIG;
+    }
+    if (r == CPN_OK && yconf_error_count(doc) > 0)
+        r = CPN_E_CONFIG;
+out:
+    if (r != CPN_OK)
+        peer_config_destroy(&cfg);
+    if (doc_out)
+        *doc_out = doc;
+    else
+        yconf_destroy(&doc);
+    *out = cfg;
+    return r;
+}
+
+void peer_config_destroy(peer_config_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_config_t *self = *self_p;
+    free(self->tenants);
+    free(self->packages);
+    free(self->floors);
+    free(self);
+    *self_p = NULL;
+}
+
+bool peer_config_tenant_ok(const peer_config_t *self, const uint8_t pk[CPN_PK_LEN])
+{
+    if (self->tenants_any)
+        return true;
+    for (size_t i = 0; i < self->n_tenants; i++)
+        if (sodium_memcmp(self->tenants[i], pk, CPN_PK_LEN) == 0)
+            return true;
+    return false;
+}

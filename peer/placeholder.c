@@ -1,3 +1,0 @@
-/* placeholder until the peer lands */
-int peer_placeholder(void);
-int peer_placeholder(void) { return 0; }

@@ -1,0 +1,104 @@
+/* store.h - the peer's durable state in SQLite: leases and a small key/value table.
+ *
+ * The database is the authority on what the peer has granted. It runs in WAL mode with
+ * synchronous=FULL, so a transaction that COMMIT returned for survives kill -9 and power
+ * loss; the daemon answers a claim only after its row committed. Writes are grouped: the
+ * caller opens one transaction per batch of messages (peer_store_begin), writes every
+ * grant into it and commits once.
+ *
+ * Tables:
+ *   leases(lease_id PK, tenant BLOB, request_id, package, units, price, start_ms, end_ms,
+ *          state, renewals, frame BLOB, UNIQUE(tenant, request_id))
+ *   meta(k PK, v)
+ * `frame` is the latest LEASE frame the peer signed for the lease, so an idempotent retry
+ * gets exactly the bytes it got before.
+ */
+#ifndef PEER_STORE_H
+#define PEER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "resource.h"
+
+/* How long a statement waits for a lock held by another connection (a tool reading the
+ * database) before failing with CPN_E_DB. */
+#define PEER_STORE_BUSY_MS 5000
+
+typedef enum {
+    PEER_LEASE_ACTIVE = 0,
+    PEER_LEASE_RELEASED,
+    PEER_LEASE_EXPIRED,
+} peer_lease_state_t;
+
+/* "active", "released", "expired". */
+const char *peer_lease_state_name(peer_lease_state_t s);
+/* Parse a state name; -1 if unknown. */
+int peer_lease_state_parse(const char *name);
+
+/* One lease row. `frame` is malloc'd by the store's getters; free with peer_lease_row_clear. */
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    uint8_t tenant[CPN_PK_LEN];
+    char request_id[CPN_NAME_MAX];
+    char package[CPN_NAME_MAX];
+    uint32_t units;
+    uint64_t price;
+    uint64_t start_ms;
+    uint64_t end_ms;
+    peer_lease_state_t state;
+    uint32_t renewals;
+    uint8_t *frame;
+    size_t frame_len;
+} peer_lease_row_t;
+
+void peer_lease_row_clear(peer_lease_row_t *row);
+
+typedef struct peer_store peer_store_t;
+
+/* Open (creating if needed) the database at path and set WAL, synchronous=FULL and the busy
+ * timeout. CPN_E_DB with a log line on failure. */
+int peer_store_open(const char *path, peer_store_t **out) CPN_WUR;
+/* Rolls back an open transaction, closes. Accepts NULL. */
+void peer_store_destroy(peer_store_t **self_p);
+
+/* Transactions: begin takes the write lock at once (BEGIN IMMEDIATE). */
+int peer_store_begin(peer_store_t *self) CPN_WUR;
+int peer_store_commit(peer_store_t *self) CPN_WUR;
+void peer_store_rollback(peer_store_t *self);
+bool peer_store_in_txn(const peer_store_t *self);
+
+/* Insert a new lease. CPN_E_CONFLICT if the lease id or (tenant, request id) exists. */
+int peer_store_insert(peer_store_t *self, const peer_lease_row_t *row) CPN_WUR;
+/* Update end, state, renewals and frame of an existing lease. CPN_E_NO_LEASE if none. */
+int peer_store_update(peer_store_t *self, const peer_lease_row_t *row) CPN_WUR;
+
+/* Look a lease up by id or by (tenant, request id). CPN_E_NO_LEASE if none; on CPN_OK the
+ * caller owns row->frame. */
+int peer_store_get(peer_store_t *self, const char *lease_id, peer_lease_row_t *row) CPN_WUR;
+int peer_store_get_by_request(peer_store_t *self, const uint8_t tenant[CPN_PK_LEN],
+                              const char *request_id, peer_lease_row_t *row) CPN_WUR;
+
+/* Mark every active lease with end_ms <= now_ms expired; *n (may be NULL) = how many. */
+int peer_store_expire(peer_store_t *self, uint64_t now_ms, size_t *n) CPN_WUR;
+/* Earliest end_ms of the active leases; *found false if there is none. */
+int peer_store_next_end(peer_store_t *self, uint64_t *end_ms, bool *found) CPN_WUR;
+
+/* Call fn(package, units, arg) once per package with active leases, with the sum of their
+ * units. A non-zero return from fn stops the walk and is returned. */
+int peer_store_used(peer_store_t *self, int (*fn)(const char *package, uint64_t units,
+                                                  void *arg),
+                    void *arg) CPN_WUR;
+
+/* Number of leases in a state (for status and tests). */
+int peer_store_count(peer_store_t *self, peer_lease_state_t state, uint64_t *n) CPN_WUR;
+
+/* meta table: unsigned integers by key. peer_store_meta_get sets *found false (and leaves
+ * *v) when the key is absent. */
+int peer_store_meta_get(peer_store_t *self, const char *k, uint64_t *v, bool *found) CPN_WUR;
+int peer_store_meta_set(peer_store_t *self, const char *k, uint64_t v) CPN_WUR;
+
+#endif
