@@ -2,7 +2,7 @@
 #ifndef PEER_ADVERTISE_H
 #define PEER_ADVERTISE_H
 
-#include "config.h"
+#include "peer_config.h"
 #include "inventory.h"
 #include "msg.h"
 

@@ -12,7 +12,7 @@
 
 #include <signal.h>
 
-#include "config.h"
+#include "peer_config.h"
 
 #define PEER_RECONNECT_MS 100
 #define PEER_RECONNECT_MAX_MS 5000

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "config.h"
+#include "peer_config.h"
 #include "inventory.h"
 #include "msg.h"
 #include "store.h"

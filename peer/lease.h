@@ -23,7 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "peer_config.h"
 #include "inventory.h"
 #include "replay.h"
 #include "sender.h"

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "advertise.h"
-#include "config.h"
+#include "peer_config.h"
 #include "daemon.h"
 #include "discover.h"
 #include "identity.h"

@@ -1,5 +1,5 @@
-/* config.c - peer.yaml bound by tables (yconf), with paths resolved against its directory. */
-#include "config.h"
+/* peer_config.c - peer.yaml bound by tables (yconf), paths resolved against its directory. */
+#include "peer_config.h"
 
 #include <stddef.h>
 #include <stdio.h>

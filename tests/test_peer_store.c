@@ -15,7 +15,7 @@
 #include <sqlite3.h>
 
 #include "clock.h"
-#include "config.h"
+#include "peer_config.h"
 #include "discover.h"
 #include "envelope.h"
 #include "grant.h"

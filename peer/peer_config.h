@@ -1,0 +1,65 @@
+/* peer_config.h - peer.yaml: who the peer is, what it sells, whom it talks to and accepts.
+ *
+ * Keys (docs/POLICY.md, section "cpn-peer configuration"): name, key, database, region,
+ * refresh, max_lease, log_level, brokers[] {endpoint, key, curve}, tenants (any | list of
+ * keys), packages[] (the resource model's package keys, plus `floor`). Relative paths (key,
+ * database, and key files named in brokers/tenants) are relative to the directory of the
+ * configuration file, so a configuration and its files can be moved together.
+ */
+#ifndef PEER_PEER_CONFIG_H
+#define PEER_PEER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "msg.h"
+#include "resource.h"
+#include "yconf.h"
+
+#define PEER_PATH_MAX 4096
+#define PEER_BROKERS_MAX 16     /* brokers one peer advertises to */
+#define PEER_TENANTS_MAX 4096   /* keys in an explicit tenants list */
+#define PEER_REFRESH_MIN_S 1
+#define PEER_REFRESH_MAX_S 3600
+#define PEER_REFRESH_DEFAULT_S 10
+#define PEER_MAX_LEASE_DEFAULT_S (7u * 24u * 3600u)
+#define PEER_MAX_LEASE_MAX_S (366u * 24u * 3600u)
+
+typedef struct {
+    char endpoint[CPN_ENDPOINT_MAX]; /* "tcp://host:port" */
+    uint8_t key[CPN_PK_LEN];         /* the broker's Ed25519 key: it must sign its CLAIMs */
+    bool curve;                      /* CURVE-encrypt the link (server key = `key`) */
+} peer_broker_cfg_t;
+
+typedef struct {
+    char path[PEER_PATH_MAX]; /* the configuration file, as given */
+    char name[CPN_NAME_MAX];
+    char key_path[PEER_PATH_MAX];  /* resolved against the config's directory */
+    char database[PEER_PATH_MAX];  /* resolved likewise */
+    char region[CPN_NAME_MAX];     /* default region of packages that name none */
+    char log_level[16];            /* "" = leave the default */
+    uint64_t refresh_s;            /* AD every refresh; ttl = 3 * refresh */
+    uint64_t max_lease_s;          /* longest lease, renewals included */
+    size_t n_brokers;
+    peer_broker_cfg_t brokers[PEER_BROKERS_MAX];
+    bool tenants_any;
+    size_t n_tenants;
+    uint8_t (*tenants)[CPN_PK_LEN]; /* malloc'd */
+    size_t n_packages;
+    cpn_package_t *packages; /* malloc'd; total set, free = total */
+    uint64_t *floors;        /* malloc'd; per package, thousandths per unit-hour */
+} peer_config_t;
+
+/* Load and validate. On CPN_OK *out is the caller's. On failure *out is NULL and, if
+ * *doc_out is not NULL, it holds every error found (yconf_print_errors); the caller
+ * destroys it. A file that cannot be read is reported in *doc_out when possible. */
+int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out) CPN_WUR;
+void peer_config_destroy(peer_config_t **self_p);
+
+/* Is this tenant key accepted? */
+bool peer_config_tenant_ok(const peer_config_t *self, const uint8_t pk[CPN_PK_LEN]);
+
+#endif
