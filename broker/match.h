@@ -65,7 +65,8 @@ int match_policy_validate(const match_policy_t *pol, const char **why) CPN_WUR;
 typedef struct {
     uint8_t peer[CPN_PK_LEN];
     char package[CPN_NAME_MAX];
-    uint32_t units; /* request's units; for a split request min(free, units still needed) */
+    uint32_t units; /* request's units; split: min(free, request's units) - take min(units,
+                       units still needed) */
     uint64_t price; /* per unit-hour, thousandths */
     uint32_t free;  /* free units the book shows */
     uint64_t rank;  /* the rank key (see above); lower is better */
@@ -76,7 +77,7 @@ typedef struct {
 typedef struct {
     cpn_constraint_t constraint;
     uint32_t excluded; /* offers that constraint excluded */
-    uint32_t total;    /* offers in the book (not expired) */
+    uint32_t total;    /* offers in the book */
 } match_fail_t;
 
 /* Find up to `max` candidates for `req`, best first, into out[0..*n).

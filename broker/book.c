@@ -1,0 +1,1098 @@
+/* book.c - the offer book: peers' latest ADs and the index the matcher walks.
+ *
+ * Why this shape. A linear scan of 100k offers costs ~150 us a request; the matcher's goal is
+ * p99 < 50 us with 1M packages. Offers are far from random: a federation sells a few hundred
+ * kinds of machine, replicated across many peers. So the index groups them twice:
+ *
+ *   class  (vendor, model, accelerator count, region, storage class, direct-or-relayed) - what
+ *          the matcher checks once per group (names, count, residency) and every ranking bonus
+ *          (preferred region, preferred vendor, direct peer), so the rank of an offer inside a
+ *          class depends on its price alone.
+ *   shape  inside a class, the numeric hardware (cores, memory, accelerator memory and TFLOPS,
+ *          storage size, fabric, egress): hundreds of identical copies of one machine type
+ *          collapse into one shape, checked once.
+ *   entry  one package (32 bytes) in its shape's array, sorted by (price, peer key, package
+ *          id) - the matcher's tie order - with a bitmap of entries that have free units, so
+ *          runs of sold-out entries are skipped 64 at a time.
+ *
+ * Shapes in a class and classes in `order` are kept sorted by their cheapest entry, so the
+ * matcher visits the cheapest groups first and stops as soon as no later group can beat the
+ * candidates it holds (match.c). Keeping the orders costs a memmove in one shape's array per
+ * changed package; a refreshed AD whose packages keep their shape and price (the common
+ * case) only rewrites free counts in place.
+ *
+ * Names (vendor, model, region, storage class) are interned case-folded and reference
+ * counted by classes; empty shapes and classes are released, so the index never holds more
+ * groups than there are packages. The book is bounded by max_offers packages (and as many
+ * peer entries). Nothing here allocates per match.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "book.h"
+#include "book_int.h"
+#include "log.h"
+
+#define S_HT_MIN 64u
+
+/* ---- small helpers ------------------------------------------------------------------- */
+
+static uint64_t s_mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static uint64_t s_hash_bytes(const void *p, size_t len)
+{
+    /* FNV-1a then a finaliser: the inputs are short names and a few integers. */
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ULL;
+    }
+    return s_mix(h);
+}
+
+static void s_fold(const char *in, char out[CPN_NAME_MAX])
+{
+    size_t i = 0;
+    for (; i < CPN_NAME_MAX - 1 && in[i] != '\0'; i++) {
+        char c = in[i];
+        out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    memset(out + i, 0, CPN_NAME_MAX - i);
+}
+
+static uint64_t s_key8(const uint8_t key[CPN_PK_LEN])
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | key[i];
+    return v;
+}
+
+static uint64_t s_mul_sat(uint64_t a, uint64_t b)
+{
+    if (a != 0 && b > UINT64_MAX / a)
+        return UINT64_MAX;
+    return a * b;
+}
+
+static bool s_zero(const uint8_t *k)
+{
+    if (k == NULL)
+        return true;
+    for (int i = 0; i < CPN_PK_LEN; i++)
+        if (k[i] != 0)
+            return false;
+    return true;
+}
+
+/* Grow *arr (elements of `size`) to hold at least `need`, doubling. */
+static int s_grow(void **arr, uint32_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return CPN_OK;
+    if (need > UINT32_MAX / 2)
+        return CPN_E_NOMEM;
+    size_t ncap = *cap ? *cap : 8;
+    while (ncap < need)
+        ncap *= 2;
+    if (ncap > SIZE_MAX / size)
+        return CPN_E_NOMEM;
+    void *p = realloc(*arr, ncap * size);
+    if (p == NULL)
+        return CPN_E_NOMEM;
+    *arr = p;
+    *cap = (uint32_t)ncap;
+    return CPN_OK;
+}
+
+/* ---- open-addressing hash of ids; equality is the caller's ------------------------------ */
+
+typedef bool (*s_eq_fn)(const book_t *b, uint32_t id, const void *key);
+
+static int s_ht_rehash(book_htab_t *t, size_t ncap)
+{
+    uint32_t *slot = calloc(ncap, sizeof *slot);
+    uint32_t *hash = calloc(ncap, sizeof *hash);
+    if (slot == NULL || hash == NULL) {
+        free(slot);
+        free(hash);
+        return CPN_E_NOMEM;
+    }
+    for (size_t i = 0; i < t->cap; i++) {
+        if (t->slot[i] == 0 || t->slot[i] == UINT32_MAX)
+            continue;
+        size_t j = t->hash[i] & (ncap - 1);
+        while (slot[j] != 0)
+            j = (j + 1) & (ncap - 1);
+        slot[j] = t->slot[i];
+        hash[j] = t->hash[i];
+    }
+    free(t->slot);
+    free(t->hash);
+    t->slot = slot;
+    t->hash = hash;
+    t->cap = ncap;
+    t->dead = 0;
+    return CPN_OK;
+}
+
+static uint32_t s_ht_find(const book_t *b, const book_htab_t *t, uint32_t h, s_eq_fn eq,
+                          const void *key)
+{
+    if (t->cap == 0)
+        return BOOK_NONE;
+    size_t i = h & (t->cap - 1);
+    while (t->slot[i] != 0) {
+        if (t->slot[i] != UINT32_MAX && t->hash[i] == h && eq(b, t->slot[i] - 1, key))
+            return t->slot[i] - 1;
+        i = (i + 1) & (t->cap - 1);
+    }
+    return BOOK_NONE;
+}
+
+/* Make room for one more id (call before s_ht_add, which then cannot fail). */
+static int s_ht_reserve(book_htab_t *t)
+{
+    if (t->cap == 0)
+        return s_ht_rehash(t, S_HT_MIN);
+    if ((t->used + t->dead + 1) * 4 >= t->cap * 3) {
+        size_t ncap = (t->used + 1) * 4 >= t->cap * 2 ? t->cap * 2 : t->cap;
+        return s_ht_rehash(t, ncap);
+    }
+    return CPN_OK;
+}
+
+static void s_ht_add(book_htab_t *t, uint32_t h, uint32_t id)
+{
+    size_t i = h & (t->cap - 1);
+    while (t->slot[i] != 0 && t->slot[i] != UINT32_MAX)
+        i = (i + 1) & (t->cap - 1);
+    if (t->slot[i] == UINT32_MAX)
+        t->dead--;
+    t->slot[i] = id + 1;
+    t->hash[i] = h;
+    t->used++;
+}
+
+static void s_ht_del(book_htab_t *t, uint32_t h, uint32_t id)
+{
+    if (t->cap == 0)
+        return;
+    size_t i = h & (t->cap - 1);
+    while (t->slot[i] != 0) {
+        if (t->slot[i] == id + 1) {
+            t->slot[i] = UINT32_MAX;
+            t->used--;
+            t->dead++;
+            return;
+        }
+        i = (i + 1) & (t->cap - 1);
+    }
+}
+
+static void s_ht_free(book_htab_t *t)
+{
+    free(t->slot);
+    free(t->hash);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- slot allocation: a free stack over a growing array ---------------------------------- */
+
+static int s_slot_alloc(void **arr, uint32_t *n, uint32_t *cap, uint32_t **freel,
+                        uint32_t *n_free, size_t size, uint32_t *id)
+{
+    if (*n_free > 0) {
+        *id = (*freel)[--*n_free];
+        return CPN_OK;
+    }
+    int r = s_grow(arr, cap, (size_t)*n + 1, size);
+    if (r != CPN_OK)
+        return r;
+    /* The free stack can hold every slot, so releasing never allocates. */
+    uint32_t fcap = *cap;
+    uint32_t *f = realloc(*freel, (size_t)fcap * sizeof *f);
+    if (f == NULL)
+        return CPN_E_NOMEM;
+    *freel = f;
+    *id = (*n)++;
+    memset((char *)*arr + (size_t)*id * size, 0, size);
+    return CPN_OK;
+}
+
+/* ---- interned names ---------------------------------------------------------------------- */
+
+static bool s_str_eq(const book_t *b, uint32_t id, const void *key)
+{
+    return memcmp(b->str[id], key, CPN_NAME_MAX) == 0;
+}
+
+uint32_t book__str_find(const book_t *self, const char *name)
+{
+    char f[CPN_NAME_MAX];
+    s_fold(name, f);
+    return s_ht_find(self, &self->str_ht, (uint32_t)s_hash_bytes(f, CPN_NAME_MAX), s_str_eq, f);
+}
+
+static int s_str_ref(book_t *b, const char *name, uint32_t *id)
+{
+    char f[CPN_NAME_MAX];
+    s_fold(name, f);
+    uint32_t h = (uint32_t)s_hash_bytes(f, CPN_NAME_MAX);
+    uint32_t i = s_ht_find(b, &b->str_ht, h, s_str_eq, f);
+    int r;
+    if (i == BOOK_NONE) {
+        if ((r = s_ht_reserve(&b->str_ht)) != CPN_OK)
+            return r;
+        uint32_t cap = b->cap_str;
+        if ((r = s_slot_alloc((void **)&b->str, &b->n_str, &b->cap_str, &b->str_free,
+                              &b->n_str_free, sizeof *b->str, &i)) != CPN_OK)
+            return r;
+        if (b->cap_str != cap) {
+            uint32_t *ref = realloc(b->str_ref, (size_t)b->cap_str * sizeof *ref);
+            if (ref == NULL) {
+                b->str_free[b->n_str_free++] = i;
+                return CPN_E_NOMEM;
+            }
+            b->str_ref = ref;
+        }
+        memcpy(b->str[i], f, CPN_NAME_MAX);
+        b->str_ref[i] = 0;
+        s_ht_add(&b->str_ht, h, i);
+    }
+    b->str_ref[i]++;
+    *id = i;
+    return CPN_OK;
+}
+
+static void s_str_unref(book_t *b, uint32_t id)
+{
+    if (--b->str_ref[id] > 0)
+        return;
+    s_ht_del(&b->str_ht, (uint32_t)s_hash_bytes(b->str[id], CPN_NAME_MAX), id);
+    b->str[id][0] = '\0';
+    b->str_free[b->n_str_free++] = id;
+}
+
+/* ---- classes ------------------------------------------------------------------------------ */
+
+typedef struct {
+    uint32_t vendor, model, region, sclass, count;
+    bool local;
+} s_ckey_t;
+
+static uint32_t s_ckey_hash(const s_ckey_t *k)
+{
+    uint64_t h = s_mix(((uint64_t)k->vendor << 32) ^ k->model);
+    h = s_mix(h ^ (((uint64_t)k->region << 32) | k->sclass));
+    h = s_mix(h ^ (((uint64_t)k->count << 1) | (k->local ? 1u : 0u)));
+    return (uint32_t)h;
+}
+
+static bool s_cls_eq(const book_t *b, uint32_t id, const void *key)
+{
+    const s_ckey_t *k = key;
+    const book_class_t *c = &b->cls[id];
+    return c->vendor == k->vendor && c->model == k->model && c->region == k->region &&
+           c->sclass == k->sclass && c->count == k->count && c->local == k->local;
+}
+
+/* Class order: cheapest entry, then id (a total order, so positions are stable). */
+static bool s_cls_less(const book_t *b, uint32_t x, uint32_t y)
+{
+    uint64_t px = book__class_min(b, &b->cls[x]), py = book__class_min(b, &b->cls[y]);
+    return px < py || (px == py && x < y);
+}
+
+static void s_order_fix(book_t *b, uint32_t c)
+{
+    uint32_t pos = b->cls[c].pos;
+    while (pos > 0 && s_cls_less(b, c, b->order[pos - 1])) {
+        b->order[pos] = b->order[pos - 1];
+        b->cls[b->order[pos]].pos = pos;
+        pos--;
+    }
+    while (pos + 1 < b->n_order && s_cls_less(b, b->order[pos + 1], c)) {
+        b->order[pos] = b->order[pos + 1];
+        b->cls[b->order[pos]].pos = pos;
+        pos++;
+    }
+    b->order[pos] = c;
+    b->cls[c].pos = pos;
+}
+
+static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *out)
+{
+    s_ckey_t k = {.count = p->accel.count, .local = local};
+    uint32_t ids[4] = {BOOK_NONE, BOOK_NONE, BOOK_NONE, BOOK_NONE};
+    const char *names[4] = {p->accel.vendor, p->accel.model, p->region, p->storage_class};
+    int r = CPN_OK;
+    uint32_t id;
+
+    for (int i = 0; i < 4; i++)
+        if ((r = s_str_ref(b, names[i], &ids[i])) != CPN_OK)
+            goto out;
+    k.vendor = ids[0];
+    k.model = ids[1];
+    k.region = ids[2];
+    k.sclass = ids[3];
+    uint32_t h = s_ckey_hash(&k);
+    id = s_ht_find(b, &b->cls_ht, h, s_cls_eq, &k);
+    if (id != BOOK_NONE) {
+        *out = id;
+        goto out; /* the class already holds its references */
+    }
+    uint32_t cap = b->cap_cls;
+    if ((r = s_ht_reserve(&b->cls_ht)) != CPN_OK ||
+        (r = s_slot_alloc((void **)&b->cls, &b->n_cls, &b->cap_cls, &b->cls_free,
+                          &b->n_cls_free, sizeof *b->cls, &id)) != CPN_OK)
+        goto out;
+    if (b->cap_cls != cap) {
+        /* `order` can hold every class, so listing one never allocates. */
+        uint32_t *o = realloc(b->order, (size_t)b->cap_cls * sizeof *o);
+        if (o == NULL) {
+            b->cls_free[b->n_cls_free++] = id;
+            r = CPN_E_NOMEM;
+            goto out;
+        }
+        b->order = o;
+    }
+    book_class_t *c = &b->cls[id];
+    memset(c, 0, sizeof *c);
+    c->vendor = k.vendor;
+    c->model = k.model;
+    c->region = k.region;
+    c->sclass = k.sclass;
+    c->count = k.count;
+    c->local = k.local;
+    c->used = true;
+    c->pos = BOOK_NONE;
+    s_ht_add(&b->cls_ht, h, id);
+    b->n_cls_live++;
+    *out = id;
+    return CPN_OK; /* keeps the four references */
+out:
+    for (int i = 0; i < 4; i++)
+        if (ids[i] != BOOK_NONE)
+            s_str_unref(b, ids[i]);
+    return r;
+}
+
+static void s_cls_release(book_t *b, uint32_t id)
+{
+    book_class_t *c = &b->cls[id];
+    s_ckey_t k = {c->vendor, c->model, c->region, c->sclass, c->count, c->local};
+    s_ht_del(&b->cls_ht, s_ckey_hash(&k), id);
+    s_str_unref(b, c->vendor);
+    s_str_unref(b, c->model);
+    s_str_unref(b, c->region);
+    s_str_unref(b, c->sclass);
+    free(c->shapes);
+    memset(c, 0, sizeof *c);
+    b->cls_free[b->n_cls_free++] = id;
+    b->n_cls_live--;
+}
+
+/* ---- shapes ------------------------------------------------------------------------------- */
+
+typedef struct {
+    uint32_t cls, cores, bf16_each;
+    uint64_t mem_bytes, accel_mem_each, storage_bytes, fabric_bps, egress_bps;
+} s_skey_t;
+
+static uint32_t s_skey_hash(const s_skey_t *k)
+{
+    uint64_t h = s_mix(((uint64_t)k->cls << 32) ^ k->cores);
+    h = s_mix(h ^ k->mem_bytes ^ ((uint64_t)k->bf16_each << 40));
+    h = s_mix(h ^ k->accel_mem_each);
+    h = s_mix(h ^ k->storage_bytes);
+    h = s_mix(h ^ k->fabric_bps);
+    h = s_mix(h ^ k->egress_bps);
+    return (uint32_t)h;
+}
+
+static bool s_shp_eq(const book_t *b, uint32_t id, const void *key)
+{
+    const s_skey_t *k = key;
+    const book_shape_t *s = &b->shp[id];
+    return s->cls == k->cls && s->cores == k->cores && s->bf16_each == k->bf16_each &&
+           s->mem_bytes == k->mem_bytes && s->accel_mem_each == k->accel_mem_each &&
+           s->storage_bytes == k->storage_bytes && s->fabric_bps == k->fabric_bps &&
+           s->egress_bps == k->egress_bps;
+}
+
+static void s_skey(uint32_t cls, const cpn_package_t *p, s_skey_t *k)
+{
+    memset(k, 0, sizeof *k);
+    k->cls = cls;
+    k->cores = p->cores;
+    k->bf16_each = p->accel.bf16_tflops;
+    k->mem_bytes = p->mem_bytes;
+    k->accel_mem_each = p->accel.mem_bytes;
+    k->storage_bytes = p->storage_bytes;
+    k->fabric_bps = p->fabric_bps;
+    k->egress_bps = p->egress_bps;
+}
+
+static bool s_shp_less(const book_t *b, uint32_t x, uint32_t y)
+{
+    uint64_t px = book__shape_min(&b->shp[x]), py = book__shape_min(&b->shp[y]);
+    return px < py || (px == py && x < y);
+}
+
+/* Restore the order of a listed shape in its class, then of the class in `order`. */
+static void s_shape_fix(book_t *b, uint32_t s)
+{
+    book_class_t *c = &b->cls[b->shp[s].cls];
+    uint32_t pos = b->shp[s].pos;
+    while (pos > 0 && s_shp_less(b, s, c->shapes[pos - 1])) {
+        c->shapes[pos] = c->shapes[pos - 1];
+        b->shp[c->shapes[pos]].pos = pos;
+        pos--;
+    }
+    while (pos + 1 < c->n_shapes && s_shp_less(b, c->shapes[pos + 1], s)) {
+        c->shapes[pos] = c->shapes[pos + 1];
+        b->shp[c->shapes[pos]].pos = pos;
+        pos++;
+    }
+    c->shapes[pos] = s;
+    b->shp[s].pos = pos;
+    s_order_fix(b, b->shp[s].cls);
+}
+
+/* Find or create the shape of package p (class included); reserve room for one more entry. */
+static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *out)
+{
+    uint32_t cls = BOOK_NONE, id = BOOK_NONE;
+    s_skey_t k;
+    int r;
+
+    if ((r = s_cls_get(b, p, local, &cls)) != CPN_OK)
+        return r;
+    s_skey(cls, p, &k);
+    uint32_t h = s_skey_hash(&k);
+    id = s_ht_find(b, &b->shp_ht, h, s_shp_eq, &k);
+    if (id == BOOK_NONE) {
+        book_class_t *c = &b->cls[cls];
+        if ((r = s_ht_reserve(&b->shp_ht)) != CPN_OK ||
+            (r = s_grow((void **)&c->shapes, &c->cap_shapes, (size_t)c->n_owned + 1,
+                        sizeof *c->shapes)) != CPN_OK ||
+            (r = s_slot_alloc((void **)&b->shp, &b->n_shp, &b->cap_shp, &b->shp_free,
+                              &b->n_shp_free, sizeof *b->shp, &id)) != CPN_OK)
+            goto fail_cls;
+        book_shape_t *s = &b->shp[id];
+        memset(s, 0, sizeof *s);
+        s->cls = cls;
+        s->pos = BOOK_NONE;
+        s->used = true;
+        s->cores = k.cores;
+        s->mem_bytes = k.mem_bytes;
+        s->accel_mem_each = k.accel_mem_each;
+        s->bf16_each = k.bf16_each;
+        s->tflops = s_mul_sat(c->count, k.bf16_each);
+        s->accel_mem = s_mul_sat(c->count, k.accel_mem_each);
+        s->storage_bytes = k.storage_bytes;
+        s->fabric_bps = k.fabric_bps;
+        s->egress_bps = k.egress_bps;
+        s_ht_add(&b->shp_ht, h, id);
+        c->n_owned++;
+        b->n_shp_live++;
+    }
+    book_shape_t *s = &b->shp[id];
+    size_t need = (size_t)s->n + s->pending + 1;
+    uint32_t cap = s->cap;
+    if ((r = s_grow((void **)&s->ents, &s->cap, need, sizeof *s->ents)) != CPN_OK)
+        goto fail_shape;
+    if (s->cap != cap) {
+        size_t words = ((size_t)s->cap + 63) / 64;
+        uint64_t *m = realloc(s->mask, words * sizeof *m);
+        if (m == NULL) {
+            r = CPN_E_NOMEM;
+            goto fail_shape;
+        }
+        size_t old = ((size_t)cap + 63) / 64;
+        memset(m + old, 0, (words - old) * sizeof *m);
+        s->mask = m;
+    }
+    s->pending++;
+    *out = id;
+    return CPN_OK;
+fail_shape:
+    /* The shape stays (maybe empty); the caller's clean-up releases empty shapes. */
+    *out = id;
+    return r;
+fail_cls:
+    if (b->cls[cls].n_owned == 0)
+        s_cls_release(b, cls);
+    return r;
+}
+
+/* Release a shape with no entries (and its class if that was its last shape). */
+static void s_shape_gc(book_t *b, uint32_t id)
+{
+    book_shape_t *s = &b->shp[id];
+    if (!s->used || s->n > 0 || s->pending > 0)
+        return;
+    s_skey_t k = {.cls = s->cls, .cores = s->cores, .bf16_each = s->bf16_each,
+                  .mem_bytes = s->mem_bytes, .accel_mem_each = s->accel_mem_each,
+                  .storage_bytes = s->storage_bytes, .fabric_bps = s->fabric_bps,
+                  .egress_bps = s->egress_bps};
+    uint32_t cls = s->cls;
+    s_ht_del(&b->shp_ht, s_skey_hash(&k), id);
+    free(s->ents);
+    free(s->mask);
+    memset(s, 0, sizeof *s);
+    b->shp_free[b->n_shp_free++] = id;
+    b->n_shp_live--;
+    if (--b->cls[cls].n_owned == 0)
+        s_cls_release(b, cls);
+}
+
+/* ---- entries: sorted arrays with a free bitmap --------------------------------------------- */
+
+int book__ent_cmp(const book_t *self, const book_ent_t *a, const book_ent_t *b)
+{
+    if (a->price != b->price)
+        return a->price < b->price ? -1 : 1;
+    if (a->key8 != b->key8)
+        return a->key8 < b->key8 ? -1 : 1;
+    if (a->peer != b->peer) {
+        int c = memcmp(self->peers[a->peer].pub.key, self->peers[b->peer].pub.key, CPN_PK_LEN);
+        if (c != 0)
+            return c;
+    }
+    if (a->pkg == b->pkg)
+        return 0;
+    int c = strcmp(self->peers[a->peer].pkgs[a->pkg].id, self->peers[b->peer].pkgs[b->pkg].id);
+    return c != 0 ? c : (a->pkg < b->pkg ? -1 : 1);
+}
+
+/* First index whose entry is not less than e. */
+static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t *e)
+{
+    uint32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (book__ent_cmp(b, &s->ents[mid], e) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static inline bool s_bit(const uint64_t *m, uint32_t i)
+{
+    return (m[i >> 6] >> (i & 63)) & 1u;
+}
+
+static inline void s_setbit(uint64_t *m, uint32_t i, bool on)
+{
+    if (on)
+        m[i >> 6] |= (uint64_t)1 << (i & 63);
+    else
+        m[i >> 6] &= ~((uint64_t)1 << (i & 63));
+}
+
+/* Bits [pos, n) move up by one; bit pos becomes `on`. The bitmap has room for n + 1 bits. */
+static void s_mask_insert(uint64_t *m, uint32_t n, uint32_t pos, bool on)
+{
+    uint32_t w = pos >> 6, last = n >> 6; /* word of the new last bit */
+    uint64_t carry = 0;
+    for (uint32_t i = w; i <= last; i++) {
+        uint64_t v = m[i];
+        uint64_t out = v >> 63;
+        if (i == w) {
+            uint32_t off = pos & 63;
+            uint64_t low = off ? (v & (((uint64_t)1 << off) - 1)) : 0;
+            uint64_t high = v & ~(off ? (((uint64_t)1 << off) - 1) : 0);
+            v = low | (high << 1) | ((uint64_t)(on ? 1 : 0) << off);
+        } else {
+            v = (v << 1) | carry;
+        }
+        m[i] = v;
+        carry = out;
+    }
+}
+
+/* Bit pos leaves; bits (pos, n) move down by one; bit n - 1 clears. */
+static void s_mask_remove(uint64_t *m, uint32_t n, uint32_t pos)
+{
+    uint32_t w = pos >> 6, last = (n - 1) >> 6;
+    for (uint32_t i = w; i <= last; i++) {
+        uint64_t v = m[i];
+        uint64_t next = (i + 1 <= last) ? (m[i + 1] & 1u) : 0;
+        if (i == w) {
+            uint32_t off = pos & 63;
+            uint64_t lowmask = off ? (((uint64_t)1 << off) - 1) : 0;
+            uint64_t low = v & lowmask;
+            uint64_t high = (off == 63) ? 0 : ((v >> (off + 1)) << off);
+            v = low | high;
+        } else {
+            v >>= 1;
+        }
+        m[i] = v | (next << 63);
+    }
+    s_setbit(m, n - 1, false);
+}
+
+static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    uint32_t pos = s_lower(b, s, e);
+    bool was_empty = s->n == 0;
+    memmove(&s->ents[pos + 1], &s->ents[pos], (size_t)(s->n - pos) * sizeof *s->ents);
+    s->ents[pos] = *e;
+    s_mask_insert(s->mask, s->n, pos, e->free > 0);
+    s->n++;
+    s->pending--;
+    c->n_ents++;
+    if (e->free > 0) {
+        s->n_free++;
+        c->n_free++;
+    }
+    if (was_empty) {
+        if (c->n_shapes == 0) {
+            c->pos = b->n_order;
+            b->order[b->n_order++] = s->cls;
+        }
+        s->pos = c->n_shapes;
+        c->shapes[c->n_shapes++] = sid;
+    }
+    if (was_empty || pos == 0)
+        s_shape_fix(b, sid);
+}
+
+static void s_unlist_shape(book_t *b, uint32_t sid)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    for (uint32_t i = s->pos; i + 1 < c->n_shapes; i++) {
+        c->shapes[i] = c->shapes[i + 1];
+        b->shp[c->shapes[i]].pos = i;
+    }
+    c->n_shapes--;
+    s->pos = BOOK_NONE;
+    if (c->n_shapes == 0) {
+        for (uint32_t i = c->pos; i + 1 < b->n_order; i++) {
+            b->order[i] = b->order[i + 1];
+            b->cls[b->order[i]].pos = i;
+        }
+        b->n_order--;
+        c->pos = BOOK_NONE;
+    } else {
+        s_order_fix(b, s->cls);
+    }
+}
+
+static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    uint32_t pos = s_lower(b, s, e);
+    if (pos >= s->n || book__ent_cmp(b, &s->ents[pos], e) != 0) {
+        log_error("book", "index out of step: entry not found"); /* a bug, not input */
+        return;
+    }
+    if (s->ents[pos].free > 0) {
+        s->n_free--;
+        c->n_free--;
+    }
+    memmove(&s->ents[pos], &s->ents[pos + 1], (size_t)(s->n - pos - 1) * sizeof *s->ents);
+    s_mask_remove(s->mask, s->n, pos);
+    s->n--;
+    c->n_ents--;
+    if (s->n == 0)
+        s_unlist_shape(b, sid);
+    else if (pos == 0)
+        s_shape_fix(b, sid);
+}
+
+/* Set an entry's free units in place (its sort key does not change). */
+static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_t nfree)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    uint32_t pos = s_lower(b, s, e);
+    if (pos >= s->n || book__ent_cmp(b, &s->ents[pos], e) != 0) {
+        log_error("book", "index out of step: entry not found");
+        return;
+    }
+    bool was = s->ents[pos].free > 0, now = nfree > 0;
+    s->ents[pos].free = nfree;
+    if (was != now) {
+        s_setbit(s->mask, pos, now);
+        int d = now ? 1 : -1;
+        s->n_free += (uint32_t)d;
+        c->n_free += (uint32_t)d;
+    }
+}
+
+static void s_ent_of(const book_t *b, uint32_t peer, uint32_t pkg, book_ent_t *e)
+{
+    const book_pslot_t *ps = &b->peers[peer];
+    e->price = ps->pkgs[pkg].price;
+    e->key8 = s_key8(ps->pub.key);
+    e->peer = peer;
+    e->pkg = pkg;
+    e->free = ps->pkgs[pkg].free;
+}
+
+/* Take every package of a peer out of the index. */
+static void s_peer_unindex(book_t *b, uint32_t peer)
+{
+    book_pslot_t *ps = &b->peers[peer];
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
+        book_ent_t e;
+        s_ent_of(b, peer, i, &e);
+        b->free_units -= ps->pkgs[i].free;
+        s_ent_remove(b, ps->shape_of[i], &e);
+    }
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++)
+        s_shape_gc(b, ps->shape_of[i]);
+    b->n_packages -= ps->pub.n_packages;
+}
+
+/* ---- peers -------------------------------------------------------------------------------- */
+
+static bool s_peer_eq(const book_t *b, uint32_t id, const void *key)
+{
+    return memcmp(b->peers[id].pub.key, key, CPN_PK_LEN) == 0;
+}
+
+static uint32_t s_peer_hash(const uint8_t key[CPN_PK_LEN])
+{
+    return (uint32_t)s_hash_bytes(key, CPN_PK_LEN);
+}
+
+static uint32_t s_peer_find(const book_t *b, const uint8_t key[CPN_PK_LEN])
+{
+    return s_ht_find(b, &b->peer_ht, s_peer_hash(key), s_peer_eq, key);
+}
+
+static void s_peer_release(book_t *b, uint32_t id)
+{
+    book_pslot_t *ps = &b->peers[id];
+    s_ht_del(&b->peer_ht, s_peer_hash(ps->pub.key), id);
+    free(ps->block);
+    memset(ps, 0, sizeof *ps);
+    b->peer_free[b->n_peer_free++] = id;
+}
+
+static bool s_name_ok(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+static int s_ad_check(const cpn_ad_t *ad)
+{
+    if (ad->n_packages > CPN_PACKAGES_MAX || (ad->n_packages > 0 && ad->packages == NULL))
+        return CPN_E_INVAL;
+    for (uint32_t i = 0; i < ad->n_packages; i++) {
+        const cpn_package_t *p = &ad->packages[i];
+        if (p->id[0] == '\0' || !s_name_ok(p->id, sizeof p->id) ||
+            !s_name_ok(p->accel.vendor, sizeof p->accel.vendor) ||
+            !s_name_ok(p->accel.model, sizeof p->accel.model) ||
+            !s_name_ok(p->region, sizeof p->region) ||
+            !s_name_ok(p->storage_class, sizeof p->storage_class) || p->free > p->total)
+            return CPN_E_INVAL;
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(ad->packages[j].id, p->id) == 0)
+                return CPN_E_INVAL;
+    }
+    return CPN_OK;
+}
+
+/* ---- public ------------------------------------------------------------------------------- */
+
+book_t *book_new(size_t max_offers)
+{
+    if (max_offers == 0 || max_offers > UINT32_MAX / 4)
+        return NULL;
+    book_t *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->max_offers = max_offers;
+    return b;
+}
+
+void book_destroy(book_t **self_p)
+{
+    if (self_p == NULL || *self_p == NULL)
+        return;
+    book_t *b = *self_p;
+    for (uint32_t i = 0; i < b->n_peers; i++)
+        free(b->peers[i].block);
+    for (uint32_t i = 0; i < b->n_shp; i++) {
+        free(b->shp[i].ents);
+        free(b->shp[i].mask);
+    }
+    for (uint32_t i = 0; i < b->n_cls; i++)
+        free(b->cls[i].shapes);
+    free(b->peers);
+    free(b->peer_free);
+    free(b->str);
+    free(b->str_ref);
+    free(b->str_free);
+    free(b->cls);
+    free(b->cls_free);
+    free(b->order);
+    free(b->shp);
+    free(b->shp_free);
+    s_ht_free(&b->peer_ht);
+    s_ht_free(&b->str_ht);
+    s_ht_free(&b->cls_ht);
+    s_ht_free(&b->shp_ht);
+    free(b);
+    *self_p = NULL;
+}
+
+int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint64_t ts_ms,
+                const cpn_ad_t *ad, const uint8_t *frame, size_t len,
+                const uint8_t via[CPN_PK_LEN], uint32_t hops)
+{
+    if (self == NULL || peer == NULL || ad == NULL || (frame == NULL && len > 0))
+        return CPN_E_INVAL;
+    int r;
+    if ((r = s_ad_check(ad)) != CPN_OK)
+        return r;
+
+    uint32_t id = s_peer_find(self, peer);
+    bool fresh = id == BOOK_NONE;
+    uint32_t n_new = ad->n_packages, n_old = 0;
+    if (!fresh) {
+        if (seq <= self->peers[id].pub.seq)
+            return CPN_E_REPLAY;
+        n_old = self->peers[id].pub.n_packages;
+    }
+    if (self->n_packages - n_old + n_new > self->max_offers ||
+        (fresh && (size_t)self->n_peers - self->n_peer_free >= self->max_offers)) {
+        self->refused_full++;
+        return CPN_E_BUSY;
+    }
+    bool local = s_zero(via);
+
+    /* 1. Everything that can fail: the block, the peer slot, shapes with reserved room. */
+    size_t pk_sz = (size_t)n_new * sizeof(cpn_package_t);
+    size_t sh_sz = (size_t)n_new * sizeof(uint32_t);
+    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
+    uint32_t *shape_of = NULL;
+    uint32_t n_reserved = 0;
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    cpn_package_t *pkgs = (cpn_package_t *)block;
+    shape_of = (uint32_t *)(block + pk_sz);
+    uint8_t *fcopy = block + pk_sz + sh_sz;
+    if (n_new > 0)
+        memcpy(pkgs, ad->packages, pk_sz);
+    if (len > 0)
+        memcpy(fcopy, frame, len);
+    for (uint32_t i = 0; i < n_new; i++) {
+        uint32_t sid = BOOK_NONE;
+        r = s_shape_get(self, &pkgs[i], local, &sid);
+        if (r != CPN_OK) {
+            if (sid != BOOK_NONE)
+                s_shape_gc(self, sid);
+            goto fail;
+        }
+        shape_of[i] = sid;
+        n_reserved++;
+    }
+    if (fresh) {
+        if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
+            (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
+                              &self->peer_free, &self->n_peer_free, sizeof *self->peers,
+                              &id)) != CPN_OK)
+            goto fail;
+        book_pslot_t *ps = &self->peers[id];
+        memset(ps, 0, sizeof *ps);
+        ps->used = true;
+        memcpy(ps->pub.key, peer, CPN_PK_LEN);
+        s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
+    }
+
+    /* 2. Nothing below fails. Packages keeping their id, shape and price are updated in place;
+     * the others leave and enter the index. */
+    book_pslot_t *ps = &self->peers[id];
+    bool *kept = NULL;
+    bool kept_buf[CPN_PACKAGES_MAX];
+    kept = kept_buf;
+    memset(kept, 0, sizeof kept_buf);
+    if (!fresh) {
+        for (uint32_t i = 0; i < n_old; i++) {
+            book_ent_t e;
+            s_ent_of(self, id, i, &e);
+            self->free_units -= ps->pkgs[i].free;
+            if (i < n_new && shape_of[i] == ps->shape_of[i] &&
+                pkgs[i].price == ps->pkgs[i].price && strcmp(pkgs[i].id, ps->pkgs[i].id) == 0) {
+                s_ent_set_free(self, shape_of[i], &e, pkgs[i].free);
+                kept[i] = true;
+            } else {
+                s_ent_remove(self, ps->shape_of[i], &e);
+            }
+        }
+        if (!ps->pub.withdrawn)
+            self->replaced++;
+        else
+            self->n_live_peers++;
+    } else {
+        self->n_live_peers++;
+    }
+    uint32_t *old_shapes = ps->shape_of;
+    void *old_block = ps->block;
+    ps->block = block;
+    ps->pkgs = pkgs;
+    ps->shape_of = shape_of;
+    ps->pub.packages = pkgs;
+    ps->pub.n_packages = n_new;
+    ps->pub.frame = len > 0 ? fcopy : NULL;
+    ps->pub.frame_len = len;
+    ps->pub.seq = seq;
+    ps->pub.ts_ms = ts_ms;
+    ps->pub.expires_ms = ts_ms + (uint64_t)ad->ttl_s * 1000u;
+    ps->pub.withdrawn = false;
+    ps->pub.hops = hops;
+    if (local)
+        memset(ps->pub.via, 0, CPN_PK_LEN);
+    else
+        memcpy(ps->pub.via, via, CPN_PK_LEN);
+    memcpy(ps->pub.name, ad->name, CPN_NAME_MAX);
+    ps->pub.name[CPN_NAME_MAX - 1] = '\0';
+    for (uint32_t i = 0; i < n_new; i++) {
+        self->free_units += pkgs[i].free;
+        if (kept[i]) {
+            self->shp[shape_of[i]].pending--;
+            continue;
+        }
+        book_ent_t e;
+        s_ent_of(self, id, i, &e);
+        s_ent_insert(self, shape_of[i], &e);
+    }
+    self->n_packages = self->n_packages - n_old + n_new;
+    for (uint32_t i = 0; i < n_old; i++)
+        s_shape_gc(self, old_shapes[i]);
+    free(old_block);
+    return CPN_OK;
+
+fail:
+    for (uint32_t i = 0; i < n_reserved; i++)
+        self->shp[shape_of[i]].pending--;
+    for (uint32_t i = 0; i < n_reserved; i++)
+        s_shape_gc(self, shape_of[i]);
+    free(block);
+    return r;
+}
+
+int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
+{
+    if (self == NULL || peer == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE || self->peers[id].pub.withdrawn)
+        return CPN_E_NO_PACKAGE;
+    book_pslot_t *ps = &self->peers[id];
+    if (seq <= ps->pub.seq)
+        return CPN_E_REPLAY;
+    s_peer_unindex(self, id);
+    free(ps->block);
+    ps->block = NULL;
+    ps->pkgs = NULL;
+    ps->shape_of = NULL;
+    ps->pub.packages = NULL;
+    ps->pub.n_packages = 0;
+    ps->pub.frame = NULL;
+    ps->pub.frame_len = 0;
+    ps->pub.seq = seq;
+    ps->pub.withdrawn = true;
+    self->n_live_peers--;
+    return CPN_OK;
+}
+
+size_t book_expire(book_t *self, uint64_t now_ms)
+{
+    size_t n = 0;
+    if (self == NULL)
+        return 0;
+    for (uint32_t i = 0; i < self->n_peers; i++) {
+        book_pslot_t *ps = &self->peers[i];
+        if (!ps->used || ps->pub.expires_ms > now_ms)
+            continue;
+        if (!ps->pub.withdrawn) {
+            s_peer_unindex(self, i);
+            self->n_live_peers--;
+            n++;
+        }
+        s_peer_release(self, i);
+    }
+    self->expired += n;
+    return n;
+}
+
+int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package, uint32_t units)
+{
+    if (self == NULL || peer == NULL || package == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE)
+        return CPN_E_NO_PACKAGE;
+    book_pslot_t *ps = &self->peers[id];
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
+        if (strcmp(ps->pkgs[i].id, package) != 0)
+            continue;
+        if (ps->pkgs[i].free < units)
+            return CPN_E_NO_UNITS;
+        book_ent_t e;
+        s_ent_of(self, id, i, &e);
+        s_ent_set_free(self, ps->shape_of[i], &e, ps->pkgs[i].free - units);
+        ps->pkgs[i].free -= units;
+        self->free_units -= units;
+        return CPN_OK;
+    }
+    return CPN_E_NO_PACKAGE;
+}
+
+const book_peer_t *book_peer(const book_t *self, const uint8_t peer[CPN_PK_LEN])
+{
+    if (self == NULL || peer == NULL)
+        return NULL;
+    uint32_t id = s_peer_find(self, peer);
+    return id == BOOK_NONE ? NULL : &self->peers[id].pub;
+}
+
+const book_peer_t *book_next(const book_t *self, size_t *cursor)
+{
+    if (self == NULL || cursor == NULL)
+        return NULL;
+    while (*cursor < self->n_peers) {
+        const book_pslot_t *ps = &self->peers[(*cursor)++];
+        if (ps->used)
+            return &ps->pub;
+    }
+    return NULL;
+}
+
+void book_stats(const book_t *self, book_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (self == NULL)
+        return;
+    out->peers = self->n_live_peers;
+    out->packages = self->n_packages;
+    out->free_units = self->free_units;
+    out->max_offers = self->max_offers;
+    out->refused_full = self->refused_full;
+    out->replaced = self->replaced;
+    out->expired = self->expired;
+    out->classes = self->n_cls_live;
+    out->shapes = self->n_shp_live;
+}

@@ -1,0 +1,134 @@
+/* book_int.h - the offer book's index, shared by book.c (which maintains it) and match.c (which
+ * reads it). Private to those two files: the daemon uses book.h only.
+ *
+ * Layout (why it is shaped so: see the comment at the top of book.c):
+ *   class  = offers with the same (vendor, model, accelerator count, region, storage class,
+ *            direct-or-relayed): everything the matcher checks once per group and every
+ *            ranking bonus. Live classes sit in `order`, sorted by their cheapest entry.
+ *   shape  = within a class, offers with the same numeric hardware (cores, memory, per
+ *            accelerator memory and TFLOPS, storage size, fabric, egress). A shape's entries
+ *            are sorted by (price, peer key, package id); a bitmap marks entries with free > 0.
+ *            A class's shapes are sorted by their cheapest entry.
+ *   entry  = one package: 32 bytes, pointing back at its peer slot and package index.
+ */
+#ifndef CPN_BOOK_INT_H
+#define CPN_BOOK_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "book.h"
+
+#define BOOK_NONE UINT32_MAX
+
+typedef struct {
+    uint64_t price;
+    uint64_t key8; /* the peer key's first 8 bytes, big-endian: most ties end here */
+    uint32_t peer; /* peer slot */
+    uint32_t pkg;  /* index in the peer's packages */
+    uint32_t free; /* mirror of the package's free units */
+} book_ent_t;
+
+typedef struct {
+    uint32_t cls;
+    uint32_t pos; /* index in its class's shape list; BOOK_NONE while it has no entries */
+    bool used;
+    uint32_t cores;
+    uint64_t mem_bytes;
+    uint64_t accel_mem_each; /* key parts, per accelerator */
+    uint32_t bf16_each;
+    uint64_t tflops;    /* per unit: count * bf16_each (saturated) */
+    uint64_t accel_mem; /* per unit: count * accel_mem_each (saturated) */
+    uint64_t storage_bytes;
+    uint64_t fabric_bps;
+    uint64_t egress_bps;
+    book_ent_t *ents; /* sorted by (price, peer key, package id) */
+    uint64_t *mask;   /* bit i set <=> ents[i].free > 0 */
+    uint32_t n, cap;
+    uint32_t n_free;  /* entries with free > 0 */
+    uint32_t pending; /* entries reserved by a put in progress */
+} book_shape_t;
+
+typedef struct {
+    uint32_t vendor, model, region, sclass; /* interned, case-folded names */
+    uint32_t count;                         /* accelerators per unit */
+    bool local;                             /* peers connected to us directly */
+    bool used;
+    uint32_t pos; /* index in book->order; BOOK_NONE while it has no listed shape */
+    uint32_t *shapes; /* listed shapes, sorted by cheapest entry */
+    uint32_t n_shapes, cap_shapes;
+    uint32_t n_owned; /* shapes that belong to the class, listed or not */
+    uint32_t n_ents;  /* entries in all its shapes */
+    uint32_t n_free;  /* of which free > 0 */
+} book_class_t;
+
+typedef struct {
+    book_peer_t pub;
+    cpn_package_t *pkgs; /* pub.packages, mutable */
+    uint32_t *shape_of;  /* per package: its shape */
+    void *block;         /* one allocation: packages, shape_of, frame */
+    bool used;
+} book_pslot_t;
+
+typedef struct {
+    uint32_t *slot; /* id + 1; 0 empty; UINT32_MAX deleted */
+    uint32_t *hash;
+    size_t cap, used, dead;
+} book_htab_t;
+
+struct book {
+    size_t max_offers;
+    size_t n_packages;
+    size_t n_live_peers;
+    uint64_t free_units;
+    uint64_t refused_full, replaced, expired;
+
+    book_pslot_t *peers;
+    uint32_t n_peers, cap_peers; /* slots in use up to n_peers (high water) */
+    uint32_t *peer_free;
+    uint32_t n_peer_free;
+    book_htab_t peer_ht;
+
+    char (*str)[CPN_NAME_MAX];
+    uint32_t *str_ref;
+    uint32_t n_str, cap_str;
+    uint32_t *str_free;
+    uint32_t n_str_free;
+    book_htab_t str_ht;
+
+    book_class_t *cls;
+    uint32_t n_cls, cap_cls;
+    uint32_t *cls_free;
+    uint32_t n_cls_free;
+    size_t n_cls_live;
+    book_htab_t cls_ht;
+    uint32_t *order; /* live classes sorted by cheapest entry; capacity >= classes in use */
+    uint32_t n_order;
+
+    book_shape_t *shp;
+    uint32_t n_shp, cap_shp;
+    uint32_t *shp_free;
+    uint32_t n_shp_free;
+    size_t n_shp_live;
+    book_htab_t shp_ht;
+};
+
+/* The interned id of a name (compared case-insensitively), BOOK_NONE if no offer uses it. */
+uint32_t book__str_find(const book_t *self, const char *name);
+
+/* Cheapest entry's price of a listed shape / class. */
+static inline uint64_t book__shape_min(const book_shape_t *s)
+{
+    return s->ents[0].price;
+}
+
+static inline uint64_t book__class_min(const book_t *b, const book_class_t *c)
+{
+    return b->shp[c->shapes[0]].ents[0].price;
+}
+
+/* Total order of two entries: price, then peer key, then package id. */
+int book__ent_cmp(const book_t *self, const book_ent_t *a, const book_ent_t *b);
+
+#endif
