@@ -1,2 +1,668 @@
+/* cpnctl - the enterprise's and the operator's tool: keys, requests, leases, queries,
+ * offline verification, policy checks.
+ *
+ * Exit codes: 0 success; 1 refused (NACK, ERROR, invalid signature, policy errors);
+ * 2 usage or local error (bad arguments, unreadable file); 3 no answer in time.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
-int main(void) { puts("cpnctl: not yet"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "clock.h"
+#include "ctl_client.h"
+#include "ctl_verify.h"
+#include "identity.h"
+#include "log.h"
+#include "msg.h"
+#include "policy.h"
+#include "units.h"
+#include "yconf.h"
+
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+#define EXIT_TIMEOUT 3
+#define CTL_FILE_MAX (16u * 1024 * 1024) /* largest message file `verify` reads */
+
+typedef struct {
+    const char *broker;     /* endpoint */
+    const char *broker_key; /* .pub path or key text */
+    const char *key;        /* tenant .key */
+    const char *out_dir;    /* where submit saves lease files */
+    bool json;
+    bool plain;
+    uint64_t timeout_s;
+    int argc;
+    char **argv;
+} ctl_opts_t;
+
+typedef int (*ctl_cmd_fn)(ctl_opts_t *o);
+typedef struct {
+    const char *name;
+    int min_args;
+    ctl_cmd_fn fn;
+    const char *usage;
+} ctl_cmd_t;
+
+static int s_read_file(const char *path, uint8_t **buf, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cpnctl: %s: %s\n", path, strerror(errno));
+        return CPN_E_IO;
+    }
+    uint8_t *b = malloc(CTL_FILE_MAX);
+    size_t n = b ? fread(b, 1, CTL_FILE_MAX, f) : 0;
+    int big = b && n == CTL_FILE_MAX && fgetc(f) != EOF;
+    fclose(f);
+    if (!b)
+        return CPN_E_NOMEM;
+    if (big) {
+        fprintf(stderr, "cpnctl: %s: larger than %u bytes\n", path, CTL_FILE_MAX);
+        free(b);
+        return CPN_E_TOO_BIG;
+    }
+    *buf = b;
+    *len = n;
+    return CPN_OK;
+}
+
+static int s_write_file(const char *path, const uint8_t *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(buf, 1, len, f) != len) {
+        fprintf(stderr, "cpnctl: %s: %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return CPN_E_IO;
+    }
+    return fclose(f) == 0 ? CPN_OK : CPN_E_IO;
+}
+
+/* JSON of one object on stdout; a write error shows up as a short line, not a crash. */
+static void s_json(const msgpack_object *obj, FILE *out, int indent)
+{
+    if (mp_to_json(obj, out, indent) != CPN_OK)
+        fputs("?", out);
+}
+
+/* ---- keygen, verify, policy check: offline ---- */
+
+static int cmd_keygen(ctl_opts_t *o)
+{
+    const char *out = NULL;
+    for (int i = 0; i < o->argc; i++)
+        if (strcmp(o->argv[i], "--out") == 0 && i + 1 < o->argc)
+            out = o->argv[++i];
+    if (!out) {
+        fprintf(stderr, "usage: cpnctl keygen --out NAME\n");
+        return EXIT_USAGE;
+    }
+    cpn_identity_t *id = NULL;
+    int r = cpn_identity_generate(&id);
+    if (r == CPN_OK)
+        r = cpn_identity_save(id, out);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: keygen %s: %s\n", out, cpn_strerror(r));
+        cpn_identity_destroy(&id);
+        return EXIT_USAGE;
+    }
+    char text[CPN_PK_TEXT_LEN];
+    cpn_pk_to_text(cpn_identity_pk(id), text);
+    if (o->json)
+        printf("{\"key\": \"%s.key\", \"pub\": \"%s.pub\", \"public_key\": \"%s\"}\n", out,
+               out, text);
+    else
+        printf("wrote %s.key (secret, mode 0600) and %s.pub\npublic key %s\n", out, out, text);
+    cpn_identity_destroy(&id);
+    return 0;
+}
+
+static int cmd_verify(ctl_opts_t *o)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
+        return EXIT_USAGE;
+    const char *why = NULL;
+    int r = ctl_verify_chain(buf, len, stdout, &why);
+    free(buf);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        return EXIT_REFUSED;
+    }
+    fprintf(stderr, "cpnctl: %s: valid, every signature in the chain verifies\n", o->argv[0]);
+    return 0;
+}
+
+static int cmd_policy(ctl_opts_t *o)
+{
+    if (strcmp(o->argv[0], "check") != 0 || o->argc < 2) {
+        fprintf(stderr, "usage: cpnctl policy check FILE\n");
+        return EXIT_USAGE;
+    }
+    policy_t *pol = NULL;
+    yconf_t *doc = NULL;
+    int r = policy_load(o->argv[1], &pol, &doc);
+    if (doc)
+        yconf_print_errors(doc, stderr);
+    if (r == CPN_OK)
+        printf("%s: ok\n", o->argv[1]);
+    else if (!doc || yconf_error_count(doc) == 0)
+        fprintf(stderr, "%s: %s\n", o->argv[1], cpn_strerror(r));
+    policy_destroy(&pol);
+    yconf_destroy(&doc);
+    return r == CPN_OK ? 0 : EXIT_REFUSED;
+}
+
+/* ---- online commands ---- */
+
+typedef struct {
+    cpn_identity_t *id;
+    uint8_t broker_pk[CPN_PK_LEN];
+    ctl_client_t *client;
+} ctl_session_t;
+
+static void s_session_close(ctl_session_t *s)
+{
+    ctl_client_destroy(&s->client);
+    cpn_identity_destroy(&s->id);
+}
+
+static int s_session_open(ctl_opts_t *o, ctl_session_t *s)
+{
+    memset(s, 0, sizeof *s);
+    int r;
+    if (!o->key || !o->broker) {
+        fprintf(stderr, "cpnctl: need --key (or CPN_KEY) and --broker (or CPN_BROKER)\n");
+        return EXIT_USAGE;
+    }
+    if ((r = cpn_identity_load(o->key, &s->id)) != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: %s\n", o->key, cpn_strerror(r));
+        return EXIT_USAGE;
+    }
+    if (o->broker_key && (r = cpn_pk_load(o->broker_key, s->broker_pk)) != CPN_OK) {
+        fprintf(stderr, "cpnctl: broker key %s: %s\n", o->broker_key, cpn_strerror(r));
+        s_session_close(s);
+        return EXIT_USAGE;
+    }
+    r = ctl_client_new(o->broker, s->id, o->broker_key ? s->broker_pk : NULL, o->plain,
+                       &s->client);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: connect %s: %s\n", o->broker, cpn_strerror(r));
+        s_session_close(s);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static void s_print_refusal(const cpn_env_t *env, bool json)
+{
+    cpn_nack_t nack;
+    cpn_error_t err;
+    memset(&nack, 0, sizeof nack);
+    memset(&err, 0, sizeof err);
+    int code = CPN_E_INTERNAL;
+    const char *reason = "";
+    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK) {
+        code = nack.code;
+        reason = nack.reason;
+    } else if (env->type == CPN_MSG_ERROR &&
+               cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK) {
+        code = err.code;
+        reason = err.reason;
+    }
+    if (json)
+        printf("{\"result\": \"refused\", \"code\": \"%s\", \"value\": %d, \"reason\": \"%s\"}\n",
+               cpn_errname(code), code, reason);
+    else
+        printf("refused: %s: %s\n", cpn_errname(code), reason[0] ? reason : cpn_strerror(code));
+}
+
+/* Print a lease as one table row (or JSON) from a GRANT frame. */
+static int s_print_grant(const uint8_t *frame, size_t len, const char *saved, bool json)
+{
+    cpn_env_t genv, lenv;
+    cpn_grant_t g;
+    cpn_lease_t l;
+    cpn_claim_t c;
+    memset(&g, 0, sizeof g);
+    memset(&l, 0, sizeof l);
+    memset(&c, 0, sizeof c);
+    cpn_env_t cenv;
+    int r;
+    if ((r = cpn_env_parse(frame, len, &cpn_limits_default, &genv)) != CPN_OK ||
+        (r = cpn_msg_decode(&genv, &cpn_limits_default, &g)) != CPN_OK ||
+        (r = cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv)) != CPN_OK ||
+        (r = cpn_msg_decode(&lenv, &cpn_limits_default, &l)) != CPN_OK ||
+        (r = cpn_env_parse(l.claim.ptr, l.claim.len, &cpn_limits_default, &cenv)) != CPN_OK ||
+        (r = cpn_msg_decode(&cenv, &cpn_limits_default, &c)) != CPN_OK)
+        return r;
+    char peer[CPN_KID_LEN], price[32], dur[32];
+    cpn_key_id(lenv.from, peer);
+    cpn_fmt_price(l.price, price, sizeof price);
+    cpn_fmt_duration((l.end_ms - l.start_ms) / 1000, dur, sizeof dur);
+    if (json)
+        printf("{\"result\": \"lease\", \"lease_id\": \"%s\", \"request_id\": \"%s\", "
+               "\"peer\": \"%s\", \"package\": \"%s\", \"units\": %u, \"price\": \"%s\", "
+               "\"start_ms\": %" PRIu64 ", \"end_ms\": %" PRIu64 ", \"state\": \"%s\", "
+               "\"file\": \"%s\"}\n",
+               l.lease_id, g.request_id, peer, l.package, l.units, price, l.start_ms, l.end_ms,
+               l.state, saved ? saved : "");
+    else
+        printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", l.lease_id, g.request_id, peer,
+               l.package, l.units, price, dur, l.state, saved ? saved : "");
+    return CPN_OK;
+}
+
+static void s_lease_header(bool json)
+{
+    if (!json)
+        printf("%-20s %-14s %-10s %-16s %5s %10s %8s %-8s %s\n", "LEASE", "REQUEST", "PEER",
+               "PACKAGE", "UNITS", "PRICE/H", "LENGTH", "STATE", "FILE");
+}
+
+static void s_print_progress(const cpn_env_t *env, bool json)
+{
+    cpn_status_t st;
+    memset(&st, 0, sizeof st);
+    if (json || cpn_msg_decode(env, &cpn_limits_default, &st) != CPN_OK)
+        return;
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_zone_init(&zone, 1024);
+    if (mp_parse(st.data.ptr, st.data.len, &cpn_limits_default, &zone, &obj) == CPN_OK &&
+        obj.type == MSGPACK_OBJECT_STR)
+        fprintf(stderr, "  .. %.*s\n", (int)obj.via.str.size, obj.via.str.ptr);
+    msgpack_zone_destroy(&zone);
+}
+
+static int cmd_submit(ctl_opts_t *o)
+{
+    cpn_request_t req;
+    yconf_t *doc = NULL;
+    int r = yconf_request_file(o->argv[0], &req, &doc);
+    if (r != CPN_OK) {
+        if (doc)
+            yconf_print_errors(doc, stderr);
+        else
+            fprintf(stderr, "cpnctl: %s: %s\n", o->argv[0], cpn_strerror(r));
+        yconf_destroy(&doc);
+        return EXIT_USAGE;
+    }
+    yconf_destroy(&doc);
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    uint64_t seq = 0;
+    if ((r = ctl_client_send(s.client, CPN_MSG_REQUEST, &req, &seq)) != CPN_OK) {
+        fprintf(stderr, "cpnctl: send: %s\n", cpn_strerror(r));
+        s_session_close(&s);
+        return EXIT_USAGE;
+    }
+    if (!o->json)
+        fprintf(stderr, "submitted request %s (%u unit%s) to %s\n", req.id, req.units,
+                req.units == 1 ? "" : "s", o->broker);
+    uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+    uint32_t got_units = 0;
+    int grants = 0;
+    rc = EXIT_TIMEOUT;
+    while (got_units < req.units) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        r = ctl_client_recv(s.client, deadline, &frame, &len, &env);
+        if (r != CPN_OK)
+            break;
+        if (env.type == CPN_MSG_STATUS) {
+            s_print_progress(&env, o->json);
+        } else if (env.type == CPN_MSG_GRANT) {
+            char path[1024];
+            int n = grants ? snprintf(path, sizeof path, "%s/%s.%d.lease", o->out_dir, req.id,
+                                      grants)
+                           : snprintf(path, sizeof path, "%s/%s.lease", o->out_dir, req.id);
+            if (n < 0 || (size_t)n >= sizeof path || s_write_file(path, frame, len) != CPN_OK) {
+                free(frame);
+                rc = EXIT_USAGE;
+                break;
+            }
+            cpn_grant_t g;
+            cpn_env_t lenv;
+            cpn_lease_t l;
+            memset(&g, 0, sizeof g);
+            memset(&l, 0, sizeof l);
+            if (cpn_msg_decode(&env, &cpn_limits_default, &g) == CPN_OK &&
+                cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv) == CPN_OK &&
+                cpn_msg_decode(&lenv, &cpn_limits_default, &l) == CPN_OK)
+                got_units += l.units;
+            else
+                got_units = req.units; /* unreadable: stop waiting, verify will say why */
+            if (!grants++)
+                s_lease_header(o->json);
+            (void)s_print_grant(frame, len, path, o->json);
+            rc = 0;
+        } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            s_print_refusal(&env, o->json);
+            free(frame);
+            rc = EXIT_REFUSED;
+            break;
+        }
+        free(frame);
+    }
+    if (rc == EXIT_TIMEOUT)
+        fprintf(stderr, "cpnctl: no answer from %s in %" PRIu64 " s (resubmitting the same "
+                        "request id is safe: it returns the same lease)\n",
+                o->broker, o->timeout_s);
+    s_session_close(&s);
+    return rc;
+}
+
+/* RENEW and RELEASE name a lease by its file (the GRANT cpnctl saved). */
+static int s_lease_ref(const char *path, char lease_id[CPN_NAME_MAX], uint8_t peer[CPN_PK_LEN])
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = s_read_file(path, &buf, &len);
+    if (r != CPN_OK)
+        return r;
+    cpn_env_t genv, lenv;
+    cpn_grant_t g;
+    cpn_lease_t l;
+    memset(&g, 0, sizeof g);
+    memset(&l, 0, sizeof l);
+    if ((r = cpn_env_parse(buf, len, &cpn_limits_default, &genv)) == CPN_OK &&
+        (r = cpn_msg_decode(&genv, &cpn_limits_default, &g)) == CPN_OK &&
+        (r = cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv)) == CPN_OK &&
+        (r = cpn_msg_decode(&lenv, &cpn_limits_default, &l)) == CPN_OK) {
+        memcpy(lease_id, l.lease_id, CPN_NAME_MAX);
+        memcpy(peer, lenv.from, CPN_PK_LEN);
+    } else
+        fprintf(stderr, "cpnctl: %s: not a lease file (%s)\n", path, cpn_strerror(r));
+    free(buf);
+    return r;
+}
+
+static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as)
+{
+    uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+    for (;;) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        int r = ctl_client_recv(s->client, deadline, &frame, &len, &env);
+        if (r != CPN_OK) {
+            fprintf(stderr, "cpnctl: no answer in %" PRIu64 " s\n", o->timeout_s);
+            return EXIT_TIMEOUT;
+        }
+        int rc = -1;
+        if (env.type == CPN_MSG_GRANT) {
+            rc = save_as && s_write_file(save_as, frame, len) != CPN_OK ? EXIT_USAGE : 0;
+            s_lease_header(o->json);
+            (void)s_print_grant(frame, len, save_as, o->json);
+        } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            s_print_refusal(&env, o->json);
+            rc = EXIT_REFUSED;
+        }
+        free(frame);
+        if (rc >= 0)
+            return rc;
+    }
+}
+
+static int cmd_renew(ctl_opts_t *o)
+{
+    cpn_renew_t rn;
+    memset(&rn, 0, sizeof rn);
+    if (o->argc < 2 || cpn_parse_duration(o->argv[1], &rn.extend_s) != CPN_OK) {
+        fprintf(stderr, "usage: cpnctl renew LEASE-FILE DURATION (e.g. 2h)\n");
+        return EXIT_USAGE;
+    }
+    if (s_lease_ref(o->argv[0], rn.lease_id, rn.peer) != CPN_OK)
+        return EXIT_USAGE;
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    rc = ctl_client_send(s.client, CPN_MSG_RENEW, &rn, NULL) == CPN_OK
+             ? s_await_lease(o, &s, o->argv[0])
+             : EXIT_USAGE;
+    s_session_close(&s);
+    return rc;
+}
+
+static int cmd_release(ctl_opts_t *o)
+{
+    cpn_release_t rl;
+    memset(&rl, 0, sizeof rl);
+    if (s_lease_ref(o->argv[0], rl.lease_id, rl.peer) != CPN_OK)
+        return EXIT_USAGE;
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    rc = ctl_client_send(s.client, CPN_MSG_RELEASE, &rl, NULL) == CPN_OK
+             ? s_await_lease(o, &s, o->argv[0])
+             : EXIT_USAGE;
+    s_session_close(&s);
+    return rc;
+}
+
+/* STATUS data is one msgpack object: a map (status) or an array of maps (rows). */
+static void s_print_table(const msgpack_object *obj)
+{
+    if (obj->type == MSGPACK_OBJECT_MAP) {
+        for (uint32_t i = 0; i < obj->via.map.size; i++) {
+            const msgpack_object_kv *kv = &obj->via.map.ptr[i];
+            if (kv->key.type != MSGPACK_OBJECT_STR)
+                continue;
+            printf("%-22.*s ", (int)kv->key.via.str.size, kv->key.via.str.ptr);
+            if (kv->val.type == MSGPACK_OBJECT_STR)
+                printf("%.*s\n", (int)kv->val.via.str.size, kv->val.via.str.ptr);
+            else {
+                s_json(&kv->val, stdout, -1);
+                putchar('\n');
+            }
+        }
+        return;
+    }
+    if (obj->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    for (uint32_t i = 0; i < obj->via.array.size; i++) {
+        const msgpack_object *row = &obj->via.array.ptr[i];
+        if (row->type != MSGPACK_OBJECT_MAP)
+            continue;
+        if (i == 0) { /* header from the first row's keys */
+            for (uint32_t k = 0; k < row->via.map.size; k++)
+                if (row->via.map.ptr[k].key.type == MSGPACK_OBJECT_STR)
+                    printf("%-14.*s ", (int)row->via.map.ptr[k].key.via.str.size,
+                           row->via.map.ptr[k].key.via.str.ptr);
+            putchar('\n');
+        }
+        for (uint32_t k = 0; k < row->via.map.size; k++) {
+            const msgpack_object *v = &row->via.map.ptr[k].val;
+            if (v->type == MSGPACK_OBJECT_STR)
+                printf("%-14.*s ", (int)v->via.str.size, v->via.str.ptr);
+            else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+                printf("%-14" PRIu64 " ", v->via.u64);
+            else if (v->type == MSGPACK_OBJECT_BOOLEAN)
+                printf("%-14s ", v->via.boolean ? "yes" : "no");
+            else {
+                s_json(v, stdout, -1);
+                putchar(' ');
+            }
+        }
+        putchar('\n');
+    }
+    if (obj->via.array.size == 0)
+        printf("(none)\n");
+}
+
+static int s_query(ctl_opts_t *o, const char *what)
+{
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    cpn_query_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "%s", what);
+    if (ctl_client_send(s.client, CPN_MSG_QUERY, &q, NULL) != CPN_OK) {
+        s_session_close(&s);
+        return EXIT_USAGE;
+    }
+    uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+    rc = EXIT_TIMEOUT;
+    for (;;) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        if (ctl_client_recv(s.client, deadline, &frame, &len, &env) != CPN_OK)
+            break;
+        cpn_status_t st;
+        memset(&st, 0, sizeof st);
+        cpn_limits_t lim = cpn_limits_default;
+        lim.max_frame *= 16;
+        lim.max_str *= 16;
+        lim.max_total *= 16;
+        if (env.type == CPN_MSG_STATUS && cpn_msg_decode(&env, &lim, &st) == CPN_OK &&
+            strcmp(st.what, what) == 0) {
+            msgpack_zone zone;
+            msgpack_object obj;
+            msgpack_zone_init(&zone, 4096);
+            if (mp_parse(st.data.ptr, st.data.len, &lim, &zone, &obj) == CPN_OK) {
+                if (o->json) {
+                    s_json(&obj, stdout, 2);
+                    putchar('\n');
+                } else
+                    s_print_table(&obj);
+                rc = 0;
+            } else
+                rc = EXIT_REFUSED;
+            msgpack_zone_destroy(&zone);
+            free(frame);
+            break;
+        }
+        if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            s_print_refusal(&env, o->json);
+            free(frame);
+            rc = EXIT_REFUSED;
+            break;
+        }
+        free(frame);
+    }
+    if (rc == EXIT_TIMEOUT)
+        fprintf(stderr, "cpnctl: no answer from %s\n", o->broker);
+    s_session_close(&s);
+    return rc;
+}
+
+static int cmd_leases(ctl_opts_t *o)
+{
+    return s_query(o, "leases");
+}
+static int cmd_offers(ctl_opts_t *o)
+{
+    return s_query(o, "offers");
+}
+static int cmd_status(ctl_opts_t *o)
+{
+    return s_query(o, "status");
+}
+static int cmd_federation(ctl_opts_t *o)
+{
+    return s_query(o, "federation");
+}
+
+static const ctl_cmd_t s_cmds[] = {
+    {"keygen", 0, cmd_keygen, "keygen --out NAME        write NAME.key (0600) and NAME.pub"},
+    {"submit", 1, cmd_submit, "submit REQUEST.yaml      ask for capacity, wait, save the lease"},
+    {"leases", 0, cmd_leases, "leases                   this tenant's leases at the broker"},
+    {"renew", 2, cmd_renew, "renew LEASE-FILE DUR     extend a lease (e.g. 2h)"},
+    {"release", 1, cmd_release, "release LEASE-FILE       end a lease early"},
+    {"offers", 0, cmd_offers, "offers                   the offers the broker sees"},
+    {"status", 0, cmd_status, "status                   broker counters and uptime"},
+    {"federation", 0, cmd_federation, "federation               members, state, offer counts"},
+    {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain offline"},
+    {"policy", 1, cmd_policy, "policy check FILE        validate a broker policy"},
+};
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: cpnctl [options] COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++)
+        fprintf(out, "  %s\n", s_cmds[i].usage);
+    fprintf(out,
+            "\noptions:\n"
+            "  -b, --broker ENDPOINT   broker endpoint (env CPN_BROKER), e.g. tcp://127.0.0.1:7400\n"
+            "  -B, --broker-key KEY    broker public key or .pub file (env CPN_BROKER_KEY);\n"
+            "                          answers must carry its signature; enables CURVE\n"
+            "  -k, --key FILE          tenant secret key file (env CPN_KEY)\n"
+            "  -o, --out DIR           where submit saves lease files (default .)\n"
+            "  -t, --timeout SECONDS   how long to wait for an answer (default 30)\n"
+            "      --plain             no CURVE encryption (only for a broker that allows it)\n"
+            "      --json              machine-readable output\n"
+            "  -h, --help  -V, --version\n"
+            "\nexit codes: 0 ok, 1 refused or invalid, 2 usage or local error, 3 no answer\n");
+}
+
+int main(int argc, char **argv)
+{
+    ctl_opts_t o = {.broker = getenv("CPN_BROKER"),
+                    .broker_key = getenv("CPN_BROKER_KEY"),
+                    .key = getenv("CPN_KEY"),
+                    .out_dir = ".",
+                    .timeout_s = 30};
+    static const struct option longopts[] = {
+        {"broker", required_argument, 0, 'b'}, {"broker-key", required_argument, 0, 'B'},
+        {"key", required_argument, 0, 'k'},    {"out", required_argument, 0, 'o'},
+        {"timeout", required_argument, 0, 't'}, {"plain", no_argument, 0, 'P'},
+        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},      {0, 0, 0, 0}};
+    cpn_log_set_ident("cpnctl");
+    int c;
+    /* "+" stops at the command, so its own options (keygen --out) reach it. */
+    while ((c = getopt_long(argc, argv, "+b:B:k:o:t:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'b': o.broker = optarg; break;
+        case 'B': o.broker_key = optarg; break;
+        case 'k': o.key = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 't': o.timeout_s = strtoull(optarg, NULL, 10); break;
+        case 'P': o.plain = true; break;
+        case 'j': o.json = true; break;
+        case 'h': s_usage(stdout); return 0;
+        case 'V': printf("cpnctl %s\n", PACKAGE_VERSION); return 0;
+        default: s_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        s_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (o.timeout_s == 0)
+        o.timeout_s = 30;
+    if (cpn_crypto_init() != CPN_OK) {
+        fprintf(stderr, "cpnctl: libsodium failed to initialise\n");
+        return EXIT_USAGE;
+    }
+    const char *name = argv[optind];
+    o.argc = argc - optind - 1;
+    o.argv = argv + optind + 1;
+    for (size_t i = 0; i < sizeof s_cmds / sizeof s_cmds[0]; i++) {
+        if (strcmp(name, s_cmds[i].name) != 0)
+            continue;
+        if (o.argc < s_cmds[i].min_args) {
+            fprintf(stderr, "usage: cpnctl %s\n", s_cmds[i].usage);
+            return EXIT_USAGE;
+        }
+        return s_cmds[i].fn(&o);
+    }
+    fprintf(stderr, "cpnctl: unknown command '%s'\n", name);
+    s_usage(stderr);
+    return EXIT_USAGE;
+}

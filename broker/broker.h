@@ -1,0 +1,144 @@
+/* broker.h - the broker daemon's state, shared by its modules (server, claim, query, zap,
+ * federation). Private to cpn-broker: nothing outside broker/ includes it.
+ *
+ * One thread, one event loop (server.c): the ROUTER receives, intake verifies, a table
+ * dispatches each message type to its handler.
+ */
+#ifndef CPN_BROKER_H
+#define CPN_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "book.h"
+#include "envelope.h"
+#include "ledger.h"
+#include "match.h"
+#include "msg.h"
+#include "policy.h"
+#include "ratelimit.h"
+#include "replay.h"
+#include "sigcache.h"
+#include "transport.h"
+
+#define BROKER_ROUTES_MAX 65536  /* peers and members whose routing id we remember */
+#define BROKER_BATCH 256         /* messages handled per loop pass (one ledger commit) */
+#define BROKER_CANDS_MAX 16      /* candidates kept per request */
+#define BROKER_OPS_MAX 4096      /* RENEW/RELEASE relays waiting for the peer */
+#define BROKER_TRIES_MAX 16      /* CLAIMs per request, whatever the policy says */
+
+/* Where a key can be reached: the routing id of its connection to our ROUTER. */
+typedef struct {
+    uint8_t key[CPN_PK_LEN];
+    uint8_t rid[CPN_RID_MAX];
+    size_t rid_len;
+    uint64_t seen_mono;
+    bool used;
+} broker_route_t;
+
+/* A request between REQUEST and its last GRANT or NACK. */
+typedef struct {
+    bool used;
+    uint8_t rid[CPN_RID_MAX]; /* the tenant's connection */
+    size_t rid_len;
+    uint8_t tenant[CPN_PK_LEN];
+    uint8_t *req_frame; /* the tenant's REQUEST, verbatim (owned) */
+    size_t req_len;
+    cpn_request_t req;
+    uint64_t req_seq;
+    match_cand_t cands[BROKER_CANDS_MAX];
+    size_t n_cands, next; /* cands[next - 1] is being claimed */
+    uint32_t units_left;
+    uint64_t claim_seqs[BROKER_TRIES_MAX]; /* every CLAIM sent for it; an answer may come
+                                              to any of them */
+    uint32_t n_claims;
+    uint64_t deadline_mono;
+    uint32_t tries;
+    int last_code; /* the last refusal, for the final NACK */
+    char last_reason[CPN_REASON_MAX];
+} broker_pending_t;
+
+/* A tenant's RENEW or RELEASE relayed to a peer, waiting for its answer. */
+typedef struct {
+    bool used;
+    uint8_t rid[CPN_RID_MAX];
+    size_t rid_len;
+    uint8_t tenant[CPN_PK_LEN];
+    uint8_t peer[CPN_PK_LEN];
+    char lease_id[CPN_NAME_MAX];
+    uint64_t tenant_seq;
+    uint64_t deadline_mono;
+    cpn_msg_type_t kind;
+} broker_op_t;
+
+/* Counters: messages refused, per error code (index = -code), and events. */
+#define BROKER_ERR_SLOTS 128
+typedef struct {
+    uint64_t received, accepted;
+    uint64_t refused[BROKER_ERR_SLOTS];
+    uint64_t requests, grants, nacks, claims_sent, claim_timeouts;
+    uint64_t reloads, reloads_failed;
+} broker_stats_t;
+
+typedef struct broker broker_t;
+struct broker {
+    policy_t *pol;
+    cpn_identity_t *id;
+    cpn_signer_t signer;
+    void *zctx;
+    void *router;
+    void *zap; /* REP socket answering libzmq's ZAP requests (curve only) */
+    ledger_t *ledger;
+    book_t *book;
+    cpn_replay_t *replay;
+    cpn_sigcache_t *sigcache;
+    ratelimit_t *rate;
+    cpn_limits_t lim;
+    broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
+    broker_pending_t *pending; /* pol->limits.max_pending slots */
+    size_t n_pending_slots, n_pending;
+    broker_op_t ops[BROKER_OPS_MAX];
+    broker_stats_t stats;
+    uint64_t started_ms;
+    uint64_t next_tick_mono;
+    volatile int stop;
+    volatile int reload;
+};
+
+/* One verified message being handled. */
+typedef struct {
+    const uint8_t *rid;
+    size_t rid_len;
+    cpn_env_t env;
+    unsigned roles; /* what the sender is to us: CPN_ROLE_* bits */
+} broker_rx_t;
+
+/* server.c */
+void broker_count_refusal(broker_t *self, int code);
+/* Sign and send a message to a connection; logs and counts a failure. */
+int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                const void *body);
+int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                      size_t len);
+void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
+                 uint64_t ref_seq, int code, const char *reason);
+void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
+                      size_t rid_len);
+const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN]);
+
+/* claim.c: from REQUEST to GRANT or NACK; RENEW and RELEASE relays. */
+void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req);
+void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease);
+void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack);
+void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
+                        const char *lease_id);
+void claim_tick(broker_t *self, uint64_t now_mono);
+
+/* query.c: STATUS answers. */
+void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q);
+
+/* zap.c: the ZAP handler that admits only keys the policy names. */
+int zap_open(broker_t *self) CPN_WUR;
+void zap_handle(broker_t *self);
+
+#endif

@@ -1,0 +1,520 @@
+/* claim.c - from a tenant's REQUEST to a GRANT or a NACK, and the RENEW/RELEASE relays.
+ *
+ * The broker proposes, the peer decides. A request is matched against the book; the best
+ * candidate gets a CLAIM (embedding the REQUEST verbatim). A NACK moves on to the next
+ * candidate, up to the policy's claim_tries. A peer silent for claim_timeout gets the same
+ * claim again under a new seq rather than the request moving elsewhere: the peer answers a
+ * repeated (tenant, request id) with the same lease, so a slow peer can never leave the
+ * tenant holding two leases for one request. When the tries are spent the tenant gets a NACK
+ * (never silence); a LEASE that arrives later is still recorded, and the tenant gets it by
+ * sending the same request again.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+
+/* ---- small helpers ---- */
+
+/* The audit log is a record, not a gate: a failed write is logged and the work goes on. */
+static void s_audit(broker_t *self, uint64_t ts, const char *type, const uint8_t *from,
+                    int verdict, const uint8_t *frame, size_t len)
+{
+    int r = ledger_audit(self->ledger, ts, type, from, verdict, frame, len);
+    if (r != CPN_OK)
+        log_warn("ledger", "audit of a %s not written: %s", type, cpn_errname(r));
+}
+
+static void s_progress(broker_t *self, const broker_pending_t *p, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void s_progress(broker_t *self, const broker_pending_t *p, const char *fmt, ...)
+{
+    char text[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    mp_pack_str(&pk, text);
+    cpn_status_t st;
+    memset(&st, 0, sizeof st);
+    snprintf(st.what, sizeof st.what, "progress");
+    st.data.ptr = (const uint8_t *)sb.data;
+    st.data.len = sb.size;
+    (void)broker_send(self, p->rid, p->rid_len, CPN_MSG_STATUS, &st);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static const cpn_package_t *s_book_package(const broker_t *self, const uint8_t peer[CPN_PK_LEN],
+                                           const char *id)
+{
+    const book_peer_t *bp = book_peer(self->book, peer);
+    for (uint32_t i = 0; bp && i < bp->n_packages; i++)
+        if (strcmp(bp->packages[i].id, id) == 0)
+            return &bp->packages[i];
+    return NULL;
+}
+
+static void s_pending_free(broker_t *self, broker_pending_t *p)
+{
+    free(p->req_frame);
+    memset(p, 0, sizeof *p);
+    self->n_pending--;
+}
+
+static broker_pending_t *s_pending_by_claim(broker_t *self, uint64_t claim_seq)
+{
+    for (size_t i = 0; i < self->n_pending_slots; i++) {
+        broker_pending_t *p = &self->pending[i];
+        for (uint32_t k = 0; p->used && k < p->n_claims; k++)
+            if (p->claim_seqs[k] == claim_seq)
+                return p;
+    }
+    return NULL;
+}
+
+static broker_pending_t *s_pending_by_request(broker_t *self, const uint8_t tenant[CPN_PK_LEN],
+                                              const char *id)
+{
+    for (size_t i = 0; i < self->n_pending_slots; i++) {
+        broker_pending_t *p = &self->pending[i];
+        if (p->used && memcmp(p->tenant, tenant, CPN_PK_LEN) == 0 && strcmp(p->req.id, id) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+static broker_pending_t *s_pending_alloc(broker_t *self)
+{
+    for (size_t i = 0; i < self->n_pending_slots; i++)
+        if (!self->pending[i].used) {
+            self->pending[i].used = true;
+            self->n_pending++;
+            return &self->pending[i];
+        }
+    return NULL;
+}
+
+/* The tenant's answer is final: NACK and forget the request. */
+static void s_finish_nack(broker_t *self, broker_pending_t *p, int code, const char *reason)
+{
+    broker_nack(self, p->rid, p->rid_len, p->req.id, p->req_seq, code, reason);
+    char kid[CPN_KID_LEN];
+    cpn_key_id(p->tenant, kid);
+    log_info("claim", "request %s of %s: %s %s", p->req.id, kid, cpn_errname(code),
+             reason ? reason : "");
+    s_pending_free(self, p);
+}
+
+/* Sign a CLAIM for candidate c and send it to the peer's connection. */
+static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t *c)
+{
+    const broker_route_t *route = broker_route(self, c->peer);
+    if (!route)
+        return CPN_E_UNREACHABLE;
+    if (p->n_claims >= BROKER_TRIES_MAX)
+        return CPN_E_BUSY;
+    cpn_claim_t claim;
+    memset(&claim, 0, sizeof claim);
+    claim.request.ptr = p->req_frame;
+    claim.request.len = p->req_len;
+    memcpy(claim.peer, c->peer, CPN_PK_LEN);
+    snprintf(claim.package, sizeof claim.package, "%s", c->package);
+    claim.units = c->units < p->units_left ? c->units : p->units_left;
+    claim.price = c->price;
+    claim.duration_s = p->req.duration_s;
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    int r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &frame, &len);
+    if (r == CPN_OK) {
+        cpn_env_t env;
+        /* The LEASE will carry this CLAIM back: remember it is ours and already good. */
+        if (cpn_env_parse(frame, len, &self->lim, &env) == CPN_OK)
+            cpn_sigcache_add(self->sigcache, &env);
+        r = broker_send_frame(self, route->rid, route->rid_len, frame, len);
+    }
+    free(frame);
+    if (r != CPN_OK)
+        return r;
+    p->claim_seqs[p->n_claims++] = self->signer.last_seq;
+    p->tries++;
+    p->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
+    self->stats.claims_sent++;
+    return CPN_OK;
+}
+
+/* Claim the next candidate, or give the tenant its final NACK. */
+static void s_claim_next(broker_t *self, broker_pending_t *p)
+{
+    uint32_t tries = self->pol->limits.claim_tries;
+    while (p->next < p->n_cands && p->tries < tries) {
+        const match_cand_t *c = &p->cands[p->next++];
+        int r = s_send_claim(self, p, c);
+        char kid[CPN_KID_LEN];
+        cpn_key_id(c->peer, kid);
+        if (r == CPN_OK) {
+            s_progress(self, p, "claiming %u x %s from peer %s at %" PRIu64 ".%03" PRIu64
+                                "/h (try %u of %u)",
+                       c->units < p->units_left ? c->units : p->units_left, c->package, kid,
+                       c->price / 1000, c->price % 1000, p->tries, tries);
+            return;
+        }
+        p->last_code = r;
+        snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %s", kid, cpn_strerror(r));
+    }
+    s_finish_nack(self, p, p->last_code ? p->last_code : CPN_E_NO_MATCH, p->last_reason);
+}
+
+/* Drop candidates that would take the tenant over quota; the first refusal is the reason. */
+static int s_quota_filter(broker_t *self, broker_pending_t *p, const policy_tenant_t *t,
+                          char *why, size_t cap)
+{
+    ledger_usage_t used;
+    int r = ledger_quota_usage(self->ledger, p->tenant, cpn_now_ms(), &used);
+    if (r != CPN_OK)
+        return r;
+    /* Requests still in flight count as if granted, so a burst cannot overrun a quota. */
+    for (size_t i = 0; i < self->n_pending_slots; i++) {
+        const broker_pending_t *q = &self->pending[i];
+        if (!q->used || q == p || memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
+            continue;
+        used.units += q->units_left;
+    }
+    size_t kept = 0;
+    int first = CPN_OK;
+    for (size_t i = 0; i < p->n_cands; i++) {
+        const match_cand_t *c = &p->cands[i];
+        const cpn_package_t *pkg = s_book_package(self, c->peer, c->package);
+        uint32_t units = p->req.split ? (c->units < p->units_left ? c->units : p->units_left)
+                                      : p->req.units;
+        ledger_usage_t add = {.units = units,
+                              .accelerators = (uint64_t)units * (pkg ? pkg->accel.count : 0),
+                              .spend_rate = (uint64_t)units * c->price};
+        char w[CPN_REASON_MAX];
+        int q = policy_quota_check(t, &used, &add, w, sizeof w);
+        if (q == CPN_OK)
+            p->cands[kept++] = *c;
+        else if (first == CPN_OK) {
+            first = q;
+            snprintf(why, cap, "%s", w);
+        }
+    }
+    p->n_cands = kept;
+    return kept ? CPN_OK : first;
+}
+
+/* ---- REQUEST ---- */
+
+void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req)
+{
+    const policy_tenant_t *t = policy_tenant(self->pol, rx->env.from);
+    const char *why = NULL;
+    self->stats.requests++;
+    s_audit(self, rx->env.ts_ms, "REQUEST", rx->env.from, CPN_OK,
+                       rx->env.frame, rx->env.frame_len);
+    /* The same request again: the lease it got, unchanged (idempotent). */
+    ledger_lease_t prior;
+    uint8_t *grant = NULL;
+    size_t grant_len = 0;
+    if (ledger_find_request(self->ledger, rx->env.from, req->id, &prior, &grant, &grant_len) ==
+            CPN_OK &&
+        grant) {
+        (void)broker_send_frame(self, rx->rid, rx->rid_len, grant, grant_len);
+        free(grant);
+        return;
+    }
+    free(grant);
+    if (s_pending_by_request(self, rx->env.from, req->id)) {
+        broker_nack(self, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_BUSY,
+                    "this request id is already being served");
+        return;
+    }
+    if (cpn_request_validate(req, &why) != CPN_OK) {
+        broker_nack(self, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_INVAL, why);
+        return;
+    }
+    broker_pending_t *p = s_pending_alloc(self);
+    if (!p) {
+        broker_nack(self, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_BUSY,
+                    "too many requests in flight (limits.max_pending)");
+        return;
+    }
+    memcpy(p->rid, rx->rid, rx->rid_len);
+    p->rid_len = rx->rid_len;
+    memcpy(p->tenant, rx->env.from, CPN_PK_LEN);
+    p->req = *req;
+    p->req_seq = rx->env.seq;
+    p->units_left = req->units;
+    p->req_frame = malloc(rx->env.frame_len);
+    if (!p->req_frame) {
+        s_finish_nack(self, p, CPN_E_NOMEM, NULL);
+        return;
+    }
+    memcpy(p->req_frame, rx->env.frame, rx->env.frame_len);
+    p->req_len = rx->env.frame_len;
+
+    match_fail_t fail;
+    char reason[CPN_REASON_MAX];
+    size_t want = BROKER_CANDS_MAX;
+    int r = match_find(self->book, req, &self->pol->placement, cpn_now_ms(), p->cands, want,
+                       &p->n_cands, &fail);
+    if (r == CPN_E_NO_MATCH) {
+        match_fail_format(&fail, reason, sizeof reason);
+        s_finish_nack(self, p, CPN_E_NO_MATCH, reason);
+        return;
+    }
+    if (r != CPN_OK) {
+        s_finish_nack(self, p, r, NULL);
+        return;
+    }
+    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
+        s_finish_nack(self, p, r, reason);
+        return;
+    }
+    s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");
+    s_claim_next(self, p);
+}
+
+/* ---- LEASE ---- */
+
+/* The CLAIM and REQUEST a LEASE carries, checked against the peer that signed it. */
+typedef struct {
+    cpn_env_t claim_env, req_env;
+    cpn_claim_t claim;
+    cpn_request_t req;
+} s_chain_t;
+
+static int s_open_chain(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease,
+                        s_chain_t *ch)
+{
+    int r;
+    memset(ch, 0, sizeof *ch);
+    if ((r = cpn_env_parse(lease->claim.ptr, lease->claim.len, &self->lim, &ch->claim_env)) !=
+            CPN_OK ||
+        (r = cpn_sigcache_verify(self->sigcache, &ch->claim_env)) != CPN_OK)
+        return r;
+    if (ch->claim_env.type != CPN_MSG_CLAIM)
+        return CPN_E_SCHEMA;
+    if (memcmp(ch->claim_env.from, cpn_identity_pk(self->id), CPN_PK_LEN) != 0)
+        return CPN_E_UNTRUSTED; /* not a CLAIM of ours */
+    if ((r = cpn_msg_decode(&ch->claim_env, &self->lim, &ch->claim)) != CPN_OK ||
+        (r = cpn_env_parse(ch->claim.request.ptr, ch->claim.request.len, &self->lim,
+                           &ch->req_env)) != CPN_OK ||
+        (r = cpn_sigcache_verify(self->sigcache, &ch->req_env)) != CPN_OK ||
+        (r = cpn_msg_decode(&ch->req_env, &self->lim, &ch->req)) != CPN_OK)
+        return r;
+    if (memcmp(ch->claim.peer, rx->env.from, CPN_PK_LEN) != 0 ||
+        strcmp(ch->claim.package, lease->package) != 0 || ch->claim.units != lease->units)
+        return CPN_E_SCHEMA; /* the lease does not answer the claim it carries */
+    return CPN_OK;
+}
+
+/* GRANT = the peer's LEASE countersigned by us. *frame_p malloc'd. */
+static int s_build_grant(broker_t *self, const broker_rx_t *rx, const char *request_id,
+                         uint8_t **frame_p, size_t *len)
+{
+    cpn_grant_t g;
+    memset(&g, 0, sizeof g);
+    g.lease.ptr = rx->env.frame;
+    g.lease.len = rx->env.frame_len;
+    snprintf(g.request_id, sizeof g.request_id, "%s", request_id);
+    return cpn_signer_build(&self->signer, CPN_MSG_GRANT, &g, frame_p, len);
+}
+
+static broker_op_t *s_op_find(broker_t *self, const uint8_t peer[CPN_PK_LEN],
+                              const char *lease_id, uint64_t tenant_seq)
+{
+    for (size_t i = 0; i < BROKER_OPS_MAX; i++) {
+        broker_op_t *op = &self->ops[i];
+        if (op->used && memcmp(op->peer, peer, CPN_PK_LEN) == 0 &&
+            (lease_id ? strcmp(op->lease_id, lease_id) == 0 : op->tenant_seq == tenant_seq))
+            return op;
+    }
+    return NULL;
+}
+
+/* A LEASE answering a RENEW or RELEASE we relayed. */
+static void s_op_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease,
+                       broker_op_t *op, const char *request_id)
+{
+    uint8_t *grant = NULL;
+    size_t len = 0;
+    int r = strcmp(lease->state, "released") == 0
+                ? ledger_release(self->ledger, rx->env.from, lease->lease_id, cpn_now_ms())
+                : ledger_renew(self->ledger, rx->env.from, lease->lease_id, lease->end_ms,
+                               lease->renewals);
+    if (r != CPN_OK && r != CPN_E_EXPIRED)
+        log_warn("ledger", "lease %s: %s", lease->lease_id, cpn_errname(r));
+    if (s_build_grant(self, rx, request_id, &grant, &len) == CPN_OK)
+        (void)broker_send_frame(self, op->rid, op->rid_len, grant, len);
+    free(grant);
+    memset(op, 0, sizeof *op);
+}
+
+void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease)
+{
+    s_chain_t ch;
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    int r = s_open_chain(self, rx, lease, &ch);
+    s_audit(self, rx->env.ts_ms, "LEASE", rx->env.from, r, rx->env.frame,
+                       rx->env.frame_len);
+    if (r != CPN_OK) {
+        broker_count_refusal(self, r);
+        log_warn("claim", "LEASE %s from %s refused: %s", lease->lease_id, kid, cpn_errname(r));
+        return;
+    }
+    broker_op_t *op = s_op_find(self, rx->env.from, lease->lease_id, 0);
+    if (op) {
+        s_op_lease(self, rx, lease, op, ch.req.id);
+        return;
+    }
+    uint8_t *grant = NULL;
+    size_t len = 0;
+    if ((r = s_build_grant(self, rx, ch.req.id, &grant, &len)) != CPN_OK) {
+        log_error("claim", "cannot countersign lease %s: %s", lease->lease_id, cpn_errname(r));
+        return;
+    }
+    const cpn_package_t *pkg = s_book_package(self, rx->env.from, lease->package);
+    ledger_lease_t rec;
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.lease_id, sizeof rec.lease_id, "%s", lease->lease_id);
+    memcpy(rec.tenant, ch.req_env.from, CPN_PK_LEN);
+    memcpy(rec.peer, rx->env.from, CPN_PK_LEN);
+    snprintf(rec.package, sizeof rec.package, "%s", lease->package);
+    rec.units = lease->units;
+    rec.accelerators = (uint64_t)lease->units * (pkg ? pkg->accel.count : 0);
+    rec.price = lease->price;
+    rec.start_ms = lease->start_ms;
+    rec.end_ms = lease->end_ms;
+    snprintf(rec.request_id, sizeof rec.request_id, "%s", ch.req.id);
+    if ((r = ledger_record_grant(self->ledger, &rec, grant, len)) != CPN_OK)
+        log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
+    if (book_take(self->book, rx->env.from, lease->package, lease->units) != CPN_OK)
+        log_debug("book", "lease %s: book had fewer free units (the next AD corrects it)",
+                  lease->lease_id);
+    s_audit(self, cpn_now_ms(), "GRANT", cpn_identity_pk(self->id), CPN_OK,
+                       grant, len);
+    broker_pending_t *p = s_pending_by_claim(self, ch.claim_env.seq);
+    if (!p) {
+        /* Late: the tenant already had its NACK; the lease is recorded and a resubmission
+         * of the same request id returns it. */
+        log_warn("claim", "late LEASE %s from %s recorded for request %s", lease->lease_id, kid,
+                 ch.req.id);
+        free(grant);
+        return;
+    }
+    (void)broker_send_frame(self, p->rid, p->rid_len, grant, len);
+    free(grant);
+    self->stats.grants++;
+    log_info("claim", "lease %s: %u x %s from %s for request %s", lease->lease_id, lease->units,
+             lease->package, kid, ch.req.id);
+    p->units_left = lease->units >= p->units_left ? 0 : p->units_left - lease->units;
+    if (p->units_left == 0) {
+        s_pending_free(self, p);
+        return;
+    }
+    s_claim_next(self, p); /* a split request: the rest from the next candidate */
+}
+
+/* ---- NACK ---- */
+
+void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack)
+{
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    broker_op_t *op = s_op_find(self, rx->env.from, NULL, nack->ref_seq);
+    if (op) {
+        broker_nack(self, op->rid, op->rid_len, nack->ref, op->tenant_seq, nack->code,
+                    nack->reason);
+        memset(op, 0, sizeof *op);
+        return;
+    }
+    broker_pending_t *p = s_pending_by_claim(self, nack->ref_seq);
+    if (!p || p->next == 0 || memcmp(p->cands[p->next - 1].peer, rx->env.from, CPN_PK_LEN)) {
+        log_debug("claim", "NACK from %s for no claim in flight (seq %" PRIu64 ")", kid,
+                  nack->ref_seq);
+        return;
+    }
+    log_info("claim", "peer %s refused request %s: %s (%s)", kid, p->req.id,
+             cpn_errname(nack->code), nack->reason);
+    p->last_code = nack->code;
+    snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, nack->reason);
+    s_claim_next(self, p);
+}
+
+/* ---- RENEW, RELEASE: the tenant's frame goes to the peer verbatim ---- */
+
+void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
+                        const char *lease_id)
+{
+    s_audit(self, rx->env.ts_ms, cpn_msg_name(rx->env.type), rx->env.from,
+                       CPN_OK, rx->env.frame, rx->env.frame_len);
+    const broker_route_t *route = broker_route(self, peer);
+    if (!route) {
+        broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_UNREACHABLE,
+                    "the lease's peer is not connected to this broker");
+        return;
+    }
+    broker_op_t *op = NULL;
+    for (size_t i = 0; i < BROKER_OPS_MAX && !op; i++)
+        if (!self->ops[i].used)
+            op = &self->ops[i];
+    if (!op) {
+        broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_BUSY,
+                    "too many renewals and releases in flight");
+        return;
+    }
+    op->used = true;
+    memcpy(op->rid, rx->rid, rx->rid_len);
+    op->rid_len = rx->rid_len;
+    memcpy(op->tenant, rx->env.from, CPN_PK_LEN);
+    memcpy(op->peer, peer, CPN_PK_LEN);
+    snprintf(op->lease_id, sizeof op->lease_id, "%s", lease_id);
+    op->tenant_seq = rx->env.seq;
+    op->kind = rx->env.type;
+    op->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
+    if (broker_send_frame(self, route->rid, route->rid_len, rx->env.frame, rx->env.frame_len) !=
+        CPN_OK) {
+        broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_BUSY, NULL);
+        memset(op, 0, sizeof *op);
+    }
+}
+
+/* ---- timers ---- */
+
+void claim_tick(broker_t *self, uint64_t now_mono)
+{
+    for (size_t i = 0; i < self->n_pending_slots; i++) {
+        broker_pending_t *p = &self->pending[i];
+        if (!p->used || now_mono < p->deadline_mono)
+            continue;
+        self->stats.claim_timeouts++;
+        if (p->next == 0 || p->tries >= self->pol->limits.claim_tries) {
+            s_finish_nack(self, p, CPN_E_TIMEOUT,
+                          "the peer did not answer; sending the same request again is safe");
+            continue;
+        }
+        /* Same candidate again (see the top of this file). */
+        const match_cand_t c = p->cands[p->next - 1];
+        if (s_send_claim(self, p, &c) != CPN_OK)
+            s_finish_nack(self, p, CPN_E_UNREACHABLE, "the peer is not connected");
+    }
+    for (size_t i = 0; i < BROKER_OPS_MAX; i++) {
+        broker_op_t *op = &self->ops[i];
+        if (op->used && now_mono >= op->deadline_mono) {
+            broker_nack(self, op->rid, op->rid_len, op->lease_id, op->tenant_seq, CPN_E_TIMEOUT,
+                        "the peer did not answer");
+            memset(op, 0, sizeof *op);
+        }
+    }
+}

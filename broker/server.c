@@ -1,0 +1,510 @@
+/* server.c - the broker's event loop: receive, verify, dispatch.
+ *
+ * Verify before read, in this order, each refusal counted by code and answered with an
+ * ERROR where there is someone to answer: frame size; envelope structure; who the sender is
+ * (tenant, trusted peer, federation member) and whether that role may send this type; the
+ * sender's rate; the signature (through the cache, so the same bytes are never verified
+ * twice); seq and timestamp (replay guard); only then the body is decoded and the handler
+ * for the type runs.
+ */
+#include "server.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "log.h"
+
+#define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
+
+/* ---- routes: which connection reaches a key ---- */
+
+static size_t s_route_slot(const uint8_t key[CPN_PK_LEN])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof h); /* keys are uniformly random */
+    return (size_t)(h % BROKER_ROUTES_MAX);
+}
+
+void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
+                      size_t rid_len)
+{
+    size_t i = s_route_slot(key), oldest = i;
+    for (size_t probe = 0; probe < 64; probe++, i = (i + 1) % BROKER_ROUTES_MAX) {
+        broker_route_t *r = &self->routes[i];
+        if (!r->used || memcmp(r->key, key, CPN_PK_LEN) == 0) {
+            oldest = i;
+            break;
+        }
+        if (r->seen_mono < self->routes[oldest].seen_mono)
+            oldest = i;
+    }
+    /* A full probe window replaces its least recently seen route: that key reconnects and
+     * is learnt again from its next message. */
+    broker_route_t *r = &self->routes[oldest];
+    r->used = true;
+    memcpy(r->key, key, CPN_PK_LEN);
+    memcpy(r->rid, rid, rid_len);
+    r->rid_len = rid_len;
+    r->seen_mono = cpn_mono_ms();
+}
+
+const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN])
+{
+    size_t i = s_route_slot(key);
+    for (size_t probe = 0; probe < 64; probe++, i = (i + 1) % BROKER_ROUTES_MAX) {
+        const broker_route_t *r = &self->routes[i];
+        if (r->used && memcmp(r->key, key, CPN_PK_LEN) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* ---- sending ---- */
+
+void broker_count_refusal(broker_t *self, int code)
+{
+    int slot = -code;
+    if (slot > 0 && slot < BROKER_ERR_SLOTS)
+        self->stats.refused[slot]++;
+}
+
+int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                      size_t len)
+{
+    int r = cpn_send_to(self->router, rid, rid_len, frame, len);
+    if (r != CPN_OK)
+        log_warn("net", "send of %zu bytes dropped: %s", len, cpn_errname(r));
+    return r;
+}
+
+int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                const void *body)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    int r = cpn_signer_build(&self->signer, type, body, &frame, &len);
+    if (r == CPN_OK)
+        r = broker_send_frame(self, rid, rid_len, frame, len);
+    else
+        log_error("net", "cannot build %s: %s", cpn_msg_name(type), cpn_errname(r));
+    free(frame);
+    return r;
+}
+
+void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
+                 uint64_t ref_seq, int code, const char *reason)
+{
+    cpn_nack_t n;
+    memset(&n, 0, sizeof n);
+    snprintf(n.ref, sizeof n.ref, "%s", ref ? ref : "");
+    n.ref_seq = ref_seq;
+    n.code = code;
+    snprintf(n.reason, sizeof n.reason, "%s", reason && reason[0] ? reason : cpn_strerror(code));
+    self->stats.nacks++;
+    (void)broker_send(self, rid, rid_len, CPN_MSG_NACK, &n);
+}
+
+static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
+                    int code, const char *reason)
+{
+    cpn_error_t e;
+    memset(&e, 0, sizeof e);
+    e.code = code;
+    e.ref_seq = ref_seq;
+    snprintf(e.reason, sizeof e.reason, "%s", reason ? reason : cpn_strerror(code));
+    (void)broker_send(self, rid, rid_len, CPN_MSG_ERROR, &e);
+}
+
+/* ---- handlers, one per type ---- */
+
+typedef union {
+    cpn_hello_t hello;
+    cpn_ad_t ad;
+    cpn_withdraw_t withdraw;
+    cpn_request_t request;
+    cpn_lease_t lease;
+    cpn_nack_t nack;
+    cpn_renew_t renew;
+    cpn_release_t release;
+    cpn_query_t query;
+    cpn_error_t error;
+} s_body_t;
+
+typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
+
+static void s_on_hello(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    log_info("net", "HELLO from %s %s (%s)", b->hello.role, kid, b->hello.name);
+}
+
+static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    int r = book_put_ad(self->book, rx->env.from, rx->env.seq, rx->env.ts_ms, &b->ad,
+                        rx->env.frame, rx->env.frame_len, NULL, 0);
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    if (r != CPN_OK) {
+        broker_count_refusal(self, r);
+        log_warn("book", "AD from %s seq %" PRIu64 " refused: %s", kid, rx->env.seq,
+                 cpn_errname(r));
+        return;
+    }
+    log_debug("book", "AD from %s (%s): %u packages, ttl %us", kid, b->ad.name,
+              b->ad.n_packages, b->ad.ttl_s);
+}
+
+static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    int r = book_withdraw(self->book, rx->env.from, rx->env.seq);
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    if (r != CPN_OK)
+        broker_count_refusal(self, r);
+    log_info("book", "WITHDRAW from %s: %s", kid, cpn_errname(r));
+}
+
+static void s_on_request(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    claim_on_request(self, rx, &b->request);
+}
+
+static void s_on_lease(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    claim_on_lease(self, rx, &b->lease);
+}
+
+static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    claim_on_nack(self, rx, &b->nack);
+}
+
+static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    claim_on_tenant_op(self, rx, b->renew.peer, b->renew.lease_id);
+}
+
+static void s_on_release(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    claim_on_tenant_op(self, rx, b->release.peer, b->release.lease_id);
+}
+
+static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    query_answer(self, rx, &b->query);
+}
+
+static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    char kid[CPN_KID_LEN];
+    cpn_key_id(rx->env.from, kid);
+    log_warn("net", "ERROR from %s: %s (%s)", kid, cpn_errname(b->error.code), b->error.reason);
+}
+
+/* Which handler runs for a type, and who may send it to a broker (narrower than
+ * msg_schema.def's roles: e.g. only tenants send REQUEST here). */
+typedef struct {
+    cpn_msg_type_t type;
+    unsigned roles;
+    s_handler_fn fn;
+} s_dispatch_t;
+
+static const s_dispatch_t s_dispatch[] = {
+    {CPN_MSG_HELLO, CPN_ROLE_PEER | CPN_ROLE_TENANT | CPN_ROLE_BROKER, s_on_hello},
+    {CPN_MSG_AD, CPN_ROLE_PEER, s_on_ad},
+    {CPN_MSG_WITHDRAW, CPN_ROLE_PEER, s_on_withdraw},
+    {CPN_MSG_REQUEST, CPN_ROLE_TENANT, s_on_request},
+    {CPN_MSG_LEASE, CPN_ROLE_PEER, s_on_lease},
+    {CPN_MSG_NACK, CPN_ROLE_PEER, s_on_nack},
+    {CPN_MSG_RENEW, CPN_ROLE_TENANT, s_on_renew},
+    {CPN_MSG_RELEASE, CPN_ROLE_TENANT, s_on_release},
+    {CPN_MSG_QUERY, CPN_ROLE_TENANT | CPN_ROLE_BROKER, s_on_query},
+    {CPN_MSG_ERROR, CPN_ROLE_PEER | CPN_ROLE_TENANT | CPN_ROLE_BROKER, s_on_error},
+};
+
+static const s_dispatch_t *s_find(cpn_msg_type_t type)
+{
+    for (size_t i = 0; i < sizeof s_dispatch / sizeof s_dispatch[0]; i++)
+        if (s_dispatch[i].type == type)
+            return &s_dispatch[i];
+    return NULL;
+}
+
+static unsigned s_roles_of(const broker_t *self, const uint8_t pk[CPN_PK_LEN])
+{
+    unsigned roles = 0;
+    if (policy_tenant(self->pol, pk))
+        roles |= CPN_ROLE_TENANT;
+    if (policy_member(self->pol, pk))
+        roles |= CPN_ROLE_BROKER;
+    if (policy_peer_trusted(self->pol, pk) && !(roles & CPN_ROLE_TENANT))
+        roles |= CPN_ROLE_PEER;
+    return roles;
+}
+
+/* The refusal for a sender whose role does not fit the type. */
+static int s_role_refusal(cpn_msg_type_t type, unsigned roles)
+{
+    if (roles)
+        return CPN_E_ROLE;
+    switch (type) {
+    case CPN_MSG_REQUEST:
+    case CPN_MSG_RENEW:
+    case CPN_MSG_RELEASE:
+    case CPN_MSG_QUERY:
+        return CPN_E_UNKNOWN_TENANT;
+    default:
+        return CPN_E_UNTRUSTED;
+    }
+}
+
+/* Everything between the bytes and the handler. Returns CPN_OK if the handler ran. */
+static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                    size_t len)
+{
+    broker_rx_t rx = {.rid = rid, .rid_len = rid_len};
+    const s_dispatch_t *d = NULL;
+    bool parsed = false;
+    s_body_t body;
+    int r;
+    uint64_t now = cpn_now_ms();
+    memset(&body, 0, sizeof body);
+    self->stats.received++;
+    if ((r = cpn_env_parse(frame, len, &self->lim, &rx.env)) != CPN_OK)
+        goto refuse;
+    parsed = true;
+    rx.roles = s_roles_of(self, rx.env.from);
+    d = s_find(rx.env.type);
+    if (!d || !(d->roles & rx.roles)) {
+        r = d ? s_role_refusal(rx.env.type, rx.roles) : CPN_E_TYPE;
+        goto refuse;
+    }
+    if ((r = ratelimit_take(self->rate, rx.env.from, cpn_mono_ms())) != CPN_OK ||
+        (r = cpn_sigcache_verify(self->sigcache, &rx.env)) != CPN_OK ||
+        (r = cpn_replay_check(self->replay, rx.env.from, rx.env.seq, rx.env.ts_ms, now)) !=
+            CPN_OK ||
+        (r = cpn_msg_decode(&rx.env, &self->lim, &body)) != CPN_OK)
+        goto refuse;
+    /* A peer or member is reached through the connection it last spoke on. */
+    if (rx.roles & (CPN_ROLE_PEER | CPN_ROLE_BROKER))
+        broker_route_set(self, rx.env.from, rid, rid_len);
+    self->stats.accepted++;
+    d->fn(self, &rx, &body);
+    if (rx.env.type == CPN_MSG_AD)
+        cpn_ad_clear(&body.ad);
+    return CPN_OK;
+refuse:
+    broker_count_refusal(self, r);
+    {
+        char kid[CPN_KID_LEN] = "?";
+        if (parsed)
+            cpn_key_id(rx.env.from, kid);
+        log_warn("intake", "refused %s from %s (%zu bytes): %s",
+                 parsed ? cpn_msg_name(rx.env.type) : "frame", kid, len, cpn_errname(r));
+    }
+    /* Answer what was refused, except to a flood (rate) and except ERRORs (no ping-pong). */
+    if (r != CPN_E_RATE && !(parsed && rx.env.type == CPN_MSG_ERROR))
+        s_error(self, rid, rid_len, parsed ? rx.env.seq : 0, r, NULL);
+    if (parsed && rx.env.type == CPN_MSG_AD)
+        cpn_ad_clear(&body.ad);
+    return r;
+}
+
+/* ---- life cycle ---- */
+
+static int s_apply_limits(broker_t *self)
+{
+    const policy_limits_t *l = &self->pol->limits;
+    self->lim = cpn_limits_default;
+    self->lim.max_frame = l->frame_size;
+    if (self->lim.max_str > l->frame_size)
+        self->lim.max_str = l->frame_size;
+    ledger_set_audit_max(self->ledger, l->audit_rows);
+    return ratelimit_set(self->rate, l->rate_per_sender, l->rate_burst);
+}
+
+int server_new(const char *policy_path, broker_t **out)
+{
+    broker_t *self = calloc(1, sizeof *self);
+    yconf_t *doc = NULL;
+    int r;
+    if (!self)
+        return CPN_E_NOMEM;
+    if ((r = policy_load(policy_path, &self->pol, &doc)) != CPN_OK) {
+        if (doc)
+            yconf_print_errors(doc, stderr);
+        goto out;
+    }
+    const policy_t *p = self->pol;
+    if ((r = cpn_identity_load(p->broker.key_path, &self->id)) != CPN_OK) {
+        log_error("broker", "%s: %s", p->broker.key_path, cpn_strerror(r));
+        goto out;
+    }
+    self->signer.id = self->id;
+    r = CPN_E_NOMEM;
+    self->n_pending_slots = p->limits.max_pending;
+    self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
+    self->pending = calloc(self->n_pending_slots, sizeof *self->pending);
+    self->book = book_new(p->limits.max_offers);
+    self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
+    self->sigcache = cpn_sigcache_new(1u << 16);
+    self->rate = ratelimit_new(p->limits.rate_per_sender, p->limits.rate_burst,
+                               p->limits.rate_senders);
+    self->zctx = zmq_ctx_new();
+    if (!self->routes || !self->pending || !self->book || !self->replay || !self->sigcache ||
+        !self->rate || !self->zctx)
+        goto out;
+    if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
+        log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
+        goto out;
+    }
+    if ((r = s_apply_limits(self)) != CPN_OK)
+        goto out;
+    cpn_curve_t curve = {.enabled = p->broker.curve, .self = self->id};
+    if (p->broker.curve && (r = zap_open(self)) != CPN_OK)
+        goto out;
+    /* Large answers (offers, status) leave through this socket; incoming frames are bounded
+     * by ZMQ_MAXMSGSIZE = the policy's frame_size. */
+    if ((r = cpn_sock_router(self->zctx, p->broker.listen, p->limits.frame_size, &curve,
+                             &self->router)) != CPN_OK)
+        goto out;
+    int handover = 1; /* a reconnecting client with the same identity takes over its route */
+    zmq_setsockopt(self->router, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
+    self->started_ms = cpn_now_ms();
+    char kid[CPN_KID_LEN];
+    cpn_key_id(cpn_identity_pk(self->id), kid);
+    log_info("broker", "%s (%s) listening on %s%s", p->broker.name, kid, p->broker.listen,
+             p->broker.curve ? " with CURVE" : " in plain TCP (policy says curve: false)");
+    r = CPN_OK;
+out:
+    yconf_destroy(&doc);
+    if (r != CPN_OK)
+        server_destroy(&self);
+    *out = self;
+    return r;
+}
+
+void server_destroy(broker_t **self_p)
+{
+    broker_t *self = self_p ? *self_p : NULL;
+    if (!self)
+        return;
+    if (self->router)
+        zmq_close(self->router);
+    if (self->zap)
+        zmq_close(self->zap);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    for (size_t i = 0; self->pending && i < self->n_pending_slots; i++)
+        free(self->pending[i].req_frame);
+    free(self->pending);
+    free(self->routes);
+    book_destroy(&self->book);
+    cpn_replay_destroy(&self->replay);
+    cpn_sigcache_destroy(&self->sigcache);
+    ratelimit_destroy(&self->rate);
+    ledger_destroy(&self->ledger);
+    cpn_identity_destroy(&self->id);
+    policy_destroy(&self->pol);
+    free(self);
+    *self_p = NULL;
+}
+
+/* SIGHUP: a policy that fails validation, or changes what needs a restart, is refused and
+ * the running one stays. */
+static void s_reload(broker_t *self)
+{
+    policy_t *neu = NULL;
+    yconf_t *doc = NULL;
+    int r = policy_load(self->pol->path, &neu, &doc);
+    const char *restart = r == CPN_OK ? policy_restart_needed(self->pol, neu) : NULL;
+    if (r != CPN_OK || restart) {
+        if (doc)
+            yconf_print_errors(doc, stderr);
+        self->stats.reloads_failed++;
+        log_error("policy", "reload of %s refused (%s); the running policy stays",
+                  self->pol->path, restart ? restart : cpn_strerror(r));
+        if (restart)
+            log_error("policy", "%s changed: that needs a restart", restart);
+        policy_destroy(&neu);
+        yconf_destroy(&doc);
+        return;
+    }
+    policy_destroy(&self->pol);
+    self->pol = neu;
+    yconf_destroy(&doc);
+    if (s_apply_limits(self) != CPN_OK)
+        log_error("policy", "rate limits of the new policy not applied");
+    self->stats.reloads++;
+    log_info("policy", "reloaded %s: %zu tenants, %zu members", self->pol->path,
+             self->pol->n_tenants, self->pol->federation.n_members);
+}
+
+static void s_tick(broker_t *self)
+{
+    uint64_t now = cpn_now_ms(), mono = cpn_mono_ms();
+    size_t gone = book_expire(self->book, now);
+    if (gone)
+        log_info("book", "%zu peers expired (ttl passed without a new AD)", gone);
+    uint64_t ended = 0;
+    if (ledger_expire(self->ledger, now, &ended) == CPN_OK && ended)
+        log_info("ledger", "%" PRIu64 " leases ended", ended);
+    claim_tick(self, mono);
+}
+
+int server_run(broker_t *self)
+{
+    uint8_t rid[CPN_RID_MAX];
+    while (!self->stop) {
+        if (self->reload) {
+            self->reload = 0;
+            s_reload(self);
+        }
+        zmq_pollitem_t items[2] = {{self->router, 0, ZMQ_POLLIN, 0},
+                                   {self->zap, 0, ZMQ_POLLIN, 0}};
+        int n_items = self->zap ? 2 : 1;
+        if (zmq_poll(items, n_items, BROKER_TICK_MS) < 0 && zmq_errno() != EINTR)
+            return CPN_E_IO;
+        if (self->zap && (items[1].revents & ZMQ_POLLIN))
+            zap_handle(self);
+        if (items[0].revents & ZMQ_POLLIN) {
+            int began = ledger_begin(self->ledger) == CPN_OK;
+            for (int i = 0; i < BROKER_BATCH; i++) {
+                uint8_t *frame = NULL;
+                size_t len = 0, rid_len = 0;
+                int r = cpn_recv(self->router, 1, rid, &rid_len, &frame, &len);
+                if (r == CPN_E_TIMEOUT)
+                    break;
+                if (r == CPN_OK)
+                    (void)s_intake(self, rid, rid_len, frame, len);
+                else
+                    broker_count_refusal(self, r);
+                free(frame);
+            }
+            if (began && ledger_commit(self->ledger) != CPN_OK)
+                log_error("ledger", "commit failed");
+        }
+        uint64_t mono = cpn_mono_ms();
+        if (mono >= self->next_tick_mono) {
+            self->next_tick_mono = mono + BROKER_TICK_MS;
+            s_tick(self);
+        }
+    }
+    log_info("broker", "stopping");
+    return CPN_OK;
+}
+
+void server_request_stop(broker_t *self)
+{
+    self->stop = 1;
+}
+
+void server_request_reload(broker_t *self)
+{
+    self->reload = 1;
+}

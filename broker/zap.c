@@ -1,0 +1,95 @@
+/* zap.c - the ZeroMQ authentication (ZAP, RFC 27) handler for the broker's CURVE socket.
+ *
+ * A CURVE server without a ZAP handler admits any client key. This one denies by default
+ * and admits a connection only if its CURVE key derives from an Ed25519 key the policy
+ * names: a tenant, a listed peer (or any peer under `trusted: any`), a federation member.
+ * Messages are still verified one by one afterwards; this keeps strangers off the socket.
+ */
+#include <string.h>
+#include <sodium.h>
+#include <zmq.h>
+
+#include "broker.h"
+#include "log.h"
+
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+#define ZAP_FRAMES 7 /* version, request id, domain, address, identity, mechanism, key */
+
+int zap_open(broker_t *self)
+{
+    self->zap = zmq_socket(self->zctx, ZMQ_REP);
+    if (!self->zap || zmq_bind(self->zap, ZAP_ENDPOINT) != 0) {
+        log_error("zap", "cannot bind %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
+        return CPN_E_IO;
+    }
+    return CPN_OK;
+}
+
+/* Is there a key in the policy whose CURVE form is `curve_pk`? */
+static bool s_admitted(const broker_t *self, const uint8_t curve_pk[32], const char **who)
+{
+    const policy_t *pol = self->pol;
+    uint8_t c[32];
+#define S_CHECK(list, n, label)                                                                \
+    for (size_t i = 0; i < (n); i++)                                                           \
+        if (crypto_sign_ed25519_pk_to_curve25519(c, (list)[i].key) == 0 &&                     \
+            sodium_memcmp(c, curve_pk, 32) == 0) {                                             \
+            *who = (label);                                                                    \
+            return true;                                                                       \
+        }
+    S_CHECK(pol->tenants, pol->n_tenants, "tenant")
+    S_CHECK(pol->federation.members, pol->federation.n_members, "member")
+    S_CHECK(pol->peers.trusted, pol->peers.n_trusted, "peer")
+#undef S_CHECK
+    if (pol->peers.any) {
+        *who = "peer (trusted: any)";
+        return true;
+    }
+    return false;
+}
+
+void zap_handle(broker_t *self)
+{
+    zmq_msg_t parts[ZAP_FRAMES];
+    int n = 0, more = 1;
+    while (more && n < ZAP_FRAMES) {
+        zmq_msg_init(&parts[n]);
+        if (zmq_msg_recv(&parts[n], self->zap, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&parts[n]);
+            break;
+        }
+        more = zmq_msg_more(&parts[n]);
+        n++;
+    }
+    while (more) { /* more frames than ZAP defines: drain them */
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        if (zmq_msg_recv(&extra, self->zap, ZMQ_DONTWAIT) < 0)
+            more = 0;
+        else
+            more = zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+    }
+    const char *status = "400", *text = "denied: key not in policy", *who = "";
+    if (n == ZAP_FRAMES && zmq_msg_size(&parts[5]) == 5 &&
+        memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0 && zmq_msg_size(&parts[6]) == 32 &&
+        s_admitted(self, zmq_msg_data(&parts[6]), &who)) {
+        status = "200";
+        text = "OK";
+    }
+    if (status[0] != '2') {
+        broker_count_refusal(self, CPN_E_UNTRUSTED);
+        log_warn("zap", "connection refused: %s", text);
+    }
+    /* Reply: version, request id, status code, status text, user id, metadata. */
+    const void *reqid = n > 1 ? zmq_msg_data(&parts[1]) : "";
+    size_t reqid_len = n > 1 ? zmq_msg_size(&parts[1]) : 0;
+    zmq_send(self->zap, "1.0", 3, ZMQ_SNDMORE);
+    zmq_send(self->zap, reqid, reqid_len, ZMQ_SNDMORE);
+    zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
+    zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
+    zmq_send(self->zap, who, strlen(who), ZMQ_SNDMORE);
+    zmq_send(self->zap, "", 0, 0);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&parts[i]);
+}
