@@ -1,3 +1,0 @@
-/* placeholder until the broker lands */
-int broker_placeholder(void);
-int broker_placeholder(void) { return 0; }
