@@ -301,9 +301,12 @@ int cpn_msg_decode(const cpn_env_t *env, const cpn_limits_t *lim, void *body)
         return CPN_E_TYPE;
     if (!lim)
         lim = &cpn_limits_default;
+    memset(body, 0, c->size);
+    /* Refuse malformed bytes before allocating anything for them. */
+    if ((r = mp_validate(env->body, env->body_len, lim)) != CPN_OK)
+        return r;
     if (!msgpack_zone_init(&zone, 2048))
         return CPN_E_NOMEM;
-    memset(body, 0, c->size);
     if ((r = mp_parse(env->body, env->body_len, lim, &zone, &obj)) != CPN_OK)
         goto out;
     if (c->decode)
