@@ -93,6 +93,7 @@ int cpn_env_seal(const cpn_identity_t *id, cpn_msg_type_t type, uint64_t seq, ui
     uint8_t *m = NULL, sig[CPN_SIG_LEN];
     size_t m_len = 0;
     const char *name = cpn_msg_name(type);
+    cpn_limits_t lim = cpn_limits_default;
     msgpack_sbuffer_init(&pay);
     msgpack_sbuffer_init(&frame);
     if (!id || !body || !frame_p || !frame_len) {
@@ -104,7 +105,6 @@ int cpn_env_seal(const cpn_identity_t *id, cpn_msg_type_t type, uint64_t seq, ui
         goto out;
     }
     /* Never emit what a receiver must refuse: the body is one msgpack map. */
-    cpn_limits_t lim = cpn_limits_default;
     lim.max_frame = body_len;
     if (body_len == 0 || !s_is_map_head(body[0])) {
         r = CPN_E_INVAL;
@@ -230,19 +230,11 @@ static int s_rd_uint(s_cur_t *c, uint64_t *v)
         *v = h[0];
         return CPN_OK;
     }
-    size_t w;
-    bool is_signed = false;
-    switch (h[0]) {
-    case 0xcc: w = 1; break;
-    case 0xcd: w = 2; break;
-    case 0xce: w = 4; break;
-    case 0xcf: w = 8; break;
-    case 0xd0: w = 1, is_signed = true; break;
-    case 0xd1: w = 2, is_signed = true; break;
-    case 0xd2: w = 4, is_signed = true; break;
-    case 0xd3: w = 8, is_signed = true; break;
-    default: return CPN_E_SCHEMA;
-    }
+    /* uint 8/16/32/64 are 0xcc..0xcf, int 8/16/32/64 are 0xd0..0xd3 */
+    if (h[0] < 0xcc || h[0] > 0xd3)
+        return CPN_E_SCHEMA;
+    size_t w = (size_t)1 << (h[0] & 0x03);
+    bool is_signed = h[0] >= 0xd0;
     if ((r = s_take(c, w, &p)) != CPN_OK)
         return r;
     if (is_signed && (p[0] & 0x80))

@@ -68,7 +68,9 @@ static s_slot_t *s_slot(const cpn_sigcache_t *self, const cpn_env_t *env,
     const char *name = cpn_msg_name(env->type);
     crypto_generichash_init(&st, self->key, sizeof self->key, S_DIGEST_LEN);
     /* the name with its NUL, as in the signed context */
-    crypto_generichash_update(&st, (const uint8_t *)(name ? name : ""), name ? strlen(name) + 1 : 1);
+    if (!name)
+        name = "";
+    crypto_generichash_update(&st, (const uint8_t *)name, strlen(name) + 1);
     crypto_generichash_update(&st, env->payload, env->payload_len);
     crypto_generichash_update(&st, env->sig, CPN_SIG_LEN);
     crypto_generichash_update(&st, env->from, CPN_PK_LEN);

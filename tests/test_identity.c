@@ -63,16 +63,13 @@ static void test_rfc8032_vector(void **state)
     (void)state;
     /* RFC 8032, section 7.1, TEST 1: the empty message. */
     uint8_t seed[32], pk[32], want_sig[64], sig[64];
-    assert_int_equal(sodium_hex2bin(seed, 32,
-                                    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
-                                    64, NULL, NULL, NULL), 0);
-    assert_int_equal(sodium_hex2bin(pk, 32,
-                                    "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
-                                    64, NULL, NULL, NULL), 0);
-    assert_int_equal(sodium_hex2bin(want_sig, 64,
-                                    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
-                                    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
-                                    128, NULL, NULL, NULL), 0);
+    const char *seed_hex = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+    const char *pk_hex = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const char *sig_hex = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+                          "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+    assert_int_equal(sodium_hex2bin(seed, 32, seed_hex, 64, NULL, NULL, NULL), 0);
+    assert_int_equal(sodium_hex2bin(pk, 32, pk_hex, 64, NULL, NULL, NULL), 0);
+    assert_int_equal(sodium_hex2bin(want_sig, 64, sig_hex, 128, NULL, NULL, NULL), 0);
     cpn_identity_t *id = NULL;
     assert_int_equal(cpn_identity_from_seed(seed, &id), CPN_OK);
     assert_memory_equal(cpn_identity_pk(id), pk, 32);
@@ -148,7 +145,8 @@ static void test_malformed_refused(void **state)
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd+h8\n",   /* standard, not url-safe */
         "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n\n", /* extra line */
         " AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",  /* leading space */
-        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n"
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n", /* two keys */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(cpn_identity_load(s_write(t, "bad.key", bad[i], 0600), &id), CPN_E_KEY);
