@@ -592,8 +592,9 @@ int yconf_load_file(const char *path, yconf_t **out)
         r = CPN_E_IO;
         goto out;
     }
-    if (!S_ISREG(st.st_mode)) {
-        s_error_at(doc, 0, 0, NULL, "not a regular file");
+    /* Pipes are fine (`<(...)`); the bounded read below limits them like files. */
+    if (S_ISDIR(st.st_mode)) {
+        s_error_at(doc, 0, 0, NULL, "is a directory");
         r = CPN_E_IO;
         goto out;
     }

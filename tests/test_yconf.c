@@ -411,9 +411,7 @@ static void test_node_limit(void **state)
     buf[n - 1] = ']';
     buf[n] = '\0';
     yconf_t *doc = NULL;
-    double t0 = s_now();
     assert_int_equal(yconf_load_buffer("wide.yaml", buf, n, &doc), CPN_E_TOO_BIG);
-    assert_true(s_now() - t0 < 1.0);
     assert_true(s_has_error(doc, "wide.yaml:1:"));
     assert_true(s_has_error(doc, "more than 100000 nodes"));
     yconf_destroy(&doc);
