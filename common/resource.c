@@ -24,11 +24,11 @@
 /* Sanity caps: far above any real machine, low enough that per-unit totals and sums over
  * a book of a million packages stay well inside uint64. */
 #define S_CORES_MAX (1u << 20)
-#define S_MEM_MAX (1ULL << 60)        /* 1 EiB */
+#define S_MEM_MAX (1ULL << 60) /* 1 EiB */
 #define S_ACCEL_COUNT_MAX 1024u
-#define S_ACCEL_MEM_MAX (1ULL << 44)  /* 16 TiB per accelerator */
-#define S_TFLOPS_MAX 1000000u         /* per accelerator */
-#define S_BW_MAX 1000000u             /* GB/s per accelerator */
+#define S_ACCEL_MEM_MAX (1ULL << 44) /* 16 TiB per accelerator */
+#define S_TFLOPS_MAX 1000000u        /* per accelerator */
+#define S_BW_MAX 1000000u            /* GB/s per accelerator */
 #define S_STORAGE_MAX (1ULL << 60)
 #define S_RATE_MAX 100000000000000ULL /* 100 Tbit/s */
 #define S_PRICE_MAX 1000000000000ULL  /* 10^9 currency units per unit-hour */
@@ -71,10 +71,10 @@ uint64_t cpn_package_accel_mem(const cpn_package_t *p)
     return (uint64_t)p->accel.count * p->accel.mem_bytes;
 }
 
-#define S_FAIL(msg)                                                                            \
-    do {                                                                                       \
-        reason = (msg);                                                                        \
-        goto out;                                                                              \
+#define S_FAIL(msg)                                                                                \
+    do {                                                                                           \
+        reason = (msg);                                                                            \
+        goto out;                                                                                  \
     } while (0)
 
 int cpn_package_validate(const cpn_package_t *p, const char **why)
@@ -168,8 +168,7 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
         S_FAIL("network rate too large (at most 100Tbps)");
     if (r->max_price > S_PRICE_MAX)
         S_FAIL("max_price too large");
-    if (!s_list_ok(&r->regions) || !s_list_ok(&r->prefer_regions) ||
-        !s_list_ok(&r->prefer_vendors))
+    if (!s_list_ok(&r->regions) || !s_list_ok(&r->prefer_regions) || !s_list_ok(&r->prefer_vendors))
         S_FAIL("name lists hold at most 8 names of 1-63 printable characters");
     /* A request with no resource at all is almost surely a mistake in the file. */
     if (!r->accel_count && !r->min_tflops && !r->min_accel_mem && !r->cores && !r->mem_bytes &&
@@ -257,8 +256,10 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
 
 /* ---- msgpack ---- */
 
-#define S_F(key, kind, type, field, req)                                                     \
-    {(key), (kind), offsetof(type, field), sizeof(((type *)0)->field), (req)}
+#define S_F(key, kind, type, field, req)                                                           \
+    {                                                                                              \
+        (key), (kind), offsetof(type, field), sizeof(((type *)0)->field), (req)                    \
+    }
 
 static const mp_field_t s_accel_fields[] = {
     S_F("vendor", MPF_STR, cpn_accel_t, vendor, true),
@@ -351,14 +352,13 @@ int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
     if (!obj || !p)
         return CPN_E_INVAL;
     memset(&tmp, 0, sizeof tmp);
-    if ((r = mp_decode_map(obj, s_package_fields, sizeof s_package_fields /
-                                                      sizeof s_package_fields[0],
-                           &tmp, NULL)) != CPN_OK)
+    if ((r = mp_decode_map(obj, s_package_fields,
+                           sizeof s_package_fields / sizeof s_package_fields[0], &tmp, NULL)) !=
+        CPN_OK)
         return r;
-    if (tmp.accel &&
-        (r = mp_decode_map(tmp.accel, s_accel_fields,
-                           sizeof s_accel_fields / sizeof s_accel_fields[0], &tmp.p.accel,
-                           NULL)) != CPN_OK)
+    if (tmp.accel && (r = mp_decode_map(tmp.accel, s_accel_fields,
+                                        sizeof s_accel_fields / sizeof s_accel_fields[0],
+                                        &tmp.p.accel, NULL)) != CPN_OK)
         return r;
     /* "accel" is present exactly when there are accelerators: one encoding per value. */
     if ((tmp.accel != NULL) != (tmp.p.accel.count > 0))
@@ -428,8 +428,8 @@ int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r)
         return CPN_E_INVAL;
     memset(&tmp, 0, sizeof tmp);
     if ((rc = mp_decode_map(obj, s_request_fields,
-                            sizeof s_request_fields / sizeof s_request_fields[0], &tmp,
-                            NULL)) != CPN_OK ||
+                            sizeof s_request_fields / sizeof s_request_fields[0], &tmp, NULL)) !=
+            CPN_OK ||
         (rc = s_unpack_list(tmp.regions, &tmp.r.regions)) != CPN_OK ||
         (rc = s_unpack_list(tmp.prefer_regions, &tmp.r.prefer_regions)) != CPN_OK ||
         (rc = s_unpack_list(tmp.prefer_vendors, &tmp.r.prefer_vendors)) != CPN_OK)

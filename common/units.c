@@ -31,15 +31,15 @@ static const s_unit_t s_byte_units[] = {
     {"B", 1},
     {"kB", S_K},
     {"KB", S_K},
-    {"MB", S_K * S_K},
-    {"GB", S_K * S_K * S_K},
-    {"TB", S_K * S_K * S_K * S_K},
-    {"PB", S_K * S_K * S_K * S_K * S_K},
+    {"MB", S_K *S_K},
+    {"GB", S_K *S_K *S_K},
+    {"TB", S_K *S_K *S_K *S_K},
+    {"PB", S_K *S_K *S_K *S_K *S_K},
     {"KiB", S_KI},
-    {"MiB", S_KI * S_KI},
-    {"GiB", S_KI * S_KI * S_KI},
-    {"TiB", S_KI * S_KI * S_KI * S_KI},
-    {"PiB", S_KI * S_KI * S_KI * S_KI * S_KI},
+    {"MiB", S_KI *S_KI},
+    {"GiB", S_KI *S_KI *S_KI},
+    {"TiB", S_KI *S_KI *S_KI *S_KI},
+    {"PiB", S_KI *S_KI *S_KI *S_KI *S_KI},
 };
 
 static const s_unit_t s_bitrate_units[] = {
@@ -47,9 +47,9 @@ static const s_unit_t s_bitrate_units[] = {
     {"bps", 1},
     {"kbps", S_K},
     {"Kbps", S_K},
-    {"Mbps", S_K * S_K},
-    {"Gbps", S_K * S_K * S_K},
-    {"Tbps", S_K * S_K * S_K * S_K},
+    {"Mbps", S_K *S_K},
+    {"Gbps", S_K *S_K *S_K},
+    {"Tbps", S_K *S_K *S_K *S_K},
 };
 
 /* Largest first: compound durations must name their parts in this order ("1h30m"). */
@@ -63,9 +63,9 @@ static const s_unit_t s_duration_units[] = {
 #define S_N(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct {
-    uint64_t ipart;      /* integer digits */
-    uint64_t frac;       /* fraction digits as an integer, trailing zeros removed */
-    unsigned frac_len;   /* significant fraction digits */
+    uint64_t ipart;    /* integer digits */
+    uint64_t frac;     /* fraction digits as an integer, trailing zeros removed */
+    unsigned frac_len; /* significant fraction digits */
 } s_number_t;
 
 static bool s_isdigit(char c)
@@ -142,8 +142,7 @@ static int s_scale(const s_number_t *num, uint64_t mult, uint64_t *out)
     return CPN_OK;
 }
 
-static const s_unit_t *s_find_unit(const s_unit_t *units, size_t n, const char *suffix,
-                                   size_t len)
+static const s_unit_t *s_find_unit(const s_unit_t *units, size_t n, const char *suffix, size_t len)
 {
     for (size_t i = 0; i < n; i++)
         if (strlen(units[i].suffix) == len && memcmp(units[i].suffix, suffix, len) == 0)

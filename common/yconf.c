@@ -25,11 +25,11 @@
 #include "identity.h"
 #include "units.h"
 
-#define S_PATH_MAX 256     /* key paths in messages; longer ones are cut */
-#define S_MSG_MAX 512      /* one error line */
-#define S_KEY_SHOWN 64     /* characters of a key quoted in a message */
-#define S_FIELDS_MAX 64    /* entries in one binding table */
-#define S_SMALL_MAP 16     /* maps up to this size are checked for duplicates pairwise */
+#define S_PATH_MAX 256  /* key paths in messages; longer ones are cut */
+#define S_MSG_MAX 512   /* one error line */
+#define S_KEY_SHOWN 64  /* characters of a key quoted in a message */
+#define S_FIELDS_MAX 64 /* entries in one binding table */
+#define S_SMALL_MAP 16  /* maps up to this size are checked for duplicates pairwise */
 
 struct yconf {
     char *name;     /* as given: used in every message */
@@ -55,7 +55,8 @@ static char *s_strndup(const char *s, size_t n)
 }
 
 /* vsnprintf that reports truncation instead of hiding it; the output is always terminated. */
-static bool s_fmt(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static bool s_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static bool s_fmt(char *buf, size_t cap, const char *fmt, ...)
 {
     va_list ap;
@@ -104,8 +105,8 @@ static void s_verror(yconf_t *self, int line, int col, const char *path, const c
     if (self->n_errors >= YCONF_MAX_ERRORS)
         return;
     if (self->n_errors == YCONF_MAX_ERRORS - 1) {
-        s_fmt(full, sizeof full, "%s: too many errors, only the first %d are shown",
-              self->name, YCONF_MAX_ERRORS - 1);
+        s_fmt(full, sizeof full, "%s: too many errors, only the first %d are shown", self->name,
+              YCONF_MAX_ERRORS - 1);
     } else {
         vsnprintf(msg, sizeof msg, fmt, ap);
         if (line > 0)
@@ -196,8 +197,8 @@ void yconf_destroy(yconf_t **self_p)
 
 typedef struct {
     ynode_t *node;
-    size_t cap;      /* allocated entries of node's arrays */
-    char *key;       /* a map's key waiting for its value */
+    size_t cap; /* allocated entries of node's arrays */
+    char *key;  /* a map's key waiting for its value */
     int key_line, key_col;
 } s_frame_t;
 
@@ -222,18 +223,18 @@ static void s_stack_path(const s_loader_t *ld, char *buf, size_t cap)
         if (i == ld->depth && parent->kind == YNODE_MAP && !pending)
             break;
         if (parent->kind == YNODE_MAP)
-            s_child_path(tmp, sizeof tmp, buf, i < ld->depth ? parent->keys[parent->n - 1]
-                                                              : pending);
+            s_child_path(tmp, sizeof tmp, buf,
+                         i < ld->depth ? parent->keys[parent->n - 1] : pending);
         else
             s_index_path(tmp, sizeof tmp, buf, i < ld->depth ? parent->n - 1 : parent->n);
         s_fmt(buf, cap, "%s", tmp);
     }
 }
 
-static void s_parse_error(s_loader_t *ld, const yaml_mark_t *mark, bool with_path,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void s_parse_error(s_loader_t *ld, const yaml_mark_t *mark, bool with_path,
-                          const char *fmt, ...)
+static void s_parse_error(s_loader_t *ld, const yaml_mark_t *mark, bool with_path, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+static void s_parse_error(s_loader_t *ld, const yaml_mark_t *mark, bool with_path, const char *fmt,
+                          ...)
 {
     char path[S_PATH_MAX] = "";
     va_list ap;
@@ -360,8 +361,8 @@ static int s_on_scalar(s_loader_t *ld, const yaml_event_t *ev)
 
 static int s_on_open(s_loader_t *ld, const yaml_event_t *ev, ynode_kind_t kind)
 {
-    const yaml_char_t *anchor = kind == YNODE_MAP ? ev->data.mapping_start.anchor
-                                                  : ev->data.sequence_start.anchor;
+    const yaml_char_t *anchor =
+        kind == YNODE_MAP ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor;
     int r;
     if (anchor) {
         s_parse_error(ld, &ev->start_mark, true, "anchors and aliases are not allowed");
@@ -372,8 +373,7 @@ static int s_on_open(s_loader_t *ld, const yaml_event_t *ev, ynode_kind_t kind)
         return CPN_E_YAML;
     }
     if (ld->depth >= YCONF_MAX_DEPTH) {
-        s_parse_error(ld, &ev->start_mark, false, "nesting deeper than %d levels",
-                      YCONF_MAX_DEPTH);
+        s_parse_error(ld, &ev->start_mark, false, "nesting deeper than %d levels", YCONF_MAX_DEPTH);
         return CPN_E_TOO_BIG;
     }
     if ((r = s_count_node(ld, &ev->start_mark)) != CPN_OK)
@@ -491,12 +491,12 @@ static void s_syntax_error(s_loader_t *ld)
         return;
     }
     if (p->context)
-        s_error_at(ld->doc, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-                   NULL, "%s %s (line %d column %d)", problem, p->context,
-                   (int)p->context_mark.line + 1, (int)p->context_mark.column + 1);
+        s_error_at(ld->doc, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1, NULL,
+                   "%s %s (line %d column %d)", problem, p->context, (int)p->context_mark.line + 1,
+                   (int)p->context_mark.column + 1);
     else
-        s_error_at(ld->doc, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1,
-                   NULL, "%s", problem);
+        s_error_at(ld->doc, (int)p->problem_mark.line + 1, (int)p->problem_mark.column + 1, NULL,
+                   "%s", problem);
 }
 
 static int s_parse(yconf_t *doc, const char *buf, size_t len)
@@ -543,8 +543,8 @@ static int s_parse(yconf_t *doc, const char *buf, size_t len)
 
 static int s_finish(yconf_t *doc, int r, yconf_t **out)
 {
-    if (r == CPN_OK || ((r == CPN_E_YAML || r == CPN_E_TOO_BIG || r == CPN_E_IO) &&
-                        doc->n_errors > 0)) {
+    if (r == CPN_OK ||
+        ((r == CPN_E_YAML || r == CPN_E_TOO_BIG || r == CPN_E_IO) && doc->n_errors > 0)) {
         *out = doc;
         return r;
     }
@@ -562,8 +562,7 @@ int yconf_load_buffer(const char *name, const char *buf, size_t len, yconf_t **o
     if (!(doc = s_doc_new(name ? name : "<buffer>", "")))
         return CPN_E_NOMEM;
     if (len > YCONF_MAX_FILE) {
-        s_error_at(doc, 0, 0, NULL, "%zu bytes, more than the limit of %d", len,
-                   YCONF_MAX_FILE);
+        s_error_at(doc, 0, 0, NULL, "%zu bytes, more than the limit of %d", len, YCONF_MAX_FILE);
         r = CPN_E_TOO_BIG;
     } else {
         r = s_parse(doc, buf ? buf : "", len);
@@ -623,8 +622,7 @@ int yconf_load_file(const char *path, yconf_t **out)
         len += (size_t)k;
     }
     if (len > YCONF_MAX_FILE) {
-        s_error_at(doc, 0, 0, NULL, "file is larger than the limit of %d bytes",
-                   YCONF_MAX_FILE);
+        s_error_at(doc, 0, 0, NULL, "file is larger than the limit of %d bytes", YCONF_MAX_FILE);
         r = CPN_E_TOO_BIG;
         goto out;
     }
@@ -791,12 +789,10 @@ static void s_bind_key(yconf_t *doc, const ynode_t *node, const char *path, uint
         return;
     }
     if ((r = cpn_pk_load(full, pk)) != CPN_OK)
-        yconf_error(doc, node, path, "cannot load public key %.200s: %s", full,
-                    cpn_strerror(r));
+        yconf_error(doc, node, path, "cannot load public key %.200s: %s", full, cpn_strerror(r));
 }
 
-static void s_bind_names(yconf_t *doc, const ynode_t *node, const char *path,
-                         cpn_namelist_t *l)
+static void s_bind_names(yconf_t *doc, const ynode_t *node, const char *path, cpn_namelist_t *l)
 {
     char ip[S_PATH_MAX];
     memset(l, 0, sizeof *l);
@@ -828,8 +824,8 @@ static void s_bind_names(yconf_t *doc, const ynode_t *node, const char *path,
 static int s_bind(yconf_t *doc, const ynode_t *map, const char *path, const yfield_t *fields,
                   size_t n, void *dst, const char *const *ignore);
 
-static void s_bind_value(yconf_t *doc, const ynode_t *node, const char *path,
-                         const yfield_t *f, uint8_t *dst)
+static void s_bind_value(yconf_t *doc, const ynode_t *node, const char *path, const yfield_t *f,
+                         uint8_t *dst)
 {
     void *at = dst + f->off;
     char expect[160];
@@ -968,9 +964,9 @@ static int s_bind(yconf_t *doc, const ynode_t *map, const char *path, const yfie
             if (s_listed(key, ignore))
                 continue;
             const char *hint = s_errors_full(doc) ? NULL : s_suggest(key, fields, n);
-            s_error_at(doc, map->key_line[i], map->key_col[i], path,
-                       "unknown key \"%.*s\"%s%s%s", S_KEY_SHOWN, key,
-                       hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+            s_error_at(doc, map->key_line[i], map->key_col[i], path, "unknown key \"%.*s\"%s%s%s",
+                       S_KEY_SHOWN, key, hint ? " (did you mean \"" : "", hint ? hint : "",
+                       hint ? "\"?)" : "");
             continue;
         }
         seen[j] = true;
@@ -983,24 +979,27 @@ static int s_bind(yconf_t *doc, const ynode_t *map, const char *path, const yfie
     return doc->n_total == before ? CPN_OK : CPN_E_CONFIG;
 }
 
-int yconf_bind(yconf_t *doc, const ynode_t *map, const char *path, const yfield_t *fields,
-               size_t n, void *dst)
+int yconf_bind(yconf_t *doc, const ynode_t *map, const char *path, const yfield_t *fields, size_t n,
+               void *dst)
 {
     return s_bind(doc, map, path, fields, n, dst, NULL);
 }
 
 /* ---- the resource model ---- */
 
-#define S_Y(k, kd, type, field, req, lo, hi)                                                   \
-    {.key = (k), .kind = (kd), .off = offsetof(type, field),                                  \
-     .size = sizeof(((type *)0)->field), .required = (req), .min = (lo), .max = (hi)}
-#define S_YMAP(k, off_, table)                                                                 \
-    {.key = (k), .kind = YF_MAP, .off = (off_), .sub = (table),                                \
-     .n_sub = sizeof(table) / sizeof((table)[0])}
+#define S_Y(k, kd, type, field, req, lo, hi)                                                       \
+    {                                                                                              \
+        .key = (k), .kind = (kd), .off = offsetof(type, field),                                    \
+        .size = sizeof(((type *)0)->field), .required = (req), .min = (lo), .max = (hi)            \
+    }
+#define S_YMAP(k, off_, table)                                                                     \
+    {                                                                                              \
+        .key = (k), .kind = YF_MAP, .off = (off_), .sub = (table),                                 \
+        .n_sub = sizeof(table) / sizeof((table)[0])                                                \
+    }
 
 /* "3350GB/s", "3.35TB/s" or a plain number of GB/s. */
-static int s_bind_gbs(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
-                      void *arg)
+static int s_bind_gbs(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
 {
     static const struct {
         const char *suffix;
@@ -1040,7 +1039,9 @@ static const yfield_t s_pkg_accel[] = {
     S_Y("count", YF_U32, cpn_accel_t, count, true, 1, 1024),
     S_Y("memory", YF_BYTES, cpn_accel_t, mem_bytes, true, 1, 1ULL << 44),
     S_Y("bf16_tflops", YF_U32, cpn_accel_t, bf16_tflops, true, 1, 1000000),
-    {.key = "memory_bandwidth", .kind = YF_CUSTOM, .off = offsetof(cpn_accel_t, mem_bw_gbs),
+    {.key = "memory_bandwidth",
+     .kind = YF_CUSTOM,
+     .off = offsetof(cpn_accel_t, mem_bw_gbs),
      .custom = s_bind_gbs},
 };
 
@@ -1124,8 +1125,8 @@ int yconf_package_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_pa
     if (!doc || !out)
         return CPN_E_INVAL;
     memset(out, 0, sizeof *out);
-    r = s_bind(doc, node, path, s_pkg_fields, sizeof s_pkg_fields / sizeof s_pkg_fields[0],
-               out, extra_keys);
+    r = s_bind(doc, node, path, s_pkg_fields, sizeof s_pkg_fields / sizeof s_pkg_fields[0], out,
+               extra_keys);
     if (r != CPN_OK)
         return r;
     out->free = out->total;
@@ -1152,8 +1153,8 @@ int yconf_request_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_re
         return CPN_E_INVAL;
     memset(out, 0, sizeof *out);
     out->units = 1;
-    r = s_bind(doc, node, path, s_req_fields, sizeof s_req_fields / sizeof s_req_fields[0],
-               out, extra_keys);
+    r = s_bind(doc, node, path, s_req_fields, sizeof s_req_fields / sizeof s_req_fields[0], out,
+               extra_keys);
     if (r != CPN_OK)
         return r;
     s_lower(out->accel_vendor);

@@ -81,13 +81,13 @@ static void test_validate_package(void **state)
 
     /* Each broken in one way. */
     cpn_package_t b;
-#define BAD(stmt)                                                                              \
-    do {                                                                                       \
-        b = s_h100();                                                                          \
-        stmt;                                                                                  \
-        why = NULL;                                                                            \
-        assert_int_equal(cpn_package_validate(&b, &why), CPN_E_CONFIG);                        \
-        assert_non_null(why);                                                                  \
+#define BAD(stmt)                                                                                  \
+    do {                                                                                           \
+        b = s_h100();                                                                              \
+        stmt;                                                                                      \
+        why = NULL;                                                                                \
+        assert_int_equal(cpn_package_validate(&b, &why), CPN_E_CONFIG);                            \
+        assert_non_null(why);                                                                      \
     } while (0)
     BAD(b.id[0] = '\0');
     BAD(SET(b.id, "has space"));
@@ -122,13 +122,13 @@ static void test_validate_request(void **state)
     assert_int_equal(cpn_request_validate(&r, &why), CPN_OK);
 
     cpn_request_t b;
-#define BAD(stmt)                                                                              \
-    do {                                                                                       \
-        b = s_req();                                                                           \
-        stmt;                                                                                  \
-        why = NULL;                                                                            \
-        assert_int_equal(cpn_request_validate(&b, &why), CPN_E_CONFIG);                        \
-        assert_non_null(why);                                                                  \
+#define BAD(stmt)                                                                                  \
+    do {                                                                                           \
+        b = s_req();                                                                               \
+        stmt;                                                                                      \
+        why = NULL;                                                                                \
+        assert_int_equal(cpn_request_validate(&b, &why), CPN_E_CONFIG);                            \
+        assert_non_null(why);                                                                      \
     } while (0)
     BAD(b.id[0] = '\0');
     BAD(b.units = 0);
@@ -166,11 +166,11 @@ static void test_fits_each_constraint(void **state)
     SET(r.accel_model, "h100-80gb"); /* case does not matter */
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
 
-#define FAILS(stmt, want)                                                                      \
-    do {                                                                                       \
-        r = s_req();                                                                           \
-        stmt;                                                                                  \
-        assert_int_equal(cpn_package_fits(&p, &r), (want));                                    \
+#define FAILS(stmt, want)                                                                          \
+    do {                                                                                           \
+        r = s_req();                                                                               \
+        stmt;                                                                                      \
+        assert_int_equal(cpn_package_fits(&p, &r), (want));                                        \
     } while (0)
     FAILS(SET(r.accel_model, "H800-80GB"), CPN_C_ACCEL_MODEL); /* literal: no equivalences */
     FAILS(SET(r.accel_vendor, "huawei"), CPN_C_ACCEL_VENDOR);
@@ -190,11 +190,10 @@ static void test_fits_each_constraint(void **state)
     FAILS((r.cores = 1000, r.max_price = 1, r.units = 100), CPN_C_CORES);
     FAILS((r.accel_count = 100, SET(r.accel_model, "B200")), CPN_C_ACCEL_MODEL);
     /* Bounds are inclusive. */
-    FAILS((r.min_tflops = 8 * 989, r.min_accel_mem = 640 * GiB, r.cores = 96,
-           r.mem_bytes = TiB, r.max_price = 210000, r.units = 12),
+    FAILS((r.min_tflops = 8 * 989, r.min_accel_mem = 640 * GiB, r.cores = 96, r.mem_bytes = TiB,
+           r.max_price = 210000, r.units = 12),
           CPN_C_OK);
-    FAILS((r.regions.n = 2, SET(r.regions.items[0], "eu-west"),
-           SET(r.regions.items[1], "CN-EAST")),
+    FAILS((r.regions.n = 2, SET(r.regions.items[0], "eu-west"), SET(r.regions.items[1], "CN-EAST")),
           CPN_C_OK);
     /* Split requests need one free unit, not all of them. */
     FAILS((r.units = 100, r.split = true), CPN_C_OK);
@@ -231,9 +230,21 @@ static void test_constraint_names(void **state)
 {
     (void)state;
     static const char *const want[CPN_C__COUNT] = {
-        "ok",     "accelerator.model", "accelerator.vendor", "accelerator.count",
-        "tflops", "accelerator.memory", "cores", "memory", "storage.class", "storage.size",
-        "network.fabric", "network.egress", "region", "price", "units",
+        "ok",
+        "accelerator.model",
+        "accelerator.vendor",
+        "accelerator.count",
+        "tflops",
+        "accelerator.memory",
+        "cores",
+        "memory",
+        "storage.class",
+        "storage.size",
+        "network.fabric",
+        "network.egress",
+        "region",
+        "price",
+        "units",
     };
     for (int c = 0; c < CPN_C__COUNT; c++)
         assert_string_equal(cpn_constraint_name((cpn_constraint_t)c), want[c]);

@@ -51,11 +51,33 @@ static void test_bytes_bad(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "",         "-1",        "+1",           "GiB",      "1.",      ".5GiB",
-        "1..5GB",   "1.5.0GB",   "80gib",        "80GIB",    "80 ",     " 80",
-        "80GiBx",   "80 GiB ",   "1.5B",         "0.1GiB",   "1e9",     "0x10",
-        "1,5GB",    "16384PiB",  "18446744073709551616",     "99999999999999999999999",
-        "1.0000000000000000001TB", "12 34",     "80Gi",     "NaN",     "16EiB",
+        "",
+        "-1",
+        "+1",
+        "GiB",
+        "1.",
+        ".5GiB",
+        "1..5GB",
+        "1.5.0GB",
+        "80gib",
+        "80GIB",
+        "80 ",
+        " 80",
+        "80GiBx",
+        "80 GiB ",
+        "1.5B",
+        "0.1GiB",
+        "1e9",
+        "0x10",
+        "1,5GB",
+        "16384PiB",
+        "18446744073709551616",
+        "99999999999999999999999",
+        "1.0000000000000000001TB",
+        "12 34",
+        "80Gi",
+        "NaN",
+        "16EiB",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 777;
@@ -89,7 +111,7 @@ static void test_bitrate(void **state)
     assert_int_equal(v, 1000);
     assert_int_equal(cpn_parse_bitrate("18446744073709551615bps", &v), CPN_OK);
     assert_int_equal(v, UINT64_MAX);
-    static const char *const bad[] = {"400GB",  "400gbps", "400G", "-1Gbps", "",
+    static const char *const bad[] = {"400GB",  "400gbps", "400G",         "-1Gbps",   "",
                                       "1.5bps", "Gbps",    "18446745Tbps", "400Gbit/s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(cpn_parse_bitrate(bad[i], &v), CPN_E_INVAL);
@@ -99,18 +121,28 @@ static void test_duration(void **state)
 {
     (void)state;
     static const s_good_t cases[] = {
-        {"90", 90},     {"90s", 90},        {"30m", 1800},      {"2h", 7200},
-        {"4h", 14400},  {"7d", 604800},     {"1h30m", 5400},    {"1d2h3m4s", 93784},
-        {"1.5h", 5400}, {"0s", 0},          {"2h0m", 7200},     {"0.5m", 30},
+        {"90", 90},     {"90s", 90},    {"30m", 1800},   {"2h", 7200},
+        {"4h", 14400},  {"7d", 604800}, {"1h30m", 5400}, {"1d2h3m4s", 93784},
+        {"1.5h", 5400}, {"0s", 0},      {"2h0m", 7200},  {"0.5m", 30},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint64_t v = 0;
         assert_int_equal(cpn_parse_duration(cases[i].text, &v), CPN_OK);
         assert_int_equal(v, cases[i].want);
     }
-    static const char *const bad[] = {"",      "h",  "2x",   "30m1h", "1h1h", "-5s",
-                                      "1h 30m", "1.1s", "2H",  "1h30",  "s30",
-                                      "213503982334602d", "99999999999999999999s"};
+    static const char *const bad[] = {"",
+                                      "h",
+                                      "2x",
+                                      "30m1h",
+                                      "1h1h",
+                                      "-5s",
+                                      "1h 30m",
+                                      "1.1s",
+                                      "2H",
+                                      "1h30",
+                                      "s30",
+                                      "213503982334602d",
+                                      "99999999999999999999s"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v;
         int r = cpn_parse_duration(bad[i], &v);
@@ -136,8 +168,8 @@ static void test_price(void **state)
     assert_int_equal(v, 1230);
     assert_int_equal(cpn_parse_price("18446744073709551.615", &v), CPN_OK);
     assert_int_equal(v, UINT64_MAX);
-    static const char *const bad[] = {"12.3456", "-1.0",  "1,5", "$5", "", "5 USD",
-                                      "0.0001",  "18446744073709551.616", "1e3"};
+    static const char *const bad[] = {
+        "12.3456", "-1.0", "1,5", "$5", "", "5 USD", "0.0001", "18446744073709551.616", "1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(cpn_parse_price(bad[i], &v), CPN_E_INVAL);
 }
@@ -179,8 +211,8 @@ static void test_format(void **state)
     assert_string_equal(buf, "12.345");
 
     /* Sizes exact in some unit parse back to the same value. */
-    static const uint64_t sizes[] = {0, 1, 1000, 1023, 1024, 80ULL << 30, 1500000000000ULL,
-                                     16383ULL << 50, 3ULL << 29};
+    static const uint64_t sizes[] = {
+        0, 1, 1000, 1023, 1024, 80ULL << 30, 1500000000000ULL, 16383ULL << 50, 3ULL << 29};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         cpn_fmt_bytes(sizes[i], buf, sizeof buf);
         assert_int_equal(cpn_parse_bytes(buf, &v), CPN_OK);

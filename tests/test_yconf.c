@@ -231,8 +231,7 @@ static void test_unknown_keys(void **state)
     yconf_destroy(&doc);
 
     /* Extra keys a caller handles itself are ignored; others still are errors. */
-    doc = s_load("id: p\ncount: 1\nregion: r\nprice: \"1.0\"\ncores: 2\nfloor: \"0.5\"\n",
-                 CPN_OK);
+    doc = s_load("id: p\ncount: 1\nregion: r\nprice: \"1.0\"\ncores: 2\nfloor: \"0.5\"\n", CPN_OK);
     static const char *const extra[] = {"floor", NULL};
     cpn_package_t p;
     assert_int_equal(yconf_package_ex(doc, yconf_root(doc), "", &p, extra), CPN_OK);
@@ -347,8 +346,7 @@ static void test_size_limit(void **state)
     memcpy(buf, "a: 1\n#", 6);
     assert_int_equal(yconf_load_buffer("edge.yaml", buf, YCONF_MAX_FILE, &doc), CPN_OK);
     yconf_destroy(&doc);
-    assert_int_equal(yconf_load_buffer("edge.yaml", buf, YCONF_MAX_FILE + 1, &doc),
-                     CPN_E_TOO_BIG);
+    assert_int_equal(yconf_load_buffer("edge.yaml", buf, YCONF_MAX_FILE + 1, &doc), CPN_E_TOO_BIG);
     assert_true(s_has_error(doc, "edge.yaml: 1048577 bytes, more than the limit"));
     yconf_destroy(&doc);
     free(buf);
@@ -434,8 +432,7 @@ typedef struct {
     int custom;
 } s_all_t;
 
-static int s_custom_even(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
-                         void *arg)
+static int s_custom_even(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
 {
     assert_ptr_equal(arg, (void *)&s_custom_even);
     if (node->kind != YNODE_SCALAR || atoi(node->value) % 2 != 0) {
@@ -463,10 +460,12 @@ static const yfield_t s_all_fields[] = {
     {.key = "key2", .kind = YF_KEY, .off = offsetof(s_all_t, key2)},
     {.key = "one", .kind = YF_NAMES, .off = offsetof(s_all_t, one)},
     {.key = "many", .kind = YF_NAMES, .off = offsetof(s_all_t, many)},
-    {.key = "sub", .kind = YF_MAP, .off = offsetof(s_all_t, sub), .sub = s_sub_fields,
-     .n_sub = 1},
-    {.key = "custom", .kind = YF_CUSTOM, .off = offsetof(s_all_t, custom),
-     .custom = s_custom_even, .arg = (void *)&s_custom_even},
+    {.key = "sub", .kind = YF_MAP, .off = offsetof(s_all_t, sub), .sub = s_sub_fields, .n_sub = 1},
+    {.key = "custom",
+     .kind = YF_CUSTOM,
+     .off = offsetof(s_all_t, custom),
+     .custom = s_custom_even,
+     .arg = (void *)&s_custom_even},
 };
 #define S_N_ALL (sizeof s_all_fields / sizeof s_all_fields[0])
 
