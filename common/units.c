@@ -150,7 +150,7 @@ static const s_unit_t *s_find_unit(const s_unit_t *units, size_t n, const char *
     return NULL;
 }
 
-/* One number, optional spaces, one suffix from the table, end of text. */
+/* One number, an optional space, one suffix from the table, end of text. */
 static int s_parse_simple(const char *text, const s_unit_t *units, size_t n, uint64_t *out)
 {
     s_number_t num;
@@ -158,11 +158,11 @@ static int s_parse_simple(const char *text, const s_unit_t *units, size_t n, uin
     uint64_t v;
     if (!text || !out || s_read_number(&p, &num) != CPN_OK)
         return CPN_E_INVAL;
-    const char *num_end = p;
-    while (*p == ' ')
+    if (*p == ' ') { /* "80 GiB": one space before a unit, none after the number alone */
         p++;
-    if (*p == '\0' && p != num_end) /* trailing spaces without a unit */
-        return CPN_E_INVAL;
+        if (*p == '\0')
+            return CPN_E_INVAL;
+    }
     const s_unit_t *u = s_find_unit(units, n, p, strlen(p));
     if (!u || s_scale(&num, u->mult, &v) != CPN_OK)
         return CPN_E_INVAL;

@@ -78,6 +78,7 @@ static void test_bytes_bad(void **state)
         "80Gi",
         "NaN",
         "16EiB",
+        "80  GiB",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 777;
