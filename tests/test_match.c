@@ -335,7 +335,7 @@ static void test_no_match_reason(void **state)
     book_t *b = book_new(100);
     cpn_package_t p[14];
     for (int i = 0; i < 12; i++) {
-        char id[16];
+        char id[24];
         snprintf(id, sizeof id, "a100-%d", i);
         p[i] = s_gpu(id, "nvidia", "A100-80GB", 8, 312, 80 * GiB, "cn-east", 90000, 1);
     }
