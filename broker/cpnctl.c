@@ -223,39 +223,54 @@ static void s_print_refusal(const cpn_env_t *env, bool json)
         printf("refused: %s: %s\n", cpn_errname(code), reason[0] ? reason : cpn_strerror(code));
 }
 
-/* Print a lease as one table row (or JSON) from a GRANT frame. */
-static int s_print_grant(const uint8_t *frame, size_t len, const char *saved, bool json)
-{
-    cpn_env_t genv, lenv;
+/* A GRANT frame opened down to its LEASE (and the CLAIM inside). Pointers point into the
+ * frame. Signatures are not checked here: `cpnctl verify` does that. */
+typedef struct {
+    cpn_env_t genv, lenv, cenv;
     cpn_grant_t g;
     cpn_lease_t l;
     cpn_claim_t c;
-    memset(&g, 0, sizeof g);
-    memset(&l, 0, sizeof l);
-    memset(&c, 0, sizeof c);
-    cpn_env_t cenv;
+} s_grant_view_t;
+
+static int s_open_grant(const uint8_t *frame, size_t len, s_grant_view_t *v)
+{
     int r;
-    if ((r = cpn_env_parse(frame, len, &cpn_limits_default, &genv)) != CPN_OK ||
-        (r = cpn_msg_decode(&genv, &cpn_limits_default, &g)) != CPN_OK ||
-        (r = cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv)) != CPN_OK ||
-        (r = cpn_msg_decode(&lenv, &cpn_limits_default, &l)) != CPN_OK ||
-        (r = cpn_env_parse(l.claim.ptr, l.claim.len, &cpn_limits_default, &cenv)) != CPN_OK ||
-        (r = cpn_msg_decode(&cenv, &cpn_limits_default, &c)) != CPN_OK)
+    memset(v, 0, sizeof *v);
+    if ((r = cpn_env_parse(frame, len, &cpn_limits_default, &v->genv)) != CPN_OK ||
+        (r = cpn_msg_decode(&v->genv, &cpn_limits_default, &v->g)) != CPN_OK ||
+        (r = cpn_env_parse(v->g.lease.ptr, v->g.lease.len, &cpn_limits_default, &v->lenv)) !=
+            CPN_OK ||
+        (r = cpn_msg_decode(&v->lenv, &cpn_limits_default, &v->l)) != CPN_OK ||
+        (r = cpn_env_parse(v->l.claim.ptr, v->l.claim.len, &cpn_limits_default, &v->cenv)) !=
+            CPN_OK ||
+        (r = cpn_msg_decode(&v->cenv, &cpn_limits_default, &v->c)) != CPN_OK)
+        return r;
+    if (v->genv.type != CPN_MSG_GRANT || v->lenv.type != CPN_MSG_LEASE)
+        return CPN_E_SCHEMA;
+    return CPN_OK;
+}
+
+/* Print a lease as one table row (or JSON) from a GRANT frame. */
+static int s_print_grant(const uint8_t *frame, size_t len, const char *saved, bool json)
+{
+    s_grant_view_t v;
+    int r = s_open_grant(frame, len, &v);
+    if (r != CPN_OK)
         return r;
     char peer[CPN_KID_LEN], price[32], dur[32];
-    cpn_key_id(lenv.from, peer);
-    cpn_fmt_price(l.price, price, sizeof price);
-    cpn_fmt_duration((l.end_ms - l.start_ms) / 1000, dur, sizeof dur);
+    cpn_key_id(v.lenv.from, peer);
+    cpn_fmt_price(v.l.price, price, sizeof price);
+    cpn_fmt_duration((v.l.end_ms - v.l.start_ms) / 1000, dur, sizeof dur);
     if (json)
         printf("{\"result\": \"lease\", \"lease_id\": \"%s\", \"request_id\": \"%s\", "
                "\"peer\": \"%s\", \"package\": \"%s\", \"units\": %u, \"price\": \"%s\", "
                "\"start_ms\": %" PRIu64 ", \"end_ms\": %" PRIu64 ", \"state\": \"%s\", "
                "\"file\": \"%s\"}\n",
-               l.lease_id, g.request_id, peer, l.package, l.units, price, l.start_ms, l.end_ms,
-               l.state, saved ? saved : "");
+               v.l.lease_id, v.g.request_id, peer, v.l.package, v.l.units, price, v.l.start_ms,
+               v.l.end_ms, v.l.state, saved ? saved : "");
     else
-        printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", l.lease_id, g.request_id, peer,
-               l.package, l.units, price, dur, l.state, saved ? saved : "");
+        printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", v.l.lease_id, v.g.request_id,
+               peer, v.l.package, v.l.units, price, dur, v.l.state, saved ? saved : "");
     return CPN_OK;
 }
 
@@ -331,15 +346,9 @@ static int cmd_submit(ctl_opts_t *o)
                 rc = EXIT_USAGE;
                 break;
             }
-            cpn_grant_t g;
-            cpn_env_t lenv;
-            cpn_lease_t l;
-            memset(&g, 0, sizeof g);
-            memset(&l, 0, sizeof l);
-            if (cpn_msg_decode(&env, &cpn_limits_default, &g) == CPN_OK &&
-                cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv) == CPN_OK &&
-                cpn_msg_decode(&lenv, &cpn_limits_default, &l) == CPN_OK)
-                got_units += l.units;
+            s_grant_view_t v;
+            if (s_open_grant(frame, len, &v) == CPN_OK)
+                got_units += v.l.units;
             else
                 got_units = req.units; /* unreadable: stop waiting, verify will say why */
             if (!grants++)
@@ -370,17 +379,10 @@ static int s_lease_ref(const char *path, char lease_id[CPN_NAME_MAX], uint8_t pe
     int r = s_read_file(path, &buf, &len);
     if (r != CPN_OK)
         return r;
-    cpn_env_t genv, lenv;
-    cpn_grant_t g;
-    cpn_lease_t l;
-    memset(&g, 0, sizeof g);
-    memset(&l, 0, sizeof l);
-    if ((r = cpn_env_parse(buf, len, &cpn_limits_default, &genv)) == CPN_OK &&
-        (r = cpn_msg_decode(&genv, &cpn_limits_default, &g)) == CPN_OK &&
-        (r = cpn_env_parse(g.lease.ptr, g.lease.len, &cpn_limits_default, &lenv)) == CPN_OK &&
-        (r = cpn_msg_decode(&lenv, &cpn_limits_default, &l)) == CPN_OK) {
-        memcpy(lease_id, l.lease_id, CPN_NAME_MAX);
-        memcpy(peer, lenv.from, CPN_PK_LEN);
+    s_grant_view_t v;
+    if ((r = s_open_grant(buf, len, &v)) == CPN_OK) {
+        memcpy(lease_id, v.l.lease_id, CPN_NAME_MAX);
+        memcpy(peer, v.lenv.from, CPN_PK_LEN);
     } else
         fprintf(stderr, "cpnctl: %s: not a lease file (%s)\n", path, cpn_strerror(r));
     free(buf);
@@ -414,25 +416,30 @@ static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as)
     }
 }
 
+/* RENEW and RELEASE: sign `body` about the lease in LEASE-FILE, wait for the new lease. */
+static int s_lease_op(ctl_opts_t *o, cpn_msg_type_t type, const void *body)
+{
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    rc = ctl_client_send(s.client, type, body, NULL) == CPN_OK ? s_await_lease(o, &s, o->argv[0])
+                                                               : EXIT_USAGE;
+    s_session_close(&s);
+    return rc;
+}
+
 static int cmd_renew(ctl_opts_t *o)
 {
     cpn_renew_t rn;
     memset(&rn, 0, sizeof rn);
-    if (o->argc < 2 || cpn_parse_duration(o->argv[1], &rn.extend_s) != CPN_OK) {
+    if (cpn_parse_duration(o->argv[1], &rn.extend_s) != CPN_OK || rn.extend_s == 0) {
         fprintf(stderr, "usage: cpnctl renew LEASE-FILE DURATION (e.g. 2h)\n");
         return EXIT_USAGE;
     }
     if (s_lease_ref(o->argv[0], rn.lease_id, rn.peer) != CPN_OK)
         return EXIT_USAGE;
-    ctl_session_t s;
-    int rc = s_session_open(o, &s);
-    if (rc)
-        return rc;
-    rc = ctl_client_send(s.client, CPN_MSG_RENEW, &rn, NULL) == CPN_OK
-             ? s_await_lease(o, &s, o->argv[0])
-             : EXIT_USAGE;
-    s_session_close(&s);
-    return rc;
+    return s_lease_op(o, CPN_MSG_RENEW, &rn);
 }
 
 static int cmd_release(ctl_opts_t *o)
@@ -441,15 +448,7 @@ static int cmd_release(ctl_opts_t *o)
     memset(&rl, 0, sizeof rl);
     if (s_lease_ref(o->argv[0], rl.lease_id, rl.peer) != CPN_OK)
         return EXIT_USAGE;
-    ctl_session_t s;
-    int rc = s_session_open(o, &s);
-    if (rc)
-        return rc;
-    rc = ctl_client_send(s.client, CPN_MSG_RELEASE, &rl, NULL) == CPN_OK
-             ? s_await_lease(o, &s, o->argv[0])
-             : EXIT_USAGE;
-    s_session_close(&s);
-    return rc;
+    return s_lease_op(o, CPN_MSG_RELEASE, &rl);
 }
 
 /* STATUS data is one msgpack object: a map (status) or an array of maps (rows). */
