@@ -2,9 +2,9 @@
 #ifndef PEER_ADVERTISE_H
 #define PEER_ADVERTISE_H
 
-#include "peer_config.h"
 #include "inventory.h"
 #include "msg.h"
+#include "peer_config.h"
 
 /* Minimum interval between two ADs caused by free-capacity changes (changes in between
  * are coalesced into the next AD). */

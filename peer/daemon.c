@@ -36,10 +36,10 @@ struct peer_daemon {
     peer_batch_t *batch;
     void *zctx;
     s_link_t links[PEER_BROKERS_MAX];
-    uint64_t ad_version;     /* inventory version last advertised */
+    uint64_t ad_version; /* inventory version last advertised */
     uint64_t last_ad_mono;
     uint64_t next_refresh_mono;
-    uint64_t next_end_ms;    /* earliest end of an active lease (wall clock) */
+    uint64_t next_end_ms; /* earliest end of an active lease (wall clock) */
     bool have_next_end;
     uint64_t recv_errors;
 };
@@ -53,8 +53,7 @@ static int s_backoff(void *sock, const char *endpoint)
         zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0)
         return CPN_E_IO;
     if (zmq_disconnect(sock, endpoint) != 0) {
-        log_warn("peer", "%s: reconnecting without backoff (%s)", endpoint,
-                 zmq_strerror(errno));
+        log_warn("peer", "%s: reconnecting without backoff (%s)", endpoint, zmq_strerror(errno));
         return CPN_OK;
     }
     if (zmq_connect(sock, endpoint) != 0) {
@@ -130,9 +129,8 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         log_info("peer", "%s (%s): %zu package(s), %zu broker(s), seq from %" PRIu64, cfg->name,
                  kid, cfg->n_packages, cfg->n_brokers, self->sender.signer.last_seq);
         for (size_t i = 0; i < cfg->n_packages; i++)
-            log_info("peer", "package %s: %" PRIu32 " of %" PRIu32 " free",
-                     cfg->packages[i].id, peer_inventory_free(self->inv, i),
-                     cfg->packages[i].total);
+            log_info("peer", "package %s: %" PRIu32 " of %" PRIu32 " free", cfg->packages[i].id,
+                     peer_inventory_free(self->inv, i), cfg->packages[i].total);
     }
     if (!(self->zctx = zmq_ctx_new())) {
         r = CPN_E_IO;
@@ -376,9 +374,19 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         zmq_setsockopt(self->links[i].dealer, ZMQ_LINGER, &linger, sizeof linger);
     peer_lease_stats_t st;
     peer_lease_stats(self->lease, &st);
-    log_info("peer", "granted %" PRIu64 ", retried %" PRIu64 ", renewed %" PRIu64
-             ", released %" PRIu64 ", expired %" PRIu64 ", refused %" PRIu64,
+    log_info("peer",
+             "granted %" PRIu64 ", retried %" PRIu64 ", renewed %" PRIu64 ", released %" PRIu64
+             ", expired %" PRIu64 ", refused %" PRIu64,
              st.granted, st.retried, st.renewed, st.released, st.expired,
              peer_lease_refused_total(self->lease));
+    static const int codes[] = {
+#define S_X(name, val, slug, reason) (val),
+        CPN_ERRORS(S_X)
+#undef S_X
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (codes[i] != CPN_OK && peer_lease_refused(self->lease, codes[i]) > 0)
+            log_info("peer", "refused %s: %" PRIu64, cpn_errname(codes[i]),
+                     peer_lease_refused(self->lease, codes[i]));
     return CPN_OK;
 }

@@ -16,7 +16,7 @@
 
 #define PEER_RECONNECT_MS 100
 #define PEER_RECONNECT_MAX_MS 5000
-#define PEER_POLL_MAX_MS 1000   /* the loop wakes at least this often */
+#define PEER_POLL_MAX_MS 1000       /* the loop wakes at least this often */
 #define PEER_WITHDRAW_LINGER_MS 500 /* how long shutdown waits to deliver WITHDRAWs */
 
 typedef struct peer_daemon peer_daemon_t;

@@ -3,8 +3,8 @@
 
 #include <ctype.h>
 #include <dirent.h>
-#include <stdbool.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -91,8 +91,8 @@ uint32_t discover_bf16_tflops(const char *model)
         const char *prefix;
         uint32_t tflops;
     } known[] = {
-        {"H200", 989}, {"H100", 989}, {"H800", 989}, {"H20", 148},  {"A100", 312},
-        {"A800", 312}, {"L40S", 362}, {"L40", 181},  {"L4", 121},   {"A40", 150},
+        {"H200", 989}, {"H100", 989}, {"H800", 989},  {"H20", 148},   {"A100", 312},
+        {"A800", 312}, {"L40S", 362}, {"L40", 181},   {"L4", 121},    {"A40", 150},
         {"A30", 165},  {"A10", 125},  {"B200", 2250}, {"GH200", 989},
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
@@ -192,8 +192,7 @@ void discover_print(const discover_host_t *h, const char *hostname, FILE *out)
     char id[CPN_NAME_MAX];
     size_t k = 0;
     for (const char *p = hostname && hostname[0] ? hostname : "host"; *p && k < 40; p++)
-        id[k++] = isalnum((unsigned char)*p) || *p == '-' ? (char)tolower((unsigned char)*p)
-                                                           : '-';
+        id[k++] = isalnum((unsigned char)*p) || *p == '-' ? (char)tolower((unsigned char)*p) : '-';
     id[k] = '\0';
     const char *cls = h->nvme_bytes ? "nvme" : h->ssd_bytes ? "ssd" : h->hdd_bytes ? "hdd" : NULL;
     uint64_t disk = h->nvme_bytes ? h->nvme_bytes : h->ssd_bytes ? h->ssd_bytes : h->hdd_bytes;
@@ -202,8 +201,9 @@ void discover_print(const discover_host_t *h, const char *hostname, FILE *out)
             hostname && hostname[0] ? hostname : "(unknown)");
     fprintf(out, "# Edit id, region, count and price, keep some capacity for the host itself,\n"
                  "# then paste under `packages:` in peer.yaml (cpn-peer --check validates it).\n");
-    fprintf(out, "# Found: %" PRIu32 " cores, %" PRIu64 " GiB memory, disks nvme %" PRIu64
-                 " GiB, ssd %" PRIu64 " GiB, hdd %" PRIu64 " GiB, %zu GPU model(s).\n",
+    fprintf(out,
+            "# Found: %" PRIu32 " cores, %" PRIu64 " GiB memory, disks nvme %" PRIu64
+            " GiB, ssd %" PRIu64 " GiB, hdd %" PRIu64 " GiB, %zu GPU model(s).\n",
             h->cores, s_gib(h->mem_bytes), s_gib(h->nvme_bytes), s_gib(h->ssd_bytes),
             s_gib(h->hdd_bytes), h->n_gpu_kinds);
     fprintf(out, "packages:\n");

@@ -10,9 +10,9 @@
 
 #include <stdint.h>
 
-#include "peer_config.h"
 #include "inventory.h"
 #include "msg.h"
+#include "peer_config.h"
 #include "store.h"
 
 /* The lease id for (peer, tenant, request id): "L" + the first 16 characters of

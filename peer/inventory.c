@@ -12,8 +12,7 @@ struct peer_inventory {
     uint64_t version;
 };
 
-peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors,
-                                     size_t n)
+peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors, size_t n)
 {
     peer_inventory_t *self = calloc(1, sizeof *self);
     if (!self)

@@ -19,8 +19,7 @@ typedef struct peer_inventory peer_inventory_t;
 
 /* A copy of the n packages is kept (their `free` fields are ignored). floors[i] is the
  * lowest price per unit-hour package i may be leased at; floors may be NULL (no floors). */
-peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors,
-                                     size_t n);
+peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors, size_t n);
 void peer_inventory_destroy(peer_inventory_t **self_p);
 
 size_t peer_inventory_count(const peer_inventory_t *self);

@@ -62,8 +62,7 @@ peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
     self->store = store;
     self->sender = sender;
     self->replay_brokers = cpn_replay_new(PEER_BROKERS_MAX * 4, CPN_REPLAY_DEFAULT_SKEW_MS);
-    self->replay_tenants = cpn_replay_new(CPN_REPLAY_DEFAULT_CAPACITY,
-                                          CPN_REPLAY_DEFAULT_SKEW_MS);
+    self->replay_tenants = cpn_replay_new(CPN_REPLAY_DEFAULT_CAPACITY, CPN_REPLAY_DEFAULT_SKEW_MS);
     if (!self->replay_brokers || !self->replay_tenants)
         peer_lease_destroy(&self);
     return self;
@@ -128,8 +127,8 @@ static void s_nack(peer_lease_t *self, peer_batch_t *batch, size_t broker, const
 }
 
 /* Refuse a verified message: count, log and NACK. */
-static void s_refuse(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                     const cpn_env_t *env, const char *ref, int code, const char *why)
+static void s_refuse(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env,
+                     const char *ref, int code, const char *why)
 {
     s_count(self, code, env->from, cpn_msg_name(env->type), why);
     s_nack(self, batch, broker, ref, env->seq, code, why);
@@ -165,8 +164,7 @@ static int s_txn(peer_lease_t *self, peer_batch_t *batch)
     return r;
 }
 
-static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                       const cpn_env_t *env)
+static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
     cpn_env_t renv;
@@ -187,8 +185,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         goto refuse;
     }
     /* The tenant's REQUEST, verified by its own signature. */
-    if ((r = cpn_env_open(claim.request.ptr, claim.request.len, &cpn_limits_default,
-                          &renv)) != CPN_OK) {
+    if ((r = cpn_env_open(claim.request.ptr, claim.request.len, &cpn_limits_default, &renv)) !=
+        CPN_OK) {
         why = "embedded REQUEST";
         goto refuse;
     }
@@ -222,8 +220,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         why = "lease lookup";
         goto refuse;
     }
-    if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from,
-                               &claim, &req, &pkg, &why)) != CPN_OK)
+    if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
+                               &req, &pkg, &why)) != CPN_OK)
         goto refuse;
     if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
         why = "not enough free units";
@@ -305,8 +303,8 @@ static int s_load(peer_lease_t *self, const char *lease_id, peer_lease_row_t *ro
 }
 
 /* Sign a fresh LEASE for an updated row, write it and queue it. */
-static int s_rewrite(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                     const cpn_env_t *env, peer_lease_row_t *row, const cpn_lease_t *stored)
+static int s_rewrite(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env,
+                     peer_lease_row_t *row, const cpn_lease_t *stored)
 {
     cpn_lease_t lease = *stored;
     uint8_t *frame = NULL;
@@ -334,8 +332,7 @@ out:
     return r;
 }
 
-static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                       const cpn_env_t *env)
+static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_renew_t renew;
     cpn_lease_t stored;
@@ -358,8 +355,8 @@ static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         why = r == CPN_E_NO_LEASE ? "no such lease" : "lease lookup";
         goto refuse;
     }
-    if ((r = grant_check_renew(self->cfg, &row, env->from, renew.extend_s, cpn_now_ms(),
-                               &new_end, &why)) != CPN_OK)
+    if ((r = grant_check_renew(self->cfg, &row, env->from, renew.extend_s, cpn_now_ms(), &new_end,
+                               &why)) != CPN_OK)
         goto refuse;
     row.end_ms = new_end;
     row.renewals++;
@@ -413,8 +410,7 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
     if (pkg >= 0)
         peer_inventory_release(self->inv, (size_t)pkg, row.units);
     self->stats.released++;
-    log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units,
-             row.package);
+    log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units, row.package);
     goto out;
 refuse:
     s_refuse(self, batch, broker, env, rel.lease_id, r, why);
@@ -422,8 +418,7 @@ out:
     peer_lease_row_clear(&row);
 }
 
-static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                      const cpn_env_t *env)
+static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     (void)self;
     (void)batch;
@@ -446,8 +441,8 @@ void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
     batch->changed = false;
 }
 
-void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                       const uint8_t *frame, size_t len)
+void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker, const uint8_t *frame,
+                       size_t len)
 {
     cpn_env_t env;
     const peer_broker_cfg_t *bcfg = &self->cfg->brokers[broker];
@@ -520,8 +515,7 @@ int peer_lease_batch_end(peer_lease_t *self, peer_batch_t *batch)
         rep->frame = NULL;
         rep->len = 0;
         rep->lease = false;
-        if (peer_sender_build(self->sender, CPN_MSG_NACK, &nack, &rep->frame, &rep->len) !=
-            CPN_OK)
+        if (peer_sender_build(self->sender, CPN_MSG_NACK, &nack, &rep->frame, &rep->len) != CPN_OK)
             rep->frame = NULL; /* not sent */
         s_count(self, CPN_E_DB, NULL, "LEASE", rep->ref);
     }
@@ -543,8 +537,7 @@ static int s_add_used(const char *package, uint64_t units, void *arg)
 {
     peer_lease_t *self = arg;
     if (peer_inventory_add_used(self->inv, package, units) != CPN_OK)
-        log_warn("lease", "active leases on package %s, which is no longer configured",
-                 package);
+        log_warn("lease", "active leases on package %s, which is no longer configured", package);
     return 0;
 }
 

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "peer_config.h"
 #include "inventory.h"
+#include "peer_config.h"
 #include "replay.h"
 #include "sender.h"
 #include "store.h"
@@ -33,10 +33,10 @@
 #define PEER_ERR_SLOTS 128 /* counters indexed by -cpn_err_t */
 
 typedef struct {
-    size_t broker;   /* index of the broker connection to answer on */
-    uint8_t *frame;  /* owned by the batch */
+    size_t broker;  /* index of the broker connection to answer on */
+    uint8_t *frame; /* owned by the batch */
     size_t len;
-    bool lease;      /* a LEASE: turned into a NACK if the commit fails */
+    bool lease; /* a LEASE: turned into a NACK if the commit fails */
     char ref[CPN_NAME_MAX];
     uint64_t ref_seq;
 } peer_reply_t;
@@ -44,24 +44,23 @@ typedef struct {
 typedef struct {
     size_t n;
     peer_reply_t replies[PEER_BATCH_MAX];
-    bool wrote;     /* the store transaction is open */
-    bool changed;   /* some lease's end changed (the expiry timer needs a new look) */
+    bool wrote;   /* the store transaction is open */
+    bool changed; /* some lease's end changed (the expiry timer needs a new look) */
 } peer_batch_t;
 
 typedef struct peer_lease peer_lease_t;
 
 /* All borrowed; they must outlive the handler. */
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
-                             peer_inventory_t *inv, peer_store_t *store,
-                             peer_sender_t *sender);
+                             peer_inventory_t *inv, peer_store_t *store, peer_sender_t *sender);
 void peer_lease_destroy(peer_lease_t **self_p);
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch);
 /* Decide one frame received on broker connection `broker` (at most PEER_BATCH_MAX per
  * batch; beyond that the frame is refused with CPN_E_BUSY). Never fails: refusals are
  * counted and, where due, answered. */
-void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker,
-                       const uint8_t *frame, size_t len);
+void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker, const uint8_t *frame,
+                       size_t len);
 /* Commit the batch's writes. CPN_OK, or CPN_E_DB when the commit failed (the replies then
  * say so). The replies are ready to send afterwards. */
 int peer_lease_batch_end(peer_lease_t *self, peer_batch_t *batch) CPN_WUR;

@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include "advertise.h"
-#include "peer_config.h"
 #include "daemon.h"
 #include "discover.h"
 #include "identity.h"
 #include "lease.h"
 #include "log.h"
+#include "peer_config.h"
 #include "sender.h"
 #include "store.h"
 

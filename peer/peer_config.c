@@ -46,11 +46,12 @@ static int s_key(yconf_t *doc, const ynode_t *node, const char *path, const s_ct
         return CPN_E_CONFIG;
     if (cpn_pk_from_text(node->value, pk) == CPN_OK)
         return CPN_OK;
-    if (s_resolve(ctx, node->value, file, sizeof file) == CPN_OK &&
-        cpn_pk_load(file, pk) == CPN_OK)
+    if (s_resolve(ctx, node->value, file, sizeof file) == CPN_OK && cpn_pk_load(file, pk) == CPN_OK)
         return CPN_OK;
-    yconf_error(doc, node, path, "not a public key (43 base64url characters) nor a readable "
-                                 ".pub file: %s", node->value);
+    yconf_error(doc, node, path,
+                "not a public key (43 base64url characters) nor a readable "
+                ".pub file: %s",
+                node->value);
     return CPN_E_CONFIG;
 }
 
@@ -66,8 +67,7 @@ static int s_path(yconf_t *doc, const ynode_t *node, const char *path, void *dst
     return CPN_OK;
 }
 
-static int s_broker_key(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
-                        void *arg)
+static int s_broker_key(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
 {
     return s_key(doc, node, path, arg, dst);
 }
@@ -75,6 +75,7 @@ static int s_broker_key(yconf_t *doc, const ynode_t *node, const char *path, voi
 static int s_brokers(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
 {
     peer_config_t *cfg = dst;
+    /* clang-format off */
     const yfield_t fields[] = {
         {.key = "endpoint", .kind = YF_STR, .off = offsetof(peer_broker_cfg_t, endpoint),
          .size = sizeof cfg->brokers[0].endpoint, .required = true},
@@ -82,6 +83,7 @@ static int s_brokers(yconf_t *doc, const ynode_t *node, const char *path, void *
          .required = true, .custom = s_broker_key, .arg = arg},
         {.key = "curve", .kind = YF_BOOL, .off = offsetof(peer_broker_cfg_t, curve)},
     };
+    /* clang-format on */
     if (!node || node->kind != YNODE_SEQ || node->n == 0) {
         yconf_error(doc, node, path, "expected a list of brokers");
         return CPN_E_CONFIG;
@@ -299,6 +301,7 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
     if (region && region->kind == YNODE_SCALAR)
         ctx.default_region = region->value;
 
+    /* clang-format off */
     const yfield_t fields[] = {
         {.key = "name", .kind = YF_STR, .off = offsetof(peer_config_t, name),
          .size = sizeof cfg->name, .required = true, .min = 1},
@@ -321,6 +324,7 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
         {.key = "packages", .kind = YF_CUSTOM, .off = 0, .required = true,
          .custom = s_packages, .arg = &ctx},
     };
+    /* clang-format on */
     r = yconf_bind(doc, root, "", fields, sizeof fields / sizeof fields[0], cfg);
     if (cfg->log_level[0] && cpn_log_level_parse(cfg->log_level) < 0) {
         yconf_error(doc, yconf_get(root, "log_level"), "log_level",

@@ -20,8 +20,8 @@
 #include "yconf.h"
 
 #define PEER_PATH_MAX 4096
-#define PEER_BROKERS_MAX 16     /* brokers one peer advertises to */
-#define PEER_TENANTS_MAX 4096   /* keys in an explicit tenants list */
+#define PEER_BROKERS_MAX 16   /* brokers one peer advertises to */
+#define PEER_TENANTS_MAX 4096 /* keys in an explicit tenants list */
 #define PEER_REFRESH_MIN_S 1
 #define PEER_REFRESH_MAX_S 3600
 #define PEER_REFRESH_DEFAULT_S 10
@@ -37,12 +37,12 @@ typedef struct {
 typedef struct {
     char path[PEER_PATH_MAX]; /* the configuration file, as given */
     char name[CPN_NAME_MAX];
-    char key_path[PEER_PATH_MAX];  /* resolved against the config's directory */
-    char database[PEER_PATH_MAX];  /* resolved likewise */
-    char region[CPN_NAME_MAX];     /* default region of packages that name none */
-    char log_level[16];            /* "" = leave the default */
-    uint64_t refresh_s;            /* AD every refresh; ttl = 3 * refresh */
-    uint64_t max_lease_s;          /* longest lease, renewals included */
+    char key_path[PEER_PATH_MAX]; /* resolved against the config's directory */
+    char database[PEER_PATH_MAX]; /* resolved likewise */
+    char region[CPN_NAME_MAX];    /* default region of packages that name none */
+    char log_level[16];           /* "" = leave the default */
+    uint64_t refresh_s;           /* AD every refresh; ttl = 3 * refresh */
+    uint64_t max_lease_s;         /* longest lease, renewals included */
     size_t n_brokers;
     peer_broker_cfg_t brokers[PEER_BROKERS_MAX];
     bool tenants_any;

@@ -21,8 +21,8 @@ int peer_sender_init(peer_sender_t *self, const cpn_identity_t *id, peer_store_t
     return CPN_OK;
 }
 
-int peer_sender_build(peer_sender_t *self, cpn_msg_type_t type, const void *body,
-                      uint8_t **frame_p, size_t *len)
+int peer_sender_build(peer_sender_t *self, cpn_msg_type_t type, const void *body, uint8_t **frame_p,
+                      size_t *len)
 {
     uint64_t now = cpn_now_ms();
     uint64_t seq = cpn_seq_next(self->signer.last_seq, now);

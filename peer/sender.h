@@ -33,12 +33,11 @@ typedef struct {
 } peer_sender_t;
 
 /* Continue from the stored ceiling (0 if none). */
-int peer_sender_init(peer_sender_t *self, const cpn_identity_t *id,
-                     peer_store_t *store) CPN_WUR;
+int peer_sender_init(peer_sender_t *self, const cpn_identity_t *id, peer_store_t *store) CPN_WUR;
 /* Encode body and seal it with the next seq and the current time; reserves a new ceiling
  * first when needed (CPN_E_DB if that write fails: nothing is built). */
-int peer_sender_build(peer_sender_t *self, cpn_msg_type_t type, const void *body,
-                      uint8_t **frame_p, size_t *len) CPN_WUR;
+int peer_sender_build(peer_sender_t *self, cpn_msg_type_t type, const void *body, uint8_t **frame_p,
+                      size_t *len) CPN_WUR;
 /* The transaction the ceiling went into committed / rolled back. */
 void peer_sender_commit(peer_sender_t *self);
 void peer_sender_rollback(peer_sender_t *self);

@@ -53,8 +53,9 @@ typedef enum {
     S__COUNT
 } s_stmt_t;
 
-#define S_COLS "lease_id, tenant, request_id, package, units, price, start_ms, end_ms, " \
-               "state, renewals, frame"
+#define S_COLS                                                                                     \
+    "lease_id, tenant, request_id, package, units, price, start_ms, end_ms, "                      \
+    "state, renewals, frame"
 
 static const char *const s_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",

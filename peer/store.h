@@ -89,8 +89,7 @@ int peer_store_next_end(peer_store_t *self, uint64_t *end_ms, bool *found) CPN_W
 
 /* Call fn(package, units, arg) once per package with active leases, with the sum of their
  * units. A non-zero return from fn stops the walk and is returned. */
-int peer_store_used(peer_store_t *self, int (*fn)(const char *package, uint64_t units,
-                                                  void *arg),
+int peer_store_used(peer_store_t *self, int (*fn)(const char *package, uint64_t units, void *arg),
                     void *arg) CPN_WUR;
 
 /* Number of leases in a state (for status and tests). */

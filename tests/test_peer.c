@@ -53,17 +53,17 @@ typedef struct {
     cpn_identity_t *peer, *broker[N_BROKERS], *rogue, *tenant, *tenant2, *stranger;
     cpn_signer_t bsig[N_BROKERS], rsig, tsig, t2sig, ssig;
     pid_t pid;
-    uint64_t max_seq; /* highest seq seen from the peer */
+    uint64_t max_seq;         /* highest seq seen from the peer */
     uint64_t first_seq_after; /* first seq after the latest start */
     bool count_first;
+    void *curve_router; /* test_curve_link's, if open */
 } fx_t;
 
 static fx_t g;
 
 /* ---- building what a broker and tenants send ---- */
 
-static void s_build(cpn_signer_t *s, cpn_msg_type_t type, const void *body, uint8_t **f,
-                    size_t *n)
+static void s_build(cpn_signer_t *s, cpn_msg_type_t type, const void *body, uint8_t **f, size_t *n)
 {
     assert_int_equal(cpn_signer_build(s, type, body, f, n), CPN_OK);
 }
@@ -196,8 +196,8 @@ static bool s_wait_ad_free(const char *pkg, long free_units, uint64_t ms)
 
 /* The answer to a claim/renew/release: a LEASE with that lease id or a NACK with that ref.
  * Returns the type (CPN_MSG_NONE on timeout); rx holds the frame. */
-static cpn_msg_type_t s_wait_answer_seq(const char *lease_id, const char *ref,
-                                        uint64_t ref_seq, uint64_t ms, rx_t *rx)
+static cpn_msg_type_t s_wait_answer_seq(const char *lease_id, const char *ref, uint64_t ref_seq,
+                                        uint64_t ms, rx_t *rx)
 {
     uint64_t deadline = cpn_mono_ms() + ms;
     while (s_next(deadline, rx)) {
@@ -219,8 +219,7 @@ static cpn_msg_type_t s_wait_answer_seq(const char *lease_id, const char *ref,
     return CPN_MSG_NONE;
 }
 
-static cpn_msg_type_t s_wait_answer(const char *lease_id, const char *ref, uint64_t ms,
-                                    rx_t *rx)
+static cpn_msg_type_t s_wait_answer(const char *lease_id, const char *ref, uint64_t ms, rx_t *rx)
 {
     return s_wait_answer_seq(lease_id, ref, 0, ms, rx);
 }
@@ -285,20 +284,26 @@ static int64_t s_rows(void)
 
 /* ---- the daemon process ---- */
 
-static void s_start(void)
+static pid_t s_spawn(const char *cfg)
 {
-    g.pid = fork();
-    assert_true(g.pid >= 0);
-    if (g.pid == 0) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
         int fd = open(g.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             dup2(fd, 1);
             close(fd);
         }
-        execl(g.bin, "cpn-peer", "--config", g.cfg, (char *)NULL);
+        execl(g.bin, "cpn-peer", "--config", cfg, (char *)NULL);
         _exit(127);
     }
+    return pid;
+}
+
+static void s_start(void)
+{
+    g.pid = s_spawn(g.cfg);
     g.count_first = true;
     /* It says HELLO to each broker once connected. */
     bool hello[N_BROKERS] = {false};
@@ -416,8 +421,8 @@ static int s_group_setup(void **state)
     snprintf(g.cfg, sizeof g.cfg, "%s/peer.yaml", g.dir);
     snprintf(g.db, sizeof g.db, "%s/peer.db", g.dir);
     snprintf(g.log, sizeof g.log, "%s/peer.log", g.dir);
-    cpn_identity_t **ids[] = {&g.peer, &g.broker[0], &g.broker[1], &g.rogue,
-                              &g.tenant, &g.tenant2, &g.stranger};
+    cpn_identity_t **ids[] = {&g.peer,   &g.broker[0], &g.broker[1], &g.rogue,
+                              &g.tenant, &g.tenant2,   &g.stranger};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (cpn_identity_generate(ids[i]) != CPN_OK)
             return -1;
@@ -432,6 +437,7 @@ static int s_group_setup(void **state)
         if (cpn_sock_router(g.zctx, "tcp://127.0.0.1:*", cpn_limits_default.max_frame, NULL,
                             &g.router[b]) != CPN_OK)
             return -1;
+    s_write_config();
     return 0;
 }
 
@@ -444,9 +450,11 @@ static int s_group_teardown(void **state)
     }
     for (size_t b = 0; b < N_BROKERS; b++)
         zmq_close(g.router[b]);
+    if (g.curve_router)
+        zmq_close(g.curve_router);
     zmq_ctx_term(g.zctx);
-    cpn_identity_t **ids[] = {&g.peer, &g.broker[0], &g.broker[1], &g.rogue,
-                              &g.tenant, &g.tenant2, &g.stranger};
+    cpn_identity_t **ids[] = {&g.peer,   &g.broker[0], &g.broker[1], &g.rogue,
+                              &g.tenant, &g.tenant2,   &g.stranger};
     for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         cpn_identity_destroy(ids[i]);
     if (!getenv("CPN_KEEP_TMP")) {
@@ -463,7 +471,6 @@ static void test_check_and_discover(void **state)
 {
     (void)state;
     char cmd[3000];
-    s_write_config();
     snprintf(cmd, sizeof cmd, "'%s' --config '%s' --check >/dev/null", g.bin, g.cfg);
     assert_int_equal(system(cmd), 0);
     /* A bad file: exit 1 and file:line:column: key path on stderr. */
@@ -765,8 +772,7 @@ static void test_refused_changes_nothing(void **state)
     s_send(0, claim, claim_len);
     /* Its request id is not read before its signature verified: the NACK names the CLAIM
      * by its seq. */
-    assert_int_equal(s_wait_answer_seq(lid, "req-evil", s_seq_of(claim, claim_len), WAIT_MS,
-                                       &rx),
+    assert_int_equal(s_wait_answer_seq(lid, "req-evil", s_seq_of(claim, claim_len), WAIT_MS, &rx),
                      CPN_MSG_NACK);
     free(claim);
     s_nack_of(&rx, &nk);
@@ -871,8 +877,7 @@ static void test_kill9_under_load(void **state)
      * before byte for byte the same; the rest refused for want of units. */
     for (size_t i = 0; i < BULK_CLAIMS; i++) {
         free(claims[i]);
-        s_claim(&g.bsig[0], reqs[i], req_len[i], "bulk", 1, 500, 3000, &claims[i],
-                &claim_len[i]);
+        s_claim(&g.bsig[0], reqs[i], req_len[i], "bulk", 1, 500, 3000, &claims[i], &claim_len[i]);
         s_send(0, claims[i], claim_len[i]);
     }
     size_t leases = 0, nacks = 0;
@@ -949,6 +954,77 @@ static void test_withdraw_on_sigterm(void **state)
     free(s_lease1);
 }
 
+
+/* curve: true encrypts the link with the broker's key as the CURVE server key; a peer that
+ * names the wrong broker key cannot complete the handshake, so nothing it sends arrives. */
+static void test_curve_link(void **state)
+{
+    (void)state;
+    cpn_curve_t curve = {.enabled = 1, .self = g.broker[0]};
+    void *router = NULL;
+    g.pid = 0;
+    char ep[256], cfg[2][400], path[400], kt[2][CPN_PK_TEXT_LEN];
+    size_t n = sizeof ep;
+    assert_int_equal(cpn_sock_router(g.zctx, "tcp://127.0.0.1:*", cpn_limits_default.max_frame,
+                                     &curve, &router),
+                     CPN_OK);
+    g.curve_router = router; /* closed at teardown even if an assertion fails here */
+    assert_int_equal(zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, ep, &n), 0);
+    cpn_pk_to_text(cpn_identity_pk(g.broker[0]), kt[0]);
+    cpn_pk_to_text(cpn_identity_pk(g.broker[1]), kt[1]);
+    for (int i = 0; i < 2; i++) {
+        snprintf(cfg[i], sizeof cfg[i], "%s/curve%d.yaml", g.dir, i);
+        FILE *f = fopen(cfg[i], "w");
+        assert_non_null(f);
+        fprintf(f,
+                "name: curve-peer\nkey: peer.key\ndatabase: curve%d.db\nrefresh: 1s\n"
+                "brokers:\n  - {endpoint: \"%s\", key: %s, curve: true}\n"
+                "tenants: any\n"
+                "packages:\n  - {id: c, count: 1, region: r, price: \"1.0\", cores: 1}\n",
+                i, ep, kt[i]);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/peer.key", g.dir);
+    assert_int_equal(access(path, R_OK), 0);
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = g.pid = s_spawn(cfg[i]);
+        bool hello = false;
+        uint64_t deadline = cpn_mono_ms() + (i == 0 ? WAIT_MS : 1500);
+        while (!hello && cpn_mono_ms() < deadline) {
+            zmq_pollitem_t it = {.socket = router, .events = ZMQ_POLLIN};
+            zmq_poll(&it, 1, 100);
+            uint8_t rid[CPN_RID_MAX], *frame = NULL;
+            size_t rid_len = 0, len = 0;
+            if (cpn_recv(router, 1, rid, &rid_len, &frame, &len) != CPN_OK)
+                continue;
+            cpn_env_t env;
+            if (cpn_env_open(frame, len, &cpn_limits_default, &env) == CPN_OK &&
+                env.type == CPN_MSG_HELLO &&
+                memcmp(env.from, cpn_identity_pk(g.peer), CPN_PK_LEN) == 0)
+                hello = true;
+            free(frame);
+        }
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        int status = s_reap(WAIT_MS);
+        if (!(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            fprintf(stderr, "# curve peer %d: wait status %d\n", i, status);
+        assert_true(status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(hello, i == 0);
+        /* Drop what the first peer still had queued (its HELLO on connect, its WITHDRAW). */
+        for (int k = 0; k < 100; k++) {
+            zmq_pollitem_t it = {.socket = router, .events = ZMQ_POLLIN};
+            if (zmq_poll(&it, 1, 200) <= 0)
+                break;
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            if (cpn_recv(router, 1, NULL, NULL, &frame, &len) == CPN_OK)
+                free(frame);
+        }
+    }
+    zmq_close(router);
+    g.curve_router = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -961,6 +1037,10 @@ int main(void)
         cmocka_unit_test(test_refused_changes_nothing),
         cmocka_unit_test(test_kill9_under_load),
         cmocka_unit_test(test_withdraw_on_sigterm),
+        cmocka_unit_test(test_curve_link),
     };
+    /* CPN_TEST_FILTER=test_curve_link runs the tests matching a pattern (debugging). */
+    if (getenv("CPN_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("CPN_TEST_FILTER"));
     return cmocka_run_group_tests_name("peer", tests, s_group_setup, s_group_teardown);
 }

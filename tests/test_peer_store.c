@@ -15,13 +15,13 @@
 #include <sqlite3.h>
 
 #include "clock.h"
-#include "peer_config.h"
 #include "discover.h"
 #include "envelope.h"
 #include "grant.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
+#include "peer_config.h"
 #include "sender.h"
 #include "store.h"
 
@@ -221,8 +221,7 @@ static void test_sender_ceiling(void **state)
         assert_true(env.seq > seen);
         seen = env.seq;
         free(frame);
-        assert_int_equal(peer_store_meta_get(st, PEER_META_SEQ_CEILING, &ceiling, &found),
-                         CPN_OK);
+        assert_int_equal(peer_store_meta_get(st, PEER_META_SEQ_CEILING, &ceiling, &found), CPN_OK);
         assert_true(found);
         assert_true(ceiling >= seen); /* stored before use */
         assert_true(ceiling <= seen + PEER_SEQ_RESERVE);
@@ -385,8 +384,7 @@ static void test_grant(void **state)
                      CPN_E_RENEW_REFUSED);
     assert_int_equal(grant_check_renew(&cfg, &row, tenant, UINT64_MAX / 2, 1000001, &end, &why),
                      CPN_E_RENEW_REFUSED);
-    assert_int_equal(grant_check_renew(&cfg, &row, other, 10, 1000001, &end, &why),
-                     CPN_E_NO_LEASE);
+    assert_int_equal(grant_check_renew(&cfg, &row, other, 10, 1000001, &end, &why), CPN_E_NO_LEASE);
     assert_int_equal(grant_check_renew(&cfg, &row, tenant, 0, 1000001, &end, &why), CPN_E_INVAL);
     assert_int_equal(grant_check_renew(&cfg, &row, tenant, 10, row.end_ms, &end, &why),
                      CPN_E_EXPIRED);
@@ -436,7 +434,7 @@ static void test_shipped_configs(void **state)
             assert_int_equal(cfg->packages[0].accel.count, 8);
             assert_int_equal(cfg->packages[0].fabric_bps, 400000000000ULL);
             assert_string_equal(cfg->packages[0].region, "cn-east"); /* the default */
-            assert_int_equal(cfg->floors[3], 0);                      /* no floor given */
+            assert_int_equal(cfg->floors[3], 0);                     /* no floor given */
         }
         peer_config_destroy(&cfg);
     }
