@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +44,7 @@
 #define BULK_TOTAL 300
 #define BULK_CLAIMS 500
 #define WAIT_MS 5000
+#define TEST_BOUND_S 120
 
 typedef struct {
     char dir[256], cfg[320], db[320], log[320], bin[1024];
@@ -289,6 +291,8 @@ static pid_t s_spawn(const char *cfg)
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
+        /* A test that dies must not leave a daemon behind. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         int fd = open(g.log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
@@ -1039,6 +1043,8 @@ int main(void)
         cmocka_unit_test(test_withdraw_on_sigterm),
         cmocka_unit_test(test_curve_link),
     };
+    /* A hard bound on the whole file, whatever hangs (the tests take about 10 s). */
+    alarm(TEST_BOUND_S);
     /* CPN_TEST_FILTER=test_curve_link runs the tests matching a pattern (debugging). */
     if (getenv("CPN_TEST_FILTER"))
         cmocka_set_test_filter(getenv("CPN_TEST_FILTER"));
