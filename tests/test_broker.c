@@ -1,0 +1,1002 @@
+/* test_broker.c - cpn-broker and cpn-peer as real processes; the test is the tenants.
+ *
+ * A temporary directory gets keys, a broker policy and two peer configurations; the built
+ * $CPN_BUILDDIR/cpn-broker and two $CPN_BUILDDIR/cpn-peer start on 127.0.0.1 and the test
+ * talks to the broker over ZeroMQ with the same client cpnctl uses (broker/ctl_client.c).
+ * It shows (issue 4, "Done when"): a request by model gets a lease whose signature chain
+ * verifies; a request by capability is served by the domestic accelerator (Ascend); an
+ * unmatched request is NACKed no-match naming the constraint; over quota is NACKed
+ * over-quota; an unknown tenant and a bad signature are refused with those codes and
+ * counted in `status`; two tenants racing for the last unit get exactly one lease; a peer
+ * that stops advertising (SIGSTOP) leaves `offers` after its ttl and returns after SIGCONT;
+ * SIGHUP with a good policy admits a new tenant, with a broken one keeps the old policy and
+ * logs why; a restarted broker keeps its ledger and quotas; a retried request id returns
+ * the same GRANT bytes.
+ *
+ * Every wait is bounded; every process started is stopped in the group teardown (and gets
+ * SIGKILL from the kernel should this test die first: PR_SET_PDEATHSIG).
+ * CPN_TEST_KEEP=1 keeps the temporary directory (configs, logs, databases).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "clock.h"
+#include "ctl_client.h"
+#include "ctl_verify.h"
+#include "envelope.h"
+#include "identity.h"
+#include "msg.h"
+#include "transport.h"
+
+#define WAIT_MS 5000       /* one answer from the broker */
+#define READY_MS 10000     /* a daemon up, a peer's offers in the book */
+#define STOP_MS 3000       /* SIGTERM to exit, then SIGKILL */
+#define POLL_MS 100        /* between two looks at something that changes */
+#define PORT_TRIES 5       /* fresh ports tried if the broker cannot bind */
+#define REFRESH_S 1        /* peers re-advertise every second: offers live 3 s */
+
+enum { T_ACME, T_BETA, T_RACE1, T_RACE2, T_GAMMA, T_STRANGER, T__COUNT };
+enum { P_EAST, P_FLAKY, P__COUNT };
+
+typedef struct {
+    const char *name;
+    cpn_identity_t *id;
+    ctl_client_t *cli;
+} tenant_t;
+
+typedef struct {
+    const char *name, *region;
+    cpn_identity_t *id;
+    pid_t pid;
+} peer_t;
+
+typedef struct {
+    char dir[256], policy[320], broker_log[320], bin[1024];
+    int port;
+    char endpoint[64];
+    cpn_identity_t *broker;
+    pid_t broker_pid;
+    tenant_t t[T__COUNT];
+    peer_t p[P__COUNT];
+} fx_t;
+
+static fx_t g = {
+    .t = {{.name = "acme"}, {.name = "beta"}, {.name = "racer1"}, {.name = "racer2"},
+          {.name = "gamma"}, {.name = "stranger"}},
+    .p = {{.name = "dc-east", .region = "cn-east"}, {.name = "dc-flaky", .region = "cn-north"}},
+};
+
+/* ---- files ---- */
+
+static void s_path(char *out, size_t cap, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", g.dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void s_write(const char *name, const char *text)
+{
+    char path[400];
+    s_path(path, sizeof path, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* How often `needle` occurs in a file (0 if it cannot be read). */
+static int s_count_in_file(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    int count = 0;
+    for (const char *p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        count++;
+    return count;
+}
+
+/* Remove the temporary directory: flat, files only (keys, configs, logs, SQLite files). */
+static void s_rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[600];
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (n > 0 && (size_t)n < sizeof path)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+/* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, and
+ * gamma only when `gamma` is set; `broken` adds a tenant with a key that is no key. */
+static void s_write_policy(bool gamma, bool broken)
+{
+    char text[4096];
+    int n = snprintf(
+        text, sizeof text,
+        "broker:\n"
+        "  name: test-broker\n"
+        "  key: broker.key\n"
+        "  listen: %s\n"
+        "  ledger: ledger.db\n"
+        "  transport:\n"
+        "    curve: false\n"
+        "peers:\n"
+        "  trusted:\n"
+        "    - name: dc-east\n"
+        "      key: dc-east.pub\n"
+        "    - name: dc-flaky\n"
+        "      key: dc-flaky.pub\n"
+        "tenants:\n"
+        "  - name: acme\n"
+        "    key: acme.pub\n"
+        "    operator: true\n"
+        "  - name: beta\n"
+        "    key: beta.pub\n"
+        "    quota:\n"
+        "      units: 1\n"
+        "  - name: racer1\n"
+        "    key: racer1.pub\n"
+        "  - name: racer2\n"
+        "    key: racer2.pub\n"
+        "%s%s"
+        "placement:\n"
+        "  regions: [cn-east, cn-north]\n"
+        "  prefer_vendors: [huawei]\n"
+        "  max_price: \"300.0\"\n"
+        "limits:\n"
+        "  claim_timeout: 2s\n"
+        "  claim_tries: 3\n",
+        g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
+        broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    s_write("policy.yaml", text);
+}
+
+/* dc-east sells H100s, Ascend 910Bs, one last MI300X unit and CPU nodes with SSD; dc-flaky
+ * sells CPU nodes only (it is the one that stops advertising). */
+static void s_write_peer(const peer_t *p)
+{
+    static const char east[] =
+        "  - id: h100x8\n"
+        "    count: 4\n"
+        "    price: \"210.0\"\n"
+        "    cores: 96\n"
+        "    memory: 1TiB\n"
+        "    accelerators: {vendor: nvidia, model: H100-80GB, count: 8, memory: 80GiB,\n"
+        "                   bf16_tflops: 989}\n"
+        "  - id: ascend910b-x8\n"
+        "    count: 4\n"
+        "    price: \"90.0\"\n"
+        "    cores: 192\n"
+        "    memory: 1536GiB\n"
+        "    accelerators: {vendor: huawei, model: Ascend-910B, count: 8, memory: 64GiB,\n"
+        "                   bf16_tflops: 320}\n"
+        "  - id: mi300x-last\n"
+        "    count: 1\n"
+        "    price: \"100.0\"\n"
+        "    cores: 32\n"
+        "    memory: 256GiB\n"
+        "    accelerators: {vendor: amd, model: MI300X, count: 1, memory: 192GiB,\n"
+        "                   bf16_tflops: 1300}\n"
+        "  - id: cpu16-ssd\n"
+        "    count: 20\n"
+        "    price: \"1.0\"\n"
+        "    cores: 16\n"
+        "    memory: 64GiB\n"
+        "    storage: {class: ssd, size: 1TB}\n";
+    static const char flaky[] =
+        "  - id: flaky-cpu\n"
+        "    count: 2\n"
+        "    price: \"0.5\"\n"
+        "    cores: 8\n"
+        "    memory: 32GiB\n";
+    char text[4096], name[128];
+    int n = snprintf(text, sizeof text,
+                     "name: %s\n"
+                     "key: %s.key\n"
+                     "database: %s.db\n"
+                     "region: %s\n"
+                     "refresh: %ds\n"
+                     "max_lease: 7d\n"
+                     "brokers:\n"
+                     "  - endpoint: %s\n"
+                     "    key: broker.pub\n"
+                     "    curve: false\n"
+                     "tenants: any\n"
+                     "packages:\n%s",
+                     p->name, p->name, p->name, p->region, REFRESH_S, g.endpoint,
+                     p == &g.p[P_EAST] ? east : flaky);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    snprintf(name, sizeof name, "%s.yaml", p->name);
+    s_write(name, text);
+}
+
+/* ---- processes ---- */
+
+/* Start `prog` with --config `cfg`, stderr and stdout appended to `log`. */
+static pid_t s_spawn(const char *prog, const char *cfg, const char *log)
+{
+    char bin[1100];
+    int n = snprintf(bin, sizeof bin, "%s/%s", g.bin, prog);
+    assert_true(n > 0 && (size_t)n < sizeof bin);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, prog, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool s_alive(pid_t pid)
+{
+    return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* SIGTERM (after SIGCONT, in case it is stopped), wait, then SIGKILL. Returns whether it
+ * exited by itself. */
+static bool s_stop(pid_t *pid_p)
+{
+    pid_t pid = *pid_p;
+    bool clean = true;
+    if (pid <= 0)
+        return true;
+    kill(pid, SIGCONT);
+    kill(pid, SIGTERM);
+    uint64_t deadline = cpn_mono_ms() + STOP_MS;
+    pid_t w = 0;
+    while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
+        usleep(20 * 1000);
+    if (w == 0) {
+        clean = false;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    *pid_p = 0;
+    return clean;
+}
+
+static void s_start_broker(void)
+{
+    g.broker_pid = s_spawn("cpn-broker", g.policy, g.broker_log);
+}
+
+static void s_start_peer(peer_t *p)
+{
+    char cfg[400], log[400], name[128];
+    snprintf(name, sizeof name, "%s.yaml", p->name);
+    s_path(cfg, sizeof cfg, name);
+    snprintf(name, sizeof name, "%s.log", p->name);
+    s_path(log, sizeof log, name);
+    p->pid = s_spawn("cpn-peer", cfg, log);
+}
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (the broker retries if it is not). */
+static int s_free_port(void)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_ROUTER);
+    char ep[64] = "";
+    size_t len = sizeof ep;
+    int port = -1;
+    if (s && zmq_bind(s, "tcp://127.0.0.1:*") == 0 &&
+        zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0) {
+        const char *colon = strrchr(ep, ':');
+        port = colon ? atoi(colon + 1) : -1;
+    }
+    if (s)
+        zmq_close(s);
+    zmq_ctx_term(ctx);
+    return port;
+}
+
+/* ---- talking to the broker ---- */
+
+/* One answer of the broker, kept with the frame it points into. */
+typedef struct {
+    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
+    uint8_t *frame;
+    size_t len;
+    cpn_env_t env;
+    int32_t code; /* NACK, ERROR */
+    char reason[CPN_REASON_MAX];
+    msgpack_zone zone; /* STATUS: data parsed into obj */
+    bool has_zone;
+    msgpack_object obj;
+} ans_t;
+
+static void s_ans_free(ans_t *a)
+{
+    free(a->frame);
+    if (a->has_zone)
+        msgpack_zone_destroy(&a->zone);
+    memset(a, 0, sizeof *a);
+}
+
+static cpn_limits_t s_big_limits(void)
+{
+    cpn_limits_t lim = cpn_limits_default; /* answers (offers) may be large */
+    lim.max_frame *= 16;
+    lim.max_str *= 16;
+    lim.max_total *= 16;
+    return lim;
+}
+
+/* Wait for the answer to the message `seq` of tenant t: a GRANT for request `id`, a NACK or
+ * ERROR naming `seq`, or a STATUS `what`. Anything else (progress, stale answers) is
+ * skipped. Returns the type; CPN_MSG_NONE if nothing came within `ms`. */
+static cpn_msg_type_t s_await(tenant_t *t, uint64_t seq, const char *id, const char *what,
+                              uint64_t ms, ans_t *a)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    cpn_limits_t lim = s_big_limits();
+    memset(a, 0, sizeof *a);
+    while (ctl_client_recv(t->cli, deadline, &a->frame, &a->len, &a->env) == CPN_OK) {
+        bool hit = false;
+        if (a->env.type == CPN_MSG_GRANT) {
+            cpn_grant_t gr;
+            memset(&gr, 0, sizeof gr);
+            hit = id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK &&
+                  strcmp(gr.request_id, id) == 0;
+        } else if (a->env.type == CPN_MSG_NACK) {
+            cpn_nack_t n;
+            memset(&n, 0, sizeof n);
+            if (cpn_msg_decode(&a->env, &lim, &n) == CPN_OK && n.ref_seq == seq) {
+                hit = true;
+                a->code = n.code;
+                memcpy(a->reason, n.reason, sizeof a->reason);
+            }
+        } else if (a->env.type == CPN_MSG_ERROR) {
+            cpn_error_t e;
+            memset(&e, 0, sizeof e);
+            if (cpn_msg_decode(&a->env, &lim, &e) == CPN_OK && e.ref_seq == seq) {
+                hit = true;
+                a->code = e.code;
+                memcpy(a->reason, e.reason, sizeof a->reason);
+            }
+        } else if (a->env.type == CPN_MSG_STATUS && what) {
+            cpn_status_t st;
+            memset(&st, 0, sizeof st);
+            if (cpn_msg_decode(&a->env, &lim, &st) == CPN_OK && strcmp(st.what, what) == 0) {
+                msgpack_zone_init(&a->zone, 4096);
+                a->has_zone = true;
+                assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj),
+                                 CPN_OK);
+                hit = true;
+            }
+        }
+        if (hit) {
+            a->type = a->env.type;
+            return a->type;
+        }
+        free(a->frame);
+        a->frame = NULL;
+    }
+    s_ans_free(a);
+    return CPN_MSG_NONE;
+}
+
+static cpn_request_t s_req(const char *id)
+{
+    cpn_request_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "%s", id);
+    r.units = 1;
+    r.duration_s = 3600;
+    return r;
+}
+
+/* One unit of the CPU-with-SSD package (only dc-east's cpu16-ssd fits). */
+static cpn_request_t s_req_cpu(const char *id)
+{
+    cpn_request_t r = s_req(id);
+    r.cores = 16;
+    snprintf(r.storage_class, sizeof r.storage_class, "ssd");
+    return r;
+}
+
+static cpn_msg_type_t s_submit(int t, const cpn_request_t *req, ans_t *a)
+{
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_REQUEST, req, &seq), CPN_OK);
+    return s_await(&g.t[t], seq, req->id, NULL, WAIT_MS, a);
+}
+
+static cpn_msg_type_t s_query(int t, const char *what, uint64_t ms, ans_t *a)
+{
+    cpn_query_t q;
+    uint64_t seq = 0;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "%s", what);
+    assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
+    return s_await(&g.t[t], seq, NULL, what, ms, a);
+}
+
+/* The value of `key` in a msgpack map, or NULL. */
+static const msgpack_object *s_get(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool s_str_is(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+static uint64_t s_u64(const msgpack_object *o)
+{
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+/* A counter of the broker's status (acme asks); `sub` looks inside the map `key`. */
+static uint64_t s_status_u64(const char *key, const char *sub)
+{
+    ans_t a;
+    assert_int_equal(s_query(T_ACME, "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    const msgpack_object *v = s_get(&a.obj, key);
+    if (sub) {
+        assert_non_null(v);
+        assert_int_equal(v->type, MSGPACK_OBJECT_MAP);
+        v = s_get(v, sub);
+    }
+    uint64_t n = s_u64(v);
+    s_ans_free(&a);
+    return n;
+}
+
+/* Free units of peer `name`'s package `pkg` in the broker's offers; -1 if not listed. */
+static long s_offer_free(const char *name, const char *pkg)
+{
+    ans_t a;
+    long fr = -1;
+    if (s_query(T_ACME, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
+        return -2;
+    assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
+    for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (s_str_is(s_get(row, "name"), name) && s_str_is(s_get(row, "package"), pkg))
+            fr = (long)s_u64(s_get(row, "free"));
+    }
+    s_ans_free(&a);
+    return fr;
+}
+
+/* Wait until the offers list (or no longer lists) a package; false after `ms`. */
+static bool s_wait_offer(const char *name, const char *pkg, bool listed, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if ((s_offer_free(name, pkg) >= 0) == listed)
+            return true;
+        usleep(POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
+/* Broker up and answering acme's status; false if it exited or stayed silent. */
+static bool s_wait_broker(uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    while (cpn_mono_ms() < deadline) {
+        if (!s_alive(g.broker_pid))
+            return false;
+        ans_t a;
+        cpn_msg_type_t t = s_query(T_ACME, "status", 500, &a);
+        s_ans_free(&a);
+        if (t == CPN_MSG_STATUS)
+            return true;
+    }
+    return false;
+}
+
+static void s_clients_close(void)
+{
+    for (int i = 0; i < T__COUNT; i++)
+        ctl_client_destroy(&g.t[i].cli);
+}
+
+static void s_clients_open(void)
+{
+    for (int i = 0; i < T__COUNT; i++)
+        assert_int_equal(ctl_client_new(g.endpoint, g.t[i].id, cpn_identity_pk(g.broker), true,
+                                        &g.t[i].cli),
+                         CPN_OK);
+}
+
+/* Decode a GRANT's chain: the LEASE (signed by the peer) and the REQUEST inside its CLAIM. */
+typedef struct {
+    cpn_env_t genv, lenv, cenv, renv;
+    cpn_grant_t grant;
+    cpn_lease_t lease;
+    cpn_claim_t claim;
+} chain_t;
+
+static void s_chain(const ans_t *a, chain_t *c)
+{
+    memset(c, 0, sizeof *c);
+    cpn_limits_t lim = s_big_limits();
+    assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &c->genv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&c->genv, &lim, &c->grant), CPN_OK);
+    assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv),
+                     CPN_OK);
+    assert_int_equal(cpn_msg_decode(&c->lenv, &lim, &c->lease), CPN_OK);
+    assert_int_equal(cpn_env_open(c->lease.claim.ptr, c->lease.claim.len, &lim, &c->cenv),
+                     CPN_OK);
+    assert_int_equal(cpn_msg_decode(&c->cenv, &lim, &c->claim), CPN_OK);
+    assert_int_equal(cpn_env_open(c->claim.request.ptr, c->claim.request.len, &lim, &c->renv),
+                     CPN_OK);
+}
+
+/* ---- fixture ---- */
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < P__COUNT; i++)
+        s_stop(&g.p[i].pid);
+    s_stop(&g.broker_pid);
+    s_clients_close();
+    for (int i = 0; i < T__COUNT; i++)
+        cpn_identity_destroy(&g.t[i].id);
+    for (int i = 0; i < P__COUNT; i++)
+        cpn_identity_destroy(&g.p[i].id);
+    cpn_identity_destroy(&g.broker);
+    if (g.dir[0]) {
+        const char *keep = getenv("CPN_TEST_KEEP");
+        if (keep && strcmp(keep, "1") == 0)
+            fprintf(stderr, "# kept %s\n", g.dir);
+        else
+            s_rm_dir(g.dir);
+    }
+    return 0;
+}
+
+static void s_keygen(const char *name, cpn_identity_t **id)
+{
+    char base[400];
+    s_path(base, sizeof base, name);
+    assert_int_equal(cpn_identity_generate(id), CPN_OK);
+    assert_int_equal(cpn_identity_save(*id, base), CPN_OK);
+}
+
+static int s_setup(void **state)
+{
+    (void)state;
+    const char *b = getenv("CPN_BUILDDIR");
+    const char *tmp = getenv("TMPDIR");
+    if (cpn_crypto_init() != CPN_OK)
+        return -1;
+    snprintf(g.bin, sizeof g.bin, "%s", b && b[0] ? b : ".");
+    snprintf(g.dir, sizeof g.dir, "%s/cpn-test-broker.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g.dir)) {
+        g.dir[0] = 0;
+        return -1;
+    }
+    s_path(g.policy, sizeof g.policy, "policy.yaml");
+    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    s_keygen("broker", &g.broker);
+    for (int i = 0; i < P__COUNT; i++)
+        s_keygen(g.p[i].name, &g.p[i].id);
+    for (int i = 0; i < T__COUNT; i++)
+        s_keygen(g.t[i].name, &g.t[i].id);
+
+    bool up = false;
+    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++) {
+        g.port = s_free_port();
+        if (g.port <= 0)
+            continue;
+        snprintf(g.endpoint, sizeof g.endpoint, "tcp://127.0.0.1:%d", g.port);
+        s_write_policy(false, false);
+        s_clients_open();
+        s_start_broker();
+        up = s_wait_broker(READY_MS);
+        if (!up) { /* most likely someone took the port: another one */
+            s_stop(&g.broker_pid);
+            s_clients_close();
+        }
+    }
+    if (!up) {
+        fprintf(stderr, "# cpn-broker did not come up (log: %s)\n", g.broker_log);
+        return -1;
+    }
+    for (int i = 0; i < P__COUNT; i++) {
+        s_write_peer(&g.p[i]);
+        s_start_peer(&g.p[i]);
+    }
+    if (!s_wait_offer("dc-east", "cpu16-ssd", true, READY_MS) ||
+        !s_wait_offer("dc-flaky", "flaky-cpu", true, READY_MS)) {
+        fprintf(stderr, "# the peers' offers did not reach the broker\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- cases ---- */
+
+/* By model name: 8 x H100 in cn-east. The GRANT's whole chain verifies offline, names the
+ * tenant who asked and the peer who granted; one flipped byte breaks it. */
+static void test_by_model(void **state)
+{
+    (void)state;
+    cpn_request_t req = s_req("model-h100-1");
+    snprintf(req.accel_model, sizeof req.accel_model, "H100-80GB");
+    req.accel_count = 8;
+    req.regions.n = 1;
+    snprintf(req.regions.items[0], sizeof req.regions.items[0], "cn-east");
+    ans_t a;
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
+    chain_t c;
+    s_chain(&a, &c);
+    assert_memory_equal(c.genv.from, cpn_identity_pk(g.broker), CPN_PK_LEN);
+    assert_memory_equal(c.lenv.from, cpn_identity_pk(g.p[P_EAST].id), CPN_PK_LEN);
+    assert_memory_equal(c.cenv.from, cpn_identity_pk(g.broker), CPN_PK_LEN);
+    assert_memory_equal(c.renv.from, cpn_identity_pk(g.t[T_ACME].id), CPN_PK_LEN);
+    assert_string_equal(c.grant.request_id, "model-h100-1");
+    assert_string_equal(c.lease.package, "h100x8");
+    assert_int_equal(c.lease.units, 1);
+    assert_string_equal(c.lease.state, "active");
+    assert_true(c.lease.end_ms - c.lease.start_ms == 3600 * 1000);
+
+    uint8_t *bad = malloc(a.len);
+    assert_non_null(bad);
+    memcpy(bad, a.frame, a.len);
+    bad[a.len / 2] ^= 0x01; /* inside the embedded LEASE */
+    assert_int_not_equal(ctl_verify_chain(bad, a.len, NULL, &why), CPN_OK);
+    free(bad);
+    s_ans_free(&a);
+}
+
+/* By capability, any vendor: >= 2000 BF16 TFLOPS and >= 256 GiB accelerator memory per unit
+ * at <= 120.0/h. The H100 node qualifies on capability but not on price, the MI300X not on
+ * capability: the Ascend 910B node serves it. */
+static void test_by_capability(void **state)
+{
+    (void)state;
+    cpn_request_t req = s_req("capability-1");
+    req.min_tflops = 2000;
+    req.min_accel_mem = 256ull << 30;
+    req.max_price = 120000;
+    ans_t a;
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
+    chain_t c;
+    s_chain(&a, &c);
+    assert_string_equal(c.lease.package, "ascend910b-x8");
+    assert_true(c.lease.price <= 120000);
+    s_ans_free(&a);
+
+    /* and the package the broker offers under that name is the Ascend one */
+    ans_t o;
+    assert_int_equal(s_query(T_ACME, "offers", WAIT_MS, &o), CPN_MSG_STATUS);
+    bool seen = false;
+    for (uint32_t i = 0; i < o.obj.via.array.size; i++) {
+        const msgpack_object *row = &o.obj.via.array.ptr[i];
+        if (s_str_is(s_get(row, "package"), "ascend910b-x8")) {
+            assert_true(s_str_is(s_get(row, "accelerators"), "8xAscend-910B"));
+            seen = true;
+        }
+    }
+    assert_true(seen);
+    s_ans_free(&o);
+}
+
+/* Unmatched: a NACK no-match whose reason names the constraint that excluded the offers. */
+static void test_unmatched(void **state)
+{
+    (void)state;
+    ans_t a;
+    cpn_request_t req = s_req("nomatch-model");
+    snprintf(req.accel_model, sizeof req.accel_model, "B200");
+    req.accel_count = 16;
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_NO_MATCH);
+    assert_non_null(strstr(a.reason, "accelerator.model"));
+    s_ans_free(&a);
+
+    req = s_req("nomatch-region");
+    req.cores = 1;
+    req.regions.n = 1;
+    snprintf(req.regions.items[0], sizeof req.regions.items[0], "eu-west");
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_NO_MATCH);
+    assert_non_null(strstr(a.reason, "region"));
+    assert_null(strstr(a.reason, "accelerator"));
+    s_ans_free(&a);
+}
+
+/* Over quota: beta may hold 1 unit; the second request is NACKed over-quota. */
+static void test_over_quota(void **state)
+{
+    (void)state;
+    ans_t a;
+    cpn_request_t req = s_req_cpu("beta-1");
+    assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+    req = s_req_cpu("beta-2");
+    assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_OVER_QUOTA);
+    assert_true(a.reason[0] != 0);
+    s_ans_free(&a);
+    /* the quota is beta's, not everyone's: acme still gets the same package */
+    req = s_req_cpu("acme-cpu-1");
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+}
+
+/* An unknown tenant and a bad signature: ERROR with that code, and counted in status. */
+static void test_refusals_counted(void **state)
+{
+    (void)state;
+    uint64_t unknown0 = s_status_u64("refused", "unknown-tenant");
+    uint64_t badsig0 = s_status_u64("refused", "bad-signature");
+
+    ans_t a;
+    cpn_request_t req = s_req_cpu("stranger-1");
+    assert_int_equal(s_submit(T_STRANGER, &req, &a), CPN_MSG_ERROR);
+    assert_int_equal(a.code, CPN_E_UNKNOWN_TENANT);
+    s_ans_free(&a);
+
+    /* acme's request with one bit of its signature flipped */
+    req = s_req_cpu("badsig-1");
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    cpn_signer_t *signer = ctl_client_signer(g.t[T_ACME].cli);
+    assert_int_equal(cpn_signer_build(signer, CPN_MSG_REQUEST, &req, &frame, &len), CPN_OK);
+    uint64_t seq = signer->last_seq;
+    frame[len - 1] ^= 0x01; /* the signature is the frame's last 64 bytes */
+    assert_int_equal(ctl_client_send_frame(g.t[T_ACME].cli, frame, len), CPN_OK);
+    free(frame);
+    assert_int_equal(s_await(&g.t[T_ACME], seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_ERROR);
+    assert_int_equal(a.code, CPN_E_SIG);
+    s_ans_free(&a);
+
+    assert_int_equal(s_status_u64("refused", "unknown-tenant"), unknown0 + 1);
+    assert_int_equal(s_status_u64("refused", "bad-signature"), badsig0 + 1);
+    /* and nothing was leased for either */
+    assert_int_equal(s_query(T_ACME, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    for (uint32_t i = 0; i < a.obj.via.array.size; i++)
+        assert_false(s_str_is(s_get(&a.obj.via.array.ptr[i], "request"), "badsig-1"));
+    s_ans_free(&a);
+}
+
+/* Two tenants, one unit left: both REQUESTs are in flight at once; exactly one lease. */
+static void test_race_last_unit(void **state)
+{
+    (void)state;
+    assert_int_equal(s_offer_free("dc-east", "mi300x-last"), 1);
+    cpn_request_t r1 = s_req("race-1"), r2 = s_req("race-2");
+    snprintf(r1.accel_model, sizeof r1.accel_model, "MI300X");
+    snprintf(r2.accel_model, sizeof r2.accel_model, "MI300X");
+    r1.accel_count = r2.accel_count = 1;
+    uint64_t s1 = 0, s2 = 0;
+    assert_int_equal(ctl_client_send(g.t[T_RACE1].cli, CPN_MSG_REQUEST, &r1, &s1), CPN_OK);
+    assert_int_equal(ctl_client_send(g.t[T_RACE2].cli, CPN_MSG_REQUEST, &r2, &s2), CPN_OK);
+    ans_t a1, a2;
+    cpn_msg_type_t t1 = s_await(&g.t[T_RACE1], s1, "race-1", NULL, WAIT_MS + 2000, &a1);
+    cpn_msg_type_t t2 = s_await(&g.t[T_RACE2], s2, "race-2", NULL, WAIT_MS + 2000, &a2);
+    int grants = (t1 == CPN_MSG_GRANT) + (t2 == CPN_MSG_GRANT);
+    int nacks = (t1 == CPN_MSG_NACK) + (t2 == CPN_MSG_NACK);
+    assert_int_equal(grants, 1);
+    assert_int_equal(nacks, 1);
+    ans_t *lost = t1 == CPN_MSG_NACK ? &a1 : &a2;
+    ans_t *won = t1 == CPN_MSG_GRANT ? &a1 : &a2;
+    assert_true(lost->code == CPN_E_NO_UNITS || lost->code == CPN_E_NO_MATCH);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(won->frame, won->len, NULL, &why), CPN_OK);
+    chain_t c;
+    s_chain(won, &c);
+    assert_string_equal(c.lease.package, "mi300x-last");
+    s_ans_free(&a1);
+    s_ans_free(&a2);
+    /* the peer's next AD says so too */
+    uint64_t deadline = cpn_mono_ms() + READY_MS;
+    while (s_offer_free("dc-east", "mi300x-last") != 0 && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_int_equal(s_offer_free("dc-east", "mi300x-last"), 0);
+}
+
+/* The same request id again returns the same lease, byte for byte. */
+static void test_idempotent_retry(void **state)
+{
+    (void)state;
+    ans_t a, b;
+    cpn_request_t req = s_req_cpu("idem-1");
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    assert_int_equal(s_submit(T_ACME, &req, &b), CPN_MSG_GRANT);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.frame, b.frame, a.len);
+    s_ans_free(&a);
+    s_ans_free(&b);
+    /* one lease in the ledger for it, not two */
+    assert_int_equal(s_query(T_ACME, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    int n = 0;
+    for (uint32_t i = 0; i < a.obj.via.array.size; i++)
+        n += s_str_is(s_get(&a.obj.via.array.ptr[i], "request"), "idem-1");
+    assert_int_equal(n, 1);
+    s_ans_free(&a);
+}
+
+/* A peer that stops advertising (SIGSTOP) leaves the offers after its ttl (3 x refresh =
+ * 3 s), not before; after SIGCONT it is back. */
+static void test_peer_ttl(void **state)
+{
+    (void)state;
+    peer_t *p = &g.p[P_FLAKY];
+    assert_true(s_wait_offer(p->name, "flaky-cpu", true, READY_MS));
+    assert_int_equal(kill(p->pid, SIGSTOP), 0);
+    uint64_t t0 = cpn_mono_ms();
+    /* its last AD is at most one refresh old: it has at least 2 s to live */
+    assert_true(s_offer_free(p->name, "flaky-cpu") >= 0);
+    bool gone = s_wait_offer(p->name, "flaky-cpu", false, 3000 * REFRESH_S + 3000);
+    uint64_t took = cpn_mono_ms() - t0;
+    kill(p->pid, SIGCONT);
+    assert_true(gone);
+    assert_true(took >= 1500 * REFRESH_S);
+    assert_true(s_offer_free("dc-east", "cpu16-ssd") >= 0); /* the other peer stays */
+    assert_true(s_wait_offer(p->name, "flaky-cpu", true, READY_MS));
+}
+
+/* SIGHUP with a good policy that adds gamma: gamma may submit. SIGHUP with a broken policy:
+ * refused, logged, and the running policy (with gamma) stays. */
+static void test_policy_reload(void **state)
+{
+    (void)state;
+    ans_t a;
+    cpn_request_t req = s_req_cpu("gamma-1");
+    assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_ERROR);
+    assert_int_equal(a.code, CPN_E_UNKNOWN_TENANT);
+    s_ans_free(&a);
+
+    uint64_t reloads0 = s_status_u64("policy_reloads", NULL);
+    s_write_policy(true, false);
+    assert_int_equal(kill(g.broker_pid, SIGHUP), 0);
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+    while (s_status_u64("policy_reloads", NULL) == reloads0 && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0 + 1);
+    assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+
+    int refused0 = s_count_in_file(g.broker_log, "refused (");
+    s_write_policy(true, true);
+    assert_int_equal(kill(g.broker_pid, SIGHUP), 0);
+    deadline = cpn_mono_ms() + WAIT_MS;
+    while (s_count_in_file(g.broker_log, "refused (") == refused0 && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_int_equal(s_count_in_file(g.broker_log, "refused ("), refused0 + 1);
+    assert_true(s_count_in_file(g.broker_log, "running policy stays") >= 1);
+    assert_true(s_alive(g.broker_pid));
+    assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0 + 1);
+    /* the old policy: acme and gamma are still tenants */
+    req = s_req_cpu("gamma-2");
+    assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+    req = s_req_cpu("acme-after-bad-reload");
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+    s_write_policy(true, false); /* what the running broker has, for the restart case */
+}
+
+/* The ledger survives a restart: beta, at its quota before, is over quota after; its lease
+ * is still listed; its request id still returns the same GRANT bytes. */
+static void test_restart_keeps_ledger(void **state)
+{
+    (void)state;
+    ans_t a, before;
+    cpn_request_t req = s_req_cpu("beta-1"); /* granted earlier, or now */
+    assert_int_equal(s_submit(T_BETA, &req, &before), CPN_MSG_GRANT);
+    chain_t c;
+    s_chain(&before, &c);
+    char lease_id[CPN_NAME_MAX];
+    snprintf(lease_id, sizeof lease_id, "%s", c.lease.lease_id);
+    req = s_req_cpu("beta-2");
+    assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_OVER_QUOTA);
+    s_ans_free(&a);
+
+    assert_true(s_stop(&g.broker_pid)); /* SIGTERM: a clean stop */
+    s_start_broker();
+    assert_true(s_wait_broker(READY_MS));
+    /* the book is soft state: wait for dc-east's next AD before asking */
+    assert_true(s_wait_offer("dc-east", "cpu16-ssd", true, READY_MS));
+
+    req = s_req_cpu("beta-3");
+    assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_OVER_QUOTA);
+    s_ans_free(&a);
+
+    assert_int_equal(s_query(T_BETA, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
+    bool listed = false;
+    for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (s_str_is(s_get(row, "lease"), lease_id)) {
+            listed = true;
+            assert_true(s_str_is(s_get(row, "request"), "beta-1"));
+            assert_true(s_str_is(s_get(row, "state"), "active"));
+        }
+    }
+    assert_true(listed);
+    s_ans_free(&a);
+
+    req = s_req_cpu("beta-1");
+    assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_GRANT);
+    assert_int_equal(a.len, before.len);
+    assert_memory_equal(a.frame, before.frame, a.len);
+    s_ans_free(&a);
+    s_ans_free(&before);
+
+    /* and the restarted broker's CLAIMs are taken by the peer (its seq went on rising) */
+    req = s_req_cpu("acme-after-restart");
+    assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_by_model),
+        cmocka_unit_test(test_by_capability),
+        cmocka_unit_test(test_unmatched),
+        cmocka_unit_test(test_over_quota),
+        cmocka_unit_test(test_refusals_counted),
+        cmocka_unit_test(test_race_last_unit),
+        cmocka_unit_test(test_idempotent_retry),
+        cmocka_unit_test(test_peer_ttl),
+        cmocka_unit_test(test_policy_reload),
+        cmocka_unit_test(test_restart_keeps_ledger),
+    };
+    signal(SIGPIPE, SIG_IGN);
+    return cmocka_run_group_tests_name("broker", tests, s_setup, s_teardown);
+}
