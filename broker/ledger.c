@@ -2,6 +2,12 @@
  *
  * Statements are prepared once at open, from one table, and reset after each use. Every
  * integer crossing into SQLite is checked to fit its signed 64 bits.
+ *
+ * Quota usage is kept per tenant between requests (s_usage_*): the query sums every active
+ * lease of the tenant, so asking it on each REQUEST made a request cost O(the tenant's active
+ * leases); it was the broker's largest cost in scripts/bench/e2e. An entry is exact until
+ * the earliest end among the leases it counted; a grant adds to it; a renewal, a release or
+ * a rolled-back transaction drops every entry (they are rare, and the next ask recomputes).
  */
 #include "ledger.h"
 
@@ -18,6 +24,7 @@
 #define S_BUSY_TIMEOUT_MS 2000
 /* Prune the audit log every audit_max / S_PRUNE_DIV inserts. */
 #define S_PRUNE_DIV 64
+#define S_USAGE_SLOTS 256 /* tenants whose usage is kept, direct-mapped by key */
 
 static const char *const s_schema =
     "CREATE TABLE IF NOT EXISTS leases ("
@@ -80,7 +87,7 @@ static const char *const s_sql[S__COUNT] = {
     [S_EXISTS] = "SELECT 1 FROM leases WHERE peer = ?1 AND lease_id = ?2",
     [S_EXPIRE] = "UPDATE leases SET state = 'expired' WHERE state = 'active' AND end_ms <= ?1",
     [S_USAGE] = "SELECT COALESCE(SUM(accelerators), 0), COALESCE(SUM(units), 0), "
-                "COALESCE(SUM(price * units), 0) FROM leases "
+                "COALESCE(SUM(price * units), 0), MIN(end_ms) FROM leases "
                 "WHERE tenant = ?1 AND state = 'active' AND end_ms > ?2",
     [S_GET] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
               "WHERE peer = ?1 AND lease_id = ?2",
@@ -103,13 +110,55 @@ static const char *const s_sql[S__COUNT] = {
                     "WHERE id = ?1",
 };
 
+/* One tenant's usage as the query found it at since_ms, plus the grants recorded since. */
+typedef struct {
+    bool valid;
+    uint8_t tenant[CPN_PK_LEN];
+    ledger_usage_t usage;
+    uint64_t since_ms;
+    uint64_t until_ms; /* earliest end_ms counted: exact while since_ms <= now < until_ms */
+} s_usage_slot_t;
+
 struct ledger {
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
     bool in_tx;
     uint64_t audit_max;
     uint64_t prune_batch;
+    s_usage_slot_t usage[S_USAGE_SLOTS];
 };
+
+static s_usage_slot_t *s_usage_slot(ledger_t *self, const uint8_t tenant[CPN_PK_LEN])
+{
+    uint64_t h;
+    memcpy(&h, tenant, sizeof h); /* keys are uniformly random */
+    return &self->usage[h % S_USAGE_SLOTS];
+}
+
+static void s_usage_drop_all(ledger_t *self)
+{
+    for (size_t i = 0; i < S_USAGE_SLOTS; i++)
+        self->usage[i].valid = false;
+}
+
+/* A lease just inserted (state active): add it to its tenant's entry, if there is one. */
+static void s_usage_add(ledger_t *self, const ledger_lease_t *l)
+{
+    s_usage_slot_t *u = s_usage_slot(self, l->tenant);
+    uint64_t spend;
+    if (!u->valid || memcmp(u->tenant, l->tenant, CPN_PK_LEN) != 0 || l->end_ms <= u->since_ms)
+        return; /* no entry, or a lease that ended before it was computed: counts nowhere */
+    /* The query raises an error on overflow; so does the next ask after a drop. */
+    if (__builtin_mul_overflow(l->price, (uint64_t)l->units, &spend) ||
+        __builtin_add_overflow(u->usage.spend_rate, spend, &u->usage.spend_rate) ||
+        __builtin_add_overflow(u->usage.units, (uint64_t)l->units, &u->usage.units) ||
+        __builtin_add_overflow(u->usage.accelerators, l->accelerators, &u->usage.accelerators)) {
+        u->valid = false;
+        return;
+    }
+    if (l->end_ms < u->until_ms)
+        u->until_ms = l->end_ms;
+}
 
 static int s_db_error(ledger_t *self, const char *what)
 {
@@ -349,6 +398,7 @@ int ledger_commit(ledger_t *self)
         /* A failed COMMIT may leave the transaction open; end it either way. */
         if (!sqlite3_get_autocommit(self->db))
             (void)s_exec(self, "ROLLBACK");
+        s_usage_drop_all(self);
     }
     self->in_tx = false;
     return r;
@@ -361,6 +411,7 @@ int ledger_rollback(ledger_t *self)
         return CPN_E_INVAL;
     r = sqlite3_get_autocommit(self->db) ? CPN_OK : s_exec(self, "ROLLBACK");
     self->in_tx = false;
+    s_usage_drop_all(self);
     return r;
 }
 
@@ -403,6 +454,8 @@ int ledger_record_grant(ledger_t *self, const ledger_lease_t *l, const uint8_t *
         goto out;
     }
     r = s_step_done(self, st, "record grant");
+    if (r == CPN_OK && sqlite3_changes(self->db) == 1)
+        s_usage_add(self, l); /* 0 changes: the lease was there already */
 out:
     sqlite3_reset(st);
     sqlite3_clear_bindings(st); /* SQLITE_STATIC: drop the pointer to the caller's frame */
@@ -446,6 +499,7 @@ int ledger_renew(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lea
         (r = s_bind_u64(st, 3, end_ms)) != CPN_OK || (r = s_bind_u64(st, 4, renewals)) != CPN_OK ||
         (r = s_step_done(self, st, "renew")) != CPN_OK)
         return r;
+    s_usage_drop_all(self);
     if (sqlite3_changes(self->db) == 0)
         return s_missing_or(self, peer, lease_id, CPN_E_EXPIRED);
     return CPN_OK;
@@ -464,6 +518,7 @@ int ledger_release(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *l
         (r = s_bind_u64(st, 3, now_ms)) != CPN_OK ||
         (r = s_step_done(self, st, "release")) != CPN_OK)
         return r;
+    s_usage_drop_all(self);
     if (sqlite3_changes(self->db) == 0)
         return s_missing_or(self, peer, lease_id, CPN_E_EXPIRED);
     return CPN_OK;
@@ -481,6 +536,12 @@ int ledger_expire(ledger_t *self, uint64_t now_ms, uint64_t *n_out)
     if ((r = s_bind_u64(st, 1, now_ms)) != CPN_OK ||
         (r = s_step_done(self, st, "expire")) != CPN_OK)
         return r;
+    /* An entry counting a lease now marked expired is exact only for times before its end;
+     * an ask dated earlier than this expiry would disagree with the table: drop those. */
+    if (sqlite3_changes(self->db) > 0)
+        for (size_t i = 0; i < S_USAGE_SLOTS; i++)
+            if (self->usage[i].until_ms <= now_ms)
+                self->usage[i].valid = false;
     if (n_out)
         *n_out = (uint64_t)sqlite3_changes(self->db);
     return CPN_OK;
@@ -494,6 +555,12 @@ int ledger_quota_usage(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_
     if (!self || !tenant || !out)
         return CPN_E_INVAL;
     memset(out, 0, sizeof *out);
+    s_usage_slot_t *u = s_usage_slot(self, tenant);
+    if (u->valid && memcmp(u->tenant, tenant, CPN_PK_LEN) == 0 && u->since_ms <= now_ms &&
+        now_ms < u->until_ms) {
+        *out = u->usage;
+        return CPN_OK;
+    }
     st = s_stmt(self, S_USAGE);
     if ((r = s_bind_key(st, 1, tenant)) != CPN_OK || (r = s_bind_u64(st, 2, now_ms)) != CPN_OK)
         goto out;
@@ -505,6 +572,11 @@ int ledger_quota_usage(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_
     out->accelerators = s_col_u64(st, 0);
     out->units = s_col_u64(st, 1);
     out->spend_rate = s_col_u64(st, 2);
+    u->valid = true;
+    memcpy(u->tenant, tenant, CPN_PK_LEN);
+    u->usage = *out;
+    u->since_ms = now_ms;
+    u->until_ms = sqlite3_column_type(st, 3) == SQLITE_NULL ? UINT64_MAX : s_col_u64(st, 3);
 out:
     sqlite3_reset(st);
     return r;

@@ -1,5 +1,6 @@
 /* test_ledger.c - the broker's ledger: quota math over grant, renew, release and expiry,
- * persistence across reopen, idempotent grants, transactions, the bounded audit log. */
+ * persistence across reopen, idempotent grants, transactions, usage kept between asks, the
+ * bounded audit log. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,6 +251,60 @@ static void test_transactions(void **state)
     ledger_destroy(&lg);
 }
 
+/* The usage kept between asks agrees with a fresh ledger on the same file (which asks
+ * SQLite) through grants, a duplicate, a rollback, an early end and a release. */
+static void s_usage_agrees(ledger_t *lg, const char *path, uint8_t tenant, uint64_t now)
+{
+    ledger_t *fresh = NULL;
+    uint8_t pk[CPN_PK_LEN];
+    ledger_usage_t a, b;
+    s_pk(pk, tenant);
+    assert_int_equal(ledger_quota_usage(lg, pk, now, &a), CPN_OK);
+    assert_int_equal(ledger_open(path, &fresh), CPN_OK);
+    assert_int_equal(ledger_quota_usage(fresh, pk, now, &b), CPN_OK);
+    ledger_destroy(&fresh);
+    assert_int_equal(a.units, b.units);
+    assert_int_equal(a.accelerators, b.accelerators);
+    assert_int_equal(a.spend_rate, b.spend_rate);
+}
+
+static void test_usage_kept(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t peer[CPN_PK_LEN];
+    s_pk(peer, 0xB1);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0, 0, 0, 0); /* an entry for A1 now exists */
+    ledger_lease_t l1 = s_lease("K1", 0xA1, 0xB1, 2, 1000, S_T0, S_T0 + 3 * S_HOUR_MS, "k1");
+    ledger_lease_t l2 = s_lease("K2", 0xA1, 0xB1, 1, 500, S_T0, S_T0 + S_HOUR_MS, "k2");
+    assert_int_equal(ledger_record_grant(lg, &l1, NULL, 0), CPN_OK);
+    assert_int_equal(ledger_record_grant(lg, &l1, NULL, 0), CPN_OK); /* counted once */
+    assert_int_equal(ledger_record_grant(lg, &l2, NULL, 0), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + 1, 24, 3, 2500);
+    s_usage_agrees(lg, f->path, 0xA1, S_T0 + 1);
+    /* K2 ends first: from its end on, only K1 counts. */
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS, 16, 2, 2000);
+    s_usage_agrees(lg, f->path, 0xA1, S_T0 + S_HOUR_MS);
+    /* A lease that had ended before the entry was made never counts. */
+    ledger_lease_t old = s_lease("K0", 0xA1, 0xB1, 5, 1, S_T0 - 10, S_T0, "k0");
+    assert_int_equal(ledger_record_grant(lg, &old, NULL, 0), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS + 1, 16, 2, 2000);
+    /* Grants rolled back leave no trace. */
+    assert_int_equal(ledger_begin(lg), CPN_OK);
+    ledger_lease_t l3 = s_lease("K3", 0xA1, 0xB1, 4, 10, S_T0, S_T0 + 5 * S_HOUR_MS, "k3");
+    assert_int_equal(ledger_record_grant(lg, &l3, NULL, 0), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS + 2, 48, 6, 2040);
+    assert_int_equal(ledger_rollback(lg), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS + 3, 16, 2, 2000);
+    s_usage_agrees(lg, f->path, 0xA1, S_T0 + S_HOUR_MS + 3);
+    /* A release takes K1 out at once. */
+    assert_int_equal(ledger_release(lg, peer, "K1", S_T0 + S_HOUR_MS + 4), CPN_OK);
+    s_usage_is(lg, 0xA1, S_T0 + S_HOUR_MS + 5, 0, 0, 0);
+    s_usage_agrees(lg, f->path, 0xA1, S_T0 + S_HOUR_MS + 5);
+    ledger_destroy(&lg);
+}
+
 typedef struct {
     int n;
     char first[CPN_NAME_MAX];
@@ -355,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_survives_reopen, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_grant_and_limits, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_transactions, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_usage_kept, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_list, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_audit_bounded, s_setup, s_teardown),
     };
