@@ -453,7 +453,8 @@ static int s_group_teardown(void **state)
         waitpid(g.pid, NULL, 0);
     }
     for (size_t b = 0; b < N_BROKERS; b++)
-        zmq_close(g.router[b]);
+        if (g.router[b])
+            zmq_close(g.router[b]);
     if (g.curve_router)
         zmq_close(g.curve_router);
     zmq_ctx_term(g.zctx);
@@ -806,6 +807,39 @@ static void test_refused_changes_nothing(void **state)
     assert_true(kill(g.pid, 0) == 0);
 }
 
+
+/* Broker A goes away and comes back on the same endpoint: the peer reconnects by itself and
+ * says HELLO and AD again; its leases ran on meanwhile. */
+static void test_broker_restart(void **state)
+{
+    (void)state;
+    char ep[256];
+    size_t n = sizeof ep;
+    assert_int_equal(zmq_getsockopt(g.router[0], ZMQ_LAST_ENDPOINT, ep, &n), 0);
+    zmq_close(g.router[0]);
+    g.router[0] = NULL;
+    g.rid_len[0] = 0;
+    usleep(700 * 1000);
+    assert_int_equal(cpn_sock_router(g.zctx, ep, cpn_limits_default.max_frame, NULL,
+                                     &g.router[0]),
+                     CPN_OK);
+    bool hello = false, ad = false;
+    uint64_t deadline = cpn_mono_ms() + 8000;
+    rx_t rx;
+    while (!(hello && ad) && s_next(deadline, &rx)) {
+        hello |= rx.broker == 0 && rx.env.type == CPN_MSG_HELLO;
+        ad |= hello && rx.broker == 0 && rx.env.type == CPN_MSG_AD;
+        s_rx_free(&rx);
+    }
+    assert_true(hello && ad);
+    char lid[CPN_NAME_MAX];
+    s_lease_id(g.tenant, "req-gpu-1", lid);
+    assert_int_equal(s_db_int("SELECT COUNT(*) FROM leases WHERE lease_id = ? AND "
+                              "state = 'active'",
+                              lid),
+                     1);
+}
+
 static void test_kill9_under_load(void **state)
 {
     (void)state;
@@ -1039,6 +1073,7 @@ int main(void)
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_renew_release),
         cmocka_unit_test(test_refused_changes_nothing),
+        cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_kill9_under_load),
         cmocka_unit_test(test_withdraw_on_sigterm),
         cmocka_unit_test(test_curve_link),
