@@ -45,6 +45,7 @@
 #define BULK_CLAIMS 500
 #define WAIT_MS 5000
 #define TEST_BOUND_S 120
+#define SHORT_S 3 /* the lease that expires during the test */
 
 typedef struct {
     char dir[256], cfg[320], db[320], log[320], bin[1024];
@@ -634,18 +635,18 @@ static void test_expiry(void **state)
     size_t req_len = 0, claim_len = 0;
     char lid[CPN_NAME_MAX];
     rx_t rx;
-    s_request(&g.tsig, "req-short", 1, 2, &req, &req_len);
-    s_claim(&g.bsig[1], req, req_len, "short", 1, 1000, 2, &claim, &claim_len);
+    s_request(&g.tsig, "req-short", 1, SHORT_S, &req, &req_len);
+    s_claim(&g.bsig[1], req, req_len, "short", 1, 1000, SHORT_S, &claim, &claim_len);
     s_send(1, claim, claim_len);
     s_lease_id(g.tenant, "req-short", lid);
     assert_int_equal(s_wait_answer(lid, NULL, WAIT_MS, &rx), CPN_MSG_LEASE);
     cpn_lease_t l;
     s_lease_of(&rx, &l);
-    assert_int_equal(l.end_ms - l.start_ms, 2000);
+    assert_int_equal(l.end_ms - l.start_ms, SHORT_S * 1000);
     s_rx_free(&rx);
     assert_true(s_wait_ad_free("short", 0, WAIT_MS));
     /* The peer alone ends it, at its end time: the unit comes back in a new AD. */
-    assert_true(s_wait_ad_free("short", 1, 4000));
+    assert_true(s_wait_ad_free("short", 1, SHORT_S * 1000 + 3000));
     assert_true(cpn_now_ms() >= l.end_ms);
     assert_int_equal(s_db_int("SELECT COUNT(*) FROM leases WHERE lease_id = ? AND "
                               "state = 'expired'",
