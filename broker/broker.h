@@ -97,6 +97,7 @@ struct broker {
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
     broker_pending_t *pending; /* pol->limits.max_pending slots */
     size_t n_pending_slots, n_pending;
+    size_t pending_top; /* every request in flight is in pending[0 .. pending_top) */
     broker_op_t ops[BROKER_OPS_MAX];
     broker_stats_t stats;
     uint64_t started_ms;
