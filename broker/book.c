@@ -2,29 +2,34 @@
  *
  * Why this shape. A linear scan of 100k offers costs ~150 us a request; the matcher's goal is
  * p99 < 50 us with 1M packages. Offers are far from random: a federation sells a few hundred
- * kinds of machine, replicated across many peers. So the index groups them twice:
+ * kinds of machine, replicated across many peers and regions. So the index groups them:
  *
- *   class  (vendor, model, accelerator count, region, storage class, direct-or-relayed) - what
- *          the matcher checks once per group (names, count, residency) and every ranking bonus
- *          (preferred region, preferred vendor, direct peer), so the rank of an offer inside a
- *          class depends on its price alone.
- *   shape  inside a class, the numeric hardware (cores, memory, accelerator memory and TFLOPS,
- *          storage size, fabric, egress): hundreds of identical copies of one machine type
- *          collapse into one shape, checked once.
+ *   class  (vendor, model, accelerator count, region, storage class, direct-or-relayed, cores
+ *          and memory buckets): what the matcher checks once per group (names, count,
+ *          residency) and every ranking bonus (preferred region, preferred vendor, direct
+ *          peer), so the rank of an offer inside a class depends on its price alone.
+ *   shape  inside a class, the numeric hardware (cores, memory, accelerator memory and
+ *          TFLOPS, storage size, fabric, egress): hundreds of identical copies of one machine
+ *          type collapse into one shape, checked once.
  *   entry  one package (32 bytes) in its shape's array, sorted by (price, peer key, package
  *          id) - the matcher's tie order - with a bitmap of entries that have free units, so
  *          runs of sold-out entries are skipped 64 at a time.
  *
- * Shapes in a class and classes in `order` are kept sorted by their cheapest entry, so the
- * matcher visits the cheapest groups first and stops as soon as no later group can beat the
- * candidates it holds (match.c). Keeping the orders costs a memmove in one shape's array per
- * changed package; a refreshed AD whose packages keep their shape and price (the common
- * case) only rewrites free counts in place.
+ * Classes are listed in partitions by (cores, memory, accelerator-count) buckets, powers of
+ * two: a request for 64 cores and 320 GiB never looks at the many cheap small machines, one
+ * for GPUs never at the CPU-only ones; a request naming a model looks only at the classes of
+ * that model and its equivalents (per-model lists). Shapes in a class and classes in a
+ * partition are kept sorted by their cheapest entry, so the matcher visits the cheapest
+ * groups first and stops as soon as no later group can beat the candidates it holds
+ * (match.c). Measured on the trace (docs/BENCHMARKS.md): without partitions a CPU-only
+ * request looked at ~4,900 shapes in a book of 100k packages.
  *
- * Names (vendor, model, region, storage class) are interned case-folded and reference
- * counted by classes; empty shapes and classes are released, so the index never holds more
- * groups than there are packages. The book is bounded by max_offers packages (and as many
- * peer entries). Nothing here allocates per match.
+ * Keeping the orders costs a memmove in one shape's array per changed package; a refreshed
+ * AD whose packages keep their shape and price (the common case) only rewrites free counts
+ * in place. Names (vendor, model, region, storage class) are interned case-folded and
+ * reference counted by classes; empty shapes and classes are released, so the index never
+ * holds more groups than there are packages. The book is bounded by max_offers packages (and
+ * as many peer entries). Nothing here allocates per match.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -208,8 +213,8 @@ static void s_ht_free(book_htab_t *t)
 
 /* ---- slot allocation: a free stack over a growing array ---------------------------------- */
 
-static int s_slot_alloc(void **arr, uint32_t *n, uint32_t *cap, uint32_t **freel,
-                        uint32_t *n_free, size_t size, uint32_t *id)
+static int s_slot_alloc(void **arr, uint32_t *n, uint32_t *cap, uint32_t **freel, uint32_t *n_free,
+                        size_t size, uint32_t *id)
 {
     if (*n_free > 0) {
         *id = (*freel)[--*n_free];
@@ -243,6 +248,34 @@ uint32_t book__str_find(const book_t *self, const char *name)
     return s_ht_find(self, &self->str_ht, (uint32_t)s_hash_bytes(f, CPN_NAME_MAX), s_str_eq, f);
 }
 
+/* The arrays kept per name follow the name table's capacity. */
+static int s_str_grow(book_t *b)
+{
+    size_t n = b->cap_str;
+    uint32_t *ref = realloc(b->str_ref, n * sizeof *ref);
+    if (ref == NULL)
+        return CPN_E_NOMEM;
+    b->str_ref = ref;
+    uint32_t *nm = realloc(b->n_mcls, n * sizeof *nm);
+    if (nm == NULL)
+        return CPN_E_NOMEM;
+    b->n_mcls = nm;
+    uint32_t *cm = realloc(b->cap_mcls, n * sizeof *cm);
+    if (cm == NULL)
+        return CPN_E_NOMEM;
+    b->cap_mcls = cm;
+    uint32_t **ml = realloc(b->mcls, n * sizeof *ml);
+    if (ml == NULL)
+        return CPN_E_NOMEM;
+    b->mcls = ml;
+    for (size_t i = b->cap_aux; i < n; i++) {
+        ml[i] = NULL;
+        nm[i] = cm[i] = 0;
+    }
+    b->cap_aux = (uint32_t)n;
+    return CPN_OK;
+}
+
 static int s_str_ref(book_t *b, const char *name, uint32_t *id)
 {
     char f[CPN_NAME_MAX];
@@ -253,18 +286,14 @@ static int s_str_ref(book_t *b, const char *name, uint32_t *id)
     if (i == BOOK_NONE) {
         if ((r = s_ht_reserve(&b->str_ht)) != CPN_OK)
             return r;
-        uint32_t cap = b->cap_str;
         if ((r = s_slot_alloc((void **)&b->str, &b->n_str, &b->cap_str, &b->str_free,
                               &b->n_str_free, sizeof *b->str, &i)) != CPN_OK)
             return r;
-        if (b->cap_str != cap) {
-            uint32_t *ref = realloc(b->str_ref, (size_t)b->cap_str * sizeof *ref);
-            if (ref == NULL) {
-                b->str_free[b->n_str_free++] = i;
-                return CPN_E_NOMEM;
-            }
-            b->str_ref = ref;
+        if (b->cap_aux < b->cap_str && (r = s_str_grow(b)) != CPN_OK) {
+            b->str_free[b->n_str_free++] = i;
+            return r;
         }
+        b->n_mcls[i] = 0;
         memcpy(b->str[i], f, CPN_NAME_MAX);
         b->str_ref[i] = 0;
         s_ht_add(&b->str_ht, h, i);
@@ -286,7 +315,7 @@ static void s_str_unref(book_t *b, uint32_t id)
 /* ---- classes ------------------------------------------------------------------------------ */
 
 typedef struct {
-    uint32_t vendor, model, region, sclass, count;
+    uint32_t vendor, model, region, sclass, count, cb, mb;
     bool local;
 } s_ckey_t;
 
@@ -294,7 +323,8 @@ static uint32_t s_ckey_hash(const s_ckey_t *k)
 {
     uint64_t h = s_mix(((uint64_t)k->vendor << 32) ^ k->model);
     h = s_mix(h ^ (((uint64_t)k->region << 32) | k->sclass));
-    h = s_mix(h ^ (((uint64_t)k->count << 1) | (k->local ? 1u : 0u)));
+    h = s_mix(h ^ (((uint64_t)k->count << 16) | ((uint64_t)k->mb << 8) | ((uint64_t)k->cb << 1) |
+                   (k->local ? 1u : 0u)));
     return (uint32_t)h;
 }
 
@@ -303,7 +333,8 @@ static bool s_cls_eq(const book_t *b, uint32_t id, const void *key)
     const s_ckey_t *k = key;
     const book_class_t *c = &b->cls[id];
     return c->vendor == k->vendor && c->model == k->model && c->region == k->region &&
-           c->sclass == k->sclass && c->count == k->count && c->local == k->local;
+           c->sclass == k->sclass && c->count == k->count && c->cb == k->cb && c->mb == k->mb &&
+           c->local == k->local;
 }
 
 /* Class order: cheapest entry, then id (a total order, so positions are stable). */
@@ -315,24 +346,28 @@ static bool s_cls_less(const book_t *b, uint32_t x, uint32_t y)
 
 static void s_order_fix(book_t *b, uint32_t c)
 {
+    book_part_t *pt = &b->part[b->cls[c].part];
     uint32_t pos = b->cls[c].pos;
-    while (pos > 0 && s_cls_less(b, c, b->order[pos - 1])) {
-        b->order[pos] = b->order[pos - 1];
-        b->cls[b->order[pos]].pos = pos;
+    while (pos > 0 && s_cls_less(b, c, pt->order[pos - 1])) {
+        pt->order[pos] = pt->order[pos - 1];
+        b->cls[pt->order[pos]].pos = pos;
         pos--;
     }
-    while (pos + 1 < b->n_order && s_cls_less(b, b->order[pos + 1], c)) {
-        b->order[pos] = b->order[pos + 1];
-        b->cls[b->order[pos]].pos = pos;
+    while (pos + 1 < pt->n && s_cls_less(b, pt->order[pos + 1], c)) {
+        pt->order[pos] = pt->order[pos + 1];
+        b->cls[pt->order[pos]].pos = pos;
         pos++;
     }
-    b->order[pos] = c;
+    pt->order[pos] = c;
     b->cls[c].pos = pos;
 }
 
 static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *out)
 {
-    s_ckey_t k = {.count = p->accel.count, .local = local};
+    s_ckey_t k = {.count = p->accel.count,
+                  .cb = book__bucket(p->cores, BOOK_CB),
+                  .mb = book__mem_bucket(p->mem_bytes),
+                  .local = local};
     uint32_t ids[4] = {BOOK_NONE, BOOK_NONE, BOOK_NONE, BOOK_NONE};
     const char *names[4] = {p->accel.vendor, p->accel.model, p->region, p->storage_class};
     int r = CPN_OK;
@@ -351,21 +386,18 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
         *out = id;
         goto out; /* the class already holds its references */
     }
-    uint32_t cap = b->cap_cls;
-    if ((r = s_ht_reserve(&b->cls_ht)) != CPN_OK ||
-        (r = s_slot_alloc((void **)&b->cls, &b->n_cls, &b->cap_cls, &b->cls_free,
-                          &b->n_cls_free, sizeof *b->cls, &id)) != CPN_OK)
+    /* The partition's order can hold all its classes, so listing one never allocates. */
+    uint32_t part = book__part(p->cores, p->mem_bytes, p->accel.count);
+    book_part_t *pt = &b->part[part];
+    if ((r = s_grow((void **)&pt->order, &pt->cap, (size_t)pt->n_cls + 1, sizeof *pt->order)) !=
+            CPN_OK ||
+        (r = s_grow((void **)&b->mcls[k.model], &b->cap_mcls[k.model],
+                    (size_t)b->n_mcls[k.model] + 1, sizeof **b->mcls)) != CPN_OK ||
+        (r = s_ht_reserve(&b->cls_ht)) != CPN_OK ||
+        (r = s_slot_alloc((void **)&b->cls, &b->n_cls, &b->cap_cls, &b->cls_free, &b->n_cls_free,
+                          sizeof *b->cls, &id)) != CPN_OK)
         goto out;
-    if (b->cap_cls != cap) {
-        /* `order` can hold every class, so listing one never allocates. */
-        uint32_t *o = realloc(b->order, (size_t)b->cap_cls * sizeof *o);
-        if (o == NULL) {
-            b->cls_free[b->n_cls_free++] = id;
-            r = CPN_E_NOMEM;
-            goto out;
-        }
-        b->order = o;
-    }
+    pt->n_cls++;
     book_class_t *c = &b->cls[id];
     memset(c, 0, sizeof *c);
     c->vendor = k.vendor;
@@ -373,6 +405,11 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
     c->region = k.region;
     c->sclass = k.sclass;
     c->count = k.count;
+    c->cb = k.cb;
+    c->mb = k.mb;
+    c->part = part;
+    c->mpos = b->n_mcls[k.model];
+    b->mcls[k.model][b->n_mcls[k.model]++] = id;
     c->local = k.local;
     c->used = true;
     c->pos = BOOK_NONE;
@@ -390,8 +427,12 @@ out:
 static void s_cls_release(book_t *b, uint32_t id)
 {
     book_class_t *c = &b->cls[id];
-    s_ckey_t k = {c->vendor, c->model, c->region, c->sclass, c->count, c->local};
+    s_ckey_t k = {c->vendor, c->model, c->region, c->sclass, c->count, c->cb, c->mb, c->local};
     s_ht_del(&b->cls_ht, s_ckey_hash(&k), id);
+    b->part[c->part].n_cls--;
+    uint32_t *ml = b->mcls[c->model], last = ml[--b->n_mcls[c->model]];
+    ml[c->mpos] = last;
+    b->cls[last].mpos = c->mpos;
     s_str_unref(b, c->vendor);
     s_str_unref(b, c->model);
     s_str_unref(b, c->region);
@@ -466,6 +507,7 @@ static void s_shape_fix(book_t *b, uint32_t s)
     }
     c->shapes[pos] = s;
     b->shp[s].pos = pos;
+    c->min_price = b->shp[c->shapes[0]].min_price;
     s_order_fix(b, b->shp[s].cls);
 }
 
@@ -542,9 +584,13 @@ static void s_shape_gc(book_t *b, uint32_t id)
     book_shape_t *s = &b->shp[id];
     if (!s->used || s->n > 0 || s->pending > 0)
         return;
-    s_skey_t k = {.cls = s->cls, .cores = s->cores, .bf16_each = s->bf16_each,
-                  .mem_bytes = s->mem_bytes, .accel_mem_each = s->accel_mem_each,
-                  .storage_bytes = s->storage_bytes, .fabric_bps = s->fabric_bps,
+    s_skey_t k = {.cls = s->cls,
+                  .cores = s->cores,
+                  .bf16_each = s->bf16_each,
+                  .mem_bytes = s->mem_bytes,
+                  .accel_mem_each = s->accel_mem_each,
+                  .storage_bytes = s->storage_bytes,
+                  .fabric_bps = s->fabric_bps,
                   .egress_bps = s->egress_bps};
     uint32_t cls = s->cls;
     s_ht_del(&b->shp_ht, s_skey_hash(&k), id);
@@ -645,6 +691,23 @@ static void s_mask_remove(uint64_t *m, uint32_t n, uint32_t pos)
     s_setbit(m, n - 1, false);
 }
 
+/* Keep the non-empty bitmaps of partitions in step as one becomes (non-)empty. */
+static void s_part_mark(book_t *b, const book_class_t *c, bool nonempty)
+{
+    uint32_t ab = book__bucket(c->count, BOOK_AB);
+    if (nonempty) {
+        b->ne_ab[c->cb][c->mb] |= (uint8_t)(1u << ab);
+        b->ne_mb[c->cb] |= 1u << c->mb;
+        b->ne_cb |= 1u << c->cb;
+        return;
+    }
+    b->ne_ab[c->cb][c->mb] &= (uint8_t) ~(1u << ab);
+    if (b->ne_ab[c->cb][c->mb] == 0)
+        b->ne_mb[c->cb] &= ~(1u << c->mb);
+    if (b->ne_mb[c->cb] == 0)
+        b->ne_cb &= ~(1u << c->cb);
+}
+
 static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
 {
     book_shape_t *s = &b->shp[sid];
@@ -653,6 +716,8 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     bool was_empty = s->n == 0;
     memmove(&s->ents[pos + 1], &s->ents[pos], (size_t)(s->n - pos) * sizeof *s->ents);
     s->ents[pos] = *e;
+    if (pos == 0)
+        s->min_price = e->price;
     s_mask_insert(s->mask, s->n, pos, e->free > 0);
     s->n++;
     s->pending--;
@@ -663,11 +728,18 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     }
     if (was_empty) {
         if (c->n_shapes == 0) {
-            c->pos = b->n_order;
-            b->order[b->n_order++] = s->cls;
+            book_part_t *pt = &b->part[c->part];
+            c->pos = pt->n;
+            pt->order[pt->n++] = s->cls;
+            if (pt->n == 1)
+                s_part_mark(b, c, true);
         }
         s->pos = c->n_shapes;
         c->shapes[c->n_shapes++] = sid;
+        if (s->cores > c->max_cores)
+            c->max_cores = s->cores;
+        if (s->mem_bytes > c->max_mem)
+            c->max_mem = s->mem_bytes;
     }
     if (was_empty || pos == 0)
         s_shape_fix(b, sid);
@@ -683,14 +755,27 @@ static void s_unlist_shape(book_t *b, uint32_t sid)
     }
     c->n_shapes--;
     s->pos = BOOK_NONE;
+    c->max_cores = 0;
+    c->max_mem = 0;
+    for (uint32_t i = 0; i < c->n_shapes; i++) {
+        const book_shape_t *o = &b->shp[c->shapes[i]];
+        if (o->cores > c->max_cores)
+            c->max_cores = o->cores;
+        if (o->mem_bytes > c->max_mem)
+            c->max_mem = o->mem_bytes;
+    }
     if (c->n_shapes == 0) {
-        for (uint32_t i = c->pos; i + 1 < b->n_order; i++) {
-            b->order[i] = b->order[i + 1];
-            b->cls[b->order[i]].pos = i;
+        book_part_t *pt = &b->part[c->part];
+        for (uint32_t i = c->pos; i + 1 < pt->n; i++) {
+            pt->order[i] = pt->order[i + 1];
+            b->cls[pt->order[i]].pos = i;
         }
-        b->n_order--;
+        pt->n--;
         c->pos = BOOK_NONE;
+        if (pt->n == 0)
+            s_part_mark(b, c, false);
     } else {
+        c->min_price = b->shp[c->shapes[0]].min_price;
         s_order_fix(b, s->cls);
     }
 }
@@ -712,6 +797,8 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
     s_mask_remove(s->mask, s->n, pos);
     s->n--;
     c->n_ents--;
+    if (s->n > 0 && pos == 0)
+        s->min_price = s->ents[0].price;
     if (s->n == 0)
         s_unlist_shape(b, sid);
     else if (pos == 0)
@@ -823,6 +910,7 @@ book_t *book_new(size_t max_offers)
     if (b == NULL)
         return NULL;
     b->max_offers = max_offers;
+    b->next_expiry = UINT64_MAX;
     return b;
 }
 
@@ -841,12 +929,18 @@ void book_destroy(book_t **self_p)
         free(b->cls[i].shapes);
     free(b->peers);
     free(b->peer_free);
+    for (uint32_t i = 0; i < b->n_str; i++)
+        free(b->mcls[i]);
+    free(b->mcls);
+    free(b->n_mcls);
+    free(b->cap_mcls);
     free(b->str);
     free(b->str_ref);
     free(b->str_free);
     free(b->cls);
     free(b->cls_free);
-    free(b->order);
+    for (int i = 0; i < BOOK_PARTS; i++)
+        free(b->part[i].order);
     free(b->shp);
     free(b->shp_free);
     s_ht_free(&b->peer_ht);
@@ -858,8 +952,8 @@ void book_destroy(book_t **self_p)
 }
 
 int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint64_t ts_ms,
-                const cpn_ad_t *ad, const uint8_t *frame, size_t len,
-                const uint8_t via[CPN_PK_LEN], uint32_t hops)
+                const cpn_ad_t *ad, const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
+                uint32_t hops)
 {
     if (self == NULL || peer == NULL || ad == NULL || (frame == NULL && len > 0))
         return CPN_E_INVAL;
@@ -911,8 +1005,8 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     if (fresh) {
         if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
-                              &self->peer_free, &self->n_peer_free, sizeof *self->peers,
-                              &id)) != CPN_OK)
+                              &self->peer_free, &self->n_peer_free, sizeof *self->peers, &id)) !=
+                CPN_OK)
             goto fail;
         book_pslot_t *ps = &self->peers[id];
         memset(ps, 0, sizeof *ps);
@@ -933,8 +1027,8 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
             book_ent_t e;
             s_ent_of(self, id, i, &e);
             self->free_units -= ps->pkgs[i].free;
-            if (i < n_new && shape_of[i] == ps->shape_of[i] &&
-                pkgs[i].price == ps->pkgs[i].price && strcmp(pkgs[i].id, ps->pkgs[i].id) == 0) {
+            if (i < n_new && shape_of[i] == ps->shape_of[i] && pkgs[i].price == ps->pkgs[i].price &&
+                strcmp(pkgs[i].id, ps->pkgs[i].id) == 0) {
                 s_ent_set_free(self, shape_of[i], &e, pkgs[i].free);
                 kept[i] = true;
             } else {
@@ -960,6 +1054,8 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     ps->pub.seq = seq;
     ps->pub.ts_ms = ts_ms;
     ps->pub.expires_ms = ts_ms + (uint64_t)ad->ttl_s * 1000u;
+    if (ps->pub.expires_ms < self->next_expiry)
+        self->next_expiry = ps->pub.expires_ms;
     ps->pub.withdrawn = false;
     ps->pub.hops = hops;
     if (local)
@@ -1018,15 +1114,36 @@ int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
     return CPN_OK;
 }
 
+int book_forget(book_t *self, const uint8_t peer[CPN_PK_LEN])
+{
+    if (self == NULL || peer == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE)
+        return CPN_E_NO_PACKAGE;
+    if (!self->peers[id].pub.withdrawn) {
+        s_peer_unindex(self, id);
+        self->n_live_peers--;
+    }
+    s_peer_release(self, id);
+    return CPN_OK;
+}
+
 size_t book_expire(book_t *self, uint64_t now_ms)
 {
     size_t n = 0;
-    if (self == NULL)
-        return 0;
+    if (self == NULL || now_ms < self->next_expiry)
+        return 0; /* the daemon calls this every second; most calls end here */
+    uint64_t next = UINT64_MAX;
     for (uint32_t i = 0; i < self->n_peers; i++) {
         book_pslot_t *ps = &self->peers[i];
-        if (!ps->used || ps->pub.expires_ms > now_ms)
+        if (!ps->used)
             continue;
+        if (ps->pub.expires_ms > now_ms) {
+            if (ps->pub.expires_ms < next)
+                next = ps->pub.expires_ms;
+            continue;
+        }
         if (!ps->pub.withdrawn) {
             s_peer_unindex(self, i);
             self->n_live_peers--;
@@ -1034,6 +1151,7 @@ size_t book_expire(book_t *self, uint64_t now_ms)
         }
         s_peer_release(self, i);
     }
+    self->next_expiry = next;
     self->expired += n;
     return n;
 }

@@ -66,13 +66,18 @@ void book_destroy(book_t **self_p);
  * CPN_E_INVAL (too many packages, empty or duplicate package id, or an invalid package),
  * CPN_E_NOMEM. */
 int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint64_t ts_ms,
-                const cpn_ad_t *ad, const uint8_t *frame, size_t len,
-                const uint8_t via[CPN_PK_LEN], uint32_t hops) CPN_WUR;
+                const cpn_ad_t *ad, const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
+                uint32_t hops) CPN_WUR;
 
 /* A peer's WITHDRAW with sequence `seq`: its packages leave the book; the entry stays as a
  * tombstone (refusing older ADs) until its old expiry. Errors: CPN_E_REPLAY (seq not newer),
  * CPN_E_NO_PACKAGE (peer unknown or already withdrawn). */
 int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq) CPN_WUR;
+
+/* Forget a peer entirely (offers and tombstone), as if the book had never seen it: a federation
+ * member that carried its AD went down, so the offer is no longer reachable through it, and the
+ * same AD must be accepted again when a member brings it back. CPN_E_NO_PACKAGE if unknown. */
+int book_forget(book_t *self, const uint8_t peer[CPN_PK_LEN]) CPN_WUR;
 
 /* Drop every peer whose AD expired (expires_ms <= now_ms). Returns how many peers with offers
  * were dropped (tombstones are dropped silently). */

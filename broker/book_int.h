@@ -3,8 +3,13 @@
  *
  * Layout (why it is shaped so: see the comment at the top of book.c):
  *   class  = offers with the same (vendor, model, accelerator count, region, storage class,
- *            direct-or-relayed): everything the matcher checks once per group and every
- *            ranking bonus. Live classes sit in `order`, sorted by their cheapest entry.
+ *            direct-or-relayed, cores bucket, memory bucket): everything the matcher checks
+ *            once per group and every ranking bonus.
+ *   partition = the classes of one (cores bucket, memory bucket, accelerator-count bucket),
+ *            buckets being powers of two; each lists its live classes sorted by their
+ *            cheapest entry, and bitmaps say which partitions are non-empty, so a request
+ *            visits only the non-empty partitions that can hold it. Classes are also listed
+ *            per model, for requests that name one.
  *   shape  = within a class, offers with the same numeric hardware (cores, memory, per
  *            accelerator memory and TFLOPS, storage size, fabric, egress). A shape's entries
  *            are sorted by (price, peer key, package id); a bitmap marks entries with free > 0.
@@ -21,6 +26,34 @@
 #include "book.h"
 
 #define BOOK_NONE UINT32_MAX
+#define BOOK_CB 24 /* cores buckets: 0, 1, 2-3, 4-7, ... (the last holds the rest) */
+#define BOOK_MB 24 /* memory buckets, of whole GiB, likewise */
+#define BOOK_AB 8  /* accelerator-count buckets, likewise */
+#define BOOK_PARTS (BOOK_CB * BOOK_MB * BOOK_AB)
+
+/* Bucket of a value: 0 for 0, else its bit length (1 -> 1, 2-3 -> 2, 4-7 -> 3, ...). */
+static inline uint32_t book__bucket(uint32_t v, uint32_t n)
+{
+    uint32_t b = v ? 32u - (uint32_t)__builtin_clz(v) : 0;
+    return b < n ? b : n - 1;
+}
+
+static inline uint32_t book__mem_bucket(uint64_t mem_bytes)
+{
+    uint64_t gib = mem_bytes >> 30;
+    return book__bucket(gib > UINT32_MAX ? UINT32_MAX : (uint32_t)gib, BOOK_MB);
+}
+
+static inline uint32_t book__part_of(uint32_t cb, uint32_t mb, uint32_t ab)
+{
+    return (cb * BOOK_MB + mb) * BOOK_AB + ab;
+}
+
+static inline uint32_t book__part(uint32_t cores, uint64_t mem_bytes, uint32_t count)
+{
+    return book__part_of(book__bucket(cores, BOOK_CB), book__mem_bucket(mem_bytes),
+                         book__bucket(count, BOOK_AB));
+}
 
 typedef struct {
     uint64_t price;
@@ -31,13 +64,11 @@ typedef struct {
 } book_ent_t;
 
 typedef struct {
-    uint32_t cls;
-    uint32_t pos; /* index in its class's shape list; BOOK_NONE while it has no entries */
-    bool used;
+    /* Hot, read by the matcher for every shape it looks at: first. */
+    uint64_t min_price; /* ents[0].price while listed */
+    uint32_t n_free;    /* entries with free > 0 */
     uint32_t cores;
     uint64_t mem_bytes;
-    uint64_t accel_mem_each; /* key parts, per accelerator */
-    uint32_t bf16_each;
     uint64_t tflops;    /* per unit: count * bf16_each (saturated) */
     uint64_t accel_mem; /* per unit: count * accel_mem_each (saturated) */
     uint64_t storage_bytes;
@@ -46,21 +77,32 @@ typedef struct {
     book_ent_t *ents; /* sorted by (price, peer key, package id) */
     uint64_t *mask;   /* bit i set <=> ents[i].free > 0 */
     uint32_t n, cap;
-    uint32_t n_free;  /* entries with free > 0 */
+    uint32_t cls;
+    uint32_t pos; /* index in its class's shape list; BOOK_NONE while it has no entries */
+    uint64_t accel_mem_each; /* key parts, per accelerator */
+    uint32_t bf16_each;
     uint32_t pending; /* entries reserved by a put in progress */
+    bool used;
 } book_shape_t;
 
 typedef struct {
+    /* Hot, read by the matcher for every class it looks at: first. */
+    uint64_t min_price;                     /* shapes[0]'s min_price while listed */
+    uint32_t n_free;                        /* entries with free > 0 */
+    uint32_t max_cores;                     /* the largest of its listed shapes */
+    uint64_t max_mem;                       /* likewise: a class too small is skipped whole */
     uint32_t vendor, model, region, sclass; /* interned, case-folded names */
     uint32_t count;                         /* accelerators per unit */
+    uint32_t cb, mb;                        /* cores and memory buckets of its shapes */
     bool local;                             /* peers connected to us directly */
     bool used;
-    uint32_t pos; /* index in book->order; BOOK_NONE while it has no listed shape */
     uint32_t *shapes; /* listed shapes, sorted by cheapest entry */
     uint32_t n_shapes, cap_shapes;
+    uint32_t part;    /* its partition */
+    uint32_t pos;     /* index in its partition's order; BOOK_NONE while no shape is listed */
+    uint32_t mpos;    /* index in its model's class list */
     uint32_t n_owned; /* shapes that belong to the class, listed or not */
     uint32_t n_ents;  /* entries in all its shapes */
-    uint32_t n_free;  /* of which free > 0 */
 } book_class_t;
 
 typedef struct {
@@ -70,6 +112,12 @@ typedef struct {
     void *block;         /* one allocation: packages, shape_of, frame */
     bool used;
 } book_pslot_t;
+
+typedef struct {
+    uint32_t *order; /* listed classes, sorted by cheapest entry */
+    uint32_t n, cap;
+    uint32_t n_cls; /* classes of the partition, listed or not (cap >= n_cls) */
+} book_part_t;
 
 typedef struct {
     uint32_t *slot; /* id + 1; 0 empty; UINT32_MAX deleted */
@@ -83,6 +131,7 @@ struct book {
     size_t n_live_peers;
     uint64_t free_units;
     uint64_t refused_full, replaced, expired;
+    uint64_t next_expiry; /* no entry expires before this: book_expire returns at once */
 
     book_pslot_t *peers;
     uint32_t n_peers, cap_peers; /* slots in use up to n_peers (high water) */
@@ -96,6 +145,9 @@ struct book {
     uint32_t *str_free;
     uint32_t n_str_free;
     book_htab_t str_ht;
+    uint32_t **mcls; /* per interned name: the classes with that model */
+    uint32_t *n_mcls, *cap_mcls;
+    uint32_t cap_aux; /* capacity of str_ref, mcls, n_mcls, cap_mcls */
 
     book_class_t *cls;
     uint32_t n_cls, cap_cls;
@@ -103,8 +155,12 @@ struct book {
     uint32_t n_cls_free;
     size_t n_cls_live;
     book_htab_t cls_ht;
-    uint32_t *order; /* live classes sorted by cheapest entry; capacity >= classes in use */
-    uint32_t n_order;
+    book_part_t part[BOOK_PARTS];
+    /* Non-empty partitions: cores buckets; memory buckets per cores bucket; accelerator
+     * buckets per (cores, memory) bucket. */
+    uint32_t ne_cb;
+    uint32_t ne_mb[BOOK_CB];
+    uint8_t ne_ab[BOOK_CB][BOOK_MB];
 
     book_shape_t *shp;
     uint32_t n_shp, cap_shp;
@@ -117,15 +173,16 @@ struct book {
 /* The interned id of a name (compared case-insensitively), BOOK_NONE if no offer uses it. */
 uint32_t book__str_find(const book_t *self, const char *name);
 
-/* Cheapest entry's price of a listed shape / class. */
+/* Cheapest entry's price of a listed shape / class (kept in the struct: one load). */
 static inline uint64_t book__shape_min(const book_shape_t *s)
 {
-    return s->ents[0].price;
+    return s->min_price;
 }
 
 static inline uint64_t book__class_min(const book_t *b, const book_class_t *c)
 {
-    return b->shp[c->shapes[0]].ents[0].price;
+    (void)b;
+    return c->min_price;
 }
 
 /* Total order of two entries: price, then peer key, then package id. */

@@ -5,7 +5,9 @@
  * intersected, the preferred regions and vendors), so that checking a class is a handful of
  * integer compares. Then:
  *
- *   for each class, in order of its cheapest entry:
+ *   for each non-empty partition (cores, memory, accelerator-count buckets) that can hold
+ *   the request - or, if it names a model, for the classes of that model and equivalents -
+ *     for each class of the partition, in order of its cheapest entry:
  *       stop if even that price, with the largest bonus any class can get, cannot beat the
  *       worst candidate held (or exceeds the price ceiling);
  *       skip the class if it has no free entry or fails a name/count/region constraint;
@@ -192,8 +194,8 @@ static int s_resolve(const book_t *b, const cpn_request_t *req, const match_poli
     if (pol->max_price > 0 && pol->max_price < c)
         c = pol->max_price;
     q->ceiling = c;
-    q->max_bonus = (q->n_pref_regions ? q->w_region : 0) + (q->n_pref_vendors ? q->w_vendor : 0) +
-                   q->w_local;
+    q->max_bonus =
+        (q->n_pref_regions ? q->w_region : 0) + (q->n_pref_vendors ? q->w_vendor : 0) + q->w_local;
     return CPN_OK;
 }
 
@@ -332,37 +334,85 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
     }
 }
 
+/* The partitions that can hold a fit have cores, memory and accelerator-count buckets at
+ * least the request's (any accelerator constraint rules out the CPU-only bucket). */
+static void s_buckets(const cpn_request_t *r, uint32_t *cb0, uint32_t *mb0, uint32_t *ab0)
+{
+    *cb0 = book__bucket(r->cores, BOOK_CB);
+    *mb0 = book__mem_bucket(r->mem_bytes);
+    *ab0 = book__bucket(r->accel_count, BOOK_AB);
+    if (*ab0 == 0 &&
+        (r->accel_model[0] || r->accel_vendor[0] || r->min_tflops > 0 || r->min_accel_mem > 0))
+        *ab0 = 1;
+}
+
+/* Search one class; false if its cheapest entry cannot beat the candidates held. */
+static bool s_search_class(const book_t *b, const s_req_t *q, const book_class_t *c, s_top_t *t)
+{
+    if (c->n_free == 0)
+        return true;
+    uint64_t cmin = book__class_min(b, c);
+    if (cmin > q->ceiling || !s_may_beat(q, t, cmin, q->max_bonus))
+        return false;
+    if (c->max_cores < q->req->cores || c->max_mem < q->req->mem_bytes ||
+        s_class_fail(q, c) != CPN_C_OK)
+        return true;
+    uint32_t bonus = s_bonus(q, c);
+    for (uint32_t si = 0; si < c->n_shapes; si++) {
+        const book_shape_t *s = &b->shp[c->shapes[si]];
+        uint64_t smin = book__shape_min(s);
+        if (smin > q->ceiling || !s_may_beat(q, t, smin, bonus))
+            break;
+        if (s->n_free == 0 || s_shape_fail(q->req, s) != CPN_C_OK)
+            continue;
+        s_walk(b, q, s, bonus, t);
+    }
+    return true;
+}
+
 static void s_search(const book_t *b, const s_req_t *q, s_top_t *t)
 {
-    const cpn_request_t *r = q->req;
-    for (uint32_t oi = 0; oi < b->n_order; oi++) {
-        const book_class_t *c = &b->cls[b->order[oi]];
-        uint64_t cmin = book__class_min(b, c);
-        if (cmin > q->ceiling || !s_may_beat(q, t, cmin, q->max_bonus))
-            break;
-        if (c->n_free == 0 || s_class_fail(q, c) != CPN_C_OK)
-            continue;
-        uint32_t bonus = s_bonus(q, c);
-        for (uint32_t si = 0; si < c->n_shapes; si++) {
-            const book_shape_t *s = &b->shp[c->shapes[si]];
-            uint64_t smin = book__shape_min(s);
-            if (smin > q->ceiling || !s_may_beat(q, t, smin, bonus))
-                break;
-            if (s->n_free == 0 || s_shape_fail(r, s) != CPN_C_OK)
-                continue;
-            s_walk(b, q, s, bonus, t);
+    uint32_t cb0, mb0, ab0;
+    s_buckets(q->req, &cb0, &mb0, &ab0);
+    if (!q->any_model) {
+        /* A named model: only the classes of that model and its equivalents. */
+        for (uint32_t i = 0; i < q->n_models; i++) {
+            uint32_t m = q->models[i];
+            for (uint32_t j = 0; j < b->n_mcls[m]; j++) {
+                const book_class_t *c = &b->cls[b->mcls[m][j]];
+                if (c->cb >= cb0 && c->mb >= mb0)
+                    (void)s_search_class(b, q, c, t);
+            }
+        }
+        return;
+    }
+    /* Otherwise the non-empty partitions with large enough buckets, each cheapest first. */
+    for (uint32_t cbm = b->ne_cb & ~((1u << cb0) - 1); cbm != 0; cbm &= cbm - 1) {
+        uint32_t cb = (uint32_t)__builtin_ctz(cbm);
+        for (uint32_t mbm = b->ne_mb[cb] & ~((1u << mb0) - 1); mbm != 0; mbm &= mbm - 1) {
+            uint32_t mb = (uint32_t)__builtin_ctz(mbm);
+            for (uint32_t abm = b->ne_ab[cb][mb] & ~((1u << ab0) - 1); abm != 0; abm &= abm - 1) {
+                const book_part_t *pt =
+                    &b->part[book__part_of(cb, mb, (uint32_t)__builtin_ctz(abm))];
+                for (uint32_t oi = 0; oi < pt->n; oi++)
+                    if (!s_search_class(b, q, &b->cls[pt->order[oi]], t))
+                        break;
+            }
         }
     }
 }
 
 /* ---- diagnosis ---------------------------------------------------------------------------- */
 
-static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, match_fail_t *why)
+static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t *pt, uint64_t *cnt)
 {
-    uint64_t cnt[CPN_C__COUNT] = {0};
-    for (uint32_t oi = 0; oi < b->n_order; oi++) {
-        const book_class_t *c = &b->cls[b->order[oi]];
+    for (uint32_t oi = 0; oi < pt->n; oi++) {
+        const book_class_t *c = &b->cls[pt->order[oi]];
         cpn_constraint_t cf = s_class_fail(q, c);
+        if (cf != CPN_C_OK && cf < CPN_C_TFLOPS) {
+            cnt[cf] += c->n_ents; /* model, vendor, count: before any shape constraint */
+            continue;
+        }
         for (uint32_t si = 0; si < c->n_shapes; si++) {
             const book_shape_t *s = &b->shp[c->shapes[si]];
             cpn_constraint_t sf = s_shape_fail(q->req, s);
@@ -373,7 +423,8 @@ static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, matc
                 cnt[f] += s->n;
                 continue;
             }
-            /* Entries above the ceiling fail on price; the rest on units (or expired). */
+            /* Entries above the ceiling fail on price; the rest on units (or expiry). Only
+             * entries with free units can fit, so only those are looked at. */
             uint32_t lo = 0, hi = s->n;
             while (lo < hi) {
                 uint32_t mid = lo + (hi - lo) / 2;
@@ -384,13 +435,24 @@ static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, matc
             }
             cnt[CPN_C_PRICE] += s->n - lo;
             uint32_t fit = 0;
-            for (uint32_t i = 0; i < lo; i++)
-                if (s->ents[i].free >= q->need &&
-                    b->peers[s->ents[i].peer].pub.expires_ms > q->now_ms)
-                    fit++;
+            for (uint32_t w = 0; w < (lo + 63) / 64; w++) {
+                uint64_t bits = s->mask[w];
+                if (w == lo / 64 && lo % 64 != 0)
+                    bits &= ((uint64_t)1 << (lo % 64)) - 1;
+                while (bits != 0) {
+                    const book_ent_t *e = &s->ents[w * 64 + (uint32_t)__builtin_ctzll(bits)];
+                    bits &= bits - 1;
+                    if (e->free >= q->need && b->peers[e->peer].pub.expires_ms > q->now_ms)
+                        fit++;
+                }
+            }
             cnt[CPN_C_UNITS] += lo - fit;
         }
     }
+}
+
+static void s_verdict(const book_t *b, const uint64_t *cnt, bool short_split, match_fail_t *why)
+{
     why->constraint = CPN_C_OK;
     why->excluded = 0;
     why->total = (uint32_t)b->n_packages;
@@ -406,6 +468,15 @@ static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, matc
             why->constraint = (cpn_constraint_t)i;
         }
     }
+}
+
+static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, match_fail_t *why)
+{
+    uint64_t cnt[CPN_C__COUNT] = {0};
+    for (uint32_t pi = 0; pi < BOOK_PARTS; pi++)
+        if (b->part[pi].n > 0)
+            s_diagnose_part(b, q, &b->part[pi], cnt);
+    s_verdict(b, cnt, short_split, why);
 }
 
 /* ---- public ------------------------------------------------------------------------------- */

@@ -1,9 +1,9 @@
 /* test_book.c - the offer book: replacement by seq, expiry, withdraw, the bound, take, and the
  * index kept in step through a long random sequence of operations. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,6 +219,16 @@ static void test_bound(void **state)
     assert_null(book_new(0));
 }
 
+/* The one listed class of a book that has one. */
+static const book_class_t *s_only_class(const book_t *b)
+{
+    for (uint32_t pi = 0; pi < BOOK_PARTS; pi++)
+        if (b->part[pi].n > 0)
+            return &b->cls[b->part[pi].order[0]];
+    fail();
+    return NULL;
+}
+
 static void test_take(void **state)
 {
     (void)state;
@@ -238,13 +248,13 @@ static void test_take(void **state)
     book_stats_t st;
     book_stats(b, &st);
     assert_int_equal(st.free_units, 0);
-    assert_int_equal(b->cls[b->order[0]].n_free, 0);
+    assert_int_equal(s_only_class(b)->n_free, 0);
     /* The peer's next AD restores the truth, in place. */
     assert_int_equal(book_put_ad(b, k, 2, 0, &ad, NULL, 0, NULL, 0), CPN_OK);
     assert_int_equal(book_peer(b, k)->packages[0].free, 3);
     book_stats(b, &st);
     assert_int_equal(st.free_units, 3);
-    assert_int_equal(b->cls[b->order[0]].n_free, 1);
+    assert_int_equal(s_only_class(b)->n_free, 1);
     book_destroy(&b);
 }
 
@@ -284,48 +294,63 @@ static void s_check_index(const book_t *b)
 {
     size_t ents = 0, listed_cls = 0;
     uint64_t freeu = 0;
-    for (uint32_t oi = 0; oi < b->n_order; oi++) {
-        const book_class_t *c = &b->cls[b->order[oi]];
-        assert_true(c->used);
-        assert_int_equal(c->pos, oi);
-        assert_true(c->n_shapes > 0);
-        if (oi > 0)
-            assert_true(book__class_min(b, &b->cls[b->order[oi - 1]]) <= book__class_min(b, c));
-        uint32_t cn = 0, cf = 0;
-        for (uint32_t si = 0; si < c->n_shapes; si++) {
-            const book_shape_t *s = &b->shp[c->shapes[si]];
-            assert_true(s->used);
-            assert_int_equal(s->pos, si);
-            assert_int_equal(s->cls, b->order[oi]);
-            assert_int_equal(s->pending, 0);
-            assert_true(s->n > 0);
-            if (si > 0)
-                assert_true(book__shape_min(&b->shp[c->shapes[si - 1]]) <= book__shape_min(s));
-            uint32_t nf = 0;
-            for (uint32_t i = 0; i < s->n; i++) {
-                const book_ent_t *e = &s->ents[i];
-                if (i > 0)
-                    assert_true(book__ent_cmp(b, &s->ents[i - 1], e) < 0);
-                assert_int_equal((s->mask[i / 64] >> (i % 64)) & 1u, e->free > 0);
-                const book_pslot_t *ps = &b->peers[e->peer];
-                assert_true(ps->used);
-                assert_int_equal(ps->shape_of[e->pkg], c->shapes[si]);
-                assert_int_equal(ps->pkgs[e->pkg].free, e->free);
-                assert_int_equal(ps->pkgs[e->pkg].price, e->price);
-                nf += e->free > 0;
-                freeu += e->free;
+    for (uint32_t pi = 0; pi < BOOK_PARTS; pi++) {
+        const book_part_t *pt = &b->part[pi];
+        assert_true(pt->n <= pt->n_cls && pt->n_cls <= pt->cap);
+        for (uint32_t oi = 0; oi < pt->n; oi++) {
+            const book_class_t *c = &b->cls[pt->order[oi]];
+            assert_true(c->used);
+            assert_int_equal(c->pos, oi);
+            assert_int_equal(c->part, pi);
+            assert_true(c->n_shapes > 0);
+            if (oi > 0)
+                assert_true(book__class_min(b, &b->cls[pt->order[oi - 1]]) <=
+                            book__class_min(b, c));
+            uint32_t cn = 0, cf = 0, mc = 0;
+            uint64_t mm = 0;
+            for (uint32_t si = 0; si < c->n_shapes; si++) {
+                const book_shape_t *s = &b->shp[c->shapes[si]];
+                assert_true(s->used);
+                assert_int_equal(s->pos, si);
+                assert_int_equal(s->cls, pt->order[oi]);
+                assert_int_equal(book__part(s->cores, s->mem_bytes, c->count), pi);
+                assert_int_equal(s->pending, 0);
+                assert_true(s->n > 0);
+                assert_int_equal(s->min_price, s->ents[0].price);
+                if (si == 0)
+                    assert_int_equal(c->min_price, s->min_price);
+                if (si > 0)
+                    assert_true(book__shape_min(&b->shp[c->shapes[si - 1]]) <= book__shape_min(s));
+                uint32_t nf = 0;
+                for (uint32_t i = 0; i < s->n; i++) {
+                    const book_ent_t *e = &s->ents[i];
+                    if (i > 0)
+                        assert_true(book__ent_cmp(b, &s->ents[i - 1], e) < 0);
+                    assert_int_equal((s->mask[i / 64] >> (i % 64)) & 1u, e->free > 0);
+                    const book_pslot_t *ps = &b->peers[e->peer];
+                    assert_true(ps->used);
+                    assert_int_equal(ps->shape_of[e->pkg], c->shapes[si]);
+                    assert_int_equal(ps->pkgs[e->pkg].free, e->free);
+                    assert_int_equal(ps->pkgs[e->pkg].price, e->price);
+                    nf += e->free > 0;
+                    freeu += e->free;
+                }
+                for (uint32_t i = s->n; i < (s->n + 63) / 64 * 64; i++)
+                    assert_int_equal((s->mask[i / 64] >> (i % 64)) & 1u, 0);
+                assert_int_equal(nf, s->n_free);
+                cn += s->n;
+                cf += nf;
+                mc = s->cores > mc ? s->cores : mc;
+                mm = s->mem_bytes > mm ? s->mem_bytes : mm;
             }
-            for (uint32_t i = s->n; i < (s->n + 63) / 64 * 64; i++)
-                assert_int_equal((s->mask[i / 64] >> (i % 64)) & 1u, 0);
-            assert_int_equal(nf, s->n_free);
-            cn += s->n;
-            cf += nf;
+            assert_int_equal(cn, c->n_ents);
+            assert_int_equal(mc, c->max_cores);
+            assert_int_equal(mm, c->max_mem);
+            assert_int_equal(cf, c->n_free);
+            assert_int_equal(c->n_owned, c->n_shapes);
+            ents += cn;
+            listed_cls++;
         }
-        assert_int_equal(cn, c->n_ents);
-        assert_int_equal(cf, c->n_free);
-        assert_int_equal(c->n_owned, c->n_shapes);
-        ents += cn;
-        listed_cls++;
     }
     book_stats_t st;
     book_stats(b, &st);
@@ -373,8 +398,8 @@ static void test_index_random_ops(void **state)
             cpn_ad_t ad = s_ad(p, n, 1 + s_rand() % 20);
             uint8_t via[CPN_PK_LEN] = {0};
             via[0] = (uint8_t)(s_rand() % 2);
-            int r = book_put_ad(b, k, ++seq[who], now, &ad, s_frame, s_rand() % sizeof s_frame,
-                                via, via[0]);
+            int r = book_put_ad(b, k, ++seq[who], now, &ad, s_frame, s_rand() % sizeof s_frame, via,
+                                via[0]);
             assert_true(r == CPN_OK || r == CPN_E_BUSY);
         } else if (op < 7) {
             int r = book_withdraw(b, k, ++seq[who]);
@@ -398,8 +423,9 @@ static void test_index_random_ops(void **state)
             max_pk = st.packages;
     }
     s_check_index(b);
-    printf("# max packages %zu, refused %" PRIu64 ", replaced %" PRIu64 "\n", max_pk, b->refused_full, b->replaced);
-    assert_true(max_pk > 120); /* the run did fill the book... */
+    printf("# max packages %zu, refused %" PRIu64 ", replaced %" PRIu64 "\n", max_pk,
+           b->refused_full, b->replaced);
+    assert_true(max_pk > 120);                             /* the run did fill the book... */
     assert_true(b->refused_full > 0 && b->replaced > 100); /* ...and hit the bound */
     (void)book_expire(b, UINT64_MAX);
     s_check_index(b);

@@ -91,8 +91,8 @@ static void test_by_model(void **state)
     (void)state;
     book_t *b = book_new(100);
     cpn_package_t p1[1] = {s_h100("h100x8", "cn-east", 210000, 2)};
-    cpn_package_t p2[1] = {s_gpu("a100x8", "nvidia", "A100-80GB", 8, 312, 80 * GiB, "cn-east",
-                                 90000, 5)};
+    cpn_package_t p2[1] = {
+        s_gpu("a100x8", "nvidia", "A100-80GB", 8, 312, 80 * GiB, "cn-east", 90000, 5)};
     s_put(b, 1, p1, 1, NULL);
     s_put(b, 2, p2, 1, NULL);
     match_policy_t pol;
@@ -128,8 +128,8 @@ static void test_by_capability_domestic(void **state)
     (void)state;
     book_t *b = book_new(100);
     cpn_package_t p1[1] = {s_h100("h100x8", "cn-east", 210000, 2)};
-    cpn_package_t p2[1] = {s_gpu("910bx8", "huawei", "Ascend-910B", 8, 800, 64 * GiB, "cn-east",
-                                 120000, 4)};
+    cpn_package_t p2[1] = {
+        s_gpu("910bx8", "huawei", "Ascend-910B", 8, 800, 64 * GiB, "cn-east", 120000, 4)};
     s_put(b, 1, p1, 1, NULL);
     s_put(b, 2, p2, 1, NULL);
     match_policy_t pol;
@@ -171,9 +171,9 @@ static void test_equivalence(void **state)
 {
     (void)state;
     book_t *b = book_new(100);
-    cpn_package_t p[2] = {s_gpu("h800x8", "nvidia", "H800", 8, 989, 80 * GiB, "cn-east", 150000, 3),
-                          s_gpu("910bx8", "huawei", "Ascend-910B", 8, 800, 64 * GiB, "cn-east",
-                                100000, 3)};
+    cpn_package_t p[2] = {
+        s_gpu("h800x8", "nvidia", "H800", 8, 989, 80 * GiB, "cn-east", 150000, 3),
+        s_gpu("910bx8", "huawei", "Ascend-910B", 8, 800, 64 * GiB, "cn-east", 100000, 3)};
     s_put(b, 1, p, 2, NULL);
     match_policy_t pol;
     match_policy_default(&pol);
@@ -218,7 +218,8 @@ static void test_region_residency(void **state)
 {
     (void)state;
     book_t *b = book_new(100);
-    cpn_package_t p[3] = {s_h100("east", "cn-east", 200000, 1), s_h100("north", "cn-north", 100000, 1),
+    cpn_package_t p[3] = {s_h100("east", "cn-east", 200000, 1),
+                          s_h100("north", "cn-north", 100000, 1),
                           s_h100("us", "us-west", 50000, 1)};
     s_put(b, 1, p, 3, NULL);
     match_policy_t pol;
@@ -384,7 +385,8 @@ static void test_deterministic_ties(void **state)
     /* Same offers put in two orders give the same ranking: price, then key, then id. */
     for (int order = 0; order < 2; order++) {
         book_t *b = book_new(100);
-        cpn_package_t p1[2] = {s_h100("z", "cn-east", 100000, 1), s_h100("y", "cn-east", 100000, 1)};
+        cpn_package_t p1[2] = {s_h100("z", "cn-east", 100000, 1),
+                               s_h100("y", "cn-east", 100000, 1)};
         cpn_package_t p2[1] = {s_h100("x", "cn-east", 100000, 1)};
         cpn_package_t p3[1] = {s_h100("w", "cn-east", 90000, 1)};
         if (order == 0) {
