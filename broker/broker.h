@@ -99,6 +99,7 @@ struct broker {
     size_t n_pending_slots, n_pending;
     size_t pending_top; /* every request in flight is in pending[0 .. pending_top) */
     broker_op_t ops[BROKER_OPS_MAX];
+    size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_tick lowers it) */
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;

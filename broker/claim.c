@@ -340,7 +340,7 @@ static int s_build_grant(broker_t *self, const broker_rx_t *rx, const char *requ
 static broker_op_t *s_op_find(broker_t *self, const uint8_t peer[CPN_PK_LEN],
                               const char *lease_id, uint64_t tenant_seq)
 {
-    for (size_t i = 0; i < BROKER_OPS_MAX; i++) {
+    for (size_t i = 0; i < self->ops_top; i++) {
         broker_op_t *op = &self->ops[i];
         if (op->used && memcmp(op->peer, peer, CPN_PK_LEN) == 0 &&
             (lease_id ? strcmp(op->lease_id, lease_id) == 0 : op->tenant_seq == tenant_seq))
@@ -474,8 +474,11 @@ void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t pee
     }
     broker_op_t *op = NULL;
     for (size_t i = 0; i < BROKER_OPS_MAX && !op; i++)
-        if (!self->ops[i].used)
+        if (!self->ops[i].used) {
             op = &self->ops[i];
+            if (i >= self->ops_top)
+                self->ops_top = i + 1;
+        }
     if (!op) {
         broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_BUSY,
                     "too many renewals and releases in flight");
@@ -516,12 +519,17 @@ void claim_tick(broker_t *self, uint64_t now_mono)
         if (s_send_claim(self, p, &c) != CPN_OK)
             s_finish_nack(self, p, CPN_E_UNREACHABLE, "the peer is not connected");
     }
-    for (size_t i = 0; i < BROKER_OPS_MAX; i++) {
+    /* ops_top only grows as ops are taken; here it comes down to the highest one in use. */
+    size_t top = 0;
+    for (size_t i = 0; i < self->ops_top; i++) {
         broker_op_t *op = &self->ops[i];
+        if (op->used && now_mono < op->deadline_mono)
+            top = i + 1;
         if (op->used && now_mono >= op->deadline_mono) {
             broker_nack(self, op->rid, op->rid_len, op->lease_id, op->tenant_seq, CPN_E_TIMEOUT,
                         "the peer did not answer");
             memset(op, 0, sizeof *op);
         }
     }
+    self->ops_top = top;
 }
