@@ -189,12 +189,19 @@ static int s_quota_filter(broker_t *self, broker_pending_t *p, const policy_tena
     int r = ledger_quota_usage(self->ledger, p->tenant, cpn_now_ms(), &used);
     if (r != CPN_OK)
         return r;
-    /* Requests still in flight count as if granted, so a burst cannot overrun a quota. */
+    /* Requests still in flight count as if granted, so a burst cannot overrun a quota: their
+     * units, and the accelerators and spend of the candidate being claimed for them. */
     for (size_t i = 0; i < self->pending_top; i++) {
         const broker_pending_t *q = &self->pending[i];
         if (!q->used || q == p || memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
             continue;
         used.units += q->units_left;
+        if (q->next == 0)
+            continue;
+        const match_cand_t *qc = &q->cands[q->next - 1];
+        const cpn_package_t *qpkg = s_book_package(self, qc->peer, qc->package);
+        used.accelerators += (uint64_t)q->units_left * (qpkg ? qpkg->accel.count : 0);
+        used.spend_rate += (uint64_t)q->units_left * qc->price;
     }
     size_t kept = 0;
     int first = CPN_OK;

@@ -54,7 +54,7 @@
 #define PORT_TRIES 5       /* fresh ports tried if the broker cannot bind */
 #define REFRESH_S 1        /* peers re-advertise every second: offers live 3 s */
 
-enum { T_ACME, T_BETA, T_RACE1, T_RACE2, T_GAMMA, T_STRANGER, T__COUNT };
+enum { T_ACME, T_BETA, T_RACE1, T_RACE2, T_GAMMA, T_STRANGER, T_DELTA, T__COUNT };
 enum { P_EAST, P_FLAKY, P__COUNT };
 
 typedef struct {
@@ -81,7 +81,7 @@ typedef struct {
 
 static fx_t g = {
     .t = {{.name = "acme"}, {.name = "beta"}, {.name = "racer1"}, {.name = "racer2"},
-          {.name = "gamma"}, {.name = "stranger"}},
+          {.name = "gamma"}, {.name = "stranger"}, {.name = "delta"}},
     .p = {{.name = "dc-east", .region = "cn-east"}, {.name = "dc-flaky", .region = "cn-north"}},
 };
 
@@ -137,8 +137,8 @@ static void s_rm_dir(const char *dir)
     rmdir(dir);
 }
 
-/* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, and
- * gamma only when `gamma` is set; `broken` adds a tenant with a key that is no key. */
+/* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, delta
+ * (quota: 8 accelerators), and gamma only when `gamma` is set; `broken` adds a tenant with a key that is no key. */
 static void s_write_policy(bool gamma, bool broken)
 {
     char text[4096];
@@ -169,6 +169,10 @@ static void s_write_policy(bool gamma, bool broken)
         "    key: racer1.pub\n"
         "  - name: racer2\n"
         "    key: racer2.pub\n"
+        "  - name: delta\n"
+        "    key: delta.pub\n"
+        "    quota:\n"
+        "      accelerators: 8\n"
         "%s%s"
         "placement:\n"
         "  regions: [cn-east, cn-north]\n"
@@ -360,58 +364,79 @@ static cpn_limits_t s_big_limits(void)
     return lim;
 }
 
-/* Wait for the answer to the message `seq` of tenant t: a GRANT for request `id`, a NACK or
- * ERROR naming `seq`, or a STATUS `what`. Anything else (progress, stale answers) is
- * skipped. Returns the type; CPN_MSG_NONE if nothing came within `ms`. */
+/* Is the frame in `a` the answer to the message `seq` (a GRANT for request `id`, a NACK or
+ * ERROR naming `seq`, a STATUS `what`)? Fills a's code, reason, obj. */
+static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
+{
+    cpn_limits_t lim = s_big_limits();
+    if (a->env.type == CPN_MSG_GRANT) {
+        cpn_grant_t gr;
+        memset(&gr, 0, sizeof gr);
+        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK &&
+               strcmp(gr.request_id, id) == 0;
+    }
+    if (a->env.type == CPN_MSG_NACK) {
+        cpn_nack_t n;
+        memset(&n, 0, sizeof n);
+        if (cpn_msg_decode(&a->env, &lim, &n) != CPN_OK || n.ref_seq != seq)
+            return false;
+        a->code = n.code;
+        memcpy(a->reason, n.reason, sizeof a->reason);
+        return true;
+    }
+    if (a->env.type == CPN_MSG_ERROR) {
+        cpn_error_t e;
+        memset(&e, 0, sizeof e);
+        if (cpn_msg_decode(&a->env, &lim, &e) != CPN_OK || e.ref_seq != seq)
+            return false;
+        a->code = e.code;
+        memcpy(a->reason, e.reason, sizeof a->reason);
+        return true;
+    }
+    if (a->env.type == CPN_MSG_STATUS && what) {
+        cpn_status_t st;
+        memset(&st, 0, sizeof st);
+        if (cpn_msg_decode(&a->env, &lim, &st) != CPN_OK || strcmp(st.what, what) != 0)
+            return false;
+        msgpack_zone_init(&a->zone, 4096);
+        a->has_zone = true;
+        assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj), CPN_OK);
+        return true;
+    }
+    return false;
+}
+
+/* Wait on tenant t's connection for the answers to up to two messages (seq[i], id[i],
+ * what[i]), in whatever order they come. Anything else (progress, stale answers) is skipped.
+ * ans[i].type is CPN_MSG_NONE for an answer that did not come within `ms`. */
+static void s_await_n(tenant_t *t, size_t n, const uint64_t *seq, const char *const *id,
+                      const char *const *what, uint64_t ms, ans_t *ans)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    size_t got = 0;
+    ans_t a;
+    for (size_t i = 0; i < n; i++)
+        memset(&ans[i], 0, sizeof ans[i]);
+    memset(&a, 0, sizeof a);
+    while (got < n && ctl_client_recv(t->cli, deadline, &a.frame, &a.len, &a.env) == CPN_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (ans[i].type == CPN_MSG_NONE && s_match(&a, seq[i], id[i], what[i])) {
+                a.type = a.env.type;
+                ans[i] = a;
+                memset(&a, 0, sizeof a);
+                got++;
+                break;
+            }
+        }
+        s_ans_free(&a);
+    }
+}
+
 static cpn_msg_type_t s_await(tenant_t *t, uint64_t seq, const char *id, const char *what,
                               uint64_t ms, ans_t *a)
 {
-    uint64_t deadline = cpn_mono_ms() + ms;
-    cpn_limits_t lim = s_big_limits();
-    memset(a, 0, sizeof *a);
-    while (ctl_client_recv(t->cli, deadline, &a->frame, &a->len, &a->env) == CPN_OK) {
-        bool hit = false;
-        if (a->env.type == CPN_MSG_GRANT) {
-            cpn_grant_t gr;
-            memset(&gr, 0, sizeof gr);
-            hit = id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK &&
-                  strcmp(gr.request_id, id) == 0;
-        } else if (a->env.type == CPN_MSG_NACK) {
-            cpn_nack_t n;
-            memset(&n, 0, sizeof n);
-            if (cpn_msg_decode(&a->env, &lim, &n) == CPN_OK && n.ref_seq == seq) {
-                hit = true;
-                a->code = n.code;
-                memcpy(a->reason, n.reason, sizeof a->reason);
-            }
-        } else if (a->env.type == CPN_MSG_ERROR) {
-            cpn_error_t e;
-            memset(&e, 0, sizeof e);
-            if (cpn_msg_decode(&a->env, &lim, &e) == CPN_OK && e.ref_seq == seq) {
-                hit = true;
-                a->code = e.code;
-                memcpy(a->reason, e.reason, sizeof a->reason);
-            }
-        } else if (a->env.type == CPN_MSG_STATUS && what) {
-            cpn_status_t st;
-            memset(&st, 0, sizeof st);
-            if (cpn_msg_decode(&a->env, &lim, &st) == CPN_OK && strcmp(st.what, what) == 0) {
-                msgpack_zone_init(&a->zone, 4096);
-                a->has_zone = true;
-                assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj),
-                                 CPN_OK);
-                hit = true;
-            }
-        }
-        if (hit) {
-            a->type = a->env.type;
-            return a->type;
-        }
-        free(a->frame);
-        a->frame = NULL;
-    }
-    s_ans_free(a);
-    return CPN_MSG_NONE;
+    s_await_n(t, 1, &seq, &id, &what, ms, a);
+    return a->type;
 }
 
 static cpn_request_t s_req(const char *id)
@@ -774,6 +799,32 @@ static void test_over_quota(void **state)
     s_ans_free(&a);
 }
 
+/* Requests in flight count against the quota: delta may hold 8 accelerators and sends two
+ * requests for one 8 x H100 unit at once; the second must not pass while the first is being
+ * claimed (else both are granted, 16 accelerators). */
+static void test_quota_in_flight(void **state)
+{
+    (void)state;
+    cpn_request_t r1 = s_req("delta-1"), r2 = s_req("delta-2");
+    snprintf(r1.accel_model, sizeof r1.accel_model, "H100-80GB");
+    snprintf(r2.accel_model, sizeof r2.accel_model, "H100-80GB");
+    r1.accel_count = r2.accel_count = 8;
+    uint64_t s1 = 0, s2 = 0;
+    assert_int_equal(ctl_client_send(g.t[T_DELTA].cli, CPN_MSG_REQUEST, &r1, &s1), CPN_OK);
+    assert_int_equal(ctl_client_send(g.t[T_DELTA].cli, CPN_MSG_REQUEST, &r2, &s2), CPN_OK);
+    /* the NACK may well come first: the LEASE for delta-1 takes a round trip to the peer */
+    ans_t a[2];
+    const uint64_t seqs[2] = {s1, s2};
+    const char *const ids[2] = {"delta-1", "delta-2"}, *const whats[2] = {NULL, NULL};
+    s_await_n(&g.t[T_DELTA], 2, seqs, ids, whats, WAIT_MS, a);
+    assert_int_equal(a[0].type, CPN_MSG_GRANT);
+    assert_int_equal(a[1].type, CPN_MSG_NACK);
+    assert_int_equal(a[1].code, CPN_E_OVER_QUOTA);
+    assert_non_null(strstr(a[1].reason, "accelerators"));
+    s_ans_free(&a[0]);
+    s_ans_free(&a[1]);
+}
+
 /* An unknown tenant and a bad signature: ERROR with that code, and counted in status. */
 static void test_refusals_counted(void **state)
 {
@@ -990,6 +1041,7 @@ int main(void)
         cmocka_unit_test(test_by_capability),
         cmocka_unit_test(test_unmatched),
         cmocka_unit_test(test_over_quota),
+        cmocka_unit_test(test_quota_in_flight),
         cmocka_unit_test(test_refusals_counted),
         cmocka_unit_test(test_race_last_unit),
         cmocka_unit_test(test_idempotent_retry),
