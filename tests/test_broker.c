@@ -6,12 +6,13 @@
  * It shows (issue 4, "Done when"): a request by model gets a lease whose signature chain
  * verifies; a request by capability is served by the domestic accelerator (Ascend); an
  * unmatched request is NACKed no-match naming the constraint; over quota is NACKed
- * over-quota; an unknown tenant and a bad signature are refused with those codes and
- * counted in `status`; two tenants racing for the last unit get exactly one lease; a peer
- * that stops advertising (SIGSTOP) leaves `offers` after its ttl and returns after SIGCONT;
- * SIGHUP with a good policy admits a new tenant, with a broken one keeps the old policy and
- * logs why; a restarted broker keeps its ledger and quotas; a retried request id returns
- * the same GRANT bytes.
+ * over-quota, also when the requests that fill the quota are still in flight; an unknown
+ * tenant and a bad signature are refused with those codes and counted in `status`; two
+ * tenants racing for the last unit get exactly one lease; a peer that stops advertising
+ * (SIGSTOP) leaves `offers` after its ttl and returns after SIGCONT; SIGHUP with a good
+ * policy admits a new tenant, with a broken one keeps the old policy and logs why; a
+ * restarted broker keeps its ledger and quotas; a retried request id returns the same GRANT
+ * bytes; every daemon exits cleanly (status 0) on SIGTERM.
  *
  * Every wait is bounded; every process started is stopped in the group teardown (and gets
  * SIGKILL from the kernel should this test die first: PR_SET_PDEATHSIG).
@@ -24,9 +25,9 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <dirent.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -47,12 +48,12 @@
 #include "msg.h"
 #include "transport.h"
 
-#define WAIT_MS 5000       /* one answer from the broker */
-#define READY_MS 10000     /* a daemon up, a peer's offers in the book */
-#define STOP_MS 3000       /* SIGTERM to exit, then SIGKILL */
-#define POLL_MS 100        /* between two looks at something that changes */
-#define PORT_TRIES 5       /* fresh ports tried if the broker cannot bind */
-#define REFRESH_S 1        /* peers re-advertise every second: offers live 3 s */
+#define WAIT_MS 5000   /* one answer from the broker */
+#define READY_MS 10000 /* a daemon up, a peer's offers in the book */
+#define STOP_MS 3000   /* SIGTERM to exit, then SIGKILL */
+#define POLL_MS 100    /* between two looks at something that changes */
+#define PORT_TRIES 5   /* fresh ports tried if the broker cannot bind */
+#define REFRESH_S 1    /* peers re-advertise every second: offers live 3 s */
 
 enum { T_ACME, T_BETA, T_RACE1, T_RACE2, T_GAMMA, T_STRANGER, T_DELTA, T__COUNT };
 enum { P_EAST, P_FLAKY, P__COUNT };
@@ -80,8 +81,13 @@ typedef struct {
 } fx_t;
 
 static fx_t g = {
-    .t = {{.name = "acme"}, {.name = "beta"}, {.name = "racer1"}, {.name = "racer2"},
-          {.name = "gamma"}, {.name = "stranger"}, {.name = "delta"}},
+    .t = {{.name = "acme"},
+          {.name = "beta"},
+          {.name = "racer1"},
+          {.name = "racer2"},
+          {.name = "gamma"},
+          {.name = "stranger"},
+          {.name = "delta"}},
     .p = {{.name = "dc-east", .region = "cn-east"}, {.name = "dc-flaky", .region = "cn-north"}},
 };
 
@@ -138,51 +144,51 @@ static void s_rm_dir(const char *dir)
 }
 
 /* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, delta
- * (quota: 8 accelerators), and gamma only when `gamma` is set; `broken` adds a tenant with a key that is no key. */
+ * (quota: 8 accelerators), and gamma only when `gamma` is set; `broken` adds a tenant whose
+ * key is no key. */
 static void s_write_policy(bool gamma, bool broken)
 {
     char text[4096];
-    int n = snprintf(
-        text, sizeof text,
-        "broker:\n"
-        "  name: test-broker\n"
-        "  key: broker.key\n"
-        "  listen: %s\n"
-        "  ledger: ledger.db\n"
-        "  transport:\n"
-        "    curve: false\n"
-        "peers:\n"
-        "  trusted:\n"
-        "    - name: dc-east\n"
-        "      key: dc-east.pub\n"
-        "    - name: dc-flaky\n"
-        "      key: dc-flaky.pub\n"
-        "tenants:\n"
-        "  - name: acme\n"
-        "    key: acme.pub\n"
-        "    operator: true\n"
-        "  - name: beta\n"
-        "    key: beta.pub\n"
-        "    quota:\n"
-        "      units: 1\n"
-        "  - name: racer1\n"
-        "    key: racer1.pub\n"
-        "  - name: racer2\n"
-        "    key: racer2.pub\n"
-        "  - name: delta\n"
-        "    key: delta.pub\n"
-        "    quota:\n"
-        "      accelerators: 8\n"
-        "%s%s"
-        "placement:\n"
-        "  regions: [cn-east, cn-north]\n"
-        "  prefer_vendors: [huawei]\n"
-        "  max_price: \"300.0\"\n"
-        "limits:\n"
-        "  claim_timeout: 2s\n"
-        "  claim_tries: 3\n",
-        g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
-        broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
+    int n = snprintf(text, sizeof text,
+                     "broker:\n"
+                     "  name: test-broker\n"
+                     "  key: broker.key\n"
+                     "  listen: %s\n"
+                     "  ledger: ledger.db\n"
+                     "  transport:\n"
+                     "    curve: false\n"
+                     "peers:\n"
+                     "  trusted:\n"
+                     "    - name: dc-east\n"
+                     "      key: dc-east.pub\n"
+                     "    - name: dc-flaky\n"
+                     "      key: dc-flaky.pub\n"
+                     "tenants:\n"
+                     "  - name: acme\n"
+                     "    key: acme.pub\n"
+                     "    operator: true\n"
+                     "  - name: beta\n"
+                     "    key: beta.pub\n"
+                     "    quota:\n"
+                     "      units: 1\n"
+                     "  - name: racer1\n"
+                     "    key: racer1.pub\n"
+                     "  - name: racer2\n"
+                     "    key: racer2.pub\n"
+                     "  - name: delta\n"
+                     "    key: delta.pub\n"
+                     "    quota:\n"
+                     "      accelerators: 8\n"
+                     "%s%s"
+                     "placement:\n"
+                     "  regions: [cn-east, cn-north]\n"
+                     "  prefer_vendors: [huawei]\n"
+                     "  max_price: \"300.0\"\n"
+                     "limits:\n"
+                     "  claim_timeout: 2s\n"
+                     "  claim_tries: 3\n",
+                     g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
+                     broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
     assert_true(n > 0 && (size_t)n < sizeof text);
     s_write("policy.yaml", text);
 }
@@ -219,12 +225,11 @@ static void s_write_peer(const peer_t *p)
         "    cores: 16\n"
         "    memory: 64GiB\n"
         "    storage: {class: ssd, size: 1TB}\n";
-    static const char flaky[] =
-        "  - id: flaky-cpu\n"
-        "    count: 2\n"
-        "    price: \"0.5\"\n"
-        "    cores: 8\n"
-        "    memory: 32GiB\n";
+    static const char flaky[] = "  - id: flaky-cpu\n"
+                                "    count: 2\n"
+                                "    price: \"0.5\"\n"
+                                "    cores: 8\n"
+                                "    memory: 32GiB\n";
     char text[4096], name[128];
     int n = snprintf(text, sizeof text,
                      "name: %s\n"
@@ -276,26 +281,25 @@ static bool s_alive(pid_t pid)
 }
 
 /* SIGTERM (after SIGCONT, in case it is stopped), wait, then SIGKILL. Returns whether it
- * exited by itself. */
+ * exited by itself with status 0 (a sanitizer's report makes the status non-zero). */
 static bool s_stop(pid_t *pid_p)
 {
     pid_t pid = *pid_p;
-    bool clean = true;
+    int status = 0;
     if (pid <= 0)
         return true;
     kill(pid, SIGCONT);
     kill(pid, SIGTERM);
     uint64_t deadline = cpn_mono_ms() + STOP_MS;
     pid_t w = 0;
-    while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
         usleep(20 * 1000);
     if (w == 0) {
-        clean = false;
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
     *pid_p = 0;
-    return clean;
+    return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 static void s_start_broker(void)
@@ -372,8 +376,7 @@ static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
     if (a->env.type == CPN_MSG_GRANT) {
         cpn_grant_t gr;
         memset(&gr, 0, sizeof gr);
-        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK &&
-               strcmp(gr.request_id, id) == 0;
+        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK && strcmp(gr.request_id, id) == 0;
     }
     if (a->env.type == CPN_MSG_NACK) {
         cpn_nack_t n;
@@ -571,9 +574,9 @@ static void s_clients_close(void)
 static void s_clients_open(void)
 {
     for (int i = 0; i < T__COUNT; i++)
-        assert_int_equal(ctl_client_new(g.endpoint, g.t[i].id, cpn_identity_pk(g.broker), true,
-                                        &g.t[i].cli),
-                         CPN_OK);
+        assert_int_equal(
+            ctl_client_new(g.endpoint, g.t[i].id, cpn_identity_pk(g.broker), true, &g.t[i].cli),
+            CPN_OK);
 }
 
 /* Decode a GRANT's chain: the LEASE (signed by the peer) and the REQUEST inside its CLAIM. */
@@ -590,11 +593,9 @@ static void s_chain(const ans_t *a, chain_t *c)
     cpn_limits_t lim = s_big_limits();
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &c->genv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&c->genv, &lim, &c->grant), CPN_OK);
-    assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv),
-                     CPN_OK);
+    assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&c->lenv, &lim, &c->lease), CPN_OK);
-    assert_int_equal(cpn_env_open(c->lease.claim.ptr, c->lease.claim.len, &lim, &c->cenv),
-                     CPN_OK);
+    assert_int_equal(cpn_env_open(c->lease.claim.ptr, c->lease.claim.len, &lim, &c->cenv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&c->cenv, &lim, &c->claim), CPN_OK);
     assert_int_equal(cpn_env_open(c->claim.request.ptr, c->claim.request.len, &lim, &c->renv),
                      CPN_OK);
@@ -602,12 +603,20 @@ static void s_chain(const ans_t *a, chain_t *c)
 
 /* ---- fixture ---- */
 
+/* Stops everything; fails (and keeps the directory) if a daemon did not exit cleanly. */
 static int s_teardown(void **state)
 {
     (void)state;
+    bool clean = true;
     for (int i = 0; i < P__COUNT; i++)
-        s_stop(&g.p[i].pid);
-    s_stop(&g.broker_pid);
+        if (!s_stop(&g.p[i].pid)) {
+            fprintf(stderr, "# %s did not exit cleanly on SIGTERM\n", g.p[i].name);
+            clean = false;
+        }
+    if (!s_stop(&g.broker_pid)) {
+        fprintf(stderr, "# cpn-broker did not exit cleanly on SIGTERM\n");
+        clean = false;
+    }
     s_clients_close();
     for (int i = 0; i < T__COUNT; i++)
         cpn_identity_destroy(&g.t[i].id);
@@ -616,12 +625,12 @@ static int s_teardown(void **state)
     cpn_identity_destroy(&g.broker);
     if (g.dir[0]) {
         const char *keep = getenv("CPN_TEST_KEEP");
-        if (keep && strcmp(keep, "1") == 0)
+        if (!clean || (keep && strcmp(keep, "1") == 0))
             fprintf(stderr, "# kept %s\n", g.dir);
         else
             s_rm_dir(g.dir);
     }
-    return 0;
+    return clean ? 0 : -1;
 }
 
 static void s_keygen(const char *name, cpn_identity_t **id)
