@@ -19,4 +19,13 @@ void advertise_hello(const peer_config_t *cfg, cpn_hello_t *out);
 void advertise_ad(const peer_config_t *cfg, const peer_inventory_t *inv, cpn_ad_t *out);
 void advertise_withdraw(const char *reason, cpn_withdraw_t *out);
 
+/* Bytes a sealed envelope adds around a body, at most (keys, sender key, seq, ts, the
+ * signature and the headers). */
+#define PEER_ENVELOPE_OVERHEAD 256
+/* Does the AD of this inventory fit in a frame of max_frame bytes? CPN_OK, or CPN_E_TOO_BIG
+ * (many packages with long names: split them over several peers). *len (may be NULL) is the
+ * frame size, at most. */
+int advertise_check_size(const peer_config_t *cfg, const peer_inventory_t *inv,
+                         size_t max_frame, size_t *len) CPN_WUR;
+
 #endif

@@ -117,6 +117,14 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         r = CPN_E_NOMEM;
         goto out;
     }
+    size_t ad_len = 0;
+    if ((r = advertise_check_size(cfg, self->inv, cpn_limits_default.max_frame, &ad_len)) !=
+        CPN_OK) {
+        log_error("peer", "the AD of %zu packages would take up to %zu bytes, above the frame "
+                          "limit of %zu: split the packages over several peers",
+                  cfg->n_packages, ad_len, cpn_limits_default.max_frame);
+        goto out;
+    }
     /* Leases that ended while the peer was down end now; the rest hold their units. */
     size_t expired = 0;
     if ((r = peer_lease_expire(self->lease, cpn_now_ms(), &expired)) != CPN_OK ||

@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "discover.h"
 #include "identity.h"
+#include "inventory.h"
 #include "lease.h"
 #include "log.h"
 #include "peer_config.h"
@@ -94,7 +95,20 @@ static int s_check(const char *path)
     if (!cfg)
         return 1;
     cpn_identity_t *id = NULL;
-    int r = cpn_identity_load(cfg->key_path, &id);
+    size_t ad_len = 0;
+    peer_inventory_t *inv = peer_inventory_new(cfg->packages, cfg->floors, cfg->n_packages);
+    int r = inv ? advertise_check_size(cfg, inv, cpn_limits_default.max_frame, &ad_len)
+                : CPN_E_NOMEM;
+    peer_inventory_destroy(&inv);
+    if (r != CPN_OK) {
+        fprintf(stderr,
+                "%s: packages: the AD would take up to %zu bytes, above the frame limit of %zu: "
+                "split the packages over several peers\n",
+                path, ad_len, cpn_limits_default.max_frame);
+        peer_config_destroy(&cfg);
+        return 1;
+    }
+    r = cpn_identity_load(cfg->key_path, &id);
     if (r != CPN_OK)
         fprintf(stderr, "%s: key: %s: %s\n", path, cfg->key_path, cpn_strerror(r));
     else

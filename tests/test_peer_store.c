@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "advertise.h"
 #include "clock.h"
 #include "discover.h"
 #include "envelope.h"
@@ -485,6 +486,46 @@ static void test_config_errors(void **state)
     yconf_destroy(&doc);
 }
 
+
+/* A peer whose AD would not fit in one frame is told so before it starts. */
+static void test_ad_size(void **state)
+{
+    (void)state;
+    static cpn_package_t pk[CPN_PACKAGES_MAX];
+    peer_config_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    snprintf(cfg.name, sizeof cfg.name, "big");
+    cfg.refresh_s = 10;
+    for (size_t i = 0; i < CPN_PACKAGES_MAX; i++) {
+        pk[i] = s_pkg("x", 1000, 210000);
+        snprintf(pk[i].id, sizeof pk[i].id, "%060zu", i); /* 60-character ids */
+        snprintf(pk[i].region, sizeof pk[i].region, "%s", "cn-east-shanghai-lingang-zone-b");
+        snprintf(pk[i].accel.vendor, sizeof pk[i].accel.vendor, "nvidia");
+        snprintf(pk[i].accel.model, sizeof pk[i].accel.model, "H100-80GB-HBM3-SXM5");
+        pk[i].accel.count = 8;
+        pk[i].accel.mem_bytes = 80ULL << 30;
+        pk[i].accel.bf16_tflops = 989;
+        pk[i].accel.mem_bw_gbs = 3350;
+        pk[i].mem_bytes = 1ULL << 40;
+        snprintf(pk[i].storage_class, sizeof pk[i].storage_class, "nvme");
+        pk[i].storage_bytes = 15000000000000ULL;
+        pk[i].storage_iops = 2000000;
+        pk[i].fabric_bps = 400000000000ULL;
+        pk[i].egress_bps = 25000000000ULL;
+    }
+    size_t len = 0;
+    peer_inventory_t *inv = peer_inventory_new(pk, NULL, CPN_PACKAGES_MAX);
+    assert_int_equal(advertise_check_size(&cfg, inv, cpn_limits_default.max_frame, &len),
+                     CPN_E_TOO_BIG);
+    assert_true(len > cpn_limits_default.max_frame);
+    peer_inventory_destroy(&inv);
+    inv = peer_inventory_new(pk, NULL, 8);
+    assert_int_equal(advertise_check_size(&cfg, inv, cpn_limits_default.max_frame, &len),
+                     CPN_OK);
+    assert_true(len < cpn_limits_default.max_frame);
+    peer_inventory_destroy(&inv);
+}
+
 static void test_discover_parsers(void **state)
 {
     (void)state;
@@ -517,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_grant),
         cmocka_unit_test_setup_teardown(test_shipped_configs, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_config_errors, s_setup, s_teardown),
+        cmocka_unit_test(test_ad_size),
         cmocka_unit_test(test_discover_parsers),
     };
     return cmocka_run_group_tests_name("peer_store", tests, NULL, NULL);
