@@ -44,13 +44,17 @@ struct peer_daemon {
     uint64_t recv_errors;
 };
 
-/* cpn_sock_dealer connects at once, and libzmq copies the reconnect options into a
- * connection when it is made: set them, then connect again so the backoff applies. */
+/* cpn_sock_dealer connects at once, and libzmq copies the reconnect and heartbeat options
+ * into a connection when it is made: set them, then connect again so they apply. */
 static int s_backoff(void *sock, const char *endpoint)
 {
     int ivl = PEER_RECONNECT_MS, ivl_max = PEER_RECONNECT_MAX_MS;
+    int hb = PEER_HEARTBEAT_MS, hb_timeout = PEER_HEARTBEAT_TIMEOUT_MS;
     if (zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) != 0 ||
-        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0)
+        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0 ||
+        /* A broker that vanished without closing the connection is noticed and redialled. */
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout) != 0)
         return CPN_E_IO;
     if (zmq_disconnect(sock, endpoint) != 0) {
         log_warn("peer", "%s: reconnecting without backoff (%s)", endpoint, zmq_strerror(errno));
@@ -120,8 +124,9 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
     size_t ad_len = 0;
     if ((r = advertise_check_size(cfg, self->inv, cpn_limits_default.max_frame, &ad_len)) !=
         CPN_OK) {
-        log_error("peer", "the AD of %zu packages would take up to %zu bytes, above the frame "
-                          "limit of %zu: split the packages over several peers",
+        log_error("peer",
+                  "the AD of %zu packages would take up to %zu bytes, above the frame "
+                  "limit of %zu: split the packages over several peers",
                   cfg->n_packages, ad_len, cpn_limits_default.max_frame);
         goto out;
     }

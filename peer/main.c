@@ -57,7 +57,8 @@ static void s_usage(FILE *out)
             "  advertisements      at start, on every (re)connection, every `refresh`\n"
             "                      (default %ds, ttl %d x refresh) and on free-capacity\n"
             "                      changes, at most one per %d ms\n"
-            "  reconnect           every %d ms, backing off to %d ms\n"
+            "  reconnect           every %d ms, backing off to %d ms; a link silent\n"
+            "                      for %d ms (heartbeat every %d ms) is redialled\n"
             "  brokers             at most %d; tenants list at most %d keys\n"
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
@@ -69,8 +70,9 @@ static void s_usage(FILE *out)
             "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
             "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
             PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
-            PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_BROKERS_MAX, PEER_TENANTS_MAX,
-            (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, PEER_WITHDRAW_LINGER_MS);
+            PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
+            PEER_BROKERS_MAX, PEER_TENANTS_MAX, (unsigned long long)PEER_SEQ_RESERVE,
+            PEER_STORE_BUSY_MS, PEER_WITHDRAW_LINGER_MS);
 }
 
 /* Load the configuration, printing every error. NULL on failure. */
@@ -97,8 +99,8 @@ static int s_check(const char *path)
     cpn_identity_t *id = NULL;
     size_t ad_len = 0;
     peer_inventory_t *inv = peer_inventory_new(cfg->packages, cfg->floors, cfg->n_packages);
-    int r = inv ? advertise_check_size(cfg, inv, cpn_limits_default.max_frame, &ad_len)
-                : CPN_E_NOMEM;
+    int r =
+        inv ? advertise_check_size(cfg, inv, cpn_limits_default.max_frame, &ad_len) : CPN_E_NOMEM;
     peer_inventory_destroy(&inv);
     if (r != CPN_OK) {
         fprintf(stderr,
