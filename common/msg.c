@@ -106,6 +106,13 @@ static const mp_field_t s_forward[] = {
     F(cpn_forward_t, to, MPF_KEY, true),
     F(cpn_forward_t, hops, MPF_U32, true),
     F(cpn_forward_t, msg, MPF_BIN, true),
+    F(cpn_forward_t, ref_seq, MPF_U64, false),
+};
+
+static const mp_field_t s_sync[] = {
+    F(cpn_sync_t, lo, MPF_KEY, true),
+    F(cpn_sync_t, hi, MPF_KEY, true),
+    F(cpn_sync_t, entries, MPF_BIN, true),
 };
 
 #undef F
@@ -146,6 +153,7 @@ static const s_codec_t s_codecs[] = {
     T(ERROR, s_error, cpn_error_t),
     T(RELAY, s_relay, cpn_relay_t),
     T(FORWARD, s_forward, cpn_forward_t),
+    T(SYNC, s_sync, cpn_sync_t),
 };
 #undef T
 

@@ -109,7 +109,20 @@ typedef struct {
     uint32_t hops;
     mp_bytes_t msg;         /* inner frame: CLAIM/RENEW/RELEASE going out, LEASE/NACK back,
                                or another FORWARD (each hop wraps, keeping provenance) */
+    uint64_t ref_seq;       /* optional, on the way back only: seq of the FORWARD (or CLAIM)
+                               this answers, so each broker finds where it came from */
 } cpn_forward_t;
+
+/* SYNC: a digest of the sender's offer book for the peer keys in [lo, hi] (inclusive, compared
+ * as big-endian byte strings). `entries` holds n * CPN_SYNC_ENTRY_LEN bytes: key (32) then seq
+ * (uint64, big-endian), keys strictly increasing. The receiver answers with a RELAY of every AD
+ * it holds in that range that the digest lacks or lists with an older seq. */
+#define CPN_SYNC_ENTRY_LEN (CPN_PK_LEN + 8)
+typedef struct {
+    uint8_t lo[CPN_PK_LEN];
+    uint8_t hi[CPN_PK_LEN];
+    mp_bytes_t entries;
+} cpn_sync_t;
 
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;

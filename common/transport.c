@@ -51,13 +51,34 @@ static int s_curve(void *sock, const cpn_curve_t *curve, int server)
     return r;
 }
 
+/* Options of a link (cpn_sock_link); NULL for a plain socket. */
+typedef struct {
+    int reconnect_ms, reconnect_max_ms;
+} s_link_opts_t;
+
+static int s_link(void *sock, const s_link_opts_t *o)
+{
+    int one = 1, hb_ttl = o->reconnect_max_ms * 3;
+    if (zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &o->reconnect_ms, sizeof o->reconnect_ms) != 0 ||
+        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &o->reconnect_max_ms,
+                       sizeof o->reconnect_max_ms) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &o->reconnect_max_ms,
+                       sizeof o->reconnect_max_ms) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_ttl, sizeof hb_ttl) != 0)
+        return CPN_E_IO;
+    return CPN_OK;
+}
+
 static int s_open(void *zctx, int type, const char *endpoint, size_t max_msg,
-                  const cpn_curve_t *curve, void **out)
+                  const cpn_curve_t *curve, const s_link_opts_t *link, void **out)
 {
     void *sock = zmq_socket(zctx, type);
     if (!sock)
         return CPN_E_IO;
     int r = s_setup(sock, max_msg);
+    if (r == CPN_OK && link)
+        r = s_link(sock, link);
     if (r == CPN_OK)
         r = s_curve(sock, curve, type == ZMQ_ROUTER);
     if (r == CPN_OK) {
@@ -79,13 +100,22 @@ static int s_open(void *zctx, int type, const char *endpoint, size_t max_msg,
 int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
                     void **out)
 {
-    return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, out);
+    return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, NULL, out);
+}
+
+int cpn_sock_link(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
+                  int reconnect_ms, int reconnect_max_ms, void **out)
+{
+    if (reconnect_ms <= 0 || reconnect_max_ms < reconnect_ms)
+        return CPN_E_INVAL;
+    s_link_opts_t o = {reconnect_ms, reconnect_max_ms};
+    return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, &o, out);
 }
 
 int cpn_sock_router(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
                     void **out)
 {
-    return s_open(zctx, ZMQ_ROUTER, endpoint, max_msg, curve, out);
+    return s_open(zctx, ZMQ_ROUTER, endpoint, max_msg, curve, NULL, out);
 }
 
 int cpn_send(void *sock, const uint8_t *frame, size_t len)

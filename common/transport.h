@@ -27,6 +27,13 @@ typedef struct {
 /* A DEALER connected to endpoint. *out owned by the caller (zmq_close). */
 int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
                     void **out) CPN_WUR;
+/* A DEALER for a long-lived link between daemons (a broker to a federation member): as
+ * cpn_sock_dealer, plus ZMQ_IMMEDIATE (while the link is down a send fails at once with
+ * CPN_E_BUSY instead of queueing stale messages for later), reconnect backoff from
+ * reconnect_ms doubling up to reconnect_max_ms, and ZeroMQ heartbeats every reconnect_max_ms
+ * so a dead connection is noticed. *out owned by the caller (zmq_close). */
+int cpn_sock_link(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
+                  int reconnect_ms, int reconnect_max_ms, void **out) CPN_WUR;
 /* A ROUTER bound to endpoint. With curve enabled, the caller must run a ZAP handler
  * (zap.h) or libzmq admits any client key. */
 int cpn_sock_router(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
