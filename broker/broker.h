@@ -71,6 +71,16 @@ typedef struct {
     cpn_msg_type_t kind;
 } broker_op_t;
 
+/* What a message we forwarded to another broker was, so its answer finds its way home
+ * (federation.c -> claim.c). */
+typedef struct {
+    cpn_msg_type_t kind;         /* CLAIM, RENEW or RELEASE */
+    uint8_t peer[CPN_PK_LEN];    /* the peer it is for */
+    uint64_t claim_seq;          /* CLAIM: the seq of the CLAIM inside */
+    char lease_id[CPN_NAME_MAX]; /* RENEW/RELEASE: the lease */
+    uint64_t tenant_seq;         /* RENEW/RELEASE: the tenant's seq, which a NACK names */
+} broker_fwd_ref_t;
+
 /* Counters: messages refused, per error code (index = -code), and events. */
 #define BROKER_ERR_SLOTS 128
 typedef struct {
@@ -100,6 +110,7 @@ struct broker {
     size_t pending_top; /* every request in flight is in pending[0 .. pending_top) */
     broker_op_t ops[BROKER_OPS_MAX];
     size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_tick lowers it) */
+    struct federation *fed; /* links to the other brokers (federation.c) */
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;
@@ -135,6 +146,10 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
 void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
                         const char *lease_id);
 void claim_tick(broker_t *self, uint64_t now_mono);
+/* The answer (a verified LEASE or NACK) to a CLAIM, RENEW or RELEASE we sent through the
+ * federation, back at the broker that sent it. */
+void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer,
+                            const broker_fwd_ref_t *ref);
 
 /* query.c: STATUS answers. */
 void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q);

@@ -8,6 +8,11 @@
  * tenant holding two leases for one request. When the tries are spent the tenant gets a NACK
  * (never silence); a LEASE that arrives later is still recorded, and the tenant gets it by
  * sending the same request again.
+ *
+ * A candidate whose offer came through a federation member (its book entry has a `via`) is
+ * claimed through that member: the CLAIM travels in a FORWARD to the peer's home broker, which
+ * claims from the peer under its own signature with our CLAIM in the route; the answer comes
+ * back the same way (federation.c) and ends here like a local one.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -15,8 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "broker.h"
 #include "clock.h"
+#include "federation.h"
 #include "log.h"
 
 /* ---- small helpers ---- */
@@ -122,12 +130,32 @@ static void s_finish_nack(broker_t *self, broker_pending_t *p, int code, const c
     s_pending_free(self, p);
 }
 
-/* Sign a CLAIM for candidate c and send it to the peer's connection. */
+/* Where a peer is reached: through the member its offer came from (*remote, via filled), or
+ * its own connection to us (*route). CPN_E_UNREACHABLE if neither. */
+static int s_reach(broker_t *self, const uint8_t peer[CPN_PK_LEN], bool *remote,
+                   uint8_t via[CPN_PK_LEN], const broker_route_t **route)
+{
+    const book_peer_t *bp = book_peer(self->book, peer);
+    *remote = bp && !sodium_is_zero(bp->via, CPN_PK_LEN);
+    *route = NULL;
+    if (*remote) {
+        memcpy(via, bp->via, CPN_PK_LEN);
+        return CPN_OK;
+    }
+    *route = broker_route(self, peer);
+    return *route ? CPN_OK : CPN_E_UNREACHABLE;
+}
+
+/* Sign a CLAIM for candidate c and send it to the peer's connection, or through the member
+ * its offer came from. */
 static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t *c)
 {
-    const broker_route_t *route = broker_route(self, c->peer);
-    if (!route)
-        return CPN_E_UNREACHABLE;
+    const broker_route_t *route = NULL;
+    uint8_t via[CPN_PK_LEN];
+    bool remote = false;
+    int r = s_reach(self, c->peer, &remote, via, &route);
+    if (r != CPN_OK)
+        return r;
     if (p->n_claims >= BROKER_TRIES_MAX)
         return CPN_E_BUSY;
     cpn_claim_t claim;
@@ -141,18 +169,25 @@ static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t 
     claim.duration_s = p->req.duration_s;
     uint8_t *frame = NULL;
     size_t len = 0;
-    int r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &frame, &len);
+    uint64_t seq = 0;
+    r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &frame, &len);
     if (r == CPN_OK) {
         cpn_env_t env;
+        seq = self->signer.last_seq;
         /* The LEASE will carry this CLAIM back: remember it is ours and already good. */
         if (cpn_env_parse(frame, len, &self->lim, &env) == CPN_OK)
             cpn_sigcache_add(self->sigcache, &env);
-        r = broker_send_frame(self, route->rid, route->rid_len, frame, len);
+        if (remote) {
+            broker_fwd_ref_t ref = {.kind = CPN_MSG_CLAIM, .claim_seq = seq};
+            memcpy(ref.peer, c->peer, CPN_PK_LEN);
+            r = federation_forward(self, via, frame, len, &ref);
+        } else
+            r = broker_send_frame(self, route->rid, route->rid_len, frame, len);
     }
     free(frame);
     if (r != CPN_OK)
         return r;
-    p->claim_seqs[p->n_claims++] = self->signer.last_seq;
+    p->claim_seqs[p->n_claims++] = seq;
     p->tries++;
     p->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
     self->stats.claims_sent++;
@@ -226,6 +261,21 @@ static int s_quota_filter(broker_t *self, broker_pending_t *p, const policy_tena
     return kept ? CPN_OK : first;
 }
 
+/* Policy local_first: candidates of peers connected to us first, each group in rank order. */
+static void s_local_first(broker_t *self, broker_pending_t *p)
+{
+    match_cand_t sorted[BROKER_CANDS_MAX];
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < p->n_cands && k < BROKER_CANDS_MAX; i++) {
+            const book_peer_t *bp = book_peer(self->book, p->cands[i].peer);
+            bool local = !bp || sodium_is_zero(bp->via, CPN_PK_LEN);
+            if (local == (pass == 0))
+                sorted[k++] = p->cands[i];
+        }
+    memcpy(p->cands, sorted, k * sizeof sorted[0]);
+}
+
 /* ---- REQUEST ---- */
 
 void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req)
@@ -294,6 +344,8 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
         s_finish_nack(self, p, r, reason);
         return;
     }
+    if (self->pol->federation.local_first)
+        s_local_first(self, p);
     s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");
     s_claim_next(self, p);
 }
@@ -307,7 +359,19 @@ typedef struct {
     cpn_request_t req;
 } s_chain_t;
 
-static int s_open_chain(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease,
+static int s_open_request(broker_t *self, s_chain_t *ch)
+{
+    int r;
+    if ((r = cpn_env_parse(ch->claim.request.ptr, ch->claim.request.len, &self->lim,
+                           &ch->req_env)) != CPN_OK ||
+        (r = cpn_sigcache_verify(self->sigcache, &ch->req_env)) != CPN_OK)
+        return r;
+    if (ch->req_env.type != CPN_MSG_REQUEST)
+        return CPN_E_SCHEMA;
+    return cpn_msg_decode(&ch->req_env, &self->lim, &ch->req);
+}
+
+static int s_open_chain(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
                         s_chain_t *ch)
 {
     int r;
@@ -326,20 +390,61 @@ static int s_open_chain(broker_t *self, const broker_rx_t *rx, const cpn_lease_t
         (r = cpn_sigcache_verify(self->sigcache, &ch->req_env)) != CPN_OK ||
         (r = cpn_msg_decode(&ch->req_env, &self->lim, &ch->req)) != CPN_OK)
         return r;
-    if (memcmp(ch->claim.peer, rx->env.from, CPN_PK_LEN) != 0 ||
+    if (memcmp(ch->claim.peer, lenv->from, CPN_PK_LEN) != 0 ||
         strcmp(ch->claim.package, lease->package) != 0 || ch->claim.units != lease->units)
         return CPN_E_SCHEMA; /* the lease does not answer the claim it carries */
     return CPN_OK;
 }
 
+/* A LEASE that came back through the federation embeds the home broker's CLAIM, whose route
+ * must end in a CLAIM of ours for the same request and the same terms. *own_seq gets the seq
+ * of that CLAIM of ours. */
+static int s_open_remote_chain(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
+                               s_chain_t *ch, uint64_t *own_seq)
+{
+    cpn_env_t own_env;
+    cpn_claim_t own;
+    int r;
+    memset(ch, 0, sizeof *ch);
+    if ((r = cpn_env_parse(lease->claim.ptr, lease->claim.len, &self->lim, &ch->claim_env)) !=
+            CPN_OK ||
+        (r = cpn_sigcache_verify(self->sigcache, &ch->claim_env)) != CPN_OK)
+        return r;
+    if (ch->claim_env.type != CPN_MSG_CLAIM)
+        return CPN_E_SCHEMA;
+    if ((r = cpn_msg_decode(&ch->claim_env, &self->lim, &ch->claim)) != CPN_OK)
+        return r;
+    if (memcmp(ch->claim.peer, lenv->from, CPN_PK_LEN) != 0 ||
+        strcmp(ch->claim.package, lease->package) != 0 || ch->claim.units != lease->units)
+        return CPN_E_SCHEMA;
+    if (ch->claim.route.len == 0)
+        return CPN_E_UNTRUSTED; /* neither ours nor carried for us */
+    if ((r = federation_route_open(self, ch->claim.route.ptr, ch->claim.route.len, lenv->from,
+                                   &own_env, NULL)) != CPN_OK)
+        return r;
+    if (own_env.type != CPN_MSG_CLAIM ||
+        memcmp(own_env.from, cpn_identity_pk(self->id), CPN_PK_LEN) != 0)
+        return CPN_E_UNTRUSTED;
+    if ((r = cpn_msg_decode(&own_env, &self->lim, &own)) != CPN_OK)
+        return r;
+    /* The home broker claims what we asked for, nothing else. */
+    if (own.request.len != ch->claim.request.len ||
+        memcmp(own.request.ptr, ch->claim.request.ptr, own.request.len) != 0 ||
+        strcmp(own.package, ch->claim.package) != 0 || own.units != ch->claim.units ||
+        own.price != ch->claim.price || own.duration_s != ch->claim.duration_s)
+        return CPN_E_SCHEMA;
+    *own_seq = own_env.seq;
+    return s_open_request(self, ch);
+}
+
 /* GRANT = the peer's LEASE countersigned by us. *frame_p malloc'd. */
-static int s_build_grant(broker_t *self, const broker_rx_t *rx, const char *request_id,
+static int s_build_grant(broker_t *self, const cpn_env_t *lenv, const char *request_id,
                          uint8_t **frame_p, size_t *len)
 {
     cpn_grant_t g;
     memset(&g, 0, sizeof g);
-    g.lease.ptr = rx->env.frame;
-    g.lease.len = rx->env.frame_len;
+    g.lease.ptr = lenv->frame;
+    g.lease.len = lenv->frame_len;
     snprintf(g.request_id, sizeof g.request_id, "%s", request_id);
     return cpn_signer_build(&self->signer, CPN_MSG_GRANT, &g, frame_p, len);
 }
@@ -357,73 +462,61 @@ static broker_op_t *s_op_find(broker_t *self, const uint8_t peer[CPN_PK_LEN],
 }
 
 /* A LEASE answering a RENEW or RELEASE we relayed. */
-static void s_op_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease,
+static void s_op_lease(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
                        broker_op_t *op, const char *request_id)
 {
     uint8_t *grant = NULL;
     size_t len = 0;
     int r = strcmp(lease->state, "released") == 0
-                ? ledger_release(self->ledger, rx->env.from, lease->lease_id, cpn_now_ms())
-                : ledger_renew(self->ledger, rx->env.from, lease->lease_id, lease->end_ms,
+                ? ledger_release(self->ledger, lenv->from, lease->lease_id, cpn_now_ms())
+                : ledger_renew(self->ledger, lenv->from, lease->lease_id, lease->end_ms,
                                lease->renewals);
     if (r != CPN_OK && r != CPN_E_EXPIRED)
         log_warn("ledger", "lease %s: %s", lease->lease_id, cpn_errname(r));
-    if (s_build_grant(self, rx, request_id, &grant, &len) == CPN_OK)
+    if (s_build_grant(self, lenv, request_id, &grant, &len) == CPN_OK)
         (void)broker_send_frame(self, op->rid, op->rid_len, grant, len);
     free(grant);
     memset(op, 0, sizeof *op);
 }
 
-void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease)
+/* A LEASE for one of our CLAIMs, its chain checked: countersign, record, tell the tenant. */
+static void s_lease_in(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
+                       const s_chain_t *ch, uint64_t claim_seq)
 {
-    s_chain_t ch;
     char kid[CPN_KID_LEN];
-    cpn_key_id(rx->env.from, kid);
-    int r = s_open_chain(self, rx, lease, &ch);
-    s_audit(self, rx->env.ts_ms, "LEASE", rx->env.from, r, rx->env.frame,
-                       rx->env.frame_len);
-    if (r != CPN_OK) {
-        broker_count_refusal(self, r);
-        log_warn("claim", "LEASE %s from %s refused: %s", lease->lease_id, kid, cpn_errname(r));
-        return;
-    }
-    broker_op_t *op = s_op_find(self, rx->env.from, lease->lease_id, 0);
-    if (op) {
-        s_op_lease(self, rx, lease, op, ch.req.id);
-        return;
-    }
+    cpn_key_id(lenv->from, kid);
     uint8_t *grant = NULL;
     size_t len = 0;
-    if ((r = s_build_grant(self, rx, ch.req.id, &grant, &len)) != CPN_OK) {
+    int r;
+    if ((r = s_build_grant(self, lenv, ch->req.id, &grant, &len)) != CPN_OK) {
         log_error("claim", "cannot countersign lease %s: %s", lease->lease_id, cpn_errname(r));
         return;
     }
-    const cpn_package_t *pkg = s_book_package(self, rx->env.from, lease->package);
+    const cpn_package_t *pkg = s_book_package(self, lenv->from, lease->package);
     ledger_lease_t rec;
     memset(&rec, 0, sizeof rec);
     snprintf(rec.lease_id, sizeof rec.lease_id, "%s", lease->lease_id);
-    memcpy(rec.tenant, ch.req_env.from, CPN_PK_LEN);
-    memcpy(rec.peer, rx->env.from, CPN_PK_LEN);
+    memcpy(rec.tenant, ch->req_env.from, CPN_PK_LEN);
+    memcpy(rec.peer, lenv->from, CPN_PK_LEN);
     snprintf(rec.package, sizeof rec.package, "%s", lease->package);
     rec.units = lease->units;
     rec.accelerators = (uint64_t)lease->units * (pkg ? pkg->accel.count : 0);
     rec.price = lease->price;
     rec.start_ms = lease->start_ms;
     rec.end_ms = lease->end_ms;
-    snprintf(rec.request_id, sizeof rec.request_id, "%s", ch.req.id);
+    snprintf(rec.request_id, sizeof rec.request_id, "%s", ch->req.id);
     if ((r = ledger_record_grant(self->ledger, &rec, grant, len)) != CPN_OK)
         log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
-    if (book_take(self->book, rx->env.from, lease->package, lease->units) != CPN_OK)
+    if (book_take(self->book, lenv->from, lease->package, lease->units) != CPN_OK)
         log_debug("book", "lease %s: book had fewer free units (the next AD corrects it)",
                   lease->lease_id);
-    s_audit(self, cpn_now_ms(), "GRANT", cpn_identity_pk(self->id), CPN_OK,
-                       grant, len);
-    broker_pending_t *p = s_pending_by_claim(self, ch.claim_env.seq);
+    s_audit(self, cpn_now_ms(), "GRANT", cpn_identity_pk(self->id), CPN_OK, grant, len);
+    broker_pending_t *p = s_pending_by_claim(self, claim_seq);
     if (!p) {
         /* Late: the tenant already had its NACK; the lease is recorded and a resubmission
          * of the same request id returns it. */
         log_warn("claim", "late LEASE %s from %s recorded for request %s", lease->lease_id, kid,
-                 ch.req.id);
+                 ch->req.id);
         free(grant);
         return;
     }
@@ -431,7 +524,7 @@ void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *le
     free(grant);
     self->stats.grants++;
     log_info("claim", "lease %s: %u x %s from %s for request %s", lease->lease_id, lease->units,
-             lease->package, kid, ch.req.id);
+             lease->package, kid, ch->req.id);
     p->units_left = lease->units >= p->units_left ? 0 : p->units_left - lease->units;
     if (p->units_left == 0) {
         s_pending_free(self, p);
@@ -440,23 +533,48 @@ void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *le
     s_claim_next(self, p); /* a split request: the rest from the next candidate */
 }
 
-/* ---- NACK ---- */
-
-void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack)
+void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease)
 {
+    s_chain_t ch;
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
-    broker_op_t *op = s_op_find(self, rx->env.from, NULL, nack->ref_seq);
-    if (op) {
-        broker_nack(self, op->rid, op->rid_len, nack->ref, op->tenant_seq, nack->code,
-                    nack->reason);
-        memset(op, 0, sizeof *op);
+    int r = s_open_chain(self, &rx->env, lease, &ch);
+    s_audit(self, rx->env.ts_ms, "LEASE", rx->env.from, r, rx->env.frame, rx->env.frame_len);
+    if (r != CPN_OK) {
+        broker_count_refusal(self, r);
+        log_warn("claim", "LEASE %s from %s refused: %s", lease->lease_id, kid, cpn_errname(r));
         return;
     }
-    broker_pending_t *p = s_pending_by_claim(self, nack->ref_seq);
-    if (!p || p->next == 0 || memcmp(p->cands[p->next - 1].peer, rx->env.from, CPN_PK_LEN)) {
-        log_debug("claim", "NACK from %s for no claim in flight (seq %" PRIu64 ")", kid,
-                  nack->ref_seq);
+    broker_op_t *op = s_op_find(self, rx->env.from, lease->lease_id, 0);
+    if (op) {
+        s_op_lease(self, &rx->env, lease, op, ch.req.id);
+        return;
+    }
+    /* We claimed as the peer's home broker for another broker: the lease goes back there. */
+    if (!s_pending_by_claim(self, ch.claim_env.seq) &&
+        federation_peer_answer(self, &rx->env, ch.claim_env.seq, ch.req_env.from, ch.req.id,
+                               lease->lease_id)) {
+        if (strcmp(lease->state, "active") == 0 &&
+            book_take(self->book, rx->env.from, lease->package, lease->units) != CPN_OK)
+            log_debug("book", "lease %s: book had fewer free units", lease->lease_id);
+        return;
+    }
+    s_lease_in(self, &rx->env, lease, &ch, ch.claim_env.seq);
+}
+
+/* ---- NACK ---- */
+
+/* The peer refused a CLAIM of ours (or a broker on the way to it could not deliver it): try
+ * the next candidate. */
+static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t claim_seq,
+                      const cpn_nack_t *nack)
+{
+    char kid[CPN_KID_LEN];
+    cpn_key_id(peer, kid);
+    broker_pending_t *p = s_pending_by_claim(self, claim_seq);
+    if (!p || p->next == 0 || memcmp(p->cands[p->next - 1].peer, peer, CPN_PK_LEN)) {
+        log_debug("claim", "NACK for peer %s for no claim in flight (seq %" PRIu64 ")", kid,
+                  claim_seq);
         return;
     }
     log_info("claim", "peer %s refused request %s: %s (%s)", kid, p->req.id,
@@ -466,17 +584,82 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
     s_claim_next(self, p);
 }
 
+void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack)
+{
+    broker_op_t *op = s_op_find(self, rx->env.from, NULL, nack->ref_seq);
+    if (op) {
+        broker_nack(self, op->rid, op->rid_len, nack->ref, op->tenant_seq, nack->code,
+                    nack->reason);
+        memset(op, 0, sizeof *op);
+        return;
+    }
+    if (!s_pending_by_claim(self, nack->ref_seq) &&
+        federation_peer_answer(self, &rx->env, nack->ref_seq, NULL, NULL, NULL))
+        return;
+    s_nack_in(self, rx->env.from, nack->ref_seq, nack);
+}
+
+/* ---- answers that came back through the federation ---- */
+
+void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer, const broker_fwd_ref_t *ref)
+{
+    char kid[CPN_KID_LEN];
+    cpn_key_id(ref->peer, kid);
+    if (answer->type == CPN_MSG_NACK) {
+        cpn_nack_t nack;
+        if (cpn_msg_decode(answer, &self->lim, &nack) != CPN_OK) {
+            broker_count_refusal(self, CPN_E_SCHEMA);
+            return;
+        }
+        if (ref->kind == CPN_MSG_CLAIM) {
+            s_nack_in(self, ref->peer, ref->claim_seq, &nack);
+            return;
+        }
+        broker_op_t *op = s_op_find(self, ref->peer, NULL, ref->tenant_seq);
+        if (op) {
+            broker_nack(self, op->rid, op->rid_len, nack.ref, op->tenant_seq, nack.code,
+                        nack.reason);
+            memset(op, 0, sizeof *op);
+        }
+        return;
+    }
+    cpn_lease_t lease;
+    s_chain_t ch;
+    uint64_t own_seq = 0;
+    int r = CPN_E_SCHEMA;
+    if (answer->type == CPN_MSG_LEASE && memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
+        (r = cpn_msg_decode(answer, &self->lim, &lease)) == CPN_OK)
+        r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
+    s_audit(self, answer->ts_ms, cpn_msg_name(answer->type), answer->from, r, answer->frame,
+            answer->frame_len);
+    if (r != CPN_OK) {
+        broker_count_refusal(self, r);
+        log_warn("claim", "%s for peer %s, back through the federation, refused: %s",
+                 cpn_msg_name(answer->type), kid, cpn_errname(r));
+        return;
+    }
+    if (ref->kind != CPN_MSG_CLAIM) {
+        broker_op_t *op = s_op_find(self, ref->peer, lease.lease_id, 0);
+        if (op)
+            s_op_lease(self, answer, &lease, op, ch.req.id);
+        return;
+    }
+    s_lease_in(self, answer, &lease, &ch, own_seq);
+}
+
 /* ---- RENEW, RELEASE: the tenant's frame goes to the peer verbatim ---- */
 
 void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
                         const char *lease_id)
 {
-    s_audit(self, rx->env.ts_ms, cpn_msg_name(rx->env.type), rx->env.from,
-                       CPN_OK, rx->env.frame, rx->env.frame_len);
-    const broker_route_t *route = broker_route(self, peer);
-    if (!route) {
+    s_audit(self, rx->env.ts_ms, cpn_msg_name(rx->env.type), rx->env.from, CPN_OK,
+            rx->env.frame, rx->env.frame_len);
+    const broker_route_t *route = NULL;
+    uint8_t via[CPN_PK_LEN];
+    bool remote = false;
+    if (s_reach(self, peer, &remote, via, &route) != CPN_OK) {
         broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_UNREACHABLE,
-                    "the lease's peer is not connected to this broker");
+                    "the lease's peer is not reachable from this broker");
         return;
     }
     broker_op_t *op = NULL;
@@ -500,9 +683,18 @@ void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t pee
     op->tenant_seq = rx->env.seq;
     op->kind = rx->env.type;
     op->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
-    if (broker_send_frame(self, route->rid, route->rid_len, rx->env.frame, rx->env.frame_len) !=
-        CPN_OK) {
-        broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_BUSY, NULL);
+    int r;
+    if (remote) {
+        broker_fwd_ref_t ref = {.kind = rx->env.type, .tenant_seq = rx->env.seq};
+        memcpy(ref.peer, peer, CPN_PK_LEN);
+        snprintf(ref.lease_id, sizeof ref.lease_id, "%s", lease_id);
+        r = federation_forward(self, via, rx->env.frame, rx->env.frame_len, &ref);
+    } else
+        r = broker_send_frame(self, route->rid, route->rid_len, rx->env.frame,
+                              rx->env.frame_len);
+    if (r != CPN_OK) {
+        broker_nack(self, rx->rid, rx->rid_len, lease_id, rx->env.seq,
+                    r == CPN_E_UNREACHABLE ? r : CPN_E_BUSY, NULL);
         memset(op, 0, sizeof *op);
     }
 }

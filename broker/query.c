@@ -10,6 +10,7 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "federation.h"
 #include "log.h"
 #include "units.h"
 
@@ -38,7 +39,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     size_t n_refused = 0;
     for (int i = 1; i < BROKER_ERR_SLOTS; i++)
         n_refused += self->stats.refused[i] != 0;
-    msgpack_pack_map(pk, 19);
+    msgpack_pack_map(pk, 19 + FED_STATUS_KEYS);
     s_kv_str(pk, "name", self->pol->broker.name);
     s_kv_str(pk, "key", kid);
     s_kv_str(pk, "version", PACKAGE_VERSION);
@@ -57,6 +58,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     s_kv_u64(pk, "messages_received", self->stats.received);
     s_kv_u64(pk, "messages_accepted", self->stats.accepted);
     s_kv_u64(pk, "policy_reloads", self->stats.reloads);
+    federation_status(self, pk);
     mp_pack_str(pk, "refused");
     msgpack_pack_map(pk, n_refused);
     for (int i = 1; i < BROKER_ERR_SLOTS; i++)
@@ -154,30 +156,10 @@ static void s_leases(broker_t *self, const uint8_t tenant[CPN_PK_LEN], msgpack_p
         msgpack_pack_nil(pk);
 }
 
+/* Members with the state of their links and how many offers came through each. */
 static void s_federation(broker_t *self, msgpack_packer *pk)
 {
-    const policy_t *pol = self->pol;
-    msgpack_pack_array(pk, pol->federation.n_members);
-    for (size_t i = 0; i < pol->federation.n_members; i++) {
-        const policy_member_t *m = &pol->federation.members[i];
-        char kid[CPN_KID_LEN];
-        cpn_key_id(m->key, kid);
-        const broker_route_t *r = broker_route(self, m->key);
-        size_t offers = 0, cur = 0;
-        const book_peer_t *bp;
-        while ((bp = book_next(self->book, &cur)) != NULL)
-            if (!bp->withdrawn && memcmp(bp->via, m->key, CPN_PK_LEN) == 0)
-                offers += bp->n_packages;
-        uint64_t silent = r ? (cpn_mono_ms() - r->seen_mono) / 1000 : 0;
-        bool up = r && silent < pol->federation.hello_timeout_s;
-        msgpack_pack_map(pk, 6);
-        s_kv_str(pk, "name", m->name);
-        s_kv_str(pk, "key", kid);
-        s_kv_str(pk, "endpoint", m->endpoint);
-        s_kv_str(pk, "state", up ? "up" : "down");
-        s_kv_u64(pk, "offers", offers);
-        s_kv_u64(pk, "silent_s", silent);
-    }
+    federation_rows(self, pk);
 }
 
 void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q)

@@ -16,6 +16,7 @@
 
 #include "broker.h"
 #include "clock.h"
+#include "federation.h"
 #include "log.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
@@ -132,6 +133,9 @@ typedef union {
     cpn_release_t release;
     cpn_query_t query;
     cpn_error_t error;
+    cpn_relay_t relay;
+    cpn_forward_t forward;
+    cpn_sync_t sync;
 } s_body_t;
 
 typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
@@ -140,7 +144,10 @@ static void s_on_hello(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
-    log_info("net", "HELLO from %s %s (%s)", b->hello.role, kid, b->hello.name);
+    if (rx->roles & CPN_ROLE_BROKER)
+        federation_on_hello(self, rx, &b->hello);
+    else
+        log_info("net", "HELLO from %s %s (%s)", b->hello.role, kid, b->hello.name);
 }
 
 static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -157,6 +164,7 @@ static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     }
     log_debug("book", "AD from %s (%s): %u packages, ttl %us", kid, b->ad.name,
               b->ad.n_packages, b->ad.ttl_s);
+    federation_publish(self, rx->env.frame, rx->env.frame_len, 0, NULL);
 }
 
 static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -167,6 +175,8 @@ static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     if (r != CPN_OK)
         broker_count_refusal(self, r);
     log_info("book", "WITHDRAW from %s: %s", kid, cpn_errname(r));
+    if (r == CPN_OK)
+        federation_publish(self, rx->env.frame, rx->env.frame_len, 0, NULL);
 }
 
 static void s_on_request(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -199,6 +209,21 @@ static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     query_answer(self, rx, &b->query);
 }
 
+static void s_on_relay(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    federation_on_relay(self, rx, &b->relay);
+}
+
+static void s_on_forward(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    federation_on_forward(self, rx, &b->forward);
+}
+
+static void s_on_sync(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    federation_on_sync(self, rx, &b->sync);
+}
+
 static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     char kid[CPN_KID_LEN];
@@ -225,6 +250,9 @@ static const s_dispatch_t s_dispatch[] = {
     {CPN_MSG_RELEASE, CPN_ROLE_TENANT, s_on_release},
     {CPN_MSG_QUERY, CPN_ROLE_TENANT | CPN_ROLE_BROKER, s_on_query},
     {CPN_MSG_ERROR, CPN_ROLE_PEER | CPN_ROLE_TENANT | CPN_ROLE_BROKER, s_on_error},
+    {CPN_MSG_RELAY, CPN_ROLE_BROKER, s_on_relay},
+    {CPN_MSG_FORWARD, CPN_ROLE_BROKER, s_on_forward},
+    {CPN_MSG_SYNC, CPN_ROLE_BROKER, s_on_sync},
 };
 
 static const s_dispatch_t *s_find(cpn_msg_type_t type)
@@ -284,7 +312,10 @@ static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const ui
         r = d ? s_role_refusal(rx.env.type, rx.roles) : CPN_E_TYPE;
         goto refuse;
     }
-    if ((r = ratelimit_take(self->rate, rx.env.from, cpn_mono_ms())) != CPN_OK ||
+    /* Members are not rate limited: what they send grows with the federation's peers (a SYNC
+     * answer is one RELAY per offer), not with their own behaviour. */
+    if ((!(rx.roles & CPN_ROLE_BROKER) &&
+         (r = ratelimit_take(self->rate, rx.env.from, cpn_mono_ms())) != CPN_OK) ||
         (r = cpn_sigcache_verify(self->sigcache, &rx.env)) != CPN_OK ||
         (r = cpn_replay_check(self->replay, rx.env.from, rx.env.seq, rx.env.ts_ms, now)) !=
             CPN_OK ||
@@ -293,6 +324,8 @@ static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const ui
     /* A peer or member is reached through the connection it last spoke on. */
     if (rx.roles & (CPN_ROLE_PEER | CPN_ROLE_BROKER))
         broker_route_set(self, rx.env.from, rid, rid_len);
+    if (rx.roles & CPN_ROLE_BROKER)
+        federation_seen(self, rx.env.from);
     self->stats.accepted++;
     d->fn(self, &rx, &body);
     if (rx.env.type == CPN_MSG_AD)
@@ -375,6 +408,8 @@ int server_new(const char *policy_path, broker_t **out)
         goto out;
     int handover = 1; /* a reconnecting client with the same identity takes over its route */
     zmq_setsockopt(self->router, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
+    if ((r = federation_new(self)) != CPN_OK)
+        goto out;
     self->started_ms = cpn_now_ms();
     char kid[CPN_KID_LEN];
     cpn_key_id(cpn_identity_pk(self->id), kid);
@@ -394,6 +429,7 @@ void server_destroy(broker_t **self_p)
     broker_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    federation_destroy(self);
     if (self->router)
         zmq_close(self->router);
     if (self->zap)
@@ -440,6 +476,7 @@ static void s_reload(broker_t *self)
     yconf_destroy(&doc);
     if (s_apply_limits(self) != CPN_OK)
         log_error("policy", "rate limits of the new policy not applied");
+    federation_reload(self);
     self->stats.reloads++;
     log_info("policy", "reloaded %s: %zu tenants, %zu members", self->pol->path,
              self->pol->n_tenants, self->pol->federation.n_members);
@@ -455,23 +492,34 @@ static void s_tick(broker_t *self)
     if (ledger_expire(self->ledger, now, &ended) == CPN_OK && ended)
         log_info("ledger", "%" PRIu64 " leases ended", ended);
     claim_tick(self, mono);
+    federation_tick(self, mono);
 }
 
 int server_run(broker_t *self)
 {
     uint8_t rid[CPN_RID_MAX];
+    /* The ROUTER, the ZAP socket, then one link per federation member. */
+    zmq_pollitem_t items[2 + POLICY_MEMBERS_MAX];
     while (!self->stop) {
         if (self->reload) {
             self->reload = 0;
             s_reload(self);
         }
-        zmq_pollitem_t items[2] = {{self->router, 0, ZMQ_POLLIN, 0},
-                                   {self->zap, 0, ZMQ_POLLIN, 0}};
-        int n_items = self->zap ? 2 : 1;
-        if (zmq_poll(items, n_items, BROKER_TICK_MS) < 0 && zmq_errno() != EINTR)
+        size_t n = 0;
+        memset(items, 0, 2 * sizeof items[0]);
+        items[n].socket = self->router;
+        items[n++].events = ZMQ_POLLIN;
+        if (self->zap) {
+            items[n].socket = self->zap;
+            items[n++].events = ZMQ_POLLIN;
+        }
+        size_t n_links = federation_pollitems(self, items + n, POLICY_MEMBERS_MAX);
+        if (zmq_poll(items, (int)(n + n_links), BROKER_TICK_MS) < 0 && zmq_errno() != EINTR)
             return CPN_E_IO;
         if (self->zap && (items[1].revents & ZMQ_POLLIN))
             zap_handle(self);
+        if (n_links)
+            federation_readable(self, items + n, n_links);
         if (items[0].revents & ZMQ_POLLIN) {
             int began = ledger_begin(self->ledger) == CPN_OK;
             for (int i = 0; i < BROKER_BATCH; i++) {
