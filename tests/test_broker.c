@@ -275,9 +275,20 @@ static pid_t s_spawn(const char *prog, const char *cfg, const char *log)
     return pid;
 }
 
-static bool s_alive(pid_t pid)
+/* Still running? A child that exited is reaped here and its pid becomes -1, so that no
+ * signal goes later to a pid the system may have given to another process. */
+static bool s_alive(pid_t *pid_p)
 {
-    return pid > 0 && waitpid(pid, NULL, WNOHANG) == 0;
+    if (*pid_p > 0 && waitpid(*pid_p, NULL, WNOHANG) != 0)
+        *pid_p = -1;
+    return *pid_p > 0;
+}
+
+/* A signal to one daemon we started; never to 0 or -1 (a whole group, every process). */
+static void s_signal(pid_t pid, int sig)
+{
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, sig), 0);
 }
 
 /* SIGTERM (after SIGCONT, in case it is stopped), wait, then SIGKILL. Returns whether it
@@ -286,8 +297,9 @@ static bool s_stop(pid_t *pid_p)
 {
     pid_t pid = *pid_p;
     int status = 0;
+    *pid_p = 0;
     if (pid <= 0)
-        return true;
+        return pid == 0; /* -1: it had exited by itself before */
     kill(pid, SIGCONT);
     kill(pid, SIGTERM);
     uint64_t deadline = cpn_mono_ms() + STOP_MS;
@@ -298,7 +310,6 @@ static bool s_stop(pid_t *pid_p)
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
-    *pid_p = 0;
     return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
@@ -554,7 +565,7 @@ static bool s_wait_broker(uint64_t ms)
 {
     uint64_t deadline = cpn_mono_ms() + ms;
     while (cpn_mono_ms() < deadline) {
-        if (!s_alive(g.broker_pid))
+        if (!s_alive(&g.broker_pid))
             return false;
         ans_t a;
         cpn_msg_type_t t = s_query(T_ACME, "status", 500, &a);
@@ -934,13 +945,13 @@ static void test_peer_ttl(void **state)
     (void)state;
     peer_t *p = &g.p[P_FLAKY];
     assert_true(s_wait_offer(p->name, "flaky-cpu", true, READY_MS));
-    assert_int_equal(kill(p->pid, SIGSTOP), 0);
+    s_signal(p->pid, SIGSTOP);
     uint64_t t0 = cpn_mono_ms();
     /* its last AD is at most one refresh old: it has at least 2 s to live */
     assert_true(s_offer_free(p->name, "flaky-cpu") >= 0);
     bool gone = s_wait_offer(p->name, "flaky-cpu", false, 3000 * REFRESH_S + 3000);
     uint64_t took = cpn_mono_ms() - t0;
-    kill(p->pid, SIGCONT);
+    s_signal(p->pid, SIGCONT);
     assert_true(gone);
     assert_true(took >= 1500 * REFRESH_S);
     assert_true(s_offer_free("dc-east", "cpu16-ssd") >= 0); /* the other peer stays */
@@ -960,7 +971,7 @@ static void test_policy_reload(void **state)
 
     uint64_t reloads0 = s_status_u64("policy_reloads", NULL);
     s_write_policy(true, false);
-    assert_int_equal(kill(g.broker_pid, SIGHUP), 0);
+    s_signal(g.broker_pid, SIGHUP);
     uint64_t deadline = cpn_mono_ms() + WAIT_MS;
     while (s_status_u64("policy_reloads", NULL) == reloads0 && cpn_mono_ms() < deadline)
         usleep(POLL_MS * 1000);
@@ -970,13 +981,13 @@ static void test_policy_reload(void **state)
 
     int refused0 = s_count_in_file(g.broker_log, "refused (");
     s_write_policy(true, true);
-    assert_int_equal(kill(g.broker_pid, SIGHUP), 0);
+    s_signal(g.broker_pid, SIGHUP);
     deadline = cpn_mono_ms() + WAIT_MS;
     while (s_count_in_file(g.broker_log, "refused (") == refused0 && cpn_mono_ms() < deadline)
         usleep(POLL_MS * 1000);
     assert_int_equal(s_count_in_file(g.broker_log, "refused ("), refused0 + 1);
     assert_true(s_count_in_file(g.broker_log, "running policy stays") >= 1);
-    assert_true(s_alive(g.broker_pid));
+    assert_true(s_alive(&g.broker_pid));
     assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0 + 1);
     /* the old policy: acme and gamma are still tenants */
     req = s_req_cpu("gamma-2");
