@@ -130,12 +130,17 @@ static int cmd_verify(ctl_opts_t *o)
         return EXIT_USAGE;
     const char *why = NULL;
     int r = ctl_verify_chain(buf, len, stdout, &why);
-    free(buf);
     if (r != CPN_OK) {
+        free(buf);
         fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
         return EXIT_REFUSED;
     }
     fprintf(stderr, "cpnctl: %s: valid, every signature in the chain verifies\n", o->argv[0]);
+    char route[1024];
+    if (ctl_verify_route(buf, len, route, sizeof route) == CPN_OK && route[0])
+        fprintf(stderr, "cpnctl: %s: route (brokers, first to the peer's home): %s\n",
+                o->argv[0], route);
+    free(buf);
     return 0;
 }
 

@@ -8,7 +8,10 @@
 #include "identity.h"
 #include "msg.h"
 
-#define CTL_CHAIN_MAX 8 /* embedding depth: GRANT > LEASE > CLAIM > REQUEST, plus routes */
+#define CTL_ROUTE_MAX 64 /* FORWARDs in a route (the policy's max_hops is at most 64) */
+/* embedding depth: GRANT > LEASE > CLAIM > REQUEST, or through a route: GRANT > LEASE >
+ * CLAIM > FORWARD x hops > CLAIM > REQUEST */
+#define CTL_CHAIN_MAX (CTL_ROUTE_MAX + 6)
 
 typedef struct {
     FILE *out;
@@ -120,8 +123,72 @@ static int s_frame(s_ctx_t *ctx, const uint8_t *frame, size_t len, int depth)
     return sig != CPN_OK ? sig : r;
 }
 
-/* The chain must hang together: whoever the CLAIM names as the peer signed the LEASE. */
-static int s_check_links(const uint8_t *frame, size_t len, const char **why)
+/* A route: the FORWARD chain in the home broker's CLAIM. Walked from the outermost FORWARD (the
+ * last broker before the home) to the originating broker's CLAIM; signers[] gets the brokers
+ * in the order the request travelled (origin first), *n how many. */
+typedef struct {
+    uint8_t signers[CTL_ROUTE_MAX + 1][CPN_PK_LEN];
+    size_t n;
+} s_route_t;
+
+static int s_check_route(const cpn_claim_t *home, s_route_t *rt, const char **why)
+{
+    const uint8_t *cur = home->route.ptr;
+    size_t cur_len = home->route.len, n = 0;
+    uint8_t outer_first[CTL_ROUTE_MAX][CPN_PK_LEN];
+    uint32_t hops_above = 0;
+    cpn_env_t env;
+    int r;
+    for (;;) {
+        if ((r = cpn_env_parse(cur, cur_len, &cpn_limits_default, &env)) != CPN_OK)
+            return r;
+        if (env.type != CPN_MSG_FORWARD)
+            break;
+        cpn_forward_t f;
+        memset(&f, 0, sizeof f);
+        if (n == CTL_ROUTE_MAX || (r = cpn_msg_decode(&env, &cpn_limits_default, &f)) != CPN_OK) {
+            *why = "a route FORWARD does not decode (or the route is too long)";
+            return n == CTL_ROUTE_MAX ? CPN_E_DEPTH : r;
+        }
+        if (memcmp(f.to, home->peer, CPN_PK_LEN) != 0 || f.ref_seq != 0 ||
+            (n && f.hops + 1 != hops_above)) {
+            *why = "a route FORWARD names another peer, or its hops do not count down";
+            return CPN_E_SCHEMA;
+        }
+        hops_above = f.hops;
+        memcpy(outer_first[n++], env.from, CPN_PK_LEN);
+        cur = f.msg.ptr;
+        cur_len = f.msg.len;
+    }
+    cpn_claim_t own;
+    memset(&own, 0, sizeof own);
+    if (n == 0 || hops_above != 1 || env.type != CPN_MSG_CLAIM ||
+        cpn_msg_decode(&env, &cpn_limits_default, &own) != CPN_OK) {
+        *why = "a route must be FORWARDs (hops counting down to 1) around the first CLAIM";
+        return CPN_E_SCHEMA;
+    }
+    if (memcmp(env.from, outer_first[n - 1], CPN_PK_LEN) != 0) {
+        *why = "the route's CLAIM is not signed by the broker that forwarded it first";
+        return CPN_E_SIG;
+    }
+    if (memcmp(own.peer, home->peer, CPN_PK_LEN) != 0 || own.request.len != home->request.len ||
+        memcmp(own.request.ptr, home->request.ptr, own.request.len) != 0 ||
+        strcmp(own.package, home->package) != 0 || own.units != home->units ||
+        own.price != home->price || own.duration_s != home->duration_s) {
+        *why = "the home broker's CLAIM differs from the one its route carries";
+        return CPN_E_SCHEMA;
+    }
+    rt->n = 0;
+    for (size_t i = n; i-- > 0;)
+        memcpy(rt->signers[rt->n++], outer_first[i], CPN_PK_LEN);
+    return CPN_OK;
+}
+
+/* The chain must hang together: whoever the CLAIM names as the peer signed the LEASE; a CLAIM
+ * that came through the federation carries its route, which starts at the broker that
+ * countersigned (granter, NULL if not known here). */
+static int s_check_links(const uint8_t *frame, size_t len, const uint8_t *granter,
+                         s_route_t *rt, const char **why)
 {
     cpn_env_t env, inner;
     int r = cpn_env_parse(frame, len, &cpn_limits_default, &env);
@@ -138,7 +205,7 @@ static int s_check_links(const uint8_t *frame, size_t len, const char **why)
             *why = "a GRANT must embed a LEASE";
             return CPN_E_SCHEMA;
         }
-        return s_check_links(g.lease.ptr, g.lease.len, why);
+        return s_check_links(g.lease.ptr, g.lease.len, env.from, rt, why);
     }
     if (env.type == CPN_MSG_LEASE) {
         cpn_lease_t l;
@@ -165,6 +232,15 @@ static int s_check_links(const uint8_t *frame, size_t len, const char **why)
             *why = "a CLAIM must embed a REQUEST";
             return r != CPN_OK ? r : CPN_E_SCHEMA;
         }
+        if (c.route.len == 0)
+            return CPN_OK;
+        if ((r = s_check_route(&c, rt, why)) != CPN_OK)
+            return r;
+        memcpy(rt->signers[rt->n++], inner.from, CPN_PK_LEN); /* the home broker */
+        if (granter && memcmp(granter, rt->signers[0], CPN_PK_LEN) != 0) {
+            *why = "the GRANT is not signed by the broker the route started at";
+            return CPN_E_SIG;
+        }
     }
     return CPN_OK;
 }
@@ -172,11 +248,40 @@ static int s_check_links(const uint8_t *frame, size_t len, const char **why)
 int ctl_verify_chain(const uint8_t *frame, size_t len, FILE *out, const char **why)
 {
     s_ctx_t ctx = {out, NULL};
-    int r = s_frame(&ctx, frame, len, 0);
+    s_route_t *rt = calloc(1, sizeof *rt);
+    int r = rt ? s_frame(&ctx, frame, len, 0) : CPN_E_NOMEM;
     if (out)
         fputc('\n', out);
     if (r == CPN_OK)
-        r = s_check_links(frame, len, &ctx.why);
+        r = s_check_links(frame, len, NULL, rt, &ctx.why);
     *why = ctx.why ? ctx.why : cpn_strerror(r);
+    free(rt);
+    return r;
+}
+
+int ctl_verify_route(const uint8_t *frame, size_t len, char *buf, size_t cap)
+{
+    const char *why = NULL;
+    s_route_t *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return CPN_E_NOMEM;
+    if (cap == 0) {
+        free(rt);
+        return CPN_E_TOO_BIG;
+    }
+    buf[0] = 0;
+    int r = s_check_links(frame, len, NULL, rt, &why);
+    size_t used = 0;
+    for (size_t i = 0; r == CPN_OK && i < rt->n; i++) {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(rt->signers[i], kid);
+        int k = snprintf(buf + used, cap - used, "%s%s", i ? " -> " : "", kid);
+        if (k < 0 || (size_t)k >= cap - used) {
+            r = CPN_E_TOO_BIG;
+            break;
+        }
+        used += (size_t)k;
+    }
+    free(rt);
     return r;
 }
