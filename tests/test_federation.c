@@ -1,0 +1,1015 @@
+/* test_federation.c - brokers federated over CURVE as real processes on 127.0.0.1.
+ *
+ * Brokers A - B - C in a line, a peer (pc) only on C; a rogue broker R that lists A as its
+ * member while A does not list R, with its own peer (pr); and the test itself acting as a
+ * member of A (tm, in A's policy) to relay a forged AD. Policies list their peers (not
+ * `trusted: any`, under which ZAP admits every key as a possible peer). Every link is CURVE (keys derived from
+ * the Ed25519 identities), peers and tenants included. It shows (issue 5, "Done when"): a
+ * request at A gets a lease from C's peer, whose route shows A, B and C and verifies offline
+ * (renewal and release go the same way); two requests at A and at C racing for one unit get
+ * exactly one lease; a broker not in the policy cannot join (refused by ZAP and counted, its
+ * peer's offers never reach A); a forged AD relayed by a member is refused, counted and not
+ * relayed on, while a genuine one through the same member is; a client whose CURVE key the
+ * policy does not name delivers no message (the received counter does not move); an oversize
+ * frame is dropped; B killed: A forgets what came through B while C keeps serving its peer;
+ * B restarted: books converge again by SYNC (the peer re-advertises only every minute) and
+ * A leases through B again.
+ *
+ * Every wait is bounded; every process started is stopped in the group teardown (and gets
+ * SIGKILL from the kernel should this test die first: PR_SET_PDEATHSIG).
+ * CPN_TEST_KEEP=1 keeps the temporary directory (configs, logs, databases).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "clock.h"
+#include "ctl_client.h"
+#include "ctl_verify.h"
+#include "envelope.h"
+#include "identity.h"
+#include "msg.h"
+#include "transport.h"
+
+#define WAIT_MS 5000   /* one answer from a broker */
+#define READY_MS 10000 /* daemons up, offers across the federation */
+#define STOP_MS 3000   /* SIGTERM to exit, then SIGKILL */
+#define POLL_MS 100    /* between two looks at something that changes */
+#define QUIET_MS 1500  /* how long something must stay absent to count as "never came" */
+#define PORT_TRIES 5   /* fresh ports tried if a broker cannot bind */
+#define HELLO_S 2      /* federation.hello_timeout */
+
+enum { B_A, B_B, B_C, B_R, B__COUNT };
+enum { P_C, P_R, P__COUNT };
+enum { T_OPS, T_RACE_A, T_RACE_C, T__COUNT };
+
+typedef struct {
+    const char *name;
+    cpn_identity_t *id;
+    int port;
+    char endpoint[64];
+    pid_t pid;
+} broker_t;
+
+typedef struct {
+    const char *name;
+    int home;
+    cpn_identity_t *id;
+    pid_t pid;
+} peer_t;
+
+static struct {
+    char dir[256], bin[1024];
+    broker_t b[B__COUNT];
+    peer_t p[P__COUNT];
+    const char *tenant[T__COUNT];
+    cpn_identity_t *t[T__COUNT];
+    ctl_client_t *cli[T__COUNT][B__COUNT];
+    cpn_identity_t *tm;      /* the test as a member of A */
+    cpn_identity_t *fg, *ff; /* peers (trusted everywhere) whose ADs tm relays: genuine, forged */
+    char tm_endpoint[64];    /* where A believes tm listens (nothing does) */
+    cpn_identity_t *stranger; /* in no policy */
+    void *zctx;
+} g = {
+    .b = {{.name = "a"}, {.name = "b"}, {.name = "c"}, {.name = "r"}},
+    .p = {{.name = "pc", .home = B_C}, {.name = "pr", .home = B_R}},
+    .tenant = {"ops", "race-a", "race-c"},
+};
+
+/* ---- files ---- */
+
+static void s_path(char *out, size_t cap, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", g.dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+static void s_write(const char *name, const char *text)
+{
+    char path[400];
+    s_path(path, sizeof path, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs(text, f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void s_rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char path[600];
+    while (d && (e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (n > 0 && (size_t)n < sizeof path)
+            unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static void s_keygen(const char *name, cpn_identity_t **id)
+{
+    char base[400];
+    s_path(base, sizeof base, name);
+    assert_int_equal(cpn_identity_generate(id), CPN_OK);
+    assert_int_equal(cpn_identity_save(*id, base), CPN_OK);
+}
+
+/* Append "    - name: X\n      key: X.pub\n      endpoint: E\n" for a member. */
+static void s_member(char *buf, size_t cap, const char *name, const char *endpoint)
+{
+    size_t used = strlen(buf);
+    int n = snprintf(buf + used, cap - used,
+                     "    - name: %s\n"
+                     "      key: %s.pub\n"
+                     "      endpoint: %s\n",
+                     name, name, endpoint);
+    assert_true(n > 0 && (size_t)n < cap - used);
+}
+
+/* A - B - C in a line; A also lists tm (the test); R lists A, which does not list R. */
+static void s_write_policy(int i)
+{
+    char members[1024] = "", text[4096], name[64];
+    switch (i) {
+    case B_A:
+        s_member(members, sizeof members, "b", g.b[B_B].endpoint);
+        s_member(members, sizeof members, "tm", g.tm_endpoint);
+        break;
+    case B_B:
+        s_member(members, sizeof members, "a", g.b[B_A].endpoint);
+        s_member(members, sizeof members, "c", g.b[B_C].endpoint);
+        break;
+    case B_C:
+        s_member(members, sizeof members, "b", g.b[B_B].endpoint);
+        break;
+    default:
+        s_member(members, sizeof members, "a", g.b[B_A].endpoint);
+        break;
+    }
+    int n = snprintf(text, sizeof text,
+                     "broker:\n"
+                     "  name: %s\n"
+                     "  key: %s.key\n"
+                     "  listen: %s\n"
+                     "  ledger: %s-ledger.db\n"
+                     "  transport:\n"
+                     "    curve: true\n"
+                     "federation:\n"
+                     "  hello_timeout: %ds\n"
+                     "  max_hops: 8\n"
+                     "  members:\n%s"
+                     "peers:\n"
+                     "  trusted:\n"
+                     "    - {name: pc, key: pc.pub}\n"
+                     "    - {name: pr, key: pr.pub}\n"
+                     "    - {name: fg, key: fg.pub}\n"
+                     "    - {name: ff, key: ff.pub}\n"
+                     "tenants:\n"
+                     "  - name: ops\n"
+                     "    key: ops.pub\n"
+                     "    operator: true\n"
+                     "  - name: race-a\n"
+                     "    key: race-a.pub\n"
+                     "  - name: race-c\n"
+                     "    key: race-c.pub\n"
+                     "limits:\n"
+                     "  frame_size: 64KiB\n"
+                     "  claim_timeout: 3s\n"
+                     "  claim_tries: 3\n"
+                     "  rate:\n"
+                     "    per_sender: 0/s\n",
+                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, members);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
+    s_write(name, text);
+}
+
+/* pc sells ten CPU nodes and one big machine (the unit raced for); pr sells small CPU nodes.
+ * They re-advertise only every minute: what spreads faster than that spreads by SYNC. */
+static void s_write_peer(const peer_t *p)
+{
+    static const char pc[] = "  - id: cpu8\n"
+                             "    count: 10\n"
+                             "    price: \"2.0\"\n"
+                             "    cores: 8\n"
+                             "    memory: 32GiB\n"
+                             "  - id: solo\n"
+                             "    count: 1\n"
+                             "    price: \"9.0\"\n"
+                             "    cores: 200\n"
+                             "    memory: 64GiB\n";
+    static const char pr[] = "  - id: rogue-cpu\n"
+                             "    count: 5\n"
+                             "    price: \"1.0\"\n"
+                             "    cores: 4\n"
+                             "    memory: 8GiB\n";
+    const broker_t *home = &g.b[p->home];
+    char text[4096], name[64];
+    int n = snprintf(text, sizeof text,
+                     "name: %s\n"
+                     "key: %s.key\n"
+                     "database: %s.db\n"
+                     "region: cn-east\n"
+                     "refresh: 60s\n"
+                     "max_lease: 7d\n"
+                     "brokers:\n"
+                     "  - endpoint: %s\n"
+                     "    key: %s.pub\n"
+                     "    curve: true\n"
+                     "tenants: any\n"
+                     "packages:\n%s",
+                     p->name, p->name, p->name, home->endpoint, home->name,
+                     p == &g.p[P_C] ? pc : pr);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    snprintf(name, sizeof name, "%s.yaml", p->name);
+    s_write(name, text);
+}
+
+/* ---- processes ---- */
+
+static pid_t s_spawn(const char *prog, const char *name)
+{
+    char bin[1100], cfg[400], log[400], file[64];
+    int n = snprintf(bin, sizeof bin, "%s/%s", g.bin, prog);
+    assert_true(n > 0 && (size_t)n < sizeof bin);
+    snprintf(file, sizeof file, "%s.yaml", name);
+    s_path(cfg, sizeof cfg, file);
+    snprintf(file, sizeof file, "%s.log", name);
+    s_path(log, sizeof log, file);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        execl(bin, prog, "--config", cfg, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool s_alive(pid_t *pid_p)
+{
+    if (*pid_p > 0 && waitpid(*pid_p, NULL, WNOHANG) != 0)
+        *pid_p = -1;
+    return *pid_p > 0;
+}
+
+/* SIGTERM, wait, then SIGKILL. True if it exited by itself with status 0. */
+static bool s_stop(pid_t *pid_p)
+{
+    pid_t pid = *pid_p;
+    int status = 0;
+    *pid_p = 0;
+    if (pid <= 0)
+        return pid == 0;
+    kill(pid, SIGTERM);
+    uint64_t deadline = cpn_mono_ms() + STOP_MS;
+    pid_t w = 0;
+    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
+        usleep(20 * 1000);
+    if (w == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static int s_free_port(void)
+{
+    void *s = zmq_socket(g.zctx, ZMQ_ROUTER);
+    char ep[64] = "";
+    size_t len = sizeof ep;
+    int port = -1;
+    if (s && zmq_bind(s, "tcp://127.0.0.1:*") == 0 &&
+        zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0) {
+        const char *colon = strrchr(ep, ':');
+        port = colon ? atoi(colon + 1) : -1;
+    }
+    if (s)
+        zmq_close(s);
+    return port;
+}
+
+/* ---- talking to brokers (as the tenants) ---- */
+
+static ctl_client_t *s_cli(int t, int b)
+{
+    if (!g.cli[t][b])
+        assert_int_equal(ctl_client_new(g.b[b].endpoint, g.t[t], cpn_identity_pk(g.b[b].id),
+                                        false, &g.cli[t][b]),
+                         CPN_OK);
+    return g.cli[t][b];
+}
+
+static void s_clients_close(int b)
+{
+    for (int t = 0; t < T__COUNT; t++)
+        ctl_client_destroy(&g.cli[t][b]);
+}
+
+typedef struct {
+    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
+    uint8_t *frame;
+    size_t len;
+    cpn_env_t env;
+    int32_t code;
+    char reason[CPN_REASON_MAX];
+    msgpack_zone zone;
+    bool has_zone;
+    msgpack_object obj;
+} ans_t;
+
+static void s_ans_free(ans_t *a)
+{
+    free(a->frame);
+    if (a->has_zone)
+        msgpack_zone_destroy(&a->zone);
+    memset(a, 0, sizeof *a);
+}
+
+static cpn_limits_t s_big_limits(void)
+{
+    cpn_limits_t lim = cpn_limits_default;
+    lim.max_frame *= 16;
+    lim.max_str *= 16;
+    lim.max_total *= 16;
+    return lim;
+}
+
+/* Is `a` the answer to message `seq`: a GRANT for request `id`, a NACK or ERROR naming seq,
+ * a STATUS `what`? */
+static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
+{
+    cpn_limits_t lim = s_big_limits();
+    if (a->env.type == CPN_MSG_GRANT) {
+        cpn_grant_t gr;
+        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK && strcmp(gr.request_id, id) == 0;
+    }
+    if (a->env.type == CPN_MSG_NACK) {
+        cpn_nack_t n;
+        if (cpn_msg_decode(&a->env, &lim, &n) != CPN_OK || n.ref_seq != seq)
+            return false;
+        a->code = n.code;
+        memcpy(a->reason, n.reason, sizeof a->reason);
+        return true;
+    }
+    if (a->env.type == CPN_MSG_ERROR) {
+        cpn_error_t e;
+        if (cpn_msg_decode(&a->env, &lim, &e) != CPN_OK || e.ref_seq != seq)
+            return false;
+        a->code = e.code;
+        memcpy(a->reason, e.reason, sizeof a->reason);
+        return true;
+    }
+    if (a->env.type == CPN_MSG_STATUS && what) {
+        cpn_status_t st;
+        if (cpn_msg_decode(&a->env, &lim, &st) != CPN_OK || strcmp(st.what, what) != 0)
+            return false;
+        msgpack_zone_init(&a->zone, 4096);
+        a->has_zone = true;
+        assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj), CPN_OK);
+        return true;
+    }
+    return false;
+}
+
+static cpn_msg_type_t s_await(ctl_client_t *cli, uint64_t seq, const char *id, const char *what,
+                              uint64_t ms, ans_t *out)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    ans_t a;
+    memset(out, 0, sizeof *out);
+    memset(&a, 0, sizeof a);
+    while (ctl_client_recv(cli, deadline, &a.frame, &a.len, &a.env) == CPN_OK) {
+        if (s_match(&a, seq, id, what)) {
+            a.type = a.env.type;
+            *out = a;
+            return out->type;
+        }
+        s_ans_free(&a);
+    }
+    return CPN_MSG_NONE;
+}
+
+static cpn_request_t s_req(const char *id, uint32_t cores)
+{
+    cpn_request_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "%s", id);
+    r.units = 1;
+    r.duration_s = 3600;
+    r.cores = cores;
+    return r;
+}
+
+static uint64_t s_send_req(int t, int b, const cpn_request_t *req)
+{
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(s_cli(t, b), CPN_MSG_REQUEST, req, &seq), CPN_OK);
+    return seq;
+}
+
+static cpn_msg_type_t s_submit(int t, int b, const cpn_request_t *req, ans_t *a)
+{
+    uint64_t seq = s_send_req(t, b, req);
+    return s_await(s_cli(t, b), seq, req->id, NULL, WAIT_MS, a);
+}
+
+static cpn_msg_type_t s_query(int b, const char *what, uint64_t ms, ans_t *a)
+{
+    cpn_query_t q;
+    uint64_t seq = 0;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "%s", what);
+    assert_int_equal(ctl_client_send(s_cli(T_OPS, b), CPN_MSG_QUERY, &q, &seq), CPN_OK);
+    return s_await(s_cli(T_OPS, b), seq, NULL, what, ms, a);
+}
+
+static const msgpack_object *s_get(const msgpack_object *map, const char *key)
+{
+    if (!map || map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
+            memcmp(kv->key.via.str.ptr, key, klen) == 0)
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool s_str_is(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+static uint64_t s_u64(const msgpack_object *o)
+{
+    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+}
+
+/* A counter of broker b's status; `sub` looks inside the map `key`. */
+static uint64_t s_status_u64(int b, const char *key, const char *sub)
+{
+    ans_t a;
+    assert_int_equal(s_query(b, "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    const msgpack_object *v = s_get(&a.obj, key);
+    if (sub)
+        v = v && v->type == MSGPACK_OBJECT_MAP ? s_get(v, sub) : NULL;
+    uint64_t n = s_u64(v);
+    s_ans_free(&a);
+    return n;
+}
+
+/* The `via` column of peer `name`'s package `pkg` in broker b's offers into via (may be NULL);
+ * false if not listed. */
+static bool s_offer(int b, const char *name, const char *pkg, char via[CPN_KID_LEN + 8])
+{
+    ans_t a;
+    bool found = false;
+    if (s_query(b, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
+        return false;
+    assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
+    for (uint32_t i = 0; i < a.obj.via.array.size && !found; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (!s_str_is(s_get(row, "name"), name) || !s_str_is(s_get(row, "package"), pkg))
+            continue;
+        found = true;
+        const msgpack_object *v = s_get(row, "via");
+        if (via && v && v->type == MSGPACK_OBJECT_STR && v->via.str.size < CPN_KID_LEN + 8) {
+            memcpy(via, v->via.str.ptr, v->via.str.size);
+            via[v->via.str.size] = 0;
+        }
+    }
+    s_ans_free(&a);
+    return found;
+}
+
+static bool s_wait_offer(int b, const char *name, const char *pkg, bool listed, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (s_offer(b, name, pkg, NULL) == listed)
+            return true;
+        usleep(POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
+/* Member `member`'s row in broker b's `federation` answer: its state ("up"/"down") into
+ * state; false if not a member. */
+static bool s_member_state(int b, const char *member, char state[8], uint64_t *offers)
+{
+    ans_t a;
+    bool found = false;
+    if (s_query(b, "federation", WAIT_MS, &a) != CPN_MSG_STATUS)
+        return false;
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (!s_str_is(s_get(row, "name"), member))
+            continue;
+        found = true;
+        snprintf(state, 8, "%s", s_str_is(s_get(row, "state"), "up") ? "up" : "down");
+        if (offers)
+            *offers = s_u64(s_get(row, "offers"));
+    }
+    s_ans_free(&a);
+    return found;
+}
+
+static bool s_wait_member(int b, const char *member, const char *state, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    char st[8] = "";
+    do {
+        if (s_member_state(b, member, st, NULL) && strcmp(st, state) == 0)
+            return true;
+        usleep(POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
+static bool s_wait_broker(int b, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    while (cpn_mono_ms() < deadline) {
+        if (!s_alive(&g.b[b].pid))
+            return false;
+        ans_t a;
+        cpn_msg_type_t t = s_query(b, "status", 500, &a);
+        s_ans_free(&a);
+        if (t == CPN_MSG_STATUS)
+            return true;
+    }
+    return false;
+}
+
+static void s_kid(int b, char out[CPN_KID_LEN])
+{
+    cpn_key_id(cpn_identity_pk(g.b[b].id), out);
+}
+
+/* ---- fixture ---- */
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    bool clean = true;
+    for (int i = 0; i < P__COUNT; i++)
+        if (!s_stop(&g.p[i].pid)) {
+            fprintf(stderr, "# peer %s did not exit cleanly on SIGTERM\n", g.p[i].name);
+            clean = false;
+        }
+    for (int i = 0; i < B__COUNT; i++) {
+        if (!s_stop(&g.b[i].pid)) {
+            fprintf(stderr, "# broker %s did not exit cleanly on SIGTERM\n", g.b[i].name);
+            clean = false;
+        }
+        s_clients_close(i);
+    }
+    for (int i = 0; i < B__COUNT; i++)
+        cpn_identity_destroy(&g.b[i].id);
+    for (int i = 0; i < P__COUNT; i++)
+        cpn_identity_destroy(&g.p[i].id);
+    for (int i = 0; i < T__COUNT; i++)
+        cpn_identity_destroy(&g.t[i]);
+    cpn_identity_destroy(&g.tm);
+    cpn_identity_destroy(&g.fg);
+    cpn_identity_destroy(&g.ff);
+    cpn_identity_destroy(&g.stranger);
+    if (g.zctx)
+        zmq_ctx_term(g.zctx);
+    g.zctx = NULL;
+    if (g.dir[0]) {
+        const char *keep = getenv("CPN_TEST_KEEP");
+        if (!clean || (keep && strcmp(keep, "1") == 0))
+            fprintf(stderr, "# kept %s\n", g.dir);
+        else
+            s_rm_dir(g.dir);
+    }
+    return clean ? 0 : -1;
+}
+
+static bool s_start_brokers(void)
+{
+    for (int i = 0; i < B__COUNT; i++) {
+        g.b[i].port = s_free_port();
+        if (g.b[i].port <= 0)
+            return false;
+        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
+    }
+    snprintf(g.tm_endpoint, sizeof g.tm_endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    for (int i = 0; i < B__COUNT; i++)
+        s_write_policy(i);
+    for (int i = 0; i < B__COUNT; i++)
+        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+    bool up = true;
+    for (int i = 0; i < B__COUNT && up; i++)
+        up = s_wait_broker(i, READY_MS);
+    if (!up)
+        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
+            s_stop(&g.b[i].pid);
+            s_clients_close(i);
+        }
+    return up;
+}
+
+static int s_setup(void **state)
+{
+    (void)state;
+    const char *b = getenv("CPN_BUILDDIR");
+    const char *tmp = getenv("TMPDIR");
+    if (cpn_crypto_init() != CPN_OK || !(g.zctx = zmq_ctx_new()))
+        return -1;
+    snprintf(g.bin, sizeof g.bin, "%s", b && b[0] ? b : ".");
+    snprintf(g.dir, sizeof g.dir, "%s/cpn-test-fed.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(g.dir)) {
+        g.dir[0] = 0;
+        return -1;
+    }
+    for (int i = 0; i < B__COUNT; i++)
+        s_keygen(g.b[i].name, &g.b[i].id);
+    for (int i = 0; i < P__COUNT; i++)
+        s_keygen(g.p[i].name, &g.p[i].id);
+    for (int i = 0; i < T__COUNT; i++)
+        s_keygen(g.tenant[i], &g.t[i]);
+    s_keygen("tm", &g.tm);
+    s_keygen("fg", &g.fg);
+    s_keygen("ff", &g.ff);
+    if (cpn_identity_generate(&g.stranger) != CPN_OK)
+        return -1;
+    bool up = false;
+    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
+        up = s_start_brokers();
+    if (!up) {
+        fprintf(stderr, "# the brokers did not come up (logs in %s)\n", g.dir);
+        return -1;
+    }
+    for (int i = 0; i < P__COUNT; i++) {
+        s_write_peer(&g.p[i]);
+        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+    }
+    if (!s_wait_offer(B_A, "pc", "cpu8", true, READY_MS) ||
+        !s_wait_offer(B_R, "pr", "rogue-cpu", true, READY_MS)) {
+        fprintf(stderr, "# offers did not spread (logs in %s)\n", g.dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- tests ---- */
+
+/* C's peer is seen at C directly, at B through C, at A through B; the members are up. */
+static void test_line_offers(void **state)
+{
+    (void)state;
+    char via[CPN_KID_LEN + 8] = "", kb[CPN_KID_LEN], kc[CPN_KID_LEN], st[8] = "";
+    s_kid(B_B, kb);
+    s_kid(B_C, kc);
+    assert_true(s_offer(B_C, "pc", "solo", via));
+    assert_string_equal(via, "local");
+    assert_true(s_wait_offer(B_B, "pc", "solo", true, READY_MS));
+    assert_true(s_offer(B_B, "pc", "solo", via));
+    assert_string_equal(via, kc);
+    assert_true(s_offer(B_A, "pc", "solo", via));
+    assert_string_equal(via, kb);
+    uint64_t offers = 0;
+    assert_true(s_member_state(B_A, "b", st, &offers));
+    assert_string_equal(st, "up");
+    assert_int_equal(offers, 2);
+    assert_true(s_member_state(B_B, "c", st, NULL));
+    assert_string_equal(st, "up");
+}
+
+/* A request at A is served by C's peer; the lease's route is A -> B -> C and verifies offline;
+ * renewing and releasing through A reach the peer the same way. */
+static void test_remote_lease(void **state)
+{
+    (void)state;
+    cpn_request_t req = s_req("far-1", 8);
+    ans_t a;
+    assert_int_equal(s_submit(T_OPS, B_A, &req, &a), CPN_MSG_GRANT);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
+    char route[256], want[256], ka[CPN_KID_LEN], kb[CPN_KID_LEN], kc[CPN_KID_LEN];
+    s_kid(B_A, ka);
+    s_kid(B_B, kb);
+    s_kid(B_C, kc);
+    snprintf(want, sizeof want, "%s -> %s -> %s", ka, kb, kc);
+    assert_int_equal(ctl_verify_route(a.frame, a.len, route, sizeof route), CPN_OK);
+    assert_string_equal(route, want);
+    /* The GRANT is A's, the LEASE pc's. */
+    cpn_limits_t lim = s_big_limits();
+    cpn_env_t genv, lenv;
+    cpn_grant_t gr;
+    cpn_lease_t lease;
+    assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
+    assert_memory_equal(genv.from, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
+    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
+    assert_memory_equal(lenv.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
+    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    char lease_id[CPN_NAME_MAX];
+    snprintf(lease_id, sizeof lease_id, "%s", lease.lease_id);
+    /* A flipped byte anywhere in the route breaks the verification. */
+    uint8_t *bad = malloc(a.len);
+    assert_non_null(bad);
+    memcpy(bad, a.frame, a.len);
+    bad[a.len / 2] ^= 0x01;
+    assert_int_not_equal(ctl_verify_chain(bad, a.len, NULL, &why), CPN_OK);
+    free(bad);
+    s_ans_free(&a);
+
+    cpn_renew_t rn;
+    memset(&rn, 0, sizeof rn);
+    snprintf(rn.lease_id, sizeof rn.lease_id, "%s", lease_id);
+    memcpy(rn.peer, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
+    rn.extend_s = 600;
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RENEW, &rn, &seq), CPN_OK);
+    assert_int_equal(s_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+    cpn_release_t rl;
+    memset(&rl, 0, sizeof rl);
+    snprintf(rl.lease_id, sizeof rl.lease_id, "%s", lease_id);
+    memcpy(rl.peer, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
+    assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
+    assert_int_equal(s_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_string_equal(lease.state, "released");
+    s_ans_free(&a);
+}
+
+/* The peer decides: requests at A (through B and C) and at C for its last unit, at once. */
+static void test_race_one_unit(void **state)
+{
+    (void)state;
+    cpn_request_t ra = s_req("race-solo", 200), rc = s_req("race-solo", 200);
+    uint64_t sa = s_send_req(T_RACE_A, B_A, &ra);
+    uint64_t sc = s_send_req(T_RACE_C, B_C, &rc);
+    ans_t a, c;
+    s_await(s_cli(T_RACE_A, B_A), sa, ra.id, NULL, WAIT_MS * 2, &a);
+    s_await(s_cli(T_RACE_C, B_C), sc, rc.id, NULL, WAIT_MS * 2, &c);
+    int grants = (a.type == CPN_MSG_GRANT) + (c.type == CPN_MSG_GRANT);
+    int nacks = (a.type == CPN_MSG_NACK) + (c.type == CPN_MSG_NACK);
+    if (grants != 1 || nacks != 1)
+        fprintf(stderr, "# race: A got %s (%s), C got %s (%s)\n", cpn_msg_name(a.type),
+                a.reason, cpn_msg_name(c.type), c.reason);
+    assert_int_equal(grants, 1);
+    assert_int_equal(nacks, 1);
+    s_ans_free(&a);
+    s_ans_free(&c);
+}
+
+/* R lists A, A does not list R: ZAP refuses R's link (counted), R's peer never reaches A. */
+static void test_rogue_broker(void **state)
+{
+    (void)state;
+    char st[8] = "";
+    assert_true(s_offer(B_R, "pr", "rogue-cpu", NULL)); /* R works */
+    assert_true(s_member_state(B_R, "a", st, NULL));
+    assert_string_equal(st, "down"); /* A never speaks to R */
+    assert_true(s_status_u64(B_A, "refused", "untrusted") > 0);
+    uint64_t deadline = cpn_mono_ms() + QUIET_MS;
+    while (cpn_mono_ms() < deadline) {
+        assert_false(s_offer(B_A, "pr", "rogue-cpu", NULL));
+        usleep(POLL_MS * 1000);
+    }
+    assert_false(s_offer(B_B, "pr", "rogue-cpu", NULL));
+}
+
+/* The test as member tm of A: one signed frame on a CURVE link to A. */
+static void *s_tm_link(void)
+{
+    void *sock = NULL;
+    cpn_curve_t curve = {.enabled = 1, .self = g.tm};
+    memcpy(curve.server_pk, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
+    assert_int_equal(cpn_sock_dealer(g.zctx, g.b[B_A].endpoint, cpn_limits_default.max_frame,
+                                     &curve, &sock),
+                     CPN_OK);
+    return sock;
+}
+
+static void s_ad_frame(cpn_identity_t *peer, const char *pkg, uint8_t **frame, size_t *len)
+{
+    cpn_package_t p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.id, sizeof p.id, "%s", pkg);
+    snprintf(p.region, sizeof p.region, "cn-east");
+    p.cores = 4;
+    p.mem_bytes = 8ull << 30;
+    p.price = 1000;
+    p.total = p.free = 3;
+    cpn_ad_t ad;
+    memset(&ad, 0, sizeof ad);
+    snprintf(ad.name, sizeof ad.name, "%s", pkg);
+    ad.ttl_s = 60;
+    ad.n_packages = 1;
+    ad.packages = &p;
+    uint64_t now = cpn_now_ms();
+    assert_int_equal(cpn_msg_build(peer, CPN_MSG_AD, cpn_seq_next(0, now), now, &ad, frame, len),
+                     CPN_OK);
+}
+
+static void s_tm_relay(void *sock, cpn_signer_t *signer, const uint8_t *inner, size_t len)
+{
+    cpn_relay_t rel = {.hops = 1, .msg = {inner, len}};
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    assert_int_equal(cpn_signer_build(signer, CPN_MSG_RELAY, &rel, &frame, &flen), CPN_OK);
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+    int r;
+    while ((r = cpn_send(sock, frame, flen)) != CPN_OK && cpn_mono_ms() < deadline)
+        usleep(20 * 1000);
+    assert_int_equal(r, CPN_OK);
+    free(frame);
+}
+
+/* A member relays a peer's AD whose signature is wrong: A refuses and counts it and does not
+ * pass it on; a genuine AD through the same member reaches A and, relayed, B. */
+static void test_forged_relay(void **state)
+{
+    (void)state;
+    cpn_identity_t *good = g.fg, *forger = g.ff;
+    void *sock = s_tm_link();
+    cpn_signer_t signer = {.id = g.tm};
+    uint64_t sig0 = s_status_u64(B_A, "refused", "bad-signature");
+    uint64_t refused0 = s_status_u64(B_A, "relays_refused", NULL);
+
+    uint8_t *forged = NULL, *genuine = NULL;
+    size_t forged_len = 0, genuine_len = 0;
+    s_ad_frame(forger, "forged-pkg", &forged, &forged_len);
+    forged[forged_len - 1] ^= 0x01; /* the peer's signature no longer verifies */
+    s_tm_relay(sock, &signer, forged, forged_len);
+    s_ad_frame(good, "genuine-pkg", &genuine, &genuine_len);
+    s_tm_relay(sock, &signer, genuine, genuine_len);
+
+    assert_true(s_wait_offer(B_A, "genuine-pkg", "genuine-pkg", true, WAIT_MS));
+    assert_true(s_wait_offer(B_B, "genuine-pkg", "genuine-pkg", true, WAIT_MS));
+    assert_false(s_offer(B_A, "forged-pkg", "forged-pkg", NULL));
+    assert_false(s_offer(B_B, "forged-pkg", "forged-pkg", NULL));
+    assert_false(s_offer(B_C, "forged-pkg", "forged-pkg", NULL));
+    assert_int_equal(s_status_u64(B_A, "refused", "bad-signature"), sig0 + 1);
+    assert_int_equal(s_status_u64(B_A, "relays_refused", NULL), refused0 + 1);
+    free(forged);
+    free(genuine);
+    zmq_close(sock);
+}
+
+/* R is quiet (A never speaks to it; its peer advertises once a minute): between two status
+ * queries its received counter moves by exactly the second query. */
+static void s_quiet_check(void (*deliver)(void), bool *moved_only_by_query)
+{
+    uint64_t r0 = s_status_u64(B_R, "messages_received", NULL);
+    deliver();
+    usleep(QUIET_MS * 1000);
+    uint64_t r1 = s_status_u64(B_R, "messages_received", NULL);
+    *moved_only_by_query = r1 == r0 + 1;
+}
+
+static void s_deliver_stranger(void)
+{
+    ctl_client_t *cli = NULL;
+    assert_int_equal(ctl_client_new(g.b[B_R].endpoint, g.stranger, cpn_identity_pk(g.b[B_R].id),
+                                     false, &cli),
+                     CPN_OK);
+    cpn_request_t req = s_req("stranger-1", 8);
+    cpn_query_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "status");
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(ctl_client_send(cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    cpn_env_t env;
+    /* Nothing comes back: the handshake never completed. */
+    assert_int_equal(ctl_client_recv(cli, cpn_mono_ms() + QUIET_MS, &frame, &len, &env),
+                     CPN_E_TIMEOUT);
+    ctl_client_destroy(&cli);
+}
+
+/* A client whose CURVE key no policy names: ZAP refuses the connection, nothing arrives. */
+static void test_unknown_curve_client(void **state)
+{
+    (void)state;
+    uint64_t zap0 = s_status_u64(B_R, "refused", "untrusted");
+    bool ok = false;
+    for (int attempt = 0; attempt < 3 && !ok; attempt++) /* a peer's AD may land in between */
+        s_quiet_check(s_deliver_stranger, &ok);
+    assert_true(ok);
+    assert_true(s_status_u64(B_R, "refused", "untrusted") > zap0);
+}
+
+static void s_deliver_oversize(void)
+{
+    ctl_client_t *cli = NULL; /* a tenant R knows, on a connection of its own */
+    assert_int_equal(ctl_client_new(g.b[B_R].endpoint, g.t[T_OPS], cpn_identity_pk(g.b[B_R].id),
+                                     false, &cli),
+                     CPN_OK);
+    size_t len = 200 * 1024; /* R's frame_size is 64 KiB */
+    uint8_t *big = calloc(1, len);
+    assert_non_null(big);
+    assert_int_equal(ctl_client_send_frame(cli, big, len), CPN_OK);
+    uint8_t *frame = NULL;
+    size_t n = 0;
+    cpn_env_t env;
+    assert_int_equal(ctl_client_recv(cli, cpn_mono_ms() + 500, &frame, &n, &env), CPN_E_TIMEOUT);
+    free(big);
+    ctl_client_destroy(&cli);
+}
+
+/* A frame over frame_size is dropped by libzmq before the broker sees it; R keeps serving. */
+static void test_oversize_frame(void **state)
+{
+    (void)state;
+    bool ok = false;
+    for (int attempt = 0; attempt < 3 && !ok; attempt++)
+        s_quiet_check(s_deliver_oversize, &ok);
+    assert_true(ok);
+    assert_true(s_alive(&g.b[B_R].pid));
+}
+
+/* B killed: A marks it down and forgets what came through it; C keeps serving its peer. B
+ * restarted: SYNC brings the books together again (pc re-advertises only every minute) and A
+ * leases through B once more. */
+static void test_restart_b(void **state)
+{
+    (void)state;
+    ans_t a;
+    char via[CPN_KID_LEN + 8] = "", kb[CPN_KID_LEN];
+    s_kid(B_B, kb);
+    assert_true(s_offer(B_A, "pc", "cpu8", NULL));
+    assert_int_equal(kill(g.b[B_B].pid, SIGKILL), 0);
+    waitpid(g.b[B_B].pid, NULL, 0);
+    g.b[B_B].pid = 0;
+    s_clients_close(B_B);
+    assert_true(s_wait_member(B_A, "b", "down", (HELLO_S + 3) * 1000));
+    assert_true(s_wait_member(B_C, "b", "down", (HELLO_S + 3) * 1000));
+    assert_true(s_wait_offer(B_A, "pc", "cpu8", false, WAIT_MS));
+
+    /* Cut off from C's peer, A says so; C, cut off from A, still serves what it reaches. */
+    cpn_request_t ra = s_req("while-cut-a", 8), rc = s_req("while-cut-c", 8);
+    assert_int_equal(s_submit(T_OPS, B_A, &ra, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_NO_MATCH);
+    s_ans_free(&a);
+    assert_int_equal(s_submit(T_OPS, B_C, &rc, &a), CPN_MSG_GRANT);
+    s_ans_free(&a);
+
+    g.b[B_B].pid = s_spawn("cpn-broker", g.b[B_B].name);
+    assert_true(s_wait_broker(B_B, READY_MS));
+    assert_true(s_wait_offer(B_B, "pc", "cpu8", true, READY_MS));
+    assert_true(s_wait_offer(B_A, "pc", "cpu8", true, READY_MS));
+    assert_true(s_offer(B_A, "pc", "cpu8", via));
+    assert_string_equal(via, kb);
+    assert_true(s_wait_member(B_A, "b", "up", READY_MS));
+    cpn_request_t again = s_req("after-heal", 8);
+    assert_int_equal(s_submit(T_OPS, B_A, &again, &a), CPN_MSG_GRANT);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
+    s_ans_free(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_line_offers),   cmocka_unit_test(test_remote_lease),
+        cmocka_unit_test(test_race_one_unit), cmocka_unit_test(test_rogue_broker),
+        cmocka_unit_test(test_forged_relay),  cmocka_unit_test(test_unknown_curve_client),
+        cmocka_unit_test(test_oversize_frame), cmocka_unit_test(test_restart_b),
+    };
+    return cmocka_run_group_tests_name("federation", tests, s_setup, s_teardown);
+}
