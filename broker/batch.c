@@ -1,15 +1,19 @@
-/* batch.c - batch matching (see batch.h): candidates from match_find, multi-unit requests
- * placed first, one-unit requests by an exact min-cost flow, then a bounded repair.
+/* batch.c - batch matching (see batch.h): candidates from match_find (one call per request
+ * shape), multi-unit requests placed first, one-unit requests by an exact min-cost flow, then
+ * a bounded repair of the multi-unit placements.
  *
- * The flow network: S -> request (capacity 1, cost (-value, 0)), request -> offer (capacity 1,
- * cost (0, rank)), offer -> T (capacity = free units not held by multi-unit placements, cost
- * 0). Costs are pairs compared lexicographically, so minimising the cost maximises the value
- * (accelerators, then requests placed) first and minimises the rank sum second. Successive
- * shortest paths with Dijkstra on reduced costs (potentials start as the distances of the
- * initial network, which is acyclic); path costs never decrease, so the first path that does
- * not lower the cost ends the search and the flow is a minimum-cost one of any size.
+ * The flow network: S -> shape (capacity = requests of that shape, cost (-value, 0)), shape ->
+ * offer (cost (0, rank)), offer -> T (capacity = free units not held by multi-unit
+ * placements, cost 0). Costs are pairs compared lexicographically, so minimising the cost
+ * maximises the value (accelerators, then requests placed) first and minimises the rank sum
+ * second. Primal-dual successive shortest paths: Dijkstra on reduced costs (potentials start
+ * as the distances of the initial network, which is acyclic) finds the cost of the shortest
+ * path; a DFS then augments every path of that cost. Path costs never decrease, so the first
+ * phase whose paths do not lower the cost ends the search: the flow is a minimum-cost one of
+ * any size. Phases = distinct path costs (a handful), each O(E log V).
  */
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,7 +71,11 @@ typedef struct {
     int64_t value;
     int64_t at;    /* offer index it is placed on, -1: none */
     bool multi;    /* several units: placed outside the flow */
-    uint32_t node; /* one-unit requests: its node in the flow network */
+    size_t rep;    /* first request of the same shape (itself if it is the first) */
+    size_t next;   /* next request of the same shape, SIZE_MAX: none */
+    size_t tail;   /* first of a shape: its last request so far */
+    uint32_t size; /* first of a shape: how many requests have it */
+    uint32_t node; /* first of a one-unit shape: its node in the flow network */
 } s_req_t;
 
 typedef struct {
@@ -176,35 +184,51 @@ static int s_offer(s_plan_t *p, const match_cand_t *c, uint32_t *idx)
 
 /* ---- candidates --------------------------------------------------------------------------- */
 
-/* What decides a request's candidates: all of it but its id and duration. Requests with the
- * same shape share one candidate list (a window of trace requests has few distinct shapes,
- * and match_find for 128 candidates is the dearest step). Bytes are compared, padding
- * included: unequal padding only costs a second match_find, never a wrong list. */
-static void s_shape(const cpn_request_t *r, cpn_request_t *out)
-{
-    memcpy(out, r, sizeof *out);
-    memset(out->id, 0, sizeof out->id);
-    out->duration_s = 0;
-}
+/* What decides a request's candidates: all of it but its id and duration, i.e. the bytes
+ * [units, duration_s) and [accel_model, end). Requests with the same shape share one
+ * candidate list (a window of trace requests has few distinct shapes, and match_find for 128
+ * candidates is the dearest step). Padding bytes are compared too: unequal padding only costs
+ * a second match_find, never a wrong list. */
+#define S_A0 offsetof(cpn_request_t, units)
+#define S_A1 offsetof(cpn_request_t, duration_s)
+#define S_B0 offsetof(cpn_request_t, accel_model)
+_Static_assert(offsetof(cpn_request_t, id) == 0 && S_A0 < S_A1 && S_B0 == S_A1 + sizeof(uint64_t),
+               "s_same_shape: cpn_request_t is id, units, split, duration_s, accel_model, ...");
 
-static uint64_t s_shape_hash(const cpn_request_t *shape)
+static uint64_t s_mix(uint64_t h, const uint8_t *b, size_t len)
 {
-    const uint8_t *b = (const uint8_t *)shape;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < sizeof *shape; i++)
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, b + i, sizeof w);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < len; i++)
         h = (h ^ b[i]) * 1099511628211ull;
     return h;
+}
+
+static uint64_t s_shape_hash(const cpn_request_t *r)
+{
+    const uint8_t *b = (const uint8_t *)r;
+    uint64_t h = s_mix(1469598103934665603ull, b + S_A0, S_A1 - S_A0);
+    return s_mix(h, b + S_B0, sizeof *r - S_B0);
+}
+
+static bool s_shape_eq(const cpn_request_t *x, const cpn_request_t *y)
+{
+    const uint8_t *a = (const uint8_t *)x, *b = (const uint8_t *)y;
+    return memcmp(a + S_A0, b + S_A0, S_A1 - S_A0) == 0 &&
+           memcmp(a + S_B0, b + S_B0, sizeof *x - S_B0) == 0;
 }
 
 /* The index of an earlier request with the same shape as reqs[i] (added if none): i if new. */
 static size_t s_same_shape(const cpn_request_t *reqs, size_t i, size_t *tab, size_t n_tab)
 {
-    cpn_request_t a, b;
-    s_shape(&reqs[i], &a);
-    size_t h = s_shape_hash(&a) & (n_tab - 1);
+    uint64_t hv = s_shape_hash(&reqs[i]);
+    size_t h = (size_t)(hv ^ (hv >> 32)) & (n_tab - 1);
     while (tab[h] != 0) {
-        s_shape(&reqs[tab[h] - 1], &b);
-        if (memcmp(&a, &b, sizeof a) == 0)
+        if (s_shape_eq(&reqs[i], &reqs[tab[h] - 1]))
             return tab[h] - 1;
         h = (h + 1) & (n_tab - 1);
     }
@@ -229,6 +253,10 @@ static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
         s_req_t *q = &p->req[i];
         size_t n = 0;
         q->at = -1;
+        q->rep = i;
+        q->next = SIZE_MAX;
+        q->tail = i;
+        q->size = 1;
         q->first = (uint32_t)p->n_opt;
         q->units = reqs[i].units;
         q->multi = reqs[i].units > 1;
@@ -238,8 +266,13 @@ static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
             continue;
         size_t same = s_same_shape(reqs, i, tab, n_tab);
         if (same != i) {
-            q->first = p->req[same].first;
-            q->n = p->req[same].n;
+            s_req_t *f = &p->req[same];
+            q->rep = same;
+            q->first = f->first;
+            q->n = f->n;
+            p->req[f->tail].next = i;
+            f->tail = i;
+            f->size++;
             continue;
         }
         r = match_find(book, &reqs[i], pol, now_ms, c, BATCH_CANDS_MAX, &n, NULL);
@@ -277,6 +310,13 @@ out:
 
 /* ---- the flow network --------------------------------------------------------------------- */
 
+/* One node per shape of one-unit requests (its requests are interchangeable): S -> shape has
+ * capacity = its number of requests; the flow is handed to them in arrival order. */
+static bool s_flow_node(const s_req_t *q, size_t i)
+{
+    return !q->multi && q->n > 0 && q->rep == i;
+}
+
 static void s_edge(s_plan_t *p, uint32_t u, uint32_t v, uint32_t cap, s_cost_t cost)
 {
     s_edge_t *e = &p->e[p->n_e];
@@ -291,7 +331,7 @@ static int s_network(s_plan_t *p)
 {
     size_t n_unit = 0, n_arc = 0;
     for (size_t i = 0; i < p->n_req; i++)
-        if (!p->req[i].multi && p->req[i].n > 0) {
+        if (s_flow_node(&p->req[i], i)) {
             n_unit++;
             n_arc += p->req[i].n;
         }
@@ -318,20 +358,20 @@ static int s_network(s_plan_t *p)
         p->head[v] = -1;
     uint32_t node = 1;
     for (size_t i = 0; i < p->n_req; i++)
-        if (!p->req[i].multi && p->req[i].n > 0)
+        if (s_flow_node(&p->req[i], i))
             p->req[i].node = node++;
     p->off_base = node;
     for (size_t o = 0; o < p->n_off; o++)
         p->off[o].node = node++;
     for (size_t i = 0; i < p->n_req; i++) {
         const s_req_t *q = &p->req[i];
-        if (q->multi || q->n == 0)
+        if (!s_flow_node(q, i))
             continue;
-        s_edge(p, p->src, q->node, 1, (s_cost_t){-q->value, 0});
+        s_edge(p, p->src, q->node, q->size, (s_cost_t){-q->value, 0});
         /* Worst candidate first: the list at the node's head is then best first. */
         for (uint32_t k = q->n; k-- > 0;) {
             const s_opt_t *o = &p->opt[q->first + k];
-            s_edge(p, q->node, p->off[o->off].node, 1, (s_cost_t){0, o->rank});
+            s_edge(p, q->node, p->off[o->off].node, q->size, (s_cost_t){0, o->rank});
         }
     }
     /* Last, so that it heads the offer's list: the DFS looks at the way out first. */
@@ -390,7 +430,7 @@ static void s_potentials(s_plan_t *p)
             p->pi[p->e[k].to] = p->e[k].cost;
     for (size_t i = 0; i < p->n_req; i++) {
         const s_req_t *q = &p->req[i];
-        if (q->multi || q->n == 0)
+        if (!s_flow_node(q, i))
             continue;
         for (int32_t k = p->head[q->node]; k >= 0; k = p->e[k].next) {
             const s_edge_t *e = &p->e[k];
@@ -522,21 +562,26 @@ static void s_flow(s_plan_t *p, s_cost_t *total)
     }
 }
 
-/* Read the one-unit requests' offers off the flow. */
+/* Read the one-unit requests' offers off the flow: a shape's units go to its requests in
+ * arrival order, best offer first. */
 static void s_flow_read(s_plan_t *p)
 {
     for (size_t i = 0; i < p->n_req; i++) {
-        s_req_t *q = &p->req[i];
-        if (q->multi || q->n == 0)
+        if (!s_flow_node(&p->req[i], i))
             continue;
-        q->at = -1;
-        for (int32_t k = p->head[q->node]; k >= 0; k = p->e[k].next) {
+        size_t m = i;
+        /* The shape's edges to offers run best first (s_network). */
+        for (int32_t k = p->head[p->req[i].node]; k >= 0; k = p->e[k].next) {
             const s_edge_t *e = &p->e[k];
-            if (e->orig == 1 && e->cap == 0 && e->to != p->src) {
-                q->at = (int64_t)(e->to - p->off_base);
-                break;
+            if (e->orig == 0 || e->to == p->src)
+                continue;
+            for (uint32_t used = e->orig - e->cap; used > 0 && m != SIZE_MAX; used--) {
+                p->req[m].at = (int64_t)(e->to - p->off_base);
+                m = p->req[m].next;
             }
         }
+        for (; m != SIZE_MAX; m = p->req[m].next)
+            p->req[m].at = -1;
     }
 }
 

@@ -1,32 +1,35 @@
 /* batch.h - batch matching: place a window of waiting requests together, not one by one.
  *
- * The broker's default serves requests one at a time in arrival order, each on its best
- * candidate (match_find). That is fast but blind to what comes next: a request that could run
- * anywhere takes the cheapest offer, which may be the only kind a later request can use, and
- * the later one is refused. On batches of the Alibaba GPU 2023 trace it places ~13 % fewer
- * accelerators than possible (docs/BENCHMARKS.md, "Quality against the ILP optimum").
- * batch_plan looks at a window of requests at once and maximises, in this order:
+ * The broker serves requests one at a time in arrival order, each on its best candidate
+ * (match_find). That is fast but blind to what comes next: a request that could run anywhere
+ * takes the cheapest offer, which may be the only kind a later request can use, and the later
+ * one is refused. On batches of the Alibaba GPU 2023 trace (200 requests x 100 nodes) that
+ * places ~14 % fewer accelerators than the optimum; batch_plan reaches the optimum there
+ * (docs/BENCHMARKS.md, "Quality against the ILP optimum"). It maximises, in this order:
  *   1. accelerators placed (a request counts units * accel_count),
  *   2. requests placed (so requests without accelerators are placed too),
  *   3. minus the cost: sum of units * the matcher's rank key of the chosen offer (= price
  *      under the default weights; preferences discount it exactly as in match.h).
  *
  * How: every request's candidates come from match_find (its hard constraints, the policy's
- * equivalences, residency and ceilings, at most BATCH_CANDS_MAX best-ranked offers each), so a
- * plan never breaks a constraint the matcher enforces. Requests for one unit are assigned by
- * an exact min-cost flow (source -> request -> offer -> sink, offer capacity = its free units,
+ * equivalences, residency and ceilings; the BATCH_CANDS_MAX best-ranked offers), so a plan
+ * never breaks a constraint the matcher enforces; requests alike (all fields but id and
+ * duration equal) share one list. Requests for one unit are assigned by an exact min-cost
+ * flow (source -> request shape -> offer -> sink, offer capacity = its free units,
  * lexicographic costs for the order above): for them the plan is optimal given the candidate
- * lists. Requests for several units (not split) cannot be split across offers, so they are
- * placed first (most accelerators first, fewest candidates next), each on its best candidate
- * with room; then, if anything is left unplaced, each of them tries up to BATCH_TRIES other
- * offers (or none) and keeps a move when the whole plan improves (the flow is solved again).
+ * lists, and requests alike get their offers in arrival order, best first. Requests for
+ * several units (not split) cannot be spread over offers, so they are placed first (most
+ * accelerators first, fewest candidates next), each on its best candidate with room; then,
+ * while a request is left out, each of them that holds an offer a left-out request could use
+ * (or is left out itself) tries up to BATCH_TRIES other offers (or none) and keeps a move
+ * when the whole plan improves (the flow is solved again). That part is a heuristic.
  * Split requests are left out: out[] never names them (serve them with match_find after the
  * plan, as the broker does today).
  *
  * Pure: no sockets, no clock (now_ms comes in), the book is only read (free units stay as
  * they are; the caller claims the plan and book_take's each LEASE as usual).
- * Cost: about one match_find per request plus the flow, O(augmentations * E log V) with
- * E <= n * BATCH_CANDS_MAX; a few milliseconds for 200 requests (docs/BENCHMARKS.md).
+ * Cost: one match_find per distinct request shape, then the flow; about 5 million
+ * instructions for 200 trace requests over 100 packages (docs/BENCHMARKS.md).
  */
 #ifndef CPN_BATCH_H
 #define CPN_BATCH_H

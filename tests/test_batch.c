@@ -1,8 +1,9 @@
 /* test_batch.c - batch matching: the scarce offer kept for the request that needs it, the most
  * accelerators first, a multi-unit request moved off an offer others need, cost minimised,
- * requests without accelerators placed, split and unmatched requests left out, preferences
- * ranked as the matcher ranks them, the book left untouched, bad arguments refused, and plans
- * of random one-unit batches checked against a brute-force optimum. */
+ * requests alike served in arrival order, requests without accelerators placed, split and
+ * unmatched requests left out, preferences ranked as the matcher ranks them, the book left
+ * untouched, bad arguments refused, and plans of random one-unit batches checked against a
+ * brute-force optimum. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -179,6 +180,30 @@ static void test_cheapest(void **state)
     for (size_t i = 0; i < n; i++)
         cost += out[i].cand.price;
     assert_int_equal(cost, 1000 + 1000 + 3000 + 5000);
+    book_destroy(&b);
+}
+
+/* Requests alike share one node of the flow; the earlier ones get the better offers. */
+static void test_alike_in_arrival_order(void **state)
+{
+    (void)state;
+    book_t *b = book_new(10);
+    s_put(b, 1, s_pkg("dear", "A10", 1, 5000, 1));
+    s_put(b, 2, s_pkg("cheap", "A10", 1, 1000, 1));
+    s_put(b, 3, s_pkg("mid", "A10", 1, 3000, 1));
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t r[4] = {s_req("a", 1, "", 1), s_req("b", 1, "", 1), s_req("c", 1, "", 1),
+                          s_req("d", 1, "", 1)};
+    r[2].duration_s = 60; /* the duration does not change where a request may go */
+    batch_place_t out[4];
+    size_t n = 0;
+    assert_int_equal(batch_plan(b, r, 4, &pol, NOW, out, &n), CPN_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(s_where(out, n, 0), "cheap");
+    assert_string_equal(s_where(out, n, 1), "mid");
+    assert_string_equal(s_where(out, n, 2), "dear");
+    assert_null(s_where(out, n, 3));
     book_destroy(&b);
 }
 
@@ -440,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_most_accelerators_first),
         cmocka_unit_test(test_multi_unit_moved),
         cmocka_unit_test(test_cheapest),
+        cmocka_unit_test(test_alike_in_arrival_order),
         cmocka_unit_test(test_cpu_only_placed),
         cmocka_unit_test(test_left_out),
         cmocka_unit_test(test_preferences_rank),
