@@ -554,7 +554,8 @@ void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *le
     if (!s_pending_by_claim(self, ch.claim_env.seq) &&
         federation_peer_answer(self, &rx->env, ch.claim_env.seq, ch.req_env.from, ch.req.id,
                                lease->lease_id)) {
-        if (strcmp(lease->state, "active") == 0 &&
+        /* A new lease (not a renewal) took units: the book shows it until the next AD. */
+        if (strcmp(lease->state, "active") == 0 && lease->renewals == 0 &&
             book_take(self->book, rx->env.from, lease->package, lease->units) != CPN_OK)
             log_debug("book", "lease %s: book had fewer free units", lease->lease_id);
         return;
