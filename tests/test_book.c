@@ -191,6 +191,40 @@ static void test_withdraw(void **state)
     book_destroy(&b);
 }
 
+/* A member that carried an offer went down: the book forgets the peer entirely, so the same AD
+ * (same seq) is accepted again when another member brings it back. */
+static void test_forget(void **state)
+{
+    (void)state;
+    book_t *b = book_new(100);
+    uint8_t k[CPN_PK_LEN], via[CPN_PK_LEN], other[CPN_PK_LEN];
+    s_key(k, 1);
+    s_key(via, 7);
+    s_key(other, 2);
+    cpn_package_t p[2] = {s_pkg("a", "H100", 8, 1000, 1), s_pkg("b", "A100", 4, 500, 2)};
+    cpn_ad_t ad = s_ad(p, 2, 60);
+    assert_int_equal(book_forget(b, k), CPN_E_NO_PACKAGE);
+    assert_int_equal(book_put_ad(b, k, 5, 0, &ad, s_frame, sizeof s_frame, via, 2), CPN_OK);
+    assert_int_equal(book_put_ad(b, other, 5, 0, &ad, s_frame, sizeof s_frame, NULL, 0), CPN_OK);
+    assert_int_equal(book_forget(b, k), CPN_OK);
+    assert_null(book_peer(b, k));
+    book_stats_t st;
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 1);
+    assert_int_equal(st.packages, 2);
+    assert_int_equal(st.free_units, 3);
+    assert_int_equal(book_put_ad(b, k, 5, 0, &ad, s_frame, sizeof s_frame, via, 3), CPN_OK);
+    assert_int_equal(book_peer(b, k)->hops, 3);
+    /* A tombstone is forgotten as well. */
+    assert_int_equal(book_withdraw(b, k, 6), CPN_OK);
+    assert_int_equal(book_forget(b, k), CPN_OK);
+    assert_int_equal(book_put_ad(b, k, 5, 0, &ad, s_frame, sizeof s_frame, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 2);
+    assert_int_equal(st.packages, 4);
+    book_destroy(&b);
+}
+
 static void test_bound(void **state)
 {
     (void)state;
@@ -444,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_invalid_ad_refused),
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_withdraw),
+        cmocka_unit_test(test_forget),
         cmocka_unit_test(test_bound),
         cmocka_unit_test(test_take),
         cmocka_unit_test(test_iterate),
