@@ -236,71 +236,107 @@ static size_t s_same_shape(const cpn_request_t *reqs, size_t i, size_t *tab, siz
     return i;
 }
 
+/* A shape's candidates: the best-ranked offers, as many as it takes for their free units to
+ * cover every unit the batch asks for (`need`), from BATCH_CANDS_MIN up to BATCH_CANDS_MAX.
+ * Covering `need` is what makes the cut harmless for one-unit requests: whatever the others
+ * take, a free unit is left in the list, and it ranks at least as well as any offer cut. */
+static int s_candidates(s_plan_t *p, const book_t *book, const cpn_request_t *req,
+                        const match_policy_t *pol, uint64_t now_ms, uint64_t need,
+                        match_cand_t **buf, size_t *cap, s_req_t *q)
+{
+    size_t max = BATCH_CANDS_MIN, n = 0;
+    int r;
+    for (;;) {
+        if (max > *cap) {
+            match_cand_t *c = realloc(*buf, max * sizeof *c);
+            if (c == NULL)
+                return CPN_E_NOMEM;
+            *buf = c;
+            *cap = max;
+        }
+        r = match_find(book, req, pol, now_ms, *buf, max, &n, NULL);
+        if (r == CPN_E_NO_MATCH)
+            return CPN_OK;
+        if (r != CPN_OK)
+            return r;
+        uint64_t units = 0;
+        for (size_t k = 0; k < n; k++)
+            units += (*buf)[k].free;
+        if (n < max || units >= need || max >= BATCH_CANDS_MAX)
+            break;
+        max *= 2;
+    }
+    if (p->n_opt + n > p->cap_opt) {
+        size_t c = p->cap_opt ? 2 * p->cap_opt : 4096;
+        while (c < p->n_opt + n)
+            c *= 2;
+        s_opt_t *o = realloc(p->opt, c * sizeof *o);
+        if (o == NULL)
+            return CPN_E_NOMEM;
+        p->opt = o;
+        p->cap_opt = c;
+    }
+    for (size_t k = 0; k < n; k++) {
+        s_opt_t *o = &p->opt[p->n_opt];
+        if ((r = s_offer(p, &(*buf)[k], &o->off)) != CPN_OK)
+            return r;
+        uint64_t rank = (*buf)[k].rank;
+        o->rank = rank < (uint64_t)S_RANK_CAP ? (int64_t)rank : S_RANK_CAP;
+        p->n_opt++;
+    }
+    q->n = (uint32_t)(p->n_opt - q->first);
+    return CPN_OK;
+}
+
 static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
                      const match_policy_t *pol, uint64_t now_ms)
 {
-    size_t n_tab = 2;
+    size_t n_tab = 2, cap = 0;
+    uint64_t need = 0;
     while (n_tab < 2 * p->n_req)
         n_tab *= 2;
-    match_cand_t *c = malloc(BATCH_CANDS_MAX * sizeof *c);
+    match_cand_t *c = NULL;
     size_t *tab = calloc(n_tab, sizeof *tab);
     int r = CPN_OK;
-    if (c == NULL || tab == NULL) {
+    if (tab == NULL) {
         r = CPN_E_NOMEM;
         goto out;
     }
-    for (size_t i = 0; i < p->n_req && r == CPN_OK; i++) {
+    /* Shapes first (and the units the batch asks for), then one candidate list per shape. */
+    for (size_t i = 0; i < p->n_req; i++) {
         s_req_t *q = &p->req[i];
-        size_t n = 0;
         q->at = -1;
         q->rep = i;
         q->next = SIZE_MAX;
         q->tail = i;
         q->size = 1;
-        q->first = (uint32_t)p->n_opt;
         q->units = reqs[i].units;
         q->multi = reqs[i].units > 1;
         uint64_t acc = (uint64_t)reqs[i].units * reqs[i].accel_count;
         q->value = (int64_t)((acc << S_COUNT_BITS) | 1u);
         if (reqs[i].split)
             continue;
+        need += reqs[i].units;
         size_t same = s_same_shape(reqs, i, tab, n_tab);
         if (same != i) {
             s_req_t *f = &p->req[same];
             q->rep = same;
-            q->first = f->first;
-            q->n = f->n;
             p->req[f->tail].next = i;
             f->tail = i;
             f->size++;
+        }
+    }
+    for (size_t i = 0; i < p->n_req && r == CPN_OK; i++) {
+        s_req_t *q = &p->req[i];
+        q->first = (uint32_t)p->n_opt;
+        if (reqs[i].split)
+            continue;
+        if (q->rep != i) {
+            q->first = p->req[q->rep].first;
+            q->n = p->req[q->rep].n;
             continue;
         }
-        r = match_find(book, &reqs[i], pol, now_ms, c, BATCH_CANDS_MAX, &n, NULL);
-        if (r == CPN_E_NO_MATCH) {
-            r = CPN_OK;
-            continue;
-        }
-        if (r != CPN_OK)
-            break;
-        if (p->n_opt + n > p->cap_opt) {
-            size_t cap = p->cap_opt ? 2 * p->cap_opt : 4096;
-            while (cap < p->n_opt + n)
-                cap *= 2;
-            s_opt_t *o = realloc(p->opt, cap * sizeof *o);
-            if (o == NULL) {
-                r = CPN_E_NOMEM;
-                break;
-            }
-            p->opt = o;
-            p->cap_opt = cap;
-        }
-        for (size_t k = 0; k < n && r == CPN_OK; k++) {
-            s_opt_t *o = &p->opt[p->n_opt];
-            r = s_offer(p, &c[k], &o->off);
-            o->rank = c[k].rank < (uint64_t)S_RANK_CAP ? (int64_t)c[k].rank : S_RANK_CAP;
-            p->n_opt++;
-        }
-        q->n = (uint32_t)(p->n_opt - q->first);
+        r = s_candidates(p, book, &reqs[i], pol, now_ms, need, &c, &cap, q);
     }
 out:
     free(tab);

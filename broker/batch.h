@@ -12,12 +12,14 @@
  *      under the default weights; preferences discount it exactly as in match.h).
  *
  * How: every request's candidates come from match_find (its hard constraints, the policy's
- * equivalences, residency and ceilings; the BATCH_CANDS_MAX best-ranked offers), so a plan
- * never breaks a constraint the matcher enforces; requests alike (all fields but id and
- * duration equal) share one list. Requests for one unit are assigned by an exact min-cost
- * flow (source -> request shape -> offer -> sink, offer capacity = its free units,
- * lexicographic costs for the order above): for them the plan is optimal given the candidate
- * lists, and requests alike get their offers in arrival order, best first. Requests for
+ * equivalences, residency and ceilings), so a plan never breaks a constraint the matcher
+ * enforces; requests alike (all fields but id and duration equal) share one list, of the
+ * best-ranked offers whose free units cover all the units the batch asks for (at least
+ * BATCH_CANDS_MIN offers, at most BATCH_CANDS_MAX). Requests for one unit are assigned by an
+ * exact min-cost flow (source -> request shape -> offer -> sink, offer capacity = its free
+ * units, lexicographic costs for the order above): for them the plan is optimal (when no list
+ * is cut at BATCH_CANDS_MAX), and requests alike get their offers in arrival order, best
+ * first. Requests for
  * several units (not split) cannot be spread over offers, so they are placed first (most
  * accelerators first, fewest candidates next), each on its best candidate with room; then,
  * while a request is left out, each of them that holds an offer a left-out request could use
@@ -42,9 +44,10 @@
 #include "match.h"
 #include "resource.h"
 
-#define BATCH_MAX 1024      /* requests in one plan */
-#define BATCH_CANDS_MAX 128 /* candidates considered per request (the best-ranked ones) */
-#define BATCH_TRIES 8       /* other offers a multi-unit request tries when repairing */
+#define BATCH_MAX 1024       /* requests in one plan */
+#define BATCH_CANDS_MIN 128  /* candidates first asked for per request shape */
+#define BATCH_CANDS_MAX 4096 /* most candidates asked for per request shape */
+#define BATCH_TRIES 8        /* other offers a multi-unit request tries when repairing */
 
 /* One planned placement: all of request reqs[req]'s units on cand's offer. */
 typedef struct {

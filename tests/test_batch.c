@@ -1,9 +1,9 @@
 /* test_batch.c - batch matching: the scarce offer kept for the request that needs it, the most
  * accelerators first, a multi-unit request moved off an offer others need, cost minimised,
- * requests alike served in arrival order, requests without accelerators placed, split and
- * unmatched requests left out, preferences ranked as the matcher ranks them, the book left
- * untouched, bad arguments refused, and plans of random one-unit batches checked against a
- * brute-force optimum. */
+ * requests alike served in arrival order, candidate lists that cover the batch, requests
+ * without accelerators placed, split and unmatched requests left out, preferences ranked as
+ * the matcher ranks them, the book left untouched, bad arguments refused, and plans of random
+ * one-unit batches checked against a brute-force optimum. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -204,6 +204,53 @@ static void test_alike_in_arrival_order(void **state)
     assert_string_equal(s_where(out, n, 1), "mid");
     assert_string_equal(s_where(out, n, 2), "dear");
     assert_null(s_where(out, n, 3));
+    book_destroy(&b);
+}
+
+/* More requests alike than BATCH_CANDS_MIN offers of one unit: the list grows until its units
+ * cover the batch, so every request is placed, on the cheapest offers. */
+static void test_candidates_cover_the_batch(void **state)
+{
+    (void)state;
+    enum { OFFERS = 300, REQS = 250 };
+    book_t *b = book_new(OFFERS);
+    for (int i = 0; i < OFFERS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "n%03d", i);
+        uint8_t k[CPN_PK_LEN];
+        memset(k, 0, sizeof k);
+        k[0] = (uint8_t)(i & 0xff);
+        k[1] = (uint8_t)(i >> 8);
+        cpn_package_t pk = s_pkg(id, "T4", 1, 1000 + (uint64_t)i, 1);
+        cpn_ad_t ad;
+        memset(&ad, 0, sizeof ad);
+        ad.ttl_s = 60;
+        ad.n_packages = 1;
+        ad.packages = &pk;
+        assert_int_equal(book_put_ad(b, k, 1, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    }
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t *r = calloc(REQS, sizeof *r);
+    batch_place_t *out = calloc(REQS, sizeof *out);
+    assert_non_null(r);
+    assert_non_null(out);
+    for (int i = 0; i < REQS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        r[i] = s_req(id, 1, "", 1);
+    }
+    size_t n = 0;
+    assert_true(REQS > BATCH_CANDS_MIN);
+    assert_int_equal(batch_plan(b, r, REQS, &pol, NOW, out, &n), CPN_OK);
+    assert_int_equal(n, REQS);
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = out[i].cand.price > most ? out[i].cand.price : most;
+    assert_int_equal(most, 1000 + REQS - 1);   /* the 250 cheapest, none dearer */
+    assert_int_equal(out[0].cand.price, 1000); /* the first request, the cheapest */
+    free(r);
+    free(out);
     book_destroy(&b);
 }
 
@@ -466,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_multi_unit_moved),
         cmocka_unit_test(test_cheapest),
         cmocka_unit_test(test_alike_in_arrival_order),
+        cmocka_unit_test(test_candidates_cover_the_batch),
         cmocka_unit_test(test_cpu_only_placed),
         cmocka_unit_test(test_left_out),
         cmocka_unit_test(test_preferences_rank),
