@@ -83,9 +83,8 @@ static uint64_t s_timeout_ms(const broker_t *self)
 }
 
 /* Send a built frame on a link; counts it, or notes that the link is down. */
-static int s_link_send(broker_t *self, s_link_t *l, const uint8_t *frame, size_t len)
+static int s_link_send(s_link_t *l, const uint8_t *frame, size_t len)
 {
-    (void)self;
     int r = cpn_send(l->sock, frame, len);
     if (r == CPN_OK) {
         if (!l->tx_ok)
@@ -116,7 +115,7 @@ static int s_link_build(broker_t *self, s_link_t *l, cpn_msg_type_t type, const 
     }
     if (seq_out)
         *seq_out = self->signer.last_seq;
-    r = s_link_send(self, l, frame, len);
+    r = s_link_send(l, frame, len);
     free(frame);
     return r;
 }
@@ -450,7 +449,7 @@ static int s_send_relay(broker_t *self, s_link_t *l, const uint8_t *frame, size_
     uint8_t *out = NULL;
     size_t out_len = 0;
     int r = cpn_signer_build(&self->signer, CPN_MSG_RELAY, &rel, &out, &out_len);
-    if (r == CPN_OK && (r = s_link_send(self, l, out, out_len)) == CPN_OK) {
+    if (r == CPN_OK && (r = s_link_send(l, out, out_len)) == CPN_OK) {
         l->relays_out++;
         l->relay_bytes_out += out_len;
     }
@@ -572,7 +571,7 @@ void federation_publish(broker_t *self, const uint8_t *frame, size_t len, uint32
         s_link_t *l = &f->links[i];
         if (from && memcmp(l->key, from, CPN_PK_LEN) == 0)
             continue;
-        if (s_link_send(self, l, relay, relay_len) == CPN_OK) {
+        if (s_link_send(l, relay, relay_len) == CPN_OK) {
             l->relays_out++;
             l->relay_bytes_out += relay_len;
         }

@@ -9,7 +9,9 @@
  * (renewal and release go the same way); two requests at A and at C racing for one unit get
  * exactly one lease; a broker not in the policy cannot join (refused by ZAP and counted, its
  * peer's offers never reach A); a forged AD relayed by a member is refused, counted and not
- * relayed on, while a genuine one through the same member is; a client whose CURVE key the
+ * relayed on, while a genuine one through the same member is; a member coming up gets A's
+ * digest (SYNC) and, for its own digest, the ADs it lacks and only those (never back what came
+ * from it); a client whose CURVE key the
  * policy does not name delivers no message (the received counter does not move); an oversize
  * frame is dropped; B killed: A forgets what came through B while C keeps serving its peer;
  * B restarted: books converge again by SYNC (the peer re-advertises only every minute) and
@@ -889,6 +891,133 @@ static void test_forged_relay(void **state)
     zmq_close(sock);
 }
 
+/* Frames A sends to tm on its link (tm's ROUTER), opened; false if none came in time. */
+static bool s_tm_recv(void *router, uint64_t deadline, cpn_msg_type_t type, uint8_t **frame,
+                      size_t *len, cpn_env_t *env)
+{
+    cpn_limits_t lim = s_big_limits();
+    while (cpn_mono_ms() < deadline) {
+        zmq_pollitem_t it = {router, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, POLL_MS) <= 0)
+            continue;
+        uint8_t rid[CPN_RID_MAX];
+        size_t rid_len = 0;
+        if (cpn_recv(router, 1, rid, &rid_len, frame, len) != CPN_OK)
+            continue;
+        if (cpn_env_open(*frame, *len, &lim, env) == CPN_OK && env->type == type &&
+            memcmp(env->from, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN) == 0)
+            return true;
+        free(*frame);
+        *frame = NULL;
+    }
+    return false;
+}
+
+/* The RELAYs A sends tm until `ms` pass: whether one carried pc's AD with seq `seq` (any seq if
+ * 0) at `hops`, and whether one carried fg's AD. */
+static void s_tm_relays(void *router, uint64_t ms, uint64_t seq, bool *pc, uint32_t *hops,
+                        bool *fg)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    cpn_env_t env, in;
+    cpn_limits_t lim = s_big_limits();
+    *pc = *fg = false;
+    while (s_tm_recv(router, deadline, CPN_MSG_RELAY, &frame, &len, &env)) {
+        cpn_relay_t rel;
+        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &in), CPN_OK);
+        if (memcmp(in.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN) == 0 &&
+            (seq == 0 || in.seq == seq)) {
+            *pc = true;
+            *hops = rel.hops;
+        }
+        if (memcmp(in.from, cpn_identity_pk(g.fg), CPN_PK_LEN) == 0)
+            *fg = true;
+        free(frame);
+        frame = NULL;
+    }
+}
+
+static void s_tm_sync(void *sock, cpn_signer_t *signer, const uint8_t *entries, size_t len)
+{
+    static const uint8_t none[1];
+    cpn_sync_t sy;
+    memset(&sy, 0, sizeof sy);
+    memset(sy.hi, 0xff, sizeof sy.hi);
+    sy.entries.ptr = len ? entries : none;
+    sy.entries.len = len;
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    assert_int_equal(cpn_signer_build(signer, CPN_MSG_SYNC, &sy, &frame, &flen), CPN_OK);
+    assert_int_equal(cpn_send(sock, frame, flen), CPN_OK);
+    free(frame);
+}
+
+/* tm comes up at A: A sends it a digest of its book (SYNC). tm answers with a digest that
+ * already holds pc's offer: nothing comes back for it; with an empty digest, pc's AD comes
+ * back verbatim as a RELAY one hop further, but not fg's, which came from tm (split horizon). */
+static void test_sync_with_member(void **state)
+{
+    (void)state;
+    cpn_limits_t lim = s_big_limits();
+    void *router = NULL;
+    cpn_curve_t server = {.enabled = 1, .self = g.tm};
+    assert_int_equal(cpn_sock_router(g.zctx, g.tm_endpoint, lim.max_frame, &server, &router),
+                     CPN_OK);
+    void *sock = s_tm_link();
+    cpn_signer_t signer = {.id = g.tm};
+    /* Offers through tm are forgotten once tm is down: a fresh fg AD through tm. */
+    uint8_t *ad = NULL;
+    size_t ad_len = 0;
+    s_ad_frame(g.fg, "genuine-pkg", &ad, &ad_len);
+    s_tm_relay(sock, &signer, ad, ad_len);
+    free(ad);
+    assert_true(s_wait_offer(B_A, "genuine-pkg", "genuine-pkg", true, WAIT_MS));
+
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    cpn_env_t env;
+    assert_true(s_tm_recv(router, cpn_mono_ms() + READY_MS, CPN_MSG_SYNC, &frame, &len, &env));
+    cpn_sync_t digest;
+    assert_int_equal(cpn_msg_decode(&env, &lim, &digest), CPN_OK);
+    assert_int_equal(digest.entries.len % CPN_SYNC_ENTRY_LEN, 0);
+    uint64_t pc_seq = 0;
+    uint8_t mine[2 * CPN_SYNC_ENTRY_LEN];
+    size_t n_mine = 0;
+    for (size_t i = 0; i < digest.entries.len; i += CPN_SYNC_ENTRY_LEN) {
+        const uint8_t *e = digest.entries.ptr + i;
+        if (i)
+            assert_true(memcmp(e - CPN_SYNC_ENTRY_LEN, e, CPN_PK_LEN) < 0); /* sorted */
+        if (memcmp(e, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN) == 0) {
+            for (int k = 0; k < 8; k++)
+                pc_seq = pc_seq << 8 | e[CPN_PK_LEN + k];
+        }
+        bool pc = memcmp(e, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN) == 0;
+        bool fg = memcmp(e, cpn_identity_pk(g.fg), CPN_PK_LEN) == 0;
+        if ((pc || fg) && n_mine < 2)
+            memcpy(mine + CPN_SYNC_ENTRY_LEN * n_mine++, e, CPN_SYNC_ENTRY_LEN);
+    }
+    free(frame);
+    assert_true(pc_seq > 0);
+    assert_int_equal(n_mine, 2);
+
+    bool pc = false, fg = false;
+    uint32_t hops = 0;
+    s_tm_sync(sock, &signer, mine, n_mine * CPN_SYNC_ENTRY_LEN); /* we have what A has */
+    s_tm_relays(router, QUIET_MS, pc_seq, &pc, &hops, &fg);
+    assert_false(pc);
+    assert_false(fg);
+    s_tm_sync(sock, &signer, NULL, 0); /* we have nothing */
+    s_tm_relays(router, QUIET_MS, 0, &pc, &hops, &fg);
+    assert_true(pc);
+    assert_int_equal(hops, 3); /* C -> B (1) -> A (2) -> tm (3) */
+    assert_false(fg);
+    zmq_close(sock);
+    zmq_close(router);
+}
+
 /* R is quiet (A never speaks to it; its peer advertises once a minute): between two status
  * queries its received counter moves by exactly the second query. */
 static void s_quiet_check(void (*deliver)(void), bool *moved_only_by_query)
@@ -1008,7 +1137,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_offers),   cmocka_unit_test(test_remote_lease),
         cmocka_unit_test(test_race_one_unit), cmocka_unit_test(test_rogue_broker),
-        cmocka_unit_test(test_forged_relay),  cmocka_unit_test(test_unknown_curve_client),
+        cmocka_unit_test(test_forged_relay),  cmocka_unit_test(test_sync_with_member),
+        cmocka_unit_test(test_unknown_curve_client),
         cmocka_unit_test(test_oversize_frame), cmocka_unit_test(test_restart_b),
     };
     return cmocka_run_group_tests_name("federation", tests, s_setup, s_teardown);
