@@ -332,34 +332,42 @@ static bool s_cls_eq(const book_t *b, uint32_t id, const void *key)
 {
     const s_ckey_t *k = key;
     const book_class_t *c = &b->cls[id];
-    return c->vendor == k->vendor && c->model == k->model && c->region == k->region &&
-           c->sclass == k->sclass && c->count == k->count && c->cb == k->cb && c->mb == k->mb &&
-           c->local == k->local;
+    return c->h.vendor == k->vendor && c->h.model == k->model && c->h.region == k->region &&
+           c->h.sclass == k->sclass && c->h.count == k->count && c->cb == k->cb && c->mb == k->mb &&
+           c->h.local == k->local;
 }
 
 /* Class order: cheapest entry, then id (a total order, so positions are stable). */
-static bool s_cls_less(const book_t *b, uint32_t x, uint32_t y)
+static bool s_hot_less(const book_hot_t *x, const book_hot_t *y)
 {
-    uint64_t px = book__class_min(b, &b->cls[x]), py = book__class_min(b, &b->cls[y]);
-    return px < py || (px == py && x < y);
+    return x->min_price < y->min_price || (x->min_price == y->min_price && x->cls < y->cls);
 }
 
+/* Move a listed class to its place in its partition and refresh the copy there. */
 static void s_order_fix(book_t *b, uint32_t c)
 {
-    book_part_t *pt = &b->part[b->cls[c].part];
-    uint32_t pos = b->cls[c].pos;
-    while (pos > 0 && s_cls_less(b, c, pt->order[pos - 1])) {
+    book_class_t *cl = &b->cls[c];
+    book_part_t *pt = &b->part[cl->part];
+    uint32_t pos = cl->pos;
+    while (pos > 0 && s_hot_less(&cl->h, &pt->order[pos - 1])) {
         pt->order[pos] = pt->order[pos - 1];
-        b->cls[pt->order[pos]].pos = pos;
+        b->cls[pt->order[pos].cls].pos = pos;
         pos--;
     }
-    while (pos + 1 < pt->n && s_cls_less(b, pt->order[pos + 1], c)) {
+    while (pos + 1 < pt->n && s_hot_less(&pt->order[pos + 1], &cl->h)) {
         pt->order[pos] = pt->order[pos + 1];
-        b->cls[pt->order[pos]].pos = pos;
+        b->cls[pt->order[pos].cls].pos = pos;
         pos++;
     }
-    pt->order[pos] = c;
-    b->cls[c].pos = pos;
+    pt->order[pos] = cl->h;
+    cl->pos = pos;
+}
+
+/* Refresh the partition's copy of a class's hot fields (if it is listed). */
+static void s_hot_sync(book_t *b, const book_class_t *c)
+{
+    if (c->pos != BOOK_NONE)
+        b->part[c->part].order[c->pos] = c->h;
 }
 
 static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *out)
@@ -400,17 +408,18 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
     pt->n_cls++;
     book_class_t *c = &b->cls[id];
     memset(c, 0, sizeof *c);
-    c->vendor = k.vendor;
-    c->model = k.model;
-    c->region = k.region;
-    c->sclass = k.sclass;
-    c->count = k.count;
+    c->h.vendor = k.vendor;
+    c->h.model = k.model;
+    c->h.region = k.region;
+    c->h.sclass = k.sclass;
+    c->h.count = k.count;
     c->cb = k.cb;
     c->mb = k.mb;
     c->part = part;
     c->mpos = b->n_mcls[k.model];
     b->mcls[k.model][b->n_mcls[k.model]++] = id;
-    c->local = k.local;
+    c->h.local = k.local;
+    c->h.cls = id;
     c->used = true;
     c->pos = BOOK_NONE;
     s_ht_add(&b->cls_ht, h, id);
@@ -427,16 +436,17 @@ out:
 static void s_cls_release(book_t *b, uint32_t id)
 {
     book_class_t *c = &b->cls[id];
-    s_ckey_t k = {c->vendor, c->model, c->region, c->sclass, c->count, c->cb, c->mb, c->local};
+    s_ckey_t k = {c->h.vendor, c->h.model, c->h.region, c->h.sclass,
+                  c->h.count,  c->cb,      c->mb,       c->h.local};
     s_ht_del(&b->cls_ht, s_ckey_hash(&k), id);
     b->part[c->part].n_cls--;
-    uint32_t *ml = b->mcls[c->model], last = ml[--b->n_mcls[c->model]];
+    uint32_t *ml = b->mcls[c->h.model], last = ml[--b->n_mcls[c->h.model]];
     ml[c->mpos] = last;
     b->cls[last].mpos = c->mpos;
-    s_str_unref(b, c->vendor);
-    s_str_unref(b, c->model);
-    s_str_unref(b, c->region);
-    s_str_unref(b, c->sclass);
+    s_str_unref(b, c->h.vendor);
+    s_str_unref(b, c->h.model);
+    s_str_unref(b, c->h.region);
+    s_str_unref(b, c->h.sclass);
     free(c->shapes);
     memset(c, 0, sizeof *c);
     b->cls_free[b->n_cls_free++] = id;
@@ -507,7 +517,7 @@ static void s_shape_fix(book_t *b, uint32_t s)
     }
     c->shapes[pos] = s;
     b->shp[s].pos = pos;
-    c->min_price = b->shp[c->shapes[0]].min_price;
+    c->h.min_price = b->shp[c->shapes[0]].min_price;
     s_order_fix(b, b->shp[s].cls);
 }
 
@@ -540,8 +550,8 @@ static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *
         s->mem_bytes = k.mem_bytes;
         s->accel_mem_each = k.accel_mem_each;
         s->bf16_each = k.bf16_each;
-        s->tflops = s_mul_sat(c->count, k.bf16_each);
-        s->accel_mem = s_mul_sat(c->count, k.accel_mem_each);
+        s->tflops = s_mul_sat(c->h.count, k.bf16_each);
+        s->accel_mem = s_mul_sat(c->h.count, k.accel_mem_each);
         s->storage_bytes = k.storage_bytes;
         s->fabric_bps = k.fabric_bps;
         s->egress_bps = k.egress_bps;
@@ -694,7 +704,7 @@ static void s_mask_remove(uint64_t *m, uint32_t n, uint32_t pos)
 /* Keep the non-empty bitmaps of partitions in step as one becomes (non-)empty. */
 static void s_part_mark(book_t *b, const book_class_t *c, bool nonempty)
 {
-    uint32_t ab = book__bucket(c->count, BOOK_AB);
+    uint32_t ab = book__bucket(c->h.count, BOOK_AB);
     if (nonempty) {
         b->ne_ab[c->cb][c->mb] |= (uint8_t)(1u << ab);
         b->ne_mb[c->cb] |= 1u << c->mb;
@@ -724,25 +734,27 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     c->n_ents++;
     if (e->free > 0) {
         s->n_free++;
-        c->n_free++;
+        c->h.n_free++;
     }
     if (was_empty) {
         if (c->n_shapes == 0) {
             book_part_t *pt = &b->part[c->part];
             c->pos = pt->n;
-            pt->order[pt->n++] = s->cls;
+            pt->order[pt->n++] = c->h; /* placed by s_shape_fix below */
             if (pt->n == 1)
                 s_part_mark(b, c, true);
         }
         s->pos = c->n_shapes;
         c->shapes[c->n_shapes++] = sid;
-        if (s->cores > c->max_cores)
-            c->max_cores = s->cores;
-        if (s->mem_bytes > c->max_mem)
-            c->max_mem = s->mem_bytes;
+        if (s->cores > c->h.max_cores)
+            c->h.max_cores = s->cores;
+        if (s->mem_bytes > c->h.max_mem)
+            c->h.max_mem = s->mem_bytes;
     }
     if (was_empty || pos == 0)
         s_shape_fix(b, sid);
+    else
+        s_hot_sync(b, c);
 }
 
 static void s_unlist_shape(book_t *b, uint32_t sid)
@@ -755,27 +767,27 @@ static void s_unlist_shape(book_t *b, uint32_t sid)
     }
     c->n_shapes--;
     s->pos = BOOK_NONE;
-    c->max_cores = 0;
-    c->max_mem = 0;
+    c->h.max_cores = 0;
+    c->h.max_mem = 0;
     for (uint32_t i = 0; i < c->n_shapes; i++) {
         const book_shape_t *o = &b->shp[c->shapes[i]];
-        if (o->cores > c->max_cores)
-            c->max_cores = o->cores;
-        if (o->mem_bytes > c->max_mem)
-            c->max_mem = o->mem_bytes;
+        if (o->cores > c->h.max_cores)
+            c->h.max_cores = o->cores;
+        if (o->mem_bytes > c->h.max_mem)
+            c->h.max_mem = o->mem_bytes;
     }
     if (c->n_shapes == 0) {
         book_part_t *pt = &b->part[c->part];
         for (uint32_t i = c->pos; i + 1 < pt->n; i++) {
             pt->order[i] = pt->order[i + 1];
-            b->cls[pt->order[i]].pos = i;
+            b->cls[pt->order[i].cls].pos = i;
         }
         pt->n--;
         c->pos = BOOK_NONE;
         if (pt->n == 0)
             s_part_mark(b, c, false);
     } else {
-        c->min_price = b->shp[c->shapes[0]].min_price;
+        c->h.min_price = b->shp[c->shapes[0]].min_price;
         s_order_fix(b, s->cls);
     }
 }
@@ -791,7 +803,7 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
     }
     if (s->ents[pos].free > 0) {
         s->n_free--;
-        c->n_free--;
+        c->h.n_free--;
     }
     memmove(&s->ents[pos], &s->ents[pos + 1], (size_t)(s->n - pos - 1) * sizeof *s->ents);
     s_mask_remove(s->mask, s->n, pos);
@@ -803,6 +815,8 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
         s_unlist_shape(b, sid);
     else if (pos == 0)
         s_shape_fix(b, sid);
+    else
+        s_hot_sync(b, c);
 }
 
 /* Set an entry's free units in place (its sort key does not change). */
@@ -821,7 +835,8 @@ static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_
         s_setbit(s->mask, pos, now);
         int d = now ? 1 : -1;
         s->n_free += (uint32_t)d;
-        c->n_free += (uint32_t)d;
+        c->h.n_free += (uint32_t)d;
+        s_hot_sync(b, c);
     }
 }
 

@@ -201,7 +201,7 @@ static int s_resolve(const book_t *b, const cpn_request_t *req, const match_poli
 
 /* ---- constraints: class level, shape level, in cpn_constraint_t order -------------------- */
 
-static cpn_constraint_t s_class_fail(const s_req_t *q, const book_class_t *c)
+static cpn_constraint_t s_class_fail(const s_req_t *q, const book_hot_t *c)
 {
     const cpn_request_t *r = q->req;
     if (!q->any_model && (c->count == 0 || !s_in(q->models, q->n_models, c->model)))
@@ -238,7 +238,7 @@ static cpn_constraint_t s_shape_fail(const cpn_request_t *r, const book_shape_t 
 
 /* ---- ranking ------------------------------------------------------------------------------ */
 
-static uint32_t s_bonus(const s_req_t *q, const book_class_t *c)
+static uint32_t s_bonus(const s_req_t *q, const book_hot_t *c)
 {
     uint32_t bonus = 0;
     if (q->n_pref_regions && s_in(q->pref_regions, q->n_pref_regions, c->region))
@@ -346,18 +346,20 @@ static void s_buckets(const cpn_request_t *r, uint32_t *cb0, uint32_t *mb0, uint
         *ab0 = 1;
 }
 
-/* Search one class; false if its cheapest entry cannot beat the candidates held. */
-static bool s_search_class(const book_t *b, const s_req_t *q, const book_class_t *c, s_top_t *t)
+/* Search one class, given its hot fields (from its partition's array or the class itself);
+ * false if its cheapest entry cannot beat the candidates held. Only a class that may hold a
+ * fit is looked up. */
+static bool s_search_class(const book_t *b, const s_req_t *q, const book_hot_t *h, s_top_t *t)
 {
-    if (c->n_free == 0)
+    if (h->n_free == 0)
         return true;
-    uint64_t cmin = book__class_min(b, c);
-    if (cmin > q->ceiling || !s_may_beat(q, t, cmin, q->max_bonus))
+    if (h->min_price > q->ceiling || !s_may_beat(q, t, h->min_price, q->max_bonus))
         return false;
-    if (c->max_cores < q->req->cores || c->max_mem < q->req->mem_bytes ||
-        s_class_fail(q, c) != CPN_C_OK)
+    if (h->max_cores < q->req->cores || h->max_mem < q->req->mem_bytes ||
+        s_class_fail(q, h) != CPN_C_OK)
         return true;
-    uint32_t bonus = s_bonus(q, c);
+    uint32_t bonus = s_bonus(q, h);
+    const book_class_t *c = &b->cls[h->cls];
     for (uint32_t si = 0; si < c->n_shapes; si++) {
         const book_shape_t *s = &b->shp[c->shapes[si]];
         uint64_t smin = book__shape_min(s);
@@ -381,7 +383,7 @@ static void s_search(const book_t *b, const s_req_t *q, s_top_t *t)
             for (uint32_t j = 0; j < b->n_mcls[m]; j++) {
                 const book_class_t *c = &b->cls[b->mcls[m][j]];
                 if (c->cb >= cb0 && c->mb >= mb0)
-                    (void)s_search_class(b, q, c, t);
+                    (void)s_search_class(b, q, &c->h, t);
             }
         }
         return;
@@ -395,7 +397,7 @@ static void s_search(const book_t *b, const s_req_t *q, s_top_t *t)
                 const book_part_t *pt =
                     &b->part[book__part_of(cb, mb, (uint32_t)__builtin_ctz(abm))];
                 for (uint32_t oi = 0; oi < pt->n; oi++)
-                    if (!s_search_class(b, q, &b->cls[pt->order[oi]], t))
+                    if (!s_search_class(b, q, &pt->order[oi], t))
                         break;
             }
         }
@@ -407,8 +409,8 @@ static void s_search(const book_t *b, const s_req_t *q, s_top_t *t)
 static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t *pt, uint64_t *cnt)
 {
     for (uint32_t oi = 0; oi < pt->n; oi++) {
-        const book_class_t *c = &b->cls[pt->order[oi]];
-        cpn_constraint_t cf = s_class_fail(q, c);
+        const book_class_t *c = &b->cls[pt->order[oi].cls];
+        cpn_constraint_t cf = s_class_fail(q, &c->h);
         if (cf != CPN_C_OK && cf < CPN_C_TFLOPS) {
             cnt[cf] += c->n_ents; /* model, vendor, count: before any shape constraint */
             continue;

@@ -258,7 +258,7 @@ static const book_class_t *s_only_class(const book_t *b)
 {
     for (uint32_t pi = 0; pi < BOOK_PARTS; pi++)
         if (b->part[pi].n > 0)
-            return &b->cls[b->part[pi].order[0]];
+            return &b->cls[b->part[pi].order[0].cls];
     fail();
     return NULL;
 }
@@ -282,13 +282,13 @@ static void test_take(void **state)
     book_stats_t st;
     book_stats(b, &st);
     assert_int_equal(st.free_units, 0);
-    assert_int_equal(s_only_class(b)->n_free, 0);
+    assert_int_equal(s_only_class(b)->h.n_free, 0);
     /* The peer's next AD restores the truth, in place. */
     assert_int_equal(book_put_ad(b, k, 2, 0, &ad, NULL, 0, NULL, 0), CPN_OK);
     assert_int_equal(book_peer(b, k)->packages[0].free, 3);
     book_stats(b, &st);
     assert_int_equal(st.free_units, 3);
-    assert_int_equal(s_only_class(b)->n_free, 1);
+    assert_int_equal(s_only_class(b)->h.n_free, 1);
     book_destroy(&b);
 }
 
@@ -332,13 +332,19 @@ static void s_check_index(const book_t *b)
         const book_part_t *pt = &b->part[pi];
         assert_true(pt->n <= pt->n_cls && pt->n_cls <= pt->cap);
         for (uint32_t oi = 0; oi < pt->n; oi++) {
-            const book_class_t *c = &b->cls[pt->order[oi]];
+            const book_class_t *c = &b->cls[pt->order[oi].cls];
+            const book_hot_t *h = &pt->order[oi]; /* the partition's copy is in step */
+            assert_true(h->min_price == c->h.min_price && h->max_mem == c->h.max_mem &&
+                        h->max_cores == c->h.max_cores && h->n_free == c->h.n_free &&
+                        h->cls == c->h.cls && h->count == c->h.count && h->model == c->h.model &&
+                        h->vendor == c->h.vendor && h->region == c->h.region &&
+                        h->sclass == c->h.sclass && h->local == c->h.local);
             assert_true(c->used);
             assert_int_equal(c->pos, oi);
             assert_int_equal(c->part, pi);
             assert_true(c->n_shapes > 0);
             if (oi > 0)
-                assert_true(book__class_min(b, &b->cls[pt->order[oi - 1]]) <=
+                assert_true(book__class_min(b, &b->cls[pt->order[oi - 1].cls]) <=
                             book__class_min(b, c));
             uint32_t cn = 0, cf = 0, mc = 0;
             uint64_t mm = 0;
@@ -346,13 +352,13 @@ static void s_check_index(const book_t *b)
                 const book_shape_t *s = &b->shp[c->shapes[si]];
                 assert_true(s->used);
                 assert_int_equal(s->pos, si);
-                assert_int_equal(s->cls, pt->order[oi]);
-                assert_int_equal(book__part(s->cores, s->mem_bytes, c->count), pi);
+                assert_int_equal(s->cls, pt->order[oi].cls);
+                assert_int_equal(book__part(s->cores, s->mem_bytes, c->h.count), pi);
                 assert_int_equal(s->pending, 0);
                 assert_true(s->n > 0);
                 assert_int_equal(s->min_price, s->ents[0].price);
                 if (si == 0)
-                    assert_int_equal(c->min_price, s->min_price);
+                    assert_int_equal(c->h.min_price, s->min_price);
                 if (si > 0)
                     assert_true(book__shape_min(&b->shp[c->shapes[si - 1]]) <= book__shape_min(s));
                 uint32_t nf = 0;
@@ -378,9 +384,9 @@ static void s_check_index(const book_t *b)
                 mm = s->mem_bytes > mm ? s->mem_bytes : mm;
             }
             assert_int_equal(cn, c->n_ents);
-            assert_int_equal(mc, c->max_cores);
-            assert_int_equal(mm, c->max_mem);
-            assert_int_equal(cf, c->n_free);
+            assert_int_equal(mc, c->h.max_cores);
+            assert_int_equal(mm, c->h.max_mem);
+            assert_int_equal(cf, c->h.n_free);
             assert_int_equal(c->n_owned, c->n_shapes);
             ents += cn;
             listed_cls++;
