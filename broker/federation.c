@@ -120,6 +120,15 @@ static int s_link_build(broker_t *self, s_link_t *l, cpn_msg_type_t type, const 
     return r;
 }
 
+/* Can the link take a frame now? With ZMQ_IMMEDIATE only a connected link is writable, so a
+ * link that is down costs no signature per tick. */
+static bool s_link_writable(const s_link_t *l)
+{
+    int events = 0;
+    size_t len = sizeof events;
+    return zmq_getsockopt(l->sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLOUT);
+}
+
 static int s_send_hello(broker_t *self, s_link_t *l)
 {
     cpn_hello_t h;
@@ -529,9 +538,10 @@ void federation_tick(broker_t *self, uint64_t now)
     uint64_t timeout = s_timeout_ms(self), period = timeout / 3;
     for (size_t i = 0; i < f->n_links; i++) {
         s_link_t *l = &f->links[i];
-        /* Until a send goes through, every tick tries: a restarted member hears from us at
-         * once. */
-        if ((!l->tx_ok || now - l->last_hello_mono >= period) && s_send_hello(self, l) == CPN_OK)
+        /* Until a send goes through, every tick looks whether the link came up: a restarted
+         * member hears from us at once. */
+        bool due = l->tx_ok ? now - l->last_hello_mono >= period : s_link_writable(l);
+        if (due && s_send_hello(self, l) == CPN_OK)
             l->last_hello_mono = now;
         if (l->up && now - l->last_rx_mono > timeout)
             s_mark_down(self, l, now - l->last_rx_mono);

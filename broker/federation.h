@@ -4,7 +4,7 @@
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
  * reach us on our ROUTER like anyone else's, verified by the intake. We send HELLO on the link
- * every hello_timeout/3 (and every tick while the link is not connected); a member we have not
+ * every hello_timeout/3 and as soon as the link (re)connects; a member we have not
  * heard from for hello_timeout is marked down and the offers that came through it are
  * forgotten; the first message after that marks it up again and we send it a SYNC.
  *
