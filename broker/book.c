@@ -1194,6 +1194,30 @@ int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     return CPN_E_NO_PACKAGE;
 }
 
+int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package, uint32_t units)
+{
+    if (self == NULL || peer == NULL || package == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE)
+        return CPN_E_NO_PACKAGE;
+    book_pslot_t *ps = &self->peers[id];
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
+        if (strcmp(ps->pkgs[i].id, package) != 0)
+            continue;
+        uint32_t room = ps->pkgs[i].total - ps->pkgs[i].free;
+        if (units > room)
+            units = room;
+        book_ent_t e;
+        s_ent_of(self, id, i, &e);
+        s_ent_set_free(self, ps->shape_of[i], &e, ps->pkgs[i].free + units);
+        ps->pkgs[i].free += units;
+        self->free_units += units;
+        return CPN_OK;
+    }
+    return CPN_E_NO_PACKAGE;
+}
+
 const book_peer_t *book_peer(const book_t *self, const uint8_t peer[CPN_PK_LEN])
 {
     if (self == NULL || peer == NULL)

@@ -83,10 +83,14 @@ int book_forget(book_t *self, const uint8_t peer[CPN_PK_LEN]) CPN_WUR;
  * were dropped (tombstones are dropped silently). */
 size_t book_expire(book_t *self, uint64_t now_ms);
 
-/* Tentatively lower a package's free units after a LEASE, so the next match does not pick the
- * same units again; the peer's next AD restores the truth. Errors: CPN_E_NO_PACKAGE (no such
+/* Tentatively lower a package's free units when a CLAIM goes out (or a LEASE comes back), so
+ * the next match does not pick the same units again; the peer's next AD restores the truth. Errors: CPN_E_NO_PACKAGE (no such
  * peer or package), CPN_E_NO_UNITS (fewer than `units` free; nothing changes). */
 int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
+              uint32_t units) CPN_WUR;
+/* Give back units taken for a CLAIM the peer refused for a reason other than capacity; free
+ * never rises above the package's total. Errors: CPN_E_NO_PACKAGE. */
+int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
               uint32_t units) CPN_WUR;
 
 /* The peer's entry, or NULL if the book does not know it. Owned by the book. */

@@ -54,6 +54,7 @@ typedef struct {
     uint32_t n_claims;
     uint64_t deadline_mono;
     uint32_t tries;
+    uint32_t held; /* units the book holds for the CLAIM to cands[next - 1] (book_take) */
     int last_code; /* the last refusal, for the final NACK */
     char last_reason[CPN_REASON_MAX];
 } broker_pending_t;
@@ -146,6 +147,9 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
 void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
                         const char *lease_id);
 void claim_tick(broker_t *self, uint64_t now_mono);
+/* A peer's AD just replaced its offers in the book: hold again the units of CLAIMs to it
+ * that are still unanswered. */
+void claim_on_ad(broker_t *self, const uint8_t peer[CPN_PK_LEN]);
 /* The answer (a verified LEASE or NACK) to a CLAIM, RENEW or RELEASE we sent through the
  * federation, back at the broker that sent it. */
 void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer,

@@ -164,6 +164,7 @@ static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     }
     log_debug("book", "AD from %s (%s): %u packages, ttl %us", kid, b->ad.name,
               b->ad.n_packages, b->ad.ttl_s);
+    claim_on_ad(self, rx->env.from);
     federation_publish(self, rx->env.frame, rx->env.frame_len, 0, NULL);
 }
 

@@ -283,6 +283,17 @@ static void test_take(void **state)
     book_stats(b, &st);
     assert_int_equal(st.free_units, 0);
     assert_int_equal(s_only_class(b)->h.n_free, 0);
+    /* Units given back (a refused CLAIM) are free again, never above the total. */
+    assert_int_equal(book_give(b, k, "a", 2), CPN_OK);
+    assert_int_equal(book_peer(b, k)->packages[0].free, 2);
+    assert_int_equal(s_only_class(b)->h.n_free, 1);
+    assert_int_equal(book_give(b, k, "a", 5), CPN_OK); /* total: 4 */
+    assert_int_equal(book_peer(b, k)->packages[0].free, 4);
+    book_stats(b, &st);
+    assert_int_equal(st.free_units, 4);
+    assert_int_equal(book_give(b, k, "zz", 1), CPN_E_NO_PACKAGE);
+    assert_int_equal(book_take(b, k, "a", 4), CPN_OK);
+    assert_int_equal(s_only_class(b)->h.n_free, 0);
     /* The peer's next AD restores the truth, in place. */
     assert_int_equal(book_put_ad(b, k, 2, 0, &ad, NULL, 0, NULL, 0), CPN_OK);
     assert_int_equal(book_peer(b, k)->packages[0].free, 3);
