@@ -62,6 +62,7 @@ typedef struct {
     uint64_t sent_ns;  /* 0 = not sent */
     uint64_t done_ns;  /* 0 = no final answer yet */
     int code;          /* CPN_OK (GRANT) or the NACK/ERROR code */
+    char reason[96];   /* the NACK's reason, for --answers */
 } lg_req_t;
 
 typedef struct {
@@ -80,7 +81,7 @@ typedef struct {
 
 typedef struct {
     /* options */
-    const char *broker, *broker_key, *requests, *prefix, *json, *sigdir;
+    const char *broker, *broker_key, *requests, *prefix, *json, *sigdir, *answers;
     const char *tenant_keys[LG_TENANTS_MAX];
     size_t n_tenants;
     double rate, duration_s, timeout_s, sigbench_s;
@@ -371,8 +372,10 @@ static void s_finish(lg_t *self, lg_req_t *q, int code, const char *reason, uint
     self->t_last_answer = now;
     if (code == CPN_OK)
         self->grants++;
-    else
+    else {
         s_reason(self, code, reason ? reason : "");
+        snprintf(q->reason, sizeof q->reason, "%s", reason ? reason : "");
+    }
 }
 
 static lg_req_t *s_find_seq(lg_t *self, uint64_t seq)
@@ -590,6 +593,24 @@ static void s_latency(FILE *out, const char *name, lg_t *self, bool grants)
     free(v);
 }
 
+/* --answers: one line per request: id, outcome, latency in ms, reason. */
+static int s_answers(const lg_t *self)
+{
+    FILE *f = fopen(self->answers, "w");
+    if (!f)
+        return CPN_E_IO;
+    fprintf(f, "id\toutcome\tlatency_ms\treason\n");
+    for (size_t i = 0; i < self->n_reqs; i++) {
+        const lg_req_t *q = &self->reqs[i];
+        if (!q->sent_ns)
+            continue;
+        fprintf(f, "%s\t%s\t%.3f\t%s\n", q->id,
+                !q->done_ns ? "unanswered" : q->code == CPN_OK ? "lease" : cpn_errname(q->code),
+                q->done_ns ? (double)(q->done_ns - q->sent_ns) / 1e6 : -1.0, q->reason);
+    }
+    return fclose(f) == 0 ? CPN_OK : CPN_E_IO;
+}
+
 static void s_report(lg_t *self, FILE *out)
 {
     double window = self->t_last_answer > self->t_first_send
@@ -693,7 +714,7 @@ static void s_usage(FILE *f)
             "usage: loadgen --broker EP --broker-key PUB --tenant KEY [--tenant KEY ...]\n"
             "               --requests FILE (--rate R [--duration S] | --outstanding N)\n"
             "               [--limit N] [--prefix P] [--lease S] [--timeout S]\n"
-            "               [--watch NAME=PID ...] [--sigdir DIR] [--json FILE]\n"
+            "               [--watch NAME=PID ...] [--sigdir DIR] [--json FILE] [--answers FILE]\n"
             "       loadgen --sigbench SECONDS\n");
 }
 
@@ -708,6 +729,7 @@ static int s_opts(lg_t *self, int argc, char **argv)
         {"timeout", required_argument, NULL, 'T'},  {"watch", required_argument, NULL, 'w'},
         {"sigdir", required_argument, NULL, 's'},   {"json", required_argument, NULL, 'j'},
         {"sigbench", required_argument, NULL, 'S'}, {"help", no_argument, NULL, 'h'},
+        {"answers", required_argument, NULL, 'A'},
         {NULL, 0, NULL, 0}};
     int c;
     self->prefix = "";
@@ -733,6 +755,7 @@ static int s_opts(lg_t *self, int argc, char **argv)
         case 's': self->sigdir = optarg; break;
         case 'j': self->json = optarg; break;
         case 'S': self->sigbench_s = atof(optarg); break;
+        case 'A': self->answers = optarg; break;
         case 'w': {
             const char *eq = strchr(optarg, '=');
             if (!eq || self->n_watch == LG_WATCH_MAX || (size_t)(eq - optarg) >= 32)
@@ -806,7 +829,7 @@ int main(int argc, char **argv)
         goto out;
     s_run(&self);
     s_report(&self, out);
-    r = CPN_OK;
+    r = self.answers ? s_answers(&self) : CPN_OK;
 out:
     for (size_t t = 0; t < self.n_tenants; t++) {
         if (self.socks[t])
