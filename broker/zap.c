@@ -17,8 +17,10 @@
 
 int zap_open(broker_t *self)
 {
+    int linger = 0; /* a ZAP reply still queued at shutdown must not hold zmq_ctx_term */
     self->zap = zmq_socket(self->zctx, ZMQ_REP);
-    if (!self->zap || zmq_bind(self->zap, ZAP_ENDPOINT) != 0) {
+    if (!self->zap || zmq_setsockopt(self->zap, ZMQ_LINGER, &linger, sizeof linger) != 0 ||
+        zmq_bind(self->zap, ZAP_ENDPOINT) != 0) {
         log_error("zap", "cannot bind %s: %s", ZAP_ENDPOINT, zmq_strerror(zmq_errno()));
         return CPN_E_IO;
     }

@@ -53,7 +53,7 @@
 
 #define WAIT_MS 5000   /* one answer from a broker */
 #define READY_MS 10000 /* daemons up, offers across the federation */
-#define STOP_MS 3000   /* SIGTERM to exit, then SIGKILL */
+#define STOP_MS 10000  /* SIGTERM to exit, then SIGKILL (sanitizers on a loaded machine are slow) */
 #define POLL_MS 100    /* between two looks at something that changes */
 #define QUIET_MS 1500  /* how long something must stay absent to count as "never came" */
 #define PORT_TRIES 5   /* fresh ports tried if a broker cannot bind */
