@@ -437,7 +437,9 @@ void server_destroy(broker_t **self_p)
         zmq_close(self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
-    for (size_t i = 0; self->pending && i < self->n_pending_slots; i++)
+    /* Only slots below pending_top hold frames: walking all max_pending slots would touch
+     * every page of a large, mostly never-used array (seconds at shutdown). */
+    for (size_t i = 0; self->pending && i < self->pending_top; i++)
         free(self->pending[i].req_frame);
     free(self->pending);
     free(self->routes);
