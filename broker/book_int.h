@@ -13,7 +13,7 @@
  *   shape  = within a class, offers with the same numeric hardware (cores, memory, per
  *            accelerator memory and TFLOPS, storage size, fabric, egress). A shape's entries
  *            are sorted by (price, peer key, package id); a bitmap marks entries with free > 0.
- *            A class's shapes are sorted by their cheapest entry.
+ *            A class's shapes are sorted by their cheapest entry with free units.
  *   entry  = one package: 32 bytes, pointing back at its peer slot and package index.
  */
 #ifndef CPN_BOOK_INT_H
@@ -26,22 +26,39 @@
 #include "book.h"
 
 #define BOOK_NONE UINT32_MAX
-#define BOOK_CB 24 /* cores buckets: 0, 1, 2-3, 4-7, ... (the last holds the rest) */
-#define BOOK_MB 24 /* memory buckets, of whole GiB, likewise */
-#define BOOK_AB 8  /* accelerator-count buckets, likewise */
+#define BOOK_CB 48 /* cores buckets, half octaves: 0, 1, 2, 3, 4-5, 6-7, 8-11, 12-15, ... */
+#define BOOK_MB 48 /* memory buckets, of whole GiB, likewise (the last ones hold the rest) */
+#define BOOK_AB 8  /* accelerator-count buckets, octaves: 0, 1, 2-3, 4-7, ... */
 #define BOOK_PARTS (BOOK_CB * BOOK_MB * BOOK_AB)
 
-/* Bucket of a value: 0 for 0, else its bit length (1 -> 1, 2-3 -> 2, 4-7 -> 3, ...). */
+/* Octave bucket: 0 for 0, else the bit length (1 -> 1, 2-3 -> 2, 4-7 -> 3, ...). */
 static inline uint32_t book__bucket(uint32_t v, uint32_t n)
 {
     uint32_t b = v ? 32u - (uint32_t)__builtin_clz(v) : 0;
     return b < n ? b : n - 1;
 }
 
+/* Half-octave bucket (0, 1, 2, 3, 4-5, 6-7, 8-11, 12-15, ...), monotone in v. Half octaves
+ * because the bucket a request falls in holds machines slightly too small for it, which the
+ * matcher must look at and pass by; octaves left twice as many (measured on the trace). */
+static inline uint32_t book__hbucket(uint32_t v, uint32_t n)
+{
+    if (v < 2)
+        return v;
+    uint32_t b = 32u - (uint32_t)__builtin_clz(v);
+    uint32_t k = 2 * (b - 1) + ((v >> (b - 2)) & 1u);
+    return k < n ? k : n - 1;
+}
+
+static inline uint32_t book__cores_bucket(uint32_t cores)
+{
+    return book__hbucket(cores, BOOK_CB);
+}
+
 static inline uint32_t book__mem_bucket(uint64_t mem_bytes)
 {
     uint64_t gib = mem_bytes >> 30;
-    return book__bucket(gib > UINT32_MAX ? UINT32_MAX : (uint32_t)gib, BOOK_MB);
+    return book__hbucket(gib > UINT32_MAX ? UINT32_MAX : (uint32_t)gib, BOOK_MB);
 }
 
 static inline uint32_t book__part_of(uint32_t cb, uint32_t mb, uint32_t ab)
@@ -51,7 +68,7 @@ static inline uint32_t book__part_of(uint32_t cb, uint32_t mb, uint32_t ab)
 
 static inline uint32_t book__part(uint32_t cores, uint64_t mem_bytes, uint32_t count)
 {
-    return book__part_of(book__bucket(cores, BOOK_CB), book__mem_bucket(mem_bytes),
+    return book__part_of(book__cores_bucket(cores), book__mem_bucket(mem_bytes),
                          book__bucket(count, BOOK_AB));
 }
 
@@ -65,7 +82,7 @@ typedef struct {
 
 typedef struct {
     /* Hot, read by the matcher for every shape it looks at: first. */
-    uint64_t min_price; /* ents[0].price while listed */
+    uint64_t min_price; /* cheapest entry with free units (UINT64_MAX: none) */
     uint32_t n_free;    /* entries with free > 0 */
     uint32_t cores;
     uint64_t mem_bytes;
@@ -90,7 +107,7 @@ typedef struct {
  * instead of chasing one class struct per step (the difference is most of the tail latency
  * in a book of 1M packages). */
 typedef struct {
-    uint64_t min_price;                     /* the cheapest entry of its listed shapes */
+    uint64_t min_price;                     /* min_price of its first listed shape */
     uint64_t max_mem;                       /* the largest of its listed shapes */
     uint32_t max_cores;                     /* likewise: a class too small is skipped whole */
     uint32_t n_free;                        /* entries with free > 0 */
@@ -166,8 +183,8 @@ struct book {
     book_part_t part[BOOK_PARTS];
     /* Non-empty partitions: cores buckets; memory buckets per cores bucket; accelerator
      * buckets per (cores, memory) bucket. */
-    uint32_t ne_cb;
-    uint32_t ne_mb[BOOK_CB];
+    uint64_t ne_cb;
+    uint64_t ne_mb[BOOK_CB];
     uint8_t ne_ab[BOOK_CB][BOOK_MB];
 
     book_shape_t *shp;
@@ -181,7 +198,8 @@ struct book {
 /* The interned id of a name (compared case-insensitively), BOOK_NONE if no offer uses it. */
 uint32_t book__str_find(const book_t *self, const char *name);
 
-/* Cheapest entry's price of a listed shape / class (kept in the struct: one load). */
+/* Price of the cheapest entry with free units of a listed shape / class (UINT64_MAX: none),
+ * kept in the struct: one load. */
 static inline uint64_t book__shape_min(const book_shape_t *s)
 {
     return s->min_price;

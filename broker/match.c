@@ -338,7 +338,7 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
  * least the request's (any accelerator constraint rules out the CPU-only bucket). */
 static void s_buckets(const cpn_request_t *r, uint32_t *cb0, uint32_t *mb0, uint32_t *ab0)
 {
-    *cb0 = book__bucket(r->cores, BOOK_CB);
+    *cb0 = book__cores_bucket(r->cores);
     *mb0 = book__mem_bucket(r->mem_bytes);
     *ab0 = book__bucket(r->accel_count, BOOK_AB);
     if (*ab0 == 0 &&
@@ -389,10 +389,10 @@ static void s_search(const book_t *b, const s_req_t *q, s_top_t *t)
         return;
     }
     /* Otherwise the non-empty partitions with large enough buckets, each cheapest first. */
-    for (uint32_t cbm = b->ne_cb & ~((1u << cb0) - 1); cbm != 0; cbm &= cbm - 1) {
-        uint32_t cb = (uint32_t)__builtin_ctz(cbm);
-        for (uint32_t mbm = b->ne_mb[cb] & ~((1u << mb0) - 1); mbm != 0; mbm &= mbm - 1) {
-            uint32_t mb = (uint32_t)__builtin_ctz(mbm);
+    for (uint64_t cbm = b->ne_cb & ~((UINT64_C(1) << cb0) - 1); cbm != 0; cbm &= cbm - 1) {
+        uint32_t cb = (uint32_t)__builtin_ctzll(cbm);
+        for (uint64_t mbm = b->ne_mb[cb] & ~((UINT64_C(1) << mb0) - 1); mbm != 0; mbm &= mbm - 1) {
+            uint32_t mb = (uint32_t)__builtin_ctzll(mbm);
             for (uint32_t abm = b->ne_ab[cb][mb] & ~((1u << ab0) - 1); abm != 0; abm &= abm - 1) {
                 const book_part_t *pt =
                     &b->part[book__part_of(cb, mb, (uint32_t)__builtin_ctz(abm))];
@@ -475,9 +475,15 @@ static void s_verdict(const book_t *b, const uint64_t *cnt, bool short_split, ma
 static void s_diagnose(const book_t *b, const s_req_t *q, bool short_split, match_fail_t *why)
 {
     uint64_t cnt[CPN_C__COUNT] = {0};
-    for (uint32_t pi = 0; pi < BOOK_PARTS; pi++)
-        if (b->part[pi].n > 0)
-            s_diagnose_part(b, q, &b->part[pi], cnt);
+    for (uint64_t cbm = b->ne_cb; cbm != 0; cbm &= cbm - 1) {
+        uint32_t cb = (uint32_t)__builtin_ctzll(cbm);
+        for (uint64_t mbm = b->ne_mb[cb]; mbm != 0; mbm &= mbm - 1) {
+            uint32_t mb = (uint32_t)__builtin_ctzll(mbm);
+            for (uint32_t abm = b->ne_ab[cb][mb]; abm != 0; abm &= abm - 1)
+                s_diagnose_part(b, q, &b->part[book__part_of(cb, mb, (uint32_t)__builtin_ctz(abm))],
+                                cnt);
+        }
+    }
     s_verdict(b, cnt, short_split, why);
 }
 
