@@ -613,6 +613,9 @@ int main(int argc, char **argv)
     long rss1 = s_rss_kib();
     book_stats_t st;
     book_stats(b, &st);
+    size_t frame_bytes = 0, fcur = 0;
+    for (const book_peer_t *fp; (fp = book_next(b, &fcur)) != NULL;)
+        frame_bytes += fp->frame_len;
 
     /* Decisions. */
     uint64_t *lat = malloc(decisions * sizeof *lat);
@@ -747,6 +750,7 @@ int main(int argc, char **argv)
 
     printf("packages=%zu\npeers=%zu\nclasses=%zu\nshapes=%zu\nrows=%zu\nrequests=%zu\n",
            st.packages, st.peers, st.classes, st.shapes, s_nshapes, s_nreqs);
+    printf("frame_bytes_per_package=%.1f\n", (double)frame_bytes / (double)st.packages);
     printf("rss_book_kib=%ld\nbytes_per_package=%.1f\nbuild_s=%.2f\nad_put_us=%.2f\n"
            "ad_sign_us=%.2f\n",
            rss1 - rss0, (double)(rss1 - rss0) * 1024.0 / (double)st.packages, build_s, put_us,
