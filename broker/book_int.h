@@ -6,10 +6,11 @@
  *            direct-or-relayed, cores bucket, memory bucket): everything the matcher checks
  *            once per group and every ranking bonus.
  *   partition = the classes of one (cores bucket, memory bucket, accelerator-count bucket),
- *            buckets being powers of two; each lists its live classes sorted by their
- *            cheapest entry, and bitmaps say which partitions are non-empty, so a request
- *            visits only the non-empty partitions that can hold it. Classes are also listed
- *            per model, for requests that name one.
+ *            half octaves for cores and memory, octaves for the count; each lists its live
+ *            classes (a copy of their hot fields) sorted by their cheapest entry with free
+ *            units, and bitmaps say which partitions are non-empty, so a request visits only
+ *            the non-empty partitions that can hold it. Classes are also listed per model,
+ *            for requests that name one.
  *   shape  = within a class, offers with the same numeric hardware (cores, memory, per
  *            accelerator memory and TFLOPS, storage size, fabric, egress). A shape's entries
  *            are sorted by (price, peer key, package id); a bitmap marks entries with free > 0.

@@ -7,11 +7,13 @@
  *
  *   for each non-empty partition (cores, memory, accelerator-count buckets) that can hold
  *   the request - or, if it names a model, for the classes of that model and equivalents -
- *     for each class of the partition, in order of its cheapest entry:
+ *     for each class of the partition, in order of its cheapest entry with free units (read
+ *     from the partition's own array, in memory order):
  *       stop if even that price, with the largest bonus any class can get, cannot beat the
  *       worst candidate held (or exceeds the price ceiling);
- *       skip the class if it has no free entry or fails a name/count/region constraint;
- *       for each shape of the class, in order of its cheapest entry:
+ *       skip the class if it has no free entry, no shape large enough in cores or memory,
+ *       or fails a name/count/region constraint;
+ *       for each shape of the class, in order of its cheapest entry with free units:
  *           stop when that price cannot beat the worst candidate held;
  *           skip it if a numeric constraint fails (one check for all its copies);
  *           walk its free entries (bitmap) in (price, key, id) order, keeping the fitting ones
