@@ -315,6 +315,7 @@ static int cmd_submit(ctl_opts_t *o)
         return EXIT_USAGE;
     }
     yconf_destroy(&doc);
+    req.progress = true; /* a person is watching: print the broker's notes as they come */
     ctl_session_t s;
     int rc = s_session_open(o, &s);
     if (rc)

@@ -8,8 +8,8 @@
  *            present exactly when the package has accelerators.
  *   request: {"id", "units", "duration", "split"?, "model"?, "vendor"?, "accel_count"?,
  *             "min_tflops"?, "min_accel_mem"?, "cores"?, "mem"?, "storage_class"?,
- *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "regions"?,
- *             "prefer_regions"?, "prefer_vendors"?}, name lists as arrays of str.
+ *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "progress"?,
+ *             "regions"?, "prefer_regions"?, "prefer_vendors"?}, name lists as arrays of str.
  * Sizes are bytes, rates bits per second, prices thousandths per unit-hour, durations
  * seconds. Decoding validates too, so whatever unpack returns is a valid value.
  */
@@ -316,6 +316,7 @@ static const mp_field_t s_request_fields[] = {
     S_F("fabric_bps", MPF_U64, s_request_dec_t, r.fabric_bps, false),
     S_F("egress_bps", MPF_U64, s_request_dec_t, r.egress_bps, false),
     S_F("max_price", MPF_U64, s_request_dec_t, r.max_price, false),
+    S_F("progress", MPF_BOOL, s_request_dec_t, r.progress, false),
     S_F("regions", MPF_OBJ, s_request_dec_t, regions, false),
     S_F("prefer_regions", MPF_OBJ, s_request_dec_t, prefer_regions, false),
     S_F("prefer_vendors", MPF_OBJ, s_request_dec_t, prefer_vendors, false),

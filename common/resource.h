@@ -54,6 +54,7 @@ typedef struct {
     char id[CPN_NAME_MAX]; /* tenant-chosen; (tenant, id) is the idempotency key */
     uint32_t units;        /* >= 1 */
     bool split;            /* units may come from several peers */
+    bool progress;         /* the tenant wants STATUS progress notes (each costs a signature) */
     uint64_t duration_s;   /* lease length asked for, > 0 */
     /* hard constraints, each per unit; zero / empty = no constraint */
     char accel_model[CPN_NAME_MAX];  /* by name (policy equivalences apply) */

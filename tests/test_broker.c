@@ -12,7 +12,8 @@
  * (SIGSTOP) leaves `offers` after its ttl and returns after SIGCONT; SIGHUP with a good
  * policy admits a new tenant, with a broken one keeps the old policy and logs why; a
  * restarted broker keeps its ledger and quotas; a retried request id returns the same GRANT
- * bytes; every daemon exits cleanly (status 0) on SIGTERM.
+ * bytes; progress notes come only to a request that asks for them; every daemon exits
+ * cleanly (status 0) on SIGTERM.
  *
  * Every wait is bounded; every process started is stopped in the group teardown (and gets
  * SIGKILL from the kernel should this test die first: PR_SET_PDEATHSIG).
@@ -938,6 +939,43 @@ static void test_idempotent_retry(void **state)
     s_ans_free(&a);
 }
 
+/* Progress notes are opt-in: a REQUEST without `progress` gets its GRANT and nothing before
+ * it; with `progress` the broker's notes ("matched", "claiming") come first, each signed by
+ * the broker. Returns the number of progress notes seen before the GRANT. */
+static int s_progress_notes(int t, const cpn_request_t *req)
+{
+    uint64_t seq = 0, deadline = cpn_mono_ms() + WAIT_MS;
+    cpn_limits_t lim = s_big_limits();
+    int notes = 0;
+    bool granted = false;
+    assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_REQUEST, req, &seq), CPN_OK);
+    while (!granted) {
+        ans_t a;
+        memset(&a, 0, sizeof a);
+        assert_int_equal(ctl_client_recv(g.t[t].cli, deadline, &a.frame, &a.len, &a.env),
+                         CPN_OK);
+        assert_memory_equal(a.env.from, cpn_identity_pk(g.broker), CPN_PK_LEN);
+        cpn_status_t st;
+        memset(&st, 0, sizeof st);
+        if (a.env.type == CPN_MSG_STATUS && cpn_msg_decode(&a.env, &lim, &st) == CPN_OK &&
+            strcmp(st.what, "progress") == 0)
+            notes++;
+        granted = s_match(&a, seq, req->id, NULL) && a.env.type == CPN_MSG_GRANT;
+        s_ans_free(&a);
+    }
+    return notes;
+}
+
+static void test_progress_opt_in(void **state)
+{
+    (void)state;
+    cpn_request_t req = s_req_cpu("quiet-1");
+    assert_int_equal(s_progress_notes(T_ACME, &req), 0);
+    req = s_req_cpu("chatty-1");
+    req.progress = true;
+    assert_int_equal(s_progress_notes(T_ACME, &req), 2); /* matched, claiming */
+}
+
 /* A peer that stops advertising (SIGSTOP) leaves the offers after its ttl (3 x refresh =
  * 3 s), not before; after SIGCONT it is back. */
 static void test_peer_ttl(void **state)
@@ -1065,6 +1103,7 @@ int main(void)
         cmocka_unit_test(test_refusals_counted),
         cmocka_unit_test(test_race_last_unit),
         cmocka_unit_test(test_idempotent_retry),
+        cmocka_unit_test(test_progress_opt_in),
         cmocka_unit_test(test_peer_ttl),
         cmocka_unit_test(test_policy_reload),
         cmocka_unit_test(test_restart_keeps_ledger),
