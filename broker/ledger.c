@@ -18,7 +18,6 @@
 #include <sqlite3.h>
 
 #include "log.h"
-#include "walckpt.h"
 
 #define S_LOG "ledger"
 #define S_SCHEMA_VERSION 1
@@ -122,7 +121,6 @@ typedef struct {
 
 struct ledger {
     sqlite3 *db;
-    cpn_walckpt_t *ckpt; /* checkpoints off the event loop; NULL: SQLite's own, in it */
     sqlite3_stmt *st[S__COUNT];
     bool in_tx;
     uint64_t audit_max;
@@ -344,8 +342,6 @@ int ledger_open(const char *path, ledger_t **out)
             goto out;
         }
     }
-    if (cpn_walckpt_start(self->db, &self->ckpt) != CPN_OK)
-        log_warn(S_LOG, "checkpoints stay in the event loop (no checkpoint thread)");
     *out = self;
     self = NULL;
 out:
@@ -362,7 +358,6 @@ void ledger_destroy(ledger_t **self_p)
     self = *self_p;
     if (self->in_tx)
         (void)ledger_rollback(self);
-    cpn_walckpt_stop(&self->ckpt);
     for (int i = 0; i < S__COUNT; i++)
         sqlite3_finalize(self->st[i]);
     if (self->db && sqlite3_close(self->db) != SQLITE_OK)

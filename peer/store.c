@@ -8,7 +8,6 @@
 #include <sqlite3.h>
 
 #include "log.h"
-#include "walckpt.h"
 
 static const char *const s_state_names[] = {"active", "released", "expired"};
 
@@ -96,7 +95,6 @@ static const char s_schema[] =
 
 struct peer_store {
     sqlite3 *db;
-    cpn_walckpt_t *ckpt; /* checkpoints off the event loop; NULL: SQLite's own, in it */
     sqlite3_stmt *st[S__COUNT];
     bool in_txn;
 };
@@ -132,8 +130,6 @@ int peer_store_open(const char *path, peer_store_t **out)
             s_db_error(self, s_sql[i]);
             goto out;
         }
-    if (cpn_walckpt_start(self->db, &self->ckpt) != CPN_OK)
-        log_warn("store", "checkpoints stay in the event loop (no checkpoint thread)");
     r = CPN_OK;
 out:
     if (r != CPN_OK)
@@ -149,7 +145,6 @@ void peer_store_destroy(peer_store_t **self_p)
     peer_store_t *self = *self_p;
     if (self->in_txn)
         peer_store_rollback(self);
-    cpn_walckpt_stop(&self->ckpt);
     for (int i = 0; i < S__COUNT; i++)
         sqlite3_finalize(self->st[i]);
     sqlite3_close(self->db);
