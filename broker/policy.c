@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 
+#include "batch.h"
 #include "ratelimit.h"
 #include "units.h"
 
@@ -161,6 +162,53 @@ static int s_bind_rate(yconf_t *doc, const ynode_t *node, const char *path, void
     yconf_error(doc, node, path,
                 "expected a rate such as 200/s (0 to %d per second; 0 = no limit)", S_RATE_MAX);
     return CPN_E_CONFIG;
+}
+
+/* placement.batch.wait: "10ms" or "1s". A unit is required: a bare number means seconds in
+ * every other duration of the file, and milliseconds here would be a trap. */
+static int s_bind_wait_ms(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                          void *arg)
+{
+    char num[10];
+    uint64_t v;
+    (void)arg;
+    if (node->kind == YNODE_SCALAR) {
+        size_t len = strspn(node->value, "0123456789");
+        const char *unit = node->value + len;
+        uint64_t scale = strcmp(unit, "ms") == 0 ? 1 : strcmp(unit, "s") == 0 ? 1000 : 0;
+        if (scale && len > 0 && len < sizeof num) {
+            memcpy(num, node->value, len);
+            num[len] = '\0';
+            if (s_parse_uint(num, UINT32_MAX, &v) && v * scale >= POLICY_BATCH_WAIT_MIN_MS &&
+                v * scale <= POLICY_BATCH_WAIT_MAX_MS) {
+                *(uint64_t *)dst = v * scale;
+                return CPN_OK;
+            }
+        }
+    }
+    yconf_error(doc, node, path, "expected a time from %dms to %ds such as 10ms",
+                POLICY_BATCH_WAIT_MIN_MS, POLICY_BATCH_WAIT_MAX_MS / 1000);
+    return CPN_E_CONFIG;
+}
+
+static const yfield_t s_batch_fields[] = {
+    S_Y("max", YF_U32, policy_batch_t, max, false, 1, BATCH_MAX),
+    S_YCUSTOM("wait", policy_batch_t, wait_ms, s_bind_wait_ms, NULL, false),
+};
+
+/* placement.batch: the map turns batch matching on; a key left out keeps its default. */
+static int s_bind_batch(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                        void *arg)
+{
+    policy_batch_t *b = dst;
+    (void)arg;
+    b->on = true;
+    if (node->kind != YNODE_MAP) {
+        yconf_error(doc, node, path, "expected a map such as {max: 200, wait: 10ms}, found %s",
+                    s_kind_name(node));
+        return CPN_E_CONFIG;
+    }
+    return yconf_bind(doc, node, path, s_batch_fields, S_ARRAY_LEN(s_batch_fields), b);
 }
 
 /* A list of maps bound item by item into a malloc'd vector of the policy. */
@@ -408,6 +456,7 @@ static const yfield_t s_placement_fields[] = {
     S_YCUSTOM("equivalences", policy_t, placement, s_bind_equivalences, NULL, false),
     S_Y("max_price", YF_PRICE, policy_t, placement.max_price, false, 0, 0),
     S_YMAP("weights", 0, s_weights_fields, false),
+    S_YCUSTOM("batch", policy_t, batch, s_bind_batch, NULL, false),
 };
 
 static const yfield_t s_rate_fields[] = {
@@ -449,6 +498,9 @@ static void s_defaults(policy_t *pol)
     pol->federation.hello_timeout_s = 15;
     pol->federation.max_hops = 8;
     match_policy_default(&pol->placement);
+    pol->batch = (policy_batch_t){.on = false,
+                                  .max = POLICY_BATCH_MAX_DEFAULT,
+                                  .wait_ms = POLICY_BATCH_WAIT_DEFAULT_MS};
     pol->limits = (policy_limits_t){
         .frame_size = 64 * 1024,
         .rate_per_sender = RATELIMIT_DEFAULT_RATE,

@@ -80,6 +80,18 @@ typedef struct {
     uint64_t audit_rows;      /* audit log rows kept in the ledger */
 } policy_limits_t;
 
+/* placement.batch: requests wait in a window and are matched together (broker/batch.h). */
+#define POLICY_BATCH_MAX_DEFAULT 200 /* requests in one window; 1 .. BATCH_MAX */
+#define POLICY_BATCH_WAIT_DEFAULT_MS 10
+#define POLICY_BATCH_WAIT_MIN_MS 1
+#define POLICY_BATCH_WAIT_MAX_MS 1000 /* a window holds a request at most this long */
+
+typedef struct {
+    bool on;          /* the key is present; off: each request is matched on arrival */
+    uint32_t max;     /* a window this full is matched at once */
+    uint64_t wait_ms; /* a window whose oldest request waited this long is matched */
+} policy_batch_t;
+
 typedef struct policy policy_t;
 struct policy {
     char path[POLICY_PATH_MAX]; /* the file it came from */
@@ -106,6 +118,7 @@ struct policy {
     policy_tenant_t *tenants; /* n_tenants, in file order */
     size_t n_tenants;
     match_policy_t placement;
+    policy_batch_t batch; /* placement.batch */
     policy_limits_t limits;
     /* Lookup indexes sorted by key (private to policy.c). */
     const policy_tenant_t **by_key_tenant;

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "batch.h"
 #include "policy.h"
 
 typedef struct {
@@ -563,6 +564,90 @@ static void test_queries_quota_reload(void **state)
     policy_destroy(&pol);
 }
 
+/* placement.batch: off unless written; a map turns it on with its defaults for what it
+ * leaves out; max and wait are bounded, wait needs its unit; a reload may change it. */
+static void test_batch_key(void **state)
+{
+    s_fixture_t *f = *state;
+    policy_t *pol = NULL, *off = NULL;
+    yconf_t *doc = NULL;
+    assert_int_equal(s_load(f, "broker: {key: broker.key, listen: 'tcp://*:7400'}\n", &off, NULL),
+                     CPN_OK);
+    assert_false(off->batch.on);
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "placement:\n"
+                            "  batch: {max: 1024, wait: 1s}\n",
+                            &pol, NULL),
+                     CPN_OK);
+    assert_true(pol->batch.on);
+    assert_int_equal(pol->batch.max, BATCH_MAX);
+    assert_int_equal(pol->batch.wait_ms, 1000);
+    assert_null(policy_restart_needed(off, pol)); /* SIGHUP may switch it on and off */
+    assert_null(policy_restart_needed(pol, off));
+    policy_destroy(&pol);
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "placement: {batch: {}}\n",
+                            &pol, NULL),
+                     CPN_OK);
+    assert_true(pol->batch.on);
+    assert_int_equal(pol->batch.max, POLICY_BATCH_MAX_DEFAULT);
+    assert_int_equal(pol->batch.wait_ms, POLICY_BATCH_WAIT_DEFAULT_MS);
+    policy_destroy(&pol);
+    policy_destroy(&off);
+
+    static const struct {
+        const char *max, *wait, *error;
+    } bad[] = {
+        {"0", "10ms", "4:10: placement.batch.max: expected an integer from 1 to 1024"},
+        {"1025", "10ms", "4:10: placement.batch.max: expected an integer from 1 to 1024"},
+        {"2", "0ms", "5:11: placement.batch.wait: expected a time from 1ms to 1s such as 10ms"},
+        {"2", "0", "5:11: placement.batch.wait: expected a time from 1ms to 1s"},
+        {"2", "2s", "5:11: placement.batch.wait: expected a time from 1ms to 1s"},
+        {"2", "1001ms", "5:11: placement.batch.wait: expected a time from 1ms to 1s"},
+        {"2", "10", "5:11: placement.batch.wait: expected a time from 1ms to 1s"},
+        {"2", "fast", "5:11: placement.batch.wait: expected a time from 1ms to 1s"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[300];
+        snprintf(text, sizeof text,
+                 "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                 "placement:\n"
+                 "  batch:\n"
+                 "    max: %s\n"
+                 "    wait: %s\n",
+                 bad[i].max, bad[i].wait);
+        assert_int_equal(s_load(f, text, &pol, &doc), CPN_E_CONFIG);
+        assert_null(pol);
+        if (!s_has_error(doc, bad[i].error) || yconf_error_count(doc) != 1) {
+            fprintf(stderr, "# case %zu: want %s\n", i, bad[i].error);
+            s_dump(doc);
+            fail();
+        }
+        yconf_destroy(&doc);
+    }
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "placement:\n"
+                            "  batch: on\n",
+                            &pol, &doc),
+                     CPN_E_CONFIG);
+    s_dump(doc);
+    assert_true(s_has_error(doc, "3:10: placement.batch: expected a map such as {max: 200, "
+                                 "wait: 10ms}, found a scalar"));
+    yconf_destroy(&doc);
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "placement:\n"
+                            "  batch: {max: 2, size: 3}\n",
+                            &pol, &doc),
+                     CPN_E_CONFIG);
+    s_dump(doc);
+    assert_true(s_has_error(doc, "3:19: placement.batch: unknown key \"size\""));
+    yconf_destroy(&doc);
+}
+
 /* Many tenants: lookups by key stay correct (binary search over the sorted index). */
 static void test_many_tenants(void **state)
 {
@@ -615,6 +700,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_not_loadable, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_queries_quota_reload, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_batch_key, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }
