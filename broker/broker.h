@@ -20,6 +20,7 @@
 #include "replay.h"
 #include "sigcache.h"
 #include "transport.h"
+#include "window.h"
 
 #define BROKER_ROUTES_MAX 65536  /* peers and members whose routing id we remember */
 #define BROKER_BATCH 256         /* messages handled per loop pass (one ledger commit) */
@@ -57,6 +58,7 @@ typedef struct {
     uint32_t held; /* units the book holds for the CLAIM to cands[next - 1] (book_take) */
     int last_code; /* the last refusal, for the final NACK */
     char last_reason[CPN_REASON_MAX];
+    bool queued; /* in the batch window: not matched yet, no CLAIM, no timer */
 } broker_pending_t;
 
 /* A tenant's RENEW or RELEASE relayed to a peer, waiting for its answer. */
@@ -111,6 +113,7 @@ struct broker {
     size_t pending_top; /* every request in flight is in pending[0 .. pending_top) */
     broker_op_t ops[BROKER_OPS_MAX];
     size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_tick lowers it) */
+    window_t window; /* requests waiting to be matched together (placement.batch) */
     struct federation *fed; /* links to the other brokers (federation.c) */
     broker_stats_t stats;
     uint64_t started_ms;
@@ -147,6 +150,12 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
 void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
                         const char *lease_id);
 void claim_tick(broker_t *self, uint64_t now_mono);
+/* Batch mode (placement.batch): when the window must be matched (monotonic ms, WINDOW_NEVER
+ * if empty), for the loop's poll timeout; match it if that time has come; at stop, NACK every
+ * request still waiting (busy) and return how many. */
+uint64_t claim_window_deadline(const broker_t *self);
+void claim_window_poll(broker_t *self, uint64_t now_mono);
+size_t claim_window_stop(broker_t *self);
 /* A peer's AD just replaced its offers in the book: hold again the units of CLAIMs to it
  * that are still unanswered. */
 void claim_on_ad(broker_t *self, const uint8_t peer[CPN_PK_LEN]);

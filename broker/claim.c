@@ -239,7 +239,9 @@ static int s_quota_filter(broker_t *self, broker_pending_t *p, const policy_tena
      * units, and the accelerators and spend of the candidate being claimed for them. */
     for (size_t i = 0; i < self->pending_top; i++) {
         const broker_pending_t *q = &self->pending[i];
-        if (!q->used || q == p || memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
+        /* Requests still in the batch window count once they are matched, as they would
+         * have one after another without the window. */
+        if (!q->used || q->queued || q == p || memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
             continue;
         used.units += q->units_left;
         if (q->next == 0)
@@ -289,9 +291,141 @@ static void s_local_first(broker_t *self, broker_pending_t *p)
 
 /* ---- REQUEST ---- */
 
+/* The planned offer first; the matcher's other candidates follow in their order, for the
+ * retries should the peer refuse. */
+static void s_plan_first(broker_pending_t *p, const match_cand_t *planned)
+{
+    match_cand_t rest[BROKER_CANDS_MAX];
+    size_t k = 0;
+    for (size_t i = 0; i < p->n_cands && k + 1 < BROKER_CANDS_MAX; i++)
+        if (memcmp(p->cands[i].peer, planned->peer, CPN_PK_LEN) != 0 ||
+            strcmp(p->cands[i].package, planned->package) != 0)
+            rest[k++] = p->cands[i];
+    p->cands[0] = *planned;
+    memcpy(p->cands + 1, rest, k * sizeof rest[0]);
+    p->n_cands = k + 1;
+}
+
+/* Match a request now, and claim its first candidate or NACK it. `planned` (NULL: none) is
+ * the offer a batch plan chose for it: it goes first, even if the book no longer shows it,
+ * since the plan counted its units. */
+static void s_serve(broker_t *self, broker_pending_t *p, const match_cand_t *planned)
+{
+    const policy_tenant_t *t = policy_tenant(self->pol, p->tenant);
+    match_fail_t fail;
+    char reason[CPN_REASON_MAX];
+    p->queued = false;
+    if (!t) { /* a reload dropped the tenant while its request waited in the window */
+        s_finish_nack(self, p, CPN_E_UNKNOWN_TENANT, "no longer a tenant of this broker");
+        return;
+    }
+    int r = match_find(self->book, &p->req, &self->pol->placement, cpn_now_ms(), p->cands,
+                       BROKER_CANDS_MAX, &p->n_cands, &fail);
+    if (r == CPN_E_NO_MATCH && planned) {
+        p->n_cands = 0;
+        r = CPN_OK;
+    }
+    if (r == CPN_E_NO_MATCH) {
+        match_fail_format(&fail, reason, sizeof reason);
+        s_finish_nack(self, p, CPN_E_NO_MATCH, reason);
+        return;
+    }
+    if (r != CPN_OK) {
+        s_finish_nack(self, p, r, NULL);
+        return;
+    }
+    if (self->pol->federation.local_first)
+        s_local_first(self, p);
+    if (planned)
+        s_plan_first(p, planned);
+    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
+        s_finish_nack(self, p, r, reason);
+        return;
+    }
+    s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");
+    s_claim_next(self, p);
+}
+
+/* Match the whole window together. batch_plan first; then every planned request is claimed
+ * on its planned offer, before anything else touches the book, so the plan holds: it never
+ * puts more units on an offer than the book shows free, and each CLAIM takes its units from
+ * the book as it goes out (s_claim_next). Then the requests the plan left out (split ones,
+ * and those it could not place) are matched one by one on what is left, as without batch. */
+static void s_window_flush(broker_t *self)
+{
+    size_t slots[WINDOW_CAP];
+    size_t n = window_take(&self->window, slots), n_plan = 0;
+    if (n == 0)
+        return;
+    cpn_request_t *reqs = malloc(n * sizeof *reqs);
+    batch_place_t *plan = malloc(n * sizeof *plan);
+    int r = CPN_E_NOMEM;
+    if (reqs && plan) {
+        for (size_t i = 0; i < n; i++)
+            reqs[i] = self->pending[slots[i]].req;
+        r = batch_plan(self->book, reqs, n, &self->pol->placement, cpn_now_ms(), plan, &n_plan);
+    }
+    if (r != CPN_OK) {
+        log_warn("claim", "batch plan of %zu requests failed (%s): each is matched alone", n,
+                 cpn_errname(r));
+        n_plan = 0;
+    }
+    log_debug("claim", "batch window of %zu requests: %zu placed by the plan", n, n_plan);
+    for (size_t k = 0; k < n_plan; k++)
+        s_serve(self, &self->pending[slots[plan[k].req]], &plan[k].cand);
+    for (size_t i = 0, k = 0; i < n; i++) {
+        if (k < n_plan && plan[k].req == i) {
+            k++; /* plan[] is in request order */
+            continue;
+        }
+        s_serve(self, &self->pending[slots[i]], NULL);
+    }
+    free(plan);
+    free(reqs);
+}
+
+/* Batch mode: the request waits in the window; a full window is matched at once. */
+static void s_queue(broker_t *self, broker_pending_t *p)
+{
+    uint64_t now = cpn_mono_ms();
+    if (self->window.n >= WINDOW_CAP)
+        s_window_flush(self);
+    if (window_add(&self->window, (size_t)(p - self->pending), now) != CPN_OK) {
+        s_serve(self, p, NULL);
+        return;
+    }
+    p->queued = true;
+    s_progress(self, p, "waiting up to %" PRIu64 " ms to be matched with other requests",
+               self->pol->batch.wait_ms);
+    claim_window_poll(self, now);
+}
+
+uint64_t claim_window_deadline(const broker_t *self)
+{
+    const policy_batch_t *b = &self->pol->batch;
+    /* max 0 when batch mode was switched off by a reload: what still waits goes now */
+    return window_deadline(&self->window, b->on ? b->max : 0, b->wait_ms);
+}
+
+void claim_window_poll(broker_t *self, uint64_t now_mono)
+{
+    if (claim_window_deadline(self) <= now_mono)
+        s_window_flush(self);
+}
+
+/* No CLAIM went out for these yet: a NACK now is final and safe to retry elsewhere. */
+size_t claim_window_stop(broker_t *self)
+{
+    size_t slots[WINDOW_CAP];
+    size_t n = window_take(&self->window, slots);
+    for (size_t i = 0; i < n; i++)
+        s_finish_nack(self, &self->pending[slots[i]], CPN_E_BUSY,
+                      "the broker is stopping; send the request again");
+    return n;
+}
+
 void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req)
 {
-    const policy_tenant_t *t = policy_tenant(self->pol, rx->env.from);
     const char *why = NULL;
     self->stats.requests++;
     s_audit(self, rx->env.ts_ms, "REQUEST", rx->env.from, CPN_OK,
@@ -336,29 +470,10 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
     }
     memcpy(p->req_frame, rx->env.frame, rx->env.frame_len);
     p->req_len = rx->env.frame_len;
-
-    match_fail_t fail;
-    char reason[CPN_REASON_MAX];
-    size_t want = BROKER_CANDS_MAX;
-    int r = match_find(self->book, req, &self->pol->placement, cpn_now_ms(), p->cands, want,
-                       &p->n_cands, &fail);
-    if (r == CPN_E_NO_MATCH) {
-        match_fail_format(&fail, reason, sizeof reason);
-        s_finish_nack(self, p, CPN_E_NO_MATCH, reason);
-        return;
-    }
-    if (r != CPN_OK) {
-        s_finish_nack(self, p, r, NULL);
-        return;
-    }
-    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
-        s_finish_nack(self, p, r, reason);
-        return;
-    }
-    if (self->pol->federation.local_first)
-        s_local_first(self, p);
-    s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");
-    s_claim_next(self, p);
+    if (self->pol->batch.on)
+        s_queue(self, p);
+    else
+        s_serve(self, p, NULL);
 }
 
 /* ---- LEASE ---- */
@@ -742,7 +857,7 @@ void claim_tick(broker_t *self, uint64_t now_mono)
 {
     for (size_t i = 0; i < self->pending_top; i++) {
         broker_pending_t *p = &self->pending[i];
-        if (!p->used || now_mono < p->deadline_mono)
+        if (!p->used || p->queued || now_mono < p->deadline_mono)
             continue;
         self->stats.claim_timeouts++;
         if (p->next == 0 || p->tries >= self->pol->limits.claim_tries) {

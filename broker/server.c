@@ -20,6 +20,7 @@
 #include "log.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
+#define BROKER_STOP_LINGER_MS 1000 /* NACKs of requests still in the window, at stop */
 
 /* ---- routes: which connection reaches a key ---- */
 
@@ -498,6 +499,15 @@ static void s_tick(broker_t *self)
     federation_tick(self, mono);
 }
 
+/* The tick, or sooner if the batch window must be matched before it. */
+static int s_poll_ms(const broker_t *self)
+{
+    uint64_t due = claim_window_deadline(self), now = cpn_mono_ms();
+    if (due == WINDOW_NEVER || due >= now + BROKER_TICK_MS)
+        return BROKER_TICK_MS;
+    return due <= now ? 0 : (int)(due - now);
+}
+
 int server_run(broker_t *self)
 {
     uint8_t rid[CPN_RID_MAX];
@@ -517,7 +527,7 @@ int server_run(broker_t *self)
             items[n++].events = ZMQ_POLLIN;
         }
         size_t n_links = federation_pollitems(self, items + n, POLICY_MEMBERS_MAX);
-        if (zmq_poll(items, (int)(n + n_links), BROKER_TICK_MS) < 0 && zmq_errno() != EINTR)
+        if (zmq_poll(items, (int)(n + n_links), s_poll_ms(self)) < 0 && zmq_errno() != EINTR)
             return CPN_E_IO;
         if (self->zap && (items[1].revents & ZMQ_POLLIN))
             zap_handle(self);
@@ -545,8 +555,15 @@ int server_run(broker_t *self)
             self->next_tick_mono = mono + BROKER_TICK_MS;
             s_tick(self);
         }
+        claim_window_poll(self, mono);
     }
     log_info("broker", "stopping");
+    /* Requests waiting for their batch window get a NACK, not silence; the router's linger
+     * is 0, so give those NACKs a moment to leave before the socket closes. */
+    if (claim_window_stop(self) > 0) {
+        int linger = BROKER_STOP_LINGER_MS;
+        zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
+    }
     return CPN_OK;
 }
 
