@@ -457,8 +457,7 @@ static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t
 
 static void s_verdict(const book_t *b, const uint64_t *cnt, bool short_split, match_fail_t *why)
 {
-    why->constraint = CPN_C_OK;
-    why->excluded = 0;
+    memset(why, 0, sizeof *why);
     why->total = (uint32_t)b->n_packages;
     if (short_split) {
         /* Offers fit, but too few units between them: units is the reason. */
@@ -466,10 +465,16 @@ static void s_verdict(const book_t *b, const uint64_t *cnt, bool short_split, ma
         why->excluded = (uint32_t)cnt[CPN_C_UNITS];
         return;
     }
+    /* The two largest counts; ties go to the constraint first in enum order. */
     for (int i = 1; i < CPN_C__COUNT; i++) {
         if (cnt[i] > why->excluded) {
+            why->next = why->constraint;
+            why->next_excluded = why->excluded;
             why->excluded = (uint32_t)cnt[i];
             why->constraint = (cpn_constraint_t)i;
+        } else if (cnt[i] > why->next_excluded) {
+            why->next_excluded = (uint32_t)cnt[i];
+            why->next = (cpn_constraint_t)i;
         }
     }
 }
@@ -545,7 +550,11 @@ void match_fail_format(const match_fail_t *why, char *buf, size_t cap)
         return;
     if (why == NULL || why->total == 0 || why->constraint == CPN_C_OK)
         snprintf(buf, cap, "no offers in the book");
-    else
+    else if (why->next == CPN_C_OK)
         snprintf(buf, cap, "%s excluded %u of %u offers", cpn_constraint_name(why->constraint),
                  why->excluded, why->total);
+    else
+        snprintf(buf, cap, "%s excluded %u of %u offers; %s excluded %u",
+                 cpn_constraint_name(why->constraint), why->excluded, why->total,
+                 cpn_constraint_name(why->next), why->next_excluded);
 }

@@ -357,7 +357,10 @@ static void test_no_match_reason(void **state)
     assert_int_equal(why.total, 14);
     char buf[128];
     match_fail_format(&why, buf, sizeof buf);
-    assert_string_equal(buf, "accelerator.model excluded 12 of 14 offers");
+    /* and the runner-up: the two H100 offers are in the wrong region */
+    assert_int_equal(why.next, CPN_C_REGION);
+    assert_int_equal(why.next_excluded, 2);
+    assert_string_equal(buf, "accelerator.model excluded 12 of 14 offers; region excluded 2");
     /* Each offer counts once, under its first failing constraint: cores comes before region. */
     r.accel_model[0] = '\0';
     r.cores = 200;
@@ -723,13 +726,18 @@ static void test_cross_check_brute_force(void **state)
                 assert_int_equal(out[i].rank, rc[i].rank);
             }
         } else if (nrc == 0) {
-            int best = 0; /* the most excluding; the first in enum order on a tie */
+            int best = 0, second = 0; /* the most excluding, the next; enum order on ties */
             for (int c = 1; c < CPN_C__COUNT; c++)
                 if (cnt[c] > (best ? cnt[best] : 0))
                     best = c;
+            for (int c = 1; c < CPN_C__COUNT; c++)
+                if (c != best && cnt[c] > (second ? cnt[second] : 0))
+                    second = c;
             assert_int_equal(why.total, nref);
             assert_int_equal(why.constraint, best);
             assert_int_equal(why.excluded, cnt[best]);
+            assert_int_equal(why.next, second);
+            assert_int_equal(why.next_excluded, second ? cnt[second] : 0);
             fail_checked++;
         }
         /* Peers re-advertise now and then (new shapes, prices, free counts). */
