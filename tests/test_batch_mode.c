@@ -42,7 +42,7 @@
 
 #define WAIT_MS 5000   /* one answer from the broker */
 #define READY_MS 30000 /* a daemon up, a peer's offers in the book (bound, not a timing) */
-#define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL (sanitizers on a loaded machine are slow) */
+#define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL (sanitizers on a loaded machine: slow) */
 #define POLL_MS 100    /* between two looks at something that changes */
 #define PORT_TRIES 5   /* fresh ports tried if the broker cannot bind */
 #define BATCH_WAIT_MS 1000 /* the policy's placement.batch.wait below */
