@@ -516,6 +516,16 @@ void federation_seen(broker_t *self, const uint8_t key[CPN_PK_LEN])
     l->up = true;
     l->up_since_mono = now;
     log_info("fed", "member %s up", l->name);
+    /* Back after a restart: our link may be in its reconnect backoff (up to
+     * FED_RECONNECT_MAX_MS) and would refuse FORWARDs until then; a fresh socket connects now. */
+    if (!l->tx_ok) {
+        void *old = l->sock;
+        l->sock = NULL;
+        if (s_link_open(self, l) == CPN_OK)
+            zmq_close(old);
+        else
+            l->sock = old; /* keep the one in backoff: it still connects, later */
+    }
     /* What we lack of its book: ask now, and again on every tick until the link takes it. */
     l->sync_due = l->use_offers;
     if (l->sync_due)

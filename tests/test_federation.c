@@ -561,6 +561,33 @@ static bool s_wait_member(int b, const char *member, const char *state, uint64_t
     return false;
 }
 
+/* Is b's own link to `member` connected (its last send went through)? */
+static bool s_member_linked(int b, const char *member)
+{
+    ans_t a;
+    bool linked = false;
+    if (s_query(b, "federation", WAIT_MS, &a) != CPN_MSG_STATUS)
+        return false;
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (s_str_is(s_get(row, "name"), member))
+            linked = s_str_is(s_get(row, "link"), "connected");
+    }
+    s_ans_free(&a);
+    return linked;
+}
+
+static bool s_wait_linked(int b, const char *member, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (s_member_linked(b, member))
+            return true;
+        usleep(POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
 static bool s_wait_broker(int b, uint64_t ms)
 {
     uint64_t deadline = cpn_mono_ms() + ms;
@@ -1125,6 +1152,8 @@ static void test_restart_b(void **state)
     assert_true(s_offer(B_A, "pc", "cpu8", via));
     assert_string_equal(via, kb);
     assert_true(s_wait_member(B_A, "b", "up", READY_MS));
+    /* Up means A hears from B; A's FORWARD needs its own link to B connected as well. */
+    assert_true(s_wait_linked(B_A, "b", READY_MS));
     cpn_request_t again = s_req("after-heal", 8);
     assert_int_equal(s_submit(T_OPS, B_A, &again, &a), CPN_MSG_GRANT);
     const char *why = NULL;
