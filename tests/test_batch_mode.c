@@ -20,15 +20,11 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -37,6 +33,7 @@
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "envelope.h"
+#include "harness.h"
 #include "identity.h"
 #include "msg.h"
 
@@ -51,17 +48,11 @@
 enum { T_OPS, T_ALICE, T__COUNT };
 
 typedef struct {
-    const char *name;
-    cpn_identity_t *id;
-    ctl_client_t *cli;
-} tenant_t;
-
-typedef struct {
     char dir[256], policy[320], broker_log[320], bin[1024];
     char endpoint[64];
     cpn_identity_t *broker, *peer;
     pid_t broker_pid, peer_pid;
-    tenant_t t[T__COUNT];
+    h_tenant_t t[T__COUNT];
 } fx_t;
 
 static fx_t g = {.t = {{.name = "ops"}, {.name = "alice"}}};
@@ -72,33 +63,6 @@ static void s_path(char *out, size_t cap, const char *name)
 {
     int n = snprintf(out, cap, "%s/%s", g.dir, name);
     assert_true(n > 0 && (size_t)n < cap);
-}
-
-static void s_write(const char *name, const char *text)
-{
-    char path[400];
-    s_path(path, sizeof path, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void s_rm_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[600];
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (n > 0 && (size_t)n < sizeof path)
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
 }
 
 /* Tenants ops (operator) and alice; batch matching only when `batch` is set: a window of
@@ -125,7 +89,7 @@ static void s_write_policy(bool batch)
                      "  claim_timeout: 2s\n",
                      g.endpoint, batch ? "  batch: {max: 2, wait: 1s}\n" : "");
     assert_true(n > 0 && (size_t)n < sizeof text);
-    s_write("policy.yaml", text);
+    h_write(g.dir, "policy.yaml", text);
 }
 
 /* One T4 unit (cheap), one G2 unit (dearer), and CPU nodes with SSD for the other cases. */
@@ -165,235 +129,37 @@ static void s_write_peer(void)
                      "    storage: {class: ssd, size: 100GB}\n",
                      g.endpoint);
     assert_true(n > 0 && (size_t)n < sizeof text);
-    s_write("dc.yaml", text);
-}
-
-/* ---- processes ---- */
-
-static pid_t s_spawn(const char *prog, const char *cfg, const char *log)
-{
-    char bin[1100];
-    int n = snprintf(bin, sizeof bin, "%s/%s", g.bin, prog);
-    assert_true(n > 0 && (size_t)n < sizeof bin);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, prog, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Still running? A child that exited is reaped here and its pid becomes -1. */
-static bool s_alive(pid_t *pid_p)
-{
-    if (*pid_p > 0 && waitpid(*pid_p, NULL, WNOHANG) != 0)
-        *pid_p = -1;
-    return *pid_p > 0;
-}
-
-/* SIGTERM, wait, then SIGKILL. Whether it exited by itself with status 0. */
-static bool s_stop(pid_t *pid_p)
-{
-    pid_t pid = *pid_p, w = 0;
-    int status = 0;
-    *pid_p = 0;
-    if (pid <= 0)
-        return pid == 0; /* -1: it had exited by itself before */
-    kill(pid, SIGCONT);
-    kill(pid, SIGTERM);
-    uint64_t deadline = cpn_mono_ms() + STOP_MS;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
-        usleep(20 * 1000);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-static int s_free_port(void)
-{
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_ROUTER);
-    char ep[64] = "";
-    size_t len = sizeof ep;
-    int port = -1;
-    if (s && zmq_bind(s, "tcp://127.0.0.1:*") == 0 &&
-        zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0) {
-        const char *colon = strrchr(ep, ':');
-        port = colon ? atoi(colon + 1) : -1;
-    }
-    if (s)
-        zmq_close(s);
-    zmq_ctx_term(ctx);
-    return port;
+    h_write(g.dir, "dc.yaml", text);
 }
 
 /* ---- talking to the broker ---- */
 
-typedef struct {
-    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
-    uint8_t *frame;
-    size_t len;
-    cpn_env_t env;
-    int32_t code; /* NACK, ERROR */
-    char reason[CPN_REASON_MAX];
-    msgpack_zone zone; /* STATUS: data parsed into obj */
-    bool has_zone;
-    msgpack_object obj;
-} ans_t;
-
-static void s_ans_free(ans_t *a)
-{
-    free(a->frame);
-    if (a->has_zone)
-        msgpack_zone_destroy(&a->zone);
-    memset(a, 0, sizeof *a);
-}
-
-static cpn_limits_t s_big_limits(void)
-{
-    cpn_limits_t lim = cpn_limits_default; /* answers (offers) may be large */
-    lim.max_frame *= 16;
-    lim.max_str *= 16;
-    lim.max_total *= 16;
-    return lim;
-}
-
-/* Is the frame in `a` the answer to message `seq` (a GRANT for request `id`, a NACK or
- * ERROR naming `seq`, a STATUS `what`)? Fills a's code, reason, obj. */
-static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
-{
-    cpn_limits_t lim = s_big_limits();
-    if (a->env.type == CPN_MSG_GRANT) {
-        cpn_grant_t gr;
-        memset(&gr, 0, sizeof gr);
-        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK &&
-               strcmp(gr.request_id, id) == 0;
-    }
-    if (a->env.type == CPN_MSG_NACK || a->env.type == CPN_MSG_ERROR) {
-        cpn_nack_t n;
-        cpn_error_t e;
-        memset(&n, 0, sizeof n);
-        memset(&e, 0, sizeof e);
-        bool nack = a->env.type == CPN_MSG_NACK;
-        if ((nack ? cpn_msg_decode(&a->env, &lim, &n) : cpn_msg_decode(&a->env, &lim, &e)) !=
-                CPN_OK ||
-            (nack ? n.ref_seq : e.ref_seq) != seq)
-            return false;
-        a->code = nack ? n.code : e.code;
-        memcpy(a->reason, nack ? n.reason : e.reason, sizeof a->reason);
-        return true;
-    }
-    if (a->env.type == CPN_MSG_STATUS && what) {
-        cpn_status_t st;
-        memset(&st, 0, sizeof st);
-        if (cpn_msg_decode(&a->env, &lim, &st) != CPN_OK || strcmp(st.what, what) != 0)
-            return false;
-        msgpack_zone_init(&a->zone, 4096);
-        a->has_zone = true;
-        assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj), CPN_OK);
-        return true;
-    }
-    return false;
-}
-
-/* Wait for the answers to n messages (seq[i], id[i], what[i]) in whatever order they come;
- * anything else is skipped. ans[i].type is CPN_MSG_NONE if none came within `ms`. */
-static void s_await_n(tenant_t *t, size_t n, const uint64_t *seq, const char *const *id,
-                      const char *const *what, uint64_t ms, ans_t *ans)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    size_t got = 0;
-    ans_t a;
-    for (size_t i = 0; i < n; i++)
-        memset(&ans[i], 0, sizeof ans[i]);
-    memset(&a, 0, sizeof a);
-    while (got < n && ctl_client_recv(t->cli, deadline, &a.frame, &a.len, &a.env) == CPN_OK) {
-        for (size_t i = 0; i < n; i++) {
-            if (ans[i].type == CPN_MSG_NONE && s_match(&a, seq[i], id[i], what[i])) {
-                a.type = a.env.type;
-                ans[i] = a;
-                memset(&a, 0, sizeof a);
-                got++;
-                break;
-            }
-        }
-        s_ans_free(&a);
-    }
-}
-
-static cpn_msg_type_t s_await(tenant_t *t, uint64_t seq, const char *id, const char *what,
-                              uint64_t ms, ans_t *a)
-{
-    s_await_n(t, 1, &seq, &id, &what, ms, a);
-    return a->type;
-}
-
-static cpn_msg_type_t s_query(int t, const char *what, uint64_t ms, ans_t *a)
-{
-    cpn_query_t q;
-    uint64_t seq = 0;
-    memset(&q, 0, sizeof q);
-    snprintf(q.what, sizeof q.what, "%s", what);
-    assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
-    return s_await(&g.t[t], seq, NULL, what, ms, a);
-}
-
-static const msgpack_object *s_get(const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
-            memcmp(kv->key.via.str.ptr, key, klen) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool s_str_is(const msgpack_object *o, const char *s)
-{
-    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
-           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
-}
-
 static uint64_t s_status_u64(const char *key)
 {
-    ans_t a;
-    assert_int_equal(s_query(T_OPS, "status", WAIT_MS, &a), CPN_MSG_STATUS);
-    const msgpack_object *v = s_get(&a.obj, key);
-    uint64_t n = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
-    s_ans_free(&a);
+    h_ans_t a;
+    assert_int_equal(h_query(g.t[T_OPS].cli, "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    const msgpack_object *v = h_get(&a.obj, key);
+    uint64_t n = h_u64(v);
+    h_ans_free(&a);
     return n;
 }
 
 /* Free units of package `pkg` in the broker's offers; -1 if not listed. */
 static long s_offer_free(const char *pkg)
 {
-    ans_t a;
+    h_ans_t a;
     long fr = -1;
-    if (s_query(T_OPS, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
+    if (h_query(g.t[T_OPS].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
         return -2;
     assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
     for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        const msgpack_object *f = s_get(row, "free");
-        if (s_str_is(s_get(row, "package"), pkg) && f &&
+        const msgpack_object *f = h_get(row, "free");
+        if (h_str_is(h_get(row, "package"), pkg) && f &&
             f->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             fr = (long)f->via.u64;
     }
-    s_ans_free(&a);
+    h_ans_free(&a);
     return fr;
 }
 
@@ -407,35 +173,6 @@ static bool s_wait_free(const char *pkg, long want, uint64_t ms)
         usleep(POLL_MS * 1000);
     } while (cpn_mono_ms() < deadline);
     return false;
-}
-
-static bool s_wait_broker(uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    while (cpn_mono_ms() < deadline) {
-        if (!s_alive(&g.broker_pid))
-            return false;
-        ans_t a;
-        cpn_msg_type_t t = s_query(T_OPS, "status", 500, &a);
-        s_ans_free(&a);
-        if (t == CPN_MSG_STATUS)
-            return true;
-    }
-    return false;
-}
-
-static void s_clients_close(void)
-{
-    for (int i = 0; i < T__COUNT; i++)
-        ctl_client_destroy(&g.t[i].cli);
-}
-
-static void s_clients_open(void)
-{
-    for (int i = 0; i < T__COUNT; i++)
-        assert_int_equal(
-            ctl_client_new(g.endpoint, g.t[i].id, cpn_identity_pk(g.broker), true, &g.t[i].cli),
-            CPN_OK);
 }
 
 static cpn_request_t s_req(const char *id)
@@ -459,19 +196,19 @@ static void s_req_pair(const char *a_id, const char *b_id, cpn_request_t *a, cpn
 }
 
 /* Send A and B back to back; their answers in ans[0], ans[1]. */
-static void s_submit_pair(const cpn_request_t *a, const cpn_request_t *b, ans_t ans[2])
+static void s_submit_pair(const cpn_request_t *a, const cpn_request_t *b, h_ans_t ans[2])
 {
     uint64_t seqs[2] = {0, 0};
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_REQUEST, a, &seqs[0]), CPN_OK);
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_REQUEST, b, &seqs[1]), CPN_OK);
     const char *const ids[2] = {a->id, b->id}, *const whats[2] = {NULL, NULL};
-    s_await_n(&g.t[T_ALICE], 2, seqs, ids, whats, BATCH_WAIT_MS + WAIT_MS, ans);
+    h_await_n(g.t[T_ALICE].cli, 2, seqs, ids, whats, BATCH_WAIT_MS + WAIT_MS, ans);
 }
 
 /* The package of a GRANT's lease, its chain verified; the peer and lease id for a RELEASE. */
-static void s_granted(const ans_t *a, cpn_lease_t *lease, uint8_t peer[CPN_PK_LEN])
+static void s_granted(const h_ans_t *a, cpn_lease_t *lease, uint8_t peer[CPN_PK_LEN])
 {
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     cpn_env_t genv, lenv;
     cpn_grant_t gr;
     const char *why = NULL;
@@ -489,13 +226,13 @@ static void s_release(const cpn_lease_t *lease, const uint8_t peer[CPN_PK_LEN], 
 {
     cpn_release_t rl;
     uint64_t seq = 0;
-    ans_t a;
+    h_ans_t a;
     memset(&rl, 0, sizeof rl);
     snprintf(rl.lease_id, sizeof rl.lease_id, "%s", lease->lease_id);
     memcpy(rl.peer, peer, CPN_PK_LEN);
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
-    assert_int_equal(s_await(&g.t[T_ALICE], seq, id, NULL, WAIT_MS, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    assert_int_equal(h_await(g.t[T_ALICE].cli, seq, id, NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
 }
 
 /* ---- fixture ---- */
@@ -504,71 +241,51 @@ static int s_teardown(void **state)
 {
     (void)state;
     bool clean = true;
-    if (!s_stop(&g.peer_pid)) {
+    if (!h_stop(&g.peer_pid, STOP_MS)) {
         fprintf(stderr, "# cpn-peer did not exit cleanly on SIGTERM\n");
         clean = false;
     }
-    if (!s_stop(&g.broker_pid)) {
+    if (!h_stop(&g.broker_pid, STOP_MS)) {
         fprintf(stderr, "# cpn-broker did not exit cleanly on SIGTERM\n");
         clean = false;
     }
-    s_clients_close();
+    h_tenants_close(g.t, T__COUNT);
     for (int i = 0; i < T__COUNT; i++)
         cpn_identity_destroy(&g.t[i].id);
     cpn_identity_destroy(&g.peer);
     cpn_identity_destroy(&g.broker);
-    if (g.dir[0]) {
-        const char *keep = getenv("CPN_TEST_KEEP");
-        if (!clean || (keep && strcmp(keep, "1") == 0))
-            fprintf(stderr, "# kept %s\n", g.dir);
-        else
-            s_rm_dir(g.dir);
-    }
+    h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static void s_keygen(const char *name, cpn_identity_t **id)
-{
-    char base[400];
-    s_path(base, sizeof base, name);
-    assert_int_equal(cpn_identity_generate(id), CPN_OK);
-    assert_int_equal(cpn_identity_save(*id, base), CPN_OK);
 }
 
 static int s_setup(void **state)
 {
     (void)state;
-    const char *b = getenv("CPN_BUILDDIR");
-    const char *tmp = getenv("TMPDIR");
     char cfg[400], log[400];
     if (cpn_crypto_init() != CPN_OK)
         return -1;
-    snprintf(g.bin, sizeof g.bin, "%s", b && b[0] ? b : ".");
-    snprintf(g.dir, sizeof g.dir, "%s/cpn-test-batch.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(g.dir)) {
-        g.dir[0] = 0;
+    if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "batch") != 0)
         return -1;
-    }
     s_path(g.policy, sizeof g.policy, "policy.yaml");
     s_path(g.broker_log, sizeof g.broker_log, "broker.log");
-    s_keygen("broker", &g.broker);
-    s_keygen("dc", &g.peer);
+    h_keygen(g.dir, "broker", &g.broker);
+    h_keygen(g.dir, "dc", &g.peer);
     for (int i = 0; i < T__COUNT; i++)
-        s_keygen(g.t[i].name, &g.t[i].id);
+        h_keygen(g.dir, g.t[i].name, &g.t[i].id);
 
     bool up = false;
     for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++) {
-        int port = s_free_port();
+        int port = h_free_port(NULL);
         if (port <= 0)
             continue;
         snprintf(g.endpoint, sizeof g.endpoint, "tcp://127.0.0.1:%d", port);
         s_write_policy(false);
-        s_clients_open();
-        g.broker_pid = s_spawn("cpn-broker", g.policy, g.broker_log);
-        up = s_wait_broker(READY_MS);
+        h_tenants_open(g.t, T__COUNT, g.endpoint, cpn_identity_pk(g.broker), true);
+        g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
+        up = h_wait_up(&g.broker_pid, g.t[T_OPS].cli, READY_MS);
         if (!up) { /* most likely someone took the port: another one */
-            s_stop(&g.broker_pid);
-            s_clients_close();
+            h_stop(&g.broker_pid, STOP_MS);
+            h_tenants_close(g.t, T__COUNT);
         }
     }
     if (!up) {
@@ -578,7 +295,7 @@ static int s_setup(void **state)
     s_write_peer();
     s_path(cfg, sizeof cfg, "dc.yaml");
     s_path(log, sizeof log, "dc.log");
-    g.peer_pid = s_spawn("cpn-peer", cfg, log);
+    g.peer_pid = h_spawn(g.bin, "cpn-peer", cfg, log);
     if (!s_wait_free("t4", 1, READY_MS) || !s_wait_free("g2", 1, READY_MS) ||
         !s_wait_free("cpu-ssd", 10, READY_MS)) {
         fprintf(stderr, "# the peer's offers did not reach the broker\n");
@@ -595,7 +312,7 @@ static void test_greedy_loses(void **state)
 {
     (void)state;
     cpn_request_t a, b;
-    ans_t ans[2];
+    h_ans_t ans[2];
     cpn_lease_t lease;
     uint8_t peer[CPN_PK_LEN];
     s_req_pair("greedy-a", "greedy-b", &a, &b);
@@ -605,8 +322,8 @@ static void test_greedy_loses(void **state)
     assert_int_equal(ans[1].type, CPN_MSG_NACK);
     assert_true(ans[1].code == CPN_E_NO_MATCH || ans[1].code == CPN_E_NO_UNITS);
     assert_int_equal(s_offer_free("g2"), 1);
-    s_ans_free(&ans[0]);
-    s_ans_free(&ans[1]);
+    h_ans_free(&ans[0]);
+    h_ans_free(&ans[1]);
     s_release(&lease, peer, "greedy-a");
     assert_true(s_wait_free("t4", 1, READY_MS)); /* the peer's next AD */
 }
@@ -625,7 +342,7 @@ static void test_batch_wins(void **state)
     assert_int_equal(s_status_u64("policy_reloads"), reloads0 + 1);
 
     cpn_request_t a, b;
-    ans_t ans[2];
+    h_ans_t ans[2];
     cpn_lease_t la, lb;
     uint8_t peer[CPN_PK_LEN];
     s_req_pair("batch-a", "batch-b", &a, &b);
@@ -634,8 +351,8 @@ static void test_batch_wins(void **state)
     s_granted(&ans[1], &lb, peer);
     assert_string_equal(la.package, "g2");
     assert_string_equal(lb.package, "t4");
-    s_ans_free(&ans[0]);
-    s_ans_free(&ans[1]);
+    h_ans_free(&ans[0]);
+    h_ans_free(&ans[1]);
 }
 
 /* Alone in a window of 2, a request waits for the window's time and is then served: not
@@ -645,12 +362,12 @@ static void test_lone_request_waits(void **state)
     (void)state;
     cpn_request_t r = s_req("lone-1");
     uint64_t seq = 0;
-    ans_t a;
+    h_ans_t a;
     r.cores = 4;
     snprintf(r.storage_class, sizeof r.storage_class, "ssd");
     uint64_t t0 = cpn_mono_ms();
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_REQUEST, &r, &seq), CPN_OK);
-    assert_int_equal(s_await(&g.t[T_ALICE], seq, r.id, NULL, BATCH_WAIT_MS + WAIT_MS, &a),
+    assert_int_equal(h_await(g.t[T_ALICE].cli, seq, r.id, NULL, BATCH_WAIT_MS + WAIT_MS, &a),
                      CPN_MSG_GRANT);
     uint64_t took = cpn_mono_ms() - t0;
     assert_true(took >= BATCH_WAIT_MS - 100); /* the clocks' ms rounding, no more */
@@ -658,7 +375,7 @@ static void test_lone_request_waits(void **state)
     uint8_t peer[CPN_PK_LEN];
     s_granted(&a, &lease, peer);
     assert_string_equal(lease.package, "cpu-ssd");
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* SIGTERM while a request waits in the window: its tenant gets a NACK busy, and the broker
@@ -670,24 +387,24 @@ static void test_stop_answers_window(void **state)
     (void)state;
     cpn_request_t r = s_req("stopping-1");
     uint64_t seq = 0;
-    ans_t a;
+    h_ans_t a;
     r.cores = 4;
     snprintf(r.storage_class, sizeof r.storage_class, "ssd");
     uint64_t t0 = cpn_mono_ms();
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_REQUEST, &r, &seq), CPN_OK);
-    assert_int_equal(s_query(T_ALICE, "status", WAIT_MS, &a), CPN_MSG_STATUS);
-    s_ans_free(&a);
+    assert_int_equal(h_query(g.t[T_ALICE].cli, "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    h_ans_free(&a);
     if (cpn_mono_ms() - t0 > STOP_RTT_MS) {
         fprintf(stderr, "# status took %llu ms: too slow to be sure the window is open\n",
                 (unsigned long long)(cpn_mono_ms() - t0));
         skip();
     }
     assert_int_equal(kill(g.broker_pid, SIGTERM), 0);
-    assert_int_equal(s_await(&g.t[T_ALICE], seq, r.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(h_await(g.t[T_ALICE].cli, seq, r.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_BUSY);
     assert_non_null(strstr(a.reason, "stopping"));
-    s_ans_free(&a);
-    assert_true(s_stop(&g.broker_pid));
+    h_ans_free(&a);
+    assert_true(h_stop(&g.broker_pid, STOP_MS));
 }
 
 int main(void)

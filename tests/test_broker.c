@@ -26,17 +26,13 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -45,6 +41,7 @@
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "envelope.h"
+#include "harness.h"
 #include "identity.h"
 #include "msg.h"
 #include "transport.h"
@@ -60,12 +57,6 @@ enum { T_ACME, T_BETA, T_RACE1, T_RACE2, T_GAMMA, T_STRANGER, T_DELTA, T__COUNT 
 enum { P_EAST, P_FLAKY, P__COUNT };
 
 typedef struct {
-    const char *name;
-    cpn_identity_t *id;
-    ctl_client_t *cli;
-} tenant_t;
-
-typedef struct {
     const char *name, *region;
     cpn_identity_t *id;
     pid_t pid;
@@ -77,7 +68,7 @@ typedef struct {
     char endpoint[64];
     cpn_identity_t *broker;
     pid_t broker_pid;
-    tenant_t t[T__COUNT];
+    h_tenant_t t[T__COUNT];
     peer_t p[P__COUNT];
 } fx_t;
 
@@ -100,16 +91,6 @@ static void s_path(char *out, size_t cap, const char *name)
     assert_true(n > 0 && (size_t)n < cap);
 }
 
-static void s_write(const char *name, const char *text)
-{
-    char path[400];
-    s_path(path, sizeof path, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(fputs(text, f) >= 0, 1);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* How often `needle` occurs in a file (0 if it cannot be read). */
 static int s_count_in_file(const char *path, const char *needle)
 {
@@ -124,24 +105,6 @@ static int s_count_in_file(const char *path, const char *needle)
     for (const char *p = buf; (p = strstr(p, needle)) != NULL; p += strlen(needle))
         count++;
     return count;
-}
-
-/* Remove the temporary directory: flat, files only (keys, configs, logs, SQLite files). */
-static void s_rm_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[600];
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (n > 0 && (size_t)n < sizeof path)
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
 }
 
 /* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, delta
@@ -191,7 +154,7 @@ static void s_write_policy(bool gamma, bool broken)
                      g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
                      broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
     assert_true(n > 0 && (size_t)n < sizeof text);
-    s_write("policy.yaml", text);
+    h_write(g.dir, "policy.yaml", text);
 }
 
 /* dc-east sells H100s, Ascend 910Bs, one last MI300X unit and CPU nodes with SSD; dc-flaky
@@ -249,41 +212,10 @@ static void s_write_peer(const peer_t *p)
                      p == &g.p[P_EAST] ? east : flaky);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_write(name, text);
+    h_write(g.dir, name, text);
 }
 
 /* ---- processes ---- */
-
-/* Start `prog` with --config `cfg`, stderr and stdout appended to `log`. */
-static pid_t s_spawn(const char *prog, const char *cfg, const char *log)
-{
-    char bin[1100];
-    int n = snprintf(bin, sizeof bin, "%s/%s", g.bin, prog);
-    assert_true(n > 0 && (size_t)n < sizeof bin);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, prog, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Still running? A child that exited is reaped here and its pid becomes -1, so that no
- * signal goes later to a pid the system may have given to another process. */
-static bool s_alive(pid_t *pid_p)
-{
-    if (*pid_p > 0 && waitpid(*pid_p, NULL, WNOHANG) != 0)
-        *pid_p = -1;
-    return *pid_p > 0;
-}
 
 /* A signal to one daemon we started; never to 0 or -1 (a whole group, every process). */
 static void s_signal(pid_t pid, int sig)
@@ -292,31 +224,9 @@ static void s_signal(pid_t pid, int sig)
     assert_int_equal(kill(pid, sig), 0);
 }
 
-/* SIGTERM (after SIGCONT, in case it is stopped), wait, then SIGKILL. Returns whether it
- * exited by itself with status 0 (a sanitizer's report makes the status non-zero). */
-static bool s_stop(pid_t *pid_p)
-{
-    pid_t pid = *pid_p;
-    int status = 0;
-    *pid_p = 0;
-    if (pid <= 0)
-        return pid == 0; /* -1: it had exited by itself before */
-    kill(pid, SIGCONT);
-    kill(pid, SIGTERM);
-    uint64_t deadline = cpn_mono_ms() + STOP_MS;
-    pid_t w = 0;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
-        usleep(20 * 1000);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
 static void s_start_broker(void)
 {
-    g.broker_pid = s_spawn("cpn-broker", g.policy, g.broker_log);
+    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
 }
 
 static void s_start_peer(peer_t *p)
@@ -326,133 +236,10 @@ static void s_start_peer(peer_t *p)
     s_path(cfg, sizeof cfg, name);
     snprintf(name, sizeof name, "%s.log", p->name);
     s_path(log, sizeof log, name);
-    p->pid = s_spawn("cpn-peer", cfg, log);
-}
-
-/* A TCP port on 127.0.0.1 that was free a moment ago (the broker retries if it is not). */
-static int s_free_port(void)
-{
-    void *ctx = zmq_ctx_new();
-    void *s = zmq_socket(ctx, ZMQ_ROUTER);
-    char ep[64] = "";
-    size_t len = sizeof ep;
-    int port = -1;
-    if (s && zmq_bind(s, "tcp://127.0.0.1:*") == 0 &&
-        zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0) {
-        const char *colon = strrchr(ep, ':');
-        port = colon ? atoi(colon + 1) : -1;
-    }
-    if (s)
-        zmq_close(s);
-    zmq_ctx_term(ctx);
-    return port;
+    p->pid = h_spawn(g.bin, "cpn-peer", cfg, log);
 }
 
 /* ---- talking to the broker ---- */
-
-/* One answer of the broker, kept with the frame it points into. */
-typedef struct {
-    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
-    uint8_t *frame;
-    size_t len;
-    cpn_env_t env;
-    int32_t code; /* NACK, ERROR */
-    char reason[CPN_REASON_MAX];
-    msgpack_zone zone; /* STATUS: data parsed into obj */
-    bool has_zone;
-    msgpack_object obj;
-} ans_t;
-
-static void s_ans_free(ans_t *a)
-{
-    free(a->frame);
-    if (a->has_zone)
-        msgpack_zone_destroy(&a->zone);
-    memset(a, 0, sizeof *a);
-}
-
-static cpn_limits_t s_big_limits(void)
-{
-    cpn_limits_t lim = cpn_limits_default; /* answers (offers) may be large */
-    lim.max_frame *= 16;
-    lim.max_str *= 16;
-    lim.max_total *= 16;
-    return lim;
-}
-
-/* Is the frame in `a` the answer to the message `seq` (a GRANT for request `id`, a NACK or
- * ERROR naming `seq`, a STATUS `what`)? Fills a's code, reason, obj. */
-static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
-{
-    cpn_limits_t lim = s_big_limits();
-    if (a->env.type == CPN_MSG_GRANT) {
-        cpn_grant_t gr;
-        memset(&gr, 0, sizeof gr);
-        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK && strcmp(gr.request_id, id) == 0;
-    }
-    if (a->env.type == CPN_MSG_NACK) {
-        cpn_nack_t n;
-        memset(&n, 0, sizeof n);
-        if (cpn_msg_decode(&a->env, &lim, &n) != CPN_OK || n.ref_seq != seq)
-            return false;
-        a->code = n.code;
-        memcpy(a->reason, n.reason, sizeof a->reason);
-        return true;
-    }
-    if (a->env.type == CPN_MSG_ERROR) {
-        cpn_error_t e;
-        memset(&e, 0, sizeof e);
-        if (cpn_msg_decode(&a->env, &lim, &e) != CPN_OK || e.ref_seq != seq)
-            return false;
-        a->code = e.code;
-        memcpy(a->reason, e.reason, sizeof a->reason);
-        return true;
-    }
-    if (a->env.type == CPN_MSG_STATUS && what) {
-        cpn_status_t st;
-        memset(&st, 0, sizeof st);
-        if (cpn_msg_decode(&a->env, &lim, &st) != CPN_OK || strcmp(st.what, what) != 0)
-            return false;
-        msgpack_zone_init(&a->zone, 4096);
-        a->has_zone = true;
-        assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj), CPN_OK);
-        return true;
-    }
-    return false;
-}
-
-/* Wait on tenant t's connection for the answers to up to two messages (seq[i], id[i],
- * what[i]), in whatever order they come. Anything else (progress, stale answers) is skipped.
- * ans[i].type is CPN_MSG_NONE for an answer that did not come within `ms`. */
-static void s_await_n(tenant_t *t, size_t n, const uint64_t *seq, const char *const *id,
-                      const char *const *what, uint64_t ms, ans_t *ans)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    size_t got = 0;
-    ans_t a;
-    for (size_t i = 0; i < n; i++)
-        memset(&ans[i], 0, sizeof ans[i]);
-    memset(&a, 0, sizeof a);
-    while (got < n && ctl_client_recv(t->cli, deadline, &a.frame, &a.len, &a.env) == CPN_OK) {
-        for (size_t i = 0; i < n; i++) {
-            if (ans[i].type == CPN_MSG_NONE && s_match(&a, seq[i], id[i], what[i])) {
-                a.type = a.env.type;
-                ans[i] = a;
-                memset(&a, 0, sizeof a);
-                got++;
-                break;
-            }
-        }
-        s_ans_free(&a);
-    }
-}
-
-static cpn_msg_type_t s_await(tenant_t *t, uint64_t seq, const char *id, const char *what,
-                              uint64_t ms, ans_t *a)
-{
-    s_await_n(t, 1, &seq, &id, &what, ms, a);
-    return a->type;
-}
 
 static cpn_request_t s_req(const char *id)
 {
@@ -473,79 +260,43 @@ static cpn_request_t s_req_cpu(const char *id)
     return r;
 }
 
-static cpn_msg_type_t s_submit(int t, const cpn_request_t *req, ans_t *a)
+static cpn_msg_type_t s_submit(int t, const cpn_request_t *req, h_ans_t *a)
 {
     uint64_t seq = 0;
     assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_REQUEST, req, &seq), CPN_OK);
-    return s_await(&g.t[t], seq, req->id, NULL, WAIT_MS, a);
-}
-
-static cpn_msg_type_t s_query(int t, const char *what, uint64_t ms, ans_t *a)
-{
-    cpn_query_t q;
-    uint64_t seq = 0;
-    memset(&q, 0, sizeof q);
-    snprintf(q.what, sizeof q.what, "%s", what);
-    assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
-    return s_await(&g.t[t], seq, NULL, what, ms, a);
-}
-
-/* The value of `key` in a msgpack map, or NULL. */
-static const msgpack_object *s_get(const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
-            memcmp(kv->key.via.str.ptr, key, klen) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool s_str_is(const msgpack_object *o, const char *s)
-{
-    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
-           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
-}
-
-static uint64_t s_u64(const msgpack_object *o)
-{
-    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+    return h_await(g.t[t].cli, seq, req->id, NULL, WAIT_MS, a);
 }
 
 /* A counter of the broker's status (acme asks); `sub` looks inside the map `key`. */
 static uint64_t s_status_u64(const char *key, const char *sub)
 {
-    ans_t a;
-    assert_int_equal(s_query(T_ACME, "status", WAIT_MS, &a), CPN_MSG_STATUS);
-    const msgpack_object *v = s_get(&a.obj, key);
+    h_ans_t a;
+    assert_int_equal(h_query(g.t[T_ACME].cli, "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    const msgpack_object *v = h_get(&a.obj, key);
     if (sub) {
         assert_non_null(v);
         assert_int_equal(v->type, MSGPACK_OBJECT_MAP);
-        v = s_get(v, sub);
+        v = h_get(v, sub);
     }
-    uint64_t n = s_u64(v);
-    s_ans_free(&a);
+    uint64_t n = h_u64(v);
+    h_ans_free(&a);
     return n;
 }
 
 /* Free units of peer `name`'s package `pkg` in the broker's offers; -1 if not listed. */
 static long s_offer_free(const char *name, const char *pkg)
 {
-    ans_t a;
+    h_ans_t a;
     long fr = -1;
-    if (s_query(T_ACME, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
+    if (h_query(g.t[T_ACME].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
         return -2;
     assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
     for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (s_str_is(s_get(row, "name"), name) && s_str_is(s_get(row, "package"), pkg))
-            fr = (long)s_u64(s_get(row, "free"));
+        if (h_str_is(h_get(row, "name"), name) && h_str_is(h_get(row, "package"), pkg))
+            fr = (long)h_u64(h_get(row, "free"));
     }
-    s_ans_free(&a);
+    h_ans_free(&a);
     return fr;
 }
 
@@ -561,36 +312,6 @@ static bool s_wait_offer(const char *name, const char *pkg, bool listed, uint64_
     return false;
 }
 
-/* Broker up and answering acme's status; false if it exited or stayed silent. */
-static bool s_wait_broker(uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    while (cpn_mono_ms() < deadline) {
-        if (!s_alive(&g.broker_pid))
-            return false;
-        ans_t a;
-        cpn_msg_type_t t = s_query(T_ACME, "status", 500, &a);
-        s_ans_free(&a);
-        if (t == CPN_MSG_STATUS)
-            return true;
-    }
-    return false;
-}
-
-static void s_clients_close(void)
-{
-    for (int i = 0; i < T__COUNT; i++)
-        ctl_client_destroy(&g.t[i].cli);
-}
-
-static void s_clients_open(void)
-{
-    for (int i = 0; i < T__COUNT; i++)
-        assert_int_equal(
-            ctl_client_new(g.endpoint, g.t[i].id, cpn_identity_pk(g.broker), true, &g.t[i].cli),
-            CPN_OK);
-}
-
 /* Decode a GRANT's chain: the LEASE (signed by the peer) and the REQUEST inside its CLAIM. */
 typedef struct {
     cpn_env_t genv, lenv, cenv, renv;
@@ -599,10 +320,10 @@ typedef struct {
     cpn_claim_t claim;
 } chain_t;
 
-static void s_chain(const ans_t *a, chain_t *c)
+static void s_chain(const h_ans_t *a, chain_t *c)
 {
     memset(c, 0, sizeof *c);
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &c->genv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&c->genv, &lim, &c->grant), CPN_OK);
     assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv), CPN_OK);
@@ -621,72 +342,52 @@ static int s_teardown(void **state)
     (void)state;
     bool clean = true;
     for (int i = 0; i < P__COUNT; i++)
-        if (!s_stop(&g.p[i].pid)) {
+        if (!h_stop(&g.p[i].pid, STOP_MS)) {
             fprintf(stderr, "# %s did not exit cleanly on SIGTERM\n", g.p[i].name);
             clean = false;
         }
-    if (!s_stop(&g.broker_pid)) {
+    if (!h_stop(&g.broker_pid, STOP_MS)) {
         fprintf(stderr, "# cpn-broker did not exit cleanly on SIGTERM\n");
         clean = false;
     }
-    s_clients_close();
+    h_tenants_close(g.t, T__COUNT);
     for (int i = 0; i < T__COUNT; i++)
         cpn_identity_destroy(&g.t[i].id);
     for (int i = 0; i < P__COUNT; i++)
         cpn_identity_destroy(&g.p[i].id);
     cpn_identity_destroy(&g.broker);
-    if (g.dir[0]) {
-        const char *keep = getenv("CPN_TEST_KEEP");
-        if (!clean || (keep && strcmp(keep, "1") == 0))
-            fprintf(stderr, "# kept %s\n", g.dir);
-        else
-            s_rm_dir(g.dir);
-    }
+    h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static void s_keygen(const char *name, cpn_identity_t **id)
-{
-    char base[400];
-    s_path(base, sizeof base, name);
-    assert_int_equal(cpn_identity_generate(id), CPN_OK);
-    assert_int_equal(cpn_identity_save(*id, base), CPN_OK);
 }
 
 static int s_setup(void **state)
 {
     (void)state;
-    const char *b = getenv("CPN_BUILDDIR");
-    const char *tmp = getenv("TMPDIR");
     if (cpn_crypto_init() != CPN_OK)
         return -1;
-    snprintf(g.bin, sizeof g.bin, "%s", b && b[0] ? b : ".");
-    snprintf(g.dir, sizeof g.dir, "%s/cpn-test-broker.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(g.dir)) {
-        g.dir[0] = 0;
+    if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "broker") != 0)
         return -1;
-    }
     s_path(g.policy, sizeof g.policy, "policy.yaml");
     s_path(g.broker_log, sizeof g.broker_log, "broker.log");
-    s_keygen("broker", &g.broker);
+    h_keygen(g.dir, "broker", &g.broker);
     for (int i = 0; i < P__COUNT; i++)
-        s_keygen(g.p[i].name, &g.p[i].id);
+        h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     for (int i = 0; i < T__COUNT; i++)
-        s_keygen(g.t[i].name, &g.t[i].id);
+        h_keygen(g.dir, g.t[i].name, &g.t[i].id);
 
     bool up = false;
     for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++) {
-        g.port = s_free_port();
+        g.port = h_free_port(NULL);
         if (g.port <= 0)
             continue;
         snprintf(g.endpoint, sizeof g.endpoint, "tcp://127.0.0.1:%d", g.port);
         s_write_policy(false, false);
-        s_clients_open();
+        h_tenants_open(g.t, T__COUNT, g.endpoint, cpn_identity_pk(g.broker), true);
         s_start_broker();
-        up = s_wait_broker(READY_MS);
+        up = h_wait_up(&g.broker_pid, g.t[T_ACME].cli, READY_MS);
         if (!up) { /* most likely someone took the port: another one */
-            s_stop(&g.broker_pid);
-            s_clients_close();
+            h_stop(&g.broker_pid, STOP_MS);
+            h_tenants_close(g.t, T__COUNT);
         }
     }
     if (!up) {
@@ -717,7 +418,7 @@ static void test_by_model(void **state)
     req.accel_count = 8;
     req.regions.n = 1;
     snprintf(req.regions.items[0], sizeof req.regions.items[0], "cn-east");
-    ans_t a;
+    h_ans_t a;
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
@@ -739,7 +440,7 @@ static void test_by_model(void **state)
     bad[a.len / 2] ^= 0x01; /* inside the embedded LEASE */
     assert_int_not_equal(ctl_verify_chain(bad, a.len, NULL, &why), CPN_OK);
     free(bad);
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* By capability, any vendor: >= 2000 BF16 TFLOPS and >= 256 GiB accelerator memory per unit
@@ -752,7 +453,7 @@ static void test_by_capability(void **state)
     req.min_tflops = 2000;
     req.min_accel_mem = 256ull << 30;
     req.max_price = 120000;
-    ans_t a;
+    h_ans_t a;
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
@@ -760,35 +461,35 @@ static void test_by_capability(void **state)
     s_chain(&a, &c);
     assert_string_equal(c.lease.package, "ascend910b-x8");
     assert_true(c.lease.price <= 120000);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     /* and the package the broker offers under that name is the Ascend one */
-    ans_t o;
-    assert_int_equal(s_query(T_ACME, "offers", WAIT_MS, &o), CPN_MSG_STATUS);
+    h_ans_t o;
+    assert_int_equal(h_query(g.t[T_ACME].cli, "offers", WAIT_MS, &o), CPN_MSG_STATUS);
     bool seen = false;
     for (uint32_t i = 0; i < o.obj.via.array.size; i++) {
         const msgpack_object *row = &o.obj.via.array.ptr[i];
-        if (s_str_is(s_get(row, "package"), "ascend910b-x8")) {
-            assert_true(s_str_is(s_get(row, "accelerators"), "8xAscend-910B"));
+        if (h_str_is(h_get(row, "package"), "ascend910b-x8")) {
+            assert_true(h_str_is(h_get(row, "accelerators"), "8xAscend-910B"));
             seen = true;
         }
     }
     assert_true(seen);
-    s_ans_free(&o);
+    h_ans_free(&o);
 }
 
 /* Unmatched: a NACK no-match whose reason names the constraint that excluded the offers. */
 static void test_unmatched(void **state)
 {
     (void)state;
-    ans_t a;
+    h_ans_t a;
     cpn_request_t req = s_req("nomatch-model");
     snprintf(req.accel_model, sizeof req.accel_model, "B200");
     req.accel_count = 16;
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_NO_MATCH);
     assert_non_null(strstr(a.reason, "accelerator.model"));
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     req = s_req("nomatch-region");
     req.cores = 1;
@@ -798,26 +499,26 @@ static void test_unmatched(void **state)
     assert_int_equal(a.code, CPN_E_NO_MATCH);
     assert_non_null(strstr(a.reason, "region"));
     assert_null(strstr(a.reason, "accelerator"));
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* Over quota: beta may hold 1 unit; the second request is NACKed over-quota. */
 static void test_over_quota(void **state)
 {
     (void)state;
-    ans_t a;
+    h_ans_t a;
     cpn_request_t req = s_req_cpu("beta-1");
     assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
     req = s_req_cpu("beta-2");
     assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_OVER_QUOTA);
     assert_true(a.reason[0] != 0);
-    s_ans_free(&a);
+    h_ans_free(&a);
     /* the quota is beta's, not everyone's: acme still gets the same package */
     req = s_req_cpu("acme-cpu-1");
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* Requests in flight count against the quota: delta may hold 8 accelerators and sends two
@@ -834,16 +535,16 @@ static void test_quota_in_flight(void **state)
     assert_int_equal(ctl_client_send(g.t[T_DELTA].cli, CPN_MSG_REQUEST, &r1, &s1), CPN_OK);
     assert_int_equal(ctl_client_send(g.t[T_DELTA].cli, CPN_MSG_REQUEST, &r2, &s2), CPN_OK);
     /* the NACK may well come first: the LEASE for delta-1 takes a round trip to the peer */
-    ans_t a[2];
+    h_ans_t a[2];
     const uint64_t seqs[2] = {s1, s2};
     const char *const ids[2] = {"delta-1", "delta-2"}, *const whats[2] = {NULL, NULL};
-    s_await_n(&g.t[T_DELTA], 2, seqs, ids, whats, WAIT_MS, a);
+    h_await_n(g.t[T_DELTA].cli, 2, seqs, ids, whats, WAIT_MS, a);
     assert_int_equal(a[0].type, CPN_MSG_GRANT);
     assert_int_equal(a[1].type, CPN_MSG_NACK);
     assert_int_equal(a[1].code, CPN_E_OVER_QUOTA);
     assert_non_null(strstr(a[1].reason, "accelerators"));
-    s_ans_free(&a[0]);
-    s_ans_free(&a[1]);
+    h_ans_free(&a[0]);
+    h_ans_free(&a[1]);
 }
 
 /* An unknown tenant and a bad signature: ERROR with that code, and counted in status. */
@@ -853,11 +554,11 @@ static void test_refusals_counted(void **state)
     uint64_t unknown0 = s_status_u64("refused", "unknown-tenant");
     uint64_t badsig0 = s_status_u64("refused", "bad-signature");
 
-    ans_t a;
+    h_ans_t a;
     cpn_request_t req = s_req_cpu("stranger-1");
     assert_int_equal(s_submit(T_STRANGER, &req, &a), CPN_MSG_ERROR);
     assert_int_equal(a.code, CPN_E_UNKNOWN_TENANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     /* acme's request with one bit of its signature flipped */
     req = s_req_cpu("badsig-1");
@@ -869,17 +570,17 @@ static void test_refusals_counted(void **state)
     frame[len - 1] ^= 0x01; /* the signature is the frame's last 64 bytes */
     assert_int_equal(ctl_client_send_frame(g.t[T_ACME].cli, frame, len), CPN_OK);
     free(frame);
-    assert_int_equal(s_await(&g.t[T_ACME], seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_ERROR);
+    assert_int_equal(h_await(g.t[T_ACME].cli, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_ERROR);
     assert_int_equal(a.code, CPN_E_SIG);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     assert_int_equal(s_status_u64("refused", "unknown-tenant"), unknown0 + 1);
     assert_int_equal(s_status_u64("refused", "bad-signature"), badsig0 + 1);
     /* and nothing was leased for either */
-    assert_int_equal(s_query(T_ACME, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    assert_int_equal(h_query(g.t[T_ACME].cli, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
     for (uint32_t i = 0; i < a.obj.via.array.size; i++)
-        assert_false(s_str_is(s_get(&a.obj.via.array.ptr[i], "request"), "badsig-1"));
-    s_ans_free(&a);
+        assert_false(h_str_is(h_get(&a.obj.via.array.ptr[i], "request"), "badsig-1"));
+    h_ans_free(&a);
 }
 
 /* Two tenants, one unit left: both REQUESTs are in flight at once; exactly one lease. */
@@ -894,23 +595,23 @@ static void test_race_last_unit(void **state)
     uint64_t s1 = 0, s2 = 0;
     assert_int_equal(ctl_client_send(g.t[T_RACE1].cli, CPN_MSG_REQUEST, &r1, &s1), CPN_OK);
     assert_int_equal(ctl_client_send(g.t[T_RACE2].cli, CPN_MSG_REQUEST, &r2, &s2), CPN_OK);
-    ans_t a1, a2;
-    cpn_msg_type_t t1 = s_await(&g.t[T_RACE1], s1, "race-1", NULL, WAIT_MS + 2000, &a1);
-    cpn_msg_type_t t2 = s_await(&g.t[T_RACE2], s2, "race-2", NULL, WAIT_MS + 2000, &a2);
+    h_ans_t a1, a2;
+    cpn_msg_type_t t1 = h_await(g.t[T_RACE1].cli, s1, "race-1", NULL, WAIT_MS + 2000, &a1);
+    cpn_msg_type_t t2 = h_await(g.t[T_RACE2].cli, s2, "race-2", NULL, WAIT_MS + 2000, &a2);
     int grants = (t1 == CPN_MSG_GRANT) + (t2 == CPN_MSG_GRANT);
     int nacks = (t1 == CPN_MSG_NACK) + (t2 == CPN_MSG_NACK);
     assert_int_equal(grants, 1);
     assert_int_equal(nacks, 1);
-    ans_t *lost = t1 == CPN_MSG_NACK ? &a1 : &a2;
-    ans_t *won = t1 == CPN_MSG_GRANT ? &a1 : &a2;
+    h_ans_t *lost = t1 == CPN_MSG_NACK ? &a1 : &a2;
+    h_ans_t *won = t1 == CPN_MSG_GRANT ? &a1 : &a2;
     assert_true(lost->code == CPN_E_NO_UNITS || lost->code == CPN_E_NO_MATCH);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(won->frame, won->len, NULL, &why), CPN_OK);
     chain_t c;
     s_chain(won, &c);
     assert_string_equal(c.lease.package, "mi300x-last");
-    s_ans_free(&a1);
-    s_ans_free(&a2);
+    h_ans_free(&a1);
+    h_ans_free(&a2);
     /* the peer's next AD says so too */
     uint64_t deadline = cpn_mono_ms() + READY_MS;
     while (s_offer_free("dc-east", "mi300x-last") != 0 && cpn_mono_ms() < deadline)
@@ -922,21 +623,21 @@ static void test_race_last_unit(void **state)
 static void test_idempotent_retry(void **state)
 {
     (void)state;
-    ans_t a, b;
+    h_ans_t a, b;
     cpn_request_t req = s_req_cpu("idem-1");
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
     assert_int_equal(s_submit(T_ACME, &req, &b), CPN_MSG_GRANT);
     assert_int_equal(a.len, b.len);
     assert_memory_equal(a.frame, b.frame, a.len);
-    s_ans_free(&a);
-    s_ans_free(&b);
+    h_ans_free(&a);
+    h_ans_free(&b);
     /* one lease in the ledger for it, not two */
-    assert_int_equal(s_query(T_ACME, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    assert_int_equal(h_query(g.t[T_ACME].cli, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
     int n = 0;
     for (uint32_t i = 0; i < a.obj.via.array.size; i++)
-        n += s_str_is(s_get(&a.obj.via.array.ptr[i], "request"), "idem-1");
+        n += h_str_is(h_get(&a.obj.via.array.ptr[i], "request"), "idem-1");
     assert_int_equal(n, 1);
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* Progress notes are opt-in: a REQUEST without `progress` gets its GRANT and nothing before
@@ -945,12 +646,12 @@ static void test_idempotent_retry(void **state)
 static int s_progress_notes(int t, const cpn_request_t *req)
 {
     uint64_t seq = 0, deadline = cpn_mono_ms() + WAIT_MS;
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     int notes = 0;
     bool granted = false;
     assert_int_equal(ctl_client_send(g.t[t].cli, CPN_MSG_REQUEST, req, &seq), CPN_OK);
     while (!granted) {
-        ans_t a;
+        h_ans_t a;
         memset(&a, 0, sizeof a);
         assert_int_equal(ctl_client_recv(g.t[t].cli, deadline, &a.frame, &a.len, &a.env),
                          CPN_OK);
@@ -960,8 +661,8 @@ static int s_progress_notes(int t, const cpn_request_t *req)
         if (a.env.type == CPN_MSG_STATUS && cpn_msg_decode(&a.env, &lim, &st) == CPN_OK &&
             strcmp(st.what, "progress") == 0)
             notes++;
-        granted = s_match(&a, seq, req->id, NULL) && a.env.type == CPN_MSG_GRANT;
-        s_ans_free(&a);
+        granted = h_match(&a, seq, req->id, NULL) && a.env.type == CPN_MSG_GRANT;
+        h_ans_free(&a);
     }
     return notes;
 }
@@ -1001,11 +702,11 @@ static void test_peer_ttl(void **state)
 static void test_policy_reload(void **state)
 {
     (void)state;
-    ans_t a;
+    h_ans_t a;
     cpn_request_t req = s_req_cpu("gamma-1");
     assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_ERROR);
     assert_int_equal(a.code, CPN_E_UNKNOWN_TENANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     uint64_t reloads0 = s_status_u64("policy_reloads", NULL);
     s_write_policy(true, false);
@@ -1015,7 +716,7 @@ static void test_policy_reload(void **state)
         usleep(POLL_MS * 1000);
     assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0 + 1);
     assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     int refused0 = s_count_in_file(g.broker_log, "refused (");
     s_write_policy(true, true);
@@ -1025,15 +726,15 @@ static void test_policy_reload(void **state)
         usleep(POLL_MS * 1000);
     assert_int_equal(s_count_in_file(g.broker_log, "refused ("), refused0 + 1);
     assert_true(s_count_in_file(g.broker_log, "running policy stays") >= 1);
-    assert_true(s_alive(&g.broker_pid));
+    assert_true(h_alive(&g.broker_pid));
     assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0 + 1);
     /* the old policy: acme and gamma are still tenants */
     req = s_req_cpu("gamma-2");
     assert_int_equal(s_submit(T_GAMMA, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
     req = s_req_cpu("acme-after-bad-reload");
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
     s_write_policy(true, false); /* what the running broker has, for the restart case */
 }
 
@@ -1042,7 +743,7 @@ static void test_policy_reload(void **state)
 static void test_restart_keeps_ledger(void **state)
 {
     (void)state;
-    ans_t a, before;
+    h_ans_t a, before;
     cpn_request_t req = s_req_cpu("beta-1"); /* granted earlier, or now */
     assert_int_equal(s_submit(T_BETA, &req, &before), CPN_MSG_GRANT);
     chain_t c;
@@ -1052,44 +753,44 @@ static void test_restart_keeps_ledger(void **state)
     req = s_req_cpu("beta-2");
     assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_OVER_QUOTA);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
-    assert_true(s_stop(&g.broker_pid)); /* SIGTERM: a clean stop */
+    assert_true(h_stop(&g.broker_pid, STOP_MS)); /* SIGTERM: a clean stop */
     s_start_broker();
-    assert_true(s_wait_broker(READY_MS));
+    assert_true(h_wait_up(&g.broker_pid, g.t[T_ACME].cli, READY_MS));
     /* the book is soft state: wait for dc-east's next AD before asking */
     assert_true(s_wait_offer("dc-east", "cpu16-ssd", true, READY_MS));
 
     req = s_req_cpu("beta-3");
     assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_OVER_QUOTA);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
-    assert_int_equal(s_query(T_BETA, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    assert_int_equal(h_query(g.t[T_BETA].cli, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
     assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
     bool listed = false;
     for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (s_str_is(s_get(row, "lease"), lease_id)) {
+        if (h_str_is(h_get(row, "lease"), lease_id)) {
             listed = true;
-            assert_true(s_str_is(s_get(row, "request"), "beta-1"));
-            assert_true(s_str_is(s_get(row, "state"), "active"));
+            assert_true(h_str_is(h_get(row, "request"), "beta-1"));
+            assert_true(h_str_is(h_get(row, "state"), "active"));
         }
     }
     assert_true(listed);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     req = s_req_cpu("beta-1");
     assert_int_equal(s_submit(T_BETA, &req, &a), CPN_MSG_GRANT);
     assert_int_equal(a.len, before.len);
     assert_memory_equal(a.frame, before.frame, a.len);
-    s_ans_free(&a);
-    s_ans_free(&before);
+    h_ans_free(&a);
+    h_ans_free(&before);
 
     /* and the restarted broker's CLAIMs are taken by the peer (its seq went on rising) */
     req = s_req_cpu("acme-after-restart");
     assert_int_equal(s_submit(T_ACME, &req, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 int main(void)

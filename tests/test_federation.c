@@ -28,15 +28,12 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +44,7 @@
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "envelope.h"
+#include "harness.h"
 #include "identity.h"
 #include "msg.h"
 #include "transport.h"
@@ -102,41 +100,6 @@ static void s_path(char *out, size_t cap, const char *name)
 {
     int n = snprintf(out, cap, "%s/%s", g.dir, name);
     assert_true(n > 0 && (size_t)n < cap);
-}
-
-static void s_write(const char *name, const char *text)
-{
-    char path[400];
-    s_path(path, sizeof path, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_true(fputs(text, f) >= 0);
-    assert_int_equal(fclose(f), 0);
-}
-
-static void s_rm_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    char path[600];
-    while (d && (e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        int n = snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (n > 0 && (size_t)n < sizeof path)
-            unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
-static void s_keygen(const char *name, cpn_identity_t **id)
-{
-    char base[400];
-    s_path(base, sizeof base, name);
-    assert_int_equal(cpn_identity_generate(id), CPN_OK);
-    assert_int_equal(cpn_identity_save(*id, base), CPN_OK);
 }
 
 /* Append "    - name: X\n      key: X.pub\n      endpoint: E\n" for a member. */
@@ -206,7 +169,7 @@ static void s_write_policy(int i)
                      g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, members);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    s_write(name, text);
+    h_write(g.dir, name, text);
 }
 
 /* pc sells ten CPU nodes and one big machine (the unit raced for); pr sells small CPU nodes.
@@ -247,77 +210,20 @@ static void s_write_peer(const peer_t *p)
                      p == &g.p[P_C] ? pc : pr);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_write(name, text);
+    h_write(g.dir, name, text);
 }
 
 /* ---- processes ---- */
 
+/* Start `prog` with `name`.yaml in the test directory, logging to `name`.log there. */
 static pid_t s_spawn(const char *prog, const char *name)
 {
-    char bin[1100], cfg[400], log[400], file[64];
-    int n = snprintf(bin, sizeof bin, "%s/%s", g.bin, prog);
-    assert_true(n > 0 && (size_t)n < sizeof bin);
+    char cfg[400], log[400], file[64];
     snprintf(file, sizeof file, "%s.yaml", name);
     s_path(cfg, sizeof cfg, file);
     snprintf(file, sizeof file, "%s.log", name);
     s_path(log, sizeof log, file);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        execl(bin, prog, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-static bool s_alive(pid_t *pid_p)
-{
-    if (*pid_p > 0 && waitpid(*pid_p, NULL, WNOHANG) != 0)
-        *pid_p = -1;
-    return *pid_p > 0;
-}
-
-/* SIGTERM, wait, then SIGKILL. True if it exited by itself with status 0. */
-static bool s_stop(pid_t *pid_p)
-{
-    pid_t pid = *pid_p;
-    int status = 0;
-    *pid_p = 0;
-    if (pid <= 0)
-        return pid == 0;
-    kill(pid, SIGTERM);
-    uint64_t deadline = cpn_mono_ms() + STOP_MS;
-    pid_t w = 0;
-    while ((w = waitpid(pid, &status, WNOHANG)) == 0 && cpn_mono_ms() < deadline)
-        usleep(20 * 1000);
-    if (w == 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-    }
-    return w == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-static int s_free_port(void)
-{
-    void *s = zmq_socket(g.zctx, ZMQ_ROUTER);
-    char ep[64] = "";
-    size_t len = sizeof ep;
-    int port = -1;
-    if (s && zmq_bind(s, "tcp://127.0.0.1:*") == 0 &&
-        zmq_getsockopt(s, ZMQ_LAST_ENDPOINT, ep, &len) == 0) {
-        const char *colon = strrchr(ep, ':');
-        port = colon ? atoi(colon + 1) : -1;
-    }
-    if (s)
-        zmq_close(s);
-    return port;
+    return h_spawn(g.bin, prog, cfg, log);
 }
 
 /* ---- talking to brokers (as the tenants) ---- */
@@ -335,90 +241,6 @@ static void s_clients_close(int b)
 {
     for (int t = 0; t < T__COUNT; t++)
         ctl_client_destroy(&g.cli[t][b]);
-}
-
-typedef struct {
-    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
-    uint8_t *frame;
-    size_t len;
-    cpn_env_t env;
-    int32_t code;
-    char reason[CPN_REASON_MAX];
-    msgpack_zone zone;
-    bool has_zone;
-    msgpack_object obj;
-} ans_t;
-
-static void s_ans_free(ans_t *a)
-{
-    free(a->frame);
-    if (a->has_zone)
-        msgpack_zone_destroy(&a->zone);
-    memset(a, 0, sizeof *a);
-}
-
-static cpn_limits_t s_big_limits(void)
-{
-    cpn_limits_t lim = cpn_limits_default;
-    lim.max_frame *= 16;
-    lim.max_str *= 16;
-    lim.max_total *= 16;
-    return lim;
-}
-
-/* Is `a` the answer to message `seq`: a GRANT for request `id`, a NACK or ERROR naming seq,
- * a STATUS `what`? */
-static bool s_match(ans_t *a, uint64_t seq, const char *id, const char *what)
-{
-    cpn_limits_t lim = s_big_limits();
-    if (a->env.type == CPN_MSG_GRANT) {
-        cpn_grant_t gr;
-        return id && cpn_msg_decode(&a->env, &lim, &gr) == CPN_OK && strcmp(gr.request_id, id) == 0;
-    }
-    if (a->env.type == CPN_MSG_NACK) {
-        cpn_nack_t n;
-        if (cpn_msg_decode(&a->env, &lim, &n) != CPN_OK || n.ref_seq != seq)
-            return false;
-        a->code = n.code;
-        memcpy(a->reason, n.reason, sizeof a->reason);
-        return true;
-    }
-    if (a->env.type == CPN_MSG_ERROR) {
-        cpn_error_t e;
-        if (cpn_msg_decode(&a->env, &lim, &e) != CPN_OK || e.ref_seq != seq)
-            return false;
-        a->code = e.code;
-        memcpy(a->reason, e.reason, sizeof a->reason);
-        return true;
-    }
-    if (a->env.type == CPN_MSG_STATUS && what) {
-        cpn_status_t st;
-        if (cpn_msg_decode(&a->env, &lim, &st) != CPN_OK || strcmp(st.what, what) != 0)
-            return false;
-        msgpack_zone_init(&a->zone, 4096);
-        a->has_zone = true;
-        assert_int_equal(mp_parse(st.data.ptr, st.data.len, &lim, &a->zone, &a->obj), CPN_OK);
-        return true;
-    }
-    return false;
-}
-
-static cpn_msg_type_t s_await(ctl_client_t *cli, uint64_t seq, const char *id, const char *what,
-                              uint64_t ms, ans_t *out)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    ans_t a;
-    memset(out, 0, sizeof *out);
-    memset(&a, 0, sizeof a);
-    while (ctl_client_recv(cli, deadline, &a.frame, &a.len, &a.env) == CPN_OK) {
-        if (s_match(&a, seq, id, what)) {
-            a.type = a.env.type;
-            *out = a;
-            return out->type;
-        }
-        s_ans_free(&a);
-    }
-    return CPN_MSG_NONE;
 }
 
 static cpn_request_t s_req(const char *id, uint32_t cores)
@@ -439,57 +261,27 @@ static uint64_t s_send_req(int t, int b, const cpn_request_t *req)
     return seq;
 }
 
-static cpn_msg_type_t s_submit(int t, int b, const cpn_request_t *req, ans_t *a)
+static cpn_msg_type_t s_submit(int t, int b, const cpn_request_t *req, h_ans_t *a)
 {
     uint64_t seq = s_send_req(t, b, req);
-    return s_await(s_cli(t, b), seq, req->id, NULL, WAIT_MS, a);
+    return h_await(s_cli(t, b), seq, req->id, NULL, WAIT_MS, a);
 }
 
-static cpn_msg_type_t s_query(int b, const char *what, uint64_t ms, ans_t *a)
+static cpn_msg_type_t s_query(int b, const char *what, uint64_t ms, h_ans_t *a)
 {
-    cpn_query_t q;
-    uint64_t seq = 0;
-    memset(&q, 0, sizeof q);
-    snprintf(q.what, sizeof q.what, "%s", what);
-    assert_int_equal(ctl_client_send(s_cli(T_OPS, b), CPN_MSG_QUERY, &q, &seq), CPN_OK);
-    return s_await(s_cli(T_OPS, b), seq, NULL, what, ms, a);
-}
-
-static const msgpack_object *s_get(const msgpack_object *map, const char *key)
-{
-    if (!map || map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == klen &&
-            memcmp(kv->key.via.str.ptr, key, klen) == 0)
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool s_str_is(const msgpack_object *o, const char *s)
-{
-    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
-           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
-}
-
-static uint64_t s_u64(const msgpack_object *o)
-{
-    return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
+    return h_query(s_cli(T_OPS, b), what, ms, a);
 }
 
 /* A counter of broker b's status; `sub` looks inside the map `key`. */
 static uint64_t s_status_u64(int b, const char *key, const char *sub)
 {
-    ans_t a;
+    h_ans_t a;
     assert_int_equal(s_query(b, "status", WAIT_MS, &a), CPN_MSG_STATUS);
-    const msgpack_object *v = s_get(&a.obj, key);
+    const msgpack_object *v = h_get(&a.obj, key);
     if (sub)
-        v = v && v->type == MSGPACK_OBJECT_MAP ? s_get(v, sub) : NULL;
-    uint64_t n = s_u64(v);
-    s_ans_free(&a);
+        v = v && v->type == MSGPACK_OBJECT_MAP ? h_get(v, sub) : NULL;
+    uint64_t n = h_u64(v);
+    h_ans_free(&a);
     return n;
 }
 
@@ -497,23 +289,23 @@ static uint64_t s_status_u64(int b, const char *key, const char *sub)
  * false if not listed. */
 static bool s_offer(int b, const char *name, const char *pkg, char via[CPN_KID_LEN + 8])
 {
-    ans_t a;
+    h_ans_t a;
     bool found = false;
     if (s_query(b, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
         return false;
     assert_int_equal(a.obj.type, MSGPACK_OBJECT_ARRAY);
     for (uint32_t i = 0; i < a.obj.via.array.size && !found; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (!s_str_is(s_get(row, "name"), name) || !s_str_is(s_get(row, "package"), pkg))
+        if (!h_str_is(h_get(row, "name"), name) || !h_str_is(h_get(row, "package"), pkg))
             continue;
         found = true;
-        const msgpack_object *v = s_get(row, "via");
+        const msgpack_object *v = h_get(row, "via");
         if (via && v && v->type == MSGPACK_OBJECT_STR && v->via.str.size < CPN_KID_LEN + 8) {
             memcpy(via, v->via.str.ptr, v->via.str.size);
             via[v->via.str.size] = 0;
         }
     }
-    s_ans_free(&a);
+    h_ans_free(&a);
     return found;
 }
 
@@ -532,20 +324,20 @@ static bool s_wait_offer(int b, const char *name, const char *pkg, bool listed, 
  * state; false if not a member. */
 static bool s_member_state(int b, const char *member, char state[8], uint64_t *offers)
 {
-    ans_t a;
+    h_ans_t a;
     bool found = false;
     if (s_query(b, "federation", WAIT_MS, &a) != CPN_MSG_STATUS)
         return false;
     for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (!s_str_is(s_get(row, "name"), member))
+        if (!h_str_is(h_get(row, "name"), member))
             continue;
         found = true;
-        snprintf(state, 8, "%s", s_str_is(s_get(row, "state"), "up") ? "up" : "down");
+        snprintf(state, 8, "%s", h_str_is(h_get(row, "state"), "up") ? "up" : "down");
         if (offers)
-            *offers = s_u64(s_get(row, "offers"));
+            *offers = h_u64(h_get(row, "offers"));
     }
-    s_ans_free(&a);
+    h_ans_free(&a);
     return found;
 }
 
@@ -564,16 +356,16 @@ static bool s_wait_member(int b, const char *member, const char *state, uint64_t
 /* Is b's own link to `member` connected (its last send went through)? */
 static bool s_member_linked(int b, const char *member)
 {
-    ans_t a;
+    h_ans_t a;
     bool linked = false;
     if (s_query(b, "federation", WAIT_MS, &a) != CPN_MSG_STATUS)
         return false;
     for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
         const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (s_str_is(s_get(row, "name"), member))
-            linked = s_str_is(s_get(row, "link"), "connected");
+        if (h_str_is(h_get(row, "name"), member))
+            linked = h_str_is(h_get(row, "link"), "connected");
     }
-    s_ans_free(&a);
+    h_ans_free(&a);
     return linked;
 }
 
@@ -590,17 +382,7 @@ static bool s_wait_linked(int b, const char *member, uint64_t ms)
 
 static bool s_wait_broker(int b, uint64_t ms)
 {
-    uint64_t deadline = cpn_mono_ms() + ms;
-    while (cpn_mono_ms() < deadline) {
-        if (!s_alive(&g.b[b].pid))
-            return false;
-        ans_t a;
-        cpn_msg_type_t t = s_query(b, "status", 500, &a);
-        s_ans_free(&a);
-        if (t == CPN_MSG_STATUS)
-            return true;
-    }
-    return false;
+    return h_wait_up(&g.b[b].pid, s_cli(T_OPS, b), ms);
 }
 
 static void s_kid(int b, char out[CPN_KID_LEN])
@@ -615,12 +397,12 @@ static int s_teardown(void **state)
     (void)state;
     bool clean = true;
     for (int i = 0; i < P__COUNT; i++)
-        if (!s_stop(&g.p[i].pid)) {
+        if (!h_stop(&g.p[i].pid, STOP_MS)) {
             fprintf(stderr, "# peer %s did not exit cleanly on SIGTERM\n", g.p[i].name);
             clean = false;
         }
     for (int i = 0; i < B__COUNT; i++) {
-        if (!s_stop(&g.b[i].pid)) {
+        if (!h_stop(&g.b[i].pid, STOP_MS)) {
             fprintf(stderr, "# broker %s did not exit cleanly on SIGTERM\n", g.b[i].name);
             clean = false;
         }
@@ -639,25 +421,19 @@ static int s_teardown(void **state)
     if (g.zctx)
         zmq_ctx_term(g.zctx);
     g.zctx = NULL;
-    if (g.dir[0]) {
-        const char *keep = getenv("CPN_TEST_KEEP");
-        if (!clean || (keep && strcmp(keep, "1") == 0))
-            fprintf(stderr, "# kept %s\n", g.dir);
-        else
-            s_rm_dir(g.dir);
-    }
+    h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
 }
 
 static bool s_start_brokers(void)
 {
     for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = s_free_port();
+        g.b[i].port = h_free_port(g.zctx);
         if (g.b[i].port <= 0)
             return false;
         snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
     }
-    snprintf(g.tm_endpoint, sizeof g.tm_endpoint, "tcp://127.0.0.1:%d", s_free_port());
+    snprintf(g.tm_endpoint, sizeof g.tm_endpoint, "tcp://127.0.0.1:%d", h_free_port(g.zctx));
     for (int i = 0; i < B__COUNT; i++)
         s_write_policy(i);
     for (int i = 0; i < B__COUNT; i++)
@@ -667,7 +443,7 @@ static bool s_start_brokers(void)
         up = s_wait_broker(i, READY_MS);
     if (!up)
         for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            s_stop(&g.b[i].pid);
+            h_stop(&g.b[i].pid, STOP_MS);
             s_clients_close(i);
         }
     return up;
@@ -676,25 +452,19 @@ static bool s_start_brokers(void)
 static int s_setup(void **state)
 {
     (void)state;
-    const char *b = getenv("CPN_BUILDDIR");
-    const char *tmp = getenv("TMPDIR");
     if (cpn_crypto_init() != CPN_OK || !(g.zctx = zmq_ctx_new()))
         return -1;
-    snprintf(g.bin, sizeof g.bin, "%s", b && b[0] ? b : ".");
-    snprintf(g.dir, sizeof g.dir, "%s/cpn-test-fed.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(g.dir)) {
-        g.dir[0] = 0;
+    if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "fed") != 0)
         return -1;
-    }
     for (int i = 0; i < B__COUNT; i++)
-        s_keygen(g.b[i].name, &g.b[i].id);
+        h_keygen(g.dir, g.b[i].name, &g.b[i].id);
     for (int i = 0; i < P__COUNT; i++)
-        s_keygen(g.p[i].name, &g.p[i].id);
+        h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     for (int i = 0; i < T__COUNT; i++)
-        s_keygen(g.tenant[i], &g.t[i]);
-    s_keygen("tm", &g.tm);
-    s_keygen("fg", &g.fg);
-    s_keygen("ff", &g.ff);
+        h_keygen(g.dir, g.tenant[i], &g.t[i]);
+    h_keygen(g.dir, "tm", &g.tm);
+    h_keygen(g.dir, "fg", &g.fg);
+    h_keygen(g.dir, "ff", &g.ff);
     if (cpn_identity_generate(&g.stranger) != CPN_OK)
         return -1;
     bool up = false;
@@ -746,7 +516,7 @@ static void test_remote_lease(void **state)
 {
     (void)state;
     cpn_request_t req = s_req("far-1", 8);
-    ans_t a;
+    h_ans_t a;
     assert_int_equal(s_submit(T_OPS, B_A, &req, &a), CPN_MSG_GRANT);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
@@ -758,7 +528,7 @@ static void test_remote_lease(void **state)
     assert_int_equal(ctl_verify_route(a.frame, a.len, route, sizeof route), CPN_OK);
     assert_string_equal(route, want);
     /* The GRANT is A's, the LEASE pc's. */
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     cpn_env_t genv, lenv;
     cpn_grant_t gr;
     cpn_lease_t lease;
@@ -777,7 +547,7 @@ static void test_remote_lease(void **state)
     bad[a.len / 2] ^= 0x01;
     assert_int_not_equal(ctl_verify_chain(bad, a.len, NULL, &why), CPN_OK);
     free(bad);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     cpn_renew_t rn;
     memset(&rn, 0, sizeof rn);
@@ -786,20 +556,20 @@ static void test_remote_lease(void **state)
     rn.extend_s = 600;
     uint64_t seq = 0;
     assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RENEW, &rn, &seq), CPN_OK);
-    assert_int_equal(s_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    assert_int_equal(h_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
     cpn_release_t rl;
     memset(&rl, 0, sizeof rl);
     snprintf(rl.lease_id, sizeof rl.lease_id, "%s", lease_id);
     memcpy(rl.peer, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
     assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
-    assert_int_equal(s_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    assert_int_equal(h_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
     assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
     assert_string_equal(lease.state, "released");
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 /* The peer decides: requests at A (through B and C) and at C for its last unit, at once. */
@@ -809,9 +579,9 @@ static void test_race_one_unit(void **state)
     cpn_request_t ra = s_req("race-solo", 200), rc = s_req("race-solo", 200);
     uint64_t sa = s_send_req(T_RACE_A, B_A, &ra);
     uint64_t sc = s_send_req(T_RACE_C, B_C, &rc);
-    ans_t a, c;
-    s_await(s_cli(T_RACE_A, B_A), sa, ra.id, NULL, WAIT_MS * 2, &a);
-    s_await(s_cli(T_RACE_C, B_C), sc, rc.id, NULL, WAIT_MS * 2, &c);
+    h_ans_t a, c;
+    h_await(s_cli(T_RACE_A, B_A), sa, ra.id, NULL, WAIT_MS * 2, &a);
+    h_await(s_cli(T_RACE_C, B_C), sc, rc.id, NULL, WAIT_MS * 2, &c);
     int grants = (a.type == CPN_MSG_GRANT) + (c.type == CPN_MSG_GRANT);
     int nacks = (a.type == CPN_MSG_NACK) + (c.type == CPN_MSG_NACK);
     if (grants != 1 || nacks != 1)
@@ -819,8 +589,8 @@ static void test_race_one_unit(void **state)
                 a.reason, cpn_msg_name(c.type), c.reason);
     assert_int_equal(grants, 1);
     assert_int_equal(nacks, 1);
-    s_ans_free(&a);
-    s_ans_free(&c);
+    h_ans_free(&a);
+    h_ans_free(&c);
 }
 
 /* R lists A, A does not list R: ZAP refuses R's link (counted), R's peer never reaches A. */
@@ -922,7 +692,7 @@ static void test_forged_relay(void **state)
 static bool s_tm_recv(void *router, uint64_t deadline, cpn_msg_type_t type, uint8_t **frame,
                       size_t *len, cpn_env_t *env)
 {
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     while (cpn_mono_ms() < deadline) {
         zmq_pollitem_t it = {router, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&it, 1, POLL_MS) <= 0)
@@ -949,7 +719,7 @@ static void s_tm_relays(void *router, uint64_t ms, uint64_t seq, bool *pc, uint3
     uint8_t *frame = NULL;
     size_t len = 0;
     cpn_env_t env, in;
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     *pc = *fg = false;
     while (s_tm_recv(router, deadline, CPN_MSG_RELAY, &frame, &len, &env)) {
         cpn_relay_t rel;
@@ -988,7 +758,7 @@ static void s_tm_sync(void *sock, cpn_signer_t *signer, const uint8_t *entries, 
 static void test_sync_with_member(void **state)
 {
     (void)state;
-    cpn_limits_t lim = s_big_limits();
+    cpn_limits_t lim = h_big_limits();
     void *router = NULL;
     cpn_curve_t server = {.enabled = 1, .self = g.tm};
     assert_int_equal(cpn_sock_router(g.zctx, g.tm_endpoint, lim.max_frame, &server, &router),
@@ -1116,7 +886,7 @@ static void test_oversize_frame(void **state)
     for (int attempt = 0; attempt < 3 && !ok; attempt++)
         s_quiet_check(s_deliver_oversize, &ok);
     assert_true(ok);
-    assert_true(s_alive(&g.b[B_R].pid));
+    assert_true(h_alive(&g.b[B_R].pid));
 }
 
 /* B killed: A marks it down and forgets what came through it; C keeps serving its peer. B
@@ -1125,7 +895,7 @@ static void test_oversize_frame(void **state)
 static void test_restart_b(void **state)
 {
     (void)state;
-    ans_t a;
+    h_ans_t a;
     char via[CPN_KID_LEN + 8] = "", kb[CPN_KID_LEN];
     s_kid(B_B, kb);
     assert_true(s_offer(B_A, "pc", "cpu8", NULL));
@@ -1141,9 +911,9 @@ static void test_restart_b(void **state)
     cpn_request_t ra = s_req("while-cut-a", 8), rc = s_req("while-cut-c", 8);
     assert_int_equal(s_submit(T_OPS, B_A, &ra, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_NO_MATCH);
-    s_ans_free(&a);
+    h_ans_free(&a);
     assert_int_equal(s_submit(T_OPS, B_C, &rc, &a), CPN_MSG_GRANT);
-    s_ans_free(&a);
+    h_ans_free(&a);
 
     g.b[B_B].pid = s_spawn("cpn-broker", g.b[B_B].name);
     assert_true(s_wait_broker(B_B, READY_MS));
@@ -1158,7 +928,7 @@ static void test_restart_b(void **state)
     assert_int_equal(s_submit(T_OPS, B_A, &again, &a), CPN_MSG_GRANT);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
-    s_ans_free(&a);
+    h_ans_free(&a);
 }
 
 int main(void)

@@ -1,0 +1,131 @@
+/* harness.h - what the daemon integration tests (test_broker, test_batch_mode, test_federation)
+ * share: starting and stopping real cpn-broker / cpn-peer processes, a free port on 127.0.0.1,
+ * the temporary directory, and waiting on a ctl_client connection for the answer to one message
+ * among the other frames that arrive there (progress notes, stale answers).
+ *
+ * The helpers assert with cmocka where a failure means the test itself is broken (a path too
+ * long, fork failing); what a daemon does is returned for the test to assert on.
+ */
+#ifndef CPN_TESTS_HARNESS_H
+#define CPN_TESTS_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <msgpack.h>
+
+#include "ctl_client.h"
+#include "envelope.h"
+#include "identity.h"
+#include "msg.h"
+
+/* ---- processes ---- */
+
+/* Start `bin_dir`/`prog` with --config `cfg`, its stdout and stderr appended to `log`. The child
+ * gets SIGKILL should the test die first (PR_SET_PDEATHSIG). Returns its pid. */
+pid_t h_spawn(const char *bin_dir, const char *prog, const char *cfg, const char *log);
+
+/* Still running? A child that exited is reaped here and *pid_p becomes -1, so that no signal
+ * goes later to a pid the system may have given to another process. */
+bool h_alive(pid_t *pid_p);
+
+/* SIGCONT (in case it was stopped), SIGTERM, up to `wait_ms` for it to exit, then SIGKILL.
+ * *pid_p becomes 0. True if it exited by itself with status 0 (a sanitizer's report makes the
+ * status non-zero), or if *pid_p was 0 (never started, or already stopped); false for -1 (it
+ * had exited by itself before: h_alive saw it). */
+bool h_stop(pid_t *pid_p, uint64_t wait_ms);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (callers retry with another if a daemon
+ * cannot bind it), or -1. `zctx` is the ZeroMQ context to use; NULL: a private one. */
+int h_free_port(void *zctx);
+
+/* Remove a temporary directory: flat, files only (keys, configs, logs, SQLite files). */
+void h_rm_dir(const char *dir);
+
+/* The group setup's first step: `bin` becomes $CPN_BUILDDIR (or "."), where the daemons were
+ * built, and `dir` a fresh directory $TMPDIR/cpn-test-`tag`.XXXXXX (TMPDIR default /tmp).
+ * Returns 0, or -1 with dir "" if it cannot be made. */
+int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag);
+
+/* Write `text` to the file `name` in `dir` (replacing it). */
+void h_write(const char *dir, const char *name, const char *text);
+
+/* A fresh identity saved as `dir`/`name` (.key and .pub, see identity.h); *id takes it. */
+void h_keygen(const char *dir, const char *name, cpn_identity_t **id);
+
+/* The group teardown's last step: keep `dir` (and say so) if the run was not clean or
+ * CPN_TEST_KEEP=1, for its configs and logs; else remove it. Nothing if dir is "". */
+void h_dir_done(const char *dir, bool clean);
+
+/* ---- answers ---- */
+
+/* One answer of a broker, kept with the frame it points into; h_ans_free releases it. */
+typedef struct {
+    cpn_msg_type_t type; /* CPN_MSG_NONE: no answer in time */
+    uint8_t *frame;
+    size_t len;
+    cpn_env_t env;
+    int32_t code; /* NACK, ERROR */
+    char reason[CPN_REASON_MAX];
+    msgpack_zone zone; /* STATUS: data parsed into obj */
+    bool has_zone;
+    msgpack_object obj;
+} h_ans_t;
+
+/* Free what `a` holds and zero it (a zeroed h_ans_t may be freed again). */
+void h_ans_free(h_ans_t *a);
+
+/* The default limits with frames, strings and totals 16 times larger: answers such as the
+ * `offers` STATUS may be large. */
+cpn_limits_t h_big_limits(void);
+
+/* Is the frame in `a` (a->env opened) the answer to message `seq`: a GRANT for request `id`
+ * (never if `id` is NULL), a NACK or ERROR naming `seq`, a STATUS `what` (never if NULL)? Fills
+ * a's code and reason (NACK, ERROR) or parses the STATUS data into a->obj. */
+bool h_match(h_ans_t *a, uint64_t seq, const char *id, const char *what);
+
+/* Wait on `cli` for the answers to n messages (seq[i], id[i], what[i] as for h_match), in
+ * whatever order they come; anything else is skipped. ans[i].type is CPN_MSG_NONE for an answer
+ * that did not come within `ms`. The caller frees each ans[i]. */
+void h_await_n(ctl_client_t *cli, size_t n, const uint64_t *seq, const char *const *id,
+               const char *const *what, uint64_t ms, h_ans_t *ans);
+
+/* h_await_n for one message; returns a->type. */
+cpn_msg_type_t h_await(ctl_client_t *cli, uint64_t seq, const char *id, const char *what,
+                       uint64_t ms, h_ans_t *a);
+
+/* Send a QUERY `what` on `cli` and wait up to `ms` for its STATUS (a->obj); returns a->type. */
+cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t *a);
+
+/* Wait up to `ms` until the daemon *pid_p answers a status QUERY on `cli`; false as soon as it
+ * has exited (h_alive) or when `ms` pass. */
+bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms);
+
+/* A tenant of a broker's policy: its name (key files `name`.key/.pub), identity, connection. */
+typedef struct {
+    const char *name;
+    cpn_identity_t *id;
+    ctl_client_t *cli;
+} h_tenant_t;
+
+/* Connect each of the n tenants to `endpoint` (see ctl_client_new for broker_pk and plain). */
+void h_tenants_open(h_tenant_t *t, size_t n, const char *endpoint, const uint8_t *broker_pk,
+                    bool plain);
+
+/* Close the n tenants' connections (those open; the identities stay). */
+void h_tenants_close(h_tenant_t *t, size_t n);
+
+/* ---- msgpack ---- */
+
+/* The value of `key` in a msgpack map, or NULL (also when `map` is NULL or not a map). */
+const msgpack_object *h_get(const msgpack_object *map, const char *key);
+
+/* Is `o` the string `s`? False for NULL and for anything not a string. */
+bool h_str_is(const msgpack_object *o, const char *s);
+
+/* `o` as an unsigned integer; 0 for NULL and for anything else. */
+uint64_t h_u64(const msgpack_object *o);
+
+#endif
