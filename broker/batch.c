@@ -237,11 +237,15 @@ static size_t s_same_shape(const cpn_request_t *reqs, size_t i, size_t *tab, siz
 }
 
 /* A shape's candidates: the best-ranked offers, as many as it takes for their free units to
- * cover every unit the batch asks for (`need`), from BATCH_CANDS_MIN up to BATCH_CANDS_MAX.
- * Covering `need` is what makes the cut harmless for one-unit requests: whatever the others
- * take, a free unit is left in the list, and it ranks at least as well as any offer cut. */
+ * cover every unit the batch asks for (`need`), or for there to be one offer per request that
+ * is not split (`whole`: each such request takes units from one offer only), from
+ * BATCH_CANDS_MIN up to BATCH_CANDS_MAX. Either makes the cut harmless for one-unit requests:
+ * whatever the others take, a free unit is left in the list, and it ranks at least as well as
+ * any offer cut. `whole` bounds the lists when one request asks for many units: otherwise a
+ * window holding a request for a million units would grow every shape's list to
+ * BATCH_CANDS_MAX, on the broker's only thread. */
 static int s_candidates(s_plan_t *p, const book_t *book, const cpn_request_t *req,
-                        const match_policy_t *pol, uint64_t now_ms, uint64_t need,
+                        const match_policy_t *pol, uint64_t now_ms, uint64_t need, size_t whole,
                         match_cand_t **buf, size_t *cap, s_req_t *q)
 {
     size_t max = BATCH_CANDS_MIN, n = 0;
@@ -262,7 +266,7 @@ static int s_candidates(s_plan_t *p, const book_t *book, const cpn_request_t *re
         uint64_t units = 0;
         for (size_t k = 0; k < n; k++)
             units += (*buf)[k].free;
-        if (n < max || units >= need || max >= BATCH_CANDS_MAX)
+        if (n < max || units >= need || n >= whole || max >= BATCH_CANDS_MAX)
             break;
         max *= 2;
     }
@@ -291,7 +295,7 @@ static int s_candidates(s_plan_t *p, const book_t *book, const cpn_request_t *re
 static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
                      const match_policy_t *pol, uint64_t now_ms)
 {
-    size_t n_tab = 2, cap = 0;
+    size_t n_tab = 2, cap = 0, whole = 0;
     uint64_t need = 0;
     while (n_tab < 2 * p->n_req)
         n_tab *= 2;
@@ -317,6 +321,7 @@ static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
         if (reqs[i].split)
             continue;
         need += reqs[i].units;
+        whole++;
         size_t same = s_same_shape(reqs, i, tab, n_tab);
         if (same != i) {
             s_req_t *f = &p->req[same];
@@ -336,7 +341,7 @@ static int s_collect(s_plan_t *p, const book_t *book, const cpn_request_t *reqs,
             q->n = p->req[q->rep].n;
             continue;
         }
-        r = s_candidates(p, book, &reqs[i], pol, now_ms, need, &c, &cap, q);
+        r = s_candidates(p, book, &reqs[i], pol, now_ms, need, whole, &c, &cap, q);
     }
 out:
     free(tab);

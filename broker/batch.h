@@ -14,8 +14,8 @@
  * How: every request's candidates come from match_find (its hard constraints, the policy's
  * equivalences, residency and ceilings), so a plan never breaks a constraint the matcher
  * enforces; requests alike (all fields but id and duration equal) share one list, of the
- * best-ranked offers whose free units cover all the units the batch asks for (at least
- * BATCH_CANDS_MIN offers, at most BATCH_CANDS_MAX). Requests for one unit are assigned by an
+ * best-ranked offers whose free units cover all the units the batch asks for, or one offer per
+ * request of the batch (at least BATCH_CANDS_MIN offers, at most BATCH_CANDS_MAX). Requests for one unit are assigned by an
  * exact min-cost flow (source -> request shape -> offer -> sink, offer capacity = its free
  * units, lexicographic costs for the order above): for them the plan is optimal (when no list
  * is cut at BATCH_CANDS_MAX), and requests alike get their offers in arrival order, best

@@ -510,6 +510,7 @@ static int s_poll_ms(const broker_t *self)
 
 int server_run(broker_t *self)
 {
+    int rc = CPN_OK;
     uint8_t rid[CPN_RID_MAX];
     /* The ROUTER, the ZAP socket, then one link per federation member. */
     zmq_pollitem_t items[2 + POLICY_MEMBERS_MAX];
@@ -527,8 +528,10 @@ int server_run(broker_t *self)
             items[n++].events = ZMQ_POLLIN;
         }
         size_t n_links = federation_pollitems(self, items + n, POLICY_MEMBERS_MAX);
-        if (zmq_poll(items, (int)(n + n_links), s_poll_ms(self)) < 0 && zmq_errno() != EINTR)
-            return CPN_E_IO;
+        if (zmq_poll(items, (int)(n + n_links), s_poll_ms(self)) < 0 && zmq_errno() != EINTR) {
+            rc = CPN_E_IO; /* still answer the batch window below */
+            break;
+        }
         if (self->zap && (items[1].revents & ZMQ_POLLIN))
             zap_handle(self);
         if (n_links)
@@ -564,7 +567,7 @@ int server_run(broker_t *self)
         int linger = BROKER_STOP_LINGER_MS;
         zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
     }
-    return CPN_OK;
+    return rc;
 }
 
 void server_request_stop(broker_t *self)

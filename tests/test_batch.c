@@ -254,6 +254,55 @@ static void test_candidates_cover_the_batch(void **state)
     book_destroy(&b);
 }
 
+/* One request for a million units (it fits no offer) beside 300 one-unit requests of 300
+ * shapes: the lists stop at one offer per request instead of growing toward the million, and
+ * the one-unit requests still get the 300 cheapest offers. */
+static void test_huge_request_bounded(void **state)
+{
+    (void)state;
+    enum { OFFERS = 600, REQS = 301 };
+    book_t *b = book_new(OFFERS);
+    for (int i = 0; i < OFFERS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "n%03d", i);
+        uint8_t k[CPN_PK_LEN];
+        memset(k, 0, sizeof k);
+        k[0] = (uint8_t)(i & 0xff);
+        k[1] = (uint8_t)(i >> 8);
+        cpn_package_t pk = s_pkg(id, "T4", 1, 1000 + (uint64_t)i, 1);
+        cpn_ad_t ad;
+        memset(&ad, 0, sizeof ad);
+        ad.ttl_s = 60;
+        ad.n_packages = 1;
+        ad.packages = &pk;
+        assert_int_equal(book_put_ad(b, k, 1, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    }
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t *r = calloc(REQS, sizeof *r);
+    batch_place_t *out = calloc(REQS, sizeof *out);
+    assert_non_null(r);
+    assert_non_null(out);
+    r[0] = s_req("huge", 1000000, "", 1);
+    for (int i = 1; i < REQS; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "r%d", i);
+        r[i] = s_req(id, 1, "", 1);
+        r[i].max_price = 100000 + (uint64_t)i; /* a shape of its own; excludes no offer */
+    }
+    size_t n = 0;
+    assert_int_equal(batch_plan(b, r, REQS, &pol, NOW, out, &n), CPN_OK);
+    assert_int_equal(n, REQS - 1);
+    assert_null(s_where(out, n, 0));
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = out[i].cand.price > most ? out[i].cand.price : most;
+    assert_int_equal(most, 1000 + REQS - 2); /* the 300 cheapest, none dearer */
+    free(r);
+    free(out);
+    book_destroy(&b);
+}
+
 /* Requests without accelerators count as placed requests: they are placed, cheapest first. */
 static void test_cpu_only_placed(void **state)
 {
@@ -514,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_cheapest),
         cmocka_unit_test(test_alike_in_arrival_order),
         cmocka_unit_test(test_candidates_cover_the_batch),
+        cmocka_unit_test(test_huge_request_bounded),
         cmocka_unit_test(test_cpu_only_placed),
         cmocka_unit_test(test_left_out),
         cmocka_unit_test(test_preferences_rank),
