@@ -151,11 +151,11 @@ void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t pee
                         const char *lease_id);
 void claim_tick(broker_t *self, uint64_t now_mono);
 /* Batch mode (placement.batch): when the window must be matched (monotonic ms, WINDOW_NEVER
- * if empty), for the loop's poll timeout; match it if that time has come; at stop, NACK every
- * request still waiting (busy) and return how many. */
+ * if empty), for the loop's poll timeout; match it if that time has come. */
 uint64_t claim_window_deadline(const broker_t *self);
 void claim_window_poll(broker_t *self, uint64_t now_mono);
-size_t claim_window_stop(broker_t *self);
+/* At stop: NACK busy every request in flight (in the window or claimed); how many. */
+size_t claim_stop(broker_t *self);
 /* A peer's AD just replaced its offers in the book: hold again the units of CLAIMs to it
  * that are still unanswered. */
 void claim_on_ad(broker_t *self, const uint8_t peer[CPN_PK_LEN]);

@@ -414,13 +414,21 @@ void claim_window_poll(broker_t *self, uint64_t now_mono)
 }
 
 /* No CLAIM went out for these yet: a NACK now is final and safe to retry elsewhere. */
-size_t claim_window_stop(broker_t *self)
+/* Every request still in flight gets a NACK busy: those in the batch window, and those whose
+ * CLAIM is out. A peer that grants after we stop keeps the lease under (tenant, request id),
+ * so the same request sent again, to this broker restarted or another, gets that lease. */
+size_t claim_stop(broker_t *self)
 {
+    static const char why[] = "the broker is stopping; send the request again";
     size_t slots[WINDOW_CAP];
     size_t n = window_take(&self->window, slots);
     for (size_t i = 0; i < n; i++)
-        s_finish_nack(self, &self->pending[slots[i]], CPN_E_BUSY,
-                      "the broker is stopping; send the request again");
+        s_finish_nack(self, &self->pending[slots[i]], CPN_E_BUSY, why);
+    for (size_t i = 0; i < self->pending_top; i++)
+        if (self->pending[i].used) {
+            s_finish_nack(self, &self->pending[i], CPN_E_BUSY, why);
+            n++;
+        }
     return n;
 }
 

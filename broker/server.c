@@ -561,9 +561,9 @@ int server_run(broker_t *self)
         claim_window_poll(self, mono);
     }
     log_info("broker", "stopping");
-    /* Requests waiting for their batch window get a NACK, not silence; the router's linger
-     * is 0, so give those NACKs a moment to leave before the socket closes. */
-    if (claim_window_stop(self) > 0) {
+    /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those
+     * NACKs a moment to leave before the socket closes. */
+    if (claim_stop(self) > 0) {
         int linger = BROKER_STOP_LINGER_MS;
         zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
     }

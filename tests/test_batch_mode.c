@@ -378,18 +378,29 @@ static void test_lone_request_waits(void **state)
     h_ans_free(&a);
 }
 
-/* SIGTERM while a request waits in the window: its tenant gets a NACK busy, and the broker
- * exits with status 0. The request must still be in the window when the signal lands: the
- * STATUS asked right after it (same connection, so handled after it) must come back well
- * within the window's wait, else the machine is too slow to tell and the case is skipped. */
+/* SIGTERM while a request waits in the window and another's CLAIM is out to a peer that does
+ * not answer (SIGSTOP): both tenants' requests get a NACK busy, and the broker exits with
+ * status 0. The first request must still be in the window when the signal lands: the STATUS
+ * asked right after it (same connection, so handled after it) must come back well within the
+ * window's wait, else the machine is too slow to tell and the case is skipped. */
 static void test_stop_answers_window(void **state)
 {
     (void)state;
-    cpn_request_t r = s_req("stopping-1");
-    uint64_t seq = 0;
+    cpn_request_t r = s_req("stopping-1"), c = s_req("claimed-1");
+    uint64_t seq = 0, cseq = 0;
     h_ans_t a;
     r.cores = 4;
     snprintf(r.storage_class, sizeof r.storage_class, "ssd");
+    c.cores = 4;
+    snprintf(c.storage_class, sizeof c.storage_class, "ssd");
+    /* The claimed one first: its window closes, its CLAIM goes to the stopped peer. */
+    assert_int_equal(kill(g.peer_pid, SIGSTOP), 0);
+    uint64_t claims0 = s_status_u64("claims_sent");
+    assert_int_equal(ctl_client_send(g.t[T_OPS].cli, CPN_MSG_REQUEST, &c, &cseq), CPN_OK);
+    uint64_t deadline = cpn_mono_ms() + READY_MS;
+    while (s_status_u64("claims_sent") == claims0 && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_true(s_status_u64("claims_sent") > claims0);
     uint64_t t0 = cpn_mono_ms();
     assert_int_equal(ctl_client_send(g.t[T_ALICE].cli, CPN_MSG_REQUEST, &r, &seq), CPN_OK);
     assert_int_equal(h_query(g.t[T_ALICE].cli, "status", WAIT_MS, &a), CPN_MSG_STATUS);
@@ -404,7 +415,12 @@ static void test_stop_answers_window(void **state)
     assert_int_equal(a.code, CPN_E_BUSY);
     assert_non_null(strstr(a.reason, "stopping"));
     h_ans_free(&a);
+    assert_int_equal(h_await(g.t[T_OPS].cli, cseq, c.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_BUSY);
+    assert_non_null(strstr(a.reason, "stopping"));
+    h_ans_free(&a);
     assert_true(h_stop(&g.broker_pid, STOP_MS));
+    assert_int_equal(kill(g.peer_pid, SIGCONT), 0);
 }
 
 int main(void)
