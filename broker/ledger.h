@@ -4,12 +4,12 @@
  * Quotas are computed from the ledger: a tenant's usage is the sum over its ACTIVE leases
  * (state "active" and end_ms > now) of accelerators, units and price * units.
  *
- * Durability: WAL with synchronous=NORMAL. A commit survives a crash of the broker process;
- * only a power loss or OS crash can lose the last transactions. That is acceptable here
- * because the peer is the authority on leases (its store runs synchronous=FULL): a lease the
- * broker forgets still runs at the peer and is in the tenant's hands as a signed file; the
- * broker loses only its count of that lease for quotas until it ends. In exchange a grant
- * costs no fsync on the broker's path.
+ * Durability: WAL with synchronous=FULL: a commit is on disk when it returns. (One commit
+ * covers a pass of the event loop; the GRANTs of that pass leave before it, so a crash can
+ * lose the record of the last pass's grants. The peer is the authority on leases: such a
+ * lease still runs at the peer and is in the tenant's hands as a signed file; the broker
+ * only undercounts it toward quotas until it ends.) FULL rather than NORMAL also keeps the
+ * checkpoints short, which is what the request latency's tail depends on (ledger.c).
  *
  * Bounds: the audit log keeps the most recent `audit_max` rows (default
  * LEDGER_AUDIT_MAX_DEFAULT). Rows are pruned in batches of `audit_max / 64` (at least 1)
