@@ -23,7 +23,8 @@
 #include "window.h"
 
 #define BROKER_ROUTES_MAX 65536  /* peers and members whose routing id we remember */
-#define BROKER_BATCH 256         /* messages handled per loop pass (one ledger commit) */
+#define BROKER_BATCH 256         /* messages handled per loop pass */
+#define BROKER_COMMIT_MS 5       /* a ledger transaction spans passes for up to this long */
 #define BROKER_CANDS_MAX 16      /* candidates kept per request */
 #define BROKER_OPS_MAX 4096      /* RENEW/RELEASE relays waiting for the peer */
 #define BROKER_TRIES_MAX 16      /* CLAIMs per request, whatever the policy says */
@@ -118,6 +119,8 @@ struct broker {
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;
+    bool tx_open;           /* a ledger transaction is open (server.c, s_tx_*) */
+    uint64_t tx_since_mono; /* since when */
     volatile int stop;
     volatile int reload;
 };

@@ -499,10 +499,35 @@ static void s_tick(broker_t *self)
     federation_tick(self, mono);
 }
 
-/* The tick, or sooner if the batch window must be matched before it. */
+/* The ledger records a stretch of passes in one transaction: each COMMIT syncs the log
+ * (synchronous=FULL), and committing every pass at ~1,000 requests/s kept the loop in fsync
+ * a third of the time (scripts/bench/e2e: p50 at half of saturation 5.0 ms; with one commit
+ * per BROKER_COMMIT_MS, 3.4 ms). Answers do not wait for the commit either way: the peer is
+ * the authority on leases (ledger.h). */
+static void s_tx_begin(broker_t *self)
+{
+    if (!self->tx_open && ledger_begin(self->ledger) == CPN_OK) {
+        self->tx_open = true;
+        self->tx_since_mono = cpn_mono_ms();
+    }
+}
+
+static void s_tx_commit(broker_t *self, bool now)
+{
+    if (!self->tx_open || (!now && cpn_mono_ms() < self->tx_since_mono + BROKER_COMMIT_MS))
+        return;
+    self->tx_open = false;
+    if (ledger_commit(self->ledger) != CPN_OK)
+        log_error("ledger", "commit failed");
+}
+
+/* The tick, or sooner if the batch window must be matched or the ledger committed. */
 static int s_poll_ms(const broker_t *self)
 {
     uint64_t due = claim_window_deadline(self), now = cpn_mono_ms();
+    uint64_t commit = self->tx_since_mono + BROKER_COMMIT_MS;
+    if (self->tx_open && (due == WINDOW_NEVER || due > commit))
+        due = commit;
     if (due == WINDOW_NEVER || due >= now + BROKER_TICK_MS)
         return BROKER_TICK_MS;
     return due <= now ? 0 : (int)(due - now);
@@ -537,7 +562,7 @@ int server_run(broker_t *self)
         if (n_links)
             federation_readable(self, items + n, n_links);
         if (items[0].revents & ZMQ_POLLIN) {
-            int began = ledger_begin(self->ledger) == CPN_OK;
+            s_tx_begin(self);
             for (int i = 0; i < BROKER_BATCH; i++) {
                 uint8_t *frame = NULL;
                 size_t len = 0, rid_len = 0;
@@ -550,9 +575,8 @@ int server_run(broker_t *self)
                     broker_count_refusal(self, r);
                 free(frame);
             }
-            if (began && ledger_commit(self->ledger) != CPN_OK)
-                log_error("ledger", "commit failed");
         }
+        s_tx_commit(self, false);
         uint64_t mono = cpn_mono_ms();
         if (mono >= self->next_tick_mono) {
             self->next_tick_mono = mono + BROKER_TICK_MS;
@@ -567,6 +591,7 @@ int server_run(broker_t *self)
         int linger = BROKER_STOP_LINGER_MS;
         zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
     }
+    s_tx_commit(self, true);
     return rc;
 }
 
