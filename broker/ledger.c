@@ -336,8 +336,8 @@ int ledger_open(const char *path, ledger_t **out)
     /* FULL: each COMMIT syncs the log, so a checkpoint has only the database pages to write
      * and sync; with NORMAL it also flushed all the log written since the last one (~4 MB
      * at 1,000 pages), stalling the event loop ~11 ms every ~110 commits. Smaller
-     * checkpoints (S_CKPT_PAGES) keep each stall short. In scripts/bench/e2e: p99 at half
-     * of saturation 22 -> 9.5 ms, the saturated rate unchanged (docs/BENCHMARKS.md). */
+     * checkpoints (S_CKPT_PAGES) keep each stall short. In scripts/bench/e2e, with the 5 ms
+     * transactions of server.c: p99 at half of saturation 22 -> 10 ms (docs/BENCHMARKS.md). */
     if ((r = s_exec(self, "PRAGMA synchronous = FULL")) != CPN_OK ||
         (r = s_exec(self, "PRAGMA wal_autocheckpoint = " S_CKPT_PAGES)) != CPN_OK ||
         (r = s_schema_init(self)) != CPN_OK)
