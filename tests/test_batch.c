@@ -207,14 +207,12 @@ static void test_alike_in_arrival_order(void **state)
     book_destroy(&b);
 }
 
-/* More requests alike than BATCH_CANDS_MIN offers of one unit: the list grows until its units
- * cover the batch, so every request is placed, on the cheapest offers. */
-static void test_candidates_cover_the_batch(void **state)
+/* `offers` peers, each with one T4 unit; peer i's costs 1000 + i. */
+static book_t *s_t4_book(int offers)
 {
-    (void)state;
-    enum { OFFERS = 300, REQS = 250 };
-    book_t *b = book_new(OFFERS);
-    for (int i = 0; i < OFFERS; i++) {
+    book_t *b = book_new((size_t)offers);
+    assert_non_null(b);
+    for (int i = 0; i < offers; i++) {
         char id[16];
         snprintf(id, sizeof id, "n%03d", i);
         uint8_t k[CPN_PK_LEN];
@@ -229,6 +227,16 @@ static void test_candidates_cover_the_batch(void **state)
         ad.packages = &pk;
         assert_int_equal(book_put_ad(b, k, 1, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
     }
+    return b;
+}
+
+/* More requests alike than BATCH_CANDS_MIN offers of one unit: the list grows until its units
+ * cover the batch, so every request is placed, on the cheapest offers. */
+static void test_candidates_cover_the_batch(void **state)
+{
+    (void)state;
+    enum { OFFERS = 300, REQS = 250 };
+    book_t *b = s_t4_book(OFFERS);
     match_policy_t pol;
     match_policy_default(&pol);
     cpn_request_t *r = calloc(REQS, sizeof *r);
@@ -261,22 +269,7 @@ static void test_huge_request_bounded(void **state)
 {
     (void)state;
     enum { OFFERS = 600, REQS = 301 };
-    book_t *b = book_new(OFFERS);
-    for (int i = 0; i < OFFERS; i++) {
-        char id[16];
-        snprintf(id, sizeof id, "n%03d", i);
-        uint8_t k[CPN_PK_LEN];
-        memset(k, 0, sizeof k);
-        k[0] = (uint8_t)(i & 0xff);
-        k[1] = (uint8_t)(i >> 8);
-        cpn_package_t pk = s_pkg(id, "T4", 1, 1000 + (uint64_t)i, 1);
-        cpn_ad_t ad;
-        memset(&ad, 0, sizeof ad);
-        ad.ttl_s = 60;
-        ad.n_packages = 1;
-        ad.packages = &pk;
-        assert_int_equal(book_put_ad(b, k, 1, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
-    }
+    book_t *b = s_t4_book(OFFERS);
     match_policy_t pol;
     match_policy_default(&pol);
     cpn_request_t *r = calloc(REQS, sizeof *r);
