@@ -185,7 +185,8 @@ static int s_offer(s_plan_t *p, const match_cand_t *c, uint32_t *idx)
 /* ---- candidates --------------------------------------------------------------------------- */
 
 /* What decides a request's candidates: all of it but its id and duration, i.e. the bytes
- * [units, duration_s) and [accel_model, end). Requests with the same shape share one
+ * [units, duration_s) and [accel_model, end) (`progress` is among them: requests that differ
+ * only there cost a second match_find, nothing more). Requests with the same shape share one
  * candidate list (a window of trace requests has few distinct shapes, and match_find for 128
  * candidates is the dearest step). Padding bytes are compared too: unequal padding only costs
  * a second match_find, never a wrong list. */
@@ -193,7 +194,7 @@ static int s_offer(s_plan_t *p, const match_cand_t *c, uint32_t *idx)
 #define S_A1 offsetof(cpn_request_t, duration_s)
 #define S_B0 offsetof(cpn_request_t, accel_model)
 _Static_assert(offsetof(cpn_request_t, id) == 0 && S_A0 < S_A1 && S_B0 == S_A1 + sizeof(uint64_t),
-               "s_same_shape: cpn_request_t is id, units, split, duration_s, accel_model, ...");
+               "s_same_shape: cpn_request_t is id, units, split, progress, duration_s, ...");
 
 static uint64_t s_mix(uint64_t h, const uint8_t *b, size_t len)
 {

@@ -15,13 +15,13 @@
  * equivalences, residency and ceilings), so a plan never breaks a constraint the matcher
  * enforces; requests alike (all fields but id and duration equal) share one list, of the
  * best-ranked offers whose free units cover all the units the batch asks for, or one offer per
- * request of the batch (at least BATCH_CANDS_MIN offers, at most BATCH_CANDS_MAX). Requests for one unit are assigned by an
- * exact min-cost flow (source -> request shape -> offer -> sink, offer capacity = its free
- * units, lexicographic costs for the order above): for them the plan is optimal (when no list
- * is cut at BATCH_CANDS_MAX), and requests alike get their offers in arrival order, best
- * first. Requests for
- * several units (not split) cannot be spread over offers, so they are placed first (most
- * accelerators first, fewest candidates next), each on its best candidate with room; then,
+ * request of the batch (at least BATCH_CANDS_MIN offers, at most BATCH_CANDS_MAX). Requests
+ * for one unit are assigned by an exact min-cost flow (source -> request shape -> offer ->
+ * sink, offer capacity = its free units, lexicographic costs for the order above): for them
+ * the plan is optimal (when no list is cut at BATCH_CANDS_MAX), and requests alike get their
+ * offers in arrival order, best first. Requests for several units (not split) cannot be
+ * spread over offers, so they are placed first (most accelerators first, fewest candidates
+ * next), each on its best candidate with room; then,
  * while a request is left out, each of them that holds an offer a left-out request could use
  * (or is left out itself) tries up to BATCH_TRIES other offers (or none) and keeps a move
  * when the whole plan improves (the flow is solved again). That part is a heuristic.

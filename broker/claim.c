@@ -413,20 +413,18 @@ void claim_window_poll(broker_t *self, uint64_t now_mono)
         s_window_flush(self);
 }
 
-/* No CLAIM went out for these yet: a NACK now is final and safe to retry elsewhere. */
-/* Every request still in flight gets a NACK busy: those in the batch window, and those whose
- * CLAIM is out. A peer that grants after we stop keeps the lease under (tenant, request id),
- * so the same request sent again, to this broker restarted or another, gets that lease. */
+/* Every request still in flight gets a NACK busy: those in the batch window (pending slots
+ * too) and those whose CLAIM is out. A peer that grants after we stop keeps the lease under
+ * (tenant, request id), so the same request sent again, to this broker restarted or another,
+ * gets that lease. */
 size_t claim_stop(broker_t *self)
 {
-    static const char why[] = "the broker is stopping; send the request again";
-    size_t slots[WINDOW_CAP];
-    size_t n = window_take(&self->window, slots);
-    for (size_t i = 0; i < n; i++)
-        s_finish_nack(self, &self->pending[slots[i]], CPN_E_BUSY, why);
+    size_t slots[WINDOW_CAP], n = 0;
+    (void)window_take(&self->window, slots);
     for (size_t i = 0; i < self->pending_top; i++)
         if (self->pending[i].used) {
-            s_finish_nack(self, &self->pending[i], CPN_E_BUSY, why);
+            s_finish_nack(self, &self->pending[i], CPN_E_BUSY,
+                          "the broker is stopping; send the request again");
             n++;
         }
     return n;

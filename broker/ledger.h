@@ -5,11 +5,12 @@
  * (state "active" and end_ms > now) of accelerators, units and price * units.
  *
  * Durability: WAL with synchronous=FULL: a commit is on disk when it returns. (One commit
- * covers a pass of the event loop; the GRANTs of that pass leave before it, so a crash can
- * lose the record of the last pass's grants. The peer is the authority on leases: such a
- * lease still runs at the peer and is in the tenant's hands as a signed file; the broker
- * only undercounts it toward quotas until it ends.) FULL rather than NORMAL also keeps the
- * checkpoints short, which is what the request latency's tail depends on (ledger.c).
+ * covers up to BROKER_COMMIT_MS of the event loop, and GRANTs leave before it, so a crash
+ * can lose the record of the grants of those last milliseconds. The peer is the authority on
+ * leases: such a lease still runs at the peer and is in the tenant's hands as a signed file;
+ * the broker only undercounts it toward quotas until it ends.) FULL rather than NORMAL also
+ * keeps the checkpoints short, which is what the request latency's tail depends on
+ * (ledger.c).
  *
  * Bounds: the audit log keeps the most recent `audit_max` rows (default
  * LEDGER_AUDIT_MAX_DEFAULT). Rows are pruned in batches of `audit_max / 64` (at least 1)

@@ -20,7 +20,7 @@
 #include "log.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
-#define BROKER_STOP_LINGER_MS 1000 /* NACKs of requests still in the window, at stop */
+#define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
 
 /* ---- routes: which connection reaches a key ---- */
 
@@ -500,10 +500,10 @@ static void s_tick(broker_t *self)
 }
 
 /* The ledger records a stretch of passes in one transaction: each COMMIT syncs the log
- * (synchronous=FULL), and committing every pass at ~1,000 requests/s kept the loop in fsync
- * a third of the time (scripts/bench/e2e: p50 at half of saturation 5.0 ms; with one commit
- * per BROKER_COMMIT_MS, 3.4 ms). Answers do not wait for the commit either way: the peer is
- * the authority on leases (ledger.h). */
+ * (synchronous=FULL), and committing every pass at ~1,000 requests/s (~700 commits a second)
+ * kept the loop waiting on fsync (scripts/bench/e2e: p50 at half of saturation 5.0 ms; with
+ * one commit per BROKER_COMMIT_MS, 3.4 ms). Answers do not wait for the commit either way:
+ * the peer is the authority on leases (ledger.h). */
 static void s_tx_begin(broker_t *self)
 {
     if (!self->tx_open && ledger_begin(self->ledger) == CPN_OK) {

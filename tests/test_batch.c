@@ -207,6 +207,15 @@ static void test_alike_in_arrival_order(void **state)
     book_destroy(&b);
 }
 
+/* The highest price among n placements. */
+static uint64_t s_dearest(const batch_place_t *out, size_t n)
+{
+    uint64_t most = 0;
+    for (size_t i = 0; i < n; i++)
+        most = out[i].cand.price > most ? out[i].cand.price : most;
+    return most;
+}
+
 /* `offers` peers, each with one T4 unit; peer i's costs 1000 + i. */
 static book_t *s_t4_book(int offers)
 {
@@ -252,9 +261,7 @@ static void test_candidates_cover_the_batch(void **state)
     assert_true(REQS > BATCH_CANDS_MIN);
     assert_int_equal(batch_plan(b, r, REQS, &pol, NOW, out, &n), CPN_OK);
     assert_int_equal(n, REQS);
-    uint64_t most = 0;
-    for (size_t i = 0; i < n; i++)
-        most = out[i].cand.price > most ? out[i].cand.price : most;
+    uint64_t most = s_dearest(out, n);
     assert_int_equal(most, 1000 + REQS - 1);   /* the 250 cheapest, none dearer */
     assert_int_equal(out[0].cand.price, 1000); /* the first request, the cheapest */
     free(r);
@@ -287,9 +294,7 @@ static void test_huge_request_bounded(void **state)
     assert_int_equal(batch_plan(b, r, REQS, &pol, NOW, out, &n), CPN_OK);
     assert_int_equal(n, REQS - 1);
     assert_null(s_where(out, n, 0));
-    uint64_t most = 0;
-    for (size_t i = 0; i < n; i++)
-        most = out[i].cand.price > most ? out[i].cand.price : most;
+    uint64_t most = s_dearest(out, n);
     assert_int_equal(most, 1000 + REQS - 2); /* the 300 cheapest, none dearer */
     free(r);
     free(out);
