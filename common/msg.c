@@ -211,6 +211,11 @@ static int s_ad_decode(const msgpack_object *map, const cpn_limits_t *lim, void 
         r = CPN_E_COUNT;
         goto out;
     }
+    if (w.ttl_s < CPN_AD_TTL_MIN_S || w.ttl_s > CPN_AD_TTL_MAX_S) {
+        bad = "ttl_s";
+        r = CPN_E_SCHEMA;
+        goto out;
+    }
     memcpy(ad->name, w.name, sizeof ad->name);
     ad->ttl_s = w.ttl_s;
     ad->packages = calloc(n ? n : 1, sizeof *ad->packages);
@@ -225,6 +230,14 @@ static int s_ad_decode(const msgpack_object *map, const cpn_limits_t *lim, void 
             bad = "packages[]";
             goto out;
         }
+        /* A CLAIM names a package by id: two under one id would make it ambiguous. At most
+         * CPN_PACKAGES_MAX, so the quadratic scan stays under 33k short compares. */
+        for (uint32_t j = 0; j < i; j++)
+            if (strcmp(ad->packages[j].id, ad->packages[i].id) == 0) {
+                bad = "packages[].id (duplicate)";
+                r = CPN_E_SCHEMA;
+                goto out;
+            }
     }
 out:
     if (r != CPN_OK) {

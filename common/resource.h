@@ -19,6 +19,10 @@
 #define CPN_CLASS_MAX 16   /* storage class */
 #define CPN_LIST_MAX 8     /* regions or vendors in one list */
 #define CPN_PACKAGES_MAX 256 /* packages in one AD */
+/* An AD's ttl_s: a peer refreshes at most hourly and its ads live 3 refreshes (3 h); a day is
+ * the most any offer may outlive its peer's silence. */
+#define CPN_AD_TTL_MIN_S 1
+#define CPN_AD_TTL_MAX_S 86400
 
 typedef struct {
     char vendor[CPN_NAME_MAX]; /* "nvidia", "huawei"; lower case */

@@ -217,6 +217,42 @@ static void test_ad_and_request_round_trip(void **state)
     free(f);
 }
 
+/* An AD whose ttl_s is outside CPN_AD_TTL_MIN_S..CPN_AD_TTL_MAX_S, or that names one package id
+ * twice, is refused as schema: a ttl of 0 would expire on arrival and one of 136 years would
+ * keep a dead peer's offers for good; two packages under one id make a CLAIM ambiguous. */
+static void test_ad_ttl_bounds_and_duplicate_ids_refused(void **state)
+{
+    (void)state;
+    s_any_t out;
+    cpn_package_t pk[2] = {s_package("h100x8"), s_package("h100x8")};
+    const uint32_t ttls[] = {0, CPN_AD_TTL_MAX_S + 1, UINT32_MAX};
+    for (size_t i = 0; i < sizeof ttls / sizeof ttls[0]; i++) {
+        cpn_ad_t ad = {"dc", ttls[i], 1, pk};
+        uint8_t *f = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        assert_int_equal(cpn_msg_build(s_peer, CPN_MSG_AD, 1, 1, &ad, &f, &len), CPN_OK);
+        assert_int_equal(cpn_env_open(f, len, NULL, &env), CPN_OK);
+        assert_int_equal(cpn_msg_decode(&env, NULL, &out), CPN_E_SCHEMA);
+        assert_null(out.ad.packages);
+        free(f);
+    }
+    cpn_ad_t edge = {"dc", CPN_AD_TTL_MAX_S, 1, pk};
+    uint8_t *f = s_round(s_peer, CPN_MSG_AD, &edge, &out, NULL);
+    assert_int_equal(out.ad.ttl_s, CPN_AD_TTL_MAX_S);
+    cpn_ad_clear(&out.ad);
+    free(f);
+
+    cpn_ad_t dup = {"dc", 30, 2, pk};
+    size_t len = 0;
+    cpn_env_t env;
+    assert_int_equal(cpn_msg_build(s_peer, CPN_MSG_AD, 1, 1, &dup, &f, &len), CPN_OK);
+    assert_int_equal(cpn_env_open(f, len, NULL, &env), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&env, NULL, &out), CPN_E_SCHEMA);
+    assert_null(out.ad.packages);
+    free(f);
+}
+
 static void test_ad_package_limit(void **state)
 {
     (void)state;
@@ -240,8 +276,10 @@ static void test_ad_package_limit(void **state)
         mp_pack_ku64(&pk, "ttl_s", 60);
         mp_pack_str(&pk, "packages");
         msgpack_pack_array(&pk, n);
-        for (uint32_t i = 0; i < n; i++)
+        for (uint32_t i = 0; i < n; i++) {
+            snprintf(p.id, sizeof p.id, "p%u", i); /* ids are unique within an AD */
             assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+        }
         assert_int_equal(cpn_env_seal(s_peer, CPN_MSG_AD, 1, 1, (const uint8_t *)sb.data,
                                       sb.size, &frame, &len),
                          CPN_OK);
@@ -465,6 +503,7 @@ int main(void)
         cmocka_unit_test(test_simple_bodies_round_trip),
         cmocka_unit_test(test_ad_and_request_round_trip),
         cmocka_unit_test(test_ad_package_limit),
+        cmocka_unit_test(test_ad_ttl_bounds_and_duplicate_ids_refused),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_trailing_and_type),
         cmocka_unit_test(test_embedded_frames_verbatim),
