@@ -253,6 +253,47 @@ static void test_ad_ttl_bounds_and_duplicate_ids_refused(void **state)
     free(f);
 }
 
+/* PROTOCOL.md §7 REQUEST: a body outside the wire bounds is refused when decoded, as schema
+ * (the broker answers such a frame with an ERROR at intake). Packed by hand: the encoder
+ * itself refuses to write one. */
+static void test_request_wire_bounds_refused_as_schema(void **state)
+{
+    (void)state;
+    const struct {
+        uint64_t units, duration;
+        int want;
+    } cases[] = {
+        {1, 1, CPN_OK},
+        {1000000, 366ull * 86400, CPN_OK},
+        {0, 3600, CPN_E_SCHEMA},
+        {1000001, 3600, CPN_E_SCHEMA},
+        {1, 0, CPN_E_SCHEMA},
+        {1, 366ull * 86400 + 1, CPN_E_SCHEMA},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        msgpack_sbuffer sb;
+        msgpack_packer pk;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 4);
+        mp_pack_kstr(&pk, "id", "bounds");
+        mp_pack_ku64(&pk, "units", cases[i].units);
+        mp_pack_ku64(&pk, "duration", cases[i].duration);
+        mp_pack_ku64(&pk, "cores", 1);
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        s_any_t out;
+        assert_int_equal(cpn_env_seal(s_tenant, CPN_MSG_REQUEST, 1, 1, (const uint8_t *)sb.data,
+                                      sb.size, &frame, &len),
+                         CPN_OK);
+        assert_int_equal(cpn_env_open(frame, len, NULL, &env), CPN_OK);
+        assert_int_equal(cpn_msg_decode(&env, NULL, &out), cases[i].want);
+        free(frame);
+        msgpack_sbuffer_destroy(&sb);
+    }
+}
+
 static void test_ad_package_limit(void **state)
 {
     (void)state;
@@ -503,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_simple_bodies_round_trip),
         cmocka_unit_test(test_ad_and_request_round_trip),
         cmocka_unit_test(test_ad_package_limit),
+        cmocka_unit_test(test_request_wire_bounds_refused_as_schema),
         cmocka_unit_test(test_ad_ttl_bounds_and_duplicate_ids_refused),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_trailing_and_type),
