@@ -33,8 +33,8 @@
 #include "err.h"
 #include "identity.h"
 #include "resource.h"
+#include "ledger_types.h"
 
-#define LEDGER_AUDIT_MAX_DEFAULT 1000000
 #define LEDGER_STATE_MAX 16
 
 typedef struct ledger ledger_t;
@@ -54,12 +54,6 @@ typedef struct {
     char state[LEDGER_STATE_MAX]; /* "active", "released", "expired" */
     uint32_t renewals;
 } ledger_lease_t;
-
-typedef struct {
-    uint64_t accelerators;
-    uint64_t units;
-    uint64_t spend_rate; /* sum of price * units, thousandths per hour */
-} ledger_usage_t;
 
 typedef struct {
     uint64_t leases;        /* all leases ever recorded (still in the file) */

@@ -21,10 +21,10 @@
 
 #include "err.h"
 #include "identity.h"
-#include "ledger.h"
 #include "match.h"
 #include "msg.h"
 #include "resource.h"
+#include "ledger_types.h"
 #include "yconf.h"
 
 #define POLICY_PATH_MAX 1024

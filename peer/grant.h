@@ -13,7 +13,7 @@
 #include "inventory.h"
 #include "msg.h"
 #include "peer_config.h"
-#include "store.h"
+#include "lease_row.h"
 
 /* The lease id for (peer, tenant, request id): "L" + the first 16 characters of
  * base64url(BLAKE2b-256(peer pk || tenant pk || request id)). Deterministic, so a retried

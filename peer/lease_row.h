@@ -1,0 +1,43 @@
+/* lease_row.h - one lease as the peer keeps it: the row type the store reads and writes and
+ * the grant decisions (a pure core) judge, in a header of its own so that grant.h need not
+ * include the store (SQLite). The functions are defined in store.c. */
+#ifndef PEER_LEASE_ROW_H
+#define PEER_LEASE_ROW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "resource.h"
+
+typedef enum {
+    PEER_LEASE_ACTIVE = 0,
+    PEER_LEASE_RELEASED,
+    PEER_LEASE_EXPIRED,
+} peer_lease_state_t;
+
+/* "active", "released", "expired". */
+const char *peer_lease_state_name(peer_lease_state_t s);
+/* Parse a state name; -1 if unknown. */
+int peer_lease_state_parse(const char *name);
+
+/* One lease row. `frame` is malloc'd by the store's getters; free with peer_lease_row_clear. */
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    uint8_t tenant[CPN_PK_LEN];
+    char request_id[CPN_NAME_MAX];
+    char package[CPN_NAME_MAX];
+    uint32_t units;
+    uint64_t price;
+    uint64_t start_ms;
+    uint64_t end_ms;
+    peer_lease_state_t state;
+    uint32_t renewals;
+    uint8_t *frame;
+    size_t frame_len;
+} peer_lease_row_t;
+
+void peer_lease_row_clear(peer_lease_row_t *row);
+
+#endif
