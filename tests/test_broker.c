@@ -2,7 +2,7 @@
  *
  * A temporary directory gets keys, a broker policy and two peer configurations; the built
  * $CPN_BUILDDIR/cpn-broker and two $CPN_BUILDDIR/cpn-peer start on 127.0.0.1 and the test
- * talks to the broker over ZeroMQ with the same client cpnctl uses (broker/ctl_client.c).
+ * talks to the broker over ZeroMQ with the same client cpnctl uses (ctl/ctl_client.c).
  * It shows (issue 4, "Done when"): a request by model gets a lease whose signature chain
  * verifies; a request by capability is served by the domestic accelerator (Ascend); an
  * unmatched request is NACKed no-match naming the constraint; over quota is NACKed

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test_layers.sh - the layers hold: common/ includes only common/; peer/ and broker/ include
-# their own headers and common/'s, never each other's. TAP output.
+# their own headers and common/'s, never each other's; ctl/ (cpnctl) may use broker/'s pure policy. TAP output.
 SRC=${CPN_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
-echo "1..3"
+echo "1..4"
 n=0
 check() { # layer allowed-dirs...
     local layer=$1 bad="" f inc ok d
@@ -23,3 +23,5 @@ check() { # layer allowed-dirs...
 check common common
 check peer peer common
 check broker broker common
+# cpnctl validates policies with the broker's own loader (cpnctl policy check), a pure core
+check ctl ctl broker common

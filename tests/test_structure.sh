@@ -10,7 +10,7 @@
 #     followed by "(" in another file of the directory).
 SRC=${CPN_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 MAX_LINES=${CPN_MAX_LINES:-1500}
-DIRS="common peer broker cpnctl"
+DIRS="common peer broker ctl"
 n=0
 tap() { # ok? text [detail]
     n=$((n + 1))
