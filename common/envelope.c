@@ -56,6 +56,14 @@ uint64_t cpn_seq_next(uint64_t last, uint64_t now_ms)
     return next > clock_seq ? next : clock_seq;
 }
 
+uint64_t cpn_seq_next_rand(uint64_t last, uint64_t now_ms, uint32_t rnd)
+{
+    uint64_t clock_seq =
+        now_ms > (UINT64_MAX >> 12) ? UINT64_MAX : (now_ms << 12) | (uint64_t)(rnd & 0xfffu);
+    uint64_t next = last == UINT64_MAX ? UINT64_MAX : last + 1;
+    return next > clock_seq ? next : clock_seq;
+}
+
 static bool s_is_map_head(uint8_t b)
 {
     return (b & 0xf0) == 0x80 || b == 0xde || b == 0xdf;

@@ -85,5 +85,11 @@ int cpn_env_open(const uint8_t *frame, size_t len, const cpn_limits_t *lim,
  * means a restarted sender continues above anything it sent before without having stored
  * it, and a receiver can bound how far ahead a seq may be (see replay.h). */
 uint64_t cpn_seq_next(uint64_t last, uint64_t now_ms);
+/* A client's next seq: as cpn_seq_next, but the clock seq's low 12 bits are rnd's instead of
+ * 0, so that clients sharing one key (several cpnctl at once) pick distinct seqs within one
+ * millisecond: two collide with probability 1/4096. Still strictly above `last`; the clock
+ * part stays below (now_ms + 1) << 12, well within a receiver's seq-jump bound. The caller
+ * supplies the randomness (tests can fix it). */
+uint64_t cpn_seq_next_rand(uint64_t last, uint64_t now_ms, uint32_t rnd);
 
 #endif

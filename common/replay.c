@@ -5,6 +5,9 @@
  * choose keys that collide) and kept on a list in order of last use, so the entry idle the
  * longest is always at the head: eviction is O(1), and when the head is not idle long
  * enough no entry is.
+ *
+ * A sender's window is `top` plus up to CPN_REPLAY_WINDOW - 1 distances (top - seq) of the
+ * other seqs it holds, unordered: 63 comparisons per message is cheaper than keeping order.
  */
 #include "replay.h"
 
@@ -16,11 +19,15 @@
 
 #define S_NIL UINT32_MAX
 
+#define S_DISTS (CPN_REPLAY_WINDOW - 1)
+
 typedef struct {
     uint8_t key[CPN_PK_LEN];
-    uint64_t last_seq;
+    uint64_t top;     /* the highest seq accepted */
     uint64_t last_ms; /* when its last message was accepted (receiver's clock) */
     uint32_t prev, next;
+    uint32_t n;              /* distances held */
+    uint32_t dist[S_DISTS]; /* top - seq of the other seqs in the window, each >= 1 */
 } s_entry_t;
 
 struct cpn_replay {
@@ -72,6 +79,11 @@ void cpn_replay_destroy(cpn_replay_t **self_p)
 size_t cpn_replay_size(const cpn_replay_t *self)
 {
     return self ? self->used : 0;
+}
+
+size_t cpn_replay_entry_bytes(void)
+{
+    return sizeof(s_entry_t);
 }
 
 static size_t s_home(const cpn_replay_t *self, const uint8_t key[CPN_PK_LEN])
@@ -150,6 +162,63 @@ static void s_list_push_mru(cpn_replay_t *self, uint32_t e)
     self->mru = e;
 }
 
+/* The window rule of replay.h: is seq inside x's window and not yet seen? */
+static int s_window_check(const s_entry_t *x, uint64_t seq)
+{
+    if (seq > x->top)
+        return CPN_OK;
+    uint64_t d = x->top - seq;
+    if (d == 0 || d > UINT32_MAX)
+        return CPN_E_REPLAY;
+    uint32_t lowest = 0; /* the largest distance: the lowest seq held */
+    for (uint32_t i = 0; i < x->n; i++) {
+        if (x->dist[i] == d)
+            return CPN_E_REPLAY;
+        if (x->dist[i] > lowest)
+            lowest = x->dist[i];
+    }
+    if (x->n == S_DISTS && d > lowest)
+        return CPN_E_REPLAY; /* below a full window */
+    return CPN_OK;
+}
+
+/* Hold distance d; in a full window it replaces the lowest seq, which d is above. */
+static void s_window_hold(s_entry_t *x, uint32_t d)
+{
+    if (x->n < S_DISTS) {
+        x->dist[x->n++] = d;
+        return;
+    }
+    uint32_t lo = 0;
+    for (uint32_t i = 1; i < x->n; i++)
+        if (x->dist[i] > x->dist[lo])
+            lo = i;
+    if (d < x->dist[lo])
+        x->dist[lo] = d;
+}
+
+/* Record an accepted seq (s_window_check said CPN_OK). */
+static void s_window_add(s_entry_t *x, uint64_t seq)
+{
+    if (seq <= x->top) {
+        s_window_hold(x, (uint32_t)(x->top - seq));
+        return;
+    }
+    /* A new top: every distance grows; one that no longer fits in 32 bits leaves the window
+     * (its seq stays refused: it is more than UINT32_MAX below every later top). */
+    uint64_t delta = seq - x->top;
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < x->n; i++) {
+        uint64_t nd = (uint64_t)x->dist[i] + delta;
+        if (nd <= UINT32_MAX)
+            x->dist[kept++] = (uint32_t)nd;
+    }
+    x->n = kept;
+    if (delta <= UINT32_MAX)
+        s_window_hold(x, (uint32_t)delta); /* the old top, now the nearest below */
+    x->top = seq;
+}
+
 /* The three rules of replay.h, given the sender's entry (NULL if none). */
 static int s_rules(const cpn_replay_t *self, const s_entry_t *x, uint64_t seq, uint64_t ts_ms,
                    uint64_t now_ms)
@@ -162,9 +231,7 @@ static int s_rules(const cpn_replay_t *self, const s_entry_t *x, uint64_t seq, u
     uint64_t max_seq = top > (UINT64_MAX >> 12) ? UINT64_MAX : top << 12;
     if (seq > max_seq)
         return CPN_E_SEQ_JUMP;
-    if (x && seq <= x->last_seq)
-        return CPN_E_REPLAY;
-    return CPN_OK;
+    return x ? s_window_check(x, seq) : CPN_OK;
 }
 
 /* When the table is full: may its least recently used entry go? */
@@ -204,6 +271,7 @@ int cpn_replay_check(cpn_replay_t *self, const uint8_t from[CPN_PK_LEN], uint64_
     if (found) {
         e = self->index[i] - 1;
         s_list_unlink(self, e);
+        s_window_add(&self->pool[e], seq);
     } else {
         if (self->used < self->capacity) {
             e = (uint32_t)self->used++;
@@ -217,9 +285,10 @@ int cpn_replay_check(cpn_replay_t *self, const uint8_t from[CPN_PK_LEN], uint64_
             i = s_find(self, from, &found); /* the removal may have moved the free slot */
         }
         memcpy(self->pool[e].key, from, CPN_PK_LEN);
+        self->pool[e].top = seq;
+        self->pool[e].n = 0;
         self->index[i] = e + 1;
     }
-    self->pool[e].last_seq = seq;
     self->pool[e].last_ms = now_ms;
     s_list_push_mru(self, e);
     return CPN_OK;

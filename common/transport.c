@@ -205,7 +205,8 @@ int cpn_signer_build(cpn_signer_t *self, cpn_msg_type_t type, const void *body,
                      uint8_t **frame_p, size_t *len)
 {
     uint64_t now = cpn_now_ms();
-    uint64_t seq = cpn_seq_next(self->last_seq, now);
+    uint64_t seq = self->spread ? cpn_seq_next_rand(self->last_seq, now, randombytes_random())
+                                : cpn_seq_next(self->last_seq, now);
     int r = cpn_msg_build(self->id, type, seq, now, body, frame_p, len);
     if (r == CPN_OK)
         self->last_seq = seq;

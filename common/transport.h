@@ -10,6 +10,7 @@
 #ifndef CPN_TRANSPORT_H
 #define CPN_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,10 +53,13 @@ int cpn_send_to(void *router, const uint8_t *rid, size_t rid_len, const uint8_t 
 int cpn_recv(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t **frame,
              size_t *len) CPN_WUR;
 
-/* The sender side: an identity and its sequence counter. */
+/* The sender side: an identity and its sequence counter. A client that may share its key
+ * with other processes at once (cpnctl) sets `spread`: its seqs then get random low bits
+ * (cpn_seq_next_rand); daemons, one process per key, keep cpn_seq_next. */
 typedef struct {
     const cpn_identity_t *id; /* borrowed */
     uint64_t last_seq;
+    bool spread;
 } cpn_signer_t;
 
 /* Encode body, seal with the next seq and the current time. *frame_p malloc'd, caller owns. */

@@ -24,6 +24,7 @@ int ctl_client_new(const char *endpoint, const cpn_identity_t *id, const uint8_t
     if (!self)
         return CPN_E_NOMEM;
     self->signer.id = id;
+    self->signer.spread = true; /* other clients may use this key at the same moment */
     cpn_curve_t curve = {0};
     if (broker_pk) {
         memcpy(self->broker_pk, broker_pk, CPN_PK_LEN);

@@ -465,6 +465,19 @@ static void test_seq_next(void **state)
         assert_true(n > s);
         s = n;
     }
+    /* A client's seq: the low 12 bits of the clock seq are random, the rest as above. */
+    assert_true(cpn_seq_next_rand(0, 1000, 0x5a5) == ((1000u << 12) | 0x5a5));
+    assert_true(cpn_seq_next_rand(0, 1000, 0xfffff123u) == ((1000u << 12) | 0x123));
+    assert_true(cpn_seq_next_rand((1000u << 12) | 0x7ff, 1000, 3) == ((1000u << 12) | 0x800));
+    assert_true(cpn_seq_next_rand(UINT64_MAX, 1, 1) == UINT64_MAX);
+    assert_true(cpn_seq_next_rand(0, UINT64_MAX, 1) == UINT64_MAX);
+    s = 0;
+    for (uint32_t i = 0; i < 100; i++) {
+        uint64_t n = cpn_seq_next_rand(s, 1700000000000ull + i / 10, i * 2654435761u);
+        assert_true(n > s);
+        assert_true(n < (1700000000000ull + i / 10 + 1) << 12);
+        s = n;
+    }
 }
 
 static void test_sigcache(void **state)
