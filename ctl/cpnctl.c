@@ -228,6 +228,37 @@ static void s_print_refusal(const cpn_env_t *env, bool json)
         printf("refused: %s: %s\n", cpn_errname(code), reason[0] ? reason : cpn_strerror(code));
 }
 
+/* Is `env` a `replay` refusal of our message `seq`? Another client of the same key may have
+ * signed the same seq in the same millisecond (1 in 4096), or, for RENEW and RELEASE, changed
+ * the lease under a higher seq first. The refused message changed nothing, so the caller
+ * sends it once more under a fresh seq (docs/PROTOCOL.md, section 5). */
+static bool s_replay_of(const cpn_env_t *env, uint64_t seq)
+{
+    cpn_nack_t nack;
+    cpn_error_t err;
+    memset(&nack, 0, sizeof nack);
+    memset(&err, 0, sizeof err);
+    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK)
+        return nack.code == CPN_E_REPLAY && nack.ref_seq == seq;
+    if (env->type == CPN_MSG_ERROR && cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK)
+        return err.code == CPN_E_REPLAY && err.ref_seq == seq;
+    return false;
+}
+
+/* Send `body` again under a fresh seq after a `replay` refusal, at most once per command
+ * (*retried). False if it was not a replay of `*seq`, or the one retry is spent, or the send
+ * failed: then the refusal stands. */
+static bool s_retry_replay(ctl_session_t *s, const cpn_env_t *env, cpn_msg_type_t type,
+                           const void *body, uint64_t *seq, bool *retried)
+{
+    if (*retried || !s_replay_of(env, *seq))
+        return false;
+    *retried = true;
+    fprintf(stderr, "cpnctl: %s seq %" PRIu64 " refused as a replay; sending it again\n",
+            cpn_msg_name(type), *seq);
+    return ctl_client_send(s->client, type, body, seq) == CPN_OK;
+}
+
 /* A GRANT frame opened down to its LEASE (and the CLAIM inside). Pointers point into the
  * frame. Signatures are not checked here: `cpnctl verify` does that. */
 typedef struct {
@@ -332,6 +363,7 @@ static int cmd_submit(ctl_opts_t *o)
     uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
     uint32_t got_units = 0;
     int grants = 0;
+    bool retried = false;
     rc = EXIT_TIMEOUT;
     while (got_units < req.units) {
         uint8_t *frame = NULL;
@@ -362,6 +394,10 @@ static int cmd_submit(ctl_opts_t *o)
             (void)s_print_grant(frame, len, path, o->json);
             rc = 0;
         } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            if (s_retry_replay(&s, &env, CPN_MSG_REQUEST, &req, &seq, &retried)) {
+                free(frame);
+                continue;
+            }
             s_print_refusal(&env, o->json);
             free(frame);
             rc = EXIT_REFUSED;
@@ -395,9 +431,11 @@ static int s_lease_ref(const char *path, char lease_id[CPN_NAME_MAX], uint8_t pe
     return r;
 }
 
-static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as)
+static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as,
+                         cpn_msg_type_t type, const void *body, uint64_t seq)
 {
     uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+    bool retried = false;
     for (;;) {
         uint8_t *frame = NULL;
         size_t len = 0;
@@ -413,8 +451,10 @@ static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as)
             s_lease_header(o->json);
             (void)s_print_grant(frame, len, save_as, o->json);
         } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
-            s_print_refusal(&env, o->json);
-            rc = EXIT_REFUSED;
+            if (!s_retry_replay(s, &env, type, body, &seq, &retried)) {
+                s_print_refusal(&env, o->json);
+                rc = EXIT_REFUSED;
+            }
         }
         free(frame);
         if (rc >= 0)
@@ -429,8 +469,10 @@ static int s_lease_op(ctl_opts_t *o, cpn_msg_type_t type, const void *body)
     int rc = s_session_open(o, &s);
     if (rc)
         return rc;
-    rc = ctl_client_send(s.client, type, body, NULL) == CPN_OK ? s_await_lease(o, &s, o->argv[0])
-                                                               : EXIT_USAGE;
+    uint64_t seq = 0;
+    rc = ctl_client_send(s.client, type, body, &seq) == CPN_OK
+             ? s_await_lease(o, &s, o->argv[0], type, body, seq)
+             : EXIT_USAGE;
     s_session_close(&s);
     return rc;
 }
@@ -516,7 +558,9 @@ static int s_query(ctl_opts_t *o, const char *what)
     cpn_query_t q;
     memset(&q, 0, sizeof q);
     snprintf(q.what, sizeof q.what, "%s", what);
-    if (ctl_client_send(s.client, CPN_MSG_QUERY, &q, NULL) != CPN_OK) {
+    uint64_t seq = 0;
+    bool retried = false;
+    if (ctl_client_send(s.client, CPN_MSG_QUERY, &q, &seq) != CPN_OK) {
         s_session_close(&s);
         return EXIT_USAGE;
     }
@@ -553,6 +597,10 @@ static int s_query(ctl_opts_t *o, const char *what)
             break;
         }
         if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            if (s_retry_replay(&s, &env, CPN_MSG_QUERY, &q, &seq, &retried)) {
+                free(frame);
+                continue;
+            }
             s_print_refusal(&env, o->json);
             free(frame);
             rc = EXIT_REFUSED;

@@ -332,6 +332,19 @@ out:
     return r;
 }
 
+/* The durable half of replay protection for RENEW and RELEASE, which are not idempotent:
+ * the in-memory guard is empty after a restart, so the lease row keeps the seq of the last
+ * operation applied to it (written in the same transaction) and an operation must be above
+ * it. Called once the row is known to be env's tenant's; on CPN_OK the caller stores env's
+ * seq in row->op_seq. */
+static int s_op_seq_check(const peer_lease_row_t *row, const cpn_env_t *env, const char **why)
+{
+    if (env->seq > row->op_seq)
+        return CPN_OK;
+    *why = "seq not above the lease's last renewal or release";
+    return CPN_E_REPLAY;
+}
+
 static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_renew_t renew;
@@ -356,10 +369,12 @@ static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     if ((r = grant_check_renew(self->cfg, &row, env->from, renew.extend_s, cpn_now_ms(), &new_end,
-                               &why)) != CPN_OK)
+                               &why)) != CPN_OK ||
+        (r = s_op_seq_check(&row, env, &why)) != CPN_OK)
         goto refuse;
     row.end_ms = new_end;
     row.renewals++;
+    row.op_seq = env->seq;
     if ((r = s_rewrite(self, batch, broker, env, &row, &stored)) != CPN_OK) {
         why = "cannot record the renewal";
         goto refuse;
@@ -398,9 +413,11 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         why = r == CPN_E_NO_LEASE ? "no such lease" : "lease lookup";
         goto refuse;
     }
-    if ((r = grant_check_release(&row, env->from, now, &why)) != CPN_OK)
+    if ((r = grant_check_release(&row, env->from, now, &why)) != CPN_OK ||
+        (r = s_op_seq_check(&row, env, &why)) != CPN_OK)
         goto refuse;
     row.state = PEER_LEASE_RELEASED;
+    row.op_seq = env->seq;
     row.end_ms = now; /* when it really ended */
     if ((r = s_rewrite(self, batch, broker, env, &row, &stored)) != CPN_OK) {
         why = "cannot record the release";

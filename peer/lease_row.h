@@ -36,6 +36,7 @@ typedef struct {
     uint32_t renewals;
     uint8_t *frame;
     size_t frame_len;
+    uint64_t op_seq; /* seq of the last RENEW/RELEASE applied; insert leaves it 0 */
 } peer_lease_row_t;
 
 void peer_lease_row_clear(peer_lease_row_t *row);

@@ -62,10 +62,10 @@ static const char *const s_sql[S__COUNT] = {
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
     [S_INSERT] = "INSERT INTO leases (" S_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-    [S_UPDATE] = "UPDATE leases SET end_ms = ?, state = ?, renewals = ?, frame = ? "
+    [S_UPDATE] = "UPDATE leases SET end_ms = ?, state = ?, renewals = ?, frame = ?, op_seq = ? "
                  "WHERE lease_id = ?",
-    [S_GET] = "SELECT " S_COLS " FROM leases WHERE lease_id = ?",
-    [S_GET_REQ] = "SELECT " S_COLS " FROM leases WHERE tenant = ? AND request_id = ?",
+    [S_GET] = "SELECT " S_COLS ", op_seq FROM leases WHERE lease_id = ?",
+    [S_GET_REQ] = "SELECT " S_COLS ", op_seq FROM leases WHERE tenant = ? AND request_id = ?",
     [S_EXPIRE] = "UPDATE leases SET state = 'expired' WHERE state = 'active' AND end_ms <= ?",
     [S_NEXT_END] = "SELECT MIN(end_ms) FROM leases WHERE state = 'active'",
     [S_USED] = "SELECT package, SUM(units) FROM leases WHERE state = 'active' "
@@ -93,6 +93,12 @@ static const char s_schema[] =
     "CREATE INDEX IF NOT EXISTS leases_state_end ON leases (state, end_ms);"
     "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
 
+/* Columns added after the first release: a database made by an older peer lacks them. */
+static const char s_has_op_seq[] = "SELECT COUNT(*) FROM pragma_table_info('leases') "
+                                   "WHERE name = 'op_seq'";
+static const char s_add_op_seq[] = "ALTER TABLE leases ADD COLUMN op_seq INTEGER NOT NULL "
+                                   "DEFAULT 0";
+
 struct peer_store {
     sqlite3 *db;
     sqlite3_stmt *st[S__COUNT];
@@ -103,6 +109,29 @@ static int s_db_error(peer_store_t *self, const char *what)
 {
     log_error("store", "%s: %s", what, sqlite3_errmsg(self->db));
     return CPN_E_DB;
+}
+
+/* Bring a database of an older peer up to this schema (one ALTER, idempotent). */
+static int s_migrate(peer_store_t *self)
+{
+    sqlite3_stmt *st = NULL;
+    int r = CPN_E_DB;
+    if (sqlite3_prepare_v2(self->db, s_has_op_seq, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        r = s_db_error(self, s_has_op_seq);
+        goto out;
+    }
+    if (sqlite3_column_int64(st, 0) == 0) {
+        if (sqlite3_exec(self->db, s_add_op_seq, NULL, NULL, NULL) != SQLITE_OK) {
+            r = s_db_error(self, s_add_op_seq);
+            goto out;
+        }
+        log_info("store", "added column leases.op_seq (database of an older peer)");
+    }
+    r = CPN_OK;
+out:
+    sqlite3_finalize(st);
+    return r;
 }
 
 int peer_store_open(const char *path, peer_store_t **out)
@@ -125,6 +154,8 @@ int peer_store_open(const char *path, peer_store_t **out)
         s_db_error(self, path);
         goto out;
     }
+    if (s_migrate(self) != CPN_OK)
+        goto out;
     for (int i = 0; i < S__COUNT; i++)
         if (sqlite3_prepare_v2(self->db, s_sql[i], -1, &self->st[i], NULL) != SQLITE_OK) {
             s_db_error(self, s_sql[i]);
@@ -238,7 +269,8 @@ int peer_store_update(peer_store_t *self, const peer_lease_row_t *row)
     s_bind_text(st, 2, peer_lease_state_name(row->state));
     sqlite3_bind_int64(st, 3, row->renewals);
     sqlite3_bind_blob(st, 4, row->frame, (int)row->frame_len, SQLITE_TRANSIENT);
-    s_bind_text(st, 5, row->lease_id);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)row->op_seq);
+    s_bind_text(st, 6, row->lease_id);
     int r = s_exec(self, S_UPDATE);
     if (r == CPN_OK && sqlite3_changes(self->db) == 0)
         r = CPN_E_NO_LEASE;
@@ -285,6 +317,7 @@ static int s_read_row(peer_store_t *self, sqlite3_stmt *st, peer_lease_row_t *ro
     if (n)
         memcpy(row->frame, frame, n);
     row->frame_len = n;
+    row->op_seq = (uint64_t)sqlite3_column_int64(st, 11); /* the getters select it last */
     return CPN_OK;
 bad:
     log_error("store", "corrupt lease row");

@@ -8,10 +8,12 @@
  *
  * Tables:
  *   leases(lease_id PK, tenant BLOB, request_id, package, units, price, start_ms, end_ms,
- *          state, renewals, frame BLOB, UNIQUE(tenant, request_id))
+ *          state, renewals, frame BLOB, op_seq, UNIQUE(tenant, request_id))
  *   meta(k PK, v)
  * `frame` is the latest LEASE frame the peer signed for the lease, so an idempotent retry
- * gets exactly the bytes it got before.
+ * gets exactly the bytes it got before. `op_seq` is the seq of the last RENEW or RELEASE
+ * applied to the lease (0: none), written with it, so a replayed one is refused after a
+ * restart too; a database made before the column existed gets it (0) when opened.
  */
 #ifndef PEER_STORE_H
 #define PEER_STORE_H
@@ -46,7 +48,8 @@ bool peer_store_in_txn(const peer_store_t *self);
 
 /* Insert a new lease. CPN_E_CONFLICT if the lease id or (tenant, request id) exists. */
 int peer_store_insert(peer_store_t *self, const peer_lease_row_t *row) CPN_WUR;
-/* Update end, state, renewals and frame of an existing lease. CPN_E_NO_LEASE if none. */
+/* Update end, state, renewals, frame and op_seq of an existing lease. CPN_E_NO_LEASE if
+ * none. */
 int peer_store_update(peer_store_t *self, const peer_lease_row_t *row) CPN_WUR;
 
 /* Look a lease up by id or by (tenant, request id). CPN_E_NO_LEASE if none; on CPN_OK the

@@ -8,8 +8,8 @@
  * AD shows its unit back; RENEW extends, a replayed RENEW does not, RELEASE frees; claims
  * from an unknown broker, or embedding a forged tenant signature, are refused and change
  * nothing; kill -9 during 500 concurrent claims loses no LEASE that was sent, allocates no
- * unit twice, and the restarted peer's seq is above every seq it used before; SIGTERM
- * sends WITHDRAW. Every wait is bounded in time.
+ * unit twice, and the restarted peer's seq is above every seq it used before; a RENEW
+ * replayed after kill -9 and restart is refused `replay`; SIGTERM sends WITHDRAW. Every wait is bounded in time.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -966,6 +966,76 @@ static void test_kill9_under_load(void **state)
     }
 }
 
+/* Issue 11 item 2: the peer's in-memory replay guard is empty after a restart, so a RENEW
+ * captured on the wire extended its lease a second time. The lease row now keeps the seq of
+ * the last operation applied: the same frame after kill -9 and restart is refused `replay`,
+ * the lease's end and renewals unchanged; a fresh RENEW still works. */
+static void test_renew_replay_after_restart(void **state)
+{
+    (void)state;
+    uint8_t *req = NULL, *claim = NULL, *renew_frame = NULL, *f = NULL;
+    size_t req_len = 0, claim_len = 0, renew_len = 0, n = 0;
+    char lid[CPN_NAME_MAX];
+    rx_t rx;
+    cpn_lease_t l;
+    cpn_nack_t nk;
+    s_request(&g.tsig, "req-pool-replay", 1, 600, &req, &req_len);
+    s_claim(&g.bsig[0], req, req_len, "pool", 1, 2000, 600, &claim, &claim_len);
+    s_send(0, claim, claim_len);
+    s_lease_id(g.tenant, "req-pool-replay", lid);
+    assert_int_equal(s_wait_answer(lid, NULL, WAIT_MS, &rx), CPN_MSG_LEASE);
+    s_lease_of(&rx, &l);
+    uint64_t end0 = l.end_ms;
+    s_rx_free(&rx);
+
+    cpn_renew_t rn;
+    memset(&rn, 0, sizeof rn);
+    snprintf(rn.lease_id, sizeof rn.lease_id, "%s", lid);
+    memcpy(rn.peer, cpn_identity_pk(g.peer), CPN_PK_LEN);
+    rn.extend_s = 120;
+    s_build(&g.tsig, CPN_MSG_RENEW, &rn, &renew_frame, &renew_len);
+    s_send(0, renew_frame, renew_len);
+    assert_int_equal(s_wait_answer(lid, lid, WAIT_MS, &rx), CPN_MSG_LEASE);
+    s_lease_of(&rx, &l);
+    assert_int_equal(l.end_ms, end0 + 120 * 1000);
+    assert_int_equal(l.renewals, 1);
+    s_rx_free(&rx);
+
+    /* kill -9 and restart: whatever the peer held in memory is gone */
+    assert_int_equal(kill(g.pid, SIGKILL), 0);
+    int status = s_reap(5000);
+    assert_true(status != -1 && WIFSIGNALED(status));
+    s_start();
+
+    /* the captured RENEW again, well within the clock-skew window: refused as a replay */
+    uint64_t renew_seq = s_seq_of(renew_frame, renew_len);
+    s_send(0, renew_frame, renew_len);
+    assert_int_equal(s_wait_answer_seq(lid, NULL, renew_seq, WAIT_MS, &rx), CPN_MSG_NACK);
+    s_nack_of(&rx, &nk);
+    assert_int_equal(nk.code, CPN_E_REPLAY);
+    assert_string_equal(nk.ref, lid);
+    s_rx_free(&rx);
+    assert_int_equal(s_db_int("SELECT end_ms FROM leases WHERE lease_id = ?", lid),
+                     (int64_t)(end0 + 120 * 1000));
+    assert_int_equal(s_db_int("SELECT renewals FROM leases WHERE lease_id = ?", lid), 1);
+    assert_int_equal(s_db_int("SELECT op_seq FROM leases WHERE lease_id = ?", lid),
+                     (int64_t)renew_seq);
+
+    /* a fresh RENEW from the tenant is applied */
+    rn.extend_s = 60;
+    s_build(&g.tsig, CPN_MSG_RENEW, &rn, &f, &n);
+    s_send(0, f, n);
+    assert_int_equal(s_wait_answer(lid, lid, WAIT_MS, &rx), CPN_MSG_LEASE);
+    s_lease_of(&rx, &l);
+    assert_int_equal(l.end_ms, end0 + 180 * 1000);
+    assert_int_equal(l.renewals, 2);
+    s_rx_free(&rx);
+    free(f);
+    free(renew_frame);
+    free(req);
+    free(claim);
+}
+
 static void test_withdraw_on_sigterm(void **state)
 {
     (void)state;
@@ -1076,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_refused_changes_nothing),
         cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_kill9_under_load),
+        cmocka_unit_test(test_renew_replay_after_restart),
         cmocka_unit_test(test_withdraw_on_sigterm),
         cmocka_unit_test(test_curve_link),
     };

@@ -193,6 +193,56 @@ static void test_store_rows(void **state)
     sqlite3_close(db);
 }
 
+/* A database written by a peer from before leases.op_seq: it opens, its leases read with
+ * op_seq 0, and op_seq then round-trips through update and reopen (the durable replay state
+ * of RENEW/RELEASE). */
+static void test_store_old_schema(void **state)
+{
+    fx_t *fx = *state;
+    static const char old_schema[] =
+        "CREATE TABLE leases ("
+        " lease_id TEXT PRIMARY KEY, tenant BLOB NOT NULL, request_id TEXT NOT NULL,"
+        " package TEXT NOT NULL, units INTEGER NOT NULL, price INTEGER NOT NULL,"
+        " start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL, state TEXT NOT NULL,"
+        " renewals INTEGER NOT NULL DEFAULT 0, frame BLOB NOT NULL,"
+        " UNIQUE (tenant, request_id));"
+        "CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+        "INSERT INTO leases VALUES ('L1', zeroblob(32), 'r1', 'a', 1, 5, 1000, 9000, 'active',"
+        " 2, x'00');";
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(fx->db, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, old_schema, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    peer_store_t *st = NULL;
+    peer_lease_row_t got;
+    assert_int_equal(peer_store_open(fx->db, &st), CPN_OK);
+    assert_int_equal(peer_store_get(st, "L1", &got), CPN_OK);
+    assert_int_equal(got.renewals, 2);
+    assert_int_equal(got.op_seq, 0);
+    got.op_seq = (UINT64_C(1700000000000) << 12) + 77;
+    assert_int_equal(peer_store_begin(st), CPN_OK);
+    assert_int_equal(peer_store_update(st, &got), CPN_OK);
+    assert_int_equal(peer_store_commit(st), CPN_OK);
+    peer_lease_row_clear(&got);
+    peer_store_destroy(&st);
+
+    /* reopened (the column exists now: no second ALTER), the seq is there */
+    assert_int_equal(peer_store_open(fx->db, &st), CPN_OK);
+    assert_int_equal(peer_store_get(st, "L1", &got), CPN_OK);
+    assert_int_equal(got.op_seq, (UINT64_C(1700000000000) << 12) + 77);
+    peer_lease_row_clear(&got);
+    /* a new lease starts with none */
+    peer_lease_row_t row;
+    s_row(&row, "L2", 1, "r2", "a", 1, 9000);
+    row.op_seq = 99; /* insert does not take it: only RENEW/RELEASE set it */
+    assert_int_equal(peer_store_insert(st, &row), CPN_OK);
+    assert_int_equal(peer_store_get(st, "L2", &got), CPN_OK);
+    assert_int_equal(got.op_seq, 0);
+    peer_lease_row_clear(&got);
+    peer_store_destroy(&st);
+}
+
 static void test_store_open_fails_cleanly(void **state)
 {
     (void)state;
@@ -552,6 +602,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_store_rows, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_store_old_schema, s_setup, s_teardown),
         cmocka_unit_test(test_store_open_fails_cleanly),
         cmocka_unit_test_setup_teardown(test_sender_ceiling, s_setup, s_teardown),
         cmocka_unit_test(test_inventory),
