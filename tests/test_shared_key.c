@@ -8,7 +8,9 @@
  * with the same tenant key: every request ends with a lease (the peer has units for all),
  * none is refused as a replay, none goes unanswered, and the broker's `replay` refusals are
  * only the seq collisions cpnctl reported and sent again (1 in 4096 per pair of clients
- * signing in the same millisecond; usually none).
+ * signing in the same millisecond; usually none). Then: a RENEW the peer refuses `replay`
+ * (its lease holds a higher seq from another client of the key) is sent again by cpnctl once,
+ * not more.
  *
  * Every wait is bounded; every process started is stopped in the teardown (and gets SIGKILL
  * from the kernel should this test die first). CPN_TEST_KEEP=1 keeps the directory.
@@ -158,64 +160,84 @@ static uint64_t s_refused(const char *code)
     return n;
 }
 
+/* Run cpnctl with the shared key and `cmd`, `arg1`, `arg2` (NULL ends), its stdout and stderr
+ * appended to `out` and `err`; its exit status (-1 if it did not exit normally). */
+static int s_cpnctl(const char *out, const char *err, const char *cmd, const char *arg1,
+                    const char *arg2)
+{
+    char cpnctl[1100], key[400], bkey[400];
+    snprintf(cpnctl, sizeof cpnctl, "%s/cpnctl", g.bin);
+    s_path(key, sizeof key, "shared.key");
+    s_path(bkey, sizeof bkey, "broker.pub");
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fo = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fo < 0 || fe < 0)
+            _exit(2);
+        dup2(fo, 1);
+        dup2(fe, 2);
+        close(fo);
+        close(fe);
+        execl(cpnctl, "cpnctl", "--json", "-b", g.endpoint, "-B", bkey, "--plain", "-k", key,
+              "-o", g.dir, "-t", CTL_TIMEOUT, cmd, arg1, arg2, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
 /* One worker: run cpnctl submit EACH times in a row, its output appended to out-W / err-W.
  * Exits with the number of runs that ended neither 0 (lease) nor 1 (refused): no answer (3),
  * or a local error (2). */
 static void s_worker(int w)
 {
-    char out[400], err[400], cpnctl[1100], key[400], bkey[400], name[64];
+    char out[400], err[400], name[64];
     snprintf(name, sizeof name, "out-%d", w);
     s_path(out, sizeof out, name);
     snprintf(name, sizeof name, "err-%d", w);
     s_path(err, sizeof err, name);
-    snprintf(cpnctl, sizeof cpnctl, "%s/cpnctl", g.bin);
-    s_path(key, sizeof key, "shared.key");
-    s_path(bkey, sizeof bkey, "broker.pub");
     int bad = 0;
     for (int i = 0; i < EACH; i++) {
         char req[400];
         snprintf(name, sizeof name, "req-%d-%d.yaml", w, i);
         s_path(req, sizeof req, name);
-        pid_t pid = fork();
-        if (pid < 0)
-            _exit(EACH + 1);
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            int fo = open(out, O_WRONLY | O_CREAT | O_APPEND, 0600);
-            int fe = open(err, O_WRONLY | O_CREAT | O_APPEND, 0600);
-            if (fo < 0 || fe < 0)
-                _exit(2);
-            dup2(fo, 1);
-            dup2(fe, 2);
-            close(fo);
-            close(fe);
-            execl(cpnctl, "cpnctl", "--json", "-b", g.endpoint, "-B", bkey, "--plain", "-k",
-                  key, "-o", g.dir, "-t", CTL_TIMEOUT, "submit", req, (char *)NULL);
-            _exit(127);
-        }
-        int status = 0;
-        if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-            (WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 1))
+        int rc = s_cpnctl(out, err, "submit", req, NULL);
+        if (rc != 0 && rc != 1)
             bad++;
     }
     _exit(bad);
 }
 
-/* How many lines of the files `prefix`-0 .. -(WORKERS-1) contain `needle`. */
+/* How many lines of the file `name` in the directory contain `needle` (0 if none). */
+static int s_count_in(const char *name, const char *needle)
+{
+    char path[400], line[2048];
+    int count = 0;
+    s_path(path, sizeof path, name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle))
+            count++;
+    fclose(f);
+    return count;
+}
+
+/* The same over the files `prefix`-0 .. -(WORKERS-1). */
 static int s_count_lines(const char *prefix, const char *needle)
 {
     int count = 0;
     for (int w = 0; w < WORKERS; w++) {
-        char path[400], name[64], line[2048];
+        char name[64];
         snprintf(name, sizeof name, "%s-%d", prefix, w);
-        s_path(path, sizeof path, name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        while (fgets(line, sizeof line, f))
-            if (strstr(line, needle))
-                count++;
-        fclose(f);
+        count += s_count_in(name, needle);
     }
     return count;
 }
@@ -273,6 +295,65 @@ static void test_shared_key_concurrent_clients(void **state)
     while ((fr = s_offer_free()) != UNITS - WORKERS * EACH && cpn_mono_ms() < until)
         usleep(100 * 1000);
     assert_int_equal(fr, UNITS - WORKERS * EACH);
+}
+
+/* A RENEW the peer refuses as a replay reaches cpnctl as NACK `replay`; cpnctl sends it once
+ * more under a fresh seq, and no more. Here another client of the key renewed the lease under
+ * a seq 3 s ahead (its clock runs fast), so the peer's lease row holds that seq: cpnctl's
+ * seqs stay below it for 3 s and both tries are refused; after that a renewal goes through. */
+static void test_renew_replay_retried_once(void **state)
+{
+    (void)state;
+    char lease_file[400], out[400], err[400];
+    s_path(lease_file, sizeof lease_file, "shared-0-0.lease");
+    s_path(out, sizeof out, "renew.out");
+    s_path(err, sizeof err, "renew.err");
+    /* the lease id and peer from the lease file cpnctl saved */
+    FILE *f = fopen(lease_file, "rb");
+    assert_non_null(f);
+    static uint8_t buf[65536];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cpn_limits_t lim = h_big_limits();
+    cpn_env_t genv, lenv;
+    cpn_grant_t grant;
+    cpn_lease_t lease;
+    memset(&grant, 0, sizeof grant);
+    memset(&lease, 0, sizeof lease);
+    assert_int_equal(cpn_env_parse(buf, len, &lim, &genv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&genv, &lim, &grant), CPN_OK);
+    assert_int_equal(cpn_env_parse(grant.lease.ptr, grant.lease.len, &lim, &lenv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+
+    /* the fast-clock client: RENEW with ts and seq 3 s ahead (inside the skew window) */
+    h_tenant_t fast = {.name = "shared", .id = g.shared};
+    h_tenants_open(&fast, 1, g.endpoint, cpn_identity_pk(g.broker), true);
+    cpn_renew_t rn;
+    memset(&rn, 0, sizeof rn);
+    snprintf(rn.lease_id, sizeof rn.lease_id, "%s", lease.lease_id);
+    memcpy(rn.peer, lenv.from, CPN_PK_LEN);
+    rn.extend_s = 60;
+    uint64_t ts = cpn_now_ms() + 3000, seq = ts << 12;
+    uint8_t *frame = NULL;
+    size_t flen = 0;
+    assert_int_equal(cpn_msg_build(g.shared, CPN_MSG_RENEW, seq, ts, &rn, &frame, &flen), CPN_OK);
+    assert_int_equal(ctl_client_send_frame(fast.cli, frame, flen), CPN_OK);
+    free(frame);
+    h_ans_t a;
+    assert_int_equal(h_await(fast.cli, seq, "shared-0-0", NULL, 10000, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
+    h_tenants_close(&fast, 1);
+
+    /* cpnctl renew: refused `replay`, sent again once, refused again: exit 1 */
+    assert_int_equal(s_cpnctl(out, err, "renew", lease_file, "1m"), 1);
+    assert_int_equal(s_count_in("renew.err", "refused as a replay; sending it again"), 1);
+    assert_int_equal(s_count_in("renew.out", "\"code\": \"replay\""), 1);
+    /* once its clock has passed the other client's seq, cpnctl renews */
+    while (cpn_now_ms() <= ts + 5)
+        usleep(50 * 1000);
+    assert_int_equal(s_cpnctl(out, err, "renew", lease_file, "1m"), 0);
+    assert_int_equal(s_count_in("renew.out", "\"result\": \"lease\""), 1);
+    assert_int_equal(s_count_in("renew.err", "refused as a replay; sending it again"), 1);
 }
 
 /* ---- fixture ---- */
@@ -355,6 +436,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_key_concurrent_clients),
+        cmocka_unit_test(test_renew_replay_retried_once),
     };
     alarm(TEST_BOUND_S); /* a hard bound on the whole file, whatever hangs */
     return cmocka_run_group_tests_name("shared_key", tests, s_setup, s_teardown);
