@@ -25,7 +25,7 @@
     X(CPN_E_VERSION, -16, "version", "unsupported protocol version")                           \
     X(CPN_E_TYPE, -17, "unknown-type", "unknown message type")                                 \
     X(CPN_E_SIG, -20, "bad-signature", "signature does not verify")                            \
-    X(CPN_E_REPLAY, -21, "replay", "sequence number not above the last one seen")              \
+    X(CPN_E_REPLAY, -21, "replay", "sequence number already seen or below the replay window")  \
     X(CPN_E_SEQ_JUMP, -22, "seq-jump", "sequence number implausibly far ahead")                \
     X(CPN_E_TS_SKEW, -23, "clock-skew", "timestamp outside the skew window")                   \
     X(CPN_E_REPLAY_FULL, -24, "replay-table-full", "replay table full, new sender refused")    \
