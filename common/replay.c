@@ -205,18 +205,27 @@ static void s_window_add(s_entry_t *x, uint64_t seq)
         return;
     }
     /* A new top: every distance grows; one that no longer fits in 32 bits leaves the window
-     * (its seq stays refused: it is more than UINT32_MAX below every later top). */
+     * (its seq stays refused: it is more than UINT32_MAX below every later top). The same
+     * pass finds the lowest seq held, which a full window gives up for the old top. */
     uint64_t delta = seq - x->top;
-    uint32_t kept = 0;
+    uint32_t kept = 0, lo = 0;
     for (uint32_t i = 0; i < x->n; i++) {
         uint64_t nd = (uint64_t)x->dist[i] + delta;
-        if (nd <= UINT32_MAX)
-            x->dist[kept++] = (uint32_t)nd;
+        if (nd > UINT32_MAX)
+            continue;
+        x->dist[kept] = (uint32_t)nd;
+        if (nd > x->dist[lo])
+            lo = kept;
+        kept++;
     }
     x->n = kept;
-    if (delta <= UINT32_MAX)
-        s_window_hold(x, (uint32_t)delta); /* the old top, now the nearest below */
     x->top = seq;
+    if (delta > UINT32_MAX)
+        return;
+    if (x->n < S_DISTS)
+        x->dist[x->n++] = (uint32_t)delta; /* the old top, now the nearest below */
+    else if (delta < x->dist[lo])
+        x->dist[lo] = (uint32_t)delta;
 }
 
 /* The three rules of replay.h, given the sender's entry (NULL if none). */
