@@ -26,7 +26,7 @@ typedef struct {
     uint64_t top;     /* the highest seq accepted */
     uint64_t last_ms; /* when its last message was accepted (receiver's clock) */
     uint32_t prev, next;
-    uint32_t n;              /* distances held */
+    uint32_t n;             /* distances held */
     uint32_t dist[S_DISTS]; /* top - seq of the other seqs in the window, each >= 1 */
 } s_entry_t;
 

@@ -431,8 +431,8 @@ static int s_lease_ref(const char *path, char lease_id[CPN_NAME_MAX], uint8_t pe
     return r;
 }
 
-static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as,
-                         cpn_msg_type_t type, const void *body, uint64_t seq)
+static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as, cpn_msg_type_t type,
+                         const void *body, uint64_t seq)
 {
     uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
     bool retried = false;

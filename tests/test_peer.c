@@ -9,7 +9,8 @@
  * from an unknown broker, or embedding a forged tenant signature, are refused and change
  * nothing; kill -9 during 500 concurrent claims loses no LEASE that was sent, allocates no
  * unit twice, and the restarted peer's seq is above every seq it used before; a RENEW
- * replayed after kill -9 and restart is refused `replay`; SIGTERM sends WITHDRAW. Every wait is bounded in time.
+ * replayed after kill -9 and restart is refused `replay`; SIGTERM sends WITHDRAW. Every wait is
+ * bounded in time.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -58,7 +58,7 @@ static void test_window_out_of_order(void **state)
     uint64_t base = NOW << 12;
     assert_int_equal(cpn_replay_check(g, k, base + 100, NOW, NOW), CPN_OK);
     assert_int_equal(cpn_replay_peek(g, k, base + 50, NOW, NOW), CPN_OK);
-    assert_int_equal(cpn_replay_check(g, k, base + 50, NOW, NOW), CPN_OK);   /* below top */
+    assert_int_equal(cpn_replay_check(g, k, base + 50, NOW, NOW), CPN_OK); /* below top */
     assert_int_equal(cpn_replay_check(g, k, base + 50, NOW, NOW), CPN_E_REPLAY);
     assert_int_equal(cpn_replay_peek(g, k, base + 50, NOW, NOW), CPN_E_REPLAY);
     assert_int_equal(cpn_replay_check(g, k, base + 75, NOW, NOW), CPN_OK);
@@ -154,7 +154,7 @@ static void test_window_model(void **state)
     uint64_t base = NOW << 12, drift = 0;
     srand(12345);
     for (int op = 0; op < OPS; op++) {
-        drift += (uint64_t)(rand() % 3);                 /* the clock moves on */
+        drift += (uint64_t)(rand() % 3);                        /* the clock moves on */
         uint64_t seq = base + drift + (uint64_t)(rand() % 400); /* some behind, some ahead */
         bool seen = false;
         for (size_t i = 0; i < n_acc && !seen; i++)

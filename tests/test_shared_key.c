@@ -128,8 +128,8 @@ static void s_write_requests(void)
         for (int i = 0; i < EACH; i++) {
             char name[64], text[256];
             snprintf(name, sizeof name, "req-%d-%d.yaml", w, i);
-            snprintf(text, sizeof text, "id: shared-%d-%d\nunits: 1\nduration: 1h\ncores: 2\n",
-                     w, i);
+            snprintf(text, sizeof text, "id: shared-%d-%d\nunits: 1\nduration: 1h\ncores: 2\n", w,
+                     i);
             h_write(g.dir, name, text);
         }
 }
@@ -182,8 +182,8 @@ static int s_cpnctl(const char *out, const char *err, const char *cmd, const cha
         dup2(fe, 2);
         close(fo);
         close(fe);
-        execl(cpnctl, "cpnctl", "--json", "-b", g.endpoint, "-B", bkey, "--plain", "-k", key,
-              "-o", g.dir, "-t", CTL_TIMEOUT, cmd, arg1, arg2, (char *)NULL);
+        execl(cpnctl, "cpnctl", "--json", "-b", g.endpoint, "-B", bkey, "--plain", "-k", key, "-o",
+              g.dir, "-t", CTL_TIMEOUT, cmd, arg1, arg2, (char *)NULL);
         _exit(127);
     }
     int status = 0;
