@@ -354,7 +354,8 @@ static int s_setup(void **state)
         fprintf(stderr, "# cpn-broker did not come up (log: %s)\n", g.log);
         return -1;
     }
-    if (ctl_client_new(g.endpoint, g.peer, cpn_identity_pk(g.broker), true, &g.evil) != CPN_OK)
+    /* No broker key pinned: the tenant's RELEASE, relayed verbatim, is signed by the tenant. */
+    if (ctl_client_new(g.endpoint, g.peer, NULL, true, &g.evil) != CPN_OK)
         return -1;
     uint64_t until = cpn_mono_ms() + READY_MS;
     bool listed = false;
@@ -526,6 +527,68 @@ static void test_old_claim_under_new_lease_id_refused(void **state)
     assert_false(s_ledger_has("lease", "Lsecond000000000"));
 }
 
+/* The same request id again: the same GRANT for the same terms; NACK conflict for other
+ * terms; and once the lease is released, NACK expired, never the old GRANT saying "active". */
+static void test_retry_conflict_and_after_release(void **state)
+{
+    (void)state;
+    cpn_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.id, sizeof req.id, "%s", "honest-1");
+    req.units = 1;
+    req.duration_s = 3600;
+    req.cores = 8;
+    h_ans_t a;
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(g.tenant.cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(h_await(g.tenant.cli, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
+
+    req.cores = 4; /* the same id for something else */
+    assert_int_equal(ctl_client_send(g.tenant.cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(h_await(g.tenant.cli, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_CONFLICT);
+    h_ans_free(&a);
+
+    /* RELEASE through the broker; the fake peer answers honestly: released, ended now */
+    cpn_env_t cenv;
+    cpn_claim_t claim;
+    assert_int_equal(cpn_env_parse(g.good_claim, g.good_claim_len, NULL, &cenv), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&cenv, NULL, &claim), CPN_OK);
+    cpn_lease_t l;
+    s_honest(g.good_claim, g.good_claim_len, &claim, "honest-1", &l);
+    cpn_release_t rel;
+    memset(&rel, 0, sizeof rel);
+    snprintf(rel.lease_id, sizeof rel.lease_id, "%s", l.lease_id);
+    memcpy(rel.peer, cpn_identity_pk(g.peer), CPN_PK_LEN);
+    assert_int_equal(ctl_client_send(g.tenant.cli, CPN_MSG_RELEASE, &rel, &seq), CPN_OK);
+    uint8_t *f = NULL;
+    size_t n = 0;
+    cpn_env_t env;
+    uint64_t until = cpn_mono_ms() + WAIT_MS;
+    for (;;) {
+        assert_int_equal(ctl_client_recv(g.evil, until, &f, &n, &env), CPN_OK);
+        if (env.type == CPN_MSG_RELEASE)
+            break;
+        free(f);
+    }
+    free(f);
+    snprintf(l.state, sizeof l.state, "%s", "released");
+    l.end_ms = cpn_now_ms();
+    if (l.end_ms < l.start_ms)
+        l.end_ms = l.start_ms;
+    assert_int_equal(ctl_client_send(g.evil, CPN_MSG_LEASE, &l, NULL), CPN_OK);
+    assert_int_equal(h_await(g.tenant.cli, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
+
+    req.cores = 8;
+    assert_int_equal(ctl_client_send(g.tenant.cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(h_await(g.tenant.cli, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_EXPIRED);
+    assert_non_null(strstr(a.reason, "released"));
+    h_ans_free(&a);
+}
+
 /* ---- cpnctl and files ---- */
 
 static void test_cpnctl_release_request_file_refused(void **state)
@@ -641,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_honest_lease_granted),
         cmocka_unit_test(test_inconsistent_leases_not_countersigned),
         cmocka_unit_test(test_old_claim_under_new_lease_id_refused),
+        cmocka_unit_test(test_retry_conflict_and_after_release),
         cmocka_unit_test(test_cpnctl_release_request_file_refused),
         cmocka_unit_test(test_cpnctl_verify_honours_pinned_broker),
         cmocka_unit_test(test_cpnctl_json_verify_valid_whatever_the_input),
