@@ -4,6 +4,8 @@
  * and admits a connection only if its CURVE key derives from an Ed25519 key the policy
  * names: a tenant, a listed peer (or any peer under `trusted: any`), a federation member.
  * Messages are still verified one by one afterwards; this keeps strangers off the socket.
+ * The admitted CURVE key becomes the connection's User-Id, and intake refuses a frame whose
+ * envelope `from` does not derive to it (zap_binds): one admitted key cannot speak as another.
  */
 #include <string.h>
 #include <sodium.h>
@@ -73,11 +75,16 @@ void zap_handle(broker_t *self)
         zmq_msg_close(&extra);
     }
     const char *status = "400", *text = "denied: key not in policy", *who = "";
+    char user[2 * 32 + 1] = "";
     if (n == ZAP_FRAMES && zmq_msg_size(&parts[5]) == 5 &&
         memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0 && zmq_msg_size(&parts[6]) == 32 &&
         s_admitted(self, zmq_msg_data(&parts[6]), &who)) {
         status = "200";
         text = "OK";
+        /* The User-Id of every frame on this connection: its CURVE key, so intake can check
+         * that the envelope's `from` is the key the connection authenticated with. */
+        sodium_bin2hex(user, sizeof user, zmq_msg_data(&parts[6]), 32);
+        log_debug("zap", "admitted a %s", who);
     }
     if (status[0] != '2') {
         broker_count_refusal(self, CPN_E_UNTRUSTED);
@@ -90,8 +97,21 @@ void zap_handle(broker_t *self)
     zmq_send(self->zap, reqid, reqid_len, ZMQ_SNDMORE);
     zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
     zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(self->zap, who, strlen(who), ZMQ_SNDMORE);
+    zmq_send(self->zap, user, strlen(user), ZMQ_SNDMORE);
     zmq_send(self->zap, "", 0, 0);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);
+}
+
+bool zap_binds(const char *user_id, const uint8_t ed_pk[CPN_PK_LEN])
+{
+    uint8_t curve[32], mine[32];
+    size_t n = 0;
+    if (!user_id)
+        return true; /* no CURVE on this socket: nothing to bind to */
+    if (sodium_hex2bin(curve, sizeof curve, user_id, strlen(user_id), NULL, &n, NULL) != 0 ||
+        n != sizeof curve)
+        return false;
+    return crypto_sign_ed25519_pk_to_curve25519(mine, ed_pk) == 0 &&
+           sodium_memcmp(mine, curve, sizeof mine) == 0;
 }

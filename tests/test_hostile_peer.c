@@ -589,6 +589,73 @@ static void test_retry_conflict_and_after_release(void **state)
     h_ans_free(&a);
 }
 
+/* Over CURVE, a connection speaks only as the key it authenticated with. A second broker
+ * with curve: true; tenant `other`'s connection carries a REQUEST signed by acme: refused at
+ * intake (ERROR untrusted, counted), while acme's own connection is served. */
+static void test_curve_key_binds_signer(void **state)
+{
+    (void)state;
+    char ep[64], policy[400], log[400], text[2048];
+    pid_t pid = 0;
+    ctl_client_t *acme = NULL, *other = NULL;
+    bool up = false;
+    s_path(policy, sizeof policy, "policy-curve.yaml");
+    s_path(log, sizeof log, "broker-curve.log");
+    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++) {
+        int port = h_free_port(NULL);
+        if (port <= 0)
+            continue;
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+        int n = snprintf(text, sizeof text,
+                         "broker:\n  name: curve-broker\n  key: broker.key\n  listen: %s\n"
+                         "  ledger: ledger-curve.db\n  transport:\n    curve: true\n"
+                         "peers:\n  trusted:\n    - name: evil-dc\n      key: evil-dc.pub\n"
+                         "tenants:\n  - name: acme\n    key: acme.pub\n    operator: true\n"
+                         "  - name: other\n    key: other.pub\n",
+                         ep);
+        assert_true(n > 0 && (size_t)n < sizeof text);
+        h_write(g.dir, "policy-curve.yaml", text);
+        assert_int_equal(ctl_client_new(ep, g.tenant.id, cpn_identity_pk(g.broker), false, &acme),
+                         CPN_OK);
+        pid = h_spawn(g.bin, "cpn-broker", policy, log);
+        up = h_wait_up(&pid, acme, READY_MS);
+        if (!up) {
+            h_stop(&pid, STOP_MS);
+            ctl_client_destroy(&acme);
+        }
+    }
+    assert_true(up);
+    assert_int_equal(ctl_client_new(ep, g.other, cpn_identity_pk(g.broker), false, &other),
+                     CPN_OK);
+    cpn_request_t req;
+    memset(&req, 0, sizeof req);
+    snprintf(req.id, sizeof req.id, "%s", "carried");
+    req.units = 1;
+    req.duration_s = 60;
+    req.cores = 1;
+    uint64_t now = cpn_now_ms(), seq = cpn_seq_next(0, now);
+    uint8_t *f = NULL;
+    size_t n = 0;
+    assert_int_equal(cpn_msg_build(g.tenant.id, CPN_MSG_REQUEST, seq, now, &req, &f, &n), CPN_OK);
+    assert_int_equal(ctl_client_send_frame(other, f, n), CPN_OK);
+    free(f);
+    h_ans_t a;
+    cpn_msg_type_t t = h_await(other, seq, req.id, NULL, WAIT_MS, &a);
+    if (t != CPN_MSG_ERROR || a.code != CPN_E_UNTRUSTED)
+        fail_msg("acme's REQUEST on other's connection: %s %s", t ? cpn_msg_name(t) : "nothing",
+                 cpn_errname(a.code));
+    h_ans_free(&a);
+    /* acme itself is served (no offers here: NACK no-match, but served) */
+    snprintf(req.id, sizeof req.id, "%s", "own");
+    assert_int_equal(ctl_client_send(acme, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(h_await(acme, seq, req.id, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_NO_MATCH);
+    h_ans_free(&a);
+    ctl_client_destroy(&other);
+    ctl_client_destroy(&acme);
+    assert_true(h_stop(&pid, STOP_MS));
+}
+
 /* ---- cpnctl and files ---- */
 
 static void test_cpnctl_release_request_file_refused(void **state)
@@ -705,6 +772,7 @@ int main(void)
         cmocka_unit_test(test_inconsistent_leases_not_countersigned),
         cmocka_unit_test(test_old_claim_under_new_lease_id_refused),
         cmocka_unit_test(test_retry_conflict_and_after_release),
+        cmocka_unit_test(test_curve_key_binds_signer),
         cmocka_unit_test(test_cpnctl_release_request_file_refused),
         cmocka_unit_test(test_cpnctl_verify_honours_pinned_broker),
         cmocka_unit_test(test_cpnctl_json_verify_valid_whatever_the_input),
