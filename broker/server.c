@@ -572,7 +572,7 @@ int server_run(broker_t *self)
             for (int i = 0; i < BROKER_BATCH; i++) {
                 uint8_t *frame = NULL;
                 size_t len = 0, rid_len = 0;
-                char user_id[2 * CPN_PK_LEN + 1];
+                char user_id[3 + 2 * CPN_PK_LEN + 1];
                 int r = cpn_recv_prop(self->router, 1, rid, &rid_len, &frame, &len, "User-Id",
                                       user_id, sizeof user_id);
                 if (r == CPN_E_TIMEOUT)
