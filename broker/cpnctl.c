@@ -20,6 +20,7 @@
 #include "identity.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "policy.h"
 #include "units.h"
 #include "yconf.h"
@@ -247,11 +248,10 @@ static void s_print_refusal(const cpn_env_t *env, bool json)
     memset(&err, 0, sizeof err);
     int code = CPN_E_INTERNAL;
     const char *reason = "";
-    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK) {
+    if (cpn_nack_decode(env, &cpn_limits_default, &nack) == CPN_OK) {
         code = nack.code;
         reason = nack.reason;
-    } else if (env->type == CPN_MSG_ERROR &&
-               cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK) {
+    } else if (cpn_error_decode(env, &cpn_limits_default, &err) == CPN_OK) {
         code = err.code;
         reason = err.reason;
     }
@@ -327,7 +327,7 @@ static void s_print_progress(const cpn_env_t *env, bool json)
 {
     cpn_status_t st;
     memset(&st, 0, sizeof st);
-    if (json || cpn_msg_decode(env, &cpn_limits_default, &st) != CPN_OK)
+    if (json || cpn_status_decode(env, &cpn_limits_default, &st) != CPN_OK)
         return;
     msgpack_zone zone;
     msgpack_object obj;
@@ -591,7 +591,7 @@ static int s_query(ctl_opts_t *o, const char *what)
         lim.max_frame *= 16;
         lim.max_str *= 16;
         lim.max_total *= 16;
-        if (env.type == CPN_MSG_STATUS && cpn_msg_decode(&env, &lim, &st) == CPN_OK &&
+        if (cpn_status_decode(&env, &lim, &st) == CPN_OK &&
             strcmp(st.what, what) == 0) {
             msgpack_zone zone;
             msgpack_object obj;
