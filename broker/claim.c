@@ -543,8 +543,19 @@ static int s_open_request(broker_t *self, const cpn_env_t *lenv, const cpn_lease
                           .flags = flags};
     int r = cpn_chain_open(lenv->frame, lenv->frame_len, CPN_MSG_LEASE, &o, ch);
     bool carried = r == CPN_OK && ch->n_forwards && memcmp(ch->origin_env.from, us, CPN_PK_LEN);
-    if (r == CPN_OK && !carried && !s_op_find(self, lenv->from, lease->lease_id, 0))
+    const broker_op_t *op = r == CPN_OK ? s_op_find(self, lenv->from, lease->lease_id, 0) : NULL;
+    if (r == CPN_OK && !carried && !op)
         r = cpn_chain_check_new(ch, now, skew_ms);
+    /* The answer to a RENEW is a renewed active lease, to a RELEASE a released one. */
+    if (r == CPN_OK && op &&
+        (op->kind == CPN_MSG_RELEASE ? strcmp(ch->lease.state, "released") != 0
+                                     : strcmp(ch->lease.state, "active") != 0 ||
+                                           ch->lease.renewals == 0)) {
+        r = CPN_E_CHAIN;
+        snprintf(ch->why, sizeof ch->why, "LEASE %s (state %s, renewals %u) does not answer the %s",
+                 lease->lease_id, ch->lease.state, ch->lease.renewals,
+                 cpn_msg_name(op->kind));
+    }
     if (r != CPN_OK) {
         char kid[CPN_KID_LEN];
         cpn_key_id(lenv->from, kid);

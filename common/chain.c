@@ -43,8 +43,8 @@ static int s_frame(s_ctx_t *c, const uint8_t *frame, size_t len, cpn_msg_type_t 
     if ((r = cpn_env_parse(frame, len, c->lim, env)) != CPN_OK)
         return s_fail(c, r, "%s: malformed envelope (%s)", what, cpn_errname(r));
     if (env->type != want)
-        return s_fail(c, CPN_E_WRONG_TYPE, "%s is a %s, not a %s", what,
-                      cpn_msg_name(env->type), cpn_msg_name(want));
+        return s_fail(c, CPN_E_WRONG_TYPE, "%s is a %s, not a %s", what, cpn_msg_name(env->type),
+                      cpn_msg_name(want));
     if (verify && (r = cpn_sigcache_verify(c->o->sigcache, env)) != CPN_OK)
         return s_fail(c, r, "%s: signature does not verify", what);
     if (signer && !s_key_eq(env->from, signer))
@@ -145,8 +145,8 @@ static int s_lease_terms(s_ctx_t *c)
     if (l->end_ms < l->start_ms)
         return s_fail(c, CPN_E_CHAIN, "LEASE ends before it starts");
     if (l->renewals == 0 && !released && l->end_ms != term_end)
-        return s_fail(c, CPN_E_CHAIN, "LEASE end %" PRIu64 " is not start + duration (%" PRIu64
-                                      ")", l->end_ms, term_end);
+        return s_fail(c, CPN_E_CHAIN, "LEASE end %" PRIu64 " is not start + duration (%" PRIu64 ")",
+                      l->end_ms, term_end);
     if (l->renewals == 0 && released && l->end_ms > term_end)
         return s_fail(c, CPN_E_CHAIN, "released LEASE ends after start + duration");
     if (l->renewals > 0 && active && l->end_ms < term_end + (uint64_t)l->renewals * 1000)
@@ -166,14 +166,24 @@ int cpn_chain_check_new(cpn_chain_t *ch, uint64_t now_ms, uint64_t max_start_ske
     if (strcmp(l->state, "active") != 0 || l->renewals != 0) {
         snprintf(ch->why, sizeof ch->why,
                  "a LEASE answering a CLAIM must be new: active and never renewed (state %s, "
-                 "renewals %" PRIu32 ")", l->state, l->renewals);
+                 "renewals %" PRIu32 ")",
+                 l->state, l->renewals);
         return CPN_E_CHAIN;
     }
-    if (max_start_skew_ms && now_ms &&
-        (l->start_ms > now_ms + max_start_skew_ms || l->start_ms + max_start_skew_ms < now_ms)) {
+    /* Not later than now, nor before the tenant asked (both give or take the skew). A peer
+     * answering a retried CLAIM sends the LEASE it granted the first time, so an earlier
+     * start than now is normal; one before the REQUEST was signed is not. */
+    if (max_start_skew_ms && now_ms && l->start_ms > now_ms + max_start_skew_ms) {
         snprintf(ch->why, sizeof ch->why,
-                 "new LEASE starts at %" PRIu64 ", more than %" PRIu64 " ms from now (%" PRIu64
-                 ")", l->start_ms, max_start_skew_ms, now_ms);
+                 "new LEASE starts at %" PRIu64 ", more than %" PRIu64 " ms after now (%" PRIu64
+                 ")",
+                 l->start_ms, max_start_skew_ms, now_ms);
+        return CPN_E_CHAIN;
+    }
+    if (max_start_skew_ms && l->start_ms + max_start_skew_ms < ch->req_env.ts_ms) {
+        snprintf(ch->why, sizeof ch->why,
+                 "new LEASE starts at %" PRIu64 ", before its REQUEST was signed (%" PRIu64 ")",
+                 l->start_ms, ch->req_env.ts_ms);
         return CPN_E_CHAIN;
     }
     return CPN_OK;
@@ -190,15 +200,18 @@ static int s_claim_terms(s_ctx_t *c)
         return s_fail(c, CPN_E_CHAIN, "CLAIM units %" PRIu32 " not in 1..%" PRIu32 " requested",
                       cl->units, q->units);
     if (cl->duration_s == 0 || cl->duration_s > q->duration_s)
-        return s_fail(c, CPN_E_CHAIN, "CLAIM duration %" PRIu64 " s not in 1..%" PRIu64
-                                      " s requested", cl->duration_s, q->duration_s);
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM duration %" PRIu64 " s not in 1..%" PRIu64 " s requested",
+                      cl->duration_s, q->duration_s);
     if (q->max_price && cl->price > q->max_price)
-        return s_fail(c, CPN_E_CHAIN, "CLAIM price %" PRIu64 " above the request's ceiling %"
-                                      PRIu64, cl->price, q->max_price);
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM price %" PRIu64 " above the request's ceiling %" PRIu64, cl->price,
+                      q->max_price);
     uint64_t ts = ch->req_env.ts_ms, age = o->max_request_age_ms;
     if (age && o->now_ms && (ts + age < o->now_ms || ts > o->now_ms + age))
-        return s_fail(c, CPN_E_STALE, "REQUEST %s signed at %" PRIu64 ", outside now %" PRIu64
-                                      " +- %" PRIu64 " ms", q->id, ts, o->now_ms, age);
+        return s_fail(c, CPN_E_STALE,
+                      "REQUEST %s signed at %" PRIu64 ", outside now %" PRIu64 " +- %" PRIu64 " ms",
+                      q->id, ts, o->now_ms, age);
     return CPN_OK;
 }
 
@@ -231,8 +244,8 @@ int cpn_chain_open(const uint8_t *frame, size_t len, cpn_msg_type_t top,
                       cpn_msg_name(top) ? cpn_msg_name(top) : "?");
     ch->top = top;
     if (top == CPN_MSG_GRANT) {
-        if ((r = s_frame(&c, cur, cur_len, CPN_MSG_GRANT, "the GRANT", verify_top,
-                         c.o->broker_pk, &ch->grant_env)) != CPN_OK)
+        if ((r = s_frame(&c, cur, cur_len, CPN_MSG_GRANT, "the GRANT", verify_top, c.o->broker_pk,
+                         &ch->grant_env)) != CPN_OK)
             return r;
         if ((r = cpn_grant_decode(&ch->grant_env, c.lim, &ch->grant)) != CPN_OK)
             return s_fail(&c, r, "the GRANT body does not decode (%s)", cpn_errname(r));
@@ -271,8 +284,7 @@ int cpn_chain_open(const uint8_t *frame, size_t len, cpn_msg_type_t top,
     }
     if ((r = s_frame(&c, cur, cur_len, CPN_MSG_REQUEST,
                      top == CPN_MSG_REQUEST ? "the REQUEST" : "the CLAIM's REQUEST",
-                     top != CPN_MSG_REQUEST || verify_top, c.o->tenant_pk, &ch->req_env)) !=
-        CPN_OK)
+                     top != CPN_MSG_REQUEST || verify_top, c.o->tenant_pk, &ch->req_env)) != CPN_OK)
         return r;
     if ((r = cpn_request_decode(&ch->req_env, c.lim, &ch->req)) != CPN_OK)
         return s_fail(&c, r, "the REQUEST body does not decode (%s)", cpn_errname(r));

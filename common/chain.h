@@ -53,7 +53,8 @@ typedef struct {
     uint32_t max_hops;           /* FORWARDs a route may hold; 0: CPN_CHAIN_ROUTE_MAX */
     uint64_t now_ms;             /* the time the bounds below are taken at */
     uint64_t max_request_age_ms; /* REQUEST ts within now_ms +- this; 0: not checked */
-    uint64_t max_start_skew_ms;  /* with CPN_CHAIN_NEW: LEASE start within now_ms +- this */
+    uint64_t max_start_skew_ms;  /* with CPN_CHAIN_NEW: LEASE start in [REQUEST ts, now_ms],
+                                    give or take this; 0: not checked */
     unsigned flags;
 } cpn_chain_opts_t;
 
@@ -67,8 +68,8 @@ typedef struct {
     cpn_lease_t lease;
     cpn_claim_t claim;
     cpn_request_t req;
-    uint32_t n_forwards;         /* FORWARDs in the CLAIM's route; 0: not federated */
-    cpn_env_t origin_env;        /* with a route: the originating broker's CLAIM */
+    uint32_t n_forwards;  /* FORWARDs in the CLAIM's route; 0: not federated */
+    cpn_env_t origin_env; /* with a route: the originating broker's CLAIM */
     cpn_claim_t origin;
     /* The brokers the request passed, origin first, the CLAIM's signer last. */
     uint8_t brokers[CPN_CHAIN_ROUTE_MAX + 1][CPN_PK_LEN];
@@ -87,8 +88,10 @@ int cpn_chain_open(const uint8_t *frame, size_t len, cpn_msg_type_t top,
                    const cpn_chain_opts_t *opts, cpn_chain_t *ch) CPN_WUR;
 
 /* The check CPN_CHAIN_NEW makes, for a caller that learns only after opening that the LEASE
- * must be a new grant: state "active", renewals 0, start within now_ms +- max_start_skew_ms
- * (0: not checked). CPN_OK or CPN_E_CHAIN with ch->why. */
+ * must be a new grant: state "active", renewals 0, and (max_start_skew_ms > 0) a start no
+ * later than now_ms and no earlier than the REQUEST's ts, each give or take max_start_skew_ms
+ * (a retried CLAIM is answered with the LEASE granted the first time: it may have started a
+ * while ago). CPN_OK or CPN_E_CHAIN with ch->why. */
 int cpn_chain_check_new(cpn_chain_t *ch, uint64_t now_ms, uint64_t max_start_skew_ms) CPN_WUR;
 
 /* The lease id a peer gives the lease for (peer, tenant, request id): "L" + the first 16

@@ -15,10 +15,10 @@ int cpn_msg_decode_as(const cpn_env_t *env, cpn_msg_type_t type, const cpn_limit
     return cpn_msg_decode(env, lim, body);
 }
 
-#define CPN_X_DEF(fn, e, st)                                                                   \
-    int cpn_##fn##_decode(const cpn_env_t *env, const cpn_limits_t *lim, st *body)             \
-    {                                                                                          \
-        return cpn_msg_decode_as(env, CPN_MSG_##e, lim, body, sizeof *body);                   \
+#define CPN_X_DEF(fn, e, st)                                                                       \
+    int cpn_##fn##_decode(const cpn_env_t *env, const cpn_limits_t *lim, st *body)                 \
+    {                                                                                              \
+        return cpn_msg_decode_as(env, CPN_MSG_##e, lim, body, sizeof *body);                       \
     }
 CPN_TYPED_BODIES(CPN_X_DEF)
 #undef CPN_X_DEF

@@ -167,16 +167,13 @@ static int s_txn(peer_lease_t *self, peer_batch_t *batch)
 }
 
 /* Open a CLAIM (its signature already checked) down to its REQUEST with the one chain opener:
- * types, signatures, the route, the CLAIM's terms against the REQUEST, and the REQUEST's
- * age (config request_age). Out-structs point into env's frame; *req is filled as far as it
- * was read, so a refusal can name the request. */
+ * types, signatures, the route, the CLAIM's terms against the REQUEST. Out-structs point into
+ * env's frame; *req is filled as far as it was read, so a refusal can name the request. */
 static int s_open_claim(peer_lease_t *self, const cpn_env_t *env, cpn_claim_t *claim,
                         cpn_env_t *renv, cpn_request_t *req, char why[CPN_REASON_MAX])
 {
     cpn_chain_opts_t o = {.lim = &cpn_limits_default,
                           .claim_pk = env->from,
-                          .now_ms = cpn_now_ms(),
-                          .max_request_age_ms = self->cfg->request_age_s * 1000,
                           .flags = CPN_CHAIN_TOP_VERIFIED};
     cpn_chain_t *ch = malloc(sizeof *ch);
     if (!ch) {
@@ -190,6 +187,20 @@ static int s_open_claim(peer_lease_t *self, const cpn_env_t *env, cpn_claim_t *c
     snprintf(why, CPN_REASON_MAX, "%s", ch->why);
     free(ch);
     return r;
+}
+
+/* A new grant only for a REQUEST signed within request_age of now, either way: a fresh CLAIM
+ * carrying a day-old REQUEST is refused. A retried CLAIM for a lease already granted is
+ * answered before this (the broker may retry the same REQUEST for a while). */
+static int s_check_age(peer_lease_t *self, const cpn_env_t *renv, const char *req_id,
+                       char why[CPN_REASON_MAX])
+{
+    uint64_t now = cpn_now_ms(), age = self->cfg->request_age_s * 1000;
+    if (renv->ts_ms + age >= now && renv->ts_ms <= now + age)
+        return CPN_OK;
+    snprintf(why, CPN_REASON_MAX, "REQUEST %s signed at %" PRIu64 ", more than request_age %" PRIu64
+             " s from now", req_id, renv->ts_ms, self->cfg->request_age_s);
+    return CPN_E_STALE;
 }
 
 /* The same (tenant, request id) again. The lease still active and the REQUEST asking the same:
@@ -264,6 +275,10 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     }
     if (r != CPN_E_NO_LEASE) {
         why = "lease lookup";
+        goto refuse;
+    }
+    if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
+        why = why_buf;
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,

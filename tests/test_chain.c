@@ -205,7 +205,9 @@ static void test_sigcache_verifies_each_frame_once(void **state)
     chain_t c;
     s_spec(&s);
     s_make(&s, &c);
-    cpn_sigcache_t *cache = cpn_sigcache_new(64);
+    /* Direct-mapped: two of the four frames share a slot with probability ~6 / slots, so
+     * many slots (about 1e-5 here) keep this from failing by chance. */
+    cpn_sigcache_t *cache = cpn_sigcache_new(1u << 20);
     cpn_chain_t *ch = malloc(sizeof *ch);
     cpn_chain_opts_t o = {.sigcache = cache};
     assert_int_equal(cpn_chain_open(c.grant, c.grant_len, CPN_MSG_GRANT, &o, ch), CPN_OK);
@@ -276,7 +278,17 @@ static void test_lease_start_far_from_now_refused_for_new_grant(void **state)
     s_spec(&s);
     s.lease.start_ms = s.now + 999 * DAY_MS; /* end = start + duration, but 999 days out */
     cpn_chain_opts_t o = {.now_ms = s.now, .max_start_skew_ms = 30000, .flags = CPN_CHAIN_NEW};
-    assert_int_equal(s_open(&s, &o, "from now"), CPN_E_CHAIN);
+    assert_int_equal(s_open(&s, &o, "after now"), CPN_E_CHAIN);
+    /* before the tenant signed its REQUEST */
+    s_spec(&s);
+    s.req_ts = s.now;
+    s.lease.start_ms = s.now - 3600 * 1000;
+    assert_int_equal(s_open(&s, &o, "before its REQUEST"), CPN_E_CHAIN);
+    /* ten minutes ago, after the REQUEST: the first answer to a CLAIM retried since */
+    s_spec(&s);
+    s.req_ts = s.now - 700 * 1000;
+    s.lease.start_ms = s.now - 600 * 1000;
+    assert_int_equal(s_open(&s, &o, NULL), CPN_OK);
 }
 
 static void test_lease_state_released_refused_for_new_grant(void **state)

@@ -56,7 +56,7 @@ typedef struct {
     cpn_identity_t *broker, *peer, *other;
     pid_t pid;
     h_tenant_t tenant;
-    ctl_client_t *evil; /* the test, as the peer */
+    ctl_client_t *evil;  /* the test, as the peer */
     uint8_t *good_claim; /* the CLAIM of the honest case, for the replay case */
     size_t good_claim_len;
 } fx_t;
@@ -397,8 +397,7 @@ static void s_honest(const uint8_t *claim_frame, size_t claim_len, const cpn_cla
     memset(l, 0, sizeof *l);
     l->claim.ptr = claim_frame;
     l->claim.len = claim_len;
-    cpn_chain_lease_id(cpn_identity_pk(g.peer), cpn_identity_pk(g.tenant.id), req_id,
-                       l->lease_id);
+    cpn_chain_lease_id(cpn_identity_pk(g.peer), cpn_identity_pk(g.tenant.id), req_id, l->lease_id);
     snprintf(l->package, sizeof l->package, "%s", claim->package);
     l->units = claim->units;
     l->price = claim->price;
@@ -491,7 +490,7 @@ static void test_inconsistent_leases_not_countersigned(void **state)
         const char *req;
         s_spoil_fn spoil;
     } cases[] = {
-        {"price-1", s_price_1}, {"made-up-id", s_made_up_id}, {"end-far", s_end_far},
+        {"price-1", s_price_1},     {"made-up-id", s_made_up_id}, {"end-far", s_end_far},
         {"start-far", s_start_far}, {"released", s_released},
     };
     uint64_t n0 = s_status_refused("inconsistent");
@@ -525,6 +524,68 @@ static void test_old_claim_under_new_lease_id_refused(void **state)
     assert_int_equal(ctl_client_send(g.evil, CPN_MSG_LEASE, &l, NULL), CPN_OK);
     assert_int_equal(s_wait_refused("inconsistent", n0 + 1), n0 + 1);
     assert_false(s_ledger_has("lease", "Lsecond000000000"));
+}
+
+/* The state of lease `id` in the tenant's `leases` ("" if not listed). */
+static void s_ledger_state(const char *id, char *out, size_t cap)
+{
+    h_ans_t a;
+    out[0] = 0;
+    assert_int_equal(h_query(g.tenant.cli, "leases", WAIT_MS, &a), CPN_MSG_STATUS);
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        const msgpack_object *st = h_get(row, "state");
+        if (h_str_is(h_get(row, "lease"), id) && st && st->type == MSGPACK_OBJECT_STR)
+            snprintf(out, cap, "%.*s", (int)st->via.str.size, st->via.str.ptr);
+    }
+    h_ans_free(&a);
+}
+
+/* A RENEW the broker relays, answered with a "released" LEASE: not the answer to a RENEW.
+ * No GRANT (the tenant's RENEW times out), the ledger keeps the lease active, one more
+ * `inconsistent`. */
+static void test_renew_answered_by_release_refused(void **state)
+{
+    (void)state;
+    assert_non_null(g.good_claim);
+    cpn_env_t cenv;
+    cpn_claim_t claim;
+    assert_int_equal(cpn_env_parse(g.good_claim, g.good_claim_len, NULL, &cenv), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&cenv, NULL, &claim), CPN_OK);
+    cpn_lease_t l;
+    s_honest(g.good_claim, g.good_claim_len, &claim, "honest-1", &l);
+    uint64_t n0 = s_status_refused("inconsistent");
+    cpn_renew_t rn;
+    memset(&rn, 0, sizeof rn);
+    snprintf(rn.lease_id, sizeof rn.lease_id, "%s", l.lease_id);
+    memcpy(rn.peer, cpn_identity_pk(g.peer), CPN_PK_LEN);
+    rn.extend_s = 60;
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(g.tenant.cli, CPN_MSG_RENEW, &rn, &seq), CPN_OK);
+    uint8_t *f = NULL;
+    size_t n = 0;
+    cpn_env_t env;
+    uint64_t until = cpn_mono_ms() + WAIT_MS;
+    for (;;) {
+        assert_int_equal(ctl_client_recv(g.evil, until, &f, &n, &env), CPN_OK);
+        if (env.type == CPN_MSG_RENEW)
+            break;
+        free(f);
+    }
+    free(f);
+    snprintf(l.state, sizeof l.state, "%s", "released");
+    l.end_ms = cpn_now_ms();
+    assert_int_equal(ctl_client_send(g.evil, CPN_MSG_LEASE, &l, NULL), CPN_OK);
+    h_ans_t a;
+    cpn_msg_type_t t = h_await(g.tenant.cli, seq, "honest-1", NULL, WAIT_MS, &a);
+    if (t != CPN_MSG_NACK || a.code != CPN_E_TIMEOUT)
+        fail_msg("the RENEW got %s %s, not NACK timeout", t ? cpn_msg_name(t) : "nothing",
+                 cpn_errname(a.code));
+    h_ans_free(&a);
+    assert_int_equal(s_wait_refused("inconsistent", n0 + 1), n0 + 1);
+    char st[32];
+    s_ledger_state(l.lease_id, st, sizeof st);
+    assert_string_equal(st, "active");
 }
 
 /* The same request id again: the same GRANT for the same terms; NACK conflict for other
@@ -625,8 +686,7 @@ static void test_curve_key_binds_signer(void **state)
         }
     }
     assert_true(up);
-    assert_int_equal(ctl_client_new(ep, g.other, cpn_identity_pk(g.broker), false, &other),
-                     CPN_OK);
+    assert_int_equal(ctl_client_new(ep, g.other, cpn_identity_pk(g.broker), false, &other), CPN_OK);
     cpn_request_t req;
     memset(&req, 0, sizeof req);
     snprintf(req.id, sizeof req.id, "%s", "carried");
@@ -743,8 +803,7 @@ static void test_cpnctl_json_verify_valid_whatever_the_input(void **state)
     c.duration_s = 60;
     c.route.ptr = garbage;
     c.route.len = sizeof garbage;
-    assert_int_equal(cpn_msg_build(g.broker, CPN_MSG_CLAIM, 2, cpn_now_ms(), &c, &cf, &cn),
-                     CPN_OK);
+    assert_int_equal(cpn_msg_build(g.broker, CPN_MSG_CLAIM, 2, cpn_now_ms(), &c, &cf, &cn), CPN_OK);
     s_write_bytes("garbage-route.claim", cf, cn);
     free(cf);
     free(rf);
@@ -771,6 +830,7 @@ int main(void)
         cmocka_unit_test(test_honest_lease_granted),
         cmocka_unit_test(test_inconsistent_leases_not_countersigned),
         cmocka_unit_test(test_old_claim_under_new_lease_id_refused),
+        cmocka_unit_test(test_renew_answered_by_release_refused),
         cmocka_unit_test(test_retry_conflict_and_after_release),
         cmocka_unit_test(test_curve_key_binds_signer),
         cmocka_unit_test(test_cpnctl_release_request_file_refused),
