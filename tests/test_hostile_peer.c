@@ -757,6 +757,17 @@ static void test_cpnctl_release_request_file_refused(void **state)
             fail_msg("cpnctl release %s: exit %d, stderr: %s", names[i], rc, err);
         free(err);
     }
+    /* a real lease, but the broker pinned is another: refused before anything is sent */
+    char opub[400];
+    s_path(opub, sizeof opub, "other.pub");
+    s_path(file, sizeof file, "honest.lease");
+    const char *pinned[] = {"--plain", "-t", "5",        "-B",      opub, "-k",
+                            key,       "-b", g.endpoint, "release", file, NULL};
+    int rc = s_cpnctl("release.out", "release.err", pinned);
+    char *err = s_read_text("release.err");
+    if (rc != 2 || !strstr(err, "not signed by the expected key"))
+        fail_msg("cpnctl -B other release honest.lease: exit %d, stderr: %s", rc, err);
+    free(err);
 }
 
 static void test_cpnctl_verify_honours_pinned_broker(void **state)
