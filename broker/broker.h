@@ -173,5 +173,9 @@ void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q);
 /* zap.c: the ZAP handler that admits only keys the policy names. */
 int zap_open(broker_t *self) CPN_WUR;
 void zap_handle(broker_t *self);
+/* May a connection whose User-Id (set by zap_handle: "ed:" + the policy key it authenticated
+ * as, or "x:" + its CURVE key under `trusted: any`) carry frames signed by `ed_pk`? True for
+ * NULL (a plain socket: nothing to bind); false for a User-Id that is neither (none at all). */
+bool zap_binds(const char *user_id, const uint8_t ed_pk[CPN_PK_LEN]);
 
 #endif

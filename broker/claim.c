@@ -23,6 +23,7 @@
 #include <sodium.h>
 
 #include "broker.h"
+#include "chain.h"
 #include "clock.h"
 #include "federation.h"
 #include "log.h"
@@ -430,6 +431,35 @@ size_t claim_stop(broker_t *self)
     return n;
 }
 
+/* The same request id again, with a lease in the ledger. The same terms and the lease still
+ * active: CPN_OK, the GRANT it got is sent again unchanged (idempotent). Other terms:
+ * CPN_E_CONFLICT. The lease released or ended: CPN_E_EXPIRED naming it, never the old GRANT
+ * that says "active". *why says which. */
+static int s_prior_check(broker_t *self, const ledger_lease_t *prior, const uint8_t *grant,
+                         size_t len, const cpn_request_t *req, char *why, size_t cap)
+{
+    cpn_chain_opts_t o = {.lim = &self->lim, .sigcache = self->sigcache};
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    int r = ch ? cpn_chain_open(grant, len, CPN_MSG_GRANT, &o, ch) : CPN_E_NOMEM;
+    snprintf(why, cap, "%s", "");
+    if (r != CPN_OK) {
+        /* Our own record: unreadable is our fault, not the tenant's; answer as before. */
+        log_error("claim", "GRANT of lease %s in the ledger does not open: %s", prior->lease_id,
+                  ch ? ch->why : cpn_strerror(r));
+        r = CPN_OK;
+    } else if (!cpn_chain_same_terms(&ch->req, req)) {
+        r = CPN_E_CONFLICT;
+        snprintf(why, cap, "request id %s was used for other terms (lease %s)", req->id,
+                 prior->lease_id);
+    } else if (strcmp(prior->state, "active") != 0 || prior->end_ms <= cpn_now_ms()) {
+        r = CPN_E_EXPIRED;
+        snprintf(why, cap, "request id %s had lease %s, now %s", req->id, prior->lease_id,
+                 strcmp(prior->state, "active") == 0 ? "ended" : prior->state);
+    }
+    free(ch);
+    return r;
+}
+
 void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req)
 {
     const char *why = NULL;
@@ -443,7 +473,12 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
     if (ledger_find_request(self->ledger, rx->env.from, req->id, &prior, &grant, &grant_len) ==
             CPN_OK &&
         grant) {
-        (void)broker_send_frame(self, rx->rid, rx->rid_len, grant, grant_len);
+        char why_prior[CPN_REASON_MAX];
+        int rp = s_prior_check(self, &prior, grant, grant_len, req, why_prior, sizeof why_prior);
+        if (rp == CPN_OK)
+            (void)broker_send_frame(self, rx->rid, rx->rid_len, grant, grant_len);
+        else
+            broker_nack(self, rx->rid, rx->rid_len, req->id, rx->env.seq, rp, why_prior);
         free(grant);
         return;
     }
@@ -484,89 +519,73 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
 
 /* ---- LEASE ---- */
 
-/* The CLAIM and REQUEST a LEASE carries, checked against the peer that signed it. */
-typedef struct {
-    cpn_env_t claim_env, req_env;
-    cpn_claim_t claim;
-    cpn_request_t req;
-} s_chain_t;
+/* The CLAIM and REQUEST a LEASE carries, opened by the one chain opener (common/chain.h):
+ * claim_env, req_env, claim and req are its fields. */
+typedef cpn_chain_t s_chain_t;
 
-static int s_open_request(broker_t *self, s_chain_t *ch)
+static broker_op_t *s_op_find(broker_t *self, const uint8_t peer[CPN_PK_LEN],
+                              const char *lease_id, uint64_t tenant_seq);
+
+/* Open the chain of a LEASE from a peer: every type, signature, signer and term (chain.h),
+ * the CLAIM signed by claim_pk (NULL: anyone, the route decides). A LEASE we countersign as
+ * the answer to a CLAIM must be a new grant (active, never renewed, starting now within the
+ * skew window); only one answering a RENEW or RELEASE we relayed may be renewed or released,
+ * and one answering a CLAIM we carried for another broker goes back there to be judged. */
+static int s_open_request(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
+                          const uint8_t *claim_pk, unsigned flags, s_chain_t *ch)
 {
-    int r;
-    if ((r = cpn_env_parse(ch->claim.request.ptr, ch->claim.request.len, &self->lim,
-                           &ch->req_env)) != CPN_OK ||
-        (r = cpn_sigcache_verify(self->sigcache, &ch->req_env)) != CPN_OK)
-        return r;
-    if (ch->req_env.type != CPN_MSG_REQUEST)
-        return CPN_E_SCHEMA;
-    return cpn_msg_decode(&ch->req_env, &self->lim, &ch->req);
+    const uint8_t *us = cpn_identity_pk(self->id);
+    uint64_t now = cpn_now_ms(), skew_ms = self->pol->limits.skew_s * 1000;
+    cpn_chain_opts_t o = {.lim = &self->lim,
+                          .sigcache = self->sigcache,
+                          .claim_pk = claim_pk,
+                          .max_hops = self->pol->federation.max_hops,
+                          .flags = flags};
+    int r = cpn_chain_open(lenv->frame, lenv->frame_len, CPN_MSG_LEASE, &o, ch);
+    bool carried = r == CPN_OK && ch->n_forwards && memcmp(ch->origin_env.from, us, CPN_PK_LEN);
+    const broker_op_t *op = r == CPN_OK ? s_op_find(self, lenv->from, lease->lease_id, 0) : NULL;
+    if (r == CPN_OK && !carried && !op)
+        r = cpn_chain_check_new(ch, now, skew_ms);
+    /* The answer to a RENEW is a renewed active lease, to a RELEASE a released one. */
+    if (r == CPN_OK && op &&
+        (op->kind == CPN_MSG_RELEASE ? strcmp(ch->lease.state, "released") != 0
+                                     : strcmp(ch->lease.state, "active") != 0 ||
+                                           ch->lease.renewals == 0)) {
+        r = CPN_E_CHAIN;
+        snprintf(ch->why, sizeof ch->why, "LEASE %s (state %s, renewals %u) does not answer the %s",
+                 lease->lease_id, ch->lease.state, ch->lease.renewals,
+                 cpn_msg_name(op->kind));
+    }
+    if (r != CPN_OK) {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(lenv->from, kid);
+        log_warn("claim", "LEASE %s from %s: %s", lease->lease_id, kid, ch->why);
+    }
+    return r;
 }
 
 static int s_open_chain(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
                         s_chain_t *ch)
 {
-    int r;
-    memset(ch, 0, sizeof *ch);
-    if ((r = cpn_env_parse(lease->claim.ptr, lease->claim.len, &self->lim, &ch->claim_env)) !=
-            CPN_OK ||
-        (r = cpn_sigcache_verify(self->sigcache, &ch->claim_env)) != CPN_OK)
-        return r;
-    if (ch->claim_env.type != CPN_MSG_CLAIM)
-        return CPN_E_SCHEMA;
-    if (memcmp(ch->claim_env.from, cpn_identity_pk(self->id), CPN_PK_LEN) != 0)
-        return CPN_E_UNTRUSTED; /* not a CLAIM of ours */
-    if ((r = cpn_msg_decode(&ch->claim_env, &self->lim, &ch->claim)) != CPN_OK ||
-        (r = cpn_env_parse(ch->claim.request.ptr, ch->claim.request.len, &self->lim,
-                           &ch->req_env)) != CPN_OK ||
-        (r = cpn_sigcache_verify(self->sigcache, &ch->req_env)) != CPN_OK ||
-        (r = cpn_msg_decode(&ch->req_env, &self->lim, &ch->req)) != CPN_OK)
-        return r;
-    if (memcmp(ch->claim.peer, lenv->from, CPN_PK_LEN) != 0 ||
-        strcmp(ch->claim.package, lease->package) != 0 || ch->claim.units != lease->units)
-        return CPN_E_SCHEMA; /* the lease does not answer the claim it carries */
-    return CPN_OK;
+    /* A CLAIM of ours, directly: the server verified the LEASE itself. */
+    return s_open_request(self, lenv, lease, cpn_identity_pk(self->id), CPN_CHAIN_TOP_VERIFIED,
+                          ch);
 }
 
 /* A LEASE that came back through the federation embeds the home broker's CLAIM, whose route
- * must end in a CLAIM of ours for the same request and the same terms. *own_seq gets the seq
- * of that CLAIM of ours. */
+ * must start at a CLAIM of ours (the opener checks the terms are the same). *own_seq gets the
+ * seq of that CLAIM of ours. */
 static int s_open_remote_chain(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
                                s_chain_t *ch, uint64_t *own_seq)
 {
-    cpn_env_t own_env;
-    cpn_claim_t own;
-    int r;
-    memset(ch, 0, sizeof *ch);
-    if ((r = cpn_env_parse(lease->claim.ptr, lease->claim.len, &self->lim, &ch->claim_env)) !=
-            CPN_OK ||
-        (r = cpn_sigcache_verify(self->sigcache, &ch->claim_env)) != CPN_OK)
+    int r = s_open_request(self, lenv, lease, NULL, 0, ch);
+    if (r != CPN_OK)
         return r;
-    if (ch->claim_env.type != CPN_MSG_CLAIM)
-        return CPN_E_SCHEMA;
-    if ((r = cpn_msg_decode(&ch->claim_env, &self->lim, &ch->claim)) != CPN_OK)
-        return r;
-    if (memcmp(ch->claim.peer, lenv->from, CPN_PK_LEN) != 0 ||
-        strcmp(ch->claim.package, lease->package) != 0 || ch->claim.units != lease->units)
-        return CPN_E_SCHEMA;
-    if (ch->claim.route.len == 0)
+    if (ch->n_forwards == 0 || memcmp(ch->origin_env.from, cpn_identity_pk(self->id),
+                                      CPN_PK_LEN) != 0)
         return CPN_E_UNTRUSTED; /* neither ours nor carried for us */
-    if ((r = federation_route_open(self, ch->claim.route.ptr, ch->claim.route.len, lenv->from,
-                                   &own_env, NULL)) != CPN_OK)
-        return r;
-    if (own_env.type != CPN_MSG_CLAIM ||
-        memcmp(own_env.from, cpn_identity_pk(self->id), CPN_PK_LEN) != 0)
-        return CPN_E_UNTRUSTED;
-    if ((r = cpn_msg_decode(&own_env, &self->lim, &own)) != CPN_OK)
-        return r;
-    /* The home broker claims what we asked for, nothing else. */
-    if (own.request.len != ch->claim.request.len ||
-        memcmp(own.request.ptr, ch->claim.request.ptr, own.request.len) != 0 ||
-        strcmp(own.package, ch->claim.package) != 0 || own.units != ch->claim.units ||
-        own.price != ch->claim.price || own.duration_s != ch->claim.duration_s)
-        return CPN_E_SCHEMA;
-    *own_seq = own_env.seq;
-    return s_open_request(self, ch);
+    *own_seq = ch->origin_env.seq;
+    return CPN_OK;
 }
 
 /* GRANT = the peer's LEASE countersigned by us. *frame_p malloc'd. */

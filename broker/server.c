@@ -295,7 +295,7 @@ static int s_role_refusal(cpn_msg_type_t type, unsigned roles)
 
 /* Everything between the bytes and the handler. Returns CPN_OK if the handler ran. */
 static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
-                    size_t len)
+                    size_t len, const char *user_id)
 {
     broker_rx_t rx = {.rid = rid, .rid_len = rid_len};
     const s_dispatch_t *d = NULL;
@@ -308,6 +308,12 @@ static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const ui
     if ((r = cpn_env_parse(frame, len, &self->lim, &rx.env)) != CPN_OK)
         goto refuse;
     parsed = true;
+    /* Over CURVE, a connection speaks only as the key it authenticated with: frames signed by
+     * others travel embedded (RELAY, FORWARD, CLAIM), never as the outer envelope. */
+    if (!zap_binds(user_id, rx.env.from)) {
+        r = CPN_E_UNTRUSTED;
+        goto refuse;
+    }
     rx.roles = s_roles_of(self, rx.env.from);
     d = s_find(rx.env.type);
     if (!d || !(d->roles & rx.roles)) {
@@ -566,11 +572,13 @@ int server_run(broker_t *self)
             for (int i = 0; i < BROKER_BATCH; i++) {
                 uint8_t *frame = NULL;
                 size_t len = 0, rid_len = 0;
-                int r = cpn_recv(self->router, 1, rid, &rid_len, &frame, &len);
+                char user_id[3 + 2 * CPN_PK_LEN + 1];
+                int r = cpn_recv_prop(self->router, 1, rid, &rid_len, &frame, &len, "User-Id",
+                                      user_id, sizeof user_id);
                 if (r == CPN_E_TIMEOUT)
                     break;
                 if (r == CPN_OK)
-                    (void)s_intake(self, rid, rid_len, frame, len);
+                    (void)s_intake(self, rid, rid_len, frame, len, self->zap ? user_id : NULL);
                 else
                     broker_count_refusal(self, r);
                 free(frame);

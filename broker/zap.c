@@ -4,6 +4,8 @@
  * and admits a connection only if its CURVE key derives from an Ed25519 key the policy
  * names: a tenant, a listed peer (or any peer under `trusted: any`), a federation member.
  * Messages are still verified one by one afterwards; this keeps strangers off the socket.
+ * The admitted CURVE key becomes the connection's User-Id, and intake refuses a frame whose
+ * envelope `from` does not derive to it (zap_binds): one admitted key cannot speak as another.
  */
 #include <string.h>
 #include <sodium.h>
@@ -14,6 +16,7 @@
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_FRAMES 7 /* version, request id, domain, address, identity, mechanism, key */
+#define ZAP_USER_MAX (3 + 2 * 32 + 1) /* "ed:" or "x:", a key in hex */
 
 int zap_open(broker_t *self)
 {
@@ -27,16 +30,20 @@ int zap_open(broker_t *self)
     return CPN_OK;
 }
 
-/* Is there a key in the policy whose CURVE form is `curve_pk`? */
-static bool s_admitted(const broker_t *self, const uint8_t curve_pk[32], const char **who)
+/* Is there a key in the policy whose CURVE form is `curve_pk`? *ed gets it (NULL when admitted
+ * under `trusted: any`, where no policy key names the client). */
+static bool s_admitted(const broker_t *self, const uint8_t curve_pk[32], const char **who,
+                       const uint8_t **ed)
 {
     const policy_t *pol = self->pol;
     uint8_t c[32];
+    *ed = NULL;
 #define S_CHECK(list, n, label)                                                                \
     for (size_t i = 0; i < (n); i++)                                                           \
         if (crypto_sign_ed25519_pk_to_curve25519(c, (list)[i].key) == 0 &&                     \
             sodium_memcmp(c, curve_pk, 32) == 0) {                                             \
             *who = (label);                                                                    \
+            *ed = (list)[i].key;                                                               \
             return true;                                                                       \
         }
     S_CHECK(pol->tenants, pol->n_tenants, "tenant")
@@ -73,11 +80,21 @@ void zap_handle(broker_t *self)
         zmq_msg_close(&extra);
     }
     const char *status = "400", *text = "denied: key not in policy", *who = "";
+    const uint8_t *ed = NULL;
+    char user[ZAP_USER_MAX] = "";
     if (n == ZAP_FRAMES && zmq_msg_size(&parts[5]) == 5 &&
         memcmp(zmq_msg_data(&parts[5]), "CURVE", 5) == 0 && zmq_msg_size(&parts[6]) == 32 &&
-        s_admitted(self, zmq_msg_data(&parts[6]), &who)) {
+        s_admitted(self, zmq_msg_data(&parts[6]), &who, &ed)) {
         status = "200";
         text = "OK";
+        /* The User-Id of every frame on this connection, so intake can check that the
+         * envelope's `from` is the key the connection authenticated with: "ed:" and the policy
+         * key it matched (a plain compare per frame), or under `trusted: any` "x:" and the
+         * CURVE key (a conversion per frame, as costly as a signature check). */
+        memcpy(user, ed ? "ed:" : "x:", ed ? 4 : 3);
+        sodium_bin2hex(user + strlen(user), sizeof user - strlen(user),
+                       ed ? ed : (const uint8_t *)zmq_msg_data(&parts[6]), 32);
+        log_debug("zap", "admitted a %s", who);
     }
     if (status[0] != '2') {
         broker_count_refusal(self, CPN_E_UNTRUSTED);
@@ -90,8 +107,26 @@ void zap_handle(broker_t *self)
     zmq_send(self->zap, reqid, reqid_len, ZMQ_SNDMORE);
     zmq_send(self->zap, status, 3, ZMQ_SNDMORE);
     zmq_send(self->zap, text, strlen(text), ZMQ_SNDMORE);
-    zmq_send(self->zap, who, strlen(who), ZMQ_SNDMORE);
+    zmq_send(self->zap, user, strlen(user), ZMQ_SNDMORE);
     zmq_send(self->zap, "", 0, 0);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);
+}
+
+bool zap_binds(const char *user_id, const uint8_t ed_pk[CPN_PK_LEN])
+{
+    uint8_t key[32], mine[32];
+    size_t n = 0;
+    if (!user_id)
+        return true; /* no CURVE on this socket: nothing to bind to */
+    bool is_ed = strncmp(user_id, "ed:", 3) == 0, is_x = strncmp(user_id, "x:", 2) == 0;
+    const char *hex = user_id + (is_ed ? 3 : 2);
+    if ((!is_ed && !is_x) ||
+        sodium_hex2bin(key, sizeof key, hex, strlen(hex), NULL, &n, NULL) != 0 ||
+        n != sizeof key)
+        return false;
+    if (is_ed)
+        return sodium_memcmp(key, ed_pk, sizeof key) == 0;
+    return crypto_sign_ed25519_pk_to_curve25519(mine, ed_pk) == 0 &&
+           sodium_memcmp(mine, key, sizeof mine) == 0;
 }

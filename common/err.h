@@ -24,6 +24,7 @@
     X(CPN_E_SCHEMA, -15, "schema", "field missing, unknown, duplicated or of the wrong type")   \
     X(CPN_E_VERSION, -16, "version", "unsupported protocol version")                           \
     X(CPN_E_TYPE, -17, "unknown-type", "unknown message type")                                 \
+    X(CPN_E_WRONG_TYPE, -18, "wrong-type", "frame is not of the type expected here")           \
     X(CPN_E_SIG, -20, "bad-signature", "signature does not verify")                            \
     X(CPN_E_REPLAY, -21, "replay", "sequence number already seen or below the replay window")  \
     X(CPN_E_SEQ_JUMP, -22, "seq-jump", "sequence number implausibly far ahead")                \
@@ -31,6 +32,8 @@
     X(CPN_E_REPLAY_FULL, -24, "replay-table-full", "replay table full, new sender refused")    \
     X(CPN_E_KEY, -25, "bad-key", "key file missing or malformed")                              \
     X(CPN_E_KEY_PERM, -26, "key-permissions", "secret key file readable by group or others")   \
+    X(CPN_E_CHAIN, -27, "inconsistent", "embedded signed messages do not agree")               \
+    X(CPN_E_STALE, -28, "stale-request", "embedded request older than the age bound")          \
     X(CPN_E_UNTRUSTED, -30, "untrusted", "sender not trusted by policy")                       \
     X(CPN_E_UNKNOWN_TENANT, -31, "unknown-tenant", "tenant not known to the policy")           \
     X(CPN_E_ROLE, -32, "wrong-role", "sender's role may not send this message type")           \

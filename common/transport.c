@@ -156,6 +156,14 @@ static int s_drain(void *sock, int more)
 int cpn_recv(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t **frame,
              size_t *len)
 {
+    return cpn_recv_prop(sock, is_router, rid, rid_len, frame, len, NULL, NULL, 0);
+}
+
+int cpn_recv_prop(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t **frame,
+                  size_t *len, const char *prop, char *val, size_t cap)
+{
+    if (val && cap)
+        val[0] = 0;
     zmq_msg_t m;
     int more;
     if (is_router) {
@@ -195,6 +203,12 @@ int cpn_recv(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t *
         return CPN_E_NOMEM;
     }
     memcpy(buf, zmq_msg_data(&m), n);
+    if (prop && val && cap) {
+        /* Set by the ZAP handler for the connection (libzmq >= 4.1); absent without one. */
+        const char *v = zmq_msg_gets(&m, prop);
+        if (v && strlen(v) < cap)
+            memcpy(val, v, strlen(v) + 1);
+    }
     zmq_msg_close(&m);
     *frame = buf;
     *len = n;

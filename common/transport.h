@@ -52,6 +52,11 @@ int cpn_send_to(void *router, const uint8_t *rid, size_t rid_len, const uint8_t 
  * CPN_E_TIMEOUT when nothing is waiting. `rid`/`rid_len` may be NULL for a DEALER. */
 int cpn_recv(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t **frame,
              size_t *len) CPN_WUR;
+/* cpn_recv, and the ZeroMQ message property `prop` of the frame (e.g. "User-Id", which the
+ * broker's ZAP handler sets for each CURVE connection) into val, NUL-terminated; "" if the
+ * frame has none or it does not fit in cap bytes. */
+int cpn_recv_prop(void *sock, int is_router, uint8_t *rid, size_t *rid_len, uint8_t **frame,
+                  size_t *len, const char *prop, char *val, size_t cap) CPN_WUR;
 
 /* The sender side: an identity and its sequence counter. A client that may share its key
  * with other processes at once (cpnctl) sets `spread`: its seqs then get random low bits

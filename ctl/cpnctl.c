@@ -13,12 +13,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "chain.h"
 #include "clock.h"
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "identity.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "policy.h"
 #include "units.h"
 #include "yconf.h"
@@ -90,6 +92,31 @@ static void s_json(const msgpack_object *obj, FILE *out, int indent)
         fputs("?", out);
 }
 
+/* A C string as one JSON string (escaped; invalid UTF-8 becomes U+FFFD): text that came from
+ * a broker, a peer or a file never breaks the JSON around it. */
+static void s_json_text(const char *text, FILE *out)
+{
+    msgpack_object o = {.type = MSGPACK_OBJECT_STR};
+    o.via.str.ptr = text;
+    o.via.str.size = (uint32_t)strnlen(text, CPN_REASON_MAX);
+    s_json(&o, out, -1);
+}
+
+/* The broker key pinned by -B / CPN_BROKER_KEY into pk: pk, NULL if none is given, or
+ * (after saying why) NULL with *bad set if it does not load. */
+static const uint8_t *s_pinned(const ctl_opts_t *o, uint8_t pk[CPN_PK_LEN], bool *bad)
+{
+    *bad = false;
+    if (!o->broker_key)
+        return NULL;
+    int r = cpn_pk_load(o->broker_key, pk);
+    if (r == CPN_OK)
+        return pk;
+    fprintf(stderr, "cpnctl: broker key %s: %s\n", o->broker_key, cpn_strerror(r));
+    *bad = true;
+    return NULL;
+}
+
 /* ---- keygen, verify, policy check: offline ---- */
 
 static int cmd_keygen(ctl_opts_t *o)
@@ -128,14 +155,22 @@ static int cmd_verify(ctl_opts_t *o)
     size_t len = 0;
     if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
         return EXIT_USAGE;
-    const char *why = NULL;
-    int r = ctl_verify_chain(buf, len, stdout, &why);
+    char why[CPN_REASON_MAX];
+    uint8_t pk[CPN_PK_LEN];
+    bool bad = false;
+    const uint8_t *pinned = s_pinned(o, pk, &bad);
+    if (bad) {
+        free(buf);
+        return EXIT_USAGE;
+    }
+    int r = ctl_verify_chain_pinned(buf, len, pinned, stdout, why);
     if (r != CPN_OK) {
         free(buf);
         fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
         return EXIT_REFUSED;
     }
-    fprintf(stderr, "cpnctl: %s: valid, every signature in the chain verifies\n", o->argv[0]);
+    fprintf(stderr, "cpnctl: %s: valid, every signature in the chain verifies and every link "
+                    "holds%s\n", o->argv[0], pinned ? " (GRANT by the pinned broker)" : "");
     char route[1024];
     if (ctl_verify_route(buf, len, route, sizeof route) == CPN_OK && route[0])
         fprintf(stderr, "cpnctl: %s: route (brokers, first to the peer's home): %s\n",
@@ -213,18 +248,19 @@ static void s_print_refusal(const cpn_env_t *env, bool json)
     memset(&err, 0, sizeof err);
     int code = CPN_E_INTERNAL;
     const char *reason = "";
-    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK) {
+    if (cpn_nack_decode(env, &cpn_limits_default, &nack) == CPN_OK) {
         code = nack.code;
         reason = nack.reason;
-    } else if (env->type == CPN_MSG_ERROR &&
-               cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK) {
+    } else if (cpn_error_decode(env, &cpn_limits_default, &err) == CPN_OK) {
         code = err.code;
         reason = err.reason;
     }
-    if (json)
-        printf("{\"result\": \"refused\", \"code\": \"%s\", \"value\": %d, \"reason\": \"%s\"}\n",
-               cpn_errname(code), code, reason);
-    else
+    if (json) {
+        printf("{\"result\": \"refused\", \"code\": \"%s\", \"value\": %d, \"reason\": ",
+               cpn_errname(code), code);
+        s_json_text(reason, stdout);
+        printf("}\n");
+    } else
         printf("refused: %s: %s\n", cpn_errname(code), reason[0] ? reason : cpn_strerror(code));
 }
 
@@ -259,54 +295,55 @@ static bool s_retry_replay(ctl_session_t *s, const cpn_env_t *env, cpn_msg_type_
     return ctl_client_send(s->client, type, body, seq) == CPN_OK;
 }
 
-/* A GRANT frame opened down to its LEASE (and the CLAIM inside). Pointers point into the
- * frame. Signatures are not checked here: `cpnctl verify` does that. */
-typedef struct {
-    cpn_env_t genv, lenv, cenv;
-    cpn_grant_t g;
-    cpn_lease_t l;
-    cpn_claim_t c;
-} s_grant_view_t;
+/* A GRANT frame opened by the one chain opener (common/chain.h): every type is checked
+ * before a body is decoded, every signature and link verified, and the GRANT must be signed
+ * by the pinned broker when one is (pinned NULL: any). Pointers point into the frame. */
+typedef cpn_chain_t s_grant_view_t;
 
-static int s_open_grant(const uint8_t *frame, size_t len, s_grant_view_t *v)
+static int s_open_grant(const uint8_t *frame, size_t len, const uint8_t *pinned,
+                        s_grant_view_t *v)
 {
-    int r;
-    memset(v, 0, sizeof *v);
-    if ((r = cpn_env_parse(frame, len, &cpn_limits_default, &v->genv)) != CPN_OK ||
-        (r = cpn_msg_decode(&v->genv, &cpn_limits_default, &v->g)) != CPN_OK ||
-        (r = cpn_env_parse(v->g.lease.ptr, v->g.lease.len, &cpn_limits_default, &v->lenv)) !=
-            CPN_OK ||
-        (r = cpn_msg_decode(&v->lenv, &cpn_limits_default, &v->l)) != CPN_OK ||
-        (r = cpn_env_parse(v->l.claim.ptr, v->l.claim.len, &cpn_limits_default, &v->cenv)) !=
-            CPN_OK ||
-        (r = cpn_msg_decode(&v->cenv, &cpn_limits_default, &v->c)) != CPN_OK)
-        return r;
-    if (v->genv.type != CPN_MSG_GRANT || v->lenv.type != CPN_MSG_LEASE)
-        return CPN_E_SCHEMA;
-    return CPN_OK;
+    cpn_chain_opts_t opts = {.broker_pk = pinned};
+    return cpn_chain_open(frame, len, CPN_MSG_GRANT, &opts, v);
 }
 
 /* Print a lease as one table row (or JSON) from a GRANT frame. */
-static int s_print_grant(const uint8_t *frame, size_t len, const char *saved, bool json)
+static int s_print_grant(const uint8_t *frame, size_t len, const uint8_t *pinned,
+                         const char *saved, bool json)
 {
-    s_grant_view_t v;
-    int r = s_open_grant(frame, len, &v);
-    if (r != CPN_OK)
+    s_grant_view_t *v = malloc(sizeof *v);
+    int r = v ? s_open_grant(frame, len, pinned, v) : CPN_E_NOMEM;
+    if (r != CPN_OK) {
+        if (v)
+            fprintf(stderr, "cpnctl: the broker's GRANT is refused: %s (%s)\n", v->why,
+                    cpn_errname(r));
+        free(v);
         return r;
+    }
+    const cpn_lease_t *l = &v->lease;
     char peer[CPN_KID_LEN], price[32], dur[32];
-    cpn_key_id(v.lenv.from, peer);
-    cpn_fmt_price(v.l.price, price, sizeof price);
-    cpn_fmt_duration((v.l.end_ms - v.l.start_ms) / 1000, dur, sizeof dur);
-    if (json)
-        printf("{\"result\": \"lease\", \"lease_id\": \"%s\", \"request_id\": \"%s\", "
-               "\"peer\": \"%s\", \"package\": \"%s\", \"units\": %u, \"price\": \"%s\", "
-               "\"start_ms\": %" PRIu64 ", \"end_ms\": %" PRIu64 ", \"state\": \"%s\", "
-               "\"file\": \"%s\"}\n",
-               v.l.lease_id, v.g.request_id, peer, v.l.package, v.l.units, price, v.l.start_ms,
-               v.l.end_ms, v.l.state, saved ? saved : "");
-    else
-        printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", v.l.lease_id, v.g.request_id,
-               peer, v.l.package, v.l.units, price, dur, v.l.state, saved ? saved : "");
+    cpn_key_id(v->lease_env.from, peer);
+    cpn_fmt_price(l->price, price, sizeof price);
+    cpn_fmt_duration((l->end_ms - l->start_ms) / 1000, dur, sizeof dur);
+    if (json) {
+        printf("{\"result\": \"lease\", \"lease_id\": ");
+        s_json_text(l->lease_id, stdout);
+        printf(", \"request_id\": ");
+        s_json_text(v->grant.request_id, stdout);
+        printf(", \"peer\": \"%s\", \"package\": ", peer);
+        s_json_text(l->package, stdout);
+        printf(", \"units\": %u, \"price\": \"%s\", \"start_ms\": %" PRIu64
+               ", \"end_ms\": %" PRIu64 ", \"state\": ",
+               l->units, price, l->start_ms, l->end_ms);
+        s_json_text(l->state, stdout);
+        printf(", \"file\": ");
+        s_json_text(saved ? saved : "", stdout);
+        printf("}\n");
+    } else
+        printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", l->lease_id,
+               v->grant.request_id, peer, l->package, l->units, price, dur, l->state,
+               saved ? saved : "");
+    free(v);
     return CPN_OK;
 }
 
@@ -321,7 +358,7 @@ static void s_print_progress(const cpn_env_t *env, bool json)
 {
     cpn_status_t st;
     memset(&st, 0, sizeof st);
-    if (json || cpn_msg_decode(env, &cpn_limits_default, &st) != CPN_OK)
+    if (json || cpn_status_decode(env, &cpn_limits_default, &st) != CPN_OK)
         return;
     msgpack_zone zone;
     msgpack_object obj;
@@ -384,15 +421,22 @@ static int cmd_submit(ctl_opts_t *o)
                 rc = EXIT_USAGE;
                 break;
             }
-            s_grant_view_t v;
-            if (s_open_grant(frame, len, &v) == CPN_OK)
-                got_units += v.l.units;
-            else
-                got_units = req.units; /* unreadable: stop waiting, verify will say why */
+            s_grant_view_t *v = malloc(sizeof *v);
+            const uint8_t *pinned = o->broker_key ? s.broker_pk : NULL;
             if (!grants++)
                 s_lease_header(o->json);
-            (void)s_print_grant(frame, len, path, o->json);
-            rc = 0;
+            if (v && s_open_grant(frame, len, pinned, v) == CPN_OK) {
+                got_units += v->lease.units;
+                (void)s_print_grant(frame, len, pinned, path, o->json);
+                rc = 0;
+            } else {
+                /* Saved for `cpnctl verify` to say why, but not a lease: stop waiting. */
+                fprintf(stderr, "cpnctl: %s: the broker's GRANT is refused: %s\n", path,
+                        v ? v->why : cpn_strerror(CPN_E_NOMEM));
+                got_units = req.units;
+                rc = EXIT_REFUSED;
+            }
+            free(v);
         } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
             if (s_retry_replay(&s, &env, CPN_MSG_REQUEST, &req, &seq, &retried)) {
                 free(frame);
@@ -414,19 +458,28 @@ static int cmd_submit(ctl_opts_t *o)
 }
 
 /* RENEW and RELEASE name a lease by its file (the GRANT cpnctl saved). */
-static int s_lease_ref(const char *path, char lease_id[CPN_NAME_MAX], uint8_t peer[CPN_PK_LEN])
+static int s_lease_ref(const ctl_opts_t *o, const char *path, char lease_id[CPN_NAME_MAX],
+                       uint8_t peer[CPN_PK_LEN])
 {
-    uint8_t *buf = NULL;
+    uint8_t *buf = NULL, pk[CPN_PK_LEN];
     size_t len = 0;
+    bool bad = false;
+    const uint8_t *pinned = s_pinned(o, pk, &bad);
+    if (bad)
+        return CPN_E_KEY;
     int r = s_read_file(path, &buf, &len);
     if (r != CPN_OK)
         return r;
-    s_grant_view_t v;
-    if ((r = s_open_grant(buf, len, &v)) == CPN_OK) {
-        memcpy(lease_id, v.l.lease_id, CPN_NAME_MAX);
-        memcpy(peer, v.lenv.from, CPN_PK_LEN);
+    s_grant_view_t *v = malloc(sizeof *v);
+    if (!v)
+        r = CPN_E_NOMEM;
+    else if ((r = s_open_grant(buf, len, pinned, v)) == CPN_OK) {
+        memcpy(lease_id, v->lease.lease_id, CPN_NAME_MAX);
+        memcpy(peer, v->lease_env.from, CPN_PK_LEN);
     } else
-        fprintf(stderr, "cpnctl: %s: not a lease file (%s)\n", path, cpn_strerror(r));
+        fprintf(stderr, "cpnctl: %s: not a lease file: %s (%s)\n", path, v->why,
+                cpn_errname(r));
+    free(v);
     free(buf);
     return r;
 }
@@ -447,9 +500,13 @@ static int s_await_lease(ctl_opts_t *o, ctl_session_t *s, const char *save_as, c
         }
         int rc = -1;
         if (env.type == CPN_MSG_GRANT) {
-            rc = save_as && s_write_file(save_as, frame, len) != CPN_OK ? EXIT_USAGE : 0;
+            /* Checked before it replaces the lease file: a bad GRANT must not overwrite it. */
             s_lease_header(o->json);
-            (void)s_print_grant(frame, len, save_as, o->json);
+            if (s_print_grant(frame, len, o->broker_key ? s->broker_pk : NULL, save_as,
+                              o->json) != CPN_OK)
+                rc = EXIT_REFUSED;
+            else
+                rc = save_as && s_write_file(save_as, frame, len) != CPN_OK ? EXIT_USAGE : 0;
         } else if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
             if (!s_retry_replay(s, &env, type, body, &seq, &retried)) {
                 s_print_refusal(&env, o->json);
@@ -485,7 +542,7 @@ static int cmd_renew(ctl_opts_t *o)
         fprintf(stderr, "usage: cpnctl renew LEASE-FILE DURATION (e.g. 2h)\n");
         return EXIT_USAGE;
     }
-    if (s_lease_ref(o->argv[0], rn.lease_id, rn.peer) != CPN_OK)
+    if (s_lease_ref(o, o->argv[0], rn.lease_id, rn.peer) != CPN_OK)
         return EXIT_USAGE;
     return s_lease_op(o, CPN_MSG_RENEW, &rn);
 }
@@ -494,7 +551,7 @@ static int cmd_release(ctl_opts_t *o)
 {
     cpn_release_t rl;
     memset(&rl, 0, sizeof rl);
-    if (s_lease_ref(o->argv[0], rl.lease_id, rl.peer) != CPN_OK)
+    if (s_lease_ref(o, o->argv[0], rl.lease_id, rl.peer) != CPN_OK)
         return EXIT_USAGE;
     return s_lease_op(o, CPN_MSG_RELEASE, &rl);
 }
@@ -578,7 +635,7 @@ static int s_query(ctl_opts_t *o, const char *what)
         lim.max_frame *= 16;
         lim.max_str *= 16;
         lim.max_total *= 16;
-        if (env.type == CPN_MSG_STATUS && cpn_msg_decode(&env, &lim, &st) == CPN_OK &&
+        if (cpn_status_decode(&env, &lim, &st) == CPN_OK &&
             strcmp(st.what, what) == 0) {
             msgpack_zone zone;
             msgpack_object obj;

@@ -18,9 +18,19 @@
 #include <stdio.h>
 
 #include "envelope.h"
+#include "msg.h"
 
 /* Verify `frame` and its embedded frames; print the whole content as JSON to `out` (may be
- * NULL). On failure *why names what failed. Returns CPN_OK or the first error. */
+ * NULL; valid JSON whatever the bytes: a frame that cannot be shown is {"error": ...}). A
+ * GRANT, LEASE, CLAIM or REQUEST is then opened by cpn_chain_open (common/chain.h), which
+ * checks every type, signer and link. `pinned` (NULL: none) is the broker key the user
+ * trusts: the GRANT must be signed by it (without a GRANT: the CLAIM, or the route's first
+ * CLAIM). why gets what failed ("valid" on success). Returns CPN_OK or the first error. */
+int ctl_verify_chain_pinned(const uint8_t *frame, size_t len, const uint8_t *pinned, FILE *out,
+                            char why[CPN_REASON_MAX]) CPN_WUR;
+
+/* ctl_verify_chain_pinned with no key pinned; *why points to static storage, valid until the
+ * next call. */
 int ctl_verify_chain(const uint8_t *frame, size_t len, FILE *out, const char **why) CPN_WUR;
 
 /* The brokers a verified lease passed through, origin first, home broker last, as short key

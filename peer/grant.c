@@ -1,26 +1,17 @@
 /* grant.c - pure checks on claims, renewals and releases. */
 #include "grant.h"
 
+#include "chain.h"
+
 #include <string.h>
 
 #include <sodium.h>
 
+/* The rule lives with the chain opener, which checks it on every LEASE it opens. */
 void grant_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
                     const char *request_id, char out[CPN_NAME_MAX])
 {
-    uint8_t h[crypto_generichash_BYTES];
-    char b64[sodium_base64_ENCODED_LEN(crypto_generichash_BYTES,
-                                       sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_update(&st, peer, CPN_PK_LEN);
-    crypto_generichash_update(&st, tenant, CPN_PK_LEN);
-    crypto_generichash_update(&st, (const uint8_t *)request_id, strlen(request_id));
-    crypto_generichash_final(&st, h, sizeof h);
-    sodium_bin2base64(b64, sizeof b64, h, sizeof h, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-    out[0] = 'L';
-    memcpy(out + 1, b64, 16);
-    out[17] = '\0';
+    cpn_chain_lease_id(peer, tenant, request_id, out);
 }
 
 int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,

@@ -8,11 +8,13 @@
 
 #include <sodium.h>
 
+#include "chain.h"
 #include "clock.h"
 #include "envelope.h"
 #include "grant.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 struct peer_lease {
     const peer_config_t *cfg;
@@ -164,6 +166,70 @@ static int s_txn(peer_lease_t *self, peer_batch_t *batch)
     return r;
 }
 
+/* Open a CLAIM (its signature already checked) down to its REQUEST with the one chain opener:
+ * types, signatures, the route, the CLAIM's terms against the REQUEST. Out-structs point into
+ * env's frame; *req is filled as far as it was read, so a refusal can name the request. */
+static int s_open_claim(peer_lease_t *self, const cpn_env_t *env, cpn_claim_t *claim,
+                        cpn_env_t *renv, cpn_request_t *req, char why[CPN_REASON_MAX])
+{
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default,
+                          .claim_pk = env->from,
+                          .flags = CPN_CHAIN_TOP_VERIFIED};
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    if (!ch) {
+        snprintf(why, CPN_REASON_MAX, "%s", "out of memory");
+        return CPN_E_NOMEM;
+    }
+    int r = cpn_chain_open(env->frame, env->frame_len, CPN_MSG_CLAIM, &o, ch);
+    *claim = ch->claim;
+    *renv = ch->req_env;
+    *req = ch->req;
+    snprintf(why, CPN_REASON_MAX, "%s", ch->why);
+    free(ch);
+    return r;
+}
+
+/* A new grant only for a REQUEST signed within request_age of now, either way: a fresh CLAIM
+ * carrying a day-old REQUEST is refused. A retried CLAIM for a lease already granted is
+ * answered before this (the broker may retry the same REQUEST for a while). */
+static int s_check_age(peer_lease_t *self, const cpn_env_t *renv, const char *req_id,
+                       char why[CPN_REASON_MAX])
+{
+    uint64_t now = cpn_now_ms(), age = self->cfg->request_age_s * 1000;
+    if (renv->ts_ms + age >= now && renv->ts_ms <= now + age)
+        return CPN_OK;
+    snprintf(why, CPN_REASON_MAX, "REQUEST %s signed at %" PRIu64 ", more than request_age %" PRIu64
+             " s from now", req_id, renv->ts_ms, self->cfg->request_age_s);
+    return CPN_E_STALE;
+}
+
+/* The same (tenant, request id) again. The lease still active and the REQUEST asking the same:
+ * CPN_OK, the caller sends the stored LEASE again. Other terms: CPN_E_CONFLICT. The lease
+ * released, expired or past its end: CPN_E_EXPIRED, never a LEASE saying "active". */
+static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const cpn_request_t *req,
+                         char why[CPN_REASON_MAX])
+{
+    (void)self;
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    int r = ch ? cpn_chain_open(row->frame, row->frame_len, CPN_MSG_LEASE, NULL, ch)
+               : CPN_E_NOMEM;
+    if (r != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "stored lease %s unreadable", row->lease_id);
+        r = CPN_E_DB;
+    } else if (!cpn_chain_same_terms(&ch->req, req)) {
+        snprintf(why, CPN_REASON_MAX, "request id %s was used for other terms (lease %s)",
+                 req->id, row->lease_id);
+        r = CPN_E_CONFLICT;
+    } else if (row->state != PEER_LEASE_ACTIVE || row->end_ms <= cpn_now_ms()) {
+        snprintf(why, CPN_REASON_MAX, "request id %s had lease %s, now %s", req->id,
+                 row->lease_id,
+                 row->state == PEER_LEASE_ACTIVE ? "ended" : peer_lease_state_name(row->state));
+        r = CPN_E_EXPIRED;
+    }
+    free(ch);
+    return r;
+}
+
 static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
@@ -174,29 +240,16 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     uint8_t *frame = NULL;
     size_t len = 0;
     const char *why = "";
+    char why_buf[CPN_REASON_MAX];
     int pkg = -1, r;
     bool reserved = false;
     memset(&claim, 0, sizeof claim);
     memset(&req, 0, sizeof req);
     memset(&row, 0, sizeof row);
 
-    if ((r = cpn_msg_decode(env, &cpn_limits_default, &claim)) != CPN_OK) {
-        why = "CLAIM body";
-        goto refuse;
-    }
-    /* The tenant's REQUEST, verified by its own signature. */
-    if ((r = cpn_env_open(claim.request.ptr, claim.request.len, &cpn_limits_default, &renv)) !=
-        CPN_OK) {
-        why = "embedded REQUEST";
-        goto refuse;
-    }
-    if (renv.type != CPN_MSG_REQUEST) {
-        r = CPN_E_SCHEMA;
-        why = "embedded frame is not a REQUEST";
-        goto refuse;
-    }
-    if ((r = cpn_msg_decode(&renv, &cpn_limits_default, &req)) != CPN_OK) {
-        why = "REQUEST body";
+    /* The CLAIM, its route and the tenant's REQUEST, each by its own signature. */
+    if ((r = s_open_claim(self, env, &claim, &renv, &req, why_buf)) != CPN_OK) {
+        why = why_buf;
         goto refuse;
     }
     if (!peer_config_tenant_ok(self->cfg, renv.from)) {
@@ -211,6 +264,10 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     }
     /* Idempotency: (tenant, request id) already granted -> the same lease, same bytes. */
     r = peer_store_get_by_request(self->store, renv.from, req.id, &row);
+    if (r == CPN_OK && (r = s_check_retry(self, &row, &req, why_buf)) != CPN_OK) {
+        why = why_buf;
+        goto refuse;
+    }
     if (r == CPN_OK) {
         self->stats.retried++;
         s_queue_lease(batch, broker, &row.frame, row.frame_len, req.id, env->seq);
@@ -218,6 +275,10 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     }
     if (r != CPN_E_NO_LEASE) {
         why = "lease lookup";
+        goto refuse;
+    }
+    if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
+        why = why_buf;
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
@@ -294,8 +355,7 @@ static int s_load(peer_lease_t *self, const char *lease_id, peer_lease_row_t *ro
         return r;
     /* Our own committed frame: parse it to reuse the embedded CLAIM verbatim. */
     if (cpn_env_parse(row->frame, row->frame_len, &cpn_limits_default, &lenv) != CPN_OK ||
-        lenv.type != CPN_MSG_LEASE ||
-        cpn_msg_decode(&lenv, &cpn_limits_default, stored) != CPN_OK) {
+        cpn_lease_decode(&lenv, &cpn_limits_default, stored) != CPN_OK) {
         log_error("lease", "stored frame of %s unreadable", lease_id);
         return CPN_E_DB;
     }

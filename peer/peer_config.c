@@ -286,6 +286,7 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
                  path);
     cfg->refresh_s = PEER_REFRESH_DEFAULT_S;
     cfg->max_lease_s = PEER_MAX_LEASE_DEFAULT_S;
+    cfg->request_age_s = PEER_REQUEST_AGE_DEFAULT_S;
     cfg->tenants_any = false;
 
     if ((r = yconf_load_file(path, &doc)) != CPN_OK)
@@ -317,6 +318,9 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
          .min = PEER_REFRESH_MIN_S, .max = PEER_REFRESH_MAX_S},
         {.key = "max_lease", .kind = YF_DURATION, .off = offsetof(peer_config_t, max_lease_s),
          .min = 1, .max = PEER_MAX_LEASE_MAX_S},
+        {.key = "request_age", .kind = YF_DURATION,
+         .off = offsetof(peer_config_t, request_age_s), .min = PEER_REQUEST_AGE_MIN_S,
+         .max = PEER_REQUEST_AGE_MAX_S},
         {.key = "brokers", .kind = YF_CUSTOM, .off = 0, .required = true, .custom = s_brokers,
          .arg = &ctx},
         {.key = "tenants", .kind = YF_CUSTOM, .off = 0, .required = true, .custom = s_tenants,

@@ -27,6 +27,11 @@
 #define PEER_REFRESH_DEFAULT_S 10
 #define PEER_MAX_LEASE_DEFAULT_S (7u * 24u * 3600u)
 #define PEER_MAX_LEASE_MAX_S (366u * 24u * 3600u)
+/* A CLAIM's embedded REQUEST must be signed within this of now (either way): the broker's
+ * whole try (skew 30 s + batch wait + claim_tries x claim_timeout) fits well inside it. */
+#define PEER_REQUEST_AGE_DEFAULT_S 300u
+#define PEER_REQUEST_AGE_MIN_S 10u
+#define PEER_REQUEST_AGE_MAX_S (24u * 3600u)
 
 typedef struct {
     char endpoint[CPN_ENDPOINT_MAX]; /* "tcp://host:port" */
@@ -43,6 +48,7 @@ typedef struct {
     char log_level[16];           /* "" = leave the default */
     uint64_t refresh_s;           /* AD every refresh; ttl = 3 * refresh */
     uint64_t max_lease_s;         /* longest lease, renewals included */
+    uint64_t request_age_s;       /* oldest embedded REQUEST a CLAIM may carry */
     size_t n_brokers;
     peer_broker_cfg_t brokers[PEER_BROKERS_MAX];
     bool tenants_any;

@@ -751,6 +751,90 @@ static void test_renew_release(void **state)
     free(claim);
 }
 
+/* The answer to one CLAIM that must be refused: a NACK naming the request, with `code`. */
+static void s_claim_refused(size_t b, const uint8_t *claim, size_t claim_len, const char *ref,
+                            int code, const char *reason_part)
+{
+    rx_t rx;
+    cpn_nack_t nk;
+    s_send(b, claim, claim_len);
+    cpn_msg_type_t t = s_wait_answer_seq(NULL, ref, s_seq_of(claim, claim_len), WAIT_MS, &rx);
+    if (t != CPN_MSG_NACK)
+        fail_msg("CLAIM for %s: got %s, not a NACK %s", ref, t ? cpn_msg_name(t) : "nothing",
+                 cpn_errname(code));
+    s_nack_of(&rx, &nk);
+    if (nk.code != code || (reason_part && !strstr(nk.reason, reason_part)))
+        fail_msg("CLAIM for %s: NACK %s (%s), not %s", ref, cpn_errname(nk.code), nk.reason,
+                 cpn_errname(code));
+    s_rx_free(&rx);
+}
+
+/* The peer opens a CLAIM with the chain opener: a retried request id whose lease was released
+ * or has expired gets NACK expired (never a LEASE saying "active"), one with other terms NACK
+ * conflict; a garbage route and a REQUEST signed a day ago are refused; nothing is written. */
+static void test_claim_chain_checked(void **state)
+{
+    (void)state;
+    uint8_t *req = NULL, *claim = NULL;
+    size_t req_len = 0, claim_len = 0;
+    int64_t rows = s_rows();
+
+    /* req-short expired (test_expiry); its stored LEASE still says "active" */
+    s_request(&g.tsig, "req-short", 1, SHORT_S, &req, &req_len);
+    s_claim(&g.bsig[0], req, req_len, "short", 1, 1000, SHORT_S, &claim, &claim_len);
+    s_claim_refused(0, claim, claim_len, "req-short", CPN_E_EXPIRED, "expired");
+    free(req);
+    free(claim);
+    /* req-pool was released (test_renew_release) */
+    s_request(&g.t2sig, "req-pool", 2, 600, &req, &req_len);
+    s_claim(&g.bsig[1], req, req_len, "pool", 2, 2000, 600, &claim, &claim_len);
+    s_claim_refused(1, claim, claim_len, "req-pool", CPN_E_EXPIRED, "released");
+    free(req);
+    free(claim);
+    /* req-gpu-1 is active, asked for 600 s: the same id for 900 s is another request */
+    s_request(&g.tsig, "req-gpu-1", 1, 900, &req, &req_len);
+    s_claim(&g.bsig[0], req, req_len, "gpu", 1, 90000, 600, &claim, &claim_len);
+    s_claim_refused(0, claim, claim_len, "req-gpu-1", CPN_E_CONFLICT, "other terms");
+    free(req);
+    free(claim);
+
+    /* a CLAIM whose route is garbage */
+    s_request(&g.tsig, "req-route", 1, 60, &req, &req_len);
+    static const uint8_t garbage[] = {0x92, 0xc4, 0x03, 'a', 'b', 'c', 0xc4, 0x01, 0x00};
+    cpn_claim_t c;
+    memset(&c, 0, sizeof c);
+    c.request.ptr = req;
+    c.request.len = req_len;
+    memcpy(c.peer, cpn_identity_pk(g.peer), CPN_PK_LEN);
+    snprintf(c.package, sizeof c.package, "%s", "pool");
+    c.units = 1;
+    c.price = 2000;
+    c.duration_s = 60;
+    c.route.ptr = garbage;
+    c.route.len = sizeof garbage;
+    s_build(&g.bsig[0], CPN_MSG_CLAIM, &c, &claim, &claim_len);
+    s_claim_refused(0, claim, claim_len, "req-route", CPN_E_SCHEMA, "route");
+    free(claim);
+    free(req);
+
+    /* a fresh CLAIM carrying a REQUEST the tenant signed a day ago */
+    cpn_request_t old;
+    memset(&old, 0, sizeof old);
+    snprintf(old.id, sizeof old.id, "%s", "req-old");
+    old.units = 1;
+    old.duration_s = 60;
+    old.cores = 1;
+    uint64_t day_ago = cpn_now_ms() - 24ull * 3600 * 1000;
+    assert_int_equal(cpn_msg_build(g.tenant, CPN_MSG_REQUEST, cpn_seq_next(0, day_ago), day_ago,
+                                   &old, &req, &req_len),
+                     CPN_OK);
+    s_claim(&g.bsig[0], req, req_len, "pool", 1, 2000, 60, &claim, &claim_len);
+    s_claim_refused(0, claim, claim_len, "req-old", CPN_E_STALE, "REQUEST");
+    free(claim);
+    free(req);
+    assert_int_equal(s_rows(), rows);
+}
+
 static void test_refused_changes_nothing(void **state)
 {
     (void)state;
@@ -1144,6 +1228,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_retry),
         cmocka_unit_test(test_expiry),
         cmocka_unit_test(test_renew_release),
+        cmocka_unit_test(test_claim_chain_checked),
         cmocka_unit_test(test_refused_changes_nothing),
         cmocka_unit_test(test_broker_restart),
         cmocka_unit_test(test_kill9_under_load),

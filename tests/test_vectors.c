@@ -16,6 +16,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "chain.h"
 #include "msg.h"
 
 #define S_MAX_VECTORS 32
@@ -155,6 +156,28 @@ static void test_keys(void **state)
     cpn_identity_destroy(&id);
 }
 
+/* The lease id rule of §7 on the keys of this section (common/chain.c implements it). */
+static void test_lease_id_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    cpn_identity_t *peer = NULL, *tenant = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &peer), CPN_OK);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(32 + i);
+    s_check_hex(d, "tenant-seed-hex", seed, 32);
+    assert_int_equal(cpn_identity_from_seed(seed, &tenant), CPN_OK);
+    s_check_hex(d, "tenant-pk-hex", cpn_identity_pk(tenant), 32);
+    char id[CPN_NAME_MAX];
+    cpn_chain_lease_id(cpn_identity_pk(peer), cpn_identity_pk(tenant), s_get(d, "request-id"),
+                       id);
+    assert_string_equal(id, s_get(d, "lease-id"));
+    cpn_identity_destroy(&peer);
+    cpn_identity_destroy(&tenant);
+}
+
 static void test_hello_vector(void **state)
 {
     s_doc_t *d = *state;
@@ -245,6 +268,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_lease_id_vector),
         cmocka_unit_test(test_hello_vector),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_type_list),
