@@ -54,6 +54,8 @@ typedef struct {
     uint32_t units_left;
     uint64_t claim_seqs[BROKER_TRIES_MAX]; /* every CLAIM sent for it; an answer may come
                                               to any of them */
+    bool claim_fenced[BROKER_TRIES_MAX]; /* its NACK settles its intent: no other CLAIM to
+                                            that peer could be granted after it (claim.c) */
     bool in_doubt; /* claiming only from the peer of an unresolved intent (ledger.h) */
     uint32_t n_claims;
     uint64_t deadline_mono;

@@ -151,6 +151,22 @@ static int s_reach(broker_t *self, const uint8_t peer[CPN_PK_LEN], bool *remote,
     return *route ? CPN_OK : CPN_E_UNREACHABLE;
 }
 
+/* The unresolved intent of p's request at `peer`; *found false if none. */
+static int s_intent_of(broker_t *self, const broker_pending_t *p, const uint8_t peer[CPN_PK_LEN],
+                       ledger_intent_t *out, bool *found)
+{
+    ledger_intent_t in[BROKER_CANDS_MAX];
+    size_t n = 0;
+    *found = false;
+    int r = ledger_intents(self->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n);
+    for (size_t i = 0; r == CPN_OK && i < n && i < BROKER_CANDS_MAX && !*found; i++)
+        if (memcmp(in[i].peer, peer, CPN_PK_LEN) == 0) {
+            *out = in[i];
+            *found = true;
+        }
+    return r;
+}
+
 /* Sign a CLAIM for candidate c, record its intent in the open ledger transaction and queue
  * it: it leaves for the peer's connection, or through the member its offer came from, once
  * that transaction has committed (server.c). Its deadline is claim_timeout from now: the peer
@@ -186,6 +202,14 @@ static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t 
     in.duration_s = p->req.duration_s;
     if (it.remote)
         memcpy(in.via, it.via, CPN_PK_LEN);
+    /* Fenced: a refusal of this CLAIM is final for this peer if no earlier CLAIM to it for
+     * the request can still be granted when the peer reads this one (s_nack_in). */
+    ledger_intent_t prev;
+    bool found = false;
+    uint64_t skew_ms = (uint64_t)self->pol->limits.skew_s * 1000;
+    if ((r = s_intent_of(self, p, c->peer, &prev, &found)) != CPN_OK)
+        return CPN_E_DB;
+    bool fenced = !found || cpn_now_ms() > prev.deadline_ms + skew_ms;
     if ((r = ledger_intent_add(self->ledger, &in)) != CPN_OK)
         return r == CPN_E_INVAL ? r : CPN_E_DB; /* no intent, no CLAIM */
     r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len);
@@ -205,6 +229,7 @@ static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t 
     }
     if ((r = broker_queue(self, &it)) != CPN_OK)
         return r;
+    p->claim_fenced[p->n_claims] = fenced;
     p->claim_seqs[p->n_claims++] = seq;
     p->tries++;
     p->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
@@ -254,31 +279,6 @@ static void s_claim_next(broker_t *self, broker_pending_t *p)
 }
 
 /* ---- intents: a CLAIM's durable trace (ledger.h) ---- */
-
-/* The unresolved intent of p's request at `peer`; *found false if none. */
-static int s_intent_of(broker_t *self, const broker_pending_t *p, const uint8_t peer[CPN_PK_LEN],
-                       ledger_intent_t *out, bool *found)
-{
-    ledger_intent_t in[BROKER_CANDS_MAX];
-    size_t n = 0;
-    *found = false;
-    int r = ledger_intents(self->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n);
-    for (size_t i = 0; r == CPN_OK && i < n && i < BROKER_CANDS_MAX && !*found; i++)
-        if (memcmp(in[i].peer, peer, CPN_PK_LEN) == 0) {
-            *out = in[i];
-            *found = true;
-        }
-    return r;
-}
-
-/* Can a CLAIM of this intent, other than the one just refused, still be granted? Only one
- * CLAIM went to the peer (the refused one), or the latest deadline has passed on any clock
- * within skew_s of ours: no (docs/PROTOCOL.md, "Exactly one lease per request"). */
-static bool s_intent_open(const broker_t *self, const ledger_intent_t *in, uint64_t now_ms)
-{
-    uint64_t skew_ms = (uint64_t)self->pol->limits.skew_s * 1000;
-    return in->claims > 1 && now_ms <= in->deadline_ms + skew_ms;
-}
 
 /* NACK in-doubt: when the tenant may send the request again. */
 static void s_nack_in_doubt(broker_t *self, broker_pending_t *p, const ledger_intent_t *in)
@@ -862,16 +862,21 @@ static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t c
     p->last_code = nack->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, nack->reason);
     /* The refusal settles the intent only if no other CLAIM to this peer can still be
-     * granted; otherwise going elsewhere could end in two leases. */
+     * granted, or have been granted after this one was refused (docs/PROTOCOL.md §13);
+     * otherwise going elsewhere could end in two leases. */
+    bool fenced = false;
+    for (uint32_t k = 0; k < p->n_claims; k++)
+        if (p->claim_seqs[k] == claim_seq)
+            fenced = p->claim_fenced[k];
     ledger_intent_t in;
     bool found = false;
     if (s_intent_of(self, p, peer, &in, &found) != CPN_OK ||
-        (found && !s_intent_open(self, &in, cpn_now_ms()) &&
+        (found && fenced &&
          ledger_intent_resolve(self->ledger, p->tenant, p->req.id, peer) != CPN_OK)) {
         s_finish_nack(self, p, CPN_E_DB, "the broker cannot update its ledger");
         return;
     }
-    if (found && s_intent_open(self, &in, cpn_now_ms())) {
+    if (found && !fenced) {
         s_nack_in_doubt(self, p, &in);
         return;
     }
@@ -900,10 +905,16 @@ void claim_on_unsent(broker_t *self, uint64_t claim_seq, bool committed, int cod
                       "was claimed: send the request again");
         return;
     }
-    /* Committed but never sent: if it was the only CLAIM to that peer, nothing is in doubt. */
+    /* Committed but never sent: if it was the only CLAIM to that peer, or no earlier one
+     * could still be granted (fenced), nothing is in doubt there. */
+    bool fenced = false;
+    for (uint32_t k = 0; k < p->n_claims; k++)
+        if (p->claim_seqs[k] == claim_seq)
+            fenced = p->claim_fenced[k];
     ledger_intent_t in;
     bool found = false;
-    if (s_intent_of(self, p, c->peer, &in, &found) == CPN_OK && found && in.claims <= 1 &&
+    if (s_intent_of(self, p, c->peer, &in, &found) == CPN_OK && found &&
+        (in.claims <= 1 || fenced) &&
         ledger_intent_resolve(self->ledger, p->tenant, p->req.id, c->peer) != CPN_OK)
         log_warn("ledger", "intent of request %s at %s stays", p->req.id, kid);
     p->last_code = code;
@@ -1061,6 +1072,18 @@ void claim_tick(broker_t *self, uint64_t now_mono)
         self->stats.claim_timeouts++;
         if (p->next == 0 || p->tries >= self->pol->limits.claim_tries) {
             /* Its intent stays in doubt: the same request sent again asks this peer first. */
+            if (p->in_doubt) {
+                char kid[CPN_KID_LEN], why[CPN_REASON_MAX];
+                cpn_key_id(p->cands[0].peer, kid);
+                snprintf(why, sizeof why,
+                         "a claim for this request may have been granted by peer %s, which did "
+                         "not answer; it is not served elsewhere until %s answers: send it "
+                         "again later",
+                         kid, kid);
+                self->stats.in_doubt++;
+                s_finish_nack(self, p, CPN_E_TIMEOUT, why);
+                continue;
+            }
             s_finish_nack(self, p, CPN_E_TIMEOUT,
                           "the peer did not answer; sending the same request again is safe: "
                           "it returns the lease if the peer granted one");

@@ -12,6 +12,9 @@
  * - lost LEASE: the peer grants while the broker is stopped, the broker is killed before it
  *   reads the LEASE; after the restart, R again returns the peer's lease (a RESEND, whose
  *   chain verifies), not a refusal as a replay.
+ * - peer gone: a CLAIM to a stopped peer times out; the peer is killed; R sent again is NACKed
+ *   (timeout or unreachable), not served by the other peer that has a free unit; once the
+ *   first peer is back, R gets its lease there.
  * - full ledger disk: the ledger on a small tmpfs that the test fills: requests get NACK
  *   `database` and no peer grants anything; with the filler deleted, the same request ids
  *   get leases that the ledger file records.
@@ -458,6 +461,53 @@ static void test_lost_lease_resent(void **state)
     assert_int_equal(s_peer_leases(&g.p[P_DEAR], "R2"), 0);
 }
 
+/* Defect 1, the path that made two leases: the peer a CLAIM may have reached is gone when the
+ * request comes again. It must not be served by the other peer; once the first peer is back,
+ * it is served there. */
+static void test_in_doubt_peer_gone(void **state)
+{
+    (void)state;
+    char ledger[400];
+    h_ans_t a;
+    s_path(ledger, sizeof ledger, "t4-ledger.db");
+    s_case_start("t4", ledger, "1s", 1);
+
+    s_signal(g.p[P_CHEAP].pid, SIGSTOP);
+    assert_int_equal(s_submit("R4", &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_TIMEOUT);
+    h_ans_free(&a);
+    s_signal(g.p[P_CHEAP].pid, SIGKILL); /* the CLAIM dies unread with it */
+    uint64_t deadline = cpn_mono_ms() + STOP_MS;
+    while (h_alive(&g.p[P_CHEAP].pid) && cpn_mono_ms() < deadline)
+        usleep(20 * 1000);
+    g.p[P_CHEAP].pid = 0;
+
+    /* Its offer leaves the book (ttl); dear has the free unit; the request must not go there. */
+    deadline = cpn_mono_ms() + READY_MS;
+    while (s_offer_free("cheap") != -1 && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_int_equal(s_offer_free("cheap"), -1);
+    assert_int_equal(s_submit("R4", &a), CPN_MSG_NACK);
+    assert_true(a.code == CPN_E_UNREACHABLE || a.code == CPN_E_TIMEOUT);
+    fprintf(stderr, "# R4 while its peer is gone: %s (%s)\n", cpn_errname(a.code), a.reason);
+    h_ans_free(&a);
+    assert_int_equal(s_peer_leases(&g.p[P_DEAR], "R4"), 0);
+    assert_true(s_status_u64("claims_in_doubt") >= 1);
+
+    /* The peer is back: R4 is served there. */
+    s_start_peer(&g.p[P_CHEAP]);
+    assert_true(s_wait_offer("cheap", 1));
+    assert_int_equal(s_submit_settled("R4", &a), CPN_MSG_GRANT);
+    char lid[CPN_NAME_MAX];
+    uint8_t who[CPN_PK_LEN];
+    s_grant_lease(&a, lid, who);
+    assert_memory_equal(who, cpn_identity_pk(g.p[P_CHEAP].id), CPN_PK_LEN);
+    h_ans_free(&a);
+    s_stop_all();
+    assert_int_equal(s_peer_leases(&g.p[P_CHEAP], "R4"), 1);
+    assert_int_equal(s_peer_leases(&g.p[P_DEAR], "R4"), 0);
+}
+
 /* Fill the file system under `dir` with one file until it is full. */
 static void s_fill(const char *path)
 {
@@ -573,6 +623,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_stalled_peer_one_lease, s_case_teardown),
         cmocka_unit_test_teardown(test_lost_lease_resent, s_case_teardown),
+        cmocka_unit_test_teardown(test_in_doubt_peer_gone, s_case_teardown),
         cmocka_unit_test_teardown(test_full_ledger_disk, s_case_teardown),
     };
     return cmocka_run_group_tests_name("exactly_once", tests, s_setup, s_teardown);
