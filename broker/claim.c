@@ -840,7 +840,7 @@ void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *le
 /* The peer refused a CLAIM of ours (or a broker on the way to it could not deliver it): try
  * the next candidate. */
 static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t claim_seq,
-                      const cpn_nack_t *nack)
+                      const cpn_nack_t *nack, bool from_peer)
 {
     char kid[CPN_KID_LEN];
     cpn_key_id(peer, kid);
@@ -870,7 +870,12 @@ static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t c
             fenced = p->claim_fenced[k];
     ledger_intent_t in;
     bool found = false;
-    if (s_intent_of(self, p, peer, &in, &found) != CPN_OK ||
+    int r = s_intent_of(self, p, peer, &in, &found);
+    /* A broker on the way that could not deliver the CLAIM proves nothing about earlier ones
+     * the peer did read: it settles the intent only if this was the only CLAIM to the peer. */
+    if (!from_peer)
+        fenced = found && in.claims <= 1;
+    if (r != CPN_OK ||
         (found && fenced &&
          ledger_intent_resolve(self->ledger, p->tenant, p->req.id, peer) != CPN_OK)) {
         s_finish_nack(self, p, CPN_E_DB, "the broker cannot update its ledger");
@@ -939,7 +944,7 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
     if (!s_pending_by_claim(self, nack->ref_seq) &&
         federation_peer_answer(self, &rx->env, nack->ref_seq, NULL, NULL, NULL))
         return;
-    s_nack_in(self, rx->env.from, nack->ref_seq, nack);
+    s_nack_in(self, rx->env.from, nack->ref_seq, nack, true);
 }
 
 /* ---- answers that came back through the federation ---- */
@@ -955,7 +960,9 @@ void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer, const broke
             return;
         }
         if (ref->kind == CPN_MSG_CLAIM) {
-            s_nack_in(self, ref->peer, ref->claim_seq, &nack);
+            /* A broker on the way that could not deliver it says nothing about the peer. */
+            s_nack_in(self, ref->peer, ref->claim_seq, &nack,
+                      memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0);
             return;
         }
         broker_op_t *op = s_op_find(self, ref->peer, NULL, ref->tenant_seq);
