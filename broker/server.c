@@ -599,7 +599,9 @@ static void s_send_item(const outbox_item_t *it, void *arg)
         r = federation_forward(self, it->via, it->frame, it->len, &ref);
     } else
         r = broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
-    if (r != CPN_OK)
+    if (r == CPN_OK)
+        self->stats.claims_sent++;
+    else
         claim_on_unsent(self, it->claim_seq, true, r);
 }
 
