@@ -19,6 +19,9 @@
  *   `database` and no peer grants anything; with the filler deleted, the same request ids
  *   get leases that the ledger file records.
  *
+ * - RESEND refused: one that holds another peer's LEASE, a frame that is not a LEASE, or a
+ *   LEASE whose signature fails is answered ERROR with that code, counted, and records nothing.
+ *
  * Every wait is bounded and waits for a positive event. CPN_TEST_KEEP=1 keeps the directory.
  */
 #include <setjmp.h>
@@ -616,6 +619,73 @@ static void test_full_ledger_disk(void **state)
                          1);
 }
 
+/* A RESEND that does not hold a good LEASE of its own signer is refused with a code, counted,
+ * and changes nothing. */
+static void test_resend_refused(void **state)
+{
+    (void)state;
+    char ledger[400];
+    s_path(ledger, sizeof ledger, "t5-ledger.db");
+    s_write_policy(ledger, "5s");
+    assert_true(s_start_broker());
+    ctl_client_t *peer = NULL; /* the test speaks as the trusted peer `cheap` */
+    assert_int_equal(ctl_client_new(g.endpoint, g.p[P_CHEAP].id, cpn_identity_pk(g.broker), true,
+                                    &peer),
+                     CPN_OK);
+    cpn_lease_t l;
+    memset(&l, 0, sizeof l);
+    static const uint8_t not_a_claim[] = {0x80};
+    l.claim = (mp_bytes_t){not_a_claim, sizeof not_a_claim};
+    snprintf(l.lease_id, sizeof l.lease_id, "Lforged");
+    snprintf(l.package, sizeof l.package, "cpu");
+    l.units = 1;
+    l.end_ms = 1;
+    snprintf(l.state, sizeof l.state, "active");
+    cpn_hello_t hello;
+    memset(&hello, 0, sizeof hello);
+    snprintf(hello.role, sizeof hello.role, "peer");
+    snprintf(hello.name, sizeof hello.name, "cheap");
+    uint64_t now = cpn_now_ms(), seq = now << 12;
+    struct {
+        const cpn_identity_t *signer;
+        cpn_msg_type_t type;
+        const void *body;
+        bool flip;
+        int code;
+    } cases[] = {
+        {g.p[P_DEAR].id, CPN_MSG_LEASE, &l, false, CPN_E_UNTRUSTED}, /* another peer's LEASE */
+        {g.p[P_CHEAP].id, CPN_MSG_HELLO, &hello, false, CPN_E_SCHEMA}, /* not a LEASE */
+        {g.p[P_CHEAP].id, CPN_MSG_LEASE, &l, true, CPN_E_SIG},         /* does not verify */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *inner = NULL;
+        size_t inner_len = 0;
+        assert_int_equal(cpn_msg_build(cases[i].signer, cases[i].type, seq + i, now,
+                                       cases[i].body, &inner, &inner_len),
+                         CPN_OK);
+        if (cases[i].flip)
+            inner[inner_len - 1] ^= 1; /* the signature's last byte */
+        cpn_resend_t rs = {.frame = {inner, inner_len}};
+        uint64_t out_seq = 0;
+        assert_int_equal(ctl_client_send(peer, CPN_MSG_RESEND, &rs, &out_seq), CPN_OK);
+        h_ans_t a;
+        assert_int_equal(h_await(peer, out_seq, NULL, NULL, WAIT_MS, &a), CPN_MSG_ERROR);
+        assert_int_equal(a.code, cases[i].code);
+        h_ans_free(&a);
+        free(inner);
+    }
+    h_ans_t st;
+    assert_int_equal(h_query(g.t.cli, "status", WAIT_MS, &st), CPN_MSG_STATUS);
+    const msgpack_object *refused = h_get(&st.obj, "refused");
+    assert_int_equal(h_u64(h_get(refused, "untrusted")), 1);
+    assert_int_equal(h_u64(h_get(refused, "schema")), 1);
+    assert_int_equal(h_u64(h_get(refused, "bad-signature")), 1);
+    assert_int_equal(h_u64(h_get(&st.obj, "grants")), 0);
+    h_ans_free(&st);
+    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM leases", NULL), 0);
+    ctl_client_destroy(&peer);
+}
+
 /* ---- fixture ---- */
 
 static int s_setup(void **state)
@@ -675,6 +745,7 @@ int main(void)
         cmocka_unit_test_teardown(test_lost_lease_resent, s_case_teardown),
         cmocka_unit_test_teardown(test_in_doubt_peer_gone, s_case_teardown),
         cmocka_unit_test_teardown(test_full_ledger_disk, s_case_teardown),
+        cmocka_unit_test_teardown(test_resend_refused, s_case_teardown),
     };
     return cmocka_run_group_tests_name("exactly_once", tests, s_setup, s_teardown);
 }
