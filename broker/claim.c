@@ -336,7 +336,8 @@ static void s_start(broker_t *self, broker_pending_t *p, bool may_queue)
     p->in_doubt = true;
     char kid[CPN_KID_LEN];
     cpn_key_id(c->peer, kid);
-    log_info("claim", "request %s: in doubt at peer %s (%u claims, deadline %" PRIu64 "): asking it",
+    log_info("claim",
+             "request %s: in doubt at peer %s (%u claims, deadline %" PRIu64 "): asking it",
              p->req.id, kid, in[0].claims, in[0].deadline_ms);
     s_progress(self, p, "a claim for this request went to peer %s before: asking it again", kid);
     s_claim_next(self, p);

@@ -37,9 +37,8 @@ int outbox_push(outbox_t *self, outbox_item_t *item)
     }
     if (self->n == self->cap) {
         size_t cap = self->cap ? self->cap * 2 : S_CAP0;
-        outbox_item_t *grown = cap > SIZE_MAX / sizeof *grown
-                                   ? NULL
-                                   : realloc(self->items, cap * sizeof *grown);
+        outbox_item_t *grown =
+            cap > SIZE_MAX / sizeof *grown ? NULL : realloc(self->items, cap * sizeof *grown);
         if (!grown) {
             r = CPN_E_NOMEM;
             goto out;

@@ -242,8 +242,8 @@ static long s_rx_queued(pid_t pid, int port)
         unsigned long txq = 0, rxq = 0, ino = 0;
         /* sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout
          * inode */
-        if (sscanf(line, " %*d: %*x:%*x %*x:%x %*x %lx:%lx %*x:%*x %*x %*u %*u %lu", &rport,
-                   &txq, &rxq, &ino) != 4)
+        if (sscanf(line, " %*d: %*x:%*x %*x:%x %*x %lx:%lx %*x:%*x %*x %*u %*u %lu", &rport, &txq,
+                   &rxq, &ino) != 4)
             continue;
         for (size_t i = 0; i < n; i++)
             if (inodes[i] == ino && (int)rport == port)
@@ -401,8 +401,7 @@ static void s_grant_lease(const h_ans_t *a, char lease_id[CPN_NAME_MAX], uint8_t
 }
 
 /* A case's start: policy, broker, peers; both peers' offers in the book. */
-static void s_case_start(const char *tag, const char *ledger, const char *claim_timeout,
-                         int count)
+static void s_case_start(const char *tag, const char *ledger, const char *claim_timeout, int count)
 {
     s_write_policy(ledger, claim_timeout);
     s_write_peer(&g.p[P_CHEAP], tag, "1.0", count);
@@ -629,9 +628,9 @@ static void test_resend_refused(void **state)
     s_write_policy(ledger, "5s");
     assert_true(s_start_broker());
     ctl_client_t *peer = NULL; /* the test speaks as the trusted peer `cheap` */
-    assert_int_equal(ctl_client_new(g.endpoint, g.p[P_CHEAP].id, cpn_identity_pk(g.broker), true,
-                                    &peer),
-                     CPN_OK);
+    assert_int_equal(
+        ctl_client_new(g.endpoint, g.p[P_CHEAP].id, cpn_identity_pk(g.broker), true, &peer),
+        CPN_OK);
     cpn_lease_t l;
     memset(&l, 0, sizeof l);
     static const uint8_t not_a_claim[] = {0x80};
@@ -653,15 +652,15 @@ static void test_resend_refused(void **state)
         bool flip;
         int code;
     } cases[] = {
-        {g.p[P_DEAR].id, CPN_MSG_LEASE, &l, false, CPN_E_UNTRUSTED}, /* another peer's LEASE */
+        {g.p[P_DEAR].id, CPN_MSG_LEASE, &l, false, CPN_E_UNTRUSTED},   /* another peer's LEASE */
         {g.p[P_CHEAP].id, CPN_MSG_HELLO, &hello, false, CPN_E_SCHEMA}, /* not a LEASE */
         {g.p[P_CHEAP].id, CPN_MSG_LEASE, &l, true, CPN_E_SIG},         /* does not verify */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *inner = NULL;
         size_t inner_len = 0;
-        assert_int_equal(cpn_msg_build(cases[i].signer, cases[i].type, seq + i, now,
-                                       cases[i].body, &inner, &inner_len),
+        assert_int_equal(cpn_msg_build(cases[i].signer, cases[i].type, seq + i, now, cases[i].body,
+                                       &inner, &inner_len),
                          CPN_OK);
         if (cases[i].flip)
             inner[inner_len - 1] ^= 1; /* the signature's last byte */
