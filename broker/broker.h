@@ -15,6 +15,7 @@
 #include "ledger.h"
 #include "match.h"
 #include "msg.h"
+#include "outbox.h"
 #include "policy.h"
 #include "ratelimit.h"
 #include "replay.h"
@@ -53,6 +54,9 @@ typedef struct {
     uint32_t units_left;
     uint64_t claim_seqs[BROKER_TRIES_MAX]; /* every CLAIM sent for it; an answer may come
                                               to any of them */
+    bool claim_fenced[BROKER_TRIES_MAX]; /* its NACK settles its intent: no other CLAIM to
+                                            that peer could be granted after it (claim.c) */
+    bool in_doubt; /* claiming only from the peer of an unresolved intent (ledger.h) */
     uint32_t n_claims;
     uint64_t deadline_mono;
     uint32_t tries;
@@ -92,6 +96,8 @@ typedef struct {
     uint64_t refused[BROKER_ERR_SLOTS];
     uint64_t requests, grants, nacks, claims_sent, claim_timeouts;
     uint64_t reloads, reloads_failed;
+    uint64_t commit_failures; /* ledger commits that failed: their GRANTs/CLAIMs refused */
+    uint64_t in_doubt;        /* requests refused in-doubt or unreachable for an intent */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -119,6 +125,7 @@ struct broker {
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;
+    outbox_t *outbox;       /* frames waiting for the ledger's commit (outbox.h) */
     bool tx_open;           /* a ledger transaction is open (server.c, s_tx_*) */
     uint64_t tx_since_mono; /* since when */
     volatile int stop;
@@ -142,6 +149,14 @@ int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const 
                       size_t len);
 void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
                  uint64_t ref_seq, int code, const char *reason);
+/* Queue a frame that needs the open ledger transaction committed before it leaves (outbox.h):
+ * the outbox takes item->frame. If it cannot be queued, a GRANT's tenant gets NACK busy; the
+ * caller of a CLAIM sees the error. */
+int broker_queue(broker_t *self, outbox_item_t *item);
+/* Queue a GRANT for a tenant; *frame_p taken. A NACK `database` naming (ref, ref_seq) takes
+ * its place if the commit fails. */
+void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                        size_t len, const char *ref, uint64_t ref_seq);
 void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
                       size_t rid_len);
 const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN]);
@@ -166,6 +181,11 @@ void claim_on_ad(broker_t *self, const uint8_t peer[CPN_PK_LEN]);
  * federation, back at the broker that sent it. */
 void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer,
                             const broker_fwd_ref_t *ref);
+
+/* A CLAIM queued in the outbox did not leave: `committed` false if the ledger commit failed
+ * (its intent is not durable: the request gets NACK `database`), true if the send itself
+ * failed with `code` (the request moves on as if the peer had been unreachable). */
+void claim_on_unsent(broker_t *self, uint64_t claim_seq, bool committed, int code);
 
 /* query.c: STATUS answers. */
 void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -151,14 +152,32 @@ static int s_reach(broker_t *self, const uint8_t peer[CPN_PK_LEN], bool *remote,
     return *route ? CPN_OK : CPN_E_UNREACHABLE;
 }
 
-/* Sign a CLAIM for candidate c and send it to the peer's connection, or through the member
- * its offer came from. */
+/* The unresolved intent of p's request at `peer`; *found false if none. */
+static int s_intent_of(broker_t *self, const broker_pending_t *p, const uint8_t peer[CPN_PK_LEN],
+                       ledger_intent_t *out, bool *found)
+{
+    ledger_intent_t in[BROKER_CANDS_MAX];
+    size_t n = 0;
+    *found = false;
+    int r = ledger_intents(self->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n);
+    for (size_t i = 0; r == CPN_OK && i < n && i < BROKER_CANDS_MAX && !*found; i++)
+        if (memcmp(in[i].peer, peer, CPN_PK_LEN) == 0) {
+            *out = in[i];
+            *found = true;
+        }
+    return r;
+}
+
+/* Sign a CLAIM for candidate c, record its intent in the open ledger transaction and queue
+ * it: it leaves for the peer's connection, or through the member its offer came from, once
+ * that transaction has committed (server.c). Its deadline is claim_timeout from now: the peer
+ * refuses it after that (docs/PROTOCOL.md, "Exactly one lease per request"). */
 static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t *c)
 {
     const broker_route_t *route = NULL;
-    uint8_t via[CPN_PK_LEN];
-    bool remote = false;
-    int r = s_reach(self, c->peer, &remote, via, &route);
+    outbox_item_t it;
+    memset(&it, 0, sizeof it);
+    int r = s_reach(self, c->peer, &it.remote, it.via, &route);
     if (r != CPN_OK)
         return r;
     if (p->n_claims >= BROKER_TRIES_MAX)
@@ -172,31 +191,50 @@ static int s_send_claim(broker_t *self, broker_pending_t *p, const match_cand_t 
     claim.units = c->units < p->units_left ? c->units : p->units_left;
     claim.price = c->price;
     claim.duration_s = p->req.duration_s;
-    uint8_t *frame = NULL;
-    size_t len = 0;
-    uint64_t seq = 0;
-    r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &frame, &len);
-    if (r == CPN_OK) {
-        cpn_env_t env;
-        seq = self->signer.last_seq;
-        /* The LEASE will carry this CLAIM back: remember it is ours and already good. */
-        if (cpn_env_parse(frame, len, &self->lim, &env) == CPN_OK)
-            cpn_sigcache_add(self->sigcache, &env);
-        if (remote) {
-            broker_fwd_ref_t ref = {.kind = CPN_MSG_CLAIM, .claim_seq = seq};
-            memcpy(ref.peer, c->peer, CPN_PK_LEN);
-            r = federation_forward(self, via, frame, len, &ref);
-        } else
-            r = broker_send_frame(self, route->rid, route->rid_len, frame, len);
-    }
-    free(frame);
+    claim.deadline = cpn_now_ms() + (uint64_t)self->pol->limits.claim_timeout_s * 1000;
+    ledger_intent_t in;
+    memset(&in, 0, sizeof in);
+    memcpy(in.tenant, p->tenant, CPN_PK_LEN);
+    snprintf(in.request_id, sizeof in.request_id, "%s", p->req.id);
+    memcpy(in.peer, c->peer, CPN_PK_LEN);
+    snprintf(in.package, sizeof in.package, "%s", c->package);
+    in.units = claim.units;
+    in.deadline_ms = claim.deadline;
+    in.duration_s = p->req.duration_s;
+    if (it.remote)
+        memcpy(in.via, it.via, CPN_PK_LEN);
+    /* Fenced: a refusal of this CLAIM is final for this peer if no earlier CLAIM to it for
+     * the request can still be granted when the peer reads this one (s_nack_in). */
+    ledger_intent_t prev;
+    bool found = false;
+    uint64_t skew_ms = (uint64_t)self->pol->limits.skew_s * 1000;
+    if ((r = s_intent_of(self, p, c->peer, &prev, &found)) != CPN_OK)
+        return CPN_E_DB;
+    bool fenced = !found || cpn_now_ms() > prev.deadline_ms + skew_ms;
+    if ((r = ledger_intent_add(self->ledger, &in)) != CPN_OK)
+        return r == CPN_E_INVAL ? r : CPN_E_DB; /* no intent, no CLAIM */
+    r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len);
     if (r != CPN_OK)
+        return r; /* the intent stays: harmless, the peer never saw a CLAIM for it */
+    uint64_t seq = self->signer.last_seq;
+    cpn_env_t env;
+    /* The LEASE will carry this CLAIM back: remember it is ours and already good. */
+    if (cpn_env_parse(it.frame, it.len, &self->lim, &env) == CPN_OK)
+        cpn_sigcache_add(self->sigcache, &env);
+    it.kind = OUTBOX_CLAIM;
+    it.claim_seq = seq;
+    memcpy(it.peer, c->peer, CPN_PK_LEN);
+    if (route) {
+        memcpy(it.rid, route->rid, route->rid_len);
+        it.rid_len = route->rid_len;
+    }
+    if ((r = broker_queue(self, &it)) != CPN_OK)
         return r;
+    p->claim_fenced[p->n_claims] = fenced;
     p->claim_seqs[p->n_claims++] = seq;
     p->tries++;
     p->deadline_mono = cpn_mono_ms() + self->pol->limits.claim_timeout_s * 1000;
-    self->stats.claims_sent++;
-    return CPN_OK;
+    return CPN_OK; /* stats.claims_sent counts it when it leaves (server.c) */
 }
 
 /* Claim the next candidate, or give the tenant its final NACK. The book holds the claimed
@@ -224,8 +262,86 @@ static void s_claim_next(broker_t *self, broker_pending_t *p)
         }
         p->last_code = r;
         snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %s", kid, cpn_strerror(r));
+        if (p->in_doubt) {
+            /* Served elsewhere, the request could end with two leases: that is how they
+             * happened (issue 10). */
+            self->stats.in_doubt++;
+            snprintf(p->last_reason, sizeof p->last_reason,
+                     "a claim for this request may have been granted by peer %s, which is not "
+                     "reachable (%s); it is not served elsewhere until %s answers: send it "
+                     "again later",
+                     kid, cpn_strerror(r), kid);
+            s_finish_nack(self, p, r == CPN_E_DB ? r : CPN_E_UNREACHABLE, p->last_reason);
+            return;
+        }
     }
     s_finish_nack(self, p, p->last_code ? p->last_code : CPN_E_NO_MATCH, p->last_reason);
+}
+
+/* ---- intents: a CLAIM's durable trace (ledger.h) ---- */
+
+/* NACK in-doubt: when the tenant may send the request again. */
+static void s_nack_in_doubt(broker_t *self, broker_pending_t *p, const ledger_intent_t *in)
+{
+    char kid[CPN_KID_LEN], when[40] = "?";
+    cpn_key_id(in->peer, kid);
+    uint64_t until = in->deadline_ms + (uint64_t)self->pol->limits.skew_s * 1000;
+    time_t t = (time_t)(until / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm))
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    char reason[CPN_REASON_MAX];
+    snprintf(reason, sizeof reason,
+             "a claim for this request may still be granted by peer %s until %s "
+             "(%" PRIu64 " ms since the epoch); send it again after that",
+             kid, when, until);
+    self->stats.in_doubt++;
+    s_finish_nack(self, p, CPN_E_IN_DOUBT, reason);
+}
+
+static void s_serve(broker_t *self, broker_pending_t *p, const match_cand_t *planned);
+static void s_queue(broker_t *self, broker_pending_t *p);
+
+/* Serve a request from its start: if a CLAIM for it may have been granted by some peer (an
+ * unresolved intent, say from before a restart), claim from that peer only, the same package
+ * and units: it answers with the lease it holds, grants now, or refuses. Otherwise match it
+ * (through the batch window if `may_queue` and batch mode is on). */
+static void s_start(broker_t *self, broker_pending_t *p, bool may_queue)
+{
+    ledger_intent_t in[BROKER_CANDS_MAX];
+    size_t n = 0;
+    if (ledger_intents(self->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n) != CPN_OK) {
+        s_finish_nack(self, p, CPN_E_DB, "the broker cannot read its ledger");
+        return;
+    }
+    p->in_doubt = false;
+    p->next = p->n_cands = 0;
+    p->tries = 0;
+    p->held = 0;
+    if (n == 0) {
+        if (may_queue && self->pol->batch.on)
+            s_queue(self, p);
+        else
+            s_serve(self, p, NULL);
+        return;
+    }
+    match_cand_t *c = &p->cands[0];
+    memset(c, 0, sizeof *c);
+    memcpy(c->peer, in[0].peer, CPN_PK_LEN);
+    snprintf(c->package, sizeof c->package, "%s", in[0].package);
+    c->units = in[0].units;
+    const cpn_package_t *pkg = s_book_package(self, c->peer, c->package);
+    c->price = pkg ? pkg->price : 0; /* a peer holding the lease answers whatever the price */
+    c->free = pkg ? pkg->free : 0;
+    p->n_cands = 1;
+    p->in_doubt = true;
+    char kid[CPN_KID_LEN];
+    cpn_key_id(c->peer, kid);
+    log_info("claim",
+             "request %s: in doubt at peer %s (%u claims, deadline %" PRIu64 "): asking it",
+             p->req.id, kid, in[0].claims, in[0].deadline_ms);
+    s_progress(self, p, "a claim for this request went to peer %s before: asking it again", kid);
+    s_claim_next(self, p);
 }
 
 /* Drop candidates that would take the tenant over quota; the first refusal is the reason. */
@@ -475,11 +591,12 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
         grant) {
         char why_prior[CPN_REASON_MAX];
         int rp = s_prior_check(self, &prior, grant, grant_len, req, why_prior, sizeof why_prior);
-        if (rp == CPN_OK)
-            (void)broker_send_frame(self, rx->rid, rx->rid_len, grant, grant_len);
+        if (rp == CPN_OK) /* through the outbox: the record may be in the open transaction */
+            broker_queue_grant(self, rx->rid, rx->rid_len, &grant, grant_len, req->id,
+                               rx->env.seq);
         else
             broker_nack(self, rx->rid, rx->rid_len, req->id, rx->env.seq, rp, why_prior);
-        free(grant);
+        free(grant); /* NULL if the outbox took it */
         return;
     }
     free(grant);
@@ -511,10 +628,7 @@ void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t
     }
     memcpy(p->req_frame, rx->env.frame, rx->env.frame_len);
     p->req_len = rx->env.frame_len;
-    if (self->pol->batch.on)
-        s_queue(self, p);
-    else
-        s_serve(self, p, NULL);
+    s_start(self, p, true);
 }
 
 /* ---- LEASE ---- */
@@ -624,8 +738,12 @@ static void s_op_lease(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t 
                                lease->renewals);
     if (r != CPN_OK && r != CPN_E_EXPIRED)
         log_warn("ledger", "lease %s: %s", lease->lease_id, cpn_errname(r));
-    if (s_build_grant(self, lenv, request_id, &grant, &len) == CPN_OK)
-        (void)broker_send_frame(self, op->rid, op->rid_len, grant, len);
+    if (r == CPN_E_DB)
+        broker_nack(self, op->rid, op->rid_len, lease->lease_id, op->tenant_seq, CPN_E_DB,
+                    "the peer answered but the broker could not record it");
+    else if (s_build_grant(self, lenv, request_id, &grant, &len) == CPN_OK)
+        broker_queue_grant(self, op->rid, op->rid_len, &grant, len, lease->lease_id,
+                           op->tenant_seq);
     free(grant);
     memset(op, 0, sizeof *op);
 }
@@ -656,11 +774,32 @@ static void s_lease_in(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t 
     rec.start_ms = lease->start_ms;
     rec.end_ms = lease->end_ms;
     snprintf(rec.request_id, sizeof rec.request_id, "%s", ch->req.id);
-    if ((r = ledger_record_grant(self->ledger, &rec, grant, len)) != CPN_OK)
+    bool recorded = (r = ledger_record_grant(self->ledger, &rec, grant, len)) == CPN_OK;
+    if (!recorded)
         log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
+    /* The lease settles the intent (if recording it failed, the intent stays: the next
+     * REQUEST asks the peer again and records it then). */
+    else if ((r = ledger_intent_resolve(self->ledger, rec.tenant, rec.request_id, rec.peer)) !=
+             CPN_OK)
+        log_error("ledger", "intent of request %s not resolved: %s", rec.request_id,
+                  cpn_errname(r));
     /* The book already holds these units: taken when the CLAIM went out (s_claim_next). */
     s_audit(self, cpn_now_ms(), "GRANT", cpn_identity_pk(self->id), CPN_OK, grant, len);
     broker_pending_t *p = s_pending_by_claim(self, claim_seq);
+    /* A LEASE the peer held already answers our new CLAIM with the first one it carries,
+     * perhaps from before our restart: match it by the request, if we are claiming it from
+     * that peer now. */
+    if (!p && (p = s_pending_by_request(self, rec.tenant, rec.request_id)) != NULL &&
+        (p->next == 0 || memcmp(p->cands[p->next - 1].peer, lenv->from, CPN_PK_LEN) != 0))
+        p = NULL;
+    if (p && !recorded) {
+        /* No GRANT for a lease we could not record (issue 10, defect 4). */
+        free(grant);
+        s_finish_nack(self, p, CPN_E_DB,
+                      "the broker could not record the lease; the peer holds it: send the same "
+                      "request again");
+        return;
+    }
     if (!p) {
         /* Late: the tenant already had its NACK; the lease is recorded and a resubmission
          * of the same request id returns it. */
@@ -669,8 +808,7 @@ static void s_lease_in(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t 
         free(grant);
         return;
     }
-    (void)broker_send_frame(self, p->rid, p->rid_len, grant, len);
-    free(grant);
+    broker_queue_grant(self, p->rid, p->rid_len, &grant, len, ch->req.id, p->req_seq);
     self->stats.grants++;
     log_info("claim", "lease %s: %u x %s from %s for request %s", lease->lease_id, lease->units,
              lease->package, kid, ch->req.id);
@@ -678,6 +816,10 @@ static void s_lease_in(broker_t *self, const cpn_env_t *lenv, const cpn_lease_t 
     p->held = 0;
     if (p->units_left == 0) {
         s_pending_free(self, p);
+        return;
+    }
+    if (p->in_doubt) {
+        s_start(self, p, false); /* the rest: another intent, or matched afresh */
         return;
     }
     s_claim_next(self, p); /* a split request: the rest from the next candidate */
@@ -718,7 +860,7 @@ void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *le
 /* The peer refused a CLAIM of ours (or a broker on the way to it could not deliver it): try
  * the next candidate. */
 static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t claim_seq,
-                      const cpn_nack_t *nack)
+                      const cpn_nack_t *nack, bool from_peer)
 {
     char kid[CPN_KID_LEN];
     cpn_key_id(peer, kid);
@@ -739,6 +881,74 @@ static void s_nack_in(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t c
     p->held = 0;
     p->last_code = nack->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, nack->reason);
+    /* The refusal settles the intent only if no other CLAIM to this peer can still be
+     * granted, or have been granted after this one was refused (docs/PROTOCOL.md §13);
+     * otherwise going elsewhere could end in two leases. */
+    bool fenced = false;
+    for (uint32_t k = 0; k < p->n_claims; k++)
+        if (p->claim_seqs[k] == claim_seq)
+            fenced = p->claim_fenced[k];
+    ledger_intent_t in;
+    bool found = false;
+    int r = s_intent_of(self, p, peer, &in, &found);
+    /* A broker on the way that could not deliver the CLAIM proves nothing about earlier ones
+     * the peer did read: it settles the intent only if this was the only CLAIM to the peer. */
+    if (!from_peer)
+        fenced = found && in.claims <= 1;
+    if (r != CPN_OK ||
+        (found && fenced &&
+         ledger_intent_resolve(self->ledger, p->tenant, p->req.id, peer) != CPN_OK)) {
+        s_finish_nack(self, p, CPN_E_DB, "the broker cannot update its ledger");
+        return;
+    }
+    if (found && !fenced) {
+        s_nack_in_doubt(self, p, &in);
+        return;
+    }
+    if (p->in_doubt) {
+        s_start(self, p, false); /* settled: another intent, or matched afresh */
+        return;
+    }
+    s_claim_next(self, p);
+}
+
+void claim_on_unsent(broker_t *self, uint64_t claim_seq, bool committed, int code)
+{
+    broker_pending_t *p = s_pending_by_claim(self, claim_seq);
+    if (!p || p->next == 0)
+        return;
+    const match_cand_t *c = &p->cands[p->next - 1];
+    char kid[CPN_KID_LEN];
+    cpn_key_id(c->peer, kid);
+    if (p->held && book_give(self->book, c->peer, c->package, p->held) != CPN_OK)
+        log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
+    p->held = 0;
+    if (!committed) {
+        /* The intent was rolled back with the transaction: the CLAIM must not leave. */
+        s_finish_nack(self, p, CPN_E_DB,
+                      "the broker could not record its claim (ledger commit failed); nothing "
+                      "was claimed: send the request again");
+        return;
+    }
+    /* Committed but never sent: if it was the only CLAIM to that peer, or no earlier one
+     * could still be granted (fenced), nothing is in doubt there. */
+    bool fenced = false;
+    for (uint32_t k = 0; k < p->n_claims; k++)
+        if (p->claim_seqs[k] == claim_seq)
+            fenced = p->claim_fenced[k];
+    ledger_intent_t in;
+    bool found = false;
+    if (s_intent_of(self, p, c->peer, &in, &found) == CPN_OK && found &&
+        (in.claims <= 1 || fenced) &&
+        ledger_intent_resolve(self->ledger, p->tenant, p->req.id, c->peer) != CPN_OK)
+        log_warn("ledger", "intent of request %s at %s stays", p->req.id, kid);
+    p->last_code = code;
+    snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %s", kid, cpn_strerror(code));
+    if (p->in_doubt) {
+        self->stats.in_doubt++;
+        s_finish_nack(self, p, CPN_E_UNREACHABLE, p->last_reason);
+        return;
+    }
     s_claim_next(self, p);
 }
 
@@ -754,7 +964,7 @@ void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack
     if (!s_pending_by_claim(self, nack->ref_seq) &&
         federation_peer_answer(self, &rx->env, nack->ref_seq, NULL, NULL, NULL))
         return;
-    s_nack_in(self, rx->env.from, nack->ref_seq, nack);
+    s_nack_in(self, rx->env.from, nack->ref_seq, nack, true);
 }
 
 /* ---- answers that came back through the federation ---- */
@@ -770,7 +980,9 @@ void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer, const broke
             return;
         }
         if (ref->kind == CPN_MSG_CLAIM) {
-            s_nack_in(self, ref->peer, ref->claim_seq, &nack);
+            /* A broker on the way that could not deliver it says nothing about the peer. */
+            s_nack_in(self, ref->peer, ref->claim_seq, &nack,
+                      memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0);
             return;
         }
         broker_op_t *op = s_op_find(self, ref->peer, NULL, ref->tenant_seq);
@@ -886,8 +1098,22 @@ void claim_tick(broker_t *self, uint64_t now_mono)
             continue;
         self->stats.claim_timeouts++;
         if (p->next == 0 || p->tries >= self->pol->limits.claim_tries) {
+            /* Its intent stays in doubt: the same request sent again asks this peer first. */
+            if (p->in_doubt) {
+                char kid[CPN_KID_LEN], why[CPN_REASON_MAX];
+                cpn_key_id(p->cands[0].peer, kid);
+                snprintf(why, sizeof why,
+                         "a claim for this request may have been granted by peer %s, which did "
+                         "not answer; it is not served elsewhere until %s answers: send it "
+                         "again later",
+                         kid, kid);
+                self->stats.in_doubt++;
+                s_finish_nack(self, p, CPN_E_TIMEOUT, why);
+                continue;
+            }
             s_finish_nack(self, p, CPN_E_TIMEOUT,
-                          "the peer did not answer; sending the same request again is safe");
+                          "the peer did not answer; sending the same request again is safe: "
+                          "it returns the lease if the peer granted one");
             continue;
         }
         /* Same candidate again (see the top of this file). */

@@ -867,6 +867,11 @@ static int s_home(broker_t *self, const broker_rx_t *rx, const cpn_env_t *inner,
         goto out;
     c.route.ptr = rx->env.frame;
     c.route.len = rx->env.frame_len;
+    /* Never later than the deadline of the CLAIM we carry: the broker that sent it counts on
+     * no grant after it (docs/PROTOCOL.md, "Exactly one lease per request"). */
+    uint64_t ours = cpn_now_ms() + (uint64_t)self->pol->limits.claim_timeout_s * 1000;
+    if (ours < c.deadline)
+        c.deadline = ours;
     if ((r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &c, &frame, &len)) != CPN_OK)
         goto out;
     e->out_seq = self->signer.last_seq;

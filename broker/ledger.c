@@ -20,7 +20,7 @@
 #include "log.h"
 
 #define S_LOG "ledger"
-#define S_SCHEMA_VERSION 1
+#define S_SCHEMA_VERSION 2 /* 2: intents */
 #define S_BUSY_TIMEOUT_MS 2000
 #define S_CKPT_PAGES "300" /* log pages that trigger a checkpoint (SQLite's default: 1000) */
 /* Prune the audit log every audit_max / S_PRUNE_DIV inserts. */
@@ -52,7 +52,21 @@ static const char *const s_schema =
     "  type TEXT NOT NULL,"
     "  sender BLOB NOT NULL,"
     "  verdict INTEGER NOT NULL,"
-    "  frame BLOB);";
+    "  frame BLOB);"
+    /* Version 2. One row per (request, peer) that a CLAIM may have reached and not yet
+     * answered for certain (ledger.h, "Intents"). */
+    "CREATE TABLE IF NOT EXISTS intents ("
+    "  tenant BLOB NOT NULL,"
+    "  request_id TEXT NOT NULL,"
+    "  peer BLOB NOT NULL,"
+    "  package TEXT NOT NULL,"
+    "  units INTEGER NOT NULL,"
+    "  claims INTEGER NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL,"
+    "  duration_s INTEGER NOT NULL,"
+    "  via BLOB,"
+    "  PRIMARY KEY (tenant, request_id, peer));"
+    "CREATE INDEX IF NOT EXISTS intents_end ON intents (deadline_ms + duration_s * 1000);";
 
 #define S_LEASE_COLS                                                                           \
     "lease_id, tenant, peer, package, units, accelerators, price, start_ms, end_ms, "          \
@@ -74,6 +88,11 @@ typedef enum {
     S_AUDIT_PRUNE,
     S_AUDIT_BOUNDS,
     S_AUDIT_ROW,
+    S_INTENT_ADD,
+    S_INTENT_LIST,
+    S_INTENT_DEL,
+    S_INTENT_EXPIRE,
+    S_INTENT_COUNT,
     S__COUNT
 } s_stmt_t;
 
@@ -109,6 +128,17 @@ static const char *const s_sql[S__COUNT] = {
     [S_AUDIT_BOUNDS] = "SELECT MIN(id), MAX(id) FROM audit",
     [S_AUDIT_ROW] = "SELECT id, ts_ms, type, sender, verdict, length(frame) FROM audit "
                     "WHERE id = ?1",
+    [S_INTENT_ADD] = "INSERT INTO intents (tenant, request_id, peer, package, units, claims, "
+                     "deadline_ms, duration_s, via) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8) "
+                     "ON CONFLICT (tenant, request_id, peer) DO UPDATE SET "
+                     "claims = claims + 1, deadline_ms = MAX(deadline_ms, excluded.deadline_ms), "
+                     "package = excluded.package, units = excluded.units, via = excluded.via",
+    [S_INTENT_LIST] = "SELECT tenant, request_id, peer, package, units, claims, deadline_ms, "
+                      "duration_s, via FROM intents WHERE tenant = ?1 AND request_id = ?2 "
+                      "ORDER BY deadline_ms, peer",
+    [S_INTENT_DEL] = "DELETE FROM intents WHERE tenant = ?1 AND request_id = ?2 AND peer = ?3",
+    [S_INTENT_EXPIRE] = "DELETE FROM intents WHERE deadline_ms + duration_s * 1000 <= ?1",
+    [S_INTENT_COUNT] = "SELECT COUNT(*) FROM intents",
 };
 
 /* One tenant's usage as the query found it at since_ms, plus the grants recorded since. */
@@ -296,7 +326,7 @@ static int s_schema_init(ledger_t *self)
     if ((r = s_exec(self, "BEGIN IMMEDIATE")) != CPN_OK)
         return r;
     if ((r = s_exec(self, s_schema)) != CPN_OK ||
-        (r = s_exec(self, "PRAGMA user_version = 1")) != CPN_OK) {
+        (r = s_exec(self, "PRAGMA user_version = 2")) != CPN_OK) {
         (void)s_exec(self, "ROLLBACK");
         return r;
     }
@@ -791,5 +821,133 @@ int ledger_audit_bounds(ledger_t *self, ledger_audit_row_t *oldest, ledger_audit
     sqlite3_reset(st);
     if ((r = s_audit_row(self, lo, oldest)) == CPN_OK)
         r = s_audit_row(self, hi, newest);
+    return r;
+}
+
+/* ---- intents ---- */
+
+static bool s_key_is_zero(const uint8_t key[CPN_PK_LEN])
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < CPN_PK_LEN; i++)
+        acc |= key[i];
+    return acc == 0;
+}
+
+int ledger_intent_add(ledger_t *self, const ledger_intent_t *in)
+{
+    int r;
+    sqlite3_stmt *st;
+    if (!self || !in || in->request_id[0] == '\0')
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_INTENT_ADD);
+    if ((r = s_bind_key(st, 1, in->tenant)) != CPN_OK ||
+        (r = s_bind_name(st, 2, in->request_id, sizeof in->request_id)) != CPN_OK ||
+        (r = s_bind_key(st, 3, in->peer)) != CPN_OK ||
+        (r = s_bind_name(st, 4, in->package, sizeof in->package)) != CPN_OK ||
+        (r = s_bind_u64(st, 5, in->units)) != CPN_OK ||
+        (r = s_bind_u64(st, 6, in->deadline_ms)) != CPN_OK ||
+        (r = s_bind_u64(st, 7, in->duration_s)) != CPN_OK)
+        goto out;
+    if (in->duration_s > (uint64_t)INT64_MAX / 1000 ||
+        in->deadline_ms > (uint64_t)INT64_MAX - in->duration_s * 1000) {
+        r = CPN_E_INVAL; /* deadline + duration must fit the expiry's arithmetic */
+        goto out;
+    }
+    if (!s_key_is_zero(in->via) && (r = s_bind_key(st, 8, in->via)) != CPN_OK)
+        goto out;
+    r = s_step_done(self, st, "intent add");
+out:
+    sqlite3_reset(st);
+    return r;
+}
+
+int ledger_intents(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], const char *request_id,
+                   ledger_intent_t *out, size_t cap, size_t *n_out)
+{
+    int r, rc;
+    size_t n = 0;
+    sqlite3_stmt *st;
+    if (n_out)
+        *n_out = 0;
+    if (!self || !tenant || !request_id || (!out && cap) || !n_out)
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_INTENT_LIST);
+    if ((r = s_bind_key(st, 1, tenant)) != CPN_OK ||
+        (r = s_bind_name(st, 2, request_id, CPN_NAME_MAX)) != CPN_OK)
+        goto out;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n >= cap) {
+            n++; /* counted, not copied */
+            continue;
+        }
+        ledger_intent_t *in = &out[n++];
+        memset(in, 0, sizeof *in);
+        s_col_key(st, 0, in->tenant);
+        s_col_text(st, 1, in->request_id, sizeof in->request_id);
+        s_col_key(st, 2, in->peer);
+        s_col_text(st, 3, in->package, sizeof in->package);
+        in->units = (uint32_t)s_col_u64(st, 4);
+        in->claims = (uint32_t)s_col_u64(st, 5);
+        in->deadline_ms = s_col_u64(st, 6);
+        in->duration_s = s_col_u64(st, 7);
+        if (sqlite3_column_type(st, 8) == SQLITE_BLOB)
+            s_col_key(st, 8, in->via);
+    }
+    if (rc != SQLITE_DONE)
+        r = s_db_error(self, "intent list");
+    *n_out = n;
+out:
+    sqlite3_reset(st);
+    return r;
+}
+
+int ledger_intent_resolve(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
+                          const char *request_id, const uint8_t peer[CPN_PK_LEN])
+{
+    int r;
+    sqlite3_stmt *st;
+    if (!self || !tenant || !request_id || !peer)
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_INTENT_DEL);
+    if ((r = s_bind_key(st, 1, tenant)) != CPN_OK ||
+        (r = s_bind_name(st, 2, request_id, CPN_NAME_MAX)) != CPN_OK ||
+        (r = s_bind_key(st, 3, peer)) != CPN_OK)
+        goto out;
+    r = s_step_done(self, st, "intent resolve");
+out:
+    sqlite3_reset(st);
+    return r;
+}
+
+int ledger_intent_expire(ledger_t *self, uint64_t before_ms, uint64_t *n_out)
+{
+    int r;
+    sqlite3_stmt *st;
+    if (n_out)
+        *n_out = 0;
+    if (!self)
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_INTENT_EXPIRE);
+    if ((r = s_bind_u64(st, 1, before_ms)) != CPN_OK ||
+        (r = s_step_done(self, st, "intent expire")) != CPN_OK)
+        return r;
+    if (n_out)
+        *n_out = (uint64_t)sqlite3_changes(self->db);
+    return CPN_OK;
+}
+
+int ledger_intent_count(ledger_t *self, uint64_t *n_out)
+{
+    int r = CPN_OK;
+    sqlite3_stmt *st;
+    if (!self || !n_out)
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_INTENT_COUNT);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *n_out = s_col_u64(st, 0);
+    else
+        r = s_db_error(self, "intent count");
+    sqlite3_reset(st);
     return r;
 }

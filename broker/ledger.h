@@ -4,13 +4,17 @@
  * Quotas are computed from the ledger: a tenant's usage is the sum over its ACTIVE leases
  * (state "active" and end_ms > now) of accelerators, units and price * units.
  *
- * Durability: WAL with synchronous=FULL: a commit is on disk when it returns. (One commit
- * covers up to BROKER_COMMIT_MS of the event loop, and GRANTs leave before it, so a crash
- * can lose the record of the grants of those last milliseconds. The peer is the authority on
- * leases: such a lease still runs at the peer and is in the tenant's hands as a signed file;
- * the broker only undercounts it toward quotas until it ends.) FULL rather than NORMAL also
- * keeps the checkpoints short, which is what the request latency's tail depends on
- * (ledger.c).
+ * Durability: WAL with synchronous=FULL: a commit is on disk when it returns. The broker
+ * (server.c, outbox.h) sends no GRANT and no CLAIM before the transaction that recorded the
+ * grant or the CLAIM's intent has committed, so a crash loses nothing a tenant or a peer has
+ * seen. FULL rather than NORMAL also keeps the checkpoints short, which is what the request
+ * latency's tail depends on (ledger.c).
+ *
+ * Intents: before a CLAIM leaves, a row (tenant, request id, peer) says that this peer may
+ * grant that request: how many CLAIMs went to it for the request (across restarts) and the
+ * latest deadline among them. The row goes when the peer's answer settles it (a LEASE, or a
+ * NACK after which no CLAIM to it can still be granted: docs/PROTOCOL.md, "Exactly one lease
+ * per request"), or when every lease it could have led to has ended (ledger_intent_expire).
  *
  * Bounds: the audit log keeps the most recent `audit_max` rows (default
  * LEDGER_AUDIT_MAX_DEFAULT). Rows are pruned in batches of `audit_max / 64` (at least 1)
@@ -124,6 +128,37 @@ int ledger_counts(ledger_t *self, uint64_t now_ms, ledger_counts_t *out) CPN_WUR
 int ledger_audit(ledger_t *self, uint64_t ts_ms, const char *type,
                  const uint8_t from[CPN_PK_LEN], int verdict, const uint8_t *frame,
                  size_t frame_len) CPN_WUR;
+
+/* A CLAIM's durable trace (see "Intents" above). */
+typedef struct {
+    uint8_t tenant[CPN_PK_LEN];
+    char request_id[CPN_NAME_MAX];
+    uint8_t peer[CPN_PK_LEN];
+    char package[CPN_NAME_MAX];
+    uint32_t units;
+    uint32_t claims;         /* CLAIMs sent to this peer for this request (read only) */
+    uint64_t deadline_ms;    /* the latest deadline among them, wall clock */
+    uint64_t duration_s;     /* the request's duration: a lease ends by deadline + this */
+    uint8_t via[CPN_PK_LEN]; /* the member the CLAIMs went through; all zero: direct */
+} ledger_intent_t;
+
+/* One more CLAIM for (tenant, request id) is about to go to peer: insert the intent with
+ * claims = 1, or add 1 to claims and raise deadline_ms to in->deadline_ms if later (package,
+ * units and via take the new values). in->claims is ignored. CPN_E_INVAL for an empty id or
+ * a deadline + duration beyond 64-bit signed ms. */
+int ledger_intent_add(ledger_t *self, const ledger_intent_t *in) CPN_WUR;
+/* The intents of a request, earliest deadline first: up to cap into out, *n_out = how many
+ * there are (may exceed cap). */
+int ledger_intents(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], const char *request_id,
+                   ledger_intent_t *out, size_t cap, size_t *n_out) CPN_WUR;
+/* The peer's answer settled it: delete the intent (none: CPN_OK). */
+int ledger_intent_resolve(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
+                          const char *request_id, const uint8_t peer[CPN_PK_LEN]) CPN_WUR;
+/* Delete every intent with deadline_ms + duration_s * 1000 <= before_ms (the caller passes
+ * now - skew: any lease it could have led to has ended); *n_out (may be NULL) = how many. */
+int ledger_intent_expire(ledger_t *self, uint64_t before_ms, uint64_t *n_out) CPN_WUR;
+/* How many intents the ledger holds. */
+int ledger_intent_count(ledger_t *self, uint64_t *n_out) CPN_WUR;
 
 /* One audit row, for tests and tools. */
 typedef struct {

@@ -39,7 +39,10 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     size_t n_refused = 0;
     for (int i = 1; i < BROKER_ERR_SLOTS; i++)
         n_refused += self->stats.refused[i] != 0;
-    msgpack_pack_map(pk, 19 + FED_STATUS_KEYS);
+    uint64_t intents = 0;
+    if (ledger_intent_count(self->ledger, &intents) != CPN_OK)
+        log_warn("ledger", "intent count unavailable for status");
+    msgpack_pack_map(pk, 22 + FED_STATUS_KEYS);
     s_kv_str(pk, "name", self->pol->broker.name);
     s_kv_str(pk, "key", kid);
     s_kv_str(pk, "version", PACKAGE_VERSION);
@@ -53,6 +56,9 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     s_kv_u64(pk, "nacks", self->stats.nacks);
     s_kv_u64(pk, "claims_sent", self->stats.claims_sent);
     s_kv_u64(pk, "claim_timeouts", self->stats.claim_timeouts);
+    s_kv_u64(pk, "claims_in_doubt", intents);
+    s_kv_u64(pk, "requests_in_doubt", self->stats.in_doubt);
+    s_kv_u64(pk, "ledger_commit_failures", self->stats.commit_failures);
     s_kv_u64(pk, "leases_active", lc.active);
     s_kv_u64(pk, "units_leased", lc.active_units);
     s_kv_u64(pk, "messages_received", self->stats.received);

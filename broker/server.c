@@ -110,6 +110,32 @@ void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char 
     (void)broker_send(self, rid, rid_len, CPN_MSG_NACK, &n);
 }
 
+int broker_queue(broker_t *self, outbox_item_t *item)
+{
+    int r = outbox_push(self->outbox, item);
+    if (r != CPN_OK)
+        log_error("net", "outbox: %s", cpn_errname(r));
+    return r;
+}
+
+void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                        size_t len, const char *ref, uint64_t ref_seq)
+{
+    outbox_item_t it;
+    memset(&it, 0, sizeof it);
+    it.kind = OUTBOX_GRANT;
+    memcpy(it.rid, rid, rid_len);
+    it.rid_len = rid_len;
+    it.frame = *frame_p;
+    it.len = len;
+    *frame_p = NULL;
+    snprintf(it.ref, sizeof it.ref, "%s", ref ? ref : "");
+    it.ref_seq = ref_seq;
+    if (broker_queue(self, &it) != CPN_OK)
+        broker_nack(self, rid, rid_len, ref, ref_seq, CPN_E_BUSY,
+                    "the broker cannot queue the answer; send the request again");
+}
+
 static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
                     int code, const char *reason)
 {
@@ -137,6 +163,7 @@ typedef union {
     cpn_relay_t relay;
     cpn_forward_t forward;
     cpn_sync_t sync;
+    cpn_resend_t resend;
 } s_body_t;
 
 typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
@@ -226,6 +253,41 @@ static void s_on_sync(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     federation_on_sync(self, rx, &b->sync);
 }
 
+/* A LEASE the peer sent before, in a fresh envelope (the outer one passed the replay guard).
+ * The inner LEASE must be the same peer's and verify; its seq is not checked again: a LEASE
+ * is idempotent (the same lease id, recorded once). Then it is handled as a LEASE. */
+static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    broker_rx_t in = {.rid = rx->rid, .rid_len = rx->rid_len, .roles = rx->roles};
+    cpn_lease_t lease;
+    int r;
+    if ((r = cpn_env_parse(b->resend.frame.ptr, b->resend.frame.len, &self->lim, &in.env)) !=
+        CPN_OK)
+        goto refuse;
+    if (in.env.type != CPN_MSG_LEASE) {
+        r = CPN_E_SCHEMA;
+        goto refuse;
+    }
+    if (memcmp(in.env.from, rx->env.from, CPN_PK_LEN) != 0) {
+        r = CPN_E_UNTRUSTED;
+        goto refuse;
+    }
+    if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
+        (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
+        goto refuse;
+    claim_on_lease(self, &in, &lease);
+    return;
+refuse:
+    broker_count_refusal(self, r);
+    {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(rx->env.from, kid);
+        log_warn("intake", "RESEND from %s seq %" PRIu64 " refused: %s", kid, rx->env.seq,
+                 cpn_errname(r));
+    }
+    s_error(self, rx->rid, rx->rid_len, rx->env.seq, r, "the re-sent LEASE does not verify");
+}
+
 static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     char kid[CPN_KID_LEN];
@@ -255,6 +317,7 @@ static const s_dispatch_t s_dispatch[] = {
     {CPN_MSG_RELAY, CPN_ROLE_BROKER, s_on_relay},
     {CPN_MSG_FORWARD, CPN_ROLE_BROKER, s_on_forward},
     {CPN_MSG_SYNC, CPN_ROLE_BROKER, s_on_sync},
+    {CPN_MSG_RESEND, CPN_ROLE_PEER, s_on_resend},
 };
 
 static const s_dispatch_t *s_find(cpn_msg_type_t type)
@@ -397,8 +460,9 @@ int server_new(const char *policy_path, broker_t **out)
     self->rate = ratelimit_new(p->limits.rate_per_sender, p->limits.rate_burst,
                                p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
+    self->outbox = outbox_new();
     if (!self->routes || !self->pending || !self->book || !self->replay || !self->sigcache ||
-        !self->rate || !self->zctx)
+        !self->rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
@@ -450,6 +514,7 @@ void server_destroy(broker_t **self_p)
         free(self->pending[i].req_frame);
     free(self->pending);
     free(self->routes);
+    outbox_destroy(&self->outbox);
     book_destroy(&self->book);
     cpn_replay_destroy(&self->replay);
     cpn_sigcache_destroy(&self->sigcache);
@@ -501,15 +566,23 @@ static void s_tick(broker_t *self)
     uint64_t ended = 0;
     if (ledger_expire(self->ledger, now, &ended) == CPN_OK && ended)
         log_info("ledger", "%" PRIu64 " leases ended", ended);
+    /* An intent whose every possible lease has ended settles nothing any more: with the
+     * peer's clock up to skew_s ahead of ours, a CLAIM with deadline d can be granted until
+     * our d + skew, and that lease ends duration_s later (docs/PROTOCOL.md). */
+    uint64_t skew_ms = (uint64_t)self->pol->limits.skew_s * 1000, dropped = 0;
+    if (now > skew_ms && ledger_intent_expire(self->ledger, now - skew_ms, &dropped) == CPN_OK &&
+        dropped)
+        log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self, mono);
     federation_tick(self, mono);
 }
 
-/* The ledger records a stretch of passes in one transaction: each COMMIT syncs the log
- * (synchronous=FULL), and committing every pass at ~1,000 requests/s (~700 commits a second)
- * kept the loop waiting on fsync (scripts/bench/e2e: p50 at half of saturation 5.0 ms; with
- * one commit per BROKER_COMMIT_MS, 3.4 ms). Answers do not wait for the commit either way:
- * the peer is the authority on leases (ledger.h). */
+/* The ledger records what one loop pass did in one transaction, and what leaves because of
+ * it waits in the outbox until that transaction has committed: a CLAIM leaves only once its
+ * intent is on disk, a GRANT only once its lease is (docs/PROTOCOL.md, "Exactly one lease per
+ * request"). So a pass that queued something commits at its end (group commit: one fsync for
+ * everything the pass produced); a pass that only wrote what nobody waits for (audit rows,
+ * expiries) lets the transaction run on for up to BROKER_COMMIT_MS, as before. */
 static void s_tx_begin(broker_t *self)
 {
     if (!self->tx_open && ledger_begin(self->ledger) == CPN_OK) {
@@ -518,13 +591,56 @@ static void s_tx_begin(broker_t *self)
     }
 }
 
+static void s_send_item(const outbox_item_t *it, void *arg)
+{
+    broker_t *self = arg;
+    int r;
+    if (it->kind == OUTBOX_GRANT) {
+        (void)broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
+        return;
+    }
+    if (it->remote) {
+        broker_fwd_ref_t ref = {.kind = CPN_MSG_CLAIM, .claim_seq = it->claim_seq};
+        memcpy(ref.peer, it->peer, CPN_PK_LEN);
+        r = federation_forward(self, it->via, it->frame, it->len, &ref);
+    } else
+        r = broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
+    if (r == CPN_OK)
+        self->stats.claims_sent++;
+    else
+        claim_on_unsent(self, it->claim_seq, true, r);
+}
+
+static void s_refuse_item(const outbox_item_t *it, void *arg)
+{
+    broker_t *self = arg;
+    if (it->kind == OUTBOX_GRANT)
+        broker_nack(self, it->rid, it->rid_len, it->ref, it->ref_seq, CPN_E_DB,
+                    "the broker could not record the lease (ledger commit failed); the peer "
+                    "holds it: send the same request again");
+    else
+        claim_on_unsent(self, it->claim_seq, false, CPN_E_DB);
+}
+
+/* Commit if something waits for it (or `now`, or the transaction is BROKER_COMMIT_MS old),
+ * then send what waited, or refuse it if the commit failed. claim_on_unsent may queue a CLAIM
+ * to the next candidate: that one waits for the next pass's commit. */
 static void s_tx_commit(broker_t *self, bool now)
 {
-    if (!self->tx_open || (!now && cpn_mono_ms() < self->tx_since_mono + BROKER_COMMIT_MS))
-        return;
-    self->tx_open = false;
-    if (ledger_commit(self->ledger) != CPN_OK)
-        log_error("ledger", "commit failed");
+    bool waiting = outbox_len(self->outbox) > 0, ok = true;
+    if (self->tx_open) {
+        if (!now && !waiting && cpn_mono_ms() < self->tx_since_mono + BROKER_COMMIT_MS)
+            return;
+        self->tx_open = false;
+        if (ledger_commit(self->ledger) != CPN_OK) {
+            ok = false;
+            self->stats.commit_failures++;
+            log_error("ledger", "commit failed: %zu answers waiting for it refused",
+                      outbox_len(self->outbox));
+        }
+    }
+    if (waiting)
+        (void)outbox_drain(self->outbox, ok ? s_send_item : s_refuse_item, self);
 }
 
 /* The tick, or sooner if the batch window must be matched or the ledger committed. */
@@ -532,6 +648,8 @@ static int s_poll_ms(const broker_t *self)
 {
     uint64_t due = claim_window_deadline(self), now = cpn_mono_ms();
     uint64_t commit = self->tx_since_mono + BROKER_COMMIT_MS;
+    if (outbox_len(self->outbox) > 0)
+        return 0; /* queued while the last one drained: commit and send it now */
     if (self->tx_open && (due == WINDOW_NEVER || due > commit))
         due = commit;
     if (due == WINDOW_NEVER || due >= now + BROKER_TICK_MS)
@@ -565,10 +683,10 @@ int server_run(broker_t *self)
         }
         if (self->zap && (items[1].revents & ZMQ_POLLIN))
             zap_handle(self);
+        s_tx_begin(self); /* answers through the federation are recorded too */
         if (n_links)
             federation_readable(self, items + n, n_links);
         if (items[0].revents & ZMQ_POLLIN) {
-            s_tx_begin(self);
             for (int i = 0; i < BROKER_BATCH; i++) {
                 uint8_t *frame = NULL;
                 size_t len = 0, rid_len = 0;
@@ -584,17 +702,18 @@ int server_run(broker_t *self)
                 free(frame);
             }
         }
-        s_tx_commit(self, false);
         uint64_t mono = cpn_mono_ms();
         if (mono >= self->next_tick_mono) {
             self->next_tick_mono = mono + BROKER_TICK_MS;
             s_tick(self);
         }
         claim_window_poll(self, mono);
+        s_tx_commit(self, false);
     }
     log_info("broker", "stopping");
     /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those
      * NACKs a moment to leave before the socket closes. */
+    s_tx_begin(self);
     if (claim_stop(self) > 0) {
         int linger = BROKER_STOP_LINGER_MS;
         zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);

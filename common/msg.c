@@ -45,6 +45,7 @@ static const mp_field_t s_claim[] = {
     F(cpn_claim_t, price, MPF_U64, true),
     F(cpn_claim_t, duration_s, MPF_U64, true),
     F(cpn_claim_t, route, MPF_BIN, false),
+    F(cpn_claim_t, deadline, MPF_U64, true),
 };
 
 static const mp_field_t s_lease[] = {
@@ -115,6 +116,10 @@ static const mp_field_t s_sync[] = {
     F(cpn_sync_t, entries, MPF_BIN, true),
 };
 
+static const mp_field_t s_resend[] = {
+    F(cpn_resend_t, frame, MPF_BIN, true),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -154,6 +159,7 @@ static const s_codec_t s_codecs[] = {
     T(RELAY, s_relay, cpn_relay_t),
     T(FORWARD, s_forward, cpn_forward_t),
     T(SYNC, s_sync, cpn_sync_t),
+    T(RESEND, s_resend, cpn_resend_t),
 };
 #undef T
 

@@ -47,6 +47,7 @@ typedef struct {
     uint64_t price;              /* agreed per unit-hour, thousandths */
     uint64_t duration_s;
     mp_bytes_t route;            /* optional: FORWARD frame chain that carried the request */
+    uint64_t deadline;           /* wall-clock ms: the peer refuses the CLAIM after this */
 } cpn_claim_t;
 
 typedef struct {
@@ -123,6 +124,12 @@ typedef struct {
     uint8_t hi[CPN_PK_LEN];
     mp_bytes_t entries;
 } cpn_sync_t;
+
+/* RESEND: a peer's earlier LEASE, verbatim, in a fresh envelope (its own seq), so that a
+ * lease re-sent for a repeated CLAIM passes the receiver's replay guard. */
+typedef struct {
+    mp_bytes_t frame; /* the original LEASE frame, verbatim */
+} cpn_resend_t;
 
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;

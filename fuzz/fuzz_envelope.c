@@ -30,6 +30,7 @@ typedef union {
     cpn_status_t status;
     cpn_error_t error;
     cpn_relay_t relay;
+    cpn_resend_t resend;
     cpn_forward_t forward;
 } s_any_t;
 

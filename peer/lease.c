@@ -136,9 +136,10 @@ static void s_refuse(peer_lease_t *self, peer_batch_t *batch, size_t broker, con
     s_nack(self, batch, broker, ref, env->seq, code, why);
 }
 
-/* Queue a LEASE frame (taken) for sending after the commit. */
+/* Queue a LEASE frame (taken) for sending after the commit; `new_write` if it depends on
+ * this batch's commit (a RESEND of a stored lease does not). */
 static void s_queue_lease(peer_batch_t *batch, size_t broker, uint8_t **frame_p, size_t len,
-                          const char *ref, uint64_t ref_seq)
+                          const char *ref, uint64_t ref_seq, bool new_write)
 {
     peer_reply_t *rep = s_reply_slot(batch);
     if (!rep) { /* cannot happen: one reply per message, at most PEER_BATCH_MAX messages */
@@ -149,7 +150,7 @@ static void s_queue_lease(peer_batch_t *batch, size_t broker, uint8_t **frame_p,
     rep->broker = broker;
     rep->frame = *frame_p;
     rep->len = len;
-    rep->lease = true;
+    rep->lease = new_write;
     snprintf(rep->ref, sizeof rep->ref, "%s", ref);
     rep->ref_seq = ref_seq;
     *frame_p = NULL;
@@ -269,8 +270,15 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     if (r == CPN_OK) {
+        /* The stored LEASE bytes, in a RESEND with a fresh seq: the broker's replay guard
+         * has seen newer messages from us than the LEASE's own seq (issue 10, defect 2). */
+        cpn_resend_t rs = {.frame = {row.frame, row.frame_len}};
+        if ((r = peer_sender_build(self->sender, CPN_MSG_RESEND, &rs, &frame, &len)) != CPN_OK) {
+            why = "cannot sign the re-sent lease";
+            goto refuse;
+        }
         self->stats.retried++;
-        s_queue_lease(batch, broker, &row.frame, row.frame_len, req.id, env->seq);
+        s_queue_lease(batch, broker, &frame, len, req.id, env->seq, false);
         goto out;
     }
     if (r != CPN_E_NO_LEASE) {
@@ -279,6 +287,15 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     }
     if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
         why = why_buf;
+        goto refuse;
+    }
+    /* Past its deadline the broker may have given up on this CLAIM and served the request
+     * elsewhere: granting now could make a second lease (docs/PROTOCOL.md, "Exactly one lease
+     * per request"). Checked here, right before reserving; a lease already held is still
+     * returned above, whatever the deadline. */
+    if (cpn_now_ms() > claim.deadline) {
+        r = CPN_E_CLAIM_EXPIRED;
+        why = "the claim's deadline has passed";
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
@@ -334,7 +351,7 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         log_info("lease", "granted %s: %" PRIu32 " x %s to %s for %" PRIu64 " s (request %s)",
                  lease.lease_id, lease.units, lease.package, kid, claim.duration_s, req.id);
     }
-    s_queue_lease(batch, broker, &frame, len, req.id, env->seq);
+    s_queue_lease(batch, broker, &frame, len, req.id, env->seq, true);
     goto out;
 refuse:
     if (reserved)
@@ -386,7 +403,7 @@ static int s_rewrite(peer_lease_t *self, peer_batch_t *batch, size_t broker, con
     if (r != CPN_OK)
         goto out;
     batch->changed = true;
-    s_queue_lease(batch, broker, &frame, len, row->lease_id, env->seq);
+    s_queue_lease(batch, broker, &frame, len, row->lease_id, env->seq, true);
 out:
     free(frame);
     return r;

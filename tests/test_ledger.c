@@ -1,6 +1,7 @@
 /* test_ledger.c - the broker's ledger: quota math over grant, renew, release and expiry,
  * persistence across reopen, idempotent grants, transactions, usage kept between asks, the
- * bounded audit log. */
+ * bounded audit log; intents (add, list, resolve, expire, rollback, reopen) and opening a
+ * ledger file of schema version 1 (before intents). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "ledger.h"
 
@@ -403,6 +405,173 @@ static void test_audit_bounded(void **state)
     ledger_destroy(&lg);
 }
 
+static ledger_intent_t s_intent(uint8_t tenant, const char *id, uint8_t peer, uint64_t deadline)
+{
+    ledger_intent_t in;
+    memset(&in, 0, sizeof in);
+    s_pk(in.tenant, tenant);
+    snprintf(in.request_id, sizeof in.request_id, "%s", id);
+    s_pk(in.peer, peer);
+    snprintf(in.package, sizeof in.package, "h100x8");
+    in.units = 2;
+    in.deadline_ms = deadline;
+    in.duration_s = 3600;
+    return in;
+}
+
+static void test_intents(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *l = NULL;
+    ledger_intent_t out[4];
+    size_t n = 99;
+    uint8_t tenant[CPN_PK_LEN], p1[CPN_PK_LEN], p2[CPN_PK_LEN];
+    s_pk(tenant, 1);
+    s_pk(p1, 0xa1);
+    s_pk(p2, 0xa2);
+    assert_int_equal(ledger_open(f->path, &l), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 0);
+
+    /* Two CLAIMs to p1 (the later deadline stays, whatever the order), one to p2 through a
+     * member. */
+    ledger_intent_t a = s_intent(1, "r1", 0xa1, S_T0 + 5000);
+    assert_int_equal(ledger_intent_add(l, &a), CPN_OK);
+    a.deadline_ms = S_T0 + 9000;
+    assert_int_equal(ledger_intent_add(l, &a), CPN_OK);
+    a.deadline_ms = S_T0 + 7000;
+    a.units = 1;
+    assert_int_equal(ledger_intent_add(l, &a), CPN_OK);
+    ledger_intent_t b = s_intent(1, "r1", 0xa2, S_T0 + 6000);
+    s_pk(b.via, 0xbb);
+    assert_int_equal(ledger_intent_add(l, &b), CPN_OK);
+    ledger_intent_t other = s_intent(2, "r1", 0xa1, S_T0 + 1000); /* another tenant's r1 */
+    assert_int_equal(ledger_intent_add(l, &other), CPN_OK);
+
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 2);
+    /* earliest deadline first: p2 (6000), then p1 (9000) */
+    assert_memory_equal(out[0].peer, p2, CPN_PK_LEN);
+    assert_int_equal(out[0].claims, 1);
+    assert_int_equal(out[0].via[0], 0xbb);
+    assert_memory_equal(out[1].peer, p1, CPN_PK_LEN);
+    assert_int_equal(out[1].claims, 3);
+    assert_int_equal(out[1].deadline_ms, S_T0 + 9000);
+    assert_int_equal(out[1].units, 1);
+    assert_int_equal(out[1].duration_s, 3600);
+    assert_string_equal(out[1].package, "h100x8");
+    assert_int_equal(out[1].via[0], 0); /* direct */
+    /* a smaller buffer: counted, not copied past cap */
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 1, &n), CPN_OK);
+    assert_int_equal(n, 2);
+    uint64_t count = 0;
+    assert_int_equal(ledger_intent_count(l, &count), CPN_OK);
+    assert_int_equal(count, 3);
+
+    /* Resolve p2's; resolving what is not there is fine. */
+    assert_int_equal(ledger_intent_resolve(l, tenant, "r1", p2), CPN_OK);
+    assert_int_equal(ledger_intent_resolve(l, tenant, "r1", p2), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 1);
+    assert_memory_equal(out[0].peer, p1, CPN_PK_LEN);
+
+    /* A rolled-back transaction leaves no intent behind. */
+    assert_int_equal(ledger_begin(l), CPN_OK);
+    ledger_intent_t c = s_intent(1, "r2", 0xa1, S_T0);
+    assert_int_equal(ledger_intent_add(l, &c), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r2", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 1); /* the transaction sees its own row */
+    assert_int_equal(ledger_rollback(l), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r2", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 0);
+
+    /* Refused: empty id, deadline + duration beyond 63 bits. */
+    c = s_intent(1, "", 0xa1, S_T0);
+    assert_int_equal(ledger_intent_add(l, &c), CPN_E_INVAL);
+    c = s_intent(1, "r3", 0xa1, (uint64_t)INT64_MAX - 1000);
+    assert_int_equal(ledger_intent_add(l, &c), CPN_E_INVAL);
+    assert_int_equal(ledger_intents(l, tenant, "r3", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 0);
+
+    /* Kept across a reopen. */
+    ledger_destroy(&l);
+    assert_int_equal(ledger_open(f->path, &l), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0].claims, 3);
+
+    /* Expiry: an intent goes when deadline + duration <= before (not a millisecond sooner). */
+    uint64_t gone = 99;
+    uint64_t end1 = S_T0 + 9000 + 3600 * 1000, end_other = S_T0 + 1000 + 3600 * 1000;
+    assert_int_equal(ledger_intent_expire(l, end_other - 1, &gone), CPN_OK);
+    assert_int_equal(gone, 0);
+    assert_int_equal(ledger_intent_expire(l, end_other, &gone), CPN_OK);
+    assert_int_equal(gone, 1); /* the other tenant's */
+    assert_int_equal(ledger_intent_expire(l, end1 - 1, &gone), CPN_OK);
+    assert_int_equal(gone, 0);
+    assert_int_equal(ledger_intent_expire(l, end1, NULL), CPN_OK);
+    assert_int_equal(ledger_intents(l, tenant, "r1", out, 4, &n), CPN_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(ledger_intent_count(l, &count), CPN_OK);
+    assert_int_equal(count, 0);
+    ledger_destroy(&l);
+}
+
+/* A ledger written by the broker before intents (schema version 1) opens, keeps its leases
+ * and gains the intents table. */
+static void test_old_schema_upgrade(void **state)
+{
+    s_fixture_t *f = *state;
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode = WAL;"
+                     "CREATE TABLE leases (peer BLOB NOT NULL, lease_id TEXT NOT NULL,"
+                     " tenant BLOB NOT NULL, package TEXT NOT NULL, units INTEGER NOT NULL,"
+                     " accelerators INTEGER NOT NULL, price INTEGER NOT NULL,"
+                     " start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,"
+                     " request_id TEXT NOT NULL, state TEXT NOT NULL,"
+                     " renewals INTEGER NOT NULL DEFAULT 0, grant_frame BLOB,"
+                     " PRIMARY KEY (peer, lease_id));"
+                     "CREATE TABLE audit (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL,"
+                     " type TEXT NOT NULL, sender BLOB NOT NULL, verdict INTEGER NOT NULL,"
+                     " frame BLOB);"
+                     "INSERT INTO leases VALUES (x'0101010101010101010101010101010101010101010101"
+                     "010101010101010101', 'L-old', x'0202020202020202020202020202020202020202020"
+                     "20202020202020202020202', 'cpu', 1, 0, 1000, 1700000000000, 1700003600000,"
+                     " 'r-old', 'active', 0, NULL);"
+                     "PRAGMA user_version = 1;",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    ledger_t *l = NULL;
+    assert_int_equal(ledger_open(f->path, &l), CPN_OK);
+    uint8_t peer[CPN_PK_LEN], tenant[CPN_PK_LEN];
+    s_pk(peer, 1);
+    s_pk(tenant, 2);
+    ledger_lease_t got;
+    assert_int_equal(ledger_get(l, peer, "L-old", &got, NULL, NULL), CPN_OK);
+    assert_string_equal(got.request_id, "r-old");
+    ledger_intent_t in = s_intent(2, "r-new", 1, S_T0);
+    assert_int_equal(ledger_intent_add(l, &in), CPN_OK);
+    ledger_intent_t out[2];
+    size_t n = 0;
+    assert_int_equal(ledger_intents(l, tenant, "r-new", out, 2, &n), CPN_OK);
+    assert_int_equal(n, 1);
+    ledger_destroy(&l);
+
+    /* And the upgrade is recorded: version 2 now. */
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +582,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_kept, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_list, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_audit_bounded, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_intents, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_old_schema_upgrade, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("ledger", tests, NULL, NULL);
 }

@@ -48,6 +48,7 @@ typedef union {
     cpn_status_t status;
     cpn_error_t error;
     cpn_relay_t relay;
+    cpn_resend_t resend;
     cpn_forward_t forward;
 } s_any_t;
 
@@ -458,7 +459,9 @@ static void test_embedded_frames_verbatim(void **state)
     memcpy(claim.peer, cpn_identity_pk(s_peer), 32);
     snprintf(claim.package, sizeof claim.package, "h100x8");
     claim.units = 2, claim.price = 210000, claim.duration_s = 3600;
+    claim.deadline = 1700000005000;
     uint8_t *claim_f = s_round(s_broker, CPN_MSG_CLAIM, &claim, &out1, &claim_len);
+    assert_int_equal(out1.claim.deadline, 1700000005000);
     assert_int_equal(out1.claim.request.len, req_len);
     assert_memory_equal(out1.claim.request.ptr, req_f, req_len);
     assert_int_equal(out1.claim.route.len, 0);
