@@ -92,6 +92,7 @@ typedef struct {
     uint64_t refused[BROKER_ERR_SLOTS];
     uint64_t requests, grants, nacks, claims_sent, claim_timeouts;
     uint64_t reloads, reloads_failed;
+    uint64_t refusals_unanswered; /* refusals past limits.rate.refusals: counted, no ERROR */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -107,6 +108,7 @@ struct broker {
     cpn_replay_t *replay;
     cpn_sigcache_t *sigcache;
     ratelimit_t *rate;
+    ratelimit_t *refusal_rate; /* signed ERRORs per connection (routing id) */
     cpn_limits_t lim;
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
     broker_pending_t *pending; /* pol->limits.max_pending slots */

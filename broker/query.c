@@ -39,7 +39,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     size_t n_refused = 0;
     for (int i = 1; i < BROKER_ERR_SLOTS; i++)
         n_refused += self->stats.refused[i] != 0;
-    msgpack_pack_map(pk, 19 + FED_STATUS_KEYS);
+    msgpack_pack_map(pk, 20 + FED_STATUS_KEYS);
     s_kv_str(pk, "name", self->pol->broker.name);
     s_kv_str(pk, "key", kid);
     s_kv_str(pk, "version", PACKAGE_VERSION);
@@ -57,6 +57,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     s_kv_u64(pk, "units_leased", lc.active_units);
     s_kv_u64(pk, "messages_received", self->stats.received);
     s_kv_u64(pk, "messages_accepted", self->stats.accepted);
+    s_kv_u64(pk, "refusals_unanswered", self->stats.refusals_unanswered);
     s_kv_u64(pk, "policy_reloads", self->stats.reloads);
     federation_status(self, pk);
     mp_pack_str(pk, "refused");

@@ -113,7 +113,7 @@ static void s_write_policy(int i)
                      "  claim_tries: 2\n"
                      "  rate:\n"
                      "    per_sender: 0/s\n"
-                     "    # refusals: %d/s\n",
+                     "    refusals: %d/s\n",
                      g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S,
                      g.b[o].name, g.b[o].name, member, REFUSALS);
     assert_true(n > 0 && (size_t)n < sizeof text);
@@ -388,12 +388,76 @@ static void test_member_link_redials_after_oversize_frame(void **state)
     assert_true(t_grant <= RECOVER_MS);
 }
 
+/* A flood of garbage on one tenant connection: the first refusals get a signed ERROR, then at
+ * most `refusals` a second; the rest are counted, not answered. A QUERY sent after the flood on
+ * the same connection marks the end (the broker answers a connection in order). Another
+ * tenant's request on its own connection is granted meanwhile. */
+static void test_garbage_flood_gets_few_errors(void **state)
+{
+    (void)state;
+    ctl_client_t *junk = NULL, *other = NULL;
+    assert_int_equal(
+        ctl_client_new(g.b[B_A].endpoint, g.ops, cpn_identity_pk(g.b[B_A].id), false, &junk),
+        CPN_OK);
+    assert_int_equal(
+        ctl_client_new(g.b[B_A].endpoint, g.other, cpn_identity_pk(g.b[B_A].id), false, &other),
+        CPN_OK);
+    uint8_t garbage[64];
+    memset(garbage, 0xc1, sizeof garbage); /* 0xc1: never used in msgpack */
+    uint64_t t0 = cpn_mono_ms();
+    for (int i = 0; i < GARBAGE; i++)
+        assert_int_equal(ctl_client_send_frame(junk, garbage, sizeof garbage), CPN_OK);
+    cpn_query_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "status");
+    uint64_t qseq = 0;
+    assert_int_equal(ctl_client_send(junk, CPN_MSG_QUERY, &q, &qseq), CPN_OK);
+    /* Another tenant, another connection: served as usual. */
+    cpn_request_t req = s_req("other");
+    uint64_t rseq = 0;
+    h_ans_t a;
+    assert_int_equal(ctl_client_send(other, CPN_MSG_REQUEST, &req, &rseq), CPN_OK);
+    assert_int_equal(h_await(other, rseq, req.id, NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
+    /* Count the ERRORs on the flooded connection up to the QUERY's STATUS. */
+    size_t errors = 0;
+    bool status = false;
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+    while (!status && cpn_mono_ms() < deadline) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        if (ctl_client_recv(junk, deadline, &frame, &len, &env) != CPN_OK)
+            break;
+        if (env.type == CPN_MSG_ERROR)
+            errors++;
+        else if (env.type == CPN_MSG_STATUS)
+            status = true;
+        free(frame);
+    }
+    uint64_t elapsed_ms = cpn_mono_ms() - t0;
+    /* The bucket: REFUSALS at first, REFUSALS more every second. */
+    size_t bound = REFUSALS + (size_t)(REFUSALS * (elapsed_ms / 1000 + 1));
+    fprintf(stderr, "# %d garbage frames in %" PRIu64 " ms: %zu ERRORs back (bound %zu)\n",
+            GARBAGE, elapsed_ms, errors, bound);
+    assert_true(status);
+    assert_true(errors >= 1);
+    assert_true(errors <= bound);
+    /* Counted all the same. */
+    assert_int_equal(h_query(s_cli(B_A), "status", WAIT_MS, &a), CPN_MSG_STATUS);
+    assert_true(h_u64(h_get(&a.obj, "refusals_unanswered")) >= GARBAGE - errors);
+    h_ans_free(&a);
+    ctl_client_destroy(&junk);
+    ctl_client_destroy(&other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peer_redials_after_bit_flip),
         cmocka_unit_test(test_peer_redials_after_oversize_frame),
         cmocka_unit_test(test_member_link_redials_after_oversize_frame),
+        cmocka_unit_test(test_garbage_flood_gets_few_errors),
     };
     /* CPN_TEST_FILTER=test_member* runs one test alone (each shows its fault by itself). */
     if (getenv("CPN_TEST_FILTER"))
