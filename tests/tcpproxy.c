@@ -33,6 +33,7 @@ struct tcpproxy {
     bool flip[2];
     uint8_t *inject[2];
     size_t inject_len[2];
+    uint64_t mute[2]; /* serial of the connection muted in that direction; 0: none */
     uint64_t accepted, faults;
     s_pair_t pairs[S_PAIRS];
 };
@@ -153,6 +154,13 @@ static bool s_forward(tcpproxy_t *self, s_pair_t *p, int d, uint8_t *buf)
         return true;
     if (n <= 0)
         return false;
+    pthread_mutex_lock(&self->mu);
+    bool mute = self->mute[d] == p->serial;
+    if (mute)
+        self->faults++;
+    pthread_mutex_unlock(&self->mu);
+    if (mute)
+        return true;
     if (p == s_newest(self)) {
         pthread_mutex_lock(&self->mu);
         if (self->flip[d]) {
@@ -279,6 +287,13 @@ void tcpproxy_inject(tcpproxy_t *self, tcpproxy_dir_t dir, const uint8_t *bytes,
     free(self->inject[dir]);
     self->inject[dir] = copy;
     self->inject_len[dir] = len;
+    pthread_mutex_unlock(&self->mu);
+}
+
+void tcpproxy_mute(tcpproxy_t *self, tcpproxy_dir_t dir)
+{
+    pthread_mutex_lock(&self->mu);
+    self->mute[dir] = self->accepted; /* the newest connection's serial */
     pthread_mutex_unlock(&self->mu);
 }
 

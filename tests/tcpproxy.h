@@ -2,8 +2,9 @@
  *
  * It listens on 127.0.0.1 (a free port) and forwards every connection it accepts, byte for
  * byte, to 127.0.0.1:target. On command it corrupts the stream of its newest connection in one
- * direction: it flips one bit of the next chunk that passes, or writes given bytes into it
- * between two chunks (an oversize ZMTP frame, say). Every connection it accepted, every fault
+ * direction: it flips one bit of the next chunk that passes, writes given bytes into it
+ * between two chunks (an oversize ZMTP frame, say), or mutes it (bytes are read and dropped,
+ * the connection stays open: a silent other side). Every connection it accepted, every fault
  * it made, is counted, so that a test can wait for the event instead of sleeping.
  */
 #ifndef CPN_TESTS_TCPPROXY_H
@@ -33,7 +34,12 @@ void tcpproxy_flip(tcpproxy_t *self, tcpproxy_dir_t dir);
  * chunks, as soon as the proxy thread sees the command. */
 void tcpproxy_inject(tcpproxy_t *self, tcpproxy_dir_t dir, const uint8_t *bytes, size_t len);
 
-/* Counters: connections accepted, faults made (flips done plus injections written). */
+/* From now on drop everything going `dir` on the connection accepted last (later
+ * connections pass as usual). Each chunk dropped counts as a fault. */
+void tcpproxy_mute(tcpproxy_t *self, tcpproxy_dir_t dir);
+
+/* Counters: connections accepted, faults made (flips done, injections written, chunks
+ * dropped by a mute). */
 uint64_t tcpproxy_accepted(tcpproxy_t *self);
 uint64_t tcpproxy_faults(tcpproxy_t *self);
 
