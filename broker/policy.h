@@ -32,7 +32,7 @@
 #define POLICY_TENANTS_MAX 100000
 #define POLICY_PEERS_MAX 100000
 #define POLICY_MEMBERS_MAX 1024
-#define POLICY_REFUSALS_DEFAULT 10 /* limits.rate.refusals: signed ERRORs per second per connection */
+#define POLICY_REFUSALS_DEFAULT 10 /* limits.rate.refusals: ERRORs a second per connection */
 
 /* Priority classes; an integer from 0 to POLICY_PRIO_MAX may be written instead. Higher
  * is served first when requests wait. */

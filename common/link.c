@@ -9,9 +9,9 @@
 
 #include "log.h"
 
-#define S_EVENTS                                                                              \
-    (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |               \
-     ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                   \
+#define S_EVENTS                                                                                   \
+    (ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |                    \
+     ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                        \
      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 #define S_EVENTS_PER_TICK 64
 
@@ -36,8 +36,8 @@ struct cpn_link {
     char name[64];
     void *sock, *monitor;
     s_state_t state;
-    uint64_t deadline;  /* mono ms of E_DEADLINE; 0 = none */
-    uint64_t backoff;   /* the next rebuild delay */
+    uint64_t deadline; /* mono ms of E_DEADLINE; 0 = none */
+    uint64_t backoff;  /* the next rebuild delay */
     uint64_t up_since;
     cpn_link_stats_t st;
 };
@@ -85,7 +85,7 @@ static int s_open(cpn_link_t *self, void **sock_out, void **mon_out)
 int cpn_link_new(void *zctx, const cpn_link_cfg_t *cfg, cpn_link_t **out)
 {
     *out = NULL;
-    if (!cfg->endpoint || strlen(cfg->endpoint) >= sizeof ((cpn_link_t *)0)->endpoint ||
+    if (!cfg->endpoint || strlen(cfg->endpoint) >= sizeof((cpn_link_t *)0)->endpoint ||
         cfg->reconnect_ms <= 0 || cfg->reconnect_max_ms < cfg->reconnect_ms || cfg->stuck_ms < 0)
         return CPN_E_INVAL;
     cpn_link_t *self = calloc(1, sizeof *self);
@@ -98,10 +98,10 @@ int cpn_link_new(void *zctx, const cpn_link_cfg_t *cfg, cpn_link_t **out)
     self->cfg.endpoint = self->endpoint;
     self->cfg.name = self->name;
     if (self->cfg.stuck_ms == 0)
-        self->cfg.stuck_ms = cfg->heartbeat_timeout_ms > 0 ? cfg->heartbeat_timeout_ms
-                                                           : cfg->reconnect_max_ms * 3;
-    self->backoff = (uint64_t)(cfg->reconnect_ms > CPN_LINK_GRACE_MS ? cfg->reconnect_ms
-                                                                     : CPN_LINK_GRACE_MS);
+        self->cfg.stuck_ms =
+            cfg->heartbeat_timeout_ms > 0 ? cfg->heartbeat_timeout_ms : cfg->reconnect_max_ms * 3;
+    self->backoff =
+        (uint64_t)(cfg->reconnect_ms > CPN_LINK_GRACE_MS ? cfg->reconnect_ms : CPN_LINK_GRACE_MS);
     self->state = S_CONNECTING;
     int r = s_open(self, &self->sock, &self->monitor);
     if (r != CPN_OK) {
@@ -186,9 +186,9 @@ static int s_step(cpn_link_t *self, s_event_t ev, uint64_t now)
         bool was_up = self->state == S_UP;
         /* A connection that did not last reconnect_max_ms does not reset the backoff. */
         if (was_up && now - self->up_since >= max)
-            self->backoff = (uint64_t)(self->cfg.reconnect_ms > CPN_LINK_GRACE_MS
-                                           ? self->cfg.reconnect_ms
-                                           : CPN_LINK_GRACE_MS);
+            self->backoff =
+                (uint64_t)(self->cfg.reconnect_ms > CPN_LINK_GRACE_MS ? self->cfg.reconnect_ms
+                                                                      : CPN_LINK_GRACE_MS);
         self->state = S_DROPPED;
         self->deadline = now + self->backoff;
         self->st.drops++;

@@ -97,8 +97,8 @@ int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_
     return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, NULL, out);
 }
 
-int cpn_sock_dealer_opts(void *zctx, const char *endpoint, size_t max_msg,
-                         const cpn_curve_t *curve, const cpn_sock_opts_t *opts, void **out)
+int cpn_sock_dealer_opts(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
+                         const cpn_sock_opts_t *opts, void **out)
 {
     if (opts->reconnect_ms <= 0 || opts->reconnect_max_ms < opts->reconnect_ms ||
         opts->heartbeat_ms < 0 || opts->heartbeat_timeout_ms < 0)

@@ -31,9 +31,9 @@ int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_
 /* Options of a long-lived DEALER (a peer's broker link, a broker's member link, see link.h),
  * set before it connects (libzmq copies them into a connection when it is made). */
 typedef struct {
-    int reconnect_ms, reconnect_max_ms; /* ZMQ_RECONNECT_IVL, ZMQ_RECONNECT_IVL_MAX */
+    int reconnect_ms, reconnect_max_ms;     /* ZMQ_RECONNECT_IVL, ZMQ_RECONNECT_IVL_MAX */
     int heartbeat_ms, heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_IVL, ZMQ_HEARTBEAT_TIMEOUT */
-    int immediate;                      /* ZMQ_IMMEDIATE */
+    int immediate;                          /* ZMQ_IMMEDIATE */
 } cpn_sock_opts_t;
 
 /* A DEALER with these options, connected to endpoint. *out owned by the caller (zmq_close). */

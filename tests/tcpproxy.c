@@ -14,10 +14,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define S_PAIRS 16      /* connections at once; older ones are dropped beyond that */
-#define S_CHUNK 65536   /* bytes read at once */
-#define S_POLL_MS 10    /* how often the thread looks at new commands */
-#define S_SEND_MS 2000  /* a write that blocks this long ends the connection */
+#define S_PAIRS 16     /* connections at once; older ones are dropped beyond that */
+#define S_CHUNK 65536  /* bytes read at once */
+#define S_POLL_MS 10   /* how often the thread looks at new commands */
+#define S_SEND_MS 2000 /* a write that blocks this long ends the connection */
 
 typedef struct {
     int fd[2]; /* [TCPPROXY_TO_SERVER] reads the client, [TCPPROXY_TO_CLIENT] reads the server */

@@ -8,11 +8,17 @@
  *
  * - one bit flipped in A -> pa (a CURVE MESSAGE that no longer decrypts): pa redials (X1 sees a
  *   new connection) and a request at A is granted again, well inside the 30 s offer ttl;
- * - one 70,000-byte frame A -> pa (over pa's ZMQ_MAXMSGSIZE): the same;
- * - one 70,000-byte frame B -> A on A's member link: A redials B, and a request at B for pa's
- *   offer is granted (the LEASE comes back to B on that link);
+ * - one 70,000-byte frame A -> pa (over pa's ZMQ_MAXMSGSIZE), or 16 bytes that are no ZMTP
+ *   frame: the same;
+ * - A falls silent towards pa (X1 drops A's bytes, the connection stays open): pa's heartbeat
+ *   ends the connection within 20 s and pa redials;
+ * - one 70,000-byte frame, or silence, B -> A on A's member link: A redials B, and a request at
+ *   B for pa's offer is granted (the LEASE comes back to B on that link);
  * - a flood of garbage frames on one tenant connection gets at most the policy's refusal burst
  *   of ERRORs back, while another tenant's request on another connection is granted.
+ * - in process, no daemons: the largest frame that arrives under ZMQ_MAXMSGSIZE 64 KiB is 65,503
+ *   bytes over CURVE and 65,536 in plain TCP; one byte more drops the connection, unanswered,
+ *   and a cpn_link_t comes back.
  * Reconnect times are printed (# lines in the log).
  *
  * Every wait is bounded and waits for a positive event. CPN_TEST_KEEP=1 keeps the directory;
@@ -50,12 +56,12 @@
 #define POLL_MS 50       /* between two looks at something that changes */
 #define FAULT_MS 5000    /* the proxy made the fault it was told to */
 #define RECOVER_MS 10000 /* fault to a granted request again: a third of the offers' 30 s ttl */
-#define SILENCE_MS 25000 /* the same after silence: the peer's 15 s heartbeat timeout + 5 s PING */
+#define SILENCE_MS 25000 /* the same after silence: 15 s heartbeat timeout + 5 s PING */
 #define PORT_TRIES 5
-#define HELLO_S 3        /* federation.hello_timeout */
-#define OVERSIZE 70000   /* bytes in the injected frame; frame_size is 64 KiB everywhere */
-#define REFUSALS 5       /* limits.rate.refusals of A, per second and burst */
-#define GARBAGE 200      /* frames of the flood */
+#define HELLO_S 3      /* federation.hello_timeout */
+#define OVERSIZE 70000 /* bytes in the injected frame; frame_size is 64 KiB everywhere */
+#define REFUSALS 5     /* limits.rate.refusals of A, per second and burst */
+#define GARBAGE 200    /* frames of the flood */
 
 enum { B_A, B_B, B__COUNT };
 
@@ -117,8 +123,8 @@ static void s_write_policy(int i)
                      "  rate:\n"
                      "    per_sender: 0/s\n"
                      "    refusals: %d/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S,
-                     g.b[o].name, g.b[o].name, member, REFUSALS);
+                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[o].name,
+                     g.b[o].name, member, REFUSALS);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
     h_write(g.dir, name, text);
@@ -371,8 +377,9 @@ static void s_peer_fault(s_fault_t fault, uint64_t ms)
     assert_true(s_wait_count(g.x1, tcpproxy_accepted, acc0, ms));
     uint64_t t_redial = cpn_mono_ms() - t_fault;
     uint64_t t_grant = s_grant_within(B_A, "after", t_fault, ms);
-    fprintf(stderr, "# %s A -> pa: redialled %" PRIu64 " ms after the fault, request granted after "
-                    "%" PRIu64 " ms\n",
+    fprintf(stderr,
+            "# %s A -> pa: redialled %" PRIu64 " ms after the fault, request granted after "
+            "%" PRIu64 " ms\n",
             s_fault_name[fault], t_redial, t_grant);
     assert_true(t_grant <= ms);
     assert_true(s_offer(B_A, "pa"));
@@ -422,8 +429,9 @@ static void s_member_fault(s_fault_t fault, uint64_t ms)
     uint64_t t_redial = cpn_mono_ms() - t_fault;
     assert_true(s_wait_offer(B_B, "pa", ms));
     uint64_t t_grant = s_grant_within(B_B, "fed-after", t_fault, ms);
-    fprintf(stderr, "# %s B -> A on A's member link: redialled %" PRIu64
-                    " ms after the fault, request at B granted after %" PRIu64 " ms\n",
+    fprintf(stderr,
+            "# %s B -> A on A's member link: redialled %" PRIu64
+            " ms after the fault, request at B granted after %" PRIu64 " ms\n",
             s_fault_name[fault], t_redial, t_grant);
     assert_true(t_grant <= ms);
 }
@@ -491,8 +499,8 @@ static void test_garbage_flood_gets_few_errors(void **state)
     uint64_t elapsed_ms = cpn_mono_ms() - t0;
     /* The bucket: REFUSALS at first, REFUSALS more every second. */
     size_t bound = REFUSALS + (size_t)(REFUSALS * (elapsed_ms / 1000 + 1));
-    fprintf(stderr, "# %d garbage frames in %" PRIu64 " ms: %zu ERRORs back (bound %zu)\n",
-            GARBAGE, elapsed_ms, errors, bound);
+    fprintf(stderr, "# %d garbage frames in %" PRIu64 " ms: %zu ERRORs back (bound %zu)\n", GARBAGE,
+            elapsed_ms, errors, bound);
     assert_true(status);
     assert_true(errors >= 1);
     assert_true(errors <= bound);
@@ -579,8 +587,9 @@ static void s_frame_limit(bool curve, size_t largest)
     assert_int_equal(s_router_next(router, WAIT_MS), 10); /* the next to arrive: not the big one */
     cpn_link_stats_t st;
     cpn_link_stats(l, &st);
-    fprintf(stderr, "# %s, ZMQ_MAXMSGSIZE %zu: %zu bytes arrive, %zu drop the connection; back "
-                    "in %" PRIu64 " ms\n",
+    fprintf(stderr,
+            "# %s, ZMQ_MAXMSGSIZE %zu: %zu bytes arrive, %zu drop the connection; back "
+            "in %" PRIu64 " ms\n",
             curve ? "CURVE" : "plain TCP", max, largest, largest + 1,
             st.last_up_mono - st.last_drop_mono);
     free(buf);
