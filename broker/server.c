@@ -356,7 +356,8 @@ refuse:
         log_warn("intake", "refused %s from %s (%zu bytes): %s",
                  parsed ? cpn_msg_name(rx.env.type) : "frame", kid, len, cpn_errname(r));
     }
-    /* Answer what was refused, except to a flood (rate) and except ERRORs (no ping-pong). */
+    /* Answer what was refused, except to a flood (rate), except ERRORs (no ping-pong) and,
+     * past limits.rate.refusals on this connection, at all (a signature each). */
     if (r != CPN_E_RATE && !(parsed && rx.env.type == CPN_MSG_ERROR) &&
         s_refusal_answered(self, rid, rid_len))
         s_error(self, rid, rid_len, parsed ? rx.env.seq : 0, r, NULL);
