@@ -1,7 +1,8 @@
 /* server.c - the broker's event loop: receive, verify, dispatch.
  *
  * Verify before read, in this order, each refusal counted by code and answered with an
- * ERROR where there is someone to answer: frame size; envelope structure; who the sender is
+ * ERROR where there is someone to answer (at most limits.rate.refusals a second per
+ * connection): frame size; envelope structure; who the sender is
  * (tenant, trusted peer, federation member) and whether that role may send this type; the
  * sender's rate; the signature (through the cache, so the same bytes are never verified
  * twice); seq and timestamp (replay guard); only then the body is decoded and the handler
