@@ -12,7 +12,7 @@
  *   frame: the same;
  * - A falls silent towards pa (X1 drops A's bytes, the connection stays open): pa's heartbeat
  *   ends the connection within 20 s and pa redials;
- * - one 70,000-byte frame, or silence, B -> A on A's member link: A redials B, and a request at
+ * - one flipped bit, one 70,000-byte frame, or silence, B -> A on A's member link: A redials B, and a request at
  *   B for pa's offer is granted (the LEASE comes back to B on that link);
  * - a flood of garbage frames on one tenant connection gets at most the policy's refusal burst
  *   of ERRORs back, while another tenant's request on another connection is granted.
@@ -436,6 +436,14 @@ static void s_member_fault(s_fault_t fault, uint64_t ms)
     assert_true(t_grant <= ms);
 }
 
+/* The flip hits the next thing B sends on A's link: a heartbeat PONG at the latest (A pings
+ * every second). */
+static void test_member_link_redials_after_bit_flip(void **state)
+{
+    (void)state;
+    s_member_fault(F_FLIP, RECOVER_MS);
+}
+
 static void test_member_link_redials_after_oversize_frame(void **state)
 {
     (void)state;
@@ -618,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_peer_redials_after_oversize_frame),
         cmocka_unit_test(test_peer_redials_after_malformed_frame),
         cmocka_unit_test(test_peer_redials_after_silence),
+        cmocka_unit_test(test_member_link_redials_after_bit_flip),
         cmocka_unit_test(test_member_link_redials_after_oversize_frame),
         cmocka_unit_test(test_member_link_redials_after_silence),
         cmocka_unit_test(test_garbage_flood_gets_few_errors),
