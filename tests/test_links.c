@@ -56,7 +56,7 @@
 #define POLL_MS 50       /* between two looks at something that changes */
 #define FAULT_MS 5000    /* the proxy made the fault it was told to */
 #define RECOVER_MS 10000 /* fault to a granted request again: a third of the offers' 30 s ttl */
-#define SILENCE_MS 25000 /* the same after silence: 15 s heartbeat timeout + 5 s PING */
+#define SILENCE_MS 28000 /* after silence: 5 s to the PING + 15 s timeout + a claim retry */
 #define PORT_TRIES 5
 #define HELLO_S 3      /* federation.hello_timeout */
 #define OVERSIZE 70000 /* bytes in the injected frame; frame_size is 64 KiB everywhere */
