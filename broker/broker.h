@@ -98,6 +98,7 @@ typedef struct {
     uint64_t reloads, reloads_failed;
     uint64_t commit_failures; /* ledger commits that failed: their GRANTs/CLAIMs refused */
     uint64_t in_doubt;        /* requests refused in-doubt or unreachable for an intent */
+    uint64_t refusals_unanswered; /* refusals past limits.rate.refusals: counted, no ERROR */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -113,6 +114,7 @@ struct broker {
     cpn_replay_t *replay;
     cpn_sigcache_t *sigcache;
     ratelimit_t *rate;
+    ratelimit_t *refusal_rate; /* signed ERRORs per connection (routing id) */
     cpn_limits_t lim;
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
     broker_pending_t *pending; /* pol->limits.max_pending slots */

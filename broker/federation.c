@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "clock.h"
+#include "link.h"
 #include "log.h"
 
 #define FED_RECONNECT_MAX_MS 5000
@@ -20,7 +21,8 @@ typedef struct {
     char name[CPN_NAME_MAX];
     char endpoint[CPN_ENDPOINT_MAX];
     bool use_offers;
-    void *sock;
+    cpn_link_t *link; /* rebuilt after a drop libzmq does not redial (link.h) */
+    void *sock;       /* cpn_link_socket(link), taken again after every cpn_link_tick */
     bool up;        /* heard from within hello_timeout */
     bool tx_ok;     /* the last send on the link went out: it is connected */
     bool sync_due;  /* a SYNC to send as soon as the link takes it */
@@ -151,8 +153,18 @@ static int s_link_open(broker_t *self, s_link_t *l)
         max = FED_RECONNECT_MAX_MS;
     if (max < FED_RECONNECT_MS)
         max = FED_RECONNECT_MS;
-    int r = cpn_sock_link(self->zctx, l->endpoint, pol->limits.frame_size, &curve,
-                          FED_RECONNECT_MS, (int)max, &l->sock);
+    cpn_link_cfg_t lc = {.endpoint = l->endpoint,
+                         .max_msg = pol->limits.frame_size,
+                         .curve = curve,
+                         .reconnect_ms = FED_RECONNECT_MS,
+                         .reconnect_max_ms = (int)max,
+                         /* a dead connection is noticed within 3 heartbeats */
+                         .heartbeat_ms = (int)max,
+                         .heartbeat_timeout_ms = (int)max * 3,
+                         .immediate = true,
+                         .name = l->name};
+    int r = cpn_link_new(self->zctx, &lc, &l->link);
+    l->sock = r == CPN_OK ? cpn_link_socket(l->link) : NULL;
     if (r != CPN_OK)
         log_error("fed", "link to member %s (%s): %s", l->name, l->endpoint, cpn_strerror(r));
     else
@@ -205,8 +217,7 @@ static void s_mark_down(broker_t *self, s_link_t *l, uint64_t silent_ms)
 
 static void s_link_close(broker_t *self, s_link_t *l)
 {
-    if (l->sock)
-        zmq_close(l->sock);
+    cpn_link_destroy(&l->link);
     l->sock = NULL;
     size_t gone = s_forget_via(self, l->key);
     if (gone)
@@ -241,8 +252,7 @@ void federation_destroy(broker_t *self)
     if (!f)
         return;
     for (size_t i = 0; i < f->n_links; i++)
-        if (f->links[i].sock)
-            zmq_close(f->links[i].sock);
+        cpn_link_destroy(&f->links[i].link);
     free(f->links);
     free(f->fwd);
     free(f);
@@ -267,6 +277,7 @@ void federation_reload(broker_t *self)
         if (old && old->sock && strcmp(old->endpoint, m->endpoint) == 0) {
             *l = *old;
             old->sock = NULL; /* moved */
+            old->link = NULL;
             s_link_from_member(l, m);
             if (!l->use_offers)
                 (void)s_forget_via(self, l->key);
@@ -519,12 +530,15 @@ void federation_seen(broker_t *self, const uint8_t key[CPN_PK_LEN])
     /* Back after a restart: our link may be in its reconnect backoff (up to
      * FED_RECONNECT_MAX_MS) and would refuse FORWARDs until then; a fresh socket connects now. */
     if (!l->tx_ok) {
-        void *old = l->sock;
-        l->sock = NULL;
+        cpn_link_t *old = l->link;
+        void *old_sock = l->sock;
+        l->link = NULL;
         if (s_link_open(self, l) == CPN_OK)
-            zmq_close(old);
-        else
-            l->sock = old; /* keep the one in backoff: it still connects, later */
+            cpn_link_destroy(&old);
+        else { /* keep the one in backoff: it still connects, later */
+            l->link = old;
+            l->sock = old_sock;
+        }
     }
     /* What we lack of its book: ask now, and again on every tick until the link takes it. */
     l->sync_due = l->use_offers;
@@ -548,6 +562,11 @@ void federation_tick(broker_t *self, uint64_t now)
     uint64_t timeout = s_timeout_ms(self), period = timeout / 3;
     for (size_t i = 0; i < f->n_links; i++) {
         s_link_t *l = &f->links[i];
+        /* A connection lost, even to an oversize frame or one that failed to decrypt (which
+         * libzmq does not redial), comes back; HELLO as soon as it does (below). */
+        if (cpn_link_tick(l->link, now) & CPN_LINK_DOWN)
+            l->tx_ok = false;
+        l->sock = cpn_link_socket(l->link);
         /* Until a send goes through, every tick looks whether the link came up: a restarted
          * member hears from us at once. */
         bool due = l->tx_ok ? now - l->last_hello_mono >= period : s_link_writable(l);

@@ -463,6 +463,7 @@ static const yfield_t s_rate_fields[] = {
     S_YCUSTOM("per_sender", policy_t, limits.rate_per_sender, s_bind_rate, NULL, false),
     S_Y("burst", YF_U32, policy_t, limits.rate_burst, false, 1, 1000000),
     S_Y("senders", YF_U32, policy_t, limits.rate_senders, false, 1, RATELIMIT_MAX_CAPACITY),
+    S_YCUSTOM("refusals", policy_t, limits.rate_refusals, s_bind_rate, NULL, false),
 };
 
 #define S_FRAME_MIN (1024u)
@@ -506,6 +507,7 @@ static void s_defaults(policy_t *pol)
         .rate_per_sender = RATELIMIT_DEFAULT_RATE,
         .rate_burst = RATELIMIT_DEFAULT_BURST,
         .rate_senders = RATELIMIT_DEFAULT_CAPACITY,
+        .rate_refusals = POLICY_REFUSALS_DEFAULT,
         .max_offers = 1000000,
         .max_pending = 10000,
         .claim_timeout_s = 5,

@@ -32,6 +32,7 @@
 #define POLICY_TENANTS_MAX 100000
 #define POLICY_PEERS_MAX 100000
 #define POLICY_MEMBERS_MAX 1024
+#define POLICY_REFUSALS_DEFAULT 10 /* limits.rate.refusals: ERRORs a second per connection */
 
 /* Priority classes; an integer from 0 to POLICY_PRIO_MAX may be written instead. Higher
  * is served first when requests wait. */
@@ -71,6 +72,8 @@ typedef struct {
     uint32_t rate_per_sender; /* messages per second per sender key; 0 = no limit */
     uint32_t rate_burst;      /* bucket size */
     uint32_t rate_senders;    /* senders the rate table holds */
+    uint32_t rate_refusals;   /* signed refusals (ERROR) per second per connection, also the
+                                 burst; past it refusals are counted, not answered; 0 = no limit */
     uint32_t max_offers;      /* packages in the offer book */
     uint32_t max_pending;     /* requests in flight */
     uint64_t claim_timeout_s; /* a peer silent this long after a CLAIM: try the next */

@@ -42,7 +42,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     uint64_t intents = 0;
     if (ledger_intent_count(self->ledger, &intents) != CPN_OK)
         log_warn("ledger", "intent count unavailable for status");
-    msgpack_pack_map(pk, 22 + FED_STATUS_KEYS);
+    msgpack_pack_map(pk, 23 + FED_STATUS_KEYS);
     s_kv_str(pk, "name", self->pol->broker.name);
     s_kv_str(pk, "key", kid);
     s_kv_str(pk, "version", PACKAGE_VERSION);
@@ -63,6 +63,7 @@ static void s_status(broker_t *self, msgpack_packer *pk)
     s_kv_u64(pk, "units_leased", lc.active_units);
     s_kv_u64(pk, "messages_received", self->stats.received);
     s_kv_u64(pk, "messages_accepted", self->stats.accepted);
+    s_kv_u64(pk, "refusals_unanswered", self->stats.refusals_unanswered);
     s_kv_u64(pk, "policy_reloads", self->stats.reloads);
     federation_status(self, pk);
     mp_pack_str(pk, "refused");

@@ -1,7 +1,8 @@
 /* server.c - the broker's event loop: receive, verify, dispatch.
  *
  * Verify before read, in this order, each refusal counted by code and answered with an
- * ERROR where there is someone to answer: frame size; envelope structure; who the sender is
+ * ERROR where there is someone to answer (at most limits.rate.refusals a second per
+ * connection): frame size; envelope structure; who the sender is
  * (tenant, trusted peer, federation member) and whether that role may send this type; the
  * sender's rate; the signature (through the cache, so the same bytes are never verified
  * twice); seq and timestamp (replay guard); only then the body is decoded and the handler
@@ -12,6 +13,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "broker.h"
@@ -356,6 +358,19 @@ static int s_role_refusal(cpn_msg_type_t type, unsigned roles)
     }
 }
 
+/* May a refusal on this connection cost a signed ERROR? A token bucket per routing id
+ * (limits.rate.refusals): garbage on an admitted connection buys at most that many signatures
+ * a second; past it the refusal is counted and not answered. */
+static bool s_refusal_answered(broker_t *self, const uint8_t *rid, size_t rid_len)
+{
+    uint8_t key[CPN_PK_LEN];
+    crypto_generichash(key, sizeof key, rid, rid_len, NULL, 0);
+    if (ratelimit_take(self->refusal_rate, key, cpn_mono_ms()) == CPN_OK)
+        return true;
+    self->stats.refusals_unanswered++;
+    return false;
+}
+
 /* Everything between the bytes and the handler. Returns CPN_OK if the handler ran. */
 static int s_intake(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
                     size_t len, const char *user_id)
@@ -411,8 +426,10 @@ refuse:
         log_warn("intake", "refused %s from %s (%zu bytes): %s",
                  parsed ? cpn_msg_name(rx.env.type) : "frame", kid, len, cpn_errname(r));
     }
-    /* Answer what was refused, except to a flood (rate) and except ERRORs (no ping-pong). */
-    if (r != CPN_E_RATE && !(parsed && rx.env.type == CPN_MSG_ERROR))
+    /* Answer what was refused, except to a flood (rate), except ERRORs (no ping-pong) and,
+     * past limits.rate.refusals on this connection, at all (a signature each). */
+    if (r != CPN_E_RATE && !(parsed && rx.env.type == CPN_MSG_ERROR) &&
+        s_refusal_answered(self, rid, rid_len))
         s_error(self, rid, rid_len, parsed ? rx.env.seq : 0, r, NULL);
     if (parsed && rx.env.type == CPN_MSG_AD)
         cpn_ad_clear(&body.ad);
@@ -429,7 +446,8 @@ static int s_apply_limits(broker_t *self)
     if (self->lim.max_str > l->frame_size)
         self->lim.max_str = l->frame_size;
     ledger_set_audit_max(self->ledger, l->audit_rows);
-    return ratelimit_set(self->rate, l->rate_per_sender, l->rate_burst);
+    int r = ratelimit_set(self->rate, l->rate_per_sender, l->rate_burst);
+    return r != CPN_OK ? r : ratelimit_set(self->refusal_rate, l->rate_refusals, l->rate_refusals);
 }
 
 int server_new(const char *policy_path, broker_t **out)
@@ -459,10 +477,12 @@ int server_new(const char *policy_path, broker_t **out)
     self->sigcache = cpn_sigcache_new(1u << 16);
     self->rate = ratelimit_new(p->limits.rate_per_sender, p->limits.rate_burst,
                                p->limits.rate_senders);
+    self->refusal_rate =
+        ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
     if (!self->routes || !self->pending || !self->book || !self->replay || !self->sigcache ||
-        !self->rate || !self->zctx || !self->outbox)
+        !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
@@ -519,6 +539,7 @@ void server_destroy(broker_t **self_p)
     cpn_replay_destroy(&self->replay);
     cpn_sigcache_destroy(&self->sigcache);
     ratelimit_destroy(&self->rate);
+    ratelimit_destroy(&self->refusal_rate);
     ledger_destroy(&self->ledger);
     cpn_identity_destroy(&self->id);
     policy_destroy(&self->pol);

@@ -51,27 +51,21 @@ static int s_curve(void *sock, const cpn_curve_t *curve, int server)
     return r;
 }
 
-/* Options of a link (cpn_sock_link); NULL for a plain socket. */
-typedef struct {
-    int reconnect_ms, reconnect_max_ms;
-} s_link_opts_t;
-
-static int s_link(void *sock, const s_link_opts_t *o)
+static int s_link(void *sock, const cpn_sock_opts_t *o)
 {
-    int one = 1, hb_ttl = o->reconnect_max_ms * 3;
-    if (zmq_setsockopt(sock, ZMQ_IMMEDIATE, &one, sizeof one) != 0 ||
+    if (zmq_setsockopt(sock, ZMQ_IMMEDIATE, &o->immediate, sizeof o->immediate) != 0 ||
         zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &o->reconnect_ms, sizeof o->reconnect_ms) != 0 ||
         zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &o->reconnect_max_ms,
                        sizeof o->reconnect_max_ms) != 0 ||
-        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &o->reconnect_max_ms,
-                       sizeof o->reconnect_max_ms) != 0 ||
-        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_ttl, sizeof hb_ttl) != 0)
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &o->heartbeat_ms, sizeof o->heartbeat_ms) != 0 ||
+        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &o->heartbeat_timeout_ms,
+                       sizeof o->heartbeat_timeout_ms) != 0)
         return CPN_E_IO;
     return CPN_OK;
 }
 
 static int s_open(void *zctx, int type, const char *endpoint, size_t max_msg,
-                  const cpn_curve_t *curve, const s_link_opts_t *link, void **out)
+                  const cpn_curve_t *curve, const cpn_sock_opts_t *link, void **out)
 {
     void *sock = zmq_socket(zctx, type);
     if (!sock)
@@ -103,13 +97,13 @@ int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_
     return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, NULL, out);
 }
 
-int cpn_sock_link(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
-                  int reconnect_ms, int reconnect_max_ms, void **out)
+int cpn_sock_dealer_opts(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
+                         const cpn_sock_opts_t *opts, void **out)
 {
-    if (reconnect_ms <= 0 || reconnect_max_ms < reconnect_ms)
+    if (opts->reconnect_ms <= 0 || opts->reconnect_max_ms < opts->reconnect_ms ||
+        opts->heartbeat_ms < 0 || opts->heartbeat_timeout_ms < 0)
         return CPN_E_INVAL;
-    s_link_opts_t o = {reconnect_ms, reconnect_max_ms};
-    return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, &o, out);
+    return s_open(zctx, ZMQ_DEALER, endpoint, max_msg, curve, opts, out);
 }
 
 int cpn_sock_router(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,

@@ -3,7 +3,8 @@
  * A broker binds one ROUTER; peers, clients and other brokers connect DEALERs to it.
  * Every cpn message is exactly one ZeroMQ frame (a sealed envelope); a ROUTER sees it
  * preceded by the routing id frame. Every socket gets ZMQ_MAXMSGSIZE (larger frames are
- * dropped by libzmq, which also drops that connection), ZMQ_LINGER 0 on close and a
+ * dropped by libzmq, which also drops that connection and, on a connecting socket, does not
+ * redial it: link.h rebuilds the long-lived ones), ZMQ_LINGER 0 on close and a
  * bounded send high-water mark (ZMQ_SNDHWM); a send that would block is dropped and
  * returns CPN_E_BUSY, never stalls the event loop.
  */
@@ -28,13 +29,18 @@ typedef struct {
 /* A DEALER connected to endpoint. *out owned by the caller (zmq_close). */
 int cpn_sock_dealer(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
                     void **out) CPN_WUR;
-/* A DEALER for a long-lived link between daemons (a broker to a federation member): as
- * cpn_sock_dealer, plus ZMQ_IMMEDIATE (while the link is down a send fails at once with
- * CPN_E_BUSY instead of queueing stale messages for later), reconnect backoff from
- * reconnect_ms doubling up to reconnect_max_ms, and ZeroMQ heartbeats every reconnect_max_ms
- * so a dead connection is noticed. *out owned by the caller (zmq_close). */
-int cpn_sock_link(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,
-                  int reconnect_ms, int reconnect_max_ms, void **out) CPN_WUR;
+/* Options of a long-lived DEALER (a peer's broker link, a broker's member link, see link.h),
+ * set before it connects (libzmq copies them into a connection when it is made). */
+typedef struct {
+    int reconnect_ms, reconnect_max_ms;     /* ZMQ_RECONNECT_IVL, ZMQ_RECONNECT_IVL_MAX */
+    int heartbeat_ms, heartbeat_timeout_ms; /* ZMQ_HEARTBEAT_IVL, ZMQ_HEARTBEAT_TIMEOUT */
+    int immediate;                          /* ZMQ_IMMEDIATE */
+} cpn_sock_opts_t;
+
+/* A DEALER with these options, connected to endpoint. *out owned by the caller (zmq_close). */
+int cpn_sock_dealer_opts(void *zctx, const char *endpoint, size_t max_msg,
+                         const cpn_curve_t *curve, const cpn_sock_opts_t *opts,
+                         void **out) CPN_WUR;
 /* A ROUTER bound to endpoint. With curve enabled, the caller must run a ZAP handler
  * (zap.h) or libzmq admits any client key. */
 int cpn_sock_router(void *zctx, const char *endpoint, size_t max_msg, const cpn_curve_t *curve,

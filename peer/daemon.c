@@ -14,14 +14,14 @@
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
+#include "link.h"
 #include "log.h"
 #include "sender.h"
 #include "store.h"
 #include "transport.h"
 
 typedef struct {
-    void *dealer;
-    void *monitor; /* PAIR receiving the DEALER's connect/disconnect events */
+    cpn_link_t *link; /* the DEALER; rebuilt after a drop libzmq does not redial (link.h) */
     bool hello_due;
     bool connected;
 } s_link_t;
@@ -44,50 +44,22 @@ struct peer_daemon {
     uint64_t recv_errors;
 };
 
-/* cpn_sock_dealer connects at once, and libzmq copies the reconnect and heartbeat options
- * into a connection when it is made: set them, then connect again so they apply. */
-static int s_backoff(void *sock, const char *endpoint)
-{
-    int ivl = PEER_RECONNECT_MS, ivl_max = PEER_RECONNECT_MAX_MS;
-    int hb = PEER_HEARTBEAT_MS, hb_timeout = PEER_HEARTBEAT_TIMEOUT_MS;
-    if (zmq_setsockopt(sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) != 0 ||
-        zmq_setsockopt(sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) != 0 ||
-        /* A broker that vanished without closing the connection is noticed and redialled. */
-        zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb) != 0 ||
-        zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout) != 0)
-        return CPN_E_IO;
-    if (zmq_disconnect(sock, endpoint) != 0) {
-        log_warn("peer", "%s: reconnecting without backoff (%s)", endpoint, zmq_strerror(errno));
-        return CPN_OK;
-    }
-    if (zmq_connect(sock, endpoint) != 0) {
-        log_error("peer", "connect %s: %s", endpoint, zmq_strerror(errno));
-        return CPN_E_IO;
-    }
-    return CPN_OK;
-}
-
 static int s_link_open(peer_daemon_t *self, size_t i)
 {
     const peer_broker_cfg_t *b = &self->cfg->brokers[i];
-    s_link_t *l = &self->links[i];
-    cpn_curve_t curve;
-    char mon[64];
-    int r;
-    memset(&curve, 0, sizeof curve);
-    curve.enabled = b->curve;
-    curve.self = self->id;
-    memcpy(curve.server_pk, b->key, CPN_PK_LEN);
-    if ((r = cpn_sock_dealer(self->zctx, b->endpoint, cpn_limits_default.max_frame, &curve,
-                             &l->dealer)) != CPN_OK)
-        return r;
-    snprintf(mon, sizeof mon, "inproc://cpn-peer-monitor-%zu", i);
-    if (zmq_socket_monitor(l->dealer, mon, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0 ||
-        !(l->monitor = zmq_socket(self->zctx, ZMQ_PAIR)) || zmq_connect(l->monitor, mon) != 0) {
-        log_error("peer", "monitor %s: %s", b->endpoint, zmq_strerror(errno));
-        return CPN_E_IO;
-    }
-    return s_backoff(l->dealer, b->endpoint);
+    cpn_link_cfg_t lc = {
+        .endpoint = b->endpoint,
+        .max_msg = cpn_limits_default.max_frame,
+        .curve = {.enabled = b->curve, .self = self->id},
+        .reconnect_ms = PEER_RECONNECT_MS,
+        .reconnect_max_ms = PEER_RECONNECT_MAX_MS,
+        /* A broker that vanished without closing the connection is noticed and redialled. */
+        .heartbeat_ms = PEER_HEARTBEAT_MS,
+        .heartbeat_timeout_ms = PEER_HEARTBEAT_TIMEOUT_MS,
+        .name = "broker link",
+    };
+    memcpy(lc.curve.server_pk, b->key, CPN_PK_LEN);
+    return cpn_link_new(self->zctx, &lc, &self->links[i].link);
 }
 
 /* Earliest lease end, for the expiry timer. */
@@ -167,12 +139,8 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
     if (!self_p || !*self_p)
         return;
     peer_daemon_t *self = *self_p;
-    for (size_t i = 0; i < PEER_BROKERS_MAX; i++) {
-        if (self->links[i].monitor)
-            zmq_close(self->links[i].monitor);
-        if (self->links[i].dealer)
-            zmq_close(self->links[i].dealer);
-    }
+    for (size_t i = 0; i < PEER_BROKERS_MAX; i++)
+        cpn_link_destroy(&self->links[i].link);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     if (self->batch)
@@ -199,7 +167,7 @@ static void s_send_body(peer_daemon_t *self, size_t i, cpn_msg_type_t type, cons
             log_error("peer", "cannot build %s", cpn_msg_name(type));
             return;
         }
-        int r = cpn_send(self->links[k].dealer, frame, len);
+        int r = cpn_send(cpn_link_socket(self->links[k].link), frame, len);
         if (r != CPN_OK)
             log_debug("peer", "%s to %s not sent: %s", cpn_msg_name(type),
                       self->cfg->brokers[k].endpoint, cpn_errname(r));
@@ -227,40 +195,20 @@ static void s_hello(peer_daemon_t *self, size_t i)
     s_advertise(self, i);
 }
 
-/* Drain a monitor's events: two frames each (event id + value, then the endpoint). */
-static void s_monitor(peer_daemon_t *self, size_t i)
+/* What the link saw: a connection up (say HELLO), a connection lost. */
+static void s_link_tick(peer_daemon_t *self, size_t i, uint64_t now)
 {
     s_link_t *l = &self->links[i];
-    for (int k = 0; k < 64; k++) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, l->monitor, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return;
-        }
-        uint16_t event = 0;
-        if (zmq_msg_size(&m) >= 2)
-            memcpy(&event, zmq_msg_data(&m), 2);
-        int more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-        while (more) {
-            zmq_msg_init(&m);
-            if (zmq_msg_recv(&m, l->monitor, ZMQ_DONTWAIT) < 0)
-                more = 0;
-            else
-                more = zmq_msg_more(&m);
-            zmq_msg_close(&m);
-        }
-        if (event == ZMQ_EVENT_CONNECTED) {
-            log_info("peer", "connected to %s", self->cfg->brokers[i].endpoint);
-            l->connected = true;
-            l->hello_due = true;
-        } else if (event == ZMQ_EVENT_DISCONNECTED) {
-            if (l->connected)
-                log_warn("peer", "lost %s; leases keep running, reconnecting",
-                         self->cfg->brokers[i].endpoint);
-            l->connected = false;
-        }
+    int ev = cpn_link_tick(l->link, now);
+    if (ev & CPN_LINK_DOWN) {
+        log_warn("peer", "lost %s; leases keep running, reconnecting",
+                 self->cfg->brokers[i].endpoint);
+        l->connected = false;
+    }
+    if (ev & CPN_LINK_UP) {
+        log_info("peer", "connected to %s", self->cfg->brokers[i].endpoint);
+        l->connected = true;
+        l->hello_due = true;
     }
 }
 
@@ -276,7 +224,7 @@ static void s_batch(peer_daemon_t *self)
         for (size_t i = 0; i < self->cfg->n_brokers && taken < PEER_BATCH_MAX; i++) {
             uint8_t *frame = NULL;
             size_t len = 0;
-            int r = cpn_recv(self->links[i].dealer, 0, NULL, NULL, &frame, &len);
+            int r = cpn_recv(cpn_link_socket(self->links[i].link), 0, NULL, NULL, &frame, &len);
             if (r == CPN_E_TIMEOUT)
                 continue;
             more = true;
@@ -300,7 +248,7 @@ static void s_batch(peer_daemon_t *self)
         peer_reply_t *rep = &batch->replies[k];
         if (!rep->frame)
             continue;
-        int r = cpn_send(self->links[rep->broker].dealer, rep->frame, rep->len);
+        int r = cpn_send(cpn_link_socket(self->links[rep->broker].link), rep->frame, rep->len);
         if (r != CPN_OK)
             log_warn("peer", "reply %s to %s not sent: %s", rep->ref,
                      self->cfg->brokers[rep->broker].endpoint, cpn_errname(r));
@@ -331,6 +279,11 @@ static int s_timeout(const peer_daemon_t *self)
         if (self->next_end_ms - wall < t)
             t = self->next_end_ms - wall;
     }
+    for (size_t i = 0; i < self->cfg->n_brokers; i++) {
+        int lt = cpn_link_timeout_ms(self->links[i].link, now);
+        if (lt >= 0 && (uint64_t)lt < t)
+            t = (uint64_t)lt;
+    }
     return (int)t;
 }
 
@@ -338,18 +291,19 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
 {
     size_t nb = self->cfg->n_brokers;
     zmq_pollitem_t items[2 * PEER_BROKERS_MAX];
-    memset(items, 0, sizeof items);
-    for (size_t i = 0; i < nb; i++) {
-        items[i].socket = self->links[i].dealer;
-        items[i].events = ZMQ_POLLIN;
-        items[nb + i].socket = self->links[i].monitor;
-        items[nb + i].events = ZMQ_POLLIN;
-    }
     /* The first AD goes out at once, queued until each connection is up. */
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
     s_hello(self, SIZE_MAX);
     while (!*stop) {
+        /* A link's socket changes when it is rebuilt: the items are taken afresh each pass. */
+        memset(items, 0, sizeof items);
+        for (size_t i = 0; i < nb; i++) {
+            items[i].socket = cpn_link_socket(self->links[i].link);
+            items[i].events = ZMQ_POLLIN;
+            items[nb + i].socket = cpn_link_monitor(self->links[i].link);
+            items[nb + i].events = ZMQ_POLLIN;
+        }
         int rc = zmq_poll(items, (int)(2 * nb), s_timeout(self));
         if (rc < 0 && errno != EINTR) {
             log_error("peer", "poll: %s", zmq_strerror(errno));
@@ -357,9 +311,9 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         }
         if (*stop)
             break;
+        uint64_t mono = cpn_mono_ms();
         for (size_t i = 0; i < nb; i++)
-            if (items[nb + i].revents & ZMQ_POLLIN)
-                s_monitor(self, i);
+            s_link_tick(self, i, mono);
         s_batch(self);
         uint64_t wall = cpn_now_ms();
         if (self->have_next_end && self->next_end_ms <= wall) {
@@ -384,7 +338,7 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
     s_send_body(self, SIZE_MAX, CPN_MSG_WITHDRAW, &w);
     int linger = PEER_WITHDRAW_LINGER_MS;
     for (size_t i = 0; i < nb; i++)
-        zmq_setsockopt(self->links[i].dealer, ZMQ_LINGER, &linger, sizeof linger);
+        cpn_link_linger(self->links[i].link, linger);
     peer_lease_stats_t st;
     peer_lease_stats(self->lease, &st);
     log_info("peer",

@@ -1,8 +1,9 @@
 /* daemon.h - the cpn-peer daemon: one thread, one zmq_poll loop, timers.
  *
- * It connects one DEALER to each configured broker (ZeroMQ reconnects by itself, with
- * backoff from PEER_RECONNECT_MS to PEER_RECONNECT_MAX_MS, and heartbeats so a broker that
- * vanished without closing the connection is noticed), says HELLO and sends an AD on
+ * It connects one link (link.h: a DEALER that comes back after anything, with backoff from
+ * PEER_RECONNECT_MS to PEER_RECONNECT_MAX_MS; a fresh socket after an oversize or corrupted
+ * frame, which libzmq does not redial; heartbeats so a broker that vanished without closing
+ * the connection is noticed) to each configured broker, says HELLO and sends an AD on
  * every (re)connection, re-advertises every `refresh` and whenever free capacity changed
  * (at most one AD per PEER_AD_COALESCE_MS), decides CLAIM/RENEW/RELEASE in batches of up
  * to PEER_BATCH_MAX with one commit each (lease.h), and expires leases at their end time
@@ -18,7 +19,8 @@
 #define PEER_RECONNECT_MS 100
 #define PEER_RECONNECT_MAX_MS 5000
 #define PEER_HEARTBEAT_MS 5000          /* ZeroMQ PING on a quiet broker link */
-#define PEER_HEARTBEAT_TIMEOUT_MS 15000 /* no traffic for this long: reconnect */
+#define PEER_HEARTBEAT_TIMEOUT_MS 15000 /* no traffic for this long: reconnect; and a link not
+                                           up for this long gets a fresh socket */
 #define PEER_POLL_MAX_MS 1000           /* the loop wakes at least this often */
 #define PEER_WITHDRAW_LINGER_MS 500     /* how long shutdown waits to deliver WITHDRAWs */
 

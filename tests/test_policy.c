@@ -150,7 +150,7 @@ static const char s_good[] =
     "  weights: {price: 2, region: 30, vendor: 0, local: 7}\n"
     "limits:\n"
     "  frame_size: 128KiB\n"
-    "  rate: {per_sender: 50/s, burst: 80, senders: 1000}\n"
+    "  rate: {per_sender: 50/s, burst: 80, senders: 1000, refusals: 7/s}\n"
     "  max_offers: 5000\n"
     "  max_pending: 77\n"
     "  claim_timeout: 2s\n"
@@ -234,6 +234,7 @@ static void test_good_file(void **state)
     assert_int_equal(pol->limits.rate_per_sender, 50);
     assert_int_equal(pol->limits.rate_burst, 80);
     assert_int_equal(pol->limits.rate_senders, 1000);
+    assert_int_equal(pol->limits.rate_refusals, 7);
     assert_int_equal(pol->limits.max_offers, 5000);
     assert_int_equal(pol->limits.max_pending, 77);
     assert_int_equal(pol->limits.claim_timeout_s, 2);
@@ -264,6 +265,7 @@ static void test_defaults(void **state)
     assert_int_equal(pol->limits.frame_size, 64 * 1024);
     assert_int_equal(pol->limits.rate_per_sender, 200);
     assert_int_equal(pol->limits.rate_burst, 400);
+    assert_int_equal(pol->limits.rate_refusals, POLICY_REFUSALS_DEFAULT);
     assert_int_equal(pol->limits.max_offers, 1000000);
     assert_int_equal(pol->limits.max_pending, 10000);
     assert_int_equal(pol->limits.claim_timeout_s, 5);
@@ -356,7 +358,7 @@ static void test_bad_type(void **state)
                    "tenants: acme\n"
                    "peers: {trusted: [{name: p, key: not-a-key}]}\n"
                    "limits:\n"
-                   "  rate: {per_sender: 200/h}\n"
+                   "  rate: {per_sender: 200/h, refusals: 2000000/s}\n"
                    "  claim_tries: 0\n",
                    &pol, &doc);
     assert_int_equal(r, CPN_E_CONFIG);
@@ -365,8 +367,9 @@ static void test_bad_type(void **state)
     assert_true(s_has_error(doc, "5:10: tenants: expected a list of tenants, found a scalar"));
     assert_true(s_has_error(doc, "6:34: peers.trusted[0].key: expected a public key"));
     assert_true(s_has_error(doc, "8:22: limits.rate.per_sender: expected a rate"));
+    assert_true(s_has_error(doc, "8:39: limits.rate.refusals: expected a rate"));
     assert_true(s_has_error(doc, "9:16: limits.claim_tries: expected an integer from 1 to 16"));
-    assert_int_equal(yconf_error_count(doc), 5);
+    assert_int_equal(yconf_error_count(doc), 6);
     yconf_destroy(&doc);
 }
 
