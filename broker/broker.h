@@ -81,7 +81,7 @@ typedef struct {
 
 /* What a message we forwarded to another broker was, so its answer finds its way home
  * (federation.c -> claim.c). */
-typedef struct {
+typedef struct broker_fwd_ref {
     cpn_msg_type_t kind;         /* CLAIM, RENEW or RELEASE */
     uint8_t peer[CPN_PK_LEN];    /* the peer it is for */
     uint64_t claim_seq;          /* CLAIM: the seq of the CLAIM inside */
@@ -124,6 +124,11 @@ struct broker {
     size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_tick lowers it) */
     window_t window; /* requests waiting to be matched together (placement.batch) */
     struct federation *fed; /* links to the other brokers (federation.c) */
+    /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
+     * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this
+     * pointer, never claim.c by name, so the two do not call each other round a loop. */
+    void (*on_remote_answer)(broker_t *self, const cpn_env_t *answer,
+                             const struct broker_fwd_ref *ref);
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;
@@ -142,7 +147,7 @@ typedef struct {
     unsigned roles; /* what the sender is to us: CPN_ROLE_* bits */
 } broker_rx_t;
 
-/* server.c */
+/* send.c: the ways out, which every handler calls down to (and which calls none back). */
 void broker_count_refusal(broker_t *self, int code);
 /* Sign and send a message to a connection; logs and counts a failure. */
 int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,

@@ -1057,7 +1057,8 @@ static void s_on_return(broker_t *self, const broker_rx_t *rx, s_link_t *l,
         log_warn("fed", "answer from %s refused: %s", l->name, cpn_errname(r));
         return;
     }
-    claim_on_remote_answer(self, &env, &ref);
+    if (self->on_remote_answer)
+        self->on_remote_answer(self, &env, &ref);
 }
 
 void federation_on_forward(broker_t *self, const broker_rx_t *rx, const cpn_forward_t *fwd)

@@ -24,120 +24,6 @@
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
 
-/* ---- routes: which connection reaches a key ---- */
-
-static size_t s_route_slot(const uint8_t key[CPN_PK_LEN])
-{
-    uint64_t h;
-    memcpy(&h, key, sizeof h); /* keys are uniformly random */
-    return (size_t)(h % BROKER_ROUTES_MAX);
-}
-
-void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
-                      size_t rid_len)
-{
-    size_t i = s_route_slot(key), oldest = i;
-    for (size_t probe = 0; probe < 64; probe++, i = (i + 1) % BROKER_ROUTES_MAX) {
-        broker_route_t *r = &self->routes[i];
-        if (!r->used || memcmp(r->key, key, CPN_PK_LEN) == 0) {
-            oldest = i;
-            break;
-        }
-        if (r->seen_mono < self->routes[oldest].seen_mono)
-            oldest = i;
-    }
-    /* A full probe window replaces its least recently seen route: that key reconnects and
-     * is learnt again from its next message. */
-    broker_route_t *r = &self->routes[oldest];
-    r->used = true;
-    memcpy(r->key, key, CPN_PK_LEN);
-    memcpy(r->rid, rid, rid_len);
-    r->rid_len = rid_len;
-    r->seen_mono = cpn_mono_ms();
-}
-
-const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN])
-{
-    size_t i = s_route_slot(key);
-    for (size_t probe = 0; probe < 64; probe++, i = (i + 1) % BROKER_ROUTES_MAX) {
-        const broker_route_t *r = &self->routes[i];
-        if (r->used && memcmp(r->key, key, CPN_PK_LEN) == 0)
-            return r;
-    }
-    return NULL;
-}
-
-/* ---- sending ---- */
-
-void broker_count_refusal(broker_t *self, int code)
-{
-    int slot = -code;
-    if (slot > 0 && slot < BROKER_ERR_SLOTS)
-        self->stats.refused[slot]++;
-}
-
-int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
-                      size_t len)
-{
-    int r = cpn_send_to(self->router, rid, rid_len, frame, len);
-    if (r != CPN_OK)
-        log_warn("net", "send of %zu bytes dropped: %s", len, cpn_errname(r));
-    return r;
-}
-
-int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
-                const void *body)
-{
-    uint8_t *frame = NULL;
-    size_t len = 0;
-    int r = cpn_signer_build(&self->signer, type, body, &frame, &len);
-    if (r == CPN_OK)
-        r = broker_send_frame(self, rid, rid_len, frame, len);
-    else
-        log_error("net", "cannot build %s: %s", cpn_msg_name(type), cpn_errname(r));
-    free(frame);
-    return r;
-}
-
-void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
-                 uint64_t ref_seq, int code, const char *reason)
-{
-    cpn_nack_t n;
-    memset(&n, 0, sizeof n);
-    snprintf(n.ref, sizeof n.ref, "%s", ref ? ref : "");
-    n.ref_seq = ref_seq;
-    n.code = code;
-    snprintf(n.reason, sizeof n.reason, "%s", reason && reason[0] ? reason : cpn_strerror(code));
-    self->stats.nacks++;
-    (void)broker_send(self, rid, rid_len, CPN_MSG_NACK, &n);
-}
-
-int broker_queue(broker_t *self, outbox_item_t *item)
-{
-    int r = outbox_push(self->outbox, item);
-    if (r != CPN_OK)
-        log_error("net", "outbox: %s", cpn_errname(r));
-    return r;
-}
-
-void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
-                        size_t len, const char *ref, uint64_t ref_seq)
-{
-    outbox_item_t it;
-    memset(&it, 0, sizeof it);
-    it.kind = OUTBOX_GRANT;
-    memcpy(it.rid, rid, rid_len);
-    it.rid_len = rid_len;
-    it.frame = *frame_p;
-    it.len = len;
-    *frame_p = NULL;
-    snprintf(it.ref, sizeof it.ref, "%s", ref ? ref : "");
-    it.ref_seq = ref_seq;
-    if (broker_queue(self, &it) != CPN_OK)
-        broker_nack(self, rid, rid_len, ref, ref_seq, CPN_E_BUSY,
-                    "the broker cannot queue the answer; send the request again");
-}
-
 static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
                     int code, const char *reason)
 {
@@ -500,6 +386,7 @@ int server_new(const char *policy_path, broker_t **out)
         goto out;
     int handover = 1; /* a reconnecting client with the same identity takes over its route */
     zmq_setsockopt(self->router, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
+    self->on_remote_answer = claim_on_remote_answer; /* federation -> claim, wired here */
     if ((r = federation_new(self)) != CPN_OK)
         goto out;
     self->started_ms = cpn_now_ms();

@@ -65,13 +65,14 @@ for d in "$@"; do
     done
     tap "$([ -z "$big" ]; echo $?)" "$d: no file over $MAX_LINES lines" "too big:$big"
 
-    # Global functions defined per file: a definition starts at column 0 and is not static.
+    # Global functions defined per file: a definition starts at column 0, is not static, and
+    # its name is lower case (macro-generated definitions and _Static_assert are not read).
     tmp=$(mktemp -d)
     for f in "$SRC/$d"/*.c; do
         [ -e "$f" ] || continue
         awk '/^[A-Za-z_]/ && !/^static/ && !/^typedef/ && !/;[[:space:]]*$/ && /\(/ {
                  s = $0; sub(/\(.*/, "", s); n = split(s, w, /[^A-Za-z0-9_]+/);
-                 if (w[n] != "" && w[n] != "main") print w[n] }' "$f" | sort -u >"$tmp/$(basename "$f").defs"
+                 if (w[n] ~ /^[a-z][a-z0-9_]*$/ && w[n] != "main") print w[n] }' "$f" | sort -u >"$tmp/$(basename "$f").defs"
         # the text with comments and strings blanked, for finding calls
         sed -e 's://.*$::' -e 's:"[^"]*"::g' "$f" | awk 'BEGIN{c=0} {
                  out=""; s=$0
