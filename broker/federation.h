@@ -91,8 +91,12 @@ int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
                           const uint8_t peer[CPN_PK_LEN], cpn_env_t *inner,
                           uint32_t *hops) CPN_WUR;
 
-/* Rows of `cpnctl federation` (one map per member) and the counters of `cpnctl status`. */
-void federation_rows(broker_t *self, msgpack_packer *pk);
+/* Rows of `cpnctl federation`, one map per member link i < federation_n_rows() (query.c pages
+ * them, in the order of federation_row_name()), and the counters of `cpnctl status`. A name
+ * is owned by the federation and valid until the next reload. */
+size_t federation_n_rows(const broker_t *self);
+const char *federation_row_name(const broker_t *self, size_t i);
+void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
 #define FED_STATUS_KEYS 6
 void federation_status(broker_t *self, msgpack_packer *pk);
 
