@@ -28,11 +28,14 @@
 #include "page.h"
 #include "units.h"
 
-/* What a STATUS frame holds besides its data, at most: the envelope (v, type, from, seq, ts,
- * the body's bin header: about 90 bytes), the signature (66), the body's keys, `what` (≤ 31)
- * and `next` (≤ 255), and the data's array header (5): under 500 bytes; the rest is slack.
- * query_answer still checks the built frame against the limit. */
-#define S_PAGE_OVERHEAD 640
+/* What a STATUS frame holds besides `data` and `next`, at most (msgpack sizes): the frame's
+ * array and bin headers (6), the payload map with v, type "STATUS", from, seq, ts and the
+ * body's bin header (98), the signature (66), and the body map with `what` (≤ 31) and the
+ * keys and bin header of `data` (48): 218 bytes. `next` adds at most 5 + 2 + 255. So a page
+ * of rows is at most frame - 480 bytes, one map (status, no `next`) frame - 218: exact upper
+ * bounds, not a guess, and query_answer still checks the frame it built. */
+#define S_FRAME_OVERHEAD 218
+#define S_NEXT_OVERHEAD (5 + 2 + CPN_CURSOR_MAX - 1)
 /* Rows per page, whatever `limit` says: a receiver with the default limits parses at most
  * 4096 entries per container and 65536 objects per frame (rows of 10 keys are 21 objects). */
 #define S_PAGE_ROWS_MAX 1024
@@ -399,7 +402,8 @@ void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q)
     size_t frame_max = self->lim.max_frame < cpn_limits_default.max_str
                            ? self->lim.max_frame
                            : cpn_limits_default.max_str;
-    ans.page = page_new(frame_max > S_PAGE_OVERHEAD ? frame_max - S_PAGE_OVERHEAD : 0,
+    size_t over = S_FRAME_OVERHEAD + (s_queries[row].rows ? S_NEXT_OVERHEAD : 0);
+    ans.page = page_new(frame_max > over ? frame_max - over : 0,
                         s_queries[row].rows ? s_max_rows(q) : 1);
     if (!ans.page) {
         r = CPN_E_NOMEM;
