@@ -193,6 +193,18 @@ static size_t s_forget_via(broker_t *self, const uint8_t key[CPN_PK_LEN])
     return gone;
 }
 
+/* Our book lost offers that came through `from`: every other member that is up gets our
+ * digest (SYNC) on the next tick, and forgets what it holds through us that the digest lacks.
+ * So a member two hops away stops matching offers behind a link that went down as soon as the
+ * broker at that link knows, not when their ttl runs out. */
+static void s_tell_members(broker_t *self, const uint8_t from[CPN_PK_LEN])
+{
+    struct federation *f = self->fed;
+    for (size_t i = 0; i < f->n_links; i++)
+        if (f->links[i].up && memcmp(f->links[i].key, from, CPN_PK_LEN) != 0)
+            f->links[i].sync_due = true;
+}
+
 static void s_mark_down(broker_t *self, s_link_t *l, uint64_t silent_ms)
 {
     l->up = false;
@@ -201,6 +213,8 @@ static void s_mark_down(broker_t *self, s_link_t *l, uint64_t silent_ms)
     log_warn("fed", "member %s down: silent for %" PRIu64 " ms; %zu peers' offers through it "
                     "forgotten",
              l->name, silent_ms, gone);
+    if (gone)
+        s_tell_members(self, l->key);
 }
 
 static void s_link_close(broker_t *self, s_link_t *l)
@@ -451,6 +465,39 @@ static int s_sync_check(const cpn_sync_t *s)
     return CPN_OK;
 }
 
+/* Forget the offers that came through member l, lie in the digest's range and are not in
+ * it: l no longer has them (it lost the link they came by, or forgot them), so they cannot be
+ * reached through l. The digest is l's book when it sent it, and what l relays to us comes
+ * in order on the same link: an offer it relayed before the SYNC is in the digest. */
+static size_t s_forget_missing(broker_t *self, const s_link_t *l, const cpn_sync_t *sync)
+{
+    size_t cur = 0, n = 0, cap = 0, gone = 0;
+    uint64_t seq = 0;
+    const book_peer_t *bp;
+    uint8_t (*keys)[CPN_PK_LEN] = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        cur = 0;
+        while ((bp = book_next(self->book, &cur)) != NULL) {
+            if (memcmp(bp->via, l->key, CPN_PK_LEN) != 0 ||
+                memcmp(bp->key, sync->lo, CPN_PK_LEN) < 0 ||
+                memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0 || s_digest_find(sync, bp->key, &seq))
+                continue;
+            if (pass == 0)
+                cap++;
+            else if (n < cap)
+                memcpy(keys[n++], bp->key, CPN_PK_LEN);
+        }
+        if (pass == 0 && (!cap || !(keys = malloc(cap * sizeof *keys))))
+            break;
+    }
+    if (cap && !keys)
+        log_error("fed", "out of memory forgetting offers");
+    for (size_t i = 0; i < n; i++)
+        gone += book_forget(self->book, keys[i]) == CPN_OK;
+    free(keys);
+    return gone;
+}
+
 static int s_send_relay(broker_t *self, s_link_t *l, const uint8_t *frame, size_t len,
                         uint32_t hops)
 {
@@ -498,8 +545,12 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
         sent++;
     }
     f->st.sync_relays += sent;
-    log_info("fed", "SYNC from %s: %zu of our peers in its range, %zu offers sent", l->name,
-             in_range, sent);
+    size_t gone = s_forget_missing(self, l, sync);
+    log_info("fed", "SYNC from %s: %zu of our peers in its range, %zu offers sent, %zu that "
+                    "came through it and it no longer has forgotten",
+             l->name, in_range, sent, gone);
+    if (gone)
+        s_tell_members(self, l->key);
 }
 
 /* ---- membership ---- */
