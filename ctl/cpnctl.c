@@ -573,8 +573,8 @@ static void s_print_page(s_listing_t *ls, const msgpack_object *obj)
         return;
     if (ls->json)
         for (uint32_t i = 0; i < obj->via.array.size; i++) {
-            fputs(ls->started ? ",\n  " : "[\n  ", stdout);
-            s_json(&obj->via.array.ptr[i], stdout, -1);
+            fputs(ls->started ? ",\n" : "[\n", stdout);
+            s_json(&obj->via.array.ptr[i], stdout, 2);
             ls->started = true;
         }
     else

@@ -353,8 +353,8 @@ static void test_cpnctl_offers_all(void **state)
     assert_true(len > 2 && text[0] == '[' && strcmp(text + len - 2, "]\n") == 0);
     char **ids = calloc(N_PKGS + 1, sizeof *ids);
     size_t n = 0;
-    for (char *p = text; (p = strstr(p, "\"package\":\"")) != NULL && n <= N_PKGS;) {
-        p += strlen("\"package\":\"");
+    for (char *p = text; (p = strstr(p, "\"package\": \"")) != NULL && n <= N_PKGS;) {
+        p += strlen("\"package\": \"");
         char *end = strchr(p, '"');
         assert_non_null(end);
         *end = 0;
