@@ -140,6 +140,32 @@ static int s_peer_cmp(const void *a, const void *b)
     return memcmp(((const s_peer_ref_t *)a)->hex, ((const s_peer_ref_t *)b)->hex, S_HEX_LEN);
 }
 
+/* Keep the `cap` smallest refs seen in a max-heap refs[0 .. *n). */
+static void s_heap_keep(s_peer_ref_t *h, size_t *n, size_t cap, const s_peer_ref_t *r)
+{
+    size_t i;
+    if (*n < cap) {
+        for (i = (*n)++; i && s_peer_cmp(&h[(i - 1) / 2], r) < 0; i = (i - 1) / 2)
+            h[i] = h[(i - 1) / 2];
+        h[i] = *r;
+        return;
+    }
+    if (s_peer_cmp(r, &h[0]) >= 0)
+        return;
+    for (i = 0;;) { /* sift the new root down */
+        size_t c = 2 * i + 1;
+        if (c >= *n)
+            break;
+        if (c + 1 < *n && s_peer_cmp(&h[c + 1], &h[c]) > 0)
+            c++;
+        if (s_peer_cmp(&h[c], r) <= 0)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = *r;
+}
+
 static int s_pkg_cmp(const void *a, const void *b)
 {
     return strcmp((*(const cpn_package_t *const *)a)->id, (*(const cpn_package_t *const *)b)->id);
@@ -172,7 +198,6 @@ static void s_offer_row(msgpack_packer *pk, const book_peer_t *bp, const cpn_pac
     mp_pack_ku64(pk, "expires_s", bp->expires_ms > now ? (bp->expires_ms - now) / 1000 : 0);
 }
 
-/* The peers from the cursor's on are sorted for every page: O(n log n) in the book's peers. */
 static int s_offers(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q, s_answer_t *ans)
 {
     (void)rx;
@@ -184,23 +209,23 @@ static int s_offers(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     }
     if (alen)
         after_pkg = after + S_HEX_LEN + 1;
-    size_t cur = 0, n = 0, cap = 0;
+    /* Every peer gives a page at least one row, so the page needs at most max_rows + 1 peers
+     * (the cursor's own may have none left): the smallest keys from the cursor on, kept in a
+     * bounded heap, O(peers x log page) per page, then sorted. */
+    size_t cur = 0, n = 0, cap = s_max_rows(q) + 1;
     const book_peer_t *bp;
-    while ((bp = book_next(self->book, &cur)) != NULL)
-        cap++;
-    s_peer_ref_t *refs = cap ? malloc(cap * sizeof *refs) : NULL;
-    if (cap && !refs) {
-        snprintf(ans->why, sizeof ans->why, "out of memory listing %zu peers", cap);
+    s_peer_ref_t *refs = malloc(cap * sizeof *refs), r;
+    if (!refs) {
+        snprintf(ans->why, sizeof ans->why, "out of memory listing offers");
         return CPN_E_NOMEM;
     }
-    cur = 0;
-    while ((bp = book_next(self->book, &cur)) != NULL && n < cap) {
+    while ((bp = book_next(self->book, &cur)) != NULL) {
         if (bp->withdrawn || bp->n_packages == 0)
             continue;
-        sodium_bin2hex(refs[n].hex, sizeof refs[n].hex, bp->key, CPN_PK_LEN);
-        if (alen && memcmp(refs[n].hex, after, S_HEX_LEN) < 0)
-            continue;
-        refs[n++].bp = bp;
+        sodium_bin2hex(r.hex, sizeof r.hex, bp->key, CPN_PK_LEN);
+        r.bp = bp;
+        if (!(alen && memcmp(r.hex, after, S_HEX_LEN) < 0))
+            s_heap_keep(refs, &n, cap, &r);
     }
     if (n)
         qsort(refs, n, sizeof *refs, s_peer_cmp);

@@ -438,11 +438,42 @@ static size_t s_walk(uint32_t limit)
     return pages + 1;
 }
 
+/* The first n package ids of the `offers` listing, walked in pages of `limit` rows. */
+static void s_first(uint32_t limit, size_t n, char **ids)
+{
+    char after[CPN_CURSOR_MAX] = "", next[CPN_CURSOR_MAX];
+    size_t got = 0;
+    for (size_t pages = 0; got < n && pages < n; pages++) {
+        h_ans_t a;
+        assert_int_equal(s_page(B_Q, T_OPS, "offers", after, limit, &a, next), CPN_MSG_STATUS);
+        for (uint32_t i = 0; i < a.obj.via.array.size && got < n; i++) {
+            const msgpack_object *p = h_get(&a.obj.via.array.ptr[i], "package");
+            assert_non_null(p);
+            ids[got++] = strndup(p->via.str.ptr, p->via.str.size);
+        }
+        h_ans_free(&a);
+        assert_true(next[0] || got == n);
+        snprintf(after, sizeof after, "%s", next);
+    }
+    assert_int_equal(got, n);
+}
+
 static void test_pages(void **state)
 {
     (void)state;
+    /* Pages of fewer rows than there are peers, across a peer's last package: the same order
+     * as byte-bounded pages. */
+    char *small[PKGS_PER_PEER + 10], *big[PKGS_PER_PEER + 10];
+    s_first(3, PKGS_PER_PEER + 10, small);
+    s_first(0, PKGS_PER_PEER + 10, big);
+    for (size_t i = 0; i < PKGS_PER_PEER + 10; i++) {
+        assert_string_equal(small[i], big[i]);
+        free(small[i]);
+        free(big[i]);
+    }
     assert_int_equal(s_walk(100), N_PKGS / 100);
     size_t pages = s_walk(0); /* bounded by bytes: 64 KiB frames */
+    fprintf(stderr, "# 2,500 offers: %zu pages of at most 64 KiB\n", pages);
     assert_true(pages >= 3 && pages < N_PKGS / 100);
     /* A cursor that is not one is refused, with the code and a reason. */
     h_ans_t a;
