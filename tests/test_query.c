@@ -7,7 +7,9 @@
  * policy_query_allowed"): the real `cpnctl offers` lists every one of the 2,500 packages
  * exactly once, as JSON and as a table (it got no answer at all above about 500); QUERY with
  * `limit` and `after` walks the book in key order, every page within the frame limit, each
- * package exactly once even when a peer re-advertises between pages; a bad cursor is NACKed
+ * package exactly once even when a peer re-advertises between pages, and pages of 3 rows give
+ * the order byte-bounded ones give; a tenant's 30 leases (in Q's real SQLite ledger) come in
+ * pages of 7, newest first, each once, and `cpnctl leases` lists them all; a bad cursor is NACKed
  * with a reason; S answers in pages of at most 1 KiB (it used to send one frame larger than
  * its own limit); a member asking an unknown `what` or a tenant's `leases` is refused (it
  * used to get the federation rows), while it may still ask status and offers; a tenant asking
@@ -40,6 +42,7 @@
 #include "envelope.h"
 #include "harness.h"
 #include "identity.h"
+#include "ledger.h"
 #include "msg.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
@@ -52,6 +55,7 @@
 #define PKGS_PER_PEER 250
 #define N_PKGS (N_PEERS * PKGS_PER_PEER)
 #define S_PKGS 4 /* per AD to S */
+#define N_LEASES 30 /* of tenant ten in Q's ledger */
 
 enum { B_Q, B_S, B__COUNT };
 enum { T_OPS, T_TEN, T_MEM, T__COUNT };
@@ -251,6 +255,26 @@ static int s_setup(void **state)
         snprintf(name, sizeof name, "bulk-%d", i);
         h_keygen(g.dir, name, &g.peer[i]);
     }
+    /* Q's ledger, written before Q opens it: ten's leases, three to a start time. */
+    char path[400];
+    ledger_t *lg = NULL;
+    s_path(path, sizeof path, "q-ledger.db");
+    assert_int_equal(ledger_open(path, &lg), CPN_OK);
+    for (int i = 0; i < N_LEASES; i++) {
+        ledger_lease_t l;
+        memset(&l, 0, sizeof l);
+        snprintf(l.lease_id, sizeof l.lease_id, "L%02d", i);
+        memcpy(l.tenant, cpn_identity_pk(g.t[T_TEN]), CPN_PK_LEN);
+        memcpy(l.peer, cpn_identity_pk(g.peer[i % 2]), CPN_PK_LEN);
+        snprintf(l.package, sizeof l.package, "pkg-000-000");
+        l.units = 1;
+        l.price = 1000;
+        l.start_ms = cpn_now_ms() - 60000 + (uint64_t)(i / 3) * 1000;
+        l.end_ms = l.start_ms + 3600000;
+        snprintf(l.request_id, sizeof l.request_id, "r%02d", i);
+        assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    }
+    ledger_destroy(&lg);
     for (int b = 0; b < B__COUNT; b++)
         if (!s_start_broker(b)) {
             fprintf(stderr, "# cpn-broker %s did not come up\n", g.b[b].name);
@@ -273,13 +297,13 @@ static int s_setup(void **state)
 
 /* ---- cpnctl, the real binary ---- */
 
-/* Run cpnctl with `args` (NULL-terminated, after the connection options) as tenant ops on Q;
- * its stdout goes to `out`. Returns its exit status, -1 if it did not end within CTL_MS. */
-static int s_cpnctl(const char *out, const char *const *args)
+/* Run cpnctl with `args` (NULL-terminated, after the connection options) on Q with the secret
+ * key file `key`; its stdout goes to `out`. Returns its exit status, -1 if it did not end
+ * within CTL_MS. */
+static int s_cpnctl_as(const char *out, const char *key, const char *const *args)
 {
-    char prog[1200], key[320], pub[320];
+    char prog[1200], pub[320];
     snprintf(prog, sizeof prog, "%s/cpnctl", g.bin);
-    s_path(key, sizeof key, "ops.key");
     s_path(pub, sizeof pub, "q.pub");
     const char *argv[16] = {prog, "--broker", g.b[B_Q].endpoint, "--broker-key", pub, "--key",
                             key, "--plain", "--timeout", "20"};
@@ -307,6 +331,13 @@ static int s_cpnctl(const char *out, const char *const *args)
         usleep(20 * 1000);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int s_cpnctl(const char *out, const char *const *args)
+{
+    char key[320];
+    s_path(key, sizeof key, "ops.key");
+    return s_cpnctl_as(out, key, args);
 }
 
 static char *s_slurp(const char *path, size_t *len)
@@ -347,7 +378,9 @@ static void test_cpnctl_offers_all(void **state)
     char out[400];
     s_path(out, sizeof out, "offers.json");
     const char *json[] = {"--json", "offers", NULL};
+    uint64_t t0 = cpn_mono_ms();
     assert_int_equal(s_cpnctl(out, json), 0);
+    fprintf(stderr, "# cpnctl --json offers: 2,500 rows in %" PRIu64 " ms\n", cpn_mono_ms() - t0);
     size_t len = 0;
     char *text = s_slurp(out, &len);
     assert_true(len > 2 && text[0] == '[' && strcmp(text + len - 2, "]\n") == 0);
@@ -491,6 +524,52 @@ static void test_pages(void **state)
     h_ans_free(&a);
 }
 
+/* ten's 30 leases in pages of 7: newest first, each once; the real `cpnctl leases` lists
+ * them all. */
+static void test_lease_pages(void **state)
+{
+    (void)state;
+    char after[CPN_CURSOR_MAX] = "", next[CPN_CURSOR_MAX], seen[N_LEASES] = {0};
+    size_t rows = 0, pages = 0;
+    for (; pages < 10; pages++) {
+        h_ans_t a;
+        assert_int_equal(s_page(B_Q, T_TEN, "leases", after, 7, &a, next), CPN_MSG_STATUS);
+        assert_true(a.obj.via.array.size <= 7);
+        for (uint32_t i = 0; i < a.obj.via.array.size; i++) {
+            const msgpack_object *l = h_get(&a.obj.via.array.ptr[i], "lease");
+            assert_non_null(l);
+            char id[8] = "";
+            assert_true(l->type == MSGPACK_OBJECT_STR && l->via.str.size == 3);
+            memcpy(id, l->via.str.ptr + 1, 2);
+            int k = atoi(id);
+            assert_true(k >= 0 && k < N_LEASES && !seen[k]);
+            /* newest start first: L27-L29 start last, L00-L02 first */
+            assert_int_equal(k / 3, (N_LEASES - 1 - (int)rows) / 3);
+            seen[k] = 1;
+            rows++;
+        }
+        h_ans_free(&a);
+        if (!next[0])
+            break;
+        snprintf(after, sizeof after, "%s", next);
+    }
+    assert_int_equal(rows, N_LEASES);
+    assert_int_equal(pages + 1, (N_LEASES + 6) / 7);
+
+    char out[400], key[320];
+    s_path(out, sizeof out, "leases.json");
+    s_path(key, sizeof key, "ten.key");
+    const char *json[] = {"--json", "leases", NULL};
+    assert_int_equal(s_cpnctl_as(out, key, json), 0);
+    size_t len = 0;
+    char *text = s_slurp(out, &len);
+    size_t n = 0;
+    for (char *p = text; (p = strstr(p, "\"lease\": \"L")) != NULL; p++)
+        n++;
+    assert_int_equal(n, N_LEASES);
+    free(text);
+}
+
 /* S's frames are at most 1 KiB (its policy's frame_size: what its members' links accept):
  * its 40 offers (about 8 KiB) come in pages that each fit, and the status map fits too. (The
  * smallest page, 1024 - 480 bytes, holds any single row these queries have, so NACK
@@ -563,6 +642,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpnctl_offers_all),
         cmocka_unit_test(test_pages),
+        cmocka_unit_test(test_lease_pages),
         cmocka_unit_test(test_small_frames),
         cmocka_unit_test(test_who_may_ask),
     };
