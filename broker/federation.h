@@ -16,7 +16,11 @@
  *
  * Sync. SYNC carries a digest of our book, (peer key, seq) pairs sorted by key in key ranges
  * that fit a frame; the member answers with RELAYs of what we lack or hold older. Offers that
- * came through the member asking are never sent back to it (split horizon).
+ * came through the member asking are never sent back to it (split horizon). A digest also
+ * says what its sender no longer has: the receiver forgets the offers in the digest's range
+ * that came through the sender and are not in it. A broker that forgets offers (a member
+ * down, or such a digest) sends its digest to its other members, so they stop matching
+ * offers behind a link that went down within a tick per hop, not at the offers' ttl.
  *
  * Forwarded claims. A CLAIM for a peer whose offer came through member V travels in
  * FORWARD {to: peer, hops, msg} to V; each broker that is not the peer's home wraps the FORWARD
