@@ -82,8 +82,8 @@ int page_error(const page_t *self, char *why, size_t cap)
     if (!self->too_big)
         return CPN_OK;
     if (why && cap)
-        snprintf(why, cap, "one row (%zu bytes) is larger than a page (%zu bytes)",
-                 self->too_big, self->budget);
+        snprintf(why, cap, "one row (%zu bytes) is larger than a page (%zu bytes)", self->too_big,
+                 self->budget);
     return CPN_E_COUNT;
 }
 

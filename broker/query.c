@@ -55,12 +55,6 @@ typedef struct {
 typedef int (*s_answer_fn)(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
                            s_answer_t *ans);
 
-/* The row just packed into ans->page, with its cursor: false when the page is full. */
-static bool s_take(s_answer_t *ans, const char *cursor)
-{
-    return page_take(ans->page, cursor);
-}
-
 /* After the rows: CPN_E_COUNT (why set) if a row alone could not fit a page. */
 static int s_rows_done(s_answer_t *ans)
 {
@@ -204,7 +198,8 @@ static int s_offers(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     const char *after = q->after, *after_pkg = NULL;
     size_t alen = strlen(after);
     if (alen && (alen < S_HEX_LEN + 2 || after[S_HEX_LEN] != '/' || !s_is_hex(after, S_HEX_LEN))) {
-        snprintf(ans->why, sizeof ans->why, "`after` is not an offers cursor (peer key hex/package)");
+        snprintf(ans->why, sizeof ans->why,
+                 "`after` is not an offers cursor (peer key hex/package)");
         return CPN_E_INVAL;
     }
     if (alen)
@@ -245,7 +240,7 @@ static int s_offers(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
             char cursor[CPN_CURSOR_MAX];
             snprintf(cursor, sizeof cursor, "%s/%s", refs[i].hex, pkgs[k]->id);
             s_offer_row(page_packer(ans->page), bp, pkgs[k], now);
-            room = s_take(ans, cursor);
+            room = page_take(ans->page, cursor);
         }
     }
     free(refs);
@@ -266,8 +261,7 @@ static int s_lease_row(const ledger_lease_t *l, void *arg)
     char kid[CPN_KID_LEN], price[32], left[32], hex[S_HEX_LEN + 1], cursor[CPN_CURSOR_MAX];
     cpn_key_id(l->peer, kid);
     cpn_fmt_price(l->price, price, sizeof price);
-    cpn_fmt_duration(l->end_ms > ctx->now ? (l->end_ms - ctx->now) / 1000 : 0, left,
-                     sizeof left);
+    cpn_fmt_duration(l->end_ms > ctx->now ? (l->end_ms - ctx->now) / 1000 : 0, left, sizeof left);
     msgpack_pack_map(pk, 8);
     mp_pack_kstr(pk, "lease", l->lease_id);
     mp_pack_kstr(pk, "request", l->request_id);
@@ -279,7 +273,7 @@ static int s_lease_row(const ledger_lease_t *l, void *arg)
     mp_pack_kstr(pk, "ends_in", left);
     sodium_bin2hex(hex, sizeof hex, l->peer, CPN_PK_LEN);
     snprintf(cursor, sizeof cursor, "%" PRIu64 "/%s/%s", l->start_ms, hex, l->lease_id);
-    return s_take(ctx->ans, cursor) ? 0 : 1;
+    return page_take(ctx->ans->page, cursor) ? 0 : 1;
 }
 
 static int s_lease_cursor(const char *s, ledger_cursor_t *c)
@@ -354,7 +348,7 @@ static int s_federation(broker_t *self, const broker_rx_t *rx, const cpn_query_t
         qsort(refs, m, sizeof *refs, s_member_cmp);
     for (size_t k = 0; k < m; k++) {
         federation_row(self, refs[k].i, page_packer(ans->page));
-        if (!s_take(ans, refs[k].name))
+        if (!page_take(ans->page, refs[k].name))
             break;
     }
     free(refs);
@@ -365,8 +359,8 @@ static int s_federation(broker_t *self, const broker_rx_t *rx, const cpn_query_t
 
 static const struct {
     const char *what;
-    unsigned who;     /* Q_* bits: who may ask */
-    bool rows;        /* an array of rows, in pages; else one map */
+    unsigned who; /* Q_* bits: who may ask */
+    bool rows;    /* an array of rows, in pages; else one map */
     s_answer_fn answer;
 } s_queries[] = {
     {"status", Q_TENANT | Q_MEMBER, false, s_status},
@@ -388,15 +382,14 @@ static unsigned s_asker(const broker_t *self, const uint8_t key[CPN_PK_LEN])
 }
 
 /* Is the query allowed? CPN_OK, or the code and (in why) the reason for the NACK. */
-static int s_allowed(const broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
-                     size_t *row, char *why, size_t cap)
+static int s_allowed(const broker_t *self, const broker_rx_t *rx, const cpn_query_t *q, size_t *row,
+                     char *why, size_t cap)
 {
     size_t n = sizeof s_queries / sizeof s_queries[0];
     for (*row = 0; *row < n && strcmp(s_queries[*row].what, q->what) != 0; (*row)++)
         ;
     if (*row == n) {
-        snprintf(why, cap, "unknown query \"%s\": status, leases, offers or federation",
-                 q->what);
+        snprintf(why, cap, "unknown query \"%s\": status, leases, offers or federation", q->what);
         return CPN_E_INVAL;
     }
     unsigned who = s_asker(self, rx->env.from), may = s_queries[*row].who;
@@ -428,8 +421,8 @@ void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q)
                            ? self->lim.max_frame
                            : cpn_limits_default.max_str;
     size_t over = S_FRAME_OVERHEAD + (s_queries[row].rows ? S_NEXT_OVERHEAD : 0);
-    ans.page = page_new(frame_max > over ? frame_max - over : 0,
-                        s_queries[row].rows ? s_max_rows(q) : 1);
+    ans.page =
+        page_new(frame_max > over ? frame_max - over : 0, s_queries[row].rows ? s_max_rows(q) : 1);
     if (!ans.page) {
         r = CPN_E_NOMEM;
         snprintf(ans.why, sizeof ans.why, "out of memory");

@@ -40,7 +40,7 @@
 #define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL */
 #define POLL_MS 100
 #define PORT_TRIES 5
-#define HELLO_S 2                   /* federation.hello_timeout */
+#define HELLO_S 2                         /* federation.hello_timeout */
 #define FORGET_MS (HELLO_S * 1000 + 6000) /* C down at B, then B's digest at A: bound */
 
 enum { B_A, B_B, B_C, B__COUNT };
@@ -266,9 +266,9 @@ static bool s_start_brokers(void)
     for (int i = 0; i < B__COUNT; i++) {
         s_write_policy(i);
         g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id),
-                                        true, &g.b[i].cli),
-                         CPN_OK);
+        assert_int_equal(
+            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
+            CPN_OK);
     }
     bool up = true;
     for (int i = 0; i < B__COUNT && up; i++)
@@ -324,8 +324,9 @@ static void test_member_link_down(void **state)
      * right after, not after its ttl (180 s). */
     assert_int_equal(kill(g.b[B_C].pid, SIGSTOP), 0);
     int64_t gone = s_wait_listed("far8", false, FORGET_MS);
-    fprintf(stderr, "# C stopped: pc's offer left A's book after %" PRId64 " ms "
-                    "(hello_timeout %d s)\n",
+    fprintf(stderr,
+            "# C stopped: pc's offer left A's book after %" PRId64 " ms "
+            "(hello_timeout %d s)\n",
             gone, HELLO_S);
     assert_true(gone >= 0);
     assert_false(s_member_up(B_B, "c"));

@@ -47,7 +47,8 @@
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* a daemon up, the ADs in its book (bound, not a timing) */
-#define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL (sanitizers on a loaded machine are slow) */
+#define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL (sanitizers on a loaded machine are slow)  \
+                        */
 #define CTL_MS 120000  /* one cpnctl run, all its pages */
 #define POLL_MS 100
 #define PORT_TRIES 5
@@ -56,7 +57,7 @@
 #endif
 #define PKGS_PER_PEER 250
 #define N_PKGS (N_PEERS * PKGS_PER_PEER)
-#define S_PKGS 4 /* per AD to S */
+#define S_PKGS 4    /* per AD to S */
 #define N_LEASES 30 /* of tenant ten in Q's ledger */
 
 enum { B_Q, B_S, B__COUNT };
@@ -80,7 +81,9 @@ static struct {
     uint64_t pseq[B__COUNT][N_PEERS];
 } g = {
     .b = {{.name = "q", .frame_kib = 64},
-          {.name = "s", .frame_kib = 1, .long_name = "s-a-broker-whose-name-fills-most-of-its-63-chars"}},
+          {.name = "s",
+           .frame_kib = 1,
+           .long_name = "s-a-broker-whose-name-fills-most-of-its-63-chars"}},
     .tname = {"ops", "ten", "mem"},
 };
 
@@ -307,8 +310,8 @@ static int s_cpnctl_as(const char *out, const char *key, const char *const *args
     char prog[1200], pub[320];
     snprintf(prog, sizeof prog, "%s/cpnctl", g.bin);
     s_path(pub, sizeof pub, "q.pub");
-    const char *argv[16] = {prog, "--broker", g.b[B_Q].endpoint, "--broker-key", pub, "--key",
-                            key, "--plain", "--timeout", "20"};
+    const char *argv[16] = {prog,    "--broker", g.b[B_Q].endpoint, "--broker-key", pub,
+                            "--key", key,        "--plain",         "--timeout",    "20"};
     size_t n = 10;
     for (size_t i = 0; args[i] && n < 15; i++)
         argv[n++] = args[i];
@@ -643,10 +646,8 @@ static void test_who_may_ask(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cpnctl_offers_all),
-        cmocka_unit_test(test_pages),
-        cmocka_unit_test(test_lease_pages),
-        cmocka_unit_test(test_small_frames),
+        cmocka_unit_test(test_cpnctl_offers_all), cmocka_unit_test(test_pages),
+        cmocka_unit_test(test_lease_pages),       cmocka_unit_test(test_small_frames),
         cmocka_unit_test(test_who_may_ask),
     };
     return cmocka_run_group_tests_name("query", tests, s_setup, s_teardown);
