@@ -205,6 +205,18 @@ static size_t s_forget_via(broker_t *self, const uint8_t key[CPN_PK_LEN])
     return gone;
 }
 
+/* Our book lost offers that came through `from`: every other member that is up gets our
+ * digest (SYNC) on the next tick, and forgets what it holds through us that the digest lacks.
+ * So a member two hops away stops matching offers behind a link that went down as soon as the
+ * broker at that link knows, not when their ttl runs out. */
+static void s_tell_members(broker_t *self, const uint8_t from[CPN_PK_LEN])
+{
+    struct federation *f = self->fed;
+    for (size_t i = 0; i < f->n_links; i++)
+        if (f->links[i].up && memcmp(f->links[i].key, from, CPN_PK_LEN) != 0)
+            f->links[i].sync_due = true;
+}
+
 static void s_mark_down(broker_t *self, s_link_t *l, uint64_t silent_ms)
 {
     l->up = false;
@@ -213,6 +225,8 @@ static void s_mark_down(broker_t *self, s_link_t *l, uint64_t silent_ms)
     log_warn("fed", "member %s down: silent for %" PRIu64 " ms; %zu peers' offers through it "
                     "forgotten",
              l->name, silent_ms, gone);
+    if (gone)
+        s_tell_members(self, l->key);
 }
 
 static void s_link_close(broker_t *self, s_link_t *l)
@@ -462,6 +476,39 @@ static int s_sync_check(const cpn_sync_t *s)
     return CPN_OK;
 }
 
+/* Forget the offers that came through member l, lie in the digest's range and are not in
+ * it: l no longer has them (it lost the link they came by, or forgot them), so they cannot be
+ * reached through l. The digest is l's book when it sent it, and what l relays to us comes
+ * in order on the same link: an offer it relayed before the SYNC is in the digest. */
+static size_t s_forget_missing(broker_t *self, const s_link_t *l, const cpn_sync_t *sync)
+{
+    size_t cur = 0, n = 0, cap = 0, gone = 0;
+    uint64_t seq = 0;
+    const book_peer_t *bp;
+    uint8_t (*keys)[CPN_PK_LEN] = NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        cur = 0;
+        while ((bp = book_next(self->book, &cur)) != NULL) {
+            if (memcmp(bp->via, l->key, CPN_PK_LEN) != 0 ||
+                memcmp(bp->key, sync->lo, CPN_PK_LEN) < 0 ||
+                memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0 || s_digest_find(sync, bp->key, &seq))
+                continue;
+            if (pass == 0)
+                cap++;
+            else if (n < cap)
+                memcpy(keys[n++], bp->key, CPN_PK_LEN);
+        }
+        if (pass == 0 && (!cap || !(keys = malloc(cap * sizeof *keys))))
+            break;
+    }
+    if (cap && !keys)
+        log_error("fed", "out of memory forgetting offers");
+    for (size_t i = 0; i < n; i++)
+        gone += book_forget(self->book, keys[i]) == CPN_OK;
+    free(keys);
+    return gone;
+}
+
 static int s_send_relay(broker_t *self, s_link_t *l, const uint8_t *frame, size_t len,
                         uint32_t hops)
 {
@@ -509,8 +556,12 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
         sent++;
     }
     f->st.sync_relays += sent;
-    log_info("fed", "SYNC from %s: %zu of our peers in its range, %zu offers sent", l->name,
-             in_range, sent);
+    size_t gone = s_forget_missing(self, l, sync);
+    log_info("fed", "SYNC from %s: %zu of our peers in its range, %zu offers sent, %zu that "
+                    "came through it and it no longer has forgotten",
+             l->name, in_range, sent, gone);
+    if (gone)
+        s_tell_members(self, l->key);
 }
 
 /* ---- membership ---- */
@@ -1135,38 +1186,48 @@ bool federation_peer_answer(broker_t *self, const cpn_env_t *answer, uint64_t cl
 
 /* ---- what cpnctl shows ---- */
 
-void federation_rows(broker_t *self, msgpack_packer *pk)
+size_t federation_n_rows(const broker_t *self)
+{
+    return self->fed ? self->fed->n_links : 0;
+}
+
+const char *federation_row_name(const broker_t *self, size_t i)
+{
+    return i < federation_n_rows(self) ? self->fed->links[i].name : NULL;
+}
+
+void federation_row(broker_t *self, size_t i, msgpack_packer *pk)
 {
     struct federation *f = self->fed;
-    size_t n = f ? f->n_links : 0;
     uint64_t now = cpn_mono_ms();
-    msgpack_pack_array(pk, n);
-    for (size_t i = 0; i < n; i++) {
-        const s_link_t *l = &f->links[i];
-        size_t peers = 0, offers = 0, cur = 0;
-        const book_peer_t *bp;
-        while ((bp = book_next(self->book, &cur)) != NULL)
-            if (!bp->withdrawn && memcmp(bp->via, l->key, CPN_PK_LEN) == 0) {
-                peers++;
-                offers += bp->n_packages;
-            }
-        char kid[CPN_KID_LEN];
-        cpn_key_id(l->key, kid);
-        msgpack_pack_map(pk, 13);
-        mp_pack_kstr(pk, "name", l->name);
-        mp_pack_kstr(pk, "key", kid);
-        mp_pack_kstr(pk, "endpoint", l->endpoint);
-        mp_pack_kstr(pk, "state", l->up ? "up" : "down");
-        mp_pack_kstr(pk, "link", l->tx_ok ? "connected" : "connecting");
-        mp_pack_kstr(pk, "use_offers", l->use_offers ? "yes" : "no");
-        mp_pack_ku64(pk, "peers", peers);
-        mp_pack_ku64(pk, "offers", offers);
-        mp_pack_ku64(pk, "silent_s", l->last_rx_mono ? (now - l->last_rx_mono) / 1000 : 0);
-        mp_pack_ku64(pk, "relays_in", l->relays_in);
-        mp_pack_ku64(pk, "relays_out", l->relays_out);
-        mp_pack_ku64(pk, "relay_bytes_out", l->relay_bytes_out);
-        mp_pack_ku64(pk, "bytes_out", l->bytes_out);
+    if (i >= federation_n_rows(self)) {
+        msgpack_pack_nil(pk);
+        return;
     }
+    const s_link_t *l = &f->links[i];
+    size_t peers = 0, offers = 0, cur = 0;
+    const book_peer_t *bp;
+    while ((bp = book_next(self->book, &cur)) != NULL)
+        if (!bp->withdrawn && memcmp(bp->via, l->key, CPN_PK_LEN) == 0) {
+            peers++;
+            offers += bp->n_packages;
+        }
+    char kid[CPN_KID_LEN];
+    cpn_key_id(l->key, kid);
+    msgpack_pack_map(pk, 13);
+    mp_pack_kstr(pk, "name", l->name);
+    mp_pack_kstr(pk, "key", kid);
+    mp_pack_kstr(pk, "endpoint", l->endpoint);
+    mp_pack_kstr(pk, "state", l->up ? "up" : "down");
+    mp_pack_kstr(pk, "link", l->tx_ok ? "connected" : "connecting");
+    mp_pack_kstr(pk, "use_offers", l->use_offers ? "yes" : "no");
+    mp_pack_ku64(pk, "peers", peers);
+    mp_pack_ku64(pk, "offers", offers);
+    mp_pack_ku64(pk, "silent_s", l->last_rx_mono ? (now - l->last_rx_mono) / 1000 : 0);
+    mp_pack_ku64(pk, "relays_in", l->relays_in);
+    mp_pack_ku64(pk, "relays_out", l->relays_out);
+    mp_pack_ku64(pk, "relay_bytes_out", l->relay_bytes_out);
+    mp_pack_ku64(pk, "bytes_out", l->bytes_out);
 }
 
 void federation_status(broker_t *self, msgpack_packer *pk)

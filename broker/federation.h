@@ -16,7 +16,11 @@
  *
  * Sync. SYNC carries a digest of our book, (peer key, seq) pairs sorted by key in key ranges
  * that fit a frame; the member answers with RELAYs of what we lack or hold older. Offers that
- * came through the member asking are never sent back to it (split horizon).
+ * came through the member asking are never sent back to it (split horizon). A digest also
+ * says what its sender no longer has: the receiver forgets the offers in the digest's range
+ * that came through the sender and are not in it. A broker that forgets offers (a member
+ * down, or such a digest) sends its digest to its other members, so they stop matching
+ * offers behind a link that went down within a tick per hop, not at the offers' ttl.
  *
  * Forwarded claims. A CLAIM for a peer whose offer came through member V travels in
  * FORWARD {to: peer, hops, msg} to V; each broker that is not the peer's home wraps the FORWARD
@@ -91,8 +95,12 @@ int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
                           const uint8_t peer[CPN_PK_LEN], cpn_env_t *inner,
                           uint32_t *hops) CPN_WUR;
 
-/* Rows of `cpnctl federation` (one map per member) and the counters of `cpnctl status`. */
-void federation_rows(broker_t *self, msgpack_packer *pk);
+/* Rows of `cpnctl federation`, one map per member link i < federation_n_rows() (query.c pages
+ * them, in the order of federation_row_name()), and the counters of `cpnctl status`. A name
+ * is owned by the federation and valid until the next reload. */
+size_t federation_n_rows(const broker_t *self);
+const char *federation_row_name(const broker_t *self, size_t i);
+void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
 #define FED_STATUS_KEYS 6
 void federation_status(broker_t *self, msgpack_packer *pk);
 

@@ -82,6 +82,7 @@ typedef enum {
     S_GET,
     S_FIND_REQUEST,
     S_LIST,
+    S_LIST_PAGE,
     S_COUNT_ALL,
     S_COUNT_ACTIVE,
     S_AUDIT_INSERT,
@@ -118,6 +119,14 @@ static const char *const s_sql[S__COUNT] = {
                "WHERE (?1 IS NULL OR tenant = ?1) "
                "AND (?2 = 0 OR (state = 'active' AND end_ms > ?3)) "
                "ORDER BY start_ms DESC, lease_id LIMIT ?4",
+    /* Keyset paging (query.c): rows strictly after the cursor (?5, ?6, ?7) in the order
+     * (start_ms DESC, peer, lease_id), which is total because (peer, lease_id) is the key. */
+    [S_LIST_PAGE] = "SELECT " S_LEASE_COLS " FROM leases "
+                    "WHERE (?1 IS NULL OR tenant = ?1) "
+                    "AND (?2 = 0 OR (state = 'active' AND end_ms > ?3)) "
+                    "AND (?5 IS NULL OR start_ms < ?5 OR (start_ms = ?5 AND "
+                    "(peer > ?6 OR (peer = ?6 AND lease_id > ?7)))) "
+                    "ORDER BY start_ms DESC, peer, lease_id LIMIT ?4",
     [S_COUNT_ALL] = "SELECT COUNT(*) FROM leases",
     [S_COUNT_ACTIVE] = "SELECT COUNT(*), COALESCE(SUM(units), 0), "
                        "COALESCE(SUM(accelerators), 0), COUNT(DISTINCT tenant) FROM leases "
@@ -689,6 +698,43 @@ int ledger_list(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_
         (r = s_bind_u64(st, 3, now_ms)) != CPN_OK)
         goto out;
     /* LIMIT -1 is no limit in SQLite. */
+    if (sqlite3_bind_int64(st, 4, max && max <= (size_t)INT64_MAX ? (sqlite3_int64)max : -1) !=
+        SQLITE_OK) {
+        r = s_db_error(self, "bind limit");
+        goto out;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        s_row_lease(st, &l);
+        if (cb(&l, arg) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE)
+        r = s_db_error(self, "list leases");
+out:
+    sqlite3_reset(st);
+    return r;
+}
+
+int ledger_list_page(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_t now_ms,
+                     const ledger_cursor_t *after, size_t max, ledger_lease_cb cb, void *arg)
+{
+    int r = CPN_OK;
+    int rc;
+    sqlite3_stmt *st;
+    ledger_lease_t l;
+    if (!self || !cb || (after && after->lease_id[sizeof after->lease_id - 1] != '\0'))
+        return CPN_E_INVAL;
+    st = s_stmt(self, S_LIST_PAGE);
+    if ((tenant && (r = s_bind_key(st, 1, tenant)) != CPN_OK) ||
+        (r = s_bind_u64(st, 2, active_only ? 1 : 0)) != CPN_OK ||
+        (r = s_bind_u64(st, 3, now_ms)) != CPN_OK)
+        goto out;
+    if (after && ((r = s_bind_u64(st, 5, after->start_ms)) != CPN_OK ||
+                  (r = s_bind_key(st, 6, after->peer)) != CPN_OK ||
+                  sqlite3_bind_text(st, 7, after->lease_id, -1, SQLITE_TRANSIENT) != SQLITE_OK)) {
+        r = r != CPN_OK ? r : s_db_error(self, "bind cursor");
+        goto out;
+    }
     if (sqlite3_bind_int64(st, 4, max && max <= (size_t)INT64_MAX ? (sqlite3_int64)max : -1) !=
         SQLITE_OK) {
         r = s_db_error(self, "bind limit");

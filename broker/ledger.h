@@ -120,6 +120,20 @@ typedef int (*ledger_lease_cb)(const ledger_lease_t *lease, void *arg);
 int ledger_list(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_t now_ms,
                 size_t max, ledger_lease_cb cb, void *arg) CPN_WUR;
 
+/* A position in the order (start_ms descending, peer, lease_id): ledger_list_page walks the
+ * leases strictly after it, so pages never repeat a lease, and a lease recorded or gone between
+ * two pages is simply there or not in the later page. */
+typedef struct {
+    uint64_t start_ms;
+    uint8_t peer[CPN_PK_LEN];
+    char lease_id[CPN_NAME_MAX];
+} ledger_cursor_t;
+/* ledger_list in that order, after `after` (NULL: from the first). CPN_E_INVAL for a
+ * lease_id without its NUL. */
+int ledger_list_page(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_t now_ms,
+                     const ledger_cursor_t *after, size_t max, ledger_lease_cb cb,
+                     void *arg) CPN_WUR;
+
 /* Counts for status, at now_ms. */
 int ledger_counts(ledger_t *self, uint64_t now_ms, ledger_counts_t *out) CPN_WUR;
 

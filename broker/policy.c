@@ -904,31 +904,6 @@ const policy_member_t *policy_member_by_name(const policy_t *self, const char *n
     return NULL;
 }
 
-static const struct {
-    const char *what;
-    bool operator_only;
-} s_queries[] = {
-    {"status", false},
-    {"leases", false},
-    {"offers", true},
-    {"federation", true},
-};
-
-int policy_query_allowed(const policy_t *self, const uint8_t pk[CPN_PK_LEN], const char *what)
-{
-    const policy_tenant_t *t;
-    if (!self || !pk || !what)
-        return CPN_E_INVAL;
-    for (size_t i = 0; i < S_ARRAY_LEN(s_queries); i++) {
-        if (strcmp(s_queries[i].what, what) != 0)
-            continue;
-        if (!(t = policy_tenant(self, pk)))
-            return CPN_E_UNKNOWN_TENANT;
-        return s_queries[i].operator_only && !t->is_operator ? CPN_E_ROLE : CPN_OK;
-    }
-    return CPN_E_INVAL;
-}
-
 static bool s_over(uint64_t quota, uint64_t used, uint64_t add)
 {
     if (quota == POLICY_UNLIMITED)

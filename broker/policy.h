@@ -146,13 +146,6 @@ const policy_peer_t *policy_peer(const policy_t *self, const uint8_t pk[CPN_PK_L
 const policy_member_t *policy_member(const policy_t *self, const uint8_t pk[CPN_PK_LEN]);
 const policy_member_t *policy_member_by_name(const policy_t *self, const char *name);
 
-/* May the sender `pk` ask QUERY `what`? Tenants may ask "status" (broker-wide counts, no
- * names) and "leases" (the broker answers with their own leases only); "offers" and
- * "federation" need `operator: true`. CPN_OK, CPN_E_UNKNOWN_TENANT (not a tenant),
- * CPN_E_ROLE (a tenant asking for an operator's query), CPN_E_INVAL (unknown `what`). */
-int policy_query_allowed(const policy_t *self, const uint8_t pk[CPN_PK_LEN],
-                         const char *what) CPN_WUR;
-
 /* Would `used` + `add` stay within the tenant's quota? CPN_OK, or CPN_E_OVER_QUOTA with the
  * first quota exceeded written to why ("units: 3 in use + 2 asked > quota 4"). */
 int policy_quota_check(const policy_tenant_t *tenant, const ledger_usage_t *used,

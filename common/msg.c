@@ -85,11 +85,14 @@ static const mp_field_t s_release[] = {
 
 static const mp_field_t s_query[] = {
     F(cpn_query_t, what, MPF_STR, true),
+    F(cpn_query_t, after, MPF_STR, false),
+    F(cpn_query_t, limit, MPF_U32, false),
 };
 
 static const mp_field_t s_status[] = {
     F(cpn_status_t, what, MPF_STR, true),
     F(cpn_status_t, data, MPF_BIN, true),
+    F(cpn_status_t, next, MPF_STR, false),
 };
 
 static const mp_field_t s_error[] = {

@@ -85,13 +85,19 @@ typedef struct {
     uint8_t peer[CPN_PK_LEN];
 } cpn_release_t;
 
+/* Answers that are lists come in pages (docs/PROTOCOL.md, "Queries"): `after` is the `next` of
+ * the previous page's STATUS, opaque to the client; "" asks for the first page. */
+#define CPN_CURSOR_MAX 256
 typedef struct {
     char what[32]; /* "status", "offers", "leases", "federation" */
+    char after[CPN_CURSOR_MAX]; /* optional: rows strictly after this cursor */
+    uint32_t limit;             /* optional: at most this many rows (0: as many as fit) */
 } cpn_query_t;
 
 typedef struct {
     char what[32];
     mp_bytes_t data; /* one msgpack object, for display (cpnctl prints it as JSON) */
+    char next[CPN_CURSOR_MAX]; /* optional: more rows remain; QUERY `after` for them */
 } cpn_status_t;
 
 typedef struct {

@@ -557,35 +557,36 @@ static int cmd_release(ctl_opts_t *o)
 }
 
 /* STATUS data is one msgpack object: a map (status) or an array of maps (rows). */
-static void s_print_table(const msgpack_object *obj)
+static void s_print_map(const msgpack_object *obj)
 {
-    if (obj->type == MSGPACK_OBJECT_MAP) {
-        for (uint32_t i = 0; i < obj->via.map.size; i++) {
-            const msgpack_object_kv *kv = &obj->via.map.ptr[i];
-            if (kv->key.type != MSGPACK_OBJECT_STR)
-                continue;
-            printf("%-22.*s ", (int)kv->key.via.str.size, kv->key.via.str.ptr);
-            if (kv->val.type == MSGPACK_OBJECT_STR)
-                printf("%.*s\n", (int)kv->val.via.str.size, kv->val.via.str.ptr);
-            else {
-                s_json(&kv->val, stdout, -1);
-                putchar('\n');
-            }
+    for (uint32_t i = 0; i < obj->via.map.size; i++) {
+        const msgpack_object_kv *kv = &obj->via.map.ptr[i];
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        printf("%-22.*s ", (int)kv->key.via.str.size, kv->key.via.str.ptr);
+        if (kv->val.type == MSGPACK_OBJECT_STR)
+            printf("%.*s\n", (int)kv->val.via.str.size, kv->val.via.str.ptr);
+        else {
+            s_json(&kv->val, stdout, -1);
+            putchar('\n');
         }
-        return;
     }
-    if (obj->type != MSGPACK_OBJECT_ARRAY)
-        return;
+}
+
+/* One page of rows; the header (the first row's keys) only before the listing's first row. */
+static void s_print_rows(const msgpack_object *obj, bool header)
+{
     for (uint32_t i = 0; i < obj->via.array.size; i++) {
         const msgpack_object *row = &obj->via.array.ptr[i];
         if (row->type != MSGPACK_OBJECT_MAP)
             continue;
-        if (i == 0) { /* header from the first row's keys */
+        if (header) {
             for (uint32_t k = 0; k < row->via.map.size; k++)
                 if (row->via.map.ptr[k].key.type == MSGPACK_OBJECT_STR)
                     printf("%-14.*s ", (int)row->via.map.ptr[k].key.via.str.size,
                            row->via.map.ptr[k].key.via.str.ptr);
             putchar('\n');
+            header = false;
         }
         for (uint32_t k = 0; k < row->via.map.size; k++) {
             const msgpack_object *v = &row->via.map.ptr[k].val;
@@ -602,71 +603,132 @@ static void s_print_table(const msgpack_object *obj)
         }
         putchar('\n');
     }
-    if (obj->via.array.size == 0)
+}
+
+/* Pages one listing follows at most; with --timeout, this bounds a listing in count and time
+ * (1,024 rows a page: over 100 million rows). */
+#define CTL_PAGES_MAX 100000
+
+/* A listing printed as it comes, page after page. */
+typedef struct {
+    bool json, started, ended;
+    uint64_t rows;
+} s_listing_t;
+
+/* Print one STATUS answer: a map as it is, rows as part of the listing. */
+static void s_print_page(s_listing_t *ls, const msgpack_object *obj)
+{
+    if (obj->type == MSGPACK_OBJECT_MAP) {
+        if (ls->json) {
+            s_json(obj, stdout, 2);
+            putchar('\n');
+        } else
+            s_print_map(obj);
+        return;
+    }
+    if (obj->type != MSGPACK_OBJECT_ARRAY)
+        return;
+    if (ls->json)
+        for (uint32_t i = 0; i < obj->via.array.size; i++) {
+            fputs(ls->started ? ",\n" : "[\n", stdout);
+            s_json(&obj->via.array.ptr[i], stdout, 2);
+            ls->started = true;
+        }
+    else
+        s_print_rows(obj, ls->rows == 0);
+    ls->rows += obj->via.array.size;
+}
+
+/* After the last page, or before a refusal that cut the listing short: close the JSON array
+ * (once), say "(none)" for an empty table. */
+static void s_listing_end(s_listing_t *ls, bool list)
+{
+    if (!list || ls->ended)
+        return;
+    ls->ended = true;
+    if (ls->json)
+        fputs(ls->started ? "\n]\n" : "[]\n", stdout);
+    else if (ls->rows == 0)
         printf("(none)\n");
 }
 
+/* QUERY `what`, following `next` until the last page (each page waits up to --timeout). */
 static int s_query(ctl_opts_t *o, const char *what)
 {
     ctl_session_t s;
     int rc = s_session_open(o, &s);
     if (rc)
         return rc;
+    s_listing_t ls = {.json = o->json};
+    bool list = false, done = false, retried = false;
     cpn_query_t q;
     memset(&q, 0, sizeof q);
     snprintf(q.what, sizeof q.what, "%s", what);
-    uint64_t seq = 0;
-    bool retried = false;
-    if (ctl_client_send(s.client, CPN_MSG_QUERY, &q, &seq) != CPN_OK) {
-        s_session_close(&s);
-        return EXIT_USAGE;
-    }
-    uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
-    rc = EXIT_TIMEOUT;
-    for (;;) {
-        uint8_t *frame = NULL;
-        size_t len = 0;
-        cpn_env_t env;
-        if (ctl_client_recv(s.client, deadline, &frame, &len, &env) != CPN_OK)
+    size_t pages = 0;
+    for (; !done && pages < CTL_PAGES_MAX; pages++) {
+        uint64_t seq = 0;
+        if (ctl_client_send(s.client, CPN_MSG_QUERY, &q, &seq) != CPN_OK) {
+            rc = EXIT_USAGE;
             break;
-        cpn_status_t st;
-        memset(&st, 0, sizeof st);
-        cpn_limits_t lim = cpn_limits_default;
-        lim.max_frame *= 16;
-        lim.max_str *= 16;
-        lim.max_total *= 16;
-        if (cpn_status_decode(&env, &lim, &st) == CPN_OK &&
-            strcmp(st.what, what) == 0) {
-            msgpack_zone zone;
-            msgpack_object obj;
-            msgpack_zone_init(&zone, 4096);
-            if (mp_parse(st.data.ptr, st.data.len, &lim, &zone, &obj) == CPN_OK) {
-                if (o->json) {
-                    s_json(&obj, stdout, 2);
-                    putchar('\n');
-                } else
-                    s_print_table(&obj);
-                rc = 0;
-            } else
+        }
+        uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+        rc = EXIT_TIMEOUT;
+        for (;;) {
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            cpn_env_t env;
+            if (ctl_client_recv(s.client, deadline, &frame, &len, &env) != CPN_OK)
+                break;
+            cpn_status_t st;
+            memset(&st, 0, sizeof st);
+            cpn_limits_t lim = cpn_limits_default;
+            lim.max_frame *= 16;
+            lim.max_str *= 16;
+            lim.max_total *= 16;
+            if (cpn_status_decode(&env, &lim, &st) == CPN_OK &&
+                strcmp(st.what, what) == 0) {
+                msgpack_zone zone;
+                msgpack_object obj;
+                msgpack_zone_init(&zone, 4096);
                 rc = EXIT_REFUSED;
-            msgpack_zone_destroy(&zone);
-            free(frame);
-            break;
-        }
-        if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
-            if (s_retry_replay(&s, &env, CPN_MSG_QUERY, &q, &seq, &retried)) {
+                if (mp_parse(st.data.ptr, st.data.len, &lim, &zone, &obj) == CPN_OK) {
+                    s_print_page(&ls, &obj);
+                    list = obj.type == MSGPACK_OBJECT_ARRAY;
+                    rc = 0;
+                }
+                /* The cursor must move on, or a broker could keep us here. */
+                done = rc != 0 || !list || !st.next[0] || strcmp(st.next, q.after) == 0;
+                if (!done)
+                    snprintf(q.after, sizeof q.after, "%s", st.next);
+                msgpack_zone_destroy(&zone);
                 free(frame);
-                continue;
+                break;
             }
-            s_print_refusal(&env, o->json);
+            if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+                if (s_retry_replay(&s, &env, CPN_MSG_QUERY, &q, &seq, &retried)) {
+                    free(frame);
+                    continue;
+                }
+                s_listing_end(&ls, list);
+                s_print_refusal(&env, o->json);
+                free(frame);
+                rc = EXIT_REFUSED;
+                break;
+            }
             free(frame);
-            rc = EXIT_REFUSED;
-            break;
         }
-        free(frame);
+        if (rc != 0)
+            break;
     }
+    if (rc == 0 && !done) {
+        fprintf(stderr, "cpnctl: %s: more than %d pages; the listing is incomplete\n", what,
+                CTL_PAGES_MAX);
+        rc = EXIT_REFUSED;
+    }
+    s_listing_end(&ls, list);
     if (rc == EXIT_TIMEOUT)
-        fprintf(stderr, "cpnctl: no answer from %s\n", o->broker);
+        fprintf(stderr, "cpnctl: no answer from %s (page %zu of %s)\n", o->broker, pages + 1,
+                what);
     s_session_close(&s);
     return rc;
 }

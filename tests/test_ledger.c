@@ -361,6 +361,88 @@ static void test_list(void **state)
     ledger_destroy(&lg);
 }
 
+/* Pages of a tenant's leases by keyset (query.c's `leases` cursor): every lease of the tenant
+ * exactly once, in (start_ms descending, peer, lease_id) order, also when several share a
+ * start_ms and a peer, and when leases come and go between two pages. */
+typedef struct {
+    ledger_lease_t rows[64];
+    size_t n;
+} s_page_walk_t;
+
+static int s_page_row(const ledger_lease_t *l, void *arg)
+{
+    s_page_walk_t *w = arg;
+    if (w->n < 64)
+        w->rows[w->n++] = *l;
+    return 0;
+}
+
+static int s_order(const ledger_lease_t *a, const ledger_lease_t *b)
+{
+    if (a->start_ms != b->start_ms)
+        return a->start_ms > b->start_ms ? -1 : 1;
+    int c = memcmp(a->peer, b->peer, CPN_PK_LEN);
+    return c ? c : strcmp(a->lease_id, b->lease_id);
+}
+
+static void test_list_pages(void **state)
+{
+    s_fixture_t *f = *state;
+    ledger_t *lg = NULL;
+    uint8_t tenant[CPN_PK_LEN];
+    s_pk(tenant, 0xA1);
+    assert_int_equal(ledger_open(f->path, &lg), CPN_OK);
+    /* 20 leases of A1: 5 start times x 2 peers x 2 ids; 3 of A2 in between. */
+    for (int i = 0; i < 23; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "P%02d", i);
+        ledger_lease_t l = s_lease(id, i < 20 ? 0xA1 : 0xA2, (uint8_t)(0xB1 + (i / 2) % 2), 1,
+                                   10, S_T0 + (uint64_t)(i % 5), S_T0 + S_HOUR_MS, id);
+        assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+    }
+    ledger_lease_t all[64];
+    size_t n = 0, pages = 0;
+    ledger_cursor_t cur;
+    bool have = false;
+    for (; pages < 20; pages++) {
+        s_page_walk_t w;
+        memset(&w, 0, sizeof w);
+        assert_int_equal(ledger_list_page(lg, tenant, false, S_T0, have ? &cur : NULL, 3,
+                                          s_page_row, &w),
+                         CPN_OK);
+        assert_true(w.n <= 3);
+        if (w.n == 0)
+            break;
+        for (size_t i = 0; i < w.n; i++)
+            all[n++] = w.rows[i];
+        cur.start_ms = w.rows[w.n - 1].start_ms;
+        memcpy(cur.peer, w.rows[w.n - 1].peer, CPN_PK_LEN);
+        snprintf(cur.lease_id, sizeof cur.lease_id, "%s", w.rows[w.n - 1].lease_id);
+        have = true;
+        if (pages == 1) {
+            /* Between pages: one newer than the cursor (not seen: it sorts before), one older
+             * (seen: it sorts after). */
+            ledger_lease_t l = s_lease("NEW", 0xA1, 0xB1, 1, 10, S_T0 + 99, S_T0 + S_HOUR_MS, "n");
+            ledger_lease_t o = s_lease("OLD", 0xA1, 0xB1, 1, 10, S_T0 - 99, S_T0 + S_HOUR_MS, "o");
+            assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
+            assert_int_equal(ledger_record_grant(lg, &o, NULL, 0), CPN_OK);
+        }
+    }
+    assert_int_equal(n, 21); /* the 20, then OLD last */
+    assert_string_equal(all[20].lease_id, "OLD");
+    for (size_t i = 1; i < n; i++)
+        assert_true(s_order(&all[i - 1], &all[i]) < 0);
+    for (size_t i = 0; i < n; i++)
+        assert_memory_equal(all[i].tenant, tenant, CPN_PK_LEN);
+    ledger_cursor_t bad;
+    memset(&bad, 'x', sizeof bad); /* a lease id without its NUL */
+    s_page_walk_t w;
+    memset(&w, 0, sizeof w);
+    assert_int_equal(ledger_list_page(lg, tenant, false, S_T0, &bad, 3, s_page_row, &w),
+                     CPN_E_INVAL);
+    ledger_destroy(&lg);
+}
+
 static void test_audit_bounded(void **state)
 {
     s_fixture_t *f = *state;
@@ -581,6 +663,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transactions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_usage_kept, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_list, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_audit_bounded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_intents, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_old_schema_upgrade, s_setup, s_teardown),

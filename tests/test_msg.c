@@ -163,16 +163,28 @@ static void test_simple_bodies_round_trip(void **state)
     assert_string_equal(out.release.lease_id, "L1");
     free(f);
 
-    cpn_query_t q = {"offers"};
+    cpn_query_t q = {"offers", "", 0};
     f = s_round(s_tenant, CPN_MSG_QUERY, &q, &out, NULL);
     assert_string_equal(out.query.what, "offers");
+    assert_string_equal(out.query.after, "");
+    assert_int_equal(out.query.limit, 0);
+    free(f);
+    cpn_query_t qp = {"leases", "1700000000000/ab/L1", 50};
+    f = s_round(s_tenant, CPN_MSG_QUERY, &qp, &out, NULL);
+    assert_string_equal(out.query.after, "1700000000000/ab/L1");
+    assert_int_equal(out.query.limit, 50);
     free(f);
 
     const uint8_t data[] = {0x82, 0xa5, 'p', 'e', 'e', 'r', 's', 3, 0xa2, 'u', 'p', 0xc3};
-    cpn_status_t st = {"status", {data, sizeof data}};
+    cpn_status_t st = {"status", {data, sizeof data}, ""};
     f = s_round(s_broker, CPN_MSG_STATUS, &st, &out, NULL);
     assert_int_equal(out.status.data.len, sizeof data);
     assert_memory_equal(out.status.data.ptr, data, sizeof data);
+    assert_string_equal(out.status.next, "");
+    free(f);
+    cpn_status_t sn = {"offers", {data, sizeof data}, "00ff/cpu8"};
+    f = s_round(s_broker, CPN_MSG_STATUS, &sn, &out, NULL);
+    assert_string_equal(out.status.next, "00ff/cpu8");
     free(f);
 
     cpn_error_t err;
