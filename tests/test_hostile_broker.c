@@ -431,6 +431,11 @@ static void s_req_gpus(cpn_request_t *q)
 {
     q->accel_count = 8;
 }
+static void s_req_model(cpn_request_t *q)
+{
+    snprintf(q->accel_model, sizeof q->accel_model, "%s", "H100-80GB"); /* the pool: CPUs */
+    q->accel_count = 1;
+}
 static void s_no_package(cpn_claim_t *c)
 {
     snprintf(c->package, sizeof c->package, "%s", "nope");
@@ -481,6 +486,8 @@ static void test_inconsistent_claims_refused(void **state)
         {"another vendor", CPN_E_NO_MATCH, "vendor", .req_fn = s_req_vendor},
         {"accelerators the package lacks", CPN_E_NO_MATCH, "accelerator",
          .req_fn = s_req_gpus},
+        {"a CPU package for an accelerator model", CPN_E_NO_MATCH, "accelerator.model",
+         .req_fn = s_req_model},
         {"no such package", CPN_E_NO_PACKAGE, NULL, .claim_fn = s_no_package},
         {"another peer named", CPN_E_INVAL, "another peer", .claim_fn = s_other_peer},
         {"a deadline past", CPN_E_CLAIM_EXPIRED, NULL, .claim_fn = s_deadline_past},
