@@ -102,7 +102,7 @@ static void s_ad(cpn_identity_t *signer, const char *name, const char *pkg, uint
     p.cores = cores;
     p.mem_bytes = 8ull << 30;
     p.price = 1000;
-    p.total = p.free = 3;
+    p.total = p.free = 100;
     cpn_ad_t ad;
     memset(&ad, 0, sizeof ad);
     snprintf(ad.name, sizeof ad.name, "%s", name);
@@ -161,6 +161,15 @@ static uint64_t s_refused_total(void)
     for (uint32_t i = 0; m && m->type == MSGPACK_OBJECT_MAP && i < m->via.map.size; i++)
         n += h_u64(&m->via.map.ptr[i].val);
     h_ans_free(&a);
+    return n;
+}
+
+/* Wait until the refusals A counted reach `want`; the total at the end. */
+static uint64_t s_wait_u64_total(uint64_t want)
+{
+    uint64_t n = 0, until = cpn_mono_ms() + WAIT_MS;
+    while ((n = s_refused_total()) < want && cpn_mono_ms() < until)
+        usleep(POLL_MS * 1000);
     return n;
 }
 
@@ -584,10 +593,13 @@ static void test_forward_inconsistent_claim_not_delivered(void **state)
 
 /* ---- answers coming back ---- */
 
-/* pr's LEASE for `claim_frame` (a CLAIM signed by tm), `price` as given. */
+typedef void (*s_spoil_fn)(cpn_lease_t *l);
+
+/* pr's LEASE for `claim_frame` (a CLAIM signed by tm), spoilt by `spoil` (NULL: honest),
+ * signed by `signer` (NULL: pr). */
 static void s_lease(const uint8_t *claim_frame, size_t claim_len, const cpn_claim_t *claim,
-                    const cpn_env_t *req_env, const char *req_id, uint64_t price, uint8_t **f,
-                    size_t *n)
+                    const cpn_env_t *req_env, const char *req_id, s_spoil_fn spoil,
+                    cpn_identity_t *signer, uint8_t **f, size_t *n)
 {
     cpn_lease_t l;
     memset(&l, 0, sizeof l);
@@ -596,12 +608,15 @@ static void s_lease(const uint8_t *claim_frame, size_t claim_len, const cpn_clai
     cpn_chain_lease_id(cpn_identity_pk(g.pr), req_env->from, req_id, l.lease_id);
     snprintf(l.package, sizeof l.package, "%s", claim->package);
     l.units = claim->units;
-    l.price = price;
+    l.price = claim->price;
     l.start_ms = cpn_now_ms();
     l.end_ms = l.start_ms + claim->duration_s * 1000;
     snprintf(l.state, sizeof l.state, "%s", "active");
+    if (spoil)
+        spoil(&l);
     uint64_t now = cpn_now_ms();
-    assert_int_equal(cpn_msg_build(g.pr, CPN_MSG_LEASE, s_seq(), now, &l, f, n), CPN_OK);
+    assert_int_equal(cpn_msg_build(signer ? signer : g.pr, CPN_MSG_LEASE, s_seq(), now, &l, f, n),
+                     CPN_OK);
 }
 
 /* An answer for a FORWARD A never sent: recorded nowhere, counted. */
@@ -627,7 +642,7 @@ static void test_unasked_answer_refused(void **state)
                      CPN_OK);
     cpn_env_t renv;
     assert_int_equal(cpn_env_parse(req, req_len, NULL, &renv), CPN_OK);
-    s_lease(cf, cn, &c, &renv, "unasked", 1000, &lf, &ln);
+    s_lease(cf, cn, &c, &renv, "unasked", NULL, NULL, &lf, &ln);
     cpn_forward_t fw;
     memset(&fw, 0, sizeof fw);
     memcpy(fw.to, cpn_identity_pk(g.pr), CPN_PK_LEN);
@@ -645,8 +660,10 @@ static void test_unasked_answer_refused(void **state)
 }
 
 /* A request at A served by pr through tm. tm answers A's FORWARD as pr's home broker would,
- * with pr's LEASE signed correctly, at `price` (0: the CLAIM's). The tenant's answer in *a. */
-static void s_serve_remote(const char *req_id, uint64_t price, h_ans_t *a)
+ * with pr's LEASE spoilt by `spoil` and signed by `signer` (NULL, NULL: honest). The tenant's
+ * answer in *a. */
+static void s_serve_remote(const char *req_id, s_spoil_fn spoil, cpn_identity_t *signer,
+                           h_ans_t *a)
 {
     cpn_request_t q;
     memset(&q, 0, sizeof q);
@@ -667,7 +684,8 @@ static void s_serve_remote(const char *req_id, uint64_t price, h_ans_t *a)
     /* A's FORWARD of its CLAIM for pr (answers A sends back to tm for earlier FORWARDs,
      * which carry a ref_seq, are not it) */
     for (;;) {
-        assert_true(s_tm_recv(CPN_MSG_FORWARD, &ff, &fn, &fenv));
+        if (!s_tm_recv(CPN_MSG_FORWARD, &ff, &fn, &fenv))
+            fail_msg("%s: A forwarded no CLAIM to tm", req_id);
         assert_int_equal(cpn_msg_decode(&fenv, &lim, &fw), CPN_OK);
         if (fw.ref_seq == 0 && memcmp(fw.to, cpn_identity_pk(g.pr), CPN_PK_LEN) == 0)
             break;
@@ -688,7 +706,7 @@ static void s_serve_remote(const char *req_id, uint64_t price, h_ans_t *a)
     uint64_t now = cpn_now_ms();
     assert_int_equal(cpn_msg_build(g.tm, CPN_MSG_CLAIM, cpn_seq_next(0, now), now, &ct, &cf, &cn),
                      CPN_OK);
-    s_lease(cf, cn, &ct, &renv, req_id, price ? price : ca.price, &lf, &ln);
+    s_lease(cf, cn, &ct, &renv, req_id, spoil, signer, &lf, &ln);
     cpn_forward_t back;
     memset(&back, 0, sizeof back);
     memcpy(back.to, cpn_identity_pk(g.pr), CPN_PK_LEN);
@@ -703,8 +721,35 @@ static void s_serve_remote(const char *req_id, uint64_t price, h_ans_t *a)
     free(ff);
 }
 
-/* pr's offer through tm; a LEASE at another price than A's CLAIM: no GRANT, not in the
- * ledger, counted; the honest LEASE: a GRANT. */
+static void s_price_1(cpn_lease_t *l)
+{
+    l->price = 1;
+}
+
+static void s_made_up_id(cpn_lease_t *l)
+{
+    snprintf(l->lease_id, sizeof l->lease_id, "%s", "Lmadeup000000000");
+}
+
+static void s_end_far(cpn_lease_t *l)
+{
+    l->end_ms = l->start_ms + 1000ull * 24 * 3600 * 1000;
+}
+
+static void s_released(cpn_lease_t *l)
+{
+    snprintf(l->state, sizeof l->state, "%s", "released");
+}
+
+static void s_units_2(cpn_lease_t *l)
+{
+    l->units = 2;
+}
+
+/* pr's offer through tm; LEASEs coming back for A's CLAIM, each spoilt one way (another
+ * price, a made-up lease id, an end 1000 days out, "released", other units, signed by
+ * another trusted peer): no GRANT, nothing in the ledger, each counted; the honest LEASE: a
+ * GRANT. */
 static void test_inconsistent_remote_lease_not_granted(void **state)
 {
     (void)state;
@@ -715,17 +760,30 @@ static void test_inconsistent_remote_lease_not_granted(void **state)
     free(f);
     assert_true(s_wait_offer("pr", "pr-cpu"));
 
-    uint64_t n0 = s_status_u64("refused", "inconsistent");
-    h_ans_t a;
-    s_serve_remote("remote-cheap", 1, &a);
-    if (a.type == CPN_MSG_GRANT)
-        fail_msg("a GRANT for a LEASE at price 1");
-    h_ans_free(&a);
-    if (s_wait_u64("refused", "inconsistent", n0 + 1) < n0 + 1)
-        fail_msg("the inconsistent LEASE was not counted");
-    assert_false(s_ledger_has("request", "remote-cheap"));
+    const struct {
+        const char *req;
+        s_spoil_fn spoil;
+        cpn_identity_t *signer;
+    } cases[] = {
+        {"remote-price-1", s_price_1, NULL},   {"remote-made-up-id", s_made_up_id, NULL},
+        {"remote-end-far", s_end_far, NULL},   {"remote-released", s_released, NULL},
+        {"remote-units-2", s_units_2, NULL},   {"remote-signed-by-pg", NULL, g.pg},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t n0 = s_refused_total();
+        h_ans_t a;
+        s_serve_remote(cases[i].req, cases[i].spoil, cases[i].signer, &a);
+        if (a.type == CPN_MSG_GRANT)
+            fail_msg("%s: a GRANT", cases[i].req);
+        h_ans_free(&a);
+        if (s_wait_u64_total(n0 + 1) < n0 + 1)
+            fail_msg("%s: the LEASE was not counted as refused", cases[i].req);
+        if (s_ledger_has("request", cases[i].req))
+            fail_msg("%s: in the ledger", cases[i].req);
+    }
 
-    s_serve_remote("remote-honest", 0, &a);
+    h_ans_t a;
+    s_serve_remote("remote-honest", NULL, NULL, &a);
     if (a.type != CPN_MSG_GRANT)
         fail_msg("the honest remote LEASE got %s %s", a.type ? cpn_msg_name(a.type) : "nothing",
                  cpn_errname(a.code));
