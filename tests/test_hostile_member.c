@@ -485,6 +485,28 @@ static void test_lying_sync_changes_nothing(void **state)
     s_relay(f, n, 1);
     free(f);
     assert_true(s_wait_offer("pg", "pg-after-sync"));
+
+    /* A malformed digest - keys out of order, or one outside [lo, hi] - is refused and
+     * counted. Each covers pg's key without listing it: taken for tm's book, it would make A
+     * forget pg's offer, which came through tm. */
+    uint64_t n0 = s_refused_total();
+    const uint8_t *pm = cpn_identity_pk(g.pm), *pr = cpn_identity_pk(g.pr);
+    bool pm_first = memcmp(pm, pr, CPN_PK_LEN) < 0;
+    uint8_t bad[2 * CPN_SYNC_ENTRY_LEN];
+    s_entry(bad, pm_first ? pr : pm, 1); /* descending */
+    s_entry(bad + CPN_SYNC_ENTRY_LEN, pm_first ? pm : pr, 1);
+    sy.entries.ptr = bad;
+    sy.entries.len = sizeof bad;
+    s_tm_send(CPN_MSG_SYNC, &sy, NULL);
+    memcpy(sy.lo, cpn_identity_pk(g.pg), CPN_PK_LEN);
+    memcpy(sy.hi, cpn_identity_pk(g.pg), CPN_PK_LEN);
+    s_entry(bad, pm, 1); /* not pg: outside [lo, hi] */
+    sy.entries.len = CPN_SYNC_ENTRY_LEN;
+    s_tm_send(CPN_MSG_SYNC, &sy, NULL);
+    s_marker();
+    if (s_wait_u64_total(n0 + 2) < n0 + 2)
+        fail_msg("the malformed digests were not counted as refused");
+    assert_true(s_offer("pg", "pg-after-sync"));
 }
 
 /* ---- FORWARD towards A's local peer ---- */
