@@ -7,7 +7,8 @@
  * accept (or by the broker itself, or not a REQUEST at all, or with a forged signature), more
  * units than requested, part of an unsplit request, another duration, a price below the
  * floor or above the tenant's ceiling, a package the REQUEST's constraints exclude (cores,
- * region, vendor), a package the peer does not have, another peer named, a deadline past, a
+ * memory, region, vendor, accelerators; an accelerator model asked of a CPU package), a
+ * package the peer does not have, another peer named, a deadline past, a
  * REQUEST older (or newer) than request_age, a garbage route, the honest request id with
  * other terms. Each gets its NACK with its code; then RENEW and RELEASE of the honest lease
  * signed by another tenant or by the broker, and a replayed (or older) RENEW. After the peer
