@@ -1056,8 +1056,10 @@ static void s_on_return(broker_t *self, const broker_rx_t *rx, s_link_t *l,
     struct federation *f = self->fed;
     s_fwd_t *e = s_fwd_by_out(self, fwd->ref_seq, l->key);
     if (!e) {
-        log_debug("fed", "answer from %s for nothing we forwarded (seq %" PRIu64 ")", l->name,
-                  fwd->ref_seq);
+        /* Never sent, or given up on: refused like any answer that does not match our CLAIM. */
+        broker_count_refusal(self, CPN_E_CHAIN);
+        log_warn("fed", "answer from %s for nothing we forwarded (seq %" PRIu64 ")", l->name,
+                 fwd->ref_seq);
         return;
     }
     if (!e->origin) {

@@ -3,6 +3,7 @@
 
 #include "chain.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -14,11 +15,56 @@ void grant_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN_PK_
     cpn_chain_lease_id(peer, tenant, request_id, out);
 }
 
+/* Why a package does not satisfy a constraint, by cpn_package_fits's answer. */
+static const char *const s_unfit[CPN_C__COUNT] = {
+    [CPN_C_OK] = "",
+    [CPN_C_ACCEL_MODEL] = "package does not satisfy the request's accelerator.model",
+    [CPN_C_ACCEL_VENDOR] = "package does not satisfy the request's accelerator.vendor",
+    [CPN_C_ACCEL_COUNT] = "package does not satisfy the request's accelerator.count",
+    [CPN_C_TFLOPS] = "package does not satisfy the request's tflops",
+    [CPN_C_ACCEL_MEM] = "package does not satisfy the request's accelerator.memory",
+    [CPN_C_CORES] = "package does not satisfy the request's cores",
+    [CPN_C_MEMORY] = "package does not satisfy the request's memory",
+    [CPN_C_STORAGE_CLASS] = "package does not satisfy the request's storage.class",
+    [CPN_C_STORAGE_SIZE] = "package does not satisfy the request's storage.size",
+    [CPN_C_FABRIC] = "package does not satisfy the request's network.fabric",
+    [CPN_C_EGRESS] = "package does not satisfy the request's network.egress",
+    [CPN_C_REGION] = "package does not satisfy the request's region",
+    [CPN_C_PRICE] = "package does not satisfy the request's price",
+    [CPN_C_UNITS] = "package does not satisfy the request's units",
+};
+
+/* The package claimed meets every hard constraint of the REQUEST, at the claimed price (the
+ * ceiling was checked against it) and whatever its free units (the inventory reserves them).
+ * The accelerator model is checked only as far as the peer can: a broker's policy may accept
+ * other models for it (equivalences the peer does not know), but only accelerators. */
+static int s_check_fits(const peer_inventory_t *inv, size_t i, const cpn_claim_t *claim,
+                        const cpn_request_t *req, const char **why)
+{
+    const cpn_package_t *have = peer_inventory_get(inv, i);
+    if (!have) {
+        *why = "no such package at this peer";
+        return CPN_E_NO_PACKAGE;
+    }
+    cpn_package_t p = *have;
+    cpn_request_t q = *req;
+    p.price = claim->price;
+    p.free = UINT32_MAX;
+    q.accel_model[0] = '\0';
+    cpn_constraint_t c = req->accel_model[0] && p.accel.count == 0 ? CPN_C_ACCEL_MODEL
+                                                                   : cpn_package_fits(&p, &q);
+    if (c == CPN_C_OK)
+        return CPN_OK;
+    *why = (unsigned)c < CPN_C__COUNT ? s_unfit[c] : "package does not satisfy the request";
+    return CPN_E_NO_MATCH;
+}
+
 int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
                       const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
                       const cpn_claim_t *claim, const cpn_request_t *req, int *pkg,
                       const char **why)
 {
+    int r;
     *why = "";
     if (!peer_config_tenant_ok(cfg, tenant)) {
         *why = "tenant not accepted by this peer";
@@ -36,13 +82,20 @@ int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
         *why = "claimed units not between 1 and the units requested";
         return CPN_E_INVAL;
     }
+    /* Only a split request may be served in parts: otherwise the tenant would hold a lease
+     * for fewer units than it asked, and its retries would get that same lease back. */
+    if (!req->split && claim->units != req->units) {
+        *why = "claimed units not the units of an unsplit request";
+        return CPN_E_CHAIN;
+    }
     if (claim->duration_s == 0 || claim->duration_s > cfg->max_lease_s) {
         *why = "duration zero or beyond the peer's max_lease";
         return CPN_E_INVAL;
     }
-    if (req->duration_s && claim->duration_s > req->duration_s) {
-        *why = "duration longer than requested";
-        return CPN_E_INVAL;
+    /* A broker claims for the duration the tenant asked (it has no reason to shorten it). */
+    if (claim->duration_s != req->duration_s) {
+        *why = "claimed duration not the duration requested";
+        return CPN_E_CHAIN;
     }
     int i = peer_inventory_find(inv, claim->package);
     if (i < 0) {
@@ -57,6 +110,8 @@ int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
         *why = "price above the tenant's ceiling";
         return CPN_E_INVAL;
     }
+    if ((r = s_check_fits(inv, (size_t)i, claim, req, why)) != CPN_OK)
+        return r;
     *pkg = i;
     return CPN_OK;
 }

@@ -26,10 +26,16 @@ void grant_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN_PK_
  *   tenant accepted by config                          else CPN_E_TENANT_REFUSED
  *   claim for this peer, request id set                else CPN_E_INVAL
  *   1 <= claim units <= requested units                else CPN_E_INVAL
- *   0 < duration <= max_lease, <= requested duration   else CPN_E_INVAL
+ *   claim units = requested units unless split         else CPN_E_CHAIN
+ *   0 < duration <= max_lease                          else CPN_E_INVAL
+ *   duration = requested duration                      else CPN_E_CHAIN
  *   package configured                                 else CPN_E_NO_PACKAGE
  *   price >= package floor                             else CPN_E_PRICE_FLOOR
  *   price <= the tenant's ceiling (if it set one)      else CPN_E_INVAL
+ *   package meets every hard constraint of the REQUEST
+ *   (cpn_package_fits) but the accelerator model,
+ *   which a broker's equivalences may widen to other
+ *   models (the package must have accelerators)        else CPN_E_NO_MATCH
  * On CPN_OK *pkg is the package's index in the inventory. */
 int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
                       const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],

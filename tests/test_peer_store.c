@@ -388,7 +388,8 @@ static void test_grant(void **state)
     memset(&q, 0, sizeof q);
     snprintf(q.id, sizeof q.id, "req-1");
     q.units = 2;
-    q.duration_s = 600;
+    q.split = true; /* one unit of two is a part of it */
+    q.duration_s = 60;
     int pkg = -1;
     const char *why = NULL;
     assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q, &pkg, &why), CPN_OK);
@@ -421,6 +422,49 @@ static void test_grant(void **state)
     q2.max_price = 850;
     assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
                      CPN_E_INVAL);
+    /* the CLAIM's terms are the REQUEST's: all units of an unsplit request, its duration */
+    q2 = q;
+    q2.split = false;
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
+                     CPN_E_CHAIN);
+    q2.units = 1;
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why), CPN_OK);
+    q2 = q;
+    q2.duration_s = 600;
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
+                     CPN_E_CHAIN);
+    /* and the package meets the REQUEST's constraints, but the model (broker equivalences) */
+    q2 = q;
+    q2.cores = 9;
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
+                     CPN_E_NO_MATCH);
+    assert_non_null(strstr(why, "cores"));
+    q2 = q;
+    snprintf(q2.regions.items[0], sizeof q2.regions.items[0], "%s", "eu-west");
+    q2.regions.n = 1;
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
+                     CPN_E_NO_MATCH);
+    assert_non_null(strstr(why, "region"));
+    q2 = q;
+    snprintf(q2.accel_model, sizeof q2.accel_model, "%s", "H100-80GB");
+    assert_int_equal(grant_check_claim(&cfg, inv, self_pk, tenant, &c, &q2, &pkg, &why),
+                     CPN_E_NO_MATCH); /* no accelerators at all */
+    assert_non_null(strstr(why, "accelerator.model"));
+    cpn_package_t gp = s_pkg("g", 1, 1000);
+    snprintf(gp.accel.vendor, sizeof gp.accel.vendor, "%s", "nvidia");
+    snprintf(gp.accel.model, sizeof gp.accel.model, "%s", "H800-80GB");
+    gp.accel.count = 8;
+    uint64_t gfloor = 0;
+    peer_inventory_t *ginv = peer_inventory_new(&gp, &gfloor, 1);
+    assert_non_null(ginv);
+    cpn_claim_t gc = c;
+    snprintf(gc.package, sizeof gc.package, "g");
+    assert_int_equal(grant_check_claim(&cfg, ginv, self_pk, tenant, &gc, &q2, &pkg, &why),
+                     CPN_OK); /* another model: a broker's equivalence, not the peer's call */
+    q2.accel_count = 16;
+    assert_int_equal(grant_check_claim(&cfg, ginv, self_pk, tenant, &gc, &q2, &pkg, &why),
+                     CPN_E_NO_MATCH);
+    peer_inventory_destroy(&ginv);
 
     peer_lease_row_t row;
     memset(&row, 0, sizeof row);
