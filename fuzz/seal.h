@@ -13,7 +13,8 @@
  * ("request", "claim", "lease", "msg", "route") is itself a spec and becomes the frame it
  * seals to (at most FZ_DEPTH deep), and the map is encoded again; any other body is sealed as
  * it is, so malformed bodies still reach the decoders. Sequence numbers rise per key from the
- * clock (cpn_seq_next), as a real sender's do.
+ * clock (cpn_seq_next), as a real sender's do. Within one fz_seal call the same spec seals to
+ * the same frame, as a REQUEST that a CLAIM and its route both carry is one frame.
  *
  * fuzz/gen_seeds.c writes specs of real chains; fz_spec_* below build them.
  * Header-only: each target is one translation unit (scripts/fuzz).
@@ -39,6 +40,58 @@ enum { FZ_TENANT = 0, FZ_BROKER_A, FZ_BROKER_B, FZ_BROKER_C, FZ_PEER, FZ_TENANT2
 
 static cpn_identity_t *fz_ids[FZ_KEYS];
 static uint64_t fz_last_seq[FZ_KEYS];
+
+/* Frames sealed during the current fz_seal call, by the spec they came from. */
+#define FZ_MEMO 16
+static struct {
+    uint8_t *spec;
+    size_t spec_len;
+    uint8_t *frame;
+    size_t frame_len;
+} fz_memo[FZ_MEMO];
+static size_t fz_n_memo;
+
+static inline void fz_memo_clear(void)
+{
+    for (size_t i = 0; i < fz_n_memo; i++) {
+        free(fz_memo[i].frame);
+        free(fz_memo[i].spec);
+    }
+    fz_n_memo = 0;
+}
+
+/* A copy of the frame `spec` sealed to earlier in this call, if any. */
+static inline int fz_memo_find(const uint8_t *spec, size_t len, uint8_t **frame_p,
+                               size_t *frame_len)
+{
+    for (size_t i = 0; i < fz_n_memo; i++) {
+        if (fz_memo[i].spec_len != len || memcmp(fz_memo[i].spec, spec, len) != 0)
+            continue;
+        if (!(*frame_p = malloc(fz_memo[i].frame_len)))
+            abort();
+        memcpy(*frame_p, fz_memo[i].frame, fz_memo[i].frame_len);
+        *frame_len = fz_memo[i].frame_len;
+        return 1;
+    }
+    return 0;
+}
+
+static inline void fz_memo_add(const uint8_t *spec, size_t len, const uint8_t *frame,
+                               size_t frame_len)
+{
+    if (fz_n_memo == FZ_MEMO)
+        return;
+    if (!(fz_memo[fz_n_memo].frame = malloc(frame_len)) ||
+        !(fz_memo[fz_n_memo].spec = malloc(len))) {
+        free(fz_memo[fz_n_memo].frame);
+        return;
+    }
+    memcpy(fz_memo[fz_n_memo].frame, frame, frame_len);
+    fz_memo[fz_n_memo].frame_len = frame_len;
+    memcpy(fz_memo[fz_n_memo].spec, spec, len);
+    fz_memo[fz_n_memo].spec_len = len;
+    fz_n_memo++;
+}
 
 /* Load the fixed keys (seeds "cpn-fuzz-key-N"); aborts on failure (a harness bug). */
 static inline void fz_keys_init(void)
@@ -126,6 +179,8 @@ static int fz_seal_depth(const uint8_t *spec, size_t len, int depth, uint8_t **f
         *frame_len = len;
         return CPN_OK;
     }
+    if (fz_memo_find(spec, len, frame_p, frame_len))
+        return CPN_OK;
     cpn_msg_type_t type = (cpn_msg_type_t)(1 + spec[0] % (CPN_MSG__COUNT - 1));
     int who = spec[1] & 7;
     uint64_t now = cpn_now_ms(), ts;
@@ -143,6 +198,8 @@ static int fz_seal_depth(const uint8_t *spec, size_t len, int depth, uint8_t **f
             fz_last_seq[who] = cpn_seq_next(fz_last_seq[who], now);
             r = cpn_env_seal(fz_ids[who], type, fz_last_seq[who], ts, (const uint8_t *)sb.data,
                              sb.size, frame_p, frame_len);
+            if (r == CPN_OK)
+                fz_memo_add(spec, len, *frame_p, *frame_len);
         }
     }
     msgpack_sbuffer_destroy(&sb);
@@ -152,7 +209,9 @@ static int fz_seal_depth(const uint8_t *spec, size_t len, int depth, uint8_t **f
 /* Seal a spec (and every spec embedded in it). *frame_p malloc'd, the caller's. */
 static inline int fz_seal(const uint8_t *spec, size_t len, uint8_t **frame_p, size_t *frame_len)
 {
-    return fz_seal_depth(spec, len, 0, frame_p, frame_len);
+    int r = fz_seal_depth(spec, len, 0, frame_p, frame_len);
+    fz_memo_clear();
+    return r;
 }
 
 /* ---- building specs (seed generator) ---- */
