@@ -449,7 +449,8 @@ static void s_reload(broker_t *self)
         log_error("policy", "reload of %s refused (%s); the running policy stays",
                   self->pol->path, restart ? restart : cpn_strerror(r));
         if (restart)
-            log_error("policy", "%s changed: that needs a restart", restart);
+            log_error("policy", "%s needs a restart: the new value cannot be applied live",
+                      restart);
         policy_destroy(&neu);
         yconf_destroy(&doc);
         return;
