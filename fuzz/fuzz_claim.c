@@ -24,7 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_files.h"
+#include "files.h"
 #include "lease.h"
 #include "log.h"
 

@@ -1,6 +1,6 @@
 /* fuzz_peer_config.c - libFuzzer target for the peer's configuration loader
  * (peer/peer_config.c): any bytes as peer.yaml, through yconf, the binders of brokers,
- * tenants and packages, and the key files they name (fuzz_files.h makes those of conf/).
+ * tenants and packages, and the key files they name (files.h makes those of conf/).
  *
  * A loaded configuration must hold what it promises: brokers and tenants within their
  * limits, every package valid with its floor, accepted tenants found by key.
@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "fuzz_files.h"
+#include "files.h"
 #include "peer_config.h"
 
 static FILE *s_null;

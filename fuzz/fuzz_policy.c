@@ -1,6 +1,6 @@
 /* fuzz_policy.c - libFuzzer target for the broker's policy loader (broker/policy.c): any
  * bytes as a policy file, through yconf, the binding tables, the cross-field validation and
- * the lookups. The key files the conf/ policies name exist beside it (fuzz_files.h).
+ * the lookups. The key files the conf/ policies name exist beside it (files.h).
  *
  * What a loaded policy promises is checked: every tenant, trusted peer and member is found
  * by its key, under the role it was listed with; a policy needs no restart against itself.
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_files.h"
+#include "files.h"
 #include "policy.h"
 
 static FILE *s_null;
