@@ -4,7 +4,8 @@
  *
  * The input is used twice: as the frame itself (what a file holds), and as a spec that
  * seal.h signs with fixed keys, so mutations reach the link and route checks behind the
- * signatures. A chain that verifies must also yield its route.
+ * signatures. A lease that verifies must also yield its route; pinning the broker key
+ * (`cpnctl verify -B`) may refuse more, never less.
  *
  *   scripts/fuzz verify 60
  * fuzz-sources: ctl/ctl_verify.c
@@ -34,13 +35,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static void s_walk(const uint8_t *frame, size_t len)
 {
     const char *why = NULL;
-    char route[(CPN_KID_LEN + 4) * 80];
+    char route[(CPN_KID_LEN + 4) * 80], reason[CPN_REASON_MAX];
+    cpn_env_t env;
     int r = ctl_verify_chain(frame, len, s_null, &why);
     if (!why)
         abort(); /* every outcome is explained */
     int rr = ctl_verify_route(frame, len, route, sizeof route);
-    if (r == CPN_OK && rr != CPN_OK)
-        abort(); /* a chain that verified has a route (empty for one broker) */
+    /* a lease that verified has a route (empty for one broker) */
+    if (r == CPN_OK && cpn_env_parse(frame, len, NULL, &env) == CPN_OK &&
+        (env.type == CPN_MSG_GRANT || env.type == CPN_MSG_LEASE) && rr != CPN_OK)
+        abort();
+    /* the same walk with the first broker's key pinned (`cpnctl verify -B`) */
+    int rp = ctl_verify_chain_pinned(frame, len, cpn_identity_pk(fz_key(FZ_BROKER_A)), NULL,
+                                     reason);
+    if (rp == CPN_OK && r != CPN_OK)
+        abort(); /* pinning a key only ever refuses more */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -19,6 +19,8 @@ typedef struct {
 
 static const char *s_root;
 
+#define S_FAR_MS UINT64_C(4102444800000) /* 2100-01-01 */
+
 /* The spec of `type` by key `who` around `body` (a struct of msg.h or cpn_request_t). */
 static s_buf_t s_spec(cpn_msg_type_t type, int who, const void *body)
 {
@@ -85,6 +87,9 @@ int main(int argc, char **argv)
     c.units = 2;
     c.price = 10000;
     c.duration_s = 3600;
+    /* Seeds are sealed when fuzzed, long after they were written: times far ahead stay valid
+     * (a CLAIM's deadline, a lease that may not start before its REQUEST). */
+    c.deadline = S_FAR_MS;
     s_buf_t claim = s_spec(CPN_MSG_CLAIM, FZ_BROKER_A, &c);
     cpn_claim_t c2 = c;
     c2.request = (mp_bytes_t){request2.p, request2.n};
@@ -98,7 +103,7 @@ int main(int argc, char **argv)
     snprintf(l.package, sizeof l.package, "gpu");
     l.units = 2;
     l.price = 10000;
-    l.start_ms = 1700000000000;
+    l.start_ms = S_FAR_MS - 3600 * 1000;
     l.end_ms = l.start_ms + 3600 * 1000;
     snprintf(l.state, sizeof l.state, "active");
     s_buf_t lease = s_spec(CPN_MSG_LEASE, FZ_PEER, &l);
