@@ -11,8 +11,9 @@
  * inputs: its replay guards are megabytes to allocate, and sealed frames' sequence numbers
  * only rise.
  *
- * After every batch: each reply is a frame the peer signed, a LEASE or a NACK; no package has
- * more units in use than it has; the units in use equal those the store's active leases hold.
+ * After every batch: each reply is a frame the peer signed, a LEASE, NACK or RESEND; no
+ * package has more units in use than it has; the units in use equal those the store's active
+ * leases hold.
  *
  *   scripts/fuzz claim 60
  * fuzz-sources: peer/lease.c peer/grant.c peer/inventory.c peer/store.c peer/sender.c
@@ -98,7 +99,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-/* What the peer answers: frames it signed, LEASEs and NACKs only. */
+/* What the peer answers: frames it signed, LEASEs, NACKs and RESENDs (a stored LEASE sent
+ * again for a retried CLAIM) only; a reply marked as a new LEASE (turned into a NACK should
+ * the commit fail) is one. */
 static void s_check_replies(const peer_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -108,9 +111,13 @@ static void s_check_replies(const peer_batch_t *b)
             continue; /* a NACK that could not be built is not sent */
         if (cpn_env_open(rep->frame, rep->len, NULL, &env) != CPN_OK ||
             memcmp(env.from, cpn_identity_pk(fz_key(FZ_PEER)), CPN_PK_LEN) != 0 ||
-            (env.type != CPN_MSG_LEASE && env.type != CPN_MSG_NACK) ||
-            rep->lease != (env.type == CPN_MSG_LEASE) || rep->broker != 0)
+            (env.type != CPN_MSG_LEASE && env.type != CPN_MSG_NACK &&
+             env.type != CPN_MSG_RESEND) ||
+            (rep->lease && env.type != CPN_MSG_LEASE) || rep->broker != 0) {
+            fprintf(stderr, "reply %zu: %s, lease %d, broker %zu\n", i, cpn_msg_name(env.type),
+                    rep->lease, rep->broker);
             abort();
+        }
     }
 }
 
