@@ -17,8 +17,8 @@ static char fz_dir[64];
 
 static void fz_dir_remove(void)
 {
-    static const char *const names[] = {
-        "broker", "peer", "peer2", "acme", "beta", "broker-b", "broker-c", "input.yaml"};
+    static const char *const names[] = {"broker", "peer",     "peer2",    "acme",
+                                        "beta",   "broker-b", "broker-c", "input.yaml"};
     char p[256];
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         snprintf(p, sizeof p, "%s/%s.key", fz_dir, names[i]);

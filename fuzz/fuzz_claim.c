@@ -111,8 +111,7 @@ static void s_check_replies(const peer_batch_t *b)
             continue; /* a NACK that could not be built is not sent */
         if (cpn_env_open(rep->frame, rep->len, NULL, &env) != CPN_OK ||
             memcmp(env.from, cpn_identity_pk(fz_key(FZ_PEER)), CPN_PK_LEN) != 0 ||
-            (env.type != CPN_MSG_LEASE && env.type != CPN_MSG_NACK &&
-             env.type != CPN_MSG_RESEND) ||
+            (env.type != CPN_MSG_LEASE && env.type != CPN_MSG_NACK && env.type != CPN_MSG_RESEND) ||
             (rep->lease && env.type != CPN_MSG_LEASE) || rep->broker != 0) {
             fprintf(stderr, "reply %zu: %s, lease %d, broker %zu\n", i, cpn_msg_name(env.type),
                     rep->lease, rep->broker);
@@ -160,8 +159,7 @@ static void s_one(peer_lease_t *lease, peer_inventory_t *inv, const uint8_t *spe
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* A fresh start: no leases (store.h's tables), nothing in use. */
-    if (sqlite3_exec(s_db, "DELETE FROM leases; DELETE FROM meta;", NULL, NULL, NULL) !=
-        SQLITE_OK)
+    if (sqlite3_exec(s_db, "DELETE FROM leases; DELETE FROM meta;", NULL, NULL, NULL) != SQLITE_OK)
         abort();
     peer_inventory_clear(s_inv);
     const uint8_t *p = data, *end = data + size;

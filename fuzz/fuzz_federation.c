@@ -45,8 +45,8 @@ static void s_chains(const uint8_t *frame, size_t len)
     cpn_env_t inner;
     uint32_t hops = 0;
     const uint8_t *peer = cpn_identity_pk(fz_key(FZ_PEER));
-    if (fed_route_open(&cpn_limits_default, s_sc, S_MAX_HOPS, frame, len, peer, &inner,
-                       &hops) == CPN_OK) {
+    if (fed_route_open(&cpn_limits_default, s_sc, S_MAX_HOPS, frame, len, peer, &inner, &hops) ==
+        CPN_OK) {
         s_inside(&inner, frame, len);
         if (hops < 1 || hops > S_MAX_HOPS ||
             (inner.type != CPN_MSG_CLAIM && inner.type != CPN_MSG_RENEW &&

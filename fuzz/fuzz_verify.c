@@ -46,8 +46,8 @@ static void s_walk(const uint8_t *frame, size_t len)
         (env.type == CPN_MSG_GRANT || env.type == CPN_MSG_LEASE) && rr != CPN_OK)
         abort();
     /* the same walk with the first broker's key pinned (`cpnctl verify -B`) */
-    int rp = ctl_verify_chain_pinned(frame, len, cpn_identity_pk(fz_key(FZ_BROKER_A)), NULL,
-                                     reason);
+    int rp =
+        ctl_verify_chain_pinned(frame, len, cpn_identity_pk(fz_key(FZ_BROKER_A)), NULL, reason);
     if (rp == CPN_OK && r != CPN_OK)
         abort(); /* pinning a key only ever refuses more */
 }

@@ -202,9 +202,10 @@ int main(int argc, char **argv)
     s_buf_t renew_release[] = {claim, renew, release, release};
     s_write("claim", "claim-renew-release", renew_release, 4);
 
-    s_buf_t all[] = {request, request2, claim, claim_t2, lease, grant, fwd_a, fwd_b, claim_home,
-                     lease_home, grant_routed, renew, release, fwd_release, fwd_renew, back_c,
-                     back_b, nack, back_nack, sync};
+    s_buf_t all[] = {request,      request2, claim,   claim_t2,    lease,
+                     grant,        fwd_a,    fwd_b,   claim_home,  lease_home,
+                     grant_routed, renew,    release, fwd_release, fwd_renew,
+                     back_c,       back_b,   nack,    back_nack,   sync};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i].p);
     return 0;

@@ -185,10 +185,18 @@ static int fz_seal_depth(const uint8_t *spec, size_t len, int depth, uint8_t **f
     int who = spec[1] & 7;
     uint64_t now = cpn_now_ms(), ts;
     switch ((spec[1] >> 3) & 3) {
-    case 0: ts = now; break;
-    case 1: ts = now - 3600 * 1000; break;
-    case 2: ts = now + 3600 * 1000; break;
-    default: ts = 0; break;
+    case 0:
+        ts = now;
+        break;
+    case 1:
+        ts = now - 3600 * 1000;
+        break;
+    case 2:
+        ts = now + 3600 * 1000;
+        break;
+    default:
+        ts = 0;
+        break;
     }
     msgpack_sbuffer_init(&sb);
     if ((r = fz_body(spec + 2, len - 2, depth, &sb)) == CPN_OK) {
