@@ -7,6 +7,7 @@
 #ifndef CPN_BROKER_H
 #define CPN_BROKER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -135,8 +136,8 @@ struct broker {
     outbox_t *outbox;       /* frames waiting for the ledger's commit (outbox.h) */
     bool tx_open;           /* a ledger transaction is open (server.c, s_tx_*) */
     uint64_t tx_since_mono; /* since when */
-    volatile int stop;
-    volatile int reload;
+    volatile sig_atomic_t stop;   /* set from signal handlers: only sig_atomic_t is safe */
+    volatile sig_atomic_t reload;
 };
 
 /* One verified message being handled. */

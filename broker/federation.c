@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "clock.h"
+#include "fed_check.h"
 #include "link.h"
 #include "log.h"
 
@@ -371,14 +372,6 @@ static void s_put_be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
-static uint64_t s_get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* key + 1 as a big-endian number; false if key was all 0xff. */
 static bool s_key_inc(uint8_t key[CPN_PK_LEN])
 {
@@ -442,40 +435,6 @@ static int s_send_sync(broker_t *self, s_link_t *l)
     return r;
 }
 
-/* Is `key` in the digest, and with which seq? Entries are sorted by key. */
-static bool s_digest_find(const cpn_sync_t *s, const uint8_t key[CPN_PK_LEN], uint64_t *seq)
-{
-    size_t lo = 0, hi = s->entries.len / CPN_SYNC_ENTRY_LEN;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const uint8_t *e = s->entries.ptr + mid * CPN_SYNC_ENTRY_LEN;
-        int c = memcmp(e, key, CPN_PK_LEN);
-        if (c == 0) {
-            *seq = s_get_be64(e + CPN_PK_LEN);
-            return true;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return false;
-}
-
-static int s_sync_check(const cpn_sync_t *s)
-{
-    if (s->entries.len % CPN_SYNC_ENTRY_LEN || memcmp(s->lo, s->hi, CPN_PK_LEN) > 0)
-        return CPN_E_SCHEMA;
-    size_t n = s->entries.len / CPN_SYNC_ENTRY_LEN;
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *e = s->entries.ptr + i * CPN_SYNC_ENTRY_LEN;
-        if (memcmp(e, s->lo, CPN_PK_LEN) < 0 || memcmp(e, s->hi, CPN_PK_LEN) > 0 ||
-            (i && memcmp(e - CPN_SYNC_ENTRY_LEN, e, CPN_PK_LEN) >= 0))
-            return CPN_E_SCHEMA;
-    }
-    return CPN_OK;
-}
-
 /* Forget the offers that came through member l, lie in the digest's range and are not in
  * it: l no longer has them (it lost the link they came by, or forgot them), so they cannot be
  * reached through l. The digest is l's book when it sent it, and what l relays to us comes
@@ -491,7 +450,7 @@ static size_t s_forget_missing(broker_t *self, const s_link_t *l, const cpn_sync
         while ((bp = book_next(self->book, &cur)) != NULL) {
             if (memcmp(bp->via, l->key, CPN_PK_LEN) != 0 ||
                 memcmp(bp->key, sync->lo, CPN_PK_LEN) < 0 ||
-                memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0 || s_digest_find(sync, bp->key, &seq))
+                memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0 || fed_sync_find(sync, bp->key, &seq))
                 continue;
             if (pass == 0)
                 cap++;
@@ -531,7 +490,7 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
     if (!l)
         return;
     f->st.syncs_in++;
-    int r = s_sync_check(sync);
+    int r = fed_sync_check(sync);
     if (r != CPN_OK) {
         broker_count_refusal(self, r);
         log_warn("fed", "SYNC from %s refused: %s", l->name, cpn_errname(r));
@@ -549,7 +508,7 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
         /* Split horizon: what came through the asker is never sent back to it. */
         if (bp->withdrawn || !bp->frame || bp->expires_ms <= now ||
             memcmp(bp->via, l->key, CPN_PK_LEN) == 0 || bp->hops + 1 > max_hops ||
-            (s_digest_find(sync, bp->key, &theirs) && theirs >= bp->seq))
+            (fed_sync_find(sync, bp->key, &theirs) && theirs >= bp->seq))
             continue;
         if (s_send_relay(self, l, bp->frame, bp->frame_len, bp->hops + 1) != CPN_OK)
             break; /* link down: it asks again when it comes back */
@@ -806,56 +765,8 @@ static void s_fwd_free(broker_t *self, s_fwd_t *e)
 int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
                           const uint8_t peer[CPN_PK_LEN], cpn_env_t *inner, uint32_t *hops)
 {
-    const uint8_t *cur = route;
-    size_t cur_len = len;
-    uint8_t signer[CPN_PK_LEN];
-    uint32_t n = 0;
-    cpn_env_t env;
-    int r;
-    for (;;) {
-        if ((r = cpn_env_parse(cur, cur_len, &self->lim, &env)) != CPN_OK ||
-            (r = cpn_sigcache_verify(self->sigcache, &env)) != CPN_OK)
-            return r;
-        if (env.type != CPN_MSG_FORWARD)
-            break;
-        if (++n > self->pol->federation.max_hops)
-            return CPN_E_DEPTH;
-        cpn_forward_t fw;
-        if ((r = cpn_msg_decode(&env, &self->lim, &fw)) != CPN_OK)
-            return r;
-        if (memcmp(fw.to, peer, CPN_PK_LEN) != 0 || fw.ref_seq != 0)
-            return CPN_E_SCHEMA;
-        memcpy(signer, env.from, CPN_PK_LEN);
-        cur = fw.msg.ptr;
-        cur_len = fw.msg.len;
-    }
-    if (n == 0)
-        return CPN_E_SCHEMA;
-    if (env.type == CPN_MSG_CLAIM) {
-        cpn_claim_t c;
-        if ((r = cpn_msg_decode(&env, &self->lim, &c)) != CPN_OK)
-            return r;
-        /* The originating broker signs both its CLAIM and the first FORWARD. */
-        if (memcmp(env.from, signer, CPN_PK_LEN) != 0 || memcmp(c.peer, peer, CPN_PK_LEN) != 0)
-            return CPN_E_SCHEMA;
-    } else if (env.type == CPN_MSG_RENEW) {
-        cpn_renew_t rn;
-        if ((r = cpn_msg_decode(&env, &self->lim, &rn)) != CPN_OK)
-            return r;
-        if (memcmp(rn.peer, peer, CPN_PK_LEN) != 0)
-            return CPN_E_SCHEMA;
-    } else if (env.type == CPN_MSG_RELEASE) {
-        cpn_release_t rl;
-        if ((r = cpn_msg_decode(&env, &self->lim, &rl)) != CPN_OK)
-            return r;
-        if (memcmp(rl.peer, peer, CPN_PK_LEN) != 0)
-            return CPN_E_SCHEMA;
-    } else
-        return CPN_E_SCHEMA;
-    *inner = env;
-    if (hops)
-        *hops = n;
-    return CPN_OK;
+    return fed_route_open(&self->lim, self->sigcache, self->pol->federation.max_hops, route, len,
+                          peer, inner, hops);
 }
 
 /* A refusal goes back the way the FORWARD came: our NACK inside a FORWARD naming it. */
@@ -1075,34 +986,10 @@ static void s_on_return(broker_t *self, const broker_rx_t *rx, s_link_t *l,
         s_fwd_free(self, e);
         return;
     }
-    /* At the origin: each FORWARD of the way back wraps the next; the innermost is the
-     * answer (the peer's LEASE or NACK, or a NACK of a broker on the path). */
-    const uint8_t *cur = fwd->msg.ptr;
-    size_t cur_len = fwd->msg.len;
+    /* At the origin: the answer inside the FORWARDs of the way back. */
     cpn_env_t env;
-    int r = CPN_OK;
-    for (uint32_t depth = 0;; depth++) {
-        cpn_forward_t in;
-        if (depth > self->pol->federation.max_hops + 1) {
-            r = CPN_E_DEPTH;
-            break;
-        }
-        if ((r = cpn_env_parse(cur, cur_len, &self->lim, &env)) != CPN_OK ||
-            (r = cpn_sigcache_verify(self->sigcache, &env)) != CPN_OK)
-            break;
-        if (env.type != CPN_MSG_FORWARD)
-            break;
-        if ((r = cpn_msg_decode(&env, &self->lim, &in)) != CPN_OK)
-            break;
-        if (in.ref_seq == 0) {
-            r = CPN_E_SCHEMA;
-            break;
-        }
-        cur = in.msg.ptr;
-        cur_len = in.msg.len;
-    }
-    if (r == CPN_OK && env.type != CPN_MSG_LEASE && env.type != CPN_MSG_NACK)
-        r = CPN_E_SCHEMA;
+    int r = fed_answer_open(&self->lim, self->sigcache, self->pol->federation.max_hops,
+                            fwd->msg.ptr, fwd->msg.len, &env);
     broker_fwd_ref_t ref = e->ref;
     s_fwd_free(self, e);
     if (r != CPN_OK) {

@@ -30,6 +30,12 @@
 #define S_Y(k, kd, type, field, req, lo, hi)                                                   \
     {.key = (k), .kind = (kd), .off = offsetof(type, field),                                  \
      .size = sizeof(((type *)0)->field), .required = (req), .min = (lo), .max = (hi)}
+/* A plain field that a reload cannot change: the daemon built a socket, a file or a table
+ * from it at start (policy_restart_needed finds these rows; any other key applies live). */
+#define S_YR(k, kd, type, field, req, lo, hi)                                                  \
+    {.key = (k), .kind = (kd), .off = offsetof(type, field),                                  \
+     .size = sizeof(((type *)0)->field), .required = (req), .min = (lo), .max = (hi),         \
+     .restart = true}
 /* A nested YAML map bound by `table` into the struct at offset off_. */
 #define S_YMAP(k, off_, table, req)                                                            \
     {.key = (k), .kind = YF_MAP, .off = (off_), .sub = (table),                                \
@@ -420,14 +426,14 @@ static int s_bind_equivalences(yconf_t *doc, const ynode_t *node, const char *pa
 /* ---- the tables, one per YAML map ---- */
 
 static const yfield_t s_transport_fields[] = {
-    S_Y("curve", YF_BOOL, policy_t, broker.curve, false, 0, 0),
+    S_YR("curve", YF_BOOL, policy_t, broker.curve, false, 0, 0),
 };
 
 static const yfield_t s_broker_fields[] = {
     S_Y("name", YF_STR, policy_t, broker.name, false, 1, 0),
-    S_Y("key", YF_STR, policy_t, broker.key_path, true, 1, 0),
-    S_Y("listen", YF_STR, policy_t, broker.listen, true, 1, 0),
-    S_Y("ledger", YF_STR, policy_t, broker.ledger_path, false, 1, 0),
+    S_YR("key", YF_STR, policy_t, broker.key_path, true, 1, 0),
+    S_YR("listen", YF_STR, policy_t, broker.listen, true, 1, 0),
+    S_YR("ledger", YF_STR, policy_t, broker.ledger_path, false, 1, 0),
     S_YMAP("transport", 0, s_transport_fields, false),
 };
 
@@ -462,7 +468,7 @@ static const yfield_t s_placement_fields[] = {
 static const yfield_t s_rate_fields[] = {
     S_YCUSTOM("per_sender", policy_t, limits.rate_per_sender, s_bind_rate, NULL, false),
     S_Y("burst", YF_U32, policy_t, limits.rate_burst, false, 1, 1000000),
-    S_Y("senders", YF_U32, policy_t, limits.rate_senders, false, 1, RATELIMIT_MAX_CAPACITY),
+    S_YR("senders", YF_U32, policy_t, limits.rate_senders, false, 1, RATELIMIT_MAX_CAPACITY),
     S_YCUSTOM("refusals", policy_t, limits.rate_refusals, s_bind_rate, NULL, false),
 };
 
@@ -470,14 +476,14 @@ static const yfield_t s_rate_fields[] = {
 #define S_FRAME_MAX (16u * 1024 * 1024)
 
 static const yfield_t s_limits_fields[] = {
-    S_Y("frame_size", YF_BYTES, policy_t, limits.frame_size, false, S_FRAME_MIN, S_FRAME_MAX),
+    S_YR("frame_size", YF_BYTES, policy_t, limits.frame_size, false, S_FRAME_MIN, S_FRAME_MAX),
     S_YMAP("rate", 0, s_rate_fields, false),
-    S_Y("max_offers", YF_U32, policy_t, limits.max_offers, false, 1, 10000000),
-    S_Y("max_pending", YF_U32, policy_t, limits.max_pending, false, 1, 1000000),
+    S_YR("max_offers", YF_U32, policy_t, limits.max_offers, false, 1, 10000000),
+    S_YR("max_pending", YF_U32, policy_t, limits.max_pending, false, 1, 1000000),
     S_Y("claim_timeout", YF_DURATION, policy_t, limits.claim_timeout_s, false, 1, 300),
     S_Y("claim_tries", YF_U32, policy_t, limits.claim_tries, false, 1, 16),
-    S_Y("skew", YF_DURATION, policy_t, limits.skew_s, false, 1, 3600),
-    S_Y("replay_capacity", YF_U32, policy_t, limits.replay_capacity, false, 16, 16777216),
+    S_YR("skew", YF_DURATION, policy_t, limits.skew_s, false, 1, 3600),
+    S_YR("replay_capacity", YF_U32, policy_t, limits.replay_capacity, false, 16, 16777216),
     S_Y("audit_rows", YF_U64, policy_t, limits.audit_rows, false, 1000, 1000000000),
 };
 
@@ -943,27 +949,42 @@ int policy_quota_check(const policy_tenant_t *t, const ledger_usage_t *used,
     return CPN_OK;
 }
 
+/* The first row marked restart (S_YR) under `fields` whose value differs, its key path
+ * written into buf after `prefix`; NULL if none. Nested maps bind into the same struct at
+ * their offset, so a and b move along with them. */
+static const char *s_restart_row(const yfield_t *fields, size_t n, const char *prefix,
+                                 const uint8_t *a, const uint8_t *b, char *buf, size_t cap)
+{
+    for (size_t i = 0; i < n; i++) {
+        const yfield_t *f = &fields[i];
+        if (f->kind == YF_MAP && f->sub) {
+            char sub[S_KEYPATH_MAX];
+            snprintf(sub, sizeof sub, "%s%s.", prefix, f->key);
+            if (s_restart_row(f->sub, f->n_sub, sub, a + f->off, b + f->off, buf, cap))
+                return buf;
+            continue;
+        }
+        if (!f->restart)
+            continue;
+        /* text compares up to its end: bytes after it are whatever the buffer held */
+        bool differs = f->kind == YF_STR
+                           ? strncmp((const char *)a + f->off, (const char *)b + f->off, f->size)
+                           : memcmp(a + f->off, b + f->off, f->size);
+        if (differs) {
+            snprintf(buf, cap, "%s%s", prefix, f->key);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 const char *policy_restart_needed(const policy_t *old, const policy_t *neu)
 {
+    static char path[S_KEYPATH_MAX]; /* the daemon reloads from its one thread */
     if (!old || !neu)
         return "policy";
-    if (strcmp(old->broker.key_path, neu->broker.key_path) != 0)
-        return "broker.key";
-    if (strcmp(old->broker.listen, neu->broker.listen) != 0)
-        return "broker.listen";
-    if (strcmp(old->broker.ledger_path, neu->broker.ledger_path) != 0)
-        return "broker.ledger";
-    if (old->broker.curve != neu->broker.curve)
-        return "broker.transport.curve";
-    if (old->limits.frame_size != neu->limits.frame_size)
-        return "limits.frame_size";
-    if (old->limits.max_offers != neu->limits.max_offers)
-        return "limits.max_offers";
-    if (old->limits.rate_senders != neu->limits.rate_senders)
-        return "limits.rate.senders";
-    if (old->limits.replay_capacity != neu->limits.replay_capacity)
-        return "limits.replay_capacity";
-    return NULL;
+    return s_restart_row(s_root_fields, S_ARRAY_LEN(s_root_fields), "", (const uint8_t *)old,
+                         (const uint8_t *)neu, path, sizeof path);
 }
 
 const char *policy_priority_name(uint32_t priority)

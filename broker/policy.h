@@ -151,8 +151,10 @@ const policy_member_t *policy_member_by_name(const policy_t *self, const char *n
 int policy_quota_check(const policy_tenant_t *tenant, const ledger_usage_t *used,
                        const ledger_usage_t *add, char *why, size_t cap) CPN_WUR;
 
-/* Keys a reload cannot change in a running daemon (sockets, identity, ledger file): the
- * key path of the first that differs ("broker.listen"), or NULL if a reload may apply. */
+/* Keys a reload cannot change in a running daemon (sockets, identity, ledger file, tables
+ * sized at start: the rows marked restart in policy.c's tables, docs/POLICY.md "Reload"):
+ * the key path of the first that differs ("limits.max_pending"), or NULL if a reload may
+ * apply. The string is static, valid until the next call. */
 const char *policy_restart_needed(const policy_t *old, const policy_t *neu);
 
 /* Name of a priority value: "high", "normal", "low", or NULL for another integer. */

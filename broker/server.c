@@ -449,7 +449,8 @@ static void s_reload(broker_t *self)
         log_error("policy", "reload of %s refused (%s); the running policy stays",
                   self->pol->path, restart ? restart : cpn_strerror(r));
         if (restart)
-            log_error("policy", "%s changed: that needs a restart", restart);
+            log_error("policy", "%s needs a restart: the new value cannot be applied live",
+                      restart);
         policy_destroy(&neu);
         yconf_destroy(&doc);
         return;
@@ -615,7 +616,11 @@ int server_run(broker_t *self)
             self->next_tick_mono = mono + BROKER_TICK_MS;
             s_tick(self);
         }
-        claim_window_poll(self, mono);
+        /* Stopping: what waits in the window gets its NACK busy from claim_stop below. A CLAIM
+         * sent now could only be answered after we are gone: the peer would hold a lease the
+         * tenant was told to ask for again. */
+        if (!self->stop)
+            claim_window_poll(self, mono);
         s_tx_commit(self, false);
     }
     log_info("broker", "stopping");

@@ -86,6 +86,8 @@ struct yfield {
     size_t n_sub;
     int (*custom)(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg);
     void *arg;
+    bool restart; /* a running daemon built something from the value once: a reload that
+                     changes it is refused (not used by yconf_bind; broker/policy.c) */
 };
 
 /* Bind map node `map` into dst by the table. Unknown keys, missing required keys, wrong

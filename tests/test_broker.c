@@ -110,6 +110,9 @@ static int s_count_in_file(const char *path, const char *needle)
 /* The broker policy: tenants acme (operator), beta (quota: 1 unit), racer1, racer2, delta
  * (quota: 8 accelerators), and gamma only when `gamma` is set; `broken` adds a tenant whose
  * key is no key. */
+/* Extra lines of the `limits` map s_write_policy writes ("" normally). */
+static const char *s_limits_extra = "";
+
 static void s_write_policy(bool gamma, bool broken)
 {
     char text[4096];
@@ -150,9 +153,11 @@ static void s_write_policy(bool gamma, bool broken)
                      "  max_price: \"300.0\"\n"
                      "limits:\n"
                      "  claim_timeout: 2s\n"
-                     "  claim_tries: 3\n",
+                     "  claim_tries: 3\n"
+                     "%s",
                      g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
-                     broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
+                     broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "",
+                     s_limits_extra);
     assert_true(n > 0 && (size_t)n < sizeof text);
     h_write(g.dir, "policy.yaml", text);
 }
@@ -738,6 +743,39 @@ static void test_policy_reload(void **state)
     s_write_policy(true, false); /* what the running broker has, for the restart case */
 }
 
+/* SIGHUP with a policy that changes a key the broker sized something with at start (the
+ * pending table: limits.max_pending; the replay guard's window: limits.skew) is refused
+ * naming the key, counted in policy_reloads_failed, and the running policy stays. */
+static void test_policy_reload_needs_restart(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *limits, *log;
+    } cases[] = {
+        {"  max_pending: 77\n", "limits.max_pending needs a restart"},
+        {"  skew: 45s\n", "limits.skew needs a restart"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t failed0 = s_status_u64("policy_reloads_failed", NULL);
+        uint64_t reloads0 = s_status_u64("policy_reloads", NULL);
+        int named0 = s_count_in_file(g.broker_log, cases[i].log);
+        s_limits_extra = cases[i].limits;
+        s_write_policy(true, false);
+        s_signal(g.broker_pid, SIGHUP);
+        /* The refusal is counted once the broker has handled the signal: wait for that. */
+        uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+        while (s_status_u64("policy_reloads_failed", NULL) == failed0 &&
+               s_status_u64("policy_reloads", NULL) == reloads0 && cpn_mono_ms() < deadline)
+            usleep(POLL_MS * 1000);
+        assert_int_equal(s_status_u64("policy_reloads", NULL), reloads0);
+        assert_int_equal(s_status_u64("policy_reloads_failed", NULL), failed0 + 1);
+        assert_int_equal(s_count_in_file(g.broker_log, cases[i].log), named0 + 1);
+        assert_true(h_alive(&g.broker_pid));
+    }
+    s_limits_extra = "";
+    s_write_policy(true, false); /* what the running broker has, for the restart case */
+}
+
 /* The ledger survives a restart: beta, at its quota before, is over quota after; its lease
  * is still listed; its request id still returns the same GRANT bytes. */
 static void test_restart_keeps_ledger(void **state)
@@ -807,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_progress_opt_in),
         cmocka_unit_test(test_peer_ttl),
         cmocka_unit_test(test_policy_reload),
+        cmocka_unit_test(test_policy_reload_needs_restart),
         cmocka_unit_test(test_restart_keeps_ledger),
     };
     signal(SIGPIPE, SIG_IGN);

@@ -556,6 +556,26 @@ static void test_queries_quota_reload(void **state)
     strcpy(other->broker.listen, "tcp://127.0.0.1:7401");
     assert_string_equal(policy_restart_needed(pol, other), "broker.listen");
     policy_destroy(&other);
+    /* Tables sized at start (pending requests, the replay guard's window) need a restart too;
+     * what is read on use applies live. */
+    assert_int_equal(s_load(f, s_good, &other, NULL), CPN_OK);
+    other->limits.max_pending++;
+    assert_string_equal(policy_restart_needed(pol, other), "limits.max_pending");
+    other->limits.max_pending--;
+    other->limits.skew_s++;
+    assert_string_equal(policy_restart_needed(pol, other), "limits.skew");
+    other->limits.skew_s--;
+    other->limits.rate_senders++;
+    assert_string_equal(policy_restart_needed(pol, other), "limits.rate.senders");
+    other->limits.rate_senders--;
+    other->broker.curve = !other->broker.curve;
+    assert_string_equal(policy_restart_needed(pol, other), "broker.transport.curve");
+    other->broker.curve = !other->broker.curve;
+    other->limits.claim_timeout_s++;
+    other->limits.rate_per_sender++;
+    other->federation.hello_timeout_s++;
+    assert_null(policy_restart_needed(pol, other));
+    policy_destroy(&other);
 
     assert_string_equal(policy_priority_name(POLICY_PRIO_HIGH), "high");
     assert_string_equal(policy_priority_name(POLICY_PRIO_LOW), "low");
