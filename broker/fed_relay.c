@@ -51,7 +51,8 @@ static void s_error_to(broker_t *self, const broker_rx_t *rx, int code, const ch
     (void)broker_send(self, rx->rid, rx->rid_len, CPN_MSG_ERROR, &e);
 }
 
-void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_t *relay)
+bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_t *relay,
+                         uint8_t ad_peer[CPN_PK_LEN])
 {
     struct federation *f = self->fed;
     fed_link_t *l = fed_link_find(self, rx->env.from);
@@ -60,11 +61,11 @@ void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     char why[CPN_REASON_MAX] = "";
     int r;
     if (!l)
-        return;
+        return false;
     l->relays_in++;
     if (!l->use_offers) { /* federation.use_members leaves it out */
         f->st.relays_ignored++;
-        return;
+        return false;
     }
     uint64_t now = cpn_now_ms(), skew = self->pol->limits.skew_s * 1000;
     if ((r = cpn_env_parse(relay->msg.ptr, relay->msg.len, &self->lim, &in)) != CPN_OK)
@@ -97,7 +98,7 @@ void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     if (bp && !bp->withdrawn && fed_zero(bp->via) && bp->expires_ms > now &&
         broker_route(self, in.from)) {
         f->st.relays_dup++;
-        return;
+        return false;
     }
     uint32_t n_packages = 0;
     if (in.type == CPN_MSG_AD) {
@@ -121,7 +122,7 @@ void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     }
     if (r == CPN_E_REPLAY || r == CPN_E_NO_PACKAGE) { /* seen already: the flood ends here */
         f->st.relays_dup++;
-        return;
+        return false;
     }
     if (r != CPN_OK)
         goto refuse;
@@ -136,7 +137,10 @@ void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
                   now > in.ts_ms ? now - in.ts_ms : 0);
     }
     federation_publish(self, in.frame, in.frame_len, relay->hops, l->key);
-    return;
+    if (in.type != CPN_MSG_AD)
+        return false;
+    memcpy(ad_peer, in.from, CPN_PK_LEN);
+    return true;
 refuse:
     f->st.relays_refused++;
     broker_count_refusal(self, r);
@@ -149,4 +153,5 @@ refuse:
                  why);
         s_error_to(self, rx, r, why[0] ? why : cpn_strerror(r));
     }
+    return false;
 }
