@@ -13,12 +13,35 @@
 #include "clock.h"
 #include "log.h"
 
+/* ---- the rules, pure ---- */
+
+int fed_relay_admit(cpn_msg_type_t type, uint32_t hops, uint32_t max_hops)
+{
+    if (type != CPN_MSG_AD && type != CPN_MSG_WITHDRAW)
+        return CPN_E_TYPE;
+    if (hops == 0 || hops > max_hops)
+        return CPN_E_INVAL;
+    return CPN_OK;
+}
+
+bool fed_relay_goes_on(uint32_t hops, uint32_t max_hops)
+{
+    return hops < max_hops; /* hops + 1 <= max_hops, without the overflow */
+}
+
+bool fed_relay_shadowed(const book_peer_t *bp, uint64_t now_ms, bool routed)
+{
+    return bp && !bp->withdrawn && fed_zero(bp->via) && bp->expires_ms > now_ms && routed;
+}
+
+/* ---- RELAY out and in ---- */
+
 void federation_publish(broker_t *self, const uint8_t *frame, size_t len, uint32_t hops,
                         const uint8_t *from)
 {
     struct federation *f = self->fed;
     uint32_t out = hops + 1;
-    if (!f || !f->n_links || out > self->pol->federation.max_hops)
+    if (!f || !f->n_links || !fed_relay_goes_on(hops, self->pol->federation.max_hops))
         return;
     cpn_relay_t rel = {.hops = out, .msg = {frame, len}};
     uint8_t *relay = NULL;
@@ -71,13 +94,9 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     if ((r = cpn_env_parse(relay->msg.ptr, relay->msg.len, &self->lim, &in)) != CPN_OK)
         goto refuse;
     parsed = true;
-    if (in.type != CPN_MSG_AD && in.type != CPN_MSG_WITHDRAW) {
-        r = CPN_E_TYPE;
-        goto refuse;
-    }
-    if (relay->hops == 0 || relay->hops > self->pol->federation.max_hops) {
-        r = CPN_E_INVAL;
-        snprintf(why, sizeof why, "hops %u outside 1..max_hops", relay->hops);
+    if ((r = fed_relay_admit(in.type, relay->hops, self->pol->federation.max_hops)) != CPN_OK) {
+        if (r == CPN_E_INVAL)
+            snprintf(why, sizeof why, "hops %u outside 1..max_hops", relay->hops);
         goto refuse;
     }
     if (!policy_peer_trusted(self->pol, in.from)) {
@@ -95,8 +114,7 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     /* A peer connected to us directly is ours to hear from: its relayed copies would only
      * move the offer's route away from the direct connection. */
     const book_peer_t *bp = book_peer(self->book, in.from);
-    if (bp && !bp->withdrawn && fed_zero(bp->via) && bp->expires_ms > now &&
-        broker_route(self, in.from)) {
+    if (fed_relay_shadowed(bp, now, bp && broker_route(self, in.from))) {
         f->st.relays_dup++;
         return false;
     }

@@ -176,6 +176,16 @@ static int s_send_relay(broker_t *self, fed_link_t *l, const uint8_t *frame, siz
     return r;
 }
 
+bool fed_sync_offers(const book_peer_t *bp, const cpn_sync_t *sync, const uint8_t asker[CPN_PK_LEN],
+                     uint64_t now_ms, uint32_t max_hops)
+{
+    uint64_t theirs = 0;
+    /* Split horizon: what came through the asker is never sent back to it. */
+    return !(bp->withdrawn || !bp->frame || bp->expires_ms <= now_ms ||
+             memcmp(bp->via, asker, CPN_PK_LEN) == 0 || !fed_relay_goes_on(bp->hops, max_hops) ||
+             (fed_digest_find(sync, bp->key, &theirs) && theirs >= bp->seq));
+}
+
 void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t *sync)
 {
     struct federation *f = self->fed;
@@ -197,11 +207,7 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
         if (memcmp(bp->key, sync->lo, CPN_PK_LEN) < 0 || memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0)
             continue;
         in_range++;
-        uint64_t theirs = 0;
-        /* Split horizon: what came through the asker is never sent back to it. */
-        if (bp->withdrawn || !bp->frame || bp->expires_ms <= now ||
-            memcmp(bp->via, l->key, CPN_PK_LEN) == 0 || bp->hops + 1 > max_hops ||
-            (fed_digest_find(sync, bp->key, &theirs) && theirs >= bp->seq))
+        if (!fed_sync_offers(bp, sync, l->key, now, max_hops))
             continue;
         if (s_send_relay(self, l, bp->frame, bp->frame_len, bp->hops + 1) != CPN_OK)
             break; /* link down: it asks again when it comes back */

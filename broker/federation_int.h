@@ -4,7 +4,8 @@
  *
  * Who calls whom (no file calls round a loop back into itself, tests/test_structure.sh):
  *   federation.c (life cycle, membership, tick) -> fed_link, fed_sync, fed_forward
- *   fed_sync.c, fed_relay.c, fed_forward.c      -> fed_link
+ *   fed_sync.c                                  -> fed_relay (its rules), fed_link
+ *   fed_relay.c, fed_forward.c                  -> fed_link
  *   fed_link.c, fed_status.c                    -> no other file of the federation
  */
 #ifndef CPN_FEDERATION_INT_H
@@ -106,6 +107,26 @@ int fed_sync_send(broker_t *self, fed_link_t *l);
 int fed_digest_check(const cpn_sync_t *s) CPN_WUR;
 /* Pure: is `key` in the (checked) digest, and with which seq (*seq)? */
 bool fed_digest_find(const cpn_sync_t *s, const uint8_t key[CPN_PK_LEN], uint64_t *seq);
+
+/* Pure: does our entry bp go to member `asker` (as a RELAY) in answer to its digest `sync`
+ * (checked, bp in its range)? Not if withdrawn, expired or without its frame, if it came
+ * through the asker (split horizon), if one more hop would exceed max_hops, or if the digest
+ * holds it at the same seq or a newer one. */
+bool fed_sync_offers(const book_peer_t *bp, const cpn_sync_t *sync, const uint8_t asker[CPN_PK_LEN],
+                     uint64_t now_ms, uint32_t max_hops);
+
+/* ---- fed_relay.c ---- */
+
+/* Pure: may a frame of `type` come in a RELAY that says it crossed `hops` brokers? CPN_OK,
+ * CPN_E_TYPE (not an AD or WITHDRAW), CPN_E_INVAL (hops outside 1..max_hops). */
+int fed_relay_admit(cpn_msg_type_t type, uint32_t hops, uint32_t max_hops) CPN_WUR;
+/* Pure: does a frame that crossed `hops` brokers go on to our members (hops + 1 <= max_hops)? */
+bool fed_relay_goes_on(uint32_t hops, uint32_t max_hops);
+/* Pure: is a relayed copy of a peer's offer shadowed by the peer's own connection to us? Yes if
+ * its entry bp (NULL: unknown) came to us directly, is in force (not withdrawn, not expired at
+ * now_ms) and `routed` (we have a connection to the peer): the relayed copy would only move the
+ * offer's route away from the direct connection. */
+bool fed_relay_shadowed(const book_peer_t *bp, uint64_t now_ms, bool routed);
 
 /* ---- fed_forward.c ---- */
 

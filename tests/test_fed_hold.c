@@ -104,8 +104,8 @@ static void s_write_policy(int i)
                      "  claim_timeout: %ds\n"
                      "  rate:\n"
                      "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S,
-                     g.b[m].name, g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
+                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
+                     g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
     h_write(g.dir, name, text);
@@ -172,8 +172,7 @@ static bool s_tp_claim(uint64_t *seq)
         cpn_env_t env;
         if (cpn_recv(g.tp_sock, 0, NULL, NULL, &frame, &len) != CPN_OK)
             continue;
-        bool claim = cpn_env_open(frame, len, &lim, &env) == CPN_OK &&
-                     env.type == CPN_MSG_CLAIM &&
+        bool claim = cpn_env_open(frame, len, &lim, &env) == CPN_OK && env.type == CPN_MSG_CLAIM &&
                      memcmp(env.from, cpn_identity_pk(g.b[B_B].id), CPN_PK_LEN) == 0;
         if (claim)
             *seq = env.seq;
@@ -333,8 +332,8 @@ static void test_relayed_ad_keeps_held_units(void **state)
     h_ans_t a;
     cpn_msg_type_t t = h_await(g.b[B_A].cli, seq2, "two", NULL, WAIT_MS, &a);
     if (t != CPN_MSG_NACK || a.code != CPN_E_NO_MATCH)
-        fprintf(stderr, "# second request: %s %s (%s): matched to the held unit\n",
-                cpn_msg_name(t), a.code ? cpn_errname(a.code) : "", a.reason);
+        fprintf(stderr, "# second request: %s %s (%s): matched to the held unit\n", cpn_msg_name(t),
+                a.code ? cpn_errname(a.code) : "", a.reason);
     assert_int_equal(t, CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_NO_MATCH);
     h_ans_free(&a);
