@@ -1,5 +1,7 @@
 /* federation.h - the broker's links to the other brokers of its federation: membership,
- * offer relay, sync on connect, and claims forwarded to a peer's home broker.
+ * offer relay, sync on connect, and claims forwarded to a peer's home broker. One file per
+ * job implements it: federation.c (life cycle, membership, tick), fed_link.c, fed_sync.c,
+ * fed_relay.c, fed_forward.c, fed_status.c (federation_int.h: what they share).
  *
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
