@@ -1,5 +1,7 @@
 /* federation.h - the broker's links to the other brokers of its federation: membership,
- * offer relay, sync on connect, and claims forwarded to a peer's home broker.
+ * offer relay, sync on connect, and claims forwarded to a peer's home broker. One file per
+ * job implements it: federation.c (life cycle, membership, tick), fed_link.c, fed_sync.c,
+ * fed_relay.c, fed_forward.c, fed_status.c (federation_int.h: what they share).
  *
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
@@ -68,8 +70,15 @@ void federation_publish(broker_t *self, const uint8_t *frame, size_t len, uint32
                         const uint8_t *from);
 
 /* Handlers of the members' messages (server.c's dispatch table). */
+/* A RELAY: true if the book took a relayed AD, whose peer's key goes to ad_peer. The caller
+ * then holds again the units of CLAIMs to that peer still in flight (claim_on_ad), as for an
+ * AD the peer sent us directly: the AD replaced the peer's offers, and what a CLAIM held with
+ * them. The argument for a direct AD holds for a relayed one: the peer answers a CLAIM before
+ * it advertises again, and its home broker sends the answer back (FORWARD) before it relays the
+ * AD, on the same link. */
+bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_t *relay,
+                         uint8_t ad_peer[CPN_PK_LEN]) CPN_WUR;
 void federation_on_hello(broker_t *self, const broker_rx_t *rx, const cpn_hello_t *hello);
-void federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_t *relay);
 void federation_on_forward(broker_t *self, const broker_rx_t *rx, const cpn_forward_t *fwd);
 void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t *sync);
 

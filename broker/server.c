@@ -126,9 +126,13 @@ static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     query_answer(self, rx, &b->query);
 }
 
+/* A relayed AD replaced the peer's offers as a direct one does (s_on_ad): the units of CLAIMs
+ * still in flight to that peer are held again. */
 static void s_on_relay(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    federation_on_relay(self, rx, &b->relay);
+    uint8_t peer[CPN_PK_LEN];
+    if (federation_on_relay(self, rx, &b->relay, peer))
+        claim_on_ad(self, peer);
 }
 
 static void s_on_forward(broker_t *self, const broker_rx_t *rx, s_body_t *b)
