@@ -108,6 +108,8 @@ typedef struct {
     char last_reason[CPN_REASON_MAX];
 } claim_pending_t;
 
+#define S_SEQS_PER_REQUEST 4 /* room in by_seq per request slot (claim_new) */
+
 struct claim {
     broker_t *b; /* the services called down to (not owned) */
     claim_clock_t clock;
@@ -226,7 +228,12 @@ claim_t *claim_new(broker_t *broker, size_t max_pending, const claim_clock_t *cl
     self->clock = clock ? *clock : (claim_clock_t){.now_ms = cpn_now_ms, .mono_ms = cpn_mono_ms};
     self->n_pending_slots = max_pending;
     self->pending = calloc(max_pending ? max_pending : 1, sizeof *self->pending);
-    self->by_seq = claim_index_new(max_pending * BROKER_TRIES_MAX);
+    /* by_seq: a request has one CLAIM waiting at a time, but every CLAIM it sent stays until
+     * it ends (a late answer to any of them is still its answer): claim_tries of them (3 by
+     * default), more after an in-doubt restart, never more than BROKER_TRIES_MAX. Room for
+     * S_SEQS_PER_REQUEST on average, at 16 bytes an entry and at most half full: 2 MiB for the
+     * default max_pending of 10,000. Full, a CLAIM is refused busy (s_send_claim). */
+    self->by_seq = claim_index_new(max_pending * S_SEQS_PER_REQUEST);
     self->by_req = claim_index_new(max_pending);
     self->relay = claim_relay_new(broker, &self->clock);
     if (!self->pending || !self->by_seq || !self->by_req || !self->relay)
@@ -479,11 +486,18 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
         memcpy(it.rid, route->rid, route->rid_len);
         it.rid_len = route->rid_len;
     }
-    if ((r = broker_queue(self->b, &it)) != CPN_OK)
+    /* The table of CLAIMs waiting is bounded (claim_new): full, the CLAIM does not leave,
+     * as if the peer were busy; the intent stays, harmless (the peer never saw it). */
+    uint32_t slot = (uint32_t)(p - self->pending);
+    if (claim_index_put(self->by_seq, seq, slot) != CPN_OK) {
+        free(it.frame);
+        log_warn("claim", "request %s: too many CLAIMs waiting for an answer", p->req.id);
+        return CPN_E_BUSY;
+    }
+    if ((r = broker_queue(self->b, &it)) != CPN_OK) {
+        (void)claim_index_del(self->by_seq, seq, slot);
         return r;
-    /* by_seq holds up to BROKER_TRIES_MAX seqs per slot: this put cannot fail */
-    if (claim_index_put(self->by_seq, seq, (uint32_t)(p - self->pending)) != CPN_OK)
-        log_error("claim", "request %s: CLAIM %" PRIu64 " not indexed", p->req.id, seq);
+    }
     p->claim_fenced[p->n_claims] = fenced;
     p->claim_seqs[p->n_claims++] = seq;
     p->tries++;

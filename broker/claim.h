@@ -69,8 +69,8 @@ void claim_on_unsent(claim_t *self, uint64_t claim_seq, bool committed, int code
 
 /* Requests in flight (in the window or claimed). */
 size_t claim_in_flight(const claim_t *self);
-/* Is the CLAIM with this seq still waiting for its answer? (federation: an answer to a
- * CLAIM we did not send ourselves is one we carried for another broker.) */
+/* Is the CLAIM with this seq still waiting for its answer (one lookup)? For tests and
+ * diagnostics. */
 bool claim_waiting(const claim_t *self, uint64_t claim_seq);
 const claim_stats_t *claim_stats(const claim_t *self);
 
