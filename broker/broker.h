@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "book.h"
+#include "claim.h"
 #include "envelope.h"
 #include "ledger.h"
 #include "match.h"
@@ -39,46 +40,6 @@ typedef struct {
     uint64_t seen_mono;
     bool used;
 } broker_route_t;
-
-/* A request between REQUEST and its last GRANT or NACK. */
-typedef struct {
-    bool used;
-    uint8_t rid[CPN_RID_MAX]; /* the tenant's connection */
-    size_t rid_len;
-    uint8_t tenant[CPN_PK_LEN];
-    uint8_t *req_frame; /* the tenant's REQUEST, verbatim (owned) */
-    size_t req_len;
-    cpn_request_t req;
-    uint64_t req_seq;
-    match_cand_t cands[BROKER_CANDS_MAX];
-    size_t n_cands, next; /* cands[next - 1] is being claimed */
-    uint32_t units_left;
-    uint64_t claim_seqs[BROKER_TRIES_MAX]; /* every CLAIM sent for it; an answer may come
-                                              to any of them */
-    bool claim_fenced[BROKER_TRIES_MAX]; /* its NACK settles its intent: no other CLAIM to
-                                            that peer could be granted after it (claim.c) */
-    bool in_doubt; /* claiming only from the peer of an unresolved intent (ledger.h) */
-    uint32_t n_claims;
-    uint64_t deadline_mono;
-    uint32_t tries;
-    uint32_t held; /* units the book holds for the CLAIM to cands[next - 1] (book_take) */
-    int last_code; /* the last refusal, for the final NACK */
-    char last_reason[CPN_REASON_MAX];
-    bool queued; /* in the batch window: not matched yet, no CLAIM, no timer */
-} broker_pending_t;
-
-/* A tenant's RENEW or RELEASE relayed to a peer, waiting for its answer. */
-typedef struct {
-    bool used;
-    uint8_t rid[CPN_RID_MAX];
-    size_t rid_len;
-    uint8_t tenant[CPN_PK_LEN];
-    uint8_t peer[CPN_PK_LEN];
-    char lease_id[CPN_NAME_MAX];
-    uint64_t tenant_seq;
-    uint64_t deadline_mono;
-    cpn_msg_type_t kind;
-} broker_op_t;
 
 /* What a message we forwarded to another broker was, so its answer finds its way home
  * (federation.c -> claim.c). */
@@ -118,12 +79,7 @@ struct broker {
     ratelimit_t *refusal_rate; /* signed ERRORs per connection (routing id) */
     cpn_limits_t lim;
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
-    broker_pending_t *pending; /* pol->limits.max_pending slots */
-    size_t n_pending_slots, n_pending;
-    size_t pending_top; /* every request in flight is in pending[0 .. pending_top) */
-    broker_op_t ops[BROKER_OPS_MAX];
-    size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_tick lowers it) */
-    window_t window; /* requests waiting to be matched together (placement.batch) */
+    claim_t *claim; /* requests in flight and relays (claim.h) */
     struct federation *fed; /* links to the other brokers (federation.c) */
     /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
      * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this
@@ -141,7 +97,7 @@ struct broker {
 };
 
 /* One verified message being handled. */
-typedef struct {
+typedef struct broker_rx {
     const uint8_t *rid;
     size_t rid_len;
     cpn_env_t env;
@@ -168,32 +124,6 @@ void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint
 void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
                       size_t rid_len);
 const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN]);
-
-/* claim.c: from REQUEST to GRANT or NACK; RENEW and RELEASE relays. */
-void claim_on_request(broker_t *self, const broker_rx_t *rx, const cpn_request_t *req);
-void claim_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *lease);
-void claim_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *nack);
-void claim_on_tenant_op(broker_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
-                        const char *lease_id);
-void claim_tick(broker_t *self, uint64_t now_mono);
-/* Batch mode (placement.batch): when the window must be matched (monotonic ms, WINDOW_NEVER
- * if empty), for the loop's poll timeout; match it if that time has come. */
-uint64_t claim_window_deadline(const broker_t *self);
-void claim_window_poll(broker_t *self, uint64_t now_mono);
-/* At stop: NACK busy every request in flight (in the window or claimed); how many. */
-size_t claim_stop(broker_t *self);
-/* A peer's AD just replaced its offers in the book: hold again the units of CLAIMs to it
- * that are still unanswered. */
-void claim_on_ad(broker_t *self, const uint8_t peer[CPN_PK_LEN]);
-/* The answer (a verified LEASE or NACK) to a CLAIM, RENEW or RELEASE we sent through the
- * federation, back at the broker that sent it. */
-void claim_on_remote_answer(broker_t *self, const cpn_env_t *answer,
-                            const broker_fwd_ref_t *ref);
-
-/* A CLAIM queued in the outbox did not leave: `committed` false if the ledger commit failed
- * (its intent is not durable: the request gets NACK `database`), true if the send itself
- * failed with `code` (the request moves on as if the peer had been unreachable). */
-void claim_on_unsent(broker_t *self, uint64_t claim_seq, bool committed, int code);
 
 /* query.c: STATUS answers. */
 void query_answer(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q);

@@ -104,7 +104,7 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     mp_pack_ku64(pk, "packages", bs.packages);
     mp_pack_ku64(pk, "free_units", bs.free_units);
     mp_pack_ku64(pk, "requests", self->stats.requests);
-    mp_pack_ku64(pk, "requests_in_flight", self->n_pending);
+    mp_pack_ku64(pk, "requests_in_flight", claim_in_flight(self->claim));
     mp_pack_ku64(pk, "grants", self->stats.grants);
     mp_pack_ku64(pk, "nacks", self->stats.nacks);
     mp_pack_ku64(pk, "claims_sent", self->stats.claims_sent);

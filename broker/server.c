@@ -80,7 +80,7 @@ static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     }
     log_debug("book", "AD from %s (%s): %u packages, ttl %us", kid, b->ad.name,
               b->ad.n_packages, b->ad.ttl_s);
-    claim_on_ad(self, rx->env.from);
+    claim_on_ad(self->claim, rx->env.from);
     federation_publish(self, rx->env.frame, rx->env.frame_len, 0, NULL);
 }
 
@@ -98,27 +98,27 @@ static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_request(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_request(self, rx, &b->request);
+    claim_on_request(self->claim, rx, &b->request);
 }
 
 static void s_on_lease(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_lease(self, rx, &b->lease);
+    claim_on_lease(self->claim, rx, &b->lease);
 }
 
 static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_nack(self, rx, &b->nack);
+    claim_on_nack(self->claim, rx, &b->nack);
 }
 
 static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self, rx, b->renew.peer, b->renew.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->renew.peer, b->renew.lease_id);
 }
 
 static void s_on_release(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self, rx, b->release.peer, b->release.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->release.peer, b->release.lease_id);
 }
 
 static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -132,7 +132,7 @@ static void s_on_relay(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     uint8_t peer[CPN_PK_LEN];
     if (federation_on_relay(self, rx, &b->relay, peer))
-        claim_on_ad(self, peer);
+        claim_on_ad(self->claim, peer);
 }
 
 static void s_on_forward(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -167,7 +167,7 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
         (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
         goto refuse;
-    claim_on_lease(self, &in, &lease);
+    claim_on_lease(self->claim, &in, &lease);
     return;
 refuse:
     broker_count_refusal(self, r);
@@ -340,6 +340,14 @@ static int s_apply_limits(broker_t *self)
     return r != CPN_OK ? r : ratelimit_set(self->refusal_rate, l->rate_refusals, l->rate_refusals);
 }
 
+/* An answer back through the federation, to the claim module (federation.c calls this
+ * through self->on_remote_answer and so never names claim.c). */
+static void s_remote_answer(broker_t *self, const cpn_env_t *answer,
+                            const broker_fwd_ref_t *ref)
+{
+    claim_on_remote_answer(self->claim, answer, ref);
+}
+
 int server_new(const char *policy_path, broker_t **out)
 {
     broker_t *self = calloc(1, sizeof *self);
@@ -359,9 +367,8 @@ int server_new(const char *policy_path, broker_t **out)
     }
     self->signer.id = self->id;
     r = CPN_E_NOMEM;
-    self->n_pending_slots = p->limits.max_pending;
     self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
-    self->pending = calloc(self->n_pending_slots, sizeof *self->pending);
+    self->claim = claim_new(self, p->limits.max_pending, NULL);
     self->book = book_new(p->limits.max_offers);
     self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
     self->sigcache = cpn_sigcache_new(1u << 16);
@@ -371,7 +378,7 @@ int server_new(const char *policy_path, broker_t **out)
         ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
-    if (!self->routes || !self->pending || !self->book || !self->replay || !self->sigcache ||
+    if (!self->routes || !self->claim || !self->book || !self->replay || !self->sigcache ||
         !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
@@ -390,7 +397,7 @@ int server_new(const char *policy_path, broker_t **out)
         goto out;
     int handover = 1; /* a reconnecting client with the same identity takes over its route */
     zmq_setsockopt(self->router, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
-    self->on_remote_answer = claim_on_remote_answer; /* federation -> claim, wired here */
+    self->on_remote_answer = s_remote_answer; /* federation -> claim, wired here */
     if ((r = federation_new(self)) != CPN_OK)
         goto out;
     self->started_ms = cpn_now_ms();
@@ -419,11 +426,7 @@ void server_destroy(broker_t **self_p)
         zmq_close(self->zap);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
-    /* Only slots below pending_top hold frames: walking all max_pending slots would touch
-     * every page of a large, mostly never-used array (seconds at shutdown). */
-    for (size_t i = 0; self->pending && i < self->pending_top; i++)
-        free(self->pending[i].req_frame);
-    free(self->pending);
+    claim_destroy(&self->claim);
     free(self->routes);
     outbox_destroy(&self->outbox);
     book_destroy(&self->book);
@@ -486,7 +489,7 @@ static void s_tick(broker_t *self)
     if (now > skew_ms && ledger_intent_expire(self->ledger, now - skew_ms, &dropped) == CPN_OK &&
         dropped)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
-    claim_tick(self, mono);
+    claim_tick(self->claim, mono);
     federation_tick(self, mono);
 }
 
@@ -521,7 +524,7 @@ static void s_send_item(const outbox_item_t *it, void *arg)
     if (r == CPN_OK)
         self->stats.claims_sent++;
     else
-        claim_on_unsent(self, it->claim_seq, true, r);
+        claim_on_unsent(self->claim, it->claim_seq, true, r);
 }
 
 static void s_refuse_item(const outbox_item_t *it, void *arg)
@@ -532,7 +535,7 @@ static void s_refuse_item(const outbox_item_t *it, void *arg)
                     "the broker could not record the lease (ledger commit failed); the peer "
                     "holds it: send the same request again");
     else
-        claim_on_unsent(self, it->claim_seq, false, CPN_E_DB);
+        claim_on_unsent(self->claim, it->claim_seq, false, CPN_E_DB);
 }
 
 /* Commit if something waits for it (or `now`, or the transaction is BROKER_COMMIT_MS old),
@@ -559,7 +562,7 @@ static void s_tx_commit(broker_t *self, bool now)
 /* The tick, or sooner if the batch window must be matched or the ledger committed. */
 static int s_poll_ms(const broker_t *self)
 {
-    uint64_t due = claim_window_deadline(self), now = cpn_mono_ms();
+    uint64_t due = claim_window_deadline(self->claim), now = cpn_mono_ms();
     uint64_t commit = self->tx_since_mono + BROKER_COMMIT_MS;
     if (outbox_len(self->outbox) > 0)
         return 0; /* queued while the last one drained: commit and send it now */
@@ -624,14 +627,14 @@ int server_run(broker_t *self)
          * sent now could only be answered after we are gone: the peer would hold a lease the
          * tenant was told to ask for again. */
         if (!self->stop)
-            claim_window_poll(self, mono);
+            claim_window_poll(self->claim, mono);
         s_tx_commit(self, false);
     }
     log_info("broker", "stopping");
     /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those
      * NACKs a moment to leave before the socket closes. */
     s_tx_begin(self);
-    if (claim_stop(self) > 0) {
+    if (claim_stop(self->claim) > 0) {
         int linger = BROKER_STOP_LINGER_MS;
         zmq_setsockopt(self->router, ZMQ_LINGER, &linger, sizeof linger);
     }

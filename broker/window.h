@@ -1,7 +1,7 @@
 /* window.h - the batch window: REQUESTs that wait to be matched together (policy
  * placement.batch, broker/batch.h).
  *
- * It only remembers which requests wait (their slots in the broker's pending table, in
+ * It only remembers which requests wait (their slots in the claim module's table, in
  * arrival order) and when the oldest came, and says when the window must be matched: when it
  * holds `max` requests or its oldest has waited `wait_ms`. Matching, claiming and answering
  * are claim.c's. Pure: no sockets, the time comes in.
