@@ -81,7 +81,6 @@ typedef enum {
     S_USAGE,
     S_GET,
     S_FIND_REQUEST,
-    S_LIST,
     S_LIST_PAGE,
     S_COUNT_ALL,
     S_COUNT_ACTIVE,
@@ -115,10 +114,6 @@ static const char *const s_sql[S__COUNT] = {
     [S_FIND_REQUEST] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
                        "WHERE tenant = ?1 AND request_id = ?2 ORDER BY start_ms, lease_id "
                        "LIMIT 1",
-    [S_LIST] = "SELECT " S_LEASE_COLS " FROM leases "
-               "WHERE (?1 IS NULL OR tenant = ?1) "
-               "AND (?2 = 0 OR (state = 'active' AND end_ms > ?3)) "
-               "ORDER BY start_ms DESC, lease_id LIMIT ?4",
     /* Keyset paging (query.c): rows strictly after the cursor (?5, ?6, ?7) in the order
      * (start_ms DESC, peer, lease_id), which is total because (peer, lease_id) is the key. */
     [S_LIST_PAGE] = "SELECT " S_LEASE_COLS " FROM leases "
@@ -686,33 +681,8 @@ int ledger_find_request(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
 int ledger_list(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_t now_ms,
                 size_t max, ledger_lease_cb cb, void *arg)
 {
-    int r = CPN_OK;
-    int rc;
-    sqlite3_stmt *st;
-    ledger_lease_t l;
-    if (!self || !cb)
-        return CPN_E_INVAL;
-    st = s_stmt(self, S_LIST);
-    if ((tenant && (r = s_bind_key(st, 1, tenant)) != CPN_OK) ||
-        (r = s_bind_u64(st, 2, active_only ? 1 : 0)) != CPN_OK ||
-        (r = s_bind_u64(st, 3, now_ms)) != CPN_OK)
-        goto out;
-    /* LIMIT -1 is no limit in SQLite. */
-    if (sqlite3_bind_int64(st, 4, max && max <= (size_t)INT64_MAX ? (sqlite3_int64)max : -1) !=
-        SQLITE_OK) {
-        r = s_db_error(self, "bind limit");
-        goto out;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        s_row_lease(st, &l);
-        if (cb(&l, arg) != 0)
-            goto out;
-    }
-    if (rc != SQLITE_DONE)
-        r = s_db_error(self, "list leases");
-out:
-    sqlite3_reset(st);
-    return r;
+    /* The first page of the keyset walk, with no cursor: one statement for both. */
+    return ledger_list_page(self, tenant, active_only, now_ms, NULL, max, cb, arg);
 }
 
 int ledger_list_page(ledger_t *self, const uint8_t *tenant, bool active_only, uint64_t now_ms,
