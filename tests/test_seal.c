@@ -395,6 +395,11 @@ static void s_fill_not_str(msgpack_packer *pk)
     msgpack_pack_map(pk, 1);
     mp_pack_ku64(pk, "user", 7);
 }
+static void s_fill_empty_value(msgpack_packer *pk) /* an empty str: a NULL pointer (fuzz) */
+{
+    msgpack_pack_map(pk, 1);
+    mp_pack_kstr(pk, "user", "");
+}
 static void s_fill_not_map(msgpack_packer *pk) { mp_pack_str(pk, "ssh-ed25519 AAAA"); }
 static void s_fill_nine(msgpack_packer *pk)
 {
@@ -419,7 +424,8 @@ static void test_request_access_strict(void **state)
     (void)state;
     assert_int_equal(s_request_with(s_fill_ok_unsorted), CPN_OK);
     s_fill_fn bad[] = {s_fill_empty, s_fill_dup, s_fill_bad_key, s_fill_control,
-                       s_fill_not_str, s_fill_not_map, s_fill_nine, s_fill_too_many_bytes};
+                       s_fill_not_str, s_fill_not_map, s_fill_nine, s_fill_too_many_bytes,
+                       s_fill_empty_value};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(s_request_with(bad[i]), CPN_E_SCHEMA);
 }
