@@ -620,6 +620,16 @@ static void test_cpnctl_submit_then_access(void **state)
     free(out);
     free(claim);
 
+    /* the same submit again, --json: A's ledger answers; the row says the lease has access */
+    const char *again[] = {"--json", "--plain", "-b", g.b[B_A].endpoint, "-k", key, "-o", dir,
+                           "submit", yaml, "--ssh-key", pub, "--access", "group=gpu-users",
+                           NULL};
+    assert_int_equal(s_cpnctl("again.out", "again.err", again), 0);
+    out = (char *)s_read_file("again.out", &n);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "\"access\": true"));
+    free(out);
+
     /* a hint the rules refuse: cpnctl says which, exit 2, nothing sent */
     const char *bad[] = {"--plain", "-b", g.b[B_A].endpoint, "-k", key, "submit", yaml,
                          "--access", "Bad-Key=x", NULL};
