@@ -89,51 +89,6 @@ int cpn_hints_set(cpn_hints_t *h, const char *key, const char *value)
     return CPN_OK;
 }
 
-/* A bounded writer: bytes past the room (one kept for the NUL) set `full` instead. */
-typedef struct {
-    char *buf;
-    size_t cap, at;
-    bool full;
-} s_out_t;
-
-static void s_put(s_out_t *o, char c)
-{
-    if (o->at + 1 < o->cap)
-        o->buf[o->at++] = c;
-    else
-        o->full = true;
-}
-
-static void s_put_json_str(s_out_t *o, const char *t)
-{
-    s_put(o, '"');
-    for (; *t; t++) {
-        if (*t == '"' || *t == '\\')
-            s_put(o, '\\');
-        s_put(o, *t);
-    }
-    s_put(o, '"');
-}
-
-int cpn_hints_to_json(const cpn_hints_t *h, char *buf, size_t cap)
-{
-    const char *k, *v;
-    if (!h || !buf || cap == 0)
-        return CPN_E_INVAL;
-    s_out_t o = {buf, cap, 0, false};
-    s_put(&o, '{');
-    for (uint32_t i = 0; cpn_hints_at(h, i, &k, &v); i++) {
-        if (i)
-            s_put(&o, ',');
-        s_put_json_str(&o, k);
-        s_put(&o, ':');
-        s_put_json_str(&o, v);
-    }
-    s_put(&o, '}');
-    buf[o.full ? 0 : o.at] = '\0';
-    return o.full ? CPN_E_TOO_BIG : CPN_OK;
-}
-
 int cpn_hints_pack(msgpack_packer *pk, const cpn_hints_t *h)
 {
     const char *k, *v;

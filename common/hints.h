@@ -42,14 +42,6 @@ const char *cpn_hints_get(const cpn_hints_t *h, const char *key);
 /* Entry i (0 .. n-1), in key order: false past the end. Pointers into h. */
 bool cpn_hints_at(const cpn_hints_t *h, uint32_t i, const char **key, const char **value);
 
-/* The hints as one JSON object, keys sorted, compact ({"ssh_key":"...","user":"acme"}; "{}"
- * for none), into buf (cap bytes, NUL-terminated): what a driver gets. Only `"` and `\` need
- * escaping (values hold no control characters). CPN_E_TOO_BIG if cap is too small;
- * CPN_HINTS_JSON_MAX always suffices (every byte escaped, 6 bytes of quotes and separators per
- * entry, the braces and the NUL). */
-#define CPN_HINTS_JSON_MAX (2 * CPN_HINTS_BYTES + 6 * CPN_HINTS_MAX + 3)
-int cpn_hints_to_json(const cpn_hints_t *h, char *buf, size_t cap) CPN_WUR;
-
 /* The msgpack form: a map of str to str, keys in ascending order. Packing empty hints is the
  * caller's choice (the REQUEST leaves the key out). Unpacking accepts any key order, refuses
  * an empty map, a duplicated key and anything out of the bounds above (CPN_E_SCHEMA). */

@@ -304,38 +304,6 @@ static void test_hints_canonical(void **state)
     assert_int_equal(cpn_hints_set(&b, "j", "v"), CPN_E_TOO_BIG);
 }
 
-/* What a driver gets: one JSON object, escaped, sorted; bounded by the caller's buffer. */
-static void test_hints_to_json(void **state)
-{
-    (void)state;
-    cpn_hints_t h;
-    char buf[CPN_HINTS_JSON_MAX];
-    memset(&h, 0, sizeof h);
-    assert_int_equal(cpn_hints_to_json(&h, buf, sizeof buf), CPN_OK);
-    assert_string_equal(buf, "{}");
-    assert_int_equal(cpn_hints_set(&h, "user", "acme"), CPN_OK);
-    assert_int_equal(cpn_hints_set(&h, "note", "say \"hi\" \\o/ \xc3\xa9"), CPN_OK);
-    assert_int_equal(cpn_hints_to_json(&h, buf, sizeof buf), CPN_OK);
-    assert_string_equal(buf, "{\"note\":\"say \\\"hi\\\" \\\\o/ \xc3\xa9\",\"user\":\"acme\"}");
-    assert_int_equal(cpn_json_object_check(buf, strlen(buf), 2), CPN_OK);
-    size_t full = strlen(buf);
-    assert_int_equal(cpn_hints_to_json(&h, buf, full + 1), CPN_OK); /* exactly enough */
-    assert_int_equal(cpn_hints_to_json(&h, buf, full), CPN_E_TOO_BIG);
-    assert_string_equal(buf, "");
-    /* the worst case fits CPN_HINTS_JSON_MAX: 8 entries, every value byte a quote */
-    memset(&h, 0, sizeof h);
-    char v[CPN_HINTS_BYTES / 8 - 4];
-    memset(v, '"', sizeof v - 1);
-    v[sizeof v - 1] = '\0';
-    for (int i = 0; i < CPN_HINTS_MAX; i++) {
-        char k[16];
-        snprintf(k, sizeof k, "k%d", i);
-        assert_int_equal(cpn_hints_set(&h, k, v), CPN_OK);
-    }
-    assert_int_equal(cpn_hints_to_json(&h, buf, sizeof buf), CPN_OK);
-    assert_int_equal(cpn_json_object_check(buf, strlen(buf), 2), CPN_OK);
-}
-
 static cpn_request_t s_request(void)
 {
     cpn_request_t r;
@@ -507,7 +475,6 @@ int main(void)
         cmocka_unit_test(test_lease_access_field),
         cmocka_unit_test(test_lease_access_bounds_refused),
         cmocka_unit_test(test_hints_canonical),
-        cmocka_unit_test(test_hints_to_json),
         cmocka_unit_test(test_request_access_round_trip_and_terms),
         cmocka_unit_test(test_request_access_strict),
         cmocka_unit_test(test_json_object_check),
