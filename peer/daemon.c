@@ -301,7 +301,7 @@ static void s_observe(peer_daemon_t *self)
         for (size_t i = 0; i < s->n_brokers; i++) {
             snprintf(s->brokers[i].endpoint, sizeof s->brokers[i].endpoint, "%s",
                      self->cfg->brokers[i].endpoint);
-            s->brokers[i].connected = self->links[i].connected;
+            s->brokers[i].connected = cpn_link_is_up(self->links[i].link);
         }
     } else
         log_warn("http", "no memory for a snapshot: the scrape gets 503");
