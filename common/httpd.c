@@ -86,10 +86,11 @@ int cpn_http_start(const char *spec, cpn_http_fn fn, void *arg, cpn_http_t **out
         return CPN_E_NOMEM;
     self->fn = fn;
     self->arg = arg;
-    /* The server's thread inherits this mask: signals go to the daemon's loop. */
+    /* The server's thread inherits this mask: signals go to the daemon's loop. AUTO: epoll
+     * on Linux, so a daemon with more than FD_SETSIZE descriptors still serves. */
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    self->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
+    self->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
                                NULL, s_on_request, self, MHD_OPTION_SOCK_ADDR, &sa,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)CPN_HTTP_CONN_MAX,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CPN_HTTP_TIMEOUT_S,
