@@ -168,6 +168,7 @@ static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
         cpn_http_text(out, 503, S_TEXT, "the broker's event loop did not answer in time\n");
         return;
     }
+    cpn_http_counts(self->http, &((obs_snapshot_t *)s)->http);
     out->body = s_routes[i].render(s, &out->len);
     free(s);
     if (!out->body) {

@@ -22,6 +22,7 @@
 
 #include "broker.h"
 #include "federation.h"
+#include "httpd.h"
 
 #define OBS_SNAP_WAIT_MS 2000  /* a reader waits this long for the loop's snapshot */
 #define OBS_SAMPLE_MS 10000    /* free vs leased units sampled this often ... */
@@ -75,6 +76,7 @@ typedef struct {
     recent_row_t recent[RECENT_MAX];
     size_t n_leases; /* newest first */
     obs_lease_t leases[OBS_LEASES_MAX];
+    cpn_http_counts_t http; /* the listener's answers before this one (set by the listener) */
 } obs_snapshot_t;
 
 typedef struct obs obs_t;

@@ -183,6 +183,13 @@ char *obs_render_metrics(const obs_snapshot_t *s, size_t *len)
     s_book(&om, s);
     s_ledger(&om, s);
     s_federation(&om, s);
+    cpn_om_family(&om, "cpn_http_responses", "counter", NULL,
+                  "answers of this HTTP listener before this scrape, by status class");
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "2xx"}), 1, s->http.ok);
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "4xx"}), 1,
+               s->http.client_errors);
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "5xx"}), 1,
+               s->http.server_errors);
     if (cpn_om_finish(&om, &text, len) != CPN_OK)
         return NULL;
     return text;

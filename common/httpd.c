@@ -17,6 +17,7 @@ struct cpn_http {
     cpn_http_fn fn;
     void *arg;
     uint16_t port;
+    cpn_http_counts_t counts; /* written and read in the server's thread only */
 };
 
 void cpn_http_text(cpn_http_reply_t *out, unsigned status, const char *type, const char *text)
@@ -31,9 +32,15 @@ void cpn_http_text(cpn_http_reply_t *out, unsigned status, const char *type, con
         out->len = 0;
 }
 
-static enum MHD_Result s_queue(struct MHD_Connection *c, unsigned status, const char *type,
-                               char *body, size_t len)
+static enum MHD_Result s_queue(cpn_http_t *self, struct MHD_Connection *c, unsigned status,
+                               const char *type, char *body, size_t len)
 {
+    if (status >= 500)
+        self->counts.server_errors++;
+    else if (status >= 400)
+        self->counts.client_errors++;
+    else
+        self->counts.ok++;
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, body ? body : (char *)"",
                                         body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -61,14 +68,14 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *c, const c
         return MHD_YES;
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return s_queue(c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", NULL, 0);
+        return s_queue(self, c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", NULL, 0);
     if (*upload_len) { /* a GET with a body: refused, the body is not read */
         *upload_len = 0;
-        return s_queue(c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", NULL, 0);
+        return s_queue(self, c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", NULL, 0);
     }
     cpn_http_reply_t rep = {.status = 404, .type = "text/plain; charset=utf-8"};
     self->fn(self->arg, url, &rep);
-    return s_queue(c, rep.status, rep.type, rep.body, rep.len);
+    return s_queue(self, c, rep.status, rep.type, rep.body, rep.len);
 }
 
 int cpn_http_start(const char *spec, cpn_http_fn fn, void *arg, cpn_http_t **out)
@@ -120,4 +127,9 @@ void cpn_http_stop(cpn_http_t **self_p)
 uint16_t cpn_http_port(const cpn_http_t *self)
 {
     return self->port;
+}
+
+void cpn_http_counts(const cpn_http_t *self, cpn_http_counts_t *out)
+{
+    *out = self->counts;
 }

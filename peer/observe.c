@@ -105,6 +105,13 @@ char *peer_obs_render(const peer_obs_snapshot_t *s, size_t *len)
     s_leases(&om, s);
     s_inventory(&om, s);
     s_links(&om, s);
+    cpn_om_family(&om, "cpn_http_responses", "counter", NULL,
+                  "answers of this HTTP listener before this scrape, by status class");
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "2xx"}), 1, s->http.ok);
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "4xx"}), 1,
+               s->http.client_errors);
+    cpn_om_u64(&om, "cpn_http_responses_total", S_LABELS({"class", "5xx"}), 1,
+               s->http.server_errors);
     return cpn_om_finish(&om, &text, len) == CPN_OK ? text : NULL;
 }
 
@@ -121,6 +128,7 @@ static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
         cpn_http_text(out, 503, S_TEXT, "the peer's event loop did not answer in time\n");
         return;
     }
+    cpn_http_counts(self->http, &((peer_obs_snapshot_t *)s)->http);
     out->body = peer_obs_render(s, &out->len);
     free(s);
     if (!out->body) {

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "httpd.h"
 #include "lease.h"
 #include "metrics.h"
 #include "peer_config.h"
@@ -48,6 +49,7 @@ typedef struct {
     peer_obs_pkg_t pkgs[CPN_PACKAGES_MAX];
     size_t n_brokers;
     peer_obs_broker_t brokers[PEER_BROKERS_MAX];
+    cpn_http_counts_t http; /* the listener's answers before this one (set by the listener) */
 } peer_obs_snapshot_t;
 
 typedef struct peer_obs peer_obs_t;

@@ -3,7 +3,7 @@
 #
 #   chromium.sh dom URL OUT.html     the DOM after the page's scripts ran (--dump-dom), given
 #                                    VIRTUAL_S seconds of virtual time for its fetches
-#   chromium.sh shot URL OUT.png     a 1280x1100 screenshot, same wait
+#   chromium.sh shot URL OUT.png     a 1440x1000 screenshot, same wait
 # As root, Chromium needs --no-sandbox. Its profile lives in a temporary directory removed at
 # the end; a run longer than RUN_S is killed (its process group: timeout(1)).
 set -uo pipefail
@@ -26,7 +26,7 @@ args=(--headless --no-sandbox --disable-gpu --no-first-run --disable-extensions
       --virtual-time-budget=$((VIRTUAL_S * 1000)))
 case "$mode" in
 dom) timeout -k 5 "$RUN_S" chromium "${args[@]}" --dump-dom "$url" >"$out" 2>"$profile/err" ;;
-shot) timeout -k 5 "$RUN_S" chromium "${args[@]}" --window-size=1280,1100 \
+shot) timeout -k 5 "$RUN_S" chromium "${args[@]}" --window-size=1440,1000 \
           --screenshot="$out" "$url" >/dev/null 2>"$profile/err" ;;
 *) die "mode is dom or shot" ;;
 esac

@@ -476,6 +476,10 @@ static void test_metrics_text(void **state)
     assert_int_equal(h.status, 404);
     s_http_free(&h);
     assert_true(h_alive(&g.b[B_A].pid) && h_alive(&g.p[P_A].pid));
+    d = s_scrape(g.b[B_A].http); /* and counted */
+    assert_true(s_val(d, "cpn_http_responses_total", "class", "4xx") >= 2);
+    assert_true(s_val(d, "cpn_http_responses_total", "class", "2xx") >= 1);
+    free(d);
 }
 
 /* One PromQL query through Prometheus's HTTP API: the value of the first (only) series. */
