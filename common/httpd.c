@@ -1,8 +1,9 @@
 /* httpd.c - libmicrohttpd with its internal polling thread, one handler per daemon. */
 #include "httpd.h"
 
-#include <signal.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,6 +57,19 @@ static enum MHD_Result s_queue(cpn_http_t *self, struct MHD_Connection *c, unsig
     return r;
 }
 
+/* libmicrohttpd's own complaints, in our log format. */
+static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    (void)cls;
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_warn("http", "%s", msg);
+}
+
+/* Per-connection state in libmicrohttpd's con_cls: headers seen, a body seen. */
+static char s_seen, s_body;
+
 static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *c, const char *url,
                                     const char *method, const char *version,
                                     const char *upload, size_t *upload_len, void **con_cls)
@@ -63,16 +77,20 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *c, const c
     cpn_http_t *self = cls;
     (void)version;
     (void)upload;
-    if (!*con_cls) { /* the headers: answer on the next call, once any body has arrived */
-        *con_cls = self;
+    if (!*con_cls) { /* the headers: answer once any body has arrived */
+        *con_cls = &s_seen;
+        return MHD_YES;
+    }
+    if (*upload_len) { /* a body: read and dropped (nothing here takes one), refused below */
+        *upload_len = 0;
+        *con_cls = &s_body;
         return MHD_YES;
     }
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-        return s_queue(self, c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", NULL, 0);
-    if (*upload_len) { /* a GET with a body: refused, the body is not read */
-        *upload_len = 0;
+        return s_queue(self, c, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", NULL,
+                       0);
+    if (*con_cls == &s_body)
         return s_queue(self, c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", NULL, 0);
-    }
     cpn_http_reply_t rep = {.status = 404, .type = "text/plain; charset=utf-8"};
     self->fn(self->arg, url, &rep);
     return s_queue(self, c, rep.status, rep.type, rep.body, rep.len);
@@ -98,7 +116,8 @@ int cpn_http_start(const char *spec, cpn_http_fn fn, void *arg, cpn_http_t **out
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     self->d = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                               NULL, s_on_request, self, MHD_OPTION_SOCK_ADDR, &sa,
+                               NULL, s_on_request, self, MHD_OPTION_EXTERNAL_LOGGER,
+                               s_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, &sa,
                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)CPN_HTTP_CONN_MAX,
                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CPN_HTTP_TIMEOUT_S,
                                MHD_OPTION_END);

@@ -133,8 +133,10 @@ static void s_http_free(s_http_t *h)
     memset(h, 0, sizeof *h);
 }
 
-/* GET (or `method`) http://127.0.0.1:port/path; false if no answer could be read. */
-static bool s_http(const char *method, int port, const char *path, s_http_t *out)
+/* `method` http://127.0.0.1:port/path with `body` (NULL: none); false if no answer could be
+ * read. */
+static bool s_http_body(const char *method, int port, const char *path, const char *body_in,
+                        s_http_t *out)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     struct timeval tv = {.tv_sec = 10};
@@ -146,7 +148,12 @@ static bool s_http(const char *method, int port, const char *path, s_http_t *out
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0 && buf);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int rl = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", method, path);
+    int rl = body_in ? snprintf(req, sizeof req,
+                                "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n"
+                                "\r\n%s",
+                                method, path, strlen(body_in), body_in)
+                     : snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                                method, path);
     assert_true(rl > 0 && (size_t)rl < sizeof req);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
         write(fd, req, (size_t)rl) == (ssize_t)rl) {
@@ -170,6 +177,11 @@ static bool s_http(const char *method, int port, const char *path, s_http_t *out
     close(fd);
     free(buf);
     return ok;
+}
+
+static bool s_http(const char *method, int port, const char *path, s_http_t *out)
+{
+    return s_http_body(method, port, path, NULL, out);
 }
 
 /* ---- configs ---- */
@@ -475,9 +487,15 @@ static void test_metrics_text(void **state)
     assert_true(s_http("GET", g.p[P_A].http, "/", &h));
     assert_int_equal(h.status, 404);
     s_http_free(&h);
+    assert_true(s_http_body("GET", g.b[B_A].http, "/metrics", "{\"x\": 1}", &h));
+    assert_int_equal(h.status, 400); /* a body: read, dropped, refused */
+    s_http_free(&h);
+    assert_true(s_http_body("POST", g.b[B_A].http, "/api/state", "garbage\n\1\2", &h));
+    assert_int_equal(h.status, 405);
+    s_http_free(&h);
     assert_true(h_alive(&g.b[B_A].pid) && h_alive(&g.p[P_A].pid));
     d = s_scrape(g.b[B_A].http); /* and counted */
-    assert_true(s_val(d, "cpn_http_responses_total", "class", "4xx") >= 2);
+    assert_true(s_val(d, "cpn_http_responses_total", "class", "4xx") >= 4);
     assert_true(s_val(d, "cpn_http_responses_total", "class", "2xx") >= 1);
     free(d);
 }
