@@ -148,7 +148,8 @@ static const struct {
     {"/", S_HTML, NULL},
 };
 
-static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
+static void s_serve(void *arg, const char *path, const cpn_http_counts_t *counts,
+                    cpn_http_reply_t *out)
 {
     obs_t *self = arg;
     size_t i = 0, n = sizeof s_routes / sizeof s_routes[0];
@@ -168,7 +169,7 @@ static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
         cpn_http_text(out, 503, S_TEXT, "the broker's event loop did not answer in time\n");
         return;
     }
-    cpn_http_counts(self->http, &((obs_snapshot_t *)s)->http);
+    ((obs_snapshot_t *)s)->http = *counts;
     out->body = s_routes[i].render(s, &out->len);
     free(s);
     if (!out->body) {

@@ -92,7 +92,7 @@ static enum MHD_Result s_on_request(void *cls, struct MHD_Connection *c, const c
     if (*con_cls == &s_body)
         return s_queue(self, c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", NULL, 0);
     cpn_http_reply_t rep = {.status = 404, .type = "text/plain; charset=utf-8"};
-    self->fn(self->arg, url, &rep);
+    self->fn(self->arg, url, &self->counts, &rep);
     return s_queue(self, c, rep.status, rep.type, rep.body, rep.len);
 }
 
@@ -146,9 +146,4 @@ void cpn_http_stop(cpn_http_t **self_p)
 uint16_t cpn_http_port(const cpn_http_t *self)
 {
     return self->port;
-}
-
-void cpn_http_counts(const cpn_http_t *self, cpn_http_counts_t *out)
-{
-    *out = self->counts;
 }

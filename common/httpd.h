@@ -33,8 +33,18 @@ typedef struct {
     size_t len;
 } cpn_http_reply_t;
 
-/* Called in the server's thread for each GET/HEAD of `path` (no query string). */
-typedef void (*cpn_http_fn)(void *arg, const char *path, cpn_http_reply_t *out);
+/* Answers sent so far, by status class (a handler gets them: they are written and read in
+ * the server's thread only). */
+typedef struct {
+    uint64_t ok;            /* 2xx */
+    uint64_t client_errors; /* 4xx: unknown path, wrong method, a body */
+    uint64_t server_errors; /* 5xx: the loop did not answer, out of memory */
+} cpn_http_counts_t;
+
+/* Called in the server's thread for each GET/HEAD of `path` (no query string), with the
+ * answers sent before this one. */
+typedef void (*cpn_http_fn)(void *arg, const char *path, const cpn_http_counts_t *counts,
+                            cpn_http_reply_t *out);
 
 /* Bind and start serving. CPN_E_INVAL (address), CPN_E_IO (cannot bind: in use, no
  * permission), CPN_E_NOMEM. The caller owns *out. */
@@ -44,14 +54,6 @@ void cpn_http_stop(cpn_http_t **self_p);
 /* The port bound (useful with port 0). */
 uint16_t cpn_http_port(const cpn_http_t *self);
 
-/* Answers sent so far, by status class. Read them in the server's thread (a handler), where
- * they are written: one thread serves every connection. */
-typedef struct {
-    uint64_t ok;            /* 2xx */
-    uint64_t client_errors; /* 4xx: unknown path, wrong method, a body */
-    uint64_t server_errors; /* 5xx: the loop did not answer, out of memory */
-} cpn_http_counts_t;
-void cpn_http_counts(const cpn_http_t *self, cpn_http_counts_t *out);
 
 /* A reply of text: status, type, and a malloc'd copy of `text` (503 if out of memory). */
 void cpn_http_text(cpn_http_reply_t *out, unsigned status, const char *type, const char *text);

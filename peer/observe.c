@@ -115,7 +115,8 @@ char *peer_obs_render(const peer_obs_snapshot_t *s, size_t *len)
     return cpn_om_finish(&om, &text, len) == CPN_OK ? text : NULL;
 }
 
-static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
+static void s_serve(void *arg, const char *path, const cpn_http_counts_t *counts,
+                    cpn_http_reply_t *out)
 {
     peer_obs_t *self = arg;
     void *s = NULL;
@@ -128,7 +129,7 @@ static void s_serve(void *arg, const char *path, cpn_http_reply_t *out)
         cpn_http_text(out, 503, S_TEXT, "the peer's event loop did not answer in time\n");
         return;
     }
-    cpn_http_counts(self->http, &((peer_obs_snapshot_t *)s)->http);
+    ((peer_obs_snapshot_t *)s)->http = *counts;
     out->body = peer_obs_render(s, &out->len);
     free(s);
     if (!out->body) {
