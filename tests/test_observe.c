@@ -6,7 +6,8 @@
  * Brokers A and B federate (plain TCP on 127.0.0.1); peer pa (10 x H100-80GB, cn-east) is A's,
  * peer pb (8 x Ascend-910B, cn-north) is B's. A and pa serve `http`. The known workload at A:
  * N_LEASES requests for one H100 unit (granted by pa), N_REFUSED for a model nobody has
- * (NACK no-match). Every number asserted follows from it.
+ * (NACK no-match), N_GARBAGE frames that are not msgpack (refused at intake, each answered
+ * with an ERROR). Every number asserted follows from it.
  *
  * Prometheus and Chromium are started by tests/prometheus.sh and tests/chromium.sh, which
  * install them if missing and stop exactly what they started. Every wait is bounded and waits
@@ -38,6 +39,9 @@
 #include "identity.h"
 #include "msg.h"
 #include "om_parse.h"
+#include "transport.h"
+
+#include <zmq.h>
 
 #define WAIT_MS 10000    /* one answer from a broker */
 #define READY_MS 30000   /* daemons up, offers across the federation (bound, not a timing) */
@@ -47,6 +51,7 @@
 #define PORT_TRIES 5
 #define N_LEASES 3
 #define N_REFUSED 2
+#define N_GARBAGE 2 /* frames that are not msgpack: refused at intake, `malformed` */
 #define H100_UNITS 10
 #define HTTP_MAX (1u << 20) /* bytes of an HTTP answer read */
 
@@ -316,6 +321,34 @@ static int s_submit(const char *id, const char *model, char *lease_id)
     return code;
 }
 
+/* Send N_GARBAGE frames of garbage to A on a connection of their own and wait (bounded) for
+ * the ERROR each gets: then A has counted them. True if every ERROR came. */
+static bool s_send_garbage(void)
+{
+    void *zctx = zmq_ctx_new(), *sock = NULL;
+    cpn_curve_t plain = {.enabled = false};
+    size_t answered = 0;
+    if (zctx && cpn_sock_dealer(zctx, g.b[B_A].endpoint, 1 << 16, &plain, &sock) == CPN_OK) {
+        static const uint8_t garbage[] = {0xc1, 0xde, 0xad, 0xbe, 0xef}; /* 0xc1: never msgpack */
+        for (int i = 0; i < N_GARBAGE; i++)
+            assert_int_equal(cpn_send(sock, garbage, sizeof garbage), CPN_OK);
+        uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+        while (answered < N_GARBAGE && cpn_mono_ms() < deadline) {
+            zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            if (zmq_poll(&it, 1, POLL_MS) > 0 &&
+                cpn_recv(sock, 0, NULL, NULL, &frame, &len) == CPN_OK)
+                answered++;
+            free(frame);
+        }
+        zmq_close(sock);
+    }
+    if (zctx)
+        zmq_ctx_term(zctx);
+    return answered == N_GARBAGE;
+}
+
 /* ---- setup ---- */
 
 static bool s_start_brokers(void)
@@ -386,7 +419,7 @@ static int s_setup(void **state)
         if (s_submit(id, "B200", NULL) != CPN_E_NO_MATCH)
             return -1;
     }
-    return 0;
+    return s_send_garbage() ? 0 : -1;
 }
 
 static int s_teardown(void **state)
@@ -445,6 +478,7 @@ static void test_metrics_text(void **state)
     assert_true(s_val(d, "cpn_broker_requests_total", NULL, NULL) == N_LEASES + N_REFUSED);
     assert_true(s_val(d, "cpn_broker_grants_total", NULL, NULL) == N_LEASES);
     assert_true(s_val(d, "cpn_broker_nacks_total", "code", "no-match") == N_REFUSED);
+    assert_true(s_val(d, "cpn_broker_refusals_total", "code", "malformed") == N_GARBAGE);
     assert_true(s_val(d, "cpn_broker_leases_active", NULL, NULL) == N_LEASES);
     assert_true(s_val(d, "cpn_broker_units_leased", NULL, NULL) == N_LEASES);
     assert_true(s_val(d, "cpn_broker_request_to_lease_seconds_count", NULL, NULL) == N_LEASES);
@@ -558,6 +592,8 @@ static void test_prometheus(void **state)
     assert_true(s_prom_wait("sum(cpn_broker_nacks_total{code=\"no-match\"})", N_REFUSED) ==
                 N_REFUSED);
     assert_true(s_prom_wait("cpn_broker_leases_active", N_LEASES) == N_LEASES);
+    assert_true(s_prom_wait("cpn_broker_refusals_total{code=\"malformed\"}", N_GARBAGE) ==
+                N_GARBAGE);
     assert_true(s_prom_wait("cpn_broker_request_to_lease_seconds_count", N_LEASES) == N_LEASES);
     assert_true(s_prom_wait("cpn_broker_offers{model=\"Ascend-910B\",region=\"cn-north\"}", 1) ==
                 1);
