@@ -12,7 +12,7 @@
  * renew, release and expiry call the driver, and a released lease's units stay used until
  * its teardown ran; kill -9 of the peer before the driver ran, during it (resource made,
  * not answered), with the LEASE lost on the way, and during a teardown, each followed by a
- * restart; an orphan resource is released at start. After every restart the invariant is
+ * restart; an orphan resource is released at start, a missing one recreated. After every restart the invariant is
  * checked: every active lease has its resource, and the driver holds nothing without an
  * active or provisioning lease.
  *
@@ -854,8 +854,9 @@ static void test_kill_after_commit(void **state)
     s_claim_free(&c);
 }
 
-/* kill -9 during a teardown, and an orphan the driver holds: both released after the
- * restart. */
+/* kill -9 during a teardown, an orphan the driver holds, and an active lease whose resource
+ * is gone: after the restart the teardown and the orphan's release ran, and the missing
+ * resource was recreated. */
 static void test_kill_during_teardown_and_orphan(void **state)
 {
     (void)state;
@@ -869,7 +870,16 @@ static void test_kill_during_teardown_and_orphan(void **state)
     s_unlink("block-release-after");
     s_touch("go-release-after", NULL);
     s_touch("res/Lorphan000000000", "{}");
+    /* An active lease whose resource vanished while the peer was down: status says missing,
+     * the grant recreates it. */
+    char gone[CPN_NAME_MAX], name[200];
+    cpn_chain_lease_id(cpn_identity_pk(g.peer), cpn_identity_pk(g.tenant), "grant-1", gone);
+    assert_true(s_held(gone));
+    snprintf(name, sizeof name, "res/%s", gone);
+    s_unlink(name);
     s_peer_restart();
+    assert_true(s_wait_file(name, true, WAIT_MS));
+    assert_true(s_calls("status", gone) >= 1);
     s_check_invariant();
     assert_false(s_held("Lorphan000000000"));
     assert_false(s_held(c.lid));
