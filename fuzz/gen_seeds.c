@@ -3,6 +3,7 @@
  *
  *   scripts/fuzz seeds        (writes fuzz/corpus/{verify,federation,claim}/)
  * fuzz-sources: peer/grant.c peer/peer_config.c peer/inventory.c
+ * fuzz-sources: peer/driver.c peer/driver_exec.c
  */
 #include <stdio.h>
 #include <stdlib.h>
