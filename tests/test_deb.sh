@@ -10,20 +10,22 @@
 #  4. systemd-analyze verify accepts the installed units;
 #  5. keys made as the installed configs say, both daemons run from the installed units'
 #     ExecStart= lines as the units' users (their StateDirectory made as systemd makes it),
-#     in a network namespace of their own so the example's fixed port 7400 is theirs;
+#     in a network namespace of their own so the example's fixed port 7400 is theirs
+#     (--no-netns: on this host's 127.0.0.1, where 7400 must then be free);
 #  6. the installed cpnctl gets a lease from them and verifies it offline;
 #  7. purge removes the packages, their conffiles and state.
 # What it made is undone on every exit: daemons stopped by PID, packages purged, keys, users
 # and the namespace removed. It refuses to run if cpn packages or /etc/cpn are already there
 # (not its to remove). Needs root. scripts/check runs it (CPN_DEB=0 leaves it out).
 #
-# Usage: tests/test_deb.sh --build DIR     (DIR: a configured build directory, for make dist)
+# Usage: tests/test_deb.sh --build DIR [--no-netns]   (DIR: a configured build directory)
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=""
+BUILD="" use_netns=1
 while [ $# -gt 0 ]; do
     case $1 in
     --build) BUILD=$2; shift 2 ;;
+    --no-netns) use_netns=0; shift ;;
     *) echo "usage: $0 --build DIR" >&2; exit 2 ;;
     esac
 done
@@ -131,17 +133,21 @@ else not_ok "systemd-analyze verify the installed units" "$out"; fi
     cpnctl keygen --out /etc/cpn/peer && chown cpn-peer: /etc/cpn/peer.key &&
     cpnctl keygen --out "$dir/tenant" && cp "$dir/tenant.pub" /etc/cpn/tenant.pub) \
     >"$dir/keygen.out" 2>&1 || { not_ok "keys" "$(cat "$dir/keygen.out")"; exit 1; }
-ip netns add "$NS" && netns=1 && ip -n "$NS" link set lo up || bail "cannot make a network namespace"
+IN=()
+if [ "$use_netns" = 1 ]; then
+    ip netns add "$NS" && netns=1 && ip -n "$NS" link set lo up || bail "cannot make a network namespace (try --no-netns)"
+    IN=(ip netns exec "$NS")
+fi
 start_unit() { # NAME: the unit's ExecStartPre and ExecStart as its User, StateDirectory made
     local u=$1 pre cmd
     pre=$(sed -n 's/^ExecStartPre=//p' "/lib/systemd/system/$u.service")
     cmd=$(sed -n 's/^ExecStart=//p' "/lib/systemd/system/$u.service")
     install -d -m 0750 -o "$u" -g "$u" "/var/lib/$u"
     # shellcheck disable=SC2086
-    ip netns exec "$NS" setpriv --reuid "$u" --regid "$u" --init-groups --no-new-privs -- \
+    "${IN[@]}" setpriv --reuid "$u" --regid "$u" --init-groups --no-new-privs -- \
         $pre >>"$dir/$u.log" 2>&1 || return 1
     # shellcheck disable=SC2086
-    ip netns exec "$NS" setpriv --reuid "$u" --regid "$u" --init-groups --no-new-privs -- \
+    "${IN[@]}" setpriv --reuid "$u" --regid "$u" --init-groups --no-new-privs -- \
         $cmd >>"$dir/$u.log" 2>&1 &
     pids+=($!)
 }
@@ -152,7 +158,7 @@ start_unit cpn-broker && start_unit cpn-peer || up=0
 seen=0
 for _ in $(seq 1 $((START_S * 5))); do
     [ "$up" = 1 ] || break
-    if ip netns exec "$NS" cpnctl offers 2>/dev/null | grep -q cpu16; then seen=1; break; fi
+    if "${IN[@]}" cpnctl offers 2>/dev/null | grep -q cpu16; then seen=1; break; fi
     sleep 0.2
 done
 if [ "$seen" = 1 ]; then
@@ -163,7 +169,7 @@ fi
 
 # ---- 6. a lease with the installed cpnctl ----
 printf 'id: deb-1\nunits: 1\nduration: 1h\ncores: 16\n' >"$dir/req.yaml"
-if out=$(cd "$dir" && ip netns exec "$NS" cpnctl submit req.yaml 2>&1) &&
+if out=$(cd "$dir" && "${IN[@]}" cpnctl submit req.yaml 2>&1) &&
     out2=$(cpnctl verify "$dir/deb-1.lease" 2>&1) &&
     ls -l /var/lib/cpn-peer/peer.db | grep -q ' cpn-peer cpn-peer '; then
     ok "cpnctl submit got lease deb-1; cpnctl verify accepts it; the peer's store is its user's"
