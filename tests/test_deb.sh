@@ -49,6 +49,9 @@ for p in $PKGS; do
         bail "$p is installed already: purge it first (apt-get purge $PKGS)"
 done
 [ -e /etc/cpn ] && bail "/etc/cpn exists already: this test installs there; move it away first"
+# users left by an earlier install (a purge keeps them, as Debian does) are not ours to delete
+new_users=""
+for u in cpn-broker cpn-peer; do getent passwd "$u" >/dev/null || new_users="$new_users $u"; done
 cpn_install_pkgs debhelper dpkg-dev fakeroot lintian adduser systemd man-db iproute2 >&2 ||
     bail "could not install debhelper, lintian, ..."
 
@@ -68,7 +71,7 @@ cleanup() {
         rm -f /etc/cpn/broker.key /etc/cpn/broker.pub /etc/cpn/peer.key /etc/cpn/peer.pub \
             /etc/cpn/tenant.pub
         rmdir /etc/cpn 2>/dev/null
-        for u in cpn-broker cpn-peer; do
+        for u in $new_users; do
             getent passwd "$u" >/dev/null && deluser --quiet --system "$u" >/dev/null 2>&1
             getent group "$u" >/dev/null && delgroup --quiet --system "$u" >/dev/null 2>&1
         done
