@@ -4,14 +4,14 @@
 # with this build's programs as @bindir@ (so ExecStart= names executables that exist) and the
 # pages of docs/man on MANPATH (so Documentation=man:... resolves); `systemd-analyze verify`
 # then loads them against the real system's units. A unit with a typo must be refused, or the
-# verifier proves nothing here. systemd (systemd-analyze) and man-db (man) are installed with
+# verifier proves nothing here. Last, systemd's exposure score of the units' hardening. systemd (systemd-analyze) and man-db (man) are installed with
 # apt-get if missing.
 SRC=${CPN_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${CPN_BUILDDIR:-$SRC/build}
 . "$SRC/scripts/lib/deps.sh"
-echo "1..4"
+echo "1..5"
 if ! cpn_install_pkgs systemd man-db >&2; then
-    for i in 1 2 3 4; do echo "not ok $i - systemd and man-db could not be installed"; done
+    for i in 1 2 3 4 5; do echo "not ok $i - systemd and man-db could not be installed"; done
     exit 0
 fi
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cpn-test-units.XXXXXX") || exit 1
@@ -51,3 +51,14 @@ out=$(cd "$dir/units" && MANPATH="$dir/man" systemd-analyze verify cpn-broken.se
 if printf '%s' "$out" | grep -q "notifyy" && printf '%s' "$out" | grep -q "thirty"; then
     echo "ok $n - systemd-analyze verify names both typos of a broken unit"
 else echo "not ok $n - a broken unit passed: $out"; fi
+
+# systemd's own exposure score of the hardening (0 best .. 10 worst): 1.7 for both when
+# written; a unit that loses its sandboxing (say ProtectSystem=strict) scores above 2.5
+n=$((n + 1)); bad=""
+for u in cpn-broker cpn-peer; do
+    out=$(cd "$dir/units" && systemd-analyze security --offline=true "$u.service" 2>&1)
+    score=$(printf '%s\n' "$out" | sed -n 's/.*Overall exposure level for .*: \([0-9.]*\) .*/\1/p')
+    awk -v s="${score:-99}" 'BEGIN { exit !(s <= 2.5) }' || bad="$bad $u:${score:-none}"
+done
+if [ -z "$bad" ]; then echo "ok $n - systemd-analyze security: exposure at most 2.5 for both units"
+else echo "not ok $n - exposure too high:$bad"; fi
