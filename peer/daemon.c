@@ -21,6 +21,7 @@
 #include "observe.h"
 #include "provision.h"
 #include "sender.h"
+#include "service.h"
 #include "store.h"
 #include "transport.h"
 
@@ -52,7 +53,10 @@ struct peer_daemon {
     uint64_t started_ms;
     peer_obs_t *obs;   /* the metrics listener (observe.h); NULL unless `http` is set */
     cpn_hist_t commit; /* store commit latency, observed only while obs is on */
+    uint64_t next_status_mono; /* next STATUS= line to the service manager */
 };
+
+#define PEER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
 
 static int s_link_open(peer_daemon_t *self, size_t i)
 {
@@ -387,7 +391,27 @@ static int s_timeout(const peer_daemon_t *self)
         if (pt >= 0 && (uint64_t)pt < t)
             t = (uint64_t)pt;
     }
+    int wd = cpn_service_watchdog_timeout(now); /* -1 outside systemd's watchdog */
+    if (wd >= 0 && (uint64_t)wd < t)
+        t = (uint64_t)wd;
     return (int)t;
+}
+
+/* What `systemctl status` shows between events. */
+static void s_service_status(peer_daemon_t *self, uint64_t mono)
+{
+    if (mono < self->next_status_mono)
+        return;
+    self->next_status_mono = mono + PEER_STATUS_MS;
+    size_t up = 0;
+    for (size_t i = 0; i < self->cfg->n_brokers; i++)
+        up += self->links[i].connected;
+    peer_lease_stats_t st;
+    peer_lease_stats(self->lease, &st);
+    cpn_service_status("%s: %zu of %zu brokers connected; granted %" PRIu64 ", renewed %" PRIu64
+                       ", released %" PRIu64 ", expired %" PRIu64 ", refused %" PRIu64,
+                       self->cfg->name, up, self->cfg->n_brokers, st.granted, st.renewed,
+                       st.released, st.expired, peer_lease_refused_total(self->lease));
 }
 
 int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
@@ -400,6 +424,12 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
     s_hello(self, SIZE_MAX);
+    /* The store is open, leases that ended are expired, the links are dialling (a peer
+     * connects outward: there is nothing to bind). */
+    cpn_service_init(cpn_mono_ms());
+    cpn_service_ready("%s: %zu packages, advertising to %zu brokers", self->cfg->name,
+                      self->cfg->n_packages, nb);
+    self->next_status_mono = cpn_mono_ms() + PEER_STATUS_MS;
     while (!*stop) {
         /* A link's socket changes when it is rebuilt: the items are taken afresh each pass. */
         memset(items, 0, sizeof items);
@@ -423,6 +453,8 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         if (*stop)
             break;
         uint64_t mono = cpn_mono_ms();
+        cpn_service_watchdog(mono); /* the loop turns: this pass got here */
+        s_service_status(self, mono);
         for (size_t i = 0; i < nb; i++)
             s_link_tick(self, i, mono);
         s_batch(self);
@@ -453,6 +485,7 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
             s_observe(self);
     }
     log_info("peer", "stopping: withdrawing from %zu broker(s)", nb);
+    cpn_service_stopping();
     cpn_withdraw_t w;
     advertise_withdraw("shutdown", &w);
     s_send_body(self, SIZE_MAX, CPN_MSG_WITHDRAW, &w);

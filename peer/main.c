@@ -81,6 +81,9 @@ static void s_usage(FILE *out)
             "                      to change the configuration (leases survive restarts)\n"
             "\n"
             "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
+            "systemd (cpn-peer.service, Type=notify): READY=1 once the store is open,\n"
+            "STATUS= lines, WATCHDOG=1 from the loop at half WATCHDOG_USEC; log lines carry\n"
+            "<N> syslog priorities when stderr is the journal (JOURNAL_STREAM)\n"
             "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
             PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
             PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
