@@ -300,10 +300,12 @@ static void s_provision(peer_daemon_t *self)
     peer_batch_t *batch = self->batch;
     peer_lease_batch_begin(self->lease, batch);
     provision_run(self->prov, cpn_mono_ms());
+    /* Every outcome's writes and answers are committed and sent here, before anything else
+     * can open a batch. Calls submitted by the commit start at the next pass (the poll
+     * timeout is 0 while one is due): provision_run here again could end a call into a
+     * batch nobody commits. */
     if (batch->n || batch->wrote || batch->n_calls)
         s_batch_finish(self, batch->n);
-    /* Calls submitted after the commit may start at once. */
-    provision_run(self->prov, cpn_mono_ms());
 }
 
 static int s_timeout(const peer_daemon_t *self)
