@@ -298,14 +298,15 @@ static void s_provision(peer_daemon_t *self)
     if (!self->prov)
         return;
     peer_batch_t *batch = self->batch;
-    peer_lease_batch_begin(self->lease, batch);
-    provision_run(self->prov, cpn_mono_ms());
-    /* Every outcome's writes and answers are committed and sent here, before anything else
-     * can open a batch. Calls submitted by the commit start at the next pass (the poll
-     * timeout is 0 while one is due): provision_run here again could end a call into a
-     * batch nobody commits. */
-    if (batch->n || batch->wrote || batch->n_calls)
-        s_batch_finish(self, batch->n);
+    /* Twice: calls submitted after the first commit may start at once, and a call that ends
+     * in the second round (a child already done) writes its outcome: inside a batch too, or
+     * the store would be left in an open transaction. */
+    for (int round = 0; round < 2; round++) {
+        peer_lease_batch_begin(self->lease, batch);
+        provision_run(self->prov, cpn_mono_ms());
+        if (batch->n || batch->wrote || batch->n_calls)
+            s_batch_finish(self, batch->n);
+    }
 }
 
 static int s_timeout(const peer_daemon_t *self)
