@@ -12,10 +12,10 @@
 # watchdog stops the cluster when process PID ends, so a test killed before its teardown
 # leaves nothing behind.
 #
-# stop stops exactly what start started, by the PIDs recorded in DIR/pids/: slurmctld, the
-# slurmds, then the job steps (slurmstepd ignores SIGTERM: they get SIGKILL, with the jobs'
-# processes, recognised by holding a file of DIR open or by being children of such a step),
-# then munged. It does not remove DIR.
+# stop stops exactly what start started, by the PIDs recorded in DIR/pids/: the job steps
+# first (slurmstepd ignores SIGTERM: they get SIGKILL, with the jobs' processes, recognised by
+# holding a file of DIR open or by descending from such a step), then slurmctld and the
+# slurmds, then munged; SIGKILL for any that outlives STOP_WAIT_S. It does not remove DIR.
 #
 # The cluster (why each odd setting):
 #  * nodes c1..cN, partition `gpu` (all nodes, default) and `cpu` (the second half); the first
@@ -192,8 +192,8 @@ descendants() { # PID...
 stop() { # DIR
     local d=$1 k s
     [ -d "$d/pids" ] || return 0
-    signal_wait TERM "$STOP_WAIT_S" "$d/pids/slurmctld" || signal_wait KILL 5 "$d/pids/slurmctld"
-    # steps first: a slurmd with live steps is slow to stop
+    # steps first (a slurmd with live steps is slow to stop), then the daemons together:
+    # slurmctld alone takes about 3 s to save its state and go
     for ((k = 0; k < 5; k++)); do
         s=$(steps_of "$d")
         [ -z "$s" ] && break
@@ -201,7 +201,8 @@ stop() { # DIR
         echo $s $(descendants $s) | tr ' ' '\n' >"$d/pids/steps"
         signal_wait KILL 5 "$d/pids/steps"
     done
-    signal_wait TERM "$STOP_WAIT_S" "$d/pids/slurmd" || signal_wait KILL 5 "$d/pids/slurmd"
+    signal_wait TERM "$STOP_WAIT_S" "$d/pids/slurmctld" "$d/pids/slurmd" ||
+        signal_wait KILL 5 "$d/pids/slurmctld" "$d/pids/slurmd"
     signal_wait TERM "$STOP_WAIT_S" "$d/pids/munged" || signal_wait KILL 5 "$d/pids/munged"
     [ -f "$d/pids/watchdog" ] && [ "$(cat "$d/pids/watchdog")" != "${WATCHDOG_SELF:-}" ] &&
         kill "$(cat "$d/pids/watchdog")" 2>/dev/null
