@@ -6,11 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Slurm keeps a reservation's length in minutes: one shorter than a minute may be refused or
- * end at once, so a grant or renewal asks for at least this much (the peer ends the lease at
- * its own end time anyway, by deleting the reservation). */
-#define S_MIN_SECONDS 60u
+#include <time.h>
 
 static bool s_plain(const char *s, const char *extra)
 {
@@ -59,22 +55,62 @@ int slurm_resv_name(const char *lease_id, char out[SLURM_NAME_MAX])
     return n < 0 || n >= SLURM_NAME_MAX ? CPN_E_INVAL : CPN_OK;
 }
 
-/* The program and the reservation's name, the start of most commands. */
-static int s_start(slurm_cmd_t *cmd, const char *prog, const char *lease_id, char name[SLURM_NAME_MAX])
+/* env TZ=UTC0 [SLURM_CONF=...] PROGRAM, and the reservation's name. */
+static int s_start(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *prog,
+                   const char *lease_id, char name[SLURM_NAME_MAX])
 {
+    int r;
     s_reset(cmd);
-    if (!s_plain(prog, "/+") || (lease_id && slurm_resv_name(lease_id, name) != CPN_OK))
+    if (!s_plain(prog, "/+") || (p->conf[0] && !s_plain(p->conf, "/+")) ||
+        (lease_id && slurm_resv_name(lease_id, name) != CPN_OK))
         return CPN_E_INVAL;
+    if ((r = s_push(cmd, "env")) != CPN_OK || (r = s_push(cmd, "TZ=UTC0")) != CPN_OK ||
+        (p->conf[0] && (r = s_push(cmd, "SLURM_CONF=%s", p->conf)) != CPN_OK))
+        return r;
     return s_push(cmd, "%s", prog);
+}
+
+/* endtime=YYYY-MM-DDTHH:MM:SS (UTC). */
+static int s_push_end(slurm_cmd_t *cmd, uint64_t end_s)
+{
+    struct tm tm;
+    time_t t = (time_t)end_s;
+    if (end_s > (uint64_t)253402300799u || !gmtime_r(&t, &tm)) /* year 9999 */
+        return CPN_E_INVAL;
+    return s_push(cmd, "endtime=%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
+                  tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant's days_from_civil). */
+static int64_t s_days(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int slurm_time_parse(const char *text, uint64_t *out)
+{
+    unsigned y, mo, d, h, mi, s;
+    char tail;
+    if (strlen(text) != 19 || sscanf(text, "%4u-%2u-%2uT%2u:%2u:%2u%c", &y, &mo, &d, &h, &mi, &s,
+                                     &tail) != 6)
+        return CPN_E_INVAL;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
+        return CPN_E_INVAL;
+    *out = (uint64_t)s_days(y, mo, d) * 86400u + h * 3600u + mi * 60u + s;
+    return CPN_OK;
 }
 
 int slurm_cmd_create(slurm_cmd_t *cmd, const slurm_progs_t *p, const slurm_grant_t *g)
 {
     char name[SLURM_NAME_MAX];
     int r;
-    uint64_t secs = g->seconds < S_MIN_SECONDS ? S_MIN_SECONDS : g->seconds;
     bool user = g->user && g->user[0], account = g->account && g->account[0];
-    if ((r = s_start(cmd, p->scontrol, g->lease_id, name)) != CPN_OK)
+    if ((r = s_start(cmd, p, p->scontrol, g->lease_id, name)) != CPN_OK)
         return r;
     if (user == account || (user && !s_plain(g->user, NULL)) ||
         (account && !s_plain(g->account, NULL)) || (g->nodes && !s_plain(g->nodes, "[],")) ||
@@ -83,7 +119,7 @@ int slurm_cmd_create(slurm_cmd_t *cmd, const slurm_progs_t *p, const slurm_grant
     if ((r = s_push(cmd, "create")) != CPN_OK || (r = s_push(cmd, "reservation")) != CPN_OK ||
         (r = s_push(cmd, "reservationname=%s", name)) != CPN_OK ||
         (r = s_push(cmd, "starttime=now")) != CPN_OK ||
-        (r = s_push(cmd, "endtime=now+%llu", (unsigned long long)secs)) != CPN_OK)
+        (r = s_push_end(cmd, g->end_s)) != CPN_OK)
         return r;
     if (g->nodes)
         r = s_push(cmd, "nodes=%s", g->nodes);
@@ -101,23 +137,22 @@ int slurm_cmd_create(slurm_cmd_t *cmd, const slurm_progs_t *p, const slurm_grant
 }
 
 int slurm_cmd_update_end(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id,
-                         uint64_t seconds)
+                         uint64_t end_s)
 {
     char name[SLURM_NAME_MAX];
     int r;
-    uint64_t secs = seconds < S_MIN_SECONDS ? S_MIN_SECONDS : seconds;
-    if ((r = s_start(cmd, p->scontrol, lease_id, name)) != CPN_OK ||
+    if ((r = s_start(cmd, p, p->scontrol, lease_id, name)) != CPN_OK ||
         (r = s_push(cmd, "update")) != CPN_OK ||
         (r = s_push(cmd, "reservationname=%s", name)) != CPN_OK)
         return r;
-    return s_push(cmd, "endtime=now+%llu", (unsigned long long)secs);
+    return s_push_end(cmd, end_s);
 }
 
 int slurm_cmd_cancel_jobs(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id)
 {
     char name[SLURM_NAME_MAX];
     int r;
-    if ((r = s_start(cmd, p->scancel, lease_id, name)) != CPN_OK)
+    if ((r = s_start(cmd, p, p->scancel, lease_id, name)) != CPN_OK)
         return r;
     return s_push(cmd, "--reservation=%s", name);
 }
@@ -126,7 +161,7 @@ int slurm_cmd_delete(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease
 {
     char name[SLURM_NAME_MAX];
     int r;
-    if ((r = s_start(cmd, p->scontrol, lease_id, name)) != CPN_OK ||
+    if ((r = s_start(cmd, p, p->scontrol, lease_id, name)) != CPN_OK ||
         (r = s_push(cmd, "delete")) != CPN_OK)
         return r;
     return s_push(cmd, "reservationname=%s", name);
@@ -136,7 +171,7 @@ int slurm_cmd_show_resv(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *le
 {
     char name[SLURM_NAME_MAX];
     int r;
-    if ((r = s_start(cmd, p->scontrol, lease_id, name)) != CPN_OK ||
+    if ((r = s_start(cmd, p, p->scontrol, lease_id, name)) != CPN_OK ||
         (r = s_push(cmd, "show")) != CPN_OK || (r = s_push(cmd, "reservation")) != CPN_OK ||
         (r = s_push(cmd, "-o")) != CPN_OK)
         return r;
@@ -146,7 +181,7 @@ int slurm_cmd_show_resv(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *le
 int slurm_cmd_show_nodes(slurm_cmd_t *cmd, const slurm_progs_t *p)
 {
     int r;
-    if ((r = s_start(cmd, p->scontrol, NULL, NULL)) != CPN_OK ||
+    if ((r = s_start(cmd, p, p->scontrol, NULL, NULL)) != CPN_OK ||
         (r = s_push(cmd, "show")) != CPN_OK || (r = s_push(cmd, "node")) != CPN_OK)
         return r;
     return s_push(cmd, "-o");

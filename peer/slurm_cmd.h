@@ -3,16 +3,17 @@
  *
  * A lease L is the reservation "cpn-L" (SLURM_RESV_PREFIX):
  *   grant    scontrol create reservation reservationname=cpn-L starttime=now
- *                endtime=now+SECONDS (nodes=LIST | nodecnt=UNITS [partition=P] [features=F])
+ *                endtime=END (nodes=LIST | nodecnt=UNITS [partition=P] [features=F])
  *                (users=U | accounts=A)
- *   renew    scontrol update reservationname=cpn-L endtime=now+SECONDS
+ *   renew    scontrol update reservationname=cpn-L endtime=END
  *   release  scancel --reservation=cpn-L   (a reservation with jobs cannot be deleted)
  *            scontrol delete reservationname=cpn-L
  *   status   scontrol show reservation -o cpn-L
  *   list     scontrol show reservation -o
  *   nodes    scontrol show node -o
- * Times are relative to now ("now+N" seconds): scontrol reads absolute times in its own local
- * time zone, and relative ones cannot be misread. Every value put into an argv is checked to
+ * END is the lease's end, YYYY-MM-DDTHH:MM:SS in UTC: scontrol reads (and prints) times in
+ * its own local time zone, so the driver runs it with TZ=UTC0 (slurm_cmd_env). An absolute end
+ * makes a retried command the same command. Every value put into an argv is checked to
  * be a plain name ([A-Za-z0-9._-], a host list may add "[],"), so that scontrol's KEY=VALUE
  * parser sees exactly one value: CPN_E_INVAL otherwise.
  */
@@ -35,10 +36,13 @@ typedef struct {
     size_t used;
 } slurm_cmd_t;
 
-/* The programs to run (paths, or names found on PATH). */
+/* The programs to run (paths, or names found on PATH), and the slurm.conf they read ("": the
+ * default, or SLURM_CONF of the peer's environment). Each command runs as
+ * `env TZ=UTC0 [SLURM_CONF=conf] PROGRAM ...`. */
 typedef struct {
     char scontrol[SLURM_TEXT_MAX];
     char scancel[SLURM_TEXT_MAX];
+    char conf[SLURM_TEXT_MAX];
 } slurm_progs_t;
 
 /* What a grant asks of Slurm. */
@@ -49,7 +53,7 @@ typedef struct {
     const char *nodes;      /* host list chosen by the caller, or NULL (Slurm chooses) */
     const char *user;       /* users=, or NULL */
     const char *account;    /* accounts=, or NULL; one of user and account is needed */
-    uint64_t seconds;       /* from now to the lease's end (at least 60: see .c) */
+    uint64_t end_s;         /* the lease's end, Unix seconds */
 } slurm_grant_t;
 
 /* "cpn-" + lease id into out (SLURM_NAME_MAX); CPN_E_INVAL for a lease id that is not a name. */
@@ -57,12 +61,15 @@ int slurm_resv_name(const char *lease_id, char out[SLURM_NAME_MAX]) CPN_WUR;
 
 int slurm_cmd_create(slurm_cmd_t *cmd, const slurm_progs_t *p, const slurm_grant_t *g) CPN_WUR;
 int slurm_cmd_update_end(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id,
-                         uint64_t seconds) CPN_WUR;
+                         uint64_t end_s) CPN_WUR;
 int slurm_cmd_cancel_jobs(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id) CPN_WUR;
 int slurm_cmd_delete(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id) CPN_WUR;
 /* lease_id NULL: every reservation. */
 int slurm_cmd_show_resv(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *lease_id) CPN_WUR;
 int slurm_cmd_show_nodes(slurm_cmd_t *cmd, const slurm_progs_t *p) CPN_WUR;
+
+/* Slurm's printed time ("2026-12-04T19:26:31", UTC under TZ=UTC0) as Unix seconds. */
+int slurm_time_parse(const char *text, uint64_t *out) CPN_WUR;
 
 /* Which command a finished process was, for reading its outcome. */
 typedef enum {

@@ -278,6 +278,8 @@ static void test_hostlist(void **state)
 }
 
 static const slurm_progs_t s_progs = {.scontrol = "scontrol", .scancel = "/usr/bin/scancel"};
+static const slurm_progs_t s_progs_conf = {.scontrol = "scontrol", .scancel = "scancel",
+                                           .conf = "/etc/slurm-b/slurm.conf"};
 
 static void s_argv_is(const slurm_cmd_t *cmd, const char *const *want)
 {
@@ -296,20 +298,21 @@ static void test_commands(void **state)
     slurm_cmd_t cmd;
     slurm_set_t set = {.partition = "gpu", .feature = "h100"};
     slurm_grant_t g = {.lease_id = "Labc-_9", .set = &set, .units = 2, .user = "alice",
-                       .seconds = 3600};
+                       .end_s = 1796412391}; /* 2026-12-04T19:26:31Z */
     assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &g), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "create", "reservation",
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "create", "reservation",
                                      "reservationname=cpn-Labc-_9", "starttime=now",
-                                     "endtime=now+3600", "nodecnt=2", "partition=gpu",
+                                     "endtime=2026-12-04T19:26:31", "nodecnt=2", "partition=gpu",
                                      "features=h100", "users=alice", NULL});
     g.nodes = "c[1-2]";
     g.user = NULL;
     g.account = "physics";
-    g.seconds = 5; /* below Slurm's minute */
-    assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &g), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "create", "reservation",
+    assert_int_equal(slurm_cmd_create(&cmd, &s_progs_conf, &g), CPN_OK);
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "SLURM_CONF=/etc/slurm-b/slurm.conf",
+                                     "scontrol", "create", "reservation",
                                      "reservationname=cpn-Labc-_9", "starttime=now",
-                                     "endtime=now+60", "nodes=c[1-2]", "accounts=physics", NULL});
+                                     "endtime=2026-12-04T19:26:31", "nodes=c[1-2]",
+                                     "accounts=physics", NULL});
     /* values that would change scontrol's reading are refused */
     slurm_grant_t bad = g;
     bad.account = "a b";
@@ -329,19 +332,23 @@ static void test_commands(void **state)
     bad.set = &evil;
     assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &bad), CPN_E_INVAL);
 
-    assert_int_equal(slurm_cmd_update_end(&cmd, &s_progs, "L1", 7200), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "update", "reservationname=cpn-L1",
-                                     "endtime=now+7200", NULL});
+    bad = g;
+    bad.end_s = 1ull << 40;
+    assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &bad), CPN_E_INVAL);
+
+    assert_int_equal(slurm_cmd_update_end(&cmd, &s_progs, "L1", 1796415991), CPN_OK);
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "update", "reservationname=cpn-L1",
+                                     "endtime=2026-12-04T20:26:31", NULL});
     assert_int_equal(slurm_cmd_cancel_jobs(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"/usr/bin/scancel", "--reservation=cpn-L1", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "/usr/bin/scancel", "--reservation=cpn-L1", NULL});
     assert_int_equal(slurm_cmd_delete(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "delete", "reservationname=cpn-L1", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "delete", "reservationname=cpn-L1", NULL});
     assert_int_equal(slurm_cmd_show_resv(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "show", "reservation", "-o", "cpn-L1", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o", "cpn-L1", NULL});
     assert_int_equal(slurm_cmd_show_resv(&cmd, &s_progs, NULL), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "show", "reservation", "-o", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o", NULL});
     assert_int_equal(slurm_cmd_show_nodes(&cmd, &s_progs), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"scontrol", "show", "node", "-o", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "node", "-o", NULL});
 }
 
 /* What Slurm 22.05 printed in each case (captured on the test cluster). */
@@ -402,6 +409,22 @@ static void test_outcomes(void **state)
     }
 }
 
+static void test_time(void **state)
+{
+    (void)state;
+    uint64_t t;
+    assert_int_equal(slurm_time_parse("2026-12-04T19:26:31", &t), CPN_OK);
+    assert_int_equal(t, 1796412391);
+    assert_int_equal(slurm_time_parse("1970-01-01T00:00:00", &t), CPN_OK);
+    assert_int_equal(t, 0);
+    assert_int_equal(slurm_time_parse("2024-02-29T23:59:59", &t), CPN_OK);
+    assert_int_equal(t, 1709251199);
+    assert_int_equal(slurm_time_parse("Unknown", &t), CPN_E_INVAL);
+    assert_int_equal(slurm_time_parse("2026-13-04T19:26:31", &t), CPN_E_INVAL);
+    assert_int_equal(slurm_time_parse("2026-12-04T19:26:31x", &t), CPN_E_INVAL);
+    assert_int_equal(slurm_time_parse("2026-12-04 19:26:31", &t), CPN_E_INVAL);
+}
+
 static void test_access_json(void **state)
 {
     (void)state;
@@ -429,7 +452,7 @@ int main(void)
         cmocka_unit_test(test_set_count),   cmocka_unit_test(test_states),
         cmocka_unit_test(test_malformed),   cmocka_unit_test(test_hostlist),
         cmocka_unit_test(test_commands),    cmocka_unit_test(test_outcomes),
-        cmocka_unit_test(test_access_json),
+        cmocka_unit_test(test_time),        cmocka_unit_test(test_access_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
