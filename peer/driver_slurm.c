@@ -11,6 +11,9 @@
  *                         reservation's nodes are flagged RESERVED only a moment later)
  *              "nodes:L"  create with nodes=L
  *              "read"     show the reservation: its nodes become the access details
+ *              "check:WHY" a create refused: show the reservation anyway, for a retried grant
+ *                         finds it made (22.05 says "nodes are busy" before "duplicate name"
+ *                         when its own nodes are the only ones); absent: fail with WHY
  *              "undo:WHY" delete a reservation Slurm made smaller than asked; fail with WHY
  *   release    ""         scancel its jobs (a reservation in use cannot be deleted)
  *              "delete"   delete it (gone already: success)
@@ -181,7 +184,7 @@ static int s_grant_cmd(const drv_config_t *cfg, const drv_call_t *call, const sl
     int r = s_set_of(cfg, call->package, &set);
     if (r != CPN_OK)
         return r;
-    if (s_state_is(call, "read"))
+    if (s_state_is(call, "read") || s_state_is(call, "check:"))
         return slurm_cmd_show_resv(sc, p, call->lease_id);
     if (s_state_is(call, "undo:"))
         return slurm_cmd_delete(sc, p, call->lease_id);
@@ -308,6 +311,11 @@ static void s_pick(const slurm_set_t *set, const drv_call_t *call, const drv_run
         drv_result_set(res, DRV_RETRY, "slurm show: %s", why);
         goto out;
     }
+    char name[SLURM_NAME_MAX];
+    if (slurm_resv_name(call->lease_id, name) == CPN_OK && slurm_resv_find(rv, nr, name)) {
+        s_next(res, "read", 4); /* a retried grant: made already */
+        goto out;
+    }
     p += snprintf(p, cap, "nodes:");
     for (size_t i = 0; i < n && got < call->units; i++) {
         const slurm_node_t *nd = &nodes[i];
@@ -385,6 +393,16 @@ static void s_grant_result(const drv_config_t *cfg, const drv_call_t *call, cons
         s_read(cfg, call, run, res);
         return;
     }
+    if (s_state_is(call, "check:")) {
+        slurm_outcome_t o = s_outcome(SLURM_OP_SHOW, run, why);
+        if (o == SLURM_OUT_GONE)
+            drv_result_set(res, DRV_FAILED, "%s", call->state + 6);
+        else if (o == SLURM_OUT_OK)
+            s_read(cfg, call, run, res);
+        else
+            s_not_ok(res, SLURM_OUT_RETRY, "show reservation", why);
+        return;
+    }
     if (s_state_is(call, "undo:")) {
         slurm_outcome_t o = s_outcome(SLURM_OP_DELETE, run, why);
         if (o == SLURM_OUT_OK || o == SLURM_OUT_GONE)
@@ -406,10 +424,15 @@ static void s_grant_result(const drv_config_t *cfg, const drv_call_t *call, cons
     slurm_outcome_t o = s_outcome(SLURM_OP_CREATE, run, why);
     if (o == SLURM_OUT_OK || o == SLURM_OUT_EXISTS)
         s_next(res, "read", 4);
+    else if (o == SLURM_OUT_RETRY)
+        s_not_ok(res, o, "create reservation", why);
     else if (call->state && strstr(why, "busy")) /* the nodes picked were taken: pick again */
         drv_result_set(res, DRV_RETRY, "slurm create reservation: %s", why);
-    else
-        s_not_ok(res, o, "create reservation", why);
+    else {
+        char check[CPN_REASON_MAX + 8];
+        int k = snprintf(check, sizeof check, "check:slurm create reservation: %s", why);
+        s_next(res, check, k < 0 ? 0 : (size_t)k >= sizeof check ? sizeof check - 1 : (size_t)k);
+    }
 }
 
 static void s_list(const drv_run_t *run, drv_result_t *res)
