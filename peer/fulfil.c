@@ -144,8 +144,9 @@ static void s_check_held(peer_fulfil_t *self, size_t driver, const char *id)
         return;
     }
     drv_call_t call;
+    char hints[DRV_HINTS_MAX];
     if (r == CPN_OK) {
-        peer_lease_call_of(&row, DRV_RELEASE, &call);
+        peer_lease_call_of(&row, DRV_RELEASE, &call, hints);
         peer_lease_row_clear(&row);
     } else {
         memset(&call, 0, sizeof call); /* not ours at all: only its id is known */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "seal.h"
 
 struct peer_lease {
     const peer_config_t *cfg;
@@ -818,7 +819,22 @@ void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out)
 
 /* ---- provisioning: the driver's answers ---- */
 
-void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call)
+/* The REQUEST's access hints, from the stored frame (the CLAIM while provisioning, then
+ * the LEASE: both embed the REQUEST), as JSON into hints; NULL if none. */
+static const char *s_hints_of(const peer_lease_row_t *row, char hints[DRV_HINTS_MAX])
+{
+    const char *r = NULL;
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .flags = CPN_CHAIN_TOP_VERIFIED};
+    if (ch && cpn_chain_open(row->frame, row->frame_len, CPN_MSG_NONE, &o, ch) == CPN_OK &&
+        ch->req.access.n > 0 && drv_hints_json(&ch->req.access, hints, DRV_HINTS_MAX) == CPN_OK)
+        r = hints;
+    free(ch);
+    return r;
+}
+
+void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call,
+                        char hints[DRV_HINTS_MAX])
 {
     memset(call, 0, sizeof *call);
     call->verb = verb;
@@ -829,7 +845,7 @@ void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t
     call->units = row->units;
     call->start_ms = row->start_ms;
     call->end_ms = row->end_ms;
-    call->hints = NULL; /* the REQUEST's access hints: with the REQUEST `access` field */
+    call->hints = verb == DRV_GRANT || verb == DRV_RENEW ? s_hints_of(row, hints) : NULL;
 }
 
 int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_t verb)
@@ -842,7 +858,8 @@ int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_
         return CPN_E_NO_PACKAGE;
     }
     drv_call_t call;
-    peer_lease_call_of(row, verb, &call);
+    char hints[DRV_HINTS_MAX];
+    peer_lease_call_of(row, verb, &call, hints);
     return provision_submit(self->prov, (size_t)d, &call);
 }
 
@@ -900,7 +917,8 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     uint8_t *frame = NULL;
     size_t len = 0, broker = 0;
     uint64_t seq = 0;
-    (void)res; /* res->access: sealed into the LEASE with the `access` field */
+    uint8_t *box = NULL;
+    int r;
     if (row->end_ms <= cpn_now_ms()) {
         s_provision_fail(self, batch, row, "provisioned after the lease's end");
         return;
@@ -916,6 +934,22 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     lease.start_ms = row->start_ms;
     lease.end_ms = row->end_ms;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    /* What the driver handed out, for the tenant's eyes only (brokers relay it unread). */
+    if (res->access && res->access[0]) {
+        if (!(box = malloc(CPN_ACCESS_BOX_MAX))) {
+            log_error("lease", "cannot seal the access details of %s: out of memory",
+                      row->lease_id);
+            goto out;
+        }
+        if ((r = cpn_lease_seal_access(&lease, row->tenant, res->access, strlen(res->access),
+                                       box)) != CPN_OK) {
+            char why[CPN_REASON_MAX];
+            snprintf(why, sizeof why, "its access details cannot be sealed: %s",
+                     cpn_strerror(r));
+            s_provision_fail(self, batch, row, why);
+            goto out;
+        }
+    }
     if (s_txn(self, batch) != CPN_OK ||
         peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len) != CPN_OK) {
         log_error("lease", "cannot sign the lease %s", row->lease_id);
@@ -926,7 +960,7 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     row->state = PEER_LEASE_ACTIVE;
     row->frame = frame;
     row->frame_len = len;
-    int r = peer_store_update(self->store, row);
+    r = peer_store_update(self->store, row);
     row->frame = claim_frame;
     row->frame_len = claim_len;
     if (r != CPN_OK) {
@@ -945,6 +979,9 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
                  "LEASE when it claims again", row->lease_id);
 out:
     free(frame);
+    if (box)
+        sodium_memzero(box, CPN_ACCESS_BOX_MAX);
+    free(box);
 }
 
 /* The driver released what a lease held: its units are free (a failed grant's were). */

@@ -96,8 +96,10 @@ int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n) CPN_WUR;
  * the broker records a LEASE that comes after its claim timed out. RELEASE and expiry of a
  * lease with a driver keep its units until the driver's release succeeded (`teardown`). */
 
-/* The driver call `verb` for the lease of `row`. */
-void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call);
+/* The driver call `verb` for the lease of `row`, its REQUEST's access hints written as JSON
+ * into `hints` (call->hints points there; NULL if the REQUEST has none). */
+void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call,
+                        char hints[DRV_HINTS_MAX]);
 /* Submit `verb` for the lease `lease_id` (read from the store) to its driver. CPN_E_BUSY when
  * the engine's queue is full; CPN_E_NO_PACKAGE when its driver is no longer configured. */
 int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_t verb) CPN_WUR;

@@ -45,6 +45,7 @@
 #include "identity.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "seal.h"
 #include "transport.h"
 
 #define WAIT_MS 20000  /* one answer from the peer, driver included, on a loaded machine */
@@ -292,6 +293,8 @@ static void s_claim_make(s_claim_t *c, const char *id, const char *package, uint
     q.units = units;
     q.duration_s = duration;
     q.cores = 1;
+    assert_int_equal(cpn_hints_set(&q.access, "ssh_key", "ssh-ed25519 AAAAtest tenant@test"),
+                     CPN_OK);
     if (!c->req) {
         snprintf(c->id, sizeof c->id, "%s", id);
         assert_int_equal(cpn_signer_build(&g.tsig, CPN_MSG_REQUEST, &q, &c->req, &c->req_len),
@@ -313,8 +316,9 @@ static void s_claim_make(s_claim_t *c, const char *id, const char *package, uint
     c->claim_seq = s_seq_of(c->claim, c->claim_len);
 }
 
-/* Send the CLAIM and expect its LEASE (a new one, active) within WAIT_MS. */
-static void s_expect_lease(s_claim_t *c)
+/* Send the CLAIM and expect its LEASE (a new one, active) within WAIT_MS; the access details
+ * it carries, opened with the tenant's key, into access (may be NULL; "" if none). */
+static void s_expect_lease_access(s_claim_t *c, char *access, size_t cap)
 {
     rx_t rx;
     cpn_nack_t nk;
@@ -325,7 +329,19 @@ static void s_expect_lease(s_claim_t *c)
         fail_msg("%s: NACK %s (%s)", c->id, cpn_errname(nk.code), nk.reason);
     assert_int_not_equal(t, CPN_MSG_NONE);
     assert_string_equal(l.state, "active");
+    if (access) {
+        size_t n = 0;
+        access[0] = '\0';
+        if (l.access.len > 0)
+            assert_int_equal(cpn_seal_open(g.tenant, l.access.ptr, l.access.len, access, cap, &n),
+                             CPN_OK);
+    }
     s_rx_free(&rx);
+}
+
+static void s_expect_lease(s_claim_t *c)
+{
+    s_expect_lease_access(c, NULL, 0);
 }
 
 /* Send the CLAIM and expect NACK `code` with `part` in its reason. */
@@ -571,10 +587,25 @@ static void test_grant_through_driver(void **state)
 {
     (void)state;
     s_claim_t c = {0};
+    char access[CPN_ACCESS_MAX + 1], want[128], p[600], held[4096];
+    char kid[CPN_KID_LEN];
     s_claim_make(&c, "grant-1", "pool", 1, 600);
-    s_expect_lease(&c);
+    s_expect_lease_access(&c, access, sizeof access);
     assert_true(s_held(c.lid));
     assert_int_equal(s_calls("grant", c.lid), 1);
+    /* The driver's access details, sealed to the tenant; the REQUEST's hints reached it. */
+    cpn_key_id(cpn_identity_pk(g.tenant), kid);
+    snprintf(want, sizeof want, "\"user\":\"t-%s\"", kid);
+    if (!strstr(access, want))
+        fail_msg("access details %s lack %s", access, want);
+    snprintf(p, sizeof p, "%s/res/%s", g.drv, c.lid);
+    FILE *f = fopen(p, "r");
+    assert_non_null(f);
+    size_t hn = fread(held, 1, sizeof held - 1, f);
+    held[hn] = '\0';
+    fclose(f);
+    if (!strstr(held, "\"ssh_key\": \"ssh-ed25519 AAAAtest tenant@test\""))
+        fail_msg("the driver did not get the access hints: %s", held);
     assert_int_equal(s_db_int("SELECT COUNT(*) FROM leases WHERE lease_id = ? AND state = "
                               "'active' AND driver = 'testdrv'", c.lid), 1);
     /* The same CLAIM again: the stored LEASE (RESEND), the driver not called again. */
