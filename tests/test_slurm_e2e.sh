@@ -12,14 +12,16 @@
 #   7. kill -9 of the peer while the reservation is being created (the scontrol wrapper holds
 #      it) and 8. before it is created: after a restart every reservation of cpn has a lease
 #      active or provisioning, and every active lease of the driver has its reservation.
+#   9. the peer and the broker stop cleanly on SIGTERM (exit 0: no sanitizer report).
 # Every wait is bounded and waits for a positive event. Runs as root (slurmd, runuser).
-# CPN_TEST_KEEP=1 keeps the directory. Prints how long each part took.
+# CPN_TEST_KEEP=1 keeps the directory; CPN_VALGRIND=1 runs the peer under valgrind. Prints
+# how long each part took.
 SRC=${CPN_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 BIN=${CPN_BUILDDIR:-$SRC/build}
 T0=$(date +%s%N)
 n=0
 failed=0
-echo "1..8"
+echo "1..9"
 ok() { n=$((n + 1)); echo "ok $n - $1 ($(( ($(date +%s%N) - T0) / 1000000 )) ms)"; }
 nok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
 check() { # description command...
@@ -156,7 +158,11 @@ req() { # id
         >"$DIR/$1.yaml"
 }
 "$BIN/cpn-broker" --config "$DIR/policy.yaml" 2>>"$DIR/broker.log" & BROKER_PID=$!
-start_peer() { "$BIN/cpn-peer" --config "$DIR/peer.yaml" 2>>"$DIR/peer.log" & PEER_PID=$!; }
+# CPN_VALGRIND=1: the peer runs under valgrind (an error or a definite leak fails case 9)
+VG=()
+[ "${CPN_VALGRIND:-0}" = 1 ] &&
+    VG=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
+start_peer() { "${VG[@]}" "$BIN/cpn-peer" --config "$DIR/peer.yaml" 2>>"$DIR/peer.log" & PEER_PID=$!; }
 start_peer
 export CPN_BROKER=tcp://127.0.0.1:$PORT CPN_BROKER_KEY=$DIR/broker.pub CPN_KEY=$DIR/acme.key
 offer_free() { # package: its free units in the broker's book ("" if absent)
@@ -288,6 +294,22 @@ kill9() { # where (before|after) id
 }
 kill9 after job2
 kill9 before job3
+
+stopped() { # pid name: SIGTERM, its own exit status (a sanitizer's report makes it non-zero)
+    local p=$1 k
+    kill -TERM "$p" 2>/dev/null
+    for ((k = 0; k < 100; k++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    wait "$p"
+}
+stopped "$PEER_PID"; prc=$?
+stopped "$BROKER_PID"; brc=$?
+PEER_PID="" BROKER_PID=""
+if [ "$prc" = 0 ] && [ "$brc" = 0 ]; then
+    ok "cpn-peer and cpn-broker exit 0 on SIGTERM"
+else
+    nok "cpn-peer and cpn-broker exit 0 on SIGTERM" "peer $prc, broker $brc" \
+        "$(grep -h -A5 'Sanitizer\|runtime error' "$DIR/peer.log" "$DIR/broker.log" | head -20)"
+fi
 
 echo "# total $(( ($(date +%s%N) - T0) / 1000000 )) ms"
 [ "$failed" = 0 ] || { echo "# peer log:"; tail -30 "$DIR/peer.log" | sed 's/^/#   /'; }
