@@ -171,8 +171,12 @@ offer_free() { # package: its free units in the broker's book ("" if absent)
 }
 offer_is() { [ "$(offer_free "$1")" = "$2" ]; }
 offer_some() { [ "$(offer_free "$1")" -ge 1 ] 2>/dev/null; }
-wait_for 20 offer_is h100-node 2 ||
-    echo "# no offer: $("$CTL" --json -t 2 offers 2>&1 | head -c 1500 | tr '\n' ' ')"
+if ! wait_for 60 offer_is h100-node 2; then # 60 s: the peer may run under valgrind
+    echo "Bail out! the broker never saw the peer's offer: $("$CTL" --json -t 2 offers 2>&1 |
+        head -c 600 | tr '\n' ' ')"
+    failed=1
+    exit 1
+fi
 
 # 1. request by capability -> lease -> reservation named in the sealed access details
 req job1
