@@ -29,9 +29,10 @@
 #include "slurm_cmd.h"
 
 #define S_SET_PREFIX "set."
+#define S_SET_LEN 4 /* strlen(S_SET_PREFIX) */
 
 /* Options a slurm driver takes besides `set.<package id>` (docs/PROVISIONING.md). */
-static const char *const s_keys[] = {"cluster", "login",    "user",     "users",      "account",
+static const char *const s_keys[] = {"cluster",  "login",    "user",    "users",      "account",
                                      "accounts", "scontrol", "scancel", "slurm_conf", NULL};
 
 static const char *s_opt(const drv_config_t *cfg, const char *key, const char *dflt)
@@ -122,7 +123,7 @@ static int s_check(const drv_config_t *cfg, char why[CPN_REASON_MAX])
     bool who = false;
     for (size_t i = 0; i < cfg->n_options; i++) {
         const char *k = cfg->options[i].key;
-        bool known = strncmp(k, S_SET_PREFIX, strlen(S_SET_PREFIX)) == 0 && k[4];
+        bool known = strncmp(k, S_SET_PREFIX, S_SET_LEN) == 0 && k[S_SET_LEN];
         for (size_t j = 0; !known && s_keys[j]; j++)
             known = strcmp(k, s_keys[j]) == 0;
         if (!known) {
@@ -130,7 +131,7 @@ static int s_check(const drv_config_t *cfg, char why[CPN_REASON_MAX])
             return CPN_E_CONFIG;
         }
         slurm_set_t set;
-        if (known && strncmp(k, S_SET_PREFIX, 4) == 0 &&
+        if (known && strncmp(k, S_SET_PREFIX, S_SET_LEN) == 0 &&
             s_parse_set(cfg->options[i].value, &set, why) != CPN_OK)
             return CPN_E_CONFIG;
         who = who || strcmp(k, "user") == 0 || strcmp(k, "users") == 0 ||
@@ -145,7 +146,8 @@ static int s_check(const drv_config_t *cfg, char why[CPN_REASON_MAX])
     slurm_progs_t p;
     slurm_cmd_t cmd;
     s_progs(cfg, &p);
-    if (slurm_cmd_show_nodes(&cmd, &p) != CPN_OK || slurm_cmd_cancel_jobs(&cmd, &p, "x") != CPN_OK) {
+    if (slurm_cmd_show_nodes(&cmd, &p) != CPN_OK ||
+        slurm_cmd_cancel_jobs(&cmd, &p, "x") != CPN_OK) {
         snprintf(why, CPN_REASON_MAX, "%s",
                  "slurm driver: scontrol, scancel and slurm_conf must be plain paths");
         return CPN_E_CONFIG;
@@ -193,9 +195,12 @@ static int s_grant_cmd(const drv_config_t *cfg, const drv_call_t *call, const sl
     if (s_state_is(call, "pick\n"))
         return slurm_cmd_show_nodes(sc, p);
     s_who(cfg, call->tenant_kid, user, account);
-    slurm_grant_t g = {.lease_id = call->lease_id, .set = &set, .units = call->units,
+    slurm_grant_t g = {.lease_id = call->lease_id,
+                       .set = &set,
+                       .units = call->units,
                        .nodes = s_state_is(call, "nodes:") ? call->state + 6 : NULL,
-                       .user = user[0] ? user : NULL, .account = account[0] ? account : NULL,
+                       .user = user[0] ? user : NULL,
+                       .account = account[0] ? account : NULL,
                        .end_s = (call->end_ms + 999) / 1000};
     if (!g.user && !g.account)
         return CPN_E_TENANT_REFUSED; /* no Unix user or account for this tenant */
@@ -239,8 +244,8 @@ static int s_command(const drv_config_t *cfg, const drv_call_t *call, drv_cmd_t 
 
 static slurm_outcome_t s_outcome(slurm_op_t op, const drv_run_t *run, char why[SLURM_WHY_MAX])
 {
-    return slurm_outcome(op, run->exited ? run->status : -1, (const char *)run->out,
-                         run->out_len, (const char *)run->err, run->err_len, why);
+    return slurm_outcome(op, run->exited ? run->status : -1, (const char *)run->out, run->out_len,
+                         (const char *)run->err, run->err_len, why);
 }
 
 static void s_next(drv_result_t *res, const char *state, size_t len)
@@ -277,7 +282,8 @@ static void s_not_ok(drv_result_t *res, slurm_outcome_t o, const char *what, con
 }
 
 /* Is node `name` in one of the reservations? */
-static bool s_in_resv(const slurm_resv_t *rv, size_t nr, const char *name, char (*tmp)[SLURM_NAME_MAX])
+static bool s_in_resv(const slurm_resv_t *rv, size_t nr, const char *name,
+                      char (*tmp)[SLURM_NAME_MAX])
 {
     for (size_t i = 0; i < nr; i++) {
         size_t k = 0;
@@ -366,9 +372,8 @@ static void s_read(const drv_config_t *cfg, const drv_call_t *call, const drv_ru
     } else {
         char *json = malloc(DRV_ACCESS_MAX + 1);
         s_who(cfg, call->tenant_kid, user, acct);
-        if (!json || slurm_access_json(s_opt(cfg, "cluster", "slurm"), r,
-                                       s_opt(cfg, "login", ""), user, json,
-                                       DRV_ACCESS_MAX + 1) != CPN_OK) {
+        if (!json || slurm_access_json(s_opt(cfg, "cluster", "slurm"), r, s_opt(cfg, "login", ""),
+                                       user, json, DRV_ACCESS_MAX + 1) != CPN_OK) {
             drv_result_set(res, DRV_FAILED, "slurm: access details of %s over %d bytes", name,
                            DRV_ACCESS_MAX);
             free(json);
@@ -470,7 +475,7 @@ static void s_count(const drv_config_t *cfg, const slurm_node_t *nodes, size_t n
         slurm_set_t set;
         char why[CPN_REASON_MAX];
         const char *k = cfg->options[i].key;
-        if (strncmp(k, S_SET_PREFIX, 4) != 0 || strlen(k + 4) >= CPN_NAME_MAX ||
+        if (strncmp(k, S_SET_PREFIX, S_SET_LEN) != 0 || strlen(k + S_SET_LEN) >= CPN_NAME_MAX ||
             s_parse_set(cfg->options[i].value, &set, why) != CPN_OK)
             continue;
         uint32_t units;
@@ -478,7 +483,7 @@ static void s_count(const drv_config_t *cfg, const slurm_node_t *nodes, size_t n
             drv_result_set(res, DRV_RETRY, "%s", "slurm: a cpn reservation's host list is bad");
             return;
         }
-        snprintf(res->units[res->n_units].package, CPN_NAME_MAX, "%s", k + 4);
+        snprintf(res->units[res->n_units].package, CPN_NAME_MAX, "%s", k + S_SET_LEN);
         res->units[res->n_units++].units = units;
     }
     res->lost = calloc(nr ? nr : 1, CPN_NAME_MAX);

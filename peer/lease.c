@@ -95,8 +95,8 @@ void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t unit
     if (units > count)
         units = count;
     if (peer_inventory_set_total(self->inv, (size_t)pkg, units))
-        log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32 ")",
-                 package, units, was, count);
+        log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32
+                 ")", package, units, was, count);
 }
 
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)

@@ -61,8 +61,8 @@ static int s_u32(const char *v, size_t vlen, uint32_t *out)
 
 static bool s_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
 }
 
 static bool s_is_key_start(const char *w, size_t wlen, size_t *klen)
@@ -473,8 +473,7 @@ static int s_resv_line(void *ctx, const char *line, size_t len, size_t lineno,
     if (r != CPN_OK && c.bad)
         return s_fail(why, r == CPN_E_TOO_BIG ? r : CPN_E_INVAL, "line %zu: bad %s value", lineno,
                       c.bad);
-    if (r != CPN_OK || rv->name[0] == '\0' || len < 16 ||
-        memcmp(line, "ReservationName=", 16) != 0)
+    if (r != CPN_OK || rv->name[0] == '\0' || len < 16 || memcmp(line, "ReservationName=", 16) != 0)
         return s_fail(why, CPN_E_INVAL, "line %zu: not a reservation record", lineno);
     return CPN_OK;
 }

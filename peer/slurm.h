@@ -44,25 +44,25 @@ enum {
     SLURM_F_NOT_RESPONDING = 1u << 3,
     SLURM_F_FAIL = 1u << 4,
     SLURM_F_MAINT = 1u << 5,
-    SLURM_F_POWER = 1u << 6, /* POWERED_DOWN, POWERING_DOWN, POWERING_UP, POWER_DOWN */
+    SLURM_F_POWER = 1u << 6,  /* POWERED_DOWN, POWERING_DOWN, POWERING_UP, POWER_DOWN */
     SLURM_F_REBOOT = 1u << 7, /* REBOOT_REQUESTED, REBOOT_ISSUED */
     SLURM_F_INVALID_REG = 1u << 8,
     SLURM_F_OTHER = 1u << 15, /* a flag this code does not know (kept as text only) */
 };
 
 typedef struct {
-    char name[SLURM_NAME_MAX];  /* "gpu" */
-    char type[SLURM_NAME_MAX];  /* "h100"; "" if the GRES has no type */
+    char name[SLURM_NAME_MAX]; /* "gpu" */
+    char type[SLURM_NAME_MAX]; /* "h100"; "" if the GRES has no type */
     uint32_t count;
 } slurm_gres_t;
 
 typedef struct {
     char name[SLURM_NAME_MAX];
     slurm_base_t base;
-    uint32_t flags;         /* SLURM_F_* */
+    uint32_t flags;                 /* SLURM_F_* */
     char state[SLURM_NAME_MAX * 2]; /* as printed, for logs */
-    uint32_t cpus;          /* CPUTot */
-    uint64_t memory_mib;    /* RealMemory */
+    uint32_t cpus;                  /* CPUTot */
+    uint64_t memory_mib;            /* RealMemory */
     size_t n_parts;
     char parts[SLURM_NODE_PARTS_MAX][SLURM_NAME_MAX];
     size_t n_features;

@@ -56,8 +56,8 @@ int slurm_resv_name(const char *lease_id, char out[SLURM_NAME_MAX])
 }
 
 /* env TZ=UTC0 [SLURM_CONF=...] PROGRAM, and the reservation's name. */
-static int s_start(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *prog,
-                   const char *lease_id, char name[SLURM_NAME_MAX])
+static int s_start(slurm_cmd_t *cmd, const slurm_progs_t *p, const char *prog, const char *lease_id,
+                   char name[SLURM_NAME_MAX])
 {
     int r;
     s_reset(cmd);
@@ -96,8 +96,8 @@ int slurm_time_parse(const char *text, uint64_t *out)
 {
     unsigned y, mo, d, h, mi, s;
     char tail;
-    if (strlen(text) != 19 || sscanf(text, "%4u-%2u-%2uT%2u:%2u:%2u%c", &y, &mo, &d, &h, &mi, &s,
-                                     &tail) != 6)
+    if (strlen(text) != 19 ||
+        sscanf(text, "%4u-%2u-%2uT%2u:%2u:%2u%c", &y, &mo, &d, &h, &mi, &s, &tail) != 6)
         return CPN_E_INVAL;
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
         return CPN_E_INVAL;
@@ -118,8 +118,7 @@ int slurm_cmd_create(slurm_cmd_t *cmd, const slurm_progs_t *p, const slurm_grant
         return CPN_E_INVAL;
     if ((r = s_push(cmd, "create")) != CPN_OK || (r = s_push(cmd, "reservation")) != CPN_OK ||
         (r = s_push(cmd, "reservationname=%s", name)) != CPN_OK ||
-        (r = s_push(cmd, "starttime=now")) != CPN_OK ||
-        (r = s_push_end(cmd, g->end_s)) != CPN_OK)
+        (r = s_push(cmd, "starttime=now")) != CPN_OK || (r = s_push_end(cmd, g->end_s)) != CPN_OK)
         return r;
     if (g->nodes)
         r = s_push(cmd, "nodes=%s", g->nodes);

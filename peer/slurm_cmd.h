@@ -26,8 +26,8 @@
 #include "err.h"
 #include "slurm.h"
 
-#define SLURM_ARGV_MAX 16    /* words of one command */
-#define SLURM_CMD_BUF 4096   /* bytes of all its words */
+#define SLURM_ARGV_MAX 16  /* words of one command */
+#define SLURM_CMD_BUF 4096 /* bytes of all its words */
 
 typedef struct {
     size_t argc;

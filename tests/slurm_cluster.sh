@@ -131,16 +131,19 @@ write_conf() { # DIR NODES PORT0
         echo "MinJobAge=300"
         echo "SlurmdTimeout=300"
         echo "KillWait=2"
-        echo "NodeName=c[1-$half] Port=[$p0-$((p0 + half - 1))] Gres=gpu:h100:2 Feature=h100 $nodeopt"
+        echo "NodeName=c[1-$half] Port=[$p0-$((p0 + half - 1))]" \
+            "Gres=gpu:h100:2 Feature=h100 $nodeopt"
         [ "$n" -gt "$half" ] &&
-            echo "NodeName=c[$((half + 1))-$n] Port=[$((p0 + half))-$((p0 + n - 1))] Gres=gpu:a100:2 Feature=a100 $nodeopt"
+            echo "NodeName=c[$((half + 1))-$n] Port=[$((p0 + half))-$((p0 + n - 1))]" \
+                "Gres=gpu:a100:2 Feature=a100 $nodeopt"
         echo "PartitionName=gpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
         [ "$n" -gt "$half" ] &&
             echo "PartitionName=cpu Nodes=c[$((half + 1))-$n] MaxTime=INFINITE State=UP"
     } >"$d/etc/slurm.conf"
     {
         echo "NodeName=c[1-$half] Name=gpu Type=h100 File=$d/dev/gpu[0-1]"
-        [ "$n" -gt "$half" ] && echo "NodeName=c[$((half + 1))-$n] Name=gpu Type=a100 File=$d/dev/gpu[0-1]"
+        [ "$n" -gt "$half" ] &&
+            echo "NodeName=c[$((half + 1))-$n] Name=gpu Type=a100 File=$d/dev/gpu[0-1]"
     } >"$d/etc/gres.conf"
     for i in $(seq 1 "$n"); do mkdir -p "$d/spool/c$i"; done
     echo "SLURM_CONF=$d/etc/slurm.conf" >"$d/env"
@@ -197,7 +200,7 @@ stop() { # DIR
     for ((k = 0; k < 5; k++)); do
         s=$(steps_of "$d")
         [ -z "$s" ] && break
-        # shellcheck disable=SC2086
+        # shellcheck disable=SC2086,SC2046 # lists of PIDs: split on purpose
         echo $s $(descendants $s) | tr ' ' '\n' >"$d/pids/steps"
         signal_wait KILL 5 "$d/pids/steps"
     done
@@ -239,7 +242,9 @@ start() { # DIR NODES OWNER
     spawn "$d" munged $MUNGED -F --force --socket="$d/munge/munge.sock" \
         --key-file="$d/munge/munge.key" --pid-file="$d/munge/munged.pid" \
         --log-file="$d/munge/munged.log" --seed-file="$d/munge/seed" --num-threads=2
-    wait_for 10 test -S "$d/munge/munge.sock" || { say "munged did not start"; stop "$d"; return 1; }
+    if ! wait_for 10 test -S "$d/munge/munge.sock"; then
+        say "munged did not start"; stop "$d"; return 1
+    fi
     spawn "$d" slurmctld "$d/bin/slurmctld" -D -c -f "$SLURM_CONF"
     if ! wait_for "$START_WAIT_S" scontrol ping >/dev/null 2>&1; then
         say "slurmctld does not answer"; tail -5 "$d/log/slurmctld.log" >&2; stop "$d"; return 1
@@ -264,19 +269,20 @@ start() { # DIR NODES OWNER
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR [--nodes N] [--owner PID]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop DIR [--nodes N] [--owner PID]" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || usage
 shift 2
 nodes=4 owner=""
 while [ $# -gt 0 ]; do
     case $1 in
     --nodes) nodes=$2; shift 2 ;;
     --owner) owner=$2; shift 2 ;;
-    *) echo "unknown option $1" >&2; exit 2 ;;
+    *) usage ;;
     esac
 done
 mkdir -p "$dir" && dir=$(cd "$dir" && pwd) || exit 2
 case $cmd in
 start) start "$dir" "$nodes" "$owner" ;;
 stop) stop "$dir" ;;
-*) echo "usage: $0 start|stop DIR [--nodes N] [--owner PID]" >&2; exit 2 ;;
+*) usage ;;
 esac

@@ -5,13 +5,13 @@
  * `daemon`; `bin` is another user. Root runs the tests (slurmd, mknod, runuser).
  *
  * What is asserted comes from Slurm itself (scontrol, squeue), never from the driver's word. */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,9 +22,9 @@
 #include "driver.h"
 #include "provision.h"
 
-#define S_KID "tenant0001"   /* the tenant's key id, mapped to user daemon */
-#define S_WAIT_MS 30000      /* one driver call, retries included */
-#define S_JOB_WAIT_MS 30000  /* a job to start running */
+#define S_KID "tenant0001"  /* the tenant's key id, mapped to user daemon */
+#define S_WAIT_MS 30000     /* one driver call, retries included */
+#define S_JOB_WAIT_MS 30000 /* a job to start running */
 
 static char s_dir[4096];
 static char s_src[4096];
@@ -90,8 +90,8 @@ static void s_on_done(void *arg, size_t driver, const drv_call_t *call, const dr
 }
 
 /* Run one call to its end (bounded); returns the outcome and the time it took. */
-static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *package,
-                            uint32_t units, uint64_t end_ms, uint64_t *took_ms)
+static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *package, uint32_t units,
+                            uint64_t end_ms, uint64_t *took_ms)
 {
     drv_call_t c = {.verb = verb, .units = units, .start_ms = cpn_now_ms(), .end_ms = end_ms};
     snprintf(c.lease_id, sizeof c.lease_id, "%s", lease ? lease : "");
@@ -361,12 +361,11 @@ static void test_inventory(void **state)
     assert_int_equal(s_call(DRV_GRANT, "Linv1", "cpu", 1, end, NULL), DRV_OK);
     char node[64];
     assert_true(s_resv_field("Linv1", "Nodes", node, sizeof node));
-    assert_int_equal(s_sh(out, sizeof out, "scontrol update nodename=%s state=down reason=test",
-                          node),
-                     0);
+    assert_int_equal(
+        s_sh(out, sizeof out, "scontrol update nodename=%s state=down reason=test", node), 0);
     assert_int_equal(s_call(DRV_INVENTORY, NULL, NULL, 0, 0, NULL), DRV_OK);
     for (size_t i = 0; i < s_res.n_units; i++) /* a100, cpu and all lost the node */
-        assert_int_equal(s_res.units[i].units, strcmp(s_res.units[i].package, "h100") == 0 ? 2
+        assert_int_equal(s_res.units[i].units, strcmp(s_res.units[i].package, "h100") == 0  ? 2
                                                : strcmp(s_res.units[i].package, "all") == 0 ? 3
                                                                                             : 1);
     assert_int_equal(s_res.n_lost, 1);

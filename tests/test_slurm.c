@@ -278,8 +278,8 @@ static void test_hostlist(void **state)
 }
 
 static const slurm_progs_t s_progs = {.scontrol = "scontrol", .scancel = "/usr/bin/scancel"};
-static const slurm_progs_t s_progs_conf = {.scontrol = "scontrol", .scancel = "scancel",
-                                           .conf = "/etc/slurm-b/slurm.conf"};
+static const slurm_progs_t s_progs_conf = {
+    .scontrol = "scontrol", .scancel = "scancel", .conf = "/etc/slurm-b/slurm.conf"};
 
 static void s_argv_is(const slurm_cmd_t *cmd, const char *const *want)
 {
@@ -297,7 +297,10 @@ static void test_commands(void **state)
     (void)state;
     slurm_cmd_t cmd;
     slurm_set_t set = {.partition = "gpu", .feature = "h100"};
-    slurm_grant_t g = {.lease_id = "Labc-_9", .set = &set, .units = 2, .user = "alice",
+    slurm_grant_t g = {.lease_id = "Labc-_9",
+                       .set = &set,
+                       .units = 2,
+                       .user = "alice",
                        .end_s = 1796412391}; /* 2026-12-04T19:26:31Z */
     assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &g), CPN_OK);
     s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "create", "reservation",
@@ -308,11 +311,10 @@ static void test_commands(void **state)
     g.user = NULL;
     g.account = "physics";
     assert_int_equal(slurm_cmd_create(&cmd, &s_progs_conf, &g), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "SLURM_CONF=/etc/slurm-b/slurm.conf",
-                                     "scontrol", "create", "reservation",
-                                     "reservationname=cpn-Labc-_9", "starttime=now",
-                                     "endtime=2026-12-04T19:26:31", "nodes=c[1-2]",
-                                     "accounts=physics", NULL});
+    s_argv_is(&cmd, (const char *[]){
+                        "env", "TZ=UTC0", "SLURM_CONF=/etc/slurm-b/slurm.conf", "scontrol",
+                        "create", "reservation", "reservationname=cpn-Labc-_9", "starttime=now",
+                        "endtime=2026-12-04T19:26:31", "nodes=c[1-2]", "accounts=physics", NULL});
     /* values that would change scontrol's reading are refused */
     slurm_grant_t bad = g;
     bad.account = "a b";
@@ -337,16 +339,21 @@ static void test_commands(void **state)
     assert_int_equal(slurm_cmd_create(&cmd, &s_progs, &bad), CPN_E_INVAL);
 
     assert_int_equal(slurm_cmd_update_end(&cmd, &s_progs, "L1", 1796415991), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "update", "reservationname=cpn-L1",
-                                     "endtime=2026-12-04T20:26:31", NULL});
+    s_argv_is(&cmd,
+              (const char *[]){"env", "TZ=UTC0", "scontrol", "update", "reservationname=cpn-L1",
+                               "endtime=2026-12-04T20:26:31", NULL});
     assert_int_equal(slurm_cmd_cancel_jobs(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "/usr/bin/scancel", "--reservation=cpn-L1", NULL});
+    s_argv_is(&cmd,
+              (const char *[]){"env", "TZ=UTC0", "/usr/bin/scancel", "--reservation=cpn-L1", NULL});
     assert_int_equal(slurm_cmd_delete(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "delete", "reservationname=cpn-L1", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "delete",
+                                     "reservationname=cpn-L1", NULL});
     assert_int_equal(slurm_cmd_show_resv(&cmd, &s_progs, "L1"), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o", "cpn-L1", NULL});
+    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o",
+                                     "cpn-L1", NULL});
     assert_int_equal(slurm_cmd_show_resv(&cmd, &s_progs, NULL), CPN_OK);
-    s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o", NULL});
+    s_argv_is(&cmd,
+              (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "reservation", "-o", NULL});
     assert_int_equal(slurm_cmd_show_nodes(&cmd, &s_progs), CPN_OK);
     s_argv_is(&cmd, (const char *[]){"env", "TZ=UTC0", "scontrol", "show", "node", "-o", NULL});
 }
@@ -399,9 +406,9 @@ static void test_outcomes(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char why[SLURM_WHY_MAX];
-        slurm_outcome_t o = slurm_outcome(cases[i].op, cases[i].status, cases[i].out,
-                                          strlen(cases[i].out), cases[i].err,
-                                          strlen(cases[i].err), why);
+        slurm_outcome_t o =
+            slurm_outcome(cases[i].op, cases[i].status, cases[i].out, strlen(cases[i].out),
+                          cases[i].err, strlen(cases[i].err), why);
         print_message("# case %zu: %d (%s)\n", i, o, why);
         assert_int_equal(o, cases[i].want);
         assert_true(why[0] != '\0');
@@ -430,9 +437,8 @@ static void test_access_json(void **state)
     (void)state;
     slurm_resv_t rv = {.name = "cpn-L1", .nodes = "c[1-2]"};
     char out[512];
-    assert_int_equal(slurm_access_json("cpntest", &rv, "login.example:22", "alice", out,
-                                       sizeof out),
-                     CPN_OK);
+    assert_int_equal(
+        slurm_access_json("cpntest", &rv, "login.example:22", "alice", out, sizeof out), CPN_OK);
     assert_string_equal(out, "{\"kind\":\"slurm\",\"cluster\":\"cpntest\",\"reservation\":"
                              "\"cpn-L1\",\"login\":\"login.example:22\",\"user\":\"alice\","
                              "\"nodes\":[\"c1\",\"c2\"],\"submit\":\"sbatch "
@@ -448,11 +454,11 @@ static void test_access_json(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_nodes_real),  cmocka_unit_test(test_resvs_real),
-        cmocka_unit_test(test_set_count),   cmocka_unit_test(test_states),
-        cmocka_unit_test(test_malformed),   cmocka_unit_test(test_hostlist),
-        cmocka_unit_test(test_commands),    cmocka_unit_test(test_outcomes),
-        cmocka_unit_test(test_time),        cmocka_unit_test(test_access_json),
+        cmocka_unit_test(test_nodes_real), cmocka_unit_test(test_resvs_real),
+        cmocka_unit_test(test_set_count),  cmocka_unit_test(test_states),
+        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_hostlist),
+        cmocka_unit_test(test_commands),   cmocka_unit_test(test_outcomes),
+        cmocka_unit_test(test_time),       cmocka_unit_test(test_access_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #      it) and 8. before it is created: after a restart every reservation of cpn has a lease
 #      active or provisioning, and every active lease of the driver has its reservation.
 #   9. the peer and the broker stop cleanly on SIGTERM (exit 0: no sanitizer report).
+#  10. conf/peer-slurm.yaml passes `cpn-peer --check`; a bad node set is refused, naming it.
 # Every wait is bounded and waits for a positive event. Runs as root (slurmd, runuser).
 # CPN_TEST_KEEP=1 keeps the directory; CPN_VALGRIND=1 runs the peer under valgrind. Prints
 # how long each part took.
@@ -21,8 +22,8 @@ BIN=${CPN_BUILDDIR:-$SRC/build}
 T0=$(date +%s%N)
 n=0
 failed=0
-echo "1..9"
-ok() { n=$((n + 1)); echo "ok $n - $1 ($(( ($(date +%s%N) - T0) / 1000000 )) ms)"; }
+echo "1..10"
+ok() { n=$((n + 1)); echo "ok $n - $* (at $(( ($(date +%s%N) - T0) / 1000000 )) ms)"; }
 nok() { n=$((n + 1)); failed=1; echo "not ok $n - $1"; shift; for l in "$@"; do echo "# $l"; done; }
 check() { # description command...
     local d=$1; shift
@@ -52,7 +53,11 @@ cleanup() {
     stop_pid "$PEER_PID"; stop_pid "$BROKER_PID"
     [ -f "$DIR/wrapper.pid" ] && kill -KILL "$(cat "$DIR/wrapper.pid")" 2>/dev/null
     "$SRC/tests/slurm_cluster.sh" stop "$DIR/slurm"
-    if [ "$failed" = 0 ] && [ "${CPN_TEST_KEEP:-0}" != 1 ]; then rm -rf "$DIR"; else echo "# kept $DIR"; fi
+    if [ "$failed" = 0 ] && [ "${CPN_TEST_KEEP:-0}" != 1 ]; then
+        rm -rf "$DIR"
+    else
+        echo "# kept $DIR"
+    fi
 }
 trap cleanup EXIT
 
@@ -162,7 +167,10 @@ req() { # id
 VG=()
 [ "${CPN_VALGRIND:-0}" = 1 ] &&
     VG=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite)
-start_peer() { "${VG[@]}" "$BIN/cpn-peer" --config "$DIR/peer.yaml" 2>>"$DIR/peer.log" & PEER_PID=$!; }
+start_peer() {
+    "${VG[@]}" "$BIN/cpn-peer" --config "$DIR/peer.yaml" 2>>"$DIR/peer.log" &
+    PEER_PID=$!
+}
 start_peer
 export CPN_BROKER=tcp://127.0.0.1:$PORT CPN_BROKER_KEY=$DIR/broker.pub CPN_KEY=$DIR/acme.key
 offer_free() { # package: its free units in the broker's book ("" if absent)
@@ -226,7 +234,10 @@ check "another user's job is refused in $RESV" \
 # 4. renew moves the reservation's end
 end0=$(scontrol show reservation -o "$RESV" | grep -o 'EndTime=[^ ]*')
 "$CTL" -t 30 renew "$LEASE" 2h >"$DIR/renew.out" 2>&1
-end_moved() { e=$(scontrol show reservation -o "$RESV" | grep -o 'EndTime=[^ ]*'); [ "$e" != "$end0" ]; }
+end_moved() {
+    e=$(scontrol show reservation -o "$RESV" | grep -o 'EndTime=[^ ]*')
+    [ "$e" != "$end0" ]
+}
 if wait_for 10 end_moved; then
     ok "renew moves the reservation's end ($end0 -> $e)"
 else
@@ -238,7 +249,8 @@ other=c1; [ "$NODE" = c1 ] && other=c2
 scontrol update nodename=$other state=down reason=cpn-test
 t5=$(date +%s%N)
 if wait_for 20 offer_is h100-node 0; then
-    ok "node $other DOWN: h100-node has 0 free in the next AD ($(( ($(date +%s%N) - t5) / 1000000 )) ms)"
+    ok "node $other DOWN: h100-node has 0 free in the next AD" \
+        "($(( ($(date +%s%N) - t5) / 1000000 )) ms)"
 else
     nok "node $other DOWN: h100-node shrinks in the next AD" "free: $(offer_free h100-node)"
 fi
@@ -255,7 +267,8 @@ invariant() { # every cpn- reservation has a live lease; every active driven lea
     resv=$(scontrol show reservation -o 2>/dev/null | grep -o '^ReservationName=cpn-[^ ]*' |
         cut -d- -f2- | sort)
     leases=$(sqlite3 "$DIR/peer.db" \
-        "SELECT lease_id FROM leases WHERE driver != '' AND (state IN ('active', 'provisioning') OR teardown = 1)" |
+        "SELECT lease_id FROM leases WHERE driver != '' AND
+         (state IN ('active', 'provisioning') OR teardown = 1)" |
         sort)
     for r in $resv; do grep -qx "$r" <<<"$leases" || bad="$bad orphan:$r"; done
     for l in $(sqlite3 "$DIR/peer.db" \
@@ -265,7 +278,8 @@ invariant() { # every cpn- reservation has a live lease; every active driven lea
     [ -z "$bad" ] || { echo "# invariant:$bad"; return 1; }
 }
 settled() { # nothing provisioning, nothing due a teardown, and the invariant holds
-    [ "$(sqlite3 "$DIR/peer.db" "SELECT COUNT(*) FROM leases WHERE state = 'provisioning' OR teardown = 1")" = 0 ] &&
+    [ "$(sqlite3 "$DIR/peer.db" \
+        "SELECT COUNT(*) FROM leases WHERE state = 'provisioning' OR teardown = 1")" = 0 ] &&
         invariant >/dev/null
 }
 kill9() { # where (before|after) id
@@ -289,7 +303,8 @@ kill9() { # where (before|after) id
     if wait_for 30 settled; then
         wait $sub; local rc=$?
         state=$(sqlite3 "$DIR/peer.db" "SELECT state FROM leases WHERE request_id = '$id'")
-        ok "kill -9 $where the create, restart: no orphan reservation, no lease without one (lease $state, cpnctl exit $rc, settled in $(( ($(date +%s%N) - t) / 1000000 )) ms)"
+        ok "kill -9 $where the create, restart: no orphan reservation, no lease without one" \
+            "(lease $state, cpnctl exit $rc, settled in $(( ($(date +%s%N) - t) / 1000000 )) ms)"
     else
         nok "kill -9 $where the create, restart: invariant" "$(invariant)" \
             "$(sqlite3 "$DIR/peer.db" "SELECT lease_id, state, teardown FROM leases")"
@@ -313,6 +328,20 @@ if [ "$prc" = 0 ] && [ "$brc" = 0 ]; then
 else
     nok "cpn-peer and cpn-broker exit 0 on SIGTERM" "peer $prc, broker $brc" \
         "$(grep -h -A5 'Sanitizer\|runtime error' "$DIR/peer.log" "$DIR/broker.log" | head -20)"
+fi
+
+mkdir -p "$DIR/example" && cp "$SRC/conf/peer-slurm.yaml" "$DIR/example/" &&
+    cp "$DIR/peer.key" "$DIR/broker.pub" "$DIR/example/"
+good=$("$BIN/cpn-peer" --config "$DIR/example/peer-slurm.yaml" --check 2>&1)
+grc=$?
+sed -i 's/feature=h100"/feature=h100 colour=blue"/' "$DIR/example/peer-slurm.yaml"
+bad=$("$BIN/cpn-peer" --config "$DIR/example/peer-slurm.yaml" --check 2>&1)
+brc=$?
+if [ "$grc" = 0 ] && [ "$brc" != 0 ] && grep -q 'peer-slurm.yaml:[0-9]*:[0-9]*: .*colour=blue' <<<"$bad"
+then
+    ok "conf/peer-slurm.yaml passes --check; a bad node set is refused with its line"
+else
+    nok "conf/peer-slurm.yaml --check" "good: $grc $good" "bad: $brc $bad"
 fi
 
 echo "# total $(( ($(date +%s%N) - T0) / 1000000 )) ms"
