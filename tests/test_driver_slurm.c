@@ -89,9 +89,11 @@ static void s_on_done(void *arg, size_t driver, const drv_call_t *call, const dr
     s_done = true;
 }
 
-/* Run one call to its end (bounded); returns the outcome and the time it took. */
-static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *package, uint32_t units,
-                            uint64_t end_ms, uint64_t *took_ms)
+/* Run one call on engine `prov` to its end (bounded); returns the outcome and the time it
+ * took. */
+static drv_outcome_t s_call_on(provision_t *prov, drv_verb_t verb, const char *lease,
+                               const char *package, uint32_t units, uint64_t end_ms,
+                               uint64_t *took_ms)
 {
     drv_call_t c = {.verb = verb, .units = units, .start_ms = cpn_now_ms(), .end_ms = end_ms};
     snprintf(c.lease_id, sizeof c.lease_id, "%s", lease ? lease : "");
@@ -99,17 +101,17 @@ static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *pack
     snprintf(c.tenant_kid, sizeof c.tenant_kid, "%s", S_KID);
     uint64_t t0 = cpn_mono_ms();
     s_done = false;
-    assert_int_equal(provision_submit(s_prov, 0, &c), CPN_OK);
+    assert_int_equal(provision_submit(prov, 0, &c), CPN_OK);
     while (!s_done && cpn_mono_ms() - t0 < S_WAIT_MS) {
         int fds[PROVISION_FDS_MAX];
         short ev[PROVISION_FDS_MAX];
         struct pollfd pfd[PROVISION_FDS_MAX];
-        size_t n = provision_fds(s_prov, fds, ev, PROVISION_FDS_MAX);
+        size_t n = provision_fds(prov, fds, ev, PROVISION_FDS_MAX);
         for (size_t i = 0; i < n; i++)
             pfd[i] = (struct pollfd){.fd = fds[i], .events = ev[i]};
-        int to = provision_timeout_ms(s_prov, cpn_mono_ms());
+        int to = provision_timeout_ms(prov, cpn_mono_ms());
         poll(pfd, n, to < 0 || to > 100 ? 100 : to);
-        provision_run(s_prov, cpn_mono_ms());
+        provision_run(prov, cpn_mono_ms());
     }
     assert_true(s_done);
     if (took_ms)
@@ -118,6 +120,12 @@ static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *pack
                   s_res.outcome == DRV_OK ? "ok" : "failed", s_res.reason,
                   (unsigned long long)(cpn_mono_ms() - t0));
     return s_res.outcome;
+}
+
+static drv_outcome_t s_call(drv_verb_t verb, const char *lease, const char *package, uint32_t units,
+                            uint64_t end_ms, uint64_t *took_ms)
+{
+    return s_call_on(s_prov, verb, lease, package, units, end_ms, took_ms);
 }
 
 static void s_opt(const char *k, const char *v)
@@ -374,13 +382,44 @@ static void test_inventory(void **state)
     assert_int_equal(s_sh(out, sizeof out, "scontrol update nodename=%s state=resume", node), 0);
 }
 
+/* A controller that cannot be reached (a slurm.conf naming a port nobody listens on): every
+ * call is retried with backoff, then fails with Slurm's reason; nothing is left behind. */
+static void test_unreachable(void **state)
+{
+    (void)state;
+    char out[256], conf[4200];
+    snprintf(conf, sizeof conf, "%s/etc/unreachable.conf", s_dir);
+    assert_int_equal(s_sh(out, sizeof out,
+                          "sed 's/^SlurmctldPort=.*/SlurmctldPort=9/' %s/etc/slurm.conf >%s && "
+                          "echo MessageTimeout=2 >>%s",
+                          s_dir, conf, conf),
+                     0);
+    drv_config_t bad = s_cfg;
+    for (size_t i = 0; i < bad.n_options; i++)
+        if (strcmp(bad.options[i].key, "slurm_conf") == 0)
+            assert_true(snprintf(bad.options[i].value, DRV_OPTION_LEN, "%.*s", DRV_OPTION_LEN - 1,
+                                 conf) < DRV_OPTION_LEN);
+    bad.retries = 1;
+    provision_t *prov = provision_new(&bad, 1, s_on_done, NULL);
+    assert_non_null(prov);
+    uint64_t took, end = cpn_now_ms() + 600 * 1000;
+    assert_int_equal(s_call_on(prov, DRV_GRANT, "Lunreach", "h100", 1, end, &took), DRV_FAILED);
+    assert_non_null(strstr(s_res.reason, "Unexpected message received"));
+    assert_int_equal(s_call_on(prov, DRV_RELEASE, "Lunreach", "h100", 1, end, &took), DRV_FAILED);
+    assert_non_null(strstr(s_res.reason, "Unable to contact slurm controller"));
+    provision_stats_t st;
+    provision_stats(prov, &st);
+    assert_true(st.retried >= 2); /* each call was tried again before it failed */
+    provision_destroy(&prov);
+    assert_int_not_equal(s_sh(out, sizeof out, "scontrol show reservation -o cpn-Lunreach"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lease_life),
-        cmocka_unit_test(test_gres_pick),
-        cmocka_unit_test(test_too_many),
-        cmocka_unit_test(test_inventory),
+        cmocka_unit_test(test_lease_life),  cmocka_unit_test(test_gres_pick),
+        cmocka_unit_test(test_too_many),    cmocka_unit_test(test_inventory),
+        cmocka_unit_test(test_unreachable),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
