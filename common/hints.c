@@ -106,10 +106,13 @@ int cpn_hints_pack(msgpack_packer *pk, const cpn_hints_t *h)
  * no zero byte. */
 static bool s_str(const msgpack_object *o, char *buf, size_t cap)
 {
-    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap ||
-        memchr(o->via.str.ptr, '\0', o->via.str.size))
+    if (o->type != MSGPACK_OBJECT_STR || o->via.str.size >= cap)
         return false;
-    memcpy(buf, o->via.str.ptr, o->via.str.size);
+    if (o->via.str.size) { /* an empty str may come with a NULL pointer */
+        if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+            return false;
+        memcpy(buf, o->via.str.ptr, o->via.str.size);
+    }
     buf[o->via.str.size] = '\0';
     return true;
 }

@@ -139,13 +139,20 @@ static bool s_value(s_in_t *in)
     if (in->p >= in->end)
         return false;
     switch (*in->p) {
-    case '{': return s_container(in, true);
-    case '[': return s_container(in, false);
-    case '"': return s_string(in);
-    case 't': return s_word(in, "true");
-    case 'f': return s_word(in, "false");
-    case 'n': return s_word(in, "null");
-    default: return s_number(in);
+    case '{':
+        return s_container(in, true);
+    case '[':
+        return s_container(in, false);
+    case '"':
+        return s_string(in);
+    case 't':
+        return s_word(in, "true");
+    case 'f':
+        return s_word(in, "false");
+    case 'n':
+        return s_word(in, "null");
+    default:
+        return s_number(in);
     }
 }
 

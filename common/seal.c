@@ -48,8 +48,9 @@ int cpn_seal(const uint8_t tenant_pk[CPN_PK_LEN], const char *text, size_t len, 
 
 /* What crypto_box_seal does, with the ephemeral key pair from a seed: epk || box_easy(text,
  * nonce = BLAKE2b-192(epk || xpk), xpk, esk). */
-int cpn_seal_with(const uint8_t tenant_pk[CPN_PK_LEN], const uint8_t eph_seed[CPN_SEAL_EPH_SEED_LEN],
-                  const char *text, size_t len, uint8_t *box, size_t cap, size_t *box_len)
+int cpn_seal_with(const uint8_t tenant_pk[CPN_PK_LEN],
+                  const uint8_t eph_seed[CPN_SEAL_EPH_SEED_LEN], const char *text, size_t len,
+                  uint8_t *box, size_t cap, size_t *box_len)
 {
     uint8_t xpk[crypto_box_PUBLICKEYBYTES], epk[crypto_box_PUBLICKEYBYTES];
     uint8_t esk[crypto_box_SECRETKEYBYTES], nonce[crypto_box_NONCEBYTES];
@@ -88,8 +89,7 @@ int cpn_seal_open(const cpn_identity_t *tenant, const uint8_t *box, size_t box_l
         return CPN_E_INVAL;
     if ((r = cpn_identity_curve(tenant, xpk, xsk)) != CPN_OK)
         return r;
-    r = crypto_box_seal_open((uint8_t *)text, box, box_len, xpk, xsk) == 0 ? CPN_OK
-                                                                          : CPN_E_SEALED;
+    r = crypto_box_seal_open((uint8_t *)text, box, box_len, xpk, xsk) == 0 ? CPN_OK : CPN_E_SEALED;
     sodium_memzero(xsk, sizeof xsk);
     if (r == CPN_OK && (r = cpn_access_check(text, n)) != CPN_OK)
         sodium_memzero(text, n);
@@ -100,8 +100,8 @@ int cpn_seal_open(const cpn_identity_t *tenant, const uint8_t *box, size_t box_l
     return CPN_OK;
 }
 
-int cpn_lease_seal_access(cpn_lease_t *lease, const uint8_t tenant_pk[CPN_PK_LEN],
-                          const char *json, size_t len, uint8_t box[CPN_ACCESS_BOX_MAX])
+int cpn_lease_seal_access(cpn_lease_t *lease, const uint8_t tenant_pk[CPN_PK_LEN], const char *json,
+                          size_t len, uint8_t box[CPN_ACCESS_BOX_MAX])
 {
     size_t n = 0;
     int r;

@@ -37,9 +37,9 @@ int cpn_seal(const uint8_t tenant_pk[CPN_PK_LEN], const char *text, size_t len, 
 /* cpn_seal with the ephemeral key pair from `eph_seed` (crypto_box_seed_keypair) instead of a
  * random one: the same inputs give the same box. For test vectors only; a seed used twice
  * lets anyone who sees both boxes learn how the texts differ. */
-int cpn_seal_with(const uint8_t tenant_pk[CPN_PK_LEN], const uint8_t eph_seed[CPN_SEAL_EPH_SEED_LEN],
-                  const char *text, size_t len, uint8_t *box, size_t cap,
-                  size_t *box_len) CPN_WUR;
+int cpn_seal_with(const uint8_t tenant_pk[CPN_PK_LEN],
+                  const uint8_t eph_seed[CPN_SEAL_EPH_SEED_LEN], const char *text, size_t len,
+                  uint8_t *box, size_t cap, size_t *box_len) CPN_WUR;
 
 /* Open `box` with the tenant's identity into text (capacity cap, at least CPN_ACCESS_MAX + 1
  * to be safe; NUL-terminated), *len the text's length. The opened text is checked too
@@ -55,8 +55,7 @@ int cpn_seal_open(const cpn_identity_t *tenant, const uint8_t *box, size_t box_l
  * bytes, which must outlive the encoding of *lease) and pointing lease->access at it. With
  * len 0 (a package without a driver) lease->access is cleared and the LEASE encodes exactly
  * as without the field. Errors as cpn_seal. */
-int cpn_lease_seal_access(cpn_lease_t *lease, const uint8_t tenant_pk[CPN_PK_LEN],
-                          const char *json, size_t len,
-                          uint8_t box[CPN_ACCESS_BOX_MAX]) CPN_WUR;
+int cpn_lease_seal_access(cpn_lease_t *lease, const uint8_t tenant_pk[CPN_PK_LEN], const char *json,
+                          size_t len, uint8_t box[CPN_ACCESS_BOX_MAX]) CPN_WUR;
 
 #endif

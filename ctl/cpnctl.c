@@ -339,7 +339,8 @@ static int s_print_grant(const uint8_t *frame, size_t len, const uint8_t *pinned
         s_json_text(l->state, stdout);
         printf(", \"file\": ");
         s_json_text(saved ? saved : "", stdout);
-        printf("}\n");
+        /* sealed access details to open with `cpnctl access FILE` */
+        printf(", \"access\": %s}\n", l->access.len ? "true" : "false");
     } else
         printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", l->lease_id,
                v->grant.request_id, peer, l->package, l->units, price, dur, l->state,

@@ -12,9 +12,8 @@
 
 #define CTL_SSH_KEY_FILE_MAX 16384 /* an OpenSSH .pub file: one line, a few KiB at most */
 
-static int s_open(const uint8_t *frame, size_t len, const uint8_t *pinned,
-                  const cpn_identity_t *id, cpn_chain_t *ch, ctl_access_t *out,
-                  char why[CPN_REASON_MAX])
+static int s_open(const uint8_t *frame, size_t len, const uint8_t *pinned, const cpn_identity_t *id,
+                  cpn_chain_t *ch, ctl_access_t *out, char why[CPN_REASON_MAX])
 {
     cpn_chain_opts_t opts = {.broker_pk = pinned};
     int r = cpn_chain_open(frame, len, CPN_MSG_NONE, &opts, ch);
@@ -39,18 +38,22 @@ static int s_open(const uint8_t *frame, size_t len, const uint8_t *pinned,
         cpn_key_id(ch->req_env.from, theirs);
         snprintf(why, CPN_REASON_MAX,
                  "lease %s is tenant %s's: its access details are sealed to that key, not to "
-                 "%s", out->lease_id, theirs, mine);
+                 "%s",
+                 out->lease_id, theirs, mine);
         return CPN_E_SEALED;
     }
-    r = cpn_seal_open(id, ch->lease.access.ptr, ch->lease.access.len, out->text,
-                      sizeof out->text, &out->len);
+    r = cpn_seal_open(id, ch->lease.access.ptr, ch->lease.access.len, out->text, sizeof out->text,
+                      &out->len);
     if (r == CPN_E_SEALED)
         snprintf(why, CPN_REASON_MAX,
                  "the access details of lease %s do not open with this key (altered, or sealed "
-                 "to another key)", out->lease_id);
+                 "to another key)",
+                 out->lease_id);
     else if (r != CPN_OK)
-        snprintf(why, CPN_REASON_MAX, "the access details of lease %s are not a JSON object "
-                 "(%s)", out->lease_id, cpn_errname(r));
+        snprintf(why, CPN_REASON_MAX,
+                 "the access details of lease %s are not a JSON object "
+                 "(%s)",
+                 out->lease_id, cpn_errname(r));
     else
         snprintf(why, CPN_REASON_MAX, "opened");
     return r;
@@ -97,7 +100,8 @@ int ctl_access_hint_arg(cpn_hints_t *hints, const char *key_eq_value, char why[C
     if (r == CPN_E_INVAL)
         snprintf(why, CPN_REASON_MAX,
                  "--access %s: KEY is 1-%d characters of a-z, 0-9 and _; VALUE a non-empty line "
-                 "of UTF-8 text", key, CPN_HINT_KEY_MAX - 1);
+                 "of UTF-8 text",
+                 key, CPN_HINT_KEY_MAX - 1);
     else if (r != CPN_OK)
         snprintf(why, CPN_REASON_MAX, "--access %s: more than %d hints or %d bytes in all", key,
                  CPN_HINTS_MAX, CPN_HINTS_BYTES);
@@ -111,7 +115,8 @@ int ctl_access_ssh_key_file(cpn_hints_t *hints, const char *path, char why[CPN_R
     size_t n = 0;
     int r = CPN_OK;
     if (!buf || !f) {
-        snprintf(why, CPN_REASON_MAX, "--ssh-key %s: %s", path, buf ? strerror(errno) : "no memory");
+        snprintf(why, CPN_REASON_MAX, "--ssh-key %s: %s", path,
+                 buf ? strerror(errno) : "no memory");
         r = buf ? CPN_E_IO : CPN_E_NOMEM;
         goto out;
     }
@@ -126,8 +131,8 @@ int ctl_access_ssh_key_file(cpn_hints_t *hints, const char *path, char why[CPN_R
     buf[strcspn(buf, "\r\n")] = '\0'; /* the key is the first line */
     if ((r = cpn_hints_set(hints, "ssh_key", buf)) != CPN_OK)
         snprintf(why, CPN_REASON_MAX,
-                 "--ssh-key %s: the first line is not one line of text of at most %d bytes",
-                 path, CPN_HINTS_BYTES - 10);
+                 "--ssh-key %s: the first line is not one line of text of at most %d bytes", path,
+                 CPN_HINTS_BYTES - 10);
 out:
     if (f)
         fclose(f);

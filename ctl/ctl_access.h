@@ -27,8 +27,7 @@ typedef struct {
  * not open with this key: altered or sealed to another); CPN_E_SCHEMA (it opens, but holds
  * no JSON object). `why` says what failed. The caller wipes out->text (ctl_access_wipe). */
 int ctl_access_open(const uint8_t *frame, size_t len, const uint8_t *pinned,
-                    const cpn_identity_t *id, ctl_access_t *out,
-                    char why[CPN_REASON_MAX]) CPN_WUR;
+                    const cpn_identity_t *id, ctl_access_t *out, char why[CPN_REASON_MAX]) CPN_WUR;
 
 /* Zero the details (they may hold a credential). */
 void ctl_access_wipe(ctl_access_t *a);
@@ -38,7 +37,6 @@ void ctl_access_wipe(ctl_access_t *a);
  * CPN_E_IO with why set. */
 int ctl_access_hint_arg(cpn_hints_t *hints, const char *key_eq_value,
                         char why[CPN_REASON_MAX]) CPN_WUR;
-int ctl_access_ssh_key_file(cpn_hints_t *hints, const char *path,
-                            char why[CPN_REASON_MAX]) CPN_WUR;
+int ctl_access_ssh_key_file(cpn_hints_t *hints, const char *path, char why[CPN_REASON_MAX]) CPN_WUR;
 
 #endif

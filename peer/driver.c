@@ -106,6 +106,8 @@ void drv_result_set(drv_result_t *res, drv_outcome_t outcome, const char *fmt, .
     if (n >= (int)sizeof res->reason && sizeof res->reason > 4)
         memcpy(res->reason + sizeof res->reason - 4, "...", 4);
     drv_sanitize(res->reason, sizeof res->reason);
+    if (res->reason[0] == '\0') /* only blanks: a NACK still says something */
+        snprintf(res->reason, sizeof res->reason, "%s", "driver error (no reason given)");
 }
 
 int drv_hints_json(const cpn_hints_t *h, char *out, size_t cap)

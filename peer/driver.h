@@ -133,7 +133,7 @@ typedef struct {
 } drv_result_t;
 
 void drv_result_clear(drv_result_t *res);
-/* Set outcome and a reason (printf format), made printable and one line. */
+/* Set outcome and a reason (printf format), made printable and one line (never empty). */
 void drv_result_set(drv_result_t *res, drv_outcome_t outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -126,8 +126,11 @@ static void s_ok(const drv_call_t *call, json_t *o, drv_result_t *res)
                 return;
             }
             res->access = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
-            if (!res->access || strlen(res->access) > DRV_ACCESS_MAX)
+            if (!res->access || strlen(res->access) > DRV_ACCESS_MAX) {
+                free(res->access);
+                res->access = NULL;
                 drv_result_set(res, DRV_FAILED, "driver `access` over %d bytes", DRV_ACCESS_MAX);
+            }
         }
         break;
     case DRV_STATUS:

@@ -113,6 +113,10 @@ static void test_exec_results(void **state)
     assert_int_equal(res.outcome, DRV_FAILED);
     assert_string_equal(res.reason, "no GPUs"); /* one printable line */
     drv_result_clear(&res);
+    s_result(DRV_GRANT, "{\"ok\": false, \"error\": \"\\n\\t \"}", 0, &res);
+    assert_int_equal(res.outcome, DRV_FAILED);
+    assert_string_equal(res.reason, "driver error (no reason given)");
+    drv_result_clear(&res);
     s_result(DRV_GRANT, "{\"ok\": false, \"error\": \"busy\", \"retry\": true}", 3, &res);
     assert_int_equal(res.outcome, DRV_RETRY);
     drv_result_clear(&res);

@@ -12,7 +12,9 @@
  *     bit of the box flipped is refused (its signature no longer verifies);
  *   - the same request again gets the GRANT from A's ledger, the same box; with other hints
  *     it is a `conflict` (the hints are terms);
- *   - the marker is in no file the brokers wrote (ledgers, WAL, logs): they relayed it unread.
+ *   - the marker is in no file the brokers wrote (ledgers, WAL, logs): they relayed it unread;
+ *   - the tenant's tool end to end: `cpnctl submit` with hints from the request YAML,
+ *     --ssh-key and --access (all three reach tp), the lease file it saves, `cpnctl access`.
  *
  * Every wait is bounded and waits for a positive event; every process started is stopped in
  * the group teardown (and gets SIGKILL from the kernel should this test die first).
@@ -175,18 +177,18 @@ static uint8_t *s_read_file(const char *name, size_t *len)
     return buf;
 }
 
-/* Run cpnctl with args (NULL-terminated), stdout and stderr into files of the directory;
- * its exit status, or -1 if it was killed by a signal (a crash) or ran out of time. */
-static int s_cpnctl(const char *out, const char *err, const char *const *args)
+/* Start cpnctl with args (NULL-terminated), stdout and stderr into files of the directory. */
+static pid_t s_cpnctl_start(const char *out, const char *err, const char *const *args)
 {
     char bin[1100], po[400], pe[400];
     snprintf(bin, sizeof bin, "%s/cpnctl", g.bin);
     s_path(po, sizeof po, out);
     s_path(pe, sizeof pe, err);
-    const char *argv[16] = {bin};
+    const char *argv[32] = {bin};
     size_t n = 1;
-    for (; args[n - 1] && n < 15; n++)
+    for (; args[n - 1] && n < 31; n++)
         argv[n] = args[n - 1];
+    assert_null(args[n - 1]); /* all of them fit */
     argv[n] = NULL;
     pid_t pid = fork();
     assert_true(pid >= 0);
@@ -196,6 +198,12 @@ static int s_cpnctl(const char *out, const char *err, const char *const *args)
         execv(bin, (char *const *)argv);
         _exit(127);
     }
+    return pid;
+}
+
+/* Its exit status, or -1 if it was killed by a signal (a crash) or ran out of time. */
+static int s_cpnctl_wait(pid_t pid)
+{
     int st = 0;
     uint64_t until = cpn_mono_ms() + RUN_MS;
     while (waitpid(pid, &st, WNOHANG) == 0) {
@@ -207,6 +215,11 @@ static int s_cpnctl(const char *out, const char *err, const char *const *args)
         usleep(10000);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int s_cpnctl(const char *out, const char *err, const char *const *args)
+{
+    return s_cpnctl_wait(s_cpnctl_start(out, err, args));
 }
 
 /* ---- tp, the peer at B ---- */
@@ -265,10 +278,10 @@ static uint8_t *s_tp_claim(size_t *len)
     return NULL;
 }
 
-/* tp grants the CLAIM in `frame`, its access details sealed to the REQUEST's signer; the box
- * it sent into box/box_len. The hints the REQUEST carried must be acme's. */
+/* tp grants the CLAIM in `frame`, its access details sealed to the REQUEST's signer (acme);
+ * the box it sent into box/box_len, the hints the REQUEST carried into *seen. */
 static void s_tp_grant(const uint8_t *frame, size_t len, uint8_t box[CPN_ACCESS_BOX_MAX],
-                       size_t *box_len)
+                       size_t *box_len, cpn_hints_t *seen)
 {
     cpn_chain_opts_t o = {.lim = NULL};
     cpn_chain_t *ch = malloc(sizeof *ch);
@@ -276,9 +289,8 @@ static void s_tp_grant(const uint8_t *frame, size_t len, uint8_t box[CPN_ACCESS_
     assert_int_equal(cpn_chain_open(frame, len, CPN_MSG_CLAIM, &o, ch), CPN_OK);
     assert_true(ch->n_forwards > 0); /* it did cross the federation */
     assert_memory_equal(ch->req_env.from, cpn_identity_pk(g.acme), CPN_PK_LEN);
-    assert_int_equal(ch->req.access.n, 2);
-    assert_string_equal(cpn_hints_get(&ch->req.access, "ssh_key"), SSH_KEY);
-    assert_string_equal(cpn_hints_get(&ch->req.access, "user"), "acme");
+    *seen = ch->req.access;
+    assert_non_null(cpn_hints_get(seen, "ssh_key"));
 
     char details[1024];
     int n = snprintf(details, sizeof details,
@@ -469,7 +481,11 @@ static void test_access_relayed_unread(void **state)
     uint8_t *claim = s_tp_claim(&clen);
     assert_non_null(claim);
     uint8_t sent[CPN_ACCESS_BOX_MAX];
-    s_tp_grant(claim, clen, sent, &sent_len);
+    cpn_hints_t seen;
+    s_tp_grant(claim, clen, sent, &sent_len, &seen);
+    assert_int_equal(seen.n, 2);
+    assert_string_equal(cpn_hints_get(&seen, "ssh_key"), SSH_KEY);
+    assert_string_equal(cpn_hints_get(&seen, "user"), "acme");
 
     /* the GRANT carries the very box, byte for byte */
     h_ans_t a;
@@ -556,10 +572,79 @@ static void test_access_relayed_unread(void **state)
     free(claim);
 }
 
+/* The tenant's tool end to end: `cpnctl submit` with hints from the request file and from
+ * --ssh-key and --access, the lease file it saves, `cpnctl access` on that file. */
+static void test_cpnctl_submit_then_access(void **state)
+{
+    (void)state;
+    char yaml[400], pub[400], key[400], lease[400], dir[300];
+    s_path(yaml, sizeof yaml, "job-cli.yaml");
+    s_path(pub, sizeof pub, "id_ed25519.pub");
+    s_path(key, sizeof key, "acme.key");
+    s_path(lease, sizeof lease, "job-cli.lease");
+    snprintf(dir, sizeof dir, "%s", g.dir);
+    h_write(g.dir, "job-cli.yaml",
+            "id: job-cli\nduration: 1h\ncores: 16\naccess:\n  user: acme\n  group: nobody\n");
+    h_write(g.dir, "id_ed25519.pub", SSH_KEY "\n");
+    const char *submit[] = {"--plain", "-b", g.b[B_A].endpoint, "-k", key, "-o", dir, "-t", "20",
+                            "submit", yaml, "--ssh-key", pub, "--access", "group=gpu-users",
+                            NULL};
+    pid_t pid = s_cpnctl_start("submit.out", "submit.err", submit);
+    size_t clen = 0, sent_len = 0, n = 0;
+    uint8_t *claim = s_tp_claim(&clen);
+    assert_non_null(claim);
+    uint8_t sent[CPN_ACCESS_BOX_MAX];
+    cpn_hints_t seen;
+    s_tp_grant(claim, clen, sent, &sent_len, &seen);
+    assert_int_equal(s_cpnctl_wait(pid), 0);
+    /* the file's hints, the flag's SSH key, the flag's group over the file's */
+    assert_int_equal(seen.n, 3);
+    assert_string_equal(cpn_hints_get(&seen, "user"), "acme");
+    assert_string_equal(cpn_hints_get(&seen, "ssh_key"), SSH_KEY);
+    assert_string_equal(cpn_hints_get(&seen, "group"), "gpu-users");
+    char *err = (char *)s_read_file("submit.err", &n);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "cpnctl access"));
+    free(err);
+
+    /* the saved lease file holds the box as sent, and opens with acme's key */
+    uint8_t *file = s_read_file("job-cli.lease", &n);
+    assert_non_null(file);
+    assert_non_null(memmem(file, n, sent, sent_len));
+    free(file);
+    const char *access[] = {"-k", key, "access", lease, NULL};
+    assert_int_equal(s_cpnctl("cli.out", "cli.err", access), 0);
+    char *out = (char *)s_read_file("cli.out", &n);
+    assert_non_null(out);
+    assert_non_null(strstr(out, g.marker));
+    free(out);
+    free(claim);
+
+    /* the same submit again, --json: A's ledger answers; the row says the lease has access */
+    const char *again[] = {"--json", "--plain", "-b", g.b[B_A].endpoint, "-k", key, "-o", dir,
+                           "submit", yaml, "--ssh-key", pub, "--access", "group=gpu-users",
+                           NULL};
+    assert_int_equal(s_cpnctl("again.out", "again.err", again), 0);
+    out = (char *)s_read_file("again.out", &n);
+    assert_non_null(out);
+    assert_non_null(strstr(out, "\"access\": true"));
+    free(out);
+
+    /* a hint the rules refuse: cpnctl says which, exit 2, nothing sent */
+    const char *bad[] = {"--plain", "-b", g.b[B_A].endpoint, "-k", key, "submit", yaml,
+                         "--access", "Bad-Key=x", NULL};
+    assert_int_equal(s_cpnctl("bad.out", "bad.err", bad), 2);
+    err = (char *)s_read_file("bad.err", &n);
+    assert_non_null(err);
+    assert_non_null(strstr(err, "--access Bad-Key"));
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_access_relayed_unread),
+        cmocka_unit_test(test_cpnctl_submit_then_access),
     };
     return cmocka_run_group_tests_name("seal_relay", tests, s_setup, s_teardown);
 }
