@@ -20,9 +20,12 @@
 #include "clock.h"
 #include "federation.h"
 #include "log.h"
+#include "obs.h"
+#include "service.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
+#define BROKER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
 
 static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
                     int code, const char *reason)
@@ -401,6 +404,8 @@ int server_new(const char *policy_path, broker_t **out)
     if ((r = federation_new(self)) != CPN_OK)
         goto out;
     self->started_ms = cpn_now_ms();
+    if (p->broker.http[0] && (r = obs_new(self, p->broker.http, &self->obs)) != CPN_OK)
+        goto out;
     char kid[CPN_KID_LEN];
     cpn_key_id(cpn_identity_pk(self->id), kid);
     log_info("broker", "%s (%s) listening on %s%s", p->broker.name, kid, p->broker.listen,
@@ -419,6 +424,8 @@ void server_destroy(broker_t **self_p)
     broker_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    obs_destroy(&self->obs); /* first: its thread reads nothing of ours, but waits on us */
+    self->recent = NULL;
     federation_destroy(self);
     if (self->router)
         zmq_close(self->router);
@@ -445,6 +452,7 @@ void server_destroy(broker_t **self_p)
  * the running one stays. */
 static void s_reload(broker_t *self)
 {
+    cpn_service_reloading();
     policy_t *neu = NULL;
     yconf_t *doc = NULL;
     int r = policy_load(self->pol->path, &neu, &doc);
@@ -460,6 +468,8 @@ static void s_reload(broker_t *self)
                       restart);
         policy_destroy(&neu);
         yconf_destroy(&doc);
+        cpn_service_ready("reload of %s refused (%s); the running policy stays",
+                          self->pol->path, restart ? restart : cpn_strerror(r));
         return;
     }
     policy_destroy(&self->pol);
@@ -471,6 +481,21 @@ static void s_reload(broker_t *self)
     self->stats.reloads++;
     log_info("policy", "reloaded %s: %zu tenants, %zu members", self->pol->path,
              self->pol->n_tenants, self->pol->federation.n_members);
+    cpn_service_ready("policy reloaded: %zu tenants, %zu members", self->pol->n_tenants,
+                      self->pol->federation.n_members);
+}
+
+/* What `systemctl status` shows between events: the counters since the start. */
+static void s_service_status(broker_t *self, uint64_t mono)
+{
+    if (mono < self->next_status_mono)
+        return;
+    self->next_status_mono = mono + BROKER_STATUS_MS;
+    cpn_service_status("%s on %s: %" PRIu64 " requests, %" PRIu64 " leases granted, %" PRIu64
+                       " NACKs, %" PRIu64 " messages not accepted",
+                       self->pol->broker.name, self->pol->broker.listen, self->stats.requests,
+                       self->stats.grants, self->stats.nacks,
+                       self->stats.received - self->stats.accepted);
 }
 
 static void s_tick(broker_t *self)
@@ -491,6 +516,9 @@ static void s_tick(broker_t *self)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
     federation_tick(self, mono);
+    if (self->obs)
+        obs_tick(self->obs, self, mono);
+    s_service_status(self, mono);
 }
 
 /* The ledger records what one loop pass did in one transaction, and what leaves because of
@@ -548,7 +576,11 @@ static void s_tx_commit(broker_t *self, bool now)
         if (!now && !waiting && cpn_mono_ms() < self->tx_since_mono + BROKER_COMMIT_MS)
             return;
         self->tx_open = false;
-        if (ledger_commit(self->ledger) != CPN_OK) {
+        uint64_t t0 = self->obs ? cpn_mono_us() : 0; /* the clock only while observed */
+        int rc = ledger_commit(self->ledger);
+        if (t0)
+            cpn_hist_observe(&self->stats.ledger_commit, cpn_mono_us() - t0);
+        if (rc != CPN_OK) {
             ok = false;
             self->stats.commit_failures++;
             log_error("ledger", "commit failed: %zu answers waiting for it refused",
@@ -568,6 +600,9 @@ static int s_poll_ms(const broker_t *self)
         return 0; /* queued while the last one drained: commit and send it now */
     if (self->tx_open && (due == WINDOW_NEVER || due > commit))
         due = commit;
+    int wd = cpn_service_watchdog_timeout(now); /* -1 outside systemd's watchdog */
+    if (wd >= 0 && (due == WINDOW_NEVER || due > now + (uint64_t)wd))
+        due = now + (uint64_t)wd;
     if (due == WINDOW_NEVER || due >= now + BROKER_TICK_MS)
         return BROKER_TICK_MS;
     return due <= now ? 0 : (int)(due - now);
@@ -579,6 +614,11 @@ int server_run(broker_t *self)
     uint8_t rid[CPN_RID_MAX];
     /* The ROUTER, the ZAP socket, then one link per federation member. */
     zmq_pollitem_t items[2 + POLICY_MEMBERS_MAX];
+    /* Sockets are bound and the ledger open (server_new): tell the service manager. */
+    cpn_service_init(cpn_mono_ms());
+    cpn_service_ready("%s listening on %s: %zu tenants, %zu members", self->pol->broker.name,
+                      self->pol->broker.listen, self->pol->n_tenants,
+                      self->pol->federation.n_members);
     while (!self->stop) {
         if (self->reload) {
             self->reload = 0;
@@ -619,6 +659,7 @@ int server_run(broker_t *self)
             }
         }
         uint64_t mono = cpn_mono_ms();
+        cpn_service_watchdog(mono); /* the loop turns: this pass got here */
         if (mono >= self->next_tick_mono) {
             self->next_tick_mono = mono + BROKER_TICK_MS;
             s_tick(self);
@@ -629,8 +670,11 @@ int server_run(broker_t *self)
         if (!self->stop)
             claim_window_poll(self->claim, mono);
         s_tx_commit(self, false);
+        if (self->obs)
+            obs_turn(self->obs, self); /* a snapshot, only if a reader waits for one */
     }
     log_info("broker", "stopping");
+    cpn_service_stopping();
     /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those
      * NACKs a moment to leave before the socket closes. */
     s_tx_begin(self);

@@ -9,6 +9,7 @@
 #include "advertise.h"
 #include "daemon.h"
 #include "discover.h"
+#include "httpd.h"
 #include "fulfil.h"
 #include "identity.h"
 #include "inventory.h"
@@ -67,6 +68,9 @@ static void s_usage(FILE *out)
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
             "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
+            "  metrics             config `http: PORT` (127.0.0.1 unless an address is\n"
+            "                      named; off unless set): OpenMetrics at /metrics, at most\n"
+            "                      %d connections, rendered from a snapshot of the loop\n"
             "  drivers             (provision section, docs/PROVISIONING.md) at most %d;\n"
             "                      %d children at once, %d calls queued (a CLAIM beyond:\n"
             "                      NACK busy), %d bytes of output and `timeout` per\n"
@@ -77,12 +81,15 @@ static void s_usage(FILE *out)
             "                      to change the configuration (leases survive restarts)\n"
             "\n"
             "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
+            "systemd (cpn-peer.service, Type=notify): READY=1 once the store is open,\n"
+            "STATUS= lines, WATCHDOG=1 from the loop at half WATCHDOG_USEC; log lines carry\n"
+            "<N> syslog priorities when stderr is the journal (JOURNAL_STREAM)\n"
             "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
             PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
             PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
             PEER_BROKERS_MAX, PEER_TENANTS_MAX, (unsigned long long)PEER_SEQ_RESERVE,
-            PEER_STORE_BUSY_MS, PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX, PROVISION_QUEUE_MAX,
-            PROVISION_OUTPUT_MAX, PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS,
+            PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX, PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX,
+            PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX, PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS,
             PEER_WITHDRAW_LINGER_MS);
 }
 
