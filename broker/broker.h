@@ -61,6 +61,7 @@ typedef struct {
     uint64_t commit_failures; /* ledger commits that failed: their GRANTs/CLAIMs refused */
     uint64_t in_doubt;        /* requests refused in-doubt or unreachable for an intent */
     uint64_t refusals_unanswered; /* refusals past limits.rate.refusals: counted, no ERROR */
+    uint64_t notices;             /* NOTICEs recorded (each lease's once) */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -86,6 +87,9 @@ struct broker {
      * pointer, never claim.c by name, so the two do not call each other round a loop. */
     void (*on_remote_answer)(broker_t *self, const cpn_env_t *answer,
                              const struct broker_fwd_ref *ref);
+    /* Where a NOTICE a member carried to us (FORWARD) goes: notice_on_frame, wired by
+     * server_new, for the same reason. */
+    void (*on_notice)(broker_t *self, const broker_rx_t *rx, const uint8_t *frame, size_t len);
     broker_stats_t stats;
     uint64_t started_ms;
     uint64_t next_tick_mono;

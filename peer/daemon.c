@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -16,6 +17,7 @@
 #include "lease.h"
 #include "link.h"
 #include "log.h"
+#include "notice.h"
 #include "sender.h"
 #include "store.h"
 #include "transport.h"
@@ -33,6 +35,8 @@ struct peer_daemon {
     peer_inventory_t *inv;
     peer_sender_t sender;
     peer_lease_t *lease;
+    peer_notice_t *notice;
+    uint64_t next_drain_mono; /* the drains table is read again then (notice.h) */
     peer_batch_t *batch;
     void *zctx;
     s_link_t links[PEER_BROKERS_MAX];
@@ -67,6 +71,26 @@ static void s_refresh_next_end(peer_daemon_t *self)
 {
     if (peer_store_next_end(self->store, &self->next_end_ms, &self->have_next_end) != CPN_OK)
         self->have_next_end = false;
+}
+
+/* A NOTICE (or its RESEND) for broker connection b (notice.h's send callback). */
+static void s_notice_send(size_t b, const uint8_t *frame, size_t len, void *arg)
+{
+    peer_daemon_t *self = arg;
+    int r = cpn_send(cpn_link_socket(self->links[b].link), frame, len);
+    if (r != CPN_OK)
+        log_debug("peer", "notice to %s not sent now: %s (it is re-sent)",
+                  self->cfg->brokers[b].endpoint, cpn_errname(r));
+}
+
+/* Drained packages (cpn-peer --drain): 0 free, their leases revoked with a NOTICE. */
+static void s_drains(peer_daemon_t *self)
+{
+    bool more = false;
+    if (peer_notice_drains(self->notice, &more) != CPN_OK)
+        log_error("peer", "cannot apply the drains table");
+    /* More leases than one pass revokes: the next pass comes at once. */
+    self->next_drain_mono = cpn_mono_ms() + (more ? 0 : PEER_DRAIN_POLL_MS);
 }
 
 int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
@@ -107,6 +131,10 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
     if ((r = peer_lease_expire(self->lease, cpn_now_ms(), &expired)) != CPN_OK ||
         (r = peer_lease_recount(self->lease)) != CPN_OK)
         goto out;
+    if ((r = peer_notice_new(cfg, self->id, self->inv, self->store, &self->sender, s_notice_send,
+                             self, &self->notice)) != CPN_OK ||
+        (r = peer_store_meta_set(self->store, PEER_META_PID, (uint64_t)getpid())) != CPN_OK)
+        goto out;
     s_refresh_next_end(self);
     {
         char kid[CPN_KID_LEN];
@@ -146,6 +174,7 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
     if (self->batch)
         peer_batch_clear(self->batch);
     free(self->batch);
+    peer_notice_destroy(&self->notice);
     peer_lease_destroy(&self->lease);
     peer_inventory_destroy(&self->inv);
     peer_store_destroy(&self->store);
@@ -209,6 +238,7 @@ static void s_link_tick(peer_daemon_t *self, size_t i, uint64_t now)
         log_info("peer", "connected to %s", self->cfg->brokers[i].endpoint);
         l->connected = true;
         l->hello_due = true;
+        peer_notice_resend(self->notice); /* what this broker may have missed */
     }
 }
 
@@ -273,6 +303,13 @@ static int s_timeout(const peer_daemon_t *self)
         if (due - now < t)
             t = due - now;
     }
+    uint64_t nt = peer_notice_timeout(self->notice, now);
+    if (nt < t)
+        t = nt;
+    if (self->next_drain_mono <= now)
+        return 0;
+    if (self->next_drain_mono - now < t)
+        t = self->next_drain_mono - now;
     if (self->have_next_end) {
         if (self->next_end_ms <= wall)
             return 0;
@@ -287,13 +324,15 @@ static int s_timeout(const peer_daemon_t *self)
     return (int)t;
 }
 
-int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
+int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
+                    volatile sig_atomic_t *wake)
 {
     size_t nb = self->cfg->n_brokers;
     zmq_pollitem_t items[2 * PEER_BROKERS_MAX];
     /* The first AD goes out at once, queued until each connection is up. */
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
+    s_drains(self); /* a package drained while we were down advertises 0 from the first AD */
     s_hello(self, SIZE_MAX);
     while (!*stop) {
         /* A link's socket changes when it is rebuilt: the items are taken afresh each pass. */
@@ -321,6 +360,12 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
                 log_error("peer", "cannot expire leases");
             s_refresh_next_end(self);
         }
+        if ((wake && *wake) || cpn_mono_ms() >= self->next_drain_mono) {
+            if (wake)
+                *wake = 0;
+            s_drains(self);
+        }
+        peer_notice_tick(self->notice, cpn_mono_ms());
         for (size_t i = 0; i < nb; i++)
             if (self->links[i].hello_due) {
                 self->links[i].hello_due = false;
@@ -341,11 +386,15 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         cpn_link_linger(self->links[i].link, linger);
     peer_lease_stats_t st;
     peer_lease_stats(self->lease, &st);
+    peer_notice_stats_t ns;
+    peer_notice_stats(self->notice, &ns);
     log_info("peer",
              "granted %" PRIu64 ", retried %" PRIu64 ", renewed %" PRIu64 ", released %" PRIu64
-             ", expired %" PRIu64 ", refused %" PRIu64,
-             st.granted, st.retried, st.renewed, st.released, st.expired,
+             ", expired %" PRIu64 ", revoked %" PRIu64 ", refused %" PRIu64,
+             st.granted, st.retried, st.renewed, st.released, st.expired, ns.revoked,
              peer_lease_refused_total(self->lease));
+    log_info("peer", "notices sent %" PRIu64 ", re-sent %" PRIu64 ", receipts %" PRIu64,
+             ns.sent, ns.resent, st.notices_acked);
     static const int codes[] = {
 #define S_X(name, val, slug, reason) (val),
         CPN_ERRORS(S_X)

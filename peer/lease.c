@@ -15,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "notice_store.h"
 
 struct peer_lease {
     const peer_config_t *cfg;
@@ -38,6 +39,7 @@ static void s_on_claim(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *
 static void s_on_renew(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_release(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_note(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_receipt(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 
 static const struct {
     cpn_msg_type_t type;
@@ -50,6 +52,8 @@ static const struct {
     /* A broker's HELLO and ERROR are verified and logged; nothing to answer. */
     {CPN_MSG_HELLO, S_FROM_BROKER, s_on_note},
     {CPN_MSG_ERROR, S_FROM_BROKER, s_on_note},
+    /* A broker's receipt for a NOTICE: it stops being re-sent (notice.h). */
+    {CPN_MSG_STATUS, S_FROM_BROKER, s_on_receipt},
 };
 
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
@@ -525,6 +529,43 @@ static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, co
     } else {
         log_debug("lease", "broker %zu says %s", broker, cpn_msg_name(env->type));
     }
+}
+
+/* STATUS {what: "notice", data: str lease id} from the broker of this connection: it recorded
+ * our NOTICE for that lease. Written in the batch's transaction; a receipt for nothing we
+ * sent that broker changes nothing. */
+static void s_on_receipt(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                         const cpn_env_t *env)
+{
+    cpn_status_t st;
+    msgpack_zone zone;
+    msgpack_object obj;
+    char lease_id[CPN_NAME_MAX];
+    bool found = false;
+    if (cpn_status_decode(env, &cpn_limits_default, &st) != CPN_OK ||
+        strcmp(st.what, CPN_NOTICE_WHAT) != 0) {
+        log_debug("lease", "broker %zu sent a STATUS that is no notice receipt", broker);
+        return;
+    }
+    if (!msgpack_zone_init(&zone, 256))
+        return;
+    int r = mp_parse(st.data.ptr, st.data.len, &cpn_limits_default, &zone, &obj);
+    if (r != CPN_OK || obj.type != MSGPACK_OBJECT_STR || obj.via.str.size == 0 ||
+        obj.via.str.size >= sizeof lease_id) {
+        s_count(self, CPN_E_SCHEMA, env->from, "STATUS", "notice receipt without a lease id");
+        goto out;
+    }
+    memcpy(lease_id, obj.via.str.ptr, obj.via.str.size);
+    lease_id[obj.via.str.size] = '\0';
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_nstore_ack(self->store, lease_id, env->from, &found)) != CPN_OK)
+        log_error("lease", "cannot record the receipt for the notice of %s", lease_id);
+    else if (found) {
+        self->stats.notices_acked++;
+        log_info("lease", "broker %zu took the notice of %s", broker, lease_id);
+    }
+out:
+    msgpack_zone_destroy(&zone);
 }
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)

@@ -78,6 +78,7 @@ uint64_t peer_lease_refused_total(const peer_lease_t *self);
 /* Leases granted, retried (answered from the store), renewed and released so far. */
 typedef struct {
     uint64_t granted, retried, renewed, released, expired;
+    uint64_t notices_acked; /* NOTICEs a broker sent its receipt for */
 } peer_lease_stats_t;
 void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out);
 

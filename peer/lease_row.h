@@ -15,9 +15,10 @@ typedef enum {
     PEER_LEASE_ACTIVE = 0,
     PEER_LEASE_RELEASED,
     PEER_LEASE_EXPIRED,
+    PEER_LEASE_REVOKED, /* ended by the peer: its capacity was lost, a NOTICE says so */
 } peer_lease_state_t;
 
-/* "active", "released", "expired". */
+/* "active", "released", "expired", "revoked". */
 const char *peer_lease_state_name(peer_lease_state_t s);
 /* Parse a state name; -1 if unknown. */
 int peer_lease_state_parse(const char *name);
