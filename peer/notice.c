@@ -97,6 +97,9 @@ static int s_revoke(peer_notice_t *self, peer_lease_row_t *row, int code, const 
         return r;
     row->state = PEER_LEASE_REVOKED;
     row->end_ms = now < old_end ? now : old_end;
+    /* A lease served by a driver keeps its units until the driver tore it down (lease_row.h:
+     * the teardown sweep calls the driver's release). */
+    row->teardown = row->driver[0] != '\0';
     if ((r = peer_sender_build(self->sender, CPN_MSG_NOTICE, &n, frame_p, len)) != CPN_OK ||
         (r = peer_store_update(self->store, row)) != CPN_OK ||
         (r = peer_nstore_put(self->store, row->lease_id, broker, *frame_p, *len, old_end)) !=
@@ -129,7 +132,7 @@ int peer_notice_lost(peer_notice_t *self, const char *lease_id, int code, const 
         goto out;
     }
     int pkg = peer_inventory_find(self->inv, row.package);
-    if (pkg >= 0)
+    if (pkg >= 0 && !row.teardown)
         peer_inventory_release(self->inv, (size_t)pkg, row.units);
     self->stats.revoked++;
     size_t b = s_broker_index(self, broker);

@@ -2,7 +2,7 @@
 # Sourced by scripts/check, scripts/demo and the benchmarks.
 
 CPN_BUILD_PKGS="build-essential autoconf automake libtool pkg-config \
-libzmq3-dev libsodium-dev libmsgpack-dev libyaml-dev libcmocka-dev libsqlite3-dev \
+libzmq3-dev libsodium-dev libmsgpack-dev libyaml-dev libcmocka-dev libsqlite3-dev libjansson-dev \
 clang libclang-rt-14-dev sqlite3"
 
 cpn_install_pkgs() {
