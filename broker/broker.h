@@ -62,6 +62,7 @@ typedef struct {
     uint64_t in_doubt;        /* requests refused in-doubt or unreachable for an intent */
     uint64_t refusals_unanswered; /* refusals past limits.rate.refusals: counted, no ERROR */
     uint64_t notices;             /* NOTICEs recorded (each lease's once) */
+    uint64_t rematched;           /* revoked leases replaced elsewhere (on_failure: rematch) */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -81,6 +82,7 @@ struct broker {
     cpn_limits_t lim;
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
     claim_t *claim; /* requests in flight and relays (claim.h) */
+    struct rematch *rematch; /* replacements of revoked leases in flight (rematch.h) */
     struct federation *fed; /* links to the other brokers (federation.c) */
     /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
      * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this

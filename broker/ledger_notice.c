@@ -182,8 +182,8 @@ typedef struct {
     size_t len;
 } s_due_t;
 
-int ledger_notice_due(ledger_t *self, uint64_t now_ms, size_t max, ledger_notice_due_cb cb,
-                      void *arg)
+int ledger_notice_due(ledger_t *self, int todo, uint64_t now_ms, size_t max,
+                      ledger_notice_due_cb cb, void *arg)
 {
     sqlite3 *db = ledger_sqlite(self);
     sqlite3_stmt *st = NULL;
@@ -192,13 +192,14 @@ int ledger_notice_due(ledger_t *self, uint64_t now_ms, size_t max, ledger_notice
     if (!due)
         return CPN_E_NOMEM;
     int r = s_prep(db,
-                   "SELECT " S_COLS ", frame FROM notices WHERE todo != 0 AND next_ms <= ?1 "
+                   "SELECT " S_COLS ", frame FROM notices WHERE todo = ?3 AND next_ms <= ?1 "
                    "ORDER BY next_ms, id LIMIT ?2",
                    &st),
         rc = SQLITE_DONE;
     if (r == CPN_OK) {
         sqlite3_bind_int64(st, 1, s_i64(now_ms));
         sqlite3_bind_int64(st, 2, s_i64(max ? max : 1));
+        sqlite3_bind_int64(st, 3, todo);
         while (n < (max ? max : 1) && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             const void *b = sqlite3_column_blob(st, 14);
             int len = sqlite3_column_bytes(st, 14);

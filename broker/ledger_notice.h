@@ -55,12 +55,12 @@ typedef int (*ledger_notice_cb)(const ledger_notice_t *n, void *arg);
 int ledger_notice_list(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
                        const uint8_t origin[CPN_PK_LEN], int64_t after, size_t max,
                        ledger_notice_cb cb, void *arg) CPN_WUR;
-/* The notices whose `todo` is due (not DONE, next_ms <= now_ms), oldest first, at most max,
- * with their frames (valid during cb only). */
+/* The notices whose `todo` is `todo` and due (next_ms <= now_ms), oldest first, at most max,
+ * with their frames (valid during cb only; cb may write to the ledger). */
 typedef int (*ledger_notice_due_cb)(const ledger_notice_t *n, const uint8_t *frame, size_t len,
                                     void *arg);
-int ledger_notice_due(ledger_t *self, uint64_t now_ms, size_t max, ledger_notice_due_cb cb,
-                      void *arg) CPN_WUR;
+int ledger_notice_due(ledger_t *self, int todo, uint64_t now_ms, size_t max,
+                      ledger_notice_due_cb cb, void *arg) CPN_WUR;
 /* The next broker took the notice of lease_id we carried on (its receipt): FORWARD becomes
  * DONE. Lease ids name one (peer, tenant, request) each (a 96-bit hash, §7 LEASE). */
 int ledger_notice_taken(ledger_t *self, const char *lease_id) CPN_WUR;

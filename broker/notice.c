@@ -15,19 +15,10 @@
 #include "log.h"
 #include "msg_typed.h"
 
-/* A NOTICE opened: its envelope and body, the chain of the lease it carries, and where this
- * broker stands on the lease's route (brokers[], origin first). */
-typedef struct {
-    cpn_env_t env;
-    cpn_notice_t n;
-    cpn_chain_t ch;
-    uint32_t at; /* our index in ch.brokers */
-} s_opened_t;
+typedef notice_opened_t s_opened_t;
 
-/* Open and check a NOTICE frame (notice.h, "Checks"). `signer` (may be NULL): who must have
- * signed it (the peer that sent it or its RESEND). */
-static int s_open(broker_t *self, const uint8_t *frame, size_t len, const uint8_t *signer,
-                  s_opened_t *o, char why[CPN_REASON_MAX])
+int notice_open(broker_t *self, const uint8_t *frame, size_t len, const uint8_t *signer,
+                notice_opened_t *o, char why[CPN_REASON_MAX])
 {
     const uint8_t *me = cpn_identity_pk(self->id);
     int r;
@@ -127,7 +118,10 @@ static int s_record(broker_t *self, const s_opened_t *o, const uint8_t *frame, s
     ln.units = o->n.units;
     ln.received_ms = now;
     memcpy(ln.origin, o->ch.brokers[0], CPN_PK_LEN);
-    ln.todo = o->at == 0 ? LEDGER_NOTICE_DONE : LEDGER_NOTICE_FORWARD;
+    /* The tenant's broker places the rest elsewhere if the REQUEST asked it (rematch.h). */
+    bool rematch = strcmp(o->ch.req.on_failure, CPN_ON_FAILURE_REMATCH) == 0;
+    ln.todo = o->at != 0 ? LEDGER_NOTICE_FORWARD
+                         : rematch ? LEDGER_NOTICE_REMATCH : LEDGER_NOTICE_DONE;
     ln.next_ms = now;
     int r = ledger_notice_put(self->ledger, &ln, frame, len, &fresh);
     if (r != CPN_OK || !fresh)
@@ -154,7 +148,7 @@ void notice_on_frame(broker_t *self, const broker_rx_t *rx, const uint8_t *frame
     int r = CPN_E_NOMEM;
     snprintf(why, sizeof why, "out of memory");
     /* From a peer the notice is its own; from a member, any trusted peer's. */
-    if (o && (r = s_open(self, frame, len, (rx->roles & CPN_ROLE_BROKER) ? NULL : rx->env.from, o,
+    if (o && (r = notice_open(self, frame, len, (rx->roles & CPN_ROLE_BROKER) ? NULL : rx->env.from, o,
                          why)) == CPN_OK &&
         (r = ledger_audit(self->ledger, o->env.ts_ms, "NOTICE", o->env.from, CPN_OK, frame,
                           len)) == CPN_OK &&
@@ -204,7 +198,7 @@ static int s_due(const ledger_notice_t *n, const uint8_t *frame, size_t len, voi
     char why[CPN_REASON_MAX];
     if (!o)
         return 1;
-    int r = s_open(self, frame, len, NULL, o, why);
+    int r = notice_open(self, frame, len, NULL, o, why);
     int todo = n->todo;
     if (r != CPN_OK || o->at == 0 || n->todo != LEDGER_NOTICE_FORWARD) {
         log_error("notice", "stored notice of %s: %s (dropped)", n->lease_id, why);
@@ -227,6 +221,7 @@ static int s_due(const ledger_notice_t *n, const uint8_t *frame, size_t len, voi
 
 void notice_tick(broker_t *self, uint64_t now_ms)
 {
-    if (ledger_notice_due(self->ledger, now_ms, NOTICE_DUE_MAX, s_due, self) != CPN_OK)
+    if (ledger_notice_due(self->ledger, LEDGER_NOTICE_FORWARD, now_ms, NOTICE_DUE_MAX, s_due,
+                          self) != CPN_OK)
         log_error("notice", "cannot list the notices due");
 }

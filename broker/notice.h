@@ -28,9 +28,24 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "chain.h"
 
 #define NOTICE_RETRY_MS 2000 /* a notice not yet taken by the next broker goes again */
 #define NOTICE_DUE_MAX 64    /* notices worked on per tick */
+
+/* A NOTICE opened: its envelope and body, the chain of the lease it carries, and where this
+ * broker stands on the lease's route (ch.brokers[], origin first). Points into the frame. */
+typedef struct {
+    cpn_env_t env;
+    cpn_notice_t n;
+    cpn_chain_t ch;
+    uint32_t at; /* our index in ch.brokers: 0 = we are the tenant's broker */
+} notice_opened_t;
+
+/* Open and check a NOTICE frame as "Checks" above says. `signer` (may be NULL): who must have
+ * signed it (the peer that sent it, or its RESEND). CPN_OK, or the code with why set. */
+int notice_open(broker_t *self, const uint8_t *frame, size_t len, const uint8_t *signer,
+                notice_opened_t *o, char why[CPN_REASON_MAX]) CPN_WUR;
 
 /* A NOTICE frame (`frame`, from a peer directly, inside a peer's RESEND, or inside a member's
  * FORWARD) arrived in the verified message rx. */

@@ -96,7 +96,7 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     uint64_t intents = 0;
     if (ledger_intent_count(self->ledger, &intents) != CPN_OK)
         log_warn("ledger", "intent count unavailable for status");
-    msgpack_pack_map(pk, 25 + FED_STATUS_KEYS);
+    msgpack_pack_map(pk, 26 + FED_STATUS_KEYS);
     mp_pack_kstr(pk, "name", self->pol->broker.name);
     mp_pack_kstr(pk, "key", kid);
     mp_pack_kstr(pk, "version", PACKAGE_VERSION);
@@ -119,6 +119,7 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     mp_pack_ku64(pk, "messages_accepted", self->stats.accepted);
     mp_pack_ku64(pk, "refusals_unanswered", self->stats.refusals_unanswered);
     mp_pack_ku64(pk, "notices", self->stats.notices);
+    mp_pack_ku64(pk, "leases_rematched", self->stats.rematched);
     mp_pack_ku64(pk, "policy_reloads", self->stats.reloads);
     mp_pack_ku64(pk, "policy_reloads_failed", self->stats.reloads_failed);
     federation_status(self, pk);

@@ -21,6 +21,7 @@
 #include "federation.h"
 #include "log.h"
 #include "notice.h"
+#include "rematch.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -106,12 +107,14 @@ static void s_on_request(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_lease(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_lease(self->claim, rx, &b->lease);
+    if (!rematch_on_lease(self, rx, &b->lease))
+        claim_on_lease(self->claim, rx, &b->lease);
 }
 
 static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_nack(self->claim, rx, &b->nack);
+    if (!rematch_on_nack(self, rx, &b->nack))
+        claim_on_nack(self->claim, rx, &b->nack);
 }
 
 static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -174,7 +177,8 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
         (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
         goto refuse;
-    claim_on_lease(self->claim, &in, &lease);
+    if (!rematch_on_lease(self, &in, &lease))
+        claim_on_lease(self->claim, &in, &lease);
     return;
 refuse:
     broker_count_refusal(self, r);
@@ -390,6 +394,7 @@ int server_new(const char *policy_path, broker_t **out)
     r = CPN_E_NOMEM;
     self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
     self->claim = claim_new(self, p->limits.max_pending, NULL);
+    self->rematch = rematch_new();
     self->book = book_new(p->limits.max_offers);
     self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
     self->sigcache = cpn_sigcache_new(1u << 16);
@@ -399,7 +404,7 @@ int server_new(const char *policy_path, broker_t **out)
         ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
-    if (!self->routes || !self->claim || !self->book || !self->replay || !self->sigcache ||
+    if (!self->routes || !self->claim || !self->rematch || !self->book || !self->replay || !self->sigcache ||
         !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
@@ -449,6 +454,7 @@ void server_destroy(broker_t **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     claim_destroy(&self->claim);
+    rematch_destroy(&self->rematch);
     free(self->routes);
     outbox_destroy(&self->outbox);
     book_destroy(&self->book);
@@ -513,6 +519,7 @@ static void s_tick(broker_t *self)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
     notice_tick(self, now);
+    rematch_tick(self, now);
     federation_tick(self, mono);
 }
 

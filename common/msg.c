@@ -46,6 +46,7 @@ static const mp_field_t s_claim[] = {
     F(cpn_claim_t, duration_s, MPF_U64, true),
     F(cpn_claim_t, route, MPF_BIN, false),
     F(cpn_claim_t, deadline, MPF_U64, true),
+    F(cpn_claim_t, replaces, MPF_BIN, false),
 };
 
 static const mp_field_t s_lease[] = {

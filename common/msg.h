@@ -48,6 +48,8 @@ typedef struct {
     uint64_t duration_s;
     mp_bytes_t route;            /* optional: FORWARD frame chain that carried the request */
     uint64_t deadline;           /* wall-clock ms: the peer refuses the CLAIM after this */
+    mp_bytes_t replaces;         /* optional: the NOTICE of the lease this one replaces (the
+                                    request asked on_failure: rematch), verbatim */
 } cpn_claim_t;
 
 typedef struct {

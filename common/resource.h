@@ -77,7 +77,12 @@ typedef struct {
     /* preferences */
     cpn_namelist_t prefer_regions;
     cpn_namelist_t prefer_vendors;
+    /* what the tenant wants when the peer loses the capacity under the lease (a NOTICE):
+     * "" = the lease ends; "rematch" = its broker places the rest of it elsewhere */
+    char on_failure[16];
 } cpn_request_t;
+
+#define CPN_ON_FAILURE_REMATCH "rematch"
 
 /* Totals per unit. */
 uint64_t cpn_package_tflops(const cpn_package_t *p);

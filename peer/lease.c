@@ -235,6 +235,53 @@ static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const 
     return r;
 }
 
+/* A CLAIM with `replaces`: open the NOTICE it carries (signature, then the chain of the lease
+ * it names, signed by the notice's signer) and judge the replacement (grant.h). On CPN_OK
+ * *terms is the REQUEST with the claim's units and duration: what grant_check_claim holds a
+ * replacement to. */
+static int s_check_replaces(peer_lease_t *self, const cpn_claim_t *claim, const cpn_request_t *req,
+                            cpn_request_t *terms, char why[CPN_REASON_MAX])
+{
+    cpn_env_t nenv;
+    cpn_notice_t n;
+    const char *w = "";
+    cpn_chain_t *old = malloc(sizeof *old);
+    int r = CPN_E_NOMEM;
+    snprintf(why, CPN_REASON_MAX, "out of memory");
+    if (!old)
+        return r;
+    if ((r = cpn_env_parse(claim->replaces.ptr, claim->replaces.len, &cpn_limits_default,
+                           &nenv)) != CPN_OK ||
+        (r = nenv.type == CPN_MSG_NOTICE ? CPN_OK : CPN_E_WRONG_TYPE) != CPN_OK ||
+        (r = cpn_env_verify(&nenv)) != CPN_OK ||
+        (r = cpn_notice_decode(&nenv, &cpn_limits_default, &n)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease's NOTICE: %s", cpn_errname(r));
+        goto out;
+    }
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .peer_pk = nenv.from};
+    if ((r = cpn_chain_open(n.lease.ptr, n.lease.len, CPN_MSG_LEASE, &o, old)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease: %.200s", old->why);
+        goto out;
+    }
+    if (strcmp(n.lease_id, old->lease.lease_id) != 0) {
+        r = CPN_E_CHAIN;
+        snprintf(why, CPN_REASON_MAX, "the NOTICE names another lease than it carries");
+        goto out;
+    }
+    if ((r = grant_check_replacement(cpn_identity_pk(self->id), nenv.from, &n, old, claim,
+                                     cpn_now_ms(), &w)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "%s", w);
+        goto out;
+    }
+    *terms = *req;
+    terms->units = claim->units;
+    terms->duration_s = claim->duration_s;
+    log_info("lease", "CLAIM for %s replaces lease %s (revoked by its peer)", req->id, n.lease_id);
+out:
+    free(old);
+    return r;
+}
+
 static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
@@ -289,7 +336,12 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         why = "lease lookup";
         goto refuse;
     }
-    if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
+    /* A replacement carries the REQUEST of the lease it replaces, signed long ago: the NOTICE
+     * (fresh, signed by the peer that lost the capacity) makes it legitimate instead. */
+    cpn_request_t terms = req;
+    if (claim.replaces.len
+            ? (r = s_check_replaces(self, &claim, &req, &terms, why_buf)) != CPN_OK
+            : (r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
         why = why_buf;
         goto refuse;
     }
@@ -303,7 +355,7 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
-                               &req, &pkg, &why)) != CPN_OK)
+                               &terms, &pkg, &why)) != CPN_OK)
         goto refuse;
     if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
         why = "not enough free units";

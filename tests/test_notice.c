@@ -294,12 +294,15 @@ static uint64_t s_refused(const char *slug)
     return n;
 }
 
-/* Submit request `id` (1 unit of 8 cores for 1 h): the GRANT in *a, its lease id out. */
-static void s_lease(const char *id, h_ans_t *a, char lease_id[CPN_NAME_MAX])
+/* Submit request `id` (1 unit of 8 cores for 1 h; with on_failure `rematch` if `rematch`): the
+ * GRANT in *a, its lease id out. */
+static void s_lease_ex(const char *id, bool rematch, h_ans_t *a, char lease_id[CPN_NAME_MAX])
 {
     cpn_request_t r;
     memset(&r, 0, sizeof r);
     snprintf(r.id, sizeof r.id, "%s", id);
+    if (rematch)
+        snprintf(r.on_failure, sizeof r.on_failure, "rematch");
     r.units = 1;
     r.cores = 8;
     r.duration_s = 3600;
@@ -316,6 +319,32 @@ static void s_lease(const char *id, h_ans_t *a, char lease_id[CPN_NAME_MAX])
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
     snprintf(lease_id, CPN_NAME_MAX, "%s", l.lease_id);
+}
+
+static void s_lease(const char *id, h_ans_t *a, char lease_id[CPN_NAME_MAX])
+{
+    s_lease_ex(id, false, a, lease_id);
+}
+
+/* A copy of one blob from a SQLite file (the caller frees it); NULL if none. */
+static uint8_t *s_db_blob(const char *path, const char *sql, const char *arg, size_t *len)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint8_t *out = NULL;
+    *len = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) > 0) {
+        *len = (size_t)sqlite3_column_bytes(st, 0);
+        out = malloc(*len);
+        assert_non_null(out);
+        memcpy(out, sqlite3_column_blob(st, 0), *len);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
 }
 
 static void s_case_start(const char *tag)
@@ -479,6 +508,68 @@ static void test_broker_restart(void **state)
     assert_true(h_stop(&g.broker_pid, STOP_MS));
 }
 
+/* on_failure: rematch: the rest of the revoked lease goes to the other peer, once. */
+static void test_rematch(void **state)
+{
+    (void)state;
+    h_ans_t grant;
+    char lease_id[CPN_NAME_MAX], out[8192];
+    s_case_start("t4");
+    s_lease_ex("job-r", true, &grant, lease_id);
+    h_ans_free(&grant);
+    assert_int_equal(s_drain(&g.p[P_CHEAP]), 0);
+    assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
+    assert_non_null(strstr(out, lease_id));
+    /* The broker places the rest on the other peer; the notice names the new lease. */
+    assert_true(s_wait_db(g.ledger,
+                          "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND replaced_by != ''",
+                          lease_id, 1));
+    assert_true(s_wait_db(g.p[P_DEAR].db,
+                          "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state = 'active'",
+                          "job-r", 1));
+    assert_int_equal(s_db_int(g.ledger,
+                              "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
+                              "state = 'active'",
+                              "job-r"),
+                     1);
+    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    /* The new lease: its GRANT verifies, its CLAIM carries the NOTICE of the old one, and it
+     * ends no later than the old one would have. */
+    size_t glen = 0;
+    uint8_t *gf = s_db_blob(g.ledger,
+                            "SELECT grant_frame FROM leases WHERE request_id = ?1 AND "
+                            "state = 'active'",
+                            "job-r", &glen);
+    assert_non_null(gf);
+    const char *why = NULL;
+    assert_int_equal(ctl_verify_chain(gf, glen, NULL, &why), CPN_OK);
+    free(gf);
+    assert_true(s_db_int(g.ledger,
+                         "SELECT COUNT(*) FROM leases n, leases o WHERE n.request_id = ?1 AND "
+                         "n.state = 'active' AND o.state = 'revoked' AND o.request_id = ?1 AND "
+                         "n.end_ms <= o.start_ms + 3600000 + 1000 AND n.start_ms >= o.end_ms",
+                         "job-r") == 1);
+    /* The tenant sees both, and the notice names the replacement. */
+    assert_int_equal(s_cpnctl("leases", NULL, NULL, out, sizeof out), 0);
+    assert_non_null(strstr(out, "revoked"));
+    assert_non_null(strstr(out, "active"));
+    assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
+    assert_null(strstr(out, "\"replaced_by\":\"\""));
+    /* Exactly one replacement: still one lease per peer for the request a while later (the
+     * broker's ticks keep running), and the broker counts one. */
+    usleep(1500 * 1000);
+    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1",
+                              "job-r"),
+                     1);
+    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1",
+                              "job-r"),
+                     2);
+    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
+    for (int i = 0; i < P__COUNT; i++)
+        assert_true(h_stop(&g.p[i].pid, STOP_MS));
+    assert_true(h_stop(&g.broker_pid, STOP_MS));
+}
+
 /* ---- fixture ---- */
 
 static int s_setup(void **state)
@@ -531,6 +622,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drain_notice, s_case_teardown),
         cmocka_unit_test_teardown(test_forged_notice, s_case_teardown),
         cmocka_unit_test_teardown(test_broker_restart, s_case_teardown),
+        cmocka_unit_test_teardown(test_rematch, s_case_teardown),
     };
     return cmocka_run_group_tests_name("notice", tests, s_setup, s_teardown);
 }
