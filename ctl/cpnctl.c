@@ -151,6 +151,26 @@ static int cmd_keygen(ctl_opts_t *o)
     return 0;
 }
 
+/* A replacement lease (on_failure: rematch) names the lease it replaces through its CLAIM's
+ * `replaces`, the old peer's NOTICE: say which, once the NOTICE verifies. */
+static void s_print_replaces(const char *file, const uint8_t *buf, size_t len)
+{
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    cpn_env_t nenv;
+    cpn_notice_t n;
+    if (ch && cpn_chain_open(buf, len, CPN_MSG_NONE, NULL, ch) == CPN_OK &&
+        ch->claim.replaces.len &&
+        cpn_env_parse(ch->claim.replaces.ptr, ch->claim.replaces.len, &cpn_limits_default,
+                      &nenv) == CPN_OK &&
+        cpn_env_verify(&nenv) == CPN_OK && cpn_notice_decode(&nenv, NULL, &n) == CPN_OK) {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(nenv.from, kid);
+        fprintf(stderr, "cpnctl: %s: replaces lease %s (revoked by peer %s: %s: %s)\n", file,
+                n.lease_id, kid, cpn_errname(n.code), n.reason);
+    }
+    free(ch);
+}
+
 static int cmd_verify(ctl_opts_t *o)
 {
     uint8_t *buf = NULL;
@@ -177,6 +197,7 @@ static int cmd_verify(ctl_opts_t *o)
     if (ctl_verify_route(buf, len, route, sizeof route) == CPN_OK && route[0])
         fprintf(stderr, "cpnctl: %s: route (brokers, first to the peer's home): %s\n",
                 o->argv[0], route);
+    s_print_replaces(o->argv[0], buf, len);
     free(buf);
     return 0;
 }

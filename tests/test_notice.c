@@ -15,6 +15,12 @@
  * - broker restart: the broker is killed before the peer drains; the notice waits in the
  *   peer's store and reaches the restarted broker (re-sent in a RESEND); after the receipt
  *   the broker is killed again and the restarted one still shows the notice.
+ * - rematch: a REQUEST with on_failure: rematch; after the drain the broker places the rest
+ *   of the lease on the other peer: one new lease there, active, whose GRANT verifies, ending
+ *   no later than the old one; the notice names it; one replacement only, no intent left.
+ * - federated: the tenant's broker is not the peer's: the peer's home broker records the
+ *   notice and carries it on (FORWARD) to the tenant's broker, which ends the lease and shows
+ *   it to `cpnctl watch`; every hop holds the next one's receipt.
  *
  * Every wait is bounded and waits for a positive event. CPN_TEST_KEEP=1 keeps the directory.
  */
@@ -61,9 +67,9 @@ typedef struct {
 typedef struct {
     char dir[256], bin[1024], policy[320], broker_log[320], ledger[400];
     bool clean;
-    char endpoint[64];
-    cpn_identity_t *broker, *beta;
-    pid_t broker_pid;
+    char endpoint[64], endpoint2[64];
+    cpn_identity_t *broker, *beta, *b2;
+    pid_t broker_pid, b2_pid;
     h_tenant_t t;
     peer_t p[P__COUNT];
 } fx_t;
@@ -143,7 +149,8 @@ static void s_write_policy(const char *tag)
     h_write(g.dir, "policy.yaml", text);
 }
 
-static void s_write_peer(peer_t *p, const char *tag, const char *price)
+static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const char *endpoint,
+                            const char *broker_key)
 {
     char text[2048], name[128];
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
@@ -157,7 +164,7 @@ static void s_write_peer(peer_t *p, const char *tag, const char *price)
                      "max_lease: 7d\n"
                      "brokers:\n"
                      "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
+                     "    key: %s\n"
                      "    curve: false\n"
                      "tenants: any\n"
                      "packages:\n"
@@ -166,11 +173,16 @@ static void s_write_peer(peer_t *p, const char *tag, const char *price)
                      "    price: \"%s\"\n"
                      "    cores: 8\n"
                      "    memory: 32GiB\n",
-                     p->name, p->name, p->db, g.endpoint, price);
+                     p->name, p->name, p->db, endpoint, broker_key, price);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(name, sizeof name, "%s.yaml", p->name);
     h_write(g.dir, name, text);
     s_path(p->cfg, sizeof p->cfg, name);
+}
+
+static void s_write_peer(peer_t *p, const char *tag, const char *price)
+{
+    s_write_peer_at(p, tag, price, g.endpoint, "broker.pub");
 }
 
 /* ---- processes ---- */
@@ -203,8 +215,8 @@ static void s_kill_broker(void)
     ctl_client_destroy(&g.t.cli);
 }
 
-/* Run a program of the build to its end (bounded by its own options), its stdout into out
- * (NUL-terminated, truncated to cap). Returns its exit status, or -1. */
+/* Run a program of the build to its end (bounded by its own options), its stdout and stderr
+ * into out (NUL-terminated, truncated to cap). Returns its exit status, or -1. */
 static int s_run(const char *const *argv, char *out, size_t cap)
 {
     int fds[2];
@@ -215,6 +227,7 @@ static int s_run(const char *const *argv, char *out, size_t cap)
         char bin[1100];
         snprintf(bin, sizeof bin, "%s/%s", g.bin, argv[0]);
         dup2(fds[1], 1);
+        dup2(fds[1], 2);
         close(fds[0]);
         close(fds[1]);
         execv(bin, (char *const *)argv);
@@ -543,7 +556,19 @@ static void test_rematch(void **state)
     assert_non_null(gf);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(gf, glen, NULL, &why), CPN_OK);
+    /* `cpnctl verify` of the new lease file names the one it replaces. */
+    char file[400], bkey[400];
+    s_path(file, sizeof file, "job-r-new.lease");
+    s_path(bkey, sizeof bkey, "broker.pub");
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(gf, 1, glen, f), glen);
+    assert_int_equal(fclose(f), 0);
     free(gf);
+    const char *verify[] = {"cpnctl", "-B", bkey, "verify", file, NULL};
+    assert_int_equal(s_run(verify, out, sizeof out), 0);
+    assert_non_null(strstr(out, "replaces lease "));
+    assert_non_null(strstr(out, lease_id));
     assert_true(s_db_int(g.ledger,
                          "SELECT COUNT(*) FROM leases n, leases o WHERE n.request_id = ?1 AND "
                          "n.state = 'active' AND o.state = 'revoked' AND o.request_id = ?1 AND "
@@ -570,6 +595,82 @@ static void test_rematch(void **state)
     assert_true(h_stop(&g.broker_pid, STOP_MS));
 }
 
+/* Two brokers: the tenant's (b1, the test's `broker`) and the peer's home (b2), members of each
+ * other. The notice goes peer -> b2 -> b1 and reaches the tenant at b1. */
+static void s_write_fed_policy(const char *file, const char *name, const char *key,
+                               const char *listen, const char *ledger, const char *member,
+                               const char *member_key, const char *member_endpoint)
+{
+    char text[2048];
+    int n = snprintf(text, sizeof text,
+                     "broker:\n"
+                     "  name: %s\n"
+                     "  key: %s\n"
+                     "  listen: %s\n"
+                     "  ledger: %s\n"
+                     "  transport:\n"
+                     "    curve: false\n"
+                     "federation:\n"
+                     "  hello_timeout: 3s\n"
+                     "  members:\n"
+                     "    - name: %s\n"
+                     "      key: %s\n"
+                     "      endpoint: %s\n"
+                     "peers:\n"
+                     "  trusted:\n"
+                     "    - name: cheap\n"
+                     "      key: cheap.pub\n"
+                     "tenants:\n"
+                     "  - name: acme\n"
+                     "    key: acme.pub\n"
+                     "    operator: true\n"
+                     "limits:\n"
+                     "  claim_timeout: 2s\n",
+                     name, key, listen, ledger, member, member_key, member_endpoint);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    h_write(g.dir, file, text);
+}
+
+static void test_federated(void **state)
+{
+    (void)state;
+    h_ans_t grant;
+    char lease_id[CPN_NAME_MAX], out[8192], ledger2[400], cfg2[400], log2[400];
+    int port = h_free_port(NULL);
+    assert_true(port > 0);
+    snprintf(g.endpoint2, sizeof g.endpoint2, "tcp://127.0.0.1:%d", port);
+    s_path(g.ledger, sizeof g.ledger, "t5-ledger.db");
+    s_path(ledger2, sizeof ledger2, "t5-ledger2.db");
+    s_write_fed_policy("policy.yaml", "b1", "broker.key", g.endpoint, g.ledger, "b2", "b2.pub",
+                       g.endpoint2);
+    s_write_fed_policy("policy2.yaml", "b2", "b2.key", g.endpoint2, ledger2, "b1", "broker.pub",
+                       g.endpoint);
+    s_path(cfg2, sizeof cfg2, "policy2.yaml");
+    s_path(log2, sizeof log2, "broker2.log");
+    s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2.pub");
+    g.b2_pid = h_spawn(g.bin, "cpn-broker", cfg2, log2);
+    assert_true(s_start_broker());
+    s_start_peer(&g.p[P_CHEAP]);
+    assert_true(s_wait_offer("cheap", 2)); /* at b1, relayed by b2 */
+    s_lease("job-f", &grant, lease_id);
+    h_ans_free(&grant);
+    assert_int_equal(s_drain(&g.p[P_CHEAP]), 0);
+    /* The tenant, at its own broker, hears of it. */
+    assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
+    assert_non_null(strstr(out, lease_id));
+    assert_non_null(strstr(out, "capacity-lost"));
+    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    /* b2 carried it on and holds b1's receipt; the peer holds b2's. */
+    assert_true(s_wait_db(ledger2, "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND todo = 0",
+                          lease_id, 1));
+    assert_true(s_wait_db(g.p[P_CHEAP].db,
+                          "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND acked = 1",
+                          lease_id, 1));
+    assert_true(h_stop(&g.p[P_CHEAP].pid, STOP_MS));
+    assert_true(h_stop(&g.broker_pid, STOP_MS));
+    assert_true(h_stop(&g.b2_pid, STOP_MS));
+}
+
 /* ---- fixture ---- */
 
 static int s_setup(void **state)
@@ -584,6 +685,7 @@ static int s_setup(void **state)
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, g.t.name, &g.t.id);
     h_keygen(g.dir, "beta", &g.beta);
+    h_keygen(g.dir, "b2", &g.b2);
     for (int i = 0; i < P__COUNT; i++)
         h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     int port = h_free_port(NULL);
@@ -600,6 +702,7 @@ static int s_case_teardown(void **state)
     for (int i = 0; i < P__COUNT; i++)
         g.clean &= h_stop(&g.p[i].pid, STOP_MS);
     g.clean &= h_stop(&g.broker_pid, STOP_MS);
+    g.clean &= h_stop(&g.b2_pid, STOP_MS);
     ctl_client_destroy(&g.t.cli);
     return 0;
 }
@@ -609,6 +712,7 @@ static int s_teardown(void **state)
     (void)s_case_teardown(state);
     cpn_identity_destroy(&g.t.id);
     cpn_identity_destroy(&g.beta);
+    cpn_identity_destroy(&g.b2);
     for (int i = 0; i < P__COUNT; i++)
         cpn_identity_destroy(&g.p[i].id);
     cpn_identity_destroy(&g.broker);
@@ -623,6 +727,7 @@ int main(void)
         cmocka_unit_test_teardown(test_forged_notice, s_case_teardown),
         cmocka_unit_test_teardown(test_broker_restart, s_case_teardown),
         cmocka_unit_test_teardown(test_rematch, s_case_teardown),
+        cmocka_unit_test_teardown(test_federated, s_case_teardown),
     };
     return cmocka_run_group_tests_name("notice", tests, s_setup, s_teardown);
 }
