@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "hints.h"
 
 #define CPN_NAME_MAX 64    /* ids, models, vendors, regions: at most 63 bytes */
 #define CPN_CLASS_MAX 16   /* storage class */
@@ -80,6 +81,8 @@ typedef struct {
     /* what the tenant wants when the peer loses the capacity under the lease (a NOTICE):
      * "" = the lease ends; "rematch" = its broker places the rest of it elsewhere */
     char on_failure[16];
+    /* for the peer's driver, not for matching; last, so matching code can stop before it */
+    cpn_hints_t access;      /* access hints (hints.h); n = 0: none */
 } cpn_request_t;
 
 #define CPN_ON_FAILURE_REMATCH "rematch"

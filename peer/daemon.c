@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +13,14 @@
 
 #include "advertise.h"
 #include "clock.h"
+#include "fulfil.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
 #include "link.h"
 #include "log.h"
 #include "notice.h"
+#include "provision.h"
 #include "sender.h"
 #include "store.h"
 #include "transport.h"
@@ -38,6 +41,8 @@ struct peer_daemon {
     peer_notice_t *notice;
     uint64_t next_drain_mono; /* the drains table is read again then (notice.h) */
     peer_batch_t *batch;
+    provision_t *prov;     /* NULL without a `provision:` section */
+    peer_fulfil_t *fulfil; /* likewise */
     void *zctx;
     s_link_t links[PEER_BROKERS_MAX];
     uint64_t ad_version; /* inventory version last advertised */
@@ -66,6 +71,14 @@ static int s_link_open(peer_daemon_t *self, size_t i)
     return cpn_link_new(self->zctx, &lc, &self->links[i].link);
 }
 
+/* The engine's final outcomes, inside the batch the provisioning pass opened. */
+static void s_on_driver_done(void *arg, size_t driver, const drv_call_t *call,
+                             const drv_result_t *res)
+{
+    peer_daemon_t *self = arg;
+    fulfil_done(self->fulfil, self->batch, driver, call, res);
+}
+
 /* Earliest lease end, for the expiry timer. */
 static void s_refresh_next_end(peer_daemon_t *self)
 {
@@ -83,12 +96,32 @@ static void s_notice_send(size_t b, const uint8_t *frame, size_t len, void *arg)
                   self->cfg->brokers[b].endpoint, cpn_errname(r));
 }
 
+/* Leases the drivers lost (peer_lease_lost, queued during a batch): revoked, each with its
+ * NOTICE, now that no batch transaction is open; a driver tears down what is left. */
+static void s_lost(peer_daemon_t *self)
+{
+    char id[CPN_NAME_MAX], why[CPN_REASON_MAX];
+    bool any = false;
+    while (peer_lease_take_lost(self->lease, id, why)) {
+        if (peer_notice_lost(self->notice, id, CPN_E_CAPACITY_LOST, why) != CPN_OK)
+            log_error("peer", "lease %s: not revoked (its driver reports it again)", id);
+        any = true;
+    }
+    if (any && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+        log_error("peer", "cannot submit the teardowns of revoked leases");
+}
+
 /* Drained packages (cpn-peer --drain): 0 free, their leases revoked with a NOTICE. */
 static void s_drains(peer_daemon_t *self)
 {
     bool more = false;
+    peer_notice_stats_t before, after;
+    peer_notice_stats(self->notice, &before);
     if (peer_notice_drains(self->notice, &more) != CPN_OK)
         log_error("peer", "cannot apply the drains table");
+    peer_notice_stats(self->notice, &after);
+    if (after.revoked != before.revoked && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+        log_error("peer", "cannot submit the teardowns of revoked leases");
     /* More leases than one pass revokes: the next pass comes at once. */
     self->next_drain_mono = cpn_mono_ms() + (more ? 0 : PEER_DRAIN_POLL_MS);
 }
@@ -117,6 +150,13 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         r = CPN_E_NOMEM;
         goto out;
     }
+    if (cfg->n_drivers > 0 &&
+        (!(self->prov = provision_new(cfg->drivers, cfg->n_drivers, s_on_driver_done, self)) ||
+         !(self->fulfil = fulfil_new(cfg, self->store, self->lease, self->prov)))) {
+        r = CPN_E_NOMEM;
+        goto out;
+    }
+    peer_lease_set_provision(self->lease, self->prov);
     size_t ad_len = 0;
     if ((r = advertise_check_size(cfg, self->inv, cpn_limits_default.max_frame, &ad_len)) !=
         CPN_OK) {
@@ -134,6 +174,9 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
     if ((r = peer_notice_new(cfg, self->id, self->inv, self->store, &self->sender, s_notice_send,
                              self, &self->notice)) != CPN_OK ||
         (r = peer_store_meta_set(self->store, PEER_META_PID, (uint64_t)getpid())) != CPN_OK)
+        goto out;
+    /* After a kill -9 at any point: what the store says is due, and what the drivers hold. */
+    if (self->fulfil && (r = fulfil_reconcile(self->fulfil)) != CPN_OK)
         goto out;
     s_refresh_next_end(self);
     {
@@ -175,6 +218,8 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
         peer_batch_clear(self->batch);
     free(self->batch);
     peer_notice_destroy(&self->notice);
+    fulfil_destroy(&self->fulfil);
+    provision_destroy(&self->prov); /* kills children: their calls re-run at the next start */
     peer_lease_destroy(&self->lease);
     peer_inventory_destroy(&self->inv);
     peer_store_destroy(&self->store);
@@ -242,6 +287,8 @@ static void s_link_tick(peer_daemon_t *self, size_t i, uint64_t now)
     }
 }
 
+static void s_batch_finish(peer_daemon_t *self, size_t taken);
+
 /* One batch: up to PEER_BATCH_MAX frames taken round-robin from the brokers, decided, one
  * commit, then every reply sent. */
 static void s_batch(peer_daemon_t *self)
@@ -271,6 +318,13 @@ static void s_batch(peer_daemon_t *self)
     }
     if (taken == 0)
         return;
+    s_batch_finish(self, taken);
+}
+
+/* Commit the batch, then send its replies. */
+static void s_batch_finish(peer_daemon_t *self, size_t taken)
+{
+    peer_batch_t *batch = self->batch;
     bool wrote = batch->wrote;
     if (peer_lease_batch_end(self->lease, batch) != CPN_OK)
         log_error("peer", "batch of %zu not committed", taken);
@@ -286,6 +340,20 @@ static void s_batch(peer_daemon_t *self)
     if (wrote || batch->changed)
         s_refresh_next_end(self);
     peer_batch_clear(batch);
+}
+
+/* The drivers' children: I/O, ends, retries; their outcomes committed in one batch. */
+static void s_provision(peer_daemon_t *self)
+{
+    if (!self->prov)
+        return;
+    peer_batch_t *batch = self->batch;
+    peer_lease_batch_begin(self->lease, batch);
+    provision_run(self->prov, cpn_mono_ms());
+    if (batch->n || batch->wrote || batch->n_calls)
+        s_batch_finish(self, batch->n);
+    /* Calls submitted after the commit may start at once. */
+    provision_run(self->prov, cpn_mono_ms());
 }
 
 static int s_timeout(const peer_daemon_t *self)
@@ -321,6 +389,11 @@ static int s_timeout(const peer_daemon_t *self)
         if (lt >= 0 && (uint64_t)lt < t)
             t = (uint64_t)lt;
     }
+    if (self->prov) {
+        int pt = provision_timeout_ms(self->prov, now);
+        if (pt >= 0 && (uint64_t)pt < t)
+            t = (uint64_t)pt;
+    }
     return (int)t;
 }
 
@@ -328,7 +401,9 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
                     volatile sig_atomic_t *wake)
 {
     size_t nb = self->cfg->n_brokers;
-    zmq_pollitem_t items[2 * PEER_BROKERS_MAX];
+    zmq_pollitem_t items[2 * PEER_BROKERS_MAX + PROVISION_FDS_MAX];
+    int fds[PROVISION_FDS_MAX];
+    short fd_events[PROVISION_FDS_MAX];
     /* The first AD goes out at once, queued until each connection is up. */
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
@@ -343,7 +418,13 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
             items[nb + i].socket = cpn_link_monitor(self->links[i].link);
             items[nb + i].events = ZMQ_POLLIN;
         }
-        int rc = zmq_poll(items, (int)(2 * nb), s_timeout(self));
+        /* The drivers' pipes: POLLIN and POLLOUT have ZMQ_POLLIN's and ZMQ_POLLOUT's meaning. */
+        size_t nf = self->prov ? provision_fds(self->prov, fds, fd_events, PROVISION_FDS_MAX) : 0;
+        for (size_t k = 0; k < nf; k++) {
+            items[2 * nb + k].fd = fds[k];
+            items[2 * nb + k].events = fd_events[k] == POLLOUT ? ZMQ_POLLOUT : ZMQ_POLLIN;
+        }
+        int rc = zmq_poll(items, (int)(2 * nb + nf), s_timeout(self));
         if (rc < 0 && errno != EINTR) {
             log_error("peer", "poll: %s", zmq_strerror(errno));
             return CPN_E_IO;
@@ -354,10 +435,16 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
         for (size_t i = 0; i < nb; i++)
             s_link_tick(self, i, mono);
         s_batch(self);
+        s_provision(self);
+        s_lost(self);
         uint64_t wall = cpn_now_ms();
         if (self->have_next_end && self->next_end_ms <= wall) {
-            if (peer_lease_expire(self->lease, wall, NULL) != CPN_OK)
+            size_t expired = 0;
+            if (peer_lease_expire(self->lease, wall, &expired) != CPN_OK)
                 log_error("peer", "cannot expire leases");
+            /* Leases with a driver keep their units until it tore them down. */
+            if (expired > 0 && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+                log_error("peer", "cannot submit the teardowns of expired leases");
             s_refresh_next_end(self);
         }
         if ((wake && *wake) || cpn_mono_ms() >= self->next_drain_mono) {
@@ -366,6 +453,8 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
             s_drains(self);
         }
         peer_notice_tick(self->notice, cpn_mono_ms());
+        if (self->fulfil)
+            (void)fulfil_tick(self->fulfil, cpn_mono_ms());
         for (size_t i = 0; i < nb; i++)
             if (self->links[i].hello_due) {
                 self->links[i].hello_due = false;

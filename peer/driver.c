@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 static const char *const s_verbs[DRV__VERBS] = {
     [DRV_GRANT] = "grant",   [DRV_RENEW] = "renew", [DRV_RELEASE] = "release",
     [DRV_STATUS] = "status", [DRV_LIST] = "list",   [DRV_INVENTORY] = "inventory",
@@ -103,4 +105,23 @@ void drv_result_set(drv_result_t *res, drv_outcome_t outcome, const char *fmt, .
     if (n >= (int)sizeof res->reason && sizeof res->reason > 4)
         memcpy(res->reason + sizeof res->reason - 4, "...", 4);
     drv_sanitize(res->reason, sizeof res->reason);
+}
+
+int drv_hints_json(const cpn_hints_t *h, char *out, size_t cap)
+{
+    json_t *o = json_object();
+    const char *k, *v;
+    int r = o ? CPN_OK : CPN_E_NOMEM;
+    for (uint32_t i = 0; r == CPN_OK && cpn_hints_at(h, i, &k, &v); i++)
+        if (json_object_set_new(o, k, json_string(v)) != 0)
+            r = CPN_E_INVAL; /* not UTF-8: hints.c refuses that before */
+    if (r == CPN_OK) {
+        size_t n = json_dumpb(o, out, cap, JSON_COMPACT | JSON_SORT_KEYS);
+        if (n == 0 || n >= cap)
+            r = CPN_E_TOO_BIG;
+        else
+            out[n] = '\0';
+    }
+    json_decref(o);
+    return r;
 }

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "hints.h"
 #include "identity.h"
 #include "msg.h"
 #include "resource.h"
@@ -37,8 +38,8 @@
 #define DRV_ARGV_MAX 32            /* arguments of one command, the program included */
 #define DRV_OPTIONS_MAX 16         /* driver-specific `options` keys of one driver */
 #define DRV_OPTION_LEN 256         /* bytes of one option value (and key: CPN_NAME_MAX) */
-#define DRV_ACCESS_MAX 4096        /* bytes of access details (JSON text) a grant may return */
-#define DRV_HINTS_MAX 4096         /* bytes of the REQUEST's access hints passed to a driver */
+#define DRV_ACCESS_MAX CPN_ACCESS_MAX /* bytes of access details (JSON) a grant may return */
+#define DRV_HINTS_MAX 8192 /* the REQUEST's access hints as JSON text (CPN_HINTS_BYTES escaped) */
 #define DRV_LIST_MAX 65536         /* lease ids one `list` may return */
 #define DRV_INVENTORY_MAX CPN_PACKAGES_MAX
 
@@ -135,6 +136,10 @@ void drv_result_clear(drv_result_t *res);
 /* Set outcome and a reason (printf format), made printable and one line. */
 void drv_result_set(drv_result_t *res, drv_outcome_t outcome, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The REQUEST's access hints as one JSON object of strings ("{}" for none) into out.
+ * CPN_E_TOO_BIG if it does not fit cap. */
+int drv_hints_json(const cpn_hints_t *h, char *out, size_t cap) CPN_WUR;
 
 /* Make `s` safe to log and to put in a NACK reason: bytes outside printable ASCII become
  * '?', and it is cut to fit `cap` (with "..." when cut). */

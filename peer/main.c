@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "daemon.h"
 #include "discover.h"
+#include "fulfil.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
@@ -19,6 +20,7 @@
 #include "notice.h"
 #include "notice_store.h"
 #include "peer_config.h"
+#include "provision.h"
 #include "sender.h"
 #include "store.h"
 
@@ -53,7 +55,9 @@ static void s_usage(FILE *out)
             "A data centre's side of cpn: advertises the packages in FILE to its brokers,\n"
             "grants leases on CLAIMs (signed by a configured broker, embedding a request\n"
             "signed by an accepted tenant), keeps them in SQLite and ends them at their end\n"
-            "time, whether or not any broker is reachable. See cpn-peer(8), docs/POLICY.md.\n"
+            "time, whether or not any broker is reachable. A package with a driver is\n"
+            "granted once the driver made its resource (docs/PROVISIONING.md).\n"
+            "See cpn-peer(8), docs/POLICY.md.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE   the peer configuration (YAML); relative paths in it are\n"
@@ -86,6 +90,11 @@ static void s_usage(FILE *out)
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
             "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
+            "  drivers             (provision section, docs/PROVISIONING.md) at most %d;\n"
+            "                      %d children at once, %d calls queued (a CLAIM beyond:\n"
+            "                      NACK busy), %d bytes of output and `timeout` per\n"
+            "                      command, backoff doubling to %d s; teardowns due are\n"
+            "                      submitted again every %d ms\n"
             "  shutdown            SIGTERM/SIGINT: WITHDRAW to every broker (waits at most\n"
             "                      %d ms to deliver), exit 0. SIGHUP is ignored: restart\n"
             "                      to change the configuration (leases survive restarts).\n"
@@ -97,8 +106,9 @@ static void s_usage(FILE *out)
             PEER_AD_COALESCE_MS, PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS,
             PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS, PEER_BROKERS_MAX, PEER_TENANTS_MAX,
             PEER_NOTICE_RESEND_MS, PEER_NOTICE_BATCH, PEER_REVOKE_BATCH,
-            (unsigned long long)PEER_SEQ_RESERVE,
-            PEER_STORE_BUSY_MS, PEER_WITHDRAW_LINGER_MS);
+            (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, PEER_DRIVERS_MAX,
+            PROVISION_CHILDREN_MAX, PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX,
+            PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS, PEER_WITHDRAW_LINGER_MS);
 }
 
 /* Load the configuration, printing every error. NULL on failure. */
