@@ -18,6 +18,8 @@
  * - rematch: a REQUEST with on_failure: rematch; after the drain the broker places the rest
  *   of the lease on the other peer: one new lease there, active, whose GRANT verifies, ending
  *   no later than the old one; the notice names it; one replacement only, no intent left.
+ * - driver lost: an exec driver's inventory names a lease lost: the peer revokes it with a
+ *   NOTICE the tenant sees, and calls the driver's release.
  * - federated: the tenant's broker is not the peer's: the peer's home broker records the
  *   notice and carries it on (FORWARD) to the tenant's broker, which ends the lease and shows
  *   it to `cpnctl watch`; every hop holds the next one's receipt.
@@ -36,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,6 +186,43 @@ static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const
 static void s_write_peer(peer_t *p, const char *tag, const char *price)
 {
     s_write_peer_at(p, tag, price, g.endpoint, "broker.pub");
+}
+
+/* An exec driver (docs/PROVISIONING.md) for package cpu: grants at once, logs every call to
+ * calls.log, and its inventory names as lost the lease id written in the file `lost`. */
+static const char S_DRIVER[] =
+    "#!/bin/sh\n"
+    "d=$(dirname \"$0\")\n"
+    "cat >/dev/null\n"
+    "echo \"$1 $(cat \"$d/lost\" 2>/dev/null)\" >>\"$d/calls.log\"\n"
+    "case \"$1\" in\n"
+    "status) echo '{\"ok\": true, \"present\": true}' ;;\n"
+    "list) echo '{\"ok\": true, \"leases\": []}' ;;\n"
+    "inventory) if [ -s \"$d/lost\" ]; then\n"
+    "    printf '{\"ok\": true, \"lost\": [\"%s\"]}\\n' \"$(cat \"$d/lost\")\"\n"
+    "  else echo '{\"ok\": true}'; fi ;;\n"
+    "*) echo '{\"ok\": true}' ;;\n"
+    "esac\n";
+
+static void s_add_driver(peer_t *p)
+{
+    char path[400];
+    s_path(path, sizeof path, "drv.sh");
+    h_write(g.dir, "drv.sh", S_DRIVER);
+    assert_int_equal(chmod(path, 0755), 0);
+    FILE *f = fopen(p->cfg, "a");
+    assert_non_null(f);
+    fputs("provision:\n"
+          "  drivers:\n"
+          "    - name: d\n"
+          "      type: exec\n"
+          "      program: drv.sh\n"
+          "      timeout: 20s\n"
+          "      inventory: 1s\n"
+          "  packages:\n"
+          "    cpu: d\n",
+          f);
+    assert_int_equal(fclose(f), 0);
 }
 
 /* ---- processes ---- */
@@ -595,6 +635,47 @@ static void test_rematch(void **state)
     assert_true(h_stop(&g.broker_pid, STOP_MS));
 }
 
+/* A driver's inventory says the capacity under a lease is lost: the lease is revoked with a
+ * NOTICE, which the tenant sees, and the driver is asked to release what is left. */
+static void test_driver_lost(void **state)
+{
+    (void)state;
+    h_ans_t grant;
+    char lease_id[CPN_NAME_MAX], out[8192], calls[400], needle[128];
+    s_write_policy("t6");
+    s_write_peer(&g.p[P_CHEAP], "t6", "1.0");
+    s_add_driver(&g.p[P_CHEAP]);
+    assert_true(s_start_broker());
+    s_start_peer(&g.p[P_CHEAP]);
+    assert_true(s_wait_offer("cheap", 2));
+    s_lease("job-d", &grant, lease_id);
+    h_ans_free(&grant);
+    h_write(g.dir, "lost", lease_id);
+    assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
+    assert_non_null(strstr(out, lease_id));
+    assert_non_null(strstr(out, "capacity lost (inventory)"));
+    assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    /* The driver tears down what is left of it. */
+    s_path(calls, sizeof calls, "calls.log");
+    snprintf(needle, sizeof needle, "release %s", lease_id);
+    uint64_t deadline = cpn_mono_ms() + READY_MS;
+    bool released = false;
+    while (!released && cpn_mono_ms() < deadline) {
+        FILE *f = fopen(calls, "r");
+        char line[256];
+        while (f && fgets(line, sizeof line, f))
+            released |= strncmp(line, needle, strlen(needle)) == 0;
+        if (f)
+            fclose(f);
+        if (!released)
+            usleep(POLL_MS * 1000);
+    }
+    assert_true(released);
+    assert_true(h_stop(&g.p[P_CHEAP].pid, STOP_MS));
+    assert_true(h_stop(&g.broker_pid, STOP_MS));
+}
+
 /* Two brokers: the tenant's (b1, the test's `broker`) and the peer's home (b2), members of each
  * other. The notice goes peer -> b2 -> b1 and reaches the tenant at b1. */
 static void s_write_fed_policy(const char *file, const char *name, const char *key,
@@ -728,6 +809,7 @@ int main(void)
         cmocka_unit_test_teardown(test_broker_restart, s_case_teardown),
         cmocka_unit_test_teardown(test_rematch, s_case_teardown),
         cmocka_unit_test_teardown(test_federated, s_case_teardown),
+        cmocka_unit_test_teardown(test_driver_lost, s_case_teardown),
     };
     return cmocka_run_group_tests_name("notice", tests, s_setup, s_teardown);
 }
