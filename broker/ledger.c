@@ -132,8 +132,8 @@ static const char *const s_sql[S__COUNT] = {
     [S_GET] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
               "WHERE peer = ?1 AND lease_id = ?2",
     [S_FIND_REQUEST] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
-                       "WHERE tenant = ?1 AND request_id = ?2 ORDER BY start_ms, lease_id "
-                       "LIMIT 1",
+                       "WHERE tenant = ?1 AND request_id = ?2 "
+                       "ORDER BY state = 'revoked', start_ms, lease_id LIMIT 1",
     /* Keyset paging (query.c): rows strictly after the cursor (?5, ?6, ?7) in the order
      * (start_ms DESC, peer, lease_id), which is total because (peer, lease_id) is the key. */
     [S_LIST_PAGE] = "SELECT " S_LEASE_COLS " FROM leases "

@@ -112,7 +112,8 @@ int ledger_quota_usage(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_
  * malloc'd copy of the GRANT frame (NULL if none was stored) the caller frees. */
 int ledger_get(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
                ledger_lease_t *out, uint8_t **grant_p, size_t *grant_len) CPN_WUR;
-/* The lease a tenant's request id got (for a REQUEST sent again), like ledger_get. */
+/* The lease a tenant's request id got (for a REQUEST sent again), like ledger_get: the first
+ * one not revoked (a replacement, on_failure: rematch), else the revoked one. */
 int ledger_find_request(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
                         const char *request_id, ledger_lease_t *out, uint8_t **grant_p,
                         size_t *grant_len) CPN_WUR;

@@ -223,15 +223,30 @@ int ledger_notice_due(ledger_t *self, int todo, uint64_t now_ms, size_t max,
     return r;
 }
 
-int ledger_notice_taken(ledger_t *self, const char *lease_id)
+int ledger_notice_forwarding(ledger_t *self, const char *lease_id, ledger_notice_t *out,
+                             uint8_t **frame_p, size_t *len)
 {
     sqlite3 *db = ledger_sqlite(self);
     sqlite3_stmt *st = NULL;
-    int r = s_prep(db, "UPDATE notices SET todo = 0 WHERE lease_id = ?1 AND todo = 1", &st);
+    *frame_p = NULL;
+    int r = s_prep(db,
+                   "SELECT " S_COLS ", frame FROM notices WHERE lease_id = ?1 AND todo = 1 "
+                   "LIMIT 1",
+                   &st);
     if (r != CPN_OK)
         return r;
     sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_TRANSIENT);
-    r = sqlite3_step(st) == SQLITE_DONE ? CPN_OK : s_err(db, "notice taken");
+    int rc = sqlite3_step(st);
+    const void *b = rc == SQLITE_ROW ? sqlite3_column_blob(st, 14) : NULL;
+    int n = rc == SQLITE_ROW ? sqlite3_column_bytes(st, 14) : 0;
+    if (rc == SQLITE_ROW && b && n > 0 && (*frame_p = malloc((size_t)n)) != NULL) {
+        s_row(st, out);
+        memcpy(*frame_p, b, (size_t)n);
+        *len = (size_t)n;
+    } else if (rc == SQLITE_ROW)
+        r = CPN_E_NOMEM;
+    else
+        r = rc == SQLITE_DONE ? CPN_E_NO_LEASE : s_err(db, "notice forwarding");
     sqlite3_finalize(st);
     return r;
 }

@@ -61,9 +61,11 @@ typedef int (*ledger_notice_due_cb)(const ledger_notice_t *n, const uint8_t *fra
                                     void *arg);
 int ledger_notice_due(ledger_t *self, int todo, uint64_t now_ms, size_t max,
                       ledger_notice_due_cb cb, void *arg) CPN_WUR;
-/* The next broker took the notice of lease_id we carried on (its receipt): FORWARD becomes
- * DONE. Lease ids name one (peer, tenant, request) each (a 96-bit hash, §7 LEASE). */
-int ledger_notice_taken(ledger_t *self, const char *lease_id) CPN_WUR;
+/* The notice of lease_id we still carry on (todo FORWARD), with a malloc'd copy of its frame
+ * (the caller frees it), for a receipt: CPN_E_NO_LEASE if none. Lease ids name one (peer,
+ * tenant, request) each (a 96-bit hash, §7 LEASE). */
+int ledger_notice_forwarding(ledger_t *self, const char *lease_id, ledger_notice_t *out,
+                             uint8_t **frame_p, size_t *len) CPN_WUR;
 /* Set what is left to do for a notice, when next, and (not NULL) the replacing lease id;
  * tries is counted up by one unless todo is DONE. */
 int ledger_notice_set(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,

@@ -170,6 +170,28 @@ void notice_on_frame(broker_t *self, const broker_rx_t *rx, const uint8_t *frame
     free(o);
 }
 
+/* A member's receipt for the notice of lease_id: it counts only from the broker we carry the
+ * notice to (the one before us on its route), so no other member can stop its delivery. */
+static void s_taken(broker_t *self, const broker_rx_t *rx, const char *lease_id)
+{
+    ledger_notice_t n;
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    char why[CPN_REASON_MAX];
+    s_opened_t *o = calloc(1, sizeof *o);
+    if (o && ledger_notice_forwarding(self->ledger, lease_id, &n, &frame, &len) == CPN_OK &&
+        notice_open(self, frame, len, NULL, o, why) == CPN_OK && o->at > 0) {
+        if (sodium_memcmp(o->ch.brokers[o->at - 1], rx->env.from, CPN_PK_LEN) != 0) {
+            broker_count_refusal(self, CPN_E_UNTRUSTED);
+            log_warn("notice", "receipt for %s from a member it was not sent to", lease_id);
+        } else if (ledger_notice_set(self->ledger, n.peer, lease_id, LEDGER_NOTICE_DONE, 0,
+                                     NULL) != CPN_OK)
+            log_error("notice", "cannot record the receipt for %s", lease_id);
+    }
+    free(frame);
+    free(o);
+}
+
 void notice_on_receipt(broker_t *self, const broker_rx_t *rx, const cpn_status_t *st)
 {
     msgpack_zone zone;
@@ -182,8 +204,7 @@ void notice_on_receipt(broker_t *self, const broker_rx_t *rx, const cpn_status_t
         obj.via.str.size < sizeof lease_id) {
         memcpy(lease_id, obj.via.str.ptr, obj.via.str.size);
         lease_id[obj.via.str.size] = '\0';
-        if (ledger_notice_taken(self->ledger, lease_id) != CPN_OK)
-            log_error("notice", "cannot record the receipt for %s", lease_id);
+        s_taken(self, rx, lease_id);
     } else
         broker_count_refusal(self, CPN_E_SCHEMA);
     msgpack_zone_destroy(&zone);

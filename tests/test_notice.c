@@ -614,6 +614,14 @@ static void test_rematch(void **state)
                          "n.state = 'active' AND o.state = 'revoked' AND o.request_id = ?1 AND "
                          "n.end_ms <= o.start_ms + 3600000 + 1000 AND n.start_ms >= o.end_ms",
                          "job-r") == 1);
+    /* The same REQUEST sent again returns the replacement, not the revoked lease. */
+    char again[CPN_NAME_MAX];
+    s_lease_ex("job-r", true, &grant, again);
+    h_ans_free(&grant);
+    assert_string_not_equal(again, lease_id);
+    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1",
+                              again),
+                     1);
     /* The tenant sees both, and the notice names the replacement. */
     assert_int_equal(s_cpnctl("leases", NULL, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "revoked"));
