@@ -245,9 +245,14 @@ static void s_resend_one(const char *lease_id, const uint8_t broker[CPN_PK_LEN],
 
 void peer_notice_resend(peer_notice_t *self)
 {
+    uint64_t gone = 0;
     if (peer_nstore_pending(self->store, cpn_now_ms(), PEER_NOTICE_BATCH, s_resend_one, self) !=
         CPN_OK)
         log_error("notice", "cannot list the notices to re-send");
+    if (peer_nstore_prune(self->store, cpn_now_ms(), &gone) != CPN_OK)
+        log_error("notice", "cannot prune the notices");
+    else if (gone)
+        log_info("notice", "%" PRIu64 " notice(s) of leases past their end forgotten", gone);
     self->next_resend_mono = cpn_mono_ms() + PEER_NOTICE_RESEND_MS;
 }
 

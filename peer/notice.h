@@ -13,7 +13,8 @@
  * is re-sent (in a RESEND, its bytes unchanged) every PEER_NOTICE_RESEND_MS and whenever a
  * broker link comes up, until the broker answers STATUS {what: "notice", data: lease id}
  * (lease.c) or the lease's old end passes (nothing is left to tell or re-match).
- * So a broker restart or a cut link loses no notice, and a peer restart neither.
+ * So a broker restart or a cut link loses no notice, and a peer restart neither. A notice is
+ * deleted once the lease's old end has passed (peer_nstore_prune), taken or not.
  *
  * The module sends nothing itself: frames go out through the send callback the daemon gives.
  */

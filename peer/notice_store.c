@@ -185,3 +185,17 @@ int peer_nstore_active_leases(peer_store_t *store, const char *package, size_t m
                        "ORDER BY lease_id LIMIT ?2",
                        package, max ? max : 1, fn, arg);
 }
+
+int peer_nstore_prune(peer_store_t *store, uint64_t now_ms, uint64_t *n)
+{
+    sqlite3 *db = peer_store_sqlite(store);
+    sqlite3_stmt *st = NULL;
+    int r = s_prep(db, "DELETE FROM notices WHERE until_ms <= ?1", &st);
+    if (r != CPN_OK)
+        return r;
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)now_ms);
+    r = s_done(db, st, "prune notices");
+    if (n)
+        *n = r == CPN_OK ? (uint64_t)sqlite3_changes(db) : 0;
+    return r;
+}

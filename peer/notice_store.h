@@ -38,6 +38,10 @@ typedef void (*peer_nstore_fn)(const char *lease_id, const uint8_t broker[CPN_PK
                                const uint8_t *frame, size_t len, void *arg);
 int peer_nstore_pending(peer_store_t *store, uint64_t now_ms, size_t max, peer_nstore_fn fn,
                         void *arg) CPN_WUR;
+/* Delete the notices whose lease's old end (until_ms) has passed, taken or not: nothing is
+ * left to tell or to re-match then. So the table holds at most the notices of leases that
+ * would still be running. *n (may be NULL): how many went. */
+int peer_nstore_prune(peer_store_t *store, uint64_t now_ms, uint64_t *n) CPN_WUR;
 /* Notices in the store: all (acked false) or only acknowledged ones (acked true). */
 int peer_nstore_count(peer_store_t *store, bool acked, uint64_t *n) CPN_WUR;
 

@@ -510,6 +510,12 @@ static void test_forged_notice(void **state)
         CPN_MSG_ERROR);
     assert_int_equal(a.code, CPN_E_CHAIN);
     h_ans_free(&a);
+    /* A NOTICE whose `lease` is no frame at all. */
+    static const uint8_t garbage[] = {0x80, 0x01, 0x02};
+    assert_int_equal(s_forge(g.p[P_CHEAP].id, &l, garbage, sizeof garbage, acme, NULL, &a),
+                     CPN_MSG_ERROR);
+    assert_true(a.code < 0);
+    h_ans_free(&a);
     /* Counted; nothing changed. */
     assert_int_equal(s_refused("untrusted"), 1);
     assert_int_equal(s_refused("inconsistent"), 2);
