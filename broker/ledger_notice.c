@@ -9,8 +9,8 @@
 
 #include "log.h"
 
-#define S_COLS                                                                                 \
-    "id, peer, lease_id, tenant, code, reason, effective_ms, units, received_ms, origin, "   \
+#define S_COLS                                                                                     \
+    "id, peer, lease_id, tenant, code, reason, effective_ms, units, received_ms, origin, "         \
     "todo, tries, next_ms, replaced_by"
 
 static int s_err(sqlite3 *db, const char *what)
@@ -74,8 +74,8 @@ static void s_row(sqlite3_stmt *st, ledger_notice_t *n)
     s_text(st, 13, n->replaced_by, sizeof n->replaced_by);
 }
 
-int ledger_notice_put(ledger_t *self, const ledger_notice_t *n, const uint8_t *frame,
-                      size_t len, bool *fresh)
+int ledger_notice_put(ledger_t *self, const ledger_notice_t *n, const uint8_t *frame, size_t len,
+                      bool *fresh)
 {
     sqlite3 *db = ledger_sqlite(self);
     sqlite3_stmt *st = NULL;
@@ -96,8 +96,7 @@ int ledger_notice_put(ledger_t *self, const ledger_notice_t *n, const uint8_t *f
     sqlite3_bind_text(st, 2, n->lease_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(st, 3, n->tenant, CPN_PK_LEN, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 4, n->code);
-    sqlite3_bind_text(st, 5, n->reason, (int)strnlen(n->reason, CPN_REASON_MAX),
-                      SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 5, n->reason, (int)strnlen(n->reason, CPN_REASON_MAX), SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, s_i64(n->effective_ms));
     sqlite3_bind_int64(st, 7, n->units);
     sqlite3_bind_int64(st, 8, s_i64(n->received_ms));
@@ -119,8 +118,8 @@ int ledger_notice_get(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char
     sqlite3_stmt *st = NULL;
     if (frame_p)
         *frame_p = NULL;
-    int r = s_prep(db, "SELECT " S_COLS ", frame FROM notices WHERE peer = ?1 AND lease_id = ?2",
-                   &st);
+    int r =
+        s_prep(db, "SELECT " S_COLS ", frame FROM notices WHERE peer = ?1 AND lease_id = ?2", &st);
     if (r != CPN_OK)
         return r;
     sqlite3_bind_blob(st, 1, peer, CPN_PK_LEN, SQLITE_TRANSIENT);

@@ -37,14 +37,14 @@ typedef struct {
     uint8_t origin[CPN_PK_LEN]; /* the tenant's broker (this one for our own tenants) */
     int todo;                   /* LEDGER_NOTICE_* */
     uint32_t tries;
-    uint64_t next_ms;                /* wall clock: the next try of `todo` */
-    char replaced_by[CPN_NAME_MAX];  /* rematch: the new lease's id */
+    uint64_t next_ms;               /* wall clock: the next try of `todo` */
+    char replaced_by[CPN_NAME_MAX]; /* rematch: the new lease's id */
 } ledger_notice_t;
 
 /* Record a notice with its NOTICE frame (as the peer signed it). Recording the same (peer,
  * lease id) again changes nothing: *fresh (may be NULL) says whether it was new. */
-int ledger_notice_put(ledger_t *self, const ledger_notice_t *n, const uint8_t *frame,
-                      size_t len, bool *fresh) CPN_WUR;
+int ledger_notice_put(ledger_t *self, const ledger_notice_t *n, const uint8_t *frame, size_t len,
+                      bool *fresh) CPN_WUR;
 /* One notice by (peer, lease id); CPN_E_NO_LEASE if none. frame_p (may be NULL): a malloc'd
  * copy of the NOTICE frame the caller frees. */
 int ledger_notice_get(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,

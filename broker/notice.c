@@ -121,7 +121,8 @@ static int s_record(broker_t *self, const s_opened_t *o, const uint8_t *frame, s
     /* The tenant's broker places the rest elsewhere if the REQUEST asked it (rematch.h). */
     bool rematch = strcmp(o->ch.req.on_failure, CPN_ON_FAILURE_REMATCH) == 0;
     ln.todo = o->at != 0 ? LEDGER_NOTICE_FORWARD
-                         : rematch ? LEDGER_NOTICE_REMATCH : LEDGER_NOTICE_DONE;
+              : rematch  ? LEDGER_NOTICE_REMATCH
+                         : LEDGER_NOTICE_DONE;
     ln.next_ms = now;
     int r = ledger_notice_put(self->ledger, &ln, frame, len, &fresh);
     if (r != CPN_OK || !fresh)
@@ -134,8 +135,8 @@ static int s_record(broker_t *self, const s_opened_t *o, const uint8_t *frame, s
     char kid[CPN_KID_LEN], tkid[CPN_KID_LEN];
     cpn_key_id(o->env.from, kid);
     cpn_key_id(o->n.tenant, tkid);
-    log_info("notice", "NOTICE from peer %s: lease %s of tenant %s: %s (%s)%s", kid,
-             o->n.lease_id, tkid, cpn_errname(o->n.code), o->n.reason,
+    log_info("notice", "NOTICE from peer %s: lease %s of tenant %s: %s (%s)%s", kid, o->n.lease_id,
+             tkid, cpn_errname(o->n.code), o->n.reason,
              o->at == 0 ? "" : "; carried on towards the tenant's broker");
     self->stats.notices++;
     return r;
@@ -148,10 +149,11 @@ void notice_on_frame(broker_t *self, const broker_rx_t *rx, const uint8_t *frame
     int r = CPN_E_NOMEM;
     snprintf(why, sizeof why, "out of memory");
     /* From a peer the notice is its own; from a member, any trusted peer's. */
-    if (o && (r = notice_open(self, frame, len, (rx->roles & CPN_ROLE_BROKER) ? NULL : rx->env.from, o,
+    if (o &&
+        (r = notice_open(self, frame, len, (rx->roles & CPN_ROLE_BROKER) ? NULL : rx->env.from, o,
                          why)) == CPN_OK &&
-        (r = ledger_audit(self->ledger, o->env.ts_ms, "NOTICE", o->env.from, CPN_OK, frame,
-                          len)) == CPN_OK &&
+        (r = ledger_audit(self->ledger, o->env.ts_ms, "NOTICE", o->env.from, CPN_OK, frame, len)) ==
+            CPN_OK &&
         (r = s_record(self, o, frame, len)) == CPN_OK) {
         s_answer(self, rx, o->n.lease_id);
         free(o);
@@ -184,8 +186,8 @@ static void s_taken(broker_t *self, const broker_rx_t *rx, const char *lease_id)
         if (sodium_memcmp(o->ch.brokers[o->at - 1], rx->env.from, CPN_PK_LEN) != 0) {
             broker_count_refusal(self, CPN_E_UNTRUSTED);
             log_warn("notice", "receipt for %s from a member it was not sent to", lease_id);
-        } else if (ledger_notice_set(self->ledger, n.peer, lease_id, LEDGER_NOTICE_DONE, 0,
-                                     NULL) != CPN_OK)
+        } else if (ledger_notice_set(self->ledger, n.peer, lease_id, LEDGER_NOTICE_DONE, 0, NULL) !=
+                   CPN_OK)
             log_error("notice", "cannot record the receipt for %s", lease_id);
     }
     free(frame);

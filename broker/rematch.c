@@ -19,13 +19,13 @@
  * that refused it. */
 typedef struct {
     bool used;
-    uint8_t npeer[CPN_PK_LEN];    /* the revoked lease's peer */
-    char lease_id[CPN_NAME_MAX];  /* the revoked lease */
-    uint64_t seq;                 /* the CLAIM in flight */
-    uint8_t peer[CPN_PK_LEN];     /* its peer */
-    uint8_t tenant[CPN_PK_LEN];   /* and its request: a peer that granted before answers a */
-    char req_id[CPN_NAME_MAX];    /* CLAIM again with the LEASE of the first CLAIM (RESEND) */
-    bool fenced;                  /* a refusal of it is final (§13 rule 6) */
+    uint8_t npeer[CPN_PK_LEN];   /* the revoked lease's peer */
+    char lease_id[CPN_NAME_MAX]; /* the revoked lease */
+    uint64_t seq;                /* the CLAIM in flight */
+    uint8_t peer[CPN_PK_LEN];    /* its peer */
+    uint8_t tenant[CPN_PK_LEN];  /* and its request: a peer that granted before answers a */
+    char req_id[CPN_NAME_MAX];   /* CLAIM again with the LEASE of the first CLAIM (RESEND) */
+    bool fenced;                 /* a refusal of it is final (§13 rule 6) */
     uint64_t deadline_ms;
     uint8_t excluded[REMATCH_EXCLUDE][CPN_PK_LEN];
     uint32_t n_excluded;
@@ -181,8 +181,7 @@ static int s_claim(broker_t *self, const notice_opened_t *o, const uint8_t *nfra
     memset(&it, 0, sizeof it);
     int r;
     if ((r = ledger_intent_add(self->ledger, &in)) != CPN_OK ||
-        (r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len)) !=
-            CPN_OK)
+        (r = cpn_signer_build(&self->signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len)) != CPN_OK)
         return r;
     it.kind = OUTBOX_CLAIM;
     it.claim_seq = self->signer.last_seq;
@@ -233,8 +232,8 @@ static int s_due(const ledger_notice_t *n, const uint8_t *frame, size_t len, voi
         next = s->deadline_ms + 1;
     }
     if (o->at == 0 && s && s->used &&
-        ledger_notice_set(self->ledger, n->peer, n->lease_id, LEDGER_NOTICE_REMATCH, next,
-                          NULL) != CPN_OK)
+        ledger_notice_set(self->ledger, n->peer, n->lease_id, LEDGER_NOTICE_REMATCH, next, NULL) !=
+            CPN_OK)
         log_error("rematch", "cannot update the notice of %s", n->lease_id);
     free(o);
     return 0;
@@ -242,8 +241,8 @@ static int s_due(const ledger_notice_t *n, const uint8_t *frame, size_t len, voi
 
 void rematch_tick(broker_t *self, uint64_t now_ms)
 {
-    if (ledger_notice_due(self->ledger, LEDGER_NOTICE_REMATCH, now_ms, REMATCH_MAX, s_due,
-                          self) != CPN_OK)
+    if (ledger_notice_due(self->ledger, LEDGER_NOTICE_REMATCH, now_ms, REMATCH_MAX, s_due, self) !=
+        CPN_OK)
         log_error("rematch", "cannot list the notices to re-match");
 }
 
@@ -294,8 +293,7 @@ static int s_record(broker_t *self, s_slot_t *s, const cpn_env_t *lenv, const cp
 static bool s_waiting_on(const rematch_t *m, const uint8_t peer[CPN_PK_LEN])
 {
     for (size_t i = 0; i < REMATCH_MAX; i++)
-        if (m->slots[i].used && m->slots[i].seq &&
-            memcmp(m->slots[i].peer, peer, CPN_PK_LEN) == 0)
+        if (m->slots[i].used && m->slots[i].seq && memcmp(m->slots[i].peer, peer, CPN_PK_LEN) == 0)
             return true;
     return false;
 }
@@ -332,8 +330,7 @@ bool rematch_on_lease(broker_t *self, const broker_rx_t *rx, const cpn_lease_t *
     if (r == CPN_OK) {
         char kid[CPN_KID_LEN];
         cpn_key_id(rx->env.from, kid);
-        log_info("rematch", "lease %s replaced by %s at %s", s->lease_id, ch->lease.lease_id,
-                 kid);
+        log_info("rematch", "lease %s replaced by %s at %s", s->lease_id, ch->lease.lease_id, kid);
         self->stats.rematched++;
         s_forget(m, s);
     } else {
@@ -364,8 +361,8 @@ bool rematch_on_nack(broker_t *self, const broker_rx_t *rx, const cpn_nack_t *na
         size_t nlen = 0;
         notice_opened_t *o = calloc(1, sizeof *o);
         char why[CPN_REASON_MAX];
-        if (o && ledger_notice_get(self->ledger, s->npeer, s->lease_id, &n, &nframe, &nlen) ==
-                     CPN_OK &&
+        if (o &&
+            ledger_notice_get(self->ledger, s->npeer, s->lease_id, &n, &nframe, &nlen) == CPN_OK &&
             notice_open(self, nframe, nlen, NULL, o, why) == CPN_OK) {
             snprintf(req_id, sizeof req_id, "%s", o->ch.req.id);
             if (ledger_intent_resolve(self->ledger, n.tenant, req_id, rx->env.from) != CPN_OK)

@@ -25,9 +25,9 @@
 
 #include "broker.h"
 
-#define REMATCH_MAX 64      /* replacement CLAIMs waiting for an answer at once */
-#define REMATCH_TRIES 16    /* CLAIMs per notice before it is given up */
-#define REMATCH_EXCLUDE 8   /* peers that refused a notice's replacement, remembered */
+#define REMATCH_MAX 64       /* replacement CLAIMs waiting for an answer at once */
+#define REMATCH_TRIES 16     /* CLAIMs per notice before it is given up */
+#define REMATCH_EXCLUDE 8    /* peers that refused a notice's replacement, remembered */
 #define REMATCH_IDLE_MS 1000 /* no offer now: look again this much later */
 
 typedef struct rematch rematch_t;

@@ -28,8 +28,8 @@ struct peer_notice {
 };
 
 int peer_notice_new(const peer_config_t *cfg, const cpn_identity_t *id, peer_inventory_t *inv,
-                    peer_store_t *store, peer_sender_t *sender, peer_notice_send_fn send,
-                    void *arg, peer_notice_t **out)
+                    peer_store_t *store, peer_sender_t *sender, peer_notice_send_fn send, void *arg,
+                    peer_notice_t **out)
 {
     *out = NULL;
     int r = peer_nstore_init(store);
@@ -38,8 +38,13 @@ int peer_notice_new(const peer_config_t *cfg, const cpn_identity_t *id, peer_inv
     peer_notice_t *self = calloc(1, sizeof *self);
     if (!self)
         return CPN_E_NOMEM;
-    *self = (peer_notice_t){.cfg = cfg, .id = id, .inv = inv, .store = store, .sender = sender,
-                            .send = send, .arg = arg};
+    *self = (peer_notice_t){.cfg = cfg,
+                            .id = id,
+                            .inv = inv,
+                            .store = store,
+                            .sender = sender,
+                            .send = send,
+                            .arg = arg};
     *out = self;
     return CPN_OK;
 }
@@ -141,8 +146,8 @@ int peer_notice_lost(peer_notice_t *self, const char *lease_id, int code, const 
     log_warn("notice", "revoked %s (%" PRIu32 " x %s): %s; NOTICE to broker %s", lease_id,
              row.units, row.package, reason ? reason : cpn_errname(code), kid);
     if (b == SIZE_MAX)
-        log_warn("notice", "broker %s of lease %s is not configured: the notice waits for it",
-                 kid, lease_id);
+        log_warn("notice", "broker %s of lease %s is not configured: the notice waits for it", kid,
+                 lease_id);
     else {
         self->send(b, frame, len, self->arg);
         self->stats.sent++;
@@ -199,10 +204,9 @@ int peer_notice_drains(peer_notice_t *self, bool *more)
                                   : "undrained: advertised again");
         peer_inventory_set_drained(self->inv, i, c.drained[i]);
         /* Collected first, revoked after: no write while the listing statement runs. */
-        if (c.drained[i] && (r = peer_nstore_active_leases(self->store,
-                                                           peer_inventory_get(self->inv, i)->id,
-                                                           PEER_REVOKE_BATCH, s_on_active, &c)) !=
-                                CPN_OK)
+        if (c.drained[i] &&
+            (r = peer_nstore_active_leases(self->store, peer_inventory_get(self->inv, i)->id,
+                                           PEER_REVOKE_BATCH, s_on_active, &c)) != CPN_OK)
             goto out;
     }
     for (size_t k = 0; k < c.n_ids; k++) {

@@ -44,8 +44,8 @@ typedef struct peer_notice peer_notice_t;
 
 /* All borrowed; they must outlive the module. Creates the store's tables if missing. */
 int peer_notice_new(const peer_config_t *cfg, const cpn_identity_t *id, peer_inventory_t *inv,
-                    peer_store_t *store, peer_sender_t *sender, peer_notice_send_fn send,
-                    void *arg, peer_notice_t **out) CPN_WUR;
+                    peer_store_t *store, peer_sender_t *sender, peer_notice_send_fn send, void *arg,
+                    peer_notice_t **out) CPN_WUR;
 void peer_notice_destroy(peer_notice_t **self_p);
 
 /* The capacity under lease `lease_id` is lost (code: a cpn_err_t, CPN_E_CAPACITY_LOST; reason

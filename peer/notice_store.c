@@ -118,9 +118,9 @@ int peer_nstore_count(peer_store_t *store, bool acked, uint64_t *n)
 {
     sqlite3 *db = peer_store_sqlite(store);
     sqlite3_stmt *st = NULL;
-    int r = s_prep(db, acked ? "SELECT COUNT(*) FROM notices WHERE acked = 1"
-                             : "SELECT COUNT(*) FROM notices",
-                   &st);
+    int r = s_prep(
+        db, acked ? "SELECT COUNT(*) FROM notices WHERE acked = 1" : "SELECT COUNT(*) FROM notices",
+        &st);
     if (r != CPN_OK)
         return r;
     if (sqlite3_step(st) == SQLITE_ROW)

@@ -296,9 +296,8 @@ static int s_cpnctl(const char *cmd, const char *a1, const char *a2, char *out, 
     char key[400], bkey[400];
     s_path(key, sizeof key, "acme.key");
     s_path(bkey, sizeof bkey, "broker.pub");
-    const char *argv[] = {"cpnctl", "--plain", "--json", "-t", WATCH_S, "-b", g.endpoint,
-                          "-B",     bkey,      "-k",     key,  cmd,     a1,   a2,
-                          NULL};
+    const char *argv[] = {"cpnctl", "--plain", "--json", "-t", WATCH_S, "-b", g.endpoint, "-B",
+                          bkey,     "-k",      key,      cmd,  a1,      a2,   NULL};
     return s_run(argv, out, cap);
 }
 
@@ -424,9 +423,8 @@ static void test_drain_notice(void **state)
     char lease_id[CPN_NAME_MAX], out[8192];
     s_case_start("t1");
     s_lease("job-1", &grant, lease_id);
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1",
-                              lease_id),
-                     1);
+    assert_int_equal(
+        s_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", lease_id), 1);
     assert_int_equal(s_drain(&g.p[P_CHEAP]), 0);
     /* The tenant follows its notices: the one for its lease comes. */
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
@@ -463,8 +461,7 @@ static cpn_msg_type_t s_forge(const cpn_identity_t *as, const cpn_lease_t *l, co
                               h_ans_t *a)
 {
     ctl_client_t *cli = NULL;
-    assert_int_equal(ctl_client_new(g.endpoint, as, cpn_identity_pk(g.broker), true, &cli),
-                     CPN_OK);
+    assert_int_equal(ctl_client_new(g.endpoint, as, cpn_identity_pk(g.broker), true, &cli), CPN_OK);
     cpn_notice_t n;
     memset(&n, 0, sizeof n);
     n.lease = (mp_bytes_t){frame, len};
@@ -520,8 +517,9 @@ static void test_forged_notice(void **state)
     assert_int_equal(s_refused("untrusted"), 1);
     assert_int_equal(s_refused("inconsistent"), 2);
     assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 0);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
-                                        "state = 'active'",
+    assert_int_equal(s_db_int(g.ledger,
+                              "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
+                              "state = 'active'",
                               lease_id),
                      1);
     assert_int_equal(s_db_int(g.p[P_CHEAP].db,
@@ -625,9 +623,8 @@ static void test_rematch(void **state)
     s_lease_ex("job-r", true, &grant, again);
     h_ans_free(&grant);
     assert_string_not_equal(again, lease_id);
-    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1",
-                              again),
-                     1);
+    assert_int_equal(
+        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", again), 1);
     /* The tenant sees both, and the notice names the replacement. */
     assert_int_equal(s_cpnctl("leases", NULL, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "revoked"));
@@ -637,12 +634,10 @@ static void test_rematch(void **state)
     /* Exactly one replacement: still one lease per peer for the request a while later (the
      * broker's ticks keep running), and the broker counts one. */
     usleep(1500 * 1000);
-    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1",
-                              "job-r"),
-                     1);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1",
-                              "job-r"),
-                     2);
+    assert_int_equal(
+        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 1);
+    assert_int_equal(
+        s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 2);
     assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
     for (int i = 0; i < P__COUNT; i++)
         assert_true(h_stop(&g.p[i].pid, STOP_MS));
