@@ -827,6 +827,11 @@ int peer_lease_batch_end(peer_lease_t *self, peer_batch_t *batch)
     log_error("lease", "commit failed: refusing the batch's %zu replies' grants", batch->n);
     for (size_t i = 0; i < batch->n; i++) {
         peer_reply_t *rep = &batch->replies[i];
+        if (rep->committed) {
+            free(rep->frame);
+            rep->frame = NULL; /* a NACK now could settle the broker's intent: silence */
+            continue;
+        }
         if (!rep->lease)
             continue;
         cpn_nack_t nack;
@@ -988,8 +993,12 @@ static void s_provision_fail(peer_lease_t *self, peer_batch_t *batch, peer_lease
     s_call_later(batch, row->lease_id, DRV_RELEASE);
     self->stats.provision_failed++;
     s_count(self, CPN_E_PROVISION_FAILED, row->tenant, "CLAIM", why);
-    if (answer)
+    if (answer) {
+        size_t n = batch->n;
         s_nack(self, batch, broker, row->request_id, seq, CPN_E_PROVISION_FAILED, why);
+        if (batch->n > n)
+            batch->replies[n].committed = true;
+    }
 }
 
 /* The grant succeeded: sign the LEASE (it embeds the stored CLAIM), commit `active`, queue
@@ -1056,9 +1065,12 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     self->stats.provisioned++;
     log_info("lease", "granted %s: %" PRIu32 " x %s, provisioned by driver %s", row->lease_id,
              row->units, row->package, row->driver);
-    if (answer)
+    if (answer) {
+        size_t n = batch->n;
         s_queue_lease(batch, broker, &frame, len, row->request_id, seq, true);
-    else
+        if (batch->n > n)
+            batch->replies[n].committed = true;
+    } else
         log_warn("lease", "lease %s: the broker of its CLAIM is not configured; it gets the "
                  "LEASE when it claims again", row->lease_id);
 out:

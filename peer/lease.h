@@ -38,7 +38,9 @@ typedef struct {
     size_t broker;  /* index of the broker connection to answer on */
     uint8_t *frame; /* owned by the batch */
     size_t len;
-    bool lease; /* a LEASE: turned into a NACK if the commit fails */
+    bool lease;     /* a LEASE: turned into a NACK if the commit fails */
+    bool committed; /* the answer of a driver's outcome: not sent if the commit fails (the
+                       lease is still provisioning in the store; it is answered later) */
     char ref[CPN_NAME_MAX];
     uint64_t ref_seq;
 } peer_reply_t;

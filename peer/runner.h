@@ -6,6 +6,9 @@
  * of its own, so a timeout (runner_kill) kills what the program started too. The peer's
  * file descriptors are not inherited (all are close-on-exec).
  *
+ * The process must ignore SIGPIPE (cpn-peer does): a program that exits without reading its
+ * stdin makes the write fail with EPIPE, which the runner takes as the end of its input.
+ *
  * A runner is done when the child exited and both of its output pipes reached EOF, or it
  * was killed; runner_run then says what happened (driver.h's drv_run_t).
  */

@@ -1,9 +1,12 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """prov_driver.py - the exec driver tests/test_provision.c runs for real.
+
+(Debian's python3 by its path: a python3 found through PATH may be a wrapper script, such
+as pyenv's, that takes seconds to start on a loaded machine.)
 
 It keeps its resources as files in res/ next to itself (res/LEASE_ID holds the call that made
 it), logs every call to calls.log ("VERB LEASE_ID"), and counts its copies running at once
-(running/PID; the most ever seen in maxrun). Files next to it steer it:
+(running/VERB-PID; the most of one verb ever seen at once in maxrun-VERB). Files next to it steer it:
   fail-VERB      answer {"ok": false, "error": <the file's text>}
   garbage-VERB   print bytes that are not JSON
   sleep-VERB     sleep that many seconds first (a driver that hangs: the peer's timeout)
@@ -43,23 +46,25 @@ def block(verb, step):
     sys.exit(3)
 
 
-def count_running():
+def count_running(verb):
     with open(path("maxrun.lock"), "a") as lk:
         fcntl.flock(lk, fcntl.LOCK_EX)
         n = 0
         for name in os.listdir(RUN):  # a copy killed at a timeout left its file: not running
+            v, _, pid = name.partition("-")
             try:
-                os.kill(int(name), 0)
-                n += 1
+                if v == verb:
+                    os.kill(int(pid), 0)
+                    n += 1
             except (OSError, ValueError):
                 pass
         try:
-            with open(path("maxrun")) as f:
+            with open(path("maxrun-" + verb)) as f:
                 old = int(f.read() or 0)
         except FileNotFoundError:
             old = 0
         if n > old:
-            with open(path("maxrun"), "w") as f:
+            with open(path("maxrun-" + verb), "w") as f:
                 f.write(str(n))
 
 
@@ -71,10 +76,10 @@ def main():
     lid = call.get("lease_id", "")
     with open(path("calls.log"), "a") as f:
         f.write("%s %s\n" % (verb, lid))
-    mine = os.path.join(RUN, str(os.getpid()))
+    mine = os.path.join(RUN, "%s-%d" % (verb, os.getpid()))
     open(mine, "w").close()
     try:
-        count_running()
+        count_running(verb)
         if os.path.exists(path("sleep-" + verb)):
             with open(path("sleep-" + verb)) as f:
                 time.sleep(float(f.read() or 1))
