@@ -11,6 +11,7 @@ struct peer_inventory {
     uint64_t *floors;
     uint64_t *used;
     bool *drained; /* the operator drained it: nothing free, whatever the leases */
+    bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
 
@@ -25,7 +26,8 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
     self->drained = calloc(cap, sizeof *self->drained);
-    if (!self->pkgs || !self->floors || !self->used || !self->drained) {
+    self->none = calloc(cap, sizeof *self->none);
+    if (!self->pkgs || !self->floors || !self->used || !self->drained || !self->none) {
         peer_inventory_destroy(&self);
         return NULL;
     }
@@ -46,6 +48,7 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     free(self->floors);
     free(self->used);
     free(self->drained);
+    free(self->none);
     free(self);
     *self_p = NULL;
 }
@@ -87,8 +90,9 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i)
 static void s_refresh(peer_inventory_t *self, size_t i)
 {
     uint64_t total = self->pkgs[i].total;
-    uint32_t fr = self->drained[i] || self->used[i] >= total ? 0
-                                                            : (uint32_t)(total - self->used[i]);
+    uint32_t fr = self->drained[i] || self->none[i] || self->used[i] >= total
+                      ? 0
+                      : (uint32_t)(total - self->used[i]);
     if (fr != self->pkgs[i].free) {
         self->pkgs[i].free = fr;
         self->version++;
@@ -112,6 +116,18 @@ void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units)
         return;
     self->used[i] = units >= self->used[i] ? 0 : self->used[i] - units;
     s_refresh(self, i);
+}
+
+bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total)
+{
+    if (i >= self->n || (self->pkgs[i].total == total && !self->none[i]) ||
+        (total == 0 && self->none[i]))
+        return false;
+    self->none[i] = total == 0;
+    self->pkgs[i].total = total ? total : 1;
+    self->version++; /* the AD carries the total too */
+    s_refresh(self, i);
+    return true;
 }
 
 void peer_inventory_clear(peer_inventory_t *self)

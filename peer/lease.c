@@ -94,6 +94,22 @@ void peer_lease_destroy(peer_lease_t **self_p)
     *self_p = NULL;
 }
 
+void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t units)
+{
+    int pkg = peer_inventory_find(self->inv, package);
+    if (pkg < 0) {
+        log_warn("lease", "inventory names package %s, which is not configured", package);
+        return;
+    }
+    uint32_t count = self->cfg->packages[pkg].total;
+    uint32_t was = peer_inventory_get(self->inv, (size_t)pkg)->total;
+    if (units > count)
+        units = count;
+    if (peer_inventory_set_total(self->inv, (size_t)pkg, units))
+        log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32 ")",
+                 package, units, was, count);
+}
+
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)
 {
     self->prov = prov;
