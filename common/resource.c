@@ -171,6 +171,9 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
         S_FAIL("max_price too large");
     if (!s_list_ok(&r->regions) || !s_list_ok(&r->prefer_regions) || !s_list_ok(&r->prefer_vendors))
         S_FAIL("name lists hold at most 8 names of 1-63 printable characters");
+    /* One encoding per value: "end", the default, is written by leaving the key out. */
+    if (r->on_failure[0] && strcmp(r->on_failure, CPN_ON_FAILURE_REMATCH) != 0)
+        S_FAIL("on_failure must be end or rematch");
     /* A request with no resource at all is almost surely a mistake in the file. */
     if (!r->accel_count && !r->min_tflops && !r->min_accel_mem && !r->cores && !r->mem_bytes &&
         !r->storage_bytes && !r->accel_vendor[0] && !r->storage_class[0] && !r->fabric_bps &&
@@ -318,6 +321,7 @@ static const mp_field_t s_request_fields[] = {
     S_F("egress_bps", MPF_U64, s_request_dec_t, r.egress_bps, false),
     S_F("max_price", MPF_U64, s_request_dec_t, r.max_price, false),
     S_F("progress", MPF_BOOL, s_request_dec_t, r.progress, false),
+    S_F("on_failure", MPF_STR, s_request_dec_t, r.on_failure, false),
     S_F("regions", MPF_OBJ, s_request_dec_t, regions, false),
     S_F("prefer_regions", MPF_OBJ, s_request_dec_t, prefer_regions, false),
     S_F("prefer_vendors", MPF_OBJ, s_request_dec_t, prefer_vendors, false),

@@ -10,6 +10,7 @@ struct peer_inventory {
     cpn_package_t *pkgs; /* `free` kept current */
     uint64_t *floors;
     uint64_t *used;
+    bool *drained; /* the operator drained it: nothing free, whatever the leases */
     bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
@@ -24,8 +25,9 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->pkgs = calloc(cap, sizeof *self->pkgs);
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
+    self->drained = calloc(cap, sizeof *self->drained);
     self->none = calloc(cap, sizeof *self->none);
-    if (!self->pkgs || !self->floors || !self->used || !self->none) {
+    if (!self->pkgs || !self->floors || !self->used || !self->drained || !self->none) {
         peer_inventory_destroy(&self);
         return NULL;
     }
@@ -45,6 +47,7 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     free(self->pkgs);
     free(self->floors);
     free(self->used);
+    free(self->drained);
     free(self->none);
     free(self);
     *self_p = NULL;
@@ -87,7 +90,9 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i)
 static void s_refresh(peer_inventory_t *self, size_t i)
 {
     uint64_t total = self->pkgs[i].total;
-    uint32_t fr = self->none[i] || self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
+    uint32_t fr = self->drained[i] || self->none[i] || self->used[i] >= total
+                      ? 0
+                      : (uint32_t)(total - self->used[i]);
     if (fr != self->pkgs[i].free) {
         self->pkgs[i].free = fr;
         self->version++;
@@ -147,4 +152,17 @@ int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t uni
 uint64_t peer_inventory_version(const peer_inventory_t *self)
 {
     return self->version;
+}
+
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained)
+{
+    if (i >= self->n)
+        return;
+    self->drained[i] = drained;
+    s_refresh(self, i);
+}
+
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n && self->drained[i];
 }

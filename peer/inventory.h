@@ -47,6 +47,11 @@ void peer_inventory_clear(peer_inventory_t *self);
  * configured (a package removed from the config while leases on it are active). */
 int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t units) CPN_WUR;
 
+/* A drained package (cpn-peer --drain) has 0 free units whatever its leases: no new grant,
+ * an AD saying 0. Undrained, it counts as before. */
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained);
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i);
+
 /* Bumped whenever a free count changes. */
 uint64_t peer_inventory_version(const peer_inventory_t *self);
 
