@@ -1123,7 +1123,14 @@ fail:
 
 int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
 {
-    if (self == NULL || peer == NULL)
+    return book_withdraw_from(self, peer, seq, NULL, 0, NULL, 0);
+}
+
+int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                       const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
+                       uint32_t hops)
+{
+    if (self == NULL || peer == NULL || (frame == NULL && len > 0))
         return CPN_E_INVAL;
     uint32_t id = s_peer_find(self, peer);
     if (id == BOOK_NONE || self->peers[id].pub.withdrawn)
@@ -1131,17 +1138,29 @@ int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
     book_pslot_t *ps = &self->peers[id];
     if (seq <= ps->pub.seq)
         return CPN_E_REPLAY;
+    /* The tombstone keeps the WITHDRAW frame: a member that was away when it went round gets
+     * it in answer to its digest (fed_sync.c), instead of keeping the offer until its ttl. */
+    uint8_t *block = malloc(len + 1);
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    if (len > 0)
+        memcpy(block, frame, len);
     s_peer_unindex(self, id);
     free(ps->block);
-    ps->block = NULL;
+    ps->block = block;
     ps->pkgs = NULL;
     ps->shape_of = NULL;
     ps->pub.packages = NULL;
     ps->pub.n_packages = 0;
-    ps->pub.frame = NULL;
-    ps->pub.frame_len = 0;
+    ps->pub.frame = len > 0 ? block : NULL;
+    ps->pub.frame_len = len;
     ps->pub.seq = seq;
     ps->pub.withdrawn = true;
+    ps->pub.hops = hops;
+    if (s_zero(via))
+        memset(ps->pub.via, 0, CPN_PK_LEN);
+    else
+        memcpy(ps->pub.via, via, CPN_PK_LEN);
     self->n_live_peers--;
     return CPN_OK;
 }
