@@ -49,6 +49,7 @@ typedef struct {
     uint64_t refused_full; /* ADs refused with CPN_E_BUSY since the book was made */
     uint64_t replaced;     /* ADs that replaced an older AD of the same peer */
     uint64_t expired;      /* peers dropped by book_expire */
+    uint64_t expire_visits; /* entries book_expire looked at: O(expired), not O(peers) */
     size_t classes;        /* index: groups of offers with the same shape (match.c) */
     size_t shapes;         /* index: distinct hardware shapes within those groups */
 } book_stats_t;
