@@ -7,7 +7,8 @@
  * Ed25519 keys, each RELAY is built by cpn_signer_build (its size is what is counted), and a
  * broker's receive path (parse, verify the RELAY's and the peer's signatures, decode) and send
  * path (sign) run for real; their thread CPU time is the broker's service time.
- * Modelled: the wire. A frame takes --link-us microseconds from sender to receiver; each broker
+ * Modelled: the wire. A frame takes --link-us microseconds from sender to receiver, and each
+ * copy costs its sender --send-us (zmq_send and CURVE, not run here); each broker
  * handles its frames one at a time (a queue per broker, as its single-threaded loop does);
  * HELLOs cost the measured time of one signature check. Time is virtual (the sum of those).
  * In flood mode (the behaviour before the tree) on large meshes the crypto runs for the first
@@ -15,7 +16,7 @@
  * dedup still runs for every one).
  *
  * Usage: fedsim --brokers N --topology line|star|rr|mesh [--degree 4] [--mode tree|flood]
- *               [--changes 20] [--cut 10] [--link-us 500] [--seed 1]
+ *               [--changes 20] [--cut 10] [--link-us 500] [--send-us 5]
  * Prints one line of JSON per phase (steady, cut, healed).
  */
 #include <inttypes.h>
@@ -63,7 +64,7 @@ static struct {
     uint8_t **frames;
     size_t n_frames, cap_frames;
     bool flood;
-    double link_us, hello_us;
+    double link_us, hello_us, send_us;
     uint32_t max_hops;
     cpn_limits_t lim;
     /* per phase */
@@ -273,11 +274,13 @@ static double s_publish(uint32_t i, uint32_t from, const uint8_t *frame, size_t 
         abort();
     double cost = s_cpu_us() - c0;
     s_keep(out);
+    /* each copy costs the sender --send-us more (zmq_send and the transport's encryption) */
     for (uint32_t k = 0; k < x->n; k++) {
         if (x->nbr[k] == from || !x->links[k].up)
             continue;
         if (!g.flood && !fed_tree_edge(&x->tree, cpn_identity_pk(x->id), &x->links[k]))
             continue;
+        cost += g.send_us;
         ev_t e = {.t = t + cost + g.link_us, .type = EV_RELAY, .src = i, .dst = x->nbr[k],
                   .dslot = x->rev[k], .hops = hops + 1, .frame = out, .len = out_len};
         s_push(&e);
@@ -591,6 +594,7 @@ int main(int argc, char **argv)
     const char *topo = "rr", *mode = "tree";
     uint32_t n = 64, degree = 4, changes = 20, cut_pct = 10;
     g.link_us = 500;
+    g.send_us = 5;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--brokers"))
             n = (uint32_t)atoi(argv[i + 1]);
@@ -606,6 +610,8 @@ int main(int argc, char **argv)
             cut_pct = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--link-us"))
             g.link_us = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--send-us"))
+            g.send_us = atof(argv[i + 1]);
         else {
             fprintf(stderr, "unknown option %s\n", argv[i]);
             return 2;
