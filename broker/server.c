@@ -93,7 +93,8 @@ static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    int r = book_withdraw(self->book, rx->env.from, rx->env.seq);
+    int r = book_withdraw_from(self->book, rx->env.from, rx->env.seq, rx->env.frame,
+                               rx->env.frame_len, NULL, 0);
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
     if (r != CPN_OK)

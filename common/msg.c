@@ -18,6 +18,10 @@ static const mp_field_t s_hello[] = {
     F(cpn_hello_t, role, MPF_STR, true),
     F(cpn_hello_t, name, MPF_STR, true),
     F(cpn_hello_t, endpoint, MPF_STR, false),
+    F(cpn_hello_t, root, MPF_KEY, false),
+    F(cpn_hello_t, dist, MPF_U32, false),
+    F(cpn_hello_t, parent, MPF_KEY, false),
+    F(cpn_hello_t, digest, MPF_U64, false),
 };
 
 /* AD on the wire: name, ttl_s and the packages array (decoded by resource.c). */

@@ -36,6 +36,11 @@ typedef struct {
     char role[16]; /* "peer", "broker", "tenant" */
     char name[CPN_NAME_MAX];
     char endpoint[CPN_ENDPOINT_MAX]; /* where the sender listens, "" if it does not */
+    /* Broker to member only (docs/PROTOCOL.md, "Dissemination"); absent (zero) otherwise. */
+    uint8_t root[CPN_PK_LEN];   /* the root of the sender's spanning tree */
+    uint32_t dist;              /* the sender's distance to it, in links */
+    uint8_t parent[CPN_PK_LEN]; /* the member the sender chose as its parent (zero: none) */
+    uint64_t digest;            /* fingerprint of the sender's offer book (zero: none) */
 } cpn_hello_t;
 
 typedef struct {

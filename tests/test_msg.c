@@ -124,7 +124,7 @@ static void test_simple_bodies_round_trip(void **state)
     uint8_t key[32];
     memset(key, 0x5a, sizeof key);
 
-    cpn_hello_t hello = {"broker", "b1", "tcp://127.0.0.1:7000"};
+    cpn_hello_t hello = {.role = "broker", .name = "b1", .endpoint = "tcp://127.0.0.1:7000"};
     f = s_round(s_broker, CPN_MSG_HELLO, &hello, &out, NULL);
     assert_string_equal(out.hello.role, "broker");
     assert_string_equal(out.hello.endpoint, "tcp://127.0.0.1:7000");
