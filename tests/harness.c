@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -254,8 +255,19 @@ bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms)
     while (cpn_mono_ms() < deadline) {
         if (!h_alive(pid_p))
             return false;
+        /* Not h_query: while the broker is not listening yet, the client's queue may be
+         * full (a send refused "busy"); that only means "not up yet". */
+        cpn_query_t q;
+        uint64_t seq = 0;
+        memset(&q, 0, sizeof q);
+        snprintf(q.what, sizeof q.what, "%s", "status");
+        if (ctl_client_send(cli, CPN_MSG_QUERY, &q, &seq) != CPN_OK) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         h_ans_t a;
-        cpn_msg_type_t t = h_query(cli, "status", 500, &a);
+        cpn_msg_type_t t = h_await(cli, seq, NULL, "status", 500, &a);
         h_ans_free(&a);
         if (t == CPN_MSG_STATUS)
             return true;
