@@ -60,6 +60,8 @@ typedef struct {
     uint64_t end_ms;
     char state[16];              /* "active", "released", "expired" */
     uint32_t renewals;
+    char slice[CPN_NAME_MAX];    /* a shared package's slice: "UNIT:DEV[,DEV...]" (0-based
+                                    unit and accelerators of it); "" otherwise */
 } cpn_lease_t;
 
 typedef struct {

@@ -231,6 +231,18 @@ static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const 
     return r;
 }
 
+/* "UNIT:DEV[,DEV...]", the LEASE's slice field. */
+static void s_slice_name(const peer_slice_t *sl, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "%" PRIu32 ":", sl->node);
+    const char *sep = "";
+    for (uint32_t d = 0; d < 32 && n < cap; d++)
+        if (sl->devmask >> d & 1) {
+            n += (size_t)snprintf(out + n, cap - n, "%s%" PRIu32, sep, d);
+            sep = ",";
+        }
+}
+
 static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
@@ -243,7 +255,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     const char *why = "";
     char why_buf[CPN_REASON_MAX];
     int pkg = -1, r;
-    bool reserved = false;
+    bool reserved = false, shared = false;
+    peer_slice_t slice;
+    memset(&slice, 0, sizeof slice);
     memset(&claim, 0, sizeof claim);
     memset(&req, 0, sizeof req);
     memset(&row, 0, sizeof row);
@@ -301,8 +315,11 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
                                &req, &pkg, &why)) != CPN_OK)
         goto refuse;
-    if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
-        why = "not enough free units";
+    shared = peer_inventory_shared(self->inv, (size_t)pkg);
+    r = shared ? peer_inventory_place(self->inv, (size_t)pkg, &req, &slice)
+               : peer_inventory_reserve(self->inv, (size_t)pkg, claim.units);
+    if (r != CPN_OK) {
+        why = shared ? "no accelerator has that slice free" : "not enough free units";
         goto refuse;
     }
     reserved = true;
@@ -319,6 +336,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     lease.end_ms = now + claim.duration_s * 1000u;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
     lease.renewals = 0;
+    if (shared)
+        s_slice_name(&slice, lease.slice, sizeof lease.slice);
 
     if ((r = s_txn(self, batch)) != CPN_OK ||
         (r = peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len)) != CPN_OK) {
@@ -337,6 +356,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     row.frame = frame;
     row.frame_len = len;
     r = peer_store_insert(self->store, &row);
+    if (r == CPN_OK && shared)
+        r = peer_store_slice_put(self->store, row.lease_id, row.package, &slice);
     row.frame = NULL; /* still ours as `frame` */
     if (r != CPN_OK) {
         why = "cannot record the lease";
@@ -354,7 +375,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     s_queue_lease(batch, broker, &frame, len, req.id, env->seq, true);
     goto out;
 refuse:
-    if (reserved)
+    if (reserved && shared)
+        peer_inventory_unplace(self->inv, (size_t)pkg, &slice);
+    else if (reserved)
         peer_inventory_release(self->inv, (size_t)pkg, claim.units);
     s_refuse(self, batch, broker, env, req.id, r, why);
 out:
@@ -501,8 +524,14 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         goto refuse;
     }
     int pkg = peer_inventory_find(self->inv, row.package);
-    if (pkg >= 0)
+    /* A slice's place is in the store: recount (the release is visible to our connection
+     * before the commit, and a failed commit recounts again). */
+    if (pkg >= 0 && peer_inventory_shared(self->inv, (size_t)pkg)) {
+        if (peer_lease_recount(self) != CPN_OK)
+            log_error("lease", "cannot recount the inventory");
+    } else if (pkg >= 0) {
         peer_inventory_release(self->inv, (size_t)pkg, row.units);
+    }
     self->stats.released++;
     log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units, row.package);
     goto out;
@@ -635,10 +664,23 @@ static int s_add_used(const char *package, uint64_t units, void *arg)
     return 0;
 }
 
+static int s_add_slice(const char *package, const peer_slice_t *sl, void *arg)
+{
+    peer_lease_t *self = arg;
+    int r = peer_inventory_add_slice(self->inv, package, sl);
+    if (r != CPN_OK) /* the lease stands; its devices are counted as they fit */
+        log_warn("lease", "a slice on package %s (unit %" PRIu32 ") does not fit its "
+                 "configuration: %s", package, sl->node, cpn_strerror(r));
+    return 0;
+}
+
 int peer_lease_recount(peer_lease_t *self)
 {
+    int r;
     peer_inventory_clear(self->inv);
-    return peer_store_used(self->store, s_add_used, self);
+    if ((r = peer_store_used(self->store, s_add_used, self)) != CPN_OK)
+        return r;
+    return peer_store_slices(self->store, s_add_slice, self);
 }
 
 int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n)

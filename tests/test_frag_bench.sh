@@ -12,7 +12,7 @@ rc=$?
     { echo "not ok 1 - bench_frag exit $rc"; printf '# %s\n' "$out" | tail -5; }
 mean() { printf '%s\n' "$out" | awk -v p="$1" '$1 == "summary" && $2 == p { print $7 }'; }
 missing=""
-for p in random dotprod packing clustering bestfit fgd cpn; do
+for p in random dotprod packing clustering bestfit fgd fgd-share cpn; do
     [ -n "$(mean $p)" ] || missing="$missing $p"
 done
 [ -z "$missing" ] && echo "ok 2 - a summary per policy" || echo "not ok 2 - no summary for:$missing"

@@ -21,6 +21,7 @@
  *               CPU, memory and GPU shares, each normalised by capacity);
  *   fgd         the paper's rule (peer/fgd.h, FGD_RULE_FGD), ties drawn at random as the
  *               Kubernetes scheduler does among equal scores;
+ *   fgd-share   an ablation: the paper's rule and ties, with cpn's workload weights (below);
  *   cpn         cpn's peer placement (FGD_RULE_CPN): the same descent, ties to the tightest fit.
  * Inside a node the baselines but random put a fraction on the device it fits most tightly.
  * The target workload M is the trace's own pod mix (class = CPU, memory, GPU ask). For fgd a
@@ -49,9 +50,19 @@
 #define S_LINE_MAX 1024
 #define S_MEMO_BITS 20 /* lossy memo of (node state, task class) -> growth, 2^20 slots */
 
-typedef enum { P_RANDOM, P_DOTPROD, P_PACKING, P_CLUSTERING, P_BESTFIT, P_FGD, P_CPN, P__N } s_pol_t;
-static const char *s_pol_name[P__N] = {"random",  "dotprod", "packing", "clustering",
-                                       "bestfit", "fgd",     "cpn"};
+typedef enum {
+    P_RANDOM,
+    P_DOTPROD,
+    P_PACKING,
+    P_CLUSTERING,
+    P_BESTFIT,
+    P_FGD,
+    P_FGD_SHARE,
+    P_CPN,
+    P__N
+} s_pol_t;
+static const char *s_pol_name[P__N] = {"random",  "dotprod", "packing",   "clustering",
+                                       "bestfit", "fgd",     "fgd-share", "cpn"};
 
 typedef struct {
     fgd_node_t cap;  /* the node empty */
@@ -335,7 +346,7 @@ static int s_choose(s_pol_t pol, const s_pod_t *p, int *dev_out)
             continue;
         int dev;
         double s;
-        if (pol == P_FGD || pol == P_CPN) {
+        if (pol == P_FGD || pol == P_FGD_SHARE || pol == P_CPN) {
             dev = s_best(n, p, pol == P_CPN ? FGD_RULE_CPN : FGD_RULE_FGD, &s);
             if (dev < 0)
                 continue;
@@ -469,7 +480,7 @@ int main(int argc, char **argv)
         if (!s_want(pols, s_pol_name[pol]))
             continue;
         memset(s_memo, 0, ((size_t)1 << S_MEMO_BITS) * sizeof(*s_memo));
-        s_work = pol == P_CPN ? s_work_gpu : s_work_count;
+        s_work = pol == P_CPN || pol == P_FGD_SHARE ? s_work_gpu : s_work_count;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (unsigned s = 0; s < seeds; s++) {
@@ -497,6 +508,17 @@ int main(int argc, char **argv)
                "max %.2f GPUs %.0f (%.1f s)\n", s_pol_name[pol], seeds, mean, sd, v[0],
                v[seeds / 2], v[seeds - 1], mean * (double)s_gpu_cap / FGD_MILLI / 100, secs);
         fflush(stdout);
+    }
+    if (s_want(pols, "fgd") && s_want(pols, "cpn")) {
+        /* the same seeds, paired: the goal is cpn <= fgd */
+        unsigned le = 0;
+        double d = 0;
+        for (unsigned s = 0; s < seeds; s++) {
+            le += head[P_CPN][s] <= head[P_FGD][s];
+            d += head[P_CPN][s] - head[P_FGD][s];
+        }
+        printf("paired cpn - fgd: mean %+.2f points of capacity; cpn <= fgd on %u of %u seeds\n",
+               d / seeds, le, seeds);
     }
     fgd_workload_destroy(&s_work_count);
     fgd_workload_destroy(&s_work_gpu);
