@@ -160,7 +160,7 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
     if (!s_name_ok(r->accel_model, sizeof r->accel_model, false) ||
         !s_name_ok(r->accel_vendor, sizeof r->accel_vendor, false))
         S_FAIL("accelerator vendor and model must be printable without spaces");
-    if (r->accel_model[0] && r->accel_count == 0)
+    if (r->accel_model[0] && r->accel_count == 0 && !r->share) /* a slice: of one */
         S_FAIL("an accelerator model needs a count");
     if (r->accel_count > S_ACCEL_COUNT_MAX)
         S_FAIL("accelerator count too large (at most 1024 per unit)");
