@@ -29,7 +29,12 @@
  * ask for (a 0.05-GPU class counts for what it can fill, not for how often it comes), which is
  * how the peer weighs the slices it has granted (peer/devices.c).
  *
+ * --gpu-only keeps the GPU nodes and GPU pods only (what a run through daemons can replay: a
+ * pod without GPUs is no slice request). --emit FILE writes seed0's task sequence up to
+ * --until as scripts/bench/loadgen requests (slices; scripts/bench/frag_daemons.py).
+ *
  * Usage: bench_frag [--data DIR] [--seeds N] [--seed0 S] [--until PCT] [--policies a,b,..]
+ *                   [--gpu-only 1] [--emit FILE]
  * Output: one line per (policy, seed) "run POLICY SEED u50 u60 ... " and a summary table.
  */
 #include <errno.h>
@@ -83,6 +88,7 @@ static size_t s_nnodes;
 static s_pod_t s_pods[S_PODS_MAX];
 static size_t s_npods;
 static uint64_t s_gpu_cap; /* milli */
+static bool s_gpu_only;
 static fgd_workload_t *s_work_count; /* the paper's M: weight = number of pods */
 static fgd_workload_t *s_work_gpu;   /* cpn's M: weight = GPU share asked (see the top) */
 static fgd_workload_t *s_work;       /* the one of the policy running */
@@ -138,6 +144,8 @@ static int s_load_nodes(const char *dir)
         char *c[5];
         if (s_split(line, c, 5) < 4)
             continue;
+        if (s_gpu_only && strtoul(c[3], NULL, 10) == 0)
+            continue;
         s_node_t *n = &s_nodes[s_nnodes++];
         memset(n, 0, sizeof(*n));
         n->cap.cpu_free = (uint32_t)strtoul(c[1], NULL, 10);
@@ -190,7 +198,7 @@ static int s_load_pods(const char *dir)
         p->t.ndev = (uint32_t)strtoul(c[3], NULL, 10);
         uint32_t milli = (uint32_t)strtoul(c[4], NULL, 10);
         p->t.milli = p->t.ndev == 0 ? 0 : p->t.ndev > 1 ? FGD_MILLI : (uint16_t)milli;
-        if (!fgd_task_valid(&p->t))
+        if (!fgd_task_valid(&p->t) || (s_gpu_only && p->t.ndev == 0))
             continue;
         p->cls = s_index(s_classes, &s_ncls, FGD_CLASSES_MAX, &p->t, false);
         p->ask = s_index(s_asks, &s_nasks, 64, &p->t, true);
@@ -423,6 +431,25 @@ static int s_run(s_pol_t pol, uint64_t seed, unsigned until_pct, s_run_t *out)
     return 0;
 }
 
+/* Seed's task sequence (the draws of s_run) until arrived GPU demand reaches until_pct. */
+static int s_emit(const char *path, uint64_t seed, unsigned until_pct)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "id\tunits\taccel_model\taccel_count\tcores\tmem_mib\tshare\n");
+    uint64_t arrived = 0, draw = seed * 0x2545f4914f6cdd1dull + 1;
+    for (size_t k = 0; arrived * 100 < s_gpu_cap * until_pct; k++) {
+        s_rng = draw;
+        const s_pod_t *p = &s_pods[s_rand_below(s_npods)];
+        draw = s_rng;
+        arrived += (uint64_t)p->t.ndev * p->t.milli;
+        fprintf(f, "t%06zu\t1\t\t%u\t%u\t%" PRIu64 "\t%u\n", k, p->t.ndev,
+                (p->t.cpu + 999) / 1000, p->t.mem, p->t.milli);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* ---- main ---- */
 static bool s_want(const char *list, const char *name)
 {
@@ -443,7 +470,7 @@ static int s_cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *data = getenv("CPN_DATA"), *pols = NULL;
+    const char *data = getenv("CPN_DATA"), *pols = NULL, *emit = NULL;
     unsigned seeds = 10, until = 100;
     uint64_t seed0 = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -457,6 +484,10 @@ int main(int argc, char **argv)
             until = (unsigned)strtoul(argv[i + 1], NULL, 10);
         else if (!strcmp(argv[i], "--policies"))
             pols = argv[i + 1];
+        else if (!strcmp(argv[i], "--gpu-only"))
+            s_gpu_only = strcmp(argv[i + 1], "0") != 0;
+        else if (!strcmp(argv[i], "--emit"))
+            emit = argv[i + 1];
         else {
             fprintf(stderr, "bench_frag: unknown option %s\n", argv[i]);
             return 2;
@@ -474,6 +505,10 @@ int main(int argc, char **argv)
         return 1;
     printf("# %zu nodes, %" PRIu64 " GPUs, %zu pods in %zu classes, %zu GPU asks\n", s_nnodes,
            s_gpu_cap / FGD_MILLI, s_npods, fgd_workload_classes(s_work_count), s_nasks);
+    if (emit && s_emit(emit, seed0, until) != 0) {
+        fprintf(stderr, "bench_frag: cannot write %s\n", emit);
+        return 1;
+    }
     static double head[P__N][S_SEEDS_MAX];
     size_t hstep = 9; /* arrived = 100 % */
     for (int pol = 0; pol < P__N; pol++) {
