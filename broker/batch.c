@@ -184,17 +184,20 @@ static int s_offer(s_plan_t *p, const match_cand_t *c, uint32_t *idx)
 
 /* ---- candidates --------------------------------------------------------------------------- */
 
-/* What decides a request's candidates: all of it but its id and duration, i.e. the bytes
- * [units, duration_s) and [accel_model, end) (`progress` is among them: requests that differ
- * only there cost a second match_find, nothing more). Requests with the same shape share one
- * candidate list (a window of trace requests has few distinct shapes, and match_find for 128
+/* What decides a request's candidates: all of it but its id, duration and access hints (for
+ * the peer's driver, not for matching), i.e. the bytes [units, duration_s) and [accel_model,
+ * access) (`progress` is among them: requests that differ only there cost a second
+ * match_find, nothing more). Requests with the same shape share one candidate list (a window of trace requests has few distinct shapes, and match_find for 128
  * candidates is the dearest step). Padding bytes are compared too: unequal padding only costs
  * a second match_find, never a wrong list. */
 #define S_A0 offsetof(cpn_request_t, units)
 #define S_A1 offsetof(cpn_request_t, duration_s)
 #define S_B0 offsetof(cpn_request_t, accel_model)
+#define S_B1 offsetof(cpn_request_t, access)
 _Static_assert(offsetof(cpn_request_t, id) == 0 && S_A0 < S_A1 && S_B0 == S_A1 + sizeof(uint64_t),
                "s_same_shape: cpn_request_t is id, units, split, progress, duration_s, ...");
+_Static_assert(S_B1 + sizeof(cpn_hints_t) == sizeof(cpn_request_t),
+               "s_same_shape: the access hints are the last field of cpn_request_t");
 
 static uint64_t s_mix(uint64_t h, const uint8_t *b, size_t len)
 {
@@ -213,14 +216,14 @@ static uint64_t s_shape_hash(const cpn_request_t *r)
 {
     const uint8_t *b = (const uint8_t *)r;
     uint64_t h = s_mix(1469598103934665603ull, b + S_A0, S_A1 - S_A0);
-    return s_mix(h, b + S_B0, sizeof *r - S_B0);
+    return s_mix(h, b + S_B0, S_B1 - S_B0);
 }
 
 static bool s_shape_eq(const cpn_request_t *x, const cpn_request_t *y)
 {
     const uint8_t *a = (const uint8_t *)x, *b = (const uint8_t *)y;
     return memcmp(a + S_A0, b + S_A0, S_A1 - S_A0) == 0 &&
-           memcmp(a + S_B0, b + S_B0, sizeof *x - S_B0) == 0;
+           memcmp(a + S_B0, b + S_B0, S_B1 - S_B0) == 0;
 }
 
 /* The index of an earlier request with the same shape as reqs[i] (added if none): i if new. */

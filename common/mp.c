@@ -300,6 +300,11 @@ static bool s_utf8_ok(const uint8_t *s, size_t n)
     return true;
 }
 
+bool mp_utf8_ok(const uint8_t *s, size_t n)
+{
+    return s_utf8_ok(s, n);
+}
+
 static int s_decode_value(const msgpack_object *v, const mp_field_t *f, uint8_t *dst)
 {
     void *at = dst + f->off;

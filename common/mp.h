@@ -73,6 +73,9 @@ int mp_decode_map(const msgpack_object *map, const mp_field_t *fields, size_t n,
 int mp_encode_map(msgpack_packer *pk, const mp_field_t *fields, size_t n, const void *src,
                   size_t extra_entries) CPN_WUR;
 
+/* Valid UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF (what MPF_STR accepts). */
+bool mp_utf8_ok(const uint8_t *s, size_t n);
+
 /* Pack helpers. */
 void mp_pack_str(msgpack_packer *pk, const char *s);
 void mp_pack_bin(msgpack_packer *pk, const uint8_t *p, size_t len);

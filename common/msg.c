@@ -59,6 +59,7 @@ static const mp_field_t s_lease[] = {
     F(cpn_lease_t, state, MPF_STR, true),
     F(cpn_lease_t, renewals, MPF_U32, true),
     F(cpn_lease_t, slice, MPF_STR, false),
+    F(cpn_lease_t, access, MPF_BIN, false),
 };
 
 static const mp_field_t s_grant[] = {
@@ -134,6 +135,8 @@ static int s_ad_decode(const msgpack_object *map, const cpn_limits_t *lim, void 
 static int s_request_encode(msgpack_packer *pk, const void *body);
 static int s_request_decode(const msgpack_object *map, const cpn_limits_t *lim, void *body);
 static int s_status_decode(const msgpack_object *map, const cpn_limits_t *lim, void *body);
+static int s_lease_encode(msgpack_packer *pk, const void *body);
+static int s_lease_decode(const msgpack_object *map, const cpn_limits_t *lim, void *body);
 
 typedef struct {
     cpn_msg_type_t type;
@@ -151,7 +154,8 @@ static const s_codec_t s_codecs[] = {
     T(WITHDRAW, s_withdraw, cpn_withdraw_t),
     {CPN_MSG_REQUEST, NULL, 0, sizeof(cpn_request_t), s_request_encode, s_request_decode},
     T(CLAIM, s_claim, cpn_claim_t),
-    T(LEASE, s_lease, cpn_lease_t),
+    {CPN_MSG_LEASE, s_lease, sizeof s_lease / sizeof s_lease[0], sizeof(cpn_lease_t),
+     s_lease_encode, s_lease_decode},
     T(GRANT, s_grant, cpn_grant_t),
     T(NACK, s_nack, cpn_nack_t),
     T(RENEW, s_renew, cpn_renew_t),
@@ -290,6 +294,49 @@ static int s_status_decode(const msgpack_object *map, const cpn_limits_t *lim, v
         bad = "data";
     if (r != CPN_OK)
         log_debug("msg", "STATUS body refused: %s (%s)", cpn_errname(r), bad ? bad : "-");
+    return r;
+}
+
+/* ---- LEASE: a present `access` is a sealed box within its bounds ---- */
+
+/* Whether `map` has the key `key` (a decoded map: keys are unique). */
+static bool s_has_key(const msgpack_object *map, const char *key)
+{
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
+            memcmp(k->via.str.ptr, key, n) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Only what the decoder accepts back: a peer never signs a LEASE a broker must refuse. */
+static int s_lease_encode(msgpack_packer *pk, const void *body)
+{
+    const cpn_lease_t *l = body;
+    if (l->access.len && (l->access.len < CPN_ACCESS_BOX_MIN ||
+                          l->access.len > CPN_ACCESS_BOX_MAX || !l->access.ptr))
+        return CPN_E_INVAL;
+    return mp_encode_map(pk, s_lease, sizeof s_lease / sizeof s_lease[0], body, 0);
+}
+
+static int s_lease_decode(const msgpack_object *map, const cpn_limits_t *lim, void *body)
+{
+    cpn_lease_t *l = body;
+    const char *bad = NULL;
+    int r = mp_decode_map(map, s_lease, sizeof s_lease / sizeof s_lease[0], l, &bad);
+    (void)lim;
+    /* An empty box would be a second encoding of "no access" (the key left out); a box
+     * outside the bounds holds no valid access details, so it is refused unopened. */
+    if (r == CPN_OK && (l->access.len > CPN_ACCESS_BOX_MAX ||
+                        (s_has_key(map, "access") && l->access.len < CPN_ACCESS_BOX_MIN))) {
+        bad = "access";
+        r = CPN_E_SCHEMA;
+    }
+    if (r != CPN_OK)
+        log_debug("msg", "LEASE body refused: %s (%s)", cpn_errname(r), bad ? bad : "-");
     return r;
 }
 

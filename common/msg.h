@@ -20,6 +20,18 @@
 #define CPN_REASON_MAX 256
 #define CPN_ENDPOINT_MAX 256
 
+/* Sealed access details (seal.h, docs/PROTOCOL.md "Sealed access details"): the plaintext is
+ * one JSON object of at most CPN_ACCESS_MAX bytes (a login, an endpoint, a reservation name;
+ * a driver that hands out more is refused as provision-failed), nested at most
+ * CPN_ACCESS_DEPTH deep; the box adds CPN_SEAL_OVERHEAD bytes (crypto_box_SEALBYTES:
+ * ephemeral key 32 + MAC 16). A LEASE `access` outside [CPN_ACCESS_BOX_MIN, CPN_ACCESS_BOX_MAX]
+ * is refused as schema. */
+#define CPN_ACCESS_MAX 4096
+#define CPN_ACCESS_DEPTH 8
+#define CPN_SEAL_OVERHEAD 48
+#define CPN_ACCESS_BOX_MIN (CPN_SEAL_OVERHEAD + 2) /* "{}" */
+#define CPN_ACCESS_BOX_MAX (CPN_ACCESS_MAX + CPN_SEAL_OVERHEAD)
+
 typedef struct {
     char role[16]; /* "peer", "broker", "tenant" */
     char name[CPN_NAME_MAX];
@@ -62,6 +74,8 @@ typedef struct {
     uint32_t renewals;
     char slice[CPN_NAME_MAX];    /* a shared package's slice: "UNIT:DEV[,DEV...]" (0-based
                                     unit and accelerators of it); "" otherwise */
+    mp_bytes_t access;           /* optional: access details sealed to the tenant (seal.h);
+                                    absent (len 0) for a package without a driver */
 } cpn_lease_t;
 
 typedef struct {

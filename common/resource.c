@@ -11,7 +11,8 @@
  *   request: {"id", "units", "duration", "split"?, "model"?, "vendor"?, "accel_count"?,
  *             "min_tflops"?, "min_accel_mem"?, "cores"?, "mem"?, "storage_class"?,
  *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "progress"?, "share"?,
- *             "regions"?, "prefer_regions"?, "prefer_vendors"?}, name lists as arrays of str.
+ *             "regions"?, "prefer_regions"?, "prefer_vendors"?, "access"?}, name lists as
+ *            arrays of str, access hints a map of str to str (hints.h).
  * Sizes are bytes, rates bits per second, prices thousandths per unit-hour, durations
  * seconds. Decoding validates too, so whatever unpack returns is a valid value.
  */
@@ -327,7 +328,7 @@ static const mp_field_t s_package_fields[] = {
 
 typedef struct {
     cpn_request_t r;
-    const msgpack_object *regions, *prefer_regions, *prefer_vendors;
+    const msgpack_object *regions, *prefer_regions, *prefer_vendors, *access;
 } s_request_dec_t;
 
 static const mp_field_t s_request_fields[] = {
@@ -352,8 +353,9 @@ static const mp_field_t s_request_fields[] = {
     S_F("regions", MPF_OBJ, s_request_dec_t, regions, false),
     S_F("prefer_regions", MPF_OBJ, s_request_dec_t, prefer_regions, false),
     S_F("prefer_vendors", MPF_OBJ, s_request_dec_t, prefer_vendors, false),
+    S_F("access", MPF_OBJ, s_request_dec_t, access, false),
 };
-#define S_REQ_SCALARS (sizeof s_request_fields / sizeof s_request_fields[0] - 3)
+#define S_REQ_SCALARS (sizeof s_request_fields / sizeof s_request_fields[0] - 4)
 
 #undef S_F
 
@@ -441,7 +443,8 @@ int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r)
         return CPN_E_INVAL;
     memset(&tmp, 0, sizeof tmp);
     tmp.r = *r;
-    size_t extra = (r->regions.n > 0) + (r->prefer_regions.n > 0) + (r->prefer_vendors.n > 0);
+    size_t extra = (r->regions.n > 0) + (r->prefer_regions.n > 0) + (r->prefer_vendors.n > 0) +
+                   (r->access.n > 0);
     if ((rc = mp_encode_map(pk, s_request_fields, S_REQ_SCALARS, &tmp, extra)) != CPN_OK)
         return rc;
     if (r->regions.n > 0)
@@ -450,6 +453,10 @@ int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r)
         s_pack_list(pk, "prefer_regions", &r->prefer_regions);
     if (r->prefer_vendors.n > 0)
         s_pack_list(pk, "prefer_vendors", &r->prefer_vendors);
+    if (r->access.n > 0) {
+        mp_pack_str(pk, "access");
+        return cpn_hints_pack(pk, &r->access);
+    }
     return CPN_OK;
 }
 
@@ -465,7 +472,8 @@ int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r)
             CPN_OK ||
         (rc = s_unpack_list(tmp.regions, &tmp.r.regions)) != CPN_OK ||
         (rc = s_unpack_list(tmp.prefer_regions, &tmp.r.prefer_regions)) != CPN_OK ||
-        (rc = s_unpack_list(tmp.prefer_vendors, &tmp.r.prefer_vendors)) != CPN_OK)
+        (rc = s_unpack_list(tmp.prefer_vendors, &tmp.r.prefer_vendors)) != CPN_OK ||
+        (tmp.access && (rc = cpn_hints_unpack(tmp.access, &tmp.r.access)) != CPN_OK))
         return rc;
     if (cpn_request_validate(&tmp.r, NULL) != CPN_OK)
         return CPN_E_SCHEMA;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "hints.h"
 
 #define CPN_NAME_MAX 64    /* ids, models, vendors, regions: at most 63 bytes */
 #define CPN_CLASS_MAX 16   /* storage class */
@@ -96,6 +97,8 @@ typedef struct {
     /* preferences */
     cpn_namelist_t prefer_regions;
     cpn_namelist_t prefer_vendors;
+    /* for the peer's driver, not for matching; last, so matching code can stop before it */
+    cpn_hints_t access;      /* access hints (hints.h); n = 0: none */
 } cpn_request_t;
 
 /* Totals per unit. */

@@ -113,6 +113,42 @@ static int s_bind_share(yconf_t *doc, const ynode_t *node, const char *path, voi
     return CPN_OK;
 }
 
+/* access: {ssh_key: "ssh-ed25519 AAAA... me@laptop", user: acme}: hints for the peer's driver
+ * (hints.h), a map of scalars, each key and value checked as the wire checks them. */
+static int s_bind_hints(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    cpn_hints_t *h = dst;
+    char kp[YCONF_PATH_MAX];
+    int r = CPN_OK;
+    (void)arg;
+    if (node->kind != YNODE_MAP || node->n == 0) {
+        yconf_error(doc, node, path, "expected a map of access hints such as {ssh_key: \"...\"}");
+        return CPN_E_CONFIG;
+    }
+    for (size_t i = 0; i < node->n; i++) {
+        const char *key = node->keys[i];
+        const ynode_t *v = node->items[i];
+        yconf_child_path(kp, sizeof kp, path, key);
+        if (!cpn_hint_key_ok(key, strlen(key))) {
+            yconf_error_pos(doc, node->key_line[i], node->key_col[i], kp,
+                            "an access hint's name is 1-%d characters of a-z, 0-9 and _",
+                            CPN_HINT_KEY_MAX - 1);
+            r = CPN_E_CONFIG;
+        } else if (v->kind != YNODE_SCALAR || !cpn_hint_value_ok(v->value, strlen(v->value))) {
+            yconf_error(doc, v, kp, "expected a non-empty line of text (no control characters)");
+            r = CPN_E_CONFIG;
+        } else if (cpn_hints_get(h, key)) {
+            yconf_error(doc, v, kp, "given twice");
+            r = CPN_E_CONFIG;
+        } else if (cpn_hints_set(h, key, v->value) != CPN_OK) {
+            yconf_error(doc, v, kp, "more than %d access hints or %d bytes in all", CPN_HINTS_MAX,
+                        CPN_HINTS_BYTES);
+            r = CPN_E_CONFIG;
+        }
+    }
+    return r;
+}
+
 static const yfield_t s_pkg_accel[] = {
     S_Y("vendor", YF_STR, cpn_accel_t, vendor, true, 1, 0),
     S_Y("model", YF_STR, cpn_accel_t, model, true, 1, 0),
@@ -188,6 +224,10 @@ static const yfield_t s_req_fields[] = {
     S_Y("regions", YF_NAMES, cpn_request_t, regions, false, 0, 0),
     S_Y("max_price", YF_PRICE, cpn_request_t, max_price, false, 1, 0),
     S_YMAP("prefer", 0, s_req_prefer),
+    {.key = "access",
+     .kind = YF_CUSTOM,
+     .off = offsetof(cpn_request_t, access),
+     .custom = s_bind_hints},
 };
 
 #undef S_Y

@@ -15,6 +15,7 @@
 
 #include "chain.h"
 #include "clock.h"
+#include "ctl_access.h"
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "identity.h"
@@ -338,7 +339,8 @@ static int s_print_grant(const uint8_t *frame, size_t len, const uint8_t *pinned
         s_json_text(l->state, stdout);
         printf(", \"file\": ");
         s_json_text(saved ? saved : "", stdout);
-        printf("}\n");
+        /* sealed access details to open with `cpnctl access FILE` */
+        printf(", \"access\": %s}\n", l->access.len ? "true" : "false");
     } else
         printf("%-20s %-14s %-10s %-16s %5u %10s %8s %-8s %s\n", l->lease_id,
                v->grant.request_id, peer, l->package, l->units, price, dur, l->state,
@@ -369,11 +371,13 @@ static void s_print_progress(const cpn_env_t *env, bool json)
     msgpack_zone_destroy(&zone);
 }
 
-static int cmd_submit(ctl_opts_t *o)
+/* submit's own arguments: REQUEST.yaml, then access hints that add to (or replace) those of
+ * the file: --access KEY=VALUE (repeatable), --ssh-key FILE.pub. */
+static int s_submit_args(const ctl_opts_t *o, cpn_request_t *req)
 {
-    cpn_request_t req;
     yconf_t *doc = NULL;
-    int r = yconf_request_file(o->argv[0], &req, &doc);
+    char why[CPN_REASON_MAX];
+    int r = yconf_request_file(o->argv[0], req, &doc);
     if (r != CPN_OK) {
         if (doc)
             yconf_print_errors(doc, stderr);
@@ -383,6 +387,30 @@ static int cmd_submit(ctl_opts_t *o)
         return EXIT_USAGE;
     }
     yconf_destroy(&doc);
+    for (int i = 1; i < o->argc; i++) {
+        bool access = strcmp(o->argv[i], "--access") == 0;
+        if ((!access && strcmp(o->argv[i], "--ssh-key") != 0) || i + 1 >= o->argc) {
+            fprintf(stderr, "usage: cpnctl submit REQUEST.yaml [--access KEY=VALUE]... "
+                            "[--ssh-key FILE.pub]\n");
+            return EXIT_USAGE;
+        }
+        const char *arg = o->argv[++i];
+        r = access ? ctl_access_hint_arg(&req->access, arg, why)
+                   : ctl_access_ssh_key_file(&req->access, arg, why);
+        if (r != CPN_OK) {
+            fprintf(stderr, "cpnctl: %s\n", why);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+static int cmd_submit(ctl_opts_t *o)
+{
+    cpn_request_t req;
+    int r = s_submit_args(o, &req);
+    if (r != 0)
+        return r;
     req.progress = true; /* a person is watching: print the broker's notes as they come */
     ctl_session_t s;
     int rc = s_session_open(o, &s);
@@ -428,6 +456,9 @@ static int cmd_submit(ctl_opts_t *o)
             if (v && s_open_grant(frame, len, pinned, v) == CPN_OK) {
                 got_units += v->lease.units;
                 (void)s_print_grant(frame, len, pinned, path, o->json);
+                if (v->lease.access.len && !o->json)
+                    fprintf(stderr, "  access details sealed to your key: cpnctl access %s\n",
+                            path);
                 rc = 0;
             } else {
                 /* Saved for `cpnctl verify` to say why, but not a lease: stop waiting. */
@@ -454,6 +485,73 @@ static int cmd_submit(ctl_opts_t *o)
                         "request id is safe: it returns the same lease)\n",
                 o->broker, o->timeout_s);
     s_session_close(&s);
+    return rc;
+}
+
+/* The access details of a lease file, opened with the tenant's key: the JSON object on
+ * stdout (inside {"result": "access", ...} with --json), what it is on stderr. */
+static int cmd_access(ctl_opts_t *o)
+{
+    uint8_t *buf = NULL, pk[CPN_PK_LEN];
+    size_t len = 0;
+    bool bad = false;
+    cpn_identity_t *id = NULL;
+    ctl_access_t *a = NULL;
+    char why[CPN_REASON_MAX], peer[CPN_KID_LEN];
+    int r, rc = EXIT_USAGE;
+    const uint8_t *pinned = s_pinned(o, pk, &bad);
+    if (bad)
+        return EXIT_USAGE;
+    if (!o->key) {
+        fprintf(stderr, "cpnctl: access needs the tenant's --key (or CPN_KEY)\n");
+        return EXIT_USAGE;
+    }
+    if ((r = cpn_identity_load(o->key, &id)) != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: %s\n", o->key, cpn_strerror(r));
+        return EXIT_USAGE;
+    }
+    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK || !(a = malloc(sizeof *a)))
+        goto out;
+    rc = EXIT_REFUSED;
+    if ((r = ctl_access_open(buf, len, pinned, id, a, why)) != CPN_OK) {
+        if (o->json) {
+            printf("{\"result\": \"refused\", \"code\": \"%s\", \"value\": %d, \"reason\": ",
+                   cpn_errname(r), r);
+            s_json_text(why, stdout);
+            printf("}\n");
+        }
+        fprintf(stderr, "cpnctl: %s: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        goto out;
+    }
+    cpn_key_id(a->peer, peer);
+    if (a->len == 0) {
+        if (o->json) {
+            printf("{\"result\": \"none\", \"lease_id\": ");
+            s_json_text(a->lease_id, stdout);
+            printf("}\n");
+        }
+        fprintf(stderr, "cpnctl: %s: %s (package %s of peer %s has no driver)\n", o->argv[0],
+                why, a->package, peer);
+        goto out;
+    }
+    if (o->json) {
+        printf("{\"result\": \"access\", \"lease_id\": ");
+        s_json_text(a->lease_id, stdout);
+        printf(", \"peer\": \"%s\", \"package\": ", peer);
+        s_json_text(a->package, stdout);
+        /* checked to be one JSON object when it was opened: embedded as it is */
+        printf(", \"access\": %s}\n", a->text);
+    } else {
+        fprintf(stderr, "lease %s (package %s of peer %s): access details\n", a->lease_id,
+                a->package, peer);
+        printf("%s\n", a->text);
+    }
+    rc = fflush(stdout) == 0 ? 0 : EXIT_USAGE;
+out:
+    ctl_access_wipe(a);
+    free(a);
+    free(buf);
+    cpn_identity_destroy(&id);
     return rc;
 }
 
@@ -752,7 +850,10 @@ static int cmd_federation(ctl_opts_t *o)
 
 static const ctl_cmd_t s_cmds[] = {
     {"keygen", 0, cmd_keygen, "keygen --out NAME        write NAME.key (0600) and NAME.pub"},
-    {"submit", 1, cmd_submit, "submit REQUEST.yaml      ask for capacity, wait, save the lease"},
+    {"submit", 1, cmd_submit, "submit REQUEST.yaml [--access KEY=VALUE]... [--ssh-key FILE.pub]\n"
+                              "                           ask for capacity, wait, save the lease;\n"
+                              "                           access hints go to the peer's driver"},
+    {"access", 1, cmd_access, "access LEASE-FILE        open the lease's access details (your --key)"},
     {"leases", 0, cmd_leases, "leases                   this tenant's leases at the broker"},
     {"renew", 2, cmd_renew, "renew LEASE-FILE DUR     extend a lease (e.g. 2h)"},
     {"release", 1, cmd_release, "release LEASE-FILE       end a lease early"},

@@ -1,9 +1,11 @@
 /* gen_seeds.c - writes the seed corpora of the targets that take specs (seal.h): real chains
  * of the protocol with the fixed keys, so fuzzing starts from inputs that pass every check.
  *
- *   scripts/fuzz seeds        (writes fuzz/corpus/{verify,federation,claim}/)
+ *   scripts/fuzz seeds        (writes fuzz/corpus/{verify,federation,claim}/, and the bodies
+ *                              with access hints and a sealed box in fuzz/corpus/envelope/)
  * fuzz-sources: peer/grant.c peer/peer_config.c peer/inventory.c
  */
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +115,39 @@ int main(int argc, char **argv)
     snprintf(g.request_id, sizeof g.request_id, "r1");
     s_buf_t grant = s_spec(CPN_MSG_GRANT, FZ_BROKER_A, &g);
 
+    /* The same chain with access: hints in the REQUEST, a box sealed to the tenant in the
+     * LEASE (crypto_box_seal to the X25519 form of its key, as common/seal.c does). */
+    cpn_request_t req_h = req;
+    snprintf(req_h.id, sizeof req_h.id, "r2");
+    if (cpn_hints_set(&req_h.access, "ssh_key", "ssh-ed25519 AAAAC3NzaC1 fuzz@seed") != CPN_OK ||
+        cpn_hints_set(&req_h.access, "user", "fuzz") != CPN_OK)
+        abort();
+    s_buf_t request_h = s_spec(CPN_MSG_REQUEST, FZ_TENANT, &req_h);
+    cpn_claim_t c_h = c;
+    c_h.request = (mp_bytes_t){request_h.p, request_h.n};
+    s_buf_t claim_h = s_spec(CPN_MSG_CLAIM, FZ_BROKER_A, &c_h);
+    static const char details[] = "{\"cluster\":\"dc-1\",\"login\":\"fuzz@login\"}";
+    uint8_t xpk[32], box[sizeof details - 1 + crypto_box_SEALBYTES];
+    if (crypto_sign_ed25519_pk_to_curve25519(xpk, s_pk(FZ_TENANT)) != 0 ||
+        crypto_box_seal(box, (const uint8_t *)details, sizeof details - 1, xpk) != 0)
+        abort();
+    cpn_lease_t l_h = l;
+    l_h.claim = (mp_bytes_t){claim_h.p, claim_h.n};
+    grant_lease_id(s_pk(FZ_PEER), s_pk(FZ_TENANT), req_h.id, l_h.lease_id);
+    l_h.access = (mp_bytes_t){box, sizeof box};
+    s_buf_t lease_h = s_spec(CPN_MSG_LEASE, FZ_PEER, &l_h);
+    cpn_grant_t g_h = g;
+    g_h.lease = (mp_bytes_t){lease_h.p, lease_h.n};
+    snprintf(g_h.request_id, sizeof g_h.request_id, "r2");
+    s_buf_t grant_h = s_spec(CPN_MSG_GRANT, FZ_BROKER_A, &g_h);
+    uint8_t *body_req_h = NULL, *body_lease_h = NULL;
+    size_t body_req_h_len = 0, body_lease_h_len = 0;
+    if (cpn_msg_encode(CPN_MSG_REQUEST, &req_h, &body_req_h, &body_req_h_len) != CPN_OK ||
+        cpn_msg_encode(CPN_MSG_LEASE, &l_h, &body_lease_h, &body_lease_h_len) != CPN_OK)
+        abort();
+    s_buf_t body_request_h = {body_req_h, body_req_h_len};
+    s_buf_t body_lease_h_b = {body_lease_h, body_lease_h_len};
+
     /* Across the federation: A originates, B relays, C is the peer's home. */
     cpn_forward_t fa = {.hops = 1, .msg = {claim.p, claim.n}};
     memcpy(fa.to, s_pk(FZ_PEER), CPN_PK_LEN);
@@ -187,6 +222,10 @@ int main(int argc, char **argv)
     s_write("verify", "grant", &grant, 1);
     s_write("verify", "grant-routed", &grant_routed, 1);
     s_write("verify", "lease", &lease, 1);
+    s_write("verify", "grant-access", &grant_h, 1);
+    s_write("claim", "claim-access", &claim_h, 1);
+    s_write("envelope", "body-request-access", &body_request_h, 1);
+    s_write("envelope", "body-lease-access", &body_lease_h_b, 1);
     s_write("verify", "claim-routed", &claim_home, 1);
     s_write("federation", "forward-claim", &fwd_b, 1);
     s_write("federation", "forward-renew", &fwd_renew, 1);
@@ -205,7 +244,9 @@ int main(int argc, char **argv)
     s_buf_t all[] = {request,      request2, claim,   claim_t2,    lease,
                      grant,        fwd_a,    fwd_b,   claim_home,  lease_home,
                      grant_routed, renew,    release, fwd_release, fwd_renew,
-                     back_c,       back_b,   nack,    back_nack,   sync};
+                     back_c,       back_b,   nack,    back_nack,   sync,
+                     request_h,    claim_h,  lease_h, grant_h,     body_request_h,
+                     body_lease_h_b};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i].p);
     return 0;

@@ -18,6 +18,7 @@
 
 #include "chain.h"
 #include "msg.h"
+#include "seal.h"
 
 #define S_MAX_VECTORS 32
 
@@ -178,6 +179,47 @@ static void test_lease_id_vector(void **state)
     cpn_identity_destroy(&tenant);
 }
 
+/* The sealed access details of §7: the tenant's X25519 keys, the box sealed with the fixed
+ * ephemeral seed (common/seal.c rebuilds it byte for byte), and the document's box opened with
+ * the tenant's identity (and by libsodium's own crypto_box_seal_open). */
+static void test_access_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32], eph[CPN_SEAL_EPH_SEED_LEN], xpk[32], xsk[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(32 + i);
+    for (int i = 0; i < 32; i++)
+        eph[i] = (uint8_t)(64 + i);
+    s_check_hex(d, "access-eph-seed-hex", eph, sizeof eph);
+    cpn_identity_t *tenant = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &tenant), CPN_OK);
+    assert_int_equal(cpn_identity_curve(tenant, xpk, xsk), CPN_OK);
+    s_check_hex(d, "tenant-x25519-pk-hex", xpk, 32);
+    s_check_hex(d, "tenant-x25519-sk-hex", xsk, 32);
+
+    const char *plain = s_get(d, "access-plain");
+    uint8_t box[CPN_ACCESS_BOX_MAX], opened[CPN_ACCESS_MAX];
+    size_t n = 0, tl = 0;
+    assert_int_equal(cpn_seal_with(cpn_identity_pk(tenant), eph, plain, strlen(plain), box,
+                                   sizeof box, &n),
+                     CPN_OK);
+    s_check_hex(d, "access-box-hex", box, n);
+
+    const char *bh = s_get(d, "access-box-hex");
+    size_t bn = strlen(bh) / 2, got = 0;
+    uint8_t docbox[CPN_ACCESS_BOX_MAX];
+    assert_true(bn <= sizeof docbox);
+    assert_int_equal(sodium_hex2bin(docbox, sizeof docbox, bh, strlen(bh), NULL, &got, NULL), 0);
+    assert_int_equal(got, bn);
+    char text[CPN_ACCESS_MAX + 1];
+    assert_int_equal(cpn_seal_open(tenant, docbox, bn, text, sizeof text, &tl), CPN_OK);
+    assert_string_equal(text, plain);
+    assert_int_equal(crypto_box_seal_open(opened, docbox, bn, xpk, xsk), 0);
+    assert_memory_equal(opened, plain, strlen(plain));
+    sodium_memzero(xsk, sizeof xsk);
+    cpn_identity_destroy(&tenant);
+}
+
 static void test_hello_vector(void **state)
 {
     s_doc_t *d = *state;
@@ -270,6 +312,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_lease_id_vector),
         cmocka_unit_test(test_hello_vector),
+        cmocka_unit_test(test_access_vector),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_type_list),
     };

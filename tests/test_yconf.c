@@ -207,6 +207,48 @@ static void test_error_position_and_path(void **state)
     yconf_destroy(&doc);
 }
 
+/* access: a map of hints for the peer's driver; each name and value checked as on the wire. */
+static void test_request_access_hints(void **state)
+{
+    (void)state;
+    yconf_t *doc = s_load("id: r1\n"
+                          "duration: 1h\n"
+                          "cores: 4\n"
+                          "access:\n"
+                          "  user: acme\n"
+                          "  ssh_key: \"ssh-ed25519 AAAAC3 acme@laptop\"\n",
+                          CPN_OK);
+    cpn_request_t r;
+    assert_int_equal(yconf_request(doc, yconf_root(doc), "", &r), CPN_OK);
+    assert_int_equal(r.access.n, 2);
+    assert_string_equal(cpn_hints_get(&r.access, "ssh_key"), "ssh-ed25519 AAAAC3 acme@laptop");
+    assert_string_equal(cpn_hints_get(&r.access, "user"), "acme");
+    yconf_destroy(&doc);
+
+    doc = s_load("id: r1\n"
+                 "duration: 1h\n"
+                 "cores: 4\n"
+                 "access:\n"
+                 "  SSH-Key: x\n"
+                 "  user: [a, b]\n"
+                 "  group: \"tab\\there\"\n",
+                 CPN_OK);
+    assert_int_equal(yconf_request(doc, yconf_root(doc), "", &r), CPN_E_CONFIG);
+    assert_true(s_has_error(doc, "x.yaml:5:3: access.SSH-Key: an access hint's name is 1-31 "
+                                 "characters of a-z, 0-9 and _"));
+    assert_true(s_has_error(doc, "x.yaml:6:9: access.user: expected a non-empty line of text "
+                                 "(no control characters)"));
+    assert_true(s_has_error(doc, "x.yaml:7:10: access.group: expected a non-empty line of text "
+                                 "(no control characters)"));
+    yconf_destroy(&doc);
+
+    doc = s_load("id: r1\nduration: 1h\ncores: 4\naccess: ssh-ed25519 AAAA\n", CPN_OK);
+    assert_int_equal(yconf_request(doc, yconf_root(doc), "", &r), CPN_E_CONFIG);
+    assert_true(s_has_error(doc, "x.yaml:4:9: access: expected a map of access hints such as "
+                                 "{ssh_key: \"...\"}"));
+    yconf_destroy(&doc);
+}
+
 static void test_unknown_keys(void **state)
 {
     (void)state;
@@ -644,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_conf_requests_load),
         cmocka_unit_test(test_packages_load),
         cmocka_unit_test(test_error_position_and_path),
+        cmocka_unit_test(test_request_access_hints),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_duplicate_keys),
         cmocka_unit_test(test_syntax_errors),
