@@ -16,10 +16,12 @@
 #include "envelope.h"
 #include "ledger.h"
 #include "match.h"
+#include "metrics.h"
 #include "msg.h"
 #include "outbox.h"
 #include "policy.h"
 #include "ratelimit.h"
+#include "recent.h"
 #include "replay.h"
 #include "sigcache.h"
 #include "transport.h"
@@ -61,6 +63,12 @@ typedef struct {
     uint64_t commit_failures; /* ledger commits that failed: their GRANTs/CLAIMs refused */
     uint64_t in_doubt;        /* requests refused in-doubt or unreachable for an intent */
     uint64_t refusals_unanswered; /* refusals past limits.rate.refusals: counted, no ERROR */
+    uint64_t nacks_by_code[BROKER_ERR_SLOTS]; /* NACKs sent, per code (index = -code) */
+    /* Latencies, observed only while the HTTP listener is on (broker_t.obs): the clock is
+     * read then and only then. */
+    cpn_hist_t request_to_lease; /* REQUEST received -> its GRANT queued */
+    cpn_hist_t match;            /* one match_find, or one batch plan */
+    cpn_hist_t ledger_commit;    /* one ledger transaction's commit */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -90,6 +98,8 @@ struct broker {
     uint64_t started_ms;
     uint64_t next_tick_mono;
     outbox_t *outbox;       /* frames waiting for the ledger's commit (outbox.h) */
+    struct obs *obs;        /* the HTTP listener (obs.h); NULL unless broker.http is set */
+    recent_t *recent;       /* recent refusals, kept while obs is on (NULL otherwise) */
     bool tx_open;           /* a ledger transaction is open (server.c, s_tx_*) */
     uint64_t tx_since_mono; /* since when */
     volatile sig_atomic_t stop;   /* set from signal handlers: only sig_atomic_t is safe */

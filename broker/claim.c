@@ -106,6 +106,7 @@ typedef struct {
     uint32_t held; /* units the book holds for the CLAIM to cands[next - 1] (book_take) */
     int last_code; /* the last refusal, for the final NACK */
     char last_reason[CPN_REASON_MAX];
+    uint64_t t0_us; /* when the REQUEST arrived (cpn_mono_us), if latencies are observed */
 } claim_pending_t;
 
 #define S_SEQS_PER_REQUEST 4 /* room in by_seq per request slot (claim_new) */
@@ -706,8 +707,11 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_finish_nack(self, p, CPN_E_UNKNOWN_TENANT, "no longer a tenant of this broker");
         return;
     }
+    uint64_t t0 = self->b->obs ? cpn_mono_us() : 0; /* the clock only while observed */
     int r = match_find(self->b->book, &p->req, &self->b->pol->placement, self->clock.now_ms(),
                        p->cands, BROKER_CANDS_MAX, &p->n_cands, &fail);
+    if (t0)
+        cpn_hist_observe(&self->b->stats.match, cpn_mono_us() - t0);
     if (r == CPN_E_NO_MATCH && planned) {
         p->n_cands = 0;
         r = CPN_OK;
@@ -750,8 +754,11 @@ static void s_window_flush(claim_t *self)
     if (reqs && plan) {
         for (size_t i = 0; i < n; i++)
             reqs[i] = self->pending[slots[i]].req;
+        uint64_t t0 = self->b->obs ? cpn_mono_us() : 0;
         r = batch_plan(self->b->book, reqs, n, &self->b->pol->placement, self->clock.now_ms(), plan,
                        &n_plan);
+        if (t0)
+            cpn_hist_observe(&self->b->stats.match, cpn_mono_us() - t0);
     }
     if (r != CPN_OK) {
         log_warn("claim", "batch plan of %zu requests failed (%s): each is matched alone", n,
@@ -908,6 +915,7 @@ void claim_on_request(claim_t *self, const broker_rx_t *rx, const cpn_request_t 
     p->rid_len = rx->rid_len;
     p->req_seq = rx->env.seq;
     p->units_left = req->units;
+    p->t0_us = self->b->obs ? cpn_mono_us() : 0;
     p->req_frame = malloc(rx->env.frame_len);
     if (!p->req_frame) {
         s_finish_nack(self, p, CPN_E_NOMEM, NULL);
@@ -1065,6 +1073,8 @@ static void s_act_lease(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     broker_queue_grant(self->b, p->rid, p->rid_len, a->grant_p, a->grant_len, a->request_id,
                        p->req_seq);
     self->b->stats.grants++;
+    if (p->t0_us)
+        cpn_hist_observe(&self->b->stats.request_to_lease, cpn_mono_us() - p->t0_us);
     log_info("claim", "lease %s: %u x %s from %s for request %s", lease->lease_id, lease->units,
              lease->package, kid, a->request_id);
     p->units_left = lease->units >= p->units_left ? 0 : p->units_left - lease->units;

@@ -66,3 +66,35 @@ void federation_status(broker_t *self, msgpack_packer *pk)
     mp_pack_ku64(pk, "forwards_in", f ? f->st.forwards_in : 0);
     mp_pack_ku64(pk, "forwards_out", f ? f->st.forwards_out : 0);
 }
+
+bool federation_link_info(const broker_t *self, size_t i, federation_link_info_t *out)
+{
+    if (i >= federation_n_rows(self))
+        return false;
+    const fed_link_t *l = &self->fed->links[i];
+    uint64_t now = cpn_mono_ms();
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", l->name);
+    memcpy(out->key, l->key, CPN_PK_LEN);
+    out->up = l->up;
+    out->connected = l->tx_ok;
+    out->silent_ms = l->last_rx_mono && now > l->last_rx_mono ? now - l->last_rx_mono : 0;
+    out->relays_in = l->relays_in;
+    out->relays_out = l->relays_out;
+    out->relay_bytes_out = l->relay_bytes_out;
+    out->bytes_out = l->bytes_out;
+    out->downs = l->downs;
+    return true;
+}
+
+void federation_counts(const broker_t *self, federation_counts_t *out)
+{
+    const struct federation *f = self->fed;
+    memset(out, 0, sizeof *out);
+    if (!f)
+        return;
+    out->relays_accepted = f->st.relays_accepted;
+    out->relays_refused = f->st.relays_refused;
+    out->forwards_in = f->st.forwards_in;
+    out->forwards_out = f->st.forwards_out;
+}

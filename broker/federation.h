@@ -113,4 +113,20 @@ void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
 #define FED_STATUS_KEYS 6
 void federation_status(broker_t *self, msgpack_packer *pk);
 
+/* One member link as the metrics and the dashboard see it (obs.c). */
+typedef struct {
+    char name[CPN_NAME_MAX];
+    uint8_t key[CPN_PK_LEN];
+    bool up;        /* heard from within hello_timeout */
+    bool connected; /* the last send on the link went out */
+    uint64_t silent_ms, relays_in, relays_out, relay_bytes_out, bytes_out, downs;
+} federation_link_info_t;
+/* Link i < federation_n_rows(); false past the end. */
+bool federation_link_info(const broker_t *self, size_t i, federation_link_info_t *out);
+/* The federation's counters (zero without a federation). */
+typedef struct {
+    uint64_t relays_accepted, relays_refused, forwards_in, forwards_out;
+} federation_counts_t;
+void federation_counts(const broker_t *self, federation_counts_t *out);
+
 #endif

@@ -45,7 +45,10 @@ static void s_usage(FILE *out)
             "Signals: SIGHUP reloads the policy (a policy that fails validation is refused and\n"
             "the running one stays); SIGTERM or SIGINT stop cleanly.\n"
             "Limits (policy `limits:`): frame size, messages per second per sender, offers in\n"
-            "the book, requests in flight, claim timeout and tries; see cpn-broker(8).\n");
+            "the book, requests in flight, claim timeout and tries; see cpn-broker(8).\n"
+            "Metrics and dashboard (policy `broker.http: PORT`, on 127.0.0.1 unless an address\n"
+            "is named; off unless set): /metrics (OpenMetrics), / (the federation dashboard),\n"
+            "/api/state (its JSON); see docs/METRICS.md.\n");
 }
 
 static int s_check(const char *path)

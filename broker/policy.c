@@ -434,6 +434,7 @@ static const yfield_t s_broker_fields[] = {
     S_YR("key", YF_STR, policy_t, broker.key_path, true, 1, 0),
     S_YR("listen", YF_STR, policy_t, broker.listen, true, 1, 0),
     S_YR("ledger", YF_STR, policy_t, broker.ledger_path, false, 1, 0),
+    S_YR("http", YF_STR, policy_t, broker.http, false, 1, 0),
     S_YMAP("transport", 0, s_transport_fields, false),
 };
 
@@ -734,6 +735,11 @@ static void s_validate(yconf_t *doc, policy_t *pol, const ynode_t *root)
     if (pol->broker.listen[0] && !s_endpoint_ok(pol->broker.listen))
         yconf_error(doc, s_node(root, "broker", "listen"), "broker.listen",
                     "expected an endpoint such as tcp://127.0.0.1:7400 or ipc:///path");
+    struct sockaddr_in sa;
+    if (pol->broker.http[0] && cpn_hostport_parse(pol->broker.http, &sa, &why) != CPN_OK)
+        yconf_error(doc, s_node(root, "broker", "http"), "broker.http",
+                    "%s (such as 9464 for 127.0.0.1:9464, or 0.0.0.0:9464)", why);
+    why = NULL;
     for (size_t i = 0; i < pol->federation.n_members; i++) {
         const policy_member_t *m = &pol->federation.members[i];
         if (!m->endpoint[0] || s_endpoint_ok(m->endpoint))

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "hostport.h"
 #include "identity.h"
 #include "match.h"
 #include "msg.h"
@@ -105,6 +106,7 @@ struct policy {
         char listen[CPN_ENDPOINT_MAX];     /* ROUTER endpoint, "tcp://127.0.0.1:7400" */
         char ledger_path[POLICY_PATH_MAX]; /* SQLite file, resolved */
         bool curve;                        /* CURVE on every link; false only if written */
+        char http[CPN_HTTP_ADDR_MAX];      /* metrics and dashboard listener; "" = off */
     } broker;
     struct {
         bool local_first;         /* try our own peers before any remote one */

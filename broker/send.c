@@ -99,6 +99,10 @@ void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char 
     n.code = code;
     snprintf(n.reason, sizeof n.reason, "%s", reason && reason[0] ? reason : cpn_strerror(code));
     self->stats.nacks++;
+    if (-code > 0 && -code < BROKER_ERR_SLOTS)
+        self->stats.nacks_by_code[-code]++;
+    if (self->recent)
+        recent_add(self->recent, cpn_now_ms(), code, n.ref, n.reason);
     (void)broker_send(self, rid, rid_len, CPN_MSG_NACK, &n);
 }
 

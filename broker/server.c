@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "federation.h"
 #include "log.h"
+#include "obs.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -401,6 +402,8 @@ int server_new(const char *policy_path, broker_t **out)
     if ((r = federation_new(self)) != CPN_OK)
         goto out;
     self->started_ms = cpn_now_ms();
+    if (p->broker.http[0] && (r = obs_new(self, p->broker.http, &self->obs)) != CPN_OK)
+        goto out;
     char kid[CPN_KID_LEN];
     cpn_key_id(cpn_identity_pk(self->id), kid);
     log_info("broker", "%s (%s) listening on %s%s", p->broker.name, kid, p->broker.listen,
@@ -419,6 +422,8 @@ void server_destroy(broker_t **self_p)
     broker_t *self = self_p ? *self_p : NULL;
     if (!self)
         return;
+    obs_destroy(&self->obs); /* first: its thread reads nothing of ours, but waits on us */
+    self->recent = NULL;
     federation_destroy(self);
     if (self->router)
         zmq_close(self->router);
@@ -491,6 +496,8 @@ static void s_tick(broker_t *self)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
     federation_tick(self, mono);
+    if (self->obs)
+        obs_tick(self->obs, self, mono);
 }
 
 /* The ledger records what one loop pass did in one transaction, and what leaves because of
@@ -548,7 +555,11 @@ static void s_tx_commit(broker_t *self, bool now)
         if (!now && !waiting && cpn_mono_ms() < self->tx_since_mono + BROKER_COMMIT_MS)
             return;
         self->tx_open = false;
-        if (ledger_commit(self->ledger) != CPN_OK) {
+        uint64_t t0 = self->obs ? cpn_mono_us() : 0; /* the clock only while observed */
+        int rc = ledger_commit(self->ledger);
+        if (t0)
+            cpn_hist_observe(&self->stats.ledger_commit, cpn_mono_us() - t0);
+        if (rc != CPN_OK) {
             ok = false;
             self->stats.commit_failures++;
             log_error("ledger", "commit failed: %zu answers waiting for it refused",
@@ -629,6 +640,8 @@ int server_run(broker_t *self)
         if (!self->stop)
             claim_window_poll(self->claim, mono);
         s_tx_commit(self, false);
+        if (self->obs)
+            obs_turn(self->obs, self); /* a snapshot, only if a reader waits for one */
     }
     log_info("broker", "stopping");
     /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those

@@ -16,6 +16,7 @@
 #include "lease.h"
 #include "link.h"
 #include "log.h"
+#include "observe.h"
 #include "sender.h"
 #include "store.h"
 #include "transport.h"
@@ -42,6 +43,10 @@ struct peer_daemon {
     uint64_t next_end_ms; /* earliest end of an active lease (wall clock) */
     bool have_next_end;
     uint64_t recv_errors;
+    uint64_t ads_sent;
+    uint64_t started_ms;
+    peer_obs_t *obs;   /* the metrics listener (observe.h); NULL unless `http` is set */
+    cpn_hist_t commit; /* store commit latency, observed only while obs is on */
 };
 
 static int s_link_open(peer_daemon_t *self, size_t i)
@@ -126,6 +131,9 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
             goto out;
         self->links[i].hello_due = true;
     }
+    self->started_ms = cpn_now_ms();
+    if (cfg->http[0] && (r = peer_obs_new(cfg->http, &self->obs)) != CPN_OK)
+        goto out;
     r = CPN_OK;
 out:
     if (r != CPN_OK)
@@ -139,6 +147,7 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
     if (!self_p || !*self_p)
         return;
     peer_daemon_t *self = *self_p;
+    peer_obs_destroy(&self->obs); /* first: its thread may be waiting on our loop */
     for (size_t i = 0; i < PEER_BROKERS_MAX; i++)
         cpn_link_destroy(&self->links[i].link);
     if (self->zctx)
@@ -181,6 +190,7 @@ static void s_advertise(peer_daemon_t *self, size_t i)
     advertise_ad(self->cfg, self->inv, &ad);
     s_send_body(self, i, CPN_MSG_AD, &ad);
     if (i == SIZE_MAX) {
+        self->ads_sent++;
         self->ad_version = peer_inventory_version(self->inv);
         self->last_ad_mono = cpn_mono_ms();
         self->next_refresh_mono = self->last_ad_mono + self->cfg->refresh_s * 1000u;
@@ -242,8 +252,11 @@ static void s_batch(peer_daemon_t *self)
     if (taken == 0)
         return;
     bool wrote = batch->wrote;
+    uint64_t t0 = self->obs && wrote ? cpn_mono_us() : 0; /* the clock only while observed */
     if (peer_lease_batch_end(self->lease, batch) != CPN_OK)
         log_error("peer", "batch of %zu not committed", taken);
+    if (t0)
+        cpn_hist_observe(&self->commit, cpn_mono_us() - t0);
     for (size_t k = 0; k < batch->n; k++) {
         peer_reply_t *rep = &batch->replies[k];
         if (!rep->frame)
@@ -256,6 +269,43 @@ static void s_batch(peer_daemon_t *self)
     if (wrote || batch->changed)
         s_refresh_next_end(self);
     peer_batch_clear(batch);
+}
+
+/* A scrape waits: a copy of the counters, the inventory and the links for it. */
+static void s_observe(peer_daemon_t *self)
+{
+    peer_obs_snapshot_t *s = calloc(1, sizeof *s);
+    if (s) {
+        snprintf(s->name, sizeof s->name, "%s", self->cfg->name);
+        cpn_key_id(cpn_identity_pk(self->id), s->kid);
+        s->started_ms = self->started_ms;
+        peer_lease_stats(self->lease, &s->leases);
+        for (int i = 1; i < PEER_ERR_SLOTS; i++)
+            s->refused[i] = peer_lease_refused(self->lease, -i);
+        s->recv_errors = self->recv_errors;
+        s->ads_sent = self->ads_sent;
+        s->store_ok = peer_store_count(self->store, PEER_LEASE_ACTIVE, &s->active) == CPN_OK;
+        s->commit = self->commit;
+        s->n_pkgs = peer_inventory_count(self->inv);
+        for (size_t i = 0; i < s->n_pkgs && i < CPN_PACKAGES_MAX; i++) {
+            const cpn_package_t *p = peer_inventory_get(self->inv, i);
+            peer_obs_pkg_t *o = &s->pkgs[i];
+            snprintf(o->id, sizeof o->id, "%s", p->id);
+            snprintf(o->model, sizeof o->model, "%s",
+                     p->accel.count && p->accel.model[0] ? p->accel.model : "none");
+            snprintf(o->region, sizeof o->region, "%s", p->region);
+            o->free = peer_inventory_free(self->inv, i);
+            o->total = p->total;
+        }
+        s->n_brokers = self->cfg->n_brokers;
+        for (size_t i = 0; i < s->n_brokers; i++) {
+            snprintf(s->brokers[i].endpoint, sizeof s->brokers[i].endpoint, "%s",
+                     self->cfg->brokers[i].endpoint);
+            s->brokers[i].connected = cpn_link_is_up(self->links[i].link);
+        }
+    } else
+        log_warn("http", "no memory for a snapshot: the scrape gets 503");
+    peer_obs_publish(self->obs, &s);
 }
 
 static int s_timeout(const peer_daemon_t *self)
@@ -331,6 +381,8 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
             (peer_inventory_version(self->inv) != self->ad_version &&
              now >= self->last_ad_mono + PEER_AD_COALESCE_MS))
             s_advertise(self, SIZE_MAX);
+        if (self->obs && peer_obs_wanted(self->obs))
+            s_observe(self);
     }
     log_info("peer", "stopping: withdrawing from %zu broker(s)", nb);
     cpn_withdraw_t w;

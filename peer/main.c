@@ -9,6 +9,7 @@
 #include "advertise.h"
 #include "daemon.h"
 #include "discover.h"
+#include "httpd.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
@@ -63,6 +64,9 @@ static void s_usage(FILE *out)
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
             "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
+            "  metrics             config `http: PORT` (127.0.0.1 unless an address is\n"
+            "                      named; off unless set): OpenMetrics at /metrics, at most\n"
+            "                      %d connections, rendered from a snapshot of the loop\n"
             "  shutdown            SIGTERM/SIGINT: WITHDRAW to every broker (waits at most\n"
             "                      %d ms to deliver), exit 0. SIGHUP is ignored: restart\n"
             "                      to change the configuration (leases survive restarts)\n"
@@ -72,7 +76,7 @@ static void s_usage(FILE *out)
             PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
             PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
             PEER_BROKERS_MAX, PEER_TENANTS_MAX, (unsigned long long)PEER_SEQ_RESERVE,
-            PEER_STORE_BUSY_MS, PEER_WITHDRAW_LINGER_MS);
+            PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX, PEER_WITHDRAW_LINGER_MS);
 }
 
 /* Load the configuration, printing every error. NULL on failure. */

@@ -314,6 +314,8 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
          .size = sizeof cfg->region},
         {.key = "log_level", .kind = YF_STR, .off = offsetof(peer_config_t, log_level),
          .size = sizeof cfg->log_level},
+        {.key = "http", .kind = YF_STR, .off = offsetof(peer_config_t, http),
+         .size = sizeof cfg->http, .min = 1},
         {.key = "refresh", .kind = YF_DURATION, .off = offsetof(peer_config_t, refresh_s),
          .min = PEER_REFRESH_MIN_S, .max = PEER_REFRESH_MAX_S},
         {.key = "max_lease", .kind = YF_DURATION, .off = offsetof(peer_config_t, max_lease_s),
@@ -333,6 +335,13 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
     if (cfg->log_level[0] && cpn_log_level_parse(cfg->log_level) < 0) {
         yconf_error(doc, yconf_get(root, "log_level"), "log_level",
                     "expected debug, info, warn or error");
+        r = CPN_E_CONFIG;
+    }
+    struct sockaddr_in sa;
+    const char *why = NULL;
+    if (cfg->http[0] && cpn_hostport_parse(cfg->http, &sa, &why) != CPN_OK) {
+        yconf_error(doc, yconf_get(root, "http"), "http",
+                    "%s (such as 9465 for 127.0.0.1:9465, or 0.0.0.0:9465)", why);
         r = CPN_E_CONFIG;
     }
     if (r == CPN_OK && yconf_error_count(doc) > 0)

@@ -1,7 +1,7 @@
 /* peer_config.h - peer.yaml: who the peer is, what it sells, whom it talks to and accepts.
  *
  * Keys (docs/POLICY.md, section "cpn-peer configuration"): name, key, database, region,
- * refresh, max_lease, log_level, brokers[] {endpoint, key, curve}, tenants (any | list of
+ * refresh, max_lease, log_level, http, brokers[] {endpoint, key, curve}, tenants (any | list of
  * keys), packages[] (the resource model's package keys, plus `floor`). Relative paths (key,
  * database, and key files named in brokers/tenants) are relative to the directory of the
  * configuration file, so a configuration and its files can be moved together.
@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "hostport.h"
 #include "identity.h"
 #include "msg.h"
 #include "resource.h"
@@ -46,6 +47,7 @@ typedef struct {
     char database[PEER_PATH_MAX]; /* resolved likewise */
     char region[CPN_NAME_MAX];    /* default region of packages that name none */
     char log_level[16];           /* "" = leave the default */
+    char http[CPN_HTTP_ADDR_MAX]; /* metrics listener, "PORT" or "IPV4:PORT"; "" = off */
     uint64_t refresh_s;           /* AD every refresh; ttl = 3 * refresh */
     uint64_t max_lease_s;         /* longest lease, renewals included */
     uint64_t request_age_s;       /* oldest embedded REQUEST a CLAIM may carry */

@@ -560,7 +560,8 @@ static void test_config_errors(void **state)
           "    price: \"1.0\"\n"
           "    floor: \"2.0\"\n"
           "    cores: 4\n"
-          "colour: blue\n",
+          "colour: blue\n"
+          "http: 10.0.0:9465\n",
           f);
     fclose(f);
     peer_config_t *cfg = NULL;
@@ -569,7 +570,8 @@ static void test_config_errors(void **state)
     assert_null(cfg);
     assert_non_null(doc);
     size_t n = yconf_error_count(doc);
-    bool endpoint = false, key = false, tenants = false, floor = false, unknown = false;
+    bool endpoint = false, key = false, tenants = false, floor = false, unknown = false,
+         http = false;
     for (size_t i = 0; i < n; i++) {
         const char *e = yconf_error_at(doc, i);
         assert_non_null(strstr(e, "bad.yaml:"));
@@ -578,8 +580,9 @@ static void test_config_errors(void **state)
         tenants |= strstr(e, ":7:") && strstr(e, "tenants") != NULL;
         floor |= strstr(e, "packages[0]") && strstr(e, "floor") != NULL;
         unknown |= strstr(e, "colour") != NULL;
+        http |= strstr(e, ":16:") && strstr(e, "http: the address is not an IPv4") != NULL;
     }
-    assert_true(endpoint && key && tenants && floor && unknown);
+    assert_true(endpoint && key && tenants && floor && unknown && http);
     yconf_destroy(&doc);
 }
 

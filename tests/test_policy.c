@@ -705,6 +705,42 @@ static void test_many_tenants(void **state)
     free(text);
 }
 
+/* broker.http: off unless set, loopback for a bare port, a restart key; a bad address is an
+ * error naming the key. */
+static void test_http_key(void **state)
+{
+    s_fixture_t *f = *state;
+    policy_t *pol = NULL, *off = NULL;
+    yconf_t *doc = NULL;
+    assert_int_equal(s_load(f, "broker: {key: broker.key, listen: 'tcp://*:7400'}\n", &off, NULL),
+                     CPN_OK);
+    assert_string_equal(off->broker.http, "");
+    assert_int_equal(
+        s_load(f, "broker: {key: broker.key, listen: 'tcp://*:7400', http: 9464}\n", &pol, NULL),
+        CPN_OK);
+    assert_string_equal(pol->broker.http, "9464");
+    assert_string_equal(policy_restart_needed(off, pol), "broker.http");
+    policy_destroy(&pol);
+    policy_destroy(&off);
+    static const char *bad[] = {"70000", "example.org:80", "1.2.3:9", "x", "''"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[200];
+        snprintf(text, sizeof text,
+                 "broker: {key: broker.key, listen: 'tcp://*:7400', http: %s}\n", bad[i]);
+        assert_int_equal(s_load(f, text, &pol, &doc), CPN_E_CONFIG);
+        assert_null(pol);
+        bool named = false;
+        for (size_t k = 0; k < yconf_error_count(doc); k++)
+            named = named || strstr(yconf_error_at(doc, k), "broker.http") != NULL;
+        if (!named) {
+            fprintf(stderr, "# http: %s\n", bad[i]);
+            s_dump(doc);
+            fail();
+        }
+        yconf_destroy(&doc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queries_quota_reload, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_http_key, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }

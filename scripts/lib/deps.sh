@@ -3,7 +3,7 @@
 
 CPN_BUILD_PKGS="build-essential autoconf automake libtool pkg-config \
 libzmq3-dev libsodium-dev libmsgpack-dev libyaml-dev libcmocka-dev libsqlite3-dev \
-clang libclang-rt-14-dev sqlite3"
+clang libclang-rt-14-dev sqlite3 libmicrohttpd-dev"
 
 cpn_install_pkgs() {
     local need="" p
