@@ -123,8 +123,8 @@ int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t
     fgd_node_t best_after;
     for (uint32_t i = 0; i < self->n; i++) {
         double d;
-        int dev = fgd_best_device(self->work, &self->nodes[i], self->frag[i], ask, FGD_RULE_CPN,
-                                  &d);
+        int dev =
+            fgd_best_device(self->work, &self->nodes[i], self->frag[i], ask, FGD_RULE_CPN, &d);
         if (dev < 0)
             continue;
         fgd_node_t after = self->nodes[i];
@@ -174,10 +174,10 @@ void peer_devices_give(peer_devices_t *self, const peer_slice_t *s)
     if (s->node >= self->n)
         return;
     fgd_node_t *n = &self->nodes[s->node];
-    n->cpu_free = n->cpu_free + s->cpu > self->cap.cpu_free ? self->cap.cpu_free
-                                                            : n->cpu_free + s->cpu;
-    n->mem_free = n->mem_free + s->mem > self->cap.mem_free ? self->cap.mem_free
-                                                            : n->mem_free + s->mem;
+    n->cpu_free =
+        n->cpu_free + s->cpu > self->cap.cpu_free ? self->cap.cpu_free : n->cpu_free + s->cpu;
+    n->mem_free =
+        n->mem_free + s->mem > self->cap.mem_free ? self->cap.mem_free : n->mem_free + s->mem;
     for (uint32_t d = 0; d < n->ndev; d++)
         if (s->devmask >> d & 1) {
             uint32_t f = n->dev_free[d] + s->share;

@@ -33,9 +33,9 @@
 #define FGD_GROUPS_MAX 64   /* distinct accelerator asks (devices, share) among the classes */
 
 typedef struct {
-    uint32_t cpu_free;   /* thousandths of a core */
-    uint64_t mem_free;   /* MiB (any unit, the same as the tasks') */
-    uint32_t ndev;       /* accelerators on the node, <= FGD_DEV_MAX */
+    uint32_t cpu_free;              /* thousandths of a core */
+    uint64_t mem_free;              /* MiB (any unit, the same as the tasks') */
+    uint32_t ndev;                  /* accelerators on the node, <= FGD_DEV_MAX */
     uint16_t dev_free[FGD_DEV_MAX]; /* free share of each accelerator, 0..FGD_MILLI */
 } fgd_node_t;
 

@@ -130,8 +130,8 @@ static void test_better_ties(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_task_valid),      cmocka_unit_test(test_frag_by_hand),
-        cmocka_unit_test(test_best_device),     cmocka_unit_test(test_take_never_over),
+        cmocka_unit_test(test_task_valid),  cmocka_unit_test(test_frag_by_hand),
+        cmocka_unit_test(test_best_device), cmocka_unit_test(test_take_never_over),
         cmocka_unit_test(test_better_ties),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

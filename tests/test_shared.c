@@ -362,13 +362,11 @@ static void test_kill9_keeps_slices(void **state)
     int64_t before = s_db_int("SELECT SUM(node * 100 + devmask * 10 + share) FROM slices");
     s_kill9();
     s_start();
-    assert_int_equal(s_db_int("SELECT SUM(node * 100 + devmask * 10 + share) FROM slices"),
-                     before);
+    assert_int_equal(s_db_int("SELECT SUM(node * 100 + devmask * 10 + share) FROM slices"), before);
     size_t n = s_ngot;
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(cpn_send_to(g.router, g.rid, g.rid_len, s_got[i].claim,
-                                     s_got[i].claim_len),
-                         CPN_OK);
+        assert_int_equal(
+            cpn_send_to(g.router, g.rid, g.rid_len, s_got[i].claim, s_got[i].claim_len), CPN_OK);
         uint64_t deadline = cpn_mono_ms() + WAIT_MS;
         size_t len;
         cpn_env_t env;

@@ -38,9 +38,9 @@
  * Output: one line per (policy, seed) "run POLICY SEED u50 u60 ... " and a summary table.
  */
 #include <errno.h>
-#include <stddef.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +51,7 @@
 #define S_NODES_MAX 4096
 #define S_PODS_MAX 16384
 #define S_SEEDS_MAX 1000
-#define S_STEPS 20    /* checkpoints every 10 % of capacity, up to 200 % */
+#define S_STEPS 20 /* checkpoints every 10 % of capacity, up to 200 % */
 #define S_LINE_MAX 1024
 #define S_MEMO_BITS 20 /* lossy memo of (node state, task class) -> growth, 2^20 slots */
 
@@ -70,17 +70,17 @@ static const char *s_pol_name[P__N] = {"random",  "dotprod", "packing",   "clust
                                        "bestfit", "fgd",     "fgd-share", "cpn"};
 
 typedef struct {
-    fgd_node_t cap;  /* the node empty */
-    fgd_node_t now;  /* the node as placed so far */
-    double frag;     /* fgd_frag(now), kept current */
-    uint64_t asks;   /* bit g: a task of accelerator ask g runs here (clustering) */
-    bool used;       /* anything placed here */
+    fgd_node_t cap; /* the node empty */
+    fgd_node_t now; /* the node as placed so far */
+    double frag;    /* fgd_frag(now), kept current */
+    uint64_t asks;  /* bit g: a task of accelerator ask g runs here (clustering) */
+    bool used;      /* anything placed here */
 } s_node_t;
 
 typedef struct {
     fgd_task_t t;
-    int cls;   /* index into s_classes, for the memo */
-    int ask;   /* index of its accelerator ask (ndev, milli), for clustering */
+    int cls; /* index into s_classes, for the memo */
+    int ask; /* index of its accelerator ask (ndev, milli), for clustering */
 } s_pod_t;
 
 static s_node_t s_nodes[S_NODES_MAX];
@@ -444,8 +444,8 @@ static int s_emit(const char *path, uint64_t seed, unsigned until_pct)
         const s_pod_t *p = &s_pods[s_rand_below(s_npods)];
         draw = s_rng;
         arrived += (uint64_t)p->t.ndev * p->t.milli;
-        fprintf(f, "t%06zu\t1\t\t%u\t%u\t%" PRIu64 "\t%u\n", k, p->t.ndev,
-                (p->t.cpu + 999) / 1000, p->t.mem, p->t.milli);
+        fprintf(f, "t%06zu\t1\t\t%u\t%u\t%" PRIu64 "\t%u\n", k, p->t.ndev, (p->t.cpu + 999) / 1000,
+                p->t.mem, p->t.milli);
     }
     return fclose(f) == 0 ? 0 : -1;
 }
@@ -494,14 +494,17 @@ int main(int argc, char **argv)
         }
     }
     if (!data || seeds == 0 || seeds > S_SEEDS_MAX || until < 10 || until > S_STEPS * 10) {
-        fprintf(stderr, "usage: bench_frag --data DIR [--seeds 1..%d] [--seed0 S] "
-                        "[--until 10..%d] [--policies a,b]\n", S_SEEDS_MAX, S_STEPS * 10);
+        fprintf(stderr,
+                "usage: bench_frag --data DIR [--seeds 1..%d] [--seed0 S] "
+                "[--until 10..%d] [--policies a,b]\n",
+                S_SEEDS_MAX, S_STEPS * 10);
         return 2;
     }
     s_work_count = fgd_workload_new();
     s_work_gpu = fgd_workload_new();
     s_memo = calloc((size_t)1 << S_MEMO_BITS, sizeof(*s_memo));
-    if (!s_work_count || !s_work_gpu || !s_memo || s_load_nodes(data) != 0 || s_load_pods(data) != 0 || !s_npods)
+    if (!s_work_count || !s_work_gpu || !s_memo || s_load_nodes(data) != 0 ||
+        s_load_pods(data) != 0 || !s_npods)
         return 1;
     printf("# %zu nodes, %" PRIu64 " GPUs, %zu pods in %zu classes, %zu GPU asks\n", s_nnodes,
            s_gpu_cap / FGD_MILLI, s_npods, fgd_workload_classes(s_work_count), s_nasks);
@@ -540,8 +543,9 @@ int main(int argc, char **argv)
         double mean = sum / seeds, sd = seeds > 1 ? sqrt((sq - sum * mean) / (seeds - 1)) : 0;
         qsort(v, seeds, sizeof(double), s_cmp_double);
         printf("summary %-10s seeds %u unalloc@100%% mean %.2f sd %.2f min %.2f median %.2f "
-               "max %.2f GPUs %.0f (%.1f s)\n", s_pol_name[pol], seeds, mean, sd, v[0],
-               v[seeds / 2], v[seeds - 1], mean * (double)s_gpu_cap / FGD_MILLI / 100, secs);
+               "max %.2f GPUs %.0f (%.1f s)\n",
+               s_pol_name[pol], seeds, mean, sd, v[0], v[seeds / 2], v[seeds - 1],
+               mean * (double)s_gpu_cap / FGD_MILLI / 100, secs);
         fflush(stdout);
     }
     if (s_want(pols, "fgd") && s_want(pols, "cpn")) {
