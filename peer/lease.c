@@ -983,6 +983,12 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     lease.start_ms = row->start_ms;
     lease.end_ms = row->end_ms;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    {
+        peer_slice_t sl; /* a shared package's slice: recorded with the provisioning lease */
+        bool found = false;
+        if (peer_store_slice_get(self->store, row->lease_id, &sl, &found) == CPN_OK && found)
+            s_slice_name(&sl, lease.slice, sizeof lease.slice);
+    }
     /* What the driver handed out, for the tenant's eyes only (brokers relay it unread). */
     if (res->access && res->access[0]) {
         if (!(box = malloc(CPN_ACCESS_BOX_MAX))) {

@@ -53,6 +53,7 @@ typedef enum {
     S_META_SET,
     S_SLICE_PUT,
     S_SLICES,
+    S_SLICE_GET,
     S_DRIVEN,
     S__COUNT
 } s_stmt_t;
@@ -96,6 +97,7 @@ static const char *const s_sql[S__COUNT] = {
                  "WHERE l.state IN ('active', 'provisioning') OR (l.teardown = 1 AND "
                  "l.state NOT IN ('active', 'provisioning', 'failed')) "
                  "ORDER BY l.start_ms, s.lease_id",
+    [S_SLICE_GET] = "SELECT node, devmask, share, cpu, mem FROM slices WHERE lease_id = ?",
     [S_DRIVEN] = "SELECT " S_COLS S_MORE " FROM leases WHERE driver <> '' AND "
                  "(state IN ('active', 'provisioning') OR teardown = 1) ORDER BY start_ms",
 };
@@ -477,6 +479,29 @@ int peer_store_slice_put(peer_store_t *self, const char *lease_id, const char *p
     sqlite3_bind_int64(st, 6, sl->cpu);
     sqlite3_bind_int64(st, 7, (sqlite3_int64)sl->mem);
     return s_exec(self, S_SLICE_PUT);
+}
+
+int peer_store_slice_get(peer_store_t *self, const char *lease_id, peer_slice_t *sl, bool *found)
+{
+    sqlite3_stmt *st = self->st[S_SLICE_GET];
+    int r = CPN_OK, rc;
+    s_bind_text(st, 1, lease_id);
+    *found = false;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *sl = (peer_slice_t){
+            .node = (uint32_t)sqlite3_column_int64(st, 0),
+            .devmask = (uint32_t)sqlite3_column_int64(st, 1),
+            .share = (uint32_t)sqlite3_column_int64(st, 2),
+            .cpu = (uint32_t)sqlite3_column_int64(st, 3),
+            .mem = (uint64_t)sqlite3_column_int64(st, 4),
+        };
+        *found = true;
+    } else if (rc != SQLITE_DONE) {
+        r = s_db_error(self, s_sql[S_SLICE_GET]);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
 }
 
 int peer_store_slices(peer_store_t *self,

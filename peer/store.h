@@ -73,7 +73,11 @@ int peer_store_next_end(peer_store_t *self, uint64_t *end_ms, bool *found) CPN_W
  * transaction of its insert: durable exactly when the lease is. */
 int peer_store_slice_put(peer_store_t *self, const char *lease_id, const char *package,
                          const peer_slice_t *sl) CPN_WUR;
-/* Call fn for the slice of every active lease, oldest first; stops at fn's first non-zero. */
+/* The slice recorded for lease_id, if any (*found). */
+int peer_store_slice_get(peer_store_t *self, const char *lease_id, peer_slice_t *sl,
+                         bool *found) CPN_WUR;
+/* Call fn for the slice of every lease whose units are held (active, provisioning, or torn
+ * down by its driver still), oldest first; stops at fn's first non-zero. */
 int peer_store_slices(peer_store_t *self,
                       int (*fn)(const char *package, const peer_slice_t *sl, void *arg),
                       void *arg) CPN_WUR;
