@@ -88,6 +88,13 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
 int federation_forward(broker_t *self, const uint8_t via[CPN_PK_LEN], const uint8_t *frame,
                        size_t len, const broker_fwd_ref_t *ref) CPN_WUR;
 
+/* Send to member `key` on our link to it: a message of ours signed now, or a frame built
+ * already. CPN_E_UNREACHABLE if it is no member or its link is down. */
+int federation_send(broker_t *self, const uint8_t key[CPN_PK_LEN], cpn_msg_type_t type,
+                    const void *body) CPN_WUR;
+int federation_send_frame(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *frame,
+                          size_t len) CPN_WUR;
+
 /* A LEASE or NACK from a peer of ours (`answer`, verified) that may answer a message we carried
  * for another broker: LEASE with the seq of the CLAIM it embeds (claim_seq), that claim's tenant
  * and request id, and the lease id; NACK with its ref_seq as claim_seq (tenant, req_id,

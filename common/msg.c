@@ -46,6 +46,7 @@ static const mp_field_t s_claim[] = {
     F(cpn_claim_t, duration_s, MPF_U64, true),
     F(cpn_claim_t, route, MPF_BIN, false),
     F(cpn_claim_t, deadline, MPF_U64, true),
+    F(cpn_claim_t, replaces, MPF_BIN, false),
 };
 
 static const mp_field_t s_lease[] = {
@@ -125,6 +126,16 @@ static const mp_field_t s_resend[] = {
     F(cpn_resend_t, frame, MPF_BIN, true),
 };
 
+static const mp_field_t s_notice[] = {
+    F(cpn_notice_t, lease, MPF_BIN, true),
+    F(cpn_notice_t, lease_id, MPF_STR, true),
+    F(cpn_notice_t, tenant, MPF_KEY, true),
+    F(cpn_notice_t, code, MPF_I32, true),
+    F(cpn_notice_t, reason, MPF_STR, false),
+    F(cpn_notice_t, effective_ms, MPF_U64, true),
+    F(cpn_notice_t, units, MPF_U32, false),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -168,6 +179,7 @@ static const s_codec_t s_codecs[] = {
     T(FORWARD, s_forward, cpn_forward_t),
     T(SYNC, s_sync, cpn_sync_t),
     T(RESEND, s_resend, cpn_resend_t),
+    T(NOTICE, s_notice, cpn_notice_t),
 };
 #undef T
 

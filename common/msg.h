@@ -60,6 +60,8 @@ typedef struct {
     uint64_t duration_s;
     mp_bytes_t route;            /* optional: FORWARD frame chain that carried the request */
     uint64_t deadline;           /* wall-clock ms: the peer refuses the CLAIM after this */
+    mp_bytes_t replaces;         /* optional: the NOTICE of the lease this one replaces (the
+                                    request asked on_failure: rematch), verbatim */
 } cpn_claim_t;
 
 typedef struct {
@@ -147,11 +149,28 @@ typedef struct {
     mp_bytes_t entries;
 } cpn_sync_t;
 
-/* RESEND: a peer's earlier LEASE, verbatim, in a fresh envelope (its own seq), so that a
- * lease re-sent for a repeated CLAIM passes the receiver's replay guard. */
+/* RESEND: a peer's earlier LEASE or NOTICE, verbatim, in a fresh envelope (its own seq), so
+ * that a lease re-sent for a repeated CLAIM, or a notice re-sent until a broker took it,
+ * passes the receiver's replay guard. */
 typedef struct {
-    mp_bytes_t frame; /* the original LEASE frame, verbatim */
+    mp_bytes_t frame; /* the original LEASE or NOTICE frame, verbatim */
 } cpn_resend_t;
+
+/* NOTICE: the peer lost the capacity under a live lease (a node down, a driver's status
+ * saying failed, an operator's drain) and says so, signed. `lease` is the lease's latest
+ * LEASE frame, verbatim: it proves which lease, which tenant (its REQUEST's signer) and which
+ * broker claimed it, so any party can check the notice against the lease it holds. From
+ * `effective_ms` on the lease keeps `units` units (0: it ends). */
+#define CPN_NOTICE_WHAT "notice" /* STATUS `what` of a broker's receipt for a NOTICE */
+typedef struct {
+    mp_bytes_t lease;            /* the lease's latest LEASE frame, verbatim */
+    char lease_id[CPN_NAME_MAX]; /* = the LEASE's */
+    uint8_t tenant[CPN_PK_LEN];  /* = the REQUEST's signer */
+    int32_t code;                /* cpn_err_t: capacity-lost */
+    char reason[CPN_REASON_MAX]; /* for people: "package cpu drained by the operator" */
+    uint64_t effective_ms;       /* wall clock ms when the capacity went */
+    uint32_t units;              /* units the lease keeps from then on; 0: it ends */
+} cpn_notice_t;
 
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;

@@ -193,6 +193,9 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
         S_FAIL("a fraction comes from one accelerator (count 1)");
     if (r->share && r->accel_count > CPN_SHARE_DEVS_MAX)
         S_FAIL("a slice request asks for at most 8 whole accelerators");
+    /* One encoding per value: "end", the default, is written by leaving the key out. */
+    if (r->on_failure[0] && strcmp(r->on_failure, CPN_ON_FAILURE_REMATCH) != 0)
+        S_FAIL("on_failure must be end or rematch");
     /* A request with no resource at all is almost surely a mistake in the file. */
     if (!r->share && !r->accel_count && !r->min_tflops && !r->min_accel_mem && !r->cores && !r->mem_bytes &&
         !r->storage_bytes && !r->accel_vendor[0] && !r->storage_class[0] && !r->fabric_bps &&
@@ -350,6 +353,7 @@ static const mp_field_t s_request_fields[] = {
     S_F("max_price", MPF_U64, s_request_dec_t, r.max_price, false),
     S_F("progress", MPF_BOOL, s_request_dec_t, r.progress, false),
     S_F("share", MPF_U32, s_request_dec_t, r.share, false),
+    S_F("on_failure", MPF_STR, s_request_dec_t, r.on_failure, false),
     S_F("regions", MPF_OBJ, s_request_dec_t, regions, false),
     S_F("prefer_regions", MPF_OBJ, s_request_dec_t, prefer_regions, false),
     S_F("prefer_vendors", MPF_OBJ, s_request_dec_t, prefer_vendors, false),

@@ -97,9 +97,14 @@ typedef struct {
     /* preferences */
     cpn_namelist_t prefer_regions;
     cpn_namelist_t prefer_vendors;
+    /* what the tenant wants when the peer loses the capacity under the lease (a NOTICE):
+     * "" = the lease ends; "rematch" = its broker places the rest of it elsewhere */
+    char on_failure[16];
     /* for the peer's driver, not for matching; last, so matching code can stop before it */
     cpn_hints_t access;      /* access hints (hints.h); n = 0: none */
 } cpn_request_t;
+
+#define CPN_ON_FAILURE_REMATCH "rematch"
 
 /* Totals per unit. */
 uint64_t cpn_package_tflops(const cpn_package_t *p);

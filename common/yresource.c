@@ -224,6 +224,7 @@ static const yfield_t s_req_fields[] = {
     S_Y("regions", YF_NAMES, cpn_request_t, regions, false, 0, 0),
     S_Y("max_price", YF_PRICE, cpn_request_t, max_price, false, 1, 0),
     S_YMAP("prefer", 0, s_req_prefer),
+    S_Y("on_failure", YF_STR, cpn_request_t, on_failure, false, 0, 0),
     {.key = "access",
      .kind = YF_CUSTOM,
      .off = offsetof(cpn_request_t, access),
@@ -284,6 +285,8 @@ int yconf_request_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_re
     s_lower(out->accel_vendor);
     for (uint32_t i = 0; i < out->prefer_vendors.n; i++)
         s_lower(out->prefer_vendors.items[i]);
+    if (strcmp(out->on_failure, "end") == 0) /* the default: absent on the wire */
+        out->on_failure[0] = '\0';
     if (cpn_request_validate(out, &why) != CPN_OK) {
         yconf_error(doc, node, path, "%s", why);
         return CPN_E_CONFIG;

@@ -1,6 +1,7 @@
 /* inventory.c - totals and free counts per package. */
 #include "inventory.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,8 @@ struct peer_inventory {
     uint64_t *floors;
     uint64_t *used;
     peer_devices_t **dev; /* per package: its devices if shared, else NULL */
+    bool *drained; /* the operator drained it: nothing free, whatever the leases */
+    bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
 
@@ -26,7 +29,10 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
     self->dev = calloc(cap, sizeof *self->dev);
-    if (!self->pkgs || !self->floors || !self->used || !self->dev) {
+    self->drained = calloc(cap, sizeof *self->drained);
+    self->none = calloc(cap, sizeof *self->none);
+    if (!self->pkgs || !self->floors || !self->used || !self->dev || !self->drained ||
+        !self->none) {
         peer_inventory_destroy(&self);
         return NULL;
     }
@@ -55,6 +61,8 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     for (size_t i = 0; self->dev && i < self->n; i++)
         peer_devices_destroy(&self->dev[i]);
     free(self->dev);
+    free(self->drained);
+    free(self->none);
     free(self);
     *self_p = NULL;
 }
@@ -99,13 +107,17 @@ static void s_refresh(peer_inventory_t *self, size_t i)
     if (self->dev[i]) {
         uint32_t fr, max, frag;
         peer_devices_summary(self->dev[i], &fr, &max, &frag);
+        if (self->drained[i]) /* drained: no slice for anyone (the slices held stay) */
+            fr = 0, max = 0;
         if (fr != p->free || max != p->slice_max || frag != p->frag)
             self->version++;
         p->free = fr, p->slice_max = max, p->frag = frag;
         return;
     }
     uint64_t total = self->pkgs[i].total;
-    uint32_t fr = self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
+    uint32_t fr = self->drained[i] || self->none[i] || self->used[i] >= total
+                      ? 0
+                      : (uint32_t)(total - self->used[i]);
     if (fr != self->pkgs[i].free) {
         self->pkgs[i].free = fr;
         self->version++;
@@ -129,6 +141,18 @@ void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units)
         return;
     self->used[i] = units >= self->used[i] ? 0 : self->used[i] - units;
     s_refresh(self, i);
+}
+
+bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total)
+{
+    if (i >= self->n || (self->pkgs[i].total == total && !self->none[i]) ||
+        (total == 0 && self->none[i]))
+        return false;
+    self->none[i] = total == 0;
+    self->pkgs[i].total = total ? total : 1;
+    self->version++; /* the AD carries the total too */
+    s_refresh(self, i);
+    return true;
 }
 
 void peer_inventory_clear(peer_inventory_t *self)
@@ -195,4 +219,17 @@ const peer_devices_t *peer_inventory_devices(const peer_inventory_t *self, size_
 uint64_t peer_inventory_version(const peer_inventory_t *self)
 {
     return self->version;
+}
+
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained)
+{
+    if (i >= self->n)
+        return;
+    self->drained[i] = drained;
+    s_refresh(self, i);
+}
+
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n && self->drained[i];
 }

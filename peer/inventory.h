@@ -42,6 +42,10 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i);
 int peer_inventory_reserve(peer_inventory_t *self, size_t i, uint32_t units) CPN_WUR;
 /* Give units of package i back (never below zero used). */
 void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units);
+/* The units package i really has now (a driver's inventory: Slurm nodes up and not busy with
+ * other work); free follows. None at all: the total shows 1 (an AD's package has at least
+ * one) and free is 0. Returns true if it changed (the version is bumped: a new AD). */
+bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total);
 /* Forget all use (before recounting from the store). */
 void peer_inventory_clear(peer_inventory_t *self);
 /* Add used units by package id (recount from the store); CPN_E_NO_PACKAGE if the id is not
@@ -61,6 +65,10 @@ int peer_inventory_add_slice(peer_inventory_t *self, const char *id, const peer_
 bool peer_inventory_shared(const peer_inventory_t *self, size_t i);
 /* The devices of shared package i, NULL for others (read only: tests, status). */
 const peer_devices_t *peer_inventory_devices(const peer_inventory_t *self, size_t i);
+/* A drained package (cpn-peer --drain) has 0 free units whatever its leases: no new grant,
+ * an AD saying 0. Undrained, it counts as before. */
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained);
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i);
 
 /* Bumped whenever a free count changes. */
 uint64_t peer_inventory_version(const peer_inventory_t *self);

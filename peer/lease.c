@@ -15,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "notice_store.h"
 #include "seal.h"
 
 struct peer_lease {
@@ -29,6 +30,13 @@ struct peer_lease {
     uint64_t refused[PEER_ERR_SLOTS];
     uint64_t refused_total;
     peer_lease_stats_t stats;
+    /* Leases the drivers lost, waiting for the daemon to revoke them with a NOTICE once the
+     * batch has committed (notice.c runs a transaction of its own). */
+    struct {
+        char lease_id[CPN_NAME_MAX];
+        char why[CPN_REASON_MAX];
+    } lost[PEER_LOST_MAX];
+    size_t n_lost;
 };
 
 /* Who must have signed a type the peer accepts, and its handler. */
@@ -40,6 +48,7 @@ static void s_on_claim(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *
 static void s_on_renew(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_release(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_note(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_receipt(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 
 static const struct {
     cpn_msg_type_t type;
@@ -52,6 +61,8 @@ static const struct {
     /* A broker's HELLO and ERROR are verified and logged; nothing to answer. */
     {CPN_MSG_HELLO, S_FROM_BROKER, s_on_note},
     {CPN_MSG_ERROR, S_FROM_BROKER, s_on_note},
+    /* A broker's receipt for a NOTICE: it stops being re-sent (notice.h). */
+    {CPN_MSG_STATUS, S_FROM_BROKER, s_on_receipt},
 };
 
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
@@ -81,6 +92,22 @@ void peer_lease_destroy(peer_lease_t **self_p)
     cpn_replay_destroy(&self->replay_tenants);
     free(self);
     *self_p = NULL;
+}
+
+void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t units)
+{
+    int pkg = peer_inventory_find(self->inv, package);
+    if (pkg < 0) {
+        log_warn("lease", "inventory names package %s, which is not configured", package);
+        return;
+    }
+    uint32_t count = self->cfg->packages[pkg].total;
+    uint32_t was = peer_inventory_get(self->inv, (size_t)pkg)->total;
+    if (units > count)
+        units = count;
+    if (peer_inventory_set_total(self->inv, (size_t)pkg, units))
+        log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32
+                 ")", package, units, was, count);
 }
 
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)
@@ -261,6 +288,53 @@ static void s_slice_name(const peer_slice_t *sl, char *out, size_t cap)
         }
 }
 
+/* A CLAIM with `replaces`: open the NOTICE it carries (signature, then the chain of the lease
+ * it names, signed by the notice's signer) and judge the replacement (grant.h). On CPN_OK
+ * *terms is the REQUEST with the claim's units and duration: what grant_check_claim holds a
+ * replacement to. */
+static int s_check_replaces(peer_lease_t *self, const cpn_claim_t *claim, const cpn_request_t *req,
+                            cpn_request_t *terms, char why[CPN_REASON_MAX])
+{
+    cpn_env_t nenv;
+    cpn_notice_t n;
+    const char *w = "";
+    cpn_chain_t *old = malloc(sizeof *old);
+    int r = CPN_E_NOMEM;
+    snprintf(why, CPN_REASON_MAX, "out of memory");
+    if (!old)
+        return r;
+    if ((r = cpn_env_parse(claim->replaces.ptr, claim->replaces.len, &cpn_limits_default,
+                           &nenv)) != CPN_OK ||
+        (r = nenv.type == CPN_MSG_NOTICE ? CPN_OK : CPN_E_WRONG_TYPE) != CPN_OK ||
+        (r = cpn_env_verify(&nenv)) != CPN_OK ||
+        (r = cpn_notice_decode(&nenv, &cpn_limits_default, &n)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease's NOTICE: %s", cpn_errname(r));
+        goto out;
+    }
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .peer_pk = nenv.from};
+    if ((r = cpn_chain_open(n.lease.ptr, n.lease.len, CPN_MSG_LEASE, &o, old)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease: %.200s", old->why);
+        goto out;
+    }
+    if (strcmp(n.lease_id, old->lease.lease_id) != 0) {
+        r = CPN_E_CHAIN;
+        snprintf(why, CPN_REASON_MAX, "the NOTICE names another lease than it carries");
+        goto out;
+    }
+    if ((r = grant_check_replacement(cpn_identity_pk(self->id), nenv.from, &n, old, claim,
+                                     cpn_now_ms(), &w)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "%s", w);
+        goto out;
+    }
+    *terms = *req;
+    terms->units = claim->units;
+    terms->duration_s = claim->duration_s;
+    log_info("lease", "CLAIM for %s replaces lease %s (revoked by its peer)", req->id, n.lease_id);
+out:
+    free(old);
+    return r;
+}
+
 /* The (tenant, request id) of a lease not granted yet, again. Still provisioning and the
  * same terms: CPN_OK, no answer now (a NACK would settle the broker's intent as "not
  * granted", docs/PROTOCOL.md §13); the LEASE goes out when the driver is done. Other terms:
@@ -406,7 +480,12 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         why = "lease lookup";
         goto refuse;
     }
-    if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
+    /* A replacement carries the REQUEST of the lease it replaces, signed long ago: the NOTICE
+     * (fresh, signed by the peer that lost the capacity) makes it legitimate instead. */
+    cpn_request_t terms = req;
+    if (claim.replaces.len
+            ? (r = s_check_replaces(self, &claim, &req, &terms, why_buf)) != CPN_OK
+            : (r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
         why = why_buf;
         goto refuse;
     }
@@ -420,7 +499,7 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
-                               &req, &pkg, &why)) != CPN_OK)
+                               &terms, &pkg, &why)) != CPN_OK)
         goto refuse;
     shared = peer_inventory_shared(self->inv, (size_t)pkg);
     r = shared ? peer_inventory_place(self->inv, (size_t)pkg, &req, &slice)
@@ -678,11 +757,51 @@ static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, co
     }
 }
 
+/* STATUS {what: "notice", data: str lease id} from the broker of this connection: it recorded
+ * our NOTICE for that lease. Written in the batch's transaction; a receipt for nothing we
+ * sent that broker changes nothing. */
+static void s_on_receipt(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                         const cpn_env_t *env)
+{
+    cpn_status_t st;
+    msgpack_zone zone;
+    msgpack_object obj;
+    char lease_id[CPN_NAME_MAX];
+    bool found = false;
+    if (cpn_status_decode(env, &cpn_limits_default, &st) != CPN_OK ||
+        strcmp(st.what, CPN_NOTICE_WHAT) != 0) {
+        log_debug("lease", "broker %zu sent a STATUS that is no notice receipt", broker);
+        return;
+    }
+    if (!msgpack_zone_init(&zone, 256))
+        return;
+    int r = mp_parse(st.data.ptr, st.data.len, &cpn_limits_default, &zone, &obj);
+    if (r != CPN_OK || obj.type != MSGPACK_OBJECT_STR || obj.via.str.size == 0 ||
+        obj.via.str.size >= sizeof lease_id) {
+        s_count(self, CPN_E_SCHEMA, env->from, "STATUS", "notice receipt without a lease id");
+        goto out;
+    }
+    memcpy(lease_id, obj.via.str.ptr, obj.via.str.size);
+    lease_id[obj.via.str.size] = '\0';
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_nstore_ack(self->store, lease_id, env->from, &found)) != CPN_OK)
+        log_error("lease", "cannot record the receipt for the notice of %s", lease_id);
+    else if (found) {
+        self->stats.notices_acked++;
+        log_info("lease", "broker %zu took the notice of %s", broker, lease_id);
+    }
+out:
+    msgpack_zone_destroy(&zone);
+}
+
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
 {
-    (void)self;
     batch->n = 0;
-    batch->wrote = false;
+    /* A transaction still open is a batch somebody did not end (a bug): this batch's commit
+     * takes its writes along rather than every later write failing. */
+    batch->wrote = peer_store_in_txn(self->store);
+    if (batch->wrote)
+        log_error("lease", "a store transaction was left open; committed with the next batch");
     batch->changed = false;
     batch->n_calls = 0;
 }
@@ -1059,9 +1178,32 @@ static void s_torn_down(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_
 void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
                      const char *why)
 {
-    (void)batch; /* the notice branch signs its NOTICE into the batch */
+    (void)batch;
     self->stats.lost++;
     log_error("lease", "lease %s lost its resource: %s", lease_id, why);
+    for (size_t i = 0; i < self->n_lost; i++)
+        if (strcmp(self->lost[i].lease_id, lease_id) == 0)
+            return;
+    if (self->n_lost >= PEER_LOST_MAX) {
+        /* The driver's next status or inventory poll reports it again. */
+        log_warn("lease", "lease %s: %d lost leases wait already; its notice waits", lease_id,
+                 PEER_LOST_MAX);
+        return;
+    }
+    snprintf(self->lost[self->n_lost].lease_id, CPN_NAME_MAX, "%s", lease_id);
+    snprintf(self->lost[self->n_lost].why, CPN_REASON_MAX, "%s", why ? why : "capacity lost");
+    self->n_lost++;
+}
+
+bool peer_lease_take_lost(peer_lease_t *self, char lease_id[CPN_NAME_MAX],
+                          char why[CPN_REASON_MAX])
+{
+    if (self->n_lost == 0)
+        return false;
+    self->n_lost--;
+    snprintf(lease_id, CPN_NAME_MAX, "%s", self->lost[self->n_lost].lease_id);
+    snprintf(why, CPN_REASON_MAX, "%s", self->lost[self->n_lost].why);
+    return true;
 }
 
 /* A grant's answer for a lease that is not provisioning: a recreation (active), or a driver

@@ -1,5 +1,6 @@
 /* store.c - leases and meta in SQLite (WAL, synchronous=FULL), prepared statements kept. */
 #include "store.h"
+#include "store_db.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -9,8 +10,8 @@
 
 #include "log.h"
 
-static const char *const s_state_names[] = {"active", "released", "expired", "provisioning",
-                                            "failed"};
+static const char *const s_state_names[] = {"active",       "released", "expired",
+                                            "provisioning", "failed",   "revoked"};
 
 const char *peer_lease_state_name(peer_lease_state_t s)
 {
@@ -585,4 +586,9 @@ int peer_store_meta_set(peer_store_t *self, const char *k, uint64_t v)
     s_bind_text(st, 1, k);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)v);
     return s_exec(self, S_META_SET);
+}
+
+sqlite3 *peer_store_sqlite(peer_store_t *self)
+{
+    return self->db;
 }
