@@ -456,7 +456,7 @@ static void s_cls_release(book_t *b, uint32_t id)
 /* ---- shapes ------------------------------------------------------------------------------- */
 
 typedef struct {
-    uint32_t cls, cores, bf16_each;
+    uint32_t cls, cores, bf16_each, share_min;
     uint64_t mem_bytes, accel_mem_each, storage_bytes, fabric_bps, egress_bps;
 } s_skey_t;
 
@@ -467,7 +467,7 @@ static uint32_t s_skey_hash(const s_skey_t *k)
     h = s_mix(h ^ k->accel_mem_each);
     h = s_mix(h ^ k->storage_bytes);
     h = s_mix(h ^ k->fabric_bps);
-    h = s_mix(h ^ k->egress_bps);
+    h = s_mix(h ^ k->egress_bps ^ ((uint64_t)k->share_min << 52));
     return (uint32_t)h;
 }
 
@@ -478,7 +478,7 @@ static bool s_shp_eq(const book_t *b, uint32_t id, const void *key)
     return s->cls == k->cls && s->cores == k->cores && s->bf16_each == k->bf16_each &&
            s->mem_bytes == k->mem_bytes && s->accel_mem_each == k->accel_mem_each &&
            s->storage_bytes == k->storage_bytes && s->fabric_bps == k->fabric_bps &&
-           s->egress_bps == k->egress_bps;
+           s->egress_bps == k->egress_bps && s->share_min == k->share_min;
 }
 
 static void s_skey(uint32_t cls, const cpn_package_t *p, s_skey_t *k)
@@ -492,6 +492,7 @@ static void s_skey(uint32_t cls, const cpn_package_t *p, s_skey_t *k)
     k->storage_bytes = p->storage_bytes;
     k->fabric_bps = p->fabric_bps;
     k->egress_bps = p->egress_bps;
+    k->share_min = p->accel.share_min;
 }
 
 static bool s_shp_less(const book_t *b, uint32_t x, uint32_t y)
@@ -555,6 +556,7 @@ static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *
         s->storage_bytes = k.storage_bytes;
         s->fabric_bps = k.fabric_bps;
         s->egress_bps = k.egress_bps;
+        s->share_min = k.share_min;
         s_ht_add(&b->shp_ht, h, id);
         c->n_owned++;
         b->n_shp_live++;
@@ -601,7 +603,8 @@ static void s_shape_gc(book_t *b, uint32_t id)
                   .accel_mem_each = s->accel_mem_each,
                   .storage_bytes = s->storage_bytes,
                   .fabric_bps = s->fabric_bps,
-                  .egress_bps = s->egress_bps};
+                  .egress_bps = s->egress_bps,
+                  .share_min = s->share_min};
     uint32_t cls = s->cls;
     s_ht_del(&b->shp_ht, s_skey_hash(&k), id);
     free(s->ents);
@@ -1273,6 +1276,10 @@ int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
         if (strcmp(ps->pkgs[i].id, package) != 0)
             continue;
+        /* A shared package's free units are nodes with some slice free: one slice granted
+         * says nothing certain about them. The next AD says; the peer refuses meanwhile. */
+        if (ps->pkgs[i].accel.share_min)
+            return CPN_OK;
         if (ps->pkgs[i].free < units)
             return CPN_E_NO_UNITS;
         book_ent_t e;
@@ -1296,6 +1303,8 @@ int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
         if (strcmp(ps->pkgs[i].id, package) != 0)
             continue;
+        if (ps->pkgs[i].accel.share_min) /* taken as nothing (book_take) */
+            return CPN_OK;
         uint32_t room = ps->pkgs[i].total - ps->pkgs[i].free;
         if (units > room)
             units = room;

@@ -99,6 +99,7 @@ typedef struct {
     uint32_t pos; /* index in its class's shape list; BOOK_NONE while it has no entries */
     uint64_t accel_mem_each; /* key parts, per accelerator */
     uint32_t bf16_each;
+    uint32_t share_min; /* key part: shared accelerators' smallest slice; 0 = whole units */
     uint32_t pending; /* entries reserved by a put in progress */
     bool used;
 } book_shape_t;

@@ -63,6 +63,7 @@ static const mp_field_t s_lease[] = {
     F(cpn_lease_t, end_ms, MPF_U64, true),
     F(cpn_lease_t, state, MPF_STR, true),
     F(cpn_lease_t, renewals, MPF_U32, true),
+    F(cpn_lease_t, slice, MPF_STR, false),
     F(cpn_lease_t, access, MPF_BIN, false),
 };
 

@@ -79,6 +79,8 @@ typedef struct {
     uint64_t end_ms;
     char state[16];              /* "active", "released", "expired" */
     uint32_t renewals;
+    char slice[CPN_NAME_MAX];    /* a shared package's slice: "UNIT:DEV[,DEV...]" (0-based
+                                    unit and accelerators of it); "" otherwise */
     mp_bytes_t access;           /* optional: access details sealed to the tenant (seal.h);
                                     absent (len 0) for a package without a driver */
 } cpn_lease_t;

@@ -265,6 +265,29 @@ static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const 
     return r;
 }
 
+/* Units of package pkg back to the inventory after the store says so. A shared package's
+ * slice has its place in the store: recount (a change of this batch is visible to our
+ * connection before the commit, and a failed commit recounts again). */
+static void s_give_back(peer_lease_t *self, size_t pkg, uint32_t units)
+{
+    if (!peer_inventory_shared(self->inv, pkg))
+        peer_inventory_release(self->inv, pkg, units);
+    else if (peer_lease_recount(self) != CPN_OK)
+        log_error("lease", "cannot recount the inventory");
+}
+
+/* "UNIT:DEV[,DEV...]", the LEASE's slice field. */
+static void s_slice_name(const peer_slice_t *sl, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "%" PRIu32 ":", sl->node);
+    const char *sep = "";
+    for (uint32_t d = 0; d < 32 && n < cap; d++)
+        if (sl->devmask >> d & 1) {
+            n += (size_t)snprintf(out + n, cap - n, "%s%" PRIu32, sep, d);
+            sep = ",";
+        }
+}
+
 /* A CLAIM with `replaces`: open the NOTICE it carries (signature, then the chain of the lease
  * it names, signed by the notice's signer) and judge the replacement (grant.h). On CPN_OK
  * *terms is the REQUEST with the claim's units and duration: what grant_check_claim holds a
@@ -405,7 +428,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     const char *why = "";
     char why_buf[CPN_REASON_MAX];
     int pkg = -1, r;
-    bool reserved = false;
+    bool reserved = false, shared = false;
+    peer_slice_t slice;
+    memset(&slice, 0, sizeof slice);
     memset(&claim, 0, sizeof claim);
     memset(&req, 0, sizeof req);
     memset(&row, 0, sizeof row);
@@ -476,8 +501,11 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
                                &terms, &pkg, &why)) != CPN_OK)
         goto refuse;
-    if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
-        why = "not enough free units";
+    shared = peer_inventory_shared(self->inv, (size_t)pkg);
+    r = shared ? peer_inventory_place(self->inv, (size_t)pkg, &req, &slice)
+               : peer_inventory_reserve(self->inv, (size_t)pkg, claim.units);
+    if (r != CPN_OK) {
+        why = shared ? "no accelerator has that slice free" : "not enough free units";
         goto refuse;
     }
     reserved = true;
@@ -485,6 +513,14 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         /* A package with a driver: the lease waits for it (docs/PROVISIONING.md). */
         if ((r = s_claim_provision(self, batch, env, &renv, &claim, &req, pkg, &why)) != CPN_OK)
             goto refuse;
+        if (shared) { /* the slice's place, in the same transaction as the lease */
+            char lid[CPN_NAME_MAX];
+            grant_lease_id(cpn_identity_pk(self->id), renv.from, req.id, lid);
+            if ((r = peer_store_slice_put(self->store, lid, claim.package, &slice)) != CPN_OK) {
+                why = "cannot record the slice";
+                goto refuse;
+            }
+        }
         reserved = false; /* now the store's */
         goto out;
     }
@@ -501,6 +537,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     lease.end_ms = now + claim.duration_s * 1000u;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
     lease.renewals = 0;
+    if (shared)
+        s_slice_name(&slice, lease.slice, sizeof lease.slice);
 
     if ((r = s_txn(self, batch)) != CPN_OK ||
         (r = peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len)) != CPN_OK) {
@@ -519,6 +557,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     row.frame = frame;
     row.frame_len = len;
     r = peer_store_insert(self->store, &row);
+    if (r == CPN_OK && shared)
+        r = peer_store_slice_put(self->store, row.lease_id, row.package, &slice);
     row.frame = NULL; /* still ours as `frame` */
     if (r != CPN_OK) {
         why = "cannot record the lease";
@@ -536,7 +576,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     s_queue_lease(batch, broker, &frame, len, req.id, env->seq, true);
     goto out;
 refuse:
-    if (reserved)
+    if (reserved && shared)
+        peer_inventory_unplace(self->inv, (size_t)pkg, &slice);
+    else if (reserved)
         peer_inventory_release(self->inv, (size_t)pkg, claim.units);
     s_refuse(self, batch, broker, env, req.id, r, why);
 out:
@@ -686,10 +728,11 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         goto refuse;
     }
     int pkg = peer_inventory_find(self->inv, row.package);
-    if (row.teardown)
+    if (row.teardown) {
         s_call_later(batch, row.lease_id, DRV_RELEASE);
-    else if (pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row.units);
+    } else if (pkg >= 0) {
+        s_give_back(self, (size_t)pkg, row.units);
+    }
     self->stats.released++;
     log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units, row.package);
     goto out;
@@ -889,10 +932,23 @@ static int s_add_used(const char *package, uint64_t units, void *arg)
     return 0;
 }
 
+static int s_add_slice(const char *package, const peer_slice_t *sl, void *arg)
+{
+    peer_lease_t *self = arg;
+    int r = peer_inventory_add_slice(self->inv, package, sl);
+    if (r != CPN_OK) /* the lease stands; its devices are counted as they fit */
+        log_warn("lease", "a slice on package %s (unit %" PRIu32 ") does not fit its "
+                 "configuration: %s", package, sl->node, cpn_strerror(r));
+    return 0;
+}
+
 int peer_lease_recount(peer_lease_t *self)
 {
+    int r;
     peer_inventory_clear(self->inv);
-    return peer_store_used(self->store, s_add_used, self);
+    if ((r = peer_store_used(self->store, s_add_used, self)) != CPN_OK)
+        return r;
+    return peer_store_slices(self->store, s_add_slice, self);
 }
 
 int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n)
@@ -1008,7 +1064,7 @@ static void s_provision_fail(peer_lease_t *self, peer_batch_t *batch, peer_lease
     }
     int pkg = peer_inventory_find(self->inv, row->package);
     if (pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+        s_give_back(self, (size_t)pkg, row->units);
     s_call_later(batch, row->lease_id, DRV_RELEASE);
     self->stats.provision_failed++;
     s_count(self, CPN_E_PROVISION_FAILED, row->tenant, "CLAIM", why);
@@ -1046,6 +1102,12 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     lease.start_ms = row->start_ms;
     lease.end_ms = row->end_ms;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    {
+        peer_slice_t sl; /* a shared package's slice: recorded with the provisioning lease */
+        bool found = false;
+        if (peer_store_slice_get(self->store, row->lease_id, &sl, &found) == CPN_OK && found)
+            s_slice_name(&sl, lease.slice, sizeof lease.slice);
+    }
     /* What the driver handed out, for the tenant's eyes only (brokers relay it unread). */
     if (res->access && res->access[0]) {
         if (!(box = malloc(CPN_ACCESS_BOX_MAX))) {
@@ -1109,7 +1171,7 @@ static void s_torn_down(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_
     }
     int pkg = peer_inventory_find(self->inv, row->package);
     if (row->state != PEER_LEASE_FAILED && pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+        s_give_back(self, (size_t)pkg, row->units);
     self->stats.torn_down++;
 }
 

@@ -573,7 +573,7 @@ static void test_shipped_configs(void **state)
             yconf_print_errors(doc, stderr);
         assert_int_equal(r, CPN_OK);
         yconf_destroy(&doc);
-        assert_int_equal(cfg->n_packages, 4);
+        assert_int_equal(cfg->n_packages, i == 0 ? 4 : 5); /* peer2: + a shared A10 package */
         assert_int_equal(cfg->n_brokers, 1);
         assert_memory_equal(cfg->brokers[0].key, cpn_identity_pk(broker), CPN_PK_LEN);
         assert_true(cfg->tenants_any);
@@ -590,6 +590,9 @@ static void test_shipped_configs(void **state)
             assert_int_equal(cfg->packages[0].fabric_bps, 400000000000ULL);
             assert_string_equal(cfg->packages[0].region, "cn-east"); /* the default */
             assert_int_equal(cfg->floors[3], 0);                     /* no floor given */
+        } else {
+            assert_string_equal(cfg->packages[4].id, "a10x8-shared");
+            assert_int_equal(cfg->packages[4].accel.share_min, 50); /* 0.05 of one A10 */
         }
         peer_config_destroy(&cfg);
     }
