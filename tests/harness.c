@@ -239,13 +239,19 @@ cpn_msg_type_t h_await(ctl_client_t *cli, uint64_t seq, const char *id, const ch
     return a->type;
 }
 
-cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t *a)
+/* Send QUERY `what`; *seq its seq. The client's error code (busy: its queue is full). */
+static int s_send_query(ctl_client_t *cli, const char *what, uint64_t *seq)
 {
     cpn_query_t q;
-    uint64_t seq = 0;
     memset(&q, 0, sizeof q);
     snprintf(q.what, sizeof q.what, "%s", what);
-    assert_int_equal(ctl_client_send(cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
+    return ctl_client_send(cli, CPN_MSG_QUERY, &q, seq);
+}
+
+cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t *a)
+{
+    uint64_t seq = 0;
+    assert_int_equal(s_send_query(cli, what, &seq), CPN_OK);
     return h_await(cli, seq, NULL, what, ms, a);
 }
 
@@ -257,11 +263,8 @@ bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms)
             return false;
         /* Not h_query: while the broker is not listening yet, the client's queue may be
          * full (a send refused "busy"); that only means "not up yet". */
-        cpn_query_t q;
         uint64_t seq = 0;
-        memset(&q, 0, sizeof q);
-        snprintf(q.what, sizeof q.what, "%s", "status");
-        if (ctl_client_send(cli, CPN_MSG_QUERY, &q, &seq) != CPN_OK) {
+        if (s_send_query(cli, "status", &seq) != CPN_OK) {
             struct timespec ts = {0, 50 * 1000 * 1000};
             nanosleep(&ts, NULL);
             continue;
