@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -147,62 +148,37 @@ static int64_t s_peer_leases(const peer_t *p, const char *id)
 /* The broker's policy for a case: its ledger at `ledger`, the two peers trusted. */
 static void s_write_policy(const char *ledger, const char *claim_timeout)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: eo-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "    - name: dear\n"
-                     "      key: dear.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %s\n"
-                     "  claim_tries: 1\n",
-                     g.endpoint, ledger, claim_timeout);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    char limits[128];
+    snprintf(limits, sizeof limits, "  claim_timeout: %s\n  claim_tries: 1\n", claim_timeout);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "eo-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = ledger,
+                              .peers = "cheap dear",
+                              .operators = "acme",
+                              .limits = limits,
+                          });
     snprintf(g.ledger, sizeof g.ledger, "%s", ledger);
 }
 
 /* A peer selling `count` units of package `cpu` at `price`, its database `tag`-name.db. */
 static void s_write_peer(peer_t *p, const char *tag, const char *price, int count)
 {
-    char text[2048], name[128];
+    char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
     s_path(p->db, sizeof p->db, name);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: %d\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     p->name, p->name, p->db, g.endpoint, count, price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
+    h_package(pkgs, sizeof pkgs, "cpu", (unsigned)count, price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .database = p->db,
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- processes ---- */
@@ -279,10 +255,8 @@ static void s_peer_log(const peer_t *p, char *out, size_t cap)
 /* Start the broker (and connect the tenant) and wait until it answers. */
 static bool s_start_broker(void)
 {
-    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
-    assert_int_equal(ctl_client_new(g.endpoint, g.t.id, cpn_identity_pk(g.broker), true, &g.t.cli),
-                     CPN_OK);
-    return h_wait_up(&g.broker_pid, g.t.cli, READY_MS);
+    return h_start_broker(g.bin, g.policy, g.broker_log, &g.broker_pid, g.endpoint, g.t.id,
+                          cpn_identity_pk(g.broker), true, &g.t.cli, READY_MS);
 }
 
 /* kill -9 (the broker may be stopped: SIGKILL works on a stopped process), reap. */
@@ -305,32 +279,10 @@ static void s_stop_all(void)
     ctl_client_destroy(&g.t.cli);
 }
 
-/* Free units of peer `name` in the broker's offers; -1 if not listed. */
-static long s_offer_free(const char *name)
-{
-    h_ans_t a;
-    long fr = -1;
-    if (h_query(g.t.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return -2;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
-        const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (h_str_is(h_get(row, "name"), name))
-            fr = (long)h_u64(h_get(row, "free"));
-    }
-    h_ans_free(&a);
-    return fr;
-}
-
 /* Wait until the broker lists the peer with at least `min_free` units free. */
 static bool s_wait_offer(const char *name, long min_free)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_offer_free(name) >= min_free)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_free(g.t.cli, name, min_free, LONG_MAX, WAIT_MS, READY_MS);
 }
 
 static uint64_t s_status_u64(const char *key)
@@ -535,9 +487,9 @@ static void test_in_doubt_peer_gone(void **state)
 
     /* Its offer leaves the book (ttl); dear has the free unit; the request must not go there. */
     deadline = cpn_mono_ms() + READY_MS;
-    while (s_offer_free("cheap") != -1 && cpn_mono_ms() < deadline)
+    while (h_offer_free(g.t.cli, "cheap", WAIT_MS) != -1 && cpn_mono_ms() < deadline)
         usleep(POLL_MS * 1000);
-    assert_int_equal(s_offer_free("cheap"), -1);
+    assert_int_equal(h_offer_free(g.t.cli, "cheap", WAIT_MS), -1);
     assert_int_equal(s_submit("R4", &a), CPN_MSG_NACK);
     assert_true(a.code == CPN_E_UNREACHABLE || a.code == CPN_E_TIMEOUT);
     fprintf(stderr, "# R4 while its peer is gone: %s (%s)\n", cpn_errname(a.code), a.reason);

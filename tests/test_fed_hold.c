@@ -48,7 +48,7 @@
 #define HELLO_S 2 /* federation.hello_timeout */
 /* claim_timeout: longer than every wait of the case, so that a second CLAIM sent by mistake
  * shows as a request left unanswered, and the first CLAIM stays in flight throughout */
-#define CLAIM_TIMEOUT_S 60
+#define CLAIM_TIMEOUT "60s"
 
 enum { B_A, B_B, B__COUNT };
 
@@ -69,56 +69,20 @@ static struct {
     .b = {{.name = "a"}, {.name = "b"}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(int i)
 {
-    char text[4096], name[64];
     int m = i == B_A ? B_B : B_A;
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: tp, key: tp.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
-                     g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .hello_s = HELLO_S,
+                              .members = {{g.b[m].name, g.b[m].endpoint}},
+                              .peers = "tp",
+                              .operators = "ops",
+                              .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                                        "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 /* ---- tp, the peer at B ---- */
@@ -201,29 +165,6 @@ static void s_tp_refuse(uint64_t seq)
 
 /* ---- asking A ---- */
 
-static bool s_listed(const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.b[B_A].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
-static bool s_wait_listed(const char *pkg, uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    do {
-        if (s_listed(pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
-}
-
 /* Send a request for one unit with 64 cores at A; its seq. */
 static uint64_t s_request(const char *id)
 {
@@ -271,7 +212,7 @@ static bool s_start_brokers(void)
     }
     for (int i = 0; i < B__COUNT; i++) {
         s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
         assert_int_equal(
             ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
             CPN_OK);
@@ -316,7 +257,7 @@ static void test_relayed_ad_keeps_held_units(void **state)
 {
     (void)state;
     s_tp_advertise(false);
-    assert_true(s_wait_listed("big", READY_MS));
+    assert_true(h_wait_listed(g.b[B_A].cli, "big", WAIT_MS, READY_MS));
 
     /* The first request at A claims tp's only unit through B; tp holds the CLAIM. */
     uint64_t seq1 = s_request("one");
@@ -325,7 +266,7 @@ static void test_relayed_ad_keeps_held_units(void **state)
 
     /* tp's AD, written while the CLAIM is undecided, reaches A relayed by B. */
     s_tp_advertise(true);
-    assert_true(s_wait_listed("mark", WAIT_MS));
+    assert_true(h_wait_listed(g.b[B_A].cli, "mark", WAIT_MS, WAIT_MS));
 
     /* The unit is still held for the first request: the second is refused at once. */
     uint64_t seq2 = s_request("two");

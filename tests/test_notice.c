@@ -122,70 +122,46 @@ static bool s_wait_db(const char *path, const char *sql, const char *arg, int64_
 
 static void s_write_policy(const char *tag)
 {
-    char text[2048], name[128];
+    char name[128];
     snprintf(name, sizeof name, "%s-ledger.db", tag);
     s_path(g.ledger, sizeof g.ledger, name);
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: notice-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "    - name: dear\n"
-                     "      key: dear.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "  - name: beta\n"
-                     "    key: beta.pub\n"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n",
-                     g.endpoint, g.ledger);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "notice-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = g.ledger,
+                              .peers = "cheap dear",
+                              .operators = "acme",
+                              .tenants = "beta",
+                              .limits = "  claim_timeout: 2s\n",
+                          });
 }
 
+/* Peer p at the broker `broker` (key `broker`.pub) listening at `endpoint`. */
 static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const char *endpoint,
-                            const char *broker_key)
+                            const char *broker)
 {
-    char text[2048], name[128];
+    char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
     s_path(p->db, sizeof p->db, name);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: 2\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     p->name, p->name, p->db, endpoint, broker_key, price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
+    h_package(pkgs, sizeof pkgs, "cpu", 2, price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .database = p->db,
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = endpoint,
+                                 .broker_name = broker,
+                                 .packages = pkgs,
+                             });
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
     s_path(p->cfg, sizeof p->cfg, name);
 }
 
 static void s_write_peer(peer_t *p, const char *tag, const char *price)
 {
-    s_write_peer_at(p, tag, price, g.endpoint, "broker.pub");
+    s_write_peer_at(p, tag, price, g.endpoint, "broker");
 }
 
 /* An exec driver (docs/PROVISIONING.md) for package cpu: grants at once, logs every call to
@@ -237,10 +213,8 @@ static void s_start_peer(peer_t *p)
 
 static bool s_start_broker(void)
 {
-    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
-    assert_int_equal(ctl_client_new(g.endpoint, g.t.id, cpn_identity_pk(g.broker), true, &g.t.cli),
-                     CPN_OK);
-    return h_wait_up(&g.broker_pid, g.t.cli, READY_MS);
+    return h_start_broker(g.bin, g.policy, g.broker_log, &g.broker_pid, g.endpoint, g.t.id,
+                          cpn_identity_pk(g.broker), true, &g.t.cli, READY_MS);
 }
 
 static void s_kill_broker(void)
@@ -310,31 +284,10 @@ static int s_drain(peer_t *p)
     return rc;
 }
 
-/* Free units of peer `name` in the broker's offers; -1 if not listed. */
-static long s_offer_free(const char *name)
-{
-    h_ans_t a;
-    long fr = -1;
-    if (h_query(g.t.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return -2;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
-        const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (h_str_is(h_get(row, "name"), name))
-            fr = (long)h_u64(h_get(row, "free"));
-    }
-    h_ans_free(&a);
-    return fr;
-}
-
+/* Wait until the broker lists the peer with exactly `want` units free. */
 static bool s_wait_offer(const char *name, long want)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_offer_free(name) == want)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_free(g.t.cli, name, want, want, WAIT_MS, READY_MS);
 }
 
 static uint64_t s_refused(const char *slug)
@@ -443,7 +396,7 @@ static void test_drain_notice(void **state)
     assert_non_null(strstr(out, "capacity-lost: package drained"));
     /* The drained package advertises nothing free; the other peer is untouched. */
     assert_true(s_wait_offer("cheap", 0));
-    assert_int_equal(s_offer_free("dear"), 2);
+    assert_int_equal(h_offer_free(g.t.cli, "dear", WAIT_MS), 2);
     /* Without on_failure: rematch the lease just ends: no lease for job-1 elsewhere. */
     assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases", NULL), 0);
     assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases", NULL), 1);
@@ -687,38 +640,14 @@ static void test_driver_lost(void **state)
 
 /* Two brokers: the tenant's (b1, the test's `broker`) and the peer's home (b2), members of each
  * other. The notice goes peer -> b2 -> b1 and reaches the tenant at b1. */
-static void s_write_fed_policy(const char *file, const char *name, const char *key,
-                               const char *listen, const char *ledger, const char *member,
-                               const char *member_key, const char *member_endpoint)
+static void s_write_fed_policy(const h_policy_t *p)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: 3s\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n",
-                     name, key, listen, ledger, member, member_key, member_endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, file, text);
+    h_policy_t q = *p;
+    q.hello_s = 3;
+    q.peers = "cheap";
+    q.operators = "acme";
+    q.limits = "  claim_timeout: 2s\n";
+    h_write_policy(g.dir, &q);
 }
 
 static void test_federated(void **state)
@@ -731,13 +660,20 @@ static void test_federated(void **state)
     snprintf(g.endpoint2, sizeof g.endpoint2, "tcp://127.0.0.1:%d", port);
     s_path(g.ledger, sizeof g.ledger, "t5-ledger.db");
     s_path(ledger2, sizeof ledger2, "t5-ledger2.db");
-    s_write_fed_policy("policy.yaml", "b1", "broker.key", g.endpoint, g.ledger, "b2", "b2.pub",
-                       g.endpoint2);
-    s_write_fed_policy("policy2.yaml", "b2", "b2.key", g.endpoint2, ledger2, "b1", "broker.pub",
-                       g.endpoint);
+    s_write_fed_policy(&(h_policy_t){.file = "policy.yaml",
+                                     .name = "b1",
+                                     .key = "broker.key",
+                                     .listen = g.endpoint,
+                                     .ledger = g.ledger,
+                                     .members = {{"b2", g.endpoint2}}});
+    s_write_fed_policy(&(h_policy_t){.file = "policy2.yaml",
+                                     .name = "b2",
+                                     .listen = g.endpoint2,
+                                     .ledger = ledger2,
+                                     .members = {{"b1", g.endpoint, "broker.pub"}}});
     s_path(cfg2, sizeof cfg2, "policy2.yaml");
     s_path(log2, sizeof log2, "broker2.log");
-    s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2.pub");
+    s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2");
     g.b2_pid = h_spawn(g.bin, "cpn-broker", cfg2, log2);
     assert_true(s_start_broker());
     s_start_peer(&g.p[P_CHEAP]);

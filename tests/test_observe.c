@@ -193,61 +193,29 @@ static bool s_http(const char *method, int port, const char *path, s_http_t *out
 
 static void s_write_policy(int i)
 {
-    char text[4096], name[64], http[64] = "";
+    char http[64] = "";
     int o = i == B_A ? B_B : B_A;
     if (g.b[i].http)
         snprintf(http, sizeof http, "  http: %d\n", g.b[i].http); /* "PORT": loopback */
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "%s"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: 5s\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pa, key: pa.pub}\n"
-                     "    - {name: pb, key: pb.pub}\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, http, g.b[o].name,
-                     g.b[o].name, g.b[o].endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .broker_more = http,
+                              .hello_s = 5,
+                              .members = {{g.b[o].name, g.b[o].endpoint}},
+                              .peers = "pa pb",
+                              .operators = "acme",
+                              .limits = "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 static void s_write_peer(int i)
 {
-    char text[2048], name[64], http[64] = "";
+    char pkgs[1024], http[64] = "";
     if (g.p[i].http)
         snprintf(http, sizeof http, "http: 127.0.0.1:%d\n", g.p[i].http);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: %s\n"
-                     "refresh: 60s\n"
-                     "%s"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
+    int n = snprintf(pkgs, sizeof pkgs,
                      "  - id: %s\n"
                      "    count: %u\n"
                      "    price: \"10.0\"\n"
@@ -259,20 +227,16 @@ static void s_write_peer(int i)
                      "      count: 8\n"
                      "      memory: 64GiB\n"
                      "      bf16_tflops: 900\n",
-                     g.p[i].name, g.p[i].name, g.p[i].name, g.p[i].region, http,
-                     g.b[g.p[i].home].endpoint, g.b[g.p[i].home].name, g.p[i].pkg, g.p[i].count,
-                     g.p[i].vendor, g.p[i].model);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.p[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400];
-    snprintf(cfg, sizeof cfg, "%s/%s.yaml", g.dir, name);
-    snprintf(log, sizeof log, "%s/%s.log", g.dir, name);
-    return h_spawn(g.bin, prog, cfg, log);
+                     g.p[i].pkg, g.p[i].count, g.p[i].vendor, g.p[i].model);
+    assert_true(n > 0 && (size_t)n < sizeof pkgs);
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = g.p[i].name,
+                                 .region = g.p[i].region,
+                                 .more = http,
+                                 .broker = g.b[g.p[i].home].endpoint,
+                                 .broker_name = g.b[g.p[i].home].name,
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- the workload ---- */
@@ -362,7 +326,7 @@ static bool s_start_brokers(void)
     g.b[B_A].http = h_free_port(NULL);
     for (int i = 0; i < B__COUNT; i++) {
         s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
         assert_int_equal(ctl_client_new(g.b[i].endpoint, g.acme, cpn_identity_pk(g.b[i].id),
                                         true, &g.b[i].cli),
                          CPN_OK);
@@ -397,7 +361,7 @@ static int s_setup(void **state)
     g.p[P_A].http = h_free_port(NULL);
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
     uint64_t deadline = cpn_mono_ms() + READY_MS;
     while (s_offers_at_a() < 2 && cpn_mono_ms() < deadline)

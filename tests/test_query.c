@@ -91,45 +91,33 @@ static struct {
 
 static void s_path(char *out, size_t cap, const char *name)
 {
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
+    h_path(out, cap, g.dir, name);
 }
 
 /* ops is an operator, ten a plain tenant, mem a federation member (nothing listens at its
  * endpoint: the test itself speaks as mem); any peer key is trusted. */
 static void s_write_policy(int b)
 {
-    char text[2048], name[64];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  members:\n"
-                     "    - name: mem\n"
-                     "      key: mem.pub\n"
-                     "      endpoint: tcp://127.0.0.1:9\n"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: ten\n"
-                     "    key: ten.pub\n"
-                     "limits:\n"
-                     "  frame_size: %uKiB\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[b].long_name ? g.b[b].long_name : g.b[b].name, g.b[b].name,
-                     g.b[b].endpoint, g.b[b].name, g.b[b].frame_kib);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[b].name);
-    h_write(g.dir, name, text);
+    char key[64], ledger[64], file[64], limits[128];
+    snprintf(key, sizeof key, "%s.key", g.b[b].name);
+    snprintf(ledger, sizeof ledger, "%s-ledger.db", g.b[b].name);
+    snprintf(file, sizeof file, "%s.yaml", g.b[b].name);
+    snprintf(limits, sizeof limits,
+             "  frame_size: %uKiB\n"
+             "  rate:\n"
+             "    per_sender: 0/s\n",
+             g.b[b].frame_kib);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = file,
+                              .name = g.b[b].long_name ? g.b[b].long_name : g.b[b].name,
+                              .key = key,
+                              .listen = g.b[b].endpoint,
+                              .ledger = ledger,
+                              .members = {{"mem", "tcp://127.0.0.1:9"}},
+                              .operators = "ops",
+                              .tenants = "ten",
+                              .limits = limits,
+                          });
 }
 
 static void s_clients_close(int b)
@@ -150,12 +138,7 @@ static bool s_start_broker(int b)
             assert_int_equal(ctl_client_new(g.b[b].endpoint, g.t[t], cpn_identity_pk(g.b[b].id),
                                             true, &g.b[b].cli[t]),
                              CPN_OK);
-        char cfg[400], log[400], file[64];
-        snprintf(file, sizeof file, "%s.yaml", g.b[b].name);
-        s_path(cfg, sizeof cfg, file);
-        snprintf(file, sizeof file, "%s.log", g.b[b].name);
-        s_path(log, sizeof log, file);
-        g.b[b].pid = h_spawn(g.bin, "cpn-broker", cfg, log);
+        g.b[b].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[b].name);
         /* mem asks: S's status map is larger than its page, a member may not ask leases:
          * federation rows (an empty array on a fresh broker) say it is up. */
         uint64_t deadline = cpn_mono_ms() + READY_MS;

@@ -59,7 +59,7 @@
 #define POLL_MS 100
 #define PORT_TRIES 5
 #define HELLO_S 2
-#define CLAIM_TIMEOUT_S 20
+#define CLAIM_TIMEOUT "20s"
 #define SSH_KEY "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5 acme@laptop"
 
 enum { B_A, B_B, B__COUNT };
@@ -84,54 +84,23 @@ static struct {
 
 static void s_path(char *out, size_t cap, const char *name)
 {
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
+    h_path(out, cap, g.dir, name);
 }
 
 static void s_write_policy(int i)
 {
-    char text[4096], name[64];
     int m = i == B_A ? B_B : B_A;
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: tp, key: tp.pub}\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
-                     g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, "cpn-broker", cfg, log);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .hello_s = HELLO_S,
+                              .members = {{g.b[m].name, g.b[m].endpoint}},
+                              .peers = "tp",
+                              .operators = "acme",
+                              .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                                        "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 static void s_write_bytes(const char *name, const uint8_t *b, size_t n)
@@ -318,29 +287,6 @@ static void s_tp_grant(const uint8_t *frame, size_t len, uint8_t box[CPN_ACCESS_
 
 /* ---- asking A ---- */
 
-static bool s_listed(const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
-static bool s_wait_listed(const char *pkg, uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    do {
-        if (s_listed(pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
-}
-
 static cpn_request_t s_req(const char *id, const char *ssh_key)
 {
     cpn_request_t r;
@@ -423,7 +369,7 @@ static bool s_start_brokers(void)
     }
     for (int i = 0; i < B__COUNT; i++) {
         s_write_policy(i);
-        g.b[i].pid = s_spawn(g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
     }
     assert_int_equal(ctl_client_new(g.b[B_A].endpoint, g.acme, cpn_identity_pk(g.b[B_A].id), true,
                                     &g.cli),
@@ -471,7 +417,7 @@ static void test_access_relayed_unread(void **state)
 {
     (void)state;
     s_tp_advertise();
-    assert_true(s_wait_listed("slurm-gpu", READY_MS)); /* at A, relayed by B */
+    assert_true(h_wait_listed(g.cli, "slurm-gpu", WAIT_MS, READY_MS)); /* at A, relayed by B */
 
     /* acme asks A; the CLAIM reaches tp through B with acme's hints; tp seals and grants */
     cpn_request_t req = s_req("job-sealed", SSH_KEY);
