@@ -257,10 +257,11 @@ void h_write_policy(const char *dir, const h_policy_t *p)
     } else {
         s_add(&c, "peers:\n  trusted: any\n");
     }
-    if (p->operators || p->tenants) {
+    if (p->operators || p->tenants || p->tenants_more) {
         s_add(&c, "tenants:\n");
         s_add_each(&c, p->operators, "  - name: %s\n    key: %s.pub\n    operator: true\n");
         s_add_each(&c, p->tenants, "  - name: %s\n    key: %s.pub\n");
+        s_add(&c, "%s", p->tenants_more ? p->tenants_more : "");
     }
     if (p->limits)
         s_add(&c, "limits:\n%s", p->limits);
@@ -272,13 +273,18 @@ void h_write_policy(const char *dir, const h_policy_t *p)
 void h_write_peer_conf(const char *dir, const h_peer_conf_t *p)
 {
     s_conf_t c = {.len = 0};
-    s_add(&c, "name: %s\nkey: %s.key\n", p->name, p->name);
+    s_add(&c, "name: %s\n", p->name);
+    if (p->key)
+        s_add(&c, "key: %s\n", p->key);
+    else
+        s_add(&c, "key: %s.key\n", p->name);
     if (p->database)
         s_add(&c, "database: %s\n", p->database);
     else
         s_add(&c, "database: %s.db\n", p->name);
-    s_add(&c, "region: %s\nrefresh: %s\n", p->region ? p->region : "cn-east",
-          p->refresh ? p->refresh : "60s");
+    s_add(&c, "region: %s\n", p->region ? p->region : "cn-east");
+    if (p->refresh)
+        s_add(&c, "refresh: %s\n", p->refresh);
     if (p->max_lease)
         s_add(&c, "max_lease: %s\n", p->max_lease);
     s_add(&c,
@@ -439,6 +445,53 @@ bool h_start_broker(const char *bin_dir, const char *cfg, const char *log, pid_t
     if (!*cli && ctl_client_new(endpoint, as, broker_pk, plain, cli) != CPN_OK)
         return false;
     return h_wait_up(pid_p, *cli, ms);
+}
+
+/* One try of h_brokers_start. */
+static bool s_brokers_try(h_broker_t *b, size_t n, const char *bin_dir, const char *dir,
+                          void *zctx, void (*write_policy)(int i), cpn_identity_t *as, uint64_t ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        b[i].port = h_free_port(zctx);
+        if (b[i].port <= 0)
+            return false;
+        snprintf(b[i].endpoint, sizeof b[i].endpoint, "tcp://127.0.0.1:%d", b[i].port);
+    }
+    for (size_t i = 0; i < n; i++) {
+        write_policy((int)i);
+        b[i].pid = h_start(bin_dir, dir, "cpn-broker", b[i].name);
+        assert_int_equal(
+            ctl_client_new(b[i].endpoint, as, cpn_identity_pk(b[i].id), true, &b[i].cli), CPN_OK);
+    }
+    bool up = true;
+    for (size_t i = 0; i < n && up; i++)
+        up = h_wait_up(&b[i].pid, b[i].cli, ms);
+    if (!up)
+        for (size_t i = 0; i < n; i++) {
+            h_stop(&b[i].pid, ms);
+            ctl_client_destroy(&b[i].cli);
+        }
+    return up;
+}
+
+bool h_brokers_start(h_broker_t *b, size_t n, const char *bin_dir, const char *dir, void *zctx,
+                     void (*write_policy)(int i), cpn_identity_t *as, int tries, uint64_t ms)
+{
+    bool up = false;
+    for (int t = 0; t < tries && !up; t++)
+        up = s_brokers_try(b, n, bin_dir, dir, zctx, write_policy, as, ms);
+    return up;
+}
+
+bool h_brokers_stop(h_broker_t *b, size_t n, uint64_t ms)
+{
+    bool clean = true;
+    for (size_t i = 0; i < n; i++) {
+        ctl_client_destroy(&b[i].cli);
+        clean = h_stop(&b[i].pid, ms) && clean;
+        cpn_identity_destroy(&b[i].id);
+    }
+    return clean;
 }
 
 long h_offer_free(ctl_client_t *cli, const char *peer, uint64_t ms)

@@ -95,6 +95,7 @@ typedef struct {
     const char *peers;       /* peers.trusted, names; NULL: any */
     const char *operators;   /* tenants with operator: true, names */
     const char *tenants;     /* the other tenants, names */
+    const char *tenants_more; /* more entries of tenants: after those, as they are */
     const char *limits;      /* the lines of limits:, as they are ("  claim_timeout: 3s\n") */
     const char *more;        /* more top-level sections, as they are */
 } h_policy_t;
@@ -105,10 +106,11 @@ void h_write_policy(const char *dir, const h_policy_t *p);
 /* A peer's config (docs/PEER.md) as the integration tests write it; NULL and zero as above. */
 typedef struct {
     const char *file;       /* in the test directory; NULL: `name`.yaml */
-    const char *name;       /* name, key `name`.key */
+    const char *name;       /* name */
+    const char *key;        /* NULL: `name`.key */
     const char *database;   /* NULL: `name`.db */
     const char *region;     /* NULL: cn-east */
-    const char *refresh;    /* NULL: 60s */
+    const char *refresh;    /* NULL: the peer's default */
     const char *max_lease;  /* e.g. "7d" */
     const char *more;       /* more top-level lines before brokers:, as they are */
     const char *broker;     /* the endpoint of its one broker */
@@ -177,6 +179,28 @@ bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms);
 bool h_start_broker(const char *bin_dir, const char *cfg, const char *log, pid_t *pid_p,
                     const char *endpoint, cpn_identity_t *as, const uint8_t *broker_pk,
                     bool plain, ctl_client_t **cli, uint64_t ms);
+
+/* One of the brokers a test starts together (h_brokers_start), named in its policy. */
+typedef struct {
+    const char *name;  /* key files `name`.key/.pub, config `name`.yaml, log `name`.log */
+    cpn_identity_t *id; /* made by the test (h_keygen) */
+    int port;
+    char endpoint[64]; /* tcp://127.0.0.1:port */
+    pid_t pid;
+    ctl_client_t *cli; /* the test's connection, plain */
+} h_broker_t;
+
+/* Start the n brokers b[]: give each a free port (h_free_port(zctx)) and its endpoint; then for
+ * each, write_policy(i) writes `name`.yaml into `dir`, the broker is started (h_start) and the
+ * test connects to it as `as`; then wait up to `ms` for each to answer (h_wait_up). If one does
+ * not (most likely someone took a port), stop them all and try again with other ports, `tries`
+ * times in all. True if all are up. */
+bool h_brokers_start(h_broker_t *b, size_t n, const char *bin_dir, const char *dir, void *zctx,
+                     void (*write_policy)(int i), cpn_identity_t *as, int tries, uint64_t ms);
+
+/* For each of the n brokers: close the connection, h_stop it (up to `ms`), free its identity.
+ * True if each exited cleanly (h_stop). */
+bool h_brokers_stop(h_broker_t *b, size_t n, uint64_t ms);
 
 /* Free units of the peer `peer` in the broker's `offers` (the sum over its packages is not
  * made: the last row of that peer counts, as a peer of these tests sells one package); -1 if

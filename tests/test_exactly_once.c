@@ -88,12 +88,6 @@ static fx_t g = {
 
 /* ---- files ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static bool s_file_has(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -168,7 +162,7 @@ static void s_write_peer(peer_t *p, const char *tag, const char *price, int coun
 {
     char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
-    s_path(p->db, sizeof p->db, name);
+    h_path(p->db, sizeof p->db, g.dir, name);
     h_package(pkgs, sizeof pkgs, "cpu", (unsigned)count, price, 8, "32GiB");
     h_write_peer_conf(g.dir, &(h_peer_conf_t){
                                  .name = p->name,
@@ -239,9 +233,9 @@ static void s_start_peer(peer_t *p)
 {
     char cfg[400], log[400], name[128];
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_path(cfg, sizeof cfg, name);
+    h_path(cfg, sizeof cfg, g.dir, name);
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, name);
+    h_path(log, sizeof log, g.dir, name);
     p->pid = h_spawn(g.bin, "cpn-peer", cfg, log);
 }
 
@@ -249,7 +243,7 @@ static void s_peer_log(const peer_t *p, char *out, size_t cap)
 {
     char name[128];
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(out, cap, name);
+    h_path(out, cap, g.dir, name);
 }
 
 /* Start the broker (and connect the tenant) and wait until it answers. */
@@ -375,7 +369,7 @@ static void test_stalled_peer_one_lease(void **state)
     (void)state;
     char ledger[400], log[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t1-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t1-ledger.db");
     s_case_start("t1", ledger, "1s", 1);
     s_peer_log(&g.p[P_CHEAP], log, sizeof log);
 
@@ -427,7 +421,7 @@ static void test_lost_lease_resent(void **state)
     (void)state;
     char ledger[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t2-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t2-ledger.db");
     s_case_start("t2", ledger, "20s", 1);
 
     s_signal(g.p[P_CHEAP].pid, SIGSTOP);
@@ -472,7 +466,7 @@ static void test_in_doubt_peer_gone(void **state)
     (void)state;
     char ledger[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t4-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t4-ledger.db");
     s_case_start("t4", ledger, "1s", 1);
 
     s_signal(g.p[P_CHEAP].pid, SIGSTOP);
@@ -534,7 +528,7 @@ static void test_full_ledger_disk(void **state)
     (void)state;
     enum { N = 5 };
     char ledger[400], filler[400];
-    s_path(g.mnt, sizeof g.mnt, "t3-fs");
+    h_path(g.mnt, sizeof g.mnt, g.dir, "t3-fs");
     assert_int_equal(mkdir(g.mnt, 0700), 0);
     assert_int_equal(mount("tmpfs", g.mnt, "tmpfs", 0, "size=1m,mode=0700"), 0);
     g.mounted = true;
@@ -576,7 +570,7 @@ static void test_resend_refused(void **state)
 {
     (void)state;
     char ledger[400];
-    s_path(ledger, sizeof ledger, "t5-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t5-ledger.db");
     s_write_policy(ledger, "5s");
     assert_true(s_start_broker());
     ctl_client_t *peer = NULL; /* the test speaks as the trusted peer `cheap` */
@@ -655,8 +649,8 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "exactly-once") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, g.t.name, &g.t.id);
     for (int i = 0; i < P__COUNT; i++)

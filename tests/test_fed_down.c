@@ -48,14 +48,7 @@ enum { P_C, P_A, P__COUNT };
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
     struct {
         const char *name, *pkg, *price;
         int home;
@@ -85,11 +78,11 @@ static void s_write_policy(int i)
     size_t n = 0;
     if (i != B_A) {
         int m = i == B_B ? B_C : B_B;
-        p.members[n++] = (h_member_t){g.b[m].name, g.b[m].endpoint};
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
     }
     if (i != B_C) {
         int m = i == B_B ? B_A : B_B;
-        p.members[n++] = (h_member_t){g.b[m].name, g.b[m].endpoint};
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
     }
     h_write_policy(g.dir, &p);
 }
@@ -100,6 +93,7 @@ static void s_write_peer(int i)
     h_package(pkgs, sizeof pkgs, g.p[i].pkg, 10, g.p[i].price, 8, "32GiB");
     h_write_peer_conf(g.dir, &(h_peer_conf_t){
                                  .name = g.p[i].name,
+                                 .refresh = "60s",
                                  .max_lease = "7d",
                                  .broker = g.b[g.p[i].home].endpoint,
                                  .broker_name = g.b[g.p[i].home].name,
@@ -177,42 +171,12 @@ static int s_teardown(void **state)
     bool clean = true;
     for (int i = 0; i < P__COUNT; i++)
         clean = h_stop(&g.p[i].pid, STOP_MS) && clean;
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     for (int i = 0; i < P__COUNT; i++)
         cpn_identity_destroy(&g.p[i].id);
     cpn_identity_destroy(&g.ops);
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(NULL);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
 }
 
 static int s_setup(void **state)
@@ -226,10 +190,8 @@ static int s_setup(void **state)
     for (int i = 0; i < P__COUNT; i++)
         h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     h_keygen(g.dir, "ops", &g.ops);
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, NULL, s_write_policy, g.ops, PORT_TRIES,
+                         READY_MS))
         return -1;
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);

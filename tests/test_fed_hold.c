@@ -54,14 +54,7 @@ enum { B_A, B_B, B__COUNT };
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
     cpn_identity_t *ops, *tp;
     cpn_signer_t tp_signer;
     void *zctx, *tp_sock; /* tp's connection to B */
@@ -188,11 +181,7 @@ static int s_teardown(void **state)
     if (g.tp_sock)
         zmq_close(g.tp_sock);
     g.tp_sock = NULL;
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     cpn_identity_destroy(&g.ops);
     cpn_identity_destroy(&g.tp);
     if (g.zctx)
@@ -200,32 +189,6 @@ static int s_teardown(void **state)
     g.zctx = NULL;
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(g.zctx);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
 }
 
 static int s_setup(void **state)
@@ -239,10 +202,8 @@ static int s_setup(void **state)
     h_keygen(g.dir, "ops", &g.ops);
     h_keygen(g.dir, "tp", &g.tp);
     g.tp_signer.id = g.tp;
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, g.zctx, s_write_policy, g.ops, PORT_TRIES,
+                         READY_MS))
         return -1;
     cpn_curve_t plain = {.enabled = 0};
     if (cpn_sock_dealer(g.zctx, g.b[B_B].endpoint, cpn_limits_default.max_frame, &plain,

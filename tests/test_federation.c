@@ -118,18 +118,18 @@ static void s_write_policy(int i)
     };
     switch (i) {
     case B_A:
-        p.members[0] = (h_member_t){"b", g.b[B_B].endpoint};
-        p.members[1] = (h_member_t){"tm", g.tm_endpoint};
+        p.members[0] = (h_member_t){.name = "b", .endpoint = g.b[B_B].endpoint};
+        p.members[1] = (h_member_t){.name = "tm", .endpoint = g.tm_endpoint};
         break;
     case B_B:
-        p.members[0] = (h_member_t){"a", g.b[B_A].endpoint};
-        p.members[1] = (h_member_t){"c", g.b[B_C].endpoint};
+        p.members[0] = (h_member_t){.name = "a", .endpoint = g.b[B_A].endpoint};
+        p.members[1] = (h_member_t){.name = "c", .endpoint = g.b[B_C].endpoint};
         break;
     case B_C:
-        p.members[0] = (h_member_t){"b", g.b[B_B].endpoint};
+        p.members[0] = (h_member_t){.name = "b", .endpoint = g.b[B_B].endpoint};
         break;
     default:
-        p.members[0] = (h_member_t){"a", g.b[B_A].endpoint};
+        p.members[0] = (h_member_t){.name = "a", .endpoint = g.b[B_A].endpoint};
         break;
     }
     h_write_policy(g.dir, &p);
@@ -148,6 +148,7 @@ static void s_write_peer(const peer_t *p)
     }
     h_write_peer_conf(g.dir, &(h_peer_conf_t){
                                  .name = p->name,
+                                 .refresh = "60s",
                                  .max_lease = "7d",
                                  .broker = g.b[p->home].endpoint,
                                  .broker_name = g.b[p->home].name,

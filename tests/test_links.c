@@ -127,6 +127,7 @@ static void s_write_peer(void)
     h_package(pkgs, sizeof pkgs, "cpu8", 200, "2.0", 8, "32GiB");
     h_write_peer_conf(g.dir, &(h_peer_conf_t){
                                  .name = "pa",
+                                 .refresh = "60s",
                                  .max_lease = "7d",
                                  .broker = endpoint,
                                  .broker_name = "a",

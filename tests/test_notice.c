@@ -84,12 +84,6 @@ static fx_t g = {
 
 /* ---- files and databases ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 /* One integer from a SQLite file (read only); -1 if it cannot be read. ?1 = arg if not NULL. */
 static int64_t s_db_int(const char *path, const char *sql, const char *arg)
 {
@@ -124,7 +118,7 @@ static void s_write_policy(const char *tag)
 {
     char name[128];
     snprintf(name, sizeof name, "%s-ledger.db", tag);
-    s_path(g.ledger, sizeof g.ledger, name);
+    h_path(g.ledger, sizeof g.ledger, g.dir, name);
     h_write_policy(g.dir, &(h_policy_t){
                               .file = "policy.yaml",
                               .name = "notice-broker",
@@ -144,7 +138,7 @@ static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const
 {
     char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
-    s_path(p->db, sizeof p->db, name);
+    h_path(p->db, sizeof p->db, g.dir, name);
     h_package(pkgs, sizeof pkgs, "cpu", 2, price, 8, "32GiB");
     h_write_peer_conf(g.dir, &(h_peer_conf_t){
                                  .name = p->name,
@@ -156,7 +150,7 @@ static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const
                                  .packages = pkgs,
                              });
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_path(p->cfg, sizeof p->cfg, name);
+    h_path(p->cfg, sizeof p->cfg, g.dir, name);
 }
 
 static void s_write_peer(peer_t *p, const char *tag, const char *price)
@@ -183,7 +177,7 @@ static const char S_DRIVER[] =
 static void s_add_driver(peer_t *p)
 {
     char path[400];
-    s_path(path, sizeof path, "drv.sh");
+    h_path(path, sizeof path, g.dir, "drv.sh");
     h_write(g.dir, "drv.sh", S_DRIVER);
     assert_int_equal(chmod(path, 0755), 0);
     FILE *f = fopen(p->cfg, "a");
@@ -207,7 +201,7 @@ static void s_start_peer(peer_t *p)
 {
     char log[400], name[128];
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, name);
+    h_path(log, sizeof log, g.dir, name);
     p->pid = h_spawn(g.bin, "cpn-peer", p->cfg, log);
 }
 
@@ -268,8 +262,8 @@ static int s_run(const char *const *argv, char *out, size_t cap)
 static int s_cpnctl(const char *cmd, const char *a1, const char *a2, char *out, size_t cap)
 {
     char key[400], bkey[400];
-    s_path(key, sizeof key, "acme.key");
-    s_path(bkey, sizeof bkey, "broker.pub");
+    h_path(key, sizeof key, g.dir, "acme.key");
+    h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     const char *argv[] = {"cpnctl", "--plain", "--json", "-t", WATCH_S, "-b", g.endpoint, "-B",
                           bkey,     "-k",      key,      cmd,  a1,      a2,   NULL};
     return s_run(argv, out, cap);
@@ -555,8 +549,8 @@ static void test_rematch(void **state)
     assert_int_equal(ctl_verify_chain(gf, glen, NULL, &why), CPN_OK);
     /* `cpnctl verify` of the new lease file names the one it replaces. */
     char file[400], bkey[400];
-    s_path(file, sizeof file, "job-r-new.lease");
-    s_path(bkey, sizeof bkey, "broker.pub");
+    h_path(file, sizeof file, g.dir, "job-r-new.lease");
+    h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     FILE *f = fopen(file, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(gf, 1, glen, f), glen);
@@ -619,7 +613,7 @@ static void test_driver_lost(void **state)
     assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
     assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* The driver tears down what is left of it. */
-    s_path(calls, sizeof calls, "calls.log");
+    h_path(calls, sizeof calls, g.dir, "calls.log");
     snprintf(needle, sizeof needle, "release %s", lease_id);
     uint64_t deadline = cpn_mono_ms() + READY_MS;
     bool released = false;
@@ -658,8 +652,8 @@ static void test_federated(void **state)
     int port = h_free_port(NULL);
     assert_true(port > 0);
     snprintf(g.endpoint2, sizeof g.endpoint2, "tcp://127.0.0.1:%d", port);
-    s_path(g.ledger, sizeof g.ledger, "t5-ledger.db");
-    s_path(ledger2, sizeof ledger2, "t5-ledger2.db");
+    h_path(g.ledger, sizeof g.ledger, g.dir, "t5-ledger.db");
+    h_path(ledger2, sizeof ledger2, g.dir, "t5-ledger2.db");
     s_write_fed_policy(&(h_policy_t){.file = "policy.yaml",
                                      .name = "b1",
                                      .key = "broker.key",
@@ -671,8 +665,8 @@ static void test_federated(void **state)
                                      .listen = g.endpoint2,
                                      .ledger = ledger2,
                                      .members = {{"b1", g.endpoint, "broker.pub"}}});
-    s_path(cfg2, sizeof cfg2, "policy2.yaml");
-    s_path(log2, sizeof log2, "broker2.log");
+    h_path(cfg2, sizeof cfg2, g.dir, "policy2.yaml");
+    h_path(log2, sizeof log2, g.dir, "broker2.log");
     s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2");
     g.b2_pid = h_spawn(g.bin, "cpn-broker", cfg2, log2);
     assert_true(s_start_broker());
@@ -706,8 +700,8 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "notice") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, g.t.name, &g.t.id);
     h_keygen(g.dir, "beta", &g.beta);

@@ -89,11 +89,6 @@ static struct {
 
 /* ---- files and processes ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    h_path(out, cap, g.dir, name);
-}
-
 /* ops is an operator, ten a plain tenant, mem a federation member (nothing listens at its
  * endpoint: the test itself speaks as mem); any peer key is trusted. */
 static void s_write_policy(int b)
@@ -246,7 +241,7 @@ static int s_setup(void **state)
     /* Q's ledger, written before Q opens it: ten's leases, three to a start time. */
     char path[400];
     ledger_t *lg = NULL;
-    s_path(path, sizeof path, "q-ledger.db");
+    h_path(path, sizeof path, g.dir, "q-ledger.db");
     assert_int_equal(ledger_open(path, &lg), CPN_OK);
     for (int i = 0; i < N_LEASES; i++) {
         ledger_lease_t l;
@@ -292,7 +287,7 @@ static int s_cpnctl_as(const char *out, const char *key, const char *const *args
 {
     char prog[1200], pub[320];
     snprintf(prog, sizeof prog, "%s/cpnctl", g.bin);
-    s_path(pub, sizeof pub, "q.pub");
+    h_path(pub, sizeof pub, g.dir, "q.pub");
     const char *argv[16] = {prog,    "--broker", g.b[B_Q].endpoint, "--broker-key", pub,
                             "--key", key,        "--plain",         "--timeout",    "20"};
     size_t n = 10;
@@ -324,7 +319,7 @@ static int s_cpnctl_as(const char *out, const char *key, const char *const *args
 static int s_cpnctl(const char *out, const char *const *args)
 {
     char key[320];
-    s_path(key, sizeof key, "ops.key");
+    h_path(key, sizeof key, g.dir, "ops.key");
     return s_cpnctl_as(out, key, args);
 }
 
@@ -364,7 +359,7 @@ static void test_cpnctl_offers_all(void **state)
 {
     (void)state;
     char out[400];
-    s_path(out, sizeof out, "offers.json");
+    h_path(out, sizeof out, g.dir, "offers.json");
     const char *json[] = {"--json", "offers", NULL};
     uint64_t t0 = cpn_mono_ms();
     assert_int_equal(s_cpnctl(out, json), 0);
@@ -387,7 +382,7 @@ static void test_cpnctl_offers_all(void **state)
     free(ids);
     free(text);
 
-    s_path(out, sizeof out, "offers.txt");
+    h_path(out, sizeof out, g.dir, "offers.txt");
     const char *table[] = {"offers", NULL};
     assert_int_equal(s_cpnctl(out, table), 0);
     text = s_slurp(out, &len);
@@ -546,8 +541,8 @@ static void test_lease_pages(void **state)
     assert_int_equal(pages + 1, (N_LEASES + 6) / 7);
 
     char out[400], key[320];
-    s_path(out, sizeof out, "leases.json");
-    s_path(key, sizeof key, "ten.key");
+    h_path(out, sizeof out, g.dir, "leases.json");
+    h_path(key, sizeof key, g.dir, "ten.key");
     const char *json[] = {"--json", "leases", NULL};
     assert_int_equal(s_cpnctl_as(out, key, json), 0);
     size_t len = 0;
