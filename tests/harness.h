@@ -1,7 +1,9 @@
 /* harness.h - what the daemon integration tests (test_broker, test_federation and the others)
- * share: starting and stopping real cpn-broker / cpn-peer processes, a free port on 127.0.0.1,
- * the temporary directory, and waiting on a ctl_client connection for the answer to one message
- * among the other frames that arrive there (progress notes, stale answers).
+ * share: starting and stopping real cpn-broker / cpn-peer processes (one, or a federation of
+ * them), a free port on 127.0.0.1, the temporary directory, the policies and peer configs they
+ * run with, and waiting on a ctl_client connection for the answer to one message among the
+ * other frames that arrive there (progress notes, stale answers), for a broker to come up, or
+ * for an offer to reach its book.
  *
  * The helpers assert with cmocka where a failure means the test itself is broken (a path too
  * long, fork failing); what a daemon does is returned for the test to assert on.
