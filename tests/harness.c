@@ -221,48 +221,66 @@ static void s_conf_done(const s_conf_t *c, const char *dir, const char *file, co
     h_write(dir, file, c->text);
 }
 
+/* broker: (name, key, listen, ledger, more, transport) */
+static void s_policy_broker(s_conf_t *c, const h_policy_t *p)
+{
+    s_add(c, "broker:\n  name: %s\n", p->name);
+    if (p->key)
+        s_add(c, "  key: %s\n", p->key);
+    else
+        s_add(c, "  key: %s.key\n", p->name);
+    s_add(c, "  listen: %s\n", p->listen);
+    if (p->ledger)
+        s_add(c, "  ledger: %s\n", p->ledger);
+    else
+        s_add(c, "  ledger: %s-ledger.db\n", p->name);
+    s_add(c, "%s  transport:\n    curve: %s\n", p->broker_more ? p->broker_more : "",
+          p->curve ? "true" : "false");
+}
+
+/* federation: with its members, if there are any */
+static void s_policy_federation(s_conf_t *c, const h_policy_t *p)
+{
+    if (!p->members[0].name)
+        return;
+    s_add(c, "federation:\n");
+    if (p->hello_s > 0)
+        s_add(c, "  hello_timeout: %ds\n", p->hello_s);
+    s_add(c, "%s  members:\n", p->fed_more ? p->fed_more : "");
+    for (size_t i = 0; i < H_MEMBERS_MAX && p->members[i].name; i++) {
+        const h_member_t *m = &p->members[i];
+        s_add(c, "    - name: %s\n", m->name);
+        if (m->key)
+            s_add(c, "      key: %s\n", m->key);
+        else
+            s_add(c, "      key: %s.pub\n", m->name);
+        s_add(c, "      endpoint: %s\n", m->endpoint);
+    }
+}
+
+/* peers: and tenants: */
+static void s_policy_people(s_conf_t *c, const h_policy_t *p)
+{
+    if (p->peers) {
+        s_add(c, "peers:\n  trusted:\n");
+        s_add_each(c, p->peers, "    - {name: %s, key: %s.pub}\n");
+    } else {
+        s_add(c, "peers:\n  trusted: any\n");
+    }
+    if (p->operators || p->tenants || p->tenants_more) {
+        s_add(c, "tenants:\n");
+        s_add_each(c, p->operators, "  - name: %s\n    key: %s.pub\n    operator: true\n");
+        s_add_each(c, p->tenants, "  - name: %s\n    key: %s.pub\n");
+        s_add(c, "%s", p->tenants_more ? p->tenants_more : "");
+    }
+}
+
 void h_write_policy(const char *dir, const h_policy_t *p)
 {
     s_conf_t c = {.len = 0};
-    s_add(&c, "broker:\n  name: %s\n", p->name);
-    if (p->key)
-        s_add(&c, "  key: %s\n", p->key);
-    else
-        s_add(&c, "  key: %s.key\n", p->name);
-    s_add(&c, "  listen: %s\n", p->listen);
-    if (p->ledger)
-        s_add(&c, "  ledger: %s\n", p->ledger);
-    else
-        s_add(&c, "  ledger: %s-ledger.db\n", p->name);
-    s_add(&c, "%s  transport:\n    curve: %s\n", p->broker_more ? p->broker_more : "",
-          p->curve ? "true" : "false");
-    if (p->members[0].name) {
-        s_add(&c, "federation:\n");
-        if (p->hello_s > 0)
-            s_add(&c, "  hello_timeout: %ds\n", p->hello_s);
-        s_add(&c, "%s  members:\n", p->fed_more ? p->fed_more : "");
-        for (size_t i = 0; i < H_MEMBERS_MAX && p->members[i].name; i++) {
-            const h_member_t *m = &p->members[i];
-            s_add(&c, "    - name: %s\n", m->name);
-            if (m->key)
-                s_add(&c, "      key: %s\n", m->key);
-            else
-                s_add(&c, "      key: %s.pub\n", m->name);
-            s_add(&c, "      endpoint: %s\n", m->endpoint);
-        }
-    }
-    if (p->peers) {
-        s_add(&c, "peers:\n  trusted:\n");
-        s_add_each(&c, p->peers, "    - {name: %s, key: %s.pub}\n");
-    } else {
-        s_add(&c, "peers:\n  trusted: any\n");
-    }
-    if (p->operators || p->tenants || p->tenants_more) {
-        s_add(&c, "tenants:\n");
-        s_add_each(&c, p->operators, "  - name: %s\n    key: %s.pub\n    operator: true\n");
-        s_add_each(&c, p->tenants, "  - name: %s\n    key: %s.pub\n");
-        s_add(&c, "%s", p->tenants_more ? p->tenants_more : "");
-    }
+    s_policy_broker(&c, p);
+    s_policy_federation(&c, p);
+    s_policy_people(&c, p);
     if (p->limits)
         s_add(&c, "limits:\n%s", p->limits);
     if (p->more)
