@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <zmq.h>
 
 #include "clock.h"
@@ -330,6 +331,34 @@ void h_package(char *buf, size_t cap, const char *id, unsigned count, const char
                      "    memory: %s\n",
                      id, count, price, cores, memory);
     assert_true(n > 0 && (size_t)n < cap - used);
+}
+
+int64_t h_db_int(const char *path, const char *sql, const char *arg)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 2000);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
+            sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+bool h_wait_db(const char *path, const char *sql, const char *arg, int64_t want, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (h_db_int(path, sql, arg) == want)
+            return true;
+        usleep(H_POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
 }
 
 /* ---- answers ---- */

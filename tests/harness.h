@@ -130,6 +130,14 @@ void h_write_peer_conf(const char *dir, const h_peer_conf_t *p);
 void h_package(char *buf, size_t cap, const char *id, unsigned count, const char *price,
                unsigned cores, const char *memory);
 
+/* One integer from a SQLite file, opened read only (a daemon may have it open in WAL mode):
+ * the first column of the first row of `sql`, `arg` bound to ?1 if not NULL; -1 if it cannot
+ * be read. */
+int64_t h_db_int(const char *path, const char *sql, const char *arg);
+
+/* Wait up to `ms` until h_db_int(path, sql, arg) gives `want` (asked every 100 ms). */
+bool h_wait_db(const char *path, const char *sql, const char *arg, int64_t want, uint64_t ms);
+
 /* ---- answers ---- */
 
 /* One answer of a broker, kept with the frame it points into; h_ans_free releases it. */

@@ -114,29 +114,10 @@ static int s_wait_log(const char *path, const char *a, const char *b, uint64_t m
     return 0;
 }
 
-/* One integer from a SQLite file (read only; the daemon may have it open in WAL mode); -1
- * if it cannot be read. `arg` binds ?1 if not NULL. */
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Leases a peer's database holds for request `id`. */
 static int64_t s_peer_leases(const peer_t *p, const char *id)
 {
-    return s_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", id);
+    return h_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", id);
 }
 
 /* The broker's policy for a case: its ledger at `ledger`, the two peers trusted. */
@@ -378,7 +359,7 @@ static void test_stalled_peer_one_lease(void **state)
     assert_int_equal(a.code, CPN_E_TIMEOUT);
     h_ans_free(&a);
     /* The intent of that CLAIM is on disk: it was committed before the CLAIM left. */
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
                      1);
 
     s_kill_broker();
@@ -401,7 +382,7 @@ static void test_stalled_peer_one_lease(void **state)
     memcpy(first, a.frame, a.len);
     h_ans_free(&a);
     /* Settled: no intent left, and the same GRANT once more. */
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
                      0);
     assert_int_equal(s_submit("R1", &a), CPN_MSG_GRANT);
     assert_int_equal(a.len, first_len);
@@ -451,7 +432,7 @@ static void test_lost_lease_resent(void **state)
     s_grant_lease(&a, lid, who);
     assert_memory_equal(who, cpn_identity_pk(g.p[P_CHEAP].id), CPN_PK_LEN);
     h_ans_free(&a);
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "R2"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "R2"),
                      1);
     s_stop_all();
     assert_int_equal(s_peer_leases(&g.p[P_CHEAP], "R2"), 1);
@@ -556,7 +537,7 @@ static void test_full_ledger_disk(void **state)
         assert_int_equal(s_submit_settled(ids[i], &a), CPN_MSG_GRANT);
         h_ans_free(&a);
         assert_int_equal(
-            s_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", ids[i]), 1);
+            h_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", ids[i]), 1);
     }
     s_stop_all();
     for (int i = 0; i < N; i++)
@@ -636,7 +617,7 @@ static void test_resend_refused(void **state)
     assert_int_equal(h_u64(h_get(refused, "bad-signature")), 1);
     assert_int_equal(h_u64(h_get(&st.obj, "grants")), 0);
     h_ans_free(&st);
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM leases", NULL), 0);
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM leases", NULL), 0);
     ctl_client_destroy(&peer);
 }
 

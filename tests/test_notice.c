@@ -84,34 +84,10 @@ static fx_t g = {
 
 /* ---- files and databases ---- */
 
-/* One integer from a SQLite file (read only); -1 if it cannot be read. ?1 = arg if not NULL. */
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Wait until the query gives `want` (bounded). */
 static bool s_wait_db(const char *path, const char *sql, const char *arg, int64_t want)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_db_int(path, sql, arg) == want)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_db(path, sql, arg, want, READY_MS);
 }
 
 static void s_write_policy(const char *tag)
@@ -371,7 +347,7 @@ static void test_drain_notice(void **state)
     s_case_start("t1");
     s_lease("job-1", &grant, lease_id);
     assert_int_equal(
-        s_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", lease_id), 1);
+        h_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", lease_id), 1);
     assert_int_equal(s_drain(&g.p[P_CHEAP]), 0);
     /* The tenant follows its notices: the one for its lease comes. */
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
@@ -379,8 +355,8 @@ static void test_drain_notice(void **state)
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity-lost"));
     /* Revoked at the peer and in the ledger; the peer holds the broker's receipt. */
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     assert_true(s_wait_db(g.p[P_CHEAP].db,
                           "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND acked = 1",
                           lease_id, 1));
@@ -392,8 +368,8 @@ static void test_drain_notice(void **state)
     assert_true(s_wait_offer("cheap", 0));
     assert_int_equal(h_offer_free(g.t.cli, "dear", WAIT_MS), 2);
     /* Without on_failure: rematch the lease just ends: no lease for job-1 elsewhere. */
-    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases", NULL), 0);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases", NULL), 1);
+    assert_int_equal(h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases", NULL), 0);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM leases", NULL), 1);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(grant.frame, grant.len, NULL, &why), CPN_OK);
     h_ans_free(&grant);
@@ -463,13 +439,13 @@ static void test_forged_notice(void **state)
     /* Counted; nothing changed. */
     assert_int_equal(s_refused("untrusted"), 1);
     assert_int_equal(s_refused("inconsistent"), 2);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 0);
-    assert_int_equal(s_db_int(g.ledger,
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 0);
+    assert_int_equal(h_db_int(g.ledger,
                               "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
                               "state = 'active'",
                               lease_id),
                      1);
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db,
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db,
                               "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
                               "state = 'active'",
                               lease_id),
@@ -505,8 +481,8 @@ static void test_broker_restart(void **state)
     assert_true(s_start_broker());
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 1);
     for (int i = 0; i < P__COUNT; i++)
         assert_true(h_stop(&g.p[i].pid, STOP_MS));
     assert_true(h_stop(&g.broker_pid, STOP_MS));
@@ -531,12 +507,12 @@ static void test_rematch(void **state)
     assert_true(s_wait_db(g.p[P_DEAR].db,
                           "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state = 'active'",
                           "job-r", 1));
-    assert_int_equal(s_db_int(g.ledger,
+    assert_int_equal(h_db_int(g.ledger,
                               "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
                               "state = 'active'",
                               "job-r"),
                      1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* The new lease: its GRANT verifies, its CLAIM carries the NOTICE of the old one, and it
      * ends no later than the old one would have. */
     size_t glen = 0;
@@ -560,7 +536,7 @@ static void test_rematch(void **state)
     assert_int_equal(s_run(verify, out, sizeof out), 0);
     assert_non_null(strstr(out, "replaces lease "));
     assert_non_null(strstr(out, lease_id));
-    assert_true(s_db_int(g.ledger,
+    assert_true(h_db_int(g.ledger,
                          "SELECT COUNT(*) FROM leases n, leases o WHERE n.request_id = ?1 AND "
                          "n.state = 'active' AND o.state = 'revoked' AND o.request_id = ?1 AND "
                          "n.end_ms <= o.start_ms + 3600000 + 1000 AND n.start_ms >= o.end_ms",
@@ -571,7 +547,7 @@ static void test_rematch(void **state)
     h_ans_free(&grant);
     assert_string_not_equal(again, lease_id);
     assert_int_equal(
-        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", again), 1);
+        h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", again), 1);
     /* The tenant sees both, and the notice names the replacement. */
     assert_int_equal(s_cpnctl("leases", NULL, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "revoked"));
@@ -582,10 +558,10 @@ static void test_rematch(void **state)
      * broker's ticks keep running), and the broker counts one. */
     usleep(1500 * 1000);
     assert_int_equal(
-        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 1);
+        h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 1);
     assert_int_equal(
-        s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 2);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
+        h_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 2);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
     for (int i = 0; i < P__COUNT; i++)
         assert_true(h_stop(&g.p[i].pid, STOP_MS));
     assert_true(h_stop(&g.broker_pid, STOP_MS));
@@ -610,8 +586,8 @@ static void test_driver_lost(void **state)
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity lost (inventory)"));
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* The driver tears down what is left of it. */
     h_path(calls, sizeof calls, g.dir, "calls.log");
     snprintf(needle, sizeof needle, "release %s", lease_id);
@@ -679,7 +655,7 @@ static void test_federated(void **state)
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity-lost"));
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* b2 carried it on and holds b1's receipt; the peer holds b2's. */
     assert_true(s_wait_db(ledger2, "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND todo = 0",
                           lease_id, 1));

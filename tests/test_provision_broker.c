@@ -116,26 +116,9 @@ static bool s_wait_log(const char *path, const char *needle, uint64_t ms)
     return true;
 }
 
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static int64_t s_leases(const peer_t *p, const char *id)
 {
-    return s_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state IN "
+    return h_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state IN "
                            "('active', 'provisioning')", id);
 }
 
@@ -281,7 +264,7 @@ static void test_failure_goes_elsewhere(void **state)
     h_ans_free(&a);
     assert_memory_equal(who, cpn_identity_pk(g.other.id), CPN_PK_LEN);
     assert_string_equal(access, ""); /* no driver at "other": no access details */
-    assert_int_equal(s_db_int(g.dc.db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
+    assert_int_equal(h_db_int(g.dc.db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
                                        "state = 'failed'", "R2"), 1);
     char log[400];
     h_path(log, sizeof log, g.dir, "broker.log");
