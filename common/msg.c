@@ -124,6 +124,23 @@ static const mp_field_t s_resend[] = {
     F(cpn_resend_t, frame, MPF_BIN, true),
 };
 
+static const mp_field_t s_usage[] = {
+    F(cpn_usage_t, lease_id, MPF_STR, true),
+    F(cpn_usage_t, tenant, MPF_KEY, true),
+    F(cpn_usage_t, n, MPF_U32, true),
+    F(cpn_usage_t, prev, MPF_KEY, true),
+    F(cpn_usage_t, package, MPF_STR, true),
+    F(cpn_usage_t, units, MPF_U32, true),
+    F(cpn_usage_t, price, MPF_U64, true),
+    F(cpn_usage_t, start_ms, MPF_U64, true),
+    F(cpn_usage_t, from_ms, MPF_U64, true),
+    F(cpn_usage_t, to_ms, MPF_U64, true),
+    F(cpn_usage_t, unit_ms, MPF_U64, true),
+    F(cpn_usage_t, amount, MPF_U64, true),
+    F(cpn_usage_t, total, MPF_U64, true),
+    F(cpn_usage_t, final, MPF_BOOL, false),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -167,6 +184,7 @@ static const s_codec_t s_codecs[] = {
     T(FORWARD, s_forward, cpn_forward_t),
     T(SYNC, s_sync, cpn_sync_t),
     T(RESEND, s_resend, cpn_resend_t),
+    T(USAGE, s_usage, cpn_usage_t),
 };
 #undef T
 

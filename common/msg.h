@@ -151,6 +151,28 @@ typedef struct {
     mp_bytes_t frame; /* the original LEASE frame, verbatim */
 } cpn_resend_t;
 
+/* USAGE: what a peer signs per lease, at an interval and at the lease's end (usage.h,
+ * docs/PROTOCOL.md "USAGE"). Records of one lease form a chain: `n` counts from 1 and `prev`
+ * is the BLAKE2b-256 of the previous record's whole frame (32 zero bytes for n = 1). Money
+ * in integer thousandths: `total` is the lease's cumulative charge at to_ms, `amount` this
+ * period's share of it. */
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    uint8_t tenant[CPN_PK_LEN];
+    uint32_t n;
+    uint8_t prev[CPN_PK_LEN];
+    char package[CPN_NAME_MAX];
+    uint32_t units;
+    uint64_t price;    /* agreed, thousandths per unit-hour (the LEASE's) */
+    uint64_t start_ms; /* the lease's start */
+    uint64_t from_ms;  /* this period: [from_ms, to_ms) */
+    uint64_t to_ms;
+    uint64_t unit_ms;  /* units * (to_ms - from_ms): unit-milliseconds of this period */
+    uint64_t amount;
+    uint64_t total;
+    bool final;        /* the lease ended at to_ms: no record follows */
+} cpn_usage_t;
+
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;
 /* Decode env->body strictly into `body`, which must be the struct of env->type.

@@ -33,7 +33,8 @@
     X(relay, RELAY, cpn_relay_t)                                                                   \
     X(forward, FORWARD, cpn_forward_t)                                                             \
     X(sync, SYNC, cpn_sync_t)                                                                      \
-    X(resend, RESEND, cpn_resend_t)
+    X(resend, RESEND, cpn_resend_t)                                                                \
+    X(usage, USAGE, cpn_usage_t)
 
 /* Decode env->body as `type` into body (size bytes, zeroed first): CPN_E_WRONG_TYPE if the
  * frame is of another type, else what cpn_msg_decode returns. Call after the envelope

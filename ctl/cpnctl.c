@@ -16,6 +16,7 @@
 #include "chain.h"
 #include "clock.h"
 #include "ctl_access.h"
+#include "ctl_bill.h"
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "identity.h"
@@ -150,12 +151,30 @@ static int cmd_keygen(ctl_opts_t *o)
     return 0;
 }
 
+/* A USAGE record is verified on its own: signature and pricing (its chain: verify-bill). */
+static int s_verify_usage(ctl_opts_t *o, uint8_t *buf, size_t len)
+{
+    char why[CPN_REASON_MAX];
+    int r = ctl_bill_verify_record(buf, len, stdout, why);
+    free(buf);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        return EXIT_REFUSED;
+    }
+    fprintf(stderr, "cpnctl: %s: valid USAGE record, signature and amounts check\n",
+            o->argv[0]);
+    return 0;
+}
+
 static int cmd_verify(ctl_opts_t *o)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
         return EXIT_USAGE;
+    cpn_env_t env;
+    if (cpn_env_parse(buf, len, NULL, &env) == CPN_OK && env.type == CPN_MSG_USAGE)
+        return s_verify_usage(o, buf, len);
     char why[CPN_REASON_MAX];
     uint8_t pk[CPN_PK_LEN];
     bool bad = false;
@@ -178,6 +197,73 @@ static int cmd_verify(ctl_opts_t *o)
                 o->argv[0], route);
     free(buf);
     return 0;
+}
+
+/* ---- bills: offline, from a bill file (ctl_bill.h) ---- */
+
+/* Parse "--from MS --to MS --csv" after the file name; false on a bad option. */
+static bool s_bill_args(ctl_opts_t *o, uint64_t *from, uint64_t *to, ctl_bill_fmt_t *fmt)
+{
+    *from = *to = 0;
+    *fmt = o->json ? CTL_BILL_JSON : CTL_BILL_TEXT;
+    for (int i = 1; i < o->argc; i++) {
+        const char *a = o->argv[i];
+        char *end = NULL;
+        if ((strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) && i + 1 < o->argc) {
+            uint64_t v = strtoull(o->argv[++i], &end, 10);
+            if (!end || *end || end == o->argv[i])
+                return false;
+            *(a[2] == 'f' ? from : to) = v;
+        } else if (strcmp(a, "--csv") == 0) {
+            *fmt = CTL_BILL_CSV;
+        } else if (strcmp(a, "--json") == 0) {
+            *fmt = CTL_BILL_JSON;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* bill FILE: print; verify-bill FILE: the same checks, a verdict. */
+static int s_bill(ctl_opts_t *o, bool print)
+{
+    uint64_t from, to;
+    ctl_bill_fmt_t fmt;
+    if (!s_bill_args(o, &from, &to, &fmt)) {
+        fprintf(stderr, "usage: cpnctl bill FILE [--from MS] [--to MS] [--json|--csv]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
+        return EXIT_USAGE;
+    ctl_bill_t *bill = NULL;
+    char why[CPN_REASON_MAX];
+    int r = ctl_bill_load(buf, len, from, to, &bill, why);
+    free(buf);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        return EXIT_REFUSED;
+    }
+    if (print)
+        ctl_bill_print(bill, fmt, stdout);
+    else
+        fprintf(stderr, "cpnctl: %s: valid: %zu records of %zu leases (%zu open), every "
+                        "signature and chain checks, total %" PRIu64 " thousandths\n",
+                o->argv[0], ctl_bill_records(bill), ctl_bill_leases(bill),
+                ctl_bill_open_leases(bill), ctl_bill_total(bill));
+    ctl_bill_destroy(&bill);
+    return 0;
+}
+
+static int cmd_bill(ctl_opts_t *o)
+{
+    return s_bill(o, true);
+}
+static int cmd_verify_bill(ctl_opts_t *o)
+{
+    return s_bill(o, false);
 }
 
 static int cmd_policy(ctl_opts_t *o)
@@ -860,7 +946,11 @@ static const ctl_cmd_t s_cmds[] = {
     {"offers", 0, cmd_offers, "offers                   the offers the broker sees"},
     {"status", 0, cmd_status, "status                   broker counters and uptime"},
     {"federation", 0, cmd_federation, "federation               members, state, offer counts"},
-    {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain offline"},
+    {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain or USAGE record\n"
+                              "                           offline"},
+    {"bill", 1, cmd_bill, "bill FILE [--from MS] [--to MS] [--json|--csv]\n"
+                          "                           a bill file's amounts per lease and package"},
+    {"verify-bill", 1, cmd_verify_bill, "verify-bill FILE         re-check every signature, chain and sum"},
     {"policy", 1, cmd_policy, "policy check FILE        validate a broker policy"},
 };
 
