@@ -100,14 +100,13 @@ static int s_check_terms(usage_log_t *self, const cpn_env_t *env, const cpn_usag
     if (memcmp(l.tenant, u->tenant, CPN_PK_LEN) != 0 || strcmp(l.package, u->package) != 0 ||
         l.units != u->units || l.price != u->price || l.start_ms != u->start_ms)
         return s_why(why, CPN_E_CHAIN,
-                     "tenant, package, units, price or start differ from the lease's",
-                     u->lease_id);
+                     "tenant, package, units, price or start differ from the lease's", u->lease_id);
     return CPN_OK;
 }
 
 /* The record held last for the lease (n 0: none) and its frame's hash. */
-static int s_last(usage_log_t *self, const cpn_env_t *env, const char *lease_id,
-                  cpn_usage_t *last, uint8_t hash[CPN_USAGE_HASH_LEN])
+static int s_last(usage_log_t *self, const cpn_env_t *env, const char *lease_id, cpn_usage_t *last,
+                  uint8_t hash[CPN_USAGE_HASH_LEN])
 {
     sqlite3_stmt *st = self->st[U_LAST];
     int rc, r = CPN_OK;
@@ -187,8 +186,7 @@ int usage_log_take(usage_log_t *self, const cpn_env_t *env, bool *dup, char why[
         if ((r = s_held(self, env, &u, &same)) != CPN_OK)
             return r;
         if (!same)
-            return s_why(why, CPN_E_CHAIN, "differs from the record held with that n",
-                         u.lease_id);
+            return s_why(why, CPN_E_CHAIN, "differs from the record held with that n", u.lease_id);
         if (dup)
             *dup = true;
         return CPN_OK;

@@ -108,8 +108,7 @@ int cpn_usage_check_link(const cpn_usage_t *prev, const uint8_t prev_hash[CPN_US
     if (rec->n != prev->n + 1)
         return s_bad(why, "n does not follow the previous record (record missing)", rec);
     if (sodium_memcmp(rec->prev, prev_hash, CPN_USAGE_HASH_LEN) != 0)
-        return s_bad(why, "prev is not the hash of the previous record (altered or missing)",
-                     rec);
+        return s_bad(why, "prev is not the hash of the previous record (altered or missing)", rec);
     if (rec->from_ms != prev->to_ms)
         return s_bad(why, "period does not start where the previous one ended", rec);
     if (strcmp(rec->lease_id, prev->lease_id) != 0 ||

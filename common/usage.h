@@ -45,8 +45,7 @@ void cpn_usage_hash(const uint8_t *frame, size_t len, uint8_t out[CPN_USAGE_HASH
  * period ending at to_ms; prev_hash is the hash of prev's frame (ignored for the first).
  * CPN_E_INVAL if to_ms is before the period's start, prev is final, or the amount overflows. */
 int cpn_usage_next(const cpn_usage_t *prev, const uint8_t prev_hash[CPN_USAGE_HASH_LEN],
-                   const cpn_usage_t *first, uint64_t to_ms, bool final,
-                   cpn_usage_t *rec) CPN_WUR;
+                   const cpn_usage_t *first, uint64_t to_ms, bool final, cpn_usage_t *rec) CPN_WUR;
 
 /* Check one record on its own: period inside [start, ...), unit_ms, total and amount as the
  * pricing rule says. CPN_OK or CPN_E_CHAIN with why. */

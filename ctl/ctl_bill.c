@@ -99,8 +99,7 @@ static int s_add_lease(ctl_bill_t *self, const uint8_t *frame, size_t len, size_
         s_fail(why, index, r, ch->has_lease || ch->why[0] ? ch->why : "not a lease");
         goto out;
     }
-    if ((r = s_grow((void **)&self->terms, &self->cap_terms, self->n_terms,
-                    sizeof *self->terms)))
+    if ((r = s_grow((void **)&self->terms, &self->cap_terms, self->n_terms, sizeof *self->terms)))
         goto out;
     s_terms_t *t = &self->terms[self->n_terms++];
     memcpy(t->lease_id, ch->lease.lease_id, sizeof t->lease_id);
@@ -125,8 +124,8 @@ static int s_read(ctl_bill_t *self, const uint8_t *buf, size_t len, char why[CPN
             return s_fail(why, index, CPN_E_TOO_BIG, "more frames than a bill may hold");
         if (len - off < 4)
             return s_fail(why, index, CPN_E_MSGPACK, "truncated length");
-        size_t n = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 |
-                   (size_t)buf[off + 2] << 8 | buf[off + 3];
+        size_t n = (size_t)buf[off] << 24 | (size_t)buf[off + 1] << 16 | (size_t)buf[off + 2] << 8 |
+                   buf[off + 3];
         off += 4;
         if (n > len - off)
             return s_fail(why, index, CPN_E_MSGPACK, "truncated frame");
@@ -179,8 +178,8 @@ static int s_check_terms(const s_terms_t *t, const s_rec_t *x, char why[CPN_REAS
 }
 
 /* Check the chain of recs[lo, hi) (one lease, sorted by n) and sum it into a line. */
-static int s_check_lease(ctl_bill_t *self, size_t lo, size_t hi, uint64_t from_ms,
-                         uint64_t to_ms, char why[CPN_REASON_MAX])
+static int s_check_lease(ctl_bill_t *self, size_t lo, size_t hi, uint64_t from_ms, uint64_t to_ms,
+                         char why[CPN_REASON_MAX])
 {
     s_line_t *line = &self->lines[self->n_lines++];
     const s_terms_t *t = s_find_terms(self, self->recs[lo].rec.lease_id);
@@ -333,8 +332,8 @@ static void s_print_line(const s_line_t *l, ctl_bill_fmt_t fmt, bool first, FILE
         s_csv_str(u->lease_id, out);
         fputc(',', out);
         s_csv_str(u->package, out);
-        fprintf(out, ",%u,%" PRIu64 ",%zu,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%s,%s\n",
-                u->units, u->price, l->records, l->from_ms, l->to_ms, l->amount, m,
+        fprintf(out, ",%u,%" PRIu64 ",%zu,%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%s,%s\n", u->units,
+                u->price, l->records, l->from_ms, l->to_ms, l->amount, m,
                 u->final ? "final" : "open");
     } else if (fmt == CTL_BILL_JSON) {
         fprintf(out, "%s\n    {\"lease\": ", first ? "" : ",");
@@ -368,12 +367,10 @@ void ctl_bill_print(const ctl_bill_t *self, ctl_bill_fmt_t fmt, FILE *out)
         s_print_line(&self->lines[i], fmt, i == 0, out);
     if (fmt == CTL_BILL_JSON) {
         fprintf(out, "],\n  \"packages\": [");
-        for (size_t j = 0; j < n_pk; j++)
-        {
+        for (size_t j = 0; j < n_pk; j++) {
             fprintf(out, "%s{\"package\": ", j ? ", " : "");
             s_json_str(pk[j].package, out);
-            fprintf(out, ", \"leases\": %zu, \"amount\": %" PRIu64 "}", pk[j].leases,
-                    pk[j].amount);
+            fprintf(out, ", \"leases\": %zu, \"amount\": %" PRIu64 "}", pk[j].leases, pk[j].amount);
         }
         fprintf(out, "],\n  \"records\": %zu, \"open_leases\": %zu, \"total\": %" PRIu64 "}\n",
                 self->n_recs, self->open, self->total);
@@ -407,8 +404,7 @@ int ctl_bill_append(uint8_t **buf, size_t *len, const uint8_t *frame, size_t fra
     return CPN_OK;
 }
 
-int ctl_bill_verify_record(const uint8_t *frame, size_t len, FILE *out,
-                           char why[CPN_REASON_MAX])
+int ctl_bill_verify_record(const uint8_t *frame, size_t len, FILE *out, char why[CPN_REASON_MAX])
 {
     cpn_env_t env;
     cpn_usage_t u;

@@ -11,7 +11,7 @@
 #include "usage.h"
 
 typedef enum {
-    M_ADOPT,   /* meter rows for leases above the high-water rowid */
+    M_ADOPT, /* meter rows for leases above the high-water rowid */
     M_MAXROW,
     M_DUE,
     M_INSERT,
@@ -191,8 +191,7 @@ static int s_record(peer_meter_t *self, const s_due_t *d, uint64_t now_ms)
     size_t len = 0;
     int r = cpn_usage_next(d->last.n ? &d->last : NULL, d->hash, &d->last, to, final, &rec);
     if (r != CPN_OK) {
-        log_error("meter", "lease %s: record %u cannot be priced", d->last.lease_id,
-                  d->last.n + 1);
+        log_error("meter", "lease %s: record %u cannot be priced", d->last.lease_id, d->last.n + 1);
         return r;
     }
     if ((r = peer_sender_build(self->sender, CPN_MSG_USAGE, &rec, &frame, &len)) != CPN_OK)

@@ -129,8 +129,7 @@ typedef struct {
     size_t n;
 } bill_t;
 
-static void s_collect(const char *lease_id, uint32_t n, const uint8_t *frame, size_t len,
-                      void *arg)
+static void s_collect(const char *lease_id, uint32_t n, const uint8_t *frame, size_t len, void *arg)
 {
     bill_t *b = arg;
     (void)lease_id;
@@ -142,8 +141,7 @@ static void s_collect(const char *lease_id, uint32_t n, const uint8_t *frame, si
 static uint64_t s_charge(int i, uint64_t start, uint64_t end)
 {
     uint64_t t = 0;
-    assert_int_equal(cpn_usage_total(1 + (uint32_t)(i % 4), 1000 + 7 * (uint64_t)i, start, end,
-                                     &t),
+    assert_int_equal(cpn_usage_total(1 + (uint32_t)(i % 4), 1000 + 7 * (uint64_t)i, start, end, &t),
                      CPN_OK);
     return t;
 }
@@ -154,9 +152,9 @@ static void test_meter_lifecycle(void **state)
     fx_t *fx = *state;
     peer_t p;
     s_open(fx, &p, 5 * MIN_MS);
-    s_lease(fx, &p, 0, T0, T0 + 60 * MIN_MS);          /* renewed to 90 min */
-    s_lease(fx, &p, 1, T0, T0 + 60 * MIN_MS);          /* released at 7 min 3 ms */
-    s_lease(fx, &p, 2, T0 + 1000, T0 + 1000 + 20000);  /* 20 s: shorter than the interval */
+    s_lease(fx, &p, 0, T0, T0 + 60 * MIN_MS);         /* renewed to 90 min */
+    s_lease(fx, &p, 1, T0, T0 + 60 * MIN_MS);         /* released at 7 min 3 ms */
+    s_lease(fx, &p, 2, T0 + 1000, T0 + 1000 + 20000); /* 20 s: shorter than the interval */
     size_t made = 0;
     assert_int_equal(peer_meter_tick(p.meter, T0 + 2 * MIN_MS, &made), CPN_OK);
     assert_int_equal(made, 1); /* lease 2 ended at 21 s: its final record; the others run */
@@ -190,15 +188,14 @@ static void test_meter_lifecycle(void **state)
 
     /* handed out: not again before resend_ms; then again until acknowledged */
     bill_t again = {0};
-    assert_int_equal(peer_meter_pending(p.meter, T0 + 100 * MIN_MS + 1, 30000, s_collect, &again,
-                                        &handed),
-                     CPN_OK);
+    assert_int_equal(
+        peer_meter_pending(p.meter, T0 + 100 * MIN_MS + 1, 30000, s_collect, &again, &handed),
+        CPN_OK);
     assert_int_equal(handed, 0);
     assert_int_equal(peer_meter_acked(p.meter, "L0000", 10), CPN_OK);
     assert_int_equal(peer_meter_acked(p.meter, "L0001", 2), CPN_OK);
-    assert_int_equal(peer_meter_pending(p.meter, T0 + 101 * MIN_MS, 30000, s_collect, &again,
-                                        &handed),
-                     CPN_OK);
+    assert_int_equal(
+        peer_meter_pending(p.meter, T0 + 101 * MIN_MS, 30000, s_collect, &again, &handed), CPN_OK);
     assert_int_equal(handed, 8 + 1); /* L0000 11..18 and L0002 1 */
     assert_int_equal(peer_meter_counts(p.meter, &records, &unacked), CPN_OK);
     assert_int_equal(unacked, 9);
@@ -257,9 +254,8 @@ static void test_meter_kill9(void **state)
     bill_t b = {0};
     size_t handed = 0;
     for (int round = 0; round < 100; round++) { /* bounded: PENDING_MAX a call */
-        assert_int_equal(peer_meter_pending(p.meter, T0 + 200 * MIN_MS, 1000, s_collect, &b,
-                                            &handed),
-                         CPN_OK);
+        assert_int_equal(
+            peer_meter_pending(p.meter, T0 + 200 * MIN_MS, 1000, s_collect, &b, &handed), CPN_OK);
         if (handed == 0)
             break;
     }

@@ -68,12 +68,10 @@ static void test_total_vectors(void **state)
     assert_int_equal(cpn_usage_total(3, 1000, T0, T0 + 2000, &t), CPN_OK);
     assert_int_equal(t, 1);
     /* a year of a million units at 10,000 per unit-hour: the intermediate needs 128 bits ... */
-    assert_int_equal(cpn_usage_total(1u << 20, 10000000, T0, T0 + 366 * 24 * HOUR_MS, &t),
-                     CPN_OK);
+    assert_int_equal(cpn_usage_total(1u << 20, 10000000, T0, T0 + 366 * 24 * HOUR_MS, &t), CPN_OK);
     assert_int_equal(t, (1ull << 20) * 10000000ull * 366 * 24);
     /* ... what cannot be a bill is refused, not wrapped */
-    assert_int_equal(cpn_usage_total(UINT32_MAX, UINT64_MAX, T0, T0 + HOUR_MS, &t),
-                     CPN_E_INVAL);
+    assert_int_equal(cpn_usage_total(UINT32_MAX, UINT64_MAX, T0, T0 + HOUR_MS, &t), CPN_E_INVAL);
     assert_int_equal(cpn_usage_total(1, 1, T0, T0 - 1, &t), CPN_E_INVAL);
 }
 
@@ -106,8 +104,8 @@ static void s_chain(recs_t *c, const cpn_identity_t *id, const cpn_usage_t *firs
         assert_int_equal(cpn_usage_next(i ? &c->rec[i - 1] : NULL, h, first,
                                         first->start_ms + cuts[i], final && i + 1 == n_cuts, r),
                          CPN_OK);
-        assert_int_equal(cpn_msg_build(id, CPN_MSG_USAGE, s_seq++, first->start_ms + cuts[i],
-                                       r, &c->frame[i], &c->len[i]),
+        assert_int_equal(cpn_msg_build(id, CPN_MSG_USAGE, s_seq++, first->start_ms + cuts[i], r,
+                                       &c->frame[i], &c->len[i]),
                          CPN_OK);
         cpn_usage_hash(c->frame[i], c->len[i], h);
         c->n++;
@@ -137,8 +135,7 @@ static void test_cuts_sum_exactly(void **state)
     uint8_t h[CPN_USAGE_HASH_LEN];
     for (size_t i = 0; i < c.n; i++) {
         char why[CPN_REASON_MAX];
-        assert_int_equal(cpn_usage_check_link(i ? &c.rec[i - 1] : NULL, h, &c.rec[i], why),
-                         CPN_OK);
+        assert_int_equal(cpn_usage_check_link(i ? &c.rec[i - 1] : NULL, h, &c.rec[i], why), CPN_OK);
         cpn_usage_hash(c.frame[i], c.len[i], h);
         sum += c.rec[i].amount;
         assert_int_equal(c.rec[i].unit_ms, 3 * (c.rec[i].to_ms - c.rec[i].from_ms));
@@ -283,9 +280,9 @@ static void test_bill(void **state)
     assert_int_equal(cpn_usage_total(2, 210000, T0, altered.to_ms, &altered.total), CPN_OK);
     altered.amount = altered.total - a2.rec[0].total;
     free(a2.frame[1]);
-    assert_int_equal(cpn_msg_build(s_peer, CPN_MSG_USAGE, s_seq++, T0, &altered, &a2.frame[1],
-                                   &a2.len[1]),
-                     CPN_OK);
+    assert_int_equal(
+        cpn_msg_build(s_peer, CPN_MSG_USAGE, s_seq++, T0, &altered, &a2.frame[1], &a2.len[1]),
+        CPN_OK);
     buf = NULL, len = 0;
     s_file(&buf, &len, &a2, SIZE_MAX);
     assert_int_equal(s_load(buf, len, "prev", NULL), CPN_E_CHAIN);
@@ -390,8 +387,7 @@ static void test_bill_with_lease(void **state)
     snprintf(hello.name, sizeof hello.name, "%s", "p");
     uint8_t *hf = NULL;
     size_t hl = 0;
-    assert_int_equal(cpn_msg_build(s_peer, CPN_MSG_HELLO, s_seq++, T0, &hello, &hf, &hl),
-                     CPN_OK);
+    assert_int_equal(cpn_msg_build(s_peer, CPN_MSG_HELLO, s_seq++, T0, &hello, &hf, &hl), CPN_OK);
     assert_int_equal(ctl_bill_append(&buf, &len, hf, hl), CPN_OK);
     assert_int_equal(s_load(buf, len, "neither", NULL), CPN_E_WRONG_TYPE);
     free(hf);

@@ -37,8 +37,8 @@ static int s_setup(void **state)
     if (!fx || cpn_crypto_init() != CPN_OK)
         return -1;
     snprintf(fx->dir, sizeof fx->dir, "%s", "/tmp/cpn-test-usagelog-XXXXXX");
-    if (!mkdtemp(fx->dir) || cpn_identity_generate(&fx->peer) || cpn_identity_generate(&fx->other) ||
-        cpn_identity_generate(&fx->tenant))
+    if (!mkdtemp(fx->dir) || cpn_identity_generate(&fx->peer) ||
+        cpn_identity_generate(&fx->other) || cpn_identity_generate(&fx->tenant))
         return -1;
     snprintf(fx->path, sizeof fx->path, "%s/ledger.db", fx->dir);
     fx->seq = 1;
@@ -81,9 +81,9 @@ static void s_chain(fx_t *fx, const cpn_identity_t *id, const cpn_usage_t *first
                                         first->start_ms + (i + 1) * 5 * MIN_MS, i + 1 == n,
                                         &c->rec[i]),
                          CPN_OK);
-        assert_int_equal(cpn_msg_build(id, CPN_MSG_USAGE, fx->seq++, T0, &c->rec[i], &c->f[i],
-                                       &c->len[i]),
-                         CPN_OK);
+        assert_int_equal(
+            cpn_msg_build(id, CPN_MSG_USAGE, fx->seq++, T0, &c->rec[i], &c->f[i], &c->len[i]),
+            CPN_OK);
         cpn_usage_hash(c->f[i], c->len[i], h);
         c->n++;
     }
@@ -159,8 +159,7 @@ static void test_take(void **state)
     cpn_usage_t alt = first;
     alt.price++;
     s_chain(fx, fx->peer, &alt, 3, &bad);
-    assert_int_equal(s_take(ul, bad.f[0], bad.len[0], &dup, "differ from the lease"),
-                     CPN_E_CHAIN);
+    assert_int_equal(s_take(ul, bad.f[0], bad.len[0], &dup, "differ from the lease"), CPN_E_CHAIN);
     chain_t again;
     s_chain(fx, fx->peer, &first, 2, &again); /* same figures, new seq: other bytes */
     assert_int_equal(s_take(ul, again.f[1], again.len[1], &dup, "differs"), CPN_E_CHAIN);
