@@ -10,9 +10,11 @@
 
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ctl_bill.h"
@@ -188,6 +190,46 @@ static void test_take(void **state)
     assert_int_equal(ctl_bill_records(bill), 6);
     ctl_bill_destroy(&bill);
     free(buf);
+    /* the operator's export through the real cpnctl: CSV of the checked records, and a bill
+     * file that `cpnctl verify-bill` accepts; the bill altered by one byte is refused */
+    const char *bin = getenv("CPN_BUILDDIR");
+    char cmd[1024], billf[200], csv[200];
+    snprintf(billf, sizeof billf, "%s/bill", fx->dir);
+    snprintf(csv, sizeof csv, "%s/ledger.csv", fx->dir);
+    snprintf(cmd, sizeof cmd, "'%s/cpnctl' ledger export '%s' --out '%s' > /dev/null 2>&1",
+             bin && *bin ? bin : ".", fx->path, billf);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "'%s/cpnctl' ledger export '%s' > '%s' 2>/dev/null",
+             bin && *bin ? bin : ".", fx->path, csv);
+    assert_int_equal(system(cmd), 0);
+    FILE *f = fopen(csv, "r");
+    assert_non_null(f);
+    char line[512], last[512] = "";
+    int lines = 0;
+    while (lines < 100 && fgets(line, sizeof line, f)) {
+        lines++;
+        snprintf(last, sizeof last, "%s", line);
+    }
+    fclose(f);
+    assert_int_equal(lines, 2); /* the header and the one lease */
+    char want_amount[64];
+    snprintf(want_amount, sizeof want_amount, ",%" PRIu64 ",", want);
+    assert_non_null(strstr(last, want_amount));
+    snprintf(cmd, sizeof cmd, "'%s/cpnctl' verify-bill '%s' 2>/dev/null", bin && *bin ? bin : ".",
+             billf);
+    assert_int_equal(system(cmd), 0);
+    f = fopen(billf, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 200, SEEK_SET), 0);
+    int ch = fgetc(f);
+    assert_int_equal(fseek(f, 200, SEEK_SET), 0);
+    fputc(ch ^ 0x01, f);
+    fclose(f);
+    int rc = system(cmd);
+    assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    unlink(billf);
+    unlink(csv);
+
     /* another tenant has nothing */
     assert_int_equal(usage_log_sum(ul, cpn_identity_pk(fx->other), 0, 0, &sum), CPN_OK);
     assert_int_equal(sum, 0);
