@@ -95,6 +95,7 @@ struct broker {
     void (*on_remote_answer)(broker_t *self, const cpn_env_t *answer,
                              const struct broker_fwd_ref *ref);
     broker_stats_t stats;
+    uint64_t next_status_mono; /* next STATUS= line to the service manager (server.c) */
     uint64_t started_ms;
     uint64_t next_tick_mono;
     outbox_t *outbox;       /* frames waiting for the ledger's commit (outbox.h) */

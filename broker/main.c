@@ -48,7 +48,10 @@ static void s_usage(FILE *out)
             "the book, requests in flight, claim timeout and tries; see cpn-broker(8).\n"
             "Metrics and dashboard (policy `broker.http: PORT`, on 127.0.0.1 unless an address\n"
             "is named; off unless set): /metrics (OpenMetrics), / (the federation dashboard),\n"
-            "/api/state (its JSON); see docs/METRICS.md.\n");
+            "/api/state (its JSON); see docs/METRICS.md.\n"
+            "systemd (cpn-broker.service, Type=notify): READY=1 once bound with the ledger open,\n"
+            "STATUS= lines, WATCHDOG=1 from the loop at half WATCHDOG_USEC, RELOADING=1 on\n"
+            "SIGHUP; log lines carry <N> syslog priorities when stderr is the journal.\n");
 }
 
 static int s_check(const char *path)

@@ -21,9 +21,11 @@
 #include "federation.h"
 #include "log.h"
 #include "obs.h"
+#include "service.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
+#define BROKER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
 
 static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
                     int code, const char *reason)
@@ -450,6 +452,7 @@ void server_destroy(broker_t **self_p)
  * the running one stays. */
 static void s_reload(broker_t *self)
 {
+    cpn_service_reloading();
     policy_t *neu = NULL;
     yconf_t *doc = NULL;
     int r = policy_load(self->pol->path, &neu, &doc);
@@ -465,6 +468,8 @@ static void s_reload(broker_t *self)
                       restart);
         policy_destroy(&neu);
         yconf_destroy(&doc);
+        cpn_service_ready("reload of %s refused (%s); the running policy stays",
+                          self->pol->path, restart ? restart : cpn_strerror(r));
         return;
     }
     policy_destroy(&self->pol);
@@ -476,6 +481,21 @@ static void s_reload(broker_t *self)
     self->stats.reloads++;
     log_info("policy", "reloaded %s: %zu tenants, %zu members", self->pol->path,
              self->pol->n_tenants, self->pol->federation.n_members);
+    cpn_service_ready("policy reloaded: %zu tenants, %zu members", self->pol->n_tenants,
+                      self->pol->federation.n_members);
+}
+
+/* What `systemctl status` shows between events: the counters since the start. */
+static void s_service_status(broker_t *self, uint64_t mono)
+{
+    if (mono < self->next_status_mono)
+        return;
+    self->next_status_mono = mono + BROKER_STATUS_MS;
+    cpn_service_status("%s on %s: %" PRIu64 " requests, %" PRIu64 " leases granted, %" PRIu64
+                       " NACKs, %" PRIu64 " messages not accepted",
+                       self->pol->broker.name, self->pol->broker.listen, self->stats.requests,
+                       self->stats.grants, self->stats.nacks,
+                       self->stats.received - self->stats.accepted);
 }
 
 static void s_tick(broker_t *self)
@@ -498,6 +518,7 @@ static void s_tick(broker_t *self)
     federation_tick(self, mono);
     if (self->obs)
         obs_tick(self->obs, self, mono);
+    s_service_status(self, mono);
 }
 
 /* The ledger records what one loop pass did in one transaction, and what leaves because of
@@ -579,6 +600,9 @@ static int s_poll_ms(const broker_t *self)
         return 0; /* queued while the last one drained: commit and send it now */
     if (self->tx_open && (due == WINDOW_NEVER || due > commit))
         due = commit;
+    int wd = cpn_service_watchdog_timeout(now); /* -1 outside systemd's watchdog */
+    if (wd >= 0 && (due == WINDOW_NEVER || due > now + (uint64_t)wd))
+        due = now + (uint64_t)wd;
     if (due == WINDOW_NEVER || due >= now + BROKER_TICK_MS)
         return BROKER_TICK_MS;
     return due <= now ? 0 : (int)(due - now);
@@ -590,6 +614,11 @@ int server_run(broker_t *self)
     uint8_t rid[CPN_RID_MAX];
     /* The ROUTER, the ZAP socket, then one link per federation member. */
     zmq_pollitem_t items[2 + POLICY_MEMBERS_MAX];
+    /* Sockets are bound and the ledger open (server_new): tell the service manager. */
+    cpn_service_init(cpn_mono_ms());
+    cpn_service_ready("%s listening on %s: %zu tenants, %zu members", self->pol->broker.name,
+                      self->pol->broker.listen, self->pol->n_tenants,
+                      self->pol->federation.n_members);
     while (!self->stop) {
         if (self->reload) {
             self->reload = 0;
@@ -630,6 +659,7 @@ int server_run(broker_t *self)
             }
         }
         uint64_t mono = cpn_mono_ms();
+        cpn_service_watchdog(mono); /* the loop turns: this pass got here */
         if (mono >= self->next_tick_mono) {
             self->next_tick_mono = mono + BROKER_TICK_MS;
             s_tick(self);
@@ -644,6 +674,7 @@ int server_run(broker_t *self)
             obs_turn(self->obs, self); /* a snapshot, only if a reader waits for one */
     }
     log_info("broker", "stopping");
+    cpn_service_stopping();
     /* Requests in flight get a NACK, not silence; the router's linger is 0, so give those
      * NACKs a moment to leave before the socket closes. */
     s_tx_begin(self);

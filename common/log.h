@@ -2,6 +2,10 @@
  *
  * Components are short fixed names ("peer", "book", "fed"); messages name whom the event
  * concerns by short key id, never a secret.
+ *
+ * When stderr is the journal (JOURNAL_STREAM names it, as systemd sets for a service), each
+ * line starts with its syslog priority instead of the time: <7> debug, <6> info, <4> warn,
+ * <3> error; journald files the line under that priority and stamps it itself.
  */
 #ifndef CPN_LOG_H
 #define CPN_LOG_H

@@ -18,6 +18,7 @@
  *   scripts/fuzz claim 60
  * fuzz-sources: peer/lease.c peer/grant.c peer/inventory.c peer/store.c peer/sender.c
  * fuzz-sources: peer/peer_config.c common/transport.c
+ * fuzz-sources: peer/driver.c peer/driver_exec.c peer/provision.c peer/runner.c
  */
 #include <stddef.h>
 #include <stdint.h>

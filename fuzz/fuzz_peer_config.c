@@ -6,7 +6,7 @@
  * limits, every package valid with its floor, accepted tenants found by key.
  *
  *   scripts/fuzz peer_config 60
- * fuzz-sources: peer/peer_config.c
+ * fuzz-sources: peer/peer_config.c peer/driver.c peer/driver_exec.c
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -4,6 +4,7 @@
  *   scripts/fuzz seeds        (writes fuzz/corpus/{verify,federation,claim}/, and the bodies
  *                              with access hints and a sealed box in fuzz/corpus/envelope/)
  * fuzz-sources: peer/grant.c peer/peer_config.c peer/inventory.c
+ * fuzz-sources: peer/driver.c peer/driver_exec.c
  */
 #include <sodium.h>
 #include <stdio.h>

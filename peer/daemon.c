@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +12,16 @@
 
 #include "advertise.h"
 #include "clock.h"
+#include "fulfil.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
 #include "link.h"
 #include "log.h"
 #include "observe.h"
+#include "provision.h"
 #include "sender.h"
+#include "service.h"
 #include "store.h"
 #include "transport.h"
 
@@ -35,6 +39,8 @@ struct peer_daemon {
     peer_sender_t sender;
     peer_lease_t *lease;
     peer_batch_t *batch;
+    provision_t *prov;     /* NULL without a `provision:` section */
+    peer_fulfil_t *fulfil; /* likewise */
     void *zctx;
     s_link_t links[PEER_BROKERS_MAX];
     uint64_t ad_version; /* inventory version last advertised */
@@ -47,7 +53,10 @@ struct peer_daemon {
     uint64_t started_ms;
     peer_obs_t *obs;   /* the metrics listener (observe.h); NULL unless `http` is set */
     cpn_hist_t commit; /* store commit latency, observed only while obs is on */
+    uint64_t next_status_mono; /* next STATUS= line to the service manager */
 };
+
+#define PEER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
 
 static int s_link_open(peer_daemon_t *self, size_t i)
 {
@@ -65,6 +74,14 @@ static int s_link_open(peer_daemon_t *self, size_t i)
     };
     memcpy(lc.curve.server_pk, b->key, CPN_PK_LEN);
     return cpn_link_new(self->zctx, &lc, &self->links[i].link);
+}
+
+/* The engine's final outcomes, inside the batch the provisioning pass opened. */
+static void s_on_driver_done(void *arg, size_t driver, const drv_call_t *call,
+                             const drv_result_t *res)
+{
+    peer_daemon_t *self = arg;
+    fulfil_done(self->fulfil, self->batch, driver, call, res);
 }
 
 /* Earliest lease end, for the expiry timer. */
@@ -98,6 +115,13 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         r = CPN_E_NOMEM;
         goto out;
     }
+    if (cfg->n_drivers > 0 &&
+        (!(self->prov = provision_new(cfg->drivers, cfg->n_drivers, s_on_driver_done, self)) ||
+         !(self->fulfil = fulfil_new(cfg, self->store, self->lease, self->prov)))) {
+        r = CPN_E_NOMEM;
+        goto out;
+    }
+    peer_lease_set_provision(self->lease, self->prov);
     size_t ad_len = 0;
     if ((r = advertise_check_size(cfg, self->inv, cpn_limits_default.max_frame, &ad_len)) !=
         CPN_OK) {
@@ -111,6 +135,9 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
     size_t expired = 0;
     if ((r = peer_lease_expire(self->lease, cpn_now_ms(), &expired)) != CPN_OK ||
         (r = peer_lease_recount(self->lease)) != CPN_OK)
+        goto out;
+    /* After a kill -9 at any point: what the store says is due, and what the drivers hold. */
+    if (self->fulfil && (r = fulfil_reconcile(self->fulfil)) != CPN_OK)
         goto out;
     s_refresh_next_end(self);
     {
@@ -155,6 +182,8 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
     if (self->batch)
         peer_batch_clear(self->batch);
     free(self->batch);
+    fulfil_destroy(&self->fulfil);
+    provision_destroy(&self->prov); /* kills children: their calls re-run at the next start */
     peer_lease_destroy(&self->lease);
     peer_inventory_destroy(&self->inv);
     peer_store_destroy(&self->store);
@@ -222,6 +251,8 @@ static void s_link_tick(peer_daemon_t *self, size_t i, uint64_t now)
     }
 }
 
+static void s_batch_finish(peer_daemon_t *self, size_t taken);
+
 /* One batch: up to PEER_BATCH_MAX frames taken round-robin from the brokers, decided, one
  * commit, then every reply sent. */
 static void s_batch(peer_daemon_t *self)
@@ -251,6 +282,13 @@ static void s_batch(peer_daemon_t *self)
     }
     if (taken == 0)
         return;
+    s_batch_finish(self, taken);
+}
+
+/* Commit the batch, then send its replies. */
+static void s_batch_finish(peer_daemon_t *self, size_t taken)
+{
+    peer_batch_t *batch = self->batch;
     bool wrote = batch->wrote;
     uint64_t t0 = self->obs && wrote ? cpn_mono_us() : 0; /* the clock only while observed */
     if (peer_lease_batch_end(self->lease, batch) != CPN_OK)
@@ -308,6 +346,20 @@ static void s_observe(peer_daemon_t *self)
     peer_obs_publish(self->obs, &s);
 }
 
+/* The drivers' children: I/O, ends, retries; their outcomes committed in one batch. */
+static void s_provision(peer_daemon_t *self)
+{
+    if (!self->prov)
+        return;
+    peer_batch_t *batch = self->batch;
+    peer_lease_batch_begin(self->lease, batch);
+    provision_run(self->prov, cpn_mono_ms());
+    if (batch->n || batch->wrote || batch->n_calls)
+        s_batch_finish(self, batch->n);
+    /* Calls submitted after the commit may start at once. */
+    provision_run(self->prov, cpn_mono_ms());
+}
+
 static int s_timeout(const peer_daemon_t *self)
 {
     uint64_t now = cpn_mono_ms(), wall = cpn_now_ms();
@@ -334,17 +386,50 @@ static int s_timeout(const peer_daemon_t *self)
         if (lt >= 0 && (uint64_t)lt < t)
             t = (uint64_t)lt;
     }
+    if (self->prov) {
+        int pt = provision_timeout_ms(self->prov, now);
+        if (pt >= 0 && (uint64_t)pt < t)
+            t = (uint64_t)pt;
+    }
+    int wd = cpn_service_watchdog_timeout(now); /* -1 outside systemd's watchdog */
+    if (wd >= 0 && (uint64_t)wd < t)
+        t = (uint64_t)wd;
     return (int)t;
+}
+
+/* What `systemctl status` shows between events. */
+static void s_service_status(peer_daemon_t *self, uint64_t mono)
+{
+    if (mono < self->next_status_mono)
+        return;
+    self->next_status_mono = mono + PEER_STATUS_MS;
+    size_t up = 0;
+    for (size_t i = 0; i < self->cfg->n_brokers; i++)
+        up += self->links[i].connected;
+    peer_lease_stats_t st;
+    peer_lease_stats(self->lease, &st);
+    cpn_service_status("%s: %zu of %zu brokers connected; granted %" PRIu64 ", renewed %" PRIu64
+                       ", released %" PRIu64 ", expired %" PRIu64 ", refused %" PRIu64,
+                       self->cfg->name, up, self->cfg->n_brokers, st.granted, st.renewed,
+                       st.released, st.expired, peer_lease_refused_total(self->lease));
 }
 
 int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
 {
     size_t nb = self->cfg->n_brokers;
-    zmq_pollitem_t items[2 * PEER_BROKERS_MAX];
+    zmq_pollitem_t items[2 * PEER_BROKERS_MAX + PROVISION_FDS_MAX];
+    int fds[PROVISION_FDS_MAX];
+    short fd_events[PROVISION_FDS_MAX];
     /* The first AD goes out at once, queued until each connection is up. */
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
     s_hello(self, SIZE_MAX);
+    /* The store is open, leases that ended are expired, the links are dialling (a peer
+     * connects outward: there is nothing to bind). */
+    cpn_service_init(cpn_mono_ms());
+    cpn_service_ready("%s: %zu packages, advertising to %zu brokers", self->cfg->name,
+                      self->cfg->n_packages, nb);
+    self->next_status_mono = cpn_mono_ms() + PEER_STATUS_MS;
     while (!*stop) {
         /* A link's socket changes when it is rebuilt: the items are taken afresh each pass. */
         memset(items, 0, sizeof items);
@@ -354,7 +439,13 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
             items[nb + i].socket = cpn_link_monitor(self->links[i].link);
             items[nb + i].events = ZMQ_POLLIN;
         }
-        int rc = zmq_poll(items, (int)(2 * nb), s_timeout(self));
+        /* The drivers' pipes: POLLIN and POLLOUT have ZMQ_POLLIN's and ZMQ_POLLOUT's meaning. */
+        size_t nf = self->prov ? provision_fds(self->prov, fds, fd_events, PROVISION_FDS_MAX) : 0;
+        for (size_t k = 0; k < nf; k++) {
+            items[2 * nb + k].fd = fds[k];
+            items[2 * nb + k].events = fd_events[k] == POLLOUT ? ZMQ_POLLOUT : ZMQ_POLLIN;
+        }
+        int rc = zmq_poll(items, (int)(2 * nb + nf), s_timeout(self));
         if (rc < 0 && errno != EINTR) {
             log_error("peer", "poll: %s", zmq_strerror(errno));
             return CPN_E_IO;
@@ -362,15 +453,24 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         if (*stop)
             break;
         uint64_t mono = cpn_mono_ms();
+        cpn_service_watchdog(mono); /* the loop turns: this pass got here */
+        s_service_status(self, mono);
         for (size_t i = 0; i < nb; i++)
             s_link_tick(self, i, mono);
         s_batch(self);
+        s_provision(self);
         uint64_t wall = cpn_now_ms();
         if (self->have_next_end && self->next_end_ms <= wall) {
-            if (peer_lease_expire(self->lease, wall, NULL) != CPN_OK)
+            size_t expired = 0;
+            if (peer_lease_expire(self->lease, wall, &expired) != CPN_OK)
                 log_error("peer", "cannot expire leases");
+            /* Leases with a driver keep their units until it tore them down. */
+            if (expired > 0 && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+                log_error("peer", "cannot submit the teardowns of expired leases");
             s_refresh_next_end(self);
         }
+        if (self->fulfil)
+            (void)fulfil_tick(self->fulfil, cpn_mono_ms());
         for (size_t i = 0; i < nb; i++)
             if (self->links[i].hello_due) {
                 self->links[i].hello_due = false;
@@ -385,6 +485,7 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
             s_observe(self);
     }
     log_info("peer", "stopping: withdrawing from %zu broker(s)", nb);
+    cpn_service_stopping();
     cpn_withdraw_t w;
     advertise_withdraw("shutdown", &w);
     s_send_body(self, SIZE_MAX, CPN_MSG_WITHDRAW, &w);

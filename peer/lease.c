@@ -15,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "seal.h"
 
 struct peer_lease {
     const peer_config_t *cfg;
@@ -22,6 +23,7 @@ struct peer_lease {
     peer_inventory_t *inv;
     peer_store_t *store;
     peer_sender_t *sender;
+    provision_t *prov;            /* NULL: no package has a driver */
     cpn_replay_t *replay_brokers; /* CLAIM senders */
     cpn_replay_t *replay_tenants; /* RENEW/RELEASE senders: a replayed RENEW must not extend */
     uint64_t refused[PEER_ERR_SLOTS];
@@ -79,6 +81,11 @@ void peer_lease_destroy(peer_lease_t **self_p)
     cpn_replay_destroy(&self->replay_tenants);
     free(self);
     *self_p = NULL;
+}
+
+void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)
+{
+    self->prov = prov;
 }
 
 /* Count and log a refusal. */
@@ -231,6 +238,87 @@ static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const 
     return r;
 }
 
+/* The (tenant, request id) of a lease not granted yet, again. Still provisioning and the
+ * same terms: CPN_OK, no answer now (a NACK would settle the broker's intent as "not
+ * granted", docs/PROTOCOL.md §13); the LEASE goes out when the driver is done. Other terms:
+ * CPN_E_CONFLICT. Failed: CPN_E_PROVISION_FAILED, as final as the first answer. */
+static int s_check_unprovisioned(peer_lease_t *self, const peer_lease_row_t *row,
+                                 const cpn_request_t *req, char why[CPN_REASON_MAX])
+{
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .flags = CPN_CHAIN_TOP_VERIFIED};
+    int r = ch ? cpn_chain_open(row->frame, row->frame_len, CPN_MSG_CLAIM, &o, ch) : CPN_E_NOMEM;
+    if (r != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "stored claim of %s unreadable", row->lease_id);
+        r = CPN_E_DB;
+    } else if (!cpn_chain_same_terms(&ch->req, req)) {
+        snprintf(why, CPN_REASON_MAX, "request id %s was used for other terms (lease %s)",
+                 req->id, row->lease_id);
+        r = CPN_E_CONFLICT;
+    } else if (row->state == PEER_LEASE_FAILED) {
+        snprintf(why, CPN_REASON_MAX, "provisioning lease %s for request %s failed",
+                 row->lease_id, req->id);
+        r = CPN_E_PROVISION_FAILED;
+    } else {
+        self->stats.held++;
+        log_info("lease", "request %s: lease %s still provisioning, answered when done", req->id,
+                 row->lease_id);
+    }
+    free(ch);
+    return r;
+}
+
+/* Queue a driver call for after the commit. */
+static void s_call_later(peer_batch_t *batch, const char *lease_id, drv_verb_t verb)
+{
+    if (batch->n_calls >= PEER_BATCH_MAX)
+        return; /* cannot happen (one per message); the sweep submits it anyway */
+    peer_call_t *c = &batch->calls[batch->n_calls++];
+    snprintf(c->lease_id, sizeof c->lease_id, "%s", lease_id);
+    c->verb = verb;
+}
+
+/* A CLAIM for a package with a driver, its units reserved: commit the lease `provisioning`
+ * with the CLAIM as its frame; its grant is submitted after the commit. */
+static int s_claim_provision(peer_lease_t *self, peer_batch_t *batch, const cpn_env_t *env,
+                             const cpn_env_t *renv, const cpn_claim_t *claim,
+                             const cpn_request_t *req, int pkg, const char **why)
+{
+    peer_lease_row_t row;
+    int r;
+    if (!provision_room(self->prov)) {
+        *why = "too many driver calls waiting";
+        return CPN_E_BUSY;
+    }
+    memset(&row, 0, sizeof row);
+    uint64_t now = cpn_now_ms();
+    grant_lease_id(cpn_identity_pk(self->id), renv->from, req->id, row.lease_id);
+    memcpy(row.tenant, renv->from, CPN_PK_LEN);
+    snprintf(row.request_id, sizeof row.request_id, "%s", req->id);
+    snprintf(row.package, sizeof row.package, "%s", claim->package);
+    snprintf(row.driver, sizeof row.driver, "%s", self->cfg->drivers[self->cfg->pkg_driver[pkg]].name);
+    row.units = claim->units;
+    row.price = claim->price;
+    /* The lease runs from now: its end stays within the broker's intent (deadline + duration),
+     * however long the driver takes. */
+    row.start_ms = now;
+    row.end_ms = now + claim->duration_s * 1000u;
+    row.state = PEER_LEASE_PROVISIONING;
+    row.frame = (uint8_t *)env->frame; /* the CLAIM, verbatim: the LEASE will embed it */
+    row.frame_len = env->frame_len;
+    if ((r = s_txn(self, batch)) != CPN_OK || (r = peer_store_insert(self->store, &row)) != CPN_OK) {
+        *why = "cannot record the lease";
+        return r;
+    }
+    s_call_later(batch, row.lease_id, DRV_GRANT);
+    self->stats.provisioning++;
+    char kid[CPN_KID_LEN];
+    cpn_key_id(renv->from, kid);
+    log_info("lease", "provisioning %s: %" PRIu32 " x %s to %s through driver %s (request %s)",
+             row.lease_id, row.units, row.package, kid, row.driver, req->id);
+    return CPN_OK;
+}
+
 static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
@@ -265,6 +353,14 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     }
     /* Idempotency: (tenant, request id) already granted -> the same lease, same bytes. */
     r = peer_store_get_by_request(self->store, renv.from, req.id, &row);
+    if (r == CPN_OK &&
+        (row.state == PEER_LEASE_PROVISIONING || row.state == PEER_LEASE_FAILED)) {
+        if ((r = s_check_unprovisioned(self, &row, &req, why_buf)) != CPN_OK) {
+            why = why_buf;
+            goto refuse;
+        }
+        goto out; /* still provisioning: answered when the driver is done */
+    }
     if (r == CPN_OK && (r = s_check_retry(self, &row, &req, why_buf)) != CPN_OK) {
         why = why_buf;
         goto refuse;
@@ -306,6 +402,13 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     reserved = true;
+    if (self->prov && self->cfg->pkg_driver[pkg] >= 0) {
+        /* A package with a driver: the lease waits for it (docs/PROVISIONING.md). */
+        if ((r = s_claim_provision(self, batch, env, &renv, &claim, &req, pkg, &why)) != CPN_OK)
+            goto refuse;
+        reserved = false; /* now the store's */
+        goto out;
+    }
 
     uint64_t now = cpn_now_ms();
     memset(&lease, 0, sizeof lease);
@@ -457,6 +560,8 @@ static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     self->stats.renewed++;
+    if (row.driver[0])
+        s_call_later(batch, row.lease_id, DRV_RENEW); /* the resource's end follows */
     log_info("lease", "renewed %s by %" PRIu64 " s (renewal %" PRIu32 ")", row.lease_id,
              renew.extend_s, row.renewals);
     goto out;
@@ -496,12 +601,15 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
     row.state = PEER_LEASE_RELEASED;
     row.op_seq = env->seq;
     row.end_ms = now; /* when it really ended */
+    row.teardown = row.driver[0] != '\0'; /* its units stay used until the driver released */
     if ((r = s_rewrite(self, batch, broker, env, &row, &stored)) != CPN_OK) {
         why = "cannot record the release";
         goto refuse;
     }
     int pkg = peer_inventory_find(self->inv, row.package);
-    if (pkg >= 0)
+    if (row.teardown)
+        s_call_later(batch, row.lease_id, DRV_RELEASE);
+    else if (pkg >= 0)
         peer_inventory_release(self->inv, (size_t)pkg, row.units);
     self->stats.released++;
     log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units, row.package);
@@ -533,6 +641,24 @@ void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
     batch->n = 0;
     batch->wrote = false;
     batch->changed = false;
+    batch->n_calls = 0;
+}
+
+/* The driver calls of a committed batch. One that does not fit the engine's queue stays due
+ * in the store (a provisioning row, a teardown) and the sweep submits it again. */
+static void s_submit_calls(peer_lease_t *self, peer_batch_t *batch)
+{
+    for (size_t i = 0; self->prov && i < batch->n_calls; i++) {
+        peer_lease_row_t row;
+        int r = peer_store_get(self->store, batch->calls[i].lease_id, &row);
+        if (r == CPN_OK)
+            r = peer_lease_submit(self, &row, batch->calls[i].verb);
+        if (r != CPN_OK)
+            log_warn("lease", "%s of %s not submitted now: %s", drv_verb_name(batch->calls[i].verb),
+                     batch->calls[i].lease_id, cpn_errname(r));
+        peer_lease_row_clear(&row);
+    }
+    batch->n_calls = 0;
 }
 
 void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker, const uint8_t *frame,
@@ -584,19 +710,28 @@ void peer_lease_handle(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
 
 int peer_lease_batch_end(peer_lease_t *self, peer_batch_t *batch)
 {
-    if (!batch->wrote)
+    if (!batch->wrote) {
+        s_submit_calls(self, batch);
         return CPN_OK;
+    }
     batch->wrote = false;
     int r = peer_store_commit(self->store);
     if (r == CPN_OK) {
         peer_sender_commit(self->sender);
+        s_submit_calls(self, batch);
         return CPN_OK;
     }
+    batch->n_calls = 0; /* nothing they refer to was written */
     /* Nothing of this batch is durable: no LEASE may go out. */
     peer_sender_rollback(self->sender);
     log_error("lease", "commit failed: refusing the batch's %zu replies' grants", batch->n);
     for (size_t i = 0; i < batch->n; i++) {
         peer_reply_t *rep = &batch->replies[i];
+        if (rep->committed) {
+            free(rep->frame);
+            rep->frame = NULL; /* a NACK now could settle the broker's intent: silence */
+            continue;
+        }
         if (!rep->lease)
             continue;
         cpn_nack_t nack;
@@ -669,4 +804,254 @@ uint64_t peer_lease_refused_total(const peer_lease_t *self)
 void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out)
 {
     *out = self->stats;
+}
+
+/* ---- provisioning: the driver's answers ---- */
+
+/* The REQUEST's access hints, from the stored frame (the CLAIM while provisioning, then
+ * the LEASE: both embed the REQUEST), as JSON into hints; NULL if none. */
+static const char *s_hints_of(const peer_lease_row_t *row, char hints[DRV_HINTS_MAX])
+{
+    const char *r = NULL;
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .flags = CPN_CHAIN_TOP_VERIFIED};
+    if (ch && cpn_chain_open(row->frame, row->frame_len, CPN_MSG_NONE, &o, ch) == CPN_OK &&
+        ch->req.access.n > 0 && drv_hints_json(&ch->req.access, hints, DRV_HINTS_MAX) == CPN_OK)
+        r = hints;
+    free(ch);
+    return r;
+}
+
+void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call,
+                        char hints[DRV_HINTS_MAX])
+{
+    memset(call, 0, sizeof *call);
+    call->verb = verb;
+    snprintf(call->lease_id, sizeof call->lease_id, "%s", row->lease_id);
+    cpn_pk_to_text(row->tenant, call->tenant);
+    cpn_key_id(row->tenant, call->tenant_kid);
+    snprintf(call->package, sizeof call->package, "%s", row->package);
+    call->units = row->units;
+    call->start_ms = row->start_ms;
+    call->end_ms = row->end_ms;
+    call->hints = verb == DRV_GRANT || verb == DRV_RENEW ? s_hints_of(row, hints) : NULL;
+}
+
+int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_t verb)
+{
+    if (!self->prov)
+        return CPN_E_NO_PACKAGE;
+    int d = peer_config_driver(self->cfg, row->driver);
+    if (d < 0) {
+        log_error("lease", "lease %s: driver %s is not configured", row->lease_id, row->driver);
+        return CPN_E_NO_PACKAGE;
+    }
+    drv_call_t call;
+    char hints[DRV_HINTS_MAX];
+    peer_lease_call_of(row, verb, &call, hints);
+    return provision_submit(self->prov, (size_t)d, &call);
+}
+
+/* The broker connection whose key signed the stored CLAIM (frame), and the CLAIM's seq, so
+ * that the answer goes where the CLAIM came from and names it. False if that broker is no
+ * longer configured. */
+static bool s_claim_origin(peer_lease_t *self, const uint8_t *frame, size_t len, size_t *broker,
+                           uint64_t *seq)
+{
+    cpn_env_t cenv;
+    if (cpn_env_parse(frame, len, &cpn_limits_default, &cenv) != CPN_OK)
+        return false;
+    *seq = cenv.seq;
+    for (size_t i = 0; i < self->cfg->n_brokers; i++)
+        if (sodium_memcmp(self->cfg->brokers[i].key, cenv.from, CPN_PK_LEN) == 0) {
+            *broker = i;
+            return true;
+        }
+    return false;
+}
+
+/* The grant failed (or came too late): `failed`, units back, NACK provision-failed to the
+ * broker, and a release for whatever the driver may have left. */
+static void s_provision_fail(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_t *row,
+                             const char *reason)
+{
+    size_t broker = 0;
+    uint64_t seq = 0;
+    bool answer = s_claim_origin(self, row->frame, row->frame_len, &broker, &seq);
+    char why[CPN_REASON_MAX];
+    snprintf(why, sizeof why, "driver %s: %s", row->driver, reason);
+    drv_sanitize(why, sizeof why);
+    row->state = PEER_LEASE_FAILED;
+    row->teardown = true;
+    if (s_txn(self, batch) != CPN_OK || peer_store_update(self->store, row) != CPN_OK) {
+        log_error("lease", "cannot record the failed grant of %s", row->lease_id);
+        return; /* still provisioning in the store: the next start re-runs the grant */
+    }
+    int pkg = peer_inventory_find(self->inv, row->package);
+    if (pkg >= 0)
+        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+    s_call_later(batch, row->lease_id, DRV_RELEASE);
+    self->stats.provision_failed++;
+    s_count(self, CPN_E_PROVISION_FAILED, row->tenant, "CLAIM", why);
+    if (answer) {
+        size_t n = batch->n;
+        s_nack(self, batch, broker, row->request_id, seq, CPN_E_PROVISION_FAILED, why);
+        if (batch->n > n)
+            batch->replies[n].committed = true;
+    }
+}
+
+/* The grant succeeded: sign the LEASE (it embeds the stored CLAIM), commit `active`, queue
+ * the LEASE for the broker the CLAIM came from. */
+static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_t *row,
+                           const drv_result_t *res)
+{
+    cpn_lease_t lease;
+    uint8_t *frame = NULL;
+    size_t len = 0, broker = 0;
+    uint64_t seq = 0;
+    uint8_t *box = NULL;
+    int r;
+    if (row->end_ms <= cpn_now_ms()) {
+        s_provision_fail(self, batch, row, "provisioned after the lease's end");
+        return;
+    }
+    bool answer = s_claim_origin(self, row->frame, row->frame_len, &broker, &seq);
+    memset(&lease, 0, sizeof lease);
+    lease.claim.ptr = row->frame;
+    lease.claim.len = row->frame_len;
+    snprintf(lease.lease_id, sizeof lease.lease_id, "%s", row->lease_id);
+    snprintf(lease.package, sizeof lease.package, "%s", row->package);
+    lease.units = row->units;
+    lease.price = row->price;
+    lease.start_ms = row->start_ms;
+    lease.end_ms = row->end_ms;
+    snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    /* What the driver handed out, for the tenant's eyes only (brokers relay it unread). */
+    if (res->access && res->access[0]) {
+        if (!(box = malloc(CPN_ACCESS_BOX_MAX))) {
+            log_error("lease", "cannot seal the access details of %s: out of memory",
+                      row->lease_id);
+            goto out;
+        }
+        if ((r = cpn_lease_seal_access(&lease, row->tenant, res->access, strlen(res->access),
+                                       box)) != CPN_OK) {
+            char why[CPN_REASON_MAX];
+            snprintf(why, sizeof why, "its access details cannot be sealed: %s",
+                     cpn_strerror(r));
+            s_provision_fail(self, batch, row, why);
+            goto out;
+        }
+    }
+    if (s_txn(self, batch) != CPN_OK ||
+        peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len) != CPN_OK) {
+        log_error("lease", "cannot sign the lease %s", row->lease_id);
+        goto out; /* still provisioning: re-run at the next start */
+    }
+    uint8_t *claim_frame = row->frame;
+    size_t claim_len = row->frame_len;
+    row->state = PEER_LEASE_ACTIVE;
+    row->frame = frame;
+    row->frame_len = len;
+    r = peer_store_update(self->store, row);
+    row->frame = claim_frame;
+    row->frame_len = claim_len;
+    if (r != CPN_OK) {
+        log_error("lease", "cannot record the lease %s", row->lease_id);
+        goto out;
+    }
+    batch->changed = true;
+    self->stats.granted++;
+    self->stats.provisioned++;
+    log_info("lease", "granted %s: %" PRIu32 " x %s, provisioned by driver %s", row->lease_id,
+             row->units, row->package, row->driver);
+    if (answer) {
+        size_t n = batch->n;
+        s_queue_lease(batch, broker, &frame, len, row->request_id, seq, true);
+        if (batch->n > n)
+            batch->replies[n].committed = true;
+    } else
+        log_warn("lease", "lease %s: the broker of its CLAIM is not configured; it gets the "
+                 "LEASE when it claims again", row->lease_id);
+out:
+    free(frame);
+    if (box)
+        sodium_memzero(box, CPN_ACCESS_BOX_MAX);
+    free(box);
+}
+
+/* The driver released what a lease held: its units are free (a failed grant's were). */
+static void s_torn_down(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_t *row)
+{
+    row->teardown = false;
+    if (s_txn(self, batch) != CPN_OK || peer_store_update(self->store, row) != CPN_OK) {
+        log_error("lease", "cannot record the teardown of %s (done again later)", row->lease_id);
+        return;
+    }
+    int pkg = peer_inventory_find(self->inv, row->package);
+    if (row->state != PEER_LEASE_FAILED && pkg >= 0)
+        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+    self->stats.torn_down++;
+}
+
+void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
+                     const char *why)
+{
+    (void)batch; /* the notice branch signs its NOTICE into the batch */
+    self->stats.lost++;
+    log_error("lease", "lease %s lost its resource: %s", lease_id, why);
+}
+
+/* A grant's answer for a lease that is not provisioning: a recreation (active), or a driver
+ * that made something for a lease that has ended (release it). */
+static void s_grant_other(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_t *row,
+                          const drv_result_t *res)
+{
+    if (row->state == PEER_LEASE_ACTIVE) {
+        if (res->outcome == DRV_OK)
+            log_info("lease", "lease %s: resource recreated by driver %s", row->lease_id,
+                     row->driver);
+        else
+            peer_lease_lost(self, batch, row->lease_id, res->reason);
+        return;
+    }
+    if (res->outcome == DRV_OK && !row->teardown) {
+        row->teardown = true;
+        if (s_txn(self, batch) == CPN_OK && peer_store_update(self->store, row) == CPN_OK)
+            s_call_later(batch, row->lease_id, DRV_RELEASE);
+    }
+}
+
+void peer_lease_driver_done(peer_lease_t *self, peer_batch_t *batch, const drv_call_t *call,
+                            const drv_result_t *res)
+{
+    peer_lease_row_t row;
+    int r = peer_store_get(self->store, call->lease_id, &row);
+    if (r != CPN_OK) {
+        if (r != CPN_E_NO_LEASE)
+            log_error("lease", "%s of %s: lease lookup failed", drv_verb_name(call->verb),
+                      call->lease_id);
+        return; /* an orphan's release: nothing of ours */
+    }
+    switch (call->verb) {
+    case DRV_GRANT:
+        if (row.state != PEER_LEASE_PROVISIONING)
+            s_grant_other(self, batch, &row, res);
+        else if (res->outcome == DRV_OK)
+            s_provision_ok(self, batch, &row, res);
+        else
+            s_provision_fail(self, batch, &row, res->reason);
+        break;
+    case DRV_RENEW:
+        if (res->outcome != DRV_OK && row.state == PEER_LEASE_ACTIVE)
+            peer_lease_lost(self, batch, row.lease_id, res->reason);
+        break;
+    case DRV_RELEASE:
+        if (res->outcome == DRV_OK && row.teardown)
+            s_torn_down(self, batch, &row);
+        break;
+    default:
+        break;
+    }
+    peer_lease_row_clear(&row);
 }

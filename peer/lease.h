@@ -23,8 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "driver.h"
 #include "inventory.h"
 #include "peer_config.h"
+#include "provision.h"
 #include "replay.h"
 #include "sender.h"
 #include "store.h"
@@ -36,16 +38,27 @@ typedef struct {
     size_t broker;  /* index of the broker connection to answer on */
     uint8_t *frame; /* owned by the batch */
     size_t len;
-    bool lease; /* a LEASE: turned into a NACK if the commit fails */
+    bool lease;     /* a LEASE: turned into a NACK if the commit fails */
+    bool committed; /* the answer of a driver's outcome: not sent if the commit fails (the
+                       lease is still provisioning in the store; it is answered later) */
     char ref[CPN_NAME_MAX];
     uint64_t ref_seq;
 } peer_reply_t;
+
+/* A driver call to submit once the batch committed (never before: a driver must not act on
+ * a row that may not exist). */
+typedef struct {
+    char lease_id[CPN_NAME_MAX];
+    drv_verb_t verb;
+} peer_call_t;
 
 typedef struct {
     size_t n;
     peer_reply_t replies[PEER_BATCH_MAX];
     bool wrote;   /* the store transaction is open */
     bool changed; /* some lease's end changed (the expiry timer needs a new look) */
+    size_t n_calls;
+    peer_call_t calls[PEER_BATCH_MAX];
 } peer_batch_t;
 
 typedef struct peer_lease peer_lease_t;
@@ -54,6 +67,9 @@ typedef struct peer_lease peer_lease_t;
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
                              peer_inventory_t *inv, peer_store_t *store, peer_sender_t *sender);
 void peer_lease_destroy(peer_lease_t **self_p);
+/* Serve the packages that have a driver (cfg->pkg_driver) through `prov` (borrowed). Without
+ * it (no `provision:` section) every package takes the path of a package without driver. */
+void peer_lease_set_provision(peer_lease_t *self, provision_t *prov);
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch);
 /* Decide one frame received on broker connection `broker` (at most PEER_BATCH_MAX per
@@ -72,12 +88,41 @@ int peer_lease_recount(peer_lease_t *self) CPN_WUR;
 /* Expire active leases whose end passed (their units return); *n how many (may be NULL). */
 int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n) CPN_WUR;
 
+/* ---- provisioning (docs/PROVISIONING.md) ----
+ *
+ * A CLAIM for a package with a driver commits the lease `provisioning` (units reserved, the
+ * CLAIM kept as its frame, no answer yet) and submits the driver's grant after the commit.
+ * A CLAIM again for a lease still provisioning gets no answer: a NACK would tell the broker
+ * the peer holds no lease for the request (docs/PROTOCOL.md §13); the LEASE (or the NACK
+ * provision-failed) goes to the broker that signed the stored CLAIM when the grant ends, and
+ * the broker records a LEASE that comes after its claim timed out. RELEASE and expiry of a
+ * lease with a driver keep its units until the driver's release succeeded (`teardown`). */
+
+/* The driver call `verb` for the lease of `row`, its REQUEST's access hints written as JSON
+ * into `hints` (call->hints points there; NULL if the REQUEST has none). */
+void peer_lease_call_of(const peer_lease_row_t *row, drv_verb_t verb, drv_call_t *call,
+                        char hints[DRV_HINTS_MAX]);
+/* Submit `verb` for the lease `lease_id` (read from the store) to its driver. CPN_E_BUSY when
+ * the engine's queue is full; CPN_E_NO_PACKAGE when its driver is no longer configured. */
+int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_t verb) CPN_WUR;
+/* The final outcome of a grant, renew or release call (provision.h's callback, routed by the
+ * daemon): commits `active` and queues the LEASE, or `failed` and the NACK; ends a teardown;
+ * replies and writes go into `batch` (between peer_lease_batch_begin and _end). */
+void peer_lease_driver_done(peer_lease_t *self, peer_batch_t *batch, const drv_call_t *call,
+                            const drv_result_t *res);
+/* A lease whose resource the driver lost (status: not present and the grant to recreate it
+ * failed, a renew that failed for good). The one hook where the notice branch ends the lease
+ * with a NOTICE; for now it is logged and counted (stats.lost). */
+void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
+                     const char *why);
+
 /* How many frames were refused with `code` (a cpn_err_t), and the total refused. */
 uint64_t peer_lease_refused(const peer_lease_t *self, int code);
 uint64_t peer_lease_refused_total(const peer_lease_t *self);
 /* Leases granted, retried (answered from the store), renewed and released so far. */
 typedef struct {
     uint64_t granted, retried, renewed, released, expired;
+    uint64_t provisioning, provisioned, provision_failed, held, torn_down, lost;
 } peer_lease_stats_t;
 void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out);
 

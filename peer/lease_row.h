@@ -11,13 +11,20 @@
 #include "identity.h"
 #include "resource.h"
 
+/* A lease of a package with a driver (docs/PROVISIONING.md) is first `provisioning`: units
+ * reserved, committed, no LEASE yet, the driver's grant running; then `active` (LEASE
+ * signed) or `failed` (the grant failed: units back, NACK provision-failed). A lease that
+ * ended (released, expired) with a driver keeps its units until the driver's release
+ * succeeded: `teardown` says that release is still due. */
 typedef enum {
     PEER_LEASE_ACTIVE = 0,
     PEER_LEASE_RELEASED,
     PEER_LEASE_EXPIRED,
+    PEER_LEASE_PROVISIONING,
+    PEER_LEASE_FAILED,
 } peer_lease_state_t;
 
-/* "active", "released", "expired". */
+/* "active", "released", "expired", "provisioning", "failed". */
 const char *peer_lease_state_name(peer_lease_state_t s);
 /* Parse a state name; -1 if unknown. */
 int peer_lease_state_parse(const char *name);
@@ -34,9 +41,11 @@ typedef struct {
     uint64_t end_ms;
     peer_lease_state_t state;
     uint32_t renewals;
-    uint8_t *frame;
+    uint8_t *frame; /* the latest LEASE; while provisioning (no LEASE yet): the CLAIM */
     size_t frame_len;
-    uint64_t op_seq; /* seq of the last RENEW/RELEASE applied; insert leaves it 0 */
+    uint64_t op_seq;             /* seq of the last RENEW/RELEASE applied; insert leaves it 0 */
+    char driver[CPN_NAME_MAX];   /* the driver that serves the lease ("": none) */
+    bool teardown;               /* the driver's release is due (units still used) */
 } peer_lease_row_t;
 
 void peer_lease_row_clear(peer_lease_row_t *row);

@@ -10,11 +10,13 @@
 #include "daemon.h"
 #include "discover.h"
 #include "httpd.h"
+#include "fulfil.h"
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
 #include "log.h"
 #include "peer_config.h"
+#include "provision.h"
 #include "sender.h"
 #include "store.h"
 
@@ -41,7 +43,9 @@ static void s_usage(FILE *out)
             "A data centre's side of cpn: advertises the packages in FILE to its brokers,\n"
             "grants leases on CLAIMs (signed by a configured broker, embedding a request\n"
             "signed by an accepted tenant), keeps them in SQLite and ends them at their end\n"
-            "time, whether or not any broker is reachable. See cpn-peer(8), docs/POLICY.md.\n"
+            "time, whether or not any broker is reachable. A package with a driver is\n"
+            "granted once the driver made its resource (docs/PROVISIONING.md).\n"
+            "See cpn-peer(8), docs/POLICY.md.\n"
             "\n"
             "options:\n"
             "  -c, --config FILE   the peer configuration (YAML); relative paths in it are\n"
@@ -67,16 +71,26 @@ static void s_usage(FILE *out)
             "  metrics             config `http: PORT` (127.0.0.1 unless an address is\n"
             "                      named; off unless set): OpenMetrics at /metrics, at most\n"
             "                      %d connections, rendered from a snapshot of the loop\n"
+            "  drivers             (provision section, docs/PROVISIONING.md) at most %d;\n"
+            "                      %d children at once, %d calls queued (a CLAIM beyond:\n"
+            "                      NACK busy), %d bytes of output and `timeout` per\n"
+            "                      command, backoff doubling to %d s; teardowns due are\n"
+            "                      submitted again every %d ms\n"
             "  shutdown            SIGTERM/SIGINT: WITHDRAW to every broker (waits at most\n"
             "                      %d ms to deliver), exit 0. SIGHUP is ignored: restart\n"
             "                      to change the configuration (leases survive restarts)\n"
             "\n"
             "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
+            "systemd (cpn-peer.service, Type=notify): READY=1 once the store is open,\n"
+            "STATUS= lines, WATCHDOG=1 from the loop at half WATCHDOG_USEC; log lines carry\n"
+            "<N> syslog priorities when stderr is the journal (JOURNAL_STREAM)\n"
             "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
             PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
             PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
             PEER_BROKERS_MAX, PEER_TENANTS_MAX, (unsigned long long)PEER_SEQ_RESERVE,
-            PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX, PEER_WITHDRAW_LINGER_MS);
+            PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX, PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX,
+            PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX, PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS,
+            PEER_WITHDRAW_LINGER_MS);
 }
 
 /* Load the configuration, printing every error. NULL on failure. */

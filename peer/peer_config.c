@@ -9,12 +9,14 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "provision.h"
 #include "units.h"
 
 /* What the custom binders need beyond their destination. */
 typedef struct {
     char dir[PEER_PATH_MAX]; /* directory of the configuration file, "" for the cwd */
     const char *default_region;
+    const ynode_t *provision; /* bound after the packages, whatever the key order */
 } s_ctx_t;
 
 /* Resolve a relative path against the configuration's directory. */
@@ -265,6 +267,180 @@ static int s_packages(yconf_t *doc, const ynode_t *node, const char *path, void 
     return r;
 }
 
+/* ---- provision: drivers and which package uses which ---- */
+
+static int s_note_provision(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                            void *arg)
+{
+    (void)dst;
+    if (!node || node->kind != YNODE_MAP) {
+        yconf_error(doc, node, path, "expected a map with `drivers` and `packages`");
+        return CPN_E_CONFIG;
+    }
+    ((s_ctx_t *)arg)->provision = node;
+    return CPN_OK;
+}
+
+static int s_driver_options(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                            void *arg)
+{
+    drv_config_t *d = dst;
+    (void)arg;
+    if (!node || node->kind != YNODE_MAP || node->n > DRV_OPTIONS_MAX) {
+        yconf_error(doc, node, path, "expected a map of at most %d driver options",
+                    DRV_OPTIONS_MAX);
+        return CPN_E_CONFIG;
+    }
+    for (size_t i = 0; i < node->n; i++) {
+        const ynode_t *v = node->items[i];
+        if (!v || v->kind != YNODE_SCALAR || !v->value || strlen(node->keys[i]) >= CPN_NAME_MAX ||
+            strlen(v->value) >= DRV_OPTION_LEN) {
+            yconf_error(doc, v, path, "%s: expected a value of at most %d bytes", node->keys[i],
+                        DRV_OPTION_LEN - 1);
+            return CPN_E_CONFIG;
+        }
+        snprintf(d->options[i].key, sizeof d->options[i].key, "%s", node->keys[i]);
+        snprintf(d->options[i].value, sizeof d->options[i].value, "%s", v->value);
+    }
+    d->n_options = node->n;
+    return CPN_OK;
+}
+
+/* A driver's program: resolved like the other paths, may be absent (slurm). */
+static int s_program(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    if (s_scalar(doc, node, path, "a program path") != CPN_OK)
+        return CPN_E_CONFIG;
+    if (s_resolve(arg, node->value, dst, sizeof ((drv_config_t *)0)->program) != CPN_OK) {
+        yconf_error(doc, node, path, "path too long");
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
+static int s_driver(yconf_t *doc, const ynode_t *item, const char *path, s_ctx_t *ctx,
+                    drv_config_t *d)
+{
+    /* clang-format off */
+    const yfield_t fields[] = {
+        {.key = "name", .kind = YF_STR, .off = offsetof(drv_config_t, name),
+         .size = sizeof d->name, .required = true, .min = 1},
+        {.key = "type", .kind = YF_STR, .off = offsetof(drv_config_t, type),
+         .size = sizeof d->type, .required = true, .min = 1},
+        {.key = "program", .kind = YF_CUSTOM, .off = offsetof(drv_config_t, program),
+         .custom = s_program, .arg = ctx},
+        {.key = "timeout", .kind = YF_DURATION, .off = offsetof(drv_config_t, timeout_s),
+         .min = 1, .max = PROVISION_TIMEOUT_MAX_S},
+        {.key = "concurrency", .kind = YF_U32, .off = offsetof(drv_config_t, concurrency),
+         .min = 1, .max = PROVISION_CONCURRENCY_MAX},
+        {.key = "retries", .kind = YF_U32, .off = offsetof(drv_config_t, retries),
+         .min = 0, .max = PROVISION_RETRIES_MAX},
+        {.key = "backoff", .kind = YF_DURATION, .off = offsetof(drv_config_t, backoff_s),
+         .min = 1, .max = PROVISION_BACKOFF_MAX_S},
+        {.key = "inventory", .kind = YF_DURATION, .off = offsetof(drv_config_t, inventory_s),
+         .min = 0, .max = 24 * 3600},
+        {.key = "options", .kind = YF_CUSTOM, .off = 0, .custom = s_driver_options},
+    };
+    /* clang-format on */
+    memset(d, 0, sizeof *d);
+    d->timeout_s = PEER_DRIVER_TIMEOUT_DEFAULT_S;
+    d->concurrency = PEER_DRIVER_CONCURRENCY_DEFAULT;
+    d->retries = PEER_DRIVER_RETRIES_DEFAULT;
+    d->backoff_s = PEER_DRIVER_BACKOFF_DEFAULT_S;
+    if (yconf_bind(doc, item, path, fields, sizeof fields / sizeof fields[0], d) != CPN_OK)
+        return CPN_E_CONFIG;
+    const drv_ops_t *ops = driver_find(d->type);
+    char why[CPN_REASON_MAX] = "";
+    if (!ops) {
+        yconf_error(doc, yconf_get(item, "type"), path, "type: unknown driver type \"%s\"",
+                    d->type);
+        return CPN_E_CONFIG;
+    }
+    if (ops->check && ops->check(d, why) != CPN_OK) {
+        yconf_error(doc, item, path, "%s", why);
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
+static int s_provision_drivers(yconf_t *doc, const ynode_t *node, const char *path,
+                               peer_config_t *cfg, s_ctx_t *ctx)
+{
+    if (!node || node->kind != YNODE_SEQ || node->n == 0 || node->n > PEER_DRIVERS_MAX) {
+        yconf_error(doc, node, path, "expected a list of 1 to %d drivers", PEER_DRIVERS_MAX);
+        return CPN_E_CONFIG;
+    }
+    if (!(cfg->drivers = calloc(node->n, sizeof *cfg->drivers)))
+        return CPN_E_NOMEM;
+    int r = CPN_OK;
+    for (size_t i = 0; i < node->n; i++) {
+        char ipath[256];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        if (!node->items[i] || node->items[i]->kind != YNODE_MAP) {
+            yconf_error(doc, node->items[i], ipath, "expected a map");
+            r = CPN_E_CONFIG;
+            continue;
+        }
+        if (s_driver(doc, node->items[i], ipath, ctx, &cfg->drivers[i]) != CPN_OK)
+            r = CPN_E_CONFIG;
+        for (size_t j = 0; r == CPN_OK && j < i; j++)
+            if (strcmp(cfg->drivers[j].name, cfg->drivers[i].name) == 0) {
+                yconf_error(doc, node->items[i], ipath, "name: \"%s\" used twice",
+                            cfg->drivers[i].name);
+                r = CPN_E_CONFIG;
+            }
+    }
+    cfg->n_drivers = node->n;
+    return r;
+}
+
+/* provision: {drivers: [...], packages: {package id: driver name}}. */
+static int s_provision(yconf_t *doc, const ynode_t *node, peer_config_t *cfg, s_ctx_t *ctx)
+{
+    int r = CPN_OK;
+    for (size_t i = 0; i < node->n; i++)
+        if (strcmp(node->keys[i], "drivers") != 0 && strcmp(node->keys[i], "packages") != 0) {
+            yconf_error(doc, node->items[i], "provision", "unknown key \"%s\"", node->keys[i]);
+            r = CPN_E_CONFIG;
+        }
+    if (s_provision_drivers(doc, yconf_get(node, "drivers"), "provision.drivers", cfg, ctx) !=
+        CPN_OK)
+        return CPN_E_CONFIG;
+    const ynode_t *pk = yconf_get(node, "packages");
+    if (!pk || pk->kind != YNODE_MAP) {
+        yconf_error(doc, pk ? pk : node, "provision.packages",
+                    "expected a map of package id: driver name");
+        return CPN_E_CONFIG;
+    }
+    for (size_t i = 0; i < pk->n; i++) {
+        char ipath[300];
+        snprintf(ipath, sizeof ipath, "provision.packages.%s", pk->keys[i]);
+        size_t p = 0;
+        while (p < cfg->n_packages && strcmp(cfg->packages[p].id, pk->keys[i]) != 0)
+            p++;
+        const ynode_t *v = pk->items[i];
+        int d = v && v->kind == YNODE_SCALAR && v->value ? peer_config_driver(cfg, v->value) : -1;
+        if (p == cfg->n_packages) {
+            yconf_error(doc, v, ipath, "no package with this id");
+            r = CPN_E_CONFIG;
+        } else if (d < 0) {
+            yconf_error(doc, v, ipath, "expected the name of a driver in provision.drivers");
+            r = CPN_E_CONFIG;
+        } else {
+            cfg->pkg_driver[p] = d;
+        }
+    }
+    return r;
+}
+
+int peer_config_driver(const peer_config_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->n_drivers; i++)
+        if (strcmp(self->drivers[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
 int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
 {
     int r;
@@ -329,6 +505,8 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
          .arg = &ctx},
         {.key = "packages", .kind = YF_CUSTOM, .off = 0, .required = true,
          .custom = s_packages, .arg = &ctx},
+        {.key = "provision", .kind = YF_CUSTOM, .off = 0, .custom = s_note_provision,
+         .arg = &ctx},
     };
     /* clang-format on */
     r = yconf_bind(doc, root, "", fields, sizeof fields / sizeof fields[0], cfg);
@@ -343,6 +521,16 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
         yconf_error(doc, yconf_get(root, "http"), "http",
                     "%s (such as 9465 for 127.0.0.1:9465, or 0.0.0.0:9465)", why);
         r = CPN_E_CONFIG;
+    }
+    if (cfg->n_packages > 0) {
+        if (!(cfg->pkg_driver = malloc(cfg->n_packages * sizeof *cfg->pkg_driver))) {
+            r = CPN_E_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < cfg->n_packages; i++)
+            cfg->pkg_driver[i] = -1; /* no driver: today's path */
+        if (ctx.provision && s_provision(doc, ctx.provision, cfg, &ctx) != CPN_OK)
+            r = CPN_E_CONFIG;
     }
     if (r == CPN_OK && yconf_error_count(doc) > 0)
         r = CPN_E_CONFIG;
@@ -365,6 +553,8 @@ void peer_config_destroy(peer_config_t **self_p)
     free(self->tenants);
     free(self->packages);
     free(self->floors);
+    free(self->drivers);
+    free(self->pkg_driver);
     free(self);
     *self_p = NULL;
 }

@@ -2,7 +2,8 @@
  *
  * Keys (docs/POLICY.md, section "cpn-peer configuration"): name, key, database, region,
  * refresh, max_lease, log_level, http, brokers[] {endpoint, key, curve}, tenants (any | list of
- * keys), packages[] (the resource model's package keys, plus `floor`). Relative paths (key,
+ * keys), packages[] (the resource model's package keys, plus `floor`), provision
+ * {drivers[], packages} (docs/PROVISIONING.md). Relative paths (key,
  * database, and key files named in brokers/tenants) are relative to the directory of the
  * configuration file, so a configuration and its files can be moved together.
  */
@@ -13,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "driver.h"
 #include "err.h"
 #include "hostport.h"
 #include "identity.h"
@@ -33,6 +35,13 @@
 #define PEER_REQUEST_AGE_DEFAULT_S 300u
 #define PEER_REQUEST_AGE_MIN_S 10u
 #define PEER_REQUEST_AGE_MAX_S (24u * 3600u)
+
+/* The `provision:` section (docs/PROVISIONING.md): drivers, and which package uses which. */
+#define PEER_DRIVERS_MAX 16
+#define PEER_DRIVER_TIMEOUT_DEFAULT_S 30
+#define PEER_DRIVER_CONCURRENCY_DEFAULT 4
+#define PEER_DRIVER_RETRIES_DEFAULT 3
+#define PEER_DRIVER_BACKOFF_DEFAULT_S 1
 
 typedef struct {
     char endpoint[CPN_ENDPOINT_MAX]; /* "tcp://host:port" */
@@ -59,6 +68,9 @@ typedef struct {
     size_t n_packages;
     cpn_package_t *packages; /* malloc'd; total set, free = total */
     uint64_t *floors;        /* malloc'd; per package, thousandths per unit-hour */
+    size_t n_drivers;
+    drv_config_t *drivers; /* malloc'd, n_drivers */
+    int *pkg_driver;       /* malloc'd; per package: index in drivers, or -1 (no driver) */
 } peer_config_t;
 
 /* Load and validate. On CPN_OK *out is the caller's. On failure *out is NULL and, if
@@ -66,6 +78,9 @@ typedef struct {
  * destroys it. A file that cannot be read is reported in *doc_out when possible. */
 int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out) CPN_WUR;
 void peer_config_destroy(peer_config_t **self_p);
+
+/* The index of the driver named `name`, or -1. */
+int peer_config_driver(const peer_config_t *self, const char *name);
 
 /* Is this tenant key accepted? */
 bool peer_config_tenant_ok(const peer_config_t *self, const uint8_t pk[CPN_PK_LEN]);

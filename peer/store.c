@@ -9,7 +9,8 @@
 
 #include "log.h"
 
-static const char *const s_state_names[] = {"active", "released", "expired"};
+static const char *const s_state_names[] = {"active", "released", "expired", "provisioning",
+                                            "failed"};
 
 const char *peer_lease_state_name(peer_lease_state_t s)
 {
@@ -50,30 +51,43 @@ typedef enum {
     S_COUNT,
     S_META_GET,
     S_META_SET,
+    S_DRIVEN,
     S__COUNT
 } s_stmt_t;
 
 #define S_COLS                                                                                     \
     "lease_id, tenant, request_id, package, units, price, start_ms, end_ms, "                      \
     "state, renewals, frame"
+/* What the getters read after S_COLS (s_read_row knows the order). */
+#define S_MORE ", op_seq, driver, teardown"
 
 static const char *const s_sql[S__COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_INSERT] = "INSERT INTO leases (" S_COLS ") VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-    [S_UPDATE] = "UPDATE leases SET end_ms = ?, state = ?, renewals = ?, frame = ?, op_seq = ? "
-                 "WHERE lease_id = ?",
-    [S_GET] = "SELECT " S_COLS ", op_seq FROM leases WHERE lease_id = ?",
-    [S_GET_REQ] = "SELECT " S_COLS ", op_seq FROM leases WHERE tenant = ? AND request_id = ?",
-    [S_EXPIRE] = "UPDATE leases SET state = 'expired' WHERE state = 'active' AND end_ms <= ?",
+    [S_INSERT] = "INSERT INTO leases (" S_COLS ", driver, teardown) "
+                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    [S_UPDATE] = "UPDATE leases SET end_ms = ?, state = ?, renewals = ?, frame = ?, op_seq = ?, "
+                 "teardown = ? WHERE lease_id = ?",
+    [S_GET] = "SELECT " S_COLS S_MORE " FROM leases WHERE lease_id = ?",
+    [S_GET_REQ] = "SELECT " S_COLS S_MORE " FROM leases WHERE tenant = ? AND request_id = ?",
+    /* A lease with a driver keeps its units until the driver tore it down. */
+    [S_EXPIRE] = "UPDATE leases SET state = 'expired', teardown = (driver <> '') "
+                 "WHERE state = 'active' AND end_ms <= ?",
     [S_NEXT_END] = "SELECT MIN(end_ms) FROM leases WHERE state = 'active'",
-    [S_USED] = "SELECT package, SUM(units) FROM leases WHERE state = 'active' "
+    /* Two indexed halves: leases running or being provisioned, and ended ones whose driver
+     * has not torn them down yet (a failed grant's units are free at once). */
+    [S_USED] = "SELECT package, SUM(units) FROM ("
+               "SELECT package, units FROM leases WHERE state IN ('active', 'provisioning') "
+               "UNION ALL SELECT package, units FROM leases WHERE teardown = 1 AND "
+               "state NOT IN ('active', 'provisioning', 'failed')) "
                "GROUP BY package ORDER BY package",
     [S_COUNT] = "SELECT COUNT(*) FROM leases WHERE state = ?",
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) "
                    "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+    [S_DRIVEN] = "SELECT " S_COLS S_MORE " FROM leases WHERE driver <> '' AND "
+                 "(state IN ('active', 'provisioning') OR teardown = 1) ORDER BY start_ms",
 };
 
 static const char s_schema[] =
@@ -98,6 +112,14 @@ static const char s_has_op_seq[] = "SELECT COUNT(*) FROM pragma_table_info('leas
                                    "WHERE name = 'op_seq'";
 static const char s_add_op_seq[] = "ALTER TABLE leases ADD COLUMN op_seq INTEGER NOT NULL "
                                    "DEFAULT 0";
+static const char s_has_driver[] = "SELECT COUNT(*) FROM pragma_table_info('leases') "
+                                   "WHERE name = 'driver'";
+static const char s_add_driver[] =
+    "ALTER TABLE leases ADD COLUMN driver TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE leases ADD COLUMN teardown INTEGER NOT NULL DEFAULT 0;";
+/* The rows the reconciliation and the teardown sweep read (few: ended ones leave it). */
+static const char s_index_teardown[] =
+    "CREATE INDEX IF NOT EXISTS leases_teardown ON leases (teardown) WHERE teardown = 1";
 
 struct peer_store {
     sqlite3 *db;
@@ -111,27 +133,40 @@ static int s_db_error(peer_store_t *self, const char *what)
     return CPN_E_DB;
 }
 
-/* Bring a database of an older peer up to this schema (one ALTER, idempotent). */
-static int s_migrate(peer_store_t *self)
+/* Run `add` if `has` counts 0 (a column missing): idempotent. */
+static int s_add_column(peer_store_t *self, const char *has, const char *add, const char *what)
 {
     sqlite3_stmt *st = NULL;
     int r = CPN_E_DB;
-    if (sqlite3_prepare_v2(self->db, s_has_op_seq, -1, &st, NULL) != SQLITE_OK ||
+    if (sqlite3_prepare_v2(self->db, has, -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW) {
-        r = s_db_error(self, s_has_op_seq);
+        r = s_db_error(self, has);
         goto out;
     }
     if (sqlite3_column_int64(st, 0) == 0) {
-        if (sqlite3_exec(self->db, s_add_op_seq, NULL, NULL, NULL) != SQLITE_OK) {
-            r = s_db_error(self, s_add_op_seq);
+        if (sqlite3_exec(self->db, add, NULL, NULL, NULL) != SQLITE_OK) {
+            r = s_db_error(self, add);
             goto out;
         }
-        log_info("store", "added column leases.op_seq (database of an older peer)");
+        log_info("store", "added %s (database of an older peer)", what);
     }
     r = CPN_OK;
 out:
     sqlite3_finalize(st);
     return r;
+}
+
+/* Bring a database of an older peer up to this schema. */
+static int s_migrate(peer_store_t *self)
+{
+    int r;
+    if ((r = s_add_column(self, s_has_op_seq, s_add_op_seq, "column leases.op_seq")) != CPN_OK ||
+        (r = s_add_column(self, s_has_driver, s_add_driver, "columns leases.driver, teardown")) !=
+            CPN_OK)
+        return r;
+    if (sqlite3_exec(self->db, s_index_teardown, NULL, NULL, NULL) != SQLITE_OK)
+        return s_db_error(self, s_index_teardown);
+    return CPN_OK;
 }
 
 int peer_store_open(const char *path, peer_store_t **out)
@@ -256,6 +291,8 @@ int peer_store_insert(peer_store_t *self, const peer_lease_row_t *row)
     s_bind_text(st, 9, peer_lease_state_name(row->state));
     sqlite3_bind_int64(st, 10, row->renewals);
     sqlite3_bind_blob(st, 11, row->frame, (int)row->frame_len, SQLITE_TRANSIENT);
+    s_bind_text(st, 12, row->driver);
+    sqlite3_bind_int(st, 13, row->teardown ? 1 : 0);
     int rc = sqlite3_step(st);
     int r = CPN_OK;
     if (rc == SQLITE_CONSTRAINT)
@@ -275,7 +312,8 @@ int peer_store_update(peer_store_t *self, const peer_lease_row_t *row)
     sqlite3_bind_int64(st, 3, row->renewals);
     sqlite3_bind_blob(st, 4, row->frame, (int)row->frame_len, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)row->op_seq);
-    s_bind_text(st, 6, row->lease_id);
+    sqlite3_bind_int(st, 6, row->teardown ? 1 : 0);
+    s_bind_text(st, 7, row->lease_id);
     int r = s_exec(self, S_UPDATE);
     if (r == CPN_OK && sqlite3_changes(self->db) == 0)
         r = CPN_E_NO_LEASE;
@@ -322,7 +360,12 @@ static int s_read_row(peer_store_t *self, sqlite3_stmt *st, peer_lease_row_t *ro
     if (n)
         memcpy(row->frame, frame, n);
     row->frame_len = n;
-    row->op_seq = (uint64_t)sqlite3_column_int64(st, 11); /* the getters select it last */
+    row->op_seq = (uint64_t)sqlite3_column_int64(st, 11); /* S_MORE, in its order */
+    if (s_col_text(st, 12, row->driver, sizeof row->driver) != CPN_OK) {
+        peer_lease_row_clear(row);
+        goto bad;
+    }
+    row->teardown = sqlite3_column_int(st, 13) != 0;
     return CPN_OK;
 bad:
     log_error("store", "corrupt lease row");
@@ -401,6 +444,26 @@ int peer_store_used(peer_store_t *self, int (*fn)(const char *, uint64_t, void *
     }
     if (r == CPN_OK && rc != SQLITE_DONE)
         r = s_db_error(self, s_sql[S_USED]);
+    sqlite3_reset(st);
+    return r;
+}
+
+int peer_store_each_driven(peer_store_t *self, int (*fn)(const peer_lease_row_t *, void *),
+                           void *arg)
+{
+    sqlite3_stmt *st = self->st[S_DRIVEN];
+    int r = CPN_OK, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        peer_lease_row_t row;
+        if ((r = s_read_row(self, st, &row)) != CPN_OK)
+            break;
+        r = fn(&row, arg);
+        peer_lease_row_clear(&row);
+        if (r != 0)
+            break;
+    }
+    if (r == CPN_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+        r = s_db_error(self, s_sql[S_DRIVEN]);
     sqlite3_reset(st);
     return r;
 }

@@ -8,12 +8,15 @@
  *
  * Tables:
  *   leases(lease_id PK, tenant BLOB, request_id, package, units, price, start_ms, end_ms,
- *          state, renewals, frame BLOB, op_seq, UNIQUE(tenant, request_id))
+ *          state, renewals, frame BLOB, op_seq, driver, teardown,
+ *          UNIQUE(tenant, request_id))
  *   meta(k PK, v)
  * `frame` is the latest LEASE frame the peer signed for the lease, so an idempotent retry
  * gets exactly the bytes it got before. `op_seq` is the seq of the last RENEW or RELEASE
  * applied to the lease (0: none), written with it, so a replayed one is refused after a
  * restart too; a database made before the column existed gets it (0) when opened.
+ * `driver` names the provisioning driver of the lease ("" for none) and `teardown` (0/1) says
+ * its release by the driver is still due: the units stay used until then (lease_row.h).
  */
 #ifndef PEER_STORE_H
 #define PEER_STORE_H
@@ -72,6 +75,12 @@ int peer_store_next_end(peer_store_t *self, uint64_t *end_ms, bool *found) CPN_W
  * units. A non-zero return from fn stops the walk and is returned. */
 int peer_store_used(peer_store_t *self, int (*fn)(const char *package, uint64_t units, void *arg),
                     void *arg) CPN_WUR;
+
+/* Call fn(row, arg) for every lease with a driver that is provisioning or active or whose
+ * teardown is due, oldest first (the reconciliation at start and the teardown sweep). fn
+ * must not write to the store. A non-zero return from fn stops the walk and is returned. */
+int peer_store_each_driven(peer_store_t *self, int (*fn)(const peer_lease_row_t *row, void *arg),
+                           void *arg) CPN_WUR;
 
 /* Number of leases in a state (for status and tests). */
 int peer_store_count(peer_store_t *self, peer_lease_state_t state, uint64_t *n) CPN_WUR;

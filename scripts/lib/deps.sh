@@ -2,8 +2,8 @@
 # Sourced by scripts/check, scripts/demo and the benchmarks.
 
 CPN_BUILD_PKGS="build-essential autoconf automake libtool pkg-config \
-libzmq3-dev libsodium-dev libmsgpack-dev libyaml-dev libcmocka-dev libsqlite3-dev \
-clang libclang-rt-14-dev sqlite3 libmicrohttpd-dev"
+libzmq3-dev libsodium-dev libmsgpack-dev libyaml-dev libcmocka-dev libsqlite3-dev libjansson-dev \
+clang libclang-rt-14-dev sqlite3 libmicrohttpd-dev libsystemd-dev"
 
 cpn_install_pkgs() {
     local need="" p
