@@ -14,6 +14,7 @@ typedef enum {
     M_ADOPT, /* meter rows for leases above the high-water rowid */
     M_MAXROW,
     M_DUE,
+    M_DROP,
     M_INSERT,
     M_UPDATE,
     M_PENDING,
@@ -38,10 +39,17 @@ static const char *const s_sql[M__COUNT] = {
     [M_ADOPT] = "INSERT OR IGNORE INTO meter (lease_id, n, to_ms, total, done) "
                 "SELECT lease_id, 0, start_ms, 0, 0 FROM leases WHERE rowid > ?",
     [M_MAXROW] = "SELECT COALESCE(MAX(rowid), 0) FROM leases",
+    /* Not yet granted ("provisioning") is not metered; a lease whose driver failed before it
+     * was ever granted ("failed", nothing metered) never is (M_DROP). A lease not metered
+     * yet starts at its start as the lease row says now (provisioning may have moved it). */
     [M_DUE] = "SELECT m.lease_id, m.n, m.to_ms, m.total, m.hash, l.tenant, l.package, l.units, "
               "l.price, l.start_ms, l.end_ms, l.state FROM meter m JOIN leases l "
-              "USING (lease_id) WHERE m.done = 0 AND (l.state != 'active' OR l.end_ms <= ?1 "
-              "OR m.to_ms + ?2 <= ?1) LIMIT ?3",
+              "USING (lease_id) WHERE m.done = 0 AND l.state != 'provisioning' AND "
+              "NOT (l.state = 'failed' AND m.n = 0) AND (l.state != 'active' OR "
+              "l.end_ms <= ?1 OR (CASE WHEN m.n = 0 THEN l.start_ms ELSE m.to_ms END) + ?2 <= ?1) "
+              "LIMIT ?3",
+    [M_DROP] = "UPDATE meter SET done = 1 WHERE done = 0 AND n = 0 AND lease_id IN "
+               "(SELECT lease_id FROM leases WHERE state = 'failed')",
     [M_INSERT] = "INSERT INTO usage (lease_id, n, frame) VALUES (?, ?, ?)",
     [M_UPDATE] = "UPDATE meter SET n = ?, to_ms = ?, total = ?, hash = ?, done = ? "
                  "WHERE lease_id = ?",
@@ -115,6 +123,13 @@ void peer_meter_destroy(peer_meter_t **self_p)
     *self_p = NULL;
 }
 
+static int s_exec(peer_meter_t *self, s_stmt_t s)
+{
+    int r = sqlite3_step(self->st[s]) == SQLITE_DONE ? CPN_OK : s_db(self, s_sql[s]);
+    s_done(self->st[s]);
+    return r;
+}
+
 /* Give every lease granted since the last tick a meter row (n = 0: nothing metered yet). */
 static int s_adopt(peer_meter_t *self)
 {
@@ -171,6 +186,8 @@ static int s_read_due(peer_meter_t *self, uint64_t now_ms, s_due_t *due, size_t 
         u->price = (uint64_t)sqlite3_column_int64(st, 8);
         u->start_ms = (uint64_t)sqlite3_column_int64(st, 9);
         d->end_ms = (uint64_t)sqlite3_column_int64(st, 10);
+        if (u->n == 0)
+            u->to_ms = u->start_ms;
         d->active = strcmp((const char *)sqlite3_column_text(st, 11), "active") == 0;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -229,7 +246,7 @@ int peer_meter_tick(peer_meter_t *self, uint64_t now_ms, size_t *made)
         free(due);
         return r;
     }
-    if ((r = s_adopt(self)) == CPN_OK)
+    if ((r = s_adopt(self)) == CPN_OK && (r = s_exec(self, M_DROP)) == CPN_OK)
         r = s_read_due(self, now_ms, due, &n);
     for (; r == CPN_OK && k < n; k++)
         r = s_record(self, &due[k], now_ms);

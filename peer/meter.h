@@ -1,7 +1,9 @@
 /* meter.h - the peer's USAGE records: made durably, kept until a broker takes them.
  *
  * Every lease the store holds is metered (common/usage.h): a record every `interval` while it
- * runs and a `final` one at its end (expiry, or the release time). A record is made, signed
+ * runs and a `final` one at its end (expiry, the release time, or the end a lease that
+ * failed after it was granted was given). A lease still "provisioning" is not metered yet; one
+ * that "failed" before it was ever metered never is. A record is made, signed
  * and written in one store transaction together with the lease's metering state (its last
  * n, to_ms, total and the record's hash), and only sent after that commit. So a peer killed
  * with -9 at any point either has the record (and sends it after the restart) or has not

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 #include <unistd.h>
 
 #include "ctl_bill.h"
+#include <sqlite3.h>
+
 #include "identity.h"
 #include "meter.h"
 #include "sender.h"
@@ -122,6 +125,22 @@ static void s_set_end(peer_t *p, int i, uint64_t end, peer_lease_state_t state)
     peer_lease_row_clear(&row);
 }
 
+/* Provisioning done: the lease is granted with a new start and end. */
+static void s_set_start(peer_t *p, int i, uint64_t start, uint64_t end)
+{
+    char id[CPN_NAME_MAX];
+    snprintf(id, sizeof id, "L%04d", i);
+    peer_lease_row_t row;
+    assert_int_equal(peer_store_get(p->store, id, &row), CPN_OK);
+    peer_lease_row_clear(&row);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE leases SET start_ms = %" PRIu64 ", end_ms = %" PRIu64
+             ", state = 'active' WHERE lease_id = '%s'",
+             start, end, id);
+    assert_int_equal(sqlite3_exec(peer_store_db(p->store), sql, NULL, NULL, NULL), SQLITE_OK);
+}
+
 /* Collect what peer_meter_pending hands out into a bill file. */
 typedef struct {
     uint8_t *buf;
@@ -155,11 +174,17 @@ static void test_meter_lifecycle(void **state)
     s_lease(fx, &p, 0, T0, T0 + 60 * MIN_MS);         /* renewed to 90 min */
     s_lease(fx, &p, 1, T0, T0 + 60 * MIN_MS);         /* released at 7 min 3 ms */
     s_lease(fx, &p, 2, T0 + 1000, T0 + 1000 + 20000); /* 20 s: shorter than the interval */
+    s_lease(fx, &p, 3, T0, T0 + 60 * MIN_MS);         /* provisioning, then granted at 3 min */
+    s_lease(fx, &p, 4, T0, T0 + 60 * MIN_MS);         /* its driver failed: never granted */
+    s_set_end(&p, 3, T0 + 60 * MIN_MS, PEER_LEASE_PROVISIONING);
+    s_set_end(&p, 4, T0 + 60 * MIN_MS, PEER_LEASE_PROVISIONING);
     size_t made = 0;
     assert_int_equal(peer_meter_tick(p.meter, T0 + 2 * MIN_MS, &made), CPN_OK);
     assert_int_equal(made, 1); /* lease 2 ended at 21 s: its final record; the others run */
     assert_int_equal(peer_meter_tick(p.meter, T0 + 5 * MIN_MS, &made), CPN_OK);
-    assert_int_equal(made, 2); /* 0 and 1: their first period */
+    assert_int_equal(made, 2); /* 0 and 1: their first period; 3 and 4 still provisioning */
+    s_set_start(&p, 3, T0 + 3 * MIN_MS, T0 + 33 * MIN_MS);
+    s_set_end(&p, 4, T0 + 5 * MIN_MS, PEER_LEASE_FAILED);
     assert_int_equal(peer_meter_tick(p.meter, T0 + 5 * MIN_MS + 1, &made), CPN_OK);
     assert_int_equal(made, 0);
     s_set_end(&p, 0, T0 + 90 * MIN_MS, PEER_LEASE_ACTIVE);
@@ -175,15 +200,17 @@ static void test_meter_lifecycle(void **state)
     uint64_t records = 0, unacked = 0;
     assert_int_equal(peer_meter_counts(p.meter, &records, &unacked), CPN_OK);
     assert_int_equal(records, b.n);
-    /* lease 0: 90 min / 5 = 18 records; lease 1: 5 min, then final at 7 min; lease 2: 1 */
-    assert_int_equal(b.n, 18 + 2 + 1);
+    /* lease 0: 90 min / 5 = 18 records; lease 1: 5 min, then final at 7 min; lease 2: 1;
+     * lease 3: 30 min from 3 min = 6; lease 4: none */
+    assert_int_equal(b.n, 18 + 2 + 1 + 6);
     ctl_bill_t *bill = NULL;
     char why[CPN_REASON_MAX];
     assert_int_equal(ctl_bill_load(b.buf, b.len, 0, 0, &bill, why), CPN_OK);
     assert_int_equal(ctl_bill_open_leases(bill), 0);
     assert_int_equal(ctl_bill_total(bill), s_charge(0, T0, T0 + 90 * MIN_MS) +
                                                s_charge(1, T0, T0 + 7 * MIN_MS + 3) +
-                                               s_charge(2, T0 + 1000, T0 + 21000));
+                                               s_charge(2, T0 + 1000, T0 + 21000) +
+                                               s_charge(3, T0 + 3 * MIN_MS, T0 + 33 * MIN_MS));
     ctl_bill_destroy(&bill);
 
     /* handed out: not again before resend_ms; then again until acknowledged */
@@ -196,9 +223,9 @@ static void test_meter_lifecycle(void **state)
     assert_int_equal(peer_meter_acked(p.meter, "L0001", 2), CPN_OK);
     assert_int_equal(
         peer_meter_pending(p.meter, T0 + 101 * MIN_MS, 30000, s_collect, &again, &handed), CPN_OK);
-    assert_int_equal(handed, 8 + 1); /* L0000 11..18 and L0002 1 */
+    assert_int_equal(handed, 8 + 1 + 6); /* L0000 11..18, L0002 1, L0003 1..6 */
     assert_int_equal(peer_meter_counts(p.meter, &records, &unacked), CPN_OK);
-    assert_int_equal(unacked, 9);
+    assert_int_equal(unacked, 15);
     free(again.buf);
     free(b.buf);
     s_close(&p);
