@@ -352,12 +352,15 @@ static void s_provision(peer_daemon_t *self)
     if (!self->prov)
         return;
     peer_batch_t *batch = self->batch;
-    peer_lease_batch_begin(self->lease, batch);
-    provision_run(self->prov, cpn_mono_ms());
-    if (batch->n || batch->wrote || batch->n_calls)
-        s_batch_finish(self, batch->n);
-    /* Calls submitted after the commit may start at once. */
-    provision_run(self->prov, cpn_mono_ms());
+    /* Twice: calls submitted after the first commit may start at once, and a call that ends
+     * in the second round (a child already done) writes its outcome: inside a batch too, or
+     * the store would be left in an open transaction. */
+    for (int round = 0; round < 2; round++) {
+        peer_lease_batch_begin(self->lease, batch);
+        provision_run(self->prov, cpn_mono_ms());
+        if (batch->n || batch->wrote || batch->n_calls)
+            s_batch_finish(self, batch->n);
+    }
 }
 
 static int s_timeout(const peer_daemon_t *self)

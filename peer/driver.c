@@ -16,6 +16,7 @@ static const char *const s_verbs[DRV__VERBS] = {
 /* Every driver there is; a new one adds its line. */
 static const drv_ops_t *const s_drivers[] = {
     &driver_exec_ops,
+    &driver_slurm_ops,
 };
 
 const char *drv_verb_name(drv_verb_t v)

@@ -177,5 +177,6 @@ const drv_ops_t *driver_find(const char *type);
 
 /* The drivers there are (driver.c lists them). */
 extern const drv_ops_t driver_exec_ops;
+extern const drv_ops_t driver_slurm_ops;
 
 #endif

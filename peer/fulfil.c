@@ -191,8 +191,10 @@ void fulfil_done(peer_fulfil_t *self, peer_batch_t *batch, size_t driver, const 
             s_check_held(self, driver, res->ids[i]);
         break;
     case DRV_INVENTORY:
-        /* The units each package really has and the leases whose capacity was lost: the
-         * slurm and notice branches act on them (a new AD, NOTICEs). */
+        /* The units each package really has (a change makes a new AD) and the leases whose
+         * capacity was lost (the notice branch ends them with a NOTICE). */
+        for (size_t i = 0; res->outcome == DRV_OK && i < res->n_units; i++)
+            peer_lease_set_units(self->lease, res->units[i].package, res->units[i].units);
         for (size_t i = 0; res->outcome == DRV_OK && i < res->n_lost; i++)
             peer_lease_lost(self->lease, batch, res->lost[i], "capacity lost (inventory)");
         break;

@@ -1,6 +1,7 @@
 /* inventory.c - totals and free counts per package. */
 #include "inventory.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@ struct peer_inventory {
     cpn_package_t *pkgs; /* `free` kept current */
     uint64_t *floors;
     uint64_t *used;
+    bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
 
@@ -22,7 +24,8 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->pkgs = calloc(cap, sizeof *self->pkgs);
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
-    if (!self->pkgs || !self->floors || !self->used) {
+    self->none = calloc(cap, sizeof *self->none);
+    if (!self->pkgs || !self->floors || !self->used || !self->none) {
         peer_inventory_destroy(&self);
         return NULL;
     }
@@ -42,6 +45,7 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     free(self->pkgs);
     free(self->floors);
     free(self->used);
+    free(self->none);
     free(self);
     *self_p = NULL;
 }
@@ -83,7 +87,7 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i)
 static void s_refresh(peer_inventory_t *self, size_t i)
 {
     uint64_t total = self->pkgs[i].total;
-    uint32_t fr = self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
+    uint32_t fr = self->none[i] || self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
     if (fr != self->pkgs[i].free) {
         self->pkgs[i].free = fr;
         self->version++;
@@ -107,6 +111,18 @@ void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units)
         return;
     self->used[i] = units >= self->used[i] ? 0 : self->used[i] - units;
     s_refresh(self, i);
+}
+
+bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total)
+{
+    if (i >= self->n || (self->pkgs[i].total == total && !self->none[i]) ||
+        (total == 0 && self->none[i]))
+        return false;
+    self->none[i] = total == 0;
+    self->pkgs[i].total = total ? total : 1;
+    self->version++; /* the AD carries the total too */
+    s_refresh(self, i);
+    return true;
 }
 
 void peer_inventory_clear(peer_inventory_t *self)

@@ -9,6 +9,7 @@
 #ifndef PEER_INVENTORY_H
 #define PEER_INVENTORY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,10 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i);
 int peer_inventory_reserve(peer_inventory_t *self, size_t i, uint32_t units) CPN_WUR;
 /* Give units of package i back (never below zero used). */
 void peer_inventory_release(peer_inventory_t *self, size_t i, uint32_t units);
+/* The units package i really has now (a driver's inventory: Slurm nodes up and not busy with
+ * other work); free follows. None at all: the total shows 1 (an AD's package has at least
+ * one) and free is 0. Returns true if it changed (the version is bumped: a new AD). */
+bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total);
 /* Forget all use (before recounting from the store). */
 void peer_inventory_clear(peer_inventory_t *self);
 /* Add used units by package id (recount from the store); CPN_E_NO_PACKAGE if the id is not

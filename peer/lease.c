@@ -83,6 +83,22 @@ void peer_lease_destroy(peer_lease_t **self_p)
     *self_p = NULL;
 }
 
+void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t units)
+{
+    int pkg = peer_inventory_find(self->inv, package);
+    if (pkg < 0) {
+        log_warn("lease", "inventory names package %s, which is not configured", package);
+        return;
+    }
+    uint32_t count = self->cfg->packages[pkg].total;
+    uint32_t was = peer_inventory_get(self->inv, (size_t)pkg)->total;
+    if (units > count)
+        units = count;
+    if (peer_inventory_set_total(self->inv, (size_t)pkg, units))
+        log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32
+                 ")", package, units, was, count);
+}
+
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)
 {
     self->prov = prov;
@@ -637,9 +653,12 @@ static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, co
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
 {
-    (void)self;
     batch->n = 0;
-    batch->wrote = false;
+    /* A transaction still open is a batch somebody did not end (a bug): this batch's commit
+     * takes its writes along rather than every later write failing. */
+    batch->wrote = peer_store_in_txn(self->store);
+    if (batch->wrote)
+        log_error("lease", "a store transaction was left open; committed with the next batch");
     batch->changed = false;
     batch->n_calls = 0;
 }

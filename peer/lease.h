@@ -116,6 +116,11 @@ void peer_lease_driver_done(peer_lease_t *self, peer_batch_t *batch, const drv_c
 void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
                      const char *why);
 
+/* A driver's inventory: `package` really has `units` now. Its total becomes that, at most the
+ * configured count (an operator may sell part of a partition); a change makes a new AD. An
+ * unknown package is logged and ignored. */
+void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t units);
+
 /* How many frames were refused with `code` (a cpn_err_t), and the total refused. */
 uint64_t peer_lease_refused(const peer_lease_t *self, int code);
 uint64_t peer_lease_refused_total(const peer_lease_t *self);
