@@ -456,7 +456,7 @@ static void s_cls_release(book_t *b, uint32_t id)
 /* ---- shapes ------------------------------------------------------------------------------- */
 
 typedef struct {
-    uint32_t cls, cores, bf16_each;
+    uint32_t cls, cores, bf16_each, share_min;
     uint64_t mem_bytes, accel_mem_each, storage_bytes, fabric_bps, egress_bps;
 } s_skey_t;
 
@@ -467,7 +467,7 @@ static uint32_t s_skey_hash(const s_skey_t *k)
     h = s_mix(h ^ k->accel_mem_each);
     h = s_mix(h ^ k->storage_bytes);
     h = s_mix(h ^ k->fabric_bps);
-    h = s_mix(h ^ k->egress_bps);
+    h = s_mix(h ^ k->egress_bps ^ ((uint64_t)k->share_min << 52));
     return (uint32_t)h;
 }
 
@@ -478,7 +478,7 @@ static bool s_shp_eq(const book_t *b, uint32_t id, const void *key)
     return s->cls == k->cls && s->cores == k->cores && s->bf16_each == k->bf16_each &&
            s->mem_bytes == k->mem_bytes && s->accel_mem_each == k->accel_mem_each &&
            s->storage_bytes == k->storage_bytes && s->fabric_bps == k->fabric_bps &&
-           s->egress_bps == k->egress_bps;
+           s->egress_bps == k->egress_bps && s->share_min == k->share_min;
 }
 
 static void s_skey(uint32_t cls, const cpn_package_t *p, s_skey_t *k)
@@ -492,6 +492,7 @@ static void s_skey(uint32_t cls, const cpn_package_t *p, s_skey_t *k)
     k->storage_bytes = p->storage_bytes;
     k->fabric_bps = p->fabric_bps;
     k->egress_bps = p->egress_bps;
+    k->share_min = p->accel.share_min;
 }
 
 static bool s_shp_less(const book_t *b, uint32_t x, uint32_t y)
@@ -555,6 +556,7 @@ static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *
         s->storage_bytes = k.storage_bytes;
         s->fabric_bps = k.fabric_bps;
         s->egress_bps = k.egress_bps;
+        s->share_min = k.share_min;
         s_ht_add(&b->shp_ht, h, id);
         c->n_owned++;
         b->n_shp_live++;
@@ -601,7 +603,8 @@ static void s_shape_gc(book_t *b, uint32_t id)
                   .accel_mem_each = s->accel_mem_each,
                   .storage_bytes = s->storage_bytes,
                   .fabric_bps = s->fabric_bps,
-                  .egress_bps = s->egress_bps};
+                  .egress_bps = s->egress_bps,
+                  .share_min = s->share_min};
     uint32_t cls = s->cls;
     s_ht_del(&b->shp_ht, s_skey_hash(&k), id);
     free(s->ents);
@@ -934,6 +937,59 @@ static int s_ad_check(const cpn_ad_t *ad)
 
 /* ---- public ------------------------------------------------------------------------------- */
 
+/* ---- expiry heap ------------------------------------------------------------------------- */
+
+static void s_exp_down(book_exp_t *h, uint32_t n, uint32_t i)
+{
+    book_exp_t x = h[i];
+    for (;;) {
+        uint32_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && h[c + 1].at < h[c].at)
+            c++;
+        if (h[c].at >= x.at)
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = x;
+}
+
+/* Room for one more entry: the only step that can fail, taken before a put changes anything. */
+static int s_exp_reserve(book_t *b)
+{
+    return s_grow((void **)&b->exp, &b->cap_exp, (size_t)b->n_exp + 1, sizeof *b->exp);
+}
+
+/* The heap again from the slots in use, when stale entries outnumber live ones: O(peers), paid
+ * for by the puts that made them. Needs no memory. */
+static void s_exp_rebuild(book_t *b)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < b->n_peers && n < b->cap_exp; i++)
+        if (b->peers[i].used)
+            b->exp[n++] = (book_exp_t){b->peers[i].pub.expires_ms, i};
+    b->n_exp = n;
+    for (uint32_t i = n / 2; i-- > 0;)
+        s_exp_down(b->exp, n, i);
+}
+
+/* Push (room reserved by s_exp_reserve). */
+static void s_exp_push(book_t *b, uint64_t at, uint32_t peer)
+{
+    uint32_t i = b->n_exp++;
+    while (i && b->exp[(i - 1) / 2].at > at) {
+        b->exp[i] = b->exp[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    b->exp[i] = (book_exp_t){at, peer};
+    uint32_t live = b->n_peers - b->n_peer_free;
+    if (b->n_exp > BOOK_EXP_SLACK * live + 64)
+        s_exp_rebuild(b);
+    b->next_expiry = b->exp[0].at;
+}
+
 book_t *book_new(size_t max_offers)
 {
     if (max_offers == 0 || max_offers > UINT32_MAX / 4)
@@ -961,6 +1017,7 @@ void book_destroy(book_t **self_p)
         free(b->cls[i].shapes);
     free(b->peers);
     free(b->peer_free);
+    free(b->exp);
     for (uint32_t i = 0; i < b->n_str; i++)
         free(b->mcls[i]);
     free(b->mcls);
@@ -1034,6 +1091,8 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         shape_of[i] = sid;
         n_reserved++;
     }
+    if ((r = s_exp_reserve(self)) != CPN_OK)
+        goto fail;
     if (fresh) {
         if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
@@ -1086,8 +1145,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     ps->pub.seq = seq;
     ps->pub.ts_ms = ts_ms;
     ps->pub.expires_ms = ts_ms + (uint64_t)ad->ttl_s * 1000u;
-    if (ps->pub.expires_ms < self->next_expiry)
-        self->next_expiry = ps->pub.expires_ms;
+    s_exp_push(self, ps->pub.expires_ms, id);
     ps->pub.withdrawn = false;
     ps->pub.hops = hops;
     if (local)
@@ -1123,7 +1181,14 @@ fail:
 
 int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
 {
-    if (self == NULL || peer == NULL)
+    return book_withdraw_from(self, peer, seq, NULL, 0, NULL, 0);
+}
+
+int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                       const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
+                       uint32_t hops)
+{
+    if (self == NULL || peer == NULL || (frame == NULL && len > 0))
         return CPN_E_INVAL;
     uint32_t id = s_peer_find(self, peer);
     if (id == BOOK_NONE || self->peers[id].pub.withdrawn)
@@ -1131,17 +1196,29 @@ int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq)
     book_pslot_t *ps = &self->peers[id];
     if (seq <= ps->pub.seq)
         return CPN_E_REPLAY;
+    /* The tombstone keeps the WITHDRAW frame: a member that was away when it went round gets
+     * it in answer to its digest (fed_sync.c), instead of keeping the offer until its ttl. */
+    uint8_t *block = malloc(len + 1);
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    if (len > 0)
+        memcpy(block, frame, len);
     s_peer_unindex(self, id);
     free(ps->block);
-    ps->block = NULL;
+    ps->block = block;
     ps->pkgs = NULL;
     ps->shape_of = NULL;
     ps->pub.packages = NULL;
     ps->pub.n_packages = 0;
-    ps->pub.frame = NULL;
-    ps->pub.frame_len = 0;
+    ps->pub.frame = len > 0 ? block : NULL;
+    ps->pub.frame_len = len;
     ps->pub.seq = seq;
     ps->pub.withdrawn = true;
+    ps->pub.hops = hops;
+    if (s_zero(via))
+        memset(ps->pub.via, 0, CPN_PK_LEN);
+    else
+        memcpy(ps->pub.via, via, CPN_PK_LEN);
     self->n_live_peers--;
     return CPN_OK;
 }
@@ -1166,24 +1243,24 @@ size_t book_expire(book_t *self, uint64_t now_ms)
     size_t n = 0;
     if (self == NULL || now_ms < self->next_expiry)
         return 0; /* the daemon calls this every second; most calls end here */
-    uint64_t next = UINT64_MAX;
-    for (uint32_t i = 0; i < self->n_peers; i++) {
-        book_pslot_t *ps = &self->peers[i];
-        if (!ps->used)
-            continue;
-        if (ps->pub.expires_ms > now_ms) {
-            if (ps->pub.expires_ms < next)
-                next = ps->pub.expires_ms;
-            continue;
-        }
+    /* Only what is due is looked at: O(expired + stale entries), not O(peers). */
+    while (self->n_exp && self->exp[0].at <= now_ms) {
+        book_exp_t e = self->exp[0];
+        self->exp[0] = self->exp[--self->n_exp];
+        if (self->n_exp)
+            s_exp_down(self->exp, self->n_exp, 0);
+        self->expire_visits++;
+        book_pslot_t *ps = e.peer < self->n_peers ? &self->peers[e.peer] : NULL;
+        if (!ps || !ps->used || ps->pub.expires_ms != e.at)
+            continue; /* re-advertised, forgotten or reused since */
         if (!ps->pub.withdrawn) {
-            s_peer_unindex(self, i);
+            s_peer_unindex(self, e.peer);
             self->n_live_peers--;
             n++;
         }
-        s_peer_release(self, i);
+        s_peer_release(self, e.peer);
     }
-    self->next_expiry = next;
+    self->next_expiry = self->n_exp ? self->exp[0].at : UINT64_MAX;
     self->expired += n;
     return n;
 }
@@ -1199,6 +1276,10 @@ int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
         if (strcmp(ps->pkgs[i].id, package) != 0)
             continue;
+        /* A shared package's free units are nodes with some slice free: one slice granted
+         * says nothing certain about them. The next AD says; the peer refuses meanwhile. */
+        if (ps->pkgs[i].accel.share_min)
+            return CPN_OK;
         if (ps->pkgs[i].free < units)
             return CPN_E_NO_UNITS;
         book_ent_t e;
@@ -1222,6 +1303,8 @@ int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     for (uint32_t i = 0; i < ps->pub.n_packages; i++) {
         if (strcmp(ps->pkgs[i].id, package) != 0)
             continue;
+        if (ps->pkgs[i].accel.share_min) /* taken as nothing (book_take) */
+            return CPN_OK;
         uint32_t room = ps->pkgs[i].total - ps->pkgs[i].free;
         if (units > room)
             units = room;
@@ -1267,6 +1350,7 @@ void book_stats(const book_t *self, book_stats_t *out)
     out->refused_full = self->refused_full;
     out->replaced = self->replaced;
     out->expired = self->expired;
+    out->expire_visits = self->expire_visits;
     out->classes = self->n_cls_live;
     out->shapes = self->n_shp_live;
 }

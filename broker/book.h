@@ -34,7 +34,8 @@ typedef struct {
     uint64_t expires_ms;     /* ts_ms + ttl_s * 1000 */
     bool withdrawn;          /* WITHDRAWn: kept only to refuse older ADs until expiry */
     char name[CPN_NAME_MAX]; /* the peer's name from its AD */
-    const uint8_t *frame;    /* the signed AD frame, verbatim (NULL once withdrawn) */
+    const uint8_t *frame;    /* the signed AD frame, verbatim; once withdrawn, the WITHDRAW
+                                frame if the book was given one (book_withdraw_from), or NULL */
     size_t frame_len;
     uint32_t n_packages;           /* 0 once withdrawn */
     const cpn_package_t *packages; /* as advertised, `free` lowered by book_take */
@@ -48,6 +49,7 @@ typedef struct {
     uint64_t refused_full; /* ADs refused with CPN_E_BUSY since the book was made */
     uint64_t replaced;     /* ADs that replaced an older AD of the same peer */
     uint64_t expired;      /* peers dropped by book_expire */
+    uint64_t expire_visits; /* entries book_expire looked at: O(expired), not O(peers) */
     size_t classes;        /* index: groups of offers with the same shape (match.c) */
     size_t shapes;         /* index: distinct hardware shapes within those groups */
 } book_stats_t;
@@ -73,6 +75,12 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
  * tombstone (refusing older ADs) until its old expiry. Errors: CPN_E_REPLAY (seq not newer),
  * CPN_E_NO_PACKAGE (peer unknown or already withdrawn). */
 int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq) CPN_WUR;
+/* book_withdraw that keeps the signed WITHDRAW `frame` in the tombstone (copied; for sync:
+ * a member that missed it gets it again) and records the broker it came through (`via`, NULL
+ * or all-zero: the peer itself) and its hops. Also CPN_E_NOMEM. */
+int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                       const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
+                       uint32_t hops) CPN_WUR;
 
 /* Forget a peer entirely (offers and tombstone), as if the book had never seen it: a federation
  * member that carried its AD went down, so the offer is no longer reachable through it, and the

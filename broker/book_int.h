@@ -99,6 +99,7 @@ typedef struct {
     uint32_t pos; /* index in its class's shape list; BOOK_NONE while it has no entries */
     uint64_t accel_mem_each; /* key parts, per accelerator */
     uint32_t bf16_each;
+    uint32_t share_min; /* key part: shared accelerators' smallest slice; 0 = whole units */
     uint32_t pending; /* entries reserved by a put in progress */
     bool used;
 } book_shape_t;
@@ -151,6 +152,16 @@ typedef struct {
     size_t cap, used, dead;
 } book_htab_t;
 
+/* When a peer's entry expires (book_expire): a min-heap on `at`. An entry is stale once its
+ * slot was re-advertised, forgotten or reused (the slot's expires_ms differs); stale entries
+ * leave when they reach the top, and the heap is rebuilt from the slots when they outnumber
+ * the live ones (BOOK_EXP_SLACK). */
+typedef struct {
+    uint64_t at;
+    uint32_t peer; /* peer slot */
+} book_exp_t;
+#define BOOK_EXP_SLACK 2 /* rebuild above 2 x (peer slots in use) + 64 heap entries */
+
 struct book {
     size_t max_offers;
     size_t n_packages;
@@ -158,6 +169,9 @@ struct book {
     uint64_t free_units;
     uint64_t refused_full, replaced, expired;
     uint64_t next_expiry; /* no entry expires before this: book_expire returns at once */
+    book_exp_t *exp;      /* the expiry heap */
+    uint32_t n_exp, cap_exp;
+    uint64_t expire_visits; /* heap entries book_expire looked at */
 
     book_pslot_t *peers;
     uint32_t n_peers, cap_peers; /* slots in use up to n_peers (high water) */

@@ -69,6 +69,8 @@ typedef struct {
     cpn_hist_t request_to_lease; /* REQUEST received -> its GRANT queued */
     cpn_hist_t match;            /* one match_find, or one batch plan */
     cpn_hist_t ledger_commit;    /* one ledger transaction's commit */
+    uint64_t notices;             /* NOTICEs recorded (each lease's once) */
+    uint64_t rematched;           /* revoked leases replaced elsewhere (on_failure: rematch) */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -88,12 +90,16 @@ struct broker {
     cpn_limits_t lim;
     broker_route_t *routes; /* BROKER_ROUTES_MAX, open addressing by key */
     claim_t *claim; /* requests in flight and relays (claim.h) */
+    struct rematch *rematch; /* replacements of revoked leases in flight (rematch.h) */
     struct federation *fed; /* links to the other brokers (federation.c) */
     /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
      * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this
      * pointer, never claim.c by name, so the two do not call each other round a loop. */
     void (*on_remote_answer)(broker_t *self, const cpn_env_t *answer,
                              const struct broker_fwd_ref *ref);
+    /* Where a NOTICE a member carried to us (FORWARD) goes: notice_on_frame, wired by
+     * server_new, for the same reason. */
+    void (*on_notice)(broker_t *self, const broker_rx_t *rx, const uint8_t *frame, size_t len);
     broker_stats_t stats;
     uint64_t next_status_mono; /* next STATUS= line to the service manager (server.c) */
     uint64_t started_ms;

@@ -297,8 +297,17 @@ static void s_on_return(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
 void federation_on_forward(broker_t *self, const broker_rx_t *rx, const cpn_forward_t *fwd)
 {
     fed_link_t *l = fed_link_find(self, rx->env.from);
+    cpn_env_t inner;
     if (!l)
         return;
+    /* A peer's NOTICE on its way to the tenant's broker: the notice module's (through the
+     * pointer server_new wires, so that the two files do not call each other). */
+    if (!fwd->ref_seq &&
+        cpn_env_parse(fwd->msg.ptr, fwd->msg.len, &self->lim, &inner) == CPN_OK &&
+        inner.type == CPN_MSG_NOTICE && self->on_notice) {
+        self->on_notice(self, rx, fwd->msg.ptr, fwd->msg.len);
+        return;
+    }
     if (fwd->ref_seq)
         s_on_return(self, rx, l, fwd);
     else
@@ -364,4 +373,18 @@ bool federation_peer_answer(broker_t *self, const cpn_env_t *answer, uint64_t cl
                  s_what(hit));
     s_fwd_free(self, hit);
     return true;
+}
+
+int federation_send(broker_t *self, const uint8_t key[CPN_PK_LEN], cpn_msg_type_t type,
+                    const void *body)
+{
+    fed_link_t *l = fed_link_find(self, key);
+    return l ? fed_link_build(self, l, type, body, NULL) : CPN_E_UNREACHABLE;
+}
+
+int federation_send_frame(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *frame,
+                          size_t len)
+{
+    fed_link_t *l = fed_link_find(self, key);
+    return l ? fed_link_send(l, frame, len) : CPN_E_UNREACHABLE;
 }

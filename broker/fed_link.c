@@ -76,6 +76,11 @@ int fed_link_hello(broker_t *self, fed_link_t *l)
     snprintf(h.role, sizeof h.role, "broker");
     snprintf(h.name, sizeof h.name, "%s", self->pol->broker.name);
     snprintf(h.endpoint, sizeof h.endpoint, "%s", self->pol->broker.listen);
+    const struct federation *f = self->fed;
+    memcpy(h.root, f->tree.root, CPN_PK_LEN);
+    h.dist = f->tree.dist;
+    memcpy(h.parent, f->tree.parent, CPN_PK_LEN);
+    h.digest = f->digest;
     return fed_link_build(self, l, CPN_MSG_HELLO, &h, NULL);
 }
 
@@ -123,8 +128,10 @@ size_t fed_forget_via(broker_t *self, const uint8_t key[CPN_PK_LEN])
     size_t cur = 0, n = 0, cap = 0;
     uint8_t(*keys)[CPN_PK_LEN] = NULL;
     const book_peer_t *bp;
+    /* Tombstones stay (the WITHDRAW is the peer's own word, whatever the route): forgetting
+     * one would let a late copy of the AD it ended, through another member, come back. */
     while ((bp = book_next(self->book, &cur)) != NULL)
-        if (memcmp(bp->via, key, CPN_PK_LEN) == 0)
+        if (!bp->withdrawn && memcmp(bp->via, key, CPN_PK_LEN) == 0)
             cap++;
     if (cap && !(keys = malloc(cap * sizeof *keys))) {
         log_error("fed", "out of memory forgetting offers");
@@ -132,7 +139,7 @@ size_t fed_forget_via(broker_t *self, const uint8_t key[CPN_PK_LEN])
     }
     cur = 0;
     while ((bp = book_next(self->book, &cur)) != NULL && n < cap)
-        if (memcmp(bp->via, key, CPN_PK_LEN) == 0)
+        if (!bp->withdrawn && memcmp(bp->via, key, CPN_PK_LEN) == 0)
             memcpy(keys[n++], bp->key, CPN_PK_LEN);
     size_t gone = 0;
     for (size_t i = 0; i < n; i++)
@@ -156,6 +163,9 @@ void fed_tell_members(broker_t *self, const uint8_t from[CPN_PK_LEN])
 void fed_link_mark_down(broker_t *self, fed_link_t *l, uint64_t silent_ms)
 {
     l->up = false;
+    l->has_tree = false; /* it tells us again when it is back */
+    l->digest = 0;
+    l->digest_misses = 0;
     l->downs++;
     size_t gone = fed_forget_via(self, l->key);
     log_warn("fed",

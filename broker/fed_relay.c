@@ -46,16 +46,23 @@ void federation_publish(broker_t *self, const uint8_t *frame, size_t len, uint32
     cpn_relay_t rel = {.hops = out, .msg = {frame, len}};
     uint8_t *relay = NULL;
     size_t relay_len = 0;
-    /* One signed RELAY for every member: nothing in it depends on the receiver. A member whose
-     * link is down misses it and catches up by SYNC when it comes back. */
+    /* One signed RELAY for every member it goes to: nothing in it depends on the receiver. A
+     * member whose link is down misses it and catches up by SYNC when it comes back. */
     if (cpn_signer_build(&self->signer, CPN_MSG_RELAY, &rel, &relay, &relay_len) != CPN_OK) {
         log_error("fed", "cannot build a RELAY");
         return;
     }
+    const uint8_t *me = cpn_identity_pk(self->id);
     for (size_t i = 0; i < f->n_links; i++) {
         fed_link_t *l = &f->links[i];
         if (from && memcmp(l->key, from, CPN_PK_LEN) == 0)
             continue;
+        /* Along the spanning tree only: one copy per broker. A member it misses (the tree
+         * being rebuilt) learns it from the digests (federation_on_hello). */
+        if (!fed_tree_edge(&f->tree, me, l)) {
+            f->st.relays_pruned++;
+            continue;
+        }
         if (fed_link_send(l, relay, relay_len) == CPN_OK) {
             l->relays_out++;
             l->relay_bytes_out += relay_len;
@@ -136,7 +143,8 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
         cpn_withdraw_t w;
         if ((r = cpn_msg_decode(&in, &self->lim, &w)) != CPN_OK)
             goto refuse;
-        r = book_withdraw(self->book, in.from, in.seq);
+        r = book_withdraw_from(self->book, in.from, in.seq, in.frame, in.frame_len, l->key,
+                               relay->hops);
     }
     if (r == CPN_E_REPLAY || r == CPN_E_NO_PACKAGE) { /* seen already: the flood ends here */
         f->st.relays_dup++;

@@ -63,6 +63,10 @@ void federation_status(broker_t *self, msgpack_packer *pk)
     mp_pack_ku64(pk, "members_up", up);
     mp_pack_ku64(pk, "relays_accepted", f ? f->st.relays_accepted : 0);
     mp_pack_ku64(pk, "relays_refused", f ? f->st.relays_refused : 0);
+    mp_pack_ku64(pk, "relays_dup", f ? f->st.relays_dup : 0);
+    mp_pack_ku64(pk, "relays_pruned", f ? f->st.relays_pruned : 0);
+    mp_pack_ku64(pk, "tree_changes", f ? f->st.tree_changes : 0);
+    mp_pack_ku64(pk, "digest_syncs", f ? f->st.digest_syncs : 0);
     mp_pack_ku64(pk, "forwards_in", f ? f->st.forwards_in : 0);
     mp_pack_ku64(pk, "forwards_out", f ? f->st.forwards_out : 0);
 }

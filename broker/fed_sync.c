@@ -86,6 +86,17 @@ int fed_sync_send(broker_t *self, fed_link_t *l)
     return r;
 }
 
+uint64_t fed_sync_fingerprint(broker_t *self, uint64_t now_ms)
+{
+    uint64_t fp = FED_DIGEST_SEED;
+    size_t cur = 0;
+    const book_peer_t *bp;
+    while ((bp = book_next(self->book, &cur)) != NULL)
+        if (bp->expires_ms > now_ms + FED_DIGEST_MARGIN_MS)
+            fp = fed_tree_fold(fp, bp->key, bp->seq);
+    return fp ? fp : 1; /* 0 on the wire means "no fingerprint" */
+}
+
 /* Forget the offers that came through member l, lie in the digest's range and are not in
  * it: l no longer has them (it lost the link they came by, or forgot them), so they cannot be
  * reached through l. The digest is l's book when it sent it, and what l relays to us comes
@@ -99,7 +110,9 @@ static size_t s_forget_missing(broker_t *self, const fed_link_t *l, const cpn_sy
     for (int pass = 0; pass < 2; pass++) {
         cur = 0;
         while ((bp = book_next(self->book, &cur)) != NULL) {
-            if (memcmp(bp->via, l->key, CPN_PK_LEN) != 0 ||
+            /* A tombstone stays whatever the route: the WITHDRAW is the peer's own word, and
+             * forgetting it would let a late copy of the AD it ended come back. */
+            if (bp->withdrawn || memcmp(bp->via, l->key, CPN_PK_LEN) != 0 ||
                 memcmp(bp->key, sync->lo, CPN_PK_LEN) < 0 ||
                 memcmp(bp->key, sync->hi, CPN_PK_LEN) > 0 || fed_sync_find(sync, bp->key, &seq))
                 continue;
@@ -138,8 +151,9 @@ bool fed_sync_offers(const book_peer_t *bp, const cpn_sync_t *sync, const uint8_
                      uint64_t now_ms, uint32_t max_hops)
 {
     uint64_t theirs = 0;
-    /* Split horizon: what came through the asker is never sent back to it. */
-    return !(bp->withdrawn || !bp->frame || bp->expires_ms <= now_ms ||
+    /* Split horizon: what came through the asker is never sent back to it. A tombstone goes
+     * with its WITHDRAW frame: the asker may still hold the offer it ends. */
+    return !(!bp->frame || bp->expires_ms <= now_ms ||
              memcmp(bp->via, asker, CPN_PK_LEN) == 0 || !fed_relay_goes_on(bp->hops, max_hops) ||
              (fed_sync_find(sync, bp->key, &theirs) && theirs >= bp->seq));
 }

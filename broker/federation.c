@@ -16,6 +16,35 @@
 #include "link.h"
 #include "log.h"
 
+/* Our book's fingerprint, recomputed if older than FED_DIGEST_EVERY_MS (a pass over the book:
+ * done only when a HELLO goes out or comes in, never per message). */
+static uint64_t s_digest(broker_t *self, uint64_t now_mono)
+{
+    struct federation *f = self->fed;
+    if (!f->digest || now_mono - f->digest_mono >= FED_DIGEST_EVERY_MS) {
+        f->digest = fed_sync_fingerprint(self, cpn_now_ms());
+        f->digest_mono = now_mono;
+    }
+    return f->digest;
+}
+
+/* Our place in the spanning tree after a member spoke, came or went: when it moves, every
+ * member hears it at once (a HELLO), so the tree settles in about one round trip per level. */
+static void s_tree_update(broker_t *self)
+{
+    struct federation *f = self->fed;
+    if (!fed_tree_choose(cpn_identity_pk(self->id), f->links, f->n_links,
+                         self->pol->federation.max_hops, &f->tree))
+        return;
+    f->st.tree_changes++;
+    char root[CPN_KID_LEN];
+    cpn_key_id(f->tree.root, root);
+    log_debug("fed", "spanning tree: root %s at %u links", root, f->tree.dist);
+    for (size_t i = 0; i < f->n_links; i++)
+        if (f->links[i].tx_ok && fed_link_hello(self, &f->links[i]) == CPN_OK)
+            f->links[i].last_hello_mono = cpn_mono_ms();
+}
+
 int federation_new(broker_t *self)
 {
     const policy_t *pol = self->pol;
@@ -33,6 +62,8 @@ int federation_new(broker_t *self)
         if (fed_link_open(self, l) == CPN_OK)
             f->n_links++;
     }
+    (void)fed_tree_choose(cpn_identity_pk(self->id), f->links, 0, pol->federation.max_hops,
+                          &f->tree); /* our own root until members speak */
     /* The first HELLOs go out from the first tick, once connections are up. */
     return CPN_OK;
 }
@@ -85,6 +116,7 @@ void federation_reload(broker_t *self)
     free(f->links);
     f->links = neu;
     f->n_links = kept;
+    s_tree_update(self);
 }
 
 void federation_seen(broker_t *self, const uint8_t key[CPN_PK_LEN])
@@ -118,11 +150,46 @@ void federation_seen(broker_t *self, const uint8_t key[CPN_PK_LEN])
         (void)fed_sync_send(self, l);
 }
 
+/* A member's fingerprint differs from ours in FED_DIGEST_MISSES HELLOs in a row, half a
+ * HELLO period apart at least (the HELLOs a tree change sends at once count as one): what one
+ * of us missed, it gets by SYNC. */
+static void s_compare_digest(broker_t *self, fed_link_t *l, uint64_t theirs)
+{
+    struct federation *f = self->fed;
+    uint64_t now = cpn_mono_ms(), half = fed_timeout_ms(self) / 6;
+    if (!theirs || !l->use_offers || theirs == s_digest(self, now)) {
+        l->digest_misses = 0;
+        return;
+    }
+    if (l->digest_misses && now - l->digest_miss_mono < half)
+        return;
+    l->digest_miss_mono = now;
+    if (++l->digest_misses < FED_DIGEST_MISSES ||
+        (l->digest_sync_mono && now - l->digest_sync_mono < FED_DIGEST_SYNC_MIN_MS))
+        return;
+    l->digest_misses = 0;
+    l->digest_sync_mono = now;
+    l->sync_due = true;
+    f->st.digest_syncs++;
+    log_info("fed", "member %s: its book's fingerprint differs from ours: SYNC", l->name);
+}
+
 void federation_on_hello(broker_t *self, const broker_rx_t *rx, const cpn_hello_t *hello)
 {
     fed_link_t *l = fed_link_find(self, rx->env.from);
-    if (l)
-        log_debug("fed", "HELLO from member %s (%s, %s)", l->name, hello->name, hello->endpoint);
+    if (!l)
+        return;
+    log_debug("fed", "HELLO from member %s (%s, %s)", l->name, hello->name, hello->endpoint);
+    l->digest = hello->digest;
+    s_compare_digest(self, l, hello->digest);
+    bool had = l->has_tree;
+    fed_tree_t was = l->tree;
+    l->has_tree = !fed_zero(hello->root);
+    memcpy(l->tree.root, hello->root, CPN_PK_LEN);
+    l->tree.dist = hello->dist;
+    memcpy(l->tree.parent, hello->parent, CPN_PK_LEN);
+    if (had != l->has_tree || memcmp(&was, &l->tree, sizeof was) != 0)
+        s_tree_update(self);
 }
 
 void federation_tick(broker_t *self, uint64_t now)
@@ -141,10 +208,14 @@ void federation_tick(broker_t *self, uint64_t now)
         /* Until a send goes through, every tick looks whether the link came up: a restarted
          * member hears from us at once. */
         bool due = l->tx_ok ? now - l->last_hello_mono >= period : fed_link_writable(l);
+        if (due)
+            (void)s_digest(self, now);
         if (due && fed_link_hello(self, l) == CPN_OK)
             l->last_hello_mono = now;
-        if (l->up && now - l->last_rx_mono > timeout)
+        if (l->up && now - l->last_rx_mono > timeout) {
             fed_link_mark_down(self, l, now - l->last_rx_mono);
+            s_tree_update(self);
+        }
         if (l->up && l->sync_due && l->tx_ok)
             (void)fed_sync_send(self, l);
     }

@@ -1,7 +1,7 @@
 /* federation.h - the broker's links to the other brokers of its federation: membership,
  * offer relay, sync on connect, and claims forwarded to a peer's home broker. One file per
  * job implements it: federation.c (life cycle, membership, tick), fed_link.c, fed_sync.c,
- * fed_relay.c, fed_forward.c, fed_status.c (federation_int.h: what they share).
+ * fed_relay.c, fed_forward.c, fed_status.c, fed_tree.c (federation_int.h: what they share).
  *
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
@@ -10,8 +10,10 @@
  * heard from for hello_timeout is marked down and the offers that came through it are
  * forgotten; the first message after that marks it up again and we send it a SYNC.
  *
- * Offer exchange. An AD or WITHDRAW the book accepted (from a peer, or relayed) goes on to every
- * other member in a RELAY {hops + 1, the peer's frame verbatim} while hops + 1 <= max_hops. A
+ * Offer exchange. An AD or WITHDRAW the book accepted (from a peer, or relayed) goes on in a
+ * RELAY {hops + 1, the peer's frame verbatim} while hops + 1 <= max_hops, to the other members
+ * on the federation's spanning tree (fed_tree.c; HELLOs say where each broker stands), and to
+ * those of which the tree says nothing yet: one copy per broker once it has settled. A
  * RELAY in is opened like a direct message (the peer trusted by our policy, its signature, its
  * ts not ahead of the skew window, the AD not expired) but not through the replay guard: the
  * book deduplicates by (peer, seq), which also ends floods in a mesh.
@@ -20,7 +22,10 @@
  * that fit a frame; the member answers with RELAYs of what we lack or hold older. Offers that
  * came through the member asking are never sent back to it (split horizon). A digest also
  * says what its sender no longer has: the receiver forgets the offers in the digest's range
- * that came through the sender and are not in it. A broker that forgets offers (a member
+ * that came through the sender and are not in it (tombstones stay: a WITHDRAW is the peer's
+ * word whatever the route; sync answers carry its frame). Every HELLO carries a fingerprint of
+ * the sender's book; a member whose fingerprint stays different from ours gets our digest, so
+ * what the tree lost on a broken link comes back. A broker that forgets offers (a member
  * down, or such a digest) sends its digest to its other members, so they stop matching
  * offers behind a link that went down within a tick per hop, not at the offers' ttl.
  *
@@ -88,6 +93,13 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
 int federation_forward(broker_t *self, const uint8_t via[CPN_PK_LEN], const uint8_t *frame,
                        size_t len, const broker_fwd_ref_t *ref) CPN_WUR;
 
+/* Send to member `key` on our link to it: a message of ours signed now, or a frame built
+ * already. CPN_E_UNREACHABLE if it is no member or its link is down. */
+int federation_send(broker_t *self, const uint8_t key[CPN_PK_LEN], cpn_msg_type_t type,
+                    const void *body) CPN_WUR;
+int federation_send_frame(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *frame,
+                          size_t len) CPN_WUR;
+
 /* A LEASE or NACK from a peer of ours (`answer`, verified) that may answer a message we carried
  * for another broker: LEASE with the seq of the CLAIM it embeds (claim_seq), that claim's tenant
  * and request id, and the lease id; NACK with its ref_seq as claim_seq (tenant, req_id,
@@ -110,7 +122,7 @@ int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
 size_t federation_n_rows(const broker_t *self);
 const char *federation_row_name(const broker_t *self, size_t i);
 void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
-#define FED_STATUS_KEYS 6
+#define FED_STATUS_KEYS 10
 void federation_status(broker_t *self, msgpack_packer *pk);
 
 /* One member link as the metrics and the dashboard see it (obs.c). */

@@ -3,10 +3,12 @@
  * for the rest of the broker.
  *
  * Who calls whom (no file calls round a loop back into itself, tests/test_structure.sh):
- *   federation.c (life cycle, membership, tick) -> fed_link, fed_sync, fed_forward
- *   fed_sync.c                                  -> fed_relay (its rules), fed_link
- *   fed_relay.c, fed_forward.c                  -> fed_link
+ *   federation.c (life cycle, membership, tick) -> fed_link, fed_sync, fed_forward, fed_tree
+ *   fed_sync.c                                  -> fed_relay (its rules), fed_link, fed_tree
+ *   fed_relay.c                                 -> fed_link, fed_tree
+ *   fed_forward.c                               -> fed_link
  *   fed_link.c, fed_status.c                    -> no other file of the federation
+ *   fed_tree.c (the spanning tree, pure)        -> no other file of the federation
  */
 #ifndef CPN_FEDERATION_INT_H
 #define CPN_FEDERATION_INT_H
@@ -21,6 +23,26 @@
 
 #define FED_RECONNECT_MAX_MS 5000
 #define FED_SYNC_OVERHEAD 512 /* envelope and SYNC keys around the digest bytes */
+/* Anti-entropy (docs/FEDERATION.md): every HELLO carries a fingerprint of the sender's book;
+ * a member whose fingerprint differs from ours in FED_DIGEST_MISSES HELLOs in a row gets our
+ * digest (SYNC), at most once per FED_DIGEST_SYNC_MIN_MS per link (members whose books differ
+ * for good, e.g. beyond max_hops or left out of use_members, cost one SYNC per that period).
+ * Offers expiring within FED_DIGEST_MARGIN_MS are left out of the fingerprint: both sides
+ * drop them at slightly different moments. Ours is recomputed at most every
+ * FED_DIGEST_EVERY_MS (one pass over the book). */
+#define FED_DIGEST_MISSES 2
+#define FED_DIGEST_SYNC_MIN_MS 30000
+#define FED_DIGEST_MARGIN_MS 10000
+#define FED_DIGEST_EVERY_MS 1000
+#define FED_DIGEST_SEED 0x63706e2d64696721ULL /* the fingerprint of an empty book */
+
+/* A broker's place in the federation's spanning tree (fed_tree.c): the smallest broker key
+ * it hears of is the root; its parent is the member that offers the shortest way there. */
+typedef struct {
+    uint8_t root[CPN_PK_LEN];
+    uint32_t dist;              /* links to the root; 0 at the root */
+    uint8_t parent[CPN_PK_LEN]; /* zero at the root */
+} fed_tree_t;
 
 /* One member's link (fed_link.c). */
 typedef struct {
@@ -35,6 +57,14 @@ typedef struct {
     bool sync_due;    /* a SYNC to send as soon as the link takes it */
     uint64_t last_rx_mono, last_hello_mono, up_since_mono;
     uint64_t msgs_out, bytes_out, relays_out, relay_bytes_out, relays_in, drops, downs;
+    /* What the member's last HELLO said (fed_tree.c); has_tree false: nothing since it came
+     * up, or a broker without a tree, to which every RELAY goes. */
+    bool has_tree;
+    fed_tree_t tree;
+    uint64_t digest;           /* its book's fingerprint (0: none) */
+    uint32_t digest_misses;    /* its HELLOs in a row whose fingerprint differed from ours */
+    uint64_t digest_miss_mono; /* when the last of them came */
+    uint64_t digest_sync_mono; /* when its fingerprint last made us SYNC */
 } fed_link_t;
 
 /* A message we carried and whose answer will come back (fed_forward.c). */
@@ -58,9 +88,13 @@ struct federation {
     size_t n_links;
     fed_fwd_t *fwd; /* FED_FWD_MAX slots */
     size_t n_fwd;
+    fed_tree_t tree;       /* our place in the spanning tree */
+    uint64_t digest;       /* our book's fingerprint, as of digest_mono */
+    uint64_t digest_mono;
     struct {
         uint64_t relays_accepted, relays_refused, relays_dup, relays_ignored;
         uint64_t forwards_in, forwards_out, home_claims, answers_back, syncs_in, sync_relays;
+        uint64_t tree_changes, digest_syncs, relays_pruned;
     } st;
 };
 
@@ -103,6 +137,9 @@ void fed_tell_members(broker_t *self, const uint8_t from[CPN_PK_LEN]);
 
 /* Send our book's digest to l in SYNC frames (key ranges that each fit a frame). */
 int fed_sync_send(broker_t *self, fed_link_t *l);
+/* Our book's fingerprint for HELLOs: the (peer, seq) of every entry, tombstones included, that
+ * does not expire within FED_DIGEST_MARGIN_MS of now_ms, folded by fed_tree_fold. */
+uint64_t fed_sync_fingerprint(broker_t *self, uint64_t now_ms);
 /* (A digest's form and look-ups are fed_check.h's fed_sync_check and fed_sync_find.) */
 
 /* Pure: does our entry bp go to member `asker` (as a RELAY) in answer to its digest `sync`
@@ -124,6 +161,25 @@ bool fed_relay_goes_on(uint32_t hops, uint32_t max_hops);
  * now_ms) and `routed` (we have a connection to the peer): the relayed copy would only move the
  * offer's route away from the direct connection. */
 bool fed_relay_shadowed(const book_peer_t *bp, uint64_t now_ms, bool routed);
+
+/* ---- fed_tree.c (pure) ---- */
+
+/* Our place in the tree from what the n members say: the smallest root key heard (ours if
+ * none is smaller), by the member with the fewest links to it (then the smallest key). A member
+ * is a candidate if it is up, has said where it stands, does not name us as its parent, and is
+ * fewer than max_dist links from its root. Writes *out; true if it differs from *out before. */
+bool fed_tree_choose(const uint8_t self_key[CPN_PK_LEN], const fed_link_t *links, size_t n,
+                     uint32_t max_dist, fed_tree_t *out);
+
+/* Does a RELAY go on to the member at l? Yes on a tree link (l is our parent, or we are its),
+ * and also where the tree says nothing yet (l has not told us where it stands, or its root is
+ * not ours: trees being rebuilt, or a forest of trees each max_dist deep): there the flood of
+ * old is the safe choice, and the book's (peer, seq) check ends it. */
+bool fed_tree_edge(const fed_tree_t *ours, const uint8_t self_key[CPN_PK_LEN],
+                   const fed_link_t *l);
+
+/* Fold one book entry (peer key, seq) into a fingerprint (order does not matter: XOR). */
+uint64_t fed_tree_fold(uint64_t fp, const uint8_t key[CPN_PK_LEN], uint64_t seq);
 
 /* ---- fed_forward.c ---- */
 

@@ -20,7 +20,7 @@
 #include "log.h"
 
 #define S_LOG "ledger"
-#define S_SCHEMA_VERSION 2 /* 2: intents */
+#define S_SCHEMA_VERSION 3 /* 2: intents; 3: notices */
 #define S_BUSY_TIMEOUT_MS 2000
 #define S_CKPT_PAGES "300" /* log pages that trigger a checkpoint (SQLite's default: 1000) */
 /* Prune the audit log every audit_max / S_PRUNE_DIV inserts. */
@@ -66,7 +66,27 @@ static const char *const s_schema =
     "  duration_s INTEGER NOT NULL,"
     "  via BLOB,"
     "  PRIMARY KEY (tenant, request_id, peer));"
-    "CREATE INDEX IF NOT EXISTS intents_end ON intents (deadline_ms + duration_s * 1000);";
+    "CREATE INDEX IF NOT EXISTS intents_end ON intents (deadline_ms + duration_s * 1000);"
+    /* Version 3. The peers' NOTICEs (ledger_notice.h); `id` orders them for `cpnctl watch`. */
+    "CREATE TABLE IF NOT EXISTS notices ("
+    "  id INTEGER PRIMARY KEY,"
+    "  peer BLOB NOT NULL,"
+    "  lease_id TEXT NOT NULL,"
+    "  tenant BLOB NOT NULL,"
+    "  code INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  effective_ms INTEGER NOT NULL,"
+    "  units INTEGER NOT NULL,"
+    "  received_ms INTEGER NOT NULL,"
+    "  origin BLOB NOT NULL,"
+    "  todo INTEGER NOT NULL,"
+    "  tries INTEGER NOT NULL DEFAULT 0,"
+    "  next_ms INTEGER NOT NULL DEFAULT 0,"
+    "  replaced_by TEXT NOT NULL DEFAULT '',"
+    "  frame BLOB NOT NULL,"
+    "  UNIQUE (peer, lease_id));"
+    "CREATE INDEX IF NOT EXISTS notices_tenant ON notices (tenant, id);"
+    "CREATE INDEX IF NOT EXISTS notices_todo ON notices (todo, next_ms);";
 
 #define S_LEASE_COLS                                                                           \
     "lease_id, tenant, peer, package, units, accelerators, price, start_ms, end_ms, "          \
@@ -101,7 +121,7 @@ static const char *const s_sql[S__COUNT] = {
                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'active', ?11, ?12) "
                  "ON CONFLICT (peer, lease_id) DO NOTHING",
     [S_RENEW] = "UPDATE leases SET end_ms = ?3, renewals = ?4, state = 'active' "
-                "WHERE peer = ?1 AND lease_id = ?2 AND state != 'released'",
+                "WHERE peer = ?1 AND lease_id = ?2 AND state IN ('active', 'expired')",
     [S_RELEASE] = "UPDATE leases SET state = 'released', end_ms = MIN(end_ms, ?3) "
                   "WHERE peer = ?1 AND lease_id = ?2 AND state = 'active' AND end_ms > ?3",
     [S_EXISTS] = "SELECT 1 FROM leases WHERE peer = ?1 AND lease_id = ?2",
@@ -112,8 +132,8 @@ static const char *const s_sql[S__COUNT] = {
     [S_GET] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
               "WHERE peer = ?1 AND lease_id = ?2",
     [S_FIND_REQUEST] = "SELECT " S_LEASE_COLS ", grant_frame FROM leases "
-                       "WHERE tenant = ?1 AND request_id = ?2 ORDER BY start_ms, lease_id "
-                       "LIMIT 1",
+                       "WHERE tenant = ?1 AND request_id = ?2 "
+                       "ORDER BY state = 'revoked', start_ms, lease_id LIMIT 1",
     /* Keyset paging (query.c): rows strictly after the cursor (?5, ?6, ?7) in the order
      * (start_ms DESC, peer, lease_id), which is total because (peer, lease_id) is the key. */
     [S_LIST_PAGE] = "SELECT " S_LEASE_COLS " FROM leases "
@@ -330,7 +350,7 @@ static int s_schema_init(ledger_t *self)
     if ((r = s_exec(self, "BEGIN IMMEDIATE")) != CPN_OK)
         return r;
     if ((r = s_exec(self, s_schema)) != CPN_OK ||
-        (r = s_exec(self, "PRAGMA user_version = 2")) != CPN_OK) {
+        (r = s_exec(self, "PRAGMA user_version = 3")) != CPN_OK) {
         (void)s_exec(self, "ROLLBACK");
         return r;
     }
@@ -563,6 +583,36 @@ int ledger_release(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *l
     if (sqlite3_changes(self->db) == 0)
         return s_missing_or(self, peer, lease_id, CPN_E_EXPIRED);
     return CPN_OK;
+}
+
+int ledger_revoke(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
+                  uint64_t effective_ms)
+{
+    int r;
+    sqlite3_stmt *st = NULL;
+    if (!self || !peer || !lease_id)
+        return CPN_E_INVAL;
+    if (sqlite3_prepare_v2(self->db,
+                           "UPDATE leases SET state = 'revoked', end_ms = MIN(end_ms, ?3) "
+                           "WHERE peer = ?1 AND lease_id = ?2 AND state = 'active'",
+                           -1, &st, NULL) != SQLITE_OK)
+        return s_db_error(self, "prepare revoke");
+    if ((r = s_bind_key(st, 1, peer)) == CPN_OK &&
+        (r = s_bind_name(st, 2, lease_id, CPN_NAME_MAX)) == CPN_OK &&
+        (r = s_bind_u64(st, 3, effective_ms)) == CPN_OK)
+        r = s_step_done(self, st, "revoke");
+    sqlite3_finalize(st);
+    if (r != CPN_OK)
+        return r;
+    s_usage_drop_all(self);
+    if (sqlite3_changes(self->db) == 0)
+        return s_missing_or(self, peer, lease_id, CPN_E_EXPIRED);
+    return CPN_OK;
+}
+
+sqlite3 *ledger_sqlite(ledger_t *self)
+{
+    return self->db;
 }
 
 int ledger_expire(ledger_t *self, uint64_t now_ms, uint64_t *n_out)

@@ -55,7 +55,7 @@ typedef struct {
     uint64_t start_ms;
     uint64_t end_ms;
     char request_id[CPN_NAME_MAX];
-    char state[LEDGER_STATE_MAX]; /* "active", "released", "expired" */
+    char state[LEDGER_STATE_MAX]; /* "active", "released", "expired", "revoked" */
     uint32_t renewals;
 } ledger_lease_t;
 
@@ -101,6 +101,10 @@ int ledger_renew(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lea
  * CPN_E_NO_LEASE if unknown, CPN_E_EXPIRED if it was not active. */
 int ledger_release(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
                    uint64_t now_ms) CPN_WUR;
+/* The lease's peer revoked it (a NOTICE): state "revoked", end_ms lowered to effective_ms.
+ * CPN_E_NO_LEASE if unknown, CPN_E_EXPIRED if it was not active. */
+int ledger_revoke(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
+                  uint64_t effective_ms) CPN_WUR;
 /* Mark every active lease with end_ms <= now_ms "expired"; *n_out (may be NULL) = how many. */
 int ledger_expire(ledger_t *self, uint64_t now_ms, uint64_t *n_out) CPN_WUR;
 
@@ -113,7 +117,8 @@ int ledger_quota_usage(ledger_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_
  * malloc'd copy of the GRANT frame (NULL if none was stored) the caller frees. */
 int ledger_get(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
                ledger_lease_t *out, uint8_t **grant_p, size_t *grant_len) CPN_WUR;
-/* The lease a tenant's request id got (for a REQUEST sent again), like ledger_get. */
+/* The lease a tenant's request id got (for a REQUEST sent again), like ledger_get: the first
+ * one not revoked (a replacement, on_failure: rematch), else the revoked one. */
 int ledger_find_request(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
                         const char *request_id, ledger_lease_t *out, uint8_t **grant_p,
                         size_t *grant_len) CPN_WUR;
@@ -178,6 +183,10 @@ int ledger_intent_resolve(ledger_t *self, const uint8_t tenant[CPN_PK_LEN],
 int ledger_intent_expire(ledger_t *self, uint64_t before_ms, uint64_t *n_out) CPN_WUR;
 /* How many intents the ledger holds. */
 int ledger_intent_count(ledger_t *self, uint64_t *n_out) CPN_WUR;
+
+/* The SQLite handle, for ledger_notice.c (its statements join the open transaction).
+ * Borrowed. */
+struct sqlite3 *ledger_sqlite(ledger_t *self);
 
 /* One audit row, for tests and tools. */
 typedef struct {

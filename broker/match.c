@@ -40,6 +40,7 @@
 typedef struct {
     uint64_t rank;
     uint32_t bonus;
+    uint32_t tie; /* slices: s_slice_tie; whole units: 0 */
     const book_ent_t *ent;
 } s_cand_t;
 
@@ -235,6 +236,9 @@ static cpn_constraint_t s_shape_fail(const cpn_request_t *r, const book_shape_t 
         return CPN_C_FABRIC;
     if (s->egress_bps < r->egress_bps)
         return CPN_C_EGRESS;
+    /* whole units from unshared shapes, slices from shared ones no coarser than asked */
+    if ((r->share == 0) != (s->share_min == 0) || r->share < s->share_min)
+        return CPN_C_SHARE;
     return CPN_C_OK;
 }
 
@@ -273,7 +277,18 @@ static int s_cmp3(uint64_t rx, uint32_t bx, uint64_t px, uint64_t ry, uint32_t b
 static int s_cand_cmp(const book_t *b, const s_cand_t *x, const s_cand_t *y)
 {
     int c = s_cmp3(x->rank, x->bonus, x->ent->price, y->rank, y->bonus, y->ent->price);
+    if (c == 0 && x->tie != y->tie)
+        return x->tie < y->tie ? -1 : 1;
     return c != 0 ? c : book__ent_cmp(b, x->ent, y->ent);
+}
+
+/* Among slices offered at the same rank, the peer whose summary says the slice grows
+ * fragmentation least (Weng et al., ATC'23, estimated from the AD's summary, not per device):
+ * first the more fragmented free capacity (a slice there uses shares its workload cannot),
+ * then the tighter largest free slice. Lower is better. */
+static uint32_t s_slice_tie(const cpn_package_t *p)
+{
+    return ((CPN_SHARE_WHOLE - p->frag) << 16) | p->slice_max;
 }
 
 typedef struct {
@@ -329,7 +344,17 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
                 continue;
             if (b->peers[e->peer].pub.expires_ms <= q->now_ms)
                 continue;
-            s_cand_t c = {s_rank(q, e->price, bonus), bonus, e};
+            s_cand_t c = {s_rank(q, e->price, bonus), bonus, 0, e};
+            if (q->req->share) {
+                /* a slice needs a device with that much free (the AD's summary, per entry);
+                 * the summary reorders equal prices, so a full top list stops nothing here */
+                const cpn_package_t *p = &b->peers[e->peer].pkgs[e->pkg];
+                if (p->slice_max < q->req->share)
+                    continue;
+                c.tie = s_slice_tie(p);
+                (void)s_top_push(b, t, &c);
+                continue;
+            }
             if (!s_top_push(b, t, &c))
                 return;
         }
@@ -438,7 +463,7 @@ static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t
                     hi = mid;
             }
             cnt[CPN_C_PRICE] += s->n - lo;
-            uint32_t fit = 0;
+            uint32_t fit = 0, small = 0; /* small: a slice larger than any free one */
             for (uint32_t w = 0; w < (lo + 63) / 64; w++) {
                 uint64_t bits = s->mask[w];
                 if (w == lo / 64 && lo % 64 != 0)
@@ -446,11 +471,17 @@ static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t
                 while (bits != 0) {
                     const book_ent_t *e = &s->ents[w * 64 + (uint32_t)__builtin_ctzll(bits)];
                     bits &= bits - 1;
-                    if (e->free >= q->need && b->peers[e->peer].pub.expires_ms > q->now_ms)
-                        fit++;
+                    if (e->free >= q->need && b->peers[e->peer].pub.expires_ms > q->now_ms) {
+                        if (q->req->share &&
+                            b->peers[e->peer].pkgs[e->pkg].slice_max < q->req->share)
+                            small++;
+                        else
+                            fit++;
+                    }
                 }
             }
-            cnt[CPN_C_UNITS] += lo - fit;
+            cnt[CPN_C_SHARE] += small;
+            cnt[CPN_C_UNITS] += lo - fit - small;
         }
     }
 }

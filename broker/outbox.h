@@ -21,6 +21,8 @@
 typedef enum {
     OUTBOX_GRANT, /* to a tenant; on failure the tenant gets NACK `database` instead */
     OUTBOX_CLAIM, /* to a peer (or through a member); on failure its request is refused */
+    OUTBOX_RECEIPT, /* a NOTICE's receipt to the peer or member that sent it; on failure
+                       nothing: without it the sender sends the notice again */
 } outbox_kind_t;
 
 typedef struct {

@@ -24,6 +24,7 @@
 #include "broker.h"
 #include "clock.h"
 #include "federation.h"
+#include "ledger_notice.h"
 #include "log.h"
 #include "page.h"
 #include "units.h"
@@ -95,7 +96,7 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     uint64_t intents = 0;
     if (ledger_intent_count(self->ledger, &intents) != CPN_OK)
         log_warn("ledger", "intent count unavailable for status");
-    msgpack_pack_map(pk, 24 + FED_STATUS_KEYS);
+    msgpack_pack_map(pk, 26 + FED_STATUS_KEYS);
     mp_pack_kstr(pk, "name", self->pol->broker.name);
     mp_pack_kstr(pk, "key", kid);
     mp_pack_kstr(pk, "version", PACKAGE_VERSION);
@@ -117,6 +118,8 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     mp_pack_ku64(pk, "messages_received", self->stats.received);
     mp_pack_ku64(pk, "messages_accepted", self->stats.accepted);
     mp_pack_ku64(pk, "refusals_unanswered", self->stats.refusals_unanswered);
+    mp_pack_ku64(pk, "notices", self->stats.notices);
+    mp_pack_ku64(pk, "leases_rematched", self->stats.rematched);
     mp_pack_ku64(pk, "policy_reloads", self->stats.reloads);
     mp_pack_ku64(pk, "policy_reloads_failed", self->stats.reloads_failed);
     federation_status(self, pk);
@@ -260,17 +263,30 @@ static int s_offers(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
 typedef struct {
     s_answer_t *ans;
     uint64_t now;
+    broker_t *b;
 } s_lease_ctx_t;
+
+/* "code: reason" of the lease's notice, or "" (a lease its peer never revoked). */
+static void s_notice_text(broker_t *b, const ledger_lease_t *l, char *out, size_t cap)
+{
+    ledger_notice_t n;
+    out[0] = '\0';
+    if (strcmp(l->state, "revoked") == 0 &&
+        ledger_notice_get(b->ledger, l->peer, l->lease_id, &n, NULL, NULL) == CPN_OK)
+        snprintf(out, cap, "%s: %s", cpn_errname(n.code), n.reason);
+}
 
 static int s_lease_row(const ledger_lease_t *l, void *arg)
 {
     s_lease_ctx_t *ctx = arg;
     msgpack_packer *pk = page_packer(ctx->ans->page);
     char kid[CPN_KID_LEN], price[32], left[32], hex[S_HEX_LEN + 1], cursor[CPN_CURSOR_MAX];
+    char notice[CPN_REASON_MAX + 32];
     cpn_key_id(l->peer, kid);
     cpn_fmt_price(l->price, price, sizeof price);
     cpn_fmt_duration(l->end_ms > ctx->now ? (l->end_ms - ctx->now) / 1000 : 0, left, sizeof left);
-    msgpack_pack_map(pk, 8);
+    s_notice_text(ctx->b, l, notice, sizeof notice);
+    msgpack_pack_map(pk, 9);
     mp_pack_kstr(pk, "lease", l->lease_id);
     mp_pack_kstr(pk, "request", l->request_id);
     mp_pack_kstr(pk, "peer", kid);
@@ -279,6 +295,7 @@ static int s_lease_row(const ledger_lease_t *l, void *arg)
     mp_pack_kstr(pk, "price", price);
     mp_pack_kstr(pk, "state", l->state);
     mp_pack_kstr(pk, "ends_in", left);
+    mp_pack_kstr(pk, "notice", notice);
     sodium_bin2hex(hex, sizeof hex, l->peer, CPN_PK_LEN);
     snprintf(cursor, sizeof cursor, "%" PRIu64 "/%s/%s", l->start_ms, hex, l->lease_id);
     return page_take(ctx->ans->page, cursor) ? 0 : 1;
@@ -313,12 +330,54 @@ static int s_leases(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
                  "`after` is not a leases cursor (start_ms/peer key hex/lease id)");
         return CPN_E_INVAL;
     }
-    s_lease_ctx_t ctx = {ans, cpn_now_ms()};
+    s_lease_ctx_t ctx = {ans, cpn_now_ms(), self};
     /* One row more than a page holds tells whether more remain. */
     int r = ledger_list_page(self->ledger, rx->env.from, false, ctx.now,
                              q->after[0] ? &after : NULL, s_max_rows(q) + 1, s_lease_row, &ctx);
     if (r != CPN_OK) {
         snprintf(ans->why, sizeof ans->why, "the ledger could not list leases: %s",
+                 cpn_strerror(r));
+        return r;
+    }
+    return s_rows_done(ans);
+}
+
+/* ---- notices: the asker's, in arrival order; cursor: the last one's id (decimal) ---- */
+
+static int s_notice_row(const ledger_notice_t *n, void *arg)
+{
+    s_answer_t *ans = arg;
+    msgpack_packer *pk = page_packer(ans->page);
+    char kid[CPN_KID_LEN], cursor[CPN_CURSOR_MAX];
+    cpn_key_id(n->peer, kid);
+    msgpack_pack_map(pk, 8);
+    mp_pack_ku64(pk, "id", (uint64_t)n->id);
+    mp_pack_kstr(pk, "lease", n->lease_id);
+    mp_pack_kstr(pk, "peer", kid);
+    mp_pack_kstr(pk, "code", cpn_errname(n->code));
+    mp_pack_kstr(pk, "reason", n->reason);
+    mp_pack_ku64(pk, "effective_ms", n->effective_ms);
+    mp_pack_ku64(pk, "units_left", n->units);
+    mp_pack_kstr(pk, "replaced_by", n->replaced_by);
+    snprintf(cursor, sizeof cursor, "%" PRId64, n->id);
+    return page_take(ans->page, cursor) ? 0 : 1;
+}
+
+static int s_notices(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q, s_answer_t *ans)
+{
+    char *end = NULL;
+    long long after = 0;
+    if (q->after[0]) {
+        after = strtoll(q->after, &end, 10);
+        if (q->after[0] < '0' || q->after[0] > '9' || *end || after < 0) {
+            snprintf(ans->why, sizeof ans->why, "`after` is not a notices cursor (an id)");
+            return CPN_E_INVAL;
+        }
+    }
+    int r = ledger_notice_list(self->ledger, rx->env.from, cpn_identity_pk(self->id), after,
+                               s_max_rows(q) + 1, s_notice_row, ans);
+    if (r != CPN_OK) {
+        snprintf(ans->why, sizeof ans->why, "the ledger could not list notices: %s",
                  cpn_strerror(r));
         return r;
     }
@@ -373,6 +432,7 @@ static const struct {
 } s_queries[] = {
     {"status", Q_TENANT | Q_MEMBER, false, s_status},
     {"leases", Q_TENANT, true, s_leases}, /* the asker's own: a member has none */
+    {"notices", Q_TENANT, true, s_notices}, /* the asker's own, for `cpnctl watch` */
     {"offers", Q_OPERATOR | Q_MEMBER, true, s_offers},
     {"federation", Q_OPERATOR | Q_MEMBER, true, s_federation},
 };
@@ -397,7 +457,9 @@ static int s_allowed(const broker_t *self, const broker_rx_t *rx, const cpn_quer
     for (*row = 0; *row < n && strcmp(s_queries[*row].what, q->what) != 0; (*row)++)
         ;
     if (*row == n) {
-        snprintf(why, cap, "unknown query \"%s\": status, leases, offers or federation", q->what);
+        snprintf(why, cap,
+                 "unknown query \"%s\": status, leases, notices, offers or federation",
+                 q->what);
         return CPN_E_INVAL;
     }
     unsigned who = s_asker(self, rx->env.from), may = s_queries[*row].who;

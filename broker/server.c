@@ -22,6 +22,8 @@
 #include "log.h"
 #include "obs.h"
 #include "service.h"
+#include "notice.h"
+#include "rematch.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -55,6 +57,8 @@ typedef union {
     cpn_forward_t forward;
     cpn_sync_t sync;
     cpn_resend_t resend;
+    cpn_notice_t notice;
+    cpn_status_t status;
 } s_body_t;
 
 typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
@@ -89,7 +93,8 @@ static void s_on_ad(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_withdraw(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    int r = book_withdraw(self->book, rx->env.from, rx->env.seq);
+    int r = book_withdraw_from(self->book, rx->env.from, rx->env.seq, rx->env.frame,
+                               rx->env.frame_len, NULL, 0);
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
     if (r != CPN_OK)
@@ -106,12 +111,14 @@ static void s_on_request(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_lease(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_lease(self->claim, rx, &b->lease);
+    if (!rematch_on_lease(self, rx, &b->lease))
+        claim_on_lease(self->claim, rx, &b->lease);
 }
 
 static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_nack(self->claim, rx, &b->nack);
+    if (!rematch_on_nack(self, rx, &b->nack))
+        claim_on_nack(self->claim, rx, &b->nack);
 }
 
 static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -159,6 +166,10 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     if ((r = cpn_env_parse(b->resend.frame.ptr, b->resend.frame.len, &self->lim, &in.env)) !=
         CPN_OK)
         goto refuse;
+    if (in.env.type == CPN_MSG_NOTICE) { /* a notice re-sent until we took it (notice.h) */
+        notice_on_frame(self, rx, b->resend.frame.ptr, b->resend.frame.len);
+        return;
+    }
     if (in.env.type != CPN_MSG_LEASE) {
         r = CPN_E_SCHEMA;
         goto refuse;
@@ -170,7 +181,8 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
         (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
         goto refuse;
-    claim_on_lease(self->claim, &in, &lease);
+    if (!rematch_on_lease(self, &in, &lease))
+        claim_on_lease(self->claim, &in, &lease);
     return;
 refuse:
     broker_count_refusal(self, r);
@@ -181,6 +193,18 @@ refuse:
                  cpn_errname(r));
     }
     s_error(self, rx->rid, rx->rid_len, rx->env.seq, r, "the re-sent LEASE does not verify");
+}
+
+static void s_on_notice(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    (void)b;
+    notice_on_frame(self, rx, rx->env.frame, rx->env.frame_len);
+}
+
+/* A member's STATUS: the receipt for a notice we carried on to it. */
+static void s_on_status(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    notice_on_receipt(self, rx, &b->status);
 }
 
 static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -213,6 +237,8 @@ static const s_dispatch_t s_dispatch[] = {
     {CPN_MSG_FORWARD, CPN_ROLE_BROKER, s_on_forward},
     {CPN_MSG_SYNC, CPN_ROLE_BROKER, s_on_sync},
     {CPN_MSG_RESEND, CPN_ROLE_PEER, s_on_resend},
+    {CPN_MSG_NOTICE, CPN_ROLE_PEER, s_on_notice},
+    {CPN_MSG_STATUS, CPN_ROLE_BROKER, s_on_status},
 };
 
 static const s_dispatch_t *s_find(cpn_msg_type_t type)
@@ -372,6 +398,7 @@ int server_new(const char *policy_path, broker_t **out)
     r = CPN_E_NOMEM;
     self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
     self->claim = claim_new(self, p->limits.max_pending, NULL);
+    self->rematch = rematch_new();
     self->book = book_new(p->limits.max_offers);
     self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
     self->sigcache = cpn_sigcache_new(1u << 16);
@@ -381,7 +408,7 @@ int server_new(const char *policy_path, broker_t **out)
         ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
-    if (!self->routes || !self->claim || !self->book || !self->replay || !self->sigcache ||
+    if (!self->routes || !self->claim || !self->rematch || !self->book || !self->replay || !self->sigcache ||
         !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
@@ -401,6 +428,7 @@ int server_new(const char *policy_path, broker_t **out)
     int handover = 1; /* a reconnecting client with the same identity takes over its route */
     zmq_setsockopt(self->router, ZMQ_ROUTER_HANDOVER, &handover, sizeof handover);
     self->on_remote_answer = s_remote_answer; /* federation -> claim, wired here */
+    self->on_notice = notice_on_frame;        /* federation -> notice */
     if ((r = federation_new(self)) != CPN_OK)
         goto out;
     self->started_ms = cpn_now_ms();
@@ -434,6 +462,7 @@ void server_destroy(broker_t **self_p)
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     claim_destroy(&self->claim);
+    rematch_destroy(&self->rematch);
     free(self->routes);
     outbox_destroy(&self->outbox);
     book_destroy(&self->book);
@@ -515,6 +544,8 @@ static void s_tick(broker_t *self)
         dropped)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
+    notice_tick(self, now);
+    rematch_tick(self, now);
     federation_tick(self, mono);
     if (self->obs)
         obs_tick(self->obs, self, mono);
@@ -539,7 +570,7 @@ static void s_send_item(const outbox_item_t *it, void *arg)
 {
     broker_t *self = arg;
     int r;
-    if (it->kind == OUTBOX_GRANT) {
+    if (it->kind == OUTBOX_GRANT || it->kind == OUTBOX_RECEIPT) {
         (void)broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
         return;
     }
@@ -558,6 +589,8 @@ static void s_send_item(const outbox_item_t *it, void *arg)
 static void s_refuse_item(const outbox_item_t *it, void *arg)
 {
     broker_t *self = arg;
+    if (it->kind == OUTBOX_RECEIPT)
+        return; /* the notice was not recorded: its sender sends it again */
     if (it->kind == OUTBOX_GRANT)
         broker_nack(self, it->rid, it->rid_len, it->ref, it->ref_seq, CPN_E_DB,
                     "the broker could not record the lease (ledger commit failed); the peer "

@@ -18,6 +18,10 @@ static const mp_field_t s_hello[] = {
     F(cpn_hello_t, role, MPF_STR, true),
     F(cpn_hello_t, name, MPF_STR, true),
     F(cpn_hello_t, endpoint, MPF_STR, false),
+    F(cpn_hello_t, root, MPF_KEY, false),
+    F(cpn_hello_t, dist, MPF_U32, false),
+    F(cpn_hello_t, parent, MPF_KEY, false),
+    F(cpn_hello_t, digest, MPF_U64, false),
 };
 
 /* AD on the wire: name, ttl_s and the packages array (decoded by resource.c). */
@@ -46,6 +50,7 @@ static const mp_field_t s_claim[] = {
     F(cpn_claim_t, duration_s, MPF_U64, true),
     F(cpn_claim_t, route, MPF_BIN, false),
     F(cpn_claim_t, deadline, MPF_U64, true),
+    F(cpn_claim_t, replaces, MPF_BIN, false),
 };
 
 static const mp_field_t s_lease[] = {
@@ -58,6 +63,7 @@ static const mp_field_t s_lease[] = {
     F(cpn_lease_t, end_ms, MPF_U64, true),
     F(cpn_lease_t, state, MPF_STR, true),
     F(cpn_lease_t, renewals, MPF_U32, true),
+    F(cpn_lease_t, slice, MPF_STR, false),
     F(cpn_lease_t, access, MPF_BIN, false),
 };
 
@@ -124,6 +130,16 @@ static const mp_field_t s_resend[] = {
     F(cpn_resend_t, frame, MPF_BIN, true),
 };
 
+static const mp_field_t s_notice[] = {
+    F(cpn_notice_t, lease, MPF_BIN, true),
+    F(cpn_notice_t, lease_id, MPF_STR, true),
+    F(cpn_notice_t, tenant, MPF_KEY, true),
+    F(cpn_notice_t, code, MPF_I32, true),
+    F(cpn_notice_t, reason, MPF_STR, false),
+    F(cpn_notice_t, effective_ms, MPF_U64, true),
+    F(cpn_notice_t, units, MPF_U32, false),
+};
+
 static const mp_field_t s_usage[] = {
     F(cpn_usage_t, lease_id, MPF_STR, true),
     F(cpn_usage_t, tenant, MPF_KEY, true),
@@ -184,6 +200,7 @@ static const s_codec_t s_codecs[] = {
     T(FORWARD, s_forward, cpn_forward_t),
     T(SYNC, s_sync, cpn_sync_t),
     T(RESEND, s_resend, cpn_resend_t),
+    T(NOTICE, s_notice, cpn_notice_t),
     T(USAGE, s_usage, cpn_usage_t),
 };
 #undef T

@@ -36,6 +36,11 @@ typedef struct {
     char role[16]; /* "peer", "broker", "tenant" */
     char name[CPN_NAME_MAX];
     char endpoint[CPN_ENDPOINT_MAX]; /* where the sender listens, "" if it does not */
+    /* Broker to member only (docs/PROTOCOL.md, "Dissemination"); absent (zero) otherwise. */
+    uint8_t root[CPN_PK_LEN];   /* the root of the sender's spanning tree */
+    uint32_t dist;              /* the sender's distance to it, in links */
+    uint8_t parent[CPN_PK_LEN]; /* the member the sender chose as its parent (zero: none) */
+    uint64_t digest;            /* fingerprint of the sender's offer book (zero: none) */
 } cpn_hello_t;
 
 typedef struct {
@@ -60,6 +65,8 @@ typedef struct {
     uint64_t duration_s;
     mp_bytes_t route;            /* optional: FORWARD frame chain that carried the request */
     uint64_t deadline;           /* wall-clock ms: the peer refuses the CLAIM after this */
+    mp_bytes_t replaces;         /* optional: the NOTICE of the lease this one replaces (the
+                                    request asked on_failure: rematch), verbatim */
 } cpn_claim_t;
 
 typedef struct {
@@ -72,6 +79,8 @@ typedef struct {
     uint64_t end_ms;
     char state[16];              /* "active", "released", "expired" */
     uint32_t renewals;
+    char slice[CPN_NAME_MAX];    /* a shared package's slice: "UNIT:DEV[,DEV...]" (0-based
+                                    unit and accelerators of it); "" otherwise */
     mp_bytes_t access;           /* optional: access details sealed to the tenant (seal.h);
                                     absent (len 0) for a package without a driver */
 } cpn_lease_t;
@@ -145,12 +154,28 @@ typedef struct {
     mp_bytes_t entries;
 } cpn_sync_t;
 
-/* RESEND: a peer's earlier LEASE, verbatim, in a fresh envelope (its own seq), so that a
- * lease re-sent for a repeated CLAIM passes the receiver's replay guard. */
+/* RESEND: a peer's earlier LEASE or NOTICE, verbatim, in a fresh envelope (its own seq), so
+ * that a lease re-sent for a repeated CLAIM, or a notice re-sent until a broker took it,
+ * passes the receiver's replay guard. */
 typedef struct {
-    mp_bytes_t frame; /* the original LEASE frame, verbatim */
+    mp_bytes_t frame; /* the original LEASE or NOTICE frame, verbatim */
 } cpn_resend_t;
 
+/* NOTICE: the peer lost the capacity under a live lease (a node down, a driver's status
+ * saying failed, an operator's drain) and says so, signed. `lease` is the lease's latest
+ * LEASE frame, verbatim: it proves which lease, which tenant (its REQUEST's signer) and which
+ * broker claimed it, so any party can check the notice against the lease it holds. From
+ * `effective_ms` on the lease keeps `units` units (0: it ends). */
+#define CPN_NOTICE_WHAT "notice" /* STATUS `what` of a broker's receipt for a NOTICE */
+typedef struct {
+    mp_bytes_t lease;            /* the lease's latest LEASE frame, verbatim */
+    char lease_id[CPN_NAME_MAX]; /* = the LEASE's */
+    uint8_t tenant[CPN_PK_LEN];  /* = the REQUEST's signer */
+    int32_t code;                /* cpn_err_t: capacity-lost */
+    char reason[CPN_REASON_MAX]; /* for people: "package cpu drained by the operator" */
+    uint64_t effective_ms;       /* wall clock ms when the capacity went */
+    uint32_t units;              /* units the lease keeps from then on; 0: it ends */
+} cpn_notice_t;
 /* USAGE: what a peer signs per lease, at an interval and at the lease's end (usage.h,
  * docs/PROTOCOL.md "USAGE"). Records of one lease form a chain: `n` counts from 1 and `prev`
  * is the BLAKE2b-256 of the previous record's whole frame (32 zero bytes for n = 1). Money

@@ -4,11 +4,13 @@
  *   package: {"id", "region", "price", "total", "free", "cores"?, "mem"?, "accel"?,
  *             "storage_class"?, "storage_size"?, "storage_iops"?, "fabric_bps"?,
  *             "egress_bps"?}
- *            accel = {"vendor", "model", "count", "mem", "bf16_tflops"?, "mem_bw_gbs"?},
+ *            "slice_max"?, "frag"? (shared packages: the fragmentation summary)
+ *            accel = {"vendor", "model", "count", "mem", "bf16_tflops"?, "mem_bw_gbs"?,
+ *                     "share_min"?},
  *            present exactly when the package has accelerators.
  *   request: {"id", "units", "duration", "split"?, "model"?, "vendor"?, "accel_count"?,
  *             "min_tflops"?, "min_accel_mem"?, "cores"?, "mem"?, "storage_class"?,
- *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "progress"?,
+ *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "progress"?, "share"?,
  *             "regions"?, "prefer_regions"?, "prefer_vendors"?, "access"?}, name lists as
  *            arrays of str, access hints a map of str to str (hints.h).
  * Sizes are bytes, rates bits per second, prices thousandths per unit-hour, durations
@@ -117,6 +119,16 @@ int cpn_package_validate(const cpn_package_t *p, const char **why)
         if (a->mem_bw_gbs > S_BW_MAX)
             S_FAIL("accelerator memory bandwidth too large");
     }
+    if (a->share_min > CPN_SHARE_WHOLE)
+        S_FAIL("accelerator share_min must be at most 1 (a whole accelerator)");
+    if (a->share_min && (a->count == 0 || a->count > CPN_SHARE_DEVS_MAX))
+        S_FAIL("a shared package needs 1 to 8 accelerators per unit");
+    if (a->share_min && p->total > CPN_SHARE_UNITS_MAX)
+        S_FAIL("a shared package has at most 4096 units");
+    if (p->slice_max > CPN_SHARE_WHOLE || p->frag > 1000)
+        S_FAIL("slice_max and frag are thousandths (at most 1000)");
+    if (!a->share_min && (p->slice_max || p->frag))
+        S_FAIL("slice_max and frag belong to shared packages");
     if (!s_name_ok(p->storage_class, sizeof p->storage_class, false))
         S_FAIL("storage class must be printable without spaces, at most 15 characters");
     if ((p->storage_class[0] != '\0') != (p->storage_bytes != 0))
@@ -149,7 +161,7 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
     if (!s_name_ok(r->accel_model, sizeof r->accel_model, false) ||
         !s_name_ok(r->accel_vendor, sizeof r->accel_vendor, false))
         S_FAIL("accelerator vendor and model must be printable without spaces");
-    if (r->accel_model[0] && r->accel_count == 0)
+    if (r->accel_model[0] && r->accel_count == 0 && !r->share) /* a slice: of one */
         S_FAIL("an accelerator model needs a count");
     if (r->accel_count > S_ACCEL_COUNT_MAX)
         S_FAIL("accelerator count too large (at most 1024 per unit)");
@@ -171,8 +183,21 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
         S_FAIL("max_price too large");
     if (!s_list_ok(&r->regions) || !s_list_ok(&r->prefer_regions) || !s_list_ok(&r->prefer_vendors))
         S_FAIL("name lists hold at most 8 names of 1-63 printable characters");
+    if (r->share > CPN_SHARE_WHOLE)
+        S_FAIL("accelerator share must be at most 1 (a whole accelerator)");
+    if (r->share && (r->units != 1 || r->split))
+        S_FAIL("a slice request asks for one unit and is not split");
+    if (r->share && (r->min_tflops || r->min_accel_mem))
+        S_FAIL("a slice request names a model or vendor, not capability figures");
+    if (r->share && r->share < CPN_SHARE_WHOLE && r->accel_count > 1)
+        S_FAIL("a fraction comes from one accelerator (count 1)");
+    if (r->share && r->accel_count > CPN_SHARE_DEVS_MAX)
+        S_FAIL("a slice request asks for at most 8 whole accelerators");
+    /* One encoding per value: "end", the default, is written by leaving the key out. */
+    if (r->on_failure[0] && strcmp(r->on_failure, CPN_ON_FAILURE_REMATCH) != 0)
+        S_FAIL("on_failure must be end or rematch");
     /* A request with no resource at all is almost surely a mistake in the file. */
-    if (!r->accel_count && !r->min_tflops && !r->min_accel_mem && !r->cores && !r->mem_bytes &&
+    if (!r->share && !r->accel_count && !r->min_tflops && !r->min_accel_mem && !r->cores && !r->mem_bytes &&
         !r->storage_bytes && !r->accel_vendor[0] && !r->storage_class[0] && !r->fabric_bps &&
         !r->egress_bps)
         S_FAIL("a request must ask for some resource (accelerators, cores, memory, storage, "
@@ -202,6 +227,7 @@ static const char *const s_constraint_names[CPN_C__COUNT] = {
     [CPN_C_EGRESS] = "network.egress",
     [CPN_C_REGION] = "region",
     [CPN_C_PRICE] = "price",
+    [CPN_C_SHARE] = "accelerator.share",
     [CPN_C_UNITS] = "units",
 };
 
@@ -250,6 +276,11 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
         return CPN_C_REGION;
     if (r->max_price > 0 && p->price > r->max_price)
         return CPN_C_PRICE;
+    /* Whole units and slices are different goods: one compare on the whole-unit path. */
+    if (r->share == 0 ? p->accel.share_min != 0
+                      : (p->accel.share_min == 0 || r->share < p->accel.share_min ||
+                         p->slice_max < r->share))
+        return CPN_C_SHARE;
     if (p->free < (r->split ? 1u : r->units))
         return CPN_C_UNITS;
     return CPN_C_OK;
@@ -269,6 +300,7 @@ static const mp_field_t s_accel_fields[] = {
     S_F("mem", MPF_U64, cpn_accel_t, mem_bytes, true),
     S_F("bf16_tflops", MPF_U32, cpn_accel_t, bf16_tflops, false),
     S_F("mem_bw_gbs", MPF_U32, cpn_accel_t, mem_bw_gbs, false),
+    S_F("share_min", MPF_U32, cpn_accel_t, share_min, false),
 };
 
 /* The package with slots for its nested objects while decoding. */
@@ -291,6 +323,8 @@ static const mp_field_t s_package_fields[] = {
     S_F("storage_iops", MPF_U32, s_package_dec_t, p.storage_iops, false),
     S_F("fabric_bps", MPF_U64, s_package_dec_t, p.fabric_bps, false),
     S_F("egress_bps", MPF_U64, s_package_dec_t, p.egress_bps, false),
+    S_F("slice_max", MPF_U32, s_package_dec_t, p.slice_max, false),
+    S_F("frag", MPF_U32, s_package_dec_t, p.frag, false),
     S_F("accel", MPF_OBJ, s_package_dec_t, accel, false),
 };
 #define S_PKG_SCALARS (sizeof s_package_fields / sizeof s_package_fields[0] - 1)
@@ -318,6 +352,8 @@ static const mp_field_t s_request_fields[] = {
     S_F("egress_bps", MPF_U64, s_request_dec_t, r.egress_bps, false),
     S_F("max_price", MPF_U64, s_request_dec_t, r.max_price, false),
     S_F("progress", MPF_BOOL, s_request_dec_t, r.progress, false),
+    S_F("share", MPF_U32, s_request_dec_t, r.share, false),
+    S_F("on_failure", MPF_STR, s_request_dec_t, r.on_failure, false),
     S_F("regions", MPF_OBJ, s_request_dec_t, regions, false),
     S_F("prefer_regions", MPF_OBJ, s_request_dec_t, prefer_regions, false),
     S_F("prefer_vendors", MPF_OBJ, s_request_dec_t, prefer_vendors, false),

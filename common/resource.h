@@ -32,7 +32,16 @@ typedef struct {
     uint64_t mem_bytes;        /* memory per accelerator */
     uint32_t bf16_tflops;      /* dense BF16 TFLOPS per accelerator */
     uint32_t mem_bw_gbs;       /* memory bandwidth per accelerator, GB/s */
+    /* Shared accelerators (issue 16): the smallest slice sold, in thousandths of one
+     * accelerator (CPN_SHARE_WHOLE = whole devices only, but still placed per device); 0 = not
+     * shared: the package sells whole units, as before. A shared package sells slices only. */
+    uint32_t share_min;
 } cpn_accel_t;
+
+#define CPN_SHARE_WHOLE 1000  /* thousandths: one whole accelerator */
+#define CPN_SHARE_DEVS_MAX 8  /* accelerators per unit of a shared package (one node) */
+#define CPN_SHARE_UNITS_MAX 4096 /* units of one shared package: the peer scores every node
+                                    for every slice it places */
 
 typedef struct {
     char id[CPN_NAME_MAX]; /* package name, unique within a peer */
@@ -47,7 +56,12 @@ typedef struct {
     char region[CPN_NAME_MAX];
     uint64_t price; /* per unit-hour, thousandths */
     uint32_t total; /* units the peer has */
-    uint32_t free;  /* units free now */
+    uint32_t free;  /* units free now; of a shared package: units with a free slice */
+    /* The compact fragmentation summary of a shared package (0 otherwise), set by the peer:
+     * the largest free share of one accelerator now (thousandths), and the share of its free
+     * accelerator capacity its workload cannot use (permille; Weng et al., ATC'23). */
+    uint32_t slice_max;
+    uint32_t frag;
 } cpn_package_t;
 
 typedef struct {
@@ -67,6 +81,11 @@ typedef struct {
     uint32_t accel_count;    /* at least this many accelerators */
     uint64_t min_tflops;     /* at least this total dense BF16 TFLOPS */
     uint64_t min_accel_mem;  /* at least this total accelerator memory, bytes */
+    /* A slice of shared accelerators: thousandths of one accelerator (1..999: a fraction of
+     * one device; CPN_SHARE_WHOLE: accel_count (>= 1) whole devices of one unit); 0 = whole
+     * units as before. A slice request asks for one slice (units 1, not split) and is served
+     * by shared packages only. */
+    uint32_t share;
     uint32_t cores;
     uint64_t mem_bytes;
     char storage_class[CPN_CLASS_MAX];
@@ -78,9 +97,14 @@ typedef struct {
     /* preferences */
     cpn_namelist_t prefer_regions;
     cpn_namelist_t prefer_vendors;
+    /* what the tenant wants when the peer loses the capacity under the lease (a NOTICE):
+     * "" = the lease ends; "rematch" = its broker places the rest of it elsewhere */
+    char on_failure[16];
     /* for the peer's driver, not for matching; last, so matching code can stop before it */
     cpn_hints_t access;      /* access hints (hints.h); n = 0: none */
 } cpn_request_t;
+
+#define CPN_ON_FAILURE_REMATCH "rematch"
 
 /* Totals per unit. */
 uint64_t cpn_package_tflops(const cpn_package_t *p);
@@ -116,6 +140,7 @@ typedef enum {
     CPN_C_EGRESS,
     CPN_C_REGION,
     CPN_C_PRICE,
+    CPN_C_SHARE, /* slice asked of an unshared package, or no free slice that large */
     CPN_C_UNITS,
     CPN_C__COUNT
 } cpn_constraint_t;

@@ -56,6 +56,63 @@ static int s_bind_gbs(yconf_t *doc, const ynode_t *node, const char *path, void 
     return CPN_OK;
 }
 
+/* A share of one accelerator, stored in thousandths: a fraction "0.46" (at most three
+ * decimals, above 0, at most 1), thousandths "460m", or a named slice profile: NVIDIA MIG
+ * profiles are sevenths of a GPU's compute ("1g.10gb" = 1/7, rounded down to 142m), so a
+ * profile stands for its compute share; other vendors' templates are written as fractions. */
+static const struct {
+    const char *name;
+    uint32_t milli;
+} s_profiles[] = {
+    {"1g.5gb", 142},  {"1g.10gb", 142}, {"1g.12gb", 142}, {"1g.20gb", 142}, {"2g.10gb", 285},
+    {"2g.20gb", 285}, {"2g.24gb", 285}, {"3g.20gb", 428}, {"3g.40gb", 428}, {"3g.47gb", 428},
+    {"4g.20gb", 571}, {"4g.40gb", 571}, {"4g.47gb", 571}, {"7g.40gb", 1000}, {"7g.80gb", 1000},
+};
+
+static bool s_parse_share(const char *t, uint32_t *milli)
+{
+    uint64_t v = 0;
+    size_t len = strlen(t);
+    for (size_t i = 0; i < sizeof s_profiles / sizeof s_profiles[0]; i++)
+        if (strcmp(t, s_profiles[i].name) == 0) {
+            *milli = s_profiles[i].milli;
+            return true;
+        }
+    if (len >= 2 && len < 8 && t[len - 1] == 'm') {
+        char buf[8];
+        memcpy(buf, t, len - 1);
+        buf[len - 1] = '\0';
+        if (!yconf_parse_uint(buf, &v))
+            return false;
+    } else if (strcmp(t, "1") == 0) {
+        v = 1000;
+    } else if (t[0] == '0' && t[1] == '.' && len >= 3 && len <= 5) {
+        for (size_t i = 2; i < 5; i++) {
+            if (i < len && (t[i] < '0' || t[i] > '9'))
+                return false;
+            v = v * 10 + (i < len ? (uint64_t)(t[i] - '0') : 0);
+        }
+    } else {
+        return false;
+    }
+    if (v == 0 || v > CPN_SHARE_WHOLE)
+        return false;
+    *milli = (uint32_t)v;
+    return true;
+}
+
+static int s_bind_share(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    (void)arg;
+    if (node->kind != YNODE_SCALAR || !s_parse_share(node->value, (uint32_t *)dst)) {
+        yconf_error(doc, node, path,
+                    "expected a share of one accelerator: 0.46, 460m, 1 or a MIG profile "
+                    "such as 1g.10gb");
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
 /* access: {ssh_key: "ssh-ed25519 AAAA... me@laptop", user: acme}: hints for the peer's driver
  * (hints.h), a map of scalars, each key and value checked as the wire checks them. */
 static int s_bind_hints(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
@@ -102,6 +159,8 @@ static const yfield_t s_pkg_accel[] = {
      .kind = YF_CUSTOM,
      .off = offsetof(cpn_accel_t, mem_bw_gbs),
      .custom = s_bind_gbs},
+    {.key = "share_min", .kind = YF_CUSTOM, .off = offsetof(cpn_accel_t, share_min),
+     .custom = s_bind_share},
 };
 
 static const yfield_t s_pkg_storage[] = {
@@ -133,6 +192,8 @@ static const yfield_t s_req_accel[] = {
     S_Y("count", YF_U32, cpn_request_t, accel_count, false, 1, 1024),
     S_Y("min_bf16_tflops", YF_U64, cpn_request_t, min_tflops, false, 1, 0),
     S_Y("min_memory", YF_BYTES, cpn_request_t, min_accel_mem, false, 1, 0),
+    {.key = "share", .kind = YF_CUSTOM, .off = offsetof(cpn_request_t, share),
+     .custom = s_bind_share},
 };
 
 static const yfield_t s_req_storage[] = {
@@ -163,6 +224,7 @@ static const yfield_t s_req_fields[] = {
     S_Y("regions", YF_NAMES, cpn_request_t, regions, false, 0, 0),
     S_Y("max_price", YF_PRICE, cpn_request_t, max_price, false, 1, 0),
     S_YMAP("prefer", 0, s_req_prefer),
+    S_Y("on_failure", YF_STR, cpn_request_t, on_failure, false, 0, 0),
     {.key = "access",
      .kind = YF_CUSTOM,
      .off = offsetof(cpn_request_t, access),
@@ -223,6 +285,8 @@ int yconf_request_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_re
     s_lower(out->accel_vendor);
     for (uint32_t i = 0; i < out->prefer_vendors.n; i++)
         s_lower(out->prefer_vendors.items[i]);
+    if (strcmp(out->on_failure, "end") == 0) /* the default: absent on the wire */
+        out->on_failure[0] = '\0';
     if (cpn_request_validate(out, &why) != CPN_OK) {
         yconf_error(doc, node, path, "%s", why);
         return CPN_E_CONFIG;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "chain.h"
 #include "clock.h"
@@ -33,6 +34,7 @@
 #define EXIT_USAGE 2
 #define EXIT_TIMEOUT 3
 #define CTL_FILE_MAX (16u * 1024 * 1024) /* largest message file `verify` reads */
+#define CTL_WATCH_POLL_MS 500             /* `watch` asks for new notices this often */
 
 typedef struct {
     const char *broker;     /* endpoint */
@@ -166,6 +168,27 @@ static int s_verify_usage(ctl_opts_t *o, uint8_t *buf, size_t len)
     fprintf(stderr, "cpnctl: %s: valid USAGE record, signature and amounts check\n",
             o->argv[0]);
     return 0;
+
+}
+
+/* A replacement lease (on_failure: rematch) names the lease it replaces through its CLAIM's
+ * `replaces`, the old peer's NOTICE: say which, once the NOTICE verifies. */
+static void s_print_replaces(const char *file, const uint8_t *buf, size_t len)
+{
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    cpn_env_t nenv;
+    cpn_notice_t n;
+    if (ch && cpn_chain_open(buf, len, CPN_MSG_NONE, NULL, ch) == CPN_OK &&
+        ch->claim.replaces.len &&
+        cpn_env_parse(ch->claim.replaces.ptr, ch->claim.replaces.len, &cpn_limits_default,
+                      &nenv) == CPN_OK &&
+        cpn_env_verify(&nenv) == CPN_OK && cpn_notice_decode(&nenv, NULL, &n) == CPN_OK) {
+        char kid[CPN_KID_LEN];
+        cpn_key_id(nenv.from, kid);
+        fprintf(stderr, "cpnctl: %s: replaces lease %s (revoked by peer %s: %s: %s)\n", file,
+                n.lease_id, kid, cpn_errname(n.code), n.reason);
+    }
+    free(ch);
 }
 
 static int cmd_verify(ctl_opts_t *o)
@@ -197,6 +220,7 @@ static int cmd_verify(ctl_opts_t *o)
     if (ctl_verify_route(buf, len, route, sizeof route) == CPN_OK && route[0])
         fprintf(stderr, "cpnctl: %s: route (brokers, first to the peer's home): %s\n",
                 o->argv[0], route);
+    s_print_replaces(o->argv[0], buf, len);
     free(buf);
     return 0;
 }
@@ -1031,6 +1055,149 @@ static int cmd_federation(ctl_opts_t *o)
     return s_query(o, "federation");
 }
 
+/* ---- watch: a tenant follows its notices (QUERY `notices`, polled) ---- */
+
+/* One row of the `notices` listing, as it came. */
+static void s_print_notice(const msgpack_object *row, bool json)
+{
+    if (json) {
+        s_json(row, stdout, -1);
+        putchar('\n');
+        return;
+    }
+    for (uint32_t k = 0; k < row->via.map.size; k++) {
+        const msgpack_object_kv *kv = &row->via.map.ptr[k];
+        if (kv->key.type != MSGPACK_OBJECT_STR)
+            continue;
+        printf("%s%.*s=", k ? " " : "notice ", (int)kv->key.via.str.size, kv->key.via.str.ptr);
+        if (kv->val.type == MSGPACK_OBJECT_STR)
+            s_json(&kv->val, stdout, -1);
+        else if (kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            printf("%" PRIu64, kv->val.via.u64);
+    }
+    putchar('\n');
+}
+
+/* The `id` of a notice row (the next cursor); 0 if it has none. */
+static uint64_t s_notice_id(const msgpack_object *row)
+{
+    for (uint32_t k = 0; row->type == MSGPACK_OBJECT_MAP && k < row->via.map.size; k++) {
+        const msgpack_object_kv *kv = &row->via.map.ptr[k];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 2 &&
+            memcmp(kv->key.via.str.ptr, "id", 2) == 0 &&
+            kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return kv->val.via.u64;
+    }
+    return 0;
+}
+
+/* One QUERY `notices` after q->after: print its rows, move the cursor. 0 with *rows set, 1
+ * refused, 3 no answer by `deadline`. */
+static int s_watch_page(ctl_session_t *s, cpn_query_t *q, uint64_t deadline, bool json,
+                        uint64_t *rows, bool *more)
+{
+    uint64_t seq = 0;
+    bool retried = false;
+    *rows = 0;
+    *more = false;
+    if (ctl_client_send(s->client, CPN_MSG_QUERY, q, &seq) != CPN_OK)
+        return EXIT_USAGE;
+    for (;;) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        cpn_status_t st;
+        if (ctl_client_recv(s->client, deadline, &frame, &len, &env) != CPN_OK)
+            return EXIT_TIMEOUT;
+        if (cpn_status_decode(&env, NULL, &st) == CPN_OK && strcmp(st.what, "notices") == 0) {
+            msgpack_zone zone;
+            msgpack_object obj;
+            int rc = EXIT_REFUSED;
+            msgpack_zone_init(&zone, 4096);
+            if (mp_parse(st.data.ptr, st.data.len, &cpn_limits_default, &zone, &obj) == CPN_OK &&
+                obj.type == MSGPACK_OBJECT_ARRAY) {
+                for (uint32_t i = 0; i < obj.via.array.size; i++) {
+                    const msgpack_object *row = &obj.via.array.ptr[i];
+                    if (row->type != MSGPACK_OBJECT_MAP)
+                        continue;
+                    s_print_notice(row, json);
+                    snprintf(q->after, sizeof q->after, "%" PRIu64, s_notice_id(row));
+                    (*rows)++;
+                }
+                *more = st.next[0] != '\0';
+                rc = 0;
+            }
+            fflush(stdout);
+            msgpack_zone_destroy(&zone);
+            free(frame);
+            return rc;
+        }
+        if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR) {
+            if (s_retry_replay(s, &env, CPN_MSG_QUERY, q, &seq, &retried)) {
+                free(frame);
+                continue;
+            }
+            s_print_refusal(&env, json);
+            free(frame);
+            return EXIT_REFUSED;
+        }
+        free(frame);
+    }
+}
+
+/* watch [--count N] [--after ID]: print this tenant's notices as they come, from the first
+ * (or after ID), asking every CTL_WATCH_POLL_MS; ends after N notices (exit 0), or when
+ * --timeout passes (exit 0 without --count, 3 with fewer than N). */
+static int cmd_watch(ctl_opts_t *o)
+{
+    uint64_t want = 0, seen = 0;
+    cpn_query_t q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.what, sizeof q.what, "notices");
+    for (int i = 0; i < o->argc; i++) {
+        char *end = NULL;
+        if (strcmp(o->argv[i], "--count") == 0 && i + 1 < o->argc)
+            want = strtoull(o->argv[++i], &end, 10);
+        else if (strcmp(o->argv[i], "--after") == 0 && i + 1 < o->argc)
+            snprintf(q.after, sizeof q.after, "%s", o->argv[++i]);
+        else {
+            fprintf(stderr, "usage: cpnctl [-t SECONDS] watch [--count N] [--after ID]\n");
+            return EXIT_USAGE;
+        }
+        if (end && *end) {
+            fprintf(stderr, "cpnctl: watch: --count wants a number\n");
+            return EXIT_USAGE;
+        }
+    }
+    ctl_session_t s;
+    int rc = s_session_open(o, &s);
+    if (rc)
+        return rc;
+    uint64_t deadline = cpn_mono_ms() + o->timeout_s * 1000;
+    while (!(want && seen >= want)) {
+        uint64_t rows = 0;
+        bool more = false;
+        if ((rc = s_watch_page(&s, &q, deadline, o->json, &rows, &more)) != 0)
+            break;
+        seen += rows;
+        if (more || (want && seen >= want))
+            continue;
+        if (cpn_mono_ms() + CTL_WATCH_POLL_MS >= deadline) {
+            rc = EXIT_TIMEOUT;
+            break;
+        }
+        usleep(CTL_WATCH_POLL_MS * 1000);
+    }
+    if (rc == EXIT_TIMEOUT) {
+        rc = want ? EXIT_TIMEOUT : 0;
+        if (want)
+            fprintf(stderr, "cpnctl: watch: %" PRIu64 " of %" PRIu64 " notices in %" PRIu64
+                    " s\n", seen, want, o->timeout_s);
+    }
+    s_session_close(&s);
+    return rc;
+}
+
 static const ctl_cmd_t s_cmds[] = {
     {"keygen", 0, cmd_keygen, "keygen --out NAME        write NAME.key (0600) and NAME.pub"},
     {"submit", 1, cmd_submit, "submit REQUEST.yaml [--access KEY=VALUE]... [--ssh-key FILE.pub]\n"
@@ -1038,6 +1205,7 @@ static const ctl_cmd_t s_cmds[] = {
                               "                           access hints go to the peer's driver"},
     {"access", 1, cmd_access, "access LEASE-FILE        open the lease's access details (your --key)"},
     {"leases", 0, cmd_leases, "leases                   this tenant's leases at the broker"},
+    {"watch", 0, cmd_watch, "watch [--count N] [--after ID]  follow this tenant's notices"},
     {"renew", 2, cmd_renew, "renew LEASE-FILE DUR     extend a lease (e.g. 2h)"},
     {"release", 1, cmd_release, "release LEASE-FILE       end a lease early"},
     {"offers", 0, cmd_offers, "offers                   the offers the broker sees"},

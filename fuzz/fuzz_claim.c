@@ -19,6 +19,8 @@
  * fuzz-sources: peer/lease.c peer/grant.c peer/inventory.c peer/store.c peer/sender.c
  * fuzz-sources: peer/peer_config.c common/transport.c
  * fuzz-sources: peer/driver.c peer/driver_exec.c peer/provision.c peer/runner.c
+ * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c peer/notice_store.c
+ * fuzz-sources: peer/devices.c peer/fgd.c
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -8,6 +8,7 @@
  *
  *   scripts/fuzz driver 60
  * fuzz-sources: peer/driver.c peer/driver_exec.c
+ * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c
  */
 #include <stddef.h>
 #include <stdint.h>

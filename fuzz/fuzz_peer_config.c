@@ -7,6 +7,7 @@
  *
  *   scripts/fuzz peer_config 60
  * fuzz-sources: peer/peer_config.c peer/driver.c peer/driver_exec.c
+ * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c
  */
 #include <stddef.h>
 #include <stdint.h>

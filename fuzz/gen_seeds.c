@@ -5,6 +5,8 @@
  *                              with access hints and a sealed box in fuzz/corpus/envelope/)
  * fuzz-sources: peer/grant.c peer/peer_config.c peer/inventory.c
  * fuzz-sources: peer/driver.c peer/driver_exec.c
+ * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c
+ * fuzz-sources: peer/devices.c peer/fgd.c
  */
 #include <sodium.h>
 #include <stdio.h>

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -19,6 +20,7 @@
 #include "link.h"
 #include "log.h"
 #include "observe.h"
+#include "notice.h"
 #include "provision.h"
 #include "sender.h"
 #include "service.h"
@@ -38,6 +40,8 @@ struct peer_daemon {
     peer_inventory_t *inv;
     peer_sender_t sender;
     peer_lease_t *lease;
+    peer_notice_t *notice;
+    uint64_t next_drain_mono; /* the drains table is read again then (notice.h) */
     peer_batch_t *batch;
     provision_t *prov;     /* NULL without a `provision:` section */
     peer_fulfil_t *fulfil; /* likewise */
@@ -91,6 +95,46 @@ static void s_refresh_next_end(peer_daemon_t *self)
         self->have_next_end = false;
 }
 
+/* A NOTICE (or its RESEND) for broker connection b (notice.h's send callback). */
+static void s_notice_send(size_t b, const uint8_t *frame, size_t len, void *arg)
+{
+    peer_daemon_t *self = arg;
+    int r = cpn_send(cpn_link_socket(self->links[b].link), frame, len);
+    if (r != CPN_OK)
+        log_debug("peer", "notice to %s not sent now: %s (it is re-sent)",
+                  self->cfg->brokers[b].endpoint, cpn_errname(r));
+}
+
+/* Leases the drivers lost (peer_lease_lost, queued during a batch): revoked, each with its
+ * NOTICE, now that no batch transaction is open; a driver tears down what is left. */
+static void s_lost(peer_daemon_t *self)
+{
+    char id[CPN_NAME_MAX], why[CPN_REASON_MAX];
+    bool any = false;
+    while (peer_lease_take_lost(self->lease, id, why)) {
+        if (peer_notice_lost(self->notice, id, CPN_E_CAPACITY_LOST, why) != CPN_OK)
+            log_error("peer", "lease %s: not revoked (its driver reports it again)", id);
+        any = true;
+    }
+    if (any && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+        log_error("peer", "cannot submit the teardowns of revoked leases");
+}
+
+/* Drained packages (cpn-peer --drain): 0 free, their leases revoked with a NOTICE. */
+static void s_drains(peer_daemon_t *self)
+{
+    bool more = false;
+    peer_notice_stats_t before, after;
+    peer_notice_stats(self->notice, &before);
+    if (peer_notice_drains(self->notice, &more) != CPN_OK)
+        log_error("peer", "cannot apply the drains table");
+    peer_notice_stats(self->notice, &after);
+    if (after.revoked != before.revoked && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
+        log_error("peer", "cannot submit the teardowns of revoked leases");
+    /* More leases than one pass revokes: the next pass comes at once. */
+    self->next_drain_mono = cpn_mono_ms() + (more ? 0 : PEER_DRAIN_POLL_MS);
+}
+
 int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
 {
     int r;
@@ -135,6 +179,10 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
     size_t expired = 0;
     if ((r = peer_lease_expire(self->lease, cpn_now_ms(), &expired)) != CPN_OK ||
         (r = peer_lease_recount(self->lease)) != CPN_OK)
+        goto out;
+    if ((r = peer_notice_new(cfg, self->id, self->inv, self->store, &self->sender, s_notice_send,
+                             self, &self->notice)) != CPN_OK ||
+        (r = peer_store_meta_set(self->store, PEER_META_PID, (uint64_t)getpid())) != CPN_OK)
         goto out;
     /* After a kill -9 at any point: what the store says is due, and what the drivers hold. */
     if (self->fulfil && (r = fulfil_reconcile(self->fulfil)) != CPN_OK)
@@ -182,6 +230,7 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
     if (self->batch)
         peer_batch_clear(self->batch);
     free(self->batch);
+    peer_notice_destroy(&self->notice);
     fulfil_destroy(&self->fulfil);
     provision_destroy(&self->prov); /* kills children: their calls re-run at the next start */
     peer_lease_destroy(&self->lease);
@@ -248,6 +297,7 @@ static void s_link_tick(peer_daemon_t *self, size_t i, uint64_t now)
         log_info("peer", "connected to %s", self->cfg->brokers[i].endpoint);
         l->connected = true;
         l->hello_due = true;
+        peer_notice_resend(self->notice); /* what this broker may have missed */
     }
 }
 
@@ -378,6 +428,13 @@ static int s_timeout(const peer_daemon_t *self)
         if (due - now < t)
             t = due - now;
     }
+    uint64_t nt = peer_notice_timeout(self->notice, now);
+    if (nt < t)
+        t = nt;
+    if (self->next_drain_mono <= now)
+        return 0;
+    if (self->next_drain_mono - now < t)
+        t = self->next_drain_mono - now;
     if (self->have_next_end) {
         if (self->next_end_ms <= wall)
             return 0;
@@ -417,7 +474,8 @@ static void s_service_status(peer_daemon_t *self, uint64_t mono)
                        st.released, st.expired, peer_lease_refused_total(self->lease));
 }
 
-int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
+int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
+                    volatile sig_atomic_t *wake)
 {
     size_t nb = self->cfg->n_brokers;
     zmq_pollitem_t items[2 * PEER_BROKERS_MAX + PROVISION_FDS_MAX];
@@ -426,6 +484,7 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
     /* The first AD goes out at once, queued until each connection is up. */
     for (size_t i = 0; i < nb; i++)
         self->links[i].hello_due = false;
+    s_drains(self); /* a package drained while we were down advertises 0 from the first AD */
     s_hello(self, SIZE_MAX);
     /* The store is open, leases that ended are expired, the links are dialling (a peer
      * connects outward: there is nothing to bind). */
@@ -462,6 +521,7 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
             s_link_tick(self, i, mono);
         s_batch(self);
         s_provision(self);
+        s_lost(self);
         uint64_t wall = cpn_now_ms();
         if (self->have_next_end && self->next_end_ms <= wall) {
             size_t expired = 0;
@@ -472,6 +532,12 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
                 log_error("peer", "cannot submit the teardowns of expired leases");
             s_refresh_next_end(self);
         }
+        if ((wake && *wake) || cpn_mono_ms() >= self->next_drain_mono) {
+            if (wake)
+                *wake = 0;
+            s_drains(self);
+        }
+        peer_notice_tick(self->notice, cpn_mono_ms());
         if (self->fulfil)
             (void)fulfil_tick(self->fulfil, cpn_mono_ms());
         for (size_t i = 0; i < nb; i++)
@@ -497,11 +563,15 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop)
         cpn_link_linger(self->links[i].link, linger);
     peer_lease_stats_t st;
     peer_lease_stats(self->lease, &st);
+    peer_notice_stats_t ns;
+    peer_notice_stats(self->notice, &ns);
     log_info("peer",
              "granted %" PRIu64 ", retried %" PRIu64 ", renewed %" PRIu64 ", released %" PRIu64
-             ", expired %" PRIu64 ", refused %" PRIu64,
-             st.granted, st.retried, st.renewed, st.released, st.expired,
+             ", expired %" PRIu64 ", revoked %" PRIu64 ", refused %" PRIu64,
+             st.granted, st.retried, st.renewed, st.released, st.expired, ns.revoked,
              peer_lease_refused_total(self->lease));
+    log_info("peer", "notices sent %" PRIu64 ", re-sent %" PRIu64 ", receipts %" PRIu64,
+             ns.sent, ns.resent, st.notices_acked);
     static const int codes[] = {
 #define S_X(name, val, slug, reason) (val),
         CPN_ERRORS(S_X)

@@ -7,7 +7,8 @@
  * every (re)connection, re-advertises every `refresh` and whenever free capacity changed
  * (at most one AD per PEER_AD_COALESCE_MS), decides CLAIM/RENEW/RELEASE in batches of up
  * to PEER_BATCH_MAX with one commit each (lease.h), and expires leases at their end time
- * whether or not any broker is reachable. On stop it sends WITHDRAW to every broker.
+ * whether or not any broker is reachable, revokes the leases of drained packages and sends
+ * and re-sends their NOTICEs (notice.h). On stop it sends WITHDRAW to every broker.
  */
 #ifndef PEER_DAEMON_H
 #define PEER_DAEMON_H
@@ -29,8 +30,10 @@ typedef struct peer_daemon peer_daemon_t;
 /* Load the identity, open the store, expire leases that ended while the peer was down,
  * recount free units, connect to the brokers. Takes *cfg_p. */
 int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out) CPN_WUR;
-/* Run until *stop becomes non-zero (a signal handler sets it); then WITHDRAW. */
-int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop) CPN_WUR;
+/* Run until *stop becomes non-zero (a signal handler sets it); then WITHDRAW. *wake (may be
+ * NULL) non-zero: read the drains table now (SIGUSR1 from cpn-peer --drain); it is cleared. */
+int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
+                    volatile sig_atomic_t *wake) CPN_WUR;
 void peer_daemon_destroy(peer_daemon_t **self_p);
 
 #endif

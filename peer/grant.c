@@ -163,3 +163,39 @@ int grant_check_release(const peer_lease_row_t *row, const uint8_t tenant[CPN_PK
     *why = "";
     return s_check_live(row, tenant, now_ms, why);
 }
+
+int grant_check_replacement(const uint8_t self_pk[CPN_PK_LEN],
+                            const uint8_t notice_from[CPN_PK_LEN], const cpn_notice_t *notice,
+                            const cpn_chain_t *old, const cpn_claim_t *claim, uint64_t now_ms,
+                            const char **why)
+{
+    const cpn_lease_t *l = &old->lease;
+    uint64_t rest_ms = l->end_ms > notice->effective_ms ? l->end_ms - notice->effective_ms : 0;
+    if (memcmp(notice_from, self_pk, CPN_PK_LEN) == 0) {
+        *why = "a replacement on the peer that lost the capacity";
+        return CPN_E_INVAL;
+    }
+    if (claim->request.len != old->claim.request.len ||
+        memcmp(claim->request.ptr, old->claim.request.ptr, claim->request.len) != 0) {
+        *why = "the replaced lease was made for another request";
+        return CPN_E_CHAIN;
+    }
+    if (strcmp(old->req.on_failure, CPN_ON_FAILURE_REMATCH) != 0) {
+        *why = "the request did not ask on_failure: rematch";
+        return CPN_E_CHAIN;
+    }
+    if (claim->units < 1 || notice->units >= l->units || claim->units > l->units - notice->units) {
+        *why = "more units than the replaced lease lost";
+        return CPN_E_CHAIN;
+    }
+    if (l->end_ms <= now_ms) {
+        *why = "the replaced lease has ended";
+        return CPN_E_EXPIRED;
+    }
+    if (claim->duration_s < 1 || claim->duration_s > (rest_ms + 999) / 1000 ||
+        claim->duration_s > old->req.duration_s) {
+        *why = "longer than the rest of the replaced lease";
+        return CPN_E_CHAIN;
+    }
+    return CPN_OK;
+}

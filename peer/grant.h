@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "chain.h"
 #include "inventory.h"
 #include "msg.h"
 #include "peer_config.h"
@@ -41,6 +42,25 @@ int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
                       const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
                       const cpn_claim_t *claim, const cpn_request_t *req, int *pkg,
                       const char **why) CPN_WUR;
+
+/* A CLAIM that replaces a lease another peer revoked (CLAIM `replaces`: that peer's NOTICE,
+ * whose signature and lease chain the caller opened: `notice_from` its signer, `old` the chain
+ * of the LEASE it carries, signed by notice_from). The replacement is legitimate only as the
+ * rest of that lease:
+ *   not on the peer that lost the capacity           else CPN_E_INVAL
+ *   the same REQUEST, byte for byte                  else CPN_E_CHAIN
+ *   that REQUEST asked on_failure: rematch           else CPN_E_CHAIN
+ *   1 <= units <= the lease's units - those it keeps else CPN_E_CHAIN
+ *   the old lease's end still ahead of now_ms        else CPN_E_EXPIRED
+ *   duration_s <= the rest of the old lease from the
+ *   notice's effective time (rounded up to a second)
+ *   and <= the REQUEST's duration                    else CPN_E_CHAIN
+ * On CPN_OK grant_check_claim follows with the request's units and duration taken as the
+ * claim's (a replacement is shorter and may be smaller than the request). */
+int grant_check_replacement(const uint8_t self_pk[CPN_PK_LEN],
+                            const uint8_t notice_from[CPN_PK_LEN], const cpn_notice_t *notice,
+                            const cpn_chain_t *old, const cpn_claim_t *claim, uint64_t now_ms,
+                            const char **why) CPN_WUR;
 
 /* A RENEW of `row` by `tenant` at now_ms:
  *   lease belongs to tenant                       else CPN_E_NO_LEASE

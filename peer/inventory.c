@@ -10,9 +10,13 @@ struct peer_inventory {
     cpn_package_t *pkgs; /* `free` kept current */
     uint64_t *floors;
     uint64_t *used;
+    peer_devices_t **dev; /* per package: its devices if shared, else NULL */
+    bool *drained; /* the operator drained it: nothing free, whatever the leases */
     bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
+
+static void s_refresh(peer_inventory_t *self, size_t i);
 
 peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors, size_t n)
 {
@@ -24,15 +28,24 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->pkgs = calloc(cap, sizeof *self->pkgs);
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
+    self->dev = calloc(cap, sizeof *self->dev);
+    self->drained = calloc(cap, sizeof *self->drained);
     self->none = calloc(cap, sizeof *self->none);
-    if (!self->pkgs || !self->floors || !self->used || !self->none) {
+    if (!self->pkgs || !self->floors || !self->used || !self->dev || !self->drained ||
+        !self->none) {
         peer_inventory_destroy(&self);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         self->pkgs[i] = pkgs[i];
         self->pkgs[i].free = pkgs[i].total;
+        self->pkgs[i].slice_max = self->pkgs[i].frag = 0;
         self->floors[i] = floors ? floors[i] : 0;
+        if (pkgs[i].accel.share_min && !(self->dev[i] = peer_devices_new(&pkgs[i]))) {
+            peer_inventory_destroy(&self);
+            return NULL;
+        }
+        s_refresh(self, i);
     }
     return self;
 }
@@ -45,6 +58,10 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     free(self->pkgs);
     free(self->floors);
     free(self->used);
+    for (size_t i = 0; self->dev && i < self->n; i++)
+        peer_devices_destroy(&self->dev[i]);
+    free(self->dev);
+    free(self->drained);
     free(self->none);
     free(self);
     *self_p = NULL;
@@ -86,8 +103,21 @@ uint64_t peer_inventory_used(const peer_inventory_t *self, size_t i)
 /* Recompute free for package i and bump the version if it changed. */
 static void s_refresh(peer_inventory_t *self, size_t i)
 {
+    cpn_package_t *p = &self->pkgs[i];
+    if (self->dev[i]) {
+        uint32_t fr, max, frag;
+        peer_devices_summary(self->dev[i], &fr, &max, &frag);
+        if (self->drained[i]) /* drained: no slice for anyone (the slices held stay) */
+            fr = 0, max = 0;
+        if (fr != p->free || max != p->slice_max || frag != p->frag)
+            self->version++;
+        p->free = fr, p->slice_max = max, p->frag = frag;
+        return;
+    }
     uint64_t total = self->pkgs[i].total;
-    uint32_t fr = self->none[i] || self->used[i] >= total ? 0 : (uint32_t)(total - self->used[i]);
+    uint32_t fr = self->drained[i] || self->none[i] || self->used[i] >= total
+                      ? 0
+                      : (uint32_t)(total - self->used[i]);
     if (fr != self->pkgs[i].free) {
         self->pkgs[i].free = fr;
         self->version++;
@@ -96,7 +126,7 @@ static void s_refresh(peer_inventory_t *self, size_t i)
 
 int peer_inventory_reserve(peer_inventory_t *self, size_t i, uint32_t units)
 {
-    if (i >= self->n || units == 0)
+    if (i >= self->n || units == 0 || self->dev[i])
         return CPN_E_INVAL;
     if (units > self->pkgs[i].free)
         return CPN_E_NO_UNITS;
@@ -129,6 +159,8 @@ void peer_inventory_clear(peer_inventory_t *self)
 {
     for (size_t i = 0; i < self->n; i++) {
         self->used[i] = 0;
+        if (self->dev[i])
+            peer_devices_clear(self->dev[i]);
         s_refresh(self, i);
     }
 }
@@ -144,7 +176,60 @@ int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t uni
     return CPN_OK;
 }
 
+int peer_inventory_place(peer_inventory_t *self, size_t i, const cpn_request_t *r,
+                         peer_slice_t *out)
+{
+    fgd_task_t ask;
+    int rc;
+    if (i >= self->n || !self->dev[i] || peer_devices_ask(r, &ask) != CPN_OK)
+        return CPN_E_INVAL;
+    if ((rc = peer_devices_place(self->dev[i], &ask, out)) == CPN_OK)
+        s_refresh(self, i);
+    return rc;
+}
+
+void peer_inventory_unplace(peer_inventory_t *self, size_t i, const peer_slice_t *s)
+{
+    if (i >= self->n || !self->dev[i])
+        return;
+    peer_devices_give(self->dev[i], s);
+    s_refresh(self, i);
+}
+
+int peer_inventory_add_slice(peer_inventory_t *self, const char *id, const peer_slice_t *s)
+{
+    int i = peer_inventory_find(self, id), rc;
+    if (i < 0 || !self->dev[i])
+        return CPN_E_NO_PACKAGE;
+    if ((rc = peer_devices_take(self->dev[i], s)) == CPN_OK)
+        s_refresh(self, (size_t)i);
+    return rc;
+}
+
+bool peer_inventory_shared(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n && self->dev[i] != NULL;
+}
+
+const peer_devices_t *peer_inventory_devices(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n ? self->dev[i] : NULL;
+}
+
 uint64_t peer_inventory_version(const peer_inventory_t *self)
 {
     return self->version;
+}
+
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained)
+{
+    if (i >= self->n)
+        return;
+    self->drained[i] = drained;
+    s_refresh(self, i);
+}
+
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i)
+{
+    return i < self->n && self->drained[i];
 }

@@ -5,6 +5,10 @@
  * total - used, or 0 if a smaller configuration now holds more leases than it has units
  * (the leases stand; no new ones are granted until enough of them end).
  * A change counter lets the daemon notice that free capacity changed and advertise it.
+ *
+ * A shared package (accel.share_min > 0) sells slices, placed device by device
+ * (peer/devices.h): its `free` is the number of units with a free slice, and its slice_max
+ * and frag fields carry the summary its AD advertises. Units of it are never reserved whole.
  */
 #ifndef PEER_INVENTORY_H
 #define PEER_INVENTORY_H
@@ -13,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices.h"
 #include "err.h"
 #include "resource.h"
 
@@ -46,6 +51,24 @@ void peer_inventory_clear(peer_inventory_t *self);
 /* Add used units by package id (recount from the store); CPN_E_NO_PACKAGE if the id is not
  * configured (a package removed from the config while leases on it are active). */
 int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t units) CPN_WUR;
+
+/* Place a slice of shared package i for request r (peer_devices_place): CPN_E_INVAL if i is
+ * not shared or r asks for no slice, CPN_E_NO_UNITS if no node holds it. */
+int peer_inventory_place(peer_inventory_t *self, size_t i, const cpn_request_t *r,
+                         peer_slice_t *out) CPN_WUR;
+/* Give a slice of package i back. */
+void peer_inventory_unplace(peer_inventory_t *self, size_t i, const peer_slice_t *s);
+/* Take a recorded slice by package id (recount from the store): CPN_E_NO_PACKAGE if the id
+ * is not a configured shared package, else peer_devices_take's code. */
+int peer_inventory_add_slice(peer_inventory_t *self, const char *id, const peer_slice_t *s) CPN_WUR;
+/* Is package i shared? */
+bool peer_inventory_shared(const peer_inventory_t *self, size_t i);
+/* The devices of shared package i, NULL for others (read only: tests, status). */
+const peer_devices_t *peer_inventory_devices(const peer_inventory_t *self, size_t i);
+/* A drained package (cpn-peer --drain) has 0 free units whatever its leases: no new grant,
+ * an AD saying 0. Undrained, it counts as before. */
+void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained);
+bool peer_inventory_drained(const peer_inventory_t *self, size_t i);
 
 /* Bumped whenever a free count changes. */
 uint64_t peer_inventory_version(const peer_inventory_t *self);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "notice_store.h"
 #include "seal.h"
 
 struct peer_lease {
@@ -29,6 +30,13 @@ struct peer_lease {
     uint64_t refused[PEER_ERR_SLOTS];
     uint64_t refused_total;
     peer_lease_stats_t stats;
+    /* Leases the drivers lost, waiting for the daemon to revoke them with a NOTICE once the
+     * batch has committed (notice.c runs a transaction of its own). */
+    struct {
+        char lease_id[CPN_NAME_MAX];
+        char why[CPN_REASON_MAX];
+    } lost[PEER_LOST_MAX];
+    size_t n_lost;
 };
 
 /* Who must have signed a type the peer accepts, and its handler. */
@@ -40,6 +48,7 @@ static void s_on_claim(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *
 static void s_on_renew(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_release(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_note(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_receipt(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 
 static const struct {
     cpn_msg_type_t type;
@@ -52,6 +61,8 @@ static const struct {
     /* A broker's HELLO and ERROR are verified and logged; nothing to answer. */
     {CPN_MSG_HELLO, S_FROM_BROKER, s_on_note},
     {CPN_MSG_ERROR, S_FROM_BROKER, s_on_note},
+    /* A broker's receipt for a NOTICE: it stops being re-sent (notice.h). */
+    {CPN_MSG_STATUS, S_FROM_BROKER, s_on_receipt},
 };
 
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
@@ -254,6 +265,76 @@ static int s_check_retry(peer_lease_t *self, const peer_lease_row_t *row, const 
     return r;
 }
 
+/* Units of package pkg back to the inventory after the store says so. A shared package's
+ * slice has its place in the store: recount (a change of this batch is visible to our
+ * connection before the commit, and a failed commit recounts again). */
+static void s_give_back(peer_lease_t *self, size_t pkg, uint32_t units)
+{
+    if (!peer_inventory_shared(self->inv, pkg))
+        peer_inventory_release(self->inv, pkg, units);
+    else if (peer_lease_recount(self) != CPN_OK)
+        log_error("lease", "cannot recount the inventory");
+}
+
+/* "UNIT:DEV[,DEV...]", the LEASE's slice field. */
+static void s_slice_name(const peer_slice_t *sl, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "%" PRIu32 ":", sl->node);
+    const char *sep = "";
+    for (uint32_t d = 0; d < 32 && n < cap; d++)
+        if (sl->devmask >> d & 1) {
+            n += (size_t)snprintf(out + n, cap - n, "%s%" PRIu32, sep, d);
+            sep = ",";
+        }
+}
+
+/* A CLAIM with `replaces`: open the NOTICE it carries (signature, then the chain of the lease
+ * it names, signed by the notice's signer) and judge the replacement (grant.h). On CPN_OK
+ * *terms is the REQUEST with the claim's units and duration: what grant_check_claim holds a
+ * replacement to. */
+static int s_check_replaces(peer_lease_t *self, const cpn_claim_t *claim, const cpn_request_t *req,
+                            cpn_request_t *terms, char why[CPN_REASON_MAX])
+{
+    cpn_env_t nenv;
+    cpn_notice_t n;
+    const char *w = "";
+    cpn_chain_t *old = malloc(sizeof *old);
+    int r = CPN_E_NOMEM;
+    snprintf(why, CPN_REASON_MAX, "out of memory");
+    if (!old)
+        return r;
+    if ((r = cpn_env_parse(claim->replaces.ptr, claim->replaces.len, &cpn_limits_default,
+                           &nenv)) != CPN_OK ||
+        (r = nenv.type == CPN_MSG_NOTICE ? CPN_OK : CPN_E_WRONG_TYPE) != CPN_OK ||
+        (r = cpn_env_verify(&nenv)) != CPN_OK ||
+        (r = cpn_notice_decode(&nenv, &cpn_limits_default, &n)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease's NOTICE: %s", cpn_errname(r));
+        goto out;
+    }
+    cpn_chain_opts_t o = {.lim = &cpn_limits_default, .peer_pk = nenv.from};
+    if ((r = cpn_chain_open(n.lease.ptr, n.lease.len, CPN_MSG_LEASE, &o, old)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the replaced lease: %.200s", old->why);
+        goto out;
+    }
+    if (strcmp(n.lease_id, old->lease.lease_id) != 0) {
+        r = CPN_E_CHAIN;
+        snprintf(why, CPN_REASON_MAX, "the NOTICE names another lease than it carries");
+        goto out;
+    }
+    if ((r = grant_check_replacement(cpn_identity_pk(self->id), nenv.from, &n, old, claim,
+                                     cpn_now_ms(), &w)) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "%s", w);
+        goto out;
+    }
+    *terms = *req;
+    terms->units = claim->units;
+    terms->duration_s = claim->duration_s;
+    log_info("lease", "CLAIM for %s replaces lease %s (revoked by its peer)", req->id, n.lease_id);
+out:
+    free(old);
+    return r;
+}
+
 /* The (tenant, request id) of a lease not granted yet, again. Still provisioning and the
  * same terms: CPN_OK, no answer now (a NACK would settle the broker's intent as "not
  * granted", docs/PROTOCOL.md §13); the LEASE goes out when the driver is done. Other terms:
@@ -347,7 +428,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     const char *why = "";
     char why_buf[CPN_REASON_MAX];
     int pkg = -1, r;
-    bool reserved = false;
+    bool reserved = false, shared = false;
+    peer_slice_t slice;
+    memset(&slice, 0, sizeof slice);
     memset(&claim, 0, sizeof claim);
     memset(&req, 0, sizeof req);
     memset(&row, 0, sizeof row);
@@ -397,7 +480,12 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         why = "lease lookup";
         goto refuse;
     }
-    if ((r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
+    /* A replacement carries the REQUEST of the lease it replaces, signed long ago: the NOTICE
+     * (fresh, signed by the peer that lost the capacity) makes it legitimate instead. */
+    cpn_request_t terms = req;
+    if (claim.replaces.len
+            ? (r = s_check_replaces(self, &claim, &req, &terms, why_buf)) != CPN_OK
+            : (r = s_check_age(self, &renv, req.id, why_buf)) != CPN_OK) {
         why = why_buf;
         goto refuse;
     }
@@ -411,10 +499,13 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         goto refuse;
     }
     if ((r = grant_check_claim(self->cfg, self->inv, cpn_identity_pk(self->id), renv.from, &claim,
-                               &req, &pkg, &why)) != CPN_OK)
+                               &terms, &pkg, &why)) != CPN_OK)
         goto refuse;
-    if ((r = peer_inventory_reserve(self->inv, (size_t)pkg, claim.units)) != CPN_OK) {
-        why = "not enough free units";
+    shared = peer_inventory_shared(self->inv, (size_t)pkg);
+    r = shared ? peer_inventory_place(self->inv, (size_t)pkg, &req, &slice)
+               : peer_inventory_reserve(self->inv, (size_t)pkg, claim.units);
+    if (r != CPN_OK) {
+        why = shared ? "no accelerator has that slice free" : "not enough free units";
         goto refuse;
     }
     reserved = true;
@@ -422,6 +513,14 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
         /* A package with a driver: the lease waits for it (docs/PROVISIONING.md). */
         if ((r = s_claim_provision(self, batch, env, &renv, &claim, &req, pkg, &why)) != CPN_OK)
             goto refuse;
+        if (shared) { /* the slice's place, in the same transaction as the lease */
+            char lid[CPN_NAME_MAX];
+            grant_lease_id(cpn_identity_pk(self->id), renv.from, req.id, lid);
+            if ((r = peer_store_slice_put(self->store, lid, claim.package, &slice)) != CPN_OK) {
+                why = "cannot record the slice";
+                goto refuse;
+            }
+        }
         reserved = false; /* now the store's */
         goto out;
     }
@@ -438,6 +537,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     lease.end_ms = now + claim.duration_s * 1000u;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
     lease.renewals = 0;
+    if (shared)
+        s_slice_name(&slice, lease.slice, sizeof lease.slice);
 
     if ((r = s_txn(self, batch)) != CPN_OK ||
         (r = peer_sender_build(self->sender, CPN_MSG_LEASE, &lease, &frame, &len)) != CPN_OK) {
@@ -456,6 +557,8 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     row.frame = frame;
     row.frame_len = len;
     r = peer_store_insert(self->store, &row);
+    if (r == CPN_OK && shared)
+        r = peer_store_slice_put(self->store, row.lease_id, row.package, &slice);
     row.frame = NULL; /* still ours as `frame` */
     if (r != CPN_OK) {
         why = "cannot record the lease";
@@ -473,7 +576,9 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     s_queue_lease(batch, broker, &frame, len, req.id, env->seq, true);
     goto out;
 refuse:
-    if (reserved)
+    if (reserved && shared)
+        peer_inventory_unplace(self->inv, (size_t)pkg, &slice);
+    else if (reserved)
         peer_inventory_release(self->inv, (size_t)pkg, claim.units);
     s_refuse(self, batch, broker, env, req.id, r, why);
 out:
@@ -623,10 +728,11 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
         goto refuse;
     }
     int pkg = peer_inventory_find(self->inv, row.package);
-    if (row.teardown)
+    if (row.teardown) {
         s_call_later(batch, row.lease_id, DRV_RELEASE);
-    else if (pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row.units);
+    } else if (pkg >= 0) {
+        s_give_back(self, (size_t)pkg, row.units);
+    }
     self->stats.released++;
     log_info("lease", "released %s: %" PRIu32 " x %s back", row.lease_id, row.units, row.package);
     goto out;
@@ -649,6 +755,43 @@ static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, co
     } else {
         log_debug("lease", "broker %zu says %s", broker, cpn_msg_name(env->type));
     }
+}
+
+/* STATUS {what: "notice", data: str lease id} from the broker of this connection: it recorded
+ * our NOTICE for that lease. Written in the batch's transaction; a receipt for nothing we
+ * sent that broker changes nothing. */
+static void s_on_receipt(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                         const cpn_env_t *env)
+{
+    cpn_status_t st;
+    msgpack_zone zone;
+    msgpack_object obj;
+    char lease_id[CPN_NAME_MAX];
+    bool found = false;
+    if (cpn_status_decode(env, &cpn_limits_default, &st) != CPN_OK ||
+        strcmp(st.what, CPN_NOTICE_WHAT) != 0) {
+        log_debug("lease", "broker %zu sent a STATUS that is no notice receipt", broker);
+        return;
+    }
+    if (!msgpack_zone_init(&zone, 256))
+        return;
+    int r = mp_parse(st.data.ptr, st.data.len, &cpn_limits_default, &zone, &obj);
+    if (r != CPN_OK || obj.type != MSGPACK_OBJECT_STR || obj.via.str.size == 0 ||
+        obj.via.str.size >= sizeof lease_id) {
+        s_count(self, CPN_E_SCHEMA, env->from, "STATUS", "notice receipt without a lease id");
+        goto out;
+    }
+    memcpy(lease_id, obj.via.str.ptr, obj.via.str.size);
+    lease_id[obj.via.str.size] = '\0';
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_nstore_ack(self->store, lease_id, env->from, &found)) != CPN_OK)
+        log_error("lease", "cannot record the receipt for the notice of %s", lease_id);
+    else if (found) {
+        self->stats.notices_acked++;
+        log_info("lease", "broker %zu took the notice of %s", broker, lease_id);
+    }
+out:
+    msgpack_zone_destroy(&zone);
 }
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)
@@ -789,10 +932,23 @@ static int s_add_used(const char *package, uint64_t units, void *arg)
     return 0;
 }
 
+static int s_add_slice(const char *package, const peer_slice_t *sl, void *arg)
+{
+    peer_lease_t *self = arg;
+    int r = peer_inventory_add_slice(self->inv, package, sl);
+    if (r != CPN_OK) /* the lease stands; its devices are counted as they fit */
+        log_warn("lease", "a slice on package %s (unit %" PRIu32 ") does not fit its "
+                 "configuration: %s", package, sl->node, cpn_strerror(r));
+    return 0;
+}
+
 int peer_lease_recount(peer_lease_t *self)
 {
+    int r;
     peer_inventory_clear(self->inv);
-    return peer_store_used(self->store, s_add_used, self);
+    if ((r = peer_store_used(self->store, s_add_used, self)) != CPN_OK)
+        return r;
+    return peer_store_slices(self->store, s_add_slice, self);
 }
 
 int peer_lease_expire(peer_lease_t *self, uint64_t now_ms, size_t *n)
@@ -908,7 +1064,7 @@ static void s_provision_fail(peer_lease_t *self, peer_batch_t *batch, peer_lease
     }
     int pkg = peer_inventory_find(self->inv, row->package);
     if (pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+        s_give_back(self, (size_t)pkg, row->units);
     s_call_later(batch, row->lease_id, DRV_RELEASE);
     self->stats.provision_failed++;
     s_count(self, CPN_E_PROVISION_FAILED, row->tenant, "CLAIM", why);
@@ -946,6 +1102,12 @@ static void s_provision_ok(peer_lease_t *self, peer_batch_t *batch, peer_lease_r
     lease.start_ms = row->start_ms;
     lease.end_ms = row->end_ms;
     snprintf(lease.state, sizeof lease.state, "%s", peer_lease_state_name(PEER_LEASE_ACTIVE));
+    {
+        peer_slice_t sl; /* a shared package's slice: recorded with the provisioning lease */
+        bool found = false;
+        if (peer_store_slice_get(self->store, row->lease_id, &sl, &found) == CPN_OK && found)
+            s_slice_name(&sl, lease.slice, sizeof lease.slice);
+    }
     /* What the driver handed out, for the tenant's eyes only (brokers relay it unread). */
     if (res->access && res->access[0]) {
         if (!(box = malloc(CPN_ACCESS_BOX_MAX))) {
@@ -1009,16 +1171,39 @@ static void s_torn_down(peer_lease_t *self, peer_batch_t *batch, peer_lease_row_
     }
     int pkg = peer_inventory_find(self->inv, row->package);
     if (row->state != PEER_LEASE_FAILED && pkg >= 0)
-        peer_inventory_release(self->inv, (size_t)pkg, row->units);
+        s_give_back(self, (size_t)pkg, row->units);
     self->stats.torn_down++;
 }
 
 void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
                      const char *why)
 {
-    (void)batch; /* the notice branch signs its NOTICE into the batch */
+    (void)batch;
     self->stats.lost++;
     log_error("lease", "lease %s lost its resource: %s", lease_id, why);
+    for (size_t i = 0; i < self->n_lost; i++)
+        if (strcmp(self->lost[i].lease_id, lease_id) == 0)
+            return;
+    if (self->n_lost >= PEER_LOST_MAX) {
+        /* The driver's next status or inventory poll reports it again. */
+        log_warn("lease", "lease %s: %d lost leases wait already; its notice waits", lease_id,
+                 PEER_LOST_MAX);
+        return;
+    }
+    snprintf(self->lost[self->n_lost].lease_id, CPN_NAME_MAX, "%s", lease_id);
+    snprintf(self->lost[self->n_lost].why, CPN_REASON_MAX, "%s", why ? why : "capacity lost");
+    self->n_lost++;
+}
+
+bool peer_lease_take_lost(peer_lease_t *self, char lease_id[CPN_NAME_MAX],
+                          char why[CPN_REASON_MAX])
+{
+    if (self->n_lost == 0)
+        return false;
+    self->n_lost--;
+    snprintf(lease_id, CPN_NAME_MAX, "%s", self->lost[self->n_lost].lease_id);
+    snprintf(why, CPN_REASON_MAX, "%s", self->lost[self->n_lost].why);
+    return true;
 }
 
 /* A grant's answer for a lease that is not provisioning: a recreation (active), or a driver

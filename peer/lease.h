@@ -111,10 +111,15 @@ int peer_lease_submit(peer_lease_t *self, const peer_lease_row_t *row, drv_verb_
 void peer_lease_driver_done(peer_lease_t *self, peer_batch_t *batch, const drv_call_t *call,
                             const drv_result_t *res);
 /* A lease whose resource the driver lost (status: not present and the grant to recreate it
- * failed, a renew that failed for good). The one hook where the notice branch ends the lease
- * with a NOTICE; for now it is logged and counted (stats.lost). */
+ * failed, a renew that failed for good, a driver's inventory naming it lost). Logged, counted
+ * (stats.lost) and queued (at most PEER_LOST_MAX; a lease queued already is not queued again):
+ * after the batch's commit the daemon takes each (peer_lease_take_lost) and ends it with a
+ * NOTICE (notice.h, peer_notice_lost). */
+#define PEER_LOST_MAX 64
 void peer_lease_lost(peer_lease_t *self, peer_batch_t *batch, const char *lease_id,
                      const char *why);
+bool peer_lease_take_lost(peer_lease_t *self, char lease_id[CPN_NAME_MAX],
+                          char why[CPN_REASON_MAX]);
 
 /* A driver's inventory: `package` really has `units` now. Its total becomes that, at most the
  * configured count (an operator may sell part of a partition); a change makes a new AD. An
@@ -127,6 +132,7 @@ uint64_t peer_lease_refused_total(const peer_lease_t *self);
 /* Leases granted, retried (answered from the store), renewed and released so far. */
 typedef struct {
     uint64_t granted, retried, renewed, released, expired;
+    uint64_t notices_acked; /* NOTICEs a broker sent its receipt for */
     uint64_t provisioning, provisioned, provision_failed, held, torn_down, lost;
 } peer_lease_stats_t;
 void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out);

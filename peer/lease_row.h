@@ -22,9 +22,10 @@ typedef enum {
     PEER_LEASE_EXPIRED,
     PEER_LEASE_PROVISIONING,
     PEER_LEASE_FAILED,
+    PEER_LEASE_REVOKED, /* ended by the peer: its capacity was lost, a NOTICE says so */
 } peer_lease_state_t;
 
-/* "active", "released", "expired", "provisioning", "failed". */
+/* "active", "released", "expired", "provisioning", "failed", "revoked". */
 const char *peer_lease_state_name(peer_lease_state_t s);
 /* Parse a state name; -1 if unknown. */
 int peer_lease_state_parse(const char *name);

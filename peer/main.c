@@ -1,5 +1,7 @@
 /* main.c - cpn-peer: arguments, signals, then the daemon. */
 #include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 #include <unistd.h>
 
 #include "advertise.h"
+#include "clock.h"
 #include "daemon.h"
 #include "discover.h"
 #include "httpd.h"
@@ -15,6 +18,8 @@
 #include "inventory.h"
 #include "lease.h"
 #include "log.h"
+#include "notice.h"
+#include "notice_store.h"
 #include "peer_config.h"
 #include "provision.h"
 #include "sender.h"
@@ -24,7 +29,7 @@
 #define PACKAGE_VERSION "0"
 #endif
 
-static volatile sig_atomic_t s_stop;
+static volatile sig_atomic_t s_stop, s_wake;
 
 static void s_on_signal(int sig)
 {
@@ -32,11 +37,19 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
+static void s_on_wake(int sig)
+{
+    (void)sig;
+    s_wake = 1;
+}
+
 static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: cpn-peer --config FILE       run the peer daemon\n"
             "       cpn-peer --config FILE --check   validate the configuration and exit\n"
+            "       cpn-peer --config FILE --drain PACKAGE     take a package out of service\n"
+            "       cpn-peer --config FILE --undrain PACKAGE   put it back\n"
             "       cpn-peer --discover          print a package skeleton for this host\n"
             "       cpn-peer --help | --version\n"
             "\n"
@@ -53,6 +66,13 @@ static void s_usage(FILE *out)
             "  -C, --check         validate FILE (and load its key); errors as\n"
             "                      file:line:column: key: message; exit 1 on any error\n"
             "  -d, --discover      cores, memory, disks and NVIDIA GPUs of this host as YAML\n"
+            "      --drain PACKAGE record in the peer's database that PACKAGE is out of\n"
+            "                      service and wake the running daemon (SIGUSR1; it also\n"
+            "                      looks every %d ms, and at start): the package advertises\n"
+            "                      0 free units and each of its active leases is revoked\n"
+            "                      with a signed NOTICE to the broker that claimed it\n"
+            "      --undrain PACKAGE  the package is advertised again (revoked leases stay\n"
+            "                      ended)\n"
             "  -h, --help          this text\n"
             "  -V, --version       the version\n"
             "\n"
@@ -65,6 +85,9 @@ static void s_usage(FILE *out)
             "  reconnect           every %d ms, backing off to %d ms; a link silent\n"
             "                      for %d ms (heartbeat every %d ms) is redialled\n"
             "  brokers             at most %d; tenants list at most %d keys\n"
+            "  notices             re-sent every %d ms until the broker's receipt, or the\n"
+            "                      lease's old end; at most %d per pass; at most %d leases\n"
+            "                      revoked per pass\n"
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
             "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
@@ -78,19 +101,21 @@ static void s_usage(FILE *out)
             "                      submitted again every %d ms\n"
             "  shutdown            SIGTERM/SIGINT: WITHDRAW to every broker (waits at most\n"
             "                      %d ms to deliver), exit 0. SIGHUP is ignored: restart\n"
-            "                      to change the configuration (leases survive restarts)\n"
+            "                      to change the configuration (leases survive restarts).\n"
+            "                      SIGUSR1: read the drains table now\n"
             "\n"
             "environment: CPN_LOG_LEVEL=debug|info|warn|error (config log_level wins)\n"
             "systemd (cpn-peer.service, Type=notify): READY=1 once the store is open,\n"
             "STATUS= lines, WATCHDOG=1 from the loop at half WATCHDOG_USEC; log lines carry\n"
             "<N> syslog priorities when stderr is the journal (JOURNAL_STREAM)\n"
             "exit status: 0 ok, 1 configuration or runtime error, 2 usage\n",
-            PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES, PEER_AD_COALESCE_MS,
-            PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS, PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS,
-            PEER_BROKERS_MAX, PEER_TENANTS_MAX, (unsigned long long)PEER_SEQ_RESERVE,
-            PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX, PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX,
-            PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX, PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS,
-            PEER_WITHDRAW_LINGER_MS);
+            PEER_DRAIN_POLL_MS, PEER_BATCH_MAX, PEER_REFRESH_DEFAULT_S, PEER_AD_TTL_REFRESHES,
+            PEER_AD_COALESCE_MS, PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS,
+            PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS, PEER_BROKERS_MAX, PEER_TENANTS_MAX,
+            PEER_NOTICE_RESEND_MS, PEER_NOTICE_BATCH, PEER_REVOKE_BATCH,
+            (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX,
+            PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX, PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX,
+            PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS, PEER_WITHDRAW_LINGER_MS);
 }
 
 /* Load the configuration, printing every error. NULL on failure. */
@@ -138,6 +163,57 @@ static int s_check(const char *path)
     return r == CPN_OK ? 0 : 1;
 }
 
+/* Is `pid` a running cpn-peer? Its name, not only its existence: a pid left in the database
+ * by a daemon that died may belong to another program by now, which must get no signal. */
+static bool s_is_peer(pid_t pid)
+{
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(comm, sizeof comm, f) && strncmp(comm, "cpn-peer", 8) == 0;
+    fclose(f);
+    return ok;
+}
+
+/* --drain / --undrain: the daemon learns it through its own database (it reads the drains
+ * table at start, every PEER_DRAIN_POLL_MS and on SIGUSR1), so the command works whether the
+ * daemon runs or not, and survives its restart. */
+static int s_drain(const char *path, const char *package, bool on)
+{
+    peer_config_t *cfg = s_load(path);
+    peer_store_t *store = NULL;
+    uint64_t pid = 0;
+    bool found = false, known = false;
+    int r;
+    if (!cfg)
+        return 1;
+    for (size_t i = 0; i < cfg->n_packages; i++)
+        known |= strcmp(cfg->packages[i].id, package) == 0;
+    if (!known) {
+        fprintf(stderr, "cpn-peer: %s: no package %s in the configuration\n", path, package);
+        peer_config_destroy(&cfg);
+        return 1;
+    }
+    if ((r = peer_store_open(cfg->database, &store)) != CPN_OK ||
+        (r = peer_nstore_init(store)) != CPN_OK ||
+        (r = peer_nstore_drain_set(store, package, on, cpn_now_ms())) != CPN_OK ||
+        (r = peer_store_meta_get(store, PEER_META_PID, &pid, &found)) != CPN_OK)
+        fprintf(stderr, "cpn-peer: %s: %s\n", cfg->database, cpn_strerror(r));
+    peer_store_destroy(&store);
+    peer_config_destroy(&cfg);
+    if (r != CPN_OK)
+        return 1;
+    if (found && pid > 1 && pid < INT32_MAX && s_is_peer((pid_t)pid) && kill((pid_t)pid, SIGUSR1) == 0)
+        printf("%s %s: the daemon (pid %llu) was told\n", package, on ? "drained" : "undrained",
+               (unsigned long long)pid);
+    else
+        printf("%s %s: no daemon running; it applies at the next start\n", package,
+               on ? "drained" : "undrained");
+    return 0;
+}
+
 static int s_discover(void)
 {
     discover_host_t host;
@@ -162,6 +238,8 @@ static int s_run(const char *path)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = s_on_wake;
+    sigaction(SIGUSR1, &sa, NULL);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
@@ -171,7 +249,7 @@ static int s_run(const char *path)
         peer_config_destroy(&cfg);
         return 1;
     }
-    int r = peer_daemon_run(d, &s_stop);
+    int r = peer_daemon_run(d, &s_stop, &s_wake);
     peer_daemon_destroy(&d);
     return r == CPN_OK ? 0 : 1;
 }
@@ -181,9 +259,11 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
         {"discover", no_argument, NULL, 'd'},     {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},      {"drain", required_argument, NULL, 'D'},
+        {"undrain", required_argument, NULL, 'U'}, {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
+    const char *config = NULL, *drain = NULL;
+    bool undrain = false;
     int check = 0, discover = 0, c;
     cpn_log_set_ident("cpn-peer");
     while ((c = getopt_long(argc, argv, "c:CdhV", opts, NULL)) != -1) {
@@ -196,6 +276,11 @@ int main(int argc, char **argv)
             break;
         case 'd':
             discover = 1;
+            break;
+        case 'D':
+        case 'U':
+            drain = optarg;
+            undrain = c == 'U';
             break;
         case 'h':
             s_usage(stdout);
@@ -223,5 +308,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cpn-peer: cannot initialise libsodium\n");
         return 1;
     }
+    if (drain)
+        return s_drain(config, drain, !undrain);
     return check ? s_check(config) : s_run(config);
 }

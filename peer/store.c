@@ -1,5 +1,6 @@
 /* store.c - leases and meta in SQLite (WAL, synchronous=FULL), prepared statements kept. */
 #include "store.h"
+#include "store_db.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -9,8 +10,8 @@
 
 #include "log.h"
 
-static const char *const s_state_names[] = {"active", "released", "expired", "provisioning",
-                                            "failed"};
+static const char *const s_state_names[] = {"active",       "released", "expired",
+                                            "provisioning", "failed",   "revoked"};
 
 const char *peer_lease_state_name(peer_lease_state_t s)
 {
@@ -51,6 +52,9 @@ typedef enum {
     S_COUNT,
     S_META_GET,
     S_META_SET,
+    S_SLICE_PUT,
+    S_SLICES,
+    S_SLICE_GET,
     S_DRIVEN,
     S__COUNT
 } s_stmt_t;
@@ -86,6 +90,15 @@ static const char *const s_sql[S__COUNT] = {
     [S_META_GET] = "SELECT v FROM meta WHERE k = ?",
     [S_META_SET] = "INSERT INTO meta (k, v) VALUES (?, ?) "
                    "ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+    [S_SLICE_PUT] = "INSERT INTO slices (lease_id, package, node, devmask, share, cpu, mem) "
+                    "VALUES (?,?,?,?,?,?,?)",
+    [S_SLICES] = "SELECT s.package, s.node, s.devmask, s.share, s.cpu, s.mem FROM slices s "
+                 "JOIN leases l ON l.lease_id = s.lease_id "
+                 /* held exactly when S_USED counts the lease's units */
+                 "WHERE l.state IN ('active', 'provisioning') OR (l.teardown = 1 AND "
+                 "l.state NOT IN ('active', 'provisioning', 'failed')) "
+                 "ORDER BY l.start_ms, s.lease_id",
+    [S_SLICE_GET] = "SELECT node, devmask, share, cpu, mem FROM slices WHERE lease_id = ?",
     [S_DRIVEN] = "SELECT " S_COLS S_MORE " FROM leases WHERE driver <> '' AND "
                  "(state IN ('active', 'provisioning') OR teardown = 1) ORDER BY start_ms",
 };
@@ -105,7 +118,17 @@ static const char s_schema[] =
     " frame BLOB NOT NULL,"
     " UNIQUE (tenant, request_id));"
     "CREATE INDEX IF NOT EXISTS leases_state_end ON leases (state, end_ms);"
-    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL);"
+    /* where each slice of a shared package sits (issue 16), written in the lease's
+     * transaction; a lease's state decides whether its slice is held */
+    "CREATE TABLE IF NOT EXISTS slices ("
+    " lease_id TEXT PRIMARY KEY REFERENCES leases (lease_id),"
+    " package TEXT NOT NULL,"
+    " node INTEGER NOT NULL,"
+    " devmask INTEGER NOT NULL,"
+    " share INTEGER NOT NULL,"
+    " cpu INTEGER NOT NULL,"
+    " mem INTEGER NOT NULL);";
 
 /* Columns added after the first release: a database made by an older peer lacks them. */
 static const char s_has_op_seq[] = "SELECT COUNT(*) FROM pragma_table_info('leases') "
@@ -448,6 +471,68 @@ int peer_store_used(peer_store_t *self, int (*fn)(const char *, uint64_t, void *
     return r;
 }
 
+int peer_store_slice_put(peer_store_t *self, const char *lease_id, const char *package,
+                         const peer_slice_t *sl)
+{
+    if (!self->in_txn)
+        return CPN_E_INTERNAL;
+    sqlite3_stmt *st = self->st[S_SLICE_PUT];
+    s_bind_text(st, 1, lease_id);
+    s_bind_text(st, 2, package);
+    sqlite3_bind_int64(st, 3, sl->node);
+    sqlite3_bind_int64(st, 4, sl->devmask);
+    sqlite3_bind_int64(st, 5, sl->share);
+    sqlite3_bind_int64(st, 6, sl->cpu);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)sl->mem);
+    return s_exec(self, S_SLICE_PUT);
+}
+
+int peer_store_slice_get(peer_store_t *self, const char *lease_id, peer_slice_t *sl, bool *found)
+{
+    sqlite3_stmt *st = self->st[S_SLICE_GET];
+    int r = CPN_OK, rc;
+    s_bind_text(st, 1, lease_id);
+    *found = false;
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *sl = (peer_slice_t){
+            .node = (uint32_t)sqlite3_column_int64(st, 0),
+            .devmask = (uint32_t)sqlite3_column_int64(st, 1),
+            .share = (uint32_t)sqlite3_column_int64(st, 2),
+            .cpu = (uint32_t)sqlite3_column_int64(st, 3),
+            .mem = (uint64_t)sqlite3_column_int64(st, 4),
+        };
+        *found = true;
+    } else if (rc != SQLITE_DONE) {
+        r = s_db_error(self, s_sql[S_SLICE_GET]);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r;
+}
+
+int peer_store_slices(peer_store_t *self,
+                      int (*fn)(const char *package, const peer_slice_t *sl, void *arg), void *arg)
+{
+    sqlite3_stmt *st = self->st[S_SLICES];
+    int r = CPN_OK, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *pkg = (const char *)sqlite3_column_text(st, 0);
+        peer_slice_t sl = {
+            .node = (uint32_t)sqlite3_column_int64(st, 1),
+            .devmask = (uint32_t)sqlite3_column_int64(st, 2),
+            .share = (uint32_t)sqlite3_column_int64(st, 3),
+            .cpu = (uint32_t)sqlite3_column_int64(st, 4),
+            .mem = (uint64_t)sqlite3_column_int64(st, 5),
+        };
+        if ((r = fn(pkg ? pkg : "", &sl, arg)) != 0)
+            break;
+    }
+    if (r == CPN_OK && rc != SQLITE_DONE)
+        r = s_db_error(self, s_sql[S_SLICES]);
+    sqlite3_reset(st);
+    return r;
+}
+
 int peer_store_each_driven(peer_store_t *self, int (*fn)(const peer_lease_row_t *, void *),
                            void *arg)
 {
@@ -506,4 +591,9 @@ int peer_store_meta_set(peer_store_t *self, const char *k, uint64_t v)
     s_bind_text(st, 1, k);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)v);
     return s_exec(self, S_META_SET);
+}
+
+sqlite3 *peer_store_sqlite(peer_store_t *self)
+{
+    return self->db;
 }

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices.h"
 #include "err.h"
 #include "identity.h"
 #include "lease_row.h"
@@ -73,6 +74,18 @@ int peer_store_next_end(peer_store_t *self, uint64_t *end_ms, bool *found) CPN_W
 
 /* Call fn(package, units, arg) once per package with active leases, with the sum of their
  * units. A non-zero return from fn stops the walk and is returned. */
+/* Record where the slice of lease_id (a shared package's lease) sits, inside the open
+ * transaction of its insert: durable exactly when the lease is. */
+int peer_store_slice_put(peer_store_t *self, const char *lease_id, const char *package,
+                         const peer_slice_t *sl) CPN_WUR;
+/* The slice recorded for lease_id, if any (*found). */
+int peer_store_slice_get(peer_store_t *self, const char *lease_id, peer_slice_t *sl,
+                         bool *found) CPN_WUR;
+/* Call fn for the slice of every lease whose units are held (active, provisioning, or torn
+ * down by its driver still), oldest first; stops at fn's first non-zero. */
+int peer_store_slices(peer_store_t *self,
+                      int (*fn)(const char *package, const peer_slice_t *sl, void *arg),
+                      void *arg) CPN_WUR;
 int peer_store_used(peer_store_t *self, int (*fn)(const char *package, uint64_t units, void *arg),
                     void *arg) CPN_WUR;
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -238,13 +239,19 @@ cpn_msg_type_t h_await(ctl_client_t *cli, uint64_t seq, const char *id, const ch
     return a->type;
 }
 
-cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t *a)
+/* Send QUERY `what`; *seq its seq. The client's error code (busy: its queue is full). */
+static int s_send_query(ctl_client_t *cli, const char *what, uint64_t *seq)
 {
     cpn_query_t q;
-    uint64_t seq = 0;
     memset(&q, 0, sizeof q);
     snprintf(q.what, sizeof q.what, "%s", what);
-    assert_int_equal(ctl_client_send(cli, CPN_MSG_QUERY, &q, &seq), CPN_OK);
+    return ctl_client_send(cli, CPN_MSG_QUERY, &q, seq);
+}
+
+cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t *a)
+{
+    uint64_t seq = 0;
+    assert_int_equal(s_send_query(cli, what, &seq), CPN_OK);
     return h_await(cli, seq, NULL, what, ms, a);
 }
 
@@ -254,8 +261,16 @@ bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms)
     while (cpn_mono_ms() < deadline) {
         if (!h_alive(pid_p))
             return false;
+        /* Not h_query: while the broker is not listening yet, the client's queue may be
+         * full (a send refused "busy"); that only means "not up yet". */
+        uint64_t seq = 0;
+        if (s_send_query(cli, "status", &seq) != CPN_OK) {
+            struct timespec ts = {0, 50 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
         h_ans_t a;
-        cpn_msg_type_t t = h_query(cli, "status", 500, &a);
+        cpn_msg_type_t t = h_await(cli, seq, NULL, "status", 500, &a);
         h_ans_free(&a);
         if (t == CPN_MSG_STATUS)
             return true;

@@ -25,6 +25,10 @@
 #  * GRES need device files: character devices (1,3: what /dev/null is) made with mknod.
 #  * daemons run through links named exactly slurmctld/slurmd/slurmstepd: 22.05 decides what
 #    it is from its program name (as slurmd-wlm it drops every GRES).
+#  * ReturnToService=$RETURN_TO_SERVICE (env, default 2). With 2 a node set DOWN by hand goes
+#    back to service at the next word from its slurmd (e.g. the end of the job Slurm requeued
+#    when it went down), within milliseconds; scripts/demo-slurm sets 1, so its "node fails"
+#    stays DOWN until `state=resume` and the peer's inventory sees it.
 #  * a private munged; no slurmdbd, no accounting (reservations take users=, not accounts=,
 #    unless accounting is there).
 # Limits: START_WAIT_S for the whole start (default 60), STOP_WAIT_S per signal round (10).
@@ -32,6 +36,7 @@ set -uo pipefail
 
 START_WAIT_S=${START_WAIT_S:-60}
 STOP_WAIT_S=${STOP_WAIT_S:-10}
+RETURN_TO_SERVICE=${RETURN_TO_SERVICE:-2}
 PKGS="slurmctld slurmd slurm-client munge"
 SBIN_CTLD=/usr/sbin/slurmctld-wlm
 SBIN_SLURMD=/usr/sbin/slurmd-wlm
@@ -127,7 +132,7 @@ write_conf() { # DIR NODES PORT0
         echo "PriorityType=priority/basic"
         echo "GresTypes=gpu"
         echo "SlurmdParameters=config_overrides"
-        echo "ReturnToService=2"
+        echo "ReturnToService=$RETURN_TO_SERVICE"
         echo "MinJobAge=300"
         echo "SlurmdTimeout=300"
         echo "KillWait=2"

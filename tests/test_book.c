@@ -155,6 +155,64 @@ static void test_ttl_expiry(void **state)
     book_destroy(&b);
 }
 
+/* Expiry looks only at what is due (issue 17): 2,000 peers expiring one second apart, half of
+ * them re-advertised (their first expiry is stale) and 100 forgotten, expired one second at a
+ * time. The old book scanned every peer slot on each call that had something due: ~2 million
+ * looks here; the heap looks at each entry it ever held once: at most 3,000. */
+#define EXP_PEERS 2000u
+static void test_expiry_visits(void **state)
+{
+    (void)state;
+    book_t *b = book_new(4 * EXP_PEERS);
+    cpn_package_t p[1] = {s_pkg("a", "H100", 8, 1000, 1)};
+    cpn_ad_t ad = s_ad(p, 1, 60);
+    uint8_t k[CPN_PK_LEN];
+    uint64_t pushes = 0;
+    for (uint32_t i = 0; i < EXP_PEERS; i++) {
+        memset(k, 0, sizeof k);
+        memcpy(k, &i, sizeof i);
+        assert_int_equal(book_put_ad(b, k, 1, (uint64_t)i * 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+        pushes++;
+    }
+    for (uint32_t i = 0; i < EXP_PEERS; i += 2) { /* re-advertised half a second later */
+        memset(k, 0, sizeof k);
+        memcpy(k, &i, sizeof i);
+        assert_int_equal(book_put_ad(b, k, 2, (uint64_t)i * 1000 + 500, &ad, NULL, 0, NULL, 0),
+                         CPN_OK);
+        pushes++;
+    }
+    for (uint32_t i = 1; i < 200; i += 2) { /* 100 forgotten */
+        memset(k, 0, sizeof k);
+        memcpy(k, &i, sizeof i);
+        assert_int_equal(book_forget(b, k), CPN_OK);
+    }
+    size_t gone = 0;
+    book_stats_t st;
+    uint64_t worst = 0;
+    for (uint64_t now = 60000; now <= 60000 + (uint64_t)EXP_PEERS * 1000; now += 1000) {
+        book_stats(b, &st);
+        uint64_t v0 = st.expire_visits;
+        size_t n = book_expire(b, now);
+        gone += n;
+        book_stats(b, &st);
+        if (st.expire_visits - v0 > worst)
+            worst = st.expire_visits - v0;
+        /* what is due went, what is not stayed */
+        uint32_t next = (uint32_t)((now - 60000) / 1000) + 1;
+        if (next < EXP_PEERS && next >= 200) {
+            memset(k, 0, sizeof k);
+            memcpy(k, &next, sizeof next);
+            assert_non_null(book_peer(b, k));
+        }
+    }
+    book_stats(b, &st);
+    assert_int_equal(gone, EXP_PEERS - 100);
+    assert_int_equal(st.peers, 0);
+    assert_true(st.expire_visits <= pushes); /* old: ~EXP_PEERS^2 / 2 */
+    assert_true(worst <= 3);                 /* one due, one or two stale: old: EXP_PEERS */
+    book_destroy(&b);
+}
+
 static void test_withdraw(void **state)
 {
     (void)state;
@@ -515,6 +573,7 @@ int main(void)
         cmocka_unit_test(test_newer_seq_replaces_older_refused),
         cmocka_unit_test(test_invalid_ad_refused),
         cmocka_unit_test(test_ttl_expiry),
+        cmocka_unit_test(test_expiry_visits),
         cmocka_unit_test(test_withdraw),
         cmocka_unit_test(test_forget),
         cmocka_unit_test(test_bound),

@@ -355,7 +355,7 @@ static void test_too_many(void **state)
 }
 
 /* Inventory: units per package from the cluster; a node DOWN shrinks its package and marks
- * the lease on it lost. */
+ * the lease on it lost, unless Slurm already moved the reservation to another node. */
 static void test_inventory(void **state)
 {
     (void)state;
@@ -376,8 +376,17 @@ static void test_inventory(void **state)
         assert_int_equal(s_res.units[i].units, strcmp(s_res.units[i].package, "h100") == 0  ? 2
                                                : strcmp(s_res.units[i].package, "all") == 0 ? 3
                                                                                             : 1);
-    assert_int_equal(s_res.n_lost, 1);
-    assert_string_equal(s_res.lost[0], "Linv1");
+    if (s_res.n_lost == 0) {
+        /* Slurm may move a reservation off a DOWN node before the poll looks (it picked the
+         * node by count): then the lease still has its node and nothing is lost. What must
+         * never be: the reservation on the DOWN node and the lease not reported lost. */
+        char now_on[64];
+        assert_true(s_resv_field("Linv1", "Nodes", now_on, sizeof now_on));
+        assert_true(now_on[0] != '\0' && strcmp(now_on, node) != 0);
+    } else {
+        assert_int_equal(s_res.n_lost, 1);
+        assert_string_equal(s_res.lost[0], "Linv1");
+    }
     assert_int_equal(s_call(DRV_RELEASE, "Linv1", "cpu", 1, end, NULL), DRV_OK);
     assert_int_equal(s_sh(out, sizeof out, "scontrol update nodename=%s state=resume", node), 0);
 }

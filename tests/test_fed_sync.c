@@ -171,6 +171,11 @@ static void test_sync_offers(void **state)
     uint8_t k[CPN_PK_LEN];
     s_key(k, 0x50);
     assert_int_equal(book_withdraw(b, k, 6), CPN_OK);
+    s_put(b, 0x60, 5, other, 1); /* withdrawn below, the WITHDRAW frame kept */
+    s_key(k, 0x60);
+    assert_int_equal(book_withdraw_from(b, k, 7, s_frame, sizeof s_frame, other, 2), CPN_OK);
+    assert_non_null(s_peer(b, 0x60)->frame);
+    assert_int_equal(s_peer(b, 0x60)->seq, 7);
 
     cpn_sync_t none = s_digest(ents, 0);
     assert_true(fed_sync_offers(s_peer(b, 0x10), &none, asker, NOW, MAX_HOPS));
@@ -178,7 +183,11 @@ static void test_sync_offers(void **state)
     assert_true(fed_sync_offers(s_peer(b, 0x20), &none, other, NOW, MAX_HOPS));
     assert_true(fed_sync_offers(s_peer(b, 0x30), &none, asker, NOW, MAX_HOPS));
     assert_false(fed_sync_offers(s_peer(b, 0x40), &none, asker, NOW, MAX_HOPS));
-    assert_false(fed_sync_offers(s_peer(b, 0x50), &none, asker, NOW, MAX_HOPS));
+    assert_false(fed_sync_offers(s_peer(b, 0x50), &none, asker, NOW, MAX_HOPS)); /* no frame */
+    /* A tombstone with its WITHDRAW goes to a member that lacks it, not back where it came
+     * from, and not to one that holds it already. */
+    assert_true(fed_sync_offers(s_peer(b, 0x60), &none, asker, NOW, MAX_HOPS));
+    assert_false(fed_sync_offers(s_peer(b, 0x60), &none, other, NOW, MAX_HOPS));
     /* expired: ttl 60 s after NOW */
     assert_true(fed_sync_offers(s_peer(b, 0x10), &none, asker, NOW + 59999, MAX_HOPS));
     assert_false(fed_sync_offers(s_peer(b, 0x10), &none, asker, NOW + 60000, MAX_HOPS));
@@ -192,6 +201,12 @@ static void test_sync_offers(void **state)
     assert_false(fed_sync_offers(s_peer(b, 0x30), &s, asker, NOW, MAX_HOPS));
     s_entry(ents, 0, 0x10, 9); /* ... or a newer one: nothing to send */
     assert_false(fed_sync_offers(s_peer(b, 0x10), &s, asker, NOW, MAX_HOPS));
+    /* the asker still holds 0x60's AD (seq 5): the WITHDRAW (seq 7) goes; at 7 it does not */
+    s_entry(ents, 0, 0x60, 5);
+    s = s_digest(ents, 1);
+    assert_true(fed_sync_offers(s_peer(b, 0x60), &s, asker, NOW, MAX_HOPS));
+    s_entry(ents, 0, 0x60, 7);
+    assert_false(fed_sync_offers(s_peer(b, 0x60), &s, asker, NOW, MAX_HOPS));
     book_destroy(&b);
 }
 

@@ -85,6 +85,8 @@ static struct {
     ctl_client_t *cli[T__COUNT][B__COUNT];
     cpn_identity_t *tm;      /* the test as a member of A */
     cpn_identity_t *fg, *ff; /* peers (trusted everywhere) whose ADs tm relays: genuine, forged */
+    cpn_identity_t *fw, *fx; /* peers whose offers are withdrawn (test_withdraw_sticks) */
+    void *wd_socks[3];       /* its sockets, closed by the teardown should it fail */
     char tm_endpoint[64];    /* where A believes tm listens (nothing does) */
     cpn_identity_t *stranger; /* in no policy */
     void *zctx;
@@ -152,6 +154,8 @@ static void s_write_policy(int i)
                      "    - {name: pr, key: pr.pub}\n"
                      "    - {name: fg, key: fg.pub}\n"
                      "    - {name: ff, key: ff.pub}\n"
+                     "    - {name: fw, key: fw.pub}\n"
+                     "    - {name: fx, key: fx.pub}\n"
                      "tenants:\n"
                      "  - name: ops\n"
                      "    key: ops.pub\n"
@@ -396,6 +400,9 @@ static int s_teardown(void **state)
 {
     (void)state;
     bool clean = true;
+    for (int i = 0; i < 3; i++)
+        if (g.wd_socks[i])
+            zmq_close(g.wd_socks[i]); /* else zmq_ctx_term would wait for ever */
     for (int i = 0; i < P__COUNT; i++)
         if (!h_stop(&g.p[i].pid, STOP_MS)) {
             fprintf(stderr, "# peer %s did not exit cleanly on SIGTERM\n", g.p[i].name);
@@ -416,6 +423,8 @@ static int s_teardown(void **state)
         cpn_identity_destroy(&g.t[i]);
     cpn_identity_destroy(&g.tm);
     cpn_identity_destroy(&g.fg);
+    cpn_identity_destroy(&g.fw);
+    cpn_identity_destroy(&g.fx);
     cpn_identity_destroy(&g.ff);
     cpn_identity_destroy(&g.stranger);
     if (g.zctx)
@@ -464,6 +473,8 @@ static int s_setup(void **state)
         h_keygen(g.dir, g.tenant[i], &g.t[i]);
     h_keygen(g.dir, "tm", &g.tm);
     h_keygen(g.dir, "fg", &g.fg);
+    h_keygen(g.dir, "fw", &g.fw);
+    h_keygen(g.dir, "fx", &g.fx);
     h_keygen(g.dir, "ff", &g.ff);
     if (cpn_identity_generate(&g.stranger) != CPN_OK)
         return -1;
@@ -851,6 +862,140 @@ static void test_sync_with_member(void **state)
     zmq_close(router);
 }
 
+/* The seq of a frame we built. */
+static uint64_t s_seq_of(const uint8_t *frame, size_t len)
+{
+    cpn_env_t env;
+    cpn_limits_t lim = h_big_limits();
+    assert_int_equal(cpn_env_parse(frame, len, &lim, &env), CPN_OK);
+    return env.seq;
+}
+
+static void s_withdraw_frame(cpn_identity_t *peer, uint64_t after, uint8_t **frame, size_t *len)
+{
+    cpn_withdraw_t w;
+    memset(&w, 0, sizeof w);
+    uint64_t now = cpn_now_ms();
+    assert_int_equal(cpn_msg_build(peer, CPN_MSG_WITHDRAW, cpn_seq_next(after, now), now, &w,
+                                   frame, len),
+                     CPN_OK);
+}
+
+/* tm relays n frames; returns once A has taken them all in (its relays_in counter for tm). */
+static void s_tm_relay_n(void *sock, cpn_signer_t *signer, uint8_t *const *frames,
+                         const size_t *lens, size_t n)
+{
+    uint64_t out = 0, in0 = 0, in = 0;
+    s_tm_counts(&out, &in0);
+    for (size_t i = 0; i < n; i++)
+        s_tm_relay(sock, signer, frames[i], lens[i]);
+    uint64_t deadline = cpn_mono_ms() + READY_MS;
+    do {
+        usleep(POLL_MS * 1000);
+        s_tm_counts(&out, &in);
+    } while (in < in0 + n && cpn_mono_ms() < deadline);
+    assert_true(in >= in0 + n);
+}
+
+/* A WITHDRAW is never undone by what travels late, and reaches a member that was away:
+ * fw's and fx's ADs come through tm; fx withdraws through tm, fw at A directly. tm, which "was
+ * away", sends A a digest that still lists fw's AD and nothing else: A answers with fw's
+ * WITHDRAW frame (before: nothing, and tm kept the offer until its ttl), and forgets what came
+ * through tm and is not in the digest, but not fx's tombstone (before: forgotten too). Then tm
+ * relays the old ADs again (duplicated, late): neither comes back, at A or at B. */
+static void test_withdraw_sticks(void **state)
+{
+    (void)state;
+    cpn_limits_t lim = h_big_limits();
+    cpn_curve_t server = {.enabled = 1, .self = g.tm};
+    /* the router of the test before may still hold the port a moment (zmq_close is async) */
+    uint64_t bind_by = cpn_mono_ms() + WAIT_MS;
+    int r;
+    while ((r = cpn_sock_router(g.zctx, g.tm_endpoint, lim.max_frame, &server,
+                                &g.wd_socks[0])) != CPN_OK &&
+           cpn_mono_ms() < bind_by)
+        usleep(POLL_MS * 1000);
+    assert_int_equal(r, CPN_OK);
+    void *router = g.wd_socks[0], *sock = g.wd_socks[1] = s_tm_link();
+    cpn_signer_t signer = {.id = g.tm};
+    uint8_t *fw_ad = NULL, *fw_wd = NULL, *fx_ad = NULL, *fx_wd = NULL;
+    size_t fw_ad_len = 0, fw_wd_len = 0, fx_ad_len = 0, fx_wd_len = 0;
+    s_ad_frame(g.fw, "fw-pkg", &fw_ad, &fw_ad_len);
+    s_ad_frame(g.fx, "fx-pkg", &fx_ad, &fx_ad_len);
+    uint64_t fw_seq = s_seq_of(fw_ad, fw_ad_len), fx_seq = s_seq_of(fx_ad, fx_ad_len);
+    uint8_t *ads[] = {fw_ad, fx_ad};
+    size_t ad_lens[] = {fw_ad_len, fx_ad_len};
+    s_tm_relay_n(sock, &signer, ads, ad_lens, 2);
+    assert_true(s_wait_offer(B_A, "fw-pkg", "fw-pkg", true, WAIT_MS));
+    assert_true(s_wait_offer(B_A, "fx-pkg", "fx-pkg", true, WAIT_MS));
+    assert_true(s_wait_offer(B_B, "fw-pkg", "fw-pkg", true, WAIT_MS));
+
+    /* fx withdraws through tm, fw at A directly (a peer's own connection) */
+    s_withdraw_frame(g.fx, fx_seq, &fx_wd, &fx_wd_len);
+    s_tm_relay_n(sock, &signer, &fx_wd, &fx_wd_len, 1);
+    assert_true(s_wait_offer(B_A, "fx-pkg", "fx-pkg", false, WAIT_MS));
+    s_withdraw_frame(g.fw, fw_seq, &fw_wd, &fw_wd_len);
+    uint64_t fw_wd_seq = s_seq_of(fw_wd, fw_wd_len);
+    cpn_curve_t pc = {.enabled = 1, .self = g.fw};
+    memcpy(pc.server_pk, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
+    assert_int_equal(cpn_sock_dealer(g.zctx, g.b[B_A].endpoint, lim.max_frame, &pc,
+                                     &g.wd_socks[2]),
+                     CPN_OK);
+    uint64_t send_by = cpn_mono_ms() + WAIT_MS;
+    while ((r = cpn_send(g.wd_socks[2], fw_wd, fw_wd_len)) != CPN_OK && cpn_mono_ms() < send_by)
+        usleep(20 * 1000);
+    assert_int_equal(r, CPN_OK);
+    assert_true(s_wait_offer(B_A, "fw-pkg", "fw-pkg", false, WAIT_MS));
+    assert_true(s_wait_offer(B_B, "fw-pkg", "fw-pkg", false, WAIT_MS)); /* relayed on */
+
+    /* tm comes back holding fw's AD only: A's answer carries fw's WITHDRAW */
+    uint8_t ent[CPN_SYNC_ENTRY_LEN];
+    memcpy(ent, cpn_identity_pk(g.fw), CPN_PK_LEN);
+    for (int k = 0; k < 8; k++)
+        ent[CPN_PK_LEN + k] = (uint8_t)(fw_seq >> (56 - 8 * k));
+    s_tm_sync(sock, &signer, ent, sizeof ent);
+    bool got = false;
+    uint64_t deadline = cpn_mono_ms() + READY_MS;
+    while (!got && cpn_mono_ms() < deadline) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env, inner;
+        if (!s_tm_recv(router, deadline, CPN_MSG_RELAY, &frame, &len, &env))
+            break;
+        cpn_relay_t rel;
+        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &inner), CPN_OK);
+        got = memcmp(inner.from, cpn_identity_pk(g.fw), CPN_PK_LEN) == 0 &&
+              inner.type == CPN_MSG_WITHDRAW && inner.seq == fw_wd_seq && rel.hops == 1;
+        free(frame);
+    }
+    assert_true(got);
+
+    /* the old ADs again, late; then a marker whose arrival means A has handled them */
+    uint64_t dup0 = s_status_u64(B_A, "relays_dup", NULL);
+    uint8_t *marker = NULL;
+    size_t marker_len = 0;
+    s_ad_frame(g.fg, "genuine-pkg", &marker, &marker_len);
+    uint8_t *late[] = {fw_ad, fx_ad, fw_ad, marker};
+    size_t late_lens[] = {fw_ad_len, fx_ad_len, fw_ad_len, marker_len};
+    s_tm_relay_n(sock, &signer, late, late_lens, 4);
+    assert_true(s_wait_offer(B_A, "genuine-pkg", "genuine-pkg", true, WAIT_MS));
+    assert_false(s_offer(B_A, "fw-pkg", "fw-pkg", NULL));
+    assert_false(s_offer(B_A, "fx-pkg", "fx-pkg", NULL));
+    assert_false(s_offer(B_B, "fw-pkg", "fw-pkg", NULL));
+    assert_false(s_offer(B_B, "fx-pkg", "fx-pkg", NULL));
+    assert_true(s_status_u64(B_A, "relays_dup", NULL) >= dup0 + 3);
+    free(fw_ad);
+    free(fw_wd);
+    free(fx_ad);
+    free(fx_wd);
+    free(marker);
+    for (int i = 0; i < 3; i++) {
+        zmq_close(g.wd_socks[i]);
+        g.wd_socks[i] = NULL;
+    }
+}
+
 /* R is quiet (A never speaks to it; its peer advertises once a minute): each status query
  * counts itself, so between a first query and a later one its received counter moves by the
  * queries in between and the later one, unless something else reached it. Nothing here waits
@@ -988,6 +1133,7 @@ int main(void)
         cmocka_unit_test(test_line_offers),   cmocka_unit_test(test_remote_lease),
         cmocka_unit_test(test_race_one_unit), cmocka_unit_test(test_rogue_broker),
         cmocka_unit_test(test_forged_relay),  cmocka_unit_test(test_sync_with_member),
+        cmocka_unit_test(test_withdraw_sticks),
         cmocka_unit_test(test_unknown_curve_client),
         cmocka_unit_test(test_oversize_frame), cmocka_unit_test(test_restart_b),
     };

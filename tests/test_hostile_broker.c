@@ -10,7 +10,9 @@
  * memory, region, vendor, accelerators; an accelerator model asked of a CPU package), a
  * package the peer does not have, another peer named, a deadline past, a
  * REQUEST older (or newer) than request_age, a garbage route, the honest request id with
- * other terms. Each gets its NACK with its code; then RENEW and RELEASE of the honest lease
+ * other terms; replacements (CLAIM `replaces`) with a NOTICE by another key than the
+ * lease's peer, longer than the rest of the lease, of another request, of a request that did
+ * not ask rematch, or of this peer's own lease. Each gets its NACK with its code; then RENEW and RELEASE of the honest lease
  * signed by another tenant or by the broker, and a replayed (or older) RENEW. After the peer
  * stops, its SQLite store, opened read-only, holds the honest lease and nothing else, renewed
  * once.
@@ -686,6 +688,103 @@ static void test_store_holds_only_the_honest_lease(void **state)
                      (int64_t)(g.end0 + 60 * 1000));
 }
 
+/* ---- replacements (on_failure: rematch) the peer must refuse ---- */
+
+/* A lease `lessor` granted for REQUEST `req` (signed by the broker's CLAIM), started a minute
+ * ago for 600 s, and the NOTICE `notifier` signed over it (effective a second ago). */
+static void s_old_lease(const cpn_identity_t *lessor, const cpn_identity_t *notifier,
+                        const uint8_t *req, size_t req_len, const cpn_request_t *q,
+                        uint8_t **notice, size_t *notice_len)
+{
+    cpn_signer_t ls = {.id = lessor}, ns = {.id = notifier};
+    cpn_claim_t c;
+    cpn_lease_t l;
+    cpn_notice_t n;
+    uint8_t *cf = NULL, *lf = NULL;
+    size_t cl = 0, ll = 0;
+    uint64_t now = cpn_now_ms();
+    s_claim_init(&c, req, req_len, q);
+    memcpy(c.peer, cpn_identity_pk(lessor), CPN_PK_LEN);
+    s_build(&g.bsig, CPN_MSG_CLAIM, &c, &cf, &cl);
+    memset(&l, 0, sizeof l);
+    l.claim = (mp_bytes_t){cf, cl};
+    cpn_chain_lease_id(cpn_identity_pk(lessor), cpn_identity_pk(g.tenant), q->id, l.lease_id);
+    snprintf(l.package, sizeof l.package, "pool");
+    l.units = c.units;
+    l.price = c.price;
+    l.start_ms = now - 60000;
+    l.end_ms = l.start_ms + c.duration_s * 1000;
+    snprintf(l.state, sizeof l.state, "active");
+    s_build(&ls, CPN_MSG_LEASE, &l, &lf, &ll);
+    memset(&n, 0, sizeof n);
+    n.lease = (mp_bytes_t){lf, ll};
+    snprintf(n.lease_id, sizeof n.lease_id, "%s", l.lease_id);
+    memcpy(n.tenant, cpn_identity_pk(g.tenant), CPN_PK_LEN);
+    n.code = CPN_E_CAPACITY_LOST;
+    n.effective_ms = now - 1000;
+    s_build(&ns, CPN_MSG_NOTICE, &n, notice, notice_len);
+    free(cf);
+    free(lf);
+}
+
+/* A CLAIM of the REQUEST `req` for this peer, `duration_s` long, replacing `notice`. */
+static void s_replacement(const uint8_t *req, size_t req_len, const cpn_request_t *q,
+                          const uint8_t *notice, size_t notice_len, uint64_t duration_s,
+                          uint8_t **f, size_t *n)
+{
+    cpn_claim_t c;
+    s_claim_init(&c, req, req_len, q);
+    c.duration_s = duration_s;
+    c.replaces = (mp_bytes_t){notice, notice_len};
+    s_build(&g.bsig, CPN_MSG_CLAIM, &c, f, n);
+}
+
+static void test_forged_replacements_refused(void **state)
+{
+    (void)state;
+    cpn_request_t q, q2;
+    uint8_t *req = NULL, *req2 = NULL, *nt = NULL, *f = NULL;
+    size_t req_len = 0, req2_len = 0, nt_len = 0, n = 0;
+    s_req_init(&q, "rep-1", 1, 600);
+    snprintf(q.on_failure, sizeof q.on_failure, "rematch");
+    s_build(&g.tsig, CPN_MSG_REQUEST, &q, &req, &req_len);
+    s_req_init(&q2, "rep-2", 1, 600); /* did not ask rematch */
+    s_build(&g.tsig, CPN_MSG_REQUEST, &q2, &req2, &req2_len);
+
+    /* A NOTICE signed by someone else than the peer that granted the lease. */
+    s_old_lease(g.other_peer, g.stranger, req, req_len, &q, &nt, &nt_len);
+    s_replacement(req, req_len, &q, nt, nt_len, 500, &f, &n);
+    s_refused("a NOTICE not by the lease's peer", f, n, CPN_E_UNTRUSTED, "replaced lease");
+    free(f);
+    free(nt);
+    /* The rest of a lease is 541 s: more is refused. */
+    s_old_lease(g.other_peer, g.other_peer, req, req_len, &q, &nt, &nt_len);
+    s_replacement(req, req_len, &q, nt, nt_len, 600, &f, &n);
+    s_refused("longer than the rest", f, n, CPN_E_CHAIN, "longer than the rest");
+    free(f);
+    /* Another REQUEST than the replaced lease's. */
+    s_replacement(req2, req2_len, &q2, nt, nt_len, 500, &f, &n);
+    s_refused("another request", f, n, CPN_E_CHAIN, "another request");
+    free(f);
+    free(nt);
+    /* A request that did not ask rematch. */
+    s_old_lease(g.other_peer, g.other_peer, req2, req2_len, &q2, &nt, &nt_len);
+    s_replacement(req2, req2_len, &q2, nt, nt_len, 500, &f, &n);
+    s_refused("no rematch asked", f, n, CPN_E_CHAIN, "did not ask");
+    free(f);
+    free(nt);
+    /* This very peer's own lease: never a replacement on the capacity that was lost. */
+    s_old_lease(g.peer, g.peer, req, req_len, &q, &nt, &nt_len);
+    s_replacement(req, req_len, &q, nt, nt_len, 500, &f, &n);
+    s_refused("a replacement of its own lease", f, n, CPN_E_INVAL, "lost the capacity");
+    free(f);
+    free(nt);
+    free(req);
+    free(req2);
+    assert_int_equal(s_db_int("SELECT COUNT(*) FROM leases WHERE request_id LIKE 'rep-%'", NULL),
+                     0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -693,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_inconsistent_claims_refused),
         cmocka_unit_test(test_renew_release_not_the_tenants_refused),
         cmocka_unit_test(test_replayed_renew_refused),
+        cmocka_unit_test(test_forged_replacements_refused),
         cmocka_unit_test(test_store_holds_only_the_honest_lease),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -644,12 +644,17 @@ static void test_old_schema_upgrade(void **state)
     assert_int_equal(n, 1);
     ledger_destroy(&l);
 
-    /* And the upgrade is recorded: version 2 now. */
+    /* And the upgrade is recorded: version 3 now (2: intents, 3: notices), with the table of
+     * notices there. */
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    assert_int_equal(sqlite3_column_int(st, 0), 3);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM notices", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }

@@ -50,6 +50,7 @@ typedef union {
     cpn_relay_t relay;
     cpn_resend_t resend;
     cpn_forward_t forward;
+    cpn_notice_t notice;
 } s_any_t;
 
 /* Build, open, decode; then check that re-encoding the decoded body gives the same bytes
@@ -123,7 +124,7 @@ static void test_simple_bodies_round_trip(void **state)
     uint8_t key[32];
     memset(key, 0x5a, sizeof key);
 
-    cpn_hello_t hello = {"broker", "b1", "tcp://127.0.0.1:7000"};
+    cpn_hello_t hello = {.role = "broker", .name = "b1", .endpoint = "tcp://127.0.0.1:7000"};
     f = s_round(s_broker, CPN_MSG_HELLO, &hello, &out, NULL);
     assert_string_equal(out.hello.role, "broker");
     assert_string_equal(out.hello.endpoint, "tcp://127.0.0.1:7000");
@@ -195,6 +196,49 @@ static void test_simple_bodies_round_trip(void **state)
     assert_int_equal(out.error.code, CPN_E_RATE);
     assert_string_equal(out.error.reason, "");
     free(f);
+}
+
+/* NOTICE (issue 13) and the fields of re-match: REQUEST on_failure, CLAIM replaces. */
+static void test_notice_round_trip(void **state)
+{
+    (void)state;
+    s_any_t out;
+    uint8_t *f;
+    const uint8_t lease[] = {0x92, 0xc4, 0x01, 0x80, 0xc4, 0x00}; /* bytes, carried verbatim */
+    cpn_notice_t n;
+    memset(&n, 0, sizeof n);
+    n.lease = (mp_bytes_t){lease, sizeof lease};
+    snprintf(n.lease_id, sizeof n.lease_id, "LRuywK9v14eKsV4z1");
+    memset(n.tenant, 0x11, sizeof n.tenant);
+    n.code = CPN_E_CAPACITY_LOST;
+    snprintf(n.reason, sizeof n.reason, "package drained by the peer's operator");
+    n.effective_ms = 1700000000000ULL;
+    f = s_round(s_peer, CPN_MSG_NOTICE, &n, &out, NULL);
+    assert_int_equal(out.notice.lease.len, sizeof lease);
+    assert_memory_equal(out.notice.lease.ptr, lease, sizeof lease);
+    assert_string_equal(out.notice.lease_id, "LRuywK9v14eKsV4z1");
+    assert_int_equal(out.notice.code, CPN_E_CAPACITY_LOST);
+    assert_int_equal(out.notice.units, 0);
+    assert_true(out.notice.effective_ms == 1700000000000ULL);
+    free(f);
+    assert_string_equal(cpn_errname(CPN_E_CAPACITY_LOST), "capacity-lost");
+
+    /* on_failure: "rematch" travels; anything else is refused; "end" is the absent key. */
+    cpn_request_t r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.id, sizeof r.id, "job-r");
+    r.units = 1;
+    r.duration_s = 60;
+    r.cores = 1;
+    snprintf(r.on_failure, sizeof r.on_failure, "rematch");
+    f = s_round(s_tenant, CPN_MSG_REQUEST, &r, &out, NULL);
+    assert_string_equal(out.request.on_failure, "rematch");
+    free(f);
+    snprintf(r.on_failure, sizeof r.on_failure, "end");
+    uint8_t *enc = NULL;
+    size_t len = 0;
+    assert_int_equal(cpn_msg_encode(CPN_MSG_REQUEST, &r, &enc, &len), CPN_E_INVAL);
+    free(enc);
 }
 
 static void test_ad_and_request_round_trip(void **state)
@@ -557,6 +601,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_bodies_round_trip),
+        cmocka_unit_test(test_notice_round_trip),
         cmocka_unit_test(test_ad_and_request_round_trip),
         cmocka_unit_test(test_ad_package_limit),
         cmocka_unit_test(test_request_wire_bounds_refused_as_schema),

@@ -491,6 +491,66 @@ static void test_grant(void **state)
 }
 
 /* The shipped example configurations load, with the broker key file next to them. */
+/* A replacement CLAIM (on_failure: rematch) is held to the rest of the lease it replaces. */
+static void test_grant_replacement(void **state)
+{
+    (void)state;
+    uint8_t self_pk[CPN_PK_LEN], lost_pk[CPN_PK_LEN];
+    memset(self_pk, 7, sizeof self_pk);
+    memset(lost_pk, 9, sizeof lost_pk);
+    static const uint8_t req_frame[] = {1, 2, 3, 4}, other_frame[] = {1, 2, 3, 5};
+    cpn_chain_t *old = calloc(1, sizeof *old);
+    assert_non_null(old);
+    old->claim.request = (mp_bytes_t){req_frame, sizeof req_frame};
+    snprintf(old->req.on_failure, sizeof old->req.on_failure, "rematch");
+    old->req.duration_s = 3600;
+    old->lease.units = 2;
+    old->lease.start_ms = 1000000;
+    old->lease.end_ms = 1000000 + 3600000;
+    cpn_notice_t n;
+    memset(&n, 0, sizeof n);
+    n.effective_ms = 1000000 + 600000; /* 3000 s of the lease were left */
+    cpn_claim_t c;
+    memset(&c, 0, sizeof c);
+    c.request = old->claim.request;
+    c.units = 2;
+    c.duration_s = 3000;
+    uint64_t now = n.effective_ms + 5000;
+    const char *why = NULL;
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why), CPN_OK);
+    /* Never on the peer that lost the capacity. */
+    assert_int_equal(grant_check_replacement(self_pk, self_pk, &n, old, &c, now, &why),
+                     CPN_E_INVAL);
+    /* Another REQUEST, or one that did not ask rematch. */
+    c.request = (mp_bytes_t){other_frame, sizeof other_frame};
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why),
+                     CPN_E_CHAIN);
+    c.request = old->claim.request;
+    old->req.on_failure[0] = '\0';
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why),
+                     CPN_E_CHAIN);
+    snprintf(old->req.on_failure, sizeof old->req.on_failure, "rematch");
+    /* More units than were lost. */
+    c.units = 3;
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why),
+                     CPN_E_CHAIN);
+    c.units = 2;
+    n.units = 1; /* the lease keeps one: one may be replaced */
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why),
+                     CPN_E_CHAIN);
+    c.units = 1;
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why), CPN_OK);
+    /* Longer than the rest, or the old lease over. */
+    c.duration_s = 3001;
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, now, &why),
+                     CPN_E_CHAIN);
+    c.duration_s = 3000;
+    assert_int_equal(grant_check_replacement(self_pk, lost_pk, &n, old, &c, old->lease.end_ms,
+                                             &why),
+                     CPN_E_EXPIRED);
+    free(old);
+}
+
 static void test_shipped_configs(void **state)
 {
     fx_t *fx = *state;
@@ -513,7 +573,7 @@ static void test_shipped_configs(void **state)
             yconf_print_errors(doc, stderr);
         assert_int_equal(r, CPN_OK);
         yconf_destroy(&doc);
-        assert_int_equal(cfg->n_packages, 4);
+        assert_int_equal(cfg->n_packages, i == 0 ? 4 : 5); /* peer2: + a shared A10 package */
         assert_int_equal(cfg->n_brokers, 1);
         assert_memory_equal(cfg->brokers[0].key, cpn_identity_pk(broker), CPN_PK_LEN);
         assert_true(cfg->tenants_any);
@@ -530,6 +590,9 @@ static void test_shipped_configs(void **state)
             assert_int_equal(cfg->packages[0].fabric_bps, 400000000000ULL);
             assert_string_equal(cfg->packages[0].region, "cn-east"); /* the default */
             assert_int_equal(cfg->floors[3], 0);                     /* no floor given */
+        } else {
+            assert_string_equal(cfg->packages[4].id, "a10x8-shared");
+            assert_int_equal(cfg->packages[4].accel.share_min, 50); /* 0.05 of one A10 */
         }
         peer_config_destroy(&cfg);
     }
@@ -651,6 +714,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_rows, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_store_old_schema, s_setup, s_teardown),
         cmocka_unit_test(test_store_open_fails_cleanly),
+        cmocka_unit_test(test_grant_replacement),
         cmocka_unit_test_setup_teardown(test_sender_ceiling, s_setup, s_teardown),
         cmocka_unit_test(test_inventory),
         cmocka_unit_test(test_grant),

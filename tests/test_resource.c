@@ -226,6 +226,77 @@ static void test_capability_request(void **state)
     assert_int_equal(cpn_package_fits(&h, &r), CPN_C_PRICE);
 }
 
+/* Shared accelerators (issue 16): slices only from shared packages, never above the largest
+ * free slice, whole units never from shared packages; bounds; the wire round trip. */
+static void test_shared(void **state)
+{
+    (void)state;
+    cpn_package_t p = s_h100();
+    cpn_request_t r = s_req();
+    const char *why = NULL;
+    p.accel.share_min = 100;
+    p.slice_max = 460;
+    p.frag = 120;
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE); /* whole units: not sold here */
+    r.accel_count = 1;
+    r.share = 460;
+    assert_int_equal(cpn_request_validate(&r, &why), CPN_OK);
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
+    r.share = 461; /* above the largest free slice */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
+    r.share = 50; /* below the smallest slice sold */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
+    cpn_package_t whole = s_h100();
+    r.share = 460;
+    assert_int_equal(cpn_package_fits(&whole, &r), CPN_C_SHARE); /* not shared */
+    /* bounds */
+    r.units = 2;
+    assert_int_equal(cpn_request_validate(&r, &why), CPN_E_CONFIG);
+    r.units = 1;
+    r.accel_count = 2; /* a fraction of two devices */
+    assert_int_equal(cpn_request_validate(&r, &why), CPN_E_CONFIG);
+    r.share = 1000; /* two whole devices of one node: fine */
+    assert_int_equal(cpn_request_validate(&r, &why), CPN_OK);
+    r.share = 1001;
+    assert_int_equal(cpn_request_validate(&r, &why), CPN_E_CONFIG);
+    p.accel.share_min = 0; /* a summary without sharing */
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_E_CONFIG);
+    p.accel.share_min = 100;
+    p.total = CPN_SHARE_UNITS_MAX + 1;
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_E_CONFIG);
+    p.total = 12;
+    /* round trips */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    cpn_package_t back;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.accel.share_min, 100);
+    assert_int_equal(back.slice_max, 460);
+    assert_int_equal(back.frag, 120);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_clear(&sb);
+    r.accel_count = 1;
+    r.share = 460;
+    assert_int_equal(cpn_request_pack(&pk, &r), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    cpn_request_t rb;
+    assert_int_equal(cpn_request_unpack(&obj, &rb), CPN_OK);
+    assert_int_equal(rb.share, 460);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_constraint_names(void **state)
 {
     (void)state;
@@ -244,6 +315,7 @@ static void test_constraint_names(void **state)
         "network.egress",
         "region",
         "price",
+        "accelerator.share",
         "units",
     };
     for (int c = 0; c < CPN_C__COUNT; c++)
@@ -552,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_totals),
         cmocka_unit_test(test_fits_each_constraint),
         cmocka_unit_test(test_capability_request),
+        cmocka_unit_test(test_shared),
         cmocka_unit_test(test_constraint_names),
         cmocka_unit_test(test_package_roundtrip),
         cmocka_unit_test(test_request_roundtrip),

@@ -445,7 +445,7 @@ static void test_json_object_check(void **state)
                           "{\"a\":{\"b\":{\"c\":0}}}", "{\"\xc3\xa9\":\"\xe2\x82\xac\"}"};
     const char *bad[] = {"", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1 \"b\":2}", "{a:1}",
                          "{\"a\":-}", "{\"a\":1.}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
-                         "{\"a\":[1,]}", "{\"a\":nul}", "{} x", "[{}]"};
+                         "{\"a\":[1,]}", "{\"a\":nul}", "{} x", "[{}]", "{\"a\":1,\"a\":2}"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         assert_int_equal(cpn_json_object_check(good[i], strlen(good[i]), 8), CPN_OK);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)

@@ -236,7 +236,7 @@ static void test_hello_vector(void **state)
     assert_true(ts == 1700000000000ull);
     assert_true(seq == ts << 12);
 
-    cpn_hello_t hello = {"peer", "dc-1", "tcp://127.0.0.1:7100"};
+    cpn_hello_t hello = {.role = "peer", .name = "dc-1", .endpoint = "tcp://127.0.0.1:7100"};
     uint8_t *body = NULL, *frame = NULL;
     size_t body_len = 0, frame_len = 0;
     assert_int_equal(cpn_msg_encode(CPN_MSG_HELLO, &hello, &body, &body_len), CPN_OK);

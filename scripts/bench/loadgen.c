@@ -9,8 +9,9 @@
  * Latency of a request = GRANT received and verified minus REQUEST sent (monotonic clock).
  *
  * Requests file (tab-separated, one header line):
- *   id units accel_model accel_count cores mem_mib
- * (per unit; accel_model may be "" or "A|B", which the broker's policy maps to A or B).
+ *   id units accel_model accel_count cores mem_mib [share]
+ * (per unit; accel_model may be "" or "A|B", which the broker's policy maps to A or B;
+ * share, optional: a slice of shared accelerators in thousandths, resource.h).
  *
  * --sigbench SECONDS instead measures Ed25519 sign and verify per second on one core.
  * Output: one JSON object on stdout (or --json FILE). Every loop is bounded in time.
@@ -54,7 +55,7 @@ typedef struct {
 
 typedef struct {
     char id[CPN_NAME_MAX];
-    uint32_t units, accel_count, cores;
+    uint32_t units, accel_count, cores, share;
     char model[CPN_NAME_MAX];
     uint64_t mem_mib;
     /* run state */
@@ -185,13 +186,13 @@ static int s_load_requests(lg_t *self)
         }
         lg_req_t *q = &self->reqs[self->n_reqs];
         memset(q, 0, sizeof *q);
-        char *save = NULL, *tok[6] = {0};
+        char *save = NULL, *tok[7] = {0};
         size_t nt = 0;
         line[strcspn(line, "\r\n")] = '\0';
         /* strsep keeps empty fields (an empty model) */
-        for (char *p = line; nt < 6 && (save = strsep(&p, "\t")) != NULL;)
+        for (char *p = line; nt < 7 && (save = strsep(&p, "\t")) != NULL;)
             tok[nt++] = save;
-        if (nt != 6 || snprintf(q->id, sizeof q->id, "%s%s", self->prefix, tok[0]) >=
+        if (nt < 6 || snprintf(q->id, sizeof q->id, "%s%s", self->prefix, tok[0]) >=
                            (int)sizeof q->id) {
             fprintf(stderr, "loadgen: %s: bad line %zu\n", self->requests, self->n_reqs + 2);
             r = CPN_E_INVAL;
@@ -202,6 +203,7 @@ static int s_load_requests(lg_t *self)
         q->accel_count = (uint32_t)strtoul(tok[3], NULL, 10);
         q->cores = (uint32_t)strtoul(tok[4], NULL, 10);
         q->mem_mib = strtoull(tok[5], NULL, 10);
+        q->share = nt == 7 ? (uint32_t)strtoul(tok[6], NULL, 10) : 0;
         self->n_reqs++;
     }
     r = self->n_reqs ? CPN_OK : CPN_E_INVAL;
@@ -299,6 +301,7 @@ static void s_send(lg_t *self, size_t i)
     req.duration_s = self->lease_s;
     snprintf(req.accel_model, sizeof req.accel_model, "%s", q->model);
     req.accel_count = q->accel_count;
+    req.share = q->share;
     req.cores = q->cores;
     req.mem_bytes = q->mem_mib << 20;
     uint8_t *frame = NULL;

@@ -1,0 +1,218 @@
+/* devices.c - nodes and devices of a shared package, placed by fragmentation gradient
+ * descent (fgd.h). */
+#include "devices.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct peer_devices {
+    uint32_t n;           /* nodes (the package's total units) */
+    fgd_node_t cap;       /* one node empty */
+    fgd_node_t *nodes;    /* n nodes, as placed */
+    double *frag;         /* fgd_frag of each node, kept current */
+    fgd_workload_t *work; /* the current workload (see devices.h) */
+    uint32_t share_min;
+};
+
+static uint64_t s_mib(uint64_t bytes)
+{
+    return (bytes + (1u << 20) - 1) >> 20;
+}
+
+/* Start the workload again from its prior: one whole device with its node's share of CPU. */
+static int s_work_reset(peer_devices_t *self)
+{
+    fgd_workload_destroy(&self->work);
+    self->work = fgd_workload_new();
+    if (!self->work)
+        return CPN_E_NOMEM;
+    fgd_task_t whole = {.cpu = self->cap.cpu_free / self->cap.ndev,
+                        .mem = self->cap.mem_free / self->cap.ndev,
+                        .ndev = 1,
+                        .milli = FGD_MILLI};
+    return fgd_workload_add(self->work, &whole, 1.0);
+}
+
+static void s_refrag(peer_devices_t *self)
+{
+    for (uint32_t i = 0; i < self->n; i++)
+        self->frag[i] = fgd_frag(self->work, &self->nodes[i]);
+}
+
+peer_devices_t *peer_devices_new(const cpn_package_t *p)
+{
+    if (!p->accel.share_min || p->accel.count == 0 || p->accel.count > FGD_DEV_MAX)
+        return NULL;
+    peer_devices_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->n = p->total;
+    self->share_min = p->accel.share_min;
+    self->cap.cpu_free = p->cores * 1000u;
+    self->cap.mem_free = p->mem_bytes >> 20;
+    self->cap.ndev = p->accel.count;
+    for (uint32_t d = 0; d < self->cap.ndev; d++)
+        self->cap.dev_free[d] = FGD_MILLI;
+    self->nodes = calloc(self->n, sizeof *self->nodes);
+    self->frag = calloc(self->n, sizeof *self->frag);
+    if (!self->nodes || !self->frag || s_work_reset(self) != CPN_OK) {
+        peer_devices_destroy(&self);
+        return NULL;
+    }
+    peer_devices_clear(self);
+    return self;
+}
+
+void peer_devices_destroy(peer_devices_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    peer_devices_t *self = *self_p;
+    free(self->nodes);
+    free(self->frag);
+    fgd_workload_destroy(&self->work);
+    free(self);
+    *self_p = NULL;
+}
+
+void peer_devices_clear(peer_devices_t *self)
+{
+    for (uint32_t i = 0; i < self->n; i++)
+        self->nodes[i] = self->cap;
+    if (s_work_reset(self) != CPN_OK) /* keeps the old workload: placement still valid */
+        return;
+    s_refrag(self);
+}
+
+int peer_devices_ask(const cpn_request_t *r, fgd_task_t *out)
+{
+    if (r->share == 0 || r->share > FGD_MILLI)
+        return CPN_E_INVAL;
+    out->cpu = r->cores * 1000u;
+    out->mem = s_mib(r->mem_bytes);
+    out->milli = (uint16_t)r->share;
+    out->ndev = r->accel_count ? r->accel_count : 1;
+    return fgd_task_valid(out) ? CPN_OK : CPN_E_INVAL;
+}
+
+/* The slice taken from node i by ask on device dev, read off before and after. */
+static void s_record(const fgd_node_t *before, const fgd_node_t *after, uint32_t i,
+                     const fgd_task_t *ask, peer_slice_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->node = i;
+    out->share = ask->milli;
+    out->cpu = ask->cpu;
+    out->mem = ask->mem;
+    for (uint32_t d = 0; d < before->ndev; d++)
+        if (after->dev_free[d] != before->dev_free[d])
+            out->devmask |= 1u << d;
+}
+
+/* The workload learns the slice's class, weighted by its share; every node's measure moves. */
+static void s_learn(peer_devices_t *self, const fgd_task_t *ask)
+{
+    if (fgd_workload_add(self->work, ask, (double)ask->ndev * ask->milli / FGD_MILLI) == CPN_OK)
+        s_refrag(self);
+}
+
+int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t *out)
+{
+    int best = -1, best_dev = -1;
+    double best_d = 0;
+    fgd_node_t best_after;
+    for (uint32_t i = 0; i < self->n; i++) {
+        double d;
+        int dev =
+            fgd_best_device(self->work, &self->nodes[i], self->frag[i], ask, FGD_RULE_CPN, &d);
+        if (dev < 0)
+            continue;
+        fgd_node_t after = self->nodes[i];
+        fgd_take(&after, ask, dev);
+        if (best < 0 || fgd_better(FGD_RULE_CPN, d, &after, best_d, &best_after)) {
+            best = (int)i, best_dev = dev, best_d = d, best_after = after;
+        }
+    }
+    if (best < 0)
+        return CPN_E_NO_UNITS;
+    s_record(&self->nodes[best], &best_after, (uint32_t)best, ask, out);
+    self->nodes[best] = best_after;
+    (void)best_dev;
+    s_learn(self, ask);
+    return CPN_OK;
+}
+
+int peer_devices_take(peer_devices_t *self, const peer_slice_t *s)
+{
+    if (s->node >= self->n || s->devmask == 0 || s->share == 0 || s->share > FGD_MILLI ||
+        (s->devmask >> self->cap.ndev) != 0)
+        return CPN_E_INVAL;
+    fgd_node_t *n = &self->nodes[s->node];
+    if (n->cpu_free < s->cpu || n->mem_free < s->mem)
+        return CPN_E_NO_UNITS;
+    uint32_t ndev = 0;
+    for (uint32_t d = 0; d < n->ndev; d++)
+        if (s->devmask >> d & 1) {
+            if (n->dev_free[d] < s->share)
+                return CPN_E_NO_UNITS;
+            ndev++;
+        }
+    if (ndev > 1 && s->share != FGD_MILLI)
+        return CPN_E_INVAL;
+    n->cpu_free -= s->cpu;
+    n->mem_free -= s->mem;
+    for (uint32_t d = 0; d < n->ndev; d++)
+        if (s->devmask >> d & 1)
+            n->dev_free[d] = (uint16_t)(n->dev_free[d] - s->share);
+    fgd_task_t ask = {.cpu = s->cpu, .mem = s->mem, .ndev = ndev, .milli = (uint16_t)s->share};
+    s_learn(self, &ask);
+    return CPN_OK;
+}
+
+void peer_devices_give(peer_devices_t *self, const peer_slice_t *s)
+{
+    if (s->node >= self->n)
+        return;
+    fgd_node_t *n = &self->nodes[s->node];
+    n->cpu_free =
+        n->cpu_free + s->cpu > self->cap.cpu_free ? self->cap.cpu_free : n->cpu_free + s->cpu;
+    n->mem_free =
+        n->mem_free + s->mem > self->cap.mem_free ? self->cap.mem_free : n->mem_free + s->mem;
+    for (uint32_t d = 0; d < n->ndev; d++)
+        if (s->devmask >> d & 1) {
+            uint32_t f = n->dev_free[d] + s->share;
+            n->dev_free[d] = (uint16_t)(f > FGD_MILLI ? FGD_MILLI : f);
+        }
+    self->frag[s->node] = fgd_frag(self->work, n);
+}
+
+void peer_devices_summary(const peer_devices_t *self, uint32_t *free_nodes, uint32_t *slice_max,
+                          uint32_t *frag_permille)
+{
+    uint32_t nodes = 0, max = 0;
+    double frag = 0, free_all = 0;
+    for (uint32_t i = 0; i < self->n; i++) {
+        const fgd_node_t *n = &self->nodes[i];
+        bool any = false;
+        for (uint32_t d = 0; d < n->ndev; d++) {
+            if (n->dev_free[d] > max)
+                max = n->dev_free[d];
+            any = any || n->dev_free[d] >= self->share_min;
+        }
+        nodes += any;
+        frag += self->frag[i];
+        free_all += fgd_free_milli(n);
+    }
+    *free_nodes = nodes;
+    *slice_max = max;
+    *frag_permille = free_all > 0 ? (uint32_t)(frag * 1000.0 / free_all + 0.5) : 0;
+    if (*frag_permille > 1000)
+        *frag_permille = 1000;
+}
+
+uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t dev)
+{
+    if (node >= self->n || dev >= self->cap.ndev)
+        return 0;
+    return self->nodes[node].dev_free[dev];
+}

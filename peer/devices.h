@@ -1,0 +1,59 @@
+/* devices.h - the accelerators of one shared package, device by device: pure, no I/O.
+ *
+ * A shared package (accel.share_min > 0, resource.h) sells slices of its accelerators
+ * instead of whole units. Each unit is a node with the package's cores, memory and
+ * accel.count devices; each device has FGD_MILLI thousandths. A slice takes CPU and memory of
+ * one node and either a fraction of one device or whole devices of that node; no device ever
+ * gives more than it has. The node and devices are chosen by fragmentation gradient descent
+ * (peer/fgd.h, cpn's rule) against the package's workload: the slices placed since the last
+ * clear (a recount from the store clears), each class weighted by the accelerator share its
+ * slices take, plus one whole device (so that whole devices count while nothing is placed).
+ */
+#ifndef PEER_DEVICES_H
+#define PEER_DEVICES_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "fgd.h"
+#include "resource.h"
+
+/* Where one slice sits: what a lease records and the store keeps. */
+typedef struct {
+    uint32_t node;    /* unit index, 0-based */
+    uint32_t devmask; /* bit d: device d of the node */
+    uint32_t share;   /* thousandths taken from each device in devmask */
+    uint32_t cpu;     /* thousandths of a core */
+    uint64_t mem;     /* MiB */
+} peer_slice_t;
+
+typedef struct peer_devices peer_devices_t;
+
+/* Nodes for a shared package p (all free); NULL if p is not shared or on allocation failure. */
+peer_devices_t *peer_devices_new(const cpn_package_t *p);
+void peer_devices_destroy(peer_devices_t **self_p);
+
+/* The ask of a slice request r on package p (CPU and memory per slice, devices, share).
+ * CPN_E_INVAL if r asks for no slice. */
+int peer_devices_ask(const cpn_request_t *r, fgd_task_t *out) CPN_WUR;
+
+/* Place a slice: *out says where. CPN_E_NO_UNITS if no node can hold it (nothing changes). */
+int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t *out) CPN_WUR;
+/* Take a slice recorded earlier (recount from the store): CPN_E_INVAL if it names a node or
+ * device that does not exist, CPN_E_NO_UNITS if it does not fit what is left (a smaller
+ * configuration than the one it was granted under); nothing changes then. */
+int peer_devices_take(peer_devices_t *self, const peer_slice_t *s) CPN_WUR;
+/* Give a slice back (never above a device's capacity). */
+void peer_devices_give(peer_devices_t *self, const peer_slice_t *s);
+/* Forget every slice. */
+void peer_devices_clear(peer_devices_t *self);
+
+/* The compact summary an AD carries: nodes with a free share of at least share_min on some
+ * device (`free` units), the largest free share of one device, and the fragmentation of the
+ * free capacity in permille (sum over nodes of F_n(M) over the free share). */
+void peer_devices_summary(const peer_devices_t *self, uint32_t *free_nodes, uint32_t *slice_max,
+                          uint32_t *frag_permille);
+/* Free share of device dev of node (tests, status). */
+uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t dev);
+
+#endif
