@@ -276,8 +276,10 @@ static void s_usage_one(const char *lease_id, uint32_t n, const uint8_t *frame, 
     cpn_meter_t m = {.usage = {frame, len}};
     if (n == 1)
         m.lease = (mp_bytes_t){row.frame, row.frame_len};
-    if (peer_sender_build(self->sender, CPN_MSG_METER, &m, &out, &out_len) != CPN_OK) {
-        log_error("meter", "cannot sign the METER of record %" PRIu32 " of %s", n, lease_id);
+    int r = peer_sender_build(self->sender, CPN_MSG_METER, &m, &out, &out_len);
+    if (r != CPN_OK) {
+        log_error("meter", "cannot sign the METER of record %" PRIu32 " of %s: %s", n, lease_id,
+                  cpn_errname(r));
         goto out;
     }
     self->send(b, out, out_len, self->arg);
