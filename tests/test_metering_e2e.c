@@ -9,8 +9,9 @@
  * phases, one function each so that other checks (settlement) can reuse the set-up:
  *   mt_start      write keys, policies and peer configs; start the daemons; wait for offers
  *   mt_lease      each tenant submits its share of CPN_METER_LEASES leases (default 1,500) of
- *                 3..6 s, pipelined; every answer is a GRANT
- *   mt_change     one lease in 5 is renewed (+2 s), one in 7 released early
+ *                 8..11 s, pipelined; every answer is a GRANT
+ *   mt_change     of the later half of each tenant's leases, one in 5 is renewed (+3 s), one
+ *                 in 7 released early (one that ended meanwhile is refused `expired`)
  *   mt_kill_peer  the peer at B is killed with -9 mid-period and started again
  *   mt_settle     wait (bounded) until every lease has ended, every peer's records are
  *                 taken (RECEIPTs held) and no broker has records left to carry on
@@ -266,32 +267,35 @@ static void s_lease_id_of(const h_ans_t *a, char out[CPN_NAME_MAX])
 static void mt_lease(void)
 {
     size_t per = g.n_leases / MT_BROKERS;
-    uint64_t *seq = calloc(per, sizeof *seq);
-    char (*ids)[CPN_NAME_MAX] = calloc(per, sizeof *ids);
-    const char **idp = calloc(per, sizeof *idp), **whatp = calloc(per, sizeof *whatp);
+    uint64_t *seq = calloc(MT_BROKERS * per, sizeof *seq);
+    char (*ids)[CPN_NAME_MAX] = calloc(MT_BROKERS * per, sizeof *ids);
+    const char **idp = calloc(MT_BROKERS * per, sizeof *idp);
+    const char **whatp = calloc(per, sizeof *whatp);
     h_ans_t *ans = calloc(per, sizeof *ans);
     assert_true(seq && ids && idp && whatp && ans);
-    for (int i = 0; i < MT_BROKERS; i++) {
-        mt_broker_t *b = &g.b[i];
-        for (size_t k = 0; k < per; k++) {
+    /* All tenants at once: the three brokers and the federation work in parallel. */
+    for (size_t k = 0; k < per; k++)
+        for (int i = 0; i < MT_BROKERS; i++) {
+            size_t x = (size_t)i * per + k;
             cpn_request_t r;
             memset(&r, 0, sizeof r);
-            snprintf(ids[k], sizeof ids[k], "%s-%zu", b->t.name, k);
-            snprintf(r.id, sizeof r.id, "%s", ids[k]);
-            idp[k] = ids[k];
+            snprintf(ids[x], sizeof ids[x], "%s-%zu", g.b[i].t.name, k);
+            snprintf(r.id, sizeof r.id, "%s", ids[x]);
+            idp[x] = ids[x];
             r.units = 1;
             r.cores = 8;
-            r.duration_s = 3 + (uint32_t)(k % 4);
-            assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_REQUEST, &r, &seq[k]), CPN_OK);
+            r.duration_s = 8 + (uint32_t)(k % 4);
+            assert_int_equal(ctl_client_send(g.b[i].t.cli, CPN_MSG_REQUEST, &r, &seq[x]), CPN_OK);
         }
-        h_await_n(b->t.cli, per, seq, idp, whatp, MT_WAIT_MS, ans);
-        size_t grants = 0;
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        size_t x0 = (size_t)i * per, grants = 0;
+        h_await_n(b->t.cli, per, seq + x0, idp + x0, whatp, MT_WAIT_MS, ans);
         for (size_t k = 0; k < per; k++) {
-            if (ans[k].type == CPN_MSG_GRANT) {
-                s_lease_id_of(&ans[k], b->lease_ids[grants]);
-                grants++;
-            } else
-                fprintf(stderr, "# %s: %s (%s)\n", ids[k], cpn_msg_name(ans[k].type),
+            if (ans[k].type == CPN_MSG_GRANT)
+                s_lease_id_of(&ans[k], b->lease_ids[grants++]);
+            else
+                fprintf(stderr, "# %s: %s (%s)\n", ids[x0 + k], cpn_msg_name(ans[k].type),
                         ans[k].reason);
             h_ans_free(&ans[k]);
         }
@@ -315,7 +319,9 @@ static void mt_change(void)
         uint64_t *seq = calloc(cap, sizeof *seq);
         assert_non_null(seq);
         for (size_t k = 0; k < b->n_leases && n < cap; k++) {
-            bool renew = k % 5 == 0, release = !renew && k % 7 == 0;
+            /* Of the later half: those granted last have most of their time left. */
+            bool late = k >= b->n_leases / 2;
+            bool renew = late && k % 5 == 0, release = late && !renew && k % 7 == 0;
             if (!renew && !release)
                 continue;
             if (renew) {
@@ -323,7 +329,7 @@ static void mt_change(void)
                 memset(&rn, 0, sizeof rn);
                 snprintf(rn.lease_id, sizeof rn.lease_id, "%s", b->lease_ids[k]);
                 memcpy(rn.peer, cpn_identity_pk(g.b[B_B].peer_key), CPN_PK_LEN);
-                rn.extend_s = 2;
+                rn.extend_s = 3;
                 assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_RENEW, &rn, &seq[n]), CPN_OK);
             } else {
                 cpn_release_t rl;
@@ -338,7 +344,7 @@ static void mt_change(void)
         /* Answers are GRANTs (matched by the request id, which we do not track here) or a
          * NACK naming the seq: we wait for the broker to have passed them all on, bounded, by
          * counting what comes back. */
-        size_t got = 0;
+        size_t got = 0, refused = 0;
         uint64_t deadline = cpn_mono_ms() + MT_WAIT_MS;
         while (got < n && cpn_mono_ms() < deadline) {
             uint8_t *frame = NULL;
@@ -347,11 +353,12 @@ static void mt_change(void)
             if (ctl_client_recv(b->t.cli, deadline, &frame, &len, &env) != CPN_OK)
                 break;
             got += env.type == CPN_MSG_GRANT;
-            if (env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR)
-                fprintf(stderr, "# %s: a renewal or release refused\n", b->t.name);
+            /* A lease that ended before its renewal came is refused `expired`. */
+            refused += env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR;
             got += env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR;
             free(frame);
         }
+        fprintf(stderr, "# %s: %zu renewals and releases, %zu refused\n", b->t.name, n, refused);
         assert_int_equal(got, n);
         free(seq);
     }
@@ -587,11 +594,22 @@ static void mt_tamper(void)
     assert_int_equal(fwrite(copy, 1, len, f), len);
     fclose(f);
     assert_int_not_equal(s_verify_bill(bad), 0);
-    /* Dropped: the bill orders a lease's records by n; frame 0 is record 1 of a lease with
-     * at least two records (every lease runs 3 s or more at a 1 s interval). */
+    /* Dropped: record 1 of a lease that has a record 2 (the bill orders a lease's records by
+     * n), the rest of the file kept. */
+    size_t drop = n;
+    for (size_t i = 0; i + 1 < n && drop == n; i++) {
+        cpn_env_t env;
+        cpn_usage_t u;
+        if (cpn_env_open(buf + off[i] + 4, flen[i] - 4, NULL, &env) == CPN_OK &&
+            cpn_usage_decode(&env, NULL, &u) == CPN_OK && u.n == 1 && !u.final)
+            drop = i;
+    }
+    assert_true(drop < n);
     f = fopen(bad, "wb");
     assert_non_null(f);
-    assert_int_equal(fwrite(buf + off[1], 1, len - off[1], f), len - off[1]);
+    assert_int_equal(fwrite(buf, 1, off[drop], f), off[drop]);
+    size_t rest = off[drop] + flen[drop];
+    assert_int_equal(fwrite(buf + rest, 1, len - rest, f), len - rest);
     fclose(f);
     assert_int_not_equal(s_verify_bill(bad), 0);
     free(copy);
