@@ -818,9 +818,10 @@ static void test_claim_chain_checked(void **state)
     s_claim_refused(1, claim, claim_len, "req-pool", CPN_E_EXPIRED, "released");
     free(req);
     free(claim);
-    /* req-gpu-1 is active, asked for 600 s: the same id for 900 s is another request */
+    /* req-gpu-1 is active, asked for 600 s: the same id for 900 s is another request (its
+     * CLAIM asks for the 900 s: one for 600 s would not even agree with its REQUEST) */
     s_request(&g.tsig, "req-gpu-1", 1, 900, &req, &req_len);
-    s_claim(&g.bsig[0], req, req_len, "gpu", 1, 90000, 600, &claim, &claim_len);
+    s_claim(&g.bsig[0], req, req_len, "gpu", 1, 90000, 900, &claim, &claim_len);
     s_claim_refused(0, claim, claim_len, "req-gpu-1", CPN_E_CONFLICT, "other terms");
     free(req);
     free(claim);
