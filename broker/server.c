@@ -8,6 +8,7 @@
  * twice); seq and timestamp (replay guard); only then the body is decoded and the handler
  * for the type runs.
  */
+#include "msg_typed.h"
 #include "server.h"
 
 #include <inttypes.h>
@@ -184,7 +185,7 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
         goto refuse;
     }
     if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
-        (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
+        (r = cpn_lease_decode(&in.env, &self->lim, &lease)) != CPN_OK)
         goto refuse;
     if (!rematch_on_lease(self, &in, &lease))
         claim_on_lease(self->claim, &in, &lease);

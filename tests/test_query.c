@@ -44,6 +44,7 @@
 #include "identity.h"
 #include "ledger.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* a daemon up, the ADs in its book (bound, not a timing) */
@@ -414,7 +415,7 @@ static cpn_msg_type_t s_page(int b, int t, const char *what, const char *after, 
         cpn_status_t st;
         cpn_limits_t lim = h_big_limits();
         memset(&st, 0, sizeof st);
-        assert_int_equal(cpn_msg_decode(&a->env, &lim, &st), CPN_OK);
+        assert_int_equal(cpn_status_decode(&a->env, &lim, &st), CPN_OK);
         snprintf(next, CPN_CURSOR_MAX, "%s", st.next);
     }
     return type;
