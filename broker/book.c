@@ -635,6 +635,20 @@ int book__ent_cmp(const book_t *self, const book_ent_t *a, const book_ent_t *b)
     return c != 0 ? c : (a->pkg < b->pkg ? -1 : 1);
 }
 
+/* First index in [lo, hi) whose entry is not less than e (hi if none). */
+static uint32_t s_lower_in(const book_t *b, const book_shape_t *s, const book_ent_t *e, uint32_t lo,
+                           uint32_t hi)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (book__ent_cmp(b, &s->ents[mid], e) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* First index whose entry is not less than e. */
 static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t *e)
 {
@@ -754,6 +768,7 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     uint32_t pos = s_lower(b, s, e);
     bool was_empty = s->n == 0;
     memmove(&s->ents[pos + 1], &s->ents[pos], (size_t)(s->n - pos) * sizeof *s->ents);
+    b->ent_moves += s->n - pos;
     s->ents[pos] = *e;
     s_mask_insert(s->mask, s->n, pos, e->free > 0);
     s->n++;
@@ -830,6 +845,7 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
         c->h.n_free--;
     }
     memmove(&s->ents[pos], &s->ents[pos + 1], (size_t)(s->n - pos - 1) * sizeof *s->ents);
+    b->ent_moves += s->n - pos - 1;
     s_mask_remove(s->mask, s->n, pos);
     s->n--;
     c->n_ents--;
@@ -858,6 +874,43 @@ static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_
         c->h.n_free += (uint32_t)d;
         s_shape_changed(b, sid, false);
     }
+}
+
+/* Re-price an entry within its shape, with `nfree` free units: it moves past the entries
+ * priced between its old and new price only (a memmove of those), not the rest of the shape. */
+static void s_ent_move(book_t *b, uint32_t sid, const book_ent_t *e, uint64_t price, uint32_t nfree)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    uint32_t p = s_lower(b, s, e), q;
+    if (p >= s->n || book__ent_cmp(b, &s->ents[p], e) != 0) {
+        log_error("book", "index out of step: entry not found");
+        return;
+    }
+    book_ent_t m = s->ents[p];
+    bool was = m.free > 0, now = nfree > 0;
+    m.price = price;
+    m.free = nfree;
+    if (book__ent_cmp(b, &m, e) > 0) { /* up: entries (p, q) shift down one */
+        q = s_lower_in(b, s, &m, p + 1, s->n) - 1;
+        memmove(&s->ents[p], &s->ents[p + 1], (size_t)(q - p) * sizeof *s->ents);
+        for (uint32_t i = p; i < q; i++)
+            s_setbit(s->mask, i, s_bit(s->mask, i + 1));
+    } else { /* down: entries [q, p) shift up one */
+        q = s_lower_in(b, s, &m, 0, p);
+        memmove(&s->ents[q + 1], &s->ents[q], (size_t)(p - q) * sizeof *s->ents);
+        for (uint32_t i = p; i > q; i--)
+            s_setbit(s->mask, i, s_bit(s->mask, i - 1));
+    }
+    b->ent_moves += q > p ? q - p : p - q;
+    s->ents[q] = m;
+    s_setbit(s->mask, q, now);
+    if (was != now) {
+        int d = now ? 1 : -1;
+        s->n_free += (uint32_t)d;
+        c->h.n_free += (uint32_t)d;
+    }
+    s_shape_changed(b, sid, false);
 }
 
 static void s_ent_of(const book_t *b, uint32_t peer, uint32_t pkg, book_ent_t *e)
@@ -1040,6 +1093,69 @@ void book_destroy(book_t **self_p)
     *self_p = NULL;
 }
 
+/* For each new package j, the index of the old package with the same id in from[j]
+ * (BOOK_NONE: a new id). Ids are unique within an AD (s_ad_check). Positions first (an AD
+ * usually lists its packages in the same order); a small hash of the old ids otherwise. */
+static void s_pair(const cpn_package_t *old, uint32_t n_old, const cpn_package_t *nw,
+                   uint32_t n_new, uint32_t *from)
+{
+    bool all = true;
+    for (uint32_t j = 0; j < n_new; j++) {
+        from[j] = j < n_old && strcmp(old[j].id, nw[j].id) == 0 ? j : BOOK_NONE;
+        all = all && from[j] != BOOK_NONE;
+    }
+    if (all || n_old == 0)
+        return;
+    uint16_t slot[2 * CPN_PACKAGES_MAX]; /* old index + 1; 0 empty. Load <= 1/2 */
+    const uint32_t mask = 2 * CPN_PACKAGES_MAX - 1;
+    memset(slot, 0, sizeof slot);
+    for (uint32_t i = 0; i < n_old; i++) {
+        uint32_t h = (uint32_t)s_hash_bytes(old[i].id, strlen(old[i].id)) & mask;
+        while (slot[h])
+            h = (h + 1) & mask;
+        slot[h] = (uint16_t)(i + 1);
+    }
+    for (uint32_t j = 0; j < n_new; j++) {
+        if (from[j] != BOOK_NONE)
+            continue;
+        uint32_t h = (uint32_t)s_hash_bytes(nw[j].id, strlen(nw[j].id)) & mask;
+        for (; slot[h]; h = (h + 1) & mask)
+            if (strcmp(old[slot[h] - 1].id, nw[j].id) == 0) {
+                from[j] = slot[h] - 1u;
+                break;
+            }
+    }
+}
+
+/* book_put_ad's step 2 for the old packages of peer slot `id` (still in the slot): each kept
+ * by a new package of the same id and shape (kept[j]) is updated in place or re-priced within
+ * its shape; the others leave the index. The old block stays live for the comparisons. */
+static void s_put_old(book_t *self, uint32_t id, const cpn_package_t *pkgs, uint32_t n_new,
+                      const uint32_t *shape_of, const uint32_t *from, bool *kept)
+{
+    book_pslot_t *ps = &self->peers[id];
+    uint32_t n_old = ps->pub.n_packages, to[CPN_PACKAGES_MAX];
+    for (uint32_t i = 0; i < n_old; i++)
+        to[i] = BOOK_NONE;
+    for (uint32_t j = 0; j < n_new; j++)
+        if (from[j] != BOOK_NONE && shape_of[j] == ps->shape_of[from[j]])
+            to[from[j]] = j;
+    for (uint32_t i = 0; i < n_old; i++) {
+        book_ent_t e;
+        uint32_t j = to[i];
+        s_ent_of(self, id, i, &e);
+        self->free_units -= ps->pkgs[i].free;
+        if (j == BOOK_NONE)
+            s_ent_remove(self, ps->shape_of[i], &e);
+        else if (pkgs[j].price == ps->pkgs[i].price)
+            s_ent_set_free(self, shape_of[j], &e, pkgs[j].free);
+        else
+            s_ent_move(self, shape_of[j], &e, pkgs[j].price, pkgs[j].free);
+        if (j != BOOK_NONE)
+            kept[j] = true;
+    }
+}
+
 int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint64_t ts_ms,
                 const cpn_ad_t *ad, const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
                 uint32_t hops)
@@ -1106,25 +1222,25 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
     }
 
-    /* 2. Nothing below fails. Packages keeping their id, shape and price are updated in place;
-     * the others leave and enter the index. */
+    /* 2. Nothing below fails. A package is known by its id, wherever it sits in the AD: one
+     * keeping its shape is updated in place (its free units) or moved within the shape (its
+     * price); the others leave and enter the index. */
     book_pslot_t *ps = &self->peers[id];
-    bool *kept = NULL;
-    bool kept_buf[CPN_PACKAGES_MAX];
-    kept = kept_buf;
-    memset(kept, 0, sizeof kept_buf);
+    uint32_t from[CPN_PACKAGES_MAX], at[CPN_PACKAGES_MAX];
+    bool kept[CPN_PACKAGES_MAX];
+    memset(kept, 0, sizeof kept);
     if (!fresh) {
-        for (uint32_t i = 0; i < n_old; i++) {
+        s_pair(ps->pkgs, n_old, pkgs, n_new, from);
+        s_put_old(self, id, pkgs, n_new, shape_of, from, kept);
+        /* Where the kept entries stand now (nothing moves them until step 3's inserts):
+         * their package index changes with the new block, and is set there directly. */
+        for (uint32_t j = 0; j < n_new; j++) {
+            if (!kept[j])
+                continue;
             book_ent_t e;
-            s_ent_of(self, id, i, &e);
-            self->free_units -= ps->pkgs[i].free;
-            if (i < n_new && shape_of[i] == ps->shape_of[i] && pkgs[i].price == ps->pkgs[i].price &&
-                strcmp(pkgs[i].id, ps->pkgs[i].id) == 0) {
-                s_ent_set_free(self, shape_of[i], &e, pkgs[i].free);
-                kept[i] = true;
-            } else {
-                s_ent_remove(self, ps->shape_of[i], &e);
-            }
+            s_ent_of(self, id, from[j], &e);
+            e.price = pkgs[j].price;
+            at[j] = s_lower(self, &self->shp[shape_of[j]], &e);
         }
         if (!ps->pub.withdrawn)
             self->replaced++;
@@ -1154,12 +1270,15 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         memcpy(ps->pub.via, via, CPN_PK_LEN);
     memcpy(ps->pub.name, ad->name, CPN_NAME_MAX);
     ps->pub.name[CPN_NAME_MAX - 1] = '\0';
+    for (uint32_t i = 0; i < n_new; i++) /* before any insert moves them */
+        if (kept[i]) {
+            self->shp[shape_of[i]].ents[at[i]].pkg = i;
+            self->shp[shape_of[i]].pending--;
+        }
     for (uint32_t i = 0; i < n_new; i++) {
         self->free_units += pkgs[i].free;
-        if (kept[i]) {
-            self->shp[shape_of[i]].pending--;
+        if (kept[i])
             continue;
-        }
         book_ent_t e;
         s_ent_of(self, id, i, &e);
         s_ent_insert(self, shape_of[i], &e);
@@ -1351,6 +1470,7 @@ void book_stats(const book_t *self, book_stats_t *out)
     out->replaced = self->replaced;
     out->expired = self->expired;
     out->expire_visits = self->expire_visits;
+    out->ent_moves = self->ent_moves;
     out->classes = self->n_cls_live;
     out->shapes = self->n_shp_live;
 }
