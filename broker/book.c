@@ -24,9 +24,12 @@
  * (match.c). Measured on the trace (docs/BENCHMARKS.md): without partitions a CPU-only
  * request looked at ~4,900 shapes in a book of 100k packages.
  *
- * Keeping the orders costs a memmove in one shape's array per changed package; a refreshed
- * AD whose packages keep their shape and price (the common case) only rewrites free counts
- * in place. Names (vendor, model, region, storage class) are interned case-folded and
+ * Keeping the orders costs, per changed package, a shift of the entries priced between its
+ * old and new price in its shape (a package keeping its shape is moved, not removed and
+ * inserted, and is known by its id wherever it sits in the AD); a refreshed AD whose packages
+ * keep their shape and price (the common case) only rewrites free counts in place. A package
+ * changing shape leaves one sorted array and enters another (a shift of the entries after
+ * its places). book_stats.ent_moves counts the entries shifted. Names (vendor, model, region, storage class) are interned case-folded and
  * reference counted by classes; empty shapes and classes are released, so the index never
  * holds more groups than there are packages. The book is bounded by max_offers packages (and
  * as many peer entries). Nothing here allocates per match.
@@ -876,6 +879,27 @@ static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_
     }
 }
 
+/* Bits [lo, hi] take the value of their neighbour above (from_above) or below; the others
+ * stay. A word at a time: a package moved past thousands of entries costs their words. The
+ * neighbour read (hi + 1, or lo - 1) must be within the bitmap. */
+static void s_mask_slide(uint64_t *m, uint32_t lo, uint32_t hi, bool from_above)
+{
+    uint32_t wlo = lo >> 6, whi = hi >> 6;
+    for (uint32_t k = 0; k <= whi - wlo; k++) {
+        uint32_t w = from_above ? wlo + k : whi - k;
+        uint64_t v = m[w], sh;
+        if (from_above)
+            sh = (v >> 1) | (w + 1 <= (hi + 1) >> 6 ? (m[w + 1] & 1u) << 63 : 0);
+        else
+            sh = (v << 1) | (w > 0 && w - 1 >= (lo - 1) >> 6 ? m[w - 1] >> 63 : 0);
+        uint32_t a = (lo > w * 64 ? lo : w * 64) - w * 64;
+        uint32_t z = (hi < w * 64 + 63 ? hi : w * 64 + 63) - w * 64;
+        uint64_t mk = (z == 63 ? ~UINT64_C(0) : (UINT64_C(1) << (z + 1)) - 1) &
+                      ~((UINT64_C(1) << a) - 1);
+        m[w] = (v & ~mk) | (sh & mk);
+    }
+}
+
 /* Re-price an entry within its shape, with `nfree` free units: it moves past the entries
  * priced between its old and new price only (a memmove of those), not the rest of the shape. */
 static void s_ent_move(book_t *b, uint32_t sid, const book_ent_t *e, uint64_t price, uint32_t nfree)
@@ -894,13 +918,13 @@ static void s_ent_move(book_t *b, uint32_t sid, const book_ent_t *e, uint64_t pr
     if (book__ent_cmp(b, &m, e) > 0) { /* up: entries (p, q) shift down one */
         q = s_lower_in(b, s, &m, p + 1, s->n) - 1;
         memmove(&s->ents[p], &s->ents[p + 1], (size_t)(q - p) * sizeof *s->ents);
-        for (uint32_t i = p; i < q; i++)
-            s_setbit(s->mask, i, s_bit(s->mask, i + 1));
+        if (q > p)
+            s_mask_slide(s->mask, p, q - 1, true);
     } else { /* down: entries [q, p) shift up one */
         q = s_lower_in(b, s, &m, 0, p);
         memmove(&s->ents[q + 1], &s->ents[q], (size_t)(p - q) * sizeof *s->ents);
-        for (uint32_t i = p; i > q; i--)
-            s_setbit(s->mask, i, s_bit(s->mask, i - 1));
+        if (p > q)
+            s_mask_slide(s->mask, q + 1, p, false);
     }
     b->ent_moves += q > p ? q - p : p - q;
     s->ents[q] = m;
@@ -1093,6 +1117,52 @@ void book_destroy(book_t **self_p)
     *self_p = NULL;
 }
 
+/* Give back the room reserved in the shapes of n packages (and release shapes left empty). */
+static void s_put_unreserve(book_t *self, const uint32_t *shape_of, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        self->shp[shape_of[i]].pending--;
+    for (uint32_t i = 0; i < n; i++)
+        s_shape_gc(self, shape_of[i]);
+}
+
+/* book_put_ad's step 1: the new block (the packages, their shapes, the frame: *block_p,
+ * malloc'd), the shape of every package with room reserved, a slot in the expiry heap. On an
+ * error nothing is held. */
+static int s_put_reserve(book_t *self, const cpn_ad_t *ad, bool local, const uint8_t *frame,
+                         size_t len, uint8_t **block_p)
+{
+    uint32_t n = ad->n_packages, n_reserved = 0;
+    size_t pk_sz = (size_t)n * sizeof(cpn_package_t), sh_sz = (size_t)n * sizeof(uint32_t);
+    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    cpn_package_t *pkgs = (cpn_package_t *)block;
+    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
+    if (n > 0)
+        memcpy(pkgs, ad->packages, pk_sz);
+    if (len > 0)
+        memcpy(block + pk_sz + sh_sz, frame, len);
+    int r = CPN_OK;
+    for (uint32_t i = 0; i < n && r == CPN_OK; i++) {
+        uint32_t sid = BOOK_NONE;
+        r = s_shape_get(self, &pkgs[i], local, &sid);
+        if (r != CPN_OK && sid != BOOK_NONE)
+            s_shape_gc(self, sid);
+        if (r == CPN_OK)
+            shape_of[n_reserved++] = sid;
+    }
+    if (r == CPN_OK)
+        r = s_exp_reserve(self);
+    if (r != CPN_OK) {
+        s_put_unreserve(self, shape_of, n_reserved);
+        free(block);
+        return r;
+    }
+    *block_p = block;
+    return CPN_OK;
+}
+
 /* For each new package j, the index of the old package with the same id in from[j]
  * (BOOK_NONE: a new id). Ids are unique within an AD (s_ad_check). Positions first (an AD
  * usually lists its packages in the same order); a small hash of the old ids otherwise. */
@@ -1129,9 +1199,11 @@ static void s_pair(const cpn_package_t *old, uint32_t n_old, const cpn_package_t
 
 /* book_put_ad's step 2 for the old packages of peer slot `id` (still in the slot): each kept
  * by a new package of the same id and shape (kept[j]) is updated in place or re-priced within
- * its shape; the others leave the index. The old block stays live for the comparisons. */
+ * its shape; the others leave the index. The old block stays live for the comparisons. at[j]:
+ * where kept[j]'s entry stands then (nothing moves it until the new packages are inserted),
+ * so that its package index is set directly once the new block is in. */
 static void s_put_old(book_t *self, uint32_t id, const cpn_package_t *pkgs, uint32_t n_new,
-                      const uint32_t *shape_of, const uint32_t *from, bool *kept)
+                      const uint32_t *shape_of, const uint32_t *from, bool *kept, uint32_t *at)
 {
     book_pslot_t *ps = &self->peers[id];
     uint32_t n_old = ps->pub.n_packages, to[CPN_PACKAGES_MAX];
@@ -1153,6 +1225,14 @@ static void s_put_old(book_t *self, uint32_t id, const cpn_package_t *pkgs, uint
             s_ent_move(self, shape_of[j], &e, pkgs[j].price, pkgs[j].free);
         if (j != BOOK_NONE)
             kept[j] = true;
+    }
+    for (uint32_t j = 0; j < n_new; j++) {
+        if (!kept[j])
+            continue;
+        book_ent_t e;
+        s_ent_of(self, id, from[j], &e);
+        e.price = pkgs[j].price;
+        at[j] = s_lower(self, &self->shp[shape_of[j]], &e);
     }
 }
 
@@ -1181,34 +1261,14 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     }
     bool local = s_zero(via);
 
-    /* 1. Everything that can fail: the block, the peer slot, shapes with reserved room. */
+    /* 1. Everything that can fail: the block, shapes with reserved room, the peer slot. */
+    uint8_t *block = NULL;
+    if ((r = s_put_reserve(self, ad, local, frame, len, &block)) != CPN_OK)
+        return r;
     size_t pk_sz = (size_t)n_new * sizeof(cpn_package_t);
-    size_t sh_sz = (size_t)n_new * sizeof(uint32_t);
-    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
-    uint32_t *shape_of = NULL;
-    uint32_t n_reserved = 0;
-    if (block == NULL)
-        return CPN_E_NOMEM;
     cpn_package_t *pkgs = (cpn_package_t *)block;
-    shape_of = (uint32_t *)(block + pk_sz);
-    uint8_t *fcopy = block + pk_sz + sh_sz;
-    if (n_new > 0)
-        memcpy(pkgs, ad->packages, pk_sz);
-    if (len > 0)
-        memcpy(fcopy, frame, len);
-    for (uint32_t i = 0; i < n_new; i++) {
-        uint32_t sid = BOOK_NONE;
-        r = s_shape_get(self, &pkgs[i], local, &sid);
-        if (r != CPN_OK) {
-            if (sid != BOOK_NONE)
-                s_shape_gc(self, sid);
-            goto fail;
-        }
-        shape_of[i] = sid;
-        n_reserved++;
-    }
-    if ((r = s_exp_reserve(self)) != CPN_OK)
-        goto fail;
+    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
+    uint8_t *fcopy = block + pk_sz + (size_t)n_new * sizeof(uint32_t);
     if (fresh) {
         if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
@@ -1231,17 +1291,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     memset(kept, 0, sizeof kept);
     if (!fresh) {
         s_pair(ps->pkgs, n_old, pkgs, n_new, from);
-        s_put_old(self, id, pkgs, n_new, shape_of, from, kept);
-        /* Where the kept entries stand now (nothing moves them until step 3's inserts):
-         * their package index changes with the new block, and is set there directly. */
-        for (uint32_t j = 0; j < n_new; j++) {
-            if (!kept[j])
-                continue;
-            book_ent_t e;
-            s_ent_of(self, id, from[j], &e);
-            e.price = pkgs[j].price;
-            at[j] = s_lower(self, &self->shp[shape_of[j]], &e);
-        }
+        s_put_old(self, id, pkgs, n_new, shape_of, from, kept, at);
         if (!ps->pub.withdrawn)
             self->replaced++;
         else
@@ -1290,10 +1340,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     return CPN_OK;
 
 fail:
-    for (uint32_t i = 0; i < n_reserved; i++)
-        self->shp[shape_of[i]].pending--;
-    for (uint32_t i = 0; i < n_reserved; i++)
-        s_shape_gc(self, shape_of[i]);
+    s_put_unreserve(self, shape_of, n_new);
     free(block);
     return r;
 }

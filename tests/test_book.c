@@ -573,7 +573,7 @@ static void test_index_random_ops(void **state)
 static void test_index_random_reprice(void **state)
 {
     (void)state;
-    enum { PEERS = 12, STEPS = 3000, POOL = 8 };
+    enum { PEERS = 40, STEPS = 3000, POOL = 8 };
     s_rng = 7;
     book_t *b = book_new(1000);
     uint64_t seq[PEERS] = {0};
@@ -634,7 +634,7 @@ static void test_reprice_moves(void **state)
         k[0] = (uint8_t)(who >> 8);
         k[1] = (uint8_t)who;
         for (uint32_t i = 0; i < PKGS; i++) {
-            p[i] = s_pkg("x", "H100", 8, 100000u + 10u * (who * PKGS + i), 2);
+            p[i] = s_pkg("x", "H100", 8, 100000u + 10u * (who * PKGS + i), (who + i) % 3);
             snprintf(p[i].id, sizeof p[i].id, "pk%u", i);
         }
         cpn_ad_t ad = s_ad(p, PKGS, 600);
@@ -669,7 +669,7 @@ static void test_reprice_moves(void **state)
     cpn_package_t r[PKGS];
     for (uint32_t i = 0; i < PKGS; i++) {
         r[i] = p[PKGS - 1 - i];
-        r[i].free = 1;
+        r[i].free = i % 2;
     }
     cpn_ad_t rad = s_ad(r, PKGS, 600);
     m0 = st.ent_moves;
