@@ -39,6 +39,7 @@
 
 #include "book.h"
 #include "book_int.h"
+#include "book_mask.h"
 #include "log.h"
 
 #define S_HT_MIN 64u
@@ -666,61 +667,6 @@ static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t
     return lo;
 }
 
-static inline bool s_bit(const uint64_t *m, uint32_t i)
-{
-    return (m[i >> 6] >> (i & 63)) & 1u;
-}
-
-static inline void s_setbit(uint64_t *m, uint32_t i, bool on)
-{
-    if (on)
-        m[i >> 6] |= (uint64_t)1 << (i & 63);
-    else
-        m[i >> 6] &= ~((uint64_t)1 << (i & 63));
-}
-
-/* Bits [pos, n) move up by one; bit pos becomes `on`. The bitmap has room for n + 1 bits. */
-static void s_mask_insert(uint64_t *m, uint32_t n, uint32_t pos, bool on)
-{
-    uint32_t w = pos >> 6, last = n >> 6; /* word of the new last bit */
-    uint64_t carry = 0;
-    for (uint32_t i = w; i <= last; i++) {
-        uint64_t v = m[i];
-        uint64_t out = v >> 63;
-        if (i == w) {
-            uint32_t off = pos & 63;
-            uint64_t low = off ? (v & (((uint64_t)1 << off) - 1)) : 0;
-            uint64_t high = v & ~(off ? (((uint64_t)1 << off) - 1) : 0);
-            v = low | (high << 1) | ((uint64_t)(on ? 1 : 0) << off);
-        } else {
-            v = (v << 1) | carry;
-        }
-        m[i] = v;
-        carry = out;
-    }
-}
-
-/* Bit pos leaves; bits (pos, n) move down by one; bit n - 1 clears. */
-static void s_mask_remove(uint64_t *m, uint32_t n, uint32_t pos)
-{
-    uint32_t w = pos >> 6, last = (n - 1) >> 6;
-    for (uint32_t i = w; i <= last; i++) {
-        uint64_t v = m[i];
-        uint64_t next = (i + 1 <= last) ? (m[i + 1] & 1u) : 0;
-        if (i == w) {
-            uint32_t off = pos & 63;
-            uint64_t lowmask = off ? (((uint64_t)1 << off) - 1) : 0;
-            uint64_t low = v & lowmask;
-            uint64_t high = (off == 63) ? 0 : ((v >> (off + 1)) << off);
-            v = low | high;
-        } else {
-            v >>= 1;
-        }
-        m[i] = v | (next << 63);
-    }
-    s_setbit(m, n - 1, false);
-}
-
 /* Keep the non-empty bitmaps of partitions in step as one becomes (non-)empty. */
 static void s_part_mark(book_t *b, const book_class_t *c, bool nonempty)
 {
@@ -773,7 +719,7 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     memmove(&s->ents[pos + 1], &s->ents[pos], (size_t)(s->n - pos) * sizeof *s->ents);
     b->ent_moves += s->n - pos;
     s->ents[pos] = *e;
-    s_mask_insert(s->mask, s->n, pos, e->free > 0);
+    book_mask_insert(s->mask, s->n, pos, e->free > 0);
     s->n++;
     s->pending--;
     c->n_ents++;
@@ -849,7 +795,7 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
     }
     memmove(&s->ents[pos], &s->ents[pos + 1], (size_t)(s->n - pos - 1) * sizeof *s->ents);
     b->ent_moves += s->n - pos - 1;
-    s_mask_remove(s->mask, s->n, pos);
+    book_mask_remove(s->mask, s->n, pos);
     s->n--;
     c->n_ents--;
     if (s->n == 0)
@@ -871,32 +817,11 @@ static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_
     bool was = s->ents[pos].free > 0, now = nfree > 0;
     s->ents[pos].free = nfree;
     if (was != now) {
-        s_setbit(s->mask, pos, now);
+        book_mask_set(s->mask, pos, now);
         int d = now ? 1 : -1;
         s->n_free += (uint32_t)d;
         c->h.n_free += (uint32_t)d;
         s_shape_changed(b, sid, false);
-    }
-}
-
-/* Bits [lo, hi] take the value of their neighbour above (from_above) or below; the others
- * stay. A word at a time: a package moved past thousands of entries costs their words. The
- * neighbour read (hi + 1, or lo - 1) must be within the bitmap. */
-static void s_mask_slide(uint64_t *m, uint32_t lo, uint32_t hi, bool from_above)
-{
-    uint32_t wlo = lo >> 6, whi = hi >> 6;
-    for (uint32_t k = 0; k <= whi - wlo; k++) {
-        uint32_t w = from_above ? wlo + k : whi - k;
-        uint64_t v = m[w], sh;
-        if (from_above)
-            sh = (v >> 1) | (w + 1 <= (hi + 1) >> 6 ? (m[w + 1] & 1u) << 63 : 0);
-        else
-            sh = (v << 1) | (w > 0 && w - 1 >= (lo - 1) >> 6 ? m[w - 1] >> 63 : 0);
-        uint32_t a = (lo > w * 64 ? lo : w * 64) - w * 64;
-        uint32_t z = (hi < w * 64 + 63 ? hi : w * 64 + 63) - w * 64;
-        uint64_t mk = (z == 63 ? ~UINT64_C(0) : (UINT64_C(1) << (z + 1)) - 1) &
-                      ~((UINT64_C(1) << a) - 1);
-        m[w] = (v & ~mk) | (sh & mk);
     }
 }
 
@@ -919,16 +844,16 @@ static void s_ent_move(book_t *b, uint32_t sid, const book_ent_t *e, uint64_t pr
         q = s_lower_in(b, s, &m, p + 1, s->n) - 1;
         memmove(&s->ents[p], &s->ents[p + 1], (size_t)(q - p) * sizeof *s->ents);
         if (q > p)
-            s_mask_slide(s->mask, p, q - 1, true);
+            book_mask_slide(s->mask, p, q - 1, true);
     } else { /* down: entries [q, p) shift up one */
         q = s_lower_in(b, s, &m, 0, p);
         memmove(&s->ents[q + 1], &s->ents[q], (size_t)(p - q) * sizeof *s->ents);
         if (p > q)
-            s_mask_slide(s->mask, q + 1, p, false);
+            book_mask_slide(s->mask, q + 1, p, false);
     }
     b->ent_moves += q > p ? q - p : p - q;
     s->ents[q] = m;
-    s_setbit(s->mask, q, now);
+    book_mask_set(s->mask, q, now);
     if (was != now) {
         int d = now ? 1 : -1;
         s->n_free += (uint32_t)d;
