@@ -50,6 +50,9 @@ typedef struct {
     uint64_t replaced;     /* ADs that replaced an older AD of the same peer */
     uint64_t expired;      /* peers dropped by book_expire */
     uint64_t expire_visits; /* entries book_expire looked at: O(expired), not O(peers) */
+    uint64_t ent_moves;     /* index entries shifted to keep shapes sorted: a re-priced package
+                               moves past the entries priced between its old and new price
+                               only, an unchanged one none (tests count it) */
     size_t classes;        /* index: groups of offers with the same shape (match.c) */
     size_t shapes;         /* index: distinct hardware shapes within those groups */
 } book_stats_t;

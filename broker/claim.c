@@ -54,6 +54,7 @@
 #include "clock.h"
 #include "log.h"
 #include "match.h"
+#include "spill.h"
 #include "window.h"
 #include "msg_typed.h"
 
@@ -698,6 +699,37 @@ static void s_local_first(claim_t *self, claim_pending_t *p)
     memcpy(p->cands, sorted, k * sizeof sorted[0]);
 }
 
+/* Policy federation.spill: local offers first, matched in a pass of their own (so they are
+ * tried even when remote offers rank better), then the matcher's remote candidates member
+ * by member in the policy's order (spill.h). One candidate is claimed at a time, so the
+ * request is at one broker at a time. CPN_E_NO_MATCH with `why` if a list left nothing. */
+_Static_assert(BROKER_CANDS_MAX <= SPILL_CANDS_MAX, "spill_order sorts every candidate");
+static int s_spill(claim_t *self, claim_pending_t *p, char *why, size_t cap)
+{
+    match_policy_t lp = s_pol(self)->placement;
+    lp.local_only = true;
+    match_cand_t all[BROKER_CANDS_MAX];
+    size_t n_local = 0, n = 0, dropped = 0;
+    int r = match_find(self->svc.book, &p->req, &lp, self->clock.now_ms(), all, BROKER_CANDS_MAX,
+                       &n_local, NULL);
+    if (r != CPN_OK)
+        n_local = 0; /* no local offer fits: spill at once */
+    n = n_local;
+    for (size_t i = 0; i < p->n_cands && n < BROKER_CANDS_MAX; i++) {
+        const book_peer_t *bp = book_peer(self->svc.book, p->cands[i].peer);
+        if (bp && !sodium_is_zero(bp->via, CPN_PK_LEN))
+            all[n++] = p->cands[i];
+    }
+    n = spill_order(self->svc.book, s_pol(self), all, n, &dropped);
+    memcpy(p->cands, all, n * sizeof all[0]);
+    p->n_cands = n;
+    if (n > 0)
+        return CPN_OK;
+    snprintf(why, cap, "%zu offer%s fit, all through members federation.spill does not list",
+             dropped, dropped == 1 ? "" : "s");
+    return CPN_E_NO_MATCH;
+}
+
 /* ---- REQUEST ---- */
 
 /* The planned offer first; the matcher's other candidates follow in their order, for the
@@ -746,8 +778,14 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_finish_nack(self, p, r, NULL);
         return;
     }
-    if (s_pol(self)->federation.local_first)
+    if (s_pol(self)->federation.spill != POLICY_SPILL_RANK) {
+        if ((r = s_spill(self, p, reason, sizeof reason)) != CPN_OK && !planned) {
+            s_finish_nack(self, p, r, reason);
+            return;
+        }
+    } else if (s_pol(self)->federation.local_first) {
         s_local_first(self, p);
+    }
     if (planned)
         s_plan_first(p, planned);
     if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
