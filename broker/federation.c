@@ -77,6 +77,7 @@ void federation_destroy(broker_t *self)
         cpn_link_destroy(&f->links[i].link);
     free(f->links);
     free(f->fwd);
+    free(f->sum.frame);
     free(f);
     self->fed = NULL;
 }
@@ -220,4 +221,5 @@ void federation_tick(broker_t *self, uint64_t now)
             (void)fed_sync_send(self, l);
     }
     fed_forward_expire(self, now);
+    fed_summary_tick(self, now);
 }

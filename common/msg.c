@@ -184,6 +184,8 @@ static const s_codec_t s_codecs[] = {
     T(SYNC, s_sync, cpn_sync_t),
     T(RESEND, s_resend, cpn_resend_t),
     T(NOTICE, s_notice, cpn_notice_t),
+    /* A broker's summary of its peers' offers: an AD's body, rows as packages (§12). */
+    {CPN_MSG_SUMMARY, NULL, 0, sizeof(cpn_ad_t), s_ad_encode, s_ad_decode},
 };
 #undef T
 

@@ -34,7 +34,8 @@
     X(forward, FORWARD, cpn_forward_t)                                                             \
     X(sync, SYNC, cpn_sync_t)                                                                      \
     X(resend, RESEND, cpn_resend_t)                                                                \
-    X(notice, NOTICE, cpn_notice_t)
+    X(notice, NOTICE, cpn_notice_t)                                                                \
+    X(summary, SUMMARY, cpn_ad_t)
 
 /* Decode env->body as `type` into body (size bytes, zeroed first): CPN_E_WRONG_TYPE if the
  * frame is of another type, else what cpn_msg_decode returns. Call after the envelope
