@@ -2,6 +2,7 @@
 #include "summary.h"
 
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,15 @@ static uint32_t s_add_sat(uint32_t a, uint32_t b, uint32_t max)
     return a > max - (b < max ? b : max) ? max : a + b;
 }
 
+/* Does package p lower the row's price? The row's price is the lowest among its packages
+ * with free units (among all of them while none has any): what a CLAIM for the row can get. */
+static bool s_cheaper(const cpn_package_t *row, uint32_t row_free_before, const cpn_package_t *p)
+{
+    if (p->free && !row_free_before)
+        return true;
+    return (p->free || !row_free_before) && p->price < row->price;
+}
+
 /* Fold package p (grouping key k) into the rows: a row of the same key, or a new one. */
 static void s_fold(cpn_ad_t *out, cpn_package_t *keys, const cpn_package_t *p,
                    const cpn_package_t *k, uint32_t *dropped)
@@ -61,9 +71,10 @@ static void s_fold(cpn_ad_t *out, cpn_package_t *keys, const cpn_package_t *p,
         if (memcmp(&keys[i], k, sizeof *k) != 0)
             continue;
         cpn_package_t *row = &out->packages[i];
+        uint32_t free_before = row->free;
         row->total = s_add_sat(row->total, p->total, max);
         row->free = s_add_sat(row->free, p->free, row->total);
-        if (p->price < row->price)
+        if (s_cheaper(row, free_before, p))
             row->price = p->price;
         return;
     }

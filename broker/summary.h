@@ -3,7 +3,8 @@
  *
  * A summary is an AD's body signed by the broker: one row (a package map) per (shape, region,
  * price band) of the offers of the peers connected to it directly. A row's `free` and `total`
- * are the sums of the packages it counts, its `price` the lowest among them; its `id` names
+ * are the sums of the packages it counts, its `price` the lowest among those with free units
+ * (among all while none has any); its `id` names
  * the group ("s" and 16 hex digits of a hash of the shape, the region and the band), the same
  * in every summary the broker makes. A distant broker matches a request against the rows and
  * sends its CLAIM for the row to the broker that made it, which picks the package.
