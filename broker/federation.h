@@ -122,7 +122,7 @@ int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
 size_t federation_n_rows(const broker_t *self);
 const char *federation_row_name(const broker_t *self, size_t i);
 void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
-#define FED_STATUS_KEYS 10
+#define FED_STATUS_KEYS 14
 void federation_status(broker_t *self, msgpack_packer *pk);
 
 /* One member link as the metrics and the dashboard see it (obs.c). */

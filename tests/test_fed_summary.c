@@ -228,6 +228,27 @@ static bool s_wait_rows(int b, uint32_t n, uint64_t ms)
     return false;
 }
 
+/* Counter `key` of broker b's status (0 if absent). */
+static uint64_t s_status_u64(int b, const char *key)
+{
+    h_ans_t a;
+    uint64_t v = 0;
+    if (h_query(g.b[b].cli, "status", WAIT_MS, &a) == CPN_MSG_STATUS)
+        v = h_u64(h_get(&a.obj, key));
+    h_ans_free(&a);
+    return v;
+}
+
+/* Wait up to WAIT_MS until counter `key` of broker b is at least `min` (a STATUS may answer
+ * an earlier QUERY of the connection, from before); its last value. */
+static uint64_t s_wait_status(int b, const char *key, uint64_t min)
+{
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS, v = 0;
+    while ((v = s_status_u64(b, key)) < min && cpn_mono_ms() < deadline)
+        usleep(POLL_MS * 1000);
+    return v;
+}
+
 /* ---- D's RELAYs ---- */
 
 /* A SUMMARY of broker `who` with seq `seq` and one row `row` (NULL: no rows). */
@@ -424,6 +445,13 @@ static void test_far_broker_sees_summary_and_gets_lease(void **state)
     assert_string_equal(ch.lease.lease_id, lease_id);
     free(grant);
     free(again);
+    /* What the counters say: C left pa's AD out and took A's summaries; A resolved one
+     * CLAIM (the retry got C's GRANT from its ledger). */
+    assert_true(s_wait_status(B_C, "relays_over_budget", 1) >= 1);
+    assert_true(s_wait_status(B_C, "summaries_in", 1) >= 1);
+    assert_true(s_wait_status(B_A, "summaries_out", 1) >= 1);
+    assert_int_equal(s_wait_status(B_A, "summary_claims", 1), 1);
+    assert_int_equal(s_wait_status(B_A, "summary_claims", 1), 1);
 }
 
 static void test_old_summaries_never_come_back(void **state)
