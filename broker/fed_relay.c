@@ -113,9 +113,10 @@ static int s_summary_in(broker_t *self, const cpn_env_t *in, uint32_t hops, cons
     else if (sum.n_packages)
         r = book_put_ad(self->book, in->from, in->seq, in->ts_ms, &sum, in->frame, in->frame_len,
                         l->key, hops);
-    else
-        r = book_withdraw_from(self->book, in->from, in->seq, in->frame, in->frame_len, l->key,
-                               hops);
+    else /* a tombstone even for a broker we never heard of: its rows may come late */
+        r = book_withdraw_unknown(self->book, in->from, in->seq, in->ts_ms,
+                                  in->ts_ms + FED_TOMB_UNKNOWN_MS, in->frame, in->frame_len,
+                                  l->key, hops);
     cpn_ad_clear(&sum);
     if (r == CPN_OK)
         self->fed->st.summaries_in++;
@@ -206,8 +207,10 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
         cpn_withdraw_t w;
         if ((r = cpn_msg_decode(&in, &self->lim, &w)) != CPN_OK)
             goto refuse;
-        r = book_withdraw_from(self->book, in.from, in.seq, in.frame, in.frame_len, l->key,
-                               relay->hops);
+        /* A peer we do not know: a tombstone all the same, so its AD, late, is refused. */
+        r = book_withdraw_unknown(self->book, in.from, in.seq, in.ts_ms,
+                                  in.ts_ms + FED_TOMB_UNKNOWN_MS + skew, in.frame, in.frame_len,
+                                  l->key, relay->hops);
     }
     if (r == CPN_E_REPLAY || r == CPN_E_NO_PACKAGE) { /* seen already: the flood ends here */
         f->st.relays_dup++;

@@ -61,7 +61,9 @@ void fed_summary_tick(broker_t *self, uint64_t now_mono)
     /* Nothing to say and nothing said: no summary at all. An empty one after rows ends them
      * at every broker (a tombstone there, as a WITHDRAW is). */
     bool silent = !f->sum.frame && rows.n_packages == 0;
-    bool stale = f->sum.frame && now + ttl_ms * 2 / 3 >= f->sum.expires_ms;
+    /* An empty summary is not refreshed: it has said its piece once the rows it ended
+     * expire, and their tombstones go with them everywhere. */
+    bool stale = f->sum.frame && f->sum.rows && now + ttl_ms * 2 / 3 >= f->sum.expires_ms;
     if (!silent && (!f->sum.frame || hash != f->sum.hash || stale)) {
         if (s_make(self, &rows, hash) == CPN_OK) {
             log_debug("fed", "our summary: %u rows (%u groups left out), seq %" PRIu64,

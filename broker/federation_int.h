@@ -40,6 +40,10 @@
 /* Our summary (federation.summary.publish) is made again at most every FED_SUMMARY_EVERY_MS
  * (one pass over the book) and sent when its rows changed or a third of its ttl passed. */
 #define FED_SUMMARY_EVERY_MS 1000
+/* A relayed WITHDRAW of a peer we never knew (its AD still on its way, or long expired here)
+ * is kept as a tombstone for as long as that AD could live: it was signed before the
+ * WITHDRAW, with a ttl of at most CPN_AD_TTL_MAX_S (book_withdraw_unknown). */
+#define FED_TOMB_UNKNOWN_MS ((uint64_t)CPN_AD_TTL_MAX_S * 1000)
 
 /* A broker's place in the federation's spanning tree (fed_tree.c): the smallest broker key
  * it hears of is the root; its parent is the member that offers the shortest way there. */

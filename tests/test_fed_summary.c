@@ -12,7 +12,8 @@
  *    lease (one intent per request id at C, one at A);
  *  - loss, duplication and reordering of summary RELAYs cannot resurrect an older summary
  *    (D sends summaries of a broker E out of order, and A's own older summary again): C keeps
- *    the newest; an empty summary ends E's rows for good;
+ *    the newest; an empty summary ends E's rows for good, and one of a broker H never heard of
+ *    keeps H's older rows out when they come after it;
  *  - pa stops (its WITHDRAW): A's next summary is empty and C's copy of A's rows goes.
  *
  * Every wait is bounded and waits for a positive event (to know that C has handled what D
@@ -61,7 +62,7 @@ static struct {
         pid_t pid;
         ctl_client_t *cli;
     } b[B__COUNT];
-    cpn_identity_t *pa, *ops, *e, *f; /* the peer; the operator; brokers D speaks for */
+    cpn_identity_t *pa, *ops, *e, *f, *h; /* the peer; the operator; brokers D speaks for */
     ctl_client_t *d;                  /* D's connection to C */
     pid_t pa_pid;
     uint32_t marker; /* F's summaries, each with a new row id */
@@ -325,6 +326,7 @@ static int s_teardown(void **state)
     cpn_identity_destroy(&g.ops);
     cpn_identity_destroy(&g.e);
     cpn_identity_destroy(&g.f);
+    cpn_identity_destroy(&g.h);
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
 }
@@ -367,6 +369,7 @@ static int s_setup(void **state)
     h_keygen(g.dir, "ops", &g.ops);
     h_keygen(g.dir, "e", &g.e);
     h_keygen(g.dir, "f", &g.f);
+    h_keygen(g.dir, "h", &g.h);
     bool up = false;
     for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
         up = s_start_brokers();
@@ -472,6 +475,13 @@ static void test_old_summaries_never_come_back(void **state)
     s_barrier();
     assert_false(s_lists(B_C, "enew"));
     assert_false(s_lists(B_C, "eold"));
+
+    /* H, never heard of: its empty summary (seq 50) comes before its rows (seq 40). The
+     * empty one leaves a tombstone all the same, and the rows stay out. */
+    s_relay_summary(g.h, 50, NULL);
+    s_relay_summary(g.h, 40, "hold");
+    s_barrier();
+    assert_false(s_lists(B_C, "hold"));
 
     /* A summary of A's that is older than the one C holds (seq 1) is refused too. */
     s_relay_summary(g.b[B_A].id, 1, "aold");
