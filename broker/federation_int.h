@@ -37,6 +37,12 @@
 #define FED_DIGEST_MARGIN_MS 10000
 #define FED_DIGEST_EVERY_MS 1000
 #define FED_DIGEST_SEED 0x63706e2d64696721ULL /* the fingerprint of an empty book */
+/* Off the spanning tree, a member's fingerprint must have differed for FED_DIGEST_OFFTREE_MS
+ * before it gets our digest: after a loss the tree links repair the books within a few HELLO
+ * periods and the off-tree links then agree, so a dense graph does not sync on every link
+ * (docs/BENCHMARKS.md, "Federation at scale"); what a member off the tree keeps from us for
+ * good (a member that drops what it should pass on) is still repaired, that much later. */
+#define FED_DIGEST_OFFTREE_MS 30000
 /* Our summary (federation.summary.publish) is made again at most every FED_SUMMARY_EVERY_MS
  * (one pass over the book) and sent when its rows changed or a third of its ttl passed. */
 #define FED_SUMMARY_EVERY_MS 1000
@@ -73,6 +79,7 @@ typedef struct {
     uint64_t digest;           /* its book's fingerprint (0: none) */
     uint32_t digest_misses;    /* its HELLOs in a row whose fingerprint differed from ours */
     uint64_t digest_miss_mono; /* when the last of them came */
+    uint64_t digest_diff_mono; /* when the first of them came */
     uint64_t digest_sync_mono; /* when its fingerprint last made us SYNC */
 } fed_link_t;
 
@@ -193,6 +200,11 @@ bool fed_tree_choose(const uint8_t self_key[CPN_PK_LEN], const fed_link_t *links
  * old is the safe choice, and the book's (peer, seq) check ends it. */
 bool fed_tree_edge(const fed_tree_t *ours, const uint8_t self_key[CPN_PK_LEN],
                    const fed_link_t *l);
+
+/* Pure: does a member whose fingerprint has differed from ours in `misses` HELLOs in a row,
+ * for `differ_ms`, get our digest now? On a tree link (`tree_edge`, fed_tree_edge) after
+ * FED_DIGEST_MISSES of them; off the tree only once they span FED_DIGEST_OFFTREE_MS too. */
+bool fed_tree_sync_due(bool tree_edge, uint32_t misses, uint64_t differ_ms);
 
 /* Fold one book entry (peer key, seq) into a fingerprint (order does not matter: XOR). */
 uint64_t fed_tree_fold(uint64_t fp, const uint8_t key[CPN_PK_LEN], uint64_t seq);
