@@ -113,10 +113,11 @@ static int s_summary_in(broker_t *self, const cpn_env_t *in, uint32_t hops, cons
     else if (sum.n_packages)
         r = book_put_ad(self->book, in->from, in->seq, in->ts_ms, &sum, in->frame, in->frame_len,
                         l->key, hops);
-    else /* a tombstone even for a broker we never heard of: its rows may come late */
+    else /* a tombstone even for a broker we never heard of: its rows may come late, and
+          * live no longer than this one (a broker's summaries share federation.summary.ttl) */
         r = book_withdraw_unknown(self->book, in->from, in->seq, in->ts_ms,
-                                  in->ts_ms + FED_TOMB_UNKNOWN_MS, in->frame, in->frame_len,
-                                  l->key, hops);
+                                  in->ts_ms + (uint64_t)sum.ttl_s * 1000, in->frame,
+                                  in->frame_len, l->key, hops);
     cpn_ad_clear(&sum);
     if (r == CPN_OK)
         self->fed->st.summaries_in++;
