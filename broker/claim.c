@@ -1291,7 +1291,8 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     s_chain_t ch;
     uint64_t own_seq = 0;
     int r = CPN_E_SCHEMA;
-    if (answer->type == CPN_MSG_LEASE && (r = cpn_msg_decode(answer, &self->b->lim, &lease)) == CPN_OK)
+    if (answer->type == CPN_MSG_LEASE &&
+        (r = cpn_msg_decode(answer, &self->b->lim, &lease)) == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
     /* The peer we claimed, or, for a summary row, a peer of the broker that made it, which
      * resolved our CLAIM (the chain opener checked the route says so). */
