@@ -1,7 +1,14 @@
 /* federation.h - the broker's links to the other brokers of its federation: membership,
  * offer relay, sync on connect, and claims forwarded to a peer's home broker. One file per
  * job implements it: federation.c (life cycle, membership, tick), fed_link.c, fed_sync.c,
- * fed_relay.c, fed_forward.c, fed_status.c, fed_tree.c (federation_int.h: what they share).
+ * fed_relay.c, fed_forward.c, fed_status.c, fed_tree.c, fed_summary.c (federation_int.h: what
+ * they share).
+ *
+ * Summaries (federation.summary, docs/FEDERATION.md). A broker may send a SUMMARY of its own
+ * peers' offers (rows by shape, region and price band) instead of relying on every broker
+ * keeping every AD; a distant broker over its budget keeps the summary, matches against its
+ * rows, and its CLAIM for a row goes (FORWARD) to that broker, which resolves it to one of its
+ * peers' packages and claims it as the peer's home.
  *
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
