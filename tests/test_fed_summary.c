@@ -13,7 +13,8 @@
  *  - loss, duplication and reordering of summary RELAYs cannot resurrect an older summary
  *    (D sends summaries of a broker E out of order, and A's own older summary again): C keeps
  *    the newest; an empty summary ends E's rows for good, and one of a broker H never heard of
- *    keeps H's older rows out when they come after it;
+ *    keeps H's older rows out when they come after it; a WITHDRAW of a peer C never knew,
+ *    overtaking the peer's AD, keeps that AD out too;
  *  - pa stops (its WITHDRAW): A's next summary is empty and C's copy of A's rows goes.
  *
  * Every wait is bounded and waits for a positive event (to know that C has handled what D
@@ -63,6 +64,7 @@ static struct {
         ctl_client_t *cli;
     } b[B__COUNT];
     cpn_identity_t *pa, *ops, *e, *f, *h; /* the peer; the operator; brokers D speaks for */
+    cpn_identity_t *pz;                   /* a peer D speaks for (no daemon) */
     ctl_client_t *d;                  /* D's connection to C */
     pid_t pa_pid;
     uint32_t marker; /* F's summaries, each with a new row id */
@@ -117,6 +119,7 @@ static void s_write_policy(int i)
                      "peers:\n"
                      "  trusted:\n"
                      "    - {name: pa, key: pa.pub}\n"
+                     "    - {name: pz, key: pz.pub}\n"
                      "tenants:\n"
                      "  - name: ops\n"
                      "    key: ops.pub\n"
@@ -300,6 +303,39 @@ static void s_relay_summary(const cpn_identity_t *who, uint64_t seq, const char 
     free(frame);
 }
 
+/* D relays pz's AD (seq, one package `pkg`) or, pkg NULL, its WITHDRAW. */
+static void s_relay_pz(uint64_t seq, const char *pkg)
+{
+    cpn_package_t p;
+    memset(&p, 0, sizeof p);
+    cpn_ad_t ad;
+    memset(&ad, 0, sizeof ad);
+    cpn_withdraw_t w;
+    memset(&w, 0, sizeof w);
+    if (pkg) {
+        snprintf(p.id, sizeof p.id, "%s", pkg);
+        snprintf(p.region, sizeof p.region, "cn-east");
+        p.cores = 2;
+        p.mem_bytes = (uint64_t)4 << 30;
+        p.price = 700;
+        p.total = 3;
+        p.free = 3;
+        snprintf(ad.name, sizeof ad.name, "pz");
+        ad.ttl_s = 600;
+        ad.packages = &p;
+        ad.n_packages = 1;
+    }
+    cpn_msg_type_t type = pkg ? CPN_MSG_AD : CPN_MSG_WITHDRAW;
+    uint8_t *body = NULL, *frame = NULL;
+    size_t body_len = 0, len = 0;
+    assert_int_equal(cpn_msg_encode(type, pkg ? (const void *)&ad : &w, &body, &body_len), CPN_OK);
+    assert_int_equal(cpn_env_seal(g.pz, type, seq, cpn_now_ms(), body, body_len, &frame, &len),
+                     CPN_OK);
+    s_relay(frame, len);
+    free(body);
+    free(frame);
+}
+
 /* D sends a new summary of F last, and the test waits until C lists its row: C has handled
  * everything D sent before (one connection, in order). */
 static void s_barrier(void)
@@ -327,6 +363,7 @@ static int s_teardown(void **state)
     cpn_identity_destroy(&g.e);
     cpn_identity_destroy(&g.f);
     cpn_identity_destroy(&g.h);
+    cpn_identity_destroy(&g.pz);
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
 }
@@ -370,6 +407,7 @@ static int s_setup(void **state)
     h_keygen(g.dir, "e", &g.e);
     h_keygen(g.dir, "f", &g.f);
     h_keygen(g.dir, "h", &g.h);
+    h_keygen(g.dir, "pz", &g.pz);
     bool up = false;
     for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
         up = s_start_brokers();
@@ -482,6 +520,15 @@ static void test_old_summaries_never_come_back(void **state)
     s_relay_summary(g.h, 40, "hold");
     s_barrier();
     assert_false(s_lists(B_C, "hold"));
+
+    /* pz, a peer C never knew: its WITHDRAW (seq 20) overtakes its AD (seq 10). C keeps the
+     * WITHDRAW as a tombstone, and the late AD stays out; pz back with a newer AD gets in. */
+    s_relay_pz(20, NULL);
+    s_relay_pz(10, "zold");
+    s_barrier();
+    assert_false(s_lists(B_C, "zold"));
+    s_relay_pz(30, "znew");
+    assert_true(s_wait_lists(B_C, "znew", true, WAIT_MS));
 
     /* A summary of A's that is older than the one C holds (seq 1) is refused too. */
     s_relay_summary(g.b[B_A].id, 1, "aold");
