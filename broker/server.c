@@ -24,6 +24,8 @@
 #include "service.h"
 #include "notice.h"
 #include "rematch.h"
+#include "usage_in.h"
+#include "usage_log.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -59,6 +61,9 @@ typedef union {
     cpn_resend_t resend;
     cpn_notice_t notice;
     cpn_status_t status;
+    cpn_usage_t usage;
+    cpn_meter_t meter;
+    cpn_receipt_t receipt;
 } s_body_t;
 
 typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
@@ -207,6 +212,25 @@ static void s_on_status(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     notice_on_receipt(self, rx, &b->status);
 }
 
+/* A USAGE record, bare (its own envelope passed the replay guard) or in a METER (a peer's
+ * record sent again, or a member carrying it on): usage_in.h. */
+static void s_on_usage(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    (void)b;
+    usage_in_frame(self, rx, rx->env.frame, rx->env.frame_len, NULL, 0);
+}
+
+static void s_on_meter(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    usage_in_frame(self, rx, b->meter.usage.ptr, b->meter.usage.len, b->meter.lease.ptr,
+                   b->meter.lease.len);
+}
+
+static void s_on_receipt(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    usage_in_receipt(self, rx, &b->receipt);
+}
+
 static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     char kid[CPN_KID_LEN];
@@ -239,6 +263,9 @@ static const s_dispatch_t s_dispatch[] = {
     {CPN_MSG_RESEND, CPN_ROLE_PEER, s_on_resend},
     {CPN_MSG_NOTICE, CPN_ROLE_PEER, s_on_notice},
     {CPN_MSG_STATUS, CPN_ROLE_BROKER, s_on_status},
+    {CPN_MSG_USAGE, CPN_ROLE_PEER, s_on_usage},
+    {CPN_MSG_METER, CPN_ROLE_PEER | CPN_ROLE_BROKER, s_on_meter},
+    {CPN_MSG_RECEIPT, CPN_ROLE_BROKER, s_on_receipt},
 };
 
 static const s_dispatch_t *s_find(cpn_msg_type_t type)
@@ -377,6 +404,85 @@ static void s_remote_answer(broker_t *self, const cpn_env_t *answer,
     claim_on_remote_answer(self->claim, answer, ref);
 }
 
+/* ---- the claim module's ways out (claim.h): send.c and federation.c, on this broker ---- */
+
+static int s_out_send(void *ctx, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                      const void *body)
+{
+    return broker_send(ctx, rid, rid_len, type, body);
+}
+
+static int s_out_send_frame(void *ctx, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                            size_t len)
+{
+    return broker_send_frame(ctx, rid, rid_len, frame, len);
+}
+
+static void s_out_nack(void *ctx, const uint8_t *rid, size_t rid_len, const char *ref,
+                       uint64_t ref_seq, int code, const char *reason)
+{
+    broker_nack(ctx, rid, rid_len, ref, ref_seq, code, reason);
+}
+
+static int s_out_queue(void *ctx, outbox_item_t *item)
+{
+    return broker_queue(ctx, item);
+}
+
+static void s_out_queue_grant(void *ctx, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                              size_t len, const char *ref, uint64_t ref_seq)
+{
+    broker_queue_grant(ctx, rid, rid_len, frame_p, len, ref, ref_seq);
+}
+
+static void s_out_count_refusal(void *ctx, int code)
+{
+    broker_count_refusal(ctx, code);
+}
+
+static const broker_route_t *s_out_route(void *ctx, const uint8_t key[CPN_PK_LEN])
+{
+    return broker_route(ctx, key);
+}
+
+static int s_out_forward(void *ctx, const uint8_t via[CPN_PK_LEN], const uint8_t *frame,
+                         size_t len, const broker_fwd_ref_t *ref)
+{
+    return federation_forward(ctx, via, frame, len, ref);
+}
+
+static bool s_out_peer_answer(void *ctx, const cpn_env_t *answer, uint64_t claim_seq,
+                              const uint8_t *tenant, const char *req_id, const char *lease_id)
+{
+    return federation_peer_answer(ctx, answer, claim_seq, tenant, req_id, lease_id);
+}
+
+/* The claim module, given what it touches of this broker and nothing else. */
+static claim_t *s_claim_new(broker_t *self)
+{
+    claim_svc_t svc = {
+        .out = {.ctx = self,
+                .send = s_out_send,
+                .send_frame = s_out_send_frame,
+                .nack = s_out_nack,
+                .queue = s_out_queue,
+                .queue_grant = s_out_queue_grant,
+                .count_refusal = s_out_count_refusal,
+                .route = s_out_route,
+                .forward = s_out_forward,
+                .peer_answer = s_out_peer_answer},
+        .ledger = self->ledger,
+        .book = self->book,
+        .pol = &self->pol,
+        .lim = &self->lim,
+        .sigcache = self->sigcache,
+        .signer = &self->signer,
+        .stats = &self->stats,
+        .obs = &self->obs,
+    };
+    return claim_new(&svc, self->pol->limits.max_pending, NULL);
+}
+
 int server_new(const char *policy_path, broker_t **out)
 {
     broker_t *self = calloc(1, sizeof *self);
@@ -397,7 +503,6 @@ int server_new(const char *policy_path, broker_t **out)
     self->signer.id = self->id;
     r = CPN_E_NOMEM;
     self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
-    self->claim = claim_new(self, p->limits.max_pending, NULL);
     self->rematch = rematch_new();
     self->book = book_new(p->limits.max_offers);
     self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
@@ -408,14 +513,19 @@ int server_new(const char *policy_path, broker_t **out)
         ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
-    if (!self->routes || !self->claim || !self->rematch || !self->book || !self->replay || !self->sigcache ||
+    if (!self->routes || !self->rematch || !self->book || !self->replay || !self->sigcache ||
         !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
         goto out;
     }
-    if ((r = s_apply_limits(self)) != CPN_OK)
+    if (!(self->claim = s_claim_new(self))) { /* after the book, the ledger, the sigcache */
+        r = CPN_E_NOMEM;
+        goto out;
+    }
+    if ((r = usage_log_open(self->ledger, &self->usage)) != CPN_OK ||
+        (r = s_apply_limits(self)) != CPN_OK)
         goto out;
     cpn_curve_t curve = {.enabled = p->broker.curve, .self = self->id};
     if (p->broker.curve && (r = zap_open(self)) != CPN_OK)
@@ -470,6 +580,7 @@ void server_destroy(broker_t **self_p)
     cpn_sigcache_destroy(&self->sigcache);
     ratelimit_destroy(&self->rate);
     ratelimit_destroy(&self->refusal_rate);
+    usage_log_destroy(&self->usage);
     ledger_destroy(&self->ledger);
     cpn_identity_destroy(&self->id);
     policy_destroy(&self->pol);
@@ -545,6 +656,7 @@ static void s_tick(broker_t *self)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
     notice_tick(self, now);
+    usage_in_tick(self, now);
     rematch_tick(self, now);
     federation_tick(self, mono);
     if (self->obs)
@@ -570,6 +682,11 @@ static void s_send_item(const outbox_item_t *it, void *arg)
 {
     broker_t *self = arg;
     int r;
+    if (it->kind == OUTBOX_RECEIPT && it->remote) { /* to a member: on our link to it */
+        if (federation_send_frame(self, it->via, it->frame, it->len) != CPN_OK)
+            log_debug("usage", "receipt not sent: the link is down (the member sends again)");
+        return;
+    }
     if (it->kind == OUTBOX_GRANT || it->kind == OUTBOX_RECEIPT || it->kind == OUTBOX_HOME_CLAIM) {
         (void)broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
         return;

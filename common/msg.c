@@ -140,6 +140,35 @@ static const mp_field_t s_notice[] = {
     F(cpn_notice_t, units, MPF_U32, false),
 };
 
+static const mp_field_t s_usage[] = {
+    F(cpn_usage_t, lease_id, MPF_STR, true),
+    F(cpn_usage_t, tenant, MPF_KEY, true),
+    F(cpn_usage_t, n, MPF_U32, true),
+    F(cpn_usage_t, prev, MPF_KEY, true),
+    F(cpn_usage_t, package, MPF_STR, true),
+    F(cpn_usage_t, units, MPF_U32, true),
+    F(cpn_usage_t, price, MPF_U64, true),
+    F(cpn_usage_t, start_ms, MPF_U64, true),
+    F(cpn_usage_t, from_ms, MPF_U64, true),
+    F(cpn_usage_t, to_ms, MPF_U64, true),
+    F(cpn_usage_t, unit_ms, MPF_U64, true),
+    F(cpn_usage_t, amount, MPF_U64, true),
+    F(cpn_usage_t, total, MPF_U64, true),
+    F(cpn_usage_t, final, MPF_BOOL, false),
+};
+
+static const mp_field_t s_meter[] = {
+    F(cpn_meter_t, usage, MPF_BIN, true),
+    F(cpn_meter_t, lease, MPF_BIN, false),
+};
+
+static const mp_field_t s_receipt[] = {
+    F(cpn_receipt_t, peer, MPF_KEY, true),
+    F(cpn_receipt_t, lease_id, MPF_STR, true),
+    F(cpn_receipt_t, n, MPF_U32, true),
+    F(cpn_receipt_t, hash, MPF_KEY, true),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -184,6 +213,9 @@ static const s_codec_t s_codecs[] = {
     T(SYNC, s_sync, cpn_sync_t),
     T(RESEND, s_resend, cpn_resend_t),
     T(NOTICE, s_notice, cpn_notice_t),
+    T(USAGE, s_usage, cpn_usage_t),
+    T(METER, s_meter, cpn_meter_t),
+    T(RECEIPT, s_receipt, cpn_receipt_t),
     /* A broker's summary of its peers' offers: an AD's body, rows as packages (§12). */
     {CPN_MSG_SUMMARY, NULL, 0, sizeof(cpn_ad_t), s_ad_encode, s_ad_decode},
 };
