@@ -1314,6 +1314,52 @@ int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t se
     return CPN_OK;
 }
 
+int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                          uint64_t ts_ms, uint64_t expires_ms, const uint8_t *frame, size_t len,
+                          const uint8_t via[CPN_PK_LEN], uint32_t hops)
+{
+    if (self == NULL || peer == NULL || (frame == NULL && len > 0))
+        return CPN_E_INVAL;
+    if (s_peer_find(self, peer) != BOOK_NONE)
+        return book_withdraw_from(self, peer, seq, frame, len, via, hops);
+    /* A tombstone takes a peer slot: slots are bounded by max_offers, as for offers. */
+    if ((size_t)self->n_peers - self->n_peer_free >= self->max_offers) {
+        self->refused_full++;
+        return CPN_E_BUSY;
+    }
+    uint8_t *block = malloc(len + 1);
+    uint32_t id = BOOK_NONE;
+    int r;
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    if ((r = s_exp_reserve(self)) != CPN_OK || (r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
+        (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
+                          &self->peer_free, &self->n_peer_free, sizeof *self->peers, &id)) !=
+            CPN_OK) {
+        free(block);
+        return r;
+    }
+    if (len > 0)
+        memcpy(block, frame, len);
+    book_pslot_t *ps = &self->peers[id];
+    memset(ps, 0, sizeof *ps);
+    ps->used = true;
+    ps->block = block;
+    memcpy(ps->pub.key, peer, CPN_PK_LEN);
+    ps->pub.frame = len > 0 ? block : NULL;
+    ps->pub.frame_len = len;
+    ps->pub.seq = seq;
+    ps->pub.ts_ms = ts_ms;
+    ps->pub.expires_ms = expires_ms;
+    ps->pub.withdrawn = true;
+    ps->pub.hops = hops;
+    if (!s_zero(via))
+        memcpy(ps->pub.via, via, CPN_PK_LEN);
+    s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
+    s_exp_push(self, expires_ms, id);
+    return CPN_OK;
+}
+
 int book_forget(book_t *self, const uint8_t peer[CPN_PK_LEN])
 {
     if (self == NULL || peer == NULL)

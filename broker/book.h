@@ -85,6 +85,15 @@ int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t se
                        const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
                        uint32_t hops) CPN_WUR;
 
+/* A WITHDRAW (seq, signed at ts_ms) of a peer the book does not know: its AD may still be on
+ * its way (RELAYs reordered). Keep a tombstone with the frame until expires_ms, so that AD,
+ * older than the WITHDRAW, is refused (CPN_E_REPLAY) when it comes. A known peer: as
+ * book_withdraw_from. Also CPN_E_BUSY (peer slots, bounded by max_offers, all taken; counted
+ * in refused_full), CPN_E_NOMEM. */
+int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                          uint64_t ts_ms, uint64_t expires_ms, const uint8_t *frame, size_t len,
+                          const uint8_t via[CPN_PK_LEN], uint32_t hops) CPN_WUR;
+
 /* Forget a peer entirely (offers and tombstone), as if the book had never seen it: a federation
  * member that carried its AD went down, so the offer is no longer reachable through it, and the
  * same AD must be accepted again when a member brings it back. CPN_E_NO_PACKAGE if unknown. */

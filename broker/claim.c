@@ -1084,8 +1084,8 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
         log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
     /* The lease settles the intent (if recording it failed, the intent stays: the next
      * REQUEST asks the peer again and records it then). */
-    else if ((r = ledger_intent_resolve(self->svc.ledger, rec.tenant, rec.request_id, rec.peer)) !=
-             CPN_OK)
+    else if ((r = ledger_intent_resolve(self->svc.ledger, rec.tenant, rec.request_id,
+                                        ch->n_forwards ? ch->origin.peer : rec.peer)) != CPN_OK)
         log_error("ledger", "intent of request %s not resolved: %s", rec.request_id,
                   cpn_errname(r));
     /* The book already holds these units: taken when the CLAIM went out (s_claim_next). */
@@ -1095,7 +1095,8 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
      * perhaps from before our restart: match it by the request, if we are claiming it from
      * that peer now. */
     if (!p && (p = s_pending_by_request(self, rec.tenant, rec.request_id)) != NULL &&
-        (p->next == 0 || memcmp(p->cands[p->next - 1].peer, lenv->from, CPN_PK_LEN) != 0))
+        (p->next == 0 || memcmp(p->cands[p->next - 1].peer,
+                                ch->n_forwards ? ch->origin.peer : lenv->from, CPN_PK_LEN) != 0))
         p = NULL;
     if (!p) {
         /* Late: the tenant already had its NACK; the lease is recorded and a resubmission
@@ -1349,9 +1350,14 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     s_chain_t ch;
     uint64_t own_seq = 0;
     int r = CPN_E_SCHEMA;
-    if (memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
-        (r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
+    if ((r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
+    /* The peer we claimed, or, for a summary row, a peer of the broker that made it, which
+     * resolved our CLAIM (the chain opener checked the route says so). */
+    if (r == CPN_OK && memcmp(answer->from, ref->peer, CPN_PK_LEN) != 0 &&
+        !(memcmp(ch.origin.peer, ref->peer, CPN_PK_LEN) == 0 &&
+          memcmp(ch.claim_env.from, ref->peer, CPN_PK_LEN) == 0))
+        r = CPN_E_UNTRUSTED;
     s_audit(self, answer->ts_ms, cpn_msg_name(answer->type), answer->from, r, answer->frame,
             answer->frame_len);
     if (r != CPN_OK) {

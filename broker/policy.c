@@ -458,12 +458,21 @@ static const yfield_t s_broker_fields[] = {
     S_YMAP("transport", 0, s_transport_fields, false),
 };
 
+static const yfield_t s_summary_fields[] = {
+    S_Y("publish", YF_BOOL, policy_t, federation.summary.publish, false, 0, 0),
+    S_Y("trust_any", YF_BOOL, policy_t, federation.summary.trust_any, false, 0, 0),
+    S_Y("budget", YF_U32, policy_t, federation.summary.budget, false, 0, 100000000),
+    S_Y("distance", YF_U32, policy_t, federation.summary.distance, false, 1, 64),
+    S_Y("ttl", YF_DURATION, policy_t, federation.summary.ttl_s, false, 10, 86400),
+};
+
 static const yfield_t s_federation_fields[] = {
     S_Y("local_first", YF_BOOL, policy_t, federation.local_first, false, 0, 0),
     S_YPOLICY("use_members", s_bind_names_shape, NULL),
     S_YPOLICY("spill", s_bind_spill, NULL),
     S_Y("hello_timeout", YF_DURATION, policy_t, federation.hello_timeout_s, false, 1, 3600),
     S_Y("max_hops", YF_U32, policy_t, federation.max_hops, false, 1, 64),
+    S_YMAP("summary", 0, s_summary_fields, false),
     S_YPOLICY("members", s_bind_list, &s_members_list),
 };
 
@@ -527,6 +536,8 @@ static void s_defaults(policy_t *pol)
     pol->federation.spill = POLICY_SPILL_RANK;
     pol->federation.hello_timeout_s = 15;
     pol->federation.max_hops = 8;
+    pol->federation.summary.distance = 2;
+    pol->federation.summary.ttl_s = 60;
     match_policy_default(&pol->placement);
     pol->batch = (policy_batch_t){.on = false,
                                   .max = POLICY_BATCH_MAX_DEFAULT,

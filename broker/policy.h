@@ -123,6 +123,14 @@ struct policy {
         policy_spill_t spill;     /* federation.spill */
         uint64_t hello_timeout_s; /* a member silent this long is marked down */
         uint32_t max_hops;        /* relays an AD may cross */
+        /* federation.summary (docs/FEDERATION.md, "Summaries for distant brokers"). */
+        struct {
+            bool publish;      /* send SUMMARYs of our own peers' offers */
+            bool trust_any;    /* accept SUMMARYs of brokers that are not members */
+            uint32_t budget;   /* packages; 0: every AD is kept, however far */
+            uint32_t distance; /* ADs that crossed more brokers go over budget */
+            uint64_t ttl_s;    /* a SUMMARY's life; resent every ttl / 3 */
+        } summary;
         policy_member_t *members; /* n_members, in file order */
         size_t n_members;
     } federation;

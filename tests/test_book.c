@@ -688,9 +688,51 @@ static void test_reprice_moves(void **state)
     book_destroy(&b);
 }
 
+/* A WITHDRAW of a peer the book never knew (RELAYs reordered): a tombstone all the same, so
+ * the peer's older AD, arriving late, is refused; a newer AD is taken; the tombstone leaves at
+ * its expiry. */
+static void test_withdraw_unknown_keeps_tombstone(void **state)
+{
+    (void)state;
+    book_t *b = book_new(2);
+    uint8_t k[CPN_PK_LEN], k2[CPN_PK_LEN], k3[CPN_PK_LEN];
+    s_key(k, 0x51);
+    s_key(k2, 0x52);
+    s_key(k3, 0x53);
+    assert_int_equal(book_withdraw_unknown(b, k, 20, 1000, 50000, s_frame, sizeof s_frame, NULL, 1),
+                     CPN_OK);
+    const book_peer_t *bp = book_peer(b, k);
+    assert_non_null(bp);
+    assert_true(bp->withdrawn);
+    assert_int_equal(bp->frame_len, sizeof s_frame);
+    book_stats_t st;
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 0);
+    cpn_package_t p = s_pkg("p", "H100", 8, 1000, 4);
+    cpn_ad_t ad = s_ad(&p, 1, 60);
+    assert_int_equal(book_put_ad(b, k, 10, 900, &ad, NULL, 0, NULL, 0), CPN_E_REPLAY);
+    book_stats(b, &st);
+    assert_int_equal(st.packages, 0);
+    /* A known peer: as book_withdraw_from (an older seq refused, a repeated one too). */
+    assert_int_equal(book_withdraw_unknown(b, k, 20, 1000, 50000, NULL, 0, NULL, 1),
+                     CPN_E_NO_PACKAGE);
+    /* Slots are bounded: two in a book of max_offers 2, the third refused. */
+    assert_int_equal(book_withdraw_unknown(b, k2, 5, 1000, 50000, NULL, 0, NULL, 1), CPN_OK);
+    assert_int_equal(book_withdraw_unknown(b, k3, 5, 1000, 50000, NULL, 0, NULL, 1), CPN_E_BUSY);
+    /* The peer back with a newer AD: taken. */
+    assert_int_equal(book_put_ad(b, k, 30, 2000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 1);
+    /* k2's tombstone leaves at its expiry. */
+    assert_int_equal(book_expire(b, 50000), 0);
+    assert_null(book_peer(b, k2));
+    book_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_withdraw_unknown_keeps_tombstone),
         cmocka_unit_test(test_newer_seq_replaces_older_refused),
         cmocka_unit_test(test_invalid_ad_refused),
         cmocka_unit_test(test_ttl_expiry),
