@@ -1318,6 +1318,23 @@ int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
     return CPN_E_NO_PACKAGE;
 }
 
+int book_slice_refused(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
+                       const cpn_request_t *r)
+{
+    if (self == NULL || peer == NULL || package == NULL || r == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE)
+        return CPN_E_NO_PACKAGE;
+    book_pslot_t *ps = &self->peers[id];
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++)
+        if (strcmp(ps->pkgs[i].id, package) == 0) {
+            cpn_package_slice_refused(&ps->pkgs[i], r); /* slice_max is no index key */
+            return CPN_OK;
+        }
+    return CPN_E_NO_PACKAGE;
+}
+
 const book_peer_t *book_peer(const book_t *self, const uint8_t peer[CPN_PK_LEN])
 {
     if (self == NULL || peer == NULL)

@@ -282,13 +282,15 @@ static int s_cand_cmp(const book_t *b, const s_cand_t *x, const s_cand_t *y)
     return c != 0 ? c : book__ent_cmp(b, x->ent, y->ent);
 }
 
-/* Among slices offered at the same rank, the peer whose summary says the slice grows
- * fragmentation least (Weng et al., ATC'23, estimated from the AD's summary, not per device):
- * first the more fragmented free capacity (a slice there uses shares its workload cannot),
- * then the tighter largest free slice. Lower is better. */
-static uint32_t s_slice_tie(const cpn_package_t *p)
+/* Among slices offered at the same rank: first a package whose fit points say the slice
+ * fits with its CPU and memory (a claim elsewhere may be refused), then the peer whose
+ * summary says the slice grows fragmentation least (Weng et al., ATC'23, estimated from the
+ * AD's summary, not per device): the more fragmented free capacity (a slice there uses
+ * shares its workload cannot), then the tighter largest free slice. Lower is better. */
+static uint32_t s_slice_tie(const cpn_package_t *p, const cpn_request_t *r)
 {
-    return ((CPN_SHARE_WHOLE - p->frag) << 16) | p->slice_max;
+    uint32_t unsure = cpn_package_fit_covers(p, r) ? 0u : 1u;
+    return unsure << 31 | ((CPN_SHARE_WHOLE - p->frag) << 16) | p->slice_max;
 }
 
 typedef struct {
@@ -351,7 +353,7 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
                 const cpn_package_t *p = &b->peers[e->peer].pkgs[e->pkg];
                 if (p->slice_max < q->req->share)
                     continue;
-                c.tie = s_slice_tie(p);
+                c.tie = s_slice_tie(p, q->req);
                 (void)s_top_push(b, t, &c);
                 continue;
             }

@@ -216,3 +216,95 @@ uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t d
         return 0;
     return self->nodes[node].dev_free[dev];
 }
+
+/* ---- the summary's fit points ---- */
+
+#define S_BANDS_MAX 8
+
+/* The bands of slice sizes a point is picked for, ascending; their count. */
+static uint32_t s_bands(const peer_devices_t *self, uint32_t band[S_BANDS_MAX])
+{
+    static const uint32_t frac[] = {250, 500};
+    uint32_t n = 0, all = self->cap.ndev * FGD_MILLI;
+    if (self->share_min < FGD_MILLI)
+        band[n++] = self->share_min;
+    for (size_t i = 0; i < sizeof frac / sizeof frac[0]; i++)
+        if (frac[i] > self->share_min)
+            band[n++] = frac[i];
+    for (uint32_t w = FGD_MILLI; w < all && n < S_BANDS_MAX - 1; w *= 2)
+        band[n++] = w;
+    band[n++] = all;
+    return n;
+}
+
+/* A node's room as a fit point: all its whole free devices, else its largest free share. */
+static cpn_fit_t s_room(const fgd_node_t *n)
+{
+    uint32_t whole = 0, max = 0;
+    for (uint32_t d = 0; d < n->ndev; d++) {
+        whole += n->dev_free[d] == FGD_MILLI;
+        max = n->dev_free[d] > max ? n->dev_free[d] : max;
+    }
+    cpn_fit_t f = {.accel = whole ? whole * FGD_MILLI : max,
+                   .cpu = n->cpu_free,
+                   .mem = n->mem_free > UINT32_MAX ? UINT32_MAX : (uint32_t)n->mem_free};
+    return f;
+}
+
+/* The smaller of the node's CPU and memory shares left: what a slice of any shape can use. */
+static double s_headroom(const peer_devices_t *self, const cpn_fit_t *f)
+{
+    double c = self->cap.cpu_free ? (double)f->cpu / self->cap.cpu_free : 1.0;
+    double m = self->cap.mem_free ? (double)f->mem / (double)self->cap.mem_free : 1.0;
+    return c < m ? c : m;
+}
+
+static bool s_covers(const cpn_fit_t *a, const cpn_fit_t *b)
+{
+    return a->accel >= b->accel && a->cpu >= b->cpu && a->mem >= b->mem;
+}
+
+/* Add f unless a point covers it; drop the points it covers; keep (accel, cpu, mem)
+ * descending. */
+static void s_fit_add(cpn_fit_t *fit, uint32_t *n, const cpn_fit_t *f)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < *n; i++)
+        if (s_covers(&fit[i], f))
+            return;
+    for (uint32_t i = 0; i < *n; i++)
+        if (!s_covers(f, &fit[i]))
+            fit[k++] = fit[i];
+    uint32_t at = k;
+    while (at > 0 && (fit[at - 1].accel < f->accel ||
+                      (fit[at - 1].accel == f->accel &&
+                       (fit[at - 1].cpu < f->cpu ||
+                        (fit[at - 1].cpu == f->cpu && fit[at - 1].mem < f->mem))))) {
+        fit[at] = fit[at - 1];
+        at--;
+    }
+    fit[at] = *f;
+    *n = k + 1;
+}
+
+uint32_t peer_devices_fit(const peer_devices_t *self, cpn_fit_t fit[CPN_FIT_MAX])
+{
+    uint32_t band[S_BANDS_MAX], nb = s_bands(self, band), n = 0;
+    cpn_fit_t best[S_BANDS_MAX];
+    double best_h[S_BANDS_MAX];
+    for (uint32_t b = 0; b < nb; b++)
+        best_h[b] = -1;
+    for (uint32_t i = 0; i < self->n; i++) {
+        cpn_fit_t f = s_room(&self->nodes[i]);
+        if (f.accel < self->share_min)
+            continue;
+        double h = s_headroom(self, &f);
+        for (uint32_t b = 0; b < nb && band[b] <= f.accel; b++)
+            if (h > best_h[b])
+                best_h[b] = h, best[b] = f;
+    }
+    for (uint32_t b = 0; b < nb && n < CPN_FIT_MAX; b++)
+        if (best_h[b] >= 0)
+            s_fit_add(fit, &n, &best[b]);
+    return n;
+}

@@ -53,6 +53,12 @@ void peer_devices_clear(peer_devices_t *self);
  * free capacity in permille (sum over nodes of F_n(M) over the free share). */
 void peer_devices_summary(const peer_devices_t *self, uint32_t *free_nodes, uint32_t *slice_max,
                           uint32_t *frag_permille);
+/* The summary's fit points (resource.h cpn_fit_t), at most CPN_FIT_MAX, written to fit[]:
+ * for each band of slice sizes (share_min, 0.25, 0.5 of one device; 1, 2, 4, 8 and all whole
+ * devices of a node), the node that can take a slice of that band with the most CPU and
+ * memory beside it (the larger of the two shares it has left is the smaller), each as that
+ * node's free room; points another point covers are left out. Returns their count. */
+uint32_t peer_devices_fit(const peer_devices_t *self, cpn_fit_t fit[CPN_FIT_MAX]);
 /* Free share of device dev of node (tests, status). */
 uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t dev);
 

@@ -39,7 +39,7 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     for (size_t i = 0; i < n; i++) {
         self->pkgs[i] = pkgs[i];
         self->pkgs[i].free = pkgs[i].total;
-        self->pkgs[i].slice_max = self->pkgs[i].frag = 0;
+        self->pkgs[i].slice_max = self->pkgs[i].frag = self->pkgs[i].n_fit = 0;
         self->floors[i] = floors ? floors[i] : 0;
         if (pkgs[i].accel.share_min && !(self->dev[i] = peer_devices_new(&pkgs[i]))) {
             peer_inventory_destroy(&self);
@@ -106,12 +106,16 @@ static void s_refresh(peer_inventory_t *self, size_t i)
     cpn_package_t *p = &self->pkgs[i];
     if (self->dev[i]) {
         uint32_t fr, max, frag;
+        cpn_fit_t fit[CPN_FIT_MAX];
         peer_devices_summary(self->dev[i], &fr, &max, &frag);
+        uint32_t nfit = peer_devices_fit(self->dev[i], fit);
         if (self->drained[i]) /* drained: no slice for anyone (the slices held stay) */
-            fr = 0, max = 0;
-        if (fr != p->free || max != p->slice_max || frag != p->frag)
+            fr = 0, max = 0, nfit = 0;
+        if (fr != p->free || max != p->slice_max || frag != p->frag || nfit != p->n_fit ||
+            memcmp(fit, p->fit, nfit * sizeof fit[0]) != 0)
             self->version++;
-        p->free = fr, p->slice_max = max, p->frag = frag;
+        p->free = fr, p->slice_max = max, p->frag = frag, p->n_fit = nfit;
+        memcpy(p->fit, fit, nfit * sizeof fit[0]);
         return;
     }
     uint64_t total = self->pkgs[i].total;
