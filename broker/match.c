@@ -351,7 +351,7 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
                 /* a slice needs a device with that much free (the AD's summary, per entry);
                  * the summary reorders equal prices, so a full top list stops nothing here */
                 const cpn_package_t *p = &b->peers[e->peer].pkgs[e->pkg];
-                if (p->slice_max < q->req->share)
+                if (!cpn_package_slice_open(p, q->req))
                     continue;
                 c.tie = s_slice_tie(p, q->req);
                 (void)s_top_push(b, t, &c);
@@ -475,7 +475,7 @@ static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t
                     bits &= bits - 1;
                     if (e->free >= q->need && b->peers[e->peer].pub.expires_ms > q->now_ms) {
                         if (q->req->share &&
-                            b->peers[e->peer].pkgs[e->pkg].slice_max < q->req->share)
+                            !cpn_package_slice_open(&b->peers[e->peer].pkgs[e->pkg], q->req))
                             small++;
                         else
                             fit++;

@@ -320,7 +320,7 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
     /* Whole units and slices are different goods: one compare on the whole-unit path. */
     if (r->share == 0 ? p->accel.share_min != 0
                       : (p->accel.share_min == 0 || r->share < p->accel.share_min ||
-                         p->slice_max < r->share))
+                         !cpn_package_slice_open(p, r)))
         return CPN_C_SHARE;
     if (p->free < (r->split ? 1u : r->units))
         return CPN_C_UNITS;
@@ -595,13 +595,25 @@ bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r)
     return false;
 }
 
+bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r)
+{
+    if (p->slice_max < r->share)
+        return false;
+    if (p->refused.accel == 0)
+        return true;
+    cpn_fit_t a = cpn_slice_ask(r);
+    return !s_fit_covers(&a, &p->refused);
+}
+
+/* The refused slice bounds the package from above in three dimensions at once: one smaller
+ * in CPU or memory may still fit where this one did not (slice_max alone would shut it out). */
 void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r)
 {
     if (!p->accel.share_min || !r->share)
         return;
-    if (p->slice_max >= r->share)
-        p->slice_max = r->share - 1;
     cpn_fit_t a = cpn_slice_ask(r);
+    if (p->refused.accel == 0 || !s_fit_covers(&a, &p->refused))
+        p->refused = a; /* the latest, unless it is larger than the one held in all three */
     uint32_t k = 0; /* the points left keep their order */
     for (uint32_t i = 0; i < p->n_fit && i < CPN_FIT_MAX; i++)
         if (!s_fit_covers(&p->fit[i], &a))

@@ -79,6 +79,10 @@ typedef struct {
      * cpu, mem) descending, none equal. */
     uint32_t n_fit;
     cpn_fit_t fit[CPN_FIT_MAX];
+    /* A broker's note, never on the wire (zero in a decoded AD): the slice the peer last
+     * refused for want of units (accel 0: none). Until the next AD, no slice at least as
+     * large in share, CPU and memory is offered: the package's slice bound, lowered. */
+    cpn_fit_t refused;
 } cpn_package_t;
 
 typedef struct {
@@ -168,8 +172,11 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
 cpn_fit_t cpn_slice_ask(const cpn_request_t *r);
 /* Does a fit point of shared package p cover slice request r (r surely fitted at the AD)? */
 bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r);
-/* The peer refused slice request r on p for want of units: until the next AD, p's summary
- * offers no slice that large (slice_max below r's share) and no point covering r. */
+/* Is a slice of r's size open on shared package p: share within slice_max and not at least
+ * as large as the slice last refused there (refused)? */
+bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r);
+/* The peer refused slice request r on p for want of units: until the next AD, p offers no
+ * slice at least as large as r in share, CPU and memory (p->refused) and no point covers r. */
 void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r);
 
 #endif

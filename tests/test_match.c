@@ -483,6 +483,10 @@ static void test_slices_fit_and_refusal(void **state)
     assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].package, "a10-b");
+    r.mem_bytes = 9 * GiB; /* nor one larger in every dimension */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 1);
+    r.mem_bytes = 8 * GiB;
     r.share = 400; /* a smaller slice is still offered there, without the point */
     assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
     assert_int_equal(n, 2);

@@ -372,16 +372,33 @@ static void test_fit_points(void **state)
     r.cores = 8, r.share = 1000, r.accel_count = 2;
     assert_true(cpn_package_fit_covers(&p, &r));
     cpn_package_slice_refused(&p, &r); /* the empty node is gone */
-    assert_int_equal(p.slice_max, 999);
     assert_int_equal(p.n_fit, 2);
     assert_false(cpn_package_fit_covers(&p, &r));
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE); /* not offered until the next AD */
+    r.cores = 9; /* nor anything larger in every dimension */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
+    r.cores = 7; /* but a slice with fewer cores may still fit */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
     r.share = 200, r.accel_count = 1, r.cores = 2, r.mem_bytes = 1 * GiB;
     assert_true(cpn_package_fit_covers(&p, &r)); /* point 1 (a whole device) still covers */
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
     cpn_package_slice_refused(&p, &r);
-    assert_int_equal(p.slice_max, 199);
-    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE); /* not offered until the next AD */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
     assert_int_equal(p.n_fit, 0);
+    r.share = 199; /* below the refused share: open */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
+    assert_int_equal(p.slice_max, 1000); /* the advertised bound itself is the AD's */
+    /* the bound is the broker's note: never on the wire */
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.refused.accel, 0);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void test_constraint_names(void **state)
