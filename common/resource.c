@@ -110,6 +110,19 @@ static const char *s_fit_invalid(const cpn_package_t *p)
         if (i > 0 && !s_fit_before(&p->fit[i - 1], f))
             return "fit points are sorted by (accel, cpu, mem) descending, none equal";
     }
+    if (p->n_grad > CPN_GRAD_MAX)
+        return "at most 8 gradients";
+    for (uint32_t i = 0; i < p->n_grad; i++) {
+        const cpn_grad_t *g = &p->grad[i];
+        int64_t lim = (int64_t)p->accel.count * CPN_SHARE_WHOLE;
+        if (g->accel == 0 || g->accel > p->accel.count * CPN_SHARE_WHOLE ||
+            (g->accel > CPN_SHARE_WHOLE && g->accel % CPN_SHARE_WHOLE != 0))
+            return "a gradient's accel is a fraction of one accelerator or whole ones of a unit";
+        if (g->delta > lim || g->delta < -lim)
+            return "a gradient is at most a unit's accelerators";
+        if (i > 0 && p->grad[i - 1].accel >= g->accel)
+            return "gradients are sorted by accel ascending, none equal";
+    }
     return NULL;
 }
 
@@ -166,8 +179,8 @@ int cpn_package_validate(const cpn_package_t *p, const char **why)
         S_FAIL("a shared package has at most 4096 units");
     if (p->slice_max > CPN_SHARE_WHOLE || p->frag > 1000)
         S_FAIL("slice_max and frag are thousandths (at most 1000)");
-    if (!a->share_min && (p->slice_max || p->frag || p->n_fit))
-        S_FAIL("slice_max, frag and fit belong to shared packages");
+    if (!a->share_min && (p->slice_max || p->frag || p->n_fit || p->n_grad))
+        S_FAIL("slice_max, frag, fit and grad belong to shared packages");
     if ((reason = s_fit_invalid(p)) != NULL)
         goto out;
     if (!s_name_ok(p->storage_class, sizeof p->storage_class, false))
@@ -347,7 +360,7 @@ static const mp_field_t s_accel_fields[] = {
 /* The package with slots for its nested objects while decoding. */
 typedef struct {
     cpn_package_t p;
-    const msgpack_object *accel, *fit;
+    const msgpack_object *accel, *fit, *grad;
 } s_package_dec_t;
 
 /* Scalar fields first: encoding uses the first S_PKG_SCALARS entries, decoding all. */
@@ -368,8 +381,9 @@ static const mp_field_t s_package_fields[] = {
     S_F("frag", MPF_U32, s_package_dec_t, p.frag, false),
     S_F("accel", MPF_OBJ, s_package_dec_t, accel, false),
     S_F("fit", MPF_OBJ, s_package_dec_t, fit, false),
+    S_F("grad", MPF_OBJ, s_package_dec_t, grad, false),
 };
-#define S_PKG_SCALARS (sizeof s_package_fields / sizeof s_package_fields[0] - 2)
+#define S_PKG_SCALARS (sizeof s_package_fields / sizeof s_package_fields[0] - 3)
 
 typedef struct {
     cpn_request_t r;
@@ -417,7 +431,8 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
     tmp.p = *p;
     bool accel = p->accel.count > 0;
     if ((r = mp_encode_map(pk, s_package_fields, S_PKG_SCALARS, &tmp,
-                           (accel ? 1u : 0u) + (p->n_fit ? 1u : 0u))) != CPN_OK)
+                           (accel ? 1u : 0u) + (p->n_fit ? 1u : 0u) + (p->n_grad ? 1u : 0u))) !=
+        CPN_OK)
         return r;
     if (accel) {
         mp_pack_str(pk, "accel");
@@ -434,7 +449,45 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
             msgpack_pack_uint32(pk, p->fit[i].mem);
         }
     }
+    if (r == CPN_OK && p->n_grad) {
+        mp_pack_str(pk, "grad");
+        msgpack_pack_array(pk, p->n_grad);
+        for (uint32_t i = 0; i < p->n_grad; i++) {
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_uint32(pk, p->grad[i].accel);
+            msgpack_pack_int32(pk, p->grad[i].delta);
+        }
+    }
     return r;
+}
+
+/* "grad": 1..CPN_GRAD_MAX arrays [uint32 accel, int32 delta] (absent when empty); bounds and
+ * order are cpn_package_validate's. msgpack writes a non-negative delta as a positive int. */
+static int s_unpack_grad(const msgpack_object *o, cpn_package_t *p)
+{
+    if (!o)
+        return CPN_OK;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0 ||
+        o->via.array.size > CPN_GRAD_MAX)
+        return CPN_E_SCHEMA;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *t = &o->via.array.ptr[i];
+        if (t->type != MSGPACK_OBJECT_ARRAY || t->via.array.size != 2)
+            return CPN_E_SCHEMA;
+        const msgpack_object *a = &t->via.array.ptr[0], *d = &t->via.array.ptr[1];
+        if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 > UINT32_MAX)
+            return CPN_E_SCHEMA;
+        int64_t v;
+        if (d->type == MSGPACK_OBJECT_POSITIVE_INTEGER && d->via.u64 <= INT32_MAX)
+            v = (int64_t)d->via.u64;
+        else if (d->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && d->via.i64 >= INT32_MIN)
+            v = d->via.i64;
+        else
+            return CPN_E_SCHEMA;
+        p->grad[i] = (cpn_grad_t){.accel = (uint32_t)a->via.u64, .delta = (int32_t)v};
+    }
+    p->n_grad = o->via.array.size;
+    return CPN_OK;
 }
 
 /* "fit": 1..CPN_FIT_MAX arrays of three uint32 (absent when empty: one encoding per value);
@@ -481,7 +534,8 @@ int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
     /* "accel" is present exactly when there are accelerators: one encoding per value. */
     if ((tmp.accel != NULL) != (tmp.p.accel.count > 0))
         return CPN_E_SCHEMA;
-    if ((r = s_unpack_fit(tmp.fit, &tmp.p)) != CPN_OK)
+    if ((r = s_unpack_fit(tmp.fit, &tmp.p)) != CPN_OK ||
+        (r = s_unpack_grad(tmp.grad, &tmp.p)) != CPN_OK)
         return r;
     if (cpn_package_validate(&tmp.p, NULL) != CPN_OK)
         return CPN_E_SCHEMA;
@@ -584,6 +638,17 @@ cpn_fit_t cpn_slice_ask(const cpn_request_t *r)
 static bool s_fit_covers(const cpn_fit_t *f, const cpn_fit_t *a)
 {
     return f->accel >= a->accel && f->cpu >= a->cpu && f->mem >= a->mem;
+}
+
+bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *delta)
+{
+    uint32_t a = cpn_slice_ask(r).accel;
+    for (uint32_t i = 0; i < p->n_grad && i < CPN_GRAD_MAX; i++)
+        if (p->grad[i].accel == a) {
+            *delta = p->grad[i].delta;
+            return true;
+        }
+    return false;
 }
 
 bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r)

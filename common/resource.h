@@ -56,6 +56,16 @@ typedef struct {
 } cpn_fit_t;
 #define CPN_FIT_MAX 8 /* fit points in one package's summary (at most 8 x 17 bytes on the wire) */
 
+/* A gradient of a shared package's summary: the least growth of the peer's fragmentation
+ * measure F(M) (Weng et al., ATC'23; in thousandths of an accelerator, negative when the
+ * slice fills capacity the workload could not use) that placing a slice of `accel` (as in
+ * cpn_fit_t) causes on any node of the package, for the slices its workload asks most. */
+typedef struct {
+    uint32_t accel;
+    int32_t delta;
+} cpn_grad_t;
+#define CPN_GRAD_MAX 8 /* gradients in one package's summary (at most 8 x 9 bytes on the wire) */
+
 typedef struct {
     char id[CPN_NAME_MAX]; /* package name, unique within a peer */
     uint32_t cores;
@@ -79,6 +89,10 @@ typedef struct {
      * cpu, mem) descending, none equal. */
     uint32_t n_fit;
     cpn_fit_t fit[CPN_FIT_MAX];
+    /* ... and what a slice of each common size would cost in fragmentation: n_grad
+     * gradients, sorted by accel ascending, distinct. */
+    uint32_t n_grad;
+    cpn_grad_t grad[CPN_GRAD_MAX];
     /* A broker's note, never on the wire (zero in a decoded AD): the slice the peer last
      * refused for want of units (accel 0: none). Until the next AD, no slice at least as
      * large in share, CPU and memory is offered: the package's slice bound, lowered. */
@@ -170,6 +184,8 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
 
 /* A slice request's ask in fit-point terms (cpn_fit_t); accel 0 if r asks for no slice. */
 cpn_fit_t cpn_slice_ask(const cpn_request_t *r);
+/* The gradient p advertises for slice request r's size: true and *delta if it has one. */
+bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *delta);
 /* Does a fit point of shared package p cover slice request r (r surely fitted at the AD)? */
 bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r);
 /* Is a slice of r's size open on shared package p: share within slice_max and not at least

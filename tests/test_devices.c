@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "devices.h"
+#include "fgd.h"
 
 #define S_GIB (1ULL << 30)
 
@@ -63,7 +64,8 @@ static void test_fit_beside_cpu(void **state)
 {
     (void)state;
     cpn_package_t p = s_pkg(2, 2);
-    peer_devices_t *d = peer_devices_new(&p);
+    fgd_workload_t *w = fgd_workload_new();
+    peer_devices_t *d = peer_devices_new(&p, w);
     assert_non_null(d);
     cpn_fit_t fit[CPN_FIT_MAX];
     uint32_t n = peer_devices_fit(d, fit);
@@ -95,6 +97,7 @@ static void test_fit_beside_cpu(void **state)
     assert_true(cpn_package_fit_covers(&p, &r));
     s_points_real(d, &p);
     peer_devices_destroy(&d);
+    fgd_workload_destroy(&w);
 }
 
 /* A longer mixed sequence on 8-GPU nodes: after every placement the points stay real. */
@@ -104,7 +107,8 @@ static void test_fit_points_real(void **state)
     cpn_package_t p = s_pkg(6, 8);
     p.cores = 96;
     p.mem_bytes = 512 * S_GIB;
-    peer_devices_t *d = peer_devices_new(&p);
+    fgd_workload_t *w = fgd_workload_new();
+    peer_devices_t *d = peer_devices_new(&p, w);
     assert_non_null(d);
     static const uint32_t accel[] = {50, 250, 1000, 500, 4000, 120, 2000, 300, 1000, 750};
     uint32_t placed = 0;
@@ -117,6 +121,50 @@ static void test_fit_points_real(void **state)
     }
     assert_true(placed > 20);
     peer_devices_destroy(&d);
+    fgd_workload_destroy(&w);
+}
+
+/* Gradients: after a quarter GPU, the workload asks quarters and whole GPUs; a quarter's
+ * least growth is negative (it fills the partly used device, where a whole GPU cannot go),
+ * a whole GPU's is not, and the next quarter does go where its gradient said. One workload
+ * for two packages: a slice placed on one moves the other's measure too. */
+static void test_grad(void **state)
+{
+    (void)state;
+    cpn_package_t p = s_pkg(2, 2), q = s_pkg(1, 2);
+    fgd_workload_t *w = fgd_workload_new();
+    peer_devices_t *d = peer_devices_new(&p, w), *e = peer_devices_new(&q, w);
+    assert_non_null(d);
+    assert_non_null(e);
+    assert_int_equal(peer_devices_prior(d, w), CPN_OK);
+    assert_int_equal(peer_devices_prior(e, w), CPN_OK);
+    cpn_grad_t g[CPN_GRAD_MAX];
+    uint32_t n = peer_devices_grad(e, g);
+    assert_int_equal(n, 1); /* the priors: whole GPUs */
+    assert_int_equal(g[0].accel, 1000);
+    uint32_t fr, max, frag_e0, frag_e1;
+    peer_devices_summary(e, &fr, &max, &frag_e0);
+    peer_slice_t a, b;
+    fgd_task_t t = s_ask(250, 1000, 1024);
+    assert_int_equal(peer_devices_place(d, &t, &a), CPN_OK);
+    n = peer_devices_grad(d, g);
+    assert_int_equal(n, 2);
+    assert_int_equal(g[0].accel, 250);
+    assert_int_equal(g[1].accel, 1000);
+    assert_true(g[0].delta < 0);
+    assert_true(g[1].delta >= 0);
+    assert_int_equal(peer_devices_place(d, &t, &b), CPN_OK);
+    assert_int_equal(b.node, a.node);
+    assert_int_equal(b.devmask, a.devmask); /* the partly used device */
+    /* e placed nothing, but the workload now holds quarters: its gradients list them */
+    n = peer_devices_grad(e, g);
+    assert_int_equal(n, 2);
+    assert_int_equal(g[0].accel, 250);
+    peer_devices_summary(e, &fr, &max, &frag_e1);
+    assert_int_equal(frag_e1, frag_e0); /* an empty node: nothing is fragmented yet */
+    peer_devices_destroy(&d);
+    peer_devices_destroy(&e);
+    fgd_workload_destroy(&w);
 }
 
 int main(void)
@@ -124,6 +172,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fit_beside_cpu),
         cmocka_unit_test(test_fit_points_real),
+        cmocka_unit_test(test_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

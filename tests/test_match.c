@@ -502,6 +502,47 @@ static void test_slices_fit_and_refusal(void **state)
     book_destroy(&b);
 }
 
+/* Slices ranked by the gradients of the summaries: among covering packages at one price the
+ * least growth of fragmentation for the slice's size wins, whatever `frag` says; a package
+ * without a gradient for that size comes after those with one. */
+static void test_slices_by_gradient(void **state)
+{
+    (void)state;
+    book_t *b = book_new(100);
+    cpn_package_t pk[3];
+    for (int i = 0; i < 3; i++) {
+        pk[i] = s_gpu("a10-x", "nvidia", "A10", 2, 125, 24 * GiB, "cn-east", 1000, 3);
+        snprintf(pk[i].id, sizeof pk[i].id, "a10-%c", 'a' + i);
+        pk[i].accel.share_min = 50;
+        pk[i].cores = 16, pk[i].mem_bytes = 64 * GiB;
+        pk[i].storage_class[0] = '\0', pk[i].storage_bytes = 0;
+        pk[i].slice_max = 1000;
+        pk[i].n_fit = 1, pk[i].fit[0] = (cpn_fit_t){2000, 16000, 65536};
+    }
+    pk[0].frag = 900, pk[0].n_grad = 1, pk[0].grad[0] = (cpn_grad_t){500, 40};
+    pk[1].frag = 100, pk[1].n_grad = 2;
+    pk[1].grad[0] = (cpn_grad_t){500, -250}, pk[1].grad[1] = (cpn_grad_t){1000, 0};
+    pk[2].frag = 1000; /* no gradients at all */
+    for (int i = 0; i < 3; i++)
+        s_put(b, (uint8_t)(1 + i), &pk[i], 1, NULL);
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t r = s_req(1);
+    r.share = 500, r.accel_count = 1, r.cores = 4, r.mem_bytes = 8 * GiB;
+    match_cand_t out[4];
+    size_t n;
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0].package, "a10-b"); /* -250 */
+    assert_string_equal(out[1].package, "a10-a"); /* +40 */
+    assert_string_equal(out[2].package, "a10-c"); /* none */
+    r.share = 1000; /* only a10-b has a gradient for a whole GPU */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_string_equal(out[0].package, "a10-b");
+    assert_string_equal(out[1].package, "a10-c"); /* then by frag */
+    book_destroy(&b);
+}
+
 static void test_policy_validate(void **state)
 {
     (void)state;
@@ -830,6 +871,7 @@ int main(void)
         cmocka_unit_test(test_deterministic_ties),
         cmocka_unit_test(test_local_expired_take),
         cmocka_unit_test(test_slices_fit_and_refusal),
+        cmocka_unit_test(test_slices_by_gradient),
         cmocka_unit_test(test_policy_validate),
         cmocka_unit_test(test_cross_check_brute_force),
     };

@@ -401,6 +401,75 @@ static void test_fit_points(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The summary's gradients: bounds and order checked, negative growths survive the wire, a
+ * malformed "grad" is refused, and a request finds the gradient of its own size only. */
+static void test_grad(void **state)
+{
+    (void)state;
+    cpn_package_t p = s_h100();
+    const char *why = NULL;
+    p.accel.share_min = 50;
+    p.slice_max = 1000;
+    p.n_grad = 3;
+    p.grad[0] = (cpn_grad_t){250, -480};
+    p.grad[1] = (cpn_grad_t){1000, 0};
+    p.grad[2] = (cpn_grad_t){8000, 1250};
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
+    cpn_package_t bad = p;
+    bad.grad[1].accel = 250; /* two of one size */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.grad[2].delta = -8001; /* more than the unit's accelerators */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.grad[2].accel = 9000;
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.n_grad = CPN_GRAD_MAX + 1;
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    cpn_package_t back;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.n_grad, 3);
+    assert_memory_equal(back.grad, p.grad, 3 * sizeof p.grad[0]);
+    msgpack_object *g = NULL;
+    for (uint32_t i = 0; i < obj.via.map.size; i++)
+        if (obj.via.map.ptr[i].key.via.str.size == 4 &&
+            memcmp(obj.via.map.ptr[i].key.via.str.ptr, "grad", 4) == 0)
+            g = &obj.via.map.ptr[i].val;
+    assert_non_null(g);
+    g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_STR; /* not an integer */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    g->via.array.ptr[0].via.array.ptr[1].via.i64 = INT64_MIN; /* beyond int32 */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    g->via.array.ptr[0].via.array.ptr[1].via.i64 = -480;
+    g->via.array.ptr[1].via.array.size = 3; /* [accel, delta, ?] */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+
+    cpn_request_t r = s_req();
+    r.accel_count = 1, r.share = 250;
+    int32_t d = 0;
+    assert_true(cpn_package_grad(&p, &r, &d));
+    assert_int_equal(d, -480);
+    r.share = 1000, r.accel_count = 8;
+    assert_true(cpn_package_grad(&p, &r, &d));
+    assert_int_equal(d, 1250);
+    r.share = 300, r.accel_count = 1;
+    assert_false(cpn_package_grad(&p, &r, &d)); /* no gradient of that size */
+    p.accel.share_min = 0, p.slice_max = 0; /* gradients without sharing */
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_E_CONFIG);
+}
+
 static void test_constraint_names(void **state)
 {
     (void)state;
@@ -730,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_capability_request),
         cmocka_unit_test(test_shared),
         cmocka_unit_test(test_fit_points),
+        cmocka_unit_test(test_grad),
         cmocka_unit_test(test_constraint_names),
         cmocka_unit_test(test_package_roundtrip),
         cmocka_unit_test(test_request_roundtrip),

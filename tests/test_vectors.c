@@ -305,6 +305,9 @@ static void test_shared_package_vector(void **state)
     p.n_fit = 2;
     p.fit[0] = (cpn_fit_t){2000, 16000, 65536};
     p.fit[1] = (cpn_fit_t){700, 4000, 8192};
+    p.n_grad = 2;
+    p.grad[0] = (cpn_grad_t){250, -120};
+    p.grad[1] = (cpn_grad_t){1000, 35};
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
