@@ -1183,7 +1183,7 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
         book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
     if (a->nack->code == CPN_E_NO_UNITS && p->req.share &&
-        book_slice_refused(self->b->book, c->peer, c->package, &p->req) != CPN_OK)
+        book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK)
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
     p->held = 0;
     p->last_code = a->nack->code;
