@@ -321,6 +321,8 @@ uint32_t peer_devices_fit(const peer_devices_t *self, cpn_fit_t fit[CPN_FIT_MAX]
 uint32_t peer_devices_grad(peer_devices_t *self, cpn_grad_t grad[CPN_GRAD_MAX])
 {
     fgd_task_t ask[CPN_GRAD_MAX];
+    if (self->n > PEER_GRAD_UNITS_MAX)
+        return 0;
     s_fresh(self);
     size_t na = fgd_workload_asks(self->work, ask, CPN_GRAD_MAX);
     uint32_t n = 0;

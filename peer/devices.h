@@ -65,10 +65,15 @@ void peer_devices_summary(peer_devices_t *self, uint32_t *free_nodes, uint32_t *
  * memory beside it (the larger of the two shares it has left is the smaller), each as that
  * node's free room; points another point covers are left out. Returns their count. */
 uint32_t peer_devices_fit(const peer_devices_t *self, cpn_fit_t fit[CPN_FIT_MAX]);
+/* Gradients cost CPN_GRAD_MAX placements' worth of scoring each time a package changes: a
+ * package of more units than this advertises none (brokers rank it by frag and slice_max). */
+#define PEER_GRAD_UNITS_MAX 1024
+
 /* The summary's gradients (resource.h cpn_grad_t), at most CPN_GRAD_MAX, written to grad[]
  * sorted by accel: for each of the workload's heaviest accelerator asks (with its classes'
  * mean CPU and memory), the least growth of F_n(M) placing it on any node would cause, as
- * the placement itself scores it. Asks no node can take are left out. Returns their count. */
+ * the placement itself scores it. Asks no node can take are left out; none at all for a
+ * package of more than PEER_GRAD_UNITS_MAX units. Returns their count. */
 uint32_t peer_devices_grad(peer_devices_t *self, cpn_grad_t grad[CPN_GRAD_MAX]);
 /* Free share of device dev of node (tests, status). */
 uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t dev);

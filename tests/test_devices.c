@@ -164,6 +164,12 @@ static void test_grad(void **state)
     assert_int_equal(frag_e1, frag_e0); /* an empty node: nothing is fragmented yet */
     peer_devices_destroy(&d);
     peer_devices_destroy(&e);
+    /* past PEER_GRAD_UNITS_MAX units: no gradients (the workload does have asks) */
+    cpn_package_t big = s_pkg(PEER_GRAD_UNITS_MAX + 1, 2);
+    peer_devices_t *f = peer_devices_new(&big, w);
+    assert_non_null(f);
+    assert_int_equal(peer_devices_grad(f, g), 0);
+    peer_devices_destroy(&f);
     fgd_workload_destroy(&w);
 }
 
