@@ -51,6 +51,7 @@ struct broker {
     claim_t *claim; /* requests in flight and relays (claim.h) */
     struct rematch *rematch; /* replacements of revoked leases in flight (rematch.h) */
     struct federation *fed; /* links to the other brokers (federation.c) */
+    struct usage_log *usage; /* USAGE records in the ledger (usage_log.h) */
     /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
      * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this
      * pointer, never claim.c by name, so the two do not call each other round a loop. */

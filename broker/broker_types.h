@@ -58,6 +58,10 @@ typedef struct {
     cpn_hist_t ledger_commit;    /* one ledger transaction's commit */
     uint64_t notices;            /* NOTICEs recorded (each lease's once) */
     uint64_t rematched;          /* revoked leases replaced elsewhere (on_failure: rematch) */
+    uint64_t usage_taken;        /* USAGE records taken into the ledger (each once) */
+    uint64_t usage_dup;          /* records taken again unchanged (re-sends) */
+    uint64_t usage_refused;      /* records refused (also counted under their code) */
+    uint64_t usage_relayed;      /* records the next broker on the route took from us */
 } broker_stats_t;
 
 /* One verified message being handled. */

@@ -55,6 +55,7 @@
 #include "log.h"
 #include "match.h"
 #include "window.h"
+#include "msg_typed.h"
 
 typedef enum {
     CS_FREE = 0, /* a zeroed slot is free */
@@ -1296,7 +1297,7 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     cpn_key_id(ref->peer, kid);
     if (answer->type == CPN_MSG_NACK) {
         cpn_nack_t nack;
-        if (cpn_msg_decode(answer, self->svc.lim, &nack) != CPN_OK) {
+        if (cpn_nack_decode(answer, self->svc.lim, &nack) != CPN_OK) {
             self->svc.out.count_refusal(self->svc.out.ctx, CPN_E_SCHEMA);
             return;
         }
@@ -1313,8 +1314,8 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     s_chain_t ch;
     uint64_t own_seq = 0;
     int r = CPN_E_SCHEMA;
-    if (answer->type == CPN_MSG_LEASE && memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
-        (r = cpn_msg_decode(answer, self->svc.lim, &lease)) == CPN_OK)
+    if (memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
+        (r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
     s_audit(self, answer->ts_ms, cpn_msg_name(answer->type), answer->from, r, answer->frame,
             answer->frame_len);

@@ -699,6 +699,11 @@ static int s_one_lease(ledger_t *self, sqlite3_stmt *st, ledger_lease_t *out,
     return r;
 }
 
+struct sqlite3 *ledger_db(ledger_t *self)
+{
+    return self->db;
+}
+
 int ledger_get(ledger_t *self, const uint8_t peer[CPN_PK_LEN], const char *lease_id,
                ledger_lease_t *out, uint8_t **grant_p, size_t *grant_len)
 {

@@ -74,6 +74,11 @@ int ledger_open(const char *path, ledger_t **out) CPN_WUR;
 /* Close; commits nothing left open (an open transaction is rolled back). Accepts NULL. */
 void ledger_destroy(ledger_t **self_p);
 
+/* The connection, for modules that keep tables of their own in the ledger inside the same
+ * transactions (usage_log.c). Borrowed. */
+struct sqlite3;
+struct sqlite3 *ledger_db(ledger_t *self);
+
 /* Audit rows to keep (>= 1); from the policy, may change on reload. */
 void ledger_set_audit_max(ledger_t *self, uint64_t audit_max);
 

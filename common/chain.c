@@ -207,6 +207,18 @@ static int s_claim_terms(s_ctx_t *c)
         return s_fail(c, CPN_E_CHAIN,
                       "CLAIM price %" PRIu64 " above the request's ceiling %" PRIu64, cl->price,
                       q->max_price);
+    /* The terms a peer holds a new grant to (docs/PROTOCOL.md, "terms at a peer"): an unsplit
+     * REQUEST is claimed whole, and a broker never shortens the duration asked. A replacement
+     * (`replaces`) is held to the rest of the lease it replaces instead, which only the NOTICE
+     * it carries tells: the peer opens that (grant_check_replacement). */
+    if (!cl->replaces.len && !q->split && cl->units != q->units)
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM units %" PRIu32 " are not the %" PRIu32 " of an unsplit request",
+                      cl->units, q->units);
+    if (!cl->replaces.len && cl->duration_s != q->duration_s)
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM duration %" PRIu64 " s is not the %" PRIu64 " s requested",
+                      cl->duration_s, q->duration_s);
     uint64_t ts = ch->req_env.ts_ms, age = o->max_request_age_ms;
     if (age && o->now_ms && (ts + age < o->now_ms || ts > o->now_ms + age))
         return s_fail(c, CPN_E_STALE,

@@ -59,7 +59,8 @@
     X(CPN_E_IN_DOUBT, -64, "in-doubt", "a claim for this request may still be granted")      \
     X(CPN_E_PROVISION_FAILED, -65, "provision-failed", "the peer's driver could not provide the lease") \
     X(CPN_E_CAPACITY_LOST, -66, "capacity-lost", "capacity under the lease was lost")          \
-    X(CPN_E_SEALED, -68, "sealed", "sealed access details do not open with this key")
+    X(CPN_E_SEALED, -68, "sealed", "sealed access details do not open with this key")         \
+    X(CPN_E_OVER_BUDGET, -69, "over-budget", "cost over the tenant's budget or the request's cost ceiling")
 
 typedef enum {
 #define CPN_X_ENUM(name, val, slug, reason) name = (val),

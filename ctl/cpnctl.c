@@ -17,14 +17,17 @@
 #include "chain.h"
 #include "clock.h"
 #include "ctl_access.h"
+#include "ctl_bill.h"
 #include "ctl_client.h"
 #include "ctl_verify.h"
 #include "identity.h"
+#include "ledger.h"
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
 #include "policy.h"
 #include "units.h"
+#include "usage_log.h"
 #include "yconf.h"
 
 #define EXIT_REFUSED 1
@@ -152,6 +155,22 @@ static int cmd_keygen(ctl_opts_t *o)
     return 0;
 }
 
+/* A USAGE record is verified on its own: signature and pricing (its chain: verify-bill). */
+static int s_verify_usage(ctl_opts_t *o, uint8_t *buf, size_t len)
+{
+    char why[CPN_REASON_MAX];
+    int r = ctl_bill_verify_record(buf, len, stdout, why);
+    free(buf);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        return EXIT_REFUSED;
+    }
+    fprintf(stderr, "cpnctl: %s: valid USAGE record, signature and amounts check\n",
+            o->argv[0]);
+    return 0;
+
+}
+
 /* A replacement lease (on_failure: rematch) names the lease it replaces through its CLAIM's
  * `replaces`, the old peer's NOTICE: say which, once the NOTICE verifies. */
 static void s_print_replaces(const char *file, const uint8_t *buf, size_t len)
@@ -178,6 +197,9 @@ static int cmd_verify(ctl_opts_t *o)
     size_t len = 0;
     if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
         return EXIT_USAGE;
+    cpn_env_t env;
+    if (cpn_env_parse(buf, len, NULL, &env) == CPN_OK && env.type == CPN_MSG_USAGE)
+        return s_verify_usage(o, buf, len);
     char why[CPN_REASON_MAX];
     uint8_t pk[CPN_PK_LEN];
     bool bad = false;
@@ -201,6 +223,184 @@ static int cmd_verify(ctl_opts_t *o)
     s_print_replaces(o->argv[0], buf, len);
     free(buf);
     return 0;
+}
+
+/* ---- bills: offline, from a bill file (ctl_bill.h) ---- */
+
+/* Parse "--from MS --to MS --csv [--save FILE]" from argv[first]; false on a bad option. */
+static bool s_bill_args(ctl_opts_t *o, int first, uint64_t *from, uint64_t *to,
+                        ctl_bill_fmt_t *fmt, const char **save)
+{
+    *from = *to = 0;
+    *fmt = o->json ? CTL_BILL_JSON : CTL_BILL_TEXT;
+    for (int i = first; i < o->argc; i++) {
+        const char *a = o->argv[i];
+        char *end = NULL;
+        if (save && strcmp(a, "--save") == 0 && i + 1 < o->argc) {
+            *save = o->argv[++i];
+        } else if ((strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) && i + 1 < o->argc) {
+            uint64_t v = strtoull(o->argv[++i], &end, 10);
+            if (!end || *end || end == o->argv[i])
+                return false;
+            *(a[2] == 'f' ? from : to) = v;
+        } else if (strcmp(a, "--csv") == 0) {
+            *fmt = CTL_BILL_CSV;
+        } else if (strcmp(a, "--json") == 0) {
+            *fmt = CTL_BILL_JSON;
+        } else {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Check a bill file in memory (named `name` in messages) and print it, or its verdict. */
+static int s_bill_check(const char *name, const uint8_t *buf, size_t len, uint64_t from,
+                        uint64_t to, ctl_bill_fmt_t fmt, bool print)
+{
+    ctl_bill_t *bill = NULL;
+    char why[CPN_REASON_MAX];
+    int r = ctl_bill_load(buf, len, from, to, &bill, why);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", name, why, cpn_errname(r));
+        return EXIT_REFUSED;
+    }
+    if (print)
+        ctl_bill_print(bill, fmt, stdout);
+    else
+        fprintf(stderr, "cpnctl: %s: valid: %zu records of %zu leases (%zu open), every "
+                        "signature and chain checks, total %" PRIu64 " thousandths\n",
+                name, ctl_bill_records(bill), ctl_bill_leases(bill),
+                ctl_bill_open_leases(bill), ctl_bill_total(bill));
+    ctl_bill_destroy(&bill);
+    return 0;
+}
+
+/* bill FILE: print; verify-bill FILE: the same checks, a verdict. */
+static int s_bill(ctl_opts_t *o, bool print)
+{
+    uint64_t from, to;
+    ctl_bill_fmt_t fmt;
+    if (!s_bill_args(o, 1, &from, &to, &fmt, NULL)) {
+        fprintf(stderr, "usage: cpnctl bill FILE [--from MS] [--to MS] [--json|--csv]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
+        return EXIT_USAGE;
+    int rc = s_bill_check(o->argv[0], buf, len, from, to, fmt, print);
+    free(buf);
+    return rc;
+}
+
+static int s_bill_fetch(ctl_opts_t *o);
+
+/* bill [FILE]: without a file, the tenant's records are fetched from its broker. */
+static int cmd_bill(ctl_opts_t *o)
+{
+    if (o->argc == 0 || strncmp(o->argv[0], "--", 2) == 0)
+        return s_bill_fetch(o);
+    return s_bill(o, true);
+}
+static int cmd_verify_bill(ctl_opts_t *o)
+{
+    return s_bill(o, false);
+}
+
+/* ---- ledger export: the operator's records, re-checked, as CSV (or a bill file) ---- */
+
+typedef struct {
+    const char *path, *out;
+    uint64_t from, to;
+    uint8_t tenant[CPN_PK_LEN];
+    bool has_tenant;
+} s_export_t;
+
+static bool s_export_args(ctl_opts_t *o, s_export_t *e)
+{
+    memset(e, 0, sizeof *e);
+    if (o->argc < 2 || strcmp(o->argv[0], "export") != 0)
+        return false;
+    e->path = o->argv[1];
+    for (int i = 2; i + 1 < o->argc; i += 2) {
+        const char *a = o->argv[i], *v = o->argv[i + 1];
+        char *end = NULL;
+        if (strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) {
+            uint64_t x = strtoull(v, &end, 10);
+            if (!end || *end || end == v)
+                return false;
+            *(a[2] == 'f' ? &e->from : &e->to) = x;
+        } else if (strcmp(a, "--tenant") == 0) {
+            if (cpn_pk_load(v, e->tenant) != CPN_OK)
+                return false;
+            e->has_tenant = true;
+        } else if (strcmp(a, "--out") == 0) {
+            e->out = v;
+        } else {
+            return false;
+        }
+    }
+    return (o->argc % 2) == 0;
+}
+
+static int s_export_append(const uint8_t *frame, size_t len, void *arg)
+{
+    void **b = arg;
+    return ctl_bill_append((uint8_t **)&b[0], (size_t *)b[1], frame, len);
+}
+
+/* Read the records out of the ledger into a bill file in memory (*buf the caller's). */
+static int s_export_read(const s_export_t *e, uint8_t **buf, size_t *len)
+{
+    ledger_t *lg = NULL;
+    usage_log_t *ul = NULL;
+    void *b[2] = {NULL, len};
+    int r = ledger_open(e->path, &lg);
+    if (r == CPN_OK)
+        r = usage_log_open(lg, &ul);
+    if (r == CPN_OK)
+        r = usage_log_each(ul, e->has_tenant ? e->tenant : NULL, e->from, e->to, s_export_append,
+                           b);
+    *buf = b[0];
+    usage_log_destroy(&ul);
+    ledger_destroy(&lg);
+    return r;
+}
+
+static int cmd_ledger(ctl_opts_t *o)
+{
+    s_export_t e;
+    if (!s_export_args(o, &e)) {
+        fprintf(stderr, "usage: cpnctl ledger export LEDGER [--from MS] [--to MS] "
+                        "[--tenant KEY] [--out BILL-FILE]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int r = s_export_read(&e, &buf, &len);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: %s\n", e.path, cpn_strerror(r));
+        free(buf);
+        return EXIT_USAGE;
+    }
+    /* What the operator exports is checked like a tenant's bill: a ledger that does not
+     * verify is reported, not exported. The period was applied when reading. */
+    ctl_bill_t *bill = NULL;
+    char why[CPN_REASON_MAX];
+    r = ctl_bill_load(buf, len, 0, 0, &bill, why);
+    if (r != CPN_OK) {
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", e.path, why, cpn_errname(r));
+        free(buf);
+        return EXIT_REFUSED;
+    }
+    if (e.out && s_write_file(e.out, buf, len) != CPN_OK)
+        r = CPN_E_IO;
+    else
+        ctl_bill_print(bill, o->json ? CTL_BILL_JSON : CTL_BILL_CSV, stdout);
+    ctl_bill_destroy(&bill);
+    free(buf);
+    return r == CPN_OK ? 0 : EXIT_USAGE;
 }
 
 static int cmd_policy(ctl_opts_t *o)
@@ -296,11 +496,9 @@ static bool s_replay_of(const cpn_env_t *env, uint64_t seq)
 {
     cpn_nack_t nack;
     cpn_error_t err;
-    memset(&nack, 0, sizeof nack);
-    memset(&err, 0, sizeof err);
-    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK)
+    if (cpn_nack_decode(env, &cpn_limits_default, &nack) == CPN_OK)
         return nack.code == CPN_E_REPLAY && nack.ref_seq == seq;
-    if (env->type == CPN_MSG_ERROR && cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK)
+    if (cpn_error_decode(env, &cpn_limits_default, &err) == CPN_OK)
         return err.code == CPN_E_REPLAY && err.ref_seq == seq;
     return false;
 }
@@ -773,14 +971,18 @@ static void s_listing_end(s_listing_t *ls, bool list)
         printf("(none)\n");
 }
 
-/* QUERY `what`, following `next` until the last page (each page waits up to --timeout). */
-static int s_query(ctl_opts_t *o, const char *what)
+/* Rows of one page, to a caller that keeps them instead of printing (bill). */
+typedef int (*s_rows_fn)(const msgpack_object *rows, void *arg);
+
+/* QUERY `what`, following `next` until the last page (each page waits up to --timeout); the
+ * pages are printed, or handed to fn (if not NULL; non-zero from it ends with that code). */
+static int s_query_rows(ctl_opts_t *o, const char *what, s_rows_fn fn, void *arg)
 {
     ctl_session_t s;
     int rc = s_session_open(o, &s);
     if (rc)
         return rc;
-    s_listing_t ls = {.json = o->json};
+    s_listing_t ls = {.json = o->json, .ended = fn != NULL}; /* fn's rows are not printed */
     bool list = false, done = false, retried = false;
     cpn_query_t q;
     memset(&q, 0, sizeof q);
@@ -813,9 +1015,13 @@ static int s_query(ctl_opts_t *o, const char *what)
                 msgpack_zone_init(&zone, 4096);
                 rc = EXIT_REFUSED;
                 if (mp_parse(st.data.ptr, st.data.len, &lim, &zone, &obj) == CPN_OK) {
-                    s_print_page(&ls, &obj);
                     list = obj.type == MSGPACK_OBJECT_ARRAY;
-                    rc = 0;
+                    if (fn)
+                        rc = list ? fn(&obj, arg) : EXIT_REFUSED;
+                    else {
+                        s_print_page(&ls, &obj);
+                        rc = 0;
+                    }
                 }
                 /* The cursor must move on, or a broker could keep us here. */
                 done = rc != 0 || !list || !st.next[0] || strcmp(st.next, q.after) == 0;
@@ -851,6 +1057,61 @@ static int s_query(ctl_opts_t *o, const char *what)
         fprintf(stderr, "cpnctl: no answer from %s (page %zu of %s)\n", o->broker, pages + 1,
                 what);
     s_session_close(&s);
+    return rc;
+}
+
+static int s_query(ctl_opts_t *o, const char *what)
+{
+    return s_query_rows(o, what, NULL, NULL);
+}
+
+/* One page of `usage` rows ({lease, n, record}): each record appended to the bill file. */
+static int s_bill_rows(const msgpack_object *rows, void *arg)
+{
+    void **b = arg;
+    for (uint32_t i = 0; i < rows->via.array.size; i++) {
+        const msgpack_object *row = &rows->via.array.ptr[i];
+        const msgpack_object *rec = NULL;
+        for (uint32_t k = 0; row->type == MSGPACK_OBJECT_MAP && k < row->via.map.size; k++) {
+            const msgpack_object_kv *kv = &row->via.map.ptr[k];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 6 &&
+                memcmp(kv->key.via.str.ptr, "record", 6) == 0 && kv->val.type == MSGPACK_OBJECT_BIN)
+                rec = &kv->val;
+        }
+        if (!rec) {
+            fprintf(stderr, "cpnctl: usage row %" PRIu32 " without a record\n", i);
+            return EXIT_REFUSED;
+        }
+        if (ctl_bill_append((uint8_t **)&b[0], (size_t *)b[1], (const uint8_t *)rec->via.bin.ptr,
+                            rec->via.bin.size) != CPN_OK)
+            return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* bill [--from MS] [--to MS] [--json|--csv] [--save FILE]: the tenant's records (an
+ * operator's: everyone's) from the broker, checked and printed as for a file. */
+static int s_bill_fetch(ctl_opts_t *o)
+{
+    uint64_t from, to;
+    ctl_bill_fmt_t fmt;
+    const char *save = NULL;
+    if (!s_bill_args(o, 0, &from, &to, &fmt, &save)) {
+        fprintf(stderr, "usage: cpnctl bill [FILE] [--from MS] [--to MS] [--json|--csv] "
+                        "[--save FILE]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    void *b[2] = {NULL, &len};
+    int rc = s_query_rows(o, "usage", s_bill_rows, b);
+    buf = b[0];
+    if (rc == 0 && save && s_write_file(save, buf ? buf : (const uint8_t *)"", len) != CPN_OK)
+        rc = EXIT_USAGE;
+    if (rc == 0)
+        rc = s_bill_check(o->broker ? o->broker : "broker", buf ? buf : (const uint8_t *)"", len,
+                          from, to, fmt, true);
+    free(buf);
     return rc;
 }
 
@@ -1027,7 +1288,16 @@ static const ctl_cmd_t s_cmds[] = {
     {"offers", 0, cmd_offers, "offers                   the offers the broker sees"},
     {"status", 0, cmd_status, "status                   broker counters and uptime"},
     {"federation", 0, cmd_federation, "federation               members, state, offer counts"},
-    {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain offline"},
+    {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain or USAGE record\n"
+                              "                           offline"},
+    {"bill", 0, cmd_bill, "bill [FILE] [--from MS] [--to MS] [--json|--csv] [--save FILE]\n"
+                          "                           amounts per lease and package, every record\n"
+                          "                           checked: of a bill file, or (no FILE) this\n"
+                          "                           tenant's records fetched from the broker"},
+    {"verify-bill", 1, cmd_verify_bill, "verify-bill FILE         re-check every signature, chain and sum"},
+    {"ledger", 2, cmd_ledger, "ledger export LEDGER [--from MS] [--to MS] [--tenant KEY] [--out FILE]\n"
+                              "                           a broker ledger's USAGE records, checked, as CSV;\n"
+                              "                           --out also writes them as a bill file"},
     {"policy", 1, cmd_policy, "policy check FILE        validate a broker policy"},
 };
 

@@ -285,6 +285,11 @@ void peer_store_rollback(peer_store_t *self)
     self->in_txn = false;
 }
 
+struct sqlite3 *peer_store_db(peer_store_t *self)
+{
+    return self->db;
+}
+
 bool peer_store_in_txn(const peer_store_t *self)
 {
     return self->in_txn;

@@ -44,6 +44,11 @@ int peer_store_open(const char *path, peer_store_t **out) CPN_WUR;
 /* Rolls back an open transaction, closes. Accepts NULL. */
 void peer_store_destroy(peer_store_t **self_p);
 
+/* The connection, for modules that keep tables of their own in the peer's database inside
+ * the same transactions (meter.c). Borrowed. */
+struct sqlite3;
+struct sqlite3 *peer_store_db(peer_store_t *self);
+
 /* Transactions: begin takes the write lock at once (BEGIN IMMEDIATE). */
 int peer_store_begin(peer_store_t *self) CPN_WUR;
 int peer_store_commit(peer_store_t *self) CPN_WUR;

@@ -36,6 +36,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 5000   /* one answer from the broker */
 #define READY_MS 30000 /* a daemon up, a peer's offers in the book (bound, not a timing) */
@@ -199,9 +200,9 @@ static void s_granted(const h_ans_t *a, cpn_lease_t *lease, uint8_t peer[CPN_PK_
     assert_int_equal(a->type, CPN_MSG_GRANT);
     assert_int_equal(ctl_verify_chain(a->frame, a->len, NULL, &why), CPN_OK);
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, lease), CPN_OK);
     memcpy(peer, lenv.from, CPN_PK_LEN);
 }
 

@@ -44,6 +44,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define WAIT_MS 5000   /* one answer from the broker */
@@ -300,11 +301,11 @@ static void s_chain(const h_ans_t *a, chain_t *c)
     memset(c, 0, sizeof *c);
     cpn_limits_t lim = h_big_limits();
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &c->genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->genv, &lim, &c->grant), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&c->genv, &lim, &c->grant), CPN_OK);
     assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->lenv, &lim, &c->lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&c->lenv, &lim, &c->lease), CPN_OK);
     assert_int_equal(cpn_env_open(c->lease.claim.ptr, c->lease.claim.len, &lim, &c->cenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->cenv, &lim, &c->claim), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&c->cenv, &lim, &c->claim), CPN_OK);
     assert_int_equal(cpn_env_open(c->claim.request.ptr, c->claim.request.len, &lim, &c->renv),
                      CPN_OK);
 }
@@ -633,7 +634,7 @@ static int s_progress_notes(int t, const cpn_request_t *req)
         assert_memory_equal(a.env.from, cpn_identity_pk(g.broker), CPN_PK_LEN);
         cpn_status_t st;
         memset(&st, 0, sizeof st);
-        if (a.env.type == CPN_MSG_STATUS && cpn_msg_decode(&a.env, &lim, &st) == CPN_OK &&
+        if (a.env.type == CPN_MSG_STATUS && cpn_status_decode(&a.env, &lim, &st) == CPN_OK &&
             strcmp(st.what, "progress") == 0)
             notes++;
         granted = h_match(&a, seq, req->id, NULL) && a.env.type == CPN_MSG_GRANT;

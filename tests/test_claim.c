@@ -30,6 +30,7 @@
 #include "policy.h"
 #include "sigcache.h"
 #include "window.h"
+#include "msg_typed.h"
 
 static uint64_t s_now, s_mono;
 static uint64_t s_now_ms(void)
@@ -264,7 +265,7 @@ static void s_lease(s_fix_t *f, int who, const fake_sent_t *c, const char *reque
     cpn_env_t cenv;
     cpn_claim_t cl;
     assert_int_equal(cpn_env_parse(c->frame, c->len, &f->b.lim, &cenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&cenv, &f->b.lim, &cl), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&cenv, &f->b.lim, &cl), CPN_OK);
     cpn_lease_t l;
     memset(&l, 0, sizeof l);
     l.claim.ptr = c->frame;
@@ -493,7 +494,7 @@ static void test_split(void **state)
     cpn_env_t env;
     cpn_claim_t cl;
     assert_int_equal(cpn_env_parse(c2->frame, c2->len, &f->b.lim, &env), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&env, &f->b.lim, &cl), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&env, &f->b.lim, &cl), CPN_OK);
     assert_int_equal(cl.units, 2);
     s_lease(f, T_PEER_B, c2, "r1");
     assert_string_equal(s_state(f, "r1"), "free");

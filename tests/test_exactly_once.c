@@ -53,6 +53,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 8000   /* one answer from the broker (a CLAIM may time out first) */
 #define READY_MS 30000 /* a daemon up, offers in the book (a bound, not a timing) */
@@ -317,10 +318,10 @@ static void s_grant_lease(const h_ans_t *a, char lease_id[CPN_NAME_MAX], uint8_t
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_int_equal(lenv.type, CPN_MSG_LEASE);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     snprintf(lease_id, CPN_NAME_MAX, "%s", l.lease_id);
     memcpy(peer, lenv.from, CPN_PK_LEN);
     const char *why = NULL;

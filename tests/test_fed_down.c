@@ -34,6 +34,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* daemons up, offers across the federation (bound, not a timing) */
@@ -152,7 +153,7 @@ static int s_submit(const char *id, uint64_t *ms)
         cpn_env_t lease;
         cpn_limits_t lim = h_big_limits();
         memset(&gr, 0, sizeof gr);
-        assert_int_equal(cpn_msg_decode(&a.env, &lim, &gr), CPN_OK);
+        assert_int_equal(cpn_grant_decode(&a.env, &lim, &gr), CPN_OK);
         assert_int_equal(cpn_env_parse(gr.lease.ptr, gr.lease.len, &lim, &lease), CPN_OK);
         for (int i = 0; i < P__COUNT; i++)
             if (memcmp(lease.from, cpn_identity_pk(g.p[i].id), CPN_PK_LEN) == 0)

@@ -47,6 +47,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define WAIT_MS 5000   /* one answer from a broker */
@@ -472,10 +473,10 @@ static void test_remote_lease(void **state)
     cpn_lease_t lease;
     assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
     assert_memory_equal(genv.from, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_memory_equal(lenv.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
     char lease_id[CPN_NAME_MAX];
     snprintf(lease_id, sizeof lease_id, "%s", lease.lease_id);
     /* A flipped byte anywhere in the route breaks the verification. */
@@ -503,9 +504,9 @@ static void test_remote_lease(void **state)
     assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
     assert_int_equal(h_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
     assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
     assert_string_equal(lease.state, "released");
     h_ans_free(&a);
 }
@@ -711,7 +712,7 @@ static void s_tm_sync_answer(void *sock, cpn_signer_t *signer, void *router,
     for (uint64_t k = 0; k < out - out0; k++) {
         assert_true(s_tm_recv(router, cpn_mono_ms() + WAIT_MS, CPN_MSG_RELAY, &frame, &len, &env));
         cpn_relay_t rel;
-        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_relay_decode(&env, &lim, &rel), CPN_OK);
         assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &inner), CPN_OK);
         if (memcmp(inner.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN) == 0 &&
             (seq == 0 || inner.seq == seq)) {
@@ -751,7 +752,7 @@ static void test_sync_with_member(void **state)
     cpn_env_t env;
     assert_true(s_tm_recv(router, cpn_mono_ms() + READY_MS, CPN_MSG_SYNC, &frame, &len, &env));
     cpn_sync_t digest;
-    assert_int_equal(cpn_msg_decode(&env, &lim, &digest), CPN_OK);
+    assert_int_equal(cpn_sync_decode(&env, &lim, &digest), CPN_OK);
     assert_int_equal(digest.entries.len % CPN_SYNC_ENTRY_LEN, 0);
     uint64_t pc_seq = 0;
     uint8_t mine[2 * CPN_SYNC_ENTRY_LEN];
@@ -890,7 +891,7 @@ static void test_withdraw_sticks(void **state)
         if (!s_tm_recv(router, deadline, CPN_MSG_RELAY, &frame, &len, &env))
             break;
         cpn_relay_t rel;
-        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_relay_decode(&env, &lim, &rel), CPN_OK);
         assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &inner), CPN_OK);
         got = memcmp(inner.from, cpn_identity_pk(g.fw), CPN_PK_LEN) == 0 &&
               inner.type == CPN_MSG_WITHDRAW && inner.seq == fw_wd_seq && rel.hops == 1;

@@ -693,7 +693,7 @@ static void s_serve_remote(const char *req_id, s_spoil_fn spoil, cpn_identity_t 
     for (;;) {
         if (!s_tm_recv(CPN_MSG_FORWARD, &ff, &fn, &fenv))
             fail_msg("%s: A forwarded no CLAIM to tm", req_id);
-        assert_int_equal(cpn_msg_decode(&fenv, &lim, &fw), CPN_OK);
+        assert_int_equal(cpn_forward_decode(&fenv, &lim, &fw), CPN_OK);
         if (fw.ref_seq == 0 && memcmp(fw.to, cpn_identity_pk(g.pr), CPN_PK_LEN) == 0)
             break;
         free(ff);

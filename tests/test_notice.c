@@ -51,6 +51,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 8000   /* one answer from the broker */
 #define READY_MS 30000 /* a daemon up, offers in the book, a row written (a bound) */
@@ -290,9 +291,9 @@ static void s_lease_ex(const char *id, bool rematch, h_ans_t *a, char lease_id[C
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     snprintf(lease_id, CPN_NAME_MAX, "%s", l.lease_id);
 }
 
@@ -411,9 +412,9 @@ static void test_forged_notice(void **state)
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&grant.env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&grant.env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     const uint8_t *acme = cpn_identity_pk(g.t.id), *beta = cpn_identity_pk(g.beta);
     /* Another peer than the lease's. */
     assert_int_equal(s_forge(g.p[P_DEAR].id, &l, gr.lease.ptr, gr.lease.len, acme, NULL, &a),

@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "om_parse.h"
 #include "transport.h"
 
@@ -273,9 +274,9 @@ static int s_submit(const char *id, const char *model, char *lease_id)
         cpn_limits_t lim = h_big_limits();
         memset(&gr, 0, sizeof gr);
         memset(&lease, 0, sizeof lease);
-        assert_int_equal(cpn_msg_decode(&a.env, &lim, &gr), CPN_OK);
+        assert_int_equal(cpn_grant_decode(&a.env, &lim, &gr), CPN_OK);
         assert_int_equal(cpn_env_parse(gr.lease.ptr, gr.lease.len, &lim, &env), CPN_OK);
-        assert_int_equal(cpn_msg_decode(&env, &lim, &lease), CPN_OK);
+        assert_int_equal(cpn_lease_decode(&env, &lim, &lease), CPN_OK);
         snprintf(lease_id, CPN_NAME_MAX, "%s", lease.lease_id);
     }
     h_ans_free(&a);

@@ -43,6 +43,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "seal.h"
 
 #define WAIT_MS 15000  /* one answer from the broker (its claims may time out first) */
@@ -192,9 +193,9 @@ static void s_grant(const h_ans_t *a, uint8_t peer[CPN_PK_LEN], char *access, si
     cpn_lease_t l;
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a->frame, a->len, NULL, &why), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     memcpy(peer, lenv.from, CPN_PK_LEN);
     size_t n = 0;
     access[0] = '\0';

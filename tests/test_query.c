@@ -44,6 +44,7 @@
 #include "identity.h"
 #include "ledger.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* a daemon up, the ADs in its book (bound, not a timing) */
@@ -414,7 +415,7 @@ static cpn_msg_type_t s_page(int b, int t, const char *what, const char *after, 
         cpn_status_t st;
         cpn_limits_t lim = h_big_limits();
         memset(&st, 0, sizeof st);
-        assert_int_equal(cpn_msg_decode(&a->env, &lim, &st), CPN_OK);
+        assert_int_equal(cpn_status_decode(&a->env, &lim, &st), CPN_OK);
         snprintf(next, CPN_CURSOR_MAX, "%s", st.next);
     }
     return type;
@@ -602,6 +603,9 @@ static void test_who_may_ask(void **state)
         {T_TEN, "status", 0},
         {T_TEN, "leases", 0},
         {T_OPS, "offers", 0},
+        {T_TEN, "usage", 0},          /* its own USAGE records (none here: an empty page) */
+        {T_OPS, "usage", 0},          /* an operator's: every tenant's */
+        {T_MEM, "usage", CPN_E_ROLE}, /* a member has no records to bill */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         h_ans_t a;
@@ -619,6 +623,12 @@ static void test_who_may_ask(void **state)
         }
         h_ans_free(&a);
     }
+    /* A usage cursor that does not parse. */
+    h_ans_t a;
+    char next[CPN_CURSOR_MAX];
+    assert_int_equal(s_page(B_Q, T_TEN, "usage", "nothex/1/L", 0, &a, next), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_INVAL);
+    h_ans_free(&a);
 }
 
 int main(void)

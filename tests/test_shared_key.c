@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WORKERS 8
 #define EACH 20
@@ -290,9 +291,9 @@ static void test_renew_replay_retried_once(void **state)
     memset(&grant, 0, sizeof grant);
     memset(&lease, 0, sizeof lease);
     assert_int_equal(cpn_env_parse(buf, len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &grant), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &grant), CPN_OK);
     assert_int_equal(cpn_env_parse(grant.lease.ptr, grant.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
 
     /* the fast-clock client: RENEW with ts and seq 3 s ahead (inside the skew window) */
     h_tenant_t fast = {.name = "shared", .id = g.shared};

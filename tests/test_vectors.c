@@ -18,9 +18,11 @@
 
 #include "chain.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "seal.h"
+#include "usage.h"
 
-#define S_MAX_VECTORS 32
+#define S_MAX_VECTORS 64
 
 typedef struct {
     char name[32];
@@ -271,7 +273,7 @@ static void test_hello_vector(void **state)
     assert_int_equal(cpn_env_open(docf, n, NULL, &env), CPN_OK);
     assert_true(env.seq == seq && env.ts_ms == ts);
     cpn_hello_t back;
-    assert_int_equal(cpn_msg_decode(&env, NULL, &back), CPN_OK);
+    assert_int_equal(cpn_hello_decode(&env, NULL, &back), CPN_OK);
     assert_string_equal(back.endpoint, "tcp://127.0.0.1:7100");
 
     free(docf);
@@ -326,6 +328,87 @@ static void test_shared_package_vector(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* §7 USAGE: two records of the vector lease, signed by the vector peer, rebuilt byte for byte;
+ * the second names the first's hash and prices by the cumulative rule. */
+static void s_usage_frame(cpn_identity_t *peer, const cpn_usage_t *rec, uint8_t **f, size_t *n)
+{
+    assert_int_equal(cpn_msg_build(peer, CPN_MSG_USAGE, rec->to_ms << 12, rec->to_ms, rec, f, n),
+                     CPN_OK);
+}
+
+static void test_usage_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32], h[CPN_USAGE_HASH_LEN];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    cpn_identity_t *peer = NULL, *tenant = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &peer), CPN_OK);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(32 + i);
+    assert_int_equal(cpn_identity_from_seed(seed, &tenant), CPN_OK);
+    cpn_usage_t first, r1, r2;
+    memset(&first, 0, sizeof first);
+    snprintf(first.lease_id, sizeof first.lease_id, "%s", s_get(d, "lease-id"));
+    memcpy(first.tenant, cpn_identity_pk(tenant), CPN_PK_LEN);
+    snprintf(first.package, sizeof first.package, "%s", s_get(d, "usage-package"));
+    first.units = (uint32_t)strtoul(s_get(d, "usage-units"), NULL, 10);
+    first.price = strtoull(s_get(d, "usage-price"), NULL, 10);
+    first.start_ms = strtoull(s_get(d, "usage-start-ms"), NULL, 10);
+    uint64_t to1 = strtoull(s_get(d, "usage1-to-ms"), NULL, 10);
+    uint64_t to2 = strtoull(s_get(d, "usage2-to-ms"), NULL, 10);
+    assert_int_equal(cpn_usage_next(NULL, NULL, &first, to1, false, &r1), CPN_OK);
+    assert_int_equal(r1.amount, strtoull(s_get(d, "usage1-amount"), NULL, 10));
+    uint8_t *f1 = NULL, *f2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    s_usage_frame(peer, &r1, &f1, &n1);
+    s_check_hex(d, "usage1-frame-hex", f1, n1);
+    cpn_usage_hash(f1, n1, h);
+    s_check_hex(d, "usage1-hash-hex", h, sizeof h);
+    assert_int_equal(cpn_usage_next(&r1, h, &first, to2, true, &r2), CPN_OK);
+    assert_int_equal(r2.amount, strtoull(s_get(d, "usage2-amount"), NULL, 10));
+    assert_int_equal(r2.total, strtoull(s_get(d, "usage2-total"), NULL, 10));
+    s_usage_frame(peer, &r2, &f2, &n2);
+    s_check_hex(d, "usage2-frame-hex", f2, n2);
+    free(f1);
+    free(f2);
+    cpn_identity_destroy(&peer);
+    cpn_identity_destroy(&tenant);
+}
+
+/* §7 RECEIPT: the broker's countersignature of the first USAGE record above, signed by the
+ * broker key of seed 40 41 .. 5f, seq = ts << 12. */
+static void test_receipt_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    cpn_identity_t *peer = NULL, *broker = NULL;
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    assert_int_equal(cpn_identity_from_seed(seed, &peer), CPN_OK);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(0x40 + i);
+    assert_int_equal(cpn_identity_from_seed(seed, &broker), CPN_OK);
+    s_check_hex(d, "receipt-broker-pk-hex", cpn_identity_pk(broker), CPN_PK_LEN);
+    cpn_receipt_t rc;
+    memset(&rc, 0, sizeof rc);
+    memcpy(rc.peer, cpn_identity_pk(peer), CPN_PK_LEN);
+    snprintf(rc.lease_id, sizeof rc.lease_id, "%s", s_get(d, "lease-id"));
+    rc.n = 1;
+    const char *hh = s_get(d, "usage1-hash-hex");
+    size_t got = 0;
+    assert_int_equal(sodium_hex2bin(rc.hash, sizeof rc.hash, hh, strlen(hh), NULL, &got, NULL), 0);
+    assert_int_equal(got, sizeof rc.hash);
+    uint64_t ts = strtoull(s_get(d, "receipt-ts"), NULL, 10);
+    uint8_t *f = NULL;
+    size_t n = 0;
+    assert_int_equal(cpn_msg_build(broker, CPN_MSG_RECEIPT, ts << 12, ts, &rc, &f, &n), CPN_OK);
+    s_check_hex(d, "receipt-frame-hex", f, n);
+    free(f);
+    cpn_identity_destroy(&peer);
+    cpn_identity_destroy(&broker);
+}
+
 static void test_error_table(void **state)
 {
     s_doc_t *d = *state;
@@ -360,6 +443,8 @@ int main(void)
         cmocka_unit_test(test_hello_vector),
         cmocka_unit_test(test_access_vector),
         cmocka_unit_test(test_shared_package_vector),
+        cmocka_unit_test(test_usage_vector),
+        cmocka_unit_test(test_receipt_vector),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_type_list),
     };
