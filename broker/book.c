@@ -42,8 +42,6 @@
 #include "book_mask.h"
 #include "log.h"
 
-#define S_HT_MIN 64u
-
 /* ---- small helpers ------------------------------------------------------------------- */
 
 static uint64_t s_mix(uint64_t h)
@@ -123,98 +121,6 @@ static int s_grow(void **arr, uint32_t *cap, size_t need, size_t size)
     return CPN_OK;
 }
 
-/* ---- open-addressing hash of ids; equality is the caller's ------------------------------ */
-
-typedef bool (*s_eq_fn)(const book_t *b, uint32_t id, const void *key);
-
-static int s_ht_rehash(book_htab_t *t, size_t ncap)
-{
-    uint32_t *slot = calloc(ncap, sizeof *slot);
-    uint32_t *hash = calloc(ncap, sizeof *hash);
-    if (slot == NULL || hash == NULL) {
-        free(slot);
-        free(hash);
-        return CPN_E_NOMEM;
-    }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (t->slot[i] == 0 || t->slot[i] == UINT32_MAX)
-            continue;
-        size_t j = t->hash[i] & (ncap - 1);
-        while (slot[j] != 0)
-            j = (j + 1) & (ncap - 1);
-        slot[j] = t->slot[i];
-        hash[j] = t->hash[i];
-    }
-    free(t->slot);
-    free(t->hash);
-    t->slot = slot;
-    t->hash = hash;
-    t->cap = ncap;
-    t->dead = 0;
-    return CPN_OK;
-}
-
-static uint32_t s_ht_find(const book_t *b, const book_htab_t *t, uint32_t h, s_eq_fn eq,
-                          const void *key)
-{
-    if (t->cap == 0)
-        return BOOK_NONE;
-    size_t i = h & (t->cap - 1);
-    while (t->slot[i] != 0) {
-        if (t->slot[i] != UINT32_MAX && t->hash[i] == h && eq(b, t->slot[i] - 1, key))
-            return t->slot[i] - 1;
-        i = (i + 1) & (t->cap - 1);
-    }
-    return BOOK_NONE;
-}
-
-/* Make room for one more id (call before s_ht_add, which then cannot fail). */
-static int s_ht_reserve(book_htab_t *t)
-{
-    if (t->cap == 0)
-        return s_ht_rehash(t, S_HT_MIN);
-    if ((t->used + t->dead + 1) * 4 >= t->cap * 3) {
-        size_t ncap = (t->used + 1) * 4 >= t->cap * 2 ? t->cap * 2 : t->cap;
-        return s_ht_rehash(t, ncap);
-    }
-    return CPN_OK;
-}
-
-static void s_ht_add(book_htab_t *t, uint32_t h, uint32_t id)
-{
-    size_t i = h & (t->cap - 1);
-    while (t->slot[i] != 0 && t->slot[i] != UINT32_MAX)
-        i = (i + 1) & (t->cap - 1);
-    if (t->slot[i] == UINT32_MAX)
-        t->dead--;
-    t->slot[i] = id + 1;
-    t->hash[i] = h;
-    t->used++;
-}
-
-static void s_ht_del(book_htab_t *t, uint32_t h, uint32_t id)
-{
-    if (t->cap == 0)
-        return;
-    size_t i = h & (t->cap - 1);
-    while (t->slot[i] != 0) {
-        if (t->slot[i] == id + 1) {
-            t->slot[i] = UINT32_MAX;
-            t->used--;
-            t->dead++;
-            return;
-        }
-        i = (i + 1) & (t->cap - 1);
-    }
-}
-
-static void s_ht_free(book_htab_t *t)
-{
-    free(t->slot);
-    free(t->hash);
-    memset(t, 0, sizeof *t);
-}
-
 /* ---- slot allocation: a free stack over a growing array ---------------------------------- */
 
 static int s_slot_alloc(void **arr, uint32_t *n, uint32_t *cap, uint32_t **freel, uint32_t *n_free,
@@ -249,7 +155,7 @@ uint32_t book__str_find(const book_t *self, const char *name)
 {
     char f[CPN_NAME_MAX];
     s_fold(name, f);
-    return s_ht_find(self, &self->str_ht, (uint32_t)s_hash_bytes(f, CPN_NAME_MAX), s_str_eq, f);
+    return book__ht_find(self, &self->str_ht, (uint32_t)s_hash_bytes(f, CPN_NAME_MAX), s_str_eq, f);
 }
 
 /* The arrays kept per name follow the name table's capacity. */
@@ -285,10 +191,10 @@ static int s_str_ref(book_t *b, const char *name, uint32_t *id)
     char f[CPN_NAME_MAX];
     s_fold(name, f);
     uint32_t h = (uint32_t)s_hash_bytes(f, CPN_NAME_MAX);
-    uint32_t i = s_ht_find(b, &b->str_ht, h, s_str_eq, f);
+    uint32_t i = book__ht_find(b, &b->str_ht, h, s_str_eq, f);
     int r;
     if (i == BOOK_NONE) {
-        if ((r = s_ht_reserve(&b->str_ht)) != CPN_OK)
+        if ((r = book__ht_reserve(&b->str_ht)) != CPN_OK)
             return r;
         if ((r = s_slot_alloc((void **)&b->str, &b->n_str, &b->cap_str, &b->str_free,
                               &b->n_str_free, sizeof *b->str, &i)) != CPN_OK)
@@ -300,7 +206,7 @@ static int s_str_ref(book_t *b, const char *name, uint32_t *id)
         b->n_mcls[i] = 0;
         memcpy(b->str[i], f, CPN_NAME_MAX);
         b->str_ref[i] = 0;
-        s_ht_add(&b->str_ht, h, i);
+        book__ht_add(&b->str_ht, h, i);
     }
     b->str_ref[i]++;
     *id = i;
@@ -311,7 +217,7 @@ static void s_str_unref(book_t *b, uint32_t id)
 {
     if (--b->str_ref[id] > 0)
         return;
-    s_ht_del(&b->str_ht, (uint32_t)s_hash_bytes(b->str[id], CPN_NAME_MAX), id);
+    book__ht_del(&b->str_ht, (uint32_t)s_hash_bytes(b->str[id], CPN_NAME_MAX), id);
     b->str[id][0] = '\0';
     b->str_free[b->n_str_free++] = id;
 }
@@ -393,7 +299,7 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
     k.region = ids[2];
     k.sclass = ids[3];
     uint32_t h = s_ckey_hash(&k);
-    id = s_ht_find(b, &b->cls_ht, h, s_cls_eq, &k);
+    id = book__ht_find(b, &b->cls_ht, h, s_cls_eq, &k);
     if (id != BOOK_NONE) {
         *out = id;
         goto out; /* the class already holds its references */
@@ -405,7 +311,7 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
             CPN_OK ||
         (r = s_grow((void **)&b->mcls[k.model], &b->cap_mcls[k.model],
                     (size_t)b->n_mcls[k.model] + 1, sizeof **b->mcls)) != CPN_OK ||
-        (r = s_ht_reserve(&b->cls_ht)) != CPN_OK ||
+        (r = book__ht_reserve(&b->cls_ht)) != CPN_OK ||
         (r = s_slot_alloc((void **)&b->cls, &b->n_cls, &b->cap_cls, &b->cls_free, &b->n_cls_free,
                           sizeof *b->cls, &id)) != CPN_OK)
         goto out;
@@ -426,7 +332,7 @@ static int s_cls_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *ou
     c->h.cls = id;
     c->used = true;
     c->pos = BOOK_NONE;
-    s_ht_add(&b->cls_ht, h, id);
+    book__ht_add(&b->cls_ht, h, id);
     b->n_cls_live++;
     *out = id;
     return CPN_OK; /* keeps the four references */
@@ -442,7 +348,7 @@ static void s_cls_release(book_t *b, uint32_t id)
     book_class_t *c = &b->cls[id];
     s_ckey_t k = {c->h.vendor, c->h.model, c->h.region, c->h.sclass,
                   c->h.count,  c->cb,      c->mb,       c->h.local};
-    s_ht_del(&b->cls_ht, s_ckey_hash(&k), id);
+    book__ht_del(&b->cls_ht, s_ckey_hash(&k), id);
     b->part[c->part].n_cls--;
     uint32_t *ml = b->mcls[c->h.model], last = ml[--b->n_mcls[c->h.model]];
     ml[c->mpos] = last;
@@ -537,10 +443,10 @@ static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *
         return r;
     s_skey(cls, p, &k);
     uint32_t h = s_skey_hash(&k);
-    id = s_ht_find(b, &b->shp_ht, h, s_shp_eq, &k);
+    id = book__ht_find(b, &b->shp_ht, h, s_shp_eq, &k);
     if (id == BOOK_NONE) {
         book_class_t *c = &b->cls[cls];
-        if ((r = s_ht_reserve(&b->shp_ht)) != CPN_OK ||
+        if ((r = book__ht_reserve(&b->shp_ht)) != CPN_OK ||
             (r = s_grow((void **)&c->shapes, &c->cap_shapes, (size_t)c->n_owned + 1,
                         sizeof *c->shapes)) != CPN_OK ||
             (r = s_slot_alloc((void **)&b->shp, &b->n_shp, &b->cap_shp, &b->shp_free,
@@ -561,7 +467,7 @@ static int s_shape_get(book_t *b, const cpn_package_t *p, bool local, uint32_t *
         s->fabric_bps = k.fabric_bps;
         s->egress_bps = k.egress_bps;
         s->share_min = k.share_min;
-        s_ht_add(&b->shp_ht, h, id);
+        book__ht_add(&b->shp_ht, h, id);
         c->n_owned++;
         b->n_shp_live++;
     }
@@ -610,7 +516,7 @@ static void s_shape_gc(book_t *b, uint32_t id)
                   .egress_bps = s->egress_bps,
                   .share_min = s->share_min};
     uint32_t cls = s->cls;
-    s_ht_del(&b->shp_ht, s_skey_hash(&k), id);
+    book__ht_del(&b->shp_ht, s_skey_hash(&k), id);
     free(s->ents);
     free(s->mask);
     memset(s, 0, sizeof *s);
@@ -901,13 +807,13 @@ static uint32_t s_peer_hash(const uint8_t key[CPN_PK_LEN])
 
 static uint32_t s_peer_find(const book_t *b, const uint8_t key[CPN_PK_LEN])
 {
-    return s_ht_find(b, &b->peer_ht, s_peer_hash(key), s_peer_eq, key);
+    return book__ht_find(b, &b->peer_ht, s_peer_hash(key), s_peer_eq, key);
 }
 
 static void s_peer_release(book_t *b, uint32_t id)
 {
     book_pslot_t *ps = &b->peers[id];
-    s_ht_del(&b->peer_ht, s_peer_hash(ps->pub.key), id);
+    book__ht_del(&b->peer_ht, s_peer_hash(ps->pub.key), id);
     free(ps->block);
     memset(ps, 0, sizeof *ps);
     b->peer_free[b->n_peer_free++] = id;
@@ -1034,10 +940,10 @@ void book_destroy(book_t **self_p)
         free(b->part[i].order);
     free(b->shp);
     free(b->shp_free);
-    s_ht_free(&b->peer_ht);
-    s_ht_free(&b->str_ht);
-    s_ht_free(&b->cls_ht);
-    s_ht_free(&b->shp_ht);
+    book__ht_free(&b->peer_ht);
+    book__ht_free(&b->str_ht);
+    book__ht_free(&b->cls_ht);
+    book__ht_free(&b->shp_ht);
     free(b);
     *self_p = NULL;
 }
@@ -1195,7 +1101,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     uint32_t *shape_of = (uint32_t *)(block + pk_sz);
     uint8_t *fcopy = block + pk_sz + (size_t)n_new * sizeof(uint32_t);
     if (fresh) {
-        if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
+        if ((r = book__ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
                               &self->peer_free, &self->n_peer_free, sizeof *self->peers, &id)) !=
                 CPN_OK)
@@ -1204,7 +1110,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         memset(ps, 0, sizeof *ps);
         ps->used = true;
         memcpy(ps->pub.key, peer, CPN_PK_LEN);
-        s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
+        book__ht_add(&self->peer_ht, s_peer_hash(peer), id);
     }
 
     /* 2. Nothing below fails. A package is known by its id, wherever it sits in the AD: one
@@ -1332,7 +1238,7 @@ int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t
     int r;
     if (block == NULL)
         return CPN_E_NOMEM;
-    if ((r = s_exp_reserve(self)) != CPN_OK || (r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
+    if ((r = s_exp_reserve(self)) != CPN_OK || (r = book__ht_reserve(&self->peer_ht)) != CPN_OK ||
         (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
                           &self->peer_free, &self->n_peer_free, sizeof *self->peers, &id)) !=
             CPN_OK) {
@@ -1355,7 +1261,7 @@ int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t
     ps->pub.hops = hops;
     if (!s_zero(via))
         memcpy(ps->pub.via, via, CPN_PK_LEN);
-    s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
+    book__ht_add(&self->peer_ht, s_peer_hash(peer), id);
     s_exp_push(self, expires_ms, id);
     return CPN_OK;
 }
@@ -1452,6 +1358,23 @@ int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
         self->free_units += units;
         return CPN_OK;
     }
+    return CPN_E_NO_PACKAGE;
+}
+
+int book_slice_refused(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
+                       const cpn_request_t *r)
+{
+    if (self == NULL || peer == NULL || package == NULL || r == NULL)
+        return CPN_E_INVAL;
+    uint32_t id = s_peer_find(self, peer);
+    if (id == BOOK_NONE)
+        return CPN_E_NO_PACKAGE;
+    book_pslot_t *ps = &self->peers[id];
+    for (uint32_t i = 0; i < ps->pub.n_packages; i++)
+        if (strcmp(ps->pkgs[i].id, package) == 0) {
+            cpn_package_slice_refused(&ps->pkgs[i], r); /* slice_max is no index key */
+            return CPN_OK;
+        }
     return CPN_E_NO_PACKAGE;
 }
 

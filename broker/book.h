@@ -112,6 +112,12 @@ int book_take(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
  * never rises above the package's total. Errors: CPN_E_NO_PACKAGE. */
 int book_give(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
               uint32_t units) CPN_WUR;
+/* The peer refused slice request r on its shared package for want of units: until its next
+ * AD, the package's summary offers no slice that large and no fit point covering r
+ * (cpn_package_slice_refused), so the same doomed CLAIM is not sent again. Errors:
+ * CPN_E_NO_PACKAGE. */
+int book_slice_refused(book_t *self, const uint8_t peer[CPN_PK_LEN], const char *package,
+                       const cpn_request_t *r) CPN_WUR;
 
 /* The peer's entry, or NULL if the book does not know it. Owned by the book. */
 const book_peer_t *book_peer(const book_t *self, const uint8_t peer[CPN_PK_LEN]);

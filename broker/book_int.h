@@ -152,6 +152,15 @@ typedef struct {
     size_t cap, used, dead;
 } book_htab_t;
 
+/* book_htab.c: equality of the id in a table with a key is the caller's. */
+typedef bool (*book_eq_fn)(const book_t *b, uint32_t id, const void *key);
+uint32_t book__ht_find(const book_t *b, const book_htab_t *t, uint32_t h, book_eq_fn eq,
+                       const void *key);
+int book__ht_reserve(book_htab_t *t); /* room for one more id: book__ht_add cannot fail then */
+void book__ht_add(book_htab_t *t, uint32_t h, uint32_t id);
+void book__ht_del(book_htab_t *t, uint32_t h, uint32_t id);
+void book__ht_free(book_htab_t *t);
+
 /* When a peer's entry expires (book_expire): a min-heap on `at`. An entry is stale once its
  * slot was re-advertised, forgotten or reused (the slot's expires_ms differs); stale entries
  * leave when they reach the top, and the heap is rebuilt from the slots when they outnumber

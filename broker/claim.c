@@ -1222,6 +1222,9 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     if (p->held && a->nack->code != CPN_E_NO_UNITS &&
         book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
+    if (a->nack->code == CPN_E_NO_UNITS && p->req.share &&
+        book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK)
+        log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
     p->held = 0;
     p->last_code = a->nack->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, a->nack->reason);

@@ -35,6 +35,7 @@
 #include "match.h"
 
 #define S_TOP_STACK 64
+#define S_GRAD_OFFSET 16384 /* makes a gradient (at most 8 accelerators, +-8000) unsigned */
 #define S_MODELS_MAX (1 + MATCH_EQUIV_MAX * CPN_LIST_MAX)
 
 typedef struct {
@@ -284,13 +285,20 @@ static int s_cand_cmp(const book_t *b, const s_cand_t *x, const s_cand_t *y)
     return c != 0 ? c : book__ent_cmp(b, x->ent, y->ent);
 }
 
-/* Among slices offered at the same rank, the peer whose summary says the slice grows
- * fragmentation least (Weng et al., ATC'23, estimated from the AD's summary, not per device):
- * first the more fragmented free capacity (a slice there uses shares its workload cannot),
- * then the tighter largest free slice. Lower is better. */
-static uint32_t s_slice_tie(const cpn_package_t *p)
+/* Among slices offered at the same rank, lower is better: first a package whose fit points
+ * say the slice fits with its CPU and memory (a claim elsewhere may be refused); then the
+ * least growth of the peer's fragmentation F(M) its gradient for that slice size promises
+ * (Weng et al., ATC'23: the broker's half of the descent, the peer placing on the node that
+ * achieves it); packages without a gradient for that size after those with one; then, from
+ * the summary alone, the more fragmented free capacity (a slice there uses shares its
+ * workload cannot) and the tighter largest free slice. */
+static uint32_t s_slice_tie(const cpn_package_t *p, const cpn_request_t *r)
 {
-    return ((CPN_SHARE_WHOLE - p->frag) << 16) | p->slice_max;
+    uint32_t unsure = cpn_package_fit_covers(p, r) ? 0u : 1u;
+    int32_t d;
+    if (cpn_package_grad(p, r, &d)) /* |d| <= 8000 (resource.c): 15 bits once offset */
+        return unsure << 31 | (uint32_t)(d + S_GRAD_OFFSET) << 10 | (CPN_SHARE_WHOLE - p->frag);
+    return unsure << 31 | 1u << 30 | ((CPN_SHARE_WHOLE - p->frag) << 16) | p->slice_max;
 }
 
 typedef struct {
@@ -351,9 +359,9 @@ static void s_walk(const book_t *b, const s_req_t *q, const book_shape_t *s, uin
                 /* a slice needs a device with that much free (the AD's summary, per entry);
                  * the summary reorders equal prices, so a full top list stops nothing here */
                 const cpn_package_t *p = &b->peers[e->peer].pkgs[e->pkg];
-                if (p->slice_max < q->req->share)
+                if (!cpn_package_slice_open(p, q->req))
                     continue;
-                c.tie = s_slice_tie(p);
+                c.tie = s_slice_tie(p, q->req);
                 (void)s_top_push(b, t, &c);
                 continue;
             }
@@ -475,7 +483,7 @@ static void s_diagnose_part(const book_t *b, const s_req_t *q, const book_part_t
                     bits &= bits - 1;
                     if (e->free >= q->need && b->peers[e->peer].pub.expires_ms > q->now_ms) {
                         if (q->req->share &&
-                            b->peers[e->peer].pkgs[e->pkg].slice_max < q->req->share)
+                            !cpn_package_slice_open(&b->peers[e->peer].pkgs[e->pkg], q->req))
                             small++;
                         else
                             fit++;

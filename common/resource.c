@@ -4,7 +4,8 @@
  *   package: {"id", "region", "price", "total", "free", "cores"?, "mem"?, "accel"?,
  *             "storage_class"?, "storage_size"?, "storage_iops"?, "fabric_bps"?,
  *             "egress_bps"?}
- *            "slice_max"?, "frag"? (shared packages: the fragmentation summary)
+ *            "slice_max"?, "frag"?, "fit"? (shared packages: the fragmentation summary;
+ *            fit = [[accel, cpu, mem], ...], 1..CPN_FIT_MAX points, after "accel")
  *            accel = {"vendor", "model", "count", "mem", "bf16_tflops"?, "mem_bw_gbs"?,
  *                     "share_min"?},
  *            present exactly when the package has accelerators.
@@ -74,6 +75,57 @@ uint64_t cpn_package_accel_mem(const cpn_package_t *p)
     return (uint64_t)p->accel.count * p->accel.mem_bytes;
 }
 
+static uint64_t s_mib(uint64_t bytes)
+{
+    return (bytes + (1u << 20) - 1) >> 20;
+}
+
+static uint32_t s_clamp32(uint64_t v)
+{
+    return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+/* Is x before y in the fit list's order ((accel, cpu, mem) descending)? */
+static bool s_fit_before(const cpn_fit_t *x, const cpn_fit_t *y)
+{
+    if (x->accel != y->accel)
+        return x->accel > y->accel;
+    if (x->cpu != y->cpu)
+        return x->cpu > y->cpu;
+    return x->mem > y->mem;
+}
+
+/* Each point within one node of p, in order, none equal: one encoding per value. */
+static const char *s_fit_invalid(const cpn_package_t *p)
+{
+    if (p->n_fit > CPN_FIT_MAX)
+        return "at most 8 fit points";
+    for (uint32_t i = 0; i < p->n_fit; i++) {
+        const cpn_fit_t *f = &p->fit[i];
+        if (f->accel == 0 || f->accel > p->accel.count * CPN_SHARE_WHOLE ||
+            (f->accel > CPN_SHARE_WHOLE && f->accel % CPN_SHARE_WHOLE != 0))
+            return "a fit point's accel is a fraction of one accelerator or whole ones of a unit";
+        if (f->cpu > p->cores * 1000u || f->mem > s_clamp32(s_mib(p->mem_bytes)))
+            return "a fit point has more CPU or memory than a unit";
+        if (i > 0 && !s_fit_before(&p->fit[i - 1], f))
+            return "fit points are sorted by (accel, cpu, mem) descending, none equal";
+    }
+    if (p->n_grad > CPN_GRAD_MAX)
+        return "at most 8 gradients";
+    for (uint32_t i = 0; i < p->n_grad; i++) {
+        const cpn_grad_t *g = &p->grad[i];
+        int64_t lim = (int64_t)p->accel.count * CPN_SHARE_WHOLE;
+        if (g->accel == 0 || g->accel > p->accel.count * CPN_SHARE_WHOLE ||
+            (g->accel > CPN_SHARE_WHOLE && g->accel % CPN_SHARE_WHOLE != 0))
+            return "a gradient's accel is a fraction of one accelerator or whole ones of a unit";
+        if (g->delta > lim || g->delta < -lim)
+            return "a gradient is at most a unit's accelerators";
+        if (i > 0 && p->grad[i - 1].accel >= g->accel)
+            return "gradients are sorted by accel ascending, none equal";
+    }
+    return NULL;
+}
+
 #define S_FAIL(msg)                                                                                \
     do {                                                                                           \
         reason = (msg);                                                                            \
@@ -127,8 +179,10 @@ int cpn_package_validate(const cpn_package_t *p, const char **why)
         S_FAIL("a shared package has at most 4096 units");
     if (p->slice_max > CPN_SHARE_WHOLE || p->frag > 1000)
         S_FAIL("slice_max and frag are thousandths (at most 1000)");
-    if (!a->share_min && (p->slice_max || p->frag))
-        S_FAIL("slice_max and frag belong to shared packages");
+    if (!a->share_min && (p->slice_max || p->frag || p->n_fit || p->n_grad))
+        S_FAIL("slice_max, frag, fit and grad belong to shared packages");
+    if ((reason = s_fit_invalid(p)) != NULL)
+        goto out;
     if (!s_name_ok(p->storage_class, sizeof p->storage_class, false))
         S_FAIL("storage class must be printable without spaces, at most 15 characters");
     if ((p->storage_class[0] != '\0') != (p->storage_bytes != 0))
@@ -279,7 +333,7 @@ cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r
     /* Whole units and slices are different goods: one compare on the whole-unit path. */
     if (r->share == 0 ? p->accel.share_min != 0
                       : (p->accel.share_min == 0 || r->share < p->accel.share_min ||
-                         p->slice_max < r->share))
+                         !cpn_package_slice_open(p, r)))
         return CPN_C_SHARE;
     if (p->free < (r->split ? 1u : r->units))
         return CPN_C_UNITS;
@@ -306,7 +360,7 @@ static const mp_field_t s_accel_fields[] = {
 /* The package with slots for its nested objects while decoding. */
 typedef struct {
     cpn_package_t p;
-    const msgpack_object *accel;
+    const msgpack_object *accel, *fit, *grad;
 } s_package_dec_t;
 
 /* Scalar fields first: encoding uses the first S_PKG_SCALARS entries, decoding all. */
@@ -326,8 +380,10 @@ static const mp_field_t s_package_fields[] = {
     S_F("slice_max", MPF_U32, s_package_dec_t, p.slice_max, false),
     S_F("frag", MPF_U32, s_package_dec_t, p.frag, false),
     S_F("accel", MPF_OBJ, s_package_dec_t, accel, false),
+    S_F("fit", MPF_OBJ, s_package_dec_t, fit, false),
+    S_F("grad", MPF_OBJ, s_package_dec_t, grad, false),
 };
-#define S_PKG_SCALARS (sizeof s_package_fields / sizeof s_package_fields[0] - 1)
+#define S_PKG_SCALARS (sizeof s_package_fields / sizeof s_package_fields[0] - 3)
 
 typedef struct {
     cpn_request_t r;
@@ -374,14 +430,90 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
     memset(&tmp, 0, sizeof tmp);
     tmp.p = *p;
     bool accel = p->accel.count > 0;
-    if ((r = mp_encode_map(pk, s_package_fields, S_PKG_SCALARS, &tmp, accel ? 1 : 0)) != CPN_OK)
+    if ((r = mp_encode_map(pk, s_package_fields, S_PKG_SCALARS, &tmp,
+                           (accel ? 1u : 0u) + (p->n_fit ? 1u : 0u) + (p->n_grad ? 1u : 0u))) !=
+        CPN_OK)
         return r;
     if (accel) {
         mp_pack_str(pk, "accel");
         r = mp_encode_map(pk, s_accel_fields, sizeof s_accel_fields / sizeof s_accel_fields[0],
                           &p->accel, 0);
     }
+    if (r == CPN_OK && p->n_fit) {
+        mp_pack_str(pk, "fit");
+        msgpack_pack_array(pk, p->n_fit);
+        for (uint32_t i = 0; i < p->n_fit; i++) {
+            msgpack_pack_array(pk, 3);
+            msgpack_pack_uint32(pk, p->fit[i].accel);
+            msgpack_pack_uint32(pk, p->fit[i].cpu);
+            msgpack_pack_uint32(pk, p->fit[i].mem);
+        }
+    }
+    if (r == CPN_OK && p->n_grad) {
+        mp_pack_str(pk, "grad");
+        msgpack_pack_array(pk, p->n_grad);
+        for (uint32_t i = 0; i < p->n_grad; i++) {
+            msgpack_pack_array(pk, 2);
+            msgpack_pack_uint32(pk, p->grad[i].accel);
+            msgpack_pack_int32(pk, p->grad[i].delta);
+        }
+    }
     return r;
+}
+
+/* "grad": 1..CPN_GRAD_MAX arrays [uint32 accel, int32 delta] (absent when empty); bounds and
+ * order are cpn_package_validate's. msgpack writes a non-negative delta as a positive int. */
+static int s_unpack_grad(const msgpack_object *o, cpn_package_t *p)
+{
+    if (!o)
+        return CPN_OK;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0 ||
+        o->via.array.size > CPN_GRAD_MAX)
+        return CPN_E_SCHEMA;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *t = &o->via.array.ptr[i];
+        if (t->type != MSGPACK_OBJECT_ARRAY || t->via.array.size != 2)
+            return CPN_E_SCHEMA;
+        const msgpack_object *a = &t->via.array.ptr[0], *d = &t->via.array.ptr[1];
+        if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER || a->via.u64 > UINT32_MAX)
+            return CPN_E_SCHEMA;
+        int64_t v;
+        if (d->type == MSGPACK_OBJECT_POSITIVE_INTEGER && d->via.u64 <= INT32_MAX)
+            v = (int64_t)d->via.u64;
+        else if (d->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && d->via.i64 >= INT32_MIN)
+            v = d->via.i64;
+        else
+            return CPN_E_SCHEMA;
+        p->grad[i] = (cpn_grad_t){.accel = (uint32_t)a->via.u64, .delta = (int32_t)v};
+    }
+    p->n_grad = o->via.array.size;
+    return CPN_OK;
+}
+
+/* "fit": 1..CPN_FIT_MAX arrays of three uint32 (absent when empty: one encoding per value);
+ * their bounds and order are cpn_package_validate's. */
+static int s_unpack_fit(const msgpack_object *o, cpn_package_t *p)
+{
+    if (!o)
+        return CPN_OK;
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size == 0 ||
+        o->via.array.size > CPN_FIT_MAX)
+        return CPN_E_SCHEMA;
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        const msgpack_object *t = &o->via.array.ptr[i];
+        if (t->type != MSGPACK_OBJECT_ARRAY || t->via.array.size != 3)
+            return CPN_E_SCHEMA;
+        uint32_t v[3];
+        for (uint32_t k = 0; k < 3; k++) {
+            const msgpack_object *x = &t->via.array.ptr[k];
+            if (x->type != MSGPACK_OBJECT_POSITIVE_INTEGER || x->via.u64 > UINT32_MAX)
+                return CPN_E_SCHEMA;
+            v[k] = (uint32_t)x->via.u64;
+        }
+        p->fit[i] = (cpn_fit_t){.accel = v[0], .cpu = v[1], .mem = v[2]};
+    }
+    p->n_fit = o->via.array.size;
+    return CPN_OK;
 }
 
 int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
@@ -402,6 +534,9 @@ int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
     /* "accel" is present exactly when there are accelerators: one encoding per value. */
     if ((tmp.accel != NULL) != (tmp.p.accel.count > 0))
         return CPN_E_SCHEMA;
+    if ((r = s_unpack_fit(tmp.fit, &tmp.p)) != CPN_OK ||
+        (r = s_unpack_grad(tmp.grad, &tmp.p)) != CPN_OK)
+        return r;
     if (cpn_package_validate(&tmp.p, NULL) != CPN_OK)
         return CPN_E_SCHEMA;
     *p = tmp.p;
@@ -489,4 +624,70 @@ int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r)
         return CPN_E_SCHEMA;
     *r = tmp.r;
     return CPN_OK;
+}
+
+/* ---- the fragmentation summary's fit points ---- */
+
+cpn_fit_t cpn_slice_ask(const cpn_request_t *r)
+{
+    cpn_fit_t a = {0, 0, 0};
+    if (r->share == 0)
+        return a;
+    a.accel = r->share < CPN_SHARE_WHOLE
+                  ? r->share
+                  : (r->accel_count ? r->accel_count : 1u) * CPN_SHARE_WHOLE;
+    a.cpu = s_clamp32((uint64_t)r->cores * 1000u);
+    a.mem = s_clamp32(s_mib(r->mem_bytes));
+    return a;
+}
+
+static bool s_fit_covers(const cpn_fit_t *f, const cpn_fit_t *a)
+{
+    return f->accel >= a->accel && f->cpu >= a->cpu && f->mem >= a->mem;
+}
+
+bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *delta)
+{
+    uint32_t a = cpn_slice_ask(r).accel;
+    for (uint32_t i = 0; i < p->n_grad && i < CPN_GRAD_MAX; i++)
+        if (p->grad[i].accel == a) {
+            *delta = p->grad[i].delta;
+            return true;
+        }
+    return false;
+}
+
+bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r)
+{
+    cpn_fit_t a = cpn_slice_ask(r);
+    for (uint32_t i = 0; i < p->n_fit && i < CPN_FIT_MAX; i++)
+        if (s_fit_covers(&p->fit[i], &a))
+            return true;
+    return false;
+}
+
+bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r)
+{
+    if (p->slice_max < r->share)
+        return false;
+    if (p->refused.accel == 0)
+        return true;
+    cpn_fit_t a = cpn_slice_ask(r);
+    return !s_fit_covers(&a, &p->refused);
+}
+
+/* The refused slice bounds the package from above in three dimensions at once: one smaller
+ * in CPU or memory may still fit where this one did not (slice_max alone would shut it out). */
+void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r)
+{
+    if (!p->accel.share_min || !r->share)
+        return;
+    cpn_fit_t a = cpn_slice_ask(r);
+    if (p->refused.accel == 0 || !s_fit_covers(&a, &p->refused))
+        p->refused = a; /* the latest, unless it is larger than the one held in all three */
+    uint32_t k = 0; /* the points left keep their order */
+    for (uint32_t i = 0; i < p->n_fit && i < CPN_FIT_MAX; i++)
+        if (!s_fit_covers(&p->fit[i], &a))
+            p->fit[k++] = p->fit[i];
+    p->n_fit = k;
 }

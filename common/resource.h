@@ -44,6 +44,29 @@ typedef struct {
 #define CPN_SHARE_UNITS_MAX 4096 /* units of one shared package: the peer scores every node
                                     for every slice it places */
 
+/* A fit point of a shared package's summary: some node of the package has, free at once,
+ * room for `accel` (thousandths of accelerators on that node: below CPN_SHARE_WHOLE a fraction
+ * of one device with that much free; k * CPN_SHARE_WHOLE, k whole free devices) with `cpu`
+ * thousandths of a core and `mem` MiB beside it. Points are lower bounds taken from real
+ * nodes: a slice that a point covers fitted when the AD was made; one no point covers may
+ * still fit (slice_max bounds it from above). */
+typedef struct {
+    uint32_t accel;
+    uint32_t cpu;
+    uint32_t mem;
+} cpn_fit_t;
+#define CPN_FIT_MAX 8 /* fit points in one package's summary (at most 8 x 17 bytes on the wire) */
+
+/* A gradient of a shared package's summary: the least growth of the peer's fragmentation
+ * measure F(M) (Weng et al., ATC'23; in thousandths of an accelerator, negative when the
+ * slice fills capacity the workload could not use) that placing a slice of `accel` (as in
+ * cpn_fit_t) causes on any node of the package, for the slices its workload asks most. */
+typedef struct {
+    uint32_t accel;
+    int32_t delta;
+} cpn_grad_t;
+#define CPN_GRAD_MAX 8 /* gradients in one package's summary (at most 8 x 9 bytes on the wire) */
+
 typedef struct {
     char id[CPN_NAME_MAX]; /* package name, unique within a peer */
     uint32_t cores;
@@ -63,6 +86,18 @@ typedef struct {
      * accelerator capacity its workload cannot use (permille; Weng et al., ATC'23). */
     uint32_t slice_max;
     uint32_t frag;
+    /* ... and where a slice fits with its CPU and memory: n_fit points, sorted by (accel,
+     * cpu, mem) descending, none equal. */
+    uint32_t n_fit;
+    cpn_fit_t fit[CPN_FIT_MAX];
+    /* ... and what a slice of each common size would cost in fragmentation: n_grad
+     * gradients, sorted by accel ascending, distinct. */
+    uint32_t n_grad;
+    cpn_grad_t grad[CPN_GRAD_MAX];
+    /* A broker's note, never on the wire (zero in a decoded AD): the slice the peer last
+     * refused for want of units (accel 0: none). Until the next AD, no slice at least as
+     * large in share, CPU and memory is offered: the package's slice bound, lowered. */
+    cpn_fit_t refused;
 } cpn_package_t;
 
 typedef struct {
@@ -151,5 +186,18 @@ typedef enum {
 } cpn_constraint_t;
 const char *cpn_constraint_name(cpn_constraint_t c); /* "accelerator.model", ... */
 cpn_constraint_t cpn_package_fits(const cpn_package_t *p, const cpn_request_t *r);
+
+/* A slice request's ask in fit-point terms (cpn_fit_t); accel 0 if r asks for no slice. */
+cpn_fit_t cpn_slice_ask(const cpn_request_t *r);
+/* The gradient p advertises for slice request r's size: true and *delta if it has one. */
+bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *delta);
+/* Does a fit point of shared package p cover slice request r (r surely fitted at the AD)? */
+bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r);
+/* Is a slice of r's size open on shared package p: share within slice_max and not at least
+ * as large as the slice last refused there (refused)? */
+bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r);
+/* The peer refused slice request r on p for want of units: until the next AD, p offers no
+ * slice at least as large as r in share, CPU and memory (p->refused) and no point covers r. */
+void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r);
 
 #endif

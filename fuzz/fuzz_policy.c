@@ -7,7 +7,7 @@
  * A refused one has at least one error, naming where.
  *
  *   scripts/fuzz policy 60
- * fuzz-sources: broker/policy.c broker/match.c broker/book.c
+ * fuzz-sources: broker/policy.c broker/match.c broker/book.c broker/book_htab.c
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -5,9 +5,11 @@
  * accel.count devices; each device has FGD_MILLI thousandths. A slice takes CPU and memory of
  * one node and either a fraction of one device or whole devices of that node; no device ever
  * gives more than it has. The node and devices are chosen by fragmentation gradient descent
- * (peer/fgd.h, cpn's rule) against the package's workload: the slices placed since the last
- * clear (a recount from the store clears), each class weighted by the accelerator share its
- * slices take, plus one whole device (so that whole devices count while nothing is placed).
+ * (peer/fgd.h, cpn's rule) against the peer's workload, one for all its shared packages (as
+ * FGD measures one cluster against one workload): the slices placed since the last clear (a
+ * recount from the store clears), each class weighted by the accelerator share its slices
+ * take, plus one whole device per shared package (so that whole devices count while nothing
+ * is placed). The caller owns the workload; every package's measure follows it.
  */
 #ifndef PEER_DEVICES_H
 #define PEER_DEVICES_H
@@ -29,8 +31,12 @@ typedef struct {
 
 typedef struct peer_devices peer_devices_t;
 
-/* Nodes for a shared package p (all free); NULL if p is not shared or on allocation failure. */
-peer_devices_t *peer_devices_new(const cpn_package_t *p);
+/* Nodes for a shared package p (all free), placed against `work` (the caller's, which must
+ * outlive the result); NULL if p is not shared or on allocation failure. */
+peer_devices_t *peer_devices_new(const cpn_package_t *p, fgd_workload_t *work);
+/* Add this package's prior to a workload: one whole device with its node's share of CPU and
+ * memory, weight 1. */
+int peer_devices_prior(const peer_devices_t *self, fgd_workload_t *work) CPN_WUR;
 void peer_devices_destroy(peer_devices_t **self_p);
 
 /* The ask of a slice request r on package p (CPU and memory per slice, devices, share).
@@ -45,14 +51,30 @@ int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t
 int peer_devices_take(peer_devices_t *self, const peer_slice_t *s) CPN_WUR;
 /* Give a slice back (never above a device's capacity). */
 void peer_devices_give(peer_devices_t *self, const peer_slice_t *s);
-/* Forget every slice. */
+/* Forget every slice (the workload is the caller's to clear). */
 void peer_devices_clear(peer_devices_t *self);
 
 /* The compact summary an AD carries: nodes with a free share of at least share_min on some
  * device (`free` units), the largest free share of one device, and the fragmentation of the
  * free capacity in permille (sum over nodes of F_n(M) over the free share). */
-void peer_devices_summary(const peer_devices_t *self, uint32_t *free_nodes, uint32_t *slice_max,
+void peer_devices_summary(peer_devices_t *self, uint32_t *free_nodes, uint32_t *slice_max,
                           uint32_t *frag_permille);
+/* The summary's fit points (resource.h cpn_fit_t), at most CPN_FIT_MAX, written to fit[]:
+ * for each band of slice sizes (share_min, 0.25, 0.5 of one device; 1, 2, 4, 8 and all whole
+ * devices of a node), the node that can take a slice of that band with the most CPU and
+ * memory beside it (the larger of the two shares it has left is the smaller), each as that
+ * node's free room; points another point covers are left out. Returns their count. */
+uint32_t peer_devices_fit(const peer_devices_t *self, cpn_fit_t fit[CPN_FIT_MAX]);
+/* Gradients cost CPN_GRAD_MAX placements' worth of scoring each time a package changes: a
+ * package of more units than this advertises none (brokers rank it by frag and slice_max). */
+#define PEER_GRAD_UNITS_MAX 1024
+
+/* The summary's gradients (resource.h cpn_grad_t), at most CPN_GRAD_MAX, written to grad[]
+ * sorted by accel: for each of the workload's heaviest accelerator asks (with its classes'
+ * mean CPU and memory), the least growth of F_n(M) placing it on any node would cause, as
+ * the placement itself scores it. Asks no node can take are left out; none at all for a
+ * package of more than PEER_GRAD_UNITS_MAX units. Returns their count. */
+uint32_t peer_devices_grad(peer_devices_t *self, cpn_grad_t grad[CPN_GRAD_MAX]);
 /* Free share of device dev of node (tests, status). */
 uint32_t peer_devices_free(const peer_devices_t *self, uint32_t node, uint32_t dev);
 

@@ -33,7 +33,8 @@ struct fgd_workload {
     s_group_t groups[FGD_GROUPS_MAX];
     size_t ngroups;
     size_t nclasses;
-    double total; /* sum of all weights, normalising F to a mean */
+    double total;     /* sum of all weights, normalising F to a mean */
+    uint64_t version; /* bumped by every change */
 };
 
 fgd_workload_t *fgd_workload_new(void)
@@ -50,6 +51,20 @@ void fgd_workload_destroy(fgd_workload_t **self_p)
         free(self->groups[i].cls);
     free(self);
     *self_p = NULL;
+}
+
+void fgd_workload_clear(fgd_workload_t *self)
+{
+    for (size_t i = 0; i < self->ngroups; i++)
+        free(self->groups[i].cls);
+    uint64_t v = self->version;
+    memset(self, 0, sizeof *self);
+    self->version = v + 1;
+}
+
+uint64_t fgd_workload_version(const fgd_workload_t *self)
+{
+    return self->version;
 }
 
 size_t fgd_workload_classes(const fgd_workload_t *self)
@@ -91,6 +106,7 @@ int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight)
         if (g->cls[i].cpu == t->cpu && g->cls[i].mem == t->mem) {
             g->cls[i].w += weight;
             self->total += weight;
+            self->version++;
             return CPN_OK;
         }
     if (self->nclasses == FGD_CLASSES_MAX)
@@ -102,7 +118,54 @@ int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight)
     g->cls[g->n++] = (s_class_t){.cpu = t->cpu, .mem = t->mem, .w = weight};
     self->nclasses++;
     self->total += weight;
+    self->version++;
     return CPN_OK;
+}
+
+/* The group's task with its classes' weighted mean CPU and memory, and its weight. */
+static double s_group_task(const s_group_t *g, fgd_task_t *t)
+{
+    double w = 0, cpu = 0, mem = 0;
+    for (size_t k = 0; k < g->n; k++) {
+        w += g->cls[k].w;
+        cpu += g->cls[k].w * g->cls[k].cpu;
+        mem += g->cls[k].w * (double)g->cls[k].mem;
+    }
+    *t = (fgd_task_t){.ndev = g->ndev, .milli = g->milli};
+    if (w > 0)
+        t->cpu = (uint32_t)(cpu / w), t->mem = (uint64_t)(mem / w);
+    return w;
+}
+
+static bool s_ask_before(const fgd_task_t *a, double wa, const fgd_task_t *b, double wb)
+{
+    if (wa != wb)
+        return wa > wb;
+    return (uint32_t)a->ndev * a->milli < (uint32_t)b->ndev * b->milli;
+}
+
+size_t fgd_workload_asks(const fgd_workload_t *self, fgd_task_t *out, size_t max)
+{
+    double wt[FGD_GROUPS_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < self->ngroups; i++) {
+        fgd_task_t t;
+        double w = s_group_task(&self->groups[i], &t);
+        if (t.ndev == 0 || w <= 0)
+            continue;
+        size_t at = n < max ? n : max; /* insertion into the best `max` so far */
+        while (at > 0 && s_ask_before(&t, w, &out[at - 1], wt[at - 1])) {
+            if (at < max)
+                out[at] = out[at - 1], wt[at] = wt[at - 1];
+            at--;
+        }
+        if (at < max) {
+            out[at] = t, wt[at] = w;
+            if (n < max)
+                n++;
+        }
+    }
+    return n;
 }
 
 uint32_t fgd_free_milli(const fgd_node_t *n)

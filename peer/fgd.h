@@ -62,6 +62,15 @@ void fgd_workload_destroy(fgd_workload_t **self_p);
  * FGD_GROUPS_MAX accelerator asks (nothing changes then). */
 int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight) CPN_WUR;
 size_t fgd_workload_classes(const fgd_workload_t *self);
+/* Forget every class (the object stays, for those who hold it). */
+void fgd_workload_clear(fgd_workload_t *self);
+/* A number that changes whenever the workload does (add, clear): holders of F values
+ * computed against it know when to recompute. */
+uint64_t fgd_workload_version(const fgd_workload_t *self);
+/* The workload's heaviest accelerator asks (classes grouped by devices and share), at most
+ * max, heaviest first (ties: the smaller ask first), each as a task with its classes'
+ * weighted mean CPU and memory; asks without an accelerator are left out. Returns how many. */
+size_t fgd_workload_asks(const fgd_workload_t *self, fgd_task_t *out, size_t max);
 
 /* Is t well formed (see fgd_task_t)? */
 bool fgd_task_valid(const fgd_task_t *t);

@@ -11,12 +11,23 @@ struct peer_inventory {
     uint64_t *floors;
     uint64_t *used;
     peer_devices_t **dev; /* per package: its devices if shared, else NULL */
+    fgd_workload_t *work; /* the workload all shared packages are placed against */
     bool *drained; /* the operator drained it: nothing free, whatever the leases */
     bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
 };
 
 static void s_refresh(peer_inventory_t *self, size_t i);
+
+/* The workload from its priors: one whole device of each shared package. */
+static int s_work_reset(peer_inventory_t *self)
+{
+    fgd_workload_clear(self->work);
+    for (size_t i = 0; i < self->n; i++)
+        if (self->dev[i] && peer_devices_prior(self->dev[i], self->work) != CPN_OK)
+            return CPN_E_NOMEM;
+    return CPN_OK;
+}
 
 peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *floors, size_t n)
 {
@@ -31,22 +42,29 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->dev = calloc(cap, sizeof *self->dev);
     self->drained = calloc(cap, sizeof *self->drained);
     self->none = calloc(cap, sizeof *self->none);
+    self->work = fgd_workload_new();
     if (!self->pkgs || !self->floors || !self->used || !self->dev || !self->drained ||
-        !self->none) {
+        !self->none || !self->work) {
         peer_inventory_destroy(&self);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         self->pkgs[i] = pkgs[i];
         self->pkgs[i].free = pkgs[i].total;
-        self->pkgs[i].slice_max = self->pkgs[i].frag = 0;
+        self->pkgs[i].slice_max = self->pkgs[i].frag = self->pkgs[i].n_fit = 0;
+        self->pkgs[i].n_grad = 0;
         self->floors[i] = floors ? floors[i] : 0;
-        if (pkgs[i].accel.share_min && !(self->dev[i] = peer_devices_new(&pkgs[i]))) {
+        if (pkgs[i].accel.share_min && !(self->dev[i] = peer_devices_new(&pkgs[i], self->work))) {
             peer_inventory_destroy(&self);
             return NULL;
         }
-        s_refresh(self, i);
     }
+    if (s_work_reset(self) != CPN_OK) {
+        peer_inventory_destroy(&self);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        s_refresh(self, i);
     return self;
 }
 
@@ -61,6 +79,7 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
     for (size_t i = 0; self->dev && i < self->n; i++)
         peer_devices_destroy(&self->dev[i]);
     free(self->dev);
+    fgd_workload_destroy(&self->work);
     free(self->drained);
     free(self->none);
     free(self);
@@ -106,12 +125,20 @@ static void s_refresh(peer_inventory_t *self, size_t i)
     cpn_package_t *p = &self->pkgs[i];
     if (self->dev[i]) {
         uint32_t fr, max, frag;
+        cpn_fit_t fit[CPN_FIT_MAX];
         peer_devices_summary(self->dev[i], &fr, &max, &frag);
+        uint32_t nfit = peer_devices_fit(self->dev[i], fit);
+        cpn_grad_t grad[CPN_GRAD_MAX];
+        uint32_t ngrad = peer_devices_grad(self->dev[i], grad);
         if (self->drained[i]) /* drained: no slice for anyone (the slices held stay) */
-            fr = 0, max = 0;
-        if (fr != p->free || max != p->slice_max || frag != p->frag)
+            fr = 0, max = 0, nfit = 0, ngrad = 0;
+        if (fr != p->free || max != p->slice_max || frag != p->frag || nfit != p->n_fit ||
+            memcmp(fit, p->fit, nfit * sizeof fit[0]) != 0 || ngrad != p->n_grad ||
+            memcmp(grad, p->grad, ngrad * sizeof grad[0]) != 0)
             self->version++;
-        p->free = fr, p->slice_max = max, p->frag = frag;
+        p->free = fr, p->slice_max = max, p->frag = frag, p->n_fit = nfit, p->n_grad = ngrad;
+        memcpy(p->fit, fit, nfit * sizeof fit[0]);
+        memcpy(p->grad, grad, ngrad * sizeof grad[0]);
         return;
     }
     uint64_t total = self->pkgs[i].total;
@@ -157,6 +184,8 @@ bool peer_inventory_set_total(peer_inventory_t *self, size_t i, uint32_t total)
 
 void peer_inventory_clear(peer_inventory_t *self)
 {
+    /* Out of memory leaves fewer priors: placement stays valid, only less informed. */
+    (void)s_work_reset(self);
     for (size_t i = 0; i < self->n; i++) {
         self->used[i] = 0;
         if (self->dev[i])

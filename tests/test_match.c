@@ -446,6 +446,103 @@ static void test_local_expired_take(void **state)
     book_destroy(&b);
 }
 
+/* Slices (issue 16): at one price, a package whose fit points cover the slice with its CPU
+ * and memory comes before one whose summary only bounds the share (even if more fragmented);
+ * a refusal for want of units (book_slice_refused) drops the covering point and lowers the
+ * package's bound until its next AD, which restores it. */
+static void test_slices_fit_and_refusal(void **state)
+{
+    (void)state;
+    book_t *b = book_new(100);
+    cpn_package_t pa[1] = {s_gpu("a10-a", "nvidia", "A10", 2, 125, 24 * GiB, "cn-east", 1000, 3)};
+    pa[0].accel.share_min = 50;
+    pa[0].cores = 16, pa[0].mem_bytes = 64 * GiB;
+    pa[0].storage_class[0] = '\0', pa[0].storage_bytes = 0;
+    cpn_package_t pb[1] = {pa[0]};
+    snprintf(pb[0].id, sizeof pb[0].id, "a10-b");
+    pa[0].slice_max = 1000, pa[0].frag = 600; /* more fragmented, but no core left by a GPU */
+    pa[0].n_fit = 1, pa[0].fit[0] = (cpn_fit_t){2000, 0, 60000};
+    pb[0].slice_max = 1000, pb[0].frag = 100;
+    pb[0].n_fit = 1, pb[0].fit[0] = (cpn_fit_t){1000, 8000, 30000};
+    s_put(b, 1, pa, 1, NULL);
+    s_put(b, 2, pb, 1, NULL);
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t r = s_req(1);
+    r.share = 500, r.accel_count = 1, r.cores = 4, r.mem_bytes = 8 * GiB;
+    match_cand_t out[4];
+    size_t n;
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].package, "a10-b"); /* covered beside its CPU */
+    r.cores = 0; /* both cover it now: the more fragmented one */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_string_equal(out[0].package, "a10-a");
+    /* a10-a refuses half a GPU: not offered for that share until its next AD */
+    assert_int_equal(book_slice_refused(b, out[0].peer, out[0].package, &r), CPN_OK);
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(out[0].package, "a10-b");
+    r.mem_bytes = 9 * GiB; /* nor one larger in every dimension */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 1);
+    r.mem_bytes = 8 * GiB;
+    r.share = 400; /* a smaller slice is still offered there, without the point */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].package, "a10-b");
+    uint8_t k[CPN_PK_LEN];
+    s_key(k, 9);
+    assert_int_equal(book_slice_refused(b, k, "a10-a", &r), CPN_E_NO_PACKAGE);
+    s_put(b, 1, pa, 1, NULL); /* the next AD */
+    r.share = 500;
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(out[0].package, "a10-a");
+    book_destroy(&b);
+}
+
+/* Slices ranked by the gradients of the summaries: among covering packages at one price the
+ * least growth of fragmentation for the slice's size wins, whatever `frag` says; a package
+ * without a gradient for that size comes after those with one. */
+static void test_slices_by_gradient(void **state)
+{
+    (void)state;
+    book_t *b = book_new(100);
+    cpn_package_t pk[3];
+    for (int i = 0; i < 3; i++) {
+        pk[i] = s_gpu("a10-x", "nvidia", "A10", 2, 125, 24 * GiB, "cn-east", 1000, 3);
+        snprintf(pk[i].id, sizeof pk[i].id, "a10-%c", 'a' + i);
+        pk[i].accel.share_min = 50;
+        pk[i].cores = 16, pk[i].mem_bytes = 64 * GiB;
+        pk[i].storage_class[0] = '\0', pk[i].storage_bytes = 0;
+        pk[i].slice_max = 1000;
+        pk[i].n_fit = 1, pk[i].fit[0] = (cpn_fit_t){2000, 16000, 65536};
+    }
+    pk[0].frag = 900, pk[0].n_grad = 1, pk[0].grad[0] = (cpn_grad_t){500, 40};
+    pk[1].frag = 100, pk[1].n_grad = 2;
+    pk[1].grad[0] = (cpn_grad_t){500, -250}, pk[1].grad[1] = (cpn_grad_t){1000, 0};
+    pk[2].frag = 1000; /* no gradients at all */
+    for (int i = 0; i < 3; i++)
+        s_put(b, (uint8_t)(1 + i), &pk[i], 1, NULL);
+    match_policy_t pol;
+    match_policy_default(&pol);
+    cpn_request_t r = s_req(1);
+    r.share = 500, r.accel_count = 1, r.cores = 4, r.mem_bytes = 8 * GiB;
+    match_cand_t out[4];
+    size_t n;
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(out[0].package, "a10-b"); /* -250 */
+    assert_string_equal(out[1].package, "a10-a"); /* +40 */
+    assert_string_equal(out[2].package, "a10-c"); /* none */
+    r.share = 1000; /* only a10-b has a gradient for a whole GPU */
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_string_equal(out[0].package, "a10-b");
+    assert_string_equal(out[1].package, "a10-c"); /* then by frag */
+    book_destroy(&b);
+}
+
 static void test_policy_validate(void **state)
 {
     (void)state;
@@ -773,6 +870,8 @@ int main(void)
         cmocka_unit_test(test_no_match_reason),
         cmocka_unit_test(test_deterministic_ties),
         cmocka_unit_test(test_local_expired_take),
+        cmocka_unit_test(test_slices_fit_and_refusal),
+        cmocka_unit_test(test_slices_by_gradient),
         cmocka_unit_test(test_policy_validate),
         cmocka_unit_test(test_cross_check_brute_force),
     };

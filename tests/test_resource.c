@@ -297,6 +297,179 @@ static void test_shared(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* The summary's fit points: bounds and order checked, the wire round trip keeps them, a
+ * malformed "fit" is refused, a point covers a slice only with its CPU and memory, and a
+ * refusal lowers the bound and drops the points that covered the refused slice. */
+static void test_fit_points(void **state)
+{
+    (void)state;
+    cpn_package_t p = s_h100();
+    const char *why = NULL;
+    p.accel.share_min = 50;
+    p.slice_max = 1000;
+    p.n_fit = 3;
+    p.fit[0] = (cpn_fit_t){8000, 96000, 1048576}; /* an empty node */
+    p.fit[1] = (cpn_fit_t){1000, 4000, 8192};
+    p.fit[2] = (cpn_fit_t){300, 64000, 500000};
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
+    cpn_package_t bad = p;
+    bad.fit[1] = bad.fit[2], bad.fit[2] = p.fit[1]; /* out of order */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.fit[0].accel = 9000; /* more devices than a unit has */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.fit[1].accel = 1500; /* neither a fraction nor whole devices */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.fit[2].cpu = 96001; /* more CPU than a unit */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.n_fit = CPN_FIT_MAX + 1;
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.accel.share_min = 0, bad.slice_max = 0; /* points without sharing */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    cpn_package_t back;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.n_fit, 3);
+    assert_memory_equal(back.fit, p.fit, 3 * sizeof p.fit[0]);
+    /* "fit" as a map entry of the wrong shape: refused */
+    msgpack_object *fit = NULL;
+    for (uint32_t i = 0; i < obj.via.map.size; i++)
+        if (obj.via.map.ptr[i].key.via.str.size == 3 &&
+            memcmp(obj.via.map.ptr[i].key.via.str.ptr, "fit", 3) == 0)
+            fit = &obj.via.map.ptr[i].val;
+    assert_non_null(fit);
+    fit->via.array.ptr[1].via.array.size = 2; /* [accel, cpu] */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    fit->via.array.ptr[1].via.array.size = 3;
+    fit->via.array.ptr[1].via.array.ptr[2].type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    fit->via.array.ptr[1].via.array.ptr[2].type = MSGPACK_OBJECT_POSITIVE_INTEGER;
+    fit->via.array.size = 0; /* empty is written by leaving the key out */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+
+    cpn_request_t r = s_req();
+    memset(&r.regions, 0, sizeof r.regions);
+    r.accel_count = 1;
+    r.share = 500;
+    r.cores = 8;
+    r.mem_bytes = 16 * GiB;
+    assert_true(cpn_package_fit_covers(&p, &r)); /* the empty node */
+    r.share = 300, r.cores = 60, r.mem_bytes = 400000ULL << 20;
+    assert_true(cpn_package_fit_covers(&p, &r)); /* point 2 */
+    r.cores = 97;
+    assert_false(cpn_package_fit_covers(&p, &r)); /* no node has that many cores */
+    r.cores = 8, r.share = 1000, r.accel_count = 2;
+    assert_true(cpn_package_fit_covers(&p, &r));
+    cpn_package_slice_refused(&p, &r); /* the empty node is gone */
+    assert_int_equal(p.n_fit, 2);
+    assert_false(cpn_package_fit_covers(&p, &r));
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE); /* not offered until the next AD */
+    r.cores = 9; /* nor anything larger in every dimension */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
+    r.cores = 7; /* but a slice with fewer cores may still fit */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
+    r.share = 200, r.accel_count = 1, r.cores = 2, r.mem_bytes = 1 * GiB;
+    assert_true(cpn_package_fit_covers(&p, &r)); /* point 1 (a whole device) still covers */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
+    cpn_package_slice_refused(&p, &r);
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
+    assert_int_equal(p.n_fit, 0);
+    r.share = 199; /* below the refused share: open */
+    assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
+    assert_int_equal(p.slice_max, 1000); /* the advertised bound itself is the AD's */
+    /* the bound is the broker's note: never on the wire */
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.refused.accel, 0);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* The summary's gradients: bounds and order checked, negative growths survive the wire, a
+ * malformed "grad" is refused, and a request finds the gradient of its own size only. */
+static void test_grad(void **state)
+{
+    (void)state;
+    cpn_package_t p = s_h100();
+    const char *why = NULL;
+    p.accel.share_min = 50;
+    p.slice_max = 1000;
+    p.n_grad = 3;
+    p.grad[0] = (cpn_grad_t){250, -480};
+    p.grad[1] = (cpn_grad_t){1000, 0};
+    p.grad[2] = (cpn_grad_t){8000, 1250};
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
+    cpn_package_t bad = p;
+    bad.grad[1].accel = 250; /* two of one size */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.grad[2].delta = -8001; /* more than the unit's accelerators */
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.grad[2].accel = 9000;
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+    bad = p, bad.n_grad = CPN_GRAD_MAX + 1;
+    assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
+
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
+                     CPN_OK);
+    cpn_package_t back;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_int_equal(back.n_grad, 3);
+    assert_memory_equal(back.grad, p.grad, 3 * sizeof p.grad[0]);
+    msgpack_object *g = NULL;
+    for (uint32_t i = 0; i < obj.via.map.size; i++)
+        if (obj.via.map.ptr[i].key.via.str.size == 4 &&
+            memcmp(obj.via.map.ptr[i].key.via.str.ptr, "grad", 4) == 0)
+            g = &obj.via.map.ptr[i].val;
+    assert_non_null(g);
+    g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_STR; /* not an integer */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
+    g->via.array.ptr[0].via.array.ptr[1].via.i64 = INT64_MIN; /* beyond int32 */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    g->via.array.ptr[0].via.array.ptr[1].via.i64 = -480;
+    g->via.array.ptr[1].via.array.size = 3; /* [accel, delta, ?] */
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+
+    cpn_request_t r = s_req();
+    r.accel_count = 1, r.share = 250;
+    int32_t d = 0;
+    assert_true(cpn_package_grad(&p, &r, &d));
+    assert_int_equal(d, -480);
+    r.share = 1000, r.accel_count = 8;
+    assert_true(cpn_package_grad(&p, &r, &d));
+    assert_int_equal(d, 1250);
+    r.share = 300, r.accel_count = 1;
+    assert_false(cpn_package_grad(&p, &r, &d)); /* no gradient of that size */
+    p.accel.share_min = 0, p.slice_max = 0; /* gradients without sharing */
+    assert_int_equal(cpn_package_validate(&p, &why), CPN_E_CONFIG);
+}
+
 static void test_constraint_names(void **state)
 {
     (void)state;
@@ -625,6 +798,8 @@ int main(void)
         cmocka_unit_test(test_fits_each_constraint),
         cmocka_unit_test(test_capability_request),
         cmocka_unit_test(test_shared),
+        cmocka_unit_test(test_fit_points),
+        cmocka_unit_test(test_grad),
         cmocka_unit_test(test_constraint_names),
         cmocka_unit_test(test_package_roundtrip),
         cmocka_unit_test(test_request_roundtrip),

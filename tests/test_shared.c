@@ -8,7 +8,8 @@
  * used ones are left; after kill -9 and a restart, every slice keeps its place (retried
  * CLAIMs return the same LEASE bytes, the store's rows are unchanged, and what is still free
  * is exactly what was free: a slice that only fits the old free space is granted there, one
- * more is refused). Every wait is bounded.
+ * more is refused). The ADs' fit points follow the CPU left beside a free share (package
+ * "roomy"). Every wait is bounded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -62,8 +63,8 @@ static size_t s_ngot;
 
 /* ---- what a broker and a tenant send ---- */
 
-static void s_claim(const char *id, const char *pkg, uint32_t share, uint32_t count, uint8_t **f,
-                    size_t *n)
+static void s_claim(const char *id, const char *pkg, uint32_t share, uint32_t count,
+                    uint32_t cores, uint8_t **f, size_t *n)
 {
     cpn_request_t req;
     uint8_t *rf = NULL;
@@ -72,7 +73,7 @@ static void s_claim(const char *id, const char *pkg, uint32_t share, uint32_t co
     snprintf(req.id, sizeof req.id, "%s", id);
     req.units = 1;
     req.duration_s = 3600;
-    req.cores = 1;
+    req.cores = cores;
     req.share = share;
     req.accel_count = count;
     assert_int_equal(cpn_signer_build(&g.tsig, CPN_MSG_REQUEST, &req, &rf, &rn), CPN_OK);
@@ -125,13 +126,14 @@ static uint8_t *s_next(uint64_t deadline, size_t *len, cpn_env_t *env)
     }
 }
 
-/* Send a claim and wait for its answer: the LEASE (kept in s_got) or the NACK's code. */
-static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count,
-                 cpn_lease_t *lease_out)
+/* Send a claim (of `cores` beside the share) and wait for its answer: the LEASE (kept in
+ * s_got) or the NACK's code. */
+static int s_ask_cores(const char *id, const char *pkg, uint32_t share, uint32_t count,
+                       uint32_t cores, cpn_lease_t *lease_out)
 {
     uint8_t *claim = NULL;
     size_t claim_len = 0, len = 0;
-    s_claim(id, pkg, share, count, &claim, &claim_len);
+    s_claim(id, pkg, share, count, cores, &claim, &claim_len);
     assert_true(g.rid_len > 0);
     assert_int_equal(cpn_send_to(g.router, g.rid, g.rid_len, claim, claim_len), CPN_OK);
     char lid[CPN_NAME_MAX];
@@ -168,6 +170,38 @@ static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count
     }
     fail_msg("no answer to claim %s", id);
     return CPN_E_TIMEOUT;
+}
+
+static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count,
+                 cpn_lease_t *lease_out)
+{
+    return s_ask_cores(id, pkg, share, count, 1, lease_out);
+}
+
+/* Wait (bounded) for an AD whose package pkg carries exactly the n fit points want. */
+static bool s_wait_fit(const char *pkg, const cpn_fit_t *want, uint32_t n)
+{
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+    size_t len;
+    cpn_env_t env;
+    uint8_t *f;
+    while ((f = s_next(deadline, &len, &env)) != NULL) {
+        bool same = false;
+        cpn_ad_t ad;
+        memset(&ad, 0, sizeof ad);
+        if (env.type == CPN_MSG_AD) {
+            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &ad), CPN_OK);
+            for (uint32_t i = 0; i < ad.n_packages; i++)
+                if (strcmp(ad.packages[i].id, pkg) == 0)
+                    same = ad.packages[i].n_fit == n &&
+                           memcmp(ad.packages[i].fit, want, n * sizeof want[0]) == 0;
+            cpn_ad_clear(&ad);
+        }
+        free(f);
+        if (same)
+            return true;
+    }
+    return false;
 }
 
 /* ---- the peer's database, read from the test ---- */
@@ -279,6 +313,10 @@ static int s_setup(void **state)
             "  - id: pair\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
             "    memory: 64GiB\n"
             "    accelerators: {vendor: nvidia, model: A10, count: 2, memory: 24GiB,\n"
+            "                   bf16_tflops: 125, share_min: 0.05}\n"
+            "  - id: roomy\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
+            "    memory: 64GiB\n"
+            "    accelerators: {vendor: nvidia, model: A10, count: 2, memory: 24GiB,\n"
             "                   bf16_tflops: 125, share_min: 0.05}\n",
             ep, bk, tk);
     fclose(f);
@@ -314,6 +352,22 @@ static int s_teardown(void **state)
 }
 
 /* ---- the tests, in order: one peer, one database ---- */
+
+/* The AD's fit points say what is left beside a free share (package "roomy", 1 node of 16
+ * cores, 64 GiB, 2 A10): empty, both GPUs with all of it; after a quarter GPU that takes all
+ * 16 cores, a whole GPU is still free (slice_max 1000) but the points say no core is left
+ * beside it, and indeed a half GPU with one core is refused. */
+static void test_ad_fit_points(void **state)
+{
+    (void)state;
+    cpn_fit_t empty = {2000, 16000, 65536};
+    assert_true(s_wait_fit("roomy", &empty, 1));
+    cpn_lease_t l;
+    assert_int_equal(s_ask_cores("r-cpu", "roomy", 250, 1, 16, &l), CPN_OK);
+    cpn_fit_t no_core = {1000, 0, 65536};
+    assert_true(s_wait_fit("roomy", &no_core, 1));
+    assert_int_equal(s_ask_cores("r-more", "roomy", 500, 1, 1, NULL), CPN_E_NO_UNITS);
+}
 
 /* 16 quarters fill the 4 devices exactly; the 17th is refused; no device holds more than
  * 1000 thousandths, and every device holds exactly 1000. */
@@ -392,6 +446,7 @@ static void test_kill9_keeps_slices(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ad_fit_points),
         cmocka_unit_test(test_quarters_fill_exactly),
         cmocka_unit_test(test_whole_never_partly_used),
         cmocka_unit_test(test_kill9_keeps_slices),

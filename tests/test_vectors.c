@@ -316,6 +316,52 @@ static void test_summary_vector(void **state)
     cpn_identity_destroy(&id);
 }
 
+/* A shared package map as an AD carries it (issue 16): the fragmentation summary with its
+ * fit points; the code packs exactly the document's bytes and reads them back. */
+static void test_shared_package_vector(void **state)
+{
+    s_doc_t *d = *state;
+    cpn_package_t p;
+    memset(&p, 0, sizeof p);
+    snprintf(p.id, sizeof p.id, "a10x2");
+    snprintf(p.region, sizeof p.region, "cn-east");
+    p.price = 1000;
+    p.total = 4;
+    p.free = 3;
+    p.cores = 16;
+    p.mem_bytes = 64ULL << 30;
+    p.slice_max = 1000;
+    p.frag = 120;
+    snprintf(p.accel.vendor, sizeof p.accel.vendor, "nvidia");
+    snprintf(p.accel.model, sizeof p.accel.model, "A10");
+    p.accel.count = 2;
+    p.accel.mem_bytes = 24ULL << 30;
+    p.accel.bf16_tflops = 125;
+    p.accel.share_min = 50;
+    p.n_fit = 2;
+    p.fit[0] = (cpn_fit_t){2000, 16000, 65536};
+    p.fit[1] = (cpn_fit_t){700, 4000, 8192};
+    p.n_grad = 2;
+    p.grad[0] = (cpn_grad_t){250, -120};
+    p.grad[1] = (cpn_grad_t){1000, 35};
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    assert_int_equal(cpn_package_pack(&pk, &p), CPN_OK);
+    s_check_hex(d, "shared-package-hex", (const uint8_t *)sb.data, sb.size);
+    msgpack_zone zone;
+    msgpack_object obj;
+    msgpack_zone_init(&zone, 1024);
+    assert_int_equal(
+        mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj), CPN_OK);
+    cpn_package_t back;
+    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    assert_memory_equal(&back, &p, sizeof p);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 /* §7 USAGE: two records of the vector lease, signed by the vector peer, rebuilt byte for byte;
  * the second names the first's hash and prices by the cumulative rule. */
 static void s_usage_frame(cpn_identity_t *peer, const cpn_usage_t *rec, uint8_t **f, size_t *n)
@@ -431,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_hello_vector),
         cmocka_unit_test(test_summary_vector),
         cmocka_unit_test(test_access_vector),
+        cmocka_unit_test(test_shared_package_vector),
         cmocka_unit_test(test_usage_vector),
         cmocka_unit_test(test_receipt_vector),
         cmocka_unit_test(test_error_table),
