@@ -217,6 +217,8 @@ static void s_on_outbound(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
      * goes on to the lease's peer, which must be one of ours (docs/PROTOCOL.md §12). */
     bool to_us = memcmp(fwd->to, cpn_identity_pk(self->id), CPN_PK_LEN) == 0;
     const uint8_t *to = to_us ? e->ref.peer : fwd->to;
+    if (to_us)
+        cpn_key_id(to, kid);
     const book_peer_t *bp = book_peer(self->book, to);
     const broker_route_t *route = broker_route(self, to);
     if (route && (!bp || fed_zero(bp->via))) {
