@@ -222,6 +222,12 @@ static void s_on_outbound(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
     const book_peer_t *bp = book_peer(self->book, to);
     const broker_route_t *route = broker_route(self, to);
     if (route && (!bp || fed_zero(bp->via))) {
+        /* Its peer's answer is matched by the peer the RENEW or RELEASE names. */
+        if (inner.type != CPN_MSG_CLAIM && memcmp(e->ref.peer, to, CPN_PK_LEN) != 0) {
+            r = CPN_E_SCHEMA;
+            why = "the RENEW or RELEASE names another peer";
+            goto refuse;
+        }
         e->home = true;
         memcpy(e->next, to, CPN_PK_LEN);
         if ((r = s_home(self, rx, &inner, route, e)) != CPN_OK) {
