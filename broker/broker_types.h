@@ -35,6 +35,9 @@ typedef struct {
 typedef struct broker_fwd_ref {
     cpn_msg_type_t kind;         /* CLAIM, RENEW or RELEASE */
     uint8_t peer[CPN_PK_LEN];    /* the peer it is for */
+    uint8_t to[CPN_PK_LEN];      /* the broker the FORWARD names, if not the peer (a lease
+                                    claimed through a summary row: the broker that claimed
+                                    it); zero: the peer */
     uint64_t claim_seq;          /* CLAIM: the seq of the CLAIM inside */
     char lease_id[CPN_NAME_MAX]; /* RENEW/RELEASE: the lease */
     uint64_t tenant_seq;         /* RENEW/RELEASE: the tenant's seq, which a NACK names */

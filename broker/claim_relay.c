@@ -12,6 +12,7 @@
 
 #include "claim_relay.h"
 #include "log.h"
+#include "msg_typed.h"
 
 /* A tenant's RENEW or RELEASE relayed to a peer, waiting for its answer. */
 typedef struct {
@@ -134,6 +135,53 @@ bool claim_relay_nack(claim_relay_t *self, const uint8_t peer[CPN_PK_LEN], uint6
     return true;
 }
 
+/* The broker that claimed the lease from its peer: the signer of the CLAIM inside the LEASE
+ * inside the GRANT our ledger keeps (checked when it came in, so parsed, not verified again).
+ * Found at RENEW time, so it survives a restart with the ledger. CPN_E_NO_LEASE if we hold no
+ * such lease or its GRANT. */
+static int s_claimed_by(const claim_svc_t *svc, const uint8_t peer[CPN_PK_LEN],
+                        const char *lease_id, uint8_t broker[CPN_PK_LEN])
+{
+    ledger_lease_t rec;
+    uint8_t *grant = NULL;
+    size_t len = 0;
+    cpn_env_t genv, lenv, cenv;
+    cpn_grant_t g;
+    cpn_lease_t lease;
+    int r = ledger_get(svc->ledger, peer, lease_id, &rec, &grant, &len);
+    if (r == CPN_OK && !grant)
+        r = CPN_E_NO_LEASE;
+    if (r == CPN_OK && (r = cpn_env_parse(grant, len, svc->lim, &genv)) == CPN_OK &&
+        (r = cpn_grant_decode(&genv, svc->lim, &g)) == CPN_OK &&
+        (r = cpn_env_parse(g.lease.ptr, g.lease.len, svc->lim, &lenv)) == CPN_OK &&
+        (r = cpn_lease_decode(&lenv, svc->lim, &lease)) == CPN_OK &&
+        (r = cpn_env_parse(lease.claim.ptr, lease.claim.len, svc->lim, &cenv)) == CPN_OK)
+        memcpy(broker, cenv.from, CPN_PK_LEN);
+    free(grant);
+    return r;
+}
+
+/* Where a RENEW or RELEASE for (peer, lease_id) goes: to the peer (directly, or in a FORWARD
+ * to it through *via), or, when our book does not know the peer (its lease came through a
+ * summary row, docs/PROTOCOL.md §12), in a FORWARD to the broker that claimed it, which
+ * carries it to its peer (*to gets that broker; zero otherwise). */
+static int s_reach_op(const claim_svc_t *svc, const uint8_t peer[CPN_PK_LEN],
+                      const char *lease_id, bool *remote, uint8_t via[CPN_PK_LEN],
+                      uint8_t to[CPN_PK_LEN], const broker_route_t **route)
+{
+    memset(to, 0, CPN_PK_LEN);
+    int r = claim_reach(svc, peer, remote, via, route);
+    if (r == CPN_OK || book_peer(svc->book, peer))
+        return r;
+    uint8_t home[CPN_PK_LEN];
+    if (s_claimed_by(svc, peer, lease_id, home) != CPN_OK ||
+        memcmp(home, cpn_identity_pk(svc->signer->id), CPN_PK_LEN) == 0 ||
+        claim_reach(svc, home, remote, via, route) != CPN_OK || !*remote)
+        return CPN_E_UNREACHABLE;
+    memcpy(to, home, CPN_PK_LEN);
+    return CPN_OK;
+}
+
 void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
                               const uint8_t peer[CPN_PK_LEN], const char *lease_id)
 {
@@ -144,9 +192,9 @@ void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
         log_warn("ledger", "audit of a %s not written: %s", cpn_msg_name(rx->env.type),
                  cpn_errname(ra));
     const broker_route_t *route = NULL;
-    uint8_t via[CPN_PK_LEN];
+    uint8_t via[CPN_PK_LEN], to[CPN_PK_LEN];
     bool remote = false;
-    if (claim_reach(self->svc, peer, &remote, via, &route) != CPN_OK) {
+    if (s_reach_op(self->svc, peer, lease_id, &remote, via, to, &route) != CPN_OK) {
         self->svc->out.nack(self->svc->out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq,
                             CPN_E_UNREACHABLE,
                             "the lease's peer is not reachable from this broker");
@@ -177,6 +225,7 @@ void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
     if (remote) {
         broker_fwd_ref_t ref = {.kind = rx->env.type, .tenant_seq = rx->env.seq};
         memcpy(ref.peer, peer, CPN_PK_LEN);
+        memcpy(ref.to, to, CPN_PK_LEN);
         snprintf(ref.lease_id, sizeof ref.lease_id, "%s", lease_id);
         r = self->svc->out.forward(self->svc->out.ctx, via, rx->env.frame, rx->env.frame_len, &ref);
     } else

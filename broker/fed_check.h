@@ -19,8 +19,9 @@
 /* Walk a FORWARD chain (outermost first) to what it carries: every signature verifies (through
  * `sc`, which may be NULL), every FORWARD names `peer` in `to` and has no ref_seq, at most
  * max_hops FORWARDs nest, and the innermost frame is a CLAIM for `peer` signed by whoever
- * signed the innermost FORWARD (the originating broker), or a tenant's RENEW or RELEASE naming
- * `peer`. *inner points into `route`; *hops (may be NULL) gets the number of FORWARDs.
+ * signed the innermost FORWARD (the originating broker), or a tenant's RENEW or RELEASE (naming
+ * `peer`, or, when `peer` is the broker that claimed the lease for a row of its summary, that
+ * broker's peer). *inner points into `route`; *hops (may be NULL) gets the number of FORWARDs.
  * CPN_E_SCHEMA, CPN_E_SIG, CPN_E_DEPTH or a parse error. */
 int fed_route_open(const cpn_limits_t *lim, cpn_sigcache_t *sc, uint32_t max_hops,
                    const uint8_t *route, size_t len, const uint8_t peer[CPN_PK_LEN],

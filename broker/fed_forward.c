@@ -109,11 +109,13 @@ static int s_describe(broker_t *self, const cpn_env_t *inner, const uint8_t peer
         if ((r = cpn_renew_decode(inner, &self->lim, &rn)) != CPN_OK)
             return r;
         snprintf(e->ref.lease_id, sizeof e->ref.lease_id, "%s", rn.lease_id);
+        memcpy(e->ref.peer, rn.peer, CPN_PK_LEN);
     } else {
         cpn_release_t rl;
         if ((r = cpn_release_decode(inner, &self->lim, &rl)) != CPN_OK)
             return r;
         snprintf(e->ref.lease_id, sizeof e->ref.lease_id, "%s", rl.lease_id);
+        memcpy(e->ref.peer, rl.peer, CPN_PK_LEN);
     }
     if (inner->type != CPN_MSG_CLAIM) {
         e->ref.tenant_seq = inner->seq;
@@ -211,11 +213,23 @@ static void s_on_outbound(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
                  s_what(e), hops);
         return;
     }
-    const book_peer_t *bp = book_peer(self->book, fwd->to);
-    const broker_route_t *route = broker_route(self, fwd->to);
+    /* A RENEW or RELEASE addressed to us: of a lease we claimed for a row of our summary; it
+     * goes on to the lease's peer, which must be one of ours (docs/PROTOCOL.md §12). */
+    bool to_us = memcmp(fwd->to, cpn_identity_pk(self->id), CPN_PK_LEN) == 0;
+    const uint8_t *to = to_us ? e->ref.peer : fwd->to;
+    if (to_us)
+        cpn_key_id(to, kid);
+    const book_peer_t *bp = book_peer(self->book, to);
+    const broker_route_t *route = broker_route(self, to);
     if (route && (!bp || fed_zero(bp->via))) {
+        /* Its peer's answer is matched by the peer the RENEW or RELEASE names. */
+        if (inner.type != CPN_MSG_CLAIM && memcmp(e->ref.peer, to, CPN_PK_LEN) != 0) {
+            r = CPN_E_SCHEMA;
+            why = "the RENEW or RELEASE names another peer";
+            goto refuse;
+        }
         e->home = true;
-        memcpy(e->next, fwd->to, CPN_PK_LEN);
+        memcpy(e->next, to, CPN_PK_LEN);
         if ((r = s_home(self, rx, &inner, route, e)) != CPN_OK) {
             why = "the peer's connection did not take it";
             goto refuse;
@@ -224,7 +238,7 @@ static void s_on_outbound(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
                  cpn_msg_name(inner.type), l->name, kid, s_what(e), hops);
         return;
     }
-    fed_link_t *next = bp && !bp->withdrawn ? fed_link_find(self, bp->via) : NULL;
+    fed_link_t *next = bp && !bp->withdrawn && !to_us ? fed_link_find(self, bp->via) : NULL;
     if (!next || next == l) {
         r = CPN_E_UNREACHABLE;
         why = "no route to the peer from here";
@@ -337,7 +351,7 @@ int federation_forward(broker_t *self, const uint8_t via[CPN_PK_LEN], const uint
     if (!e)
         return CPN_E_BUSY;
     cpn_forward_t f = {.hops = 1, .msg = {frame, len}};
-    memcpy(f.to, ref->peer, CPN_PK_LEN);
+    memcpy(f.to, fed_zero(ref->to) ? ref->peer : ref->to, CPN_PK_LEN);
     int r = fed_link_build(self, l, CPN_MSG_FORWARD, &f, &e->out_seq);
     if (r != CPN_OK) {
         s_fwd_free(self, e);

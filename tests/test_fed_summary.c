@@ -537,6 +537,124 @@ static void test_old_summaries_never_come_back(void **state)
     assert_int_equal(s_listed(B_C, "s", NULL, NULL), 2);
 }
 
+/* Free units of package `pkg` in broker b's offers; -1 if not listed or no answer. */
+static long s_free(int b, const char *pkg)
+{
+    h_ans_t a;
+    long fr = -1;
+    if (h_query(g.b[b].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
+        return -1;
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (h_str_is(h_get(row, "package"), pkg))
+            fr = (long)h_u64(h_get(row, "free"));
+    }
+    h_ans_free(&a);
+    return fr;
+}
+
+static bool s_wait_free(int b, const char *pkg, long want, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (s_free(b, pkg) == want)
+            return true;
+        usleep(POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
+/* C stopped and started again on the same ledger; back once it holds A's rows again. */
+static void s_restart_c(void)
+{
+    ctl_client_destroy(&g.b[B_C].cli);
+    assert_true(h_stop(&g.b[B_C].pid, STOP_MS));
+    g.b[B_C].pid = s_spawn("cpn-broker", g.b[B_C].name);
+    assert_int_equal(ctl_client_new(g.b[B_C].endpoint, g.ops, cpn_identity_pk(g.b[B_C].id), true,
+                                    &g.b[B_C].cli),
+                     CPN_OK);
+    assert_true(h_wait_up(&g.b[B_C].pid, g.b[B_C].cli, READY_MS));
+    assert_true(s_wait_rows(B_C, 2, READY_MS));
+}
+
+/* The tenant's RENEW (extend_s > 0) or RELEASE (extend_s == 0) of lease_id at pa, sent to C:
+ * the LEASE of C's GRANT (its chain verified), in *ch. */
+static void s_tenant_op(const char *req_id, const char *lease_id, uint64_t extend_s,
+                        uint8_t **grant, cpn_chain_t *ch)
+{
+    uint64_t seq = 0;
+    if (extend_s) {
+        cpn_renew_t rn;
+        memset(&rn, 0, sizeof rn);
+        snprintf(rn.lease_id, sizeof rn.lease_id, "%s", lease_id);
+        memcpy(rn.peer, cpn_identity_pk(g.pa), CPN_PK_LEN);
+        rn.extend_s = extend_s;
+        assert_int_equal(ctl_client_send(g.b[B_C].cli, CPN_MSG_RENEW, &rn, &seq), CPN_OK);
+    } else {
+        cpn_release_t rl;
+        memset(&rl, 0, sizeof rl);
+        snprintf(rl.lease_id, sizeof rl.lease_id, "%s", lease_id);
+        memcpy(rl.peer, cpn_identity_pk(g.pa), CPN_PK_LEN);
+        assert_int_equal(ctl_client_send(g.b[B_C].cli, CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
+    }
+    h_ans_t a;
+    cpn_msg_type_t type = h_await(g.b[B_C].cli, seq, req_id, NULL, WAIT_MS * 2, &a);
+    if (type != CPN_MSG_GRANT)
+        fprintf(stderr, "# %s of %s: %s %s\n", extend_s ? "RENEW" : "RELEASE", lease_id,
+                cpn_msg_name(type), a.reason);
+    assert_int_equal(type, CPN_MSG_GRANT);
+    *grant = malloc(a.len);
+    assert_non_null(*grant);
+    memcpy(*grant, a.frame, a.len);
+    size_t len = a.len;
+    h_ans_free(&a);
+    cpn_limits_t lim = h_big_limits();
+    cpn_chain_opts_t o = {.lim = &lim, .broker_pk = cpn_identity_pk(g.b[B_C].id)};
+    int r = cpn_chain_open(*grant, len, CPN_MSG_GRANT, &o, ch);
+    if (r != CPN_OK)
+        fprintf(stderr, "# chain: %s\n", ch->why);
+    assert_int_equal(r, CPN_OK);
+    assert_memory_equal(ch->lease_env.from, cpn_identity_pk(g.pa), CPN_PK_LEN);
+    assert_string_equal(ch->lease.lease_id, lease_id);
+}
+
+static void test_far_lease_renewed_and_released(void **state)
+{
+    (void)state;
+    /* A lease at C through A's row: pa's p8 (one unit of ten is far-1's already). */
+    size_t len = 0;
+    uint8_t *grant = s_submit("far-2", &len);
+    assert_non_null(grant);
+    cpn_limits_t lim = h_big_limits();
+    cpn_chain_opts_t o = {.lim = &lim, .broker_pk = cpn_identity_pk(g.b[B_C].id)};
+    cpn_chain_t ch;
+    assert_int_equal(cpn_chain_open(grant, len, CPN_MSG_GRANT, &o, &ch), CPN_OK);
+    assert_memory_equal(ch.claim_env.from, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
+    char lease_id[CPN_NAME_MAX];
+    snprintf(lease_id, sizeof lease_id, "%s", ch.lease.lease_id);
+    uint64_t end0 = ch.lease.end_ms;
+    free(grant);
+    assert_true(s_wait_free(B_A, "p8", 8, READY_MS));
+
+    /* C restarts in between: the way to pa (through A) comes from its ledger. */
+    s_restart_c();
+
+    /* Renewed by the tenant at C: pa's LEASE ends later, renewed once. */
+    s_tenant_op("far-2", lease_id, 600, &grant, &ch);
+    assert_string_equal(ch.lease.state, "active");
+    assert_int_equal(ch.lease.renewals, 1);
+    assert_true(ch.lease.end_ms >= end0 + 600 * 1000);
+    free(grant);
+
+    /* Released by the tenant at C: pa frees the unit, and A's offers show it. */
+    s_tenant_op("far-2", lease_id, 0, &grant, &ch);
+    assert_string_equal(ch.lease.state, "released");
+    free(grant);
+    assert_true(s_wait_free(B_A, "p8", 9, READY_MS));
+    /* A carried both to pa as they are: no CLAIM beyond far-1's and far-2's. */
+    assert_int_equal(s_wait_status(B_A, "summary_claims", 2), 2);
+}
+
 static void test_withdraw_drops_summary(void **state)
 {
     (void)state;
@@ -553,6 +671,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_far_broker_sees_summary_and_gets_lease),
         cmocka_unit_test(test_old_summaries_never_come_back),
+        cmocka_unit_test(test_far_lease_renewed_and_released),
         cmocka_unit_test(test_withdraw_drops_summary),
     };
     return cmocka_run_group_tests_name("fed_summary", tests, s_setup, s_teardown);
