@@ -48,12 +48,15 @@
 #include <sodium.h>
 
 #include "broker.h"
+#include "budget.h"
 #include "chain.h"
 #include "claim_index.h"
 #include "claim_relay.h"
 #include "clock.h"
 #include "federation.h"
 #include "log.h"
+#include "spend.h"
+#include "usage.h"
 
 typedef enum {
     CS_FREE = 0, /* a zeroed slot is free */
@@ -662,6 +665,69 @@ static int s_quota_filter(claim_t *self, claim_pending_t *p, const policy_tenant
     return kept ? CPN_OK : first;
 }
 
+/* The cost of p's request on candidate c (units x c's price x duration, the usage rule);
+ * UINT64_MAX if it does not fit. A split request is counted with all its units left at each
+ * candidate's price: an upper bound of what any of them can cost. */
+static uint64_t s_cost(const claim_pending_t *p, const match_cand_t *c)
+{
+    uint64_t cost = 0;
+    return budget_request_cost(p->units_left, c->price, p->req.duration_s, &cost) == CPN_OK
+               ? cost
+               : UINT64_MAX;
+}
+
+/* The tenant's exposure in its budget period: committed and running from the ledger
+ * (spend.h), in flight = the cost of its other requests being claimed here, whichever broker
+ * their CLAIMs are waiting at (a CLAIM forwarded to a member counts until its answer comes
+ * back, or the request ends). */
+static int s_exposure(claim_t *self, const claim_pending_t *p, const policy_tenant_t *t,
+                      budget_state_t *s)
+{
+    uint64_t now = self->clock.now_ms(), from, to;
+    if (t->budget.period == POLICY_BUDGET_DAY)
+        cpn_usage_day(now, &from, &to);
+    else
+        cpn_usage_month(now, &from, &to);
+    s->budget = t->budget.amount;
+    int r = spend_tenant(self->b->spend, p->tenant, from, to, now, &s->committed, &s->running);
+    for (size_t i = 0; r == CPN_OK && i < self->pending_top; i++) {
+        const claim_pending_t *q = &self->pending[i];
+        if (q->state < CS_CLAIMING || q == p || q->next == 0 ||
+            memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
+            continue;
+        uint64_t c = s_cost(q, &q->cands[q->next - 1]);
+        s->in_flight = c > UINT64_MAX - s->in_flight ? UINT64_MAX : s->in_flight + c;
+    }
+    return r;
+}
+
+/* Drop candidates whose cost would take the tenant over its budget or the request over its
+ * max_cost; the first refusal is the reason. Tenants without a budget and requests without
+ * max_cost leave at the first test: their path is what it was before budgets. */
+static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t,
+                           char *why, size_t cap)
+{
+    if (!t->budget.amount && !p->req.max_cost)
+        return CPN_OK;
+    budget_state_t s = {0};
+    if (t->budget.amount && s_exposure(self, p, t, &s) != CPN_OK)
+        return CPN_E_DB;
+    size_t kept = 0;
+    int first = CPN_OK;
+    for (size_t i = 0; i < p->n_cands; i++) {
+        char w[CPN_REASON_MAX];
+        int r = budget_admit(&s, s_cost(p, &p->cands[i]), p->req.max_cost, w);
+        if (r == CPN_OK)
+            p->cands[kept++] = p->cands[i];
+        else if (first == CPN_OK) {
+            first = r;
+            snprintf(why, cap, "%s", w);
+        }
+    }
+    p->n_cands = kept;
+    return kept ? CPN_OK : first;
+}
+
 /* Policy local_first: candidates of peers connected to us first, each group in rank order. */
 static void s_local_first(claim_t *self, claim_pending_t *p)
 {
@@ -729,8 +795,9 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_local_first(self, p);
     if (planned)
         s_plan_first(p, planned);
-    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
-        s_finish_nack(self, p, r, reason);
+    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK ||
+        (r = s_budget_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
+        s_finish_nack(self, p, r, r == CPN_E_DB ? "the broker cannot read its ledger" : reason);
         return;
     }
     s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");

@@ -24,6 +24,7 @@
 #include "service.h"
 #include "notice.h"
 #include "rematch.h"
+#include "spend.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -415,6 +416,8 @@ int server_new(const char *policy_path, broker_t **out)
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
         goto out;
     }
+    if ((r = spend_open(self->ledger, &self->spend)) != CPN_OK)
+        goto out;
     if ((r = s_apply_limits(self)) != CPN_OK)
         goto out;
     cpn_curve_t curve = {.enabled = p->broker.curve, .self = self->id};
@@ -470,6 +473,7 @@ void server_destroy(broker_t **self_p)
     cpn_sigcache_destroy(&self->sigcache);
     ratelimit_destroy(&self->rate);
     ratelimit_destroy(&self->refusal_rate);
+    spend_destroy(&self->spend);
     ledger_destroy(&self->ledger);
     cpn_identity_destroy(&self->id);
     policy_destroy(&self->pol);

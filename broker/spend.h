@@ -1,0 +1,38 @@
+/* spend.h - what a tenant's leases cost in a budget period, read from the broker's ledger:
+ * the `committed` and `running` figures broker/budget.h admits a request against.
+ *
+ * For each lease of the tenant in the ledger (leases this broker brokered, the tenant's home
+ * broker: docs/POLICY.md "budget") that overlaps the period [from_ms, to_ms):
+ *   - what its USAGE records ending in (from_ms, to_ms] bill is committed;
+ *   - the part not metered yet, from max(its last record's to_ms, start, from_ms) to its
+ *     current end, is committed if the lease has ended (released, expired, revoked: its last
+ *     records will bill exactly that, by the usage rule) and running if it still runs.
+ * Rounding is the usage rule's (common/usage.h), applied to each lease's cumulative charge,
+ * so the figures do not depend on when USAGE records arrive. Everything comes from the
+ * ledger file, so a restarted broker computes the same figures.
+ *
+ * Cost: one indexed query over the tenant's leases that end after from_ms and one sum over
+ * its USAGE records of the period, per request of a tenant with a budget; nothing for the
+ * others (claim.c never calls this for them).
+ */
+#ifndef CPN_SPEND_H
+#define CPN_SPEND_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "identity.h"
+#include "ledger.h"
+
+typedef struct spend spend_t;
+
+/* Prepared on `ledger` (borrowed; must outlive it); creates the usage table if needed. */
+int spend_open(ledger_t *ledger, spend_t **out) CPN_WUR;
+void spend_destroy(spend_t **self_p);
+
+/* The tenant's committed and running figures (thousandths) for [from_ms, to_ms) at now_ms.
+ * CPN_E_DB if the ledger cannot be read. Sums saturate at UINT64_MAX (an over-budget). */
+int spend_tenant(spend_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_t from_ms, uint64_t to_ms,
+                 uint64_t now_ms, uint64_t *committed, uint64_t *running) CPN_WUR;
+
+#endif
