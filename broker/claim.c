@@ -680,8 +680,8 @@ static uint64_t s_cost(const claim_pending_t *p, const match_cand_t *c)
  * (spend.h), in flight = the cost of its other requests being claimed here, whichever broker
  * their CLAIMs are waiting at (a CLAIM forwarded to a member counts until its answer comes
  * back, or the request ends). */
-static int s_exposure(claim_t *self, const claim_pending_t *p, const policy_tenant_t *t,
-                      budget_state_t *s)
+static int s_exposure(claim_t *self, const uint8_t tenant[CPN_PK_LEN], const claim_pending_t *p,
+                      const policy_tenant_t *t, budget_state_t *s)
 {
     uint64_t now = self->clock.now_ms(), from, to;
     if (t->budget.period == POLICY_BUDGET_DAY)
@@ -689,11 +689,11 @@ static int s_exposure(claim_t *self, const claim_pending_t *p, const policy_tena
     else
         cpn_usage_month(now, &from, &to);
     s->budget = t->budget.amount;
-    int r = spend_tenant(self->b->spend, p->tenant, from, to, now, &s->committed, &s->running);
+    int r = spend_tenant(self->b->spend, tenant, from, to, now, &s->committed, &s->running);
     for (size_t i = 0; r == CPN_OK && i < self->pending_top; i++) {
         const claim_pending_t *q = &self->pending[i];
         if (q->state < CS_CLAIMING || q == p || q->next == 0 ||
-            memcmp(q->tenant, p->tenant, CPN_PK_LEN) != 0)
+            memcmp(q->tenant, tenant, CPN_PK_LEN) != 0)
             continue;
         uint64_t c = s_cost(q, &q->cands[q->next - 1]);
         s->in_flight = c > UINT64_MAX - s->in_flight ? UINT64_MAX : s->in_flight + c;
@@ -704,13 +704,13 @@ static int s_exposure(claim_t *self, const claim_pending_t *p, const policy_tena
 /* Drop candidates whose cost would take the tenant over its budget or the request over its
  * max_cost; the first refusal is the reason. Tenants without a budget and requests without
  * max_cost leave at the first test: their path is what it was before budgets. */
-static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t,
-                           char *why, size_t cap)
+static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t, char *why,
+                           size_t cap)
 {
     if (!t->budget.amount && !p->req.max_cost)
         return CPN_OK;
     budget_state_t s = {0};
-    if (t->budget.amount && s_exposure(self, p, t, &s) != CPN_OK)
+    if (t->budget.amount && s_exposure(self, p->tenant, p, t, &s) != CPN_OK)
         return CPN_E_DB;
     size_t kept = 0;
     int first = CPN_OK;
@@ -1377,9 +1377,38 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
 
 /* ---- RENEW, RELEASE: relayed (claim_relay.c) ---- */
 
-void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
-                        const char *lease_id)
+/* A RENEW adds the extension's cost (the lease's units and price, the usage rule) to the
+ * tenant's exposure; CPN_OK for a tenant without a budget or a lease this broker does not
+ * know (the peer decides on that one). */
+static int s_renew_budget(claim_t *self, const uint8_t tenant[CPN_PK_LEN],
+                          const uint8_t peer[CPN_PK_LEN], const char *lease_id, uint64_t extend_s,
+                          char why[CPN_REASON_MAX])
 {
+    const policy_tenant_t *t = policy_tenant(self->b->pol, tenant);
+    ledger_lease_t l;
+    uint64_t cost = UINT64_MAX;
+    if (!t || !t->budget.amount ||
+        ledger_get(self->b->ledger, peer, lease_id, &l, NULL, NULL) != CPN_OK)
+        return CPN_OK;
+    budget_state_t s = {0};
+    if (s_exposure(self, tenant, NULL, t, &s) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the broker cannot read its ledger");
+        return CPN_E_DB;
+    }
+    if (budget_request_cost(l.units, l.price, extend_s, &cost) != CPN_OK)
+        cost = UINT64_MAX;
+    return budget_admit(&s, cost, 0, why);
+}
+
+void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
+                        const char *lease_id, uint64_t extend_s)
+{
+    char why[CPN_REASON_MAX];
+    int r = extend_s ? s_renew_budget(self, rx->env.from, peer, lease_id, extend_s, why) : CPN_OK;
+    if (r != CPN_OK) {
+        broker_nack(self->b, rx->rid, rx->rid_len, lease_id, rx->env.seq, r, why);
+        return;
+    }
     claim_relay_on_tenant_op(self->relay, rx, peer, lease_id);
 }
 

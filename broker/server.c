@@ -124,12 +124,12 @@ static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self->claim, rx, b->renew.peer, b->renew.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->renew.peer, b->renew.lease_id, b->renew.extend_s);
 }
 
 static void s_on_release(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self->claim, rx, b->release.peer, b->release.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->release.peer, b->release.lease_id, 0);
 }
 
 static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)

@@ -12,6 +12,7 @@
  *      for the running leases, with nothing in flight.
  *   3. The first lease is released: the budget it frees admits the next request; the one
  *      after is refused and names what the released lease committed.
+ *      A renewal of the second lease that would go over is refused too.
  *   4. A is restarted: the same refusal names the same committed figure (read from the
  *      ledger, not from memory).
  *   5. A request with its own max_cost below the cost is refused naming the ceiling, for a
@@ -243,6 +244,21 @@ static void s_committed(const char *reason, char out[32])
     assert_int_equal(sscanf(c, "committed %31s", out), 1);
 }
 
+/* The lease id and peer of the GRANT in a. */
+static void s_lease_of(const h_ans_t *a, char lease_id[CPN_NAME_MAX], uint8_t peer[CPN_PK_LEN])
+{
+    cpn_limits_t lim = h_big_limits();
+    cpn_env_t genv, lenv;
+    cpn_grant_t gr;
+    cpn_lease_t lease;
+    assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &genv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    snprintf(lease_id, CPN_NAME_MAX, "%s", lease.lease_id);
+    memcpy(peer, lenv.from, CPN_PK_LEN);
+}
+
 /* ---- setup ---- */
 
 static bool s_start_a(void)
@@ -357,18 +373,12 @@ static void test_budget_across_brokers(void **state)
     assert_int_equal(s_answer(s2, "two", &a2), CPN_MSG_GRANT);
     s_refused("four", "r-c", NULL, 0, 2, "in flight 0.000", "running 200.000");
     /* 3. Releasing "one" frees what it had left. */
-    cpn_limits_t lim = h_big_limits();
-    cpn_env_t genv, lenv;
-    cpn_grant_t gr;
-    cpn_lease_t lease;
-    assert_int_equal(cpn_env_open(a1.frame, a1.len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
-    assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
     cpn_release_t rl;
+    cpn_renew_t rn;
     memset(&rl, 0, sizeof rl);
-    snprintf(rl.lease_id, sizeof rl.lease_id, "%s", lease.lease_id);
-    memcpy(rl.peer, lenv.from, CPN_PK_LEN);
+    memset(&rn, 0, sizeof rn);
+    s_lease_of(&a1, rl.lease_id, rl.peer);
+    s_lease_of(&a2, rn.lease_id, rn.peer);
     uint64_t seq = 0;
     assert_int_equal(ctl_client_send(g.t_cli, CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
     assert_int_equal(h_await(g.t_cli, seq, "one", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
@@ -376,6 +386,13 @@ static void test_budget_across_brokers(void **state)
     h_ans_free(&a1);
     h_ans_free(&a2);
     assert_int_equal(s_answer(s_request(g.t_cli, "five", "r-b", 0), "five", &a), CPN_MSG_GRANT);
+    h_ans_free(&a);
+    /* A renewal is admitted like a request: 200 s more of "two" is 200.000. */
+    rn.extend_s = 200;
+    assert_int_equal(ctl_client_send(g.t_cli, CPN_MSG_RENEW, &rn, &seq), CPN_OK);
+    assert_int_equal(h_await(g.t_cli, seq, NULL, NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_OVER_BUDGET);
+    assert_non_null(strstr(a.reason, "this request 200.000"));
     h_ans_free(&a);
     char before[CPN_REASON_MAX], after[CPN_REASON_MAX], c1[32], c2[32];
     s_refused("six", "r-b", before, sizeof before, 1, "in flight 0.000");
