@@ -71,6 +71,10 @@ typedef struct {
     cpn_hist_t ledger_commit;    /* one ledger transaction's commit */
     uint64_t notices;             /* NOTICEs recorded (each lease's once) */
     uint64_t rematched;           /* revoked leases replaced elsewhere (on_failure: rematch) */
+    uint64_t usage_taken;         /* USAGE records taken into the ledger (each once) */
+    uint64_t usage_dup;           /* records taken again unchanged (re-sends) */
+    uint64_t usage_refused;       /* records refused (also counted under their code) */
+    uint64_t usage_relayed;       /* records the next broker on the route took from us */
 } broker_stats_t;
 
 typedef struct broker broker_t;
@@ -93,6 +97,7 @@ struct broker {
     claim_t *claim; /* requests in flight and relays (claim.h) */
     struct rematch *rematch; /* replacements of revoked leases in flight (rematch.h) */
     struct federation *fed; /* links to the other brokers (federation.c) */
+    struct usage_log *usage; /* USAGE records in the ledger (usage_log.h) */
     /* Where the answer to a CLAIM, RENEW or RELEASE that came back through the federation
      * goes: claim_on_remote_answer, wired by server_new. federation.c calls up through this
      * pointer, never claim.c by name, so the two do not call each other round a loop. */

@@ -28,6 +28,7 @@
 #include "log.h"
 #include "page.h"
 #include "units.h"
+#include "usage_log.h"
 
 /* What a STATUS frame holds besides `data` and `next`, at most (msgpack sizes): the frame's
  * array and bin headers (6), the payload map with v, type "STATUS", from, seq, ts and the
@@ -96,7 +97,7 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     uint64_t intents = 0;
     if (ledger_intent_count(self->ledger, &intents) != CPN_OK)
         log_warn("ledger", "intent count unavailable for status");
-    msgpack_pack_map(pk, 26 + FED_STATUS_KEYS);
+    msgpack_pack_map(pk, 30 + FED_STATUS_KEYS);
     mp_pack_kstr(pk, "name", self->pol->broker.name);
     mp_pack_kstr(pk, "key", kid);
     mp_pack_kstr(pk, "version", PACKAGE_VERSION);
@@ -120,6 +121,10 @@ static int s_status(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q,
     mp_pack_ku64(pk, "refusals_unanswered", self->stats.refusals_unanswered);
     mp_pack_ku64(pk, "notices", self->stats.notices);
     mp_pack_ku64(pk, "leases_rematched", self->stats.rematched);
+    mp_pack_ku64(pk, "usage_taken", self->stats.usage_taken);
+    mp_pack_ku64(pk, "usage_resent", self->stats.usage_dup);
+    mp_pack_ku64(pk, "usage_refused", self->stats.usage_refused);
+    mp_pack_ku64(pk, "usage_relayed", self->stats.usage_relayed);
     mp_pack_ku64(pk, "policy_reloads", self->stats.reloads);
     mp_pack_ku64(pk, "policy_reloads_failed", self->stats.reloads_failed);
     federation_status(self, pk);
@@ -384,6 +389,62 @@ static int s_notices(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q
     return s_rows_done(ans);
 }
 
+/* ---- usage: the asker's USAGE records (an operator: everyone's), for `cpnctl bill`;
+ * order (peer, lease id, n); cursor: <peer key hex>/<n decimal>/<lease id> ---- */
+
+static int s_usage_row(const usage_cursor_t *c, const uint8_t *frame, size_t len, void *arg)
+{
+    s_answer_t *ans = arg;
+    msgpack_packer *pk = page_packer(ans->page);
+    char hex[S_HEX_LEN + 1], cursor[CPN_CURSOR_MAX];
+    msgpack_pack_map(pk, 3);
+    mp_pack_kstr(pk, "lease", c->lease_id);
+    mp_pack_ku64(pk, "n", c->n);
+    mp_pack_str(pk, "record");
+    msgpack_pack_bin(pk, len);
+    msgpack_pack_bin_body(pk, frame, len);
+    sodium_bin2hex(hex, sizeof hex, c->peer, CPN_PK_LEN);
+    snprintf(cursor, sizeof cursor, "%s/%" PRIu32 "/%s", hex, c->n, c->lease_id);
+    return page_take(ans->page, cursor) ? 0 : 1;
+}
+
+static int s_usage_cursor(const char *s, usage_cursor_t *c)
+{
+    char *end = NULL;
+    size_t bin_len = 0;
+    memset(c, 0, sizeof *c);
+    if (strlen(s) < S_HEX_LEN + 3 || !s_is_hex(s, S_HEX_LEN) || s[S_HEX_LEN] != '/' ||
+        s[S_HEX_LEN + 1] < '0' || s[S_HEX_LEN + 1] > '9' ||
+        sodium_hex2bin(c->peer, CPN_PK_LEN, s, S_HEX_LEN, NULL, &bin_len, NULL) != 0 ||
+        bin_len != CPN_PK_LEN)
+        return CPN_E_INVAL;
+    unsigned long v = strtoul(s + S_HEX_LEN + 1, &end, 10);
+    if (*end != '/' || v > UINT32_MAX || strlen(end + 1) >= sizeof c->lease_id)
+        return CPN_E_INVAL;
+    c->n = (uint32_t)v;
+    snprintf(c->lease_id, sizeof c->lease_id, "%s", end + 1);
+    return CPN_OK;
+}
+
+static int s_usage(broker_t *self, const broker_rx_t *rx, const cpn_query_t *q, s_answer_t *ans)
+{
+    usage_cursor_t after;
+    if (q->after[0] && s_usage_cursor(q->after, &after) != CPN_OK) {
+        snprintf(ans->why, sizeof ans->why,
+                 "`after` is not a usage cursor (peer key hex/n/lease id)");
+        return CPN_E_INVAL;
+    }
+    const policy_tenant_t *t = policy_tenant(self->pol, rx->env.from);
+    int r = usage_log_page(self->usage, t && t->is_operator ? NULL : rx->env.from,
+                           q->after[0] ? &after : NULL, s_max_rows(q) + 1, s_usage_row, ans);
+    if (r != CPN_OK) {
+        snprintf(ans->why, sizeof ans->why, "the ledger could not list usage records: %s",
+                 cpn_strerror(r));
+        return r;
+    }
+    return s_rows_done(ans);
+}
+
 /* ---- federation: members by name; cursor: the member's name ---- */
 
 typedef struct {
@@ -433,6 +494,7 @@ static const struct {
     {"status", Q_TENANT | Q_MEMBER, false, s_status},
     {"leases", Q_TENANT, true, s_leases}, /* the asker's own: a member has none */
     {"notices", Q_TENANT, true, s_notices}, /* the asker's own, for `cpnctl watch` */
+    {"usage", Q_TENANT, true, s_usage}, /* the asker's own records; an operator's: all */
     {"offers", Q_OPERATOR | Q_MEMBER, true, s_offers},
     {"federation", Q_OPERATOR | Q_MEMBER, true, s_federation},
 };
@@ -458,7 +520,7 @@ static int s_allowed(const broker_t *self, const broker_rx_t *rx, const cpn_quer
         ;
     if (*row == n) {
         snprintf(why, cap,
-                 "unknown query \"%s\": status, leases, notices, offers or federation",
+                 "unknown query \"%s\": status, leases, notices, usage, offers or federation",
                  q->what);
         return CPN_E_INVAL;
     }

@@ -25,6 +25,8 @@
 #include "notice.h"
 #include "rematch.h"
 #include "spend.h"
+#include "usage_in.h"
+#include "usage_log.h"
 
 #define BROKER_TICK_MS 200 /* timers: claim timeouts, ttl expiry, lease expiry */
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
@@ -60,6 +62,9 @@ typedef union {
     cpn_resend_t resend;
     cpn_notice_t notice;
     cpn_status_t status;
+    cpn_usage_t usage;
+    cpn_meter_t meter;
+    cpn_receipt_t receipt;
 } s_body_t;
 
 typedef void (*s_handler_fn)(broker_t *self, const broker_rx_t *rx, s_body_t *body);
@@ -208,6 +213,25 @@ static void s_on_status(broker_t *self, const broker_rx_t *rx, s_body_t *b)
     notice_on_receipt(self, rx, &b->status);
 }
 
+/* A USAGE record, bare (its own envelope passed the replay guard) or in a METER (a peer's
+ * record sent again, or a member carrying it on): usage_in.h. */
+static void s_on_usage(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    (void)b;
+    usage_in_frame(self, rx, rx->env.frame, rx->env.frame_len, NULL, 0);
+}
+
+static void s_on_meter(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    usage_in_frame(self, rx, b->meter.usage.ptr, b->meter.usage.len, b->meter.lease.ptr,
+                   b->meter.lease.len);
+}
+
+static void s_on_receipt(broker_t *self, const broker_rx_t *rx, s_body_t *b)
+{
+    usage_in_receipt(self, rx, &b->receipt);
+}
+
 static void s_on_error(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
     char kid[CPN_KID_LEN];
@@ -240,6 +264,9 @@ static const s_dispatch_t s_dispatch[] = {
     {CPN_MSG_RESEND, CPN_ROLE_PEER, s_on_resend},
     {CPN_MSG_NOTICE, CPN_ROLE_PEER, s_on_notice},
     {CPN_MSG_STATUS, CPN_ROLE_BROKER, s_on_status},
+    {CPN_MSG_USAGE, CPN_ROLE_PEER, s_on_usage},
+    {CPN_MSG_METER, CPN_ROLE_PEER | CPN_ROLE_BROKER, s_on_meter},
+    {CPN_MSG_RECEIPT, CPN_ROLE_BROKER, s_on_receipt},
 };
 
 static const s_dispatch_t *s_find(cpn_msg_type_t type)
@@ -416,9 +443,9 @@ int server_new(const char *policy_path, broker_t **out)
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
         goto out;
     }
-    if ((r = spend_open(self->ledger, &self->spend)) != CPN_OK)
-        goto out;
-    if ((r = s_apply_limits(self)) != CPN_OK)
+    if ((r = usage_log_open(self->ledger, &self->usage)) != CPN_OK ||
+        (r = spend_open(self->ledger, &self->spend)) != CPN_OK ||
+        (r = s_apply_limits(self)) != CPN_OK)
         goto out;
     cpn_curve_t curve = {.enabled = p->broker.curve, .self = self->id};
     if (p->broker.curve && (r = zap_open(self)) != CPN_OK)
@@ -474,6 +501,7 @@ void server_destroy(broker_t **self_p)
     ratelimit_destroy(&self->rate);
     ratelimit_destroy(&self->refusal_rate);
     spend_destroy(&self->spend);
+    usage_log_destroy(&self->usage);
     ledger_destroy(&self->ledger);
     cpn_identity_destroy(&self->id);
     policy_destroy(&self->pol);
@@ -549,6 +577,7 @@ static void s_tick(broker_t *self)
         log_info("ledger", "%" PRIu64 " intents dropped: any lease from them has ended", dropped);
     claim_tick(self->claim, mono);
     notice_tick(self, now);
+    usage_in_tick(self, now);
     rematch_tick(self, now);
     federation_tick(self, mono);
     if (self->obs)
@@ -574,6 +603,11 @@ static void s_send_item(const outbox_item_t *it, void *arg)
 {
     broker_t *self = arg;
     int r;
+    if (it->kind == OUTBOX_RECEIPT && it->remote) { /* to a member: on our link to it */
+        if (federation_send_frame(self, it->via, it->frame, it->len) != CPN_OK)
+            log_debug("usage", "receipt not sent: the link is down (the member sends again)");
+        return;
+    }
     if (it->kind == OUTBOX_GRANT || it->kind == OUTBOX_RECEIPT) {
         (void)broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
         return;

@@ -157,6 +157,18 @@ static const mp_field_t s_usage[] = {
     F(cpn_usage_t, final, MPF_BOOL, false),
 };
 
+static const mp_field_t s_meter[] = {
+    F(cpn_meter_t, usage, MPF_BIN, true),
+    F(cpn_meter_t, lease, MPF_BIN, false),
+};
+
+static const mp_field_t s_receipt[] = {
+    F(cpn_receipt_t, peer, MPF_KEY, true),
+    F(cpn_receipt_t, lease_id, MPF_STR, true),
+    F(cpn_receipt_t, n, MPF_U32, true),
+    F(cpn_receipt_t, hash, MPF_KEY, true),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -202,6 +214,8 @@ static const s_codec_t s_codecs[] = {
     T(RESEND, s_resend, cpn_resend_t),
     T(NOTICE, s_notice, cpn_notice_t),
     T(USAGE, s_usage, cpn_usage_t),
+    T(METER, s_meter, cpn_meter_t),
+    T(RECEIPT, s_receipt, cpn_receipt_t),
 };
 #undef T
 

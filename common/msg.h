@@ -198,6 +198,27 @@ typedef struct {
     bool final;        /* the lease ended at to_ms: no record follows */
 } cpn_usage_t;
 
+/* METER: a USAGE record on its way to the brokers (docs/PROTOCOL.md "USAGE: delivery"). The
+ * record keeps its bytes (and its seq: a re-sent record passes the receiver's replay guard
+ * because the METER around it is new). A peer sends it to the broker that claimed the lease;
+ * a broker carries it on to the broker before it on the lease's route. `lease` (the lease's
+ * LEASE frame, verbatim) comes with record 1: a broker that did not record the lease (one
+ * that only carried it across the federation) checks the record's terms against it. */
+typedef struct {
+    mp_bytes_t usage; /* the USAGE frame, verbatim */
+    mp_bytes_t lease; /* record 1 only: a LEASE frame of the lease, verbatim; else empty */
+} cpn_meter_t;
+
+/* RECEIPT: a broker's countersignature of a USAGE record it took into its ledger: it names
+ * the record by its signer, lease, n and the BLAKE2b-256 of its whole frame (usage.h), so the
+ * receipt and the record together prove offline that this broker took this record. */
+typedef struct {
+    uint8_t peer[CPN_PK_LEN];    /* the record's signer */
+    char lease_id[CPN_NAME_MAX]; /* = the record's */
+    uint32_t n;                  /* = the record's */
+    uint8_t hash[CPN_PK_LEN];    /* BLAKE2b-256 of the record's frame (32 bytes) */
+} cpn_receipt_t;
+
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;
 /* Decode env->body strictly into `body`, which must be the struct of env->type.

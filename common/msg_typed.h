@@ -35,7 +35,9 @@
     X(sync, SYNC, cpn_sync_t)                                                                      \
     X(resend, RESEND, cpn_resend_t)                                                                \
     X(notice, NOTICE, cpn_notice_t)                                                                \
-    X(usage, USAGE, cpn_usage_t)
+    X(usage, USAGE, cpn_usage_t)                                                                   \
+    X(meter, METER, cpn_meter_t)                                                                   \
+    X(receipt, RECEIPT, cpn_receipt_t)
 
 /* Decode env->body as `type` into body (size bytes, zeroed first): CPN_E_WRONG_TYPE if the
  * frame is of another type, else what cpn_msg_decode returns. Call after the envelope

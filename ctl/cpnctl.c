@@ -227,15 +227,18 @@ static int cmd_verify(ctl_opts_t *o)
 
 /* ---- bills: offline, from a bill file (ctl_bill.h) ---- */
 
-/* Parse "--from MS --to MS --csv" after the file name; false on a bad option. */
-static bool s_bill_args(ctl_opts_t *o, uint64_t *from, uint64_t *to, ctl_bill_fmt_t *fmt)
+/* Parse "--from MS --to MS --csv [--save FILE]" from argv[first]; false on a bad option. */
+static bool s_bill_args(ctl_opts_t *o, int first, uint64_t *from, uint64_t *to,
+                        ctl_bill_fmt_t *fmt, const char **save)
 {
     *from = *to = 0;
     *fmt = o->json ? CTL_BILL_JSON : CTL_BILL_TEXT;
-    for (int i = 1; i < o->argc; i++) {
+    for (int i = first; i < o->argc; i++) {
         const char *a = o->argv[i];
         char *end = NULL;
-        if ((strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) && i + 1 < o->argc) {
+        if (save && strcmp(a, "--save") == 0 && i + 1 < o->argc) {
+            *save = o->argv[++i];
+        } else if ((strcmp(a, "--from") == 0 || strcmp(a, "--to") == 0) && i + 1 < o->argc) {
             uint64_t v = strtoull(o->argv[++i], &end, 10);
             if (!end || *end || end == o->argv[i])
                 return false;
@@ -251,25 +254,15 @@ static bool s_bill_args(ctl_opts_t *o, uint64_t *from, uint64_t *to, ctl_bill_fm
     return true;
 }
 
-/* bill FILE: print; verify-bill FILE: the same checks, a verdict. */
-static int s_bill(ctl_opts_t *o, bool print)
+/* Check a bill file in memory (named `name` in messages) and print it, or its verdict. */
+static int s_bill_check(const char *name, const uint8_t *buf, size_t len, uint64_t from,
+                        uint64_t to, ctl_bill_fmt_t fmt, bool print)
 {
-    uint64_t from, to;
-    ctl_bill_fmt_t fmt;
-    if (!s_bill_args(o, &from, &to, &fmt)) {
-        fprintf(stderr, "usage: cpnctl bill FILE [--from MS] [--to MS] [--json|--csv]\n");
-        return EXIT_USAGE;
-    }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
-        return EXIT_USAGE;
     ctl_bill_t *bill = NULL;
     char why[CPN_REASON_MAX];
     int r = ctl_bill_load(buf, len, from, to, &bill, why);
-    free(buf);
     if (r != CPN_OK) {
-        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", o->argv[0], why, cpn_errname(r));
+        fprintf(stderr, "cpnctl: %s: INVALID: %s (%s)\n", name, why, cpn_errname(r));
         return EXIT_REFUSED;
     }
     if (print)
@@ -277,14 +270,37 @@ static int s_bill(ctl_opts_t *o, bool print)
     else
         fprintf(stderr, "cpnctl: %s: valid: %zu records of %zu leases (%zu open), every "
                         "signature and chain checks, total %" PRIu64 " thousandths\n",
-                o->argv[0], ctl_bill_records(bill), ctl_bill_leases(bill),
+                name, ctl_bill_records(bill), ctl_bill_leases(bill),
                 ctl_bill_open_leases(bill), ctl_bill_total(bill));
     ctl_bill_destroy(&bill);
     return 0;
 }
 
+/* bill FILE: print; verify-bill FILE: the same checks, a verdict. */
+static int s_bill(ctl_opts_t *o, bool print)
+{
+    uint64_t from, to;
+    ctl_bill_fmt_t fmt;
+    if (!s_bill_args(o, 1, &from, &to, &fmt, NULL)) {
+        fprintf(stderr, "usage: cpnctl bill FILE [--from MS] [--to MS] [--json|--csv]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (s_read_file(o->argv[0], &buf, &len) != CPN_OK)
+        return EXIT_USAGE;
+    int rc = s_bill_check(o->argv[0], buf, len, from, to, fmt, print);
+    free(buf);
+    return rc;
+}
+
+static int s_bill_fetch(ctl_opts_t *o);
+
+/* bill [FILE]: without a file, the tenant's records are fetched from its broker. */
 static int cmd_bill(ctl_opts_t *o)
 {
+    if (o->argc == 0 || strncmp(o->argv[0], "--", 2) == 0)
+        return s_bill_fetch(o);
     return s_bill(o, true);
 }
 static int cmd_verify_bill(ctl_opts_t *o)
@@ -957,8 +973,12 @@ static void s_listing_end(s_listing_t *ls, bool list)
         printf("(none)\n");
 }
 
-/* QUERY `what`, following `next` until the last page (each page waits up to --timeout). */
-static int s_query(ctl_opts_t *o, const char *what)
+/* Rows of one page, to a caller that keeps them instead of printing (bill). */
+typedef int (*s_rows_fn)(const msgpack_object *rows, void *arg);
+
+/* QUERY `what`, following `next` until the last page (each page waits up to --timeout); the
+ * pages are printed, or handed to fn (if not NULL; non-zero from it ends with that code). */
+static int s_query_rows(ctl_opts_t *o, const char *what, s_rows_fn fn, void *arg)
 {
     ctl_session_t s;
     int rc = s_session_open(o, &s);
@@ -997,9 +1017,13 @@ static int s_query(ctl_opts_t *o, const char *what)
                 msgpack_zone_init(&zone, 4096);
                 rc = EXIT_REFUSED;
                 if (mp_parse(st.data.ptr, st.data.len, &lim, &zone, &obj) == CPN_OK) {
-                    s_print_page(&ls, &obj);
                     list = obj.type == MSGPACK_OBJECT_ARRAY;
-                    rc = 0;
+                    if (fn)
+                        rc = list ? fn(&obj, arg) : EXIT_REFUSED;
+                    else {
+                        s_print_page(&ls, &obj);
+                        rc = 0;
+                    }
                 }
                 /* The cursor must move on, or a broker could keep us here. */
                 done = rc != 0 || !list || !st.next[0] || strcmp(st.next, q.after) == 0;
@@ -1035,6 +1059,61 @@ static int s_query(ctl_opts_t *o, const char *what)
         fprintf(stderr, "cpnctl: no answer from %s (page %zu of %s)\n", o->broker, pages + 1,
                 what);
     s_session_close(&s);
+    return rc;
+}
+
+static int s_query(ctl_opts_t *o, const char *what)
+{
+    return s_query_rows(o, what, NULL, NULL);
+}
+
+/* One page of `usage` rows ({lease, n, record}): each record appended to the bill file. */
+static int s_bill_rows(const msgpack_object *rows, void *arg)
+{
+    void **b = arg;
+    for (uint32_t i = 0; i < rows->via.array.size; i++) {
+        const msgpack_object *row = &rows->via.array.ptr[i];
+        const msgpack_object *rec = NULL;
+        for (uint32_t k = 0; row->type == MSGPACK_OBJECT_MAP && k < row->via.map.size; k++) {
+            const msgpack_object_kv *kv = &row->via.map.ptr[k];
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 6 &&
+                memcmp(kv->key.via.str.ptr, "record", 6) == 0 && kv->val.type == MSGPACK_OBJECT_BIN)
+                rec = &kv->val;
+        }
+        if (!rec) {
+            fprintf(stderr, "cpnctl: usage row %" PRIu32 " without a record\n", i);
+            return EXIT_REFUSED;
+        }
+        if (ctl_bill_append((uint8_t **)&b[0], (size_t *)b[1], (const uint8_t *)rec->via.bin.ptr,
+                            rec->via.bin.size) != CPN_OK)
+            return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* bill [--from MS] [--to MS] [--json|--csv] [--save FILE]: the tenant's records (an
+ * operator's: everyone's) from the broker, checked and printed as for a file. */
+static int s_bill_fetch(ctl_opts_t *o)
+{
+    uint64_t from, to;
+    ctl_bill_fmt_t fmt;
+    const char *save = NULL;
+    if (!s_bill_args(o, 0, &from, &to, &fmt, &save)) {
+        fprintf(stderr, "usage: cpnctl bill [FILE] [--from MS] [--to MS] [--json|--csv] "
+                        "[--save FILE]\n");
+        return EXIT_USAGE;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    void *b[2] = {NULL, &len};
+    int rc = s_query_rows(o, "usage", s_bill_rows, b);
+    buf = b[0];
+    if (rc == 0 && save && s_write_file(save, buf ? buf : (const uint8_t *)"", len) != CPN_OK)
+        rc = EXIT_USAGE;
+    if (rc == 0)
+        rc = s_bill_check(o->broker ? o->broker : "broker", buf ? buf : (const uint8_t *)"", len,
+                          from, to, fmt, true);
+    free(buf);
     return rc;
 }
 
@@ -1213,8 +1292,10 @@ static const ctl_cmd_t s_cmds[] = {
     {"federation", 0, cmd_federation, "federation               members, state, offer counts"},
     {"verify", 1, cmd_verify, "verify FILE              verify a signed message chain or USAGE record\n"
                               "                           offline"},
-    {"bill", 1, cmd_bill, "bill FILE [--from MS] [--to MS] [--json|--csv]\n"
-                          "                           a bill file's amounts per lease and package"},
+    {"bill", 0, cmd_bill, "bill [FILE] [--from MS] [--to MS] [--json|--csv] [--save FILE]\n"
+                          "                           amounts per lease and package, every record\n"
+                          "                           checked: of a bill file, or (no FILE) this\n"
+                          "                           tenant's records fetched from the broker"},
     {"verify-bill", 1, cmd_verify_bill, "verify-bill FILE         re-check every signature, chain and sum"},
     {"ledger", 2, cmd_ledger, "ledger export LEDGER [--from MS] [--to MS] [--tenant KEY] [--out FILE]\n"
                               "                           a broker ledger's USAGE records, checked, as CSV;\n"

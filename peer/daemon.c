@@ -17,6 +17,7 @@
 #include "identity.h"
 #include "inventory.h"
 #include "lease.h"
+#include "meter.h"
 #include "link.h"
 #include "log.h"
 #include "observe.h"
@@ -41,6 +42,9 @@ struct peer_daemon {
     peer_sender_t sender;
     peer_lease_t *lease;
     peer_notice_t *notice;
+    peer_meter_t *meter;      /* USAGE records (meter.h), delivered by notice.c */
+    uint64_t next_meter_mono; /* the meter's next tick */
+    bool meter_armed;         /* a lease may be due: false while no lease is metered */
     uint64_t next_drain_mono; /* the drains table is read again then (notice.h) */
     peer_batch_t *batch;
     provision_t *prov;     /* NULL without a `provision:` section */
@@ -61,6 +65,9 @@ struct peer_daemon {
 };
 
 #define PEER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
+/* The meter looks for due records this often (or every usage_interval, if shorter): a final
+ * record is made at most this long after its lease ended. Only while a lease is metered. */
+#define PEER_METER_TICK_MS 1000
 
 static int s_link_open(peer_daemon_t *self, size_t i)
 {
@@ -118,6 +125,8 @@ static void s_lost(peer_daemon_t *self)
     }
     if (any && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
         log_error("peer", "cannot submit the teardowns of revoked leases");
+    if (any)
+        self->meter_armed = true; /* revoked: its final record is due */
 }
 
 /* Drained packages (cpn-peer --drain): 0 free, their leases revoked with a NOTICE. */
@@ -131,6 +140,8 @@ static void s_drains(peer_daemon_t *self)
     peer_notice_stats(self->notice, &after);
     if (after.revoked != before.revoked && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
         log_error("peer", "cannot submit the teardowns of revoked leases");
+    if (after.revoked != before.revoked)
+        self->meter_armed = true;
     /* More leases than one pass revokes: the next pass comes at once. */
     self->next_drain_mono = cpn_mono_ms() + (more ? 0 : PEER_DRAIN_POLL_MS);
 }
@@ -182,8 +193,13 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         goto out;
     if ((r = peer_notice_new(cfg, self->id, self->inv, self->store, &self->sender, s_notice_send,
                              self, &self->notice)) != CPN_OK ||
-        (r = peer_store_meta_set(self->store, PEER_META_PID, (uint64_t)getpid())) != CPN_OK)
+        (r = peer_store_meta_set(self->store, PEER_META_PID, (uint64_t)getpid())) != CPN_OK ||
+        (r = peer_meter_new(self->store, &self->sender, cfg->usage_interval_s * 1000u,
+                            &self->meter)) != CPN_OK)
         goto out;
+    peer_notice_set_meter(self->notice, self->meter);
+    peer_lease_set_meter(self->lease, self->meter);
+    self->meter_armed = true; /* leases of before a restart may be due */
     /* After a kill -9 at any point: what the store says is due, and what the drivers hold. */
     if (self->fulfil && (r = fulfil_reconcile(self->fulfil)) != CPN_OK)
         goto out;
@@ -231,6 +247,7 @@ void peer_daemon_destroy(peer_daemon_t **self_p)
         peer_batch_clear(self->batch);
     free(self->batch);
     peer_notice_destroy(&self->notice);
+    peer_meter_destroy(&self->meter);
     fulfil_destroy(&self->fulfil);
     provision_destroy(&self->prov); /* kills children: their calls re-run at the next start */
     peer_lease_destroy(&self->lease);
@@ -354,8 +371,10 @@ static void s_batch_finish(peer_daemon_t *self, size_t taken)
             log_warn("peer", "reply %s to %s not sent: %s", rep->ref,
                      self->cfg->brokers[rep->broker].endpoint, cpn_errname(r));
     }
-    if (wrote || batch->changed)
+    if (wrote || batch->changed) {
         s_refresh_next_end(self);
+        self->meter_armed = true; /* a lease granted, renewed or released */
+    }
     peer_batch_clear(batch);
 }
 
@@ -431,6 +450,12 @@ static int s_timeout(const peer_daemon_t *self)
     uint64_t nt = peer_notice_timeout(self->notice, now);
     if (nt < t)
         t = nt;
+    if (self->meter_armed) {
+        if (self->next_meter_mono <= now)
+            return 0;
+        if (self->next_meter_mono - now < t)
+            t = self->next_meter_mono - now;
+    }
     if (self->next_drain_mono <= now)
         return 0;
     if (self->next_drain_mono - now < t)
@@ -472,6 +497,25 @@ static void s_service_status(peer_daemon_t *self, uint64_t mono)
                        ", released %" PRIu64 ", expired %" PRIu64 ", refused %" PRIu64,
                        self->cfg->name, up, self->cfg->n_brokers, st.granted, st.renewed,
                        st.released, st.expired, peer_lease_refused_total(self->lease));
+}
+
+/* Make the USAGE records due (their own committed transaction) and send them at once; stop
+ * ticking when no lease is metered, until a batch writes a lease again. */
+static void s_meter(peer_daemon_t *self, uint64_t mono)
+{
+    if (!self->meter_armed || mono < self->next_meter_mono)
+        return;
+    uint64_t tick = self->cfg->usage_interval_s * 1000u, open = 1;
+    self->next_meter_mono = mono + (tick < PEER_METER_TICK_MS ? tick : PEER_METER_TICK_MS);
+    size_t made = 0;
+    if (peer_meter_tick(self->meter, cpn_now_ms(), &made) != CPN_OK) {
+        log_error("peer", "cannot make the USAGE records due (tried again)");
+        return;
+    }
+    if (made > 0)
+        peer_notice_usage(self->notice);
+    else if (peer_meter_open(self->meter, &open) == CPN_OK && open == 0)
+        self->meter_armed = false;
 }
 
 int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
@@ -531,12 +575,14 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
             if (expired > 0 && self->fulfil && fulfil_sweep(self->fulfil) != CPN_OK)
                 log_error("peer", "cannot submit the teardowns of expired leases");
             s_refresh_next_end(self);
+            self->meter_armed = true;
         }
         if ((wake && *wake) || cpn_mono_ms() >= self->next_drain_mono) {
             if (wake)
                 *wake = 0;
             s_drains(self);
         }
+        s_meter(self, cpn_mono_ms());
         peer_notice_tick(self->notice, cpn_mono_ms());
         if (self->fulfil)
             (void)fulfil_tick(self->fulfil, cpn_mono_ms());
@@ -572,6 +618,8 @@ int peer_daemon_run(peer_daemon_t *self, volatile sig_atomic_t *stop,
              peer_lease_refused_total(self->lease));
     log_info("peer", "notices sent %" PRIu64 ", re-sent %" PRIu64 ", receipts %" PRIu64,
              ns.sent, ns.resent, st.notices_acked);
+    log_info("peer", "usage records sent %" PRIu64 " (re-sends included), taken %" PRIu64,
+             ns.usage_sent, st.usage_acked);
     static const int codes[] = {
 #define S_X(name, val, slug, reason) (val),
         CPN_ERRORS(S_X)

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "grant.h"
+#include "meter.h"
 #include "log.h"
 #include "msg.h"
 #include "msg_typed.h"
@@ -25,6 +26,7 @@ struct peer_lease {
     peer_store_t *store;
     peer_sender_t *sender;
     provision_t *prov;            /* NULL: no package has a driver */
+    peer_meter_t *meter;          /* NULL: RECEIPTs are not ours to record */
     cpn_replay_t *replay_brokers; /* CLAIM senders */
     cpn_replay_t *replay_tenants; /* RENEW/RELEASE senders: a replayed RENEW must not extend */
     uint64_t refused[PEER_ERR_SLOTS];
@@ -49,6 +51,7 @@ static void s_on_renew(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *
 static void s_on_release(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_note(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 static void s_on_receipt(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
+static void s_on_usage_receipt(peer_lease_t *, peer_batch_t *, size_t, const cpn_env_t *);
 
 static const struct {
     cpn_msg_type_t type;
@@ -63,6 +66,8 @@ static const struct {
     {CPN_MSG_ERROR, S_FROM_BROKER, s_on_note},
     /* A broker's receipt for a NOTICE: it stops being re-sent (notice.h). */
     {CPN_MSG_STATUS, S_FROM_BROKER, s_on_receipt},
+    /* A broker's countersignature of a USAGE record: it stops being re-sent (meter.h). */
+    {CPN_MSG_RECEIPT, S_FROM_BROKER, s_on_usage_receipt},
 };
 
 peer_lease_t *peer_lease_new(const peer_config_t *cfg, const cpn_identity_t *id,
@@ -108,6 +113,11 @@ void peer_lease_set_units(peer_lease_t *self, const char *package, uint32_t unit
     if (peer_inventory_set_total(self->inv, (size_t)pkg, units))
         log_info("lease", "package %s: %" PRIu32 " units now (was %" PRIu32 ", at most %" PRIu32
                  ")", package, units, was, count);
+}
+
+void peer_lease_set_meter(peer_lease_t *self, peer_meter_t *meter)
+{
+    self->meter = meter;
 }
 
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov)
@@ -792,6 +802,37 @@ static void s_on_receipt(peer_lease_t *self, peer_batch_t *batch, size_t broker,
     }
 out:
     msgpack_zone_destroy(&zone);
+}
+
+/* RECEIPT {peer, lease_id, n, hash} from the broker of this connection: it took our record n
+ * of the lease. Kept with the record in the batch's transaction; a receipt for a record we
+ * did not make (another hash, another signer) changes nothing and is counted. */
+static void s_on_usage_receipt(peer_lease_t *self, peer_batch_t *batch, size_t broker,
+                               const cpn_env_t *env)
+{
+    cpn_receipt_t rc;
+    bool found = false;
+    int r;
+    if (!self->meter)
+        return;
+    if ((r = cpn_receipt_decode(env, &cpn_limits_default, &rc)) != CPN_OK) {
+        s_count(self, r, env->from, "RECEIPT", "does not decode");
+        return;
+    }
+    if (sodium_memcmp(rc.peer, cpn_identity_pk(self->id), CPN_PK_LEN) != 0) {
+        s_count(self, CPN_E_UNTRUSTED, env->from, "RECEIPT", "for another peer's record");
+        return;
+    }
+    if ((r = s_txn(self, batch)) != CPN_OK ||
+        (r = peer_meter_receipt(self->meter, rc.lease_id, rc.n, rc.hash, env->frame,
+                                env->frame_len, &found)) != CPN_OK)
+        log_error("lease", "cannot record the receipt for record %" PRIu32 " of %s", rc.n,
+                  rc.lease_id);
+    else if (found)
+        self->stats.usage_acked++;
+    else
+        s_count(self, CPN_E_CHAIN, env->from, "RECEIPT", "names a record we did not make");
+    (void)broker;
 }
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch)

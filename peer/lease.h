@@ -70,6 +70,9 @@ void peer_lease_destroy(peer_lease_t **self_p);
 /* Serve the packages that have a driver (cfg->pkg_driver) through `prov` (borrowed). Without
  * it (no `provision:` section) every package takes the path of a package without driver. */
 void peer_lease_set_provision(peer_lease_t *self, provision_t *prov);
+/* Record the brokers' RECEIPTs for USAGE records in `meter` (borrowed; NULL: ignore them). */
+struct peer_meter;
+void peer_lease_set_meter(peer_lease_t *self, struct peer_meter *meter);
 
 void peer_lease_batch_begin(peer_lease_t *self, peer_batch_t *batch);
 /* Decide one frame received on broker connection `broker` (at most PEER_BATCH_MAX per
@@ -133,6 +136,7 @@ uint64_t peer_lease_refused_total(const peer_lease_t *self);
 typedef struct {
     uint64_t granted, retried, renewed, released, expired;
     uint64_t notices_acked; /* NOTICEs a broker sent its receipt for */
+    uint64_t usage_acked;   /* USAGE records a broker sent its RECEIPT for */
     uint64_t provisioning, provisioned, provision_failed, held, torn_down, lost;
 } peer_lease_stats_t;
 void peer_lease_stats(const peer_lease_t *self, peer_lease_stats_t *out);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "log.h"
@@ -21,6 +22,9 @@ typedef enum {
     M_SENT,
     M_ACK,
     M_COUNT,
+    M_FRAME,
+    M_RECEIPT,
+    M_OPEN,
     M__COUNT
 } s_stmt_t;
 
@@ -31,7 +35,7 @@ static const char s_schema[] =
     "CREATE INDEX IF NOT EXISTS meter_open ON meter (done) WHERE done = 0;"
     "CREATE TABLE IF NOT EXISTS usage ("
     " lease_id TEXT NOT NULL, n INTEGER NOT NULL, frame BLOB NOT NULL,"
-    " sent_ms INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0,"
+    " sent_ms INTEGER NOT NULL DEFAULT 0, acked INTEGER NOT NULL DEFAULT 0, receipt BLOB,"
     " PRIMARY KEY (lease_id, n));"
     "CREATE INDEX IF NOT EXISTS usage_unacked ON usage (sent_ms) WHERE acked = 0;";
 
@@ -58,6 +62,9 @@ static const char *const s_sql[M__COUNT] = {
     [M_SENT] = "UPDATE usage SET sent_ms = ? WHERE lease_id = ? AND n = ?",
     [M_ACK] = "UPDATE usage SET acked = 1 WHERE lease_id = ? AND n <= ? AND acked = 0",
     [M_COUNT] = "SELECT COUNT(*), COALESCE(SUM(acked = 0), 0) FROM usage",
+    [M_FRAME] = "SELECT frame FROM usage WHERE lease_id = ? AND n = ?",
+    [M_RECEIPT] = "UPDATE usage SET receipt = ? WHERE lease_id = ? AND n = ?",
+    [M_OPEN] = "SELECT COUNT(*) FROM meter WHERE done = 0",
 };
 
 struct peer_meter {
@@ -328,6 +335,46 @@ int peer_meter_acked(peer_meter_t *self, const char *lease_id, uint32_t n)
     sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, n);
     int r = sqlite3_step(st) == SQLITE_DONE ? CPN_OK : s_db(self, "ack usage");
+    s_done(st);
+    return r;
+}
+
+int peer_meter_receipt(peer_meter_t *self, const char *lease_id, uint32_t n,
+                       const uint8_t hash[CPN_USAGE_HASH_LEN], const uint8_t *receipt,
+                       size_t receipt_len, bool *found)
+{
+    sqlite3_stmt *st = self->st[M_FRAME];
+    uint8_t mine[CPN_USAGE_HASH_LEN];
+    int rc, r = CPN_OK;
+    *found = false;
+    sqlite3_bind_text(st, 1, lease_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, n);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        cpn_usage_hash(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), mine);
+        *found = sodium_memcmp(mine, hash, sizeof mine) == 0;
+    } else if (rc != SQLITE_DONE)
+        r = s_db(self, "usage frame");
+    s_done(st);
+    if (r != CPN_OK || !*found)
+        return r;
+    st = self->st[M_RECEIPT];
+    sqlite3_bind_blob(st, 1, receipt, (int)receipt_len, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, lease_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 3, n);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        r = s_db(self, "usage receipt");
+    s_done(st);
+    return r == CPN_OK ? peer_meter_acked(self, lease_id, n) : r;
+}
+
+int peer_meter_open(peer_meter_t *self, uint64_t *open)
+{
+    sqlite3_stmt *st = self->st[M_OPEN];
+    int r = CPN_OK;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *open = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        r = s_db(self, "open meters");
     s_done(st);
     return r;
 }

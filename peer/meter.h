@@ -13,7 +13,8 @@
  *
  * Tables (in the peer's database, beside leases):
  *   meter(lease_id PK, n, to_ms, total, hash BLOB, done)  -- per lease, where metering stands
- *   usage(lease_id, n, frame BLOB, sent_ms, acked, PK(lease_id, n))  -- every record made
+ *   usage(lease_id, n, frame BLOB, sent_ms, acked, receipt BLOB, PK(lease_id, n))
+ *     -- every record made, and the broker's RECEIPT once one took it
  *   meta "meter_rowid": the leases rowid up to which leases have a meter row
  * New leases are found by rowid above the high-water mark, so metering never scans the
  * leases that ended long ago and costs nothing on the grant path.
@@ -24,11 +25,13 @@
 #define PEER_METER_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
 #include "sender.h"
 #include "store.h"
+#include "usage.h"
 
 /* Records made per tick at most: a backlog (a peer that was down for a long time) is worked
  * off over several ticks, so one tick never holds the write lock long. */
@@ -61,6 +64,18 @@ int peer_meter_pending(peer_meter_t *self, uint64_t now_ms, uint64_t resend_ms,
 
 /* A broker took record n of the lease (and so every earlier one): not sent again. */
 int peer_meter_acked(peer_meter_t *self, const char *lease_id, uint32_t n) CPN_WUR;
+
+/* A broker's RECEIPT for record n of the lease, naming the record's hash: if it is the hash
+ * of our record n, the receipt (the broker's countersignature, `receipt`) is kept with it and
+ * n and every earlier record count as taken (*found true); a receipt for another record
+ * changes nothing (*found false). */
+int peer_meter_receipt(peer_meter_t *self, const char *lease_id, uint32_t n,
+                       const uint8_t hash[CPN_USAGE_HASH_LEN], const uint8_t *receipt,
+                       size_t receipt_len, bool *found) CPN_WUR;
+
+/* Leases whose metering has not ended (a lease running, or one whose final record is still
+ * to be made): 0 lets the daemon stop ticking until a lease is granted. */
+int peer_meter_open(peer_meter_t *self, uint64_t *open) CPN_WUR;
 
 /* Counts for status and tests: records made, records not acknowledged. */
 int peer_meter_counts(peer_meter_t *self, uint64_t *records, uint64_t *unacked) CPN_WUR;

@@ -25,6 +25,7 @@ struct peer_notice {
     void *arg;
     uint64_t next_resend_mono;
     peer_notice_stats_t stats;
+    peer_meter_t *meter; /* NULL: no USAGE records to deliver */
 };
 
 int peer_notice_new(const peer_config_t *cfg, const cpn_identity_t *id, peer_inventory_t *inv,
@@ -247,6 +248,55 @@ static void s_resend_one(const char *lease_id, const uint8_t broker[CPN_PK_LEN],
     free(out);
 }
 
+/* ---- USAGE records: delivered like notices, to the broker that claimed the lease ---- */
+
+void peer_notice_set_meter(peer_notice_t *self, peer_meter_t *meter)
+{
+    self->meter = meter;
+}
+
+/* One record handed out by the meter: to the lease's claiming broker, in a METER (a fresh
+ * envelope: the record keeps its bytes and seq), with the LEASE along for record 1. */
+static void s_usage_one(const char *lease_id, uint32_t n, const uint8_t *frame, size_t len,
+                        void *arg)
+{
+    peer_notice_t *self = arg;
+    peer_lease_row_t row;
+    uint8_t broker[CPN_PK_LEN], *out = NULL;
+    size_t b = SIZE_MAX, out_len = 0;
+    memset(&row, 0, sizeof row);
+    if (peer_store_get(self->store, lease_id, &row) == CPN_OK &&
+        s_claimer(&row, broker) == CPN_OK)
+        b = s_broker_index(self, broker);
+    if (b == SIZE_MAX) {
+        log_debug("meter", "record %" PRIu32 " of %s: its broker is not configured now", n,
+                  lease_id);
+        goto out;
+    }
+    cpn_meter_t m = {.usage = {frame, len}};
+    if (n == 1)
+        m.lease = (mp_bytes_t){row.frame, row.frame_len};
+    int r = peer_sender_build(self->sender, CPN_MSG_METER, &m, &out, &out_len);
+    if (r != CPN_OK) {
+        log_error("meter", "cannot sign the METER of record %" PRIu32 " of %s: %s", n, lease_id,
+                  cpn_errname(r));
+        goto out;
+    }
+    self->send(b, out, out_len, self->arg);
+    self->stats.usage_sent++;
+out:
+    free(out);
+    peer_lease_row_clear(&row);
+}
+
+void peer_notice_usage(peer_notice_t *self)
+{
+    size_t handed = 0;
+    if (self->meter && peer_meter_pending(self->meter, cpn_now_ms(), PEER_NOTICE_RESEND_MS,
+                                          s_usage_one, self, &handed) != CPN_OK)
+        log_error("meter", "cannot list the USAGE records to send");
+}
+
 void peer_notice_resend(peer_notice_t *self)
 {
     uint64_t gone = 0;
@@ -257,6 +307,7 @@ void peer_notice_resend(peer_notice_t *self)
         log_error("notice", "cannot prune the notices");
     else if (gone)
         log_info("notice", "%" PRIu64 " notice(s) of leases past their end forgotten", gone);
+    peer_notice_usage(self);
     self->next_resend_mono = cpn_mono_ms() + PEER_NOTICE_RESEND_MS;
 }
 

@@ -27,6 +27,7 @@
 
 #include "identity.h"
 #include "inventory.h"
+#include "meter.h"
 #include "peer_config.h"
 #include "sender.h"
 #include "store.h"
@@ -59,6 +60,14 @@ int peer_notice_lost(peer_notice_t *self, const char *lease_id, int code,
  * PEER_REVOKE_BATCH active leases of drained packages. *more (may be NULL): leases remain. */
 int peer_notice_drains(peer_notice_t *self, bool *more) CPN_WUR;
 
+/* USAGE records (meter.h) travel the same way: to the broker that signed the lease's CLAIM,
+ * each in a METER (with the LEASE for record 1), re-sent every PEER_NOTICE_RESEND_MS and
+ * when a link comes up, until that broker's RECEIPT (lease.c, peer_meter_receipt). `meter`
+ * is borrowed; NULL sends none. peer_notice_usage sends what was never sent (and what waited
+ * PEER_NOTICE_RESEND_MS) now: the daemon calls it after a meter tick made records. */
+void peer_notice_set_meter(peer_notice_t *self, peer_meter_t *meter);
+void peer_notice_usage(peer_notice_t *self);
+
 /* Re-send the unacknowledged notices now (a link came up), or when PEER_NOTICE_RESEND_MS
  * passed since the last time (tick). */
 void peer_notice_resend(peer_notice_t *self);
@@ -70,6 +79,7 @@ uint64_t peer_notice_timeout(const peer_notice_t *self, uint64_t now_mono);
  * STATUS is verified there, and peer_nstore_ack records it.) */
 typedef struct {
     uint64_t sent, resent, revoked;
+    uint64_t usage_sent; /* METERs sent (a record re-sent counts again) */
 } peer_notice_stats_t;
 void peer_notice_stats(const peer_notice_t *self, peer_notice_stats_t *out);
 

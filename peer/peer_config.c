@@ -11,6 +11,7 @@
 #include "log.h"
 #include "provision.h"
 #include "units.h"
+#include "usage.h"
 
 /* What the custom binders need beyond their destination. */
 typedef struct {
@@ -461,6 +462,7 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
         snprintf(ctx.dir, sizeof ctx.dir, "%.*s", (int)(slash - path == 0 ? 1 : slash - path),
                  path);
     cfg->refresh_s = PEER_REFRESH_DEFAULT_S;
+    cfg->usage_interval_s = CPN_USAGE_INTERVAL_DEFAULT_S;
     cfg->max_lease_s = PEER_MAX_LEASE_DEFAULT_S;
     cfg->request_age_s = PEER_REQUEST_AGE_DEFAULT_S;
     cfg->tenants_any = false;
@@ -494,6 +496,9 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
          .size = sizeof cfg->http, .min = 1},
         {.key = "refresh", .kind = YF_DURATION, .off = offsetof(peer_config_t, refresh_s),
          .min = PEER_REFRESH_MIN_S, .max = PEER_REFRESH_MAX_S},
+        {.key = "usage_interval", .kind = YF_DURATION,
+         .off = offsetof(peer_config_t, usage_interval_s), .min = CPN_USAGE_INTERVAL_MIN_S,
+         .max = CPN_USAGE_INTERVAL_MAX_S},
         {.key = "max_lease", .kind = YF_DURATION, .off = offsetof(peer_config_t, max_lease_s),
          .min = 1, .max = PEER_MAX_LEASE_MAX_S},
         {.key = "request_age", .kind = YF_DURATION,

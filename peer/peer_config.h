@@ -58,6 +58,7 @@ typedef struct {
     char log_level[16];           /* "" = leave the default */
     char http[CPN_HTTP_ADDR_MAX]; /* metrics listener, "PORT" or "IPV4:PORT"; "" = off */
     uint64_t refresh_s;           /* AD every refresh; ttl = 3 * refresh */
+    uint64_t usage_interval_s;    /* a USAGE record per running lease this often (meter.h) */
     uint64_t max_lease_s;         /* longest lease, renewals included */
     uint64_t request_age_s;       /* oldest embedded REQUEST a CLAIM may carry */
     size_t n_brokers;

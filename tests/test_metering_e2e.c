@@ -1,0 +1,677 @@
+/* test_metering_e2e.c - metering end to end in real daemons (issue 14, "Done when"): USAGE
+ * records made by the peers, taken and countersigned by the brokers, carried across the
+ * federation to the tenants' brokers, fetched by the tenants with `cpnctl bill` and checked
+ * offline.
+ *
+ * Three cpn-broker processes (A, B, C, members of each other), one cpn-peer at each, one
+ * tenant at each; the peer at B is the cheapest, so the tenant of B leases locally and the
+ * tenants of A and C lease across the federation (the record goes peer -> B -> A or C). The
+ * phases, one function each so that other checks (settlement) can reuse the set-up:
+ *   mt_start      write keys, policies and peer configs; start the daemons; wait for offers
+ *   mt_lease      each tenant submits its share of CPN_METER_LEASES leases (default 1,500) of
+ *                 8..11 s, pipelined; every answer is a GRANT
+ *   mt_change     of the later half of each tenant's leases, one in 5 is renewed (+3 s), one
+ *                 in 7 released early (one that ended meanwhile is refused `expired`)
+ *   mt_kill_peer  the peer at B is killed with -9 mid-period and started again
+ *   mt_settle     wait (bounded) until every lease has ended, every peer's records are
+ *                 taken (RECEIPTs held) and no broker has records left to carry on
+ *   mt_bills      each tenant's `cpnctl bill --save` from its broker; `cpnctl verify-bill`
+ *                 accepts it; per tenant, the bill's total and record count equal those of
+ *                 the records in the peers' SQLite files (decoded, signature checked), and
+ *                 so do the sums over all tenants, to the thousandth
+ *   mt_tamper     a bill with one byte of a record altered, or with a record dropped from the
+ *                 middle of a chain, is refused by `cpnctl verify-bill`
+ * CPN_METER_LEASES sets the number of leases (scripts/check's long mode raises it);
+ * CPN_TEST_KEEP=1 keeps the directory. Every wait is bounded and waits for a positive event.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "clock.h"
+#include "ctl_bill.h"
+#include "ctl_client.h"
+#include "envelope.h"
+#include "harness.h"
+#include "identity.h"
+#include "msg.h"
+#include "msg_typed.h"
+
+#define MT_BROKERS 3
+#define MT_LEASES_DEFAULT 1500
+#define MT_LEASES_MAX 100000
+#define MT_WAIT_MS 30000   /* all answers of one batch of requests */
+#define MT_READY_MS 30000  /* a daemon up, offers relayed */
+#define MT_SETTLE_MS 90000 /* every lease ended and every record delivered */
+#define MT_STOP_MS 30000
+#define MT_POLL_MS 200
+#define MT_INTERVAL "1s" /* the peers' usage_interval */
+
+typedef struct {
+    const char *name;       /* broker a, b, c; its tenant ta, tb, tc; its peer pa, pb, pc */
+    char endpoint[64];
+    char policy[400], ledger[400], log[400];
+    char peer_cfg[400], peer_db[400], peer_log[400];
+    const char *price;
+    cpn_identity_t *key, *peer_key;
+    pid_t pid, peer_pid;
+    h_tenant_t t;
+    size_t n_leases;
+    char (*lease_ids)[CPN_NAME_MAX]; /* the tenant's leases, in request order */
+    uint64_t peer_sum;    /* from the peers' records of this tenant */
+    size_t peer_records;
+} mt_broker_t;
+
+typedef struct {
+    char dir[256], bin[1024];
+    bool clean;
+    size_t n_leases;
+    mt_broker_t b[MT_BROKERS];
+} mt_t;
+
+static mt_t g = {
+    .b = {{.name = "a", .price = "600.0", .t = {.name = "ta"}},
+          {.name = "b", .price = "500.0", .t = {.name = "tb"}},
+          {.name = "c", .price = "700.0", .t = {.name = "tc"}}},
+};
+
+enum { B_A, B_B, B_C };
+
+static void s_path(char *out, size_t cap, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", g.dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+static int64_t s_db_int(const char *path, const char *sql)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 2000);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* ---- mt_start ---- */
+
+static void s_write_policy(mt_broker_t *b)
+{
+    char text[4096], file[64];
+    int n = snprintf(text, sizeof text,
+                     "broker:\n"
+                     "  name: %s\n"
+                     "  key: %s.key\n"
+                     "  listen: %s\n"
+                     "  ledger: %s\n"
+                     "  transport:\n"
+                     "    curve: false\n"
+                     "federation:\n"
+                     "  hello_timeout: 3s\n"
+                     "  members:\n",
+                     b->name, b->name, b->endpoint, b->ledger);
+    for (int i = 0; i < MT_BROKERS; i++)
+        if (&g.b[i] != b)
+            n += snprintf(text + n, sizeof text - (size_t)n,
+                          "    - name: %s\n      key: %s.pub\n      endpoint: %s\n", g.b[i].name,
+                          g.b[i].name, g.b[i].endpoint);
+    /* Every peer is trusted everywhere: a member relays the others' ADs. */
+    n += snprintf(text + n, sizeof text - (size_t)n, "peers:\n  trusted:\n");
+    for (int i = 0; i < MT_BROKERS; i++)
+        n += snprintf(text + n, sizeof text - (size_t)n, "    - name: p%s\n      key: p%s.pub\n",
+                      g.b[i].name, g.b[i].name);
+    n += snprintf(text + n, sizeof text - (size_t)n,
+                  "tenants:\n"
+                  "  - name: %s\n"
+                  "    key: %s.pub\n"
+                  "limits:\n"
+                  "  claim_timeout: 10s\n"
+                  "  rate:\n"
+                  "    per_sender: 0\n",
+                  b->t.name, b->t.name);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    snprintf(file, sizeof file, "%s.yaml", b->name);
+    h_write(g.dir, file, text);
+    s_path(b->policy, sizeof b->policy, file);
+}
+
+static void s_write_peer(mt_broker_t *b)
+{
+    char text[2048], file[64];
+    int n = snprintf(text, sizeof text,
+                     "name: p%s\n"
+                     "key: p%s.key\n"
+                     "database: %s\n"
+                     "region: cn-east\n"
+                     "refresh: 1s\n"
+                     "usage_interval: " MT_INTERVAL "\n"
+                     "brokers:\n"
+                     "  - endpoint: %s\n"
+                     "    key: %s.pub\n"
+                     "    curve: false\n"
+                     "tenants: any\n"
+                     "packages:\n"
+                     "  - id: cpu\n"
+                     "    count: %zu\n"
+                     "    price: \"%s\"\n"
+                     "    cores: 8\n"
+                     "    memory: 32GiB\n",
+                     b->name, b->name, b->peer_db, b->endpoint, b->name, g.n_leases + 16,
+                     b->price);
+    assert_true(n > 0 && (size_t)n < sizeof text);
+    snprintf(file, sizeof file, "p%s.yaml", b->name);
+    h_write(g.dir, file, text);
+    s_path(b->peer_cfg, sizeof b->peer_cfg, file);
+}
+
+static void s_start_peer(mt_broker_t *b)
+{
+    b->peer_pid = h_spawn(g.bin, "cpn-peer", b->peer_cfg, b->peer_log);
+    assert_true(b->peer_pid > 0);
+}
+
+/* Offers of all three peers in every broker's book (relayed by the members). */
+static bool s_offers_everywhere(void)
+{
+    for (int i = 0; i < MT_BROKERS; i++) {
+        h_ans_t a;
+        if (h_query(g.b[i].t.cli, "status", 4000, &a) != CPN_MSG_STATUS)
+            return false;
+        uint64_t peers = h_u64(h_get(&a.obj, "peers"));
+        h_ans_free(&a);
+        if (peers < MT_BROKERS)
+            return false;
+    }
+    return true;
+}
+
+static void mt_start(void)
+{
+    char name[64];
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        int port = h_free_port(NULL);
+        assert_true(port > 0);
+        snprintf(b->endpoint, sizeof b->endpoint, "tcp://127.0.0.1:%d", port);
+        h_keygen(g.dir, b->name, &b->key);
+        snprintf(name, sizeof name, "p%s", b->name);
+        h_keygen(g.dir, name, &b->peer_key);
+        h_keygen(g.dir, b->t.name, &b->t.id);
+        snprintf(name, sizeof name, "%s-ledger.db", b->name);
+        s_path(b->ledger, sizeof b->ledger, name);
+        snprintf(name, sizeof name, "p%s.db", b->name);
+        s_path(b->peer_db, sizeof b->peer_db, name);
+        snprintf(name, sizeof name, "%s.log", b->name);
+        s_path(b->log, sizeof b->log, name);
+        snprintf(name, sizeof name, "p%s.log", b->name);
+        s_path(b->peer_log, sizeof b->peer_log, name);
+        b->lease_ids = calloc(g.n_leases, sizeof *b->lease_ids);
+        assert_non_null(b->lease_ids);
+    }
+    for (int i = 0; i < MT_BROKERS; i++) {
+        s_write_policy(&g.b[i]);
+        s_write_peer(&g.b[i]);
+    }
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        b->pid = h_spawn(g.bin, "cpn-broker", b->policy, b->log);
+        assert_int_equal(ctl_client_new(b->endpoint, b->t.id, cpn_identity_pk(b->key), true,
+                                        &b->t.cli),
+                         CPN_OK);
+    }
+    for (int i = 0; i < MT_BROKERS; i++)
+        assert_true(h_wait_up(&g.b[i].pid, g.b[i].t.cli, MT_READY_MS));
+    for (int i = 0; i < MT_BROKERS; i++)
+        s_start_peer(&g.b[i]);
+    uint64_t deadline = cpn_mono_ms() + MT_READY_MS;
+    bool ok = false;
+    while (!(ok = s_offers_everywhere()) && cpn_mono_ms() < deadline)
+        usleep(MT_POLL_MS * 1000);
+    assert_true(ok);
+}
+
+/* ---- mt_lease: each tenant's share, pipelined ---- */
+
+static void s_lease_id_of(const h_ans_t *a, char out[CPN_NAME_MAX])
+{
+    cpn_limits_t lim = h_big_limits();
+    cpn_grant_t gr;
+    cpn_env_t lenv;
+    cpn_lease_t l;
+    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
+    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    snprintf(out, CPN_NAME_MAX, "%s", l.lease_id);
+}
+
+static void mt_lease(void)
+{
+    size_t per = g.n_leases / MT_BROKERS;
+    uint64_t *seq = calloc(MT_BROKERS * per, sizeof *seq);
+    char (*ids)[CPN_NAME_MAX] = calloc(MT_BROKERS * per, sizeof *ids);
+    const char **idp = calloc(MT_BROKERS * per, sizeof *idp);
+    const char **whatp = calloc(per, sizeof *whatp);
+    h_ans_t *ans = calloc(per, sizeof *ans);
+    assert_true(seq && ids && idp && whatp && ans);
+    /* All tenants at once: the three brokers and the federation work in parallel. */
+    for (size_t k = 0; k < per; k++)
+        for (int i = 0; i < MT_BROKERS; i++) {
+            size_t x = (size_t)i * per + k;
+            cpn_request_t r;
+            memset(&r, 0, sizeof r);
+            snprintf(ids[x], sizeof ids[x], "%s-%zu", g.b[i].t.name, k);
+            snprintf(r.id, sizeof r.id, "%s", ids[x]);
+            idp[x] = ids[x];
+            r.units = 1;
+            r.cores = 8;
+            r.duration_s = 8 + (uint32_t)(k % 4);
+            assert_int_equal(ctl_client_send(g.b[i].t.cli, CPN_MSG_REQUEST, &r, &seq[x]), CPN_OK);
+        }
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        size_t x0 = (size_t)i * per, grants = 0;
+        h_await_n(b->t.cli, per, seq + x0, idp + x0, whatp, MT_WAIT_MS, ans);
+        for (size_t k = 0; k < per; k++) {
+            if (ans[k].type == CPN_MSG_GRANT)
+                s_lease_id_of(&ans[k], b->lease_ids[grants++]);
+            else
+                fprintf(stderr, "# %s: %s (%s)\n", ids[x0 + k], cpn_msg_name(ans[k].type),
+                        ans[k].reason);
+            h_ans_free(&ans[k]);
+        }
+        b->n_leases = grants;
+        assert_int_equal(grants, per);
+    }
+    free(seq);
+    free(ids);
+    free(idp);
+    free(whatp);
+    free(ans);
+}
+
+/* ---- mt_change: renewals and early releases ---- */
+
+static void mt_change(void)
+{
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        size_t n = 0, cap = b->n_leases / 5 + b->n_leases / 7 + 2;
+        uint64_t *seq = calloc(cap, sizeof *seq);
+        assert_non_null(seq);
+        for (size_t k = 0; k < b->n_leases && n < cap; k++) {
+            /* Of the later half: those granted last have most of their time left. */
+            bool late = k >= b->n_leases / 2;
+            bool renew = late && k % 5 == 0, release = late && !renew && k % 7 == 0;
+            if (!renew && !release)
+                continue;
+            if (renew) {
+                cpn_renew_t rn;
+                memset(&rn, 0, sizeof rn);
+                snprintf(rn.lease_id, sizeof rn.lease_id, "%s", b->lease_ids[k]);
+                memcpy(rn.peer, cpn_identity_pk(g.b[B_B].peer_key), CPN_PK_LEN);
+                rn.extend_s = 3;
+                assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_RENEW, &rn, &seq[n]), CPN_OK);
+            } else {
+                cpn_release_t rl;
+                memset(&rl, 0, sizeof rl);
+                snprintf(rl.lease_id, sizeof rl.lease_id, "%s", b->lease_ids[k]);
+                memcpy(rl.peer, cpn_identity_pk(g.b[B_B].peer_key), CPN_PK_LEN);
+                assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_RELEASE, &rl, &seq[n]),
+                                 CPN_OK);
+            }
+            n++;
+        }
+        /* Answers are GRANTs (matched by the request id, which we do not track here) or a
+         * NACK naming the seq: we wait for the broker to have passed them all on, bounded, by
+         * counting what comes back. */
+        size_t got = 0, refused = 0;
+        uint64_t deadline = cpn_mono_ms() + MT_WAIT_MS;
+        while (got < n && cpn_mono_ms() < deadline) {
+            uint8_t *frame = NULL;
+            size_t len = 0;
+            cpn_env_t env;
+            if (ctl_client_recv(b->t.cli, deadline, &frame, &len, &env) != CPN_OK)
+                break;
+            got += env.type == CPN_MSG_GRANT;
+            /* A lease that ended before its renewal came is refused `expired`. */
+            refused += env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR;
+            got += env.type == CPN_MSG_NACK || env.type == CPN_MSG_ERROR;
+            free(frame);
+        }
+        fprintf(stderr, "# %s: %zu renewals and releases, %zu refused\n", b->t.name, n, refused);
+        assert_int_equal(got, n);
+        free(seq);
+    }
+}
+
+/* ---- mt_kill_peer: kill -9 mid-period, start again ---- */
+
+static void mt_kill_peer(int i)
+{
+    mt_broker_t *b = &g.b[i];
+    /* Mid-period: some records made, not all leases ended. */
+    uint64_t deadline = cpn_mono_ms() + MT_READY_MS;
+    while (s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage") < 1 && cpn_mono_ms() < deadline)
+        usleep(50 * 1000);
+    assert_true(s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage") >= 1);
+    assert_int_equal(kill(b->peer_pid, SIGKILL), 0);
+    deadline = cpn_mono_ms() + MT_STOP_MS;
+    while (h_alive(&b->peer_pid) && cpn_mono_ms() < deadline)
+        usleep(20 * 1000);
+    assert_false(h_alive(&b->peer_pid));
+    s_start_peer(b);
+}
+
+/* ---- mt_settle ---- */
+
+static bool s_settled(void)
+{
+    for (int i = 0; i < MT_BROKERS; i++) {
+        const mt_broker_t *b = &g.b[i];
+        if (s_db_int(b->peer_db, "SELECT COUNT(*) FROM leases") !=
+                s_db_int(b->peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1") ||
+            s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0") != 0 ||
+            s_db_int(b->ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1") != 0)
+            return false;
+    }
+    return true;
+}
+
+static void mt_settle(void)
+{
+    uint64_t deadline = cpn_mono_ms() + MT_SETTLE_MS;
+    bool ok = false;
+    while (!(ok = s_settled()) && cpn_mono_ms() < deadline)
+        usleep(MT_POLL_MS * 1000);
+    if (!ok)
+        for (int i = 0; i < MT_BROKERS; i++)
+            fprintf(stderr,
+                    "# %s: leases %" PRId64 ", metered %" PRId64 ", unacked %" PRId64
+                    ", to relay %" PRId64 "\n",
+                    g.b[i].name, s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM leases"),
+                    s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1"),
+                    s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0"),
+                    s_db_int(g.b[i].ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1"));
+    assert_true(ok);
+}
+
+/* ---- mt_bills ---- */
+
+/* Sum the peers' records per tenant, from their SQLite files, each frame's signature
+ * verified. */
+static void s_peer_sums(void)
+{
+    for (int i = 0; i < MT_BROKERS; i++) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        assert_int_equal(sqlite3_open_v2(g.b[i].peer_db, &db, SQLITE_OPEN_READONLY, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "SELECT frame FROM usage", -1, &st, NULL),
+                         SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            cpn_env_t env;
+            cpn_usage_t u;
+            assert_int_equal(cpn_env_open(sqlite3_column_blob(st, 0),
+                                          (size_t)sqlite3_column_bytes(st, 0), NULL, &env),
+                             CPN_OK);
+            assert_int_equal(cpn_usage_decode(&env, NULL, &u), CPN_OK);
+            assert_memory_equal(env.from, cpn_identity_pk(g.b[i].peer_key), CPN_PK_LEN);
+            bool found = false;
+            for (int k = 0; k < MT_BROKERS; k++)
+                if (memcmp(u.tenant, cpn_identity_pk(g.b[k].t.id), CPN_PK_LEN) == 0) {
+                    g.b[k].peer_sum += u.amount;
+                    g.b[k].peer_records++;
+                    found = true;
+                }
+            assert_true(found);
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+}
+
+/* Run a program of the build to its end, its output into out. Returns its exit status. */
+static int s_run(const char *const *argv, char *out, size_t cap)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char bin[1100];
+        snprintf(bin, sizeof bin, "%s/%s", g.bin, argv[0]);
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t k;
+    char rest[512];
+    while ((k = read(fds[0], n < cap - 1 ? out + n : rest,
+                     n < cap - 1 ? cap - 1 - n : sizeof rest)) > 0)
+        if (n < cap - 1)
+            n += (size_t)k;
+    out[n] = '\0';
+    close(fds[0]);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}
+
+static void s_bill_file(const mt_broker_t *b, char *out, size_t cap)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.bill", b->t.name);
+    s_path(out, cap, name);
+}
+
+static int s_verify_bill(const char *file)
+{
+    char out[2048];
+    const char *argv[] = {"cpnctl", "verify-bill", file, NULL};
+    int rc = s_run(argv, out, sizeof out);
+    fprintf(stderr, "# %s", out);
+    return rc;
+}
+
+static uint8_t *s_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    assert_true(n >= 0);
+    rewind(f);
+    uint8_t *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void mt_bills(void)
+{
+    uint64_t bills = 0, peers = 0;
+    s_peer_sums();
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        char key[400], bkey[400], file[400], out[8192], name[64];
+        snprintf(name, sizeof name, "%s.key", b->t.name);
+        s_path(key, sizeof key, name);
+        snprintf(name, sizeof name, "%s.pub", b->name);
+        s_path(bkey, sizeof bkey, name);
+        s_bill_file(b, file, sizeof file);
+        const char *argv[] = {"cpnctl", "--plain", "--json", "-t", "30", "-b", b->endpoint, "-B",
+                              bkey, "-k", key, "bill", "--save", file, NULL};
+        int rc = s_run(argv, out, sizeof out);
+        if (rc != 0)
+            fprintf(stderr, "# cpnctl bill: %s\n", out);
+        assert_int_equal(rc, 0);
+        assert_int_equal(s_verify_bill(file), 0);
+        size_t len = 0;
+        uint8_t *buf = s_read(file, &len);
+        ctl_bill_t *bill = NULL;
+        char why[CPN_REASON_MAX];
+        assert_int_equal(ctl_bill_load(buf, len, 0, 0, &bill, why), CPN_OK);
+        fprintf(stderr,
+                "# %s: bill %zu records of %zu leases (%zu open), %" PRIu64
+                " thousandths; peers' records %zu, %" PRIu64 "\n",
+                b->t.name, ctl_bill_records(bill), ctl_bill_leases(bill),
+                ctl_bill_open_leases(bill), ctl_bill_total(bill), b->peer_records, b->peer_sum);
+        assert_int_equal(ctl_bill_leases(bill), b->n_leases);
+        assert_int_equal(ctl_bill_open_leases(bill), 0);
+        assert_int_equal(ctl_bill_records(bill), b->peer_records);
+        assert_int_equal(ctl_bill_total(bill), b->peer_sum);
+        bills += ctl_bill_total(bill);
+        peers += b->peer_sum;
+        ctl_bill_destroy(&bill);
+        free(buf);
+    }
+    assert_int_equal(bills, peers);
+    assert_true(bills > 0);
+}
+
+/* ---- mt_tamper ---- */
+
+/* The offsets of the frames of a bill file (4-byte big-endian length before each). */
+static size_t s_frames(const uint8_t *buf, size_t len, size_t *off, size_t *flen, size_t cap)
+{
+    size_t n = 0, at = 0;
+    while (at + 4 <= len && n < cap) {
+        size_t l = (size_t)buf[at] << 24 | (size_t)buf[at + 1] << 16 | (size_t)buf[at + 2] << 8 |
+                   buf[at + 3];
+        off[n] = at;
+        flen[n++] = l + 4;
+        at += 4 + l;
+    }
+    return n;
+}
+
+static void mt_tamper(void)
+{
+    char file[400], bad[400];
+    s_bill_file(&g.b[B_A], file, sizeof file);
+    s_path(bad, sizeof bad, "bad.bill");
+    size_t len = 0;
+    uint8_t *buf = s_read(file, &len);
+    size_t cap = 1u << 20, *off = calloc(cap, sizeof *off), *flen = calloc(cap, sizeof *flen);
+    assert_true(off && flen);
+    size_t n = s_frames(buf, len, off, flen, cap);
+    assert_true(n >= 3);
+    /* Altered: one byte inside the body of the first record. */
+    uint8_t *copy = malloc(len);
+    assert_non_null(copy);
+    memcpy(copy, buf, len);
+    copy[off[0] + flen[0] / 2] ^= 0x01;
+    FILE *f = fopen(bad, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(copy, 1, len, f), len);
+    fclose(f);
+    assert_int_not_equal(s_verify_bill(bad), 0);
+    /* Dropped: record 1 of a lease that has a record 2 (the bill orders a lease's records by
+     * n), the rest of the file kept. */
+    size_t drop = n;
+    for (size_t i = 0; i + 1 < n && drop == n; i++) {
+        cpn_env_t env;
+        cpn_usage_t u;
+        if (cpn_env_open(buf + off[i] + 4, flen[i] - 4, NULL, &env) == CPN_OK &&
+            cpn_usage_decode(&env, NULL, &u) == CPN_OK && u.n == 1 && !u.final)
+            drop = i;
+    }
+    assert_true(drop < n);
+    f = fopen(bad, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, off[drop], f), off[drop]);
+    size_t rest = off[drop] + flen[drop];
+    assert_int_equal(fwrite(buf + rest, 1, len - rest, f), len - rest);
+    fclose(f);
+    assert_int_not_equal(s_verify_bill(bad), 0);
+    free(copy);
+    free(off);
+    free(flen);
+    free(buf);
+}
+
+/* ---- the test ---- */
+
+static void test_metering_e2e(void **state)
+{
+    (void)state;
+    uint64_t t0 = cpn_mono_ms();
+    mt_start();
+    mt_lease();
+    fprintf(stderr, "# %zu leases granted in %" PRIu64 " ms\n", g.n_leases, cpn_mono_ms() - t0);
+    mt_change();
+    mt_kill_peer(B_B);
+    mt_settle();
+    fprintf(stderr, "# settled after %" PRIu64 " ms\n", cpn_mono_ms() - t0);
+    mt_bills();
+    mt_tamper();
+}
+
+static int s_setup(void **state)
+{
+    (void)state;
+    if (cpn_crypto_init() != CPN_OK)
+        return -1;
+    if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "metering") != 0)
+        return -1;
+    const char *e = getenv("CPN_METER_LEASES");
+    g.n_leases = e && e[0] ? strtoul(e, NULL, 10) : MT_LEASES_DEFAULT;
+    if (g.n_leases < MT_BROKERS || g.n_leases > MT_LEASES_MAX)
+        g.n_leases = MT_LEASES_DEFAULT;
+    g.n_leases -= g.n_leases % MT_BROKERS;
+    g.clean = true;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MT_BROKERS; i++) {
+        mt_broker_t *b = &g.b[i];
+        g.clean &= h_stop(&b->peer_pid, MT_STOP_MS);
+        g.clean &= h_stop(&b->pid, MT_STOP_MS);
+        ctl_client_destroy(&b->t.cli);
+        cpn_identity_destroy(&b->t.id);
+        cpn_identity_destroy(&b->key);
+        cpn_identity_destroy(&b->peer_key);
+        free(b->lease_ids);
+    }
+    h_dir_done(g.dir, g.clean);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metering_e2e),
+    };
+    return cmocka_run_group_tests_name("metering_e2e", tests, s_setup, s_teardown);
+}
