@@ -169,6 +169,16 @@ static const mp_field_t s_receipt[] = {
     F(cpn_receipt_t, hash, MPF_KEY, true),
 };
 
+static const mp_field_t s_statement[] = {
+    F(cpn_statement_t, with, MPF_KEY, true),
+    F(cpn_statement_t, period, MPF_STR, true),
+    F(cpn_statement_t, from_ms, MPF_U64, true),
+    F(cpn_statement_t, to_ms, MPF_U64, true),
+    F(cpn_statement_t, owe, MPF_U64, true),
+    F(cpn_statement_t, due, MPF_U64, true),
+    F(cpn_statement_t, lines, MPF_BIN, true),
+};
+
 #undef F
 
 typedef int (*s_enc_fn)(msgpack_packer *pk, const void *body);
@@ -216,6 +226,7 @@ static const s_codec_t s_codecs[] = {
     T(USAGE, s_usage, cpn_usage_t),
     T(METER, s_meter, cpn_meter_t),
     T(RECEIPT, s_receipt, cpn_receipt_t),
+    T(STATEMENT, s_statement, cpn_statement_t),
 };
 #undef T
 

@@ -219,6 +219,18 @@ typedef struct {
     uint8_t hash[CPN_PK_LEN];    /* BLAKE2b-256 of the record's frame (32 bytes) */
 } cpn_receipt_t;
 
+/* STATEMENT: a broker's signed settlement statement with another broker for one calendar
+ * month (docs/PROTOCOL.md "STATEMENT", common/statement.h): per lease, what the USAGE records
+ * of the period bill, in lines of fixed size. */
+typedef struct {
+    uint8_t with[CPN_PK_LEN]; /* the other broker */
+    char period[16];          /* "2026-12" */
+    uint64_t from_ms, to_ms;  /* the month, UTC: [from_ms, to_ms) */
+    uint64_t owe;             /* sum of the lines the signer owes (its tenants, their peers) */
+    uint64_t due;             /* sum of the lines due to the signer (their tenants, its peers) */
+    mp_bytes_t lines;         /* n x CPN_STMT_LINE_LEN bytes (statement.h) */
+} cpn_statement_t;
+
 /* Encode a body as a msgpack map into a malloc'd buffer the caller owns. */
 int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t *len) CPN_WUR;
 /* Decode env->body strictly into `body`, which must be the struct of env->type.

@@ -37,7 +37,8 @@
     X(notice, NOTICE, cpn_notice_t)                                                                \
     X(usage, USAGE, cpn_usage_t)                                                                   \
     X(meter, METER, cpn_meter_t)                                                                   \
-    X(receipt, RECEIPT, cpn_receipt_t)
+    X(receipt, RECEIPT, cpn_receipt_t)                                                             \
+    X(statement, STATEMENT, cpn_statement_t)
 
 /* Decode env->body as `type` into body (size bytes, zeroed first): CPN_E_WRONG_TYPE if the
  * frame is of another type, else what cpn_msg_decode returns. Call after the envelope
