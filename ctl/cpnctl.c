@@ -990,7 +990,7 @@ static int s_query_rows(ctl_opts_t *o, const char *what, s_rows_fn fn, void *arg
     int rc = s_session_open(o, &s);
     if (rc)
         return rc;
-    s_listing_t ls = {.json = o->json};
+    s_listing_t ls = {.json = o->json, .ended = fn != NULL}; /* fn's rows are not printed */
     bool list = false, done = false, retried = false;
     cpn_query_t q;
     memset(&q, 0, sizeof q);

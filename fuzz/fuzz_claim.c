@@ -20,7 +20,7 @@
  * fuzz-sources: peer/peer_config.c common/transport.c
  * fuzz-sources: peer/driver.c peer/driver_exec.c peer/provision.c peer/runner.c
  * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c peer/notice_store.c
- * fuzz-sources: peer/devices.c peer/fgd.c
+ * fuzz-sources: peer/devices.c peer/fgd.c peer/meter.c
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -157,6 +157,19 @@ static void s_collect(const char *lease_id, uint32_t n, const uint8_t *frame, si
         b->n++;
 }
 
+/* Keep the frame of record 1 of lease L0002 (and collect like s_collect). */
+static uint8_t s_l2_hash[CPN_USAGE_HASH_LEN];
+static bool s_l2_seen;
+static void s_collect_l2(const char *lease_id, uint32_t n, const uint8_t *frame, size_t len,
+                         void *arg)
+{
+    if (strcmp(lease_id, "L0002") == 0 && n == 1) {
+        cpn_usage_hash(frame, len, s_l2_hash);
+        s_l2_seen = true;
+    }
+    s_collect(lease_id, n, frame, len, arg);
+}
+
 static uint64_t s_charge(int i, uint64_t start, uint64_t end)
 {
     uint64_t t = 0;
@@ -187,10 +200,15 @@ static void test_meter_lifecycle(void **state)
     s_set_end(&p, 4, T0 + 5 * MIN_MS, PEER_LEASE_FAILED);
     assert_int_equal(peer_meter_tick(p.meter, T0 + 5 * MIN_MS + 1, &made), CPN_OK);
     assert_int_equal(made, 0);
+    uint64_t open = 0;
+    assert_int_equal(peer_meter_open(p.meter, &open), CPN_OK);
+    assert_int_equal(open, 3); /* 0, 1 and 3 run; 2 ended, 4 failed before any record */
     s_set_end(&p, 0, T0 + 90 * MIN_MS, PEER_LEASE_ACTIVE);
     s_set_end(&p, 1, T0 + 7 * MIN_MS + 3, PEER_LEASE_RELEASED);
     for (uint64_t t = 6 * MIN_MS; t <= 100 * MIN_MS; t += MIN_MS)
         assert_int_equal(peer_meter_tick(p.meter, T0 + t, NULL), CPN_OK);
+    assert_int_equal(peer_meter_open(p.meter, &open), CPN_OK);
+    assert_int_equal(open, 0); /* every lease's final record made: the daemon stops ticking */
 
     bill_t b = {0};
     size_t handed = 0;
@@ -222,10 +240,27 @@ static void test_meter_lifecycle(void **state)
     assert_int_equal(peer_meter_acked(p.meter, "L0000", 10), CPN_OK);
     assert_int_equal(peer_meter_acked(p.meter, "L0001", 2), CPN_OK);
     assert_int_equal(
-        peer_meter_pending(p.meter, T0 + 101 * MIN_MS, 30000, s_collect, &again, &handed), CPN_OK);
+        peer_meter_pending(p.meter, T0 + 101 * MIN_MS, 30000, s_collect_l2, &again, &handed),
+        CPN_OK);
     assert_int_equal(handed, 8 + 1 + 6); /* L0000 11..18, L0002 1, L0003 1..6 */
     assert_int_equal(peer_meter_counts(p.meter, &records, &unacked), CPN_OK);
     assert_int_equal(unacked, 15);
+    /* A broker's RECEIPT: naming another hash it changes nothing; naming the record's, the
+     * record is taken and the receipt kept with it. */
+    assert_true(s_l2_seen);
+    uint8_t wrong[CPN_USAGE_HASH_LEN];
+    memcpy(wrong, s_l2_hash, sizeof wrong);
+    wrong[0] ^= 1;
+    bool found = true;
+    static const uint8_t rcpt[4] = {9, 9, 9, 9};
+    assert_int_equal(peer_meter_receipt(p.meter, "L0002", 1, wrong, rcpt, sizeof rcpt, &found),
+                     CPN_OK);
+    assert_false(found);
+    assert_int_equal(peer_meter_receipt(p.meter, "L0002", 1, s_l2_hash, rcpt, sizeof rcpt, &found),
+                     CPN_OK);
+    assert_true(found);
+    assert_int_equal(peer_meter_counts(p.meter, &records, &unacked), CPN_OK);
+    assert_int_equal(unacked, 14);
     free(again.buf);
     free(b.buf);
     s_close(&p);

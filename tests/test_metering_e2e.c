@@ -54,9 +54,10 @@
 #define MT_BROKERS 3
 #define MT_LEASES_DEFAULT 1500
 #define MT_LEASES_MAX 100000
-#define MT_WAIT_MS 30000   /* all answers of one batch of requests */
+#define MT_WAIT_MS 30000   /* all answers of one batch of requests, plus MT_PER_LEASE_MS each */
+#define MT_PER_LEASE_MS 20 /* a bound on the time one lease takes, on a loaded machine */
 #define MT_READY_MS 30000  /* a daemon up, offers relayed */
-#define MT_SETTLE_MS 90000 /* every lease ended and every record delivered */
+#define MT_SETTLE_MS 90000 /* every lease ended and every record delivered (+ per lease) */
 #define MT_STOP_MS 30000
 #define MT_POLL_MS 200
 #define MT_INTERVAL "1s" /* the peers' usage_interval */
@@ -290,7 +291,8 @@ static void mt_lease(void)
     for (int i = 0; i < MT_BROKERS; i++) {
         mt_broker_t *b = &g.b[i];
         size_t x0 = (size_t)i * per, grants = 0;
-        h_await_n(b->t.cli, per, seq + x0, idp + x0, whatp, MT_WAIT_MS, ans);
+        h_await_n(b->t.cli, per, seq + x0, idp + x0, whatp,
+                  MT_WAIT_MS + g.n_leases * MT_PER_LEASE_MS, ans);
         for (size_t k = 0; k < per; k++) {
             if (ans[k].type == CPN_MSG_GRANT)
                 s_lease_id_of(&ans[k], b->lease_ids[grants++]);
@@ -399,7 +401,7 @@ static bool s_settled(void)
 
 static void mt_settle(void)
 {
-    uint64_t deadline = cpn_mono_ms() + MT_SETTLE_MS;
+    uint64_t deadline = cpn_mono_ms() + MT_SETTLE_MS + g.n_leases * MT_PER_LEASE_MS;
     bool ok = false;
     while (!(ok = s_settled()) && cpn_mono_ms() < deadline)
         usleep(MT_POLL_MS * 1000);

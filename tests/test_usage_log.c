@@ -242,8 +242,132 @@ static void test_take(void **state)
     ledger_destroy(&lg);
 }
 
+/* ---- a broker that only carried the lease: terms from record 1's LEASE, the relay ---- */
+
+typedef struct {
+    size_t n;
+    uint32_t ns[16];
+    bool lease[16];
+    uint8_t via[CPN_PK_LEN];
+} s_seen_t;
+
+static void s_relay_fn(const usage_relay_t *rel, void *arg)
+{
+    s_seen_t *s = arg;
+    if (s->n < 16) {
+        s->lease[s->n] = rel->lease != NULL && rel->lease_len == 3;
+        s->ns[s->n++] = rel->n;
+        memcpy(s->via, rel->via, CPN_PK_LEN);
+    }
+}
+
+static int s_page_fn(const usage_cursor_t *c, const uint8_t *frame, size_t len, void *arg)
+{
+    usage_cursor_t *last = arg;
+    (void)frame;
+    (void)len;
+    *last = *c;
+    return 0;
+}
+
+static void test_relay(void **state)
+{
+    fx_t *fx = *state;
+    ledger_t *lg = NULL;
+    usage_log_t *ul = NULL;
+    assert_int_equal(ledger_open(fx->path, &lg), CPN_OK);
+    assert_int_equal(usage_log_open(lg, &ul), CPN_OK);
+    cpn_usage_t first;
+    memset(&first, 0, sizeof first);
+    snprintf(first.lease_id, sizeof first.lease_id, "%s", "Lcarried");
+    memcpy(first.tenant, cpn_identity_pk(fx->tenant), CPN_PK_LEN);
+    snprintf(first.package, sizeof first.package, "%s", "cpu");
+    first.units = 2;
+    first.price = 1000;
+    first.start_ms = T0;
+    chain_t c;
+    s_chain(fx, fx->peer, &first, 4, &c);
+    usage_terms_t t;
+    memset(&t, 0, sizeof t);
+    memcpy(t.tenant, first.tenant, CPN_PK_LEN);
+    snprintf(t.package, sizeof t.package, "%s", first.package);
+    t.units = 2;
+    t.price = 1000;
+    t.start_ms = T0;
+    t.has_via = true;
+    memcpy(t.via, cpn_identity_pk(fx->other), CPN_PK_LEN); /* the member before us */
+    static const uint8_t lease[3] = {1, 2, 3};
+    t.lease = lease;
+    t.lease_len = sizeof lease;
+    cpn_env_t env;
+    bool dup = false;
+    char why[CPN_REASON_MAX];
+    /* Neither recorded nor carried: no-lease. */
+    assert_int_equal(cpn_env_open(c.f[0], c.len[0], NULL, &env), CPN_OK);
+    assert_int_equal(usage_log_take_terms(ul, &env, NULL, &dup, why), CPN_E_NO_LEASE);
+    /* Other terms than the LEASE's: refused. */
+    t.price = 999;
+    assert_int_equal(usage_log_take_terms(ul, &env, &t, &dup, why), CPN_E_CHAIN);
+    t.price = 1000;
+    assert_int_equal(usage_log_take_terms(ul, &env, &t, &dup, why), CPN_OK);
+    /* The rest follow the chain without terms, and go where record 1 went. */
+    for (size_t i = 1; i < 4; i++) {
+        assert_int_equal(cpn_env_open(c.f[i], c.len[i], NULL, &env), CPN_OK);
+        assert_int_equal(usage_log_take_terms(ul, &env, NULL, &dup, why), CPN_OK);
+    }
+    s_seen_t seen;
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(usage_log_relay_due(ul, T0, 2000, 16, s_relay_fn, &seen), CPN_OK);
+    assert_int_equal(seen.n, 4);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(seen.ns[i], i + 1);
+    assert_true(seen.lease[0]);
+    assert_false(seen.lease[1]);
+    assert_memory_equal(seen.via, cpn_identity_pk(fx->other), CPN_PK_LEN);
+    /* Not again before the retry time. */
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(usage_log_relay_due(ul, T0 + 1999, 2000, 16, s_relay_fn, &seen), CPN_OK);
+    assert_int_equal(seen.n, 0);
+    /* A receipt from another member, or naming another hash, changes nothing. */
+    uint8_t h3[CPN_USAGE_HASH_LEN];
+    bool found = true;
+    cpn_usage_hash(c.f[2], c.len[2], h3);
+    assert_int_equal(usage_log_relayed(ul, cpn_identity_pk(fx->peer), "Lcarried", 3, h3,
+                                       cpn_identity_pk(fx->tenant), &found),
+                     CPN_OK);
+    assert_false(found);
+    uint8_t h2[CPN_USAGE_HASH_LEN];
+    cpn_usage_hash(c.f[1], c.len[1], h2);
+    assert_int_equal(usage_log_relayed(ul, cpn_identity_pk(fx->peer), "Lcarried", 3, h2,
+                                       cpn_identity_pk(fx->other), &found),
+                     CPN_OK);
+    assert_false(found);
+    /* Record 3 taken by that member: 1..3 done, 4 still goes. */
+    assert_int_equal(usage_log_relayed(ul, cpn_identity_pk(fx->peer), "Lcarried", 3, h3,
+                                       cpn_identity_pk(fx->other), &found),
+                     CPN_OK);
+    assert_true(found);
+    memset(&seen, 0, sizeof seen);
+    assert_int_equal(usage_log_relay_due(ul, T0 + 2000, 2000, 16, s_relay_fn, &seen), CPN_OK);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.ns[0], 4);
+    /* Pages in (peer, lease id, n) order: Lcarried's 4 records come before test_take's
+     * Lmeter1 of the same peer and tenant. */
+    usage_cursor_t last;
+    memset(&last, 0, sizeof last);
+    assert_int_equal(usage_log_page(ul, first.tenant, NULL, 3, s_page_fn, &last), CPN_OK);
+    assert_int_equal(last.n, 3);
+    usage_cursor_t after = last;
+    assert_int_equal(usage_log_page(ul, first.tenant, &after, 2, s_page_fn, &last), CPN_OK);
+    assert_string_equal(last.lease_id, "Lmeter1");
+    assert_int_equal(last.n, 1);
+    s_chain_free(&c);
+    usage_log_destroy(&ul);
+    ledger_destroy(&lg);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_take)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_take), cmocka_unit_test(test_relay)};
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

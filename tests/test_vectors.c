@@ -330,6 +330,39 @@ static void test_usage_vector(void **state)
     cpn_identity_destroy(&tenant);
 }
 
+/* §7 RECEIPT: the broker's countersignature of the first USAGE record above, signed by the
+ * broker key of seed 40 41 .. 5f, seq = ts << 12. */
+static void test_receipt_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    cpn_identity_t *peer = NULL, *broker = NULL;
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    assert_int_equal(cpn_identity_from_seed(seed, &peer), CPN_OK);
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)(0x40 + i);
+    assert_int_equal(cpn_identity_from_seed(seed, &broker), CPN_OK);
+    s_check_hex(d, "receipt-broker-pk-hex", cpn_identity_pk(broker), CPN_PK_LEN);
+    cpn_receipt_t rc;
+    memset(&rc, 0, sizeof rc);
+    memcpy(rc.peer, cpn_identity_pk(peer), CPN_PK_LEN);
+    snprintf(rc.lease_id, sizeof rc.lease_id, "%s", s_get(d, "lease-id"));
+    rc.n = 1;
+    const char *hh = s_get(d, "usage1-hash-hex");
+    size_t got = 0;
+    assert_int_equal(sodium_hex2bin(rc.hash, sizeof rc.hash, hh, strlen(hh), NULL, &got, NULL), 0);
+    assert_int_equal(got, sizeof rc.hash);
+    uint64_t ts = strtoull(s_get(d, "receipt-ts"), NULL, 10);
+    uint8_t *f = NULL;
+    size_t n = 0;
+    assert_int_equal(cpn_msg_build(broker, CPN_MSG_RECEIPT, ts << 12, ts, &rc, &f, &n), CPN_OK);
+    s_check_hex(d, "receipt-frame-hex", f, n);
+    free(f);
+    cpn_identity_destroy(&peer);
+    cpn_identity_destroy(&broker);
+}
+
 /* §7 STATEMENT: broker A's statement with broker B for 2026-12, one line: the vector lease
  * (B's tenant on A's peer: due to A), its two USAGE records above, rebuilt byte for byte. */
 static void test_statement_vector(void **state)
@@ -432,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_hello_vector),
         cmocka_unit_test(test_access_vector),
         cmocka_unit_test(test_usage_vector),
+        cmocka_unit_test(test_receipt_vector),
         cmocka_unit_test(test_statement_vector),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_type_list),
