@@ -172,6 +172,8 @@ static const mp_field_t s_receipt[] = {
 static const mp_field_t s_statement[] = {
     F(cpn_statement_t, with, MPF_KEY, true),
     F(cpn_statement_t, period, MPF_STR, true),
+    F(cpn_statement_t, part, MPF_U32, true),
+    F(cpn_statement_t, parts, MPF_U32, true),
     F(cpn_statement_t, from_ms, MPF_U64, true),
     F(cpn_statement_t, to_ms, MPF_U64, true),
     F(cpn_statement_t, owe, MPF_U64, true),

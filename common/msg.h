@@ -225,9 +225,12 @@ typedef struct {
 typedef struct {
     uint8_t with[CPN_PK_LEN]; /* the other broker */
     char period[16];          /* "2026-12" */
+    uint32_t part, parts;     /* this frame is part `part` (from 1) of `parts` */
     uint64_t from_ms, to_ms;  /* the month, UTC: [from_ms, to_ms) */
-    uint64_t owe;             /* sum of the lines the signer owes (its tenants, their peers) */
-    uint64_t due;             /* sum of the lines due to the signer (their tenants, its peers) */
+    uint64_t owe;             /* sum of this part's lines the signer owes (its tenants, their
+                                 peers) */
+    uint64_t due;             /* sum of this part's lines due to the signer (their tenants, its
+                                 peers) */
     mp_bytes_t lines;         /* n x CPN_STMT_LINE_LEN bytes (statement.h) */
 } cpn_statement_t;
 

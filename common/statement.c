@@ -150,6 +150,61 @@ int cpn_stmt_check(const cpn_statement_t *st, char why[CPN_REASON_MAX])
     return CPN_OK;
 }
 
+int cpn_stmt_check_part(const cpn_statement_t *st, char why[CPN_REASON_MAX])
+{
+    if (st->part < 1 || st->part > st->parts || st->parts > CPN_STMT_PARTS_MAX)
+        S_WHY(CPN_E_SCHEMA, "part %" PRIu32 " of %" PRIu32 " (at most %d parts)", st->part,
+              st->parts, CPN_STMT_PARTS_MAX);
+    if (st->lines.len > (size_t)CPN_STMT_PART_LINES * CPN_STMT_LINE_LEN)
+        S_WHY(CPN_E_SCHEMA, "part %" PRIu32 " holds more than %d lines", st->part,
+              CPN_STMT_PART_LINES);
+    return cpn_stmt_check(st, why);
+}
+
+int cpn_stmt_join(const cpn_statement_t *parts, size_t n, cpn_statement_t *out, uint8_t **buf,
+                  char why[CPN_REASON_MAX])
+{
+    *buf = NULL;
+    if (n == 0 || n > CPN_STMT_PARTS_MAX)
+        S_WHY(CPN_E_SCHEMA, "%zu parts (1 to %d)", n, CPN_STMT_PARTS_MAX);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        const cpn_statement_t *p = &parts[i];
+        int r = cpn_stmt_check_part(p, why);
+        if (r != CPN_OK)
+            return r;
+        if (p->part != i + 1 || p->parts != n)
+            S_WHY(CPN_E_SCHEMA, "frame %zu is part %" PRIu32 " of %" PRIu32 ", not %zu of %zu", i,
+                  p->part, p->parts, i + 1, n);
+        if (memcmp(p->with, parts[0].with, CPN_PK_LEN) || strcmp(p->period, parts[0].period))
+            S_WHY(CPN_E_CHAIN, "part %" PRIu32 " is of another pair or period", p->part);
+        total += p->lines.len;
+    }
+    uint8_t *b = malloc(total ? total : 1);
+    if (!b)
+        return CPN_E_NOMEM;
+    *out = parts[0];
+    out->owe = out->due = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(b + at, parts[i].lines.ptr, parts[i].lines.len);
+        at += parts[i].lines.len;
+        if (!s_add(&out->owe, parts[i].owe) || !s_add(&out->due, parts[i].due)) {
+            free(b);
+            S_WHY(CPN_E_CHAIN, "the parts' totals pass 64 bits");
+        }
+    }
+    out->part = out->parts = 1;
+    out->lines.ptr = b;
+    out->lines.len = total;
+    int r = cpn_stmt_check(out, why);
+    if (r != CPN_OK)
+        free(b);
+    else
+        *buf = b;
+    return r;
+}
+
 /* Record one difference (counted even past cap). */
 static void s_diff(cpn_stmt_diff_t *diffs, size_t cap, size_t *n, const cpn_stmt_line_t *key,
                    const char *what, uint64_t ours, uint64_t theirs)

@@ -17,7 +17,9 @@
  *      105     8  amount    the sum of the counted records' `amount`, thousandths
  *      113    32  last      BLAKE2b-256 of record n_last's whole frame (usage.h)
  *
- * Lines are sorted by (peer, lease_id) as byte strings, each lease once. Two statements of
+ * Lines are sorted by (peer, lease_id) as byte strings, each lease once. A statement of more
+ * than CPN_STMT_PART_LINES lines is sent as several STATEMENT frames (parts), in line order;
+ * cpn_stmt_join puts them back together. Two statements of
  * one pair and month reconcile when every lease is in both with the direction mirrored and
  * every other field equal, so the totals agree to the thousandth.
  */
@@ -32,7 +34,11 @@
 
 #define CPN_STMT_LINE_LEN 145
 #define CPN_STMT_ID_MAX 32        /* lease_id field: at most 31 bytes */
-#define CPN_STMT_LINES_MAX 100000 /* lines in one statement (14.5 MB) */
+#define CPN_STMT_LINES_MAX 100000 /* lines in one statement, all parts (14.5 MB) */
+/* Lines in one part: 400 x 145 = 58 000 bytes, so that a part's frame stays within the
+ * default limits every receiver applies (64 KiB frames and strings). */
+#define CPN_STMT_PART_LINES 400
+#define CPN_STMT_PARTS_MAX 250 /* CPN_STMT_LINES_MAX / CPN_STMT_PART_LINES */
 #define CPN_STMT_OWE 0
 #define CPN_STMT_DUE 1
 
@@ -58,7 +64,18 @@ int cpn_stmt_line_cmp(const cpn_stmt_line_t *a, const cpn_stmt_line_t *b);
  * totals beyond 64 bits; CPN_E_NOMEM. */
 int cpn_stmt_fill(cpn_statement_t *st, cpn_stmt_line_t *lines, size_t n, uint8_t **buf) CPN_WUR;
 
-/* A received statement on its own: period "YYYY-MM" with from_ms/to_ms its bounds, lines
+/* One part as received: 1 <= part <= parts <= CPN_STMT_PARTS_MAX, at most
+ * CPN_STMT_PART_LINES lines, and cpn_stmt_check. */
+int cpn_stmt_check_part(const cpn_statement_t *st, char why[CPN_REASON_MAX]) CPN_WUR;
+
+/* Join the n parts of one statement, in their order: each checked (cpn_stmt_check_part),
+ * numbered 1..n of n, all of one pair and period; *out gets their lines one after the other
+ * (in *buf, malloc'd, the caller's) and the sums of their owe and due, and is checked as a
+ * whole (the order runs across parts). CPN_OK, or the first failure with why. */
+int cpn_stmt_join(const cpn_statement_t *parts, size_t n, cpn_statement_t *out, uint8_t **buf,
+                  char why[CPN_REASON_MAX]) CPN_WUR;
+
+/* A statement (or a joined one) on its own: period "YYYY-MM" with from_ms/to_ms its bounds, lines
  * whole, valid, sorted, each lease once, at most CPN_STMT_LINES_MAX, and owe/due their
  * sums. CPN_OK, or CPN_E_SCHEMA / CPN_E_CHAIN ("inconsistent") with why. */
 int cpn_stmt_check(const cpn_statement_t *st, char why[CPN_REASON_MAX]) CPN_WUR;

@@ -85,9 +85,31 @@ static int s_load(s_args_t *a)
     return r;
 }
 
-/* Our statement, signed: *frame (the caller frees), *st pointing into *lines_buf. */
-static int s_make(s_args_t *a, cpn_statement_t *st, uint8_t **lines_buf, uint8_t **frame,
-                  size_t *len, size_t *n_lines)
+/* Append one signed part to the file in *file (4-byte big-endian length, then the frame). */
+static int s_add_part(const s_args_t *a, cpn_statement_t *part, uint8_t **file, size_t *flen)
+{
+    uint8_t *frame = NULL;
+    size_t len = 0;
+    /* A statement is a file, never sent on a link: its seq is 1 and no replay guard sees it
+     * (docs/PROTOCOL.md "STATEMENT"). */
+    int r = cpn_msg_build(a->id, CPN_MSG_STATEMENT, 1, cpn_now_ms(), part, &frame, &len);
+    uint8_t *g = r == CPN_OK ? realloc(*file, *flen + 4 + len) : NULL;
+    if (r == CPN_OK && !g)
+        r = CPN_E_NOMEM;
+    if (r == CPN_OK) {
+        for (int k = 0; k < 4; k++)
+            g[*flen + (size_t)k] = (uint8_t)(len >> (24 - 8 * k));
+        memcpy(g + *flen + 4, frame, len);
+        *file = g;
+        *flen += 4 + len;
+    }
+    free(frame);
+    return r;
+}
+
+/* Our statement: *st (the whole, its lines in *lines_buf) and the signed parts in *file. */
+static int s_make(s_args_t *a, cpn_statement_t *st, uint8_t **lines_buf, uint8_t **file,
+                  size_t *flen, size_t *n_lines)
 {
     ledger_t *lg = NULL;
     cpn_stmt_line_t *lines = NULL;
@@ -102,13 +124,23 @@ static int s_make(s_args_t *a, cpn_statement_t *st, uint8_t **lines_buf, uint8_t
     snprintf(st->period, sizeof st->period, "%s", a->period);
     st->from_ms = a->from_ms;
     st->to_ms = a->to_ms;
+    st->part = st->parts = 1;
     if (r == CPN_OK)
-        r = cpn_stmt_fill(st, lines, *n_lines, lines_buf);
+        r = cpn_stmt_fill(st, lines, *n_lines, lines_buf); /* sorts lines */
+    size_t parts = *n_lines ? (*n_lines + CPN_STMT_PART_LINES - 1) / CPN_STMT_PART_LINES : 1;
+    for (size_t k = 0; r == CPN_OK && k < parts; k++) {
+        cpn_statement_t part = *st;
+        uint8_t *pbuf = NULL;
+        size_t at = k * CPN_STMT_PART_LINES, m = *n_lines - at;
+        part.part = (uint32_t)(k + 1);
+        part.parts = (uint32_t)parts;
+        r = cpn_stmt_fill(&part, lines + at, m < CPN_STMT_PART_LINES ? m : CPN_STMT_PART_LINES,
+                          &pbuf);
+        if (r == CPN_OK)
+            r = s_add_part(a, &part, file, flen);
+        free(pbuf);
+    }
     free(lines);
-    /* A statement is a file, never sent on a link: its seq is 1 and no replay guard sees it
-     * (docs/PROTOCOL.md "STATEMENT"). */
-    if (r == CPN_OK)
-        r = cpn_msg_build(a->id, CPN_MSG_STATEMENT, 1, cpn_now_ms(), st, frame, len);
     if (r != CPN_OK)
         fprintf(stderr, "cpnctl: statement from %s: %s\n", a->pol->broker.ledger_path,
                 cpn_strerror(r));
@@ -146,25 +178,41 @@ static void s_money(uint64_t v, char out[32])
     snprintf(out, 32, "%" PRIu64 ".%03" PRIu64, v / 1000, v % 1000);
 }
 
-/* The other broker's statement from its file: a STATEMENT signed by them, checked. */
-static int s_open_theirs(const s_args_t *a, const uint8_t *buf, size_t len, cpn_statement_t *st)
+/* The other broker's statement from its file: its parts, each a STATEMENT signed by them,
+ * joined into *st (lines in *joined, the caller's). */
+static int s_open_theirs(const s_args_t *a, const uint8_t *buf, size_t len, cpn_statement_t *st,
+                         uint8_t **joined)
 {
-    cpn_limits_t lim = cpn_limits_default;
-    lim.max_frame = lim.max_str = CTL_SETTLE_FILE_MAX;
-    cpn_env_t env;
+    cpn_statement_t *parts = calloc(CPN_STMT_PARTS_MAX, sizeof *parts);
     char why[CPN_REASON_MAX] = "";
-    int r = cpn_env_open(buf, len, &lim, &env);
-    if (r == CPN_OK && memcmp(env.from, a->them, CPN_PK_LEN) != 0) {
-        r = CPN_E_UNTRUSTED;
-        snprintf(why, sizeof why, "signed by another key than %s's", a->them_name);
+    size_t n = 0, at = 0;
+    int r = parts ? CPN_OK : CPN_E_NOMEM;
+    while (r == CPN_OK && at < len) {
+        size_t flen = at + 4 <= len ? (size_t)buf[at] << 24 | (size_t)buf[at + 1] << 16 |
+                                          (size_t)buf[at + 2] << 8 | buf[at + 3]
+                                    : SIZE_MAX;
+        cpn_env_t env;
+        if (n == CPN_STMT_PARTS_MAX || flen > len - at - 4) {
+            r = n == CPN_STMT_PARTS_MAX ? CPN_E_TOO_BIG : CPN_E_MSGPACK;
+            snprintf(why, sizeof why, "frame %zu: %s", n,
+                     n == CPN_STMT_PARTS_MAX ? "too many parts" : "truncated");
+        } else if ((r = cpn_env_open(buf + at + 4, flen, NULL, &env)) != CPN_OK) {
+            snprintf(why, sizeof why, "frame %zu", n);
+        } else if (memcmp(env.from, a->them, CPN_PK_LEN) != 0) {
+            r = CPN_E_UNTRUSTED;
+            snprintf(why, sizeof why, "frame %zu signed by another key than %s's", n, a->them_name);
+        } else if ((r = cpn_statement_decode(&env, NULL, &parts[n])) != CPN_OK) {
+            snprintf(why, sizeof why, "frame %zu", n);
+        }
+        at += 4 + flen;
+        n++;
     }
     if (r == CPN_OK)
-        r = cpn_statement_decode(&env, &lim, st);
-    if (r == CPN_OK)
-        r = cpn_stmt_check(st, why);
+        r = cpn_stmt_join(parts, n, st, joined, why);
     if (r != CPN_OK)
         fprintf(stderr, "cpnctl: %s: INVALID: %s%s%s\n", a->theirs, cpn_errname(r),
                 why[0] ? ": " : "", why);
+    free(parts);
     return r;
 }
 
@@ -186,11 +234,12 @@ static int s_reconcile(const s_args_t *a, const cpn_statement_t *ours)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
+    uint8_t *joined = NULL;
     cpn_statement_t theirs;
     int r = s_read(a->theirs, &buf, &len);
     if (r != CPN_OK)
         return S_USAGE;
-    if ((r = s_open_theirs(a, buf, len, &theirs)) != CPN_OK) {
+    if ((r = s_open_theirs(a, buf, len, &theirs, &joined)) != CPN_OK) {
         free(buf);
         return S_REFUSED;
     }
@@ -202,7 +251,7 @@ static int s_reconcile(const s_args_t *a, const cpn_statement_t *ours)
               : CPN_E_NOMEM;
     size_t shown = n < CTL_SETTLE_DIFFS_SHOWN ? n : CTL_SETTLE_DIFFS_SHOWN;
     if (a->json) {
-        printf(",\"reconciled\":%s,\"differs\":%zu,\"leases\":[", r == CPN_OK ? "true" : "false",
+        printf(",\"reconciled\":%s,\"differs\":%zu,\"differing\":[", r == CPN_OK ? "true" : "false",
                n);
         for (size_t i = 0; diffs && i < shown; i++)
             s_print_diff(&diffs[i], true, i == 0);
@@ -218,6 +267,7 @@ static int s_reconcile(const s_args_t *a, const cpn_statement_t *ours)
                    why[0] ? why : cpn_strerror(r));
     }
     free(diffs);
+    free(joined);
     free(buf);
     return r == CPN_OK ? 0 : S_REFUSED;
 }

@@ -43,6 +43,7 @@ static void s_stmt(cpn_statement_t *st, uint8_t with, const cpn_stmt_line_t *lin
     memset(st->with, with, CPN_PK_LEN);
     snprintf(st->period, sizeof st->period, "2026-12");
     assert_int_equal(cpn_usage_month_parse("2026-12", &st->from_ms, &st->to_ms), CPN_OK);
+    st->part = st->parts = 1;
     assert_int_equal(cpn_stmt_fill(st, copy, n, buf), CPN_OK);
     char why[CPN_REASON_MAX];
     assert_int_equal(cpn_stmt_check(st, why), CPN_OK);
@@ -195,12 +196,79 @@ static void test_reconcile(void **state)
     free(ba);
 }
 
+/* A statement in three parts joins back to the whole; parts missing, repeated, out of order,
+ * of another period, over-full, or whose lines are out of order across parts are refused. */
+static void test_join(void **state)
+{
+    (void)state;
+    cpn_stmt_line_t l[6];
+    const char *ids[6] = {"L1", "L2", "L3", "L4", "L5", "L6"};
+    for (int i = 0; i < 6; i++)
+        l[i] = s_line(1, ids[i], i % 2 ? CPN_STMT_DUE : CPN_STMT_OWE, 1000 + (uint64_t)i);
+    cpn_statement_t whole, p[3], joined;
+    uint8_t *bw = NULL, *bp[3] = {NULL, NULL, NULL}, *bj = NULL;
+    char why[CPN_REASON_MAX];
+    s_stmt(&whole, B_KEY, l, 6, &bw);
+    for (int k = 0; k < 3; k++) {
+        s_stmt(&p[k], B_KEY, l + 2 * k, 2, &bp[k]);
+        p[k].part = (uint32_t)k + 1;
+        p[k].parts = 3;
+        assert_int_equal(cpn_stmt_check_part(&p[k], why), CPN_OK);
+    }
+    assert_int_equal(cpn_stmt_join(p, 3, &joined, &bj, why), CPN_OK);
+    assert_true(joined.owe == whole.owe && joined.due == whole.due);
+    assert_int_equal(joined.lines.len, whole.lines.len);
+    assert_memory_equal(joined.lines.ptr, whole.lines.ptr, whole.lines.len);
+    free(bj);
+    /* a part missing: numbered 1 and 3 of 3 */
+    cpn_statement_t gap[2] = {p[0], p[2]};
+    assert_int_equal(cpn_stmt_join(gap, 2, &joined, &bj, why), CPN_E_SCHEMA);
+    assert_null(bj);
+    /* out of order */
+    cpn_statement_t swap[3] = {p[1], p[0], p[2]};
+    assert_int_equal(cpn_stmt_join(swap, 3, &joined, &bj, why), CPN_E_SCHEMA);
+    /* lines out of order across parts, each part fine and numbered right */
+    cpn_statement_t cross[3] = {p[1], p[0], p[2]};
+    for (int k = 0; k < 3; k++)
+        cross[k].part = (uint32_t)k + 1;
+    assert_int_equal(cpn_stmt_join(cross, 3, &joined, &bj, why), CPN_E_SCHEMA);
+    assert_non_null(strstr(why, "out of order"));
+    /* another period in one part */
+    cpn_statement_t other[3] = {p[0], p[1], p[2]};
+    snprintf(other[1].period, sizeof other[1].period, "2027-01");
+    assert_int_equal(cpn_usage_month_parse("2027-01", &other[1].from_ms, &other[1].to_ms), CPN_OK);
+    assert_int_equal(cpn_stmt_join(other, 3, &joined, &bj, why), CPN_E_CHAIN);
+    /* part 0, and a part fuller than CPN_STMT_PART_LINES */
+    cpn_statement_t bad = p[0];
+    bad.part = 0;
+    assert_int_equal(cpn_stmt_check_part(&bad, why), CPN_E_SCHEMA);
+    cpn_stmt_line_t *many = calloc(CPN_STMT_PART_LINES + 1, sizeof *many);
+    assert_non_null(many);
+    for (int i = 0; i <= CPN_STMT_PART_LINES; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "L%05d", i);
+        many[i] = s_line(1, id, CPN_STMT_OWE, 1);
+    }
+    uint8_t *bm = NULL;
+    cpn_statement_t full = whole;
+    assert_int_equal(cpn_stmt_fill(&full, many, CPN_STMT_PART_LINES + 1, &bm), CPN_OK);
+    full.part = full.parts = 1;
+    assert_int_equal(cpn_stmt_check(&full, why), CPN_OK);
+    assert_int_equal(cpn_stmt_check_part(&full, why), CPN_E_SCHEMA);
+    free(bm);
+    free(many);
+    for (int k = 0; k < 3; k++)
+        free(bp[k]);
+    free(bw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_line_roundtrip),
         cmocka_unit_test(test_check),
         cmocka_unit_test(test_reconcile),
+        cmocka_unit_test(test_join),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

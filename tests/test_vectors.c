@@ -414,6 +414,7 @@ static void test_statement_vector(void **state)
     memset(&st, 0, sizeof st);
     memcpy(st.with, cpn_identity_pk(b), CPN_PK_LEN);
     snprintf(st.period, sizeof st.period, "%s", s_get(d, "statement-period"));
+    st.part = st.parts = 1;
     assert_int_equal(cpn_usage_month_parse(st.period, &st.from_ms, &st.to_ms), CPN_OK);
     uint8_t *lines = NULL;
     assert_int_equal(cpn_stmt_fill(&st, &line, 1, &lines), CPN_OK);
