@@ -425,6 +425,24 @@ static void test_two_brokers_settle(void **state)
                               g.period),
                      1);
     assert_non_null(strstr(out, "INVALID"));
+    /* garbage, a truncated length and an empty file: refused with a reason, no crash */
+    static const uint8_t junk8[] = {0, 0, 0, 8, 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!'};
+    char jpath[400];
+    s_path(jpath, sizeof jpath, "junk.stmt");
+    FILE *jf = fopen(jpath, "wb");
+    assert_non_null(jf);
+    assert_int_equal(fwrite(junk8, 1, sizeof junk8, jf), sizeof junk8);
+    fclose(jf);
+    h_write(g.dir, "short.stmt", "\x01");
+    h_write(g.dir, "empty.stmt", "");
+    const char *junk[] = {"junk.stmt", "short.stmt", "empty.stmt"};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(s_cpnctl(out, sizeof out,
+                                  "settle --policy a.yaml --with b --period %s --theirs %s",
+                                  g.period, junk[k]),
+                         1);
+        assert_non_null(strstr(out, "INVALID"));
+    }
     assert_int_equal(s_cpnctl(out, sizeof out,
                               "settle --policy a.yaml --with b --period %s "
                               "--theirs a.stmt",
