@@ -88,6 +88,10 @@ static void s_usage(FILE *out)
             "  notices             re-sent every %d ms until the broker's receipt, or the\n"
             "                      lease's old end; at most %d per pass; at most %d leases\n"
             "                      revoked per pass\n"
+            "  usage records       a USAGE record per running lease every `usage_interval`\n"
+            "                      (default %ds) and at its end, at most %d made per pass,\n"
+            "                      sent to the lease's broker and re-sent every %d ms\n"
+            "                      until its RECEIPT, at most %d per pass\n"
             "  sequence numbers    a ceiling %llu above the last one used is stored\n"
             "                      before use, so a restart continues above it\n"
             "  database            WAL, synchronous=FULL, busy timeout %d ms\n"
@@ -113,7 +117,8 @@ static void s_usage(FILE *out)
             PEER_AD_COALESCE_MS, PEER_RECONNECT_MS, PEER_RECONNECT_MAX_MS,
             PEER_HEARTBEAT_TIMEOUT_MS, PEER_HEARTBEAT_MS, PEER_BROKERS_MAX, PEER_TENANTS_MAX,
             PEER_NOTICE_RESEND_MS, PEER_NOTICE_BATCH, PEER_REVOKE_BATCH,
-            (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX,
+            CPN_USAGE_INTERVAL_DEFAULT_S, PEER_METER_BATCH_MAX, PEER_NOTICE_RESEND_MS,
+            PEER_METER_PENDING_MAX, (unsigned long long)PEER_SEQ_RESERVE, PEER_STORE_BUSY_MS, CPN_HTTP_CONN_MAX,
             PEER_DRIVERS_MAX, PROVISION_CHILDREN_MAX, PROVISION_QUEUE_MAX, PROVISION_OUTPUT_MAX,
             PROVISION_BACKOFF_MAX_S, PEER_SWEEP_MS, PEER_WITHDRAW_LINGER_MS);
 }

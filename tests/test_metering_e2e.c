@@ -21,6 +21,11 @@
  *                 so do the sums over all tenants, to the thousandth
  *   mt_tamper     a bill with one byte of a record altered, or with a record dropped from the
  *                 middle of a chain, is refused by `cpnctl verify-bill`
+ *   mt_hostile    the peers stopped, the test speaks as them: a record sent again is taken
+ *                 again (RECEIPT naming its hash); a second version of a record, a record
+ *                 beyond the lease's last (records missing before it, after its final
+ *                 one), and another peer's record are refused with ERROR (inconsistent,
+ *                 inconsistent, untrusted) and counted in `status`
  *   mt_statements every pair of brokers settles the month with `cpnctl settle`: each one's
  *                 statement says what the peers' records say its tenant used at the other's
  *                 peer, to the thousandth, and the two reconcile both ways; a record dropped
@@ -55,6 +60,7 @@
 #include "identity.h"
 #include "msg.h"
 #include "msg_typed.h"
+#include "usage.h"
 
 #define MT_BROKERS 3
 #define MT_LEASES_DEFAULT 1500
@@ -623,6 +629,144 @@ static void mt_tamper(void)
     free(buf);
 }
 
+/* ---- mt_hostile: re-sent, second version, gap, another peer's record ---- */
+
+/* Wait for the answer to `seq`: a RECEIPT (returns 1, *hash set) or an ERROR naming it
+ * (returns its code); 0 if none came in time. */
+static int s_meter_answer(ctl_client_t *cli, uint64_t seq, uint8_t hash[CPN_PK_LEN])
+{
+    uint64_t deadline = cpn_mono_ms() + MT_WAIT_MS;
+    int got = 0;
+    while (!got && cpn_mono_ms() < deadline) {
+        uint8_t *frame = NULL;
+        size_t len = 0;
+        cpn_env_t env;
+        if (ctl_client_recv(cli, deadline, &frame, &len, &env) != CPN_OK)
+            break;
+        cpn_receipt_t rc;
+        cpn_error_t e;
+        if (env.type == CPN_MSG_RECEIPT && cpn_receipt_decode(&env, NULL, &rc) == CPN_OK) {
+            memcpy(hash, rc.hash, CPN_PK_LEN);
+            got = 1;
+        } else if (env.type == CPN_MSG_ERROR && cpn_error_decode(&env, NULL, &e) == CPN_OK &&
+                   e.ref_seq == seq) {
+            fprintf(stderr, "# refused: %s (%s)\n", cpn_errname(e.code), e.reason);
+            got = e.code;
+        }
+        free(frame);
+    }
+    return got;
+}
+
+static int s_send_record(ctl_client_t *cli, const uint8_t *frame, size_t len,
+                         uint8_t hash[CPN_PK_LEN])
+{
+    cpn_meter_t m = {.usage = {frame, len}};
+    uint64_t seq = 0;
+    assert_int_equal(ctl_client_send(cli, CPN_MSG_METER, &m, &seq), CPN_OK);
+    return s_meter_answer(cli, seq, hash);
+}
+
+static uint64_t s_status_u64(mt_broker_t *b, const char *key)
+{
+    h_ans_t a;
+    assert_int_equal(h_query(b->t.cli, "status", MT_WAIT_MS, &a), CPN_MSG_STATUS);
+    uint64_t v = h_u64(h_get(&a.obj, key));
+    h_ans_free(&a);
+    return v;
+}
+
+/* Records 1 and 2 of a lease of tenant tb (leased at B, where the peer pb is at home) with at
+ * least two records, from pb's store. */
+static void s_two_records(uint8_t **f1, size_t *l1, uint8_t **f2, size_t *l2)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    *f1 = *f2 = NULL;
+    assert_int_equal(sqlite3_open_v2(g.b[B_B].peer_db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT a.frame, b.frame FROM usage a JOIN usage b "
+                                        "USING (lease_id) WHERE a.n = 1 AND b.n = 2",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    while (!*f1 && sqlite3_step(st) == SQLITE_ROW) {
+        cpn_env_t env;
+        cpn_usage_t u;
+        assert_int_equal(cpn_env_open(sqlite3_column_blob(st, 0),
+                                      (size_t)sqlite3_column_bytes(st, 0), NULL, &env),
+                         CPN_OK);
+        assert_int_equal(cpn_usage_decode(&env, NULL, &u), CPN_OK);
+        if (memcmp(u.tenant, cpn_identity_pk(g.b[B_B].t.id), CPN_PK_LEN) != 0)
+            continue;
+        *l1 = (size_t)sqlite3_column_bytes(st, 0);
+        *l2 = (size_t)sqlite3_column_bytes(st, 1);
+        *f1 = malloc(*l1);
+        *f2 = malloc(*l2);
+        assert_true(*f1 && *f2);
+        memcpy(*f1, sqlite3_column_blob(st, 0), *l1);
+        memcpy(*f2, sqlite3_column_blob(st, 1), *l2);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    assert_non_null(*f1);
+}
+
+static void mt_hostile(void)
+{
+    mt_broker_t *a = &g.b[B_A], *b = &g.b[B_B];
+    for (int i = 0; i < MT_BROKERS; i++) /* the test speaks as the peers from here on */
+        assert_true(h_stop(&g.b[i].peer_pid, MT_STOP_MS));
+    uint8_t *f1, *f2, *f4 = NULL, *alt = NULL, hash[CPN_PK_LEN], want[CPN_PK_LEN];
+    size_t l1 = 0, l2 = 0, l4 = 0, lalt = 0;
+    s_two_records(&f1, &l1, &f2, &l2);
+    ctl_client_t *as_pb = NULL, *as_pa = NULL;
+    assert_int_equal(
+        ctl_client_new(b->endpoint, b->peer_key, cpn_identity_pk(b->key), true, &as_pb), CPN_OK);
+    assert_int_equal(
+        ctl_client_new(a->endpoint, a->peer_key, cpn_identity_pk(a->key), true, &as_pa), CPN_OK);
+    uint64_t refused_b = s_status_u64(b, "usage_refused"), resent = s_status_u64(b, "usage_resent");
+    uint64_t refused_a = s_status_u64(a, "usage_refused");
+    /* Sent again: taken again, the RECEIPT names the record's hash. */
+    cpn_usage_hash(f2, l2, want);
+    assert_int_equal(s_send_record(as_pb, f2, l2, hash), 1);
+    assert_memory_equal(hash, want, CPN_PK_LEN);
+    /* A second version of record 2 (one more millisecond), signed by the same peer. */
+    cpn_env_t e1, e2;
+    cpn_usage_t r1, r2, x, y;
+    assert_int_equal(cpn_env_open(f1, l1, NULL, &e1), CPN_OK);
+    assert_int_equal(cpn_usage_decode(&e1, NULL, &r1), CPN_OK);
+    assert_int_equal(cpn_env_open(f2, l2, NULL, &e2), CPN_OK);
+    assert_int_equal(cpn_usage_decode(&e2, NULL, &r2), CPN_OK);
+    uint8_t h1[CPN_USAGE_HASH_LEN], h2[CPN_USAGE_HASH_LEN];
+    cpn_usage_hash(f1, l1, h1);
+    cpn_usage_hash(f2, l2, h2);
+    uint64_t now = cpn_now_ms();
+    assert_int_equal(cpn_usage_next(&r1, h1, &r1, r2.to_ms + 1, r2.final, &x), CPN_OK);
+    assert_int_equal(cpn_msg_build(b->peer_key, CPN_MSG_USAGE, now << 12, now, &x, &alt, &lalt),
+                     CPN_OK);
+    assert_int_equal(s_send_record(as_pb, alt, lalt, hash), CPN_E_CHAIN);
+    /* n 1000 of the lease, priced right and signed by its peer, built on record 2 as if it
+     * were not final: records missing before it, and after the lease's final record (the
+     * broker names the latter; a gap alone is test_usage_log's). */
+    r2.final = false;
+    assert_int_equal(cpn_usage_next(&r2, h2, &r2, r2.to_ms + 1000, false, &y), CPN_OK);
+    y.n = 1000;
+    assert_int_equal(cpn_msg_build(b->peer_key, CPN_MSG_USAGE, (now << 12) + 1, now, &y, &f4, &l4),
+                     CPN_OK);
+    assert_int_equal(s_send_record(as_pb, f4, l4, hash), CPN_E_CHAIN);
+    /* Another peer's record, from pa: untrusted. */
+    assert_int_equal(s_send_record(as_pa, f2, l2, hash), CPN_E_UNTRUSTED);
+    assert_true(s_status_u64(b, "usage_refused") >= refused_b + 2);
+    assert_true(s_status_u64(b, "usage_resent") >= resent + 1);
+    assert_true(s_status_u64(a, "usage_refused") >= refused_a + 1);
+    ctl_client_destroy(&as_pb);
+    ctl_client_destroy(&as_pa);
+    free(f1);
+    free(f2);
+    free(f4);
+    free(alt);
+}
+
 /* ---- mt_statements: the brokers settle with each other ---- */
 
 /* What tenant i's records at broker j's peer add up to, from the peer's SQLite file (each
@@ -760,6 +904,7 @@ static void test_metering_e2e(void **state)
     fprintf(stderr, "# settled after %" PRIu64 " ms\n", cpn_mono_ms() - t0);
     mt_bills();
     mt_tamper();
+    mt_hostile();
     mt_statements(); /* last: it alters B's ledger */
 }
 

@@ -624,6 +624,9 @@ static void test_who_may_ask(void **state)
         {T_TEN, "status", 0},
         {T_TEN, "leases", 0},
         {T_OPS, "offers", 0},
+        {T_TEN, "usage", 0},          /* its own USAGE records (none here: an empty page) */
+        {T_OPS, "usage", 0},          /* an operator's: every tenant's */
+        {T_MEM, "usage", CPN_E_ROLE}, /* a member has no records to bill */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         h_ans_t a;
@@ -641,6 +644,12 @@ static void test_who_may_ask(void **state)
         }
         h_ans_free(&a);
     }
+    /* A usage cursor that does not parse. */
+    h_ans_t a;
+    char next[CPN_CURSOR_MAX];
+    assert_int_equal(s_page(B_Q, T_TEN, "usage", "nothex/1/L", 0, &a, next), CPN_MSG_NACK);
+    assert_int_equal(a.code, CPN_E_INVAL);
+    h_ans_free(&a);
 }
 
 int main(void)
