@@ -18,9 +18,15 @@ static const char s_sql[] =
     " (SELECT MAX(u.to_ms) FROM usage u WHERE u.peer = l.peer AND u.lease_id = l.lease_id)"
     " FROM leases l WHERE l.tenant = ?1 AND l.end_ms > ?2 AND l.start_ms < ?3";
 
+/* What the tenant's records of the period bill, for leases this broker brokered (its ledger
+ * holds them): records it only carried for another broker's lease do not count here. */
+static const char s_sql_billed[] =
+    "SELECT COALESCE(SUM(u.amount), 0) FROM usage u JOIN leases l ON l.peer = u.peer AND "
+    "l.lease_id = u.lease_id WHERE u.tenant = ?1 AND u.to_ms > ?2 AND u.to_ms <= ?3";
+
 struct spend {
     sqlite3 *db;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st, *billed;
     usage_log_t *usage;
 };
 
@@ -32,7 +38,9 @@ int spend_open(ledger_t *ledger, spend_t **out)
         return CPN_E_NOMEM;
     self->db = ledger_db(ledger);
     int r = usage_log_open(ledger, &self->usage); /* the usage table exists from here on */
-    if (r == CPN_OK && sqlite3_prepare_v2(self->db, s_sql, -1, &self->st, NULL) != SQLITE_OK) {
+    if (r == CPN_OK &&
+        (sqlite3_prepare_v2(self->db, s_sql, -1, &self->st, NULL) != SQLITE_OK ||
+         sqlite3_prepare_v2(self->db, s_sql_billed, -1, &self->billed, NULL) != SQLITE_OK)) {
         log_error("spend", "prepare: %s", sqlite3_errmsg(self->db));
         r = CPN_E_DB;
     }
@@ -47,6 +55,7 @@ void spend_destroy(spend_t **self_p)
     if (!self_p || !*self_p)
         return;
     sqlite3_finalize((*self_p)->st);
+    sqlite3_finalize((*self_p)->billed);
     usage_log_destroy(&(*self_p)->usage);
     free(*self_p);
     *self_p = NULL;
@@ -70,17 +79,25 @@ static uint64_t s_part(uint32_t units, uint64_t price, uint64_t start, uint64_t 
 int spend_tenant(spend_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_t from_ms, uint64_t to_ms,
                  uint64_t now_ms, uint64_t *committed, uint64_t *running)
 {
-    uint64_t billed = 0;
-    int r = usage_log_sum(self->usage, tenant, from_ms, to_ms, &billed);
-    if (r != CPN_OK)
-        return r;
-    *committed = billed;
-    *running = 0;
-    sqlite3_stmt *st = self->st;
+    sqlite3_int64 from = (sqlite3_int64)(from_ms > INT64_MAX ? INT64_MAX : from_ms);
+    sqlite3_int64 to = (sqlite3_int64)(to_ms > INT64_MAX ? INT64_MAX : to_ms);
+    sqlite3_stmt *st = self->billed;
     sqlite3_bind_blob(st, 1, tenant, CPN_PK_LEN, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)(from_ms > INT64_MAX ? INT64_MAX : from_ms));
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)(to_ms > INT64_MAX ? INT64_MAX : to_ms));
-    int rc;
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, to);
+    int rc = sqlite3_step(st);
+    *committed = rc == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    *running = 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW) {
+        log_error("spend", "records of a tenant: %s", sqlite3_errmsg(self->db));
+        return CPN_E_DB;
+    }
+    st = self->st;
+    sqlite3_bind_blob(st, 1, tenant, CPN_PK_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, to);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         uint32_t units = (uint32_t)sqlite3_column_int64(st, 0);
         uint64_t price = (uint64_t)sqlite3_column_int64(st, 1);

@@ -3,7 +3,8 @@
  *
  * For each lease of the tenant in the ledger (leases this broker brokered, the tenant's home
  * broker: docs/POLICY.md "budget") that overlaps the period [from_ms, to_ms):
- *   - what its USAGE records ending in (from_ms, to_ms] bill is committed;
+ *   - what its USAGE records ending in (from_ms, to_ms] bill is committed (records this
+ *     broker only carried for another broker's lease are not the tenant's spend here);
  *   - the part not metered yet, from max(its last record's to_ms, start, from_ms) to its
  *     current end, is committed if the lease has ended (released, expired, revoked: its last
  *     records will bill exactly that, by the usage rule) and running if it still runs.

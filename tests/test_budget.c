@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "budget.h"
 #include "ledger.h"
 #include "spend.h"
@@ -112,6 +114,32 @@ static void s_lease(ledger_t *lg, const char *id, uint8_t tenant, uint64_t start
     assert_int_equal(ledger_record_grant(lg, &l, NULL, 0), CPN_OK);
 }
 
+/* A USAGE row of tenant 1 for peer 9's lease `id` ending at to_ms, as usage_log.c keeps it
+ * (the frame is not read here). */
+static void s_record(ledger_t *lg, const char *id, uint64_t to_ms, uint64_t amount)
+{
+    sqlite3_stmt *st = NULL;
+    uint8_t peer[CPN_PK_LEN], tenant[CPN_PK_LEN], zero[CPN_PK_LEN] = {0};
+    memset(peer, 9, sizeof peer);
+    memset(tenant, 1, sizeof tenant);
+    assert_int_equal(sqlite3_prepare_v2(ledger_db(lg),
+                                        "INSERT INTO usage (peer, lease_id, n, tenant, package, "
+                                        "to_ms, amount, total, final, hash, frame) VALUES "
+                                        "(?, ?, 1, ?, 'p', ?, ?, ?, 0, ?, ?)",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(st, 1, peer, CPN_PK_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, tenant, CPN_PK_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)to_ms);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)amount);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)amount);
+    sqlite3_bind_blob(st, 7, zero, CPN_PK_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 8, zero, 1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+}
+
 /* committed and running from a real ledger file: what ended is committed (the part in the
  * period), what runs is running to its end, other tenants and periods do not count, and the
  * figures are read again the same after the file is reopened (a restarted broker). */
@@ -135,12 +163,16 @@ static void test_spend(void **state)
             s_lease(lg, "e", 1, now - 2 * H_MS, now + H_MS);
             assert_int_equal(ledger_release(lg, (uint8_t[32]){[0 ... 31] = 9}, "e",
                                             now - H_MS + H_MS / 2), CPN_OK); /* 1.5 h */
+            /* b's first half hour is billed by a record; a record of a lease this broker
+             * only carried (not in its ledger) is not the tenant's spend here */
+            s_record(lg, "b", now - H_MS / 2, 1000);
+            s_record(lg, "zz", now - H_MS / 2, 5555);
         }
         uint8_t t1[CPN_PK_LEN];
         memset(t1, 1, sizeof t1);
         assert_int_equal(spend_tenant(sp, t1, DEC_2026, JAN_2027, now, &c, &r), CPN_OK);
-        assert_int_equal(c, 6000 + 3000); /* a: 3 h x 2.000; e: 1.5 h x 2.000 */
-        assert_int_equal(r, 10000);       /* b: 5 h x 2.000 */
+        assert_int_equal(c, 6000 + 3000 + 1000); /* a: 3 h, e: 1.5 h, b: 0.5 h, x 2.000 */
+        assert_int_equal(r, 9000);               /* b: the 4.5 h not billed yet */
         spend_destroy(&sp);
         assert_null(sp);
         ledger_destroy(&lg);
