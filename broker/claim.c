@@ -47,14 +47,16 @@
 
 #include <sodium.h>
 
-#include "broker.h"
+#include "batch.h"
 #include "budget.h"
 #include "chain.h"
 #include "claim_index.h"
 #include "claim_relay.h"
 #include "clock.h"
-#include "federation.h"
 #include "log.h"
+#include "match.h"
+#include "window.h"
+#include "msg_typed.h"
 #include "spend.h"
 #include "usage.h"
 
@@ -115,7 +117,7 @@ typedef struct {
 #define S_SEQS_PER_REQUEST 4 /* room in by_seq per request slot (claim_new) */
 
 struct claim {
-    broker_t *b; /* the services called down to (not owned) */
+    claim_svc_t svc; /* the services called down to (claim.h) */
     claim_clock_t clock;
     claim_pending_t *pending; /* n_pending_slots slots */
     size_t n_pending_slots, n_pending;
@@ -129,6 +131,24 @@ struct claim {
     window_t window;      /* requests waiting to be matched together (placement.batch) */
     claim_stats_t cstats;
 };
+
+/* The policy of the moment (a reload replaces it). */
+static policy_t *s_pol(const claim_t *self)
+{
+    return *self->svc.pol;
+}
+
+/* Our key. */
+static const uint8_t *s_us(const claim_t *self)
+{
+    return cpn_identity_pk(self->svc.signer->id);
+}
+
+/* Are latencies observed (the HTTP listener is on)? The clock is read then and only then. */
+static bool s_observed(const claim_t *self)
+{
+    return self->svc.obs && *self->svc.obs;
+}
 
 /* What an event carries (the fields its actions read). */
 typedef struct {
@@ -223,12 +243,12 @@ static void s_fire(claim_t *self, claim_pending_t *p, s_event_t ev, const s_arg_
 
 /* ---- the object ---- */
 
-claim_t *claim_new(broker_t *broker, size_t max_pending, const claim_clock_t *clock)
+claim_t *claim_new(const claim_svc_t *svc, size_t max_pending, const claim_clock_t *clock)
 {
     claim_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->b = broker;
+    self->svc = *svc;
     self->clock = clock ? *clock : (claim_clock_t){.now_ms = cpn_now_ms, .mono_ms = cpn_mono_ms};
     self->n_pending_slots = max_pending;
     self->pending = calloc(max_pending ? max_pending : 1, sizeof *self->pending);
@@ -239,7 +259,7 @@ claim_t *claim_new(broker_t *broker, size_t max_pending, const claim_clock_t *cl
      * default max_pending of 10,000. Full, a CLAIM is refused busy (s_send_claim). */
     self->by_seq = claim_index_new(max_pending * S_SEQS_PER_REQUEST);
     self->by_req = claim_index_new(max_pending);
-    self->relay = claim_relay_new(broker, &self->clock);
+    self->relay = claim_relay_new(&self->svc, &self->clock);
     if (!self->pending || !self->by_seq || !self->by_req || !self->relay)
         claim_destroy(&self);
     return self;
@@ -278,7 +298,7 @@ const claim_stats_t *claim_stats(const claim_t *self)
 static void s_audit(claim_t *self, uint64_t ts, const char *type, const uint8_t *from, int verdict,
                     const uint8_t *frame, size_t len)
 {
-    int r = ledger_audit(self->b->ledger, ts, type, from, verdict, frame, len);
+    int r = ledger_audit(self->svc.ledger, ts, type, from, verdict, frame, len);
     if (r != CPN_OK)
         log_warn("ledger", "audit of a %s not written: %s", type, cpn_errname(r));
 }
@@ -307,14 +327,14 @@ static void s_progress(claim_t *self, const claim_pending_t *p, const char *fmt,
     snprintf(st.what, sizeof st.what, "progress");
     st.data.ptr = (const uint8_t *)sb.data;
     st.data.len = sb.size;
-    (void)broker_send(self->b, p->rid, p->rid_len, CPN_MSG_STATUS, &st);
+    (void)self->svc.out.send(self->svc.out.ctx, p->rid, p->rid_len, CPN_MSG_STATUS, &st);
     msgpack_sbuffer_destroy(&sb);
 }
 
 static const cpn_package_t *s_book_package(const claim_t *self, const uint8_t peer[CPN_PK_LEN],
                                            const char *id)
 {
-    const book_peer_t *bp = book_peer(self->b->book, peer);
+    const book_peer_t *bp = book_peer(self->svc.book, peer);
     for (uint32_t i = 0; bp && i < bp->n_packages; i++)
         if (strcmp(bp->packages[i].id, id) == 0)
             return &bp->packages[i];
@@ -406,7 +426,7 @@ const char *claim_request_state(const claim_t *self, const uint8_t tenant[CPN_PK
 /* The tenant's answer is final: NACK and forget the request. */
 static void s_finish_nack(claim_t *self, claim_pending_t *p, int code, const char *reason)
 {
-    broker_nack(self->b, p->rid, p->rid_len, p->req.id, p->req_seq, code, reason);
+    self->svc.out.nack(self->svc.out.ctx, p->rid, p->rid_len, p->req.id, p->req_seq, code, reason);
     char kid[CPN_KID_LEN];
     cpn_key_id(p->tenant, kid);
     log_info("claim", "request %s of %s: %s %s", p->req.id, kid, cpn_errname(code),
@@ -421,7 +441,7 @@ static int s_intent_of(claim_t *self, const claim_pending_t *p, const uint8_t pe
     ledger_intent_t in[BROKER_CANDS_MAX];
     size_t n = 0;
     *found = false;
-    int r = ledger_intents(self->b->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n);
+    int r = ledger_intents(self->svc.ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n);
     for (size_t i = 0; r == CPN_OK && i < n && i < BROKER_CANDS_MAX && !*found; i++)
         if (memcmp(in[i].peer, peer, CPN_PK_LEN) == 0) {
             *out = in[i];
@@ -439,7 +459,7 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
     const broker_route_t *route = NULL;
     outbox_item_t it;
     memset(&it, 0, sizeof it);
-    int r = claim_reach(self->b, c->peer, &it.remote, it.via, &route);
+    int r = claim_reach(&self->svc, c->peer, &it.remote, it.via, &route);
     if (r != CPN_OK)
         return r;
     if (p->n_claims >= BROKER_TRIES_MAX)
@@ -453,7 +473,7 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
     claim.units = c->units < p->units_left ? c->units : p->units_left;
     claim.price = c->price;
     claim.duration_s = p->req.duration_s;
-    claim.deadline = self->clock.now_ms() + (uint64_t)self->b->pol->limits.claim_timeout_s * 1000;
+    claim.deadline = self->clock.now_ms() + (uint64_t)s_pol(self)->limits.claim_timeout_s * 1000;
     ledger_intent_t in;
     memset(&in, 0, sizeof in);
     memcpy(in.tenant, p->tenant, CPN_PK_LEN);
@@ -469,20 +489,20 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
      * the request can still be granted when the peer reads this one (s_nack_in). */
     ledger_intent_t prev;
     bool found = false;
-    uint64_t skew_ms = (uint64_t)self->b->pol->limits.skew_s * 1000;
+    uint64_t skew_ms = (uint64_t)s_pol(self)->limits.skew_s * 1000;
     if ((r = s_intent_of(self, p, c->peer, &prev, &found)) != CPN_OK)
         return CPN_E_DB;
     bool fenced = !found || self->clock.now_ms() > prev.deadline_ms + skew_ms;
-    if ((r = ledger_intent_add(self->b->ledger, &in)) != CPN_OK)
+    if ((r = ledger_intent_add(self->svc.ledger, &in)) != CPN_OK)
         return r == CPN_E_INVAL ? r : CPN_E_DB; /* no intent, no CLAIM */
-    r = cpn_signer_build(&self->b->signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len);
+    r = cpn_signer_build(self->svc.signer, CPN_MSG_CLAIM, &claim, &it.frame, &it.len);
     if (r != CPN_OK)
         return r; /* the intent stays: harmless, the peer never saw a CLAIM for it */
-    uint64_t seq = self->b->signer.last_seq;
+    uint64_t seq = self->svc.signer->last_seq;
     cpn_env_t env;
     /* The LEASE will carry this CLAIM back: remember it is ours and already good. */
-    if (cpn_env_parse(it.frame, it.len, &self->b->lim, &env) == CPN_OK)
-        cpn_sigcache_add(self->b->sigcache, &env);
+    if (cpn_env_parse(it.frame, it.len, self->svc.lim, &env) == CPN_OK)
+        cpn_sigcache_add(self->svc.sigcache, &env);
     it.kind = OUTBOX_CLAIM;
     it.claim_seq = seq;
     memcpy(it.peer, c->peer, CPN_PK_LEN);
@@ -498,14 +518,14 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
         log_warn("claim", "request %s: too many CLAIMs waiting for an answer", p->req.id);
         return CPN_E_BUSY;
     }
-    if ((r = broker_queue(self->b, &it)) != CPN_OK) {
+    if ((r = self->svc.out.queue(self->svc.out.ctx, &it)) != CPN_OK) {
         (void)claim_index_del(self->by_seq, seq, slot);
         return r;
     }
     p->claim_fenced[p->n_claims] = fenced;
     p->claim_seqs[p->n_claims++] = seq;
     p->tries++;
-    p->deadline_mono = self->clock.mono_ms() + self->b->pol->limits.claim_timeout_s * 1000;
+    p->deadline_mono = self->clock.mono_ms() + s_pol(self)->limits.claim_timeout_s * 1000;
     return CPN_OK; /* stats.claims_sent counts it when it leaves (server.c) */
 }
 
@@ -517,7 +537,7 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
  * next AD corrects the rest. */
 static void s_claim_next(claim_t *self, claim_pending_t *p)
 {
-    uint32_t tries = self->b->pol->limits.claim_tries;
+    uint32_t tries = s_pol(self)->limits.claim_tries;
     while (p->next < p->n_cands && p->tries < tries) {
         const match_cand_t *c = &p->cands[p->next++];
         int r = s_send_claim(self, p, c);
@@ -525,7 +545,7 @@ static void s_claim_next(claim_t *self, claim_pending_t *p)
         cpn_key_id(c->peer, kid);
         if (r == CPN_OK) {
             uint32_t units = c->units < p->units_left ? c->units : p->units_left;
-            p->held = book_take(self->b->book, c->peer, c->package, units) == CPN_OK ? units : 0;
+            p->held = book_take(self->svc.book, c->peer, c->package, units) == CPN_OK ? units : 0;
             p->state = p->state == CS_IN_DOUBT ? CS_IN_DOUBT : CS_CLAIMING;
             s_progress(self, p,
                        "claiming %u x %s from peer %s at %" PRIu64 ".%03" PRIu64
@@ -539,7 +559,7 @@ static void s_claim_next(claim_t *self, claim_pending_t *p)
         if (p->state == CS_IN_DOUBT) {
             /* Served elsewhere, the request could end with two leases: that is how they
              * happened (issue 10). */
-            self->b->stats.in_doubt++;
+            self->svc.stats->in_doubt++;
             snprintf(p->last_reason, sizeof p->last_reason,
                      "a claim for this request may have been granted by peer %s, which is not "
                      "reachable (%s); it is not served elsewhere until %s answers: send it "
@@ -559,7 +579,7 @@ static void s_nack_in_doubt(claim_t *self, claim_pending_t *p, const ledger_inte
 {
     char kid[CPN_KID_LEN], when[40] = "?";
     cpn_key_id(in->peer, kid);
-    uint64_t until = in->deadline_ms + (uint64_t)self->b->pol->limits.skew_s * 1000;
+    uint64_t until = in->deadline_ms + (uint64_t)s_pol(self)->limits.skew_s * 1000;
     time_t t = (time_t)(until / 1000);
     struct tm tm;
     if (gmtime_r(&t, &tm))
@@ -569,7 +589,7 @@ static void s_nack_in_doubt(claim_t *self, claim_pending_t *p, const ledger_inte
              "a claim for this request may still be granted by peer %s until %s "
              "(%" PRIu64 " ms since the epoch); send it again after that",
              kid, when, until);
-    self->b->stats.in_doubt++;
+    self->svc.stats->in_doubt++;
     s_finish_nack(self, p, CPN_E_IN_DOUBT, reason);
 }
 
@@ -584,7 +604,8 @@ static void s_start(claim_t *self, claim_pending_t *p, bool may_queue)
 {
     ledger_intent_t in[BROKER_CANDS_MAX];
     size_t n = 0;
-    if (ledger_intents(self->b->ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n) != CPN_OK) {
+    if (ledger_intents(self->svc.ledger, p->tenant, p->req.id, in, BROKER_CANDS_MAX, &n) !=
+        CPN_OK) {
         s_finish_nack(self, p, CPN_E_DB, "the broker cannot read its ledger");
         return;
     }
@@ -593,7 +614,7 @@ static void s_start(claim_t *self, claim_pending_t *p, bool may_queue)
     p->tries = 0;
     p->held = 0;
     if (n == 0) {
-        if (may_queue && self->b->pol->batch.on)
+        if (may_queue && s_pol(self)->batch.on)
             s_queue(self, p);
         else
             s_serve(self, p, NULL);
@@ -623,7 +644,7 @@ static int s_quota_filter(claim_t *self, claim_pending_t *p, const policy_tenant
                           size_t cap)
 {
     ledger_usage_t used;
-    int r = ledger_quota_usage(self->b->ledger, p->tenant, self->clock.now_ms(), &used);
+    int r = ledger_quota_usage(self->svc.ledger, p->tenant, self->clock.now_ms(), &used);
     if (r != CPN_OK)
         return r;
     /* Requests still in flight count as if granted, so a burst cannot overrun a quota: their
@@ -689,7 +710,7 @@ static int s_exposure(claim_t *self, const uint8_t tenant[CPN_PK_LEN], const cla
     else
         cpn_usage_month(now, &from, &to);
     s->budget = t->budget.amount;
-    int r = spend_tenant(self->b->spend, tenant, from, to, now, &s->committed, &s->running);
+    int r = spend_tenant(self->svc.spend, tenant, from, to, now, &s->committed, &s->running);
     for (size_t i = 0; r == CPN_OK && i < self->pending_top; i++) {
         const claim_pending_t *q = &self->pending[i];
         if (q->state < CS_CLAIMING || q == p || q->next == 0 ||
@@ -735,7 +756,7 @@ static void s_local_first(claim_t *self, claim_pending_t *p)
     size_t k = 0;
     for (int pass = 0; pass < 2; pass++)
         for (size_t i = 0; i < p->n_cands && k < BROKER_CANDS_MAX; i++) {
-            const book_peer_t *bp = book_peer(self->b->book, p->cands[i].peer);
+            const book_peer_t *bp = book_peer(self->svc.book, p->cands[i].peer);
             bool local = !bp || sodium_is_zero(bp->via, CPN_PK_LEN);
             if (local == (pass == 0))
                 sorted[k++] = p->cands[i];
@@ -765,7 +786,7 @@ static void s_plan_first(claim_pending_t *p, const match_cand_t *planned)
  * since the plan counted its units. */
 static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *planned)
 {
-    const policy_tenant_t *t = policy_tenant(self->b->pol, p->tenant);
+    const policy_tenant_t *t = policy_tenant(s_pol(self), p->tenant);
     match_fail_t fail;
     char reason[CPN_REASON_MAX];
     p->state = CS_MATCHING;
@@ -773,11 +794,11 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_finish_nack(self, p, CPN_E_UNKNOWN_TENANT, "no longer a tenant of this broker");
         return;
     }
-    uint64_t t0 = self->b->obs ? cpn_mono_us() : 0; /* the clock only while observed */
-    int r = match_find(self->b->book, &p->req, &self->b->pol->placement, self->clock.now_ms(),
+    uint64_t t0 = s_observed(self) ? cpn_mono_us() : 0; /* the clock only while observed */
+    int r = match_find(self->svc.book, &p->req, &s_pol(self)->placement, self->clock.now_ms(),
                        p->cands, BROKER_CANDS_MAX, &p->n_cands, &fail);
     if (t0)
-        cpn_hist_observe(&self->b->stats.match, cpn_mono_us() - t0);
+        cpn_hist_observe(&self->svc.stats->match, cpn_mono_us() - t0);
     if (r == CPN_E_NO_MATCH && planned) {
         p->n_cands = 0;
         r = CPN_OK;
@@ -791,7 +812,7 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_finish_nack(self, p, r, NULL);
         return;
     }
-    if (self->b->pol->federation.local_first)
+    if (s_pol(self)->federation.local_first)
         s_local_first(self, p);
     if (planned)
         s_plan_first(p, planned);
@@ -821,11 +842,11 @@ static void s_window_flush(claim_t *self)
     if (reqs && plan) {
         for (size_t i = 0; i < n; i++)
             reqs[i] = self->pending[slots[i]].req;
-        uint64_t t0 = self->b->obs ? cpn_mono_us() : 0;
-        r = batch_plan(self->b->book, reqs, n, &self->b->pol->placement, self->clock.now_ms(), plan,
+        uint64_t t0 = s_observed(self) ? cpn_mono_us() : 0;
+        r = batch_plan(self->svc.book, reqs, n, &s_pol(self)->placement, self->clock.now_ms(), plan,
                        &n_plan);
         if (t0)
-            cpn_hist_observe(&self->b->stats.match, cpn_mono_us() - t0);
+            cpn_hist_observe(&self->svc.stats->match, cpn_mono_us() - t0);
     }
     if (r != CPN_OK) {
         log_warn("claim", "batch plan of %zu requests failed (%s): each is matched alone", n,
@@ -861,13 +882,13 @@ static void s_queue(claim_t *self, claim_pending_t *p)
     }
     p->state = CS_QUEUED;
     s_progress(self, p, "waiting up to %" PRIu64 " ms to be matched with other requests",
-               self->b->pol->batch.wait_ms);
+               s_pol(self)->batch.wait_ms);
     claim_window_poll(self, now);
 }
 
 uint64_t claim_window_deadline(const claim_t *self)
 {
-    const policy_batch_t *b = &self->b->pol->batch;
+    const policy_batch_t *b = &s_pol(self)->batch;
     /* max 0 when batch mode was switched off by a reload: what still waits goes now */
     return window_deadline(&self->window, b->on ? b->max : 0, b->wait_ms);
 }
@@ -918,7 +939,7 @@ static void s_act_serve(claim_t *self, claim_pending_t *p, const s_arg_t *a)
 static int s_prior_check(claim_t *self, const ledger_lease_t *prior, const uint8_t *grant,
                          size_t len, const cpn_request_t *req, char *why, size_t cap)
 {
-    cpn_chain_opts_t o = {.lim = &self->b->lim, .sigcache = self->b->sigcache};
+    cpn_chain_opts_t o = {.lim = self->svc.lim, .sigcache = self->svc.sigcache};
     cpn_chain_t *ch = malloc(sizeof *ch);
     int r = ch ? cpn_chain_open(grant, len, CPN_MSG_GRANT, &o, ch) : CPN_E_NOMEM;
     snprintf(why, cap, "%s", "");
@@ -943,46 +964,48 @@ static int s_prior_check(claim_t *self, const ledger_lease_t *prior, const uint8
 void claim_on_request(claim_t *self, const broker_rx_t *rx, const cpn_request_t *req)
 {
     const char *why = NULL;
-    self->b->stats.requests++;
+    self->svc.stats->requests++;
     s_audit(self, rx->env.ts_ms, "REQUEST", rx->env.from, CPN_OK, rx->env.frame, rx->env.frame_len);
     /* The same request again: the lease it got, unchanged (idempotent). */
     ledger_lease_t prior;
     uint8_t *grant = NULL;
     size_t grant_len = 0;
-    if (ledger_find_request(self->b->ledger, rx->env.from, req->id, &prior, &grant, &grant_len) ==
+    if (ledger_find_request(self->svc.ledger, rx->env.from, req->id, &prior, &grant, &grant_len) ==
             CPN_OK &&
         grant) {
         char why_prior[CPN_REASON_MAX];
         int rp = s_prior_check(self, &prior, grant, grant_len, req, why_prior, sizeof why_prior);
         if (rp == CPN_OK) /* through the outbox: the record may be in the open transaction */
-            broker_queue_grant(self->b, rx->rid, rx->rid_len, &grant, grant_len, req->id,
-                               rx->env.seq);
+            self->svc.out.queue_grant(self->svc.out.ctx, rx->rid, rx->rid_len, &grant, grant_len,
+                                      req->id, rx->env.seq);
         else
-            broker_nack(self->b, rx->rid, rx->rid_len, req->id, rx->env.seq, rp, why_prior);
+            self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, req->id, rx->env.seq, rp,
+                               why_prior);
         free(grant); /* NULL if the outbox took it */
         return;
     }
     free(grant);
     if (s_pending_by_request(self, rx->env.from, req->id)) {
-        broker_nack(self->b, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_BUSY,
-                    "this request id is already being served");
+        self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, req->id, rx->env.seq,
+                           CPN_E_BUSY, "this request id is already being served");
         return;
     }
     if (cpn_request_validate(req, &why) != CPN_OK) {
-        broker_nack(self->b, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_INVAL, why);
+        self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, req->id, rx->env.seq,
+                           CPN_E_INVAL, why);
         return;
     }
     claim_pending_t *p = s_pending_alloc(self, rx->env.from, req);
     if (!p) {
-        broker_nack(self->b, rx->rid, rx->rid_len, req->id, rx->env.seq, CPN_E_BUSY,
-                    "too many requests in flight (limits.max_pending)");
+        self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, req->id, rx->env.seq,
+                           CPN_E_BUSY, "too many requests in flight (limits.max_pending)");
         return;
     }
     memcpy(p->rid, rx->rid, rx->rid_len);
     p->rid_len = rx->rid_len;
     p->req_seq = rx->env.seq;
     p->units_left = req->units;
-    p->t0_us = self->b->obs ? cpn_mono_us() : 0;
+    p->t0_us = s_observed(self) ? cpn_mono_us() : 0;
     p->req_frame = malloc(rx->env.frame_len);
     if (!p->req_frame) {
         s_finish_nack(self, p, CPN_E_NOMEM, NULL);
@@ -1007,12 +1030,12 @@ typedef cpn_chain_t s_chain_t;
 static int s_open_request(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *lease,
                           const uint8_t *claim_pk, unsigned flags, s_chain_t *ch)
 {
-    const uint8_t *us = cpn_identity_pk(self->b->id);
-    uint64_t now = self->clock.now_ms(), skew_ms = self->b->pol->limits.skew_s * 1000;
-    cpn_chain_opts_t o = {.lim = &self->b->lim,
-                          .sigcache = self->b->sigcache,
+    const uint8_t *us = s_us(self);
+    uint64_t now = self->clock.now_ms(), skew_ms = s_pol(self)->limits.skew_s * 1000;
+    cpn_chain_opts_t o = {.lim = self->svc.lim,
+                          .sigcache = self->svc.sigcache,
                           .claim_pk = claim_pk,
-                          .max_hops = self->b->pol->federation.max_hops,
+                          .max_hops = s_pol(self)->federation.max_hops,
                           .flags = flags};
     int r = cpn_chain_open(lenv->frame, lenv->frame_len, CPN_MSG_LEASE, &o, ch);
     bool carried = r == CPN_OK && ch->n_forwards && memcmp(ch->origin_env.from, us, CPN_PK_LEN);
@@ -1041,8 +1064,7 @@ static int s_open_chain(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t 
                         s_chain_t *ch)
 {
     /* A CLAIM of ours, directly: the server verified the LEASE itself. */
-    return s_open_request(self, lenv, lease, cpn_identity_pk(self->b->id), CPN_CHAIN_TOP_VERIFIED,
-                          ch);
+    return s_open_request(self, lenv, lease, s_us(self), CPN_CHAIN_TOP_VERIFIED, ch);
 }
 
 /* A LEASE that came back through the federation embeds the home broker's CLAIM, whose route
@@ -1054,8 +1076,7 @@ static int s_open_remote_chain(claim_t *self, const cpn_env_t *lenv, const cpn_l
     int r = s_open_request(self, lenv, lease, NULL, 0, ch);
     if (r != CPN_OK)
         return r;
-    if (ch->n_forwards == 0 ||
-        memcmp(ch->origin_env.from, cpn_identity_pk(self->b->id), CPN_PK_LEN) != 0)
+    if (ch->n_forwards == 0 || memcmp(ch->origin_env.from, s_us(self), CPN_PK_LEN) != 0)
         return CPN_E_UNTRUSTED; /* neither ours nor carried for us */
     *own_seq = ch->origin_env.seq;
     return CPN_OK;
@@ -1070,7 +1091,7 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
     uint8_t *grant = NULL;
     size_t len = 0;
     int r;
-    if ((r = claim_grant_build(self->b, lenv, ch->req.id, &grant, &len)) != CPN_OK) {
+    if ((r = claim_grant_build(&self->svc, lenv, ch->req.id, &grant, &len)) != CPN_OK) {
         log_error("claim", "cannot countersign lease %s: %s", lease->lease_id, cpn_errname(r));
         return;
     }
@@ -1087,17 +1108,17 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
     rec.start_ms = lease->start_ms;
     rec.end_ms = lease->end_ms;
     snprintf(rec.request_id, sizeof rec.request_id, "%s", ch->req.id);
-    bool recorded = (r = ledger_record_grant(self->b->ledger, &rec, grant, len)) == CPN_OK;
+    bool recorded = (r = ledger_record_grant(self->svc.ledger, &rec, grant, len)) == CPN_OK;
     if (!recorded)
         log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
     /* The lease settles the intent (if recording it failed, the intent stays: the next
      * REQUEST asks the peer again and records it then). */
-    else if ((r = ledger_intent_resolve(self->b->ledger, rec.tenant, rec.request_id, rec.peer)) !=
+    else if ((r = ledger_intent_resolve(self->svc.ledger, rec.tenant, rec.request_id, rec.peer)) !=
              CPN_OK)
         log_error("ledger", "intent of request %s not resolved: %s", rec.request_id,
                   cpn_errname(r));
     /* The book already holds these units: taken when the CLAIM went out (s_claim_next). */
-    s_audit(self, self->clock.now_ms(), "GRANT", cpn_identity_pk(self->b->id), CPN_OK, grant, len);
+    s_audit(self, self->clock.now_ms(), "GRANT", s_us(self), CPN_OK, grant, len);
     claim_pending_t *p = s_pending_by_claim(self, claim_seq);
     /* A LEASE the peer held already answers our new CLAIM with the first one it carries,
      * perhaps from before our restart: match it by the request, if we are claiming it from
@@ -1137,11 +1158,11 @@ static void s_act_lease(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     }
     char kid[CPN_KID_LEN];
     cpn_key_id(a->peer, kid);
-    broker_queue_grant(self->b, p->rid, p->rid_len, a->grant_p, a->grant_len, a->request_id,
-                       p->req_seq);
-    self->b->stats.grants++;
+    self->svc.out.queue_grant(self->svc.out.ctx, p->rid, p->rid_len, a->grant_p, a->grant_len,
+                              a->request_id, p->req_seq);
+    self->svc.stats->grants++;
     if (p->t0_us)
-        cpn_hist_observe(&self->b->stats.request_to_lease, cpn_mono_us() - p->t0_us);
+        cpn_hist_observe(&self->svc.stats->request_to_lease, cpn_mono_us() - p->t0_us);
     log_info("claim", "lease %s: %u x %s from %s for request %s", lease->lease_id, lease->units,
              lease->package, kid, a->request_id);
     p->units_left = lease->units >= p->units_left ? 0 : p->units_left - lease->units;
@@ -1165,7 +1186,7 @@ void claim_on_lease(claim_t *self, const broker_rx_t *rx, const cpn_lease_t *lea
     int r = s_open_chain(self, &rx->env, lease, &ch);
     s_audit(self, rx->env.ts_ms, "LEASE", rx->env.from, r, rx->env.frame, rx->env.frame_len);
     if (r != CPN_OK) {
-        broker_count_refusal(self->b, r);
+        self->svc.out.count_refusal(self->svc.out.ctx, r);
         log_warn("claim", "LEASE %s from %s refused: %s", lease->lease_id, kid, cpn_errname(r));
         return;
     }
@@ -1173,11 +1194,11 @@ void claim_on_lease(claim_t *self, const broker_rx_t *rx, const cpn_lease_t *lea
         return;
     /* We claimed as the peer's home broker for another broker: the lease goes back there. */
     if (!s_pending_by_claim(self, ch.claim_env.seq) &&
-        federation_peer_answer(self->b, &rx->env, ch.claim_env.seq, ch.req_env.from, ch.req.id,
-                               lease->lease_id)) {
+        self->svc.out.peer_answer(self->svc.out.ctx, &rx->env, ch.claim_env.seq, ch.req_env.from,
+                                  ch.req.id, lease->lease_id)) {
         /* A new lease (not a renewal) took units: the book shows it until the next AD. */
         if (strcmp(lease->state, "active") == 0 && lease->renewals == 0 &&
-            book_take(self->b->book, rx->env.from, lease->package, lease->units) != CPN_OK)
+            book_take(self->svc.book, rx->env.from, lease->package, lease->units) != CPN_OK)
             log_debug("book", "lease %s: book had fewer free units", lease->lease_id);
         return;
     }
@@ -1227,7 +1248,7 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
      * leaves the units free at the peer. */
     const match_cand_t *c = &p->cands[p->next - 1];
     if (p->held && a->nack->code != CPN_E_NO_UNITS &&
-        book_give(self->b->book, c->peer, c->package, p->held) != CPN_OK)
+        book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
     p->held = 0;
     p->last_code = a->nack->code;
@@ -1238,7 +1259,7 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
 static bool s_settle(claim_t *self, claim_pending_t *p, const s_arg_t *a)
 {
     s_refused(self, p, a);
-    if (a->code != CPN_OK || (a->found && ledger_intent_resolve(self->b->ledger, p->tenant,
+    if (a->code != CPN_OK || (a->found && ledger_intent_resolve(self->svc.ledger, p->tenant,
                                                                 p->req.id, a->peer) != CPN_OK)) {
         s_finish_nack(self, p, CPN_E_DB, "the broker cannot update its ledger");
         return false;
@@ -1279,7 +1300,7 @@ static void s_unsent_give_back(claim_t *self, claim_pending_t *p)
     const match_cand_t *c = &p->cands[p->next - 1];
     char kid[CPN_KID_LEN];
     cpn_key_id(c->peer, kid);
-    if (p->held && book_give(self->b->book, c->peer, c->package, p->held) != CPN_OK)
+    if (p->held && book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
     p->held = 0;
 }
@@ -1310,12 +1331,12 @@ static void s_act_unsent(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     bool found = false;
     if (s_intent_of(self, p, c->peer, &in, &found) == CPN_OK && found &&
         (in.claims <= 1 || fenced) &&
-        ledger_intent_resolve(self->b->ledger, p->tenant, p->req.id, c->peer) != CPN_OK)
+        ledger_intent_resolve(self->svc.ledger, p->tenant, p->req.id, c->peer) != CPN_OK)
         log_warn("ledger", "intent of request %s at %s stays", p->req.id, kid);
     p->last_code = a->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %s", kid, cpn_strerror(a->code));
     if (p->state == CS_IN_DOUBT) {
-        self->b->stats.in_doubt++;
+        self->svc.stats->in_doubt++;
         s_finish_nack(self, p, CPN_E_UNREACHABLE, p->last_reason);
         return;
     }
@@ -1327,7 +1348,7 @@ void claim_on_nack(claim_t *self, const broker_rx_t *rx, const cpn_nack_t *nack)
     if (claim_relay_nack(self->relay, rx->env.from, nack->ref_seq, nack))
         return;
     if (!s_pending_by_claim(self, nack->ref_seq) &&
-        federation_peer_answer(self->b, &rx->env, nack->ref_seq, NULL, NULL, NULL))
+        self->svc.out.peer_answer(self->svc.out.ctx, &rx->env, nack->ref_seq, NULL, NULL, NULL))
         return;
     s_nack_in(self, rx->env.from, nack->ref_seq, nack, true);
 }
@@ -1340,8 +1361,8 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     cpn_key_id(ref->peer, kid);
     if (answer->type == CPN_MSG_NACK) {
         cpn_nack_t nack;
-        if (cpn_msg_decode(answer, &self->b->lim, &nack) != CPN_OK) {
-            broker_count_refusal(self->b, CPN_E_SCHEMA);
+        if (cpn_nack_decode(answer, self->svc.lim, &nack) != CPN_OK) {
+            self->svc.out.count_refusal(self->svc.out.ctx, CPN_E_SCHEMA);
             return;
         }
         if (ref->kind == CPN_MSG_CLAIM) {
@@ -1357,13 +1378,13 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     s_chain_t ch;
     uint64_t own_seq = 0;
     int r = CPN_E_SCHEMA;
-    if (answer->type == CPN_MSG_LEASE && memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
-        (r = cpn_msg_decode(answer, &self->b->lim, &lease)) == CPN_OK)
+    if (memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
+        (r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
     s_audit(self, answer->ts_ms, cpn_msg_name(answer->type), answer->from, r, answer->frame,
             answer->frame_len);
     if (r != CPN_OK) {
-        broker_count_refusal(self->b, r);
+        self->svc.out.count_refusal(self->svc.out.ctx, r);
         log_warn("claim", "%s for peer %s, back through the federation, refused: %s",
                  cpn_msg_name(answer->type), kid, cpn_errname(r));
         return;
@@ -1384,11 +1405,11 @@ static int s_renew_budget(claim_t *self, const uint8_t tenant[CPN_PK_LEN],
                           const uint8_t peer[CPN_PK_LEN], const char *lease_id, uint64_t extend_s,
                           char why[CPN_REASON_MAX])
 {
-    const policy_tenant_t *t = policy_tenant(self->b->pol, tenant);
+    const policy_tenant_t *t = policy_tenant(s_pol(self), tenant);
     ledger_lease_t l;
     uint64_t cost = UINT64_MAX;
     if (!t || !t->budget.amount ||
-        ledger_get(self->b->ledger, peer, lease_id, &l, NULL, NULL) != CPN_OK)
+        ledger_get(self->svc.ledger, peer, lease_id, &l, NULL, NULL) != CPN_OK)
         return CPN_OK;
     budget_state_t s = {0};
     if (s_exposure(self, tenant, NULL, t, &s) != CPN_OK) {
@@ -1406,7 +1427,7 @@ void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer
     char why[CPN_REASON_MAX];
     int r = extend_s ? s_renew_budget(self, rx->env.from, peer, lease_id, extend_s, why) : CPN_OK;
     if (r != CPN_OK) {
-        broker_nack(self->b, rx->rid, rx->rid_len, lease_id, rx->env.seq, r, why);
+        self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq, r, why);
         return;
     }
     claim_relay_on_tenant_op(self->relay, rx, peer, lease_id);
@@ -1426,7 +1447,7 @@ void claim_on_ad(claim_t *self, const uint8_t peer[CPN_PK_LEN])
             memcmp(p->cands[p->next - 1].peer, peer, CPN_PK_LEN) != 0)
             continue;
         const match_cand_t *c = &p->cands[p->next - 1];
-        if (book_take(self->b->book, peer, c->package, p->held) != CPN_OK)
+        if (book_take(self->svc.book, peer, c->package, p->held) != CPN_OK)
             p->held = 0; /* the AD says they are gone: nothing to give back later */
     }
 }
@@ -1438,7 +1459,7 @@ void claim_on_ad(claim_t *self, const uint8_t peer[CPN_PK_LEN])
 static void s_act_timeout(claim_t *self, claim_pending_t *p, const s_arg_t *a)
 {
     (void)a;
-    if (p->next == 0 || p->tries >= self->b->pol->limits.claim_tries) {
+    if (p->next == 0 || p->tries >= s_pol(self)->limits.claim_tries) {
         /* Its intent stays in doubt: the same request sent again asks this peer first. */
         if (p->state == CS_IN_DOUBT) {
             char kid[CPN_KID_LEN], why[CPN_REASON_MAX];
@@ -1448,7 +1469,7 @@ static void s_act_timeout(claim_t *self, claim_pending_t *p, const s_arg_t *a)
                      "not answer; it is not served elsewhere until %s answers: send it "
                      "again later",
                      kid, kid);
-            self->b->stats.in_doubt++;
+            self->svc.stats->in_doubt++;
             s_finish_nack(self, p, CPN_E_TIMEOUT, why);
             return;
         }
@@ -1468,7 +1489,7 @@ void claim_tick(claim_t *self, uint64_t now_mono)
         claim_pending_t *p = &self->pending[i];
         if (p->state < CS_CLAIMING || now_mono < p->deadline_mono)
             continue;
-        self->b->stats.claim_timeouts++;
+        self->svc.stats->claim_timeouts++;
         s_fire(self, p, CE_TIMEOUT, NULL);
     }
     claim_relay_tick(self->relay, now_mono);

@@ -2,10 +2,11 @@
  * RENEW/RELEASE relays (claim.c explains the request state machine).
  *
  * An object of its own: it owns the requests in flight (their slots, the batch window, the
- * table of CLAIMs waiting for an answer) and the relays. It is created with the broker whose
- * services it calls down to (send.c's ways out, the book, the ledger, the signer, the policy
- * of the moment) and a clock it reads time through. Nothing calls it but the event loop
- * (server.c) and, through a callback the server wires, the federation.
+ * table of CLAIMs waiting for an answer) and the relays. It is created with the services it
+ * calls down to and nothing more (claim_svc_t: the ways out, the book, the ledger, the
+ * signer, the policy of the moment, the counters) and a clock it reads time through; it
+ * never sees the broker. Nothing calls it but the event loop (server.c, which wires the
+ * services) and, through a callback the server wires, the federation.
  */
 #ifndef CPN_CLAIM_H
 #define CPN_CLAIM_H
@@ -14,14 +15,63 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "book.h"
+#include "broker_types.h"
 #include "envelope.h"
 #include "identity.h"
+#include "ledger.h"
 #include "msg.h"
+#include "outbox.h"
+#include "policy.h"
+#include "sigcache.h"
+#include "transport.h"
 
-typedef struct broker broker_t;
-typedef struct broker_rx broker_rx_t;
-typedef struct broker_fwd_ref broker_fwd_ref_t;
 typedef struct claim claim_t;
+
+/* The ways out, each called with `ctx` (server.c: the broker, its send.c and federation.c;
+ * tests: a fake that captures). They call nothing of this module back. */
+typedef struct {
+    void *ctx;
+    /* Sign and send a message to a connection; send a frame built already. */
+    int (*send)(void *ctx, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                const void *body);
+    int (*send_frame)(void *ctx, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                      size_t len);
+    void (*nack)(void *ctx, const uint8_t *rid, size_t rid_len, const char *ref, uint64_t ref_seq,
+                 int code, const char *reason);
+    /* Frames that leave only once the ledger has committed (outbox.h); see broker_queue and
+     * broker_queue_grant in broker.h. */
+    int (*queue)(void *ctx, outbox_item_t *item);
+    void (*queue_grant)(void *ctx, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                        size_t len, const char *ref, uint64_t ref_seq);
+    /* A refused message, counted by its code. */
+    void (*count_refusal)(void *ctx, int code);
+    /* Where a key's connection is (NULL: none). */
+    const broker_route_t *(*route)(void *ctx, const uint8_t key[CPN_PK_LEN]);
+    /* The federation: send `frame` to `peer` through member `via` (federation_forward), and
+     * pass back an answer we carried for another broker (federation_peer_answer). */
+    int (*forward)(void *ctx, const uint8_t via[CPN_PK_LEN], const uint8_t *frame, size_t len,
+                   const broker_fwd_ref_t *ref);
+    bool (*peer_answer)(void *ctx, const cpn_env_t *answer, uint64_t claim_seq,
+                        const uint8_t *tenant, const char *req_id, const char *lease_id);
+} claim_out_t;
+
+struct obs;
+
+/* What the claim module touches, and only that; none of it owned. The policy, the limits and
+ * the HTTP listener are reached through the owner's pointer, as a reload replaces them. */
+typedef struct {
+    claim_out_t out;
+    ledger_t *ledger;
+    struct spend *spend; /* tenants' spend in their budget period (spend.h) */
+    book_t *book;
+    policy_t *const *pol;     /* the policy of the moment: *pol */
+    const cpn_limits_t *lim;  /* frame limits of the moment */
+    cpn_sigcache_t *sigcache; /* signatures verified already */
+    cpn_signer_t *signer;     /* signs as the broker (signer->id: our identity) */
+    broker_stats_t *stats;    /* the broker's counters */
+    struct obs *const *obs;   /* latencies are observed while *obs is not NULL */
+} claim_svc_t;
 
 /* The time seam: wall-clock and monotonic milliseconds (common/clock.h by default). */
 typedef struct {
@@ -35,9 +85,10 @@ typedef struct {
     uint64_t late;    /* answers (LEASE, NACK) for no request waiting */
 } claim_stats_t;
 
-/* A claim module for up to max_pending requests in flight, calling down to `broker` (not
- * owned; it outlives the module). clock NULL: common/clock.h. NULL if out of memory. */
-claim_t *claim_new(broker_t *broker, size_t max_pending, const claim_clock_t *clock);
+/* A claim module for up to max_pending requests in flight, calling down to the services in
+ * *svc (copied; what they point to outlives the module). clock NULL: common/clock.h. NULL if
+ * out of memory. */
+claim_t *claim_new(const claim_svc_t *svc, size_t max_pending, const claim_clock_t *clock);
 /* Free it and every request still held (no answer is sent: claim_stop does that). Accepts
  * NULL; clears *self_p. */
 void claim_destroy(claim_t **self_p);

@@ -10,9 +10,7 @@
 
 #include <sodium.h>
 
-#include "broker.h"
 #include "claim_relay.h"
-#include "federation.h"
 #include "log.h"
 
 /* A tenant's RENEW or RELEASE relayed to a peer, waiting for its answer. */
@@ -29,18 +27,18 @@ typedef struct {
 } s_op_t;
 
 struct claim_relay {
-    broker_t *b; /* not owned */
+    const claim_svc_t *svc; /* the claim module's (claim.h), not owned */
     claim_clock_t clock;
     s_op_t ops[BROKER_OPS_MAX];
     size_t ops_top; /* every op in use is in ops[0 .. ops_top) (claim_relay_tick lowers it) */
 };
 
-claim_relay_t *claim_relay_new(broker_t *broker, const claim_clock_t *clock)
+claim_relay_t *claim_relay_new(const claim_svc_t *svc, const claim_clock_t *clock)
 {
     claim_relay_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->b = broker;
+    self->svc = svc;
     self->clock = *clock;
     return self;
 }
@@ -53,29 +51,29 @@ void claim_relay_destroy(claim_relay_t **self_p)
     *self_p = NULL;
 }
 
-int claim_reach(broker_t *b, const uint8_t peer[CPN_PK_LEN], bool *remote, uint8_t via[CPN_PK_LEN],
-                const broker_route_t **route)
+int claim_reach(const claim_svc_t *svc, const uint8_t peer[CPN_PK_LEN], bool *remote,
+                uint8_t via[CPN_PK_LEN], const broker_route_t **route)
 {
-    const book_peer_t *bp = book_peer(b->book, peer);
+    const book_peer_t *bp = book_peer(svc->book, peer);
     *remote = bp && !sodium_is_zero(bp->via, CPN_PK_LEN);
     *route = NULL;
     if (*remote) {
         memcpy(via, bp->via, CPN_PK_LEN);
         return CPN_OK;
     }
-    *route = broker_route(b, peer);
+    *route = svc->out.route(svc->out.ctx, peer);
     return *route ? CPN_OK : CPN_E_UNREACHABLE;
 }
 
-int claim_grant_build(broker_t *b, const cpn_env_t *lenv, const char *request_id, uint8_t **frame_p,
-                      size_t *len)
+int claim_grant_build(const claim_svc_t *svc, const cpn_env_t *lenv, const char *request_id,
+                      uint8_t **frame_p, size_t *len)
 {
     cpn_grant_t g;
     memset(&g, 0, sizeof g);
     g.lease.ptr = lenv->frame;
     g.lease.len = lenv->frame_len;
     snprintf(g.request_id, sizeof g.request_id, "%s", request_id);
-    return cpn_signer_build(&b->signer, CPN_MSG_GRANT, &g, frame_p, len);
+    return cpn_signer_build(svc->signer, CPN_MSG_GRANT, &g, frame_p, len);
 }
 
 static s_op_t *s_op_find(const claim_relay_t *self, const uint8_t peer[CPN_PK_LEN],
@@ -105,18 +103,20 @@ bool claim_relay_lease(claim_relay_t *self, const cpn_env_t *lenv, const cpn_lea
         return false;
     uint8_t *grant = NULL;
     size_t len = 0;
-    int r = strcmp(lease->state, "released") == 0
-                ? ledger_release(self->b->ledger, lenv->from, lease->lease_id, self->clock.now_ms())
-                : ledger_renew(self->b->ledger, lenv->from, lease->lease_id, lease->end_ms,
-                               lease->renewals);
+    int r =
+        strcmp(lease->state, "released") == 0
+            ? ledger_release(self->svc->ledger, lenv->from, lease->lease_id, self->clock.now_ms())
+            : ledger_renew(self->svc->ledger, lenv->from, lease->lease_id, lease->end_ms,
+                           lease->renewals);
     if (r != CPN_OK && r != CPN_E_EXPIRED)
         log_warn("ledger", "lease %s: %s", lease->lease_id, cpn_errname(r));
     if (r == CPN_E_DB)
-        broker_nack(self->b, op->rid, op->rid_len, lease->lease_id, op->tenant_seq, CPN_E_DB,
-                    "the peer answered but the broker could not record it");
-    else if (claim_grant_build(self->b, lenv, request_id, &grant, &len) == CPN_OK)
-        broker_queue_grant(self->b, op->rid, op->rid_len, &grant, len, lease->lease_id,
-                           op->tenant_seq);
+        self->svc->out.nack(self->svc->out.ctx, op->rid, op->rid_len, lease->lease_id,
+                            op->tenant_seq, CPN_E_DB,
+                            "the peer answered but the broker could not record it");
+    else if (claim_grant_build(self->svc, lenv, request_id, &grant, &len) == CPN_OK)
+        self->svc->out.queue_grant(self->svc->out.ctx, op->rid, op->rid_len, &grant, len,
+                                   lease->lease_id, op->tenant_seq);
     free(grant);
     memset(op, 0, sizeof *op);
     return true;
@@ -128,7 +128,8 @@ bool claim_relay_nack(claim_relay_t *self, const uint8_t peer[CPN_PK_LEN], uint6
     s_op_t *op = s_op_find(self, peer, NULL, tenant_seq);
     if (!op)
         return false;
-    broker_nack(self->b, op->rid, op->rid_len, nack->ref, op->tenant_seq, nack->code, nack->reason);
+    self->svc->out.nack(self->svc->out.ctx, op->rid, op->rid_len, nack->ref, op->tenant_seq,
+                        nack->code, nack->reason);
     memset(op, 0, sizeof *op);
     return true;
 }
@@ -137,17 +138,18 @@ void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
                               const uint8_t peer[CPN_PK_LEN], const char *lease_id)
 {
     /* The audit log is a record, not a gate: a failed write is logged and the work goes on. */
-    int ra = ledger_audit(self->b->ledger, rx->env.ts_ms, cpn_msg_name(rx->env.type), rx->env.from,
-                          CPN_OK, rx->env.frame, rx->env.frame_len);
+    int ra = ledger_audit(self->svc->ledger, rx->env.ts_ms, cpn_msg_name(rx->env.type),
+                          rx->env.from, CPN_OK, rx->env.frame, rx->env.frame_len);
     if (ra != CPN_OK)
         log_warn("ledger", "audit of a %s not written: %s", cpn_msg_name(rx->env.type),
                  cpn_errname(ra));
     const broker_route_t *route = NULL;
     uint8_t via[CPN_PK_LEN];
     bool remote = false;
-    if (claim_reach(self->b, peer, &remote, via, &route) != CPN_OK) {
-        broker_nack(self->b, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_UNREACHABLE,
-                    "the lease's peer is not reachable from this broker");
+    if (claim_reach(self->svc, peer, &remote, via, &route) != CPN_OK) {
+        self->svc->out.nack(self->svc->out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq,
+                            CPN_E_UNREACHABLE,
+                            "the lease's peer is not reachable from this broker");
         return;
     }
     s_op_t *op = NULL;
@@ -158,8 +160,8 @@ void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
                 self->ops_top = i + 1;
         }
     if (!op) {
-        broker_nack(self->b, rx->rid, rx->rid_len, lease_id, rx->env.seq, CPN_E_BUSY,
-                    "too many renewals and releases in flight");
+        self->svc->out.nack(self->svc->out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq,
+                            CPN_E_BUSY, "too many renewals and releases in flight");
         return;
     }
     op->used = true;
@@ -170,19 +172,19 @@ void claim_relay_on_tenant_op(claim_relay_t *self, const broker_rx_t *rx,
     snprintf(op->lease_id, sizeof op->lease_id, "%s", lease_id);
     op->tenant_seq = rx->env.seq;
     op->kind = rx->env.type;
-    op->deadline_mono = self->clock.mono_ms() + self->b->pol->limits.claim_timeout_s * 1000;
+    op->deadline_mono = self->clock.mono_ms() + (*self->svc->pol)->limits.claim_timeout_s * 1000;
     int r;
     if (remote) {
         broker_fwd_ref_t ref = {.kind = rx->env.type, .tenant_seq = rx->env.seq};
         memcpy(ref.peer, peer, CPN_PK_LEN);
         snprintf(ref.lease_id, sizeof ref.lease_id, "%s", lease_id);
-        r = federation_forward(self->b, via, rx->env.frame, rx->env.frame_len, &ref);
+        r = self->svc->out.forward(self->svc->out.ctx, via, rx->env.frame, rx->env.frame_len, &ref);
     } else
-        r = broker_send_frame(self->b, route->rid, route->rid_len, rx->env.frame,
-                              rx->env.frame_len);
+        r = self->svc->out.send_frame(self->svc->out.ctx, route->rid, route->rid_len, rx->env.frame,
+                                      rx->env.frame_len);
     if (r != CPN_OK) {
-        broker_nack(self->b, rx->rid, rx->rid_len, lease_id, rx->env.seq,
-                    r == CPN_E_UNREACHABLE ? r : CPN_E_BUSY, NULL);
+        self->svc->out.nack(self->svc->out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq,
+                            r == CPN_E_UNREACHABLE ? r : CPN_E_BUSY, NULL);
         memset(op, 0, sizeof *op);
     }
 }
@@ -196,8 +198,8 @@ void claim_relay_tick(claim_relay_t *self, uint64_t now_mono)
         if (op->used && now_mono < op->deadline_mono)
             top = i + 1;
         if (op->used && now_mono >= op->deadline_mono) {
-            broker_nack(self->b, op->rid, op->rid_len, op->lease_id, op->tenant_seq, CPN_E_TIMEOUT,
-                        "the peer did not answer");
+            self->svc->out.nack(self->svc->out.ctx, op->rid, op->rid_len, op->lease_id,
+                                op->tenant_seq, CPN_E_TIMEOUT, "the peer did not answer");
             memset(op, 0, sizeof *op);
         }
     }

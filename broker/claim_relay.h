@@ -2,7 +2,8 @@
  * answer (a LEASE renewed or released, or a NACK) relayed back as a GRANT or a NACK.
  *
  * Owned by the claim module (claim.c), which hands it the answers it recognises as a
- * relay's; it calls only down (send.c, the ledger, the federation's forward), never back.
+ * relay's; it calls only down (the claim module's services: the ways out, the ledger, the
+ * federation's forward), never back.
  * Also home to two things both share: where a peer is reached, and the GRANT countersigning.
  */
 #ifndef CPN_CLAIM_RELAY_H
@@ -15,8 +16,9 @@
 
 typedef struct claim_relay claim_relay_t;
 
-/* Relays for `broker` (not owned), reading time through clock. NULL if out of memory. */
-claim_relay_t *claim_relay_new(broker_t *broker, const claim_clock_t *clock);
+/* Relays calling down to *svc (not owned: the claim module's), reading time through clock.
+ * NULL if out of memory. */
+claim_relay_t *claim_relay_new(const claim_svc_t *svc, const claim_clock_t *clock);
 void claim_relay_destroy(claim_relay_t **self_p);
 
 /* Relay the tenant's RENEW or RELEASE (rx) to `peer`; the tenant gets a NACK if it cannot. */
@@ -39,10 +41,10 @@ void claim_relay_tick(claim_relay_t *self, uint64_t now_mono);
 
 /* Where a peer is reached: through the member its offer came from (*remote, via filled), or
  * its own connection to us (*route). CPN_E_UNREACHABLE if neither. */
-int claim_reach(broker_t *b, const uint8_t peer[CPN_PK_LEN], bool *remote, uint8_t via[CPN_PK_LEN],
-                const broker_route_t **route);
+int claim_reach(const claim_svc_t *svc, const uint8_t peer[CPN_PK_LEN], bool *remote,
+                uint8_t via[CPN_PK_LEN], const broker_route_t **route);
 /* GRANT = the peer's LEASE countersigned by us. *frame_p malloc'd (the caller frees it). */
-int claim_grant_build(broker_t *b, const cpn_env_t *lenv, const char *request_id, uint8_t **frame_p,
-                      size_t *len);
+int claim_grant_build(const claim_svc_t *svc, const cpn_env_t *lenv, const char *request_id,
+                      uint8_t **frame_p, size_t *len);
 
 #endif

@@ -1,5 +1,6 @@
 /* fed_check.c - checks of what federation members send; see fed_check.h. */
 #include "fed_check.h"
+#include "msg_typed.h"
 
 #include <string.h>
 
@@ -22,7 +23,7 @@ int fed_route_open(const cpn_limits_t *lim, cpn_sigcache_t *sc, uint32_t max_hop
         if (++n > max_hops)
             return CPN_E_DEPTH;
         cpn_forward_t fw;
-        if ((r = cpn_msg_decode(&env, lim, &fw)) != CPN_OK)
+        if ((r = cpn_forward_decode(&env, lim, &fw)) != CPN_OK)
             return r;
         if (memcmp(fw.to, peer, CPN_PK_LEN) != 0 || fw.ref_seq != 0)
             return CPN_E_SCHEMA;
@@ -34,20 +35,20 @@ int fed_route_open(const cpn_limits_t *lim, cpn_sigcache_t *sc, uint32_t max_hop
         return CPN_E_SCHEMA;
     if (env.type == CPN_MSG_CLAIM) {
         cpn_claim_t c;
-        if ((r = cpn_msg_decode(&env, lim, &c)) != CPN_OK)
+        if ((r = cpn_claim_decode(&env, lim, &c)) != CPN_OK)
             return r;
         /* The originating broker signs both its CLAIM and the first FORWARD. */
         if (memcmp(env.from, signer, CPN_PK_LEN) != 0 || memcmp(c.peer, peer, CPN_PK_LEN) != 0)
             return CPN_E_SCHEMA;
     } else if (env.type == CPN_MSG_RENEW) {
         cpn_renew_t rn;
-        if ((r = cpn_msg_decode(&env, lim, &rn)) != CPN_OK)
+        if ((r = cpn_renew_decode(&env, lim, &rn)) != CPN_OK)
             return r;
         if (memcmp(rn.peer, peer, CPN_PK_LEN) != 0)
             return CPN_E_SCHEMA;
     } else if (env.type == CPN_MSG_RELEASE) {
         cpn_release_t rl;
-        if ((r = cpn_msg_decode(&env, lim, &rl)) != CPN_OK)
+        if ((r = cpn_release_decode(&env, lim, &rl)) != CPN_OK)
             return r;
         if (memcmp(rl.peer, peer, CPN_PK_LEN) != 0)
             return CPN_E_SCHEMA;
@@ -77,7 +78,7 @@ int fed_answer_open(const cpn_limits_t *lim, cpn_sigcache_t *sc, uint32_t max_ho
             return r;
         if (env.type != CPN_MSG_FORWARD)
             break;
-        if ((r = cpn_msg_decode(&env, lim, &in)) != CPN_OK)
+        if ((r = cpn_forward_decode(&env, lim, &in)) != CPN_OK)
             return r;
         if (in.ref_seq == 0)
             return CPN_E_SCHEMA;

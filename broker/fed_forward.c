@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "msg_typed.h"
 
 /* For logs: the request (a claim) or the lease (a renewal or release) it is about. */
 static const char *s_what(const fed_fwd_t *e)
@@ -96,24 +97,21 @@ static int s_describe(broker_t *self, const cpn_env_t *inner, const uint8_t peer
         cpn_claim_t c;
         cpn_env_t renv;
         cpn_request_t req;
-        if ((r = cpn_msg_decode(inner, &self->lim, &c)) != CPN_OK ||
-            (r = cpn_env_open(c.request.ptr, c.request.len, &self->lim, &renv)) != CPN_OK)
-            return r;
-        if (renv.type != CPN_MSG_REQUEST)
-            return CPN_E_SCHEMA;
-        if ((r = cpn_msg_decode(&renv, &self->lim, &req)) != CPN_OK)
+        if ((r = cpn_claim_decode(inner, &self->lim, &c)) != CPN_OK ||
+            (r = cpn_env_open(c.request.ptr, c.request.len, &self->lim, &renv)) != CPN_OK ||
+            (r = cpn_request_decode(&renv, &self->lim, &req)) != CPN_OK)
             return r;
         e->ref.claim_seq = inner->seq;
         memcpy(e->tenant, renv.from, CPN_PK_LEN);
         snprintf(e->req_id, sizeof e->req_id, "%s", req.id);
     } else if (inner->type == CPN_MSG_RENEW) {
         cpn_renew_t rn;
-        if ((r = cpn_msg_decode(inner, &self->lim, &rn)) != CPN_OK)
+        if ((r = cpn_renew_decode(inner, &self->lim, &rn)) != CPN_OK)
             return r;
         snprintf(e->ref.lease_id, sizeof e->ref.lease_id, "%s", rn.lease_id);
     } else {
         cpn_release_t rl;
-        if ((r = cpn_msg_decode(inner, &self->lim, &rl)) != CPN_OK)
+        if ((r = cpn_release_decode(inner, &self->lim, &rl)) != CPN_OK)
             return r;
         snprintf(e->ref.lease_id, sizeof e->ref.lease_id, "%s", rl.lease_id);
     }
@@ -138,7 +136,7 @@ static int s_home(broker_t *self, const broker_rx_t *rx, const cpn_env_t *inner,
         goto out;
     }
     cpn_claim_t c;
-    if ((r = cpn_msg_decode(inner, &self->lim, &c)) != CPN_OK)
+    if ((r = cpn_claim_decode(inner, &self->lim, &c)) != CPN_OK)
         goto out;
     c.route.ptr = rx->env.frame;
     c.route.len = rx->env.frame_len;

@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "link.h"
 #include "log.h"
+#include "msg_typed.h"
 
 fed_link_t *fed_link_find(broker_t *self, const uint8_t key[CPN_PK_LEN])
 {
@@ -213,7 +214,7 @@ static void s_link_drain(broker_t *self, fed_link_t *l)
         if (r == CPN_OK && cpn_env_parse(frame, len, &self->lim, &env) == CPN_OK &&
             memcmp(env.from, l->key, CPN_PK_LEN) == 0 &&
             cpn_sigcache_verify(self->sigcache, &env) == CPN_OK) {
-            if (env.type == CPN_MSG_ERROR && cpn_msg_decode(&env, &self->lim, &e) == CPN_OK)
+            if (cpn_error_decode(&env, &self->lim, &e) == CPN_OK)
                 log_warn("fed", "member %s refused our message seq %" PRIu64 ": %s (%s)", l->name,
                          e.ref_seq, cpn_errname(e.code), e.reason);
             else

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "msg_typed.h"
 
 /* ---- the rules, pure ---- */
 
@@ -128,7 +129,7 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
     uint32_t n_packages = 0;
     if (in.type == CPN_MSG_AD) {
         cpn_ad_t ad;
-        if ((r = cpn_msg_decode(&in, &self->lim, &ad)) != CPN_OK)
+        if ((r = cpn_ad_decode(&in, &self->lim, &ad)) != CPN_OK)
             goto refuse;
         if (in.ts_ms + (uint64_t)ad.ttl_s * 1000 <= now) {
             cpn_ad_clear(&ad);
@@ -141,7 +142,7 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
         cpn_ad_clear(&ad);
     } else {
         cpn_withdraw_t w;
-        if ((r = cpn_msg_decode(&in, &self->lim, &w)) != CPN_OK)
+        if ((r = cpn_withdraw_decode(&in, &self->lim, &w)) != CPN_OK)
             goto refuse;
         r = book_withdraw_from(self->book, in.from, in.seq, in.frame, in.frame_len, l->key,
                                relay->hops);

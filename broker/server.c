@@ -8,6 +8,7 @@
  * twice); seq and timestamp (replay guard); only then the body is decoded and the handler
  * for the type runs.
  */
+#include "msg_typed.h"
 #include "server.h"
 
 #include <inttypes.h>
@@ -185,7 +186,7 @@ static void s_on_resend(broker_t *self, const broker_rx_t *rx, s_body_t *b)
         goto refuse;
     }
     if ((r = cpn_sigcache_verify(self->sigcache, &in.env)) != CPN_OK ||
-        (r = cpn_msg_decode(&in.env, &self->lim, &lease)) != CPN_OK)
+        (r = cpn_lease_decode(&in.env, &self->lim, &lease)) != CPN_OK)
         goto refuse;
     if (!rematch_on_lease(self, &in, &lease))
         claim_on_lease(self->claim, &in, &lease);
@@ -405,6 +406,86 @@ static void s_remote_answer(broker_t *self, const cpn_env_t *answer,
     claim_on_remote_answer(self->claim, answer, ref);
 }
 
+/* ---- the claim module's ways out (claim.h): send.c and federation.c, on this broker ---- */
+
+static int s_out_send(void *ctx, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                      const void *body)
+{
+    return broker_send(ctx, rid, rid_len, type, body);
+}
+
+static int s_out_send_frame(void *ctx, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                            size_t len)
+{
+    return broker_send_frame(ctx, rid, rid_len, frame, len);
+}
+
+static void s_out_nack(void *ctx, const uint8_t *rid, size_t rid_len, const char *ref,
+                       uint64_t ref_seq, int code, const char *reason)
+{
+    broker_nack(ctx, rid, rid_len, ref, ref_seq, code, reason);
+}
+
+static int s_out_queue(void *ctx, outbox_item_t *item)
+{
+    return broker_queue(ctx, item);
+}
+
+static void s_out_queue_grant(void *ctx, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                              size_t len, const char *ref, uint64_t ref_seq)
+{
+    broker_queue_grant(ctx, rid, rid_len, frame_p, len, ref, ref_seq);
+}
+
+static void s_out_count_refusal(void *ctx, int code)
+{
+    broker_count_refusal(ctx, code);
+}
+
+static const broker_route_t *s_out_route(void *ctx, const uint8_t key[CPN_PK_LEN])
+{
+    return broker_route(ctx, key);
+}
+
+static int s_out_forward(void *ctx, const uint8_t via[CPN_PK_LEN], const uint8_t *frame,
+                         size_t len, const broker_fwd_ref_t *ref)
+{
+    return federation_forward(ctx, via, frame, len, ref);
+}
+
+static bool s_out_peer_answer(void *ctx, const cpn_env_t *answer, uint64_t claim_seq,
+                              const uint8_t *tenant, const char *req_id, const char *lease_id)
+{
+    return federation_peer_answer(ctx, answer, claim_seq, tenant, req_id, lease_id);
+}
+
+/* The claim module, given what it touches of this broker and nothing else. */
+static claim_t *s_claim_new(broker_t *self)
+{
+    claim_svc_t svc = {
+        .out = {.ctx = self,
+                .send = s_out_send,
+                .send_frame = s_out_send_frame,
+                .nack = s_out_nack,
+                .queue = s_out_queue,
+                .queue_grant = s_out_queue_grant,
+                .count_refusal = s_out_count_refusal,
+                .route = s_out_route,
+                .forward = s_out_forward,
+                .peer_answer = s_out_peer_answer},
+        .ledger = self->ledger,
+        .spend = self->spend,
+        .book = self->book,
+        .pol = &self->pol,
+        .lim = &self->lim,
+        .sigcache = self->sigcache,
+        .signer = &self->signer,
+        .stats = &self->stats,
+        .obs = &self->obs,
+    };
+    return claim_new(&svc, self->pol->limits.max_pending, NULL);
+}
+
 int server_new(const char *policy_path, broker_t **out)
 {
     broker_t *self = calloc(1, sizeof *self);
@@ -425,7 +506,6 @@ int server_new(const char *policy_path, broker_t **out)
     self->signer.id = self->id;
     r = CPN_E_NOMEM;
     self->routes = calloc(BROKER_ROUTES_MAX, sizeof *self->routes);
-    self->claim = claim_new(self, p->limits.max_pending, NULL);
     self->rematch = rematch_new();
     self->book = book_new(p->limits.max_offers);
     self->replay = cpn_replay_new(p->limits.replay_capacity, p->limits.skew_s * 1000);
@@ -436,15 +516,21 @@ int server_new(const char *policy_path, broker_t **out)
         ratelimit_new(p->limits.rate_refusals, p->limits.rate_refusals, p->limits.rate_senders);
     self->zctx = zmq_ctx_new();
     self->outbox = outbox_new();
-    if (!self->routes || !self->claim || !self->rematch || !self->book || !self->replay || !self->sigcache ||
+    if (!self->routes || !self->rematch || !self->book || !self->replay || !self->sigcache ||
         !self->rate || !self->refusal_rate || !self->zctx || !self->outbox)
         goto out;
     if ((r = ledger_open(p->broker.ledger_path, &self->ledger)) != CPN_OK) {
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
         goto out;
     }
+    if ((r = spend_open(self->ledger, &self->spend)) != CPN_OK)
+        goto out;
+    if (!(self->claim = s_claim_new(self))) { /* after the book, the ledger, the sigcache,
+                                                 the spend reader */
+        r = CPN_E_NOMEM;
+        goto out;
+    }
     if ((r = usage_log_open(self->ledger, &self->usage)) != CPN_OK ||
-        (r = spend_open(self->ledger, &self->spend)) != CPN_OK ||
         (r = s_apply_limits(self)) != CPN_OK)
         goto out;
     cpn_curve_t curve = {.enabled = p->broker.curve, .self = self->id};

@@ -208,6 +208,18 @@ static int s_claim_terms(s_ctx_t *c)
         return s_fail(c, CPN_E_CHAIN,
                       "CLAIM price %" PRIu64 " above the request's ceiling %" PRIu64, cl->price,
                       q->max_price);
+    /* The terms a peer holds a new grant to (docs/PROTOCOL.md, "terms at a peer"): an unsplit
+     * REQUEST is claimed whole, and a broker never shortens the duration asked. A replacement
+     * (`replaces`) is held to the rest of the lease it replaces instead, which only the NOTICE
+     * it carries tells: the peer opens that (grant_check_replacement). */
+    if (!cl->replaces.len && !q->split && cl->units != q->units)
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM units %" PRIu32 " are not the %" PRIu32 " of an unsplit request",
+                      cl->units, q->units);
+    if (!cl->replaces.len && cl->duration_s != q->duration_s)
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM duration %" PRIu64 " s is not the %" PRIu64 " s requested",
+                      cl->duration_s, q->duration_s);
     /* The whole lease at the CLAIM's terms, priced by the usage rule (usage.h): the ceiling
      * is on what the tenant can be billed for this CLAIM's units. */
     uint64_t cost = 0;

@@ -16,7 +16,8 @@
  *     start + duration_s * 1000 once "released" (the release time); a renewed "active" lease
  *     ends at least renewals seconds after start + duration (each RENEW adds >= 1 s);
  *     CLAIM units in 1..REQUEST units, duration in 1..REQUEST duration, price <= the REQUEST's
- *     max_price when it set one;
+ *     max_price when it set one; unless the CLAIM `replaces` a revoked lease, units = the
+ *     REQUEST's when it is not split, and duration = the REQUEST's;
  *   - a route: FORWARDs only, each naming the CLAIM's peer, no ref_seq, hops counting down to
  *     1 at the innermost, at most max_hops of them, around one CLAIM (no route of its own)
  *     signed by the innermost FORWARD's signer, asking for exactly what the outer CLAIM asks

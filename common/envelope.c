@@ -13,16 +13,14 @@
 
 static const char *const s_names[] = {
     NULL,
-#define CPN_MSG(e, name, roles) name,
+#define CPN_TYPE(e, name, stem, roles) name,
 #include "msg_schema.def"
-#undef CPN_MSG
 };
 
 static const unsigned s_roles[] = {
     0,
-#define CPN_MSG(e, name, roles) (roles),
+#define CPN_TYPE(e, name, stem, roles) (roles),
 #include "msg_schema.def"
-#undef CPN_MSG
 };
 
 const char *cpn_msg_name(cpn_msg_type_t type)

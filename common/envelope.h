@@ -33,9 +33,8 @@ typedef enum {
 
 typedef enum {
     CPN_MSG_NONE = 0,
-#define CPN_MSG(e, name, roles) CPN_MSG_##e,
+#define CPN_TYPE(e, name, stem, roles) CPN_MSG_##e,
 #include "msg_schema.def"
-#undef CPN_MSG
     CPN_MSG__COUNT
 } cpn_msg_type_t;
 

@@ -441,6 +441,12 @@ static int s_unpack_list(const msgpack_object *o, cpn_namelist_t *l)
     return CPN_OK;
 }
 
+const mp_field_t *cpn_request_fields(size_t *n)
+{
+    *n = sizeof s_request_fields / sizeof s_request_fields[0];
+    return s_request_fields;
+}
+
 int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r)
 {
     s_request_dec_t tmp;

@@ -15,6 +15,7 @@
 
 #include "err.h"
 #include "hints.h"
+#include "mp.h"
 
 #define CPN_NAME_MAX 64    /* ids, models, vendors, regions: at most 63 bytes */
 #define CPN_CLASS_MAX 16   /* storage class */
@@ -121,6 +122,10 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p) CPN_WUR;
 int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p) CPN_WUR;
 int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r) CPN_WUR;
 int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r) CPN_WUR;
+/* REQUEST's keys on the wire, in encoding order (the list keys, kind MPF_OBJ, last): the
+ * schema of the one message type whose body is not declared in msg_schema.def, for the test
+ * that checks docs/PROTOCOL.md against it. Static; *n set to the count. */
+const mp_field_t *cpn_request_fields(size_t *n);
 
 /* Does package p satisfy every hard constraint of r, with p->free units for it (1 if
  * r->split)? Returns CPN_C_OK if yes, else the first failing constraint in enum order (see

@@ -502,11 +502,9 @@ static bool s_replay_of(const cpn_env_t *env, uint64_t seq)
 {
     cpn_nack_t nack;
     cpn_error_t err;
-    memset(&nack, 0, sizeof nack);
-    memset(&err, 0, sizeof err);
-    if (env->type == CPN_MSG_NACK && cpn_msg_decode(env, &cpn_limits_default, &nack) == CPN_OK)
+    if (cpn_nack_decode(env, &cpn_limits_default, &nack) == CPN_OK)
         return nack.code == CPN_E_REPLAY && nack.ref_seq == seq;
-    if (env->type == CPN_MSG_ERROR && cpn_msg_decode(env, &cpn_limits_default, &err) == CPN_OK)
+    if (cpn_error_decode(env, &cpn_limits_default, &err) == CPN_OK)
         return err.code == CPN_E_REPLAY && err.ref_seq == seq;
     return false;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "fed_check.h"
+#include "msg_typed.h"
 #include "seal.h"
 
 #define S_MAX_HOPS 8 /* the policy's default federation.max_hops */
@@ -72,7 +73,7 @@ static void s_sync(const uint8_t *body, size_t len)
     env.type = CPN_MSG_SYNC;
     env.body = body;
     env.body_len = len;
-    if (cpn_msg_decode(&env, &cpn_limits_default, &s) != CPN_OK || fed_sync_check(&s) != CPN_OK)
+    if (cpn_sync_decode(&env, &cpn_limits_default, &s) != CPN_OK || fed_sync_check(&s) != CPN_OK)
         return;
     /* A digest that passed is sorted: every entry is found, with its own seq. */
     for (size_t i = 0; i < s.entries.len / CPN_SYNC_ENTRY_LEN; i++) {

@@ -666,7 +666,7 @@ static void s_on_renew(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
     int r;
     memset(&renew, 0, sizeof renew);
     memset(&row, 0, sizeof row);
-    if ((r = cpn_msg_decode(env, &cpn_limits_default, &renew)) != CPN_OK) {
+    if ((r = cpn_renew_decode(env, &cpn_limits_default, &renew)) != CPN_OK) {
         why = "RENEW body";
         goto refuse;
     }
@@ -713,7 +713,7 @@ static void s_on_release(peer_lease_t *self, peer_batch_t *batch, size_t broker,
     int r;
     memset(&rel, 0, sizeof rel);
     memset(&row, 0, sizeof row);
-    if ((r = cpn_msg_decode(env, &cpn_limits_default, &rel)) != CPN_OK) {
+    if ((r = cpn_release_decode(env, &cpn_limits_default, &rel)) != CPN_OK) {
         why = "RELEASE body";
         goto refuse;
     }
@@ -756,15 +756,12 @@ static void s_on_note(peer_lease_t *self, peer_batch_t *batch, size_t broker, co
 {
     (void)self;
     (void)batch;
-    if (env->type == CPN_MSG_ERROR) {
-        cpn_error_t e;
-        memset(&e, 0, sizeof e);
-        if (cpn_msg_decode(env, &cpn_limits_default, &e) == CPN_OK)
-            log_warn("lease", "broker %zu reports %s for seq %" PRIu64 ": %s", broker,
-                     cpn_errname(e.code), e.ref_seq, e.reason);
-    } else {
+    cpn_error_t e;
+    if (cpn_error_decode(env, &cpn_limits_default, &e) == CPN_OK)
+        log_warn("lease", "broker %zu reports %s for seq %" PRIu64 ": %s", broker,
+                 cpn_errname(e.code), e.ref_seq, e.reason);
+    else
         log_debug("lease", "broker %zu says %s", broker, cpn_msg_name(env->type));
-    }
 }
 
 /* STATUS {what: "notice", data: str lease id} from the broker of this connection: it recorded

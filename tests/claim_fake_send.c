@@ -1,18 +1,13 @@
-/* claim_fake_send.c - a stand-in for broker/send.c (and the two federation calls claim makes)
- * for tests/test_claim.c: nothing is signed onto a socket; every way out is captured in
- * g_sent, so a test reads what the claim module would have sent, in order.
- *
- * Why a link-time replacement and not a vtable in send.c: production code stays as it is
- * (direct calls, no indirection on the hot path, nothing to wire), and the test links this
- * file before libbroker.a so the archive's send.o and federation.o are never pulled in.
+/* claim_fake_send.c - the claim module's ways out (claim_out_t, claim.h) for
+ * tests/test_claim.c: nothing is signed onto a socket; every way out is captured in g_sent, so
+ * a test reads what the claim module would have sent, in order. No broker behind it: the
+ * context is the test's counters (broker_stats_t), and routes are a small table here.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
 #include "claim_fake_send.h"
-#include "federation.h"
 
 fake_sent_t g_sent[FAKE_SENT_MAX];
 size_t g_n_sent;
@@ -37,17 +32,17 @@ void fake_reset(void)
     memset(s_routes, 0, sizeof s_routes);
 }
 
-void broker_count_refusal(broker_t *self, int code)
+static void s_count_refusal(void *ctx, int code)
 {
-    (void)self;
+    (void)ctx;
     (void)code;
     g_refusals++;
 }
 
-int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
-                      size_t len)
+static int s_send_frame(void *ctx, const uint8_t *rid, size_t rid_len, const uint8_t *frame,
+                        size_t len)
 {
-    (void)self;
+    (void)ctx;
     (void)rid;
     (void)rid_len;
     fake_sent_t *s = s_slot();
@@ -61,10 +56,10 @@ int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const 
     return CPN_OK;
 }
 
-int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
-                const void *body)
+static int s_send(void *ctx, const uint8_t *rid, size_t rid_len, cpn_msg_type_t type,
+                  const void *body)
 {
-    (void)self;
+    (void)ctx;
     (void)rid;
     (void)rid_len;
     (void)body;
@@ -76,12 +71,13 @@ int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type
     return CPN_OK;
 }
 
-void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
-                 uint64_t ref_seq, int code, const char *reason)
+static void s_nack(void *ctx, const uint8_t *rid, size_t rid_len, const char *ref, uint64_t ref_seq,
+                   int code, const char *reason)
 {
+    broker_stats_t *stats = ctx;
     (void)rid;
     (void)rid_len;
-    self->stats.nacks++;
+    stats->nacks++;
     fake_sent_t *s = s_slot();
     if (s) {
         s->kind = FAKE_NACK;
@@ -93,9 +89,9 @@ void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char 
     }
 }
 
-int broker_queue(broker_t *self, outbox_item_t *item)
+static int s_queue(void *ctx, outbox_item_t *item)
 {
-    (void)self;
+    (void)ctx;
     fake_sent_t *s = s_slot();
     if (!s) {
         free(item->frame);
@@ -114,8 +110,8 @@ int broker_queue(broker_t *self, outbox_item_t *item)
     return CPN_OK;
 }
 
-void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
-                        size_t len, const char *ref, uint64_t ref_seq)
+static void s_queue_grant(void *ctx, const uint8_t *rid, size_t rid_len, uint8_t **frame_p,
+                          size_t len, const char *ref, uint64_t ref_seq)
 {
     outbox_item_t it;
     memset(&it, 0, sizeof it);
@@ -127,13 +123,11 @@ void broker_queue_grant(broker_t *self, const uint8_t *rid, size_t rid_len, uint
     *frame_p = NULL;
     snprintf(it.ref, sizeof it.ref, "%s", ref ? ref : "");
     it.ref_seq = ref_seq;
-    (void)broker_queue(self, &it);
+    (void)s_queue(ctx, &it);
 }
 
-void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8_t *rid,
-                      size_t rid_len)
+void fake_route_set(const uint8_t key[CPN_PK_LEN], const uint8_t *rid, size_t rid_len)
 {
-    (void)self;
     for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++)
         if (!s_routes[i].used || memcmp(s_routes[i].key, key, CPN_PK_LEN) == 0) {
             s_routes[i].used = true;
@@ -144,9 +138,9 @@ void broker_route_set(broker_t *self, const uint8_t key[CPN_PK_LEN], const uint8
         }
 }
 
-const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_PK_LEN])
+static const broker_route_t *s_route(void *ctx, const uint8_t key[CPN_PK_LEN])
 {
-    (void)self;
+    (void)ctx;
     for (size_t i = 0; i < sizeof s_routes / sizeof s_routes[0]; i++)
         if (s_routes[i].used && memcmp(s_routes[i].key, key, CPN_PK_LEN) == 0)
             return &s_routes[i];
@@ -154,10 +148,10 @@ const broker_route_t *broker_route(const broker_t *self, const uint8_t key[CPN_P
 }
 
 /* The test has no federation: no offer comes through a member, no answer is carried. */
-int federation_forward(broker_t *self, const uint8_t member[CPN_PK_LEN], const uint8_t *frame,
-                       size_t len, const broker_fwd_ref_t *ref)
+static int s_forward(void *ctx, const uint8_t member[CPN_PK_LEN], const uint8_t *frame, size_t len,
+                     const broker_fwd_ref_t *ref)
 {
-    (void)self;
+    (void)ctx;
     (void)member;
     (void)frame;
     (void)len;
@@ -165,14 +159,28 @@ int federation_forward(broker_t *self, const uint8_t member[CPN_PK_LEN], const u
     return CPN_E_UNREACHABLE;
 }
 
-bool federation_peer_answer(broker_t *self, const cpn_env_t *answer, uint64_t claim_seq,
-                            const uint8_t *tenant, const char *request_id, const char *lease_id)
+static bool s_peer_answer(void *ctx, const cpn_env_t *answer, uint64_t claim_seq,
+                          const uint8_t *tenant, const char *request_id, const char *lease_id)
 {
-    (void)self;
+    (void)ctx;
     (void)answer;
     (void)claim_seq;
     (void)tenant;
     (void)request_id;
     (void)lease_id;
     return false;
+}
+
+claim_out_t fake_out(broker_stats_t *stats)
+{
+    return (claim_out_t){.ctx = stats,
+                         .send = s_send,
+                         .send_frame = s_send_frame,
+                         .nack = s_nack,
+                         .queue = s_queue,
+                         .queue_grant = s_queue_grant,
+                         .count_refusal = s_count_refusal,
+                         .route = s_route,
+                         .forward = s_forward,
+                         .peer_answer = s_peer_answer};
 }

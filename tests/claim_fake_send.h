@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "claim.h"
 #include "identity.h"
 #include "msg.h"
 
@@ -31,5 +32,11 @@ extern uint64_t g_refusals;
 
 /* Forget what was captured and the routes. */
 void fake_reset(void);
+
+/* The ways out that capture into g_sent; a NACK is also counted in stats->nacks. No member
+ * is reachable (forward: CPN_E_UNREACHABLE) and no answer is carried back. */
+claim_out_t fake_out(broker_stats_t *stats);
+/* Where `key` is reached (routes for s_route; up to 8). */
+void fake_route_set(const uint8_t key[CPN_PK_LEN], const uint8_t *rid, size_t rid_len);
 
 #endif

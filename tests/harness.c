@@ -17,11 +17,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
 #include <zmq.h>
 
 #include "clock.h"
 #include "harness.h"
 #include "mp.h"
+
+/* How often the h_wait_* helpers ask again. */
+#define H_POLL_MS 100
 
 /* ---- processes ---- */
 
@@ -155,6 +159,208 @@ void h_dir_done(const char *dir, bool clean)
         h_rm_dir(dir);
 }
 
+void h_path(char *out, size_t cap, const char *dir, const char *name)
+{
+    int n = snprintf(out, cap, "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < cap);
+}
+
+pid_t h_start(const char *bin_dir, const char *dir, const char *prog, const char *name)
+{
+    char cfg[600], log[600], file[128];
+    snprintf(file, sizeof file, "%s.yaml", name);
+    h_path(cfg, sizeof cfg, dir, file);
+    snprintf(file, sizeof file, "%s.log", name);
+    h_path(log, sizeof log, dir, file);
+    return h_spawn(bin_dir, prog, cfg, log);
+}
+
+/* ---- configs ---- */
+
+/* A config being written: the text so far; asserts that it fits. */
+typedef struct {
+    char text[8192];
+    size_t len;
+} s_conf_t;
+
+static void s_add(s_conf_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_add(s_conf_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(c->text + c->len, sizeof c->text - c->len, fmt, ap);
+    va_end(ap);
+    assert_true(n >= 0 && (size_t)n < sizeof c->text - c->len);
+    c->len += (size_t)n;
+}
+
+/* For each name of the space-separated list `names`, the line `fmt` with the name twice. */
+static void s_add_each(s_conf_t *c, const char *names, const char *fmt)
+{
+    char name[CPN_NAME_MAX];
+    for (const char *p = names; p && *p;) {
+        size_t n = strcspn(p, " ");
+        assert_true(n < sizeof name);
+        memcpy(name, p, n);
+        name[n] = 0;
+        if (n > 0)
+            s_add(c, fmt, name, name);
+        p += n + (p[n] == ' ');
+    }
+}
+
+/* Write c->text as `file`, or as `name` + `ext` when file is NULL. */
+static void s_conf_done(const s_conf_t *c, const char *dir, const char *file, const char *name,
+                        const char *ext)
+{
+    char fname[128];
+    if (!file) {
+        int n = snprintf(fname, sizeof fname, "%s%s", name, ext);
+        assert_true(n > 0 && (size_t)n < sizeof fname);
+        file = fname;
+    }
+    h_write(dir, file, c->text);
+}
+
+/* broker: (name, key, listen, ledger, more, transport) */
+static void s_policy_broker(s_conf_t *c, const h_policy_t *p)
+{
+    s_add(c, "broker:\n  name: %s\n", p->name);
+    if (p->key)
+        s_add(c, "  key: %s\n", p->key);
+    else
+        s_add(c, "  key: %s.key\n", p->name);
+    s_add(c, "  listen: %s\n", p->listen);
+    if (p->ledger)
+        s_add(c, "  ledger: %s\n", p->ledger);
+    else
+        s_add(c, "  ledger: %s-ledger.db\n", p->name);
+    s_add(c, "%s  transport:\n    curve: %s\n", p->broker_more ? p->broker_more : "",
+          p->curve ? "true" : "false");
+}
+
+/* federation: with its members, if there are any */
+static void s_policy_federation(s_conf_t *c, const h_policy_t *p)
+{
+    if (!p->members[0].name)
+        return;
+    s_add(c, "federation:\n");
+    if (p->hello_s > 0)
+        s_add(c, "  hello_timeout: %ds\n", p->hello_s);
+    s_add(c, "%s  members:\n", p->fed_more ? p->fed_more : "");
+    for (size_t i = 0; i < H_MEMBERS_MAX && p->members[i].name; i++) {
+        const h_member_t *m = &p->members[i];
+        s_add(c, "    - name: %s\n", m->name);
+        if (m->key)
+            s_add(c, "      key: %s\n", m->key);
+        else
+            s_add(c, "      key: %s.pub\n", m->name);
+        s_add(c, "      endpoint: %s\n", m->endpoint);
+    }
+}
+
+/* peers: and tenants: */
+static void s_policy_people(s_conf_t *c, const h_policy_t *p)
+{
+    if (p->peers) {
+        s_add(c, "peers:\n  trusted:\n");
+        s_add_each(c, p->peers, "    - {name: %s, key: %s.pub}\n");
+    } else {
+        s_add(c, "peers:\n  trusted: any\n");
+    }
+    if (p->operators || p->tenants || p->tenants_more) {
+        s_add(c, "tenants:\n");
+        s_add_each(c, p->operators, "  - name: %s\n    key: %s.pub\n    operator: true\n");
+        s_add_each(c, p->tenants, "  - name: %s\n    key: %s.pub\n");
+        s_add(c, "%s", p->tenants_more ? p->tenants_more : "");
+    }
+}
+
+void h_write_policy(const char *dir, const h_policy_t *p)
+{
+    s_conf_t c = {.len = 0};
+    s_policy_broker(&c, p);
+    s_policy_federation(&c, p);
+    s_policy_people(&c, p);
+    if (p->limits)
+        s_add(&c, "limits:\n%s", p->limits);
+    if (p->more)
+        s_add(&c, "%s", p->more);
+    s_conf_done(&c, dir, p->file, p->name, ".yaml");
+}
+
+void h_write_peer_conf(const char *dir, const h_peer_conf_t *p)
+{
+    s_conf_t c = {.len = 0};
+    s_add(&c, "name: %s\n", p->name);
+    if (p->key)
+        s_add(&c, "key: %s\n", p->key);
+    else
+        s_add(&c, "key: %s.key\n", p->name);
+    if (p->database)
+        s_add(&c, "database: %s\n", p->database);
+    else
+        s_add(&c, "database: %s.db\n", p->name);
+    s_add(&c, "region: %s\n", p->region ? p->region : "cn-east");
+    if (p->refresh)
+        s_add(&c, "refresh: %s\n", p->refresh);
+    if (p->max_lease)
+        s_add(&c, "max_lease: %s\n", p->max_lease);
+    s_add(&c,
+          "%sbrokers:\n"
+          "  - endpoint: %s\n"
+          "    key: %s.pub\n"
+          "    curve: %s\n"
+          "tenants: any\n"
+          "packages:\n%s%s",
+          p->more ? p->more : "", p->broker, p->broker_name, p->curve ? "true" : "false",
+          p->packages ? p->packages : "", p->tail ? p->tail : "");
+    s_conf_done(&c, dir, p->file, p->name, ".yaml");
+}
+
+void h_package(char *buf, size_t cap, const char *id, unsigned count, const char *price,
+               unsigned cores, const char *memory)
+{
+    size_t used = strlen(buf);
+    assert_true(used < cap);
+    int n = snprintf(buf + used, cap - used,
+                     "  - id: %s\n"
+                     "    count: %u\n"
+                     "    price: \"%s\"\n"
+                     "    cores: %u\n"
+                     "    memory: %s\n",
+                     id, count, price, cores, memory);
+    assert_true(n > 0 && (size_t)n < cap - used);
+}
+
+int64_t h_db_int(const char *path, const char *sql, const char *arg)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int64_t v = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(db, 2000);
+        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
+            sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+bool h_wait_db(const char *path, const char *sql, const char *arg, int64_t want, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (h_db_int(path, sql, arg) == want)
+            return true;
+        usleep(H_POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
 /* ---- answers ---- */
 
 void h_ans_free(h_ans_t *a)
@@ -275,6 +481,114 @@ bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms)
         if (t == CPN_MSG_STATUS)
             return true;
     }
+    return false;
+}
+
+bool h_start_broker(const char *bin_dir, const char *cfg, const char *log, pid_t *pid_p,
+                    const char *endpoint, cpn_identity_t *as, const uint8_t *broker_pk,
+                    bool plain, ctl_client_t **cli, uint64_t ms)
+{
+    *pid_p = h_spawn(bin_dir, "cpn-broker", cfg, log);
+    if (!*cli && ctl_client_new(endpoint, as, broker_pk, plain, cli) != CPN_OK)
+        return false;
+    return h_wait_up(pid_p, *cli, ms);
+}
+
+/* One try of h_brokers_start. */
+static bool s_brokers_try(h_broker_t *b, size_t n, const char *bin_dir, const char *dir,
+                          void *zctx, void (*write_policy)(int i), cpn_identity_t *as, uint64_t ms)
+{
+    for (size_t i = 0; i < n; i++) {
+        b[i].port = h_free_port(zctx);
+        if (b[i].port <= 0)
+            return false;
+        snprintf(b[i].endpoint, sizeof b[i].endpoint, "tcp://127.0.0.1:%d", b[i].port);
+    }
+    for (size_t i = 0; i < n; i++) {
+        write_policy((int)i);
+        b[i].pid = h_start(bin_dir, dir, "cpn-broker", b[i].name);
+        assert_int_equal(
+            ctl_client_new(b[i].endpoint, as, cpn_identity_pk(b[i].id), true, &b[i].cli), CPN_OK);
+    }
+    bool up = true;
+    for (size_t i = 0; i < n && up; i++)
+        up = h_wait_up(&b[i].pid, b[i].cli, ms);
+    if (!up)
+        for (size_t i = 0; i < n; i++) {
+            h_stop(&b[i].pid, ms);
+            ctl_client_destroy(&b[i].cli);
+        }
+    return up;
+}
+
+bool h_brokers_start(h_broker_t *b, size_t n, const char *bin_dir, const char *dir, void *zctx,
+                     void (*write_policy)(int i), cpn_identity_t *as, int tries, uint64_t ms)
+{
+    bool up = false;
+    for (int t = 0; t < tries && !up; t++)
+        up = s_brokers_try(b, n, bin_dir, dir, zctx, write_policy, as, ms);
+    return up;
+}
+
+bool h_brokers_stop(h_broker_t *b, size_t n, uint64_t ms)
+{
+    bool clean = true;
+    for (size_t i = 0; i < n; i++) {
+        ctl_client_destroy(&b[i].cli);
+        clean = h_stop(&b[i].pid, ms) && clean;
+        cpn_identity_destroy(&b[i].id);
+    }
+    return clean;
+}
+
+long h_offer_free(ctl_client_t *cli, const char *peer, uint64_t ms)
+{
+    h_ans_t a;
+    long fr = -1;
+    if (h_query(cli, "offers", ms, &a) != CPN_MSG_STATUS)
+        return -2;
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
+        const msgpack_object *row = &a.obj.via.array.ptr[i];
+        if (h_str_is(h_get(row, "name"), peer))
+            fr = (long)h_u64(h_get(row, "free"));
+    }
+    h_ans_free(&a);
+    return fr;
+}
+
+bool h_wait_free(ctl_client_t *cli, const char *peer, long lo, long hi, uint64_t ask_ms,
+                 uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        long fr = h_offer_free(cli, peer, ask_ms);
+        if (fr >= lo && fr <= hi)
+            return true;
+        usleep(H_POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
+    return false;
+}
+
+bool h_listed(ctl_client_t *cli, const char *pkg, uint64_t ms)
+{
+    h_ans_t a;
+    bool found = false;
+    if (h_query(cli, "offers", ms, &a) != CPN_MSG_STATUS)
+        return false;
+    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
+        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
+    h_ans_free(&a);
+    return found;
+}
+
+bool h_wait_listed(ctl_client_t *cli, const char *pkg, uint64_t ask_ms, uint64_t ms)
+{
+    uint64_t deadline = cpn_mono_ms() + ms;
+    do {
+        if (h_listed(cli, pkg, ask_ms))
+            return true;
+        usleep(H_POLL_MS * 1000);
+    } while (cpn_mono_ms() < deadline);
     return false;
 }
 

@@ -1,7 +1,9 @@
-/* harness.h - what the daemon integration tests (test_broker, test_batch_mode, test_federation)
- * share: starting and stopping real cpn-broker / cpn-peer processes, a free port on 127.0.0.1,
- * the temporary directory, and waiting on a ctl_client connection for the answer to one message
- * among the other frames that arrive there (progress notes, stale answers).
+/* harness.h - what the daemon integration tests (test_broker, test_federation and the others)
+ * share: starting and stopping real cpn-broker / cpn-peer processes (one, or a federation of
+ * them), a free port on 127.0.0.1, the temporary directory, the policies and peer configs they
+ * run with, and waiting on a ctl_client connection for the answer to one message among the
+ * other frames that arrive there (progress notes, stale answers), for a broker to come up, or
+ * for an offer to reach its book.
  *
  * The helpers assert with cmocka where a failure means the test itself is broken (a path too
  * long, fork failing); what a daemon does is returned for the test to assert on.
@@ -59,6 +61,83 @@ void h_keygen(const char *dir, const char *name, cpn_identity_t **id);
  * CPN_TEST_KEEP=1, for its configs and logs; else remove it. Nothing if dir is "". */
 void h_dir_done(const char *dir, bool clean);
 
+/* `dir`/`name` into out (asserts that it fits). */
+void h_path(char *out, size_t cap, const char *dir, const char *name);
+
+/* h_spawn of `prog` with the config `dir`/`name`.yaml, logging to `dir`/`name`.log. */
+pid_t h_start(const char *bin_dir, const char *dir, const char *prog, const char *name);
+
+/* ---- configs ---- */
+
+/* Lists of names in these configs are one string, the names separated by spaces ("pa pb"); each
+ * name's key file is NAME.pub in the test directory. */
+
+/* A member of a broker's federation: its name, where to reach it, its key file. */
+typedef struct {
+    const char *name;
+    const char *endpoint;
+    const char *key; /* NULL: `name`.pub */
+} h_member_t;
+
+#define H_MEMBERS_MAX 8
+
+/* A broker's policy (docs/POLICY.md) as the integration tests write it. A NULL string or a zero
+ * leaves out the line it stands for, unless a default is named. Fields in the file's order. */
+typedef struct {
+    const char *file;        /* in the test directory; NULL: `name`.yaml */
+    const char *name;        /* broker.name */
+    const char *key;         /* broker.key; NULL: `name`.key */
+    const char *listen;      /* broker.listen */
+    const char *ledger;      /* broker.ledger; NULL: `name`-ledger.db */
+    const char *broker_more; /* more lines of broker:, as they are ("  http: 8080\n") */
+    bool curve;              /* broker.transport.curve */
+    int hello_s;             /* federation.hello_timeout in s (only with members) */
+    const char *fed_more;    /* more lines of federation:, as they are ("  max_hops: 8\n") */
+    h_member_t members[H_MEMBERS_MAX]; /* up to the first without a name; none: no federation */
+    const char *peers;       /* peers.trusted, names; NULL: any */
+    const char *operators;   /* tenants with operator: true, names */
+    const char *tenants;     /* the other tenants, names */
+    const char *tenants_more; /* more entries of tenants: after those, as they are */
+    const char *limits;      /* the lines of limits:, as they are ("  claim_timeout: 3s\n") */
+    const char *more;        /* more top-level sections, as they are */
+} h_policy_t;
+
+/* Write the policy `p` into `dir`. */
+void h_write_policy(const char *dir, const h_policy_t *p);
+
+/* A peer's config (docs/PEER.md) as the integration tests write it; NULL and zero as above. */
+typedef struct {
+    const char *file;       /* in the test directory; NULL: `name`.yaml */
+    const char *name;       /* name */
+    const char *key;        /* NULL: `name`.key */
+    const char *database;   /* NULL: `name`.db */
+    const char *region;     /* NULL: cn-east */
+    const char *refresh;    /* NULL: the peer's default */
+    const char *max_lease;  /* e.g. "7d" */
+    const char *more;       /* more top-level lines before brokers:, as they are */
+    const char *broker;     /* the endpoint of its one broker */
+    const char *broker_name; /* that broker's key: `broker_name`.pub */
+    bool curve;             /* brokers[0].curve */
+    const char *packages;   /* the lines of packages:, as they are (h_package writes them) */
+    const char *tail;       /* more sections after packages (provision:), as they are */
+} h_peer_conf_t;
+
+/* Write the peer config `p` into `dir`. */
+void h_write_peer_conf(const char *dir, const h_peer_conf_t *p);
+
+/* Append to buf the package entry of a peer config: `count` units of `id`, each `cores` cores
+ * and `memory` (such as "32GiB"), at `price` (such as "2.0"). */
+void h_package(char *buf, size_t cap, const char *id, unsigned count, const char *price,
+               unsigned cores, const char *memory);
+
+/* One integer from a SQLite file, opened read only (a daemon may have it open in WAL mode):
+ * the first column of the first row of `sql`, `arg` bound to ?1 if not NULL; -1 if it cannot
+ * be read. */
+int64_t h_db_int(const char *path, const char *sql, const char *arg);
+
+/* Wait up to `ms` until h_db_int(path, sql, arg) gives `want` (asked every 100 ms). */
+bool h_wait_db(const char *path, const char *sql, const char *arg, int64_t want, uint64_t ms);
+
 /* ---- answers ---- */
 
 /* One answer of a broker, kept with the frame it points into; h_ans_free releases it. */
@@ -102,6 +181,52 @@ cpn_msg_type_t h_query(ctl_client_t *cli, const char *what, uint64_t ms, h_ans_t
 /* Wait up to `ms` until the daemon *pid_p answers a status QUERY on `cli`; false as soon as it
  * has exited (h_alive) or when `ms` pass. */
 bool h_wait_up(pid_t *pid_p, ctl_client_t *cli, uint64_t ms);
+
+/* Start cpn-broker (in `bin_dir`) with the policy `cfg`, logging to `log`, into *pid_p; connect
+ * *cli to `endpoint` as `as` (broker_pk and plain as for ctl_client_new); wait up to `ms` until
+ * it answers (h_wait_up). False if the connection cannot be made, the broker exited or did not
+ * answer in time (the caller stops it: h_stop). */
+bool h_start_broker(const char *bin_dir, const char *cfg, const char *log, pid_t *pid_p,
+                    const char *endpoint, cpn_identity_t *as, const uint8_t *broker_pk,
+                    bool plain, ctl_client_t **cli, uint64_t ms);
+
+/* One of the brokers a test starts together (h_brokers_start), named in its policy. */
+typedef struct {
+    const char *name;  /* key files `name`.key/.pub, config `name`.yaml, log `name`.log */
+    cpn_identity_t *id; /* made by the test (h_keygen) */
+    int port;
+    char endpoint[64]; /* tcp://127.0.0.1:port */
+    pid_t pid;
+    ctl_client_t *cli; /* the test's connection, plain */
+} h_broker_t;
+
+/* Start the n brokers b[]: give each a free port (h_free_port(zctx)) and its endpoint; then for
+ * each, write_policy(i) writes `name`.yaml into `dir`, the broker is started (h_start) and the
+ * test connects to it as `as`; then wait up to `ms` for each to answer (h_wait_up). If one does
+ * not (most likely someone took a port), stop them all and try again with other ports, `tries`
+ * times in all. True if all are up. */
+bool h_brokers_start(h_broker_t *b, size_t n, const char *bin_dir, const char *dir, void *zctx,
+                     void (*write_policy)(int i), cpn_identity_t *as, int tries, uint64_t ms);
+
+/* For each of the n brokers: close the connection, h_stop it (up to `ms`), free its identity.
+ * True if each exited cleanly (h_stop). */
+bool h_brokers_stop(h_broker_t *b, size_t n, uint64_t ms);
+
+/* Free units of the peer `peer` in the broker's `offers` (the sum over its packages is not
+ * made: the last row of that peer counts, as a peer of these tests sells one package); -1 if
+ * not listed, -2 if no STATUS came within `ms`. */
+long h_offer_free(ctl_client_t *cli, const char *peer, uint64_t ms);
+
+/* Wait up to `ms` until h_offer_free(peer) is within [lo, hi] (asked every 100 ms; each ask
+ * waits up to `ask_ms`). */
+bool h_wait_free(ctl_client_t *cli, const char *peer, long lo, long hi, uint64_t ask_ms,
+                 uint64_t ms);
+
+/* Is the package `pkg` in the broker's `offers` (false if no STATUS came within `ms`)? */
+bool h_listed(ctl_client_t *cli, const char *pkg, uint64_t ms);
+
+/* Wait up to `ms` until h_listed(pkg) (asked every 100 ms; each ask waits up to `ask_ms`). */
+bool h_wait_listed(ctl_client_t *cli, const char *pkg, uint64_t ask_ms, uint64_t ms);
 
 /* A tenant of a broker's policy: its name (key files `name`.key/.pub), identity, connection. */
 typedef struct {

@@ -36,6 +36,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 5000   /* one answer from the broker */
 #define READY_MS 30000 /* a daemon up, a peer's offers in the book (bound, not a timing) */
@@ -58,77 +59,62 @@ static fx_t g = {.t = {{.name = "ops"}, {.name = "alice"}}};
 
 /* ---- files ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 /* Tenants ops (operator) and alice; batch matching only when `batch` is set: a window of
  * at most 2 requests, closed BATCH_WAIT_MS after its first. */
 static void s_write_policy(bool batch)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: batch-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport: {curve: false}\n"
-                     "peers:\n"
-                     "  trusted: [{name: dc, key: dc.pub}]\n"
-                     "tenants:\n"
-                     "  - {name: ops, key: ops.pub, operator: true}\n"
-                     "  - {name: alice, key: alice.pub}\n"
-                     "placement:\n"
-                     "  max_price: \"100.0\"\n"
-                     "%s"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n",
-                     g.endpoint, batch ? "  batch: {max: 2, wait: 1s}\n" : "");
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "batch-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .peers = "dc",
+                              .operators = "ops",
+                              .tenants = "alice",
+                              .limits = "  claim_timeout: 2s\n",
+                              .more = batch ? "placement:\n"
+                                              "  max_price: \"100.0\"\n"
+                                              "  batch: {max: 2, wait: 1s}\n"
+                                            : "placement:\n"
+                                              "  max_price: \"100.0\"\n",
+                          });
 }
 
 /* One T4 unit (cheap), one G2 unit (dearer), and CPU nodes with SSD for the other cases. */
+static const char S_PACKAGES[] =
+    "  - id: t4\n"
+    "    count: 1\n"
+    "    price: \"1.0\"\n"
+    "    cores: 8\n"
+    "    memory: 32GiB\n"
+    "    accelerators: {vendor: nvidia, model: T4, count: 1, memory: 16GiB,\n"
+    "                   bf16_tflops: 65}\n"
+    "  - id: g2\n"
+    "    count: 1\n"
+    "    price: \"2.0\"\n"
+    "    cores: 8\n"
+    "    memory: 32GiB\n"
+    "    accelerators: {vendor: nvidia, model: G2, count: 1, memory: 16GiB,\n"
+    "                   bf16_tflops: 30}\n"
+    "  - id: cpu-ssd\n"
+    "    count: 10\n"
+    "    price: \"0.5\"\n"
+    "    cores: 4\n"
+    "    memory: 8GiB\n"
+    "    storage: {class: ssd, size: 100GB}\n";
+
 static void s_write_peer(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "name: dc\n"
-                     "key: dc.key\n"
-                     "database: dc.db\n"
-                     "region: test-1\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - {endpoint: '%s', key: broker.pub, curve: false}\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: t4\n"
-                     "    count: 1\n"
-                     "    price: \"1.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n"
-                     "    accelerators: {vendor: nvidia, model: T4, count: 1, memory: 16GiB,\n"
-                     "                   bf16_tflops: 65}\n"
-                     "  - id: g2\n"
-                     "    count: 1\n"
-                     "    price: \"2.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n"
-                     "    accelerators: {vendor: nvidia, model: G2, count: 1, memory: 16GiB,\n"
-                     "                   bf16_tflops: 30}\n"
-                     "  - id: cpu-ssd\n"
-                     "    count: 10\n"
-                     "    price: \"0.5\"\n"
-                     "    cores: 4\n"
-                     "    memory: 8GiB\n"
-                     "    storage: {class: ssd, size: 100GB}\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "dc.yaml", text);
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = "dc",
+                                 .region = "test-1",
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = S_PACKAGES,
+                             });
 }
 
 /* ---- talking to the broker ---- */
@@ -214,9 +200,9 @@ static void s_granted(const h_ans_t *a, cpn_lease_t *lease, uint8_t peer[CPN_PK_
     assert_int_equal(a->type, CPN_MSG_GRANT);
     assert_int_equal(ctl_verify_chain(a->frame, a->len, NULL, &why), CPN_OK);
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, lease), CPN_OK);
     memcpy(peer, lenv.from, CPN_PK_LEN);
 }
 
@@ -260,13 +246,12 @@ static int s_teardown(void **state)
 static int s_setup(void **state)
 {
     (void)state;
-    char cfg[400], log[400];
     if (cpn_crypto_init() != CPN_OK)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "batch") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, "dc", &g.peer);
     for (int i = 0; i < T__COUNT; i++)
@@ -292,9 +277,7 @@ static int s_setup(void **state)
         return -1;
     }
     s_write_peer();
-    s_path(cfg, sizeof cfg, "dc.yaml");
-    s_path(log, sizeof log, "dc.log");
-    g.peer_pid = h_spawn(g.bin, "cpn-peer", cfg, log);
+    g.peer_pid = h_start(g.bin, g.dir, "cpn-peer", "dc");
     if (!s_wait_free("t4", 1, READY_MS) || !s_wait_free("g2", 1, READY_MS) ||
         !s_wait_free("cpu-ssd", 10, READY_MS)) {
         fprintf(stderr, "# the peer's offers did not reach the broker\n");

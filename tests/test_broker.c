@@ -44,6 +44,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define WAIT_MS 5000   /* one answer from the broker */
@@ -85,12 +86,6 @@ static fx_t g = {
 
 /* ---- files ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 /* How often `needle` occurs in a file (0 if it cannot be read). */
 static int s_count_in_file(const char *path, const char *needle)
 {
@@ -115,51 +110,40 @@ static const char *s_limits_extra = "";
 
 static void s_write_policy(bool gamma, bool broken)
 {
-    char text[4096];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: test-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: dc-east\n"
-                     "      key: dc-east.pub\n"
-                     "    - name: dc-flaky\n"
-                     "      key: dc-flaky.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "  - name: beta\n"
-                     "    key: beta.pub\n"
-                     "    quota:\n"
-                     "      units: 1\n"
-                     "  - name: racer1\n"
-                     "    key: racer1.pub\n"
-                     "  - name: racer2\n"
-                     "    key: racer2.pub\n"
-                     "  - name: delta\n"
-                     "    key: delta.pub\n"
-                     "    quota:\n"
-                     "      accelerators: 8\n"
-                     "%s%s"
-                     "placement:\n"
-                     "  regions: [cn-east, cn-north]\n"
-                     "  prefer_vendors: [huawei]\n"
-                     "  max_price: \"300.0\"\n"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n"
-                     "  claim_tries: 3\n"
-                     "%s",
-                     g.endpoint, gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
-                     broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "",
-                     s_limits_extra);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    char tenants[1024];
+    snprintf(tenants, sizeof tenants,
+             "  - name: beta\n"
+             "    key: beta.pub\n"
+             "    quota:\n"
+             "      units: 1\n"
+             "  - name: racer1\n"
+             "    key: racer1.pub\n"
+             "  - name: racer2\n"
+             "    key: racer2.pub\n"
+             "  - name: delta\n"
+             "    key: delta.pub\n"
+             "    quota:\n"
+             "      accelerators: 8\n"
+             "%s%s",
+             gamma ? "  - name: gamma\n    key: gamma.pub\n" : "",
+             broken ? "  - name: broken\n    key: not-a-key-at-all\n" : "");
+    char limits[1024];
+    snprintf(limits, sizeof limits, "  claim_timeout: 2s\n  claim_tries: 3\n%s", s_limits_extra);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "test-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .peers = "dc-east dc-flaky",
+                              .operators = "acme",
+                              .tenants_more = tenants,
+                              .limits = limits,
+                              .more = "placement:\n"
+                                      "  regions: [cn-east, cn-north]\n"
+                                      "  prefer_vendors: [huawei]\n"
+                                      "  max_price: \"300.0\"\n",
+                          });
 }
 
 /* dc-east sells H100s, Ascend 910Bs, one last MI300X unit and CPU nodes with SSD; dc-flaky
@@ -199,25 +183,17 @@ static void s_write_peer(const peer_t *p)
                                 "    price: \"0.5\"\n"
                                 "    cores: 8\n"
                                 "    memory: 32GiB\n";
-    char text[4096], name[128];
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: %s\n"
-                     "refresh: %ds\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n%s",
-                     p->name, p->name, p->name, p->region, REFRESH_S, g.endpoint,
-                     p == &g.p[P_EAST] ? east : flaky);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
+    char refresh[16];
+    snprintf(refresh, sizeof refresh, "%ds", REFRESH_S);
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .region = p->region,
+                                 .refresh = refresh,
+                                 .max_lease = "7d",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = p == &g.p[P_EAST] ? east : flaky,
+                             });
 }
 
 /* ---- processes ---- */
@@ -236,12 +212,7 @@ static void s_start_broker(void)
 
 static void s_start_peer(peer_t *p)
 {
-    char cfg[400], log[400], name[128];
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_path(cfg, sizeof cfg, name);
-    snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, name);
-    p->pid = h_spawn(g.bin, "cpn-peer", cfg, log);
+    p->pid = h_start(g.bin, g.dir, "cpn-peer", p->name);
 }
 
 /* ---- talking to the broker ---- */
@@ -330,11 +301,11 @@ static void s_chain(const h_ans_t *a, chain_t *c)
     memset(c, 0, sizeof *c);
     cpn_limits_t lim = h_big_limits();
     assert_int_equal(cpn_env_open(a->frame, a->len, &lim, &c->genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->genv, &lim, &c->grant), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&c->genv, &lim, &c->grant), CPN_OK);
     assert_int_equal(cpn_env_open(c->grant.lease.ptr, c->grant.lease.len, &lim, &c->lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->lenv, &lim, &c->lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&c->lenv, &lim, &c->lease), CPN_OK);
     assert_int_equal(cpn_env_open(c->lease.claim.ptr, c->lease.claim.len, &lim, &c->cenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&c->cenv, &lim, &c->claim), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&c->cenv, &lim, &c->claim), CPN_OK);
     assert_int_equal(cpn_env_open(c->claim.request.ptr, c->claim.request.len, &lim, &c->renv),
                      CPN_OK);
 }
@@ -372,8 +343,8 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "broker") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     for (int i = 0; i < P__COUNT; i++)
         h_keygen(g.dir, g.p[i].name, &g.p[i].id);
@@ -663,7 +634,7 @@ static int s_progress_notes(int t, const cpn_request_t *req)
         assert_memory_equal(a.env.from, cpn_identity_pk(g.broker), CPN_PK_LEN);
         cpn_status_t st;
         memset(&st, 0, sizeof st);
-        if (a.env.type == CPN_MSG_STATUS && cpn_msg_decode(&a.env, &lim, &st) == CPN_OK &&
+        if (a.env.type == CPN_MSG_STATUS && cpn_status_decode(&a.env, &lim, &st) == CPN_OK &&
             strcmp(st.what, "progress") == 0)
             notes++;
         granted = h_match(&a, seq, req->id, NULL) && a.env.type == CPN_MSG_GRANT;

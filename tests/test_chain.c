@@ -1,7 +1,8 @@
 /* test_chain.c - the one chain opener (common/chain.c) and the typed decoders
  * (common/msg_typed.c), on chains made by hand: every inconsistency a correctly signed chain
  * can carry is refused with its code and a reason, the good chain (direct and through a
- * federation route) is accepted.
+ * federation route) is accepted. `cpnctl verify` ($CPN_BUILDDIR/cpnctl), which opens chains
+ * here too, is run on one crafted chain file.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,9 +11,12 @@
 
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "chain.h"
 #include "clock.h"
@@ -436,6 +440,112 @@ static void test_claim_beyond_request_refused(void **state)
     assert_int_equal(s_open(&s, NULL, "duration"), CPN_E_CHAIN);
 }
 
+/* What a peer refuses (peer/grant.c), no broker or tenant accepts either: an unsplit request
+ * claimed in part, a duration shorter than asked. A split request may be claimed in part, and
+ * a replacement (CLAIM `replaces`, a rematch) is held to the rest of the lease it replaces,
+ * which the peer checks against the NOTICE: the chain leaves both alone. */
+static void test_claim_short_of_request_refused(void **state)
+{
+    (void)state;
+    static const uint8_t notice[] = "a NOTICE frame: the chain does not open it";
+    spec_t s;
+    s_spec(&s);
+    s.claim.units = 3; /* of 4, not split */
+    assert_int_equal(s_open(&s, NULL, "unsplit"), CPN_E_CHAIN);
+    s_spec(&s);
+    s.claim.duration_s = 1800; /* of 3600 */
+    assert_int_equal(s_open(&s, NULL, "duration"), CPN_E_CHAIN);
+    s_spec(&s);
+    s.req.split = true;
+    s.claim.units = 3;
+    assert_int_equal(s_open(&s, NULL, NULL), CPN_OK);
+    s_spec(&s);
+    s.claim.replaces.ptr = notice;
+    s.claim.replaces.len = sizeof notice;
+    s.claim.units = 1;
+    s.claim.duration_s = 600;
+    assert_int_equal(s_open(&s, NULL, NULL), CPN_OK);
+}
+
+#define S_RUN_MS 30000 /* cpnctl verify of one small file: seconds at the very most */
+
+/* Run `cpnctl verify FILE`; its exit code, stderr in err (NUL-terminated). */
+static int s_cpnctl_verify(const char *file, char *err, size_t err_size)
+{
+    const char *bd = getenv("CPN_BUILDDIR");
+    char bin[1024], errf[1100];
+    if (!bd || !*bd)
+        fail_msg("CPN_BUILDDIR is not set: it names the build tree with cpnctl");
+    snprintf(bin, sizeof bin, "%s/cpnctl", bd);
+    snprintf(errf, sizeof errf, "%s.err", file);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen(errf, "w", stderr))
+            _exit(127);
+        execl(bin, bin, "verify", file, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    uint64_t until = cpn_mono_ms() + S_RUN_MS;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (cpn_mono_ms() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            fail_msg("cpnctl verify did not end within %d ms", S_RUN_MS);
+        }
+        usleep(10000);
+    }
+    FILE *f = fopen(errf, "r");
+    assert_non_null(f);
+    size_t n = fread(err, 1, err_size - 1, f);
+    err[n] = '\0';
+    fclose(f);
+    unlink(errf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Write the GRANT of a chain made from s to file; cpnctl verify's exit code and stderr. */
+static int s_verify_file(spec_t *s, const char *file, char *err, size_t err_size)
+{
+    chain_t c;
+    s_make(s, &c);
+    FILE *f = fopen(file, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(c.grant, 1, c.grant_len, f), c.grant_len);
+    assert_int_equal(fclose(f), 0);
+    s_free(&c);
+    int rc = s_cpnctl_verify(file, err, err_size);
+    unlink(file);
+    return rc;
+}
+
+static void test_cpnctl_verify_refuses_short_claim(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    char dir[512], file[600], err[4096];
+    snprintf(dir, sizeof dir, "%s/test_chain.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/job.lease", dir);
+    spec_t s;
+    s_spec(&s);
+    int rc = s_verify_file(&s, file, err, sizeof err);
+    if (rc != 0)
+        fail_msg("cpnctl verify of a good chain: exit %d, stderr: %s", rc, err);
+    s.claim.units = 3;
+    rc = s_verify_file(&s, file, err, sizeof err);
+    if (rc != 1 || !strstr(err, "INVALID") || !strstr(err, "unsplit"))
+        fail_msg("cpnctl verify of a CLAIM for 3 of 4 unsplit units: exit %d, stderr: %s", rc,
+                 err);
+    s_spec(&s);
+    s.claim.duration_s = 1800;
+    rc = s_verify_file(&s, file, err, sizeof err);
+    if (rc != 1 || !strstr(err, "INVALID") || !strstr(err, "duration"))
+        fail_msg("cpnctl verify of a CLAIM for half the duration: exit %d, stderr: %s", rc, err);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_old_request_refused(void **state)
 {
     (void)state;
@@ -604,6 +714,8 @@ int main(void)
         cmocka_unit_test(test_wrong_embedded_type_refused_at_each_level),
         cmocka_unit_test(test_bad_signature_refused),
         cmocka_unit_test(test_claim_beyond_request_refused),
+        cmocka_unit_test(test_claim_short_of_request_refused),
+        cmocka_unit_test(test_cpnctl_verify_refuses_short_claim),
         cmocka_unit_test(test_old_request_refused),
         cmocka_unit_test(test_route_good_lists_brokers),
         cmocka_unit_test(test_garbage_route_refused),

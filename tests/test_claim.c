@@ -20,12 +20,17 @@
 
 #include <cmocka.h>
 
-#include "broker.h"
+#include "book.h"
 #include "chain.h"
 #include "claim.h"
 #include "claim_fake_send.h"
 #include "claim_index.h"
 #include "clock.h"
+#include "ledger.h"
+#include "policy.h"
+#include "sigcache.h"
+#include "window.h"
+#include "msg_typed.h"
 
 static uint64_t s_now, s_mono;
 static uint64_t s_now_ms(void)
@@ -40,11 +45,22 @@ static uint64_t s_mono_ms(void)
 enum { T_TENANT, T_PEER_A, T_PEER_B, T_BROKER, T_N };
 static const char *const s_names[T_N] = {"tenant", "peer-a", "peer-b", "broker"};
 
+/* What the claim module is given (claim_svc_t points into it): no broker. */
+typedef struct {
+    policy_t *pol;
+    ledger_t *ledger;
+    book_t *book;
+    cpn_sigcache_t *sigcache;
+    cpn_signer_t signer;
+    cpn_limits_t lim;
+    broker_stats_t stats;
+} s_svc_t;
+
 typedef struct {
     char dir[256];
     cpn_identity_t *id[T_N];
     cpn_signer_t signer[T_N];
-    broker_t b;
+    s_svc_t b;
     claim_t *claim;
     uint64_t ad_seq;
 } s_fix_t;
@@ -96,7 +112,6 @@ static int s_setup_with(void **state, const char *placement)
     snprintf(path, sizeof path, "%s/ledger.db", f->dir);
     if (ledger_open(path, &f->b.ledger) != CPN_OK)
         return -1;
-    f->b.id = f->id[T_BROKER];
     f->b.signer.id = f->id[T_BROKER];
     f->b.lim = cpn_limits_default;
     f->b.book = book_new(1000);
@@ -104,14 +119,21 @@ static int s_setup_with(void **state, const char *placement)
     s_now = cpn_now_ms(); /* the frames are signed with the real time: stay near it */
     s_mono = 1000000;
     claim_clock_t clock = {.now_ms = s_now_ms, .mono_ms = s_mono_ms};
-    f->claim = claim_new(&f->b, 16, &clock);
-    f->b.claim = f->claim;
+    claim_svc_t svc = {.out = fake_out(&f->b.stats),
+                       .ledger = f->b.ledger,
+                       .book = f->b.book,
+                       .pol = &f->b.pol,
+                       .lim = &f->b.lim,
+                       .sigcache = f->b.sigcache,
+                       .signer = &f->b.signer,
+                       .stats = &f->b.stats}; /* obs NULL: not observed */
+    f->claim = claim_new(&svc, 16, &clock);
     if (!f->b.book || !f->b.sigcache || !f->claim)
         return -1;
     fake_reset();
     static const uint8_t rid[] = {1, 2, 3};
-    broker_route_set(&f->b, cpn_identity_pk(f->id[T_PEER_A]), rid, sizeof rid);
-    broker_route_set(&f->b, cpn_identity_pk(f->id[T_PEER_B]), rid, sizeof rid);
+    fake_route_set(cpn_identity_pk(f->id[T_PEER_A]), rid, sizeof rid);
+    fake_route_set(cpn_identity_pk(f->id[T_PEER_B]), rid, sizeof rid);
     *state = f;
     return 0;
 }
@@ -243,7 +265,7 @@ static void s_lease(s_fix_t *f, int who, const fake_sent_t *c, const char *reque
     cpn_env_t cenv;
     cpn_claim_t cl;
     assert_int_equal(cpn_env_parse(c->frame, c->len, &f->b.lim, &cenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&cenv, &f->b.lim, &cl), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&cenv, &f->b.lim, &cl), CPN_OK);
     cpn_lease_t l;
     memset(&l, 0, sizeof l);
     l.claim.ptr = c->frame;
@@ -472,7 +494,7 @@ static void test_split(void **state)
     cpn_env_t env;
     cpn_claim_t cl;
     assert_int_equal(cpn_env_parse(c2->frame, c2->len, &f->b.lim, &env), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&env, &f->b.lim, &cl), CPN_OK);
+    assert_int_equal(cpn_claim_decode(&env, &f->b.lim, &cl), CPN_OK);
     assert_int_equal(cl.units, 2);
     s_lease(f, T_PEER_B, c2, "r1");
     assert_string_equal(s_state(f, "r1"), "free");

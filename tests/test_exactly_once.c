@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -52,6 +53,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 8000   /* one answer from the broker (a CLAIM may time out first) */
 #define READY_MS 30000 /* a daemon up, offers in the book (a bound, not a timing) */
@@ -87,12 +89,6 @@ static fx_t g = {
 
 /* ---- files ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static bool s_file_has(const char *path, const char *needle)
 {
     FILE *f = fopen(path, "r");
@@ -119,90 +115,46 @@ static int s_wait_log(const char *path, const char *a, const char *b, uint64_t m
     return 0;
 }
 
-/* One integer from a SQLite file (read only; the daemon may have it open in WAL mode); -1
- * if it cannot be read. `arg` binds ?1 if not NULL. */
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Leases a peer's database holds for request `id`. */
 static int64_t s_peer_leases(const peer_t *p, const char *id)
 {
-    return s_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", id);
+    return h_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", id);
 }
 
 /* The broker's policy for a case: its ledger at `ledger`, the two peers trusted. */
 static void s_write_policy(const char *ledger, const char *claim_timeout)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: eo-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "    - name: dear\n"
-                     "      key: dear.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %s\n"
-                     "  claim_tries: 1\n",
-                     g.endpoint, ledger, claim_timeout);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    char limits[128];
+    snprintf(limits, sizeof limits, "  claim_timeout: %s\n  claim_tries: 1\n", claim_timeout);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "eo-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = ledger,
+                              .peers = "cheap dear",
+                              .operators = "acme",
+                              .limits = limits,
+                          });
     snprintf(g.ledger, sizeof g.ledger, "%s", ledger);
 }
 
 /* A peer selling `count` units of package `cpu` at `price`, its database `tag`-name.db. */
 static void s_write_peer(peer_t *p, const char *tag, const char *price, int count)
 {
-    char text[2048], name[128];
+    char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
-    s_path(p->db, sizeof p->db, name);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: %d\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     p->name, p->name, p->db, g.endpoint, count, price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
+    h_path(p->db, sizeof p->db, g.dir, name);
+    h_package(pkgs, sizeof pkgs, "cpu", (unsigned)count, price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .database = p->db,
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- processes ---- */
@@ -263,9 +215,9 @@ static void s_start_peer(peer_t *p)
 {
     char cfg[400], log[400], name[128];
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_path(cfg, sizeof cfg, name);
+    h_path(cfg, sizeof cfg, g.dir, name);
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, name);
+    h_path(log, sizeof log, g.dir, name);
     p->pid = h_spawn(g.bin, "cpn-peer", cfg, log);
 }
 
@@ -273,16 +225,14 @@ static void s_peer_log(const peer_t *p, char *out, size_t cap)
 {
     char name[128];
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(out, cap, name);
+    h_path(out, cap, g.dir, name);
 }
 
 /* Start the broker (and connect the tenant) and wait until it answers. */
 static bool s_start_broker(void)
 {
-    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
-    assert_int_equal(ctl_client_new(g.endpoint, g.t.id, cpn_identity_pk(g.broker), true, &g.t.cli),
-                     CPN_OK);
-    return h_wait_up(&g.broker_pid, g.t.cli, READY_MS);
+    return h_start_broker(g.bin, g.policy, g.broker_log, &g.broker_pid, g.endpoint, g.t.id,
+                          cpn_identity_pk(g.broker), true, &g.t.cli, READY_MS);
 }
 
 /* kill -9 (the broker may be stopped: SIGKILL works on a stopped process), reap. */
@@ -305,32 +255,10 @@ static void s_stop_all(void)
     ctl_client_destroy(&g.t.cli);
 }
 
-/* Free units of peer `name` in the broker's offers; -1 if not listed. */
-static long s_offer_free(const char *name)
-{
-    h_ans_t a;
-    long fr = -1;
-    if (h_query(g.t.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return -2;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
-        const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (h_str_is(h_get(row, "name"), name))
-            fr = (long)h_u64(h_get(row, "free"));
-    }
-    h_ans_free(&a);
-    return fr;
-}
-
 /* Wait until the broker lists the peer with at least `min_free` units free. */
 static bool s_wait_offer(const char *name, long min_free)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_offer_free(name) >= min_free)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_free(g.t.cli, name, min_free, LONG_MAX, WAIT_MS, READY_MS);
 }
 
 static uint64_t s_status_u64(const char *key)
@@ -390,10 +318,10 @@ static void s_grant_lease(const h_ans_t *a, char lease_id[CPN_NAME_MAX], uint8_t
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_int_equal(lenv.type, CPN_MSG_LEASE);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     snprintf(lease_id, CPN_NAME_MAX, "%s", l.lease_id);
     memcpy(peer, lenv.from, CPN_PK_LEN);
     const char *why = NULL;
@@ -423,7 +351,7 @@ static void test_stalled_peer_one_lease(void **state)
     (void)state;
     char ledger[400], log[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t1-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t1-ledger.db");
     s_case_start("t1", ledger, "1s", 1);
     s_peer_log(&g.p[P_CHEAP], log, sizeof log);
 
@@ -432,7 +360,7 @@ static void test_stalled_peer_one_lease(void **state)
     assert_int_equal(a.code, CPN_E_TIMEOUT);
     h_ans_free(&a);
     /* The intent of that CLAIM is on disk: it was committed before the CLAIM left. */
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
                      1);
 
     s_kill_broker();
@@ -455,7 +383,7 @@ static void test_stalled_peer_one_lease(void **state)
     memcpy(first, a.frame, a.len);
     h_ans_free(&a);
     /* Settled: no intent left, and the same GRANT once more. */
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM intents WHERE request_id = ?1", "R1"),
                      0);
     assert_int_equal(s_submit("R1", &a), CPN_MSG_GRANT);
     assert_int_equal(a.len, first_len);
@@ -475,7 +403,7 @@ static void test_lost_lease_resent(void **state)
     (void)state;
     char ledger[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t2-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t2-ledger.db");
     s_case_start("t2", ledger, "20s", 1);
 
     s_signal(g.p[P_CHEAP].pid, SIGSTOP);
@@ -505,7 +433,7 @@ static void test_lost_lease_resent(void **state)
     s_grant_lease(&a, lid, who);
     assert_memory_equal(who, cpn_identity_pk(g.p[P_CHEAP].id), CPN_PK_LEN);
     h_ans_free(&a);
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "R2"),
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "R2"),
                      1);
     s_stop_all();
     assert_int_equal(s_peer_leases(&g.p[P_CHEAP], "R2"), 1);
@@ -520,7 +448,7 @@ static void test_in_doubt_peer_gone(void **state)
     (void)state;
     char ledger[400];
     h_ans_t a;
-    s_path(ledger, sizeof ledger, "t4-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t4-ledger.db");
     s_case_start("t4", ledger, "1s", 1);
 
     s_signal(g.p[P_CHEAP].pid, SIGSTOP);
@@ -535,9 +463,9 @@ static void test_in_doubt_peer_gone(void **state)
 
     /* Its offer leaves the book (ttl); dear has the free unit; the request must not go there. */
     deadline = cpn_mono_ms() + READY_MS;
-    while (s_offer_free("cheap") != -1 && cpn_mono_ms() < deadline)
+    while (h_offer_free(g.t.cli, "cheap", WAIT_MS) != -1 && cpn_mono_ms() < deadline)
         usleep(POLL_MS * 1000);
-    assert_int_equal(s_offer_free("cheap"), -1);
+    assert_int_equal(h_offer_free(g.t.cli, "cheap", WAIT_MS), -1);
     assert_int_equal(s_submit("R4", &a), CPN_MSG_NACK);
     assert_true(a.code == CPN_E_UNREACHABLE || a.code == CPN_E_TIMEOUT);
     fprintf(stderr, "# R4 while its peer is gone: %s (%s)\n", cpn_errname(a.code), a.reason);
@@ -582,7 +510,7 @@ static void test_full_ledger_disk(void **state)
     (void)state;
     enum { N = 5 };
     char ledger[400], filler[400];
-    s_path(g.mnt, sizeof g.mnt, "t3-fs");
+    h_path(g.mnt, sizeof g.mnt, g.dir, "t3-fs");
     assert_int_equal(mkdir(g.mnt, 0700), 0);
     assert_int_equal(mount("tmpfs", g.mnt, "tmpfs", 0, "size=1m,mode=0700"), 0);
     g.mounted = true;
@@ -610,7 +538,7 @@ static void test_full_ledger_disk(void **state)
         assert_int_equal(s_submit_settled(ids[i], &a), CPN_MSG_GRANT);
         h_ans_free(&a);
         assert_int_equal(
-            s_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", ids[i]), 1);
+            h_db_int(ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", ids[i]), 1);
     }
     s_stop_all();
     for (int i = 0; i < N; i++)
@@ -624,7 +552,7 @@ static void test_resend_refused(void **state)
 {
     (void)state;
     char ledger[400];
-    s_path(ledger, sizeof ledger, "t5-ledger.db");
+    h_path(ledger, sizeof ledger, g.dir, "t5-ledger.db");
     s_write_policy(ledger, "5s");
     assert_true(s_start_broker());
     ctl_client_t *peer = NULL; /* the test speaks as the trusted peer `cheap` */
@@ -690,7 +618,7 @@ static void test_resend_refused(void **state)
     assert_int_equal(h_u64(h_get(refused, "bad-signature")), 1);
     assert_int_equal(h_u64(h_get(&st.obj, "grants")), 0);
     h_ans_free(&st);
-    assert_int_equal(s_db_int(ledger, "SELECT COUNT(*) FROM leases", NULL), 0);
+    assert_int_equal(h_db_int(ledger, "SELECT COUNT(*) FROM leases", NULL), 0);
     ctl_client_destroy(&peer);
 }
 
@@ -703,8 +631,8 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "exactly-once") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, g.t.name, &g.t.id);
     for (int i = 0; i < P__COUNT; i++)

@@ -34,6 +34,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* daemons up, offers across the federation (bound, not a timing) */
@@ -48,14 +49,7 @@ enum { P_C, P_A, P__COUNT };
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
     struct {
         const char *name, *pkg, *price;
         int home;
@@ -69,118 +63,53 @@ static struct {
           {.name = "pa", .pkg = "near8", .price = "9.0", .home = B_A}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-static void s_member(char *buf, size_t cap, int m)
-{
-    size_t used = strlen(buf);
-    int n = snprintf(buf + used, cap - used,
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n",
-                     g.b[m].name, g.b[m].name, g.b[m].endpoint);
-    assert_true(n > 0 && (size_t)n < cap - used);
-}
-
+/* A - B - C in a line. */
 static void s_write_policy(int i)
 {
-    char members[1024] = "", text[4096], name[64];
-    if (i != B_A)
-        s_member(members, sizeof members, i == B_B ? B_C : B_B);
-    if (i != B_C)
-        s_member(members, sizeof members, i == B_B ? B_A : B_B);
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n%s"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pc, key: pc.pub}\n"
-                     "    - {name: pa, key: pa.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 3s\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, members);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    h_policy_t p = {
+        .name = g.b[i].name,
+        .listen = g.b[i].endpoint,
+        .hello_s = HELLO_S,
+        .peers = "pc pa",
+        .operators = "ops",
+        .limits = "  claim_timeout: 3s\n"
+                  "  rate:\n"
+                  "    per_sender: 0/s\n",
+    };
+    size_t n = 0;
+    if (i != B_A) {
+        int m = i == B_B ? B_C : B_B;
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
+    }
+    if (i != B_C) {
+        int m = i == B_B ? B_A : B_B;
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
+    }
+    h_write_policy(g.dir, &p);
 }
 
 static void s_write_peer(int i)
 {
-    char text[2048], name[64];
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: cn-east\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: %s\n"
-                     "    count: 10\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     g.p[i].name, g.p[i].name, g.p[i].name, g.b[g.p[i].home].endpoint,
-                     g.b[g.p[i].home].name, g.p[i].pkg, g.p[i].price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.p[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[256] = "";
+    h_package(pkgs, sizeof pkgs, g.p[i].pkg, 10, g.p[i].price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = g.p[i].name,
+                                 .refresh = "60s",
+                                 .max_lease = "7d",
+                                 .broker = g.b[g.p[i].home].endpoint,
+                                 .broker_name = g.b[g.p[i].home].name,
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- asking A ---- */
-
-/* Is package `pkg` in A's offers? */
-static bool s_listed(const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.b[B_A].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
 
 /* Wait up to ms until `pkg` is (or is no longer) listed at A; how long it took, or -1. */
 static int64_t s_wait_listed(const char *pkg, bool listed, uint64_t ms)
 {
     uint64_t t0 = cpn_mono_ms(), deadline = t0 + ms;
     do {
-        if (s_listed(pkg) == listed)
+        if (h_listed(g.b[B_A].cli, pkg, WAIT_MS) == listed)
             return (int64_t)(cpn_mono_ms() - t0);
         usleep(POLL_MS * 1000);
     } while (cpn_mono_ms() < deadline);
@@ -224,7 +153,7 @@ static int s_submit(const char *id, uint64_t *ms)
         cpn_env_t lease;
         cpn_limits_t lim = h_big_limits();
         memset(&gr, 0, sizeof gr);
-        assert_int_equal(cpn_msg_decode(&a.env, &lim, &gr), CPN_OK);
+        assert_int_equal(cpn_grant_decode(&a.env, &lim, &gr), CPN_OK);
         assert_int_equal(cpn_env_parse(gr.lease.ptr, gr.lease.len, &lim, &lease), CPN_OK);
         for (int i = 0; i < P__COUNT; i++)
             if (memcmp(lease.from, cpn_identity_pk(g.p[i].id), CPN_PK_LEN) == 0)
@@ -243,42 +172,12 @@ static int s_teardown(void **state)
     bool clean = true;
     for (int i = 0; i < P__COUNT; i++)
         clean = h_stop(&g.p[i].pid, STOP_MS) && clean;
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     for (int i = 0; i < P__COUNT; i++)
         cpn_identity_destroy(&g.p[i].id);
     cpn_identity_destroy(&g.ops);
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(NULL);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
 }
 
 static int s_setup(void **state)
@@ -292,14 +191,12 @@ static int s_setup(void **state)
     for (int i = 0; i < P__COUNT; i++)
         h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     h_keygen(g.dir, "ops", &g.ops);
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, NULL, s_write_policy, g.ops, PORT_TRIES,
+                         READY_MS))
         return -1;
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
     if (s_wait_listed("far8", true, READY_MS) < 0 || s_wait_listed("near8", true, READY_MS) < 0) {
         fprintf(stderr, "# offers did not spread (logs in %s)\n", g.dir);

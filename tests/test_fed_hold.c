@@ -48,20 +48,13 @@
 #define HELLO_S 2 /* federation.hello_timeout */
 /* claim_timeout: longer than every wait of the case, so that a second CLAIM sent by mistake
  * shows as a request left unanswered, and the first CLAIM stays in flight throughout */
-#define CLAIM_TIMEOUT_S 60
+#define CLAIM_TIMEOUT "60s"
 
 enum { B_A, B_B, B__COUNT };
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
     cpn_identity_t *ops, *tp;
     cpn_signer_t tp_signer;
     void *zctx, *tp_sock; /* tp's connection to B */
@@ -69,56 +62,20 @@ static struct {
     .b = {{.name = "a"}, {.name = "b"}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(int i)
 {
-    char text[4096], name[64];
     int m = i == B_A ? B_B : B_A;
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: tp, key: tp.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
-                     g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .hello_s = HELLO_S,
+                              .members = {{g.b[m].name, g.b[m].endpoint}},
+                              .peers = "tp",
+                              .operators = "ops",
+                              .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                                        "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 /* ---- tp, the peer at B ---- */
@@ -201,29 +158,6 @@ static void s_tp_refuse(uint64_t seq)
 
 /* ---- asking A ---- */
 
-static bool s_listed(const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.b[B_A].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
-static bool s_wait_listed(const char *pkg, uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    do {
-        if (s_listed(pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
-}
-
 /* Send a request for one unit with 64 cores at A; its seq. */
 static uint64_t s_request(const char *id)
 {
@@ -247,11 +181,7 @@ static int s_teardown(void **state)
     if (g.tp_sock)
         zmq_close(g.tp_sock);
     g.tp_sock = NULL;
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     cpn_identity_destroy(&g.ops);
     cpn_identity_destroy(&g.tp);
     if (g.zctx)
@@ -259,32 +189,6 @@ static int s_teardown(void **state)
     g.zctx = NULL;
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(g.zctx);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
 }
 
 static int s_setup(void **state)
@@ -298,10 +202,8 @@ static int s_setup(void **state)
     h_keygen(g.dir, "ops", &g.ops);
     h_keygen(g.dir, "tp", &g.tp);
     g.tp_signer.id = g.tp;
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, g.zctx, s_write_policy, g.ops, PORT_TRIES,
+                         READY_MS))
         return -1;
     cpn_curve_t plain = {.enabled = 0};
     if (cpn_sock_dealer(g.zctx, g.b[B_B].endpoint, cpn_limits_default.max_frame, &plain,
@@ -316,7 +218,7 @@ static void test_relayed_ad_keeps_held_units(void **state)
 {
     (void)state;
     s_tp_advertise(false);
-    assert_true(s_wait_listed("big", READY_MS));
+    assert_true(h_wait_listed(g.b[B_A].cli, "big", WAIT_MS, READY_MS));
 
     /* The first request at A claims tp's only unit through B; tp holds the CLAIM. */
     uint64_t seq1 = s_request("one");
@@ -325,7 +227,7 @@ static void test_relayed_ad_keeps_held_units(void **state)
 
     /* tp's AD, written while the CLAIM is undecided, reaches A relayed by B. */
     s_tp_advertise(true);
-    assert_true(s_wait_listed("mark", WAIT_MS));
+    assert_true(h_wait_listed(g.b[B_A].cli, "mark", WAIT_MS, WAIT_MS));
 
     /* The unit is still held for the first request: the second is refused at once. */
     uint64_t seq2 = s_request("two");

@@ -47,6 +47,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define WAIT_MS 5000   /* one answer from a broker */
@@ -98,136 +99,63 @@ static struct {
 
 /* ---- files ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-/* Append "    - name: X\n      key: X.pub\n      endpoint: E\n" for a member. */
-static void s_member(char *buf, size_t cap, const char *name, const char *endpoint)
-{
-    size_t used = strlen(buf);
-    int n = snprintf(buf + used, cap - used,
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n",
-                     name, name, endpoint);
-    assert_true(n > 0 && (size_t)n < cap - used);
-}
-
 /* A - B - C in a line; A also lists tm (the test); R lists A, which does not list R. */
 static void s_write_policy(int i)
 {
-    char members[1024] = "", text[4096], name[64];
+    h_policy_t p = {
+        .name = g.b[i].name,
+        .listen = g.b[i].endpoint,
+        .curve = true,
+        .hello_s = HELLO_S,
+        .fed_more = "  max_hops: 8\n",
+        .peers = "pc pr fg ff fw fx",
+        .operators = "ops",
+        .tenants = "race-a race-c",
+        .limits = "  frame_size: 64KiB\n"
+                  "  claim_timeout: 3s\n"
+                  "  claim_tries: 3\n"
+                  "  rate:\n"
+                  "    per_sender: 0/s\n",
+    };
     switch (i) {
     case B_A:
-        s_member(members, sizeof members, "b", g.b[B_B].endpoint);
-        s_member(members, sizeof members, "tm", g.tm_endpoint);
+        p.members[0] = (h_member_t){.name = "b", .endpoint = g.b[B_B].endpoint};
+        p.members[1] = (h_member_t){.name = "tm", .endpoint = g.tm_endpoint};
         break;
     case B_B:
-        s_member(members, sizeof members, "a", g.b[B_A].endpoint);
-        s_member(members, sizeof members, "c", g.b[B_C].endpoint);
+        p.members[0] = (h_member_t){.name = "a", .endpoint = g.b[B_A].endpoint};
+        p.members[1] = (h_member_t){.name = "c", .endpoint = g.b[B_C].endpoint};
         break;
     case B_C:
-        s_member(members, sizeof members, "b", g.b[B_B].endpoint);
+        p.members[0] = (h_member_t){.name = "b", .endpoint = g.b[B_B].endpoint};
         break;
     default:
-        s_member(members, sizeof members, "a", g.b[B_A].endpoint);
+        p.members[0] = (h_member_t){.name = "a", .endpoint = g.b[B_A].endpoint};
         break;
     }
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: true\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  max_hops: 8\n"
-                     "  members:\n%s"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pc, key: pc.pub}\n"
-                     "    - {name: pr, key: pr.pub}\n"
-                     "    - {name: fg, key: fg.pub}\n"
-                     "    - {name: ff, key: ff.pub}\n"
-                     "    - {name: fw, key: fw.pub}\n"
-                     "    - {name: fx, key: fx.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: race-a\n"
-                     "    key: race-a.pub\n"
-                     "  - name: race-c\n"
-                     "    key: race-c.pub\n"
-                     "limits:\n"
-                     "  frame_size: 64KiB\n"
-                     "  claim_timeout: 3s\n"
-                     "  claim_tries: 3\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, members);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    h_write_policy(g.dir, &p);
 }
 
 /* pc sells ten CPU nodes and one big machine (the unit raced for); pr sells small CPU nodes.
  * They re-advertise only every minute: what spreads faster than that spreads by SYNC. */
 static void s_write_peer(const peer_t *p)
 {
-    static const char pc[] = "  - id: cpu8\n"
-                             "    count: 10\n"
-                             "    price: \"2.0\"\n"
-                             "    cores: 8\n"
-                             "    memory: 32GiB\n"
-                             "  - id: solo\n"
-                             "    count: 1\n"
-                             "    price: \"9.0\"\n"
-                             "    cores: 200\n"
-                             "    memory: 64GiB\n";
-    static const char pr[] = "  - id: rogue-cpu\n"
-                             "    count: 5\n"
-                             "    price: \"1.0\"\n"
-                             "    cores: 4\n"
-                             "    memory: 8GiB\n";
-    const broker_t *home = &g.b[p->home];
-    char text[4096], name[64];
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: cn-east\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: true\n"
-                     "tenants: any\n"
-                     "packages:\n%s",
-                     p->name, p->name, p->name, home->endpoint, home->name,
-                     p == &g.p[P_C] ? pc : pr);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
-}
-
-/* ---- processes ---- */
-
-/* Start `prog` with `name`.yaml in the test directory, logging to `name`.log there. */
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[512] = "";
+    if (p == &g.p[P_C]) {
+        h_package(pkgs, sizeof pkgs, "cpu8", 10, "2.0", 8, "32GiB");
+        h_package(pkgs, sizeof pkgs, "solo", 1, "9.0", 200, "64GiB");
+    } else {
+        h_package(pkgs, sizeof pkgs, "rogue-cpu", 5, "1.0", 4, "8GiB");
+    }
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .refresh = "60s",
+                                 .max_lease = "7d",
+                                 .broker = g.b[p->home].endpoint,
+                                 .broker_name = g.b[p->home].name,
+                                 .curve = true,
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- talking to brokers (as the tenants) ---- */
@@ -446,7 +374,7 @@ static bool s_start_brokers(void)
     for (int i = 0; i < B__COUNT; i++)
         s_write_policy(i);
     for (int i = 0; i < B__COUNT; i++)
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
     bool up = true;
     for (int i = 0; i < B__COUNT && up; i++)
         up = s_wait_broker(i, READY_MS);
@@ -487,7 +415,7 @@ static int s_setup(void **state)
     }
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(&g.p[i]);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
     if (!s_wait_offer(B_A, "pc", "cpu8", true, READY_MS) ||
         !s_wait_offer(B_R, "pr", "rogue-cpu", true, READY_MS)) {
@@ -545,10 +473,10 @@ static void test_remote_lease(void **state)
     cpn_lease_t lease;
     assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
     assert_memory_equal(genv.from, cpn_identity_pk(g.b[B_A].id), CPN_PK_LEN);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
     assert_memory_equal(lenv.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
     char lease_id[CPN_NAME_MAX];
     snprintf(lease_id, sizeof lease_id, "%s", lease.lease_id);
     /* A flipped byte anywhere in the route breaks the verification. */
@@ -576,9 +504,9 @@ static void test_remote_lease(void **state)
     assert_int_equal(ctl_client_send(s_cli(T_OPS, B_A), CPN_MSG_RELEASE, &rl, &seq), CPN_OK);
     assert_int_equal(h_await(s_cli(T_OPS, B_A), seq, "far-1", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
     assert_int_equal(cpn_env_open(a.frame, a.len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
     assert_string_equal(lease.state, "released");
     h_ans_free(&a);
 }
@@ -784,7 +712,7 @@ static void s_tm_sync_answer(void *sock, cpn_signer_t *signer, void *router,
     for (uint64_t k = 0; k < out - out0; k++) {
         assert_true(s_tm_recv(router, cpn_mono_ms() + WAIT_MS, CPN_MSG_RELAY, &frame, &len, &env));
         cpn_relay_t rel;
-        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_relay_decode(&env, &lim, &rel), CPN_OK);
         assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &inner), CPN_OK);
         if (memcmp(inner.from, cpn_identity_pk(g.p[P_C].id), CPN_PK_LEN) == 0 &&
             (seq == 0 || inner.seq == seq)) {
@@ -824,7 +752,7 @@ static void test_sync_with_member(void **state)
     cpn_env_t env;
     assert_true(s_tm_recv(router, cpn_mono_ms() + READY_MS, CPN_MSG_SYNC, &frame, &len, &env));
     cpn_sync_t digest;
-    assert_int_equal(cpn_msg_decode(&env, &lim, &digest), CPN_OK);
+    assert_int_equal(cpn_sync_decode(&env, &lim, &digest), CPN_OK);
     assert_int_equal(digest.entries.len % CPN_SYNC_ENTRY_LEN, 0);
     uint64_t pc_seq = 0;
     uint8_t mine[2 * CPN_SYNC_ENTRY_LEN];
@@ -963,7 +891,7 @@ static void test_withdraw_sticks(void **state)
         if (!s_tm_recv(router, deadline, CPN_MSG_RELAY, &frame, &len, &env))
             break;
         cpn_relay_t rel;
-        assert_int_equal(cpn_msg_decode(&env, &lim, &rel), CPN_OK);
+        assert_int_equal(cpn_relay_decode(&env, &lim, &rel), CPN_OK);
         assert_int_equal(cpn_env_open(rel.msg.ptr, rel.msg.len, &lim, &inner), CPN_OK);
         got = memcmp(inner.from, cpn_identity_pk(g.fw), CPN_PK_LEN) == 0 &&
               inner.type == CPN_MSG_WITHDRAW && inner.seq == fw_wd_seq && rel.hops == 1;
@@ -1111,7 +1039,7 @@ static void test_restart_b(void **state)
     assert_int_equal(s_submit(T_OPS, B_C, &rc, &a), CPN_MSG_GRANT);
     h_ans_free(&a);
 
-    g.b[B_B].pid = s_spawn("cpn-broker", g.b[B_B].name);
+    g.b[B_B].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[B_B].name);
     assert_true(s_wait_broker(B_B, READY_MS));
     assert_true(s_wait_offer(B_B, "pc", "cpu8", true, READY_MS));
     assert_true(s_wait_offer(B_A, "pc", "cpu8", true, READY_MS));

@@ -132,7 +132,7 @@ static cpn_msg_type_t s_answer(uint64_t ref_seq, const char *lease_id, rx_t *rx)
         if (rx->env.type == CPN_MSG_LEASE) {
             cpn_lease_t l;
             memset(&l, 0, sizeof l);
-            assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &l), CPN_OK);
+            assert_int_equal(cpn_lease_decode(&rx->env, &cpn_limits_default, &l), CPN_OK);
             if (!lease_id || strcmp(l.lease_id, lease_id) == 0)
                 return CPN_MSG_LEASE;
         } else if (rx->env.type == CPN_MSG_RESEND) {
@@ -140,7 +140,7 @@ static cpn_msg_type_t s_answer(uint64_t ref_seq, const char *lease_id, rx_t *rx)
         } else if (rx->env.type == CPN_MSG_NACK) {
             cpn_nack_t nk;
             memset(&nk, 0, sizeof nk);
-            assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &nk), CPN_OK);
+            assert_int_equal(cpn_nack_decode(&rx->env, &cpn_limits_default, &nk), CPN_OK);
             if (nk.ref_seq == ref_seq)
                 return CPN_MSG_NACK;
         }
@@ -164,7 +164,7 @@ static bool s_try_refused(const char *what, const uint8_t *f, size_t n, int code
     } else {
         cpn_nack_t nk;
         memset(&nk, 0, sizeof nk);
-        assert_int_equal(cpn_msg_decode(&rx.env, &cpn_limits_default, &nk), CPN_OK);
+        assert_int_equal(cpn_nack_decode(&rx.env, &cpn_limits_default, &nk), CPN_OK);
         ok = nk.code == code && (!reason_part || strstr(nk.reason, reason_part));
         if (!ok)
             print_error("%s: NACK %s (%s), not %s%s%s\n", what, cpn_errname(nk.code), nk.reason,
@@ -626,7 +626,7 @@ static void test_replayed_renew_refused(void **state)
     assert_int_equal(s_answer(s_seq_of(renew, renew_len), g.lid, &rx), CPN_MSG_LEASE);
     cpn_lease_t l;
     memset(&l, 0, sizeof l);
-    assert_int_equal(cpn_msg_decode(&rx.env, &cpn_limits_default, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&rx.env, &cpn_limits_default, &l), CPN_OK);
     assert_int_equal(l.end_ms, g.end0 + 60 * 1000);
     assert_int_equal(l.renewals, 1);
     s_rx_free(&rx);
@@ -653,7 +653,7 @@ static void test_replayed_renew_refused(void **state)
             if (rx.env.type == CPN_MSG_NACK) {
                 cpn_nack_t nk;
                 memset(&nk, 0, sizeof nk);
-                assert_int_equal(cpn_msg_decode(&rx.env, &cpn_limits_default, &nk), CPN_OK);
+                assert_int_equal(cpn_nack_decode(&rx.env, &cpn_limits_default, &nk), CPN_OK);
                 if (nk.ref_seq == sentinel) {
                     assert_int_equal(nk.code, CPN_E_NO_LEASE);
                     done = true;

@@ -262,41 +262,26 @@ static bool s_tm_recv(cpn_msg_type_t type, uint8_t **frame, size_t *len, cpn_env
 
 static void s_write_policy(void)
 {
-    char text[4096];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: a\n"
-                     "  key: a.key\n"
-                     "  listen: %s\n"
-                     "  ledger: a-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: true\n"
-                     "federation:\n"
-                     "  hello_timeout: 1h\n"
-                     "  max_hops: %d\n"
-                     "  members:\n"
-                     "    - name: tm\n"
-                     "      key: tm.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pg, key: pg.pub}\n"
-                     "    - {name: pm, key: pm.pub}\n"
-                     "    - {name: pr, key: pr.pub}\n"
-                     "    - {name: pl, key: pl.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  frame_size: 64KiB\n"
-                     "  claim_timeout: %ds\n"
-                     "  claim_tries: 1\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.endpoint, MAX_HOPS, g.tm_endpoint, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "a.yaml", text);
+    char hops[32], limits[256];
+    snprintf(hops, sizeof hops, "  max_hops: %d\n", MAX_HOPS);
+    snprintf(limits, sizeof limits,
+             "  frame_size: 64KiB\n"
+             "  claim_timeout: %ds\n"
+             "  claim_tries: 1\n"
+             "  rate:\n"
+             "    per_sender: 0/s\n",
+             CLAIM_TIMEOUT_S);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = "a",
+                              .listen = g.endpoint,
+                              .curve = true,
+                              .hello_s = 3600, /* never, within the test */
+                              .fed_more = hops,
+                              .members = {{"tm", g.tm_endpoint}},
+                              .peers = "pg pm pr pl",
+                              .operators = "ops",
+                              .limits = limits,
+                          });
 }
 
 static int s_setup(void **state)
@@ -708,7 +693,7 @@ static void s_serve_remote(const char *req_id, s_spoil_fn spoil, cpn_identity_t 
     for (;;) {
         if (!s_tm_recv(CPN_MSG_FORWARD, &ff, &fn, &fenv))
             fail_msg("%s: A forwarded no CLAIM to tm", req_id);
-        assert_int_equal(cpn_msg_decode(&fenv, &lim, &fw), CPN_OK);
+        assert_int_equal(cpn_forward_decode(&fenv, &lim, &fw), CPN_OK);
         if (fw.ref_seq == 0 && memcmp(fw.to, cpn_identity_pk(g.pr), CPN_PK_LEN) == 0)
             break;
         free(ff);

@@ -65,16 +65,10 @@ static fx_t g = {.tenant = {.name = "acme"}};
 
 /* ---- files, processes ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_bytes(const char *name, const uint8_t *b, size_t n)
 {
     char p[400];
-    s_path(p, sizeof p, name);
+    h_path(p, sizeof p, g.dir, name);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(b, 1, n, f), n);
@@ -84,7 +78,7 @@ static void s_write_bytes(const char *name, const uint8_t *b, size_t n)
 static char *s_read_text(const char *name)
 {
     char p[400];
-    s_path(p, sizeof p, name);
+    h_path(p, sizeof p, g.dir, name);
     FILE *f = fopen(p, "rb");
     assert_non_null(f);
     char *buf = calloc(1, 1 << 20);
@@ -101,8 +95,8 @@ static int s_cpnctl(const char *out, const char *err, const char *const *args)
 {
     char bin[1100], po[400], pe[400];
     snprintf(bin, sizeof bin, "%s/cpnctl", g.bin);
-    s_path(po, sizeof po, out);
-    s_path(pe, sizeof pe, err);
+    h_path(po, sizeof po, g.dir, out);
+    h_path(pe, sizeof pe, g.dir, err);
     const char *argv[16] = {bin};
     size_t n = 1;
     for (; args[n - 1] && n < 15; n++)
@@ -217,29 +211,17 @@ static bool s_json_valid(const char *text)
 
 static void s_write_policy(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: test-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: evil-dc\n"
-                     "      key: evil-dc.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 1s\n"
-                     "  claim_tries: 1\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "test-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .peers = "evil-dc",
+                              .operators = "acme",
+                              .limits = "  claim_timeout: 1s\n"
+                                        "  claim_tries: 1\n",
+                          });
 }
 
 /* The fake peer's AD: one CPU package, plenty of units. */
@@ -329,8 +311,8 @@ static int s_setup(void **state)
     if (cpn_crypto_init() != CPN_OK ||
         h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "hostile") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.log, sizeof g.log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.log, sizeof g.log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, "evil-dc", &g.peer);
     h_keygen(g.dir, "other", &g.other);
@@ -656,30 +638,30 @@ static void test_retry_conflict_and_after_release(void **state)
 static void test_curve_key_binds_signer(void **state)
 {
     (void)state;
-    char ep[64], policy[400], log[400], text[2048];
+    char ep[64], policy[400], log[400];
     pid_t pid = 0;
     ctl_client_t *acme = NULL, *other = NULL;
     bool up = false;
-    s_path(policy, sizeof policy, "policy-curve.yaml");
-    s_path(log, sizeof log, "broker-curve.log");
+    h_path(policy, sizeof policy, g.dir, "policy-curve.yaml");
+    h_path(log, sizeof log, g.dir, "broker-curve.log");
     for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++) {
         int port = h_free_port(NULL);
         if (port <= 0)
             continue;
         snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", port);
-        int n = snprintf(text, sizeof text,
-                         "broker:\n  name: curve-broker\n  key: broker.key\n  listen: %s\n"
-                         "  ledger: ledger-curve.db\n  transport:\n    curve: true\n"
-                         "peers:\n  trusted:\n    - name: evil-dc\n      key: evil-dc.pub\n"
-                         "tenants:\n  - name: acme\n    key: acme.pub\n    operator: true\n"
-                         "  - name: other\n    key: other.pub\n",
-                         ep);
-        assert_true(n > 0 && (size_t)n < sizeof text);
-        h_write(g.dir, "policy-curve.yaml", text);
-        assert_int_equal(ctl_client_new(ep, g.tenant.id, cpn_identity_pk(g.broker), false, &acme),
-                         CPN_OK);
-        pid = h_spawn(g.bin, "cpn-broker", policy, log);
-        up = h_wait_up(&pid, acme, READY_MS);
+        h_write_policy(g.dir, &(h_policy_t){
+                                  .file = "policy-curve.yaml",
+                                  .name = "curve-broker",
+                                  .key = "broker.key",
+                                  .listen = ep,
+                                  .ledger = "ledger-curve.db",
+                                  .curve = true,
+                                  .peers = "evil-dc",
+                                  .operators = "acme",
+                                  .tenants = "other",
+                              });
+        up = h_start_broker(g.bin, policy, log, &pid, ep, g.tenant.id, cpn_identity_pk(g.broker),
+                            false, &acme, READY_MS);
         if (!up) {
             h_stop(&pid, STOP_MS);
             ctl_client_destroy(&acme);
@@ -746,10 +728,10 @@ static void test_cpnctl_release_request_file_refused(void **state)
     free(gf);
     free(f);
     char key[400], file[400];
-    s_path(key, sizeof key, "acme.key");
+    h_path(key, sizeof key, g.dir, "acme.key");
     const char *names[] = {"request.frame", "grant-of-request.lease"};
     for (size_t i = 0; i < 2; i++) {
-        s_path(file, sizeof file, names[i]);
+        h_path(file, sizeof file, g.dir, names[i]);
         const char *args[] = {"-k", key, "-b", g.endpoint, "release", file, NULL};
         int rc = s_cpnctl("release.out", "release.err", args);
         char *err = s_read_text("release.err");
@@ -759,8 +741,8 @@ static void test_cpnctl_release_request_file_refused(void **state)
     }
     /* a real lease, but the broker pinned is another: refused before anything is sent */
     char opub[400];
-    s_path(opub, sizeof opub, "other.pub");
-    s_path(file, sizeof file, "honest.lease");
+    h_path(opub, sizeof opub, g.dir, "other.pub");
+    h_path(file, sizeof file, g.dir, "honest.lease");
     const char *pinned[] = {"--plain", "-t", "5",        "-B",      opub, "-k",
                             key,       "-b", g.endpoint, "release", file, NULL};
     int rc = s_cpnctl("release.out", "release.err", pinned);
@@ -774,9 +756,9 @@ static void test_cpnctl_verify_honours_pinned_broker(void **state)
 {
     (void)state;
     char file[400], bpub[400], opub[400];
-    s_path(file, sizeof file, "honest.lease");
-    s_path(bpub, sizeof bpub, "broker.pub");
-    s_path(opub, sizeof opub, "other.pub");
+    h_path(file, sizeof file, g.dir, "honest.lease");
+    h_path(bpub, sizeof bpub, g.dir, "broker.pub");
+    h_path(opub, sizeof opub, g.dir, "other.pub");
     const char *good[] = {"-B", bpub, "verify", file, NULL};
     assert_int_equal(s_cpnctl("verify.out", "verify.err", good), 0);
     const char *bad[] = {"-B", opub, "verify", file, NULL};
@@ -819,7 +801,7 @@ static void test_cpnctl_json_verify_valid_whatever_the_input(void **state)
     free(cf);
     free(rf);
     char file[400];
-    s_path(file, sizeof file, "garbage-route.claim");
+    h_path(file, sizeof file, g.dir, "garbage-route.claim");
     const char *args[] = {"--json", "verify", file, NULL};
     assert_int_equal(s_cpnctl("json.out", "json.err", args), 1);
     char *out = s_read_text("json.out");
@@ -827,7 +809,7 @@ static void test_cpnctl_json_verify_valid_whatever_the_input(void **state)
         fail_msg("not JSON: %s", out);
     free(out);
     /* and the honest lease's JSON too */
-    s_path(file, sizeof file, "honest.lease");
+    h_path(file, sizeof file, g.dir, "honest.lease");
     const char *ok[] = {"--json", "verify", file, NULL};
     assert_int_equal(s_cpnctl("json.out", "json.err", ok), 0);
     out = s_read_text("json.out");

@@ -91,82 +91,49 @@ static struct {
 
 static void s_write_policy(int i)
 {
-    char text[4096], name[64], member[128];
+    char member[128], limits[256];
     int o = 1 - i;
     /* A reaches B through X2; B reaches A directly. */
     if (i == B_A)
         snprintf(member, sizeof member, "tcp://127.0.0.1:%d", tcpproxy_port(g.x2));
     else
         snprintf(member, sizeof member, "%s", g.b[o].endpoint);
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: true\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pa, key: pa.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: other\n"
-                     "    key: other.pub\n"
-                     "limits:\n"
-                     "  frame_size: 64KiB\n"
-                     "  claim_timeout: 2s\n"
-                     "  claim_tries: 2\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n"
-                     "    refusals: %d/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[o].name,
-                     g.b[o].name, member, REFUSALS);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    snprintf(limits, sizeof limits,
+             "  frame_size: 64KiB\n"
+             "  claim_timeout: 2s\n"
+             "  claim_tries: 2\n"
+             "  rate:\n"
+             "    per_sender: 0/s\n"
+             "    refusals: %d/s\n",
+             REFUSALS);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .curve = true,
+                              .hello_s = HELLO_S,
+                              .members = {{g.b[o].name, member}},
+                              .peers = "pa",
+                              .operators = "ops",
+                              .tenants = "other",
+                              .limits = limits,
+                          });
 }
 
+/* pa reaches A through X1. */
 static void s_write_peer(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "name: pa\n"
-                     "key: pa.key\n"
-                     "database: pa.db\n"
-                     "region: cn-east\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: tcp://127.0.0.1:%d\n"
-                     "    key: a.pub\n"
-                     "    curve: true\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu8\n"
-                     "    count: 200\n"
-                     "    price: \"2.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     tcpproxy_port(g.x1));
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "pa.yaml", text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400];
-    snprintf(cfg, sizeof cfg, "%s/%s.yaml", g.dir, name);
-    snprintf(log, sizeof log, "%s/%s.log", g.dir, name);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[256] = "", endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", tcpproxy_port(g.x1));
+    h_package(pkgs, sizeof pkgs, "cpu8", 200, "2.0", 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = "pa",
+                                 .refresh = "60s",
+                                 .max_lease = "7d",
+                                 .broker = endpoint,
+                                 .broker_name = "a",
+                                 .curve = true,
+                                 .packages = pkgs,
+                             });
 }
 
 static ctl_client_t *s_cli(int b)
@@ -294,7 +261,7 @@ static bool s_start_brokers(void)
     for (int i = 0; i < B__COUNT; i++)
         s_write_policy(i);
     for (int i = 0; i < B__COUNT; i++)
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
     bool up = true;
     for (int i = 0; i < B__COUNT && up; i++)
         up = h_wait_up(&g.b[i].pid, s_cli(i), READY_MS);
@@ -326,7 +293,7 @@ static int s_setup(void **state)
         return -1;
     }
     s_write_peer();
-    g.pa_pid = s_spawn("cpn-peer", "pa");
+    g.pa_pid = h_start(g.bin, g.dir, "cpn-peer", "pa");
     if (!s_wait_offer(B_A, "pa", READY_MS) || !s_wait_offer(B_B, "pa", READY_MS)) {
         fprintf(stderr, "# pa's offer did not reach A and B (logs in %s)\n", g.dir);
         return -1;

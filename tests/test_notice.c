@@ -51,6 +51,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 8000   /* one answer from the broker */
 #define READY_MS 30000 /* a daemon up, offers in the book, a row written (a bound) */
@@ -84,108 +85,54 @@ static fx_t g = {
 
 /* ---- files and databases ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-/* One integer from a SQLite file (read only); -1 if it cannot be read. ?1 = arg if not NULL. */
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* Wait until the query gives `want` (bounded). */
 static bool s_wait_db(const char *path, const char *sql, const char *arg, int64_t want)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_db_int(path, sql, arg) == want)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_db(path, sql, arg, want, READY_MS);
 }
 
 static void s_write_policy(const char *tag)
 {
-    char text[2048], name[128];
+    char name[128];
     snprintf(name, sizeof name, "%s-ledger.db", tag);
-    s_path(g.ledger, sizeof g.ledger, name);
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: notice-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "    - name: dear\n"
-                     "      key: dear.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "  - name: beta\n"
-                     "    key: beta.pub\n"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n",
-                     g.endpoint, g.ledger);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_path(g.ledger, sizeof g.ledger, g.dir, name);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "notice-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = g.ledger,
+                              .peers = "cheap dear",
+                              .operators = "acme",
+                              .tenants = "beta",
+                              .limits = "  claim_timeout: 2s\n",
+                          });
 }
 
+/* Peer p at the broker `broker` (key `broker`.pub) listening at `endpoint`. */
 static void s_write_peer_at(peer_t *p, const char *tag, const char *price, const char *endpoint,
-                            const char *broker_key)
+                            const char *broker)
 {
-    char text[2048], name[128];
+    char name[128], pkgs[256] = "";
     snprintf(name, sizeof name, "%s-%s.db", tag, p->name);
-    s_path(p->db, sizeof p->db, name);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: 2\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     p->name, p->name, p->db, endpoint, broker_key, price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
+    h_path(p->db, sizeof p->db, g.dir, name);
+    h_package(pkgs, sizeof pkgs, "cpu", 2, price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = p->name,
+                                 .database = p->db,
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = endpoint,
+                                 .broker_name = broker,
+                                 .packages = pkgs,
+                             });
     snprintf(name, sizeof name, "%s.yaml", p->name);
-    h_write(g.dir, name, text);
-    s_path(p->cfg, sizeof p->cfg, name);
+    h_path(p->cfg, sizeof p->cfg, g.dir, name);
 }
 
 static void s_write_peer(peer_t *p, const char *tag, const char *price)
 {
-    s_write_peer_at(p, tag, price, g.endpoint, "broker.pub");
+    s_write_peer_at(p, tag, price, g.endpoint, "broker");
 }
 
 /* An exec driver (docs/PROVISIONING.md) for package cpu: grants at once, logs every call to
@@ -207,7 +154,7 @@ static const char S_DRIVER[] =
 static void s_add_driver(peer_t *p)
 {
     char path[400];
-    s_path(path, sizeof path, "drv.sh");
+    h_path(path, sizeof path, g.dir, "drv.sh");
     h_write(g.dir, "drv.sh", S_DRIVER);
     assert_int_equal(chmod(path, 0755), 0);
     FILE *f = fopen(p->cfg, "a");
@@ -231,16 +178,14 @@ static void s_start_peer(peer_t *p)
 {
     char log[400], name[128];
     snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, name);
+    h_path(log, sizeof log, g.dir, name);
     p->pid = h_spawn(g.bin, "cpn-peer", p->cfg, log);
 }
 
 static bool s_start_broker(void)
 {
-    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
-    assert_int_equal(ctl_client_new(g.endpoint, g.t.id, cpn_identity_pk(g.broker), true, &g.t.cli),
-                     CPN_OK);
-    return h_wait_up(&g.broker_pid, g.t.cli, READY_MS);
+    return h_start_broker(g.bin, g.policy, g.broker_log, &g.broker_pid, g.endpoint, g.t.id,
+                          cpn_identity_pk(g.broker), true, &g.t.cli, READY_MS);
 }
 
 static void s_kill_broker(void)
@@ -294,8 +239,8 @@ static int s_run(const char *const *argv, char *out, size_t cap)
 static int s_cpnctl(const char *cmd, const char *a1, const char *a2, char *out, size_t cap)
 {
     char key[400], bkey[400];
-    s_path(key, sizeof key, "acme.key");
-    s_path(bkey, sizeof bkey, "broker.pub");
+    h_path(key, sizeof key, g.dir, "acme.key");
+    h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     const char *argv[] = {"cpnctl", "--plain", "--json", "-t", WATCH_S, "-b", g.endpoint, "-B",
                           bkey,     "-k",      key,      cmd,  a1,      a2,   NULL};
     return s_run(argv, out, cap);
@@ -310,31 +255,10 @@ static int s_drain(peer_t *p)
     return rc;
 }
 
-/* Free units of peer `name` in the broker's offers; -1 if not listed. */
-static long s_offer_free(const char *name)
-{
-    h_ans_t a;
-    long fr = -1;
-    if (h_query(g.t.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return -2;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
-        const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (h_str_is(h_get(row, "name"), name))
-            fr = (long)h_u64(h_get(row, "free"));
-    }
-    h_ans_free(&a);
-    return fr;
-}
-
+/* Wait until the broker lists the peer with exactly `want` units free. */
 static bool s_wait_offer(const char *name, long want)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_offer_free(name) == want)
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_free(g.t.cli, name, want, want, WAIT_MS, READY_MS);
 }
 
 static uint64_t s_refused(const char *slug)
@@ -367,9 +291,9 @@ static void s_lease_ex(const char *id, bool rematch, h_ans_t *a, char lease_id[C
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     snprintf(lease_id, CPN_NAME_MAX, "%s", l.lease_id);
 }
 
@@ -424,7 +348,7 @@ static void test_drain_notice(void **state)
     s_case_start("t1");
     s_lease("job-1", &grant, lease_id);
     assert_int_equal(
-        s_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", lease_id), 1);
+        h_db_int(g.p[P_CHEAP].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", lease_id), 1);
     assert_int_equal(s_drain(&g.p[P_CHEAP]), 0);
     /* The tenant follows its notices: the one for its lease comes. */
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
@@ -432,8 +356,8 @@ static void test_drain_notice(void **state)
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity-lost"));
     /* Revoked at the peer and in the ledger; the peer holds the broker's receipt. */
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     assert_true(s_wait_db(g.p[P_CHEAP].db,
                           "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND acked = 1",
                           lease_id, 1));
@@ -443,10 +367,10 @@ static void test_drain_notice(void **state)
     assert_non_null(strstr(out, "capacity-lost: package drained"));
     /* The drained package advertises nothing free; the other peer is untouched. */
     assert_true(s_wait_offer("cheap", 0));
-    assert_int_equal(s_offer_free("dear"), 2);
+    assert_int_equal(h_offer_free(g.t.cli, "dear", WAIT_MS), 2);
     /* Without on_failure: rematch the lease just ends: no lease for job-1 elsewhere. */
-    assert_int_equal(s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases", NULL), 0);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM leases", NULL), 1);
+    assert_int_equal(h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases", NULL), 0);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM leases", NULL), 1);
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(grant.frame, grant.len, NULL, &why), CPN_OK);
     h_ans_free(&grant);
@@ -488,9 +412,9 @@ static void test_forged_notice(void **state)
     cpn_grant_t gr;
     cpn_env_t lenv;
     cpn_lease_t l;
-    assert_int_equal(cpn_msg_decode(&grant.env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&grant.env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     const uint8_t *acme = cpn_identity_pk(g.t.id), *beta = cpn_identity_pk(g.beta);
     /* Another peer than the lease's. */
     assert_int_equal(s_forge(g.p[P_DEAR].id, &l, gr.lease.ptr, gr.lease.len, acme, NULL, &a),
@@ -516,13 +440,13 @@ static void test_forged_notice(void **state)
     /* Counted; nothing changed. */
     assert_int_equal(s_refused("untrusted"), 1);
     assert_int_equal(s_refused("inconsistent"), 2);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 0);
-    assert_int_equal(s_db_int(g.ledger,
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 0);
+    assert_int_equal(h_db_int(g.ledger,
                               "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
                               "state = 'active'",
                               lease_id),
                      1);
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db,
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db,
                               "SELECT COUNT(*) FROM leases WHERE lease_id = ?1 AND "
                               "state = 'active'",
                               lease_id),
@@ -558,8 +482,8 @@ static void test_broker_restart(void **state)
     assert_true(s_start_broker());
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM notices", NULL), 1);
     for (int i = 0; i < P__COUNT; i++)
         assert_true(h_stop(&g.p[i].pid, STOP_MS));
     assert_true(h_stop(&g.broker_pid, STOP_MS));
@@ -584,12 +508,12 @@ static void test_rematch(void **state)
     assert_true(s_wait_db(g.p[P_DEAR].db,
                           "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state = 'active'",
                           "job-r", 1));
-    assert_int_equal(s_db_int(g.ledger,
+    assert_int_equal(h_db_int(g.ledger,
                               "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
                               "state = 'active'",
                               "job-r"),
                      1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* The new lease: its GRANT verifies, its CLAIM carries the NOTICE of the old one, and it
      * ends no later than the old one would have. */
     size_t glen = 0;
@@ -602,8 +526,8 @@ static void test_rematch(void **state)
     assert_int_equal(ctl_verify_chain(gf, glen, NULL, &why), CPN_OK);
     /* `cpnctl verify` of the new lease file names the one it replaces. */
     char file[400], bkey[400];
-    s_path(file, sizeof file, "job-r-new.lease");
-    s_path(bkey, sizeof bkey, "broker.pub");
+    h_path(file, sizeof file, g.dir, "job-r-new.lease");
+    h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     FILE *f = fopen(file, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(gf, 1, glen, f), glen);
@@ -613,7 +537,7 @@ static void test_rematch(void **state)
     assert_int_equal(s_run(verify, out, sizeof out), 0);
     assert_non_null(strstr(out, "replaces lease "));
     assert_non_null(strstr(out, lease_id));
-    assert_true(s_db_int(g.ledger,
+    assert_true(h_db_int(g.ledger,
                          "SELECT COUNT(*) FROM leases n, leases o WHERE n.request_id = ?1 AND "
                          "n.state = 'active' AND o.state = 'revoked' AND o.request_id = ?1 AND "
                          "n.end_ms <= o.start_ms + 3600000 + 1000 AND n.start_ms >= o.end_ms",
@@ -624,7 +548,7 @@ static void test_rematch(void **state)
     h_ans_free(&grant);
     assert_string_not_equal(again, lease_id);
     assert_int_equal(
-        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", again), 1);
+        h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE lease_id = ?1", again), 1);
     /* The tenant sees both, and the notice names the replacement. */
     assert_int_equal(s_cpnctl("leases", NULL, NULL, out, sizeof out), 0);
     assert_non_null(strstr(out, "revoked"));
@@ -635,10 +559,10 @@ static void test_rematch(void **state)
      * broker's ticks keep running), and the broker counts one. */
     usleep(1500 * 1000);
     assert_int_equal(
-        s_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 1);
+        h_db_int(g.p[P_DEAR].db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 1);
     assert_int_equal(
-        s_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 2);
-    assert_int_equal(s_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
+        h_db_int(g.ledger, "SELECT COUNT(*) FROM leases WHERE request_id = ?1", "job-r"), 2);
+    assert_int_equal(h_db_int(g.ledger, "SELECT COUNT(*) FROM intents", NULL), 0);
     for (int i = 0; i < P__COUNT; i++)
         assert_true(h_stop(&g.p[i].pid, STOP_MS));
     assert_true(h_stop(&g.broker_pid, STOP_MS));
@@ -663,10 +587,10 @@ static void test_driver_lost(void **state)
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity lost (inventory)"));
-    assert_int_equal(s_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.p[P_CHEAP].db, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* The driver tears down what is left of it. */
-    s_path(calls, sizeof calls, "calls.log");
+    h_path(calls, sizeof calls, g.dir, "calls.log");
     snprintf(needle, sizeof needle, "release %s", lease_id);
     uint64_t deadline = cpn_mono_ms() + READY_MS;
     bool released = false;
@@ -687,38 +611,14 @@ static void test_driver_lost(void **state)
 
 /* Two brokers: the tenant's (b1, the test's `broker`) and the peer's home (b2), members of each
  * other. The notice goes peer -> b2 -> b1 and reaches the tenant at b1. */
-static void s_write_fed_policy(const char *file, const char *name, const char *key,
-                               const char *listen, const char *ledger, const char *member,
-                               const char *member_key, const char *member_endpoint)
+static void s_write_fed_policy(const h_policy_t *p)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: 3s\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: cheap\n"
-                     "      key: cheap.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 2s\n",
-                     name, key, listen, ledger, member, member_key, member_endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, file, text);
+    h_policy_t q = *p;
+    q.hello_s = 3;
+    q.peers = "cheap";
+    q.operators = "acme";
+    q.limits = "  claim_timeout: 2s\n";
+    h_write_policy(g.dir, &q);
 }
 
 static void test_federated(void **state)
@@ -729,15 +629,22 @@ static void test_federated(void **state)
     int port = h_free_port(NULL);
     assert_true(port > 0);
     snprintf(g.endpoint2, sizeof g.endpoint2, "tcp://127.0.0.1:%d", port);
-    s_path(g.ledger, sizeof g.ledger, "t5-ledger.db");
-    s_path(ledger2, sizeof ledger2, "t5-ledger2.db");
-    s_write_fed_policy("policy.yaml", "b1", "broker.key", g.endpoint, g.ledger, "b2", "b2.pub",
-                       g.endpoint2);
-    s_write_fed_policy("policy2.yaml", "b2", "b2.key", g.endpoint2, ledger2, "b1", "broker.pub",
-                       g.endpoint);
-    s_path(cfg2, sizeof cfg2, "policy2.yaml");
-    s_path(log2, sizeof log2, "broker2.log");
-    s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2.pub");
+    h_path(g.ledger, sizeof g.ledger, g.dir, "t5-ledger.db");
+    h_path(ledger2, sizeof ledger2, g.dir, "t5-ledger2.db");
+    s_write_fed_policy(&(h_policy_t){.file = "policy.yaml",
+                                     .name = "b1",
+                                     .key = "broker.key",
+                                     .listen = g.endpoint,
+                                     .ledger = g.ledger,
+                                     .members = {{"b2", g.endpoint2}}});
+    s_write_fed_policy(&(h_policy_t){.file = "policy2.yaml",
+                                     .name = "b2",
+                                     .listen = g.endpoint2,
+                                     .ledger = ledger2,
+                                     .members = {{"b1", g.endpoint, "broker.pub"}}});
+    h_path(cfg2, sizeof cfg2, g.dir, "policy2.yaml");
+    h_path(log2, sizeof log2, g.dir, "broker2.log");
+    s_write_peer_at(&g.p[P_CHEAP], "t5", "1.0", g.endpoint2, "b2");
     g.b2_pid = h_spawn(g.bin, "cpn-broker", cfg2, log2);
     assert_true(s_start_broker());
     s_start_peer(&g.p[P_CHEAP]);
@@ -749,7 +656,7 @@ static void test_federated(void **state)
     assert_int_equal(s_cpnctl("watch", "--count", "1", out, sizeof out), 0);
     assert_non_null(strstr(out, lease_id));
     assert_non_null(strstr(out, "capacity-lost"));
-    assert_int_equal(s_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
+    assert_int_equal(h_db_int(g.ledger, S_STATE_SQL, lease_id), 1);
     /* b2 carried it on and holds b1's receipt; the peer holds b2's. */
     assert_true(s_wait_db(ledger2, "SELECT COUNT(*) FROM notices WHERE lease_id = ?1 AND todo = 0",
                           lease_id, 1));
@@ -770,8 +677,8 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "notice") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, g.t.name, &g.t.id);
     h_keygen(g.dir, "beta", &g.beta);

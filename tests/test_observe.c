@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "om_parse.h"
 #include "transport.h"
 
@@ -60,14 +61,8 @@ enum { P_A, P_B, P__COUNT };
 
 static struct {
     char dir[256], bin[1024], prom_dir[300];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port, http;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
+    int http_a; /* A's HTTP port (B has none) */
     struct {
         const char *name, *pkg, *model, *vendor, *region;
         unsigned count;
@@ -193,61 +188,31 @@ static bool s_http(const char *method, int port, const char *path, s_http_t *out
 
 static void s_write_policy(int i)
 {
-    char text[4096], name[64], http[64] = "";
+    char http[64] = "";
     int o = i == B_A ? B_B : B_A;
-    if (g.b[i].http)
-        snprintf(http, sizeof http, "  http: %d\n", g.b[i].http); /* "PORT": loopback */
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "%s"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: 5s\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pa, key: pa.pub}\n"
-                     "    - {name: pb, key: pb.pub}\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, http, g.b[o].name,
-                     g.b[o].name, g.b[o].endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    if (i == B_A) {
+        g.http_a = h_free_port(NULL);
+        snprintf(http, sizeof http, "  http: %d\n", g.http_a); /* "PORT": loopback */
+    }
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .broker_more = http,
+                              .hello_s = 5,
+                              .members = {{g.b[o].name, g.b[o].endpoint}},
+                              .peers = "pa pb",
+                              .operators = "acme",
+                              .limits = "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 static void s_write_peer(int i)
 {
-    char text[2048], name[64], http[64] = "";
+    char pkgs[1024], http[64] = "";
     if (g.p[i].http)
         snprintf(http, sizeof http, "http: 127.0.0.1:%d\n", g.p[i].http);
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: %s\n"
-                     "refresh: 60s\n"
-                     "%s"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
+    int n = snprintf(pkgs, sizeof pkgs,
                      "  - id: %s\n"
                      "    count: %u\n"
                      "    price: \"10.0\"\n"
@@ -259,20 +224,17 @@ static void s_write_peer(int i)
                      "      count: 8\n"
                      "      memory: 64GiB\n"
                      "      bf16_tflops: 900\n",
-                     g.p[i].name, g.p[i].name, g.p[i].name, g.p[i].region, http,
-                     g.b[g.p[i].home].endpoint, g.b[g.p[i].home].name, g.p[i].pkg, g.p[i].count,
-                     g.p[i].vendor, g.p[i].model);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.p[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400];
-    snprintf(cfg, sizeof cfg, "%s/%s.yaml", g.dir, name);
-    snprintf(log, sizeof log, "%s/%s.log", g.dir, name);
-    return h_spawn(g.bin, prog, cfg, log);
+                     g.p[i].pkg, g.p[i].count, g.p[i].vendor, g.p[i].model);
+    assert_true(n > 0 && (size_t)n < sizeof pkgs);
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = g.p[i].name,
+                                 .region = g.p[i].region,
+                                 .refresh = "60s",
+                                 .more = http,
+                                 .broker = g.b[g.p[i].home].endpoint,
+                                 .broker_name = g.b[g.p[i].home].name,
+                                 .packages = pkgs,
+                             });
 }
 
 /* ---- the workload ---- */
@@ -312,9 +274,9 @@ static int s_submit(const char *id, const char *model, char *lease_id)
         cpn_limits_t lim = h_big_limits();
         memset(&gr, 0, sizeof gr);
         memset(&lease, 0, sizeof lease);
-        assert_int_equal(cpn_msg_decode(&a.env, &lim, &gr), CPN_OK);
+        assert_int_equal(cpn_grant_decode(&a.env, &lim, &gr), CPN_OK);
         assert_int_equal(cpn_env_parse(gr.lease.ptr, gr.lease.len, &lim, &env), CPN_OK);
-        assert_int_equal(cpn_msg_decode(&env, &lim, &lease), CPN_OK);
+        assert_int_equal(cpn_lease_decode(&env, &lim, &lease), CPN_OK);
         snprintf(lease_id, CPN_NAME_MAX, "%s", lease.lease_id);
     }
     h_ans_free(&a);
@@ -351,33 +313,6 @@ static bool s_send_garbage(void)
 
 /* ---- setup ---- */
 
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(NULL);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    g.b[B_A].http = h_free_port(NULL);
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(ctl_client_new(g.b[i].endpoint, g.acme, cpn_identity_pk(g.b[i].id),
-                                        true, &g.b[i].cli),
-                         CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
-}
-
 static int s_setup(void **state)
 {
     (void)state;
@@ -389,15 +324,13 @@ static int s_setup(void **state)
     for (int i = 0; i < P__COUNT; i++)
         h_keygen(g.dir, g.p[i].name, &g.p[i].id);
     h_keygen(g.dir, "acme", &g.acme);
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, NULL, s_write_policy, g.acme, PORT_TRIES,
+                         READY_MS))
         return -1;
     g.p[P_A].http = h_free_port(NULL);
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
     uint64_t deadline = cpn_mono_ms() + READY_MS;
     while (s_offers_at_a() < 2 && cpn_mono_ms() < deadline)
@@ -434,11 +367,8 @@ static int s_teardown(void **state)
     }
     for (int i = 0; i < P__COUNT; i++)
         clean = h_stop(&g.p[i].pid, STOP_MS) && clean;
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean; /* exit 0: the listener stopped cleanly */
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    /* exit 0: the listener stopped cleanly */
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     for (int i = 0; i < P__COUNT; i++)
         cpn_identity_destroy(&g.p[i].id);
     cpn_identity_destroy(&g.acme);
@@ -474,7 +404,7 @@ static double s_val(const om_doc_t *d, const char *name, const char *label, cons
 static void test_metrics_text(void **state)
 {
     (void)state;
-    om_doc_t *d = s_scrape(g.b[B_A].http);
+    om_doc_t *d = s_scrape(g.http_a);
     assert_true(s_val(d, "cpn_broker_requests_total", NULL, NULL) == N_LEASES + N_REFUSED);
     assert_true(s_val(d, "cpn_broker_grants_total", NULL, NULL) == N_LEASES);
     assert_true(s_val(d, "cpn_broker_nacks_total", "code", "no-match") == N_REFUSED);
@@ -512,23 +442,23 @@ static void test_metrics_text(void **state)
 
     /* What is not a route, or not a GET: refused with its status, the daemon unharmed. */
     s_http_t h;
-    assert_true(s_http("GET", g.b[B_A].http, "/nothing", &h));
+    assert_true(s_http("GET", g.http_a, "/nothing", &h));
     assert_int_equal(h.status, 404);
     s_http_free(&h);
-    assert_true(s_http("POST", g.b[B_A].http, "/metrics", &h));
+    assert_true(s_http("POST", g.http_a, "/metrics", &h));
     assert_int_equal(h.status, 405);
     s_http_free(&h);
     assert_true(s_http("GET", g.p[P_A].http, "/", &h));
     assert_int_equal(h.status, 404);
     s_http_free(&h);
-    assert_true(s_http_body("GET", g.b[B_A].http, "/metrics", "{\"x\": 1}", &h));
+    assert_true(s_http_body("GET", g.http_a, "/metrics", "{\"x\": 1}", &h));
     assert_int_equal(h.status, 400); /* a body: read, dropped, refused */
     s_http_free(&h);
-    assert_true(s_http_body("POST", g.b[B_A].http, "/api/state", "garbage\n\1\2", &h));
+    assert_true(s_http_body("POST", g.http_a, "/api/state", "garbage\n\1\2", &h));
     assert_int_equal(h.status, 405);
     s_http_free(&h);
     assert_true(h_alive(&g.b[B_A].pid) && h_alive(&g.p[P_A].pid));
-    d = s_scrape(g.b[B_A].http); /* and counted */
+    d = s_scrape(g.http_a); /* and counted */
     assert_true(s_val(d, "cpn_http_responses_total", "class", "4xx") >= 4);
     assert_true(s_val(d, "cpn_http_responses_total", "class", "2xx") >= 1);
     free(d);
@@ -581,7 +511,7 @@ static void test_prometheus(void **state)
     s_script(script, sizeof script, "prometheus.sh");
     g.prom_port = h_free_port(NULL);
     snprintf(port, sizeof port, "%d", g.prom_port);
-    snprintf(broker, sizeof broker, "cpn-broker=127.0.0.1:%d", g.b[B_A].http);
+    snprintf(broker, sizeof broker, "cpn-broker=127.0.0.1:%d", g.http_a);
     snprintf(peer, sizeof peer, "cpn-peer=127.0.0.1:%d", g.p[P_A].http);
     assert_int_equal(s_run((char *const[]){script, "start", g.prom_dir, port, broker, peer, NULL}),
                      0);
@@ -623,12 +553,12 @@ static void test_dashboard(void **state)
     s_http_t h;
     size_t len = 0;
     /* The JSON the page polls, and the page itself. */
-    assert_true(s_http("GET", g.b[B_A].http, "/api/state", &h));
+    assert_true(s_http("GET", g.http_a, "/api/state", &h));
     assert_int_equal(h.status, 200);
     assert_string_equal(h.type, "application/json");
     assert_non_null(strstr(h.body, "\"grants\":3"));
     s_http_free(&h);
-    assert_true(s_http("GET", g.b[B_A].http, "/", &h));
+    assert_true(s_http("GET", g.http_a, "/", &h));
     assert_int_equal(h.status, 200);
     assert_non_null(strstr(h.body, "/api/state"));
     /* Nothing fetched from outside: no address but the SVG namespace's (a name, not a fetch),
@@ -643,7 +573,7 @@ static void test_dashboard(void **state)
     s_http_free(&h);
 
     s_script(script, sizeof script, "chromium.sh");
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/", g.b[B_A].http);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", g.http_a);
     snprintf(dom_path, sizeof dom_path, "%s/dashboard.html", g.dir);
     assert_int_equal(s_run((char *const[]){script, "dom", url, dom_path, NULL}), 0);
     char *dom = s_slurp(dom_path, &len);

@@ -39,6 +39,7 @@
 #include "grant.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define N_BROKERS 2
@@ -144,7 +145,7 @@ static bool s_next(uint64_t deadline, rx_t *rx)
                  * the same peer, is what the test looks at. */
                 cpn_resend_t rs;
                 cpn_env_t inner;
-                assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &rs), CPN_OK);
+                assert_int_equal(cpn_resend_decode(&rx->env, &cpn_limits_default, &rs), CPN_OK);
                 assert_int_equal(cpn_env_open(rs.frame.ptr, rs.frame.len, &cpn_limits_default,
                                               &inner),
                                  CPN_OK);
@@ -200,7 +201,7 @@ static long s_ad_free(const rx_t *rx, const char *pkg)
 {
     cpn_ad_t ad;
     memset(&ad, 0, sizeof ad);
-    assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &ad), CPN_OK);
+    assert_int_equal(cpn_ad_decode(&rx->env, &cpn_limits_default, &ad), CPN_OK);
     long fr = -1;
     for (uint32_t i = 0; i < ad.n_packages; i++)
         if (strcmp(ad.packages[i].id, pkg) == 0)
@@ -233,13 +234,13 @@ static cpn_msg_type_t s_wait_answer_seq(const char *lease_id, const char *ref, u
         if (rx->env.type == CPN_MSG_LEASE) {
             cpn_lease_t l;
             memset(&l, 0, sizeof l);
-            assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &l), CPN_OK);
+            assert_int_equal(cpn_lease_decode(&rx->env, &cpn_limits_default, &l), CPN_OK);
             if (lease_id && strcmp(l.lease_id, lease_id) == 0)
                 return CPN_MSG_LEASE;
         } else if (rx->env.type == CPN_MSG_NACK) {
             cpn_nack_t nk;
             memset(&nk, 0, sizeof nk);
-            assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, &nk), CPN_OK);
+            assert_int_equal(cpn_nack_decode(&rx->env, &cpn_limits_default, &nk), CPN_OK);
             if ((ref && strcmp(nk.ref, ref) == 0) || (ref_seq && nk.ref_seq == ref_seq))
                 return CPN_MSG_NACK;
         }
@@ -264,13 +265,13 @@ static uint64_t s_seq_of(const uint8_t *f, size_t n)
 static void s_lease_of(const rx_t *rx, cpn_lease_t *l)
 {
     memset(l, 0, sizeof *l);
-    assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&rx->env, &cpn_limits_default, l), CPN_OK);
 }
 
 static void s_nack_of(const rx_t *rx, cpn_nack_t *nk)
 {
     memset(nk, 0, sizeof *nk);
-    assert_int_equal(cpn_msg_decode(&rx->env, &cpn_limits_default, nk), CPN_OK);
+    assert_int_equal(cpn_nack_decode(&rx->env, &cpn_limits_default, nk), CPN_OK);
 }
 
 static void s_lease_id(const cpn_identity_t *tenant, const char *req, char out[CPN_NAME_MAX])
@@ -534,7 +535,7 @@ static void test_ad_signed(void **state)
     assert_int_equal(cpn_env_verify(&rx.env), CPN_OK);
     cpn_ad_t ad;
     memset(&ad, 0, sizeof ad);
-    assert_int_equal(cpn_msg_decode(&rx.env, &cpn_limits_default, &ad), CPN_OK);
+    assert_int_equal(cpn_ad_decode(&rx.env, &cpn_limits_default, &ad), CPN_OK);
     assert_string_equal(ad.name, "test-peer");
     assert_int_equal(ad.ttl_s, 3); /* 3 x refresh */
     assert_int_equal(ad.n_packages, 4);
@@ -817,9 +818,10 @@ static void test_claim_chain_checked(void **state)
     s_claim_refused(1, claim, claim_len, "req-pool", CPN_E_EXPIRED, "released");
     free(req);
     free(claim);
-    /* req-gpu-1 is active, asked for 600 s: the same id for 900 s is another request */
+    /* req-gpu-1 is active, asked for 600 s: the same id for 900 s is another request (its
+     * CLAIM asks for the 900 s: one for 600 s would not even agree with its REQUEST) */
     s_request(&g.tsig, "req-gpu-1", 1, 900, &req, &req_len);
-    s_claim(&g.bsig[0], req, req_len, "gpu", 1, 90000, 600, &claim, &claim_len);
+    s_claim(&g.bsig[0], req, req_len, "gpu", 1, 90000, 900, &claim, &claim_len);
     s_claim_refused(0, claim, claim_len, "req-gpu-1", CPN_E_CONFLICT, "other terms");
     free(req);
     free(claim);

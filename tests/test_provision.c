@@ -242,19 +242,19 @@ static cpn_msg_type_t s_answer(const char *lease_id, const uint64_t *nack_seqs, 
         if (env.type == CPN_MSG_RESEND) {
             cpn_resend_t rs;
             memset(&rs, 0, sizeof rs);
-            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &rs), CPN_OK);
+            assert_int_equal(cpn_resend_decode(&env, &cpn_limits_default, &rs), CPN_OK);
             assert_int_equal(cpn_env_open(rs.frame.ptr, rs.frame.len, &cpn_limits_default, &inner),
                              CPN_OK);
             env = inner;
         }
         if (env.type == CPN_MSG_LEASE) {
             memset(l, 0, sizeof *l);
-            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, l), CPN_OK);
+            assert_int_equal(cpn_lease_decode(&env, &cpn_limits_default, l), CPN_OK);
             if (lease_id && strcmp(l->lease_id, lease_id) == 0)
                 return rx->env.type;
         } else if (env.type == CPN_MSG_NACK) {
             memset(nk, 0, sizeof *nk);
-            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, nk), CPN_OK);
+            assert_int_equal(cpn_nack_decode(&env, &cpn_limits_default, nk), CPN_OK);
             for (size_t i = 0; i < n; i++)
                 if (nk->ref_seq == nack_seqs[i])
                     return CPN_MSG_NACK;
@@ -729,7 +729,7 @@ static void test_concurrency_and_retry_while_provisioning(void **state)
         bool got = false;
         while (!got && s_next(end, &rx)) {
             if (rx.env.type == CPN_MSG_LEASE) {
-                assert_int_equal(cpn_msg_decode(&rx.env, &cpn_limits_default, &l), CPN_OK);
+                assert_int_equal(cpn_lease_decode(&rx.env, &cpn_limits_default, &l), CPN_OK);
                 got = strcmp(l.lease_id, a.lid) == 0 || strcmp(l.lease_id, b.lid) == 0;
             } else if (rx.env.type == CPN_MSG_NACK) {
                 fail_msg("a NACK instead of a LEASE");

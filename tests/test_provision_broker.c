@@ -25,6 +25,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "seal.h"
 
 #define WAIT_MS 15000  /* one answer from the broker (its claims may time out first) */
@@ -67,12 +69,6 @@ typedef struct {
 
 static fx_t g = {.t = {.name = "acme"}, .dc = {.name = "dc"}, .other = {.name = "other"}};
 
-static void s_path(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_drv_touch(const char *name)
 {
     h_write(g.drv, name, "");
@@ -81,14 +77,14 @@ static void s_drv_touch(const char *name)
 static void s_drv_unlink(const char *name)
 {
     char p[600];
-    s_path(p, sizeof p, g.drv, name);
+    h_path(p, sizeof p, g.drv, name);
     assert_true(unlink(p) == 0 || errno == ENOENT);
 }
 
 static bool s_drv_wait(const char *name, uint64_t ms)
 {
     char p[600];
-    s_path(p, sizeof p, g.drv, name);
+    h_path(p, sizeof p, g.drv, name);
     uint64_t end = cpn_mono_ms() + ms;
     while (access(p, F_OK) != 0) {
         if (cpn_mono_ms() >= end)
@@ -121,26 +117,9 @@ static bool s_wait_log(const char *path, const char *needle, uint64_t ms)
     return true;
 }
 
-static int64_t s_db_int(const char *path, const char *sql, const char *arg)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            (!arg || sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT) == SQLITE_OK) &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 static int64_t s_leases(const peer_t *p, const char *id)
 {
-    return s_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state IN "
+    return h_db_int(p->db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND state IN "
                            "('active', 'provisioning')", id);
 }
 
@@ -148,105 +127,46 @@ static int64_t s_leases(const peer_t *p, const char *id)
 
 static void s_write_files(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: prov-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: dc\n"
-                     "      key: dc.pub\n"
-                     "    - name: other\n"
-                     "      key: other.pub\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 1s\n"
-                     "  claim_tries: 2\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "prov-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .peers = "dc other",
+                              .operators = "acme",
+                              .limits = "  claim_timeout: 1s\n"
+                                        "  claim_tries: 2\n",
+                          });
     peer_t *ps[] = {&g.dc, &g.other};
     for (int i = 0; i < 2; i++) {
-        char name[64];
+        char name[64], pkgs[256] = "";
         snprintf(name, sizeof name, "%s.db", ps[i]->name);
-        s_path(ps[i]->db, sizeof ps[i]->db, g.dir, name);
-        n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: 2\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n"
-                     "%s",
-                     ps[i]->name, ps[i]->name, ps[i]->name, g.endpoint, i == 0 ? "1.0" : "2.0",
-                     i == 0 ? "provision:\n"
-                              "  drivers:\n"
-                              "    - name: local\n"
-                              "      type: exec\n"
-                              "      program: drv/driver.py\n"
-                              "      timeout: 30s\n"
-                              "      retries: 0\n"
-                              "  packages:\n"
-                              "    cpu: local\n"
-                            : "");
-        assert_true(n > 0 && (size_t)n < sizeof text);
-        snprintf(name, sizeof name, "%s.yaml", ps[i]->name);
-        h_write(g.dir, name, text);
+        h_path(ps[i]->db, sizeof ps[i]->db, g.dir, name);
+        h_package(pkgs, sizeof pkgs, "cpu", 2, i == 0 ? "1.0" : "2.0", 8, "32GiB");
+        h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                     .name = ps[i]->name,
+                                     .refresh = "1s",
+                                     .broker = g.endpoint,
+                                     .broker_name = "broker",
+                                     .packages = pkgs,
+                                     .tail = i == 0 ? "provision:\n"
+                                                      "  drivers:\n"
+                                                      "    - name: local\n"
+                                                      "      type: exec\n"
+                                                      "      program: drv/driver.py\n"
+                                                      "      timeout: 30s\n"
+                                                      "      retries: 0\n"
+                                                      "  packages:\n"
+                                                      "    cpu: local\n"
+                                                    : NULL,
+                                 });
     }
-}
-
-static void s_start_peer(peer_t *p)
-{
-    char cfg[400], log[400], name[64];
-    snprintf(name, sizeof name, "%s.yaml", p->name);
-    s_path(cfg, sizeof cfg, g.dir, name);
-    snprintf(name, sizeof name, "%s.log", p->name);
-    s_path(log, sizeof log, g.dir, name);
-    p->pid = h_spawn(g.bin, "cpn-peer", cfg, log);
-}
-
-static long s_offer_free(const char *name)
-{
-    h_ans_t a;
-    long fr = -1;
-    if (h_query(g.t.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return -2;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++) {
-        const msgpack_object *row = &a.obj.via.array.ptr[i];
-        if (h_str_is(h_get(row, "name"), name))
-            fr = (long)h_u64(h_get(row, "free"));
-    }
-    h_ans_free(&a);
-    return fr;
 }
 
 static bool s_wait_offer(const char *name, long min_free)
 {
-    uint64_t end = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_offer_free(name) >= min_free)
-            return true;
-        usleep(100 * 1000);
-    } while (cpn_mono_ms() < end);
-    return false;
+    return h_wait_free(g.t.cli, name, min_free, LONG_MAX, WAIT_MS, READY_MS);
 }
 
 static cpn_msg_type_t s_submit(const char *id, h_ans_t *a)
@@ -273,9 +193,9 @@ static void s_grant(const h_ans_t *a, uint8_t peer[CPN_PK_LEN], char *access, si
     cpn_lease_t l;
     const char *why = NULL;
     assert_int_equal(ctl_verify_chain(a->frame, a->len, NULL, &why), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&a->env, &lim, &gr), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&a->env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &l), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &l), CPN_OK);
     memcpy(peer, lenv.from, CPN_PK_LEN);
     size_t n = 0;
     access[0] = '\0';
@@ -345,10 +265,10 @@ static void test_failure_goes_elsewhere(void **state)
     h_ans_free(&a);
     assert_memory_equal(who, cpn_identity_pk(g.other.id), CPN_PK_LEN);
     assert_string_equal(access, ""); /* no driver at "other": no access details */
-    assert_int_equal(s_db_int(g.dc.db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
+    assert_int_equal(h_db_int(g.dc.db, "SELECT COUNT(*) FROM leases WHERE request_id = ?1 AND "
                                        "state = 'failed'", "R2"), 1);
     char log[400];
-    s_path(log, sizeof log, g.dir, "broker.log");
+    h_path(log, sizeof log, g.dir, "broker.log");
     assert_true(s_file_has(log, "rack 7 is on fire"));
     s_drv_unlink("fail-grant");
 }
@@ -363,9 +283,9 @@ static int s_setup(void **state)
     if (cpn_crypto_init() != CPN_OK ||
         h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "provision-broker") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
-    s_path(g.drv, sizeof g.drv, g.dir, "drv");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
+    h_path(g.drv, sizeof g.drv, g.dir, "drv");
     if (mkdir(g.drv, 0700) != 0)
         return -1;
     snprintf(cmd, sizeof cmd, "cp '%s/tests/prov_driver.py' '%s/driver.py'",
@@ -381,12 +301,11 @@ static int s_setup(void **state)
         return -1;
     snprintf(g.endpoint, sizeof g.endpoint, "tcp://127.0.0.1:%d", port);
     s_write_files();
-    g.broker_pid = h_spawn(g.bin, "cpn-broker", g.policy, g.broker_log);
-    if (ctl_client_new(g.endpoint, g.t.id, cpn_identity_pk(g.broker), true, &g.t.cli) != CPN_OK ||
-        !h_wait_up(&g.broker_pid, g.t.cli, READY_MS))
+    if (!h_start_broker(g.bin, g.policy, g.broker_log, &g.broker_pid, g.endpoint, g.t.id,
+                        cpn_identity_pk(g.broker), true, &g.t.cli, READY_MS))
         return -1;
-    s_start_peer(&g.dc);
-    s_start_peer(&g.other);
+    g.dc.pid = h_start(g.bin, g.dir, "cpn-peer", "dc");
+    g.other.pid = h_start(g.bin, g.dir, "cpn-peer", "other");
     return s_wait_offer("dc", 2) && s_wait_offer("other", 2) ? 0 : -1;
 }
 

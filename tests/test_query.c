@@ -44,6 +44,7 @@
 #include "identity.h"
 #include "ledger.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WAIT_MS 10000  /* one answer from a broker */
 #define READY_MS 30000 /* a daemon up, the ADs in its book (bound, not a timing) */
@@ -89,47 +90,30 @@ static struct {
 
 /* ---- files and processes ---- */
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 /* ops is an operator, ten a plain tenant, mem a federation member (nothing listens at its
  * endpoint: the test itself speaks as mem); any peer key is trusted. */
 static void s_write_policy(int b)
 {
-    char text[2048], name[64];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  members:\n"
-                     "    - name: mem\n"
-                     "      key: mem.pub\n"
-                     "      endpoint: tcp://127.0.0.1:9\n"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: ten\n"
-                     "    key: ten.pub\n"
-                     "limits:\n"
-                     "  frame_size: %uKiB\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[b].long_name ? g.b[b].long_name : g.b[b].name, g.b[b].name,
-                     g.b[b].endpoint, g.b[b].name, g.b[b].frame_kib);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[b].name);
-    h_write(g.dir, name, text);
+    char key[64], ledger[64], file[64], limits[128];
+    snprintf(key, sizeof key, "%s.key", g.b[b].name);
+    snprintf(ledger, sizeof ledger, "%s-ledger.db", g.b[b].name);
+    snprintf(file, sizeof file, "%s.yaml", g.b[b].name);
+    snprintf(limits, sizeof limits,
+             "  frame_size: %uKiB\n"
+             "  rate:\n"
+             "    per_sender: 0/s\n",
+             g.b[b].frame_kib);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = file,
+                              .name = g.b[b].long_name ? g.b[b].long_name : g.b[b].name,
+                              .key = key,
+                              .listen = g.b[b].endpoint,
+                              .ledger = ledger,
+                              .members = {{"mem", "tcp://127.0.0.1:9"}},
+                              .operators = "ops",
+                              .tenants = "ten",
+                              .limits = limits,
+                          });
 }
 
 static void s_clients_close(int b)
@@ -150,12 +134,7 @@ static bool s_start_broker(int b)
             assert_int_equal(ctl_client_new(g.b[b].endpoint, g.t[t], cpn_identity_pk(g.b[b].id),
                                             true, &g.b[b].cli[t]),
                              CPN_OK);
-        char cfg[400], log[400], file[64];
-        snprintf(file, sizeof file, "%s.yaml", g.b[b].name);
-        s_path(cfg, sizeof cfg, file);
-        snprintf(file, sizeof file, "%s.log", g.b[b].name);
-        s_path(log, sizeof log, file);
-        g.b[b].pid = h_spawn(g.bin, "cpn-broker", cfg, log);
+        g.b[b].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[b].name);
         /* mem asks: S's status map is larger than its page, a member may not ask leases:
          * federation rows (an empty array on a fresh broker) say it is up. */
         uint64_t deadline = cpn_mono_ms() + READY_MS;
@@ -263,7 +242,7 @@ static int s_setup(void **state)
     /* Q's ledger, written before Q opens it: ten's leases, three to a start time. */
     char path[400];
     ledger_t *lg = NULL;
-    s_path(path, sizeof path, "q-ledger.db");
+    h_path(path, sizeof path, g.dir, "q-ledger.db");
     assert_int_equal(ledger_open(path, &lg), CPN_OK);
     for (int i = 0; i < N_LEASES; i++) {
         ledger_lease_t l;
@@ -309,7 +288,7 @@ static int s_cpnctl_as(const char *out, const char *key, const char *const *args
 {
     char prog[1200], pub[320];
     snprintf(prog, sizeof prog, "%s/cpnctl", g.bin);
-    s_path(pub, sizeof pub, "q.pub");
+    h_path(pub, sizeof pub, g.dir, "q.pub");
     const char *argv[16] = {prog,    "--broker", g.b[B_Q].endpoint, "--broker-key", pub,
                             "--key", key,        "--plain",         "--timeout",    "20"};
     size_t n = 10;
@@ -341,7 +320,7 @@ static int s_cpnctl_as(const char *out, const char *key, const char *const *args
 static int s_cpnctl(const char *out, const char *const *args)
 {
     char key[320];
-    s_path(key, sizeof key, "ops.key");
+    h_path(key, sizeof key, g.dir, "ops.key");
     return s_cpnctl_as(out, key, args);
 }
 
@@ -381,7 +360,7 @@ static void test_cpnctl_offers_all(void **state)
 {
     (void)state;
     char out[400];
-    s_path(out, sizeof out, "offers.json");
+    h_path(out, sizeof out, g.dir, "offers.json");
     const char *json[] = {"--json", "offers", NULL};
     uint64_t t0 = cpn_mono_ms();
     assert_int_equal(s_cpnctl(out, json), 0);
@@ -404,7 +383,7 @@ static void test_cpnctl_offers_all(void **state)
     free(ids);
     free(text);
 
-    s_path(out, sizeof out, "offers.txt");
+    h_path(out, sizeof out, g.dir, "offers.txt");
     const char *table[] = {"offers", NULL};
     assert_int_equal(s_cpnctl(out, table), 0);
     text = s_slurp(out, &len);
@@ -436,7 +415,7 @@ static cpn_msg_type_t s_page(int b, int t, const char *what, const char *after, 
         cpn_status_t st;
         cpn_limits_t lim = h_big_limits();
         memset(&st, 0, sizeof st);
-        assert_int_equal(cpn_msg_decode(&a->env, &lim, &st), CPN_OK);
+        assert_int_equal(cpn_status_decode(&a->env, &lim, &st), CPN_OK);
         snprintf(next, CPN_CURSOR_MAX, "%s", st.next);
     }
     return type;
@@ -563,8 +542,8 @@ static void test_lease_pages(void **state)
     assert_int_equal(pages + 1, (N_LEASES + 6) / 7);
 
     char out[400], key[320];
-    s_path(out, sizeof out, "leases.json");
-    s_path(key, sizeof key, "ten.key");
+    h_path(out, sizeof out, g.dir, "leases.json");
+    h_path(key, sizeof key, g.dir, "ten.key");
     const char *json[] = {"--json", "leases", NULL};
     assert_int_equal(s_cpnctl_as(out, key, json), 0);
     size_t len = 0;

@@ -17,6 +17,7 @@
 #include "hints.h"
 #include "json_check.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "seal.h"
 
 #define S_DETAILS "{\"login\": \"acme@login.dc-1.example\", \"reservation\": \"cpn-L1\"}"
@@ -169,7 +170,7 @@ static int s_decode_lease(const uint8_t *body, size_t len, cpn_lease_t *out, uin
     *frame_p = NULL;
     int r = cpn_env_seal(s_other, CPN_MSG_LEASE, 1, 1, body, len, frame_p, &flen);
     if (r == CPN_OK && (r = cpn_env_open(*frame_p, flen, NULL, &env)) == CPN_OK)
-        r = cpn_msg_decode(&env, NULL, out);
+        r = cpn_lease_decode(&env, NULL, out);
     return r;
 }
 
@@ -323,7 +324,7 @@ static int s_decode_request(const uint8_t *body, size_t len, cpn_request_t *out)
     cpn_env_t env;
     int r = cpn_env_seal(s_tenant, CPN_MSG_REQUEST, 1, 1, body, len, &frame, &flen);
     if (r == CPN_OK && (r = cpn_env_open(frame, flen, NULL, &env)) == CPN_OK)
-        r = cpn_msg_decode(&env, NULL, out);
+        r = cpn_request_decode(&env, NULL, out);
     free(frame);
     return r;
 }

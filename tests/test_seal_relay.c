@@ -59,22 +59,15 @@
 #define POLL_MS 100
 #define PORT_TRIES 5
 #define HELLO_S 2
-#define CLAIM_TIMEOUT_S 20
+#define CLAIM_TIMEOUT "20s"
 #define SSH_KEY "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRlc3Qta2V5 acme@laptop"
 
 enum { B_A, B_B, B__COUNT };
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT]; /* cli: acme's connections */
     cpn_identity_t *acme, *eve, *tp;
-    ctl_client_t *cli; /* acme at A */
     cpn_signer_t tp_signer;
     void *zctx, *tp_sock; /* tp's connection to B */
     char marker[48];      /* the secret in the sealed details */
@@ -82,62 +75,26 @@ static struct {
     .b = {{.name = "a"}, {.name = "b"}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(int i)
 {
-    char text[4096], name[64];
     int m = i == B_A ? B_B : B_A;
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: tp, key: tp.pub}\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
-                     g.b[m].name, g.b[m].endpoint, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, "cpn-broker", cfg, log);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .hello_s = HELLO_S,
+                              .members = {{g.b[m].name, g.b[m].endpoint}},
+                              .peers = "tp",
+                              .operators = "acme",
+                              .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                                        "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 static void s_write_bytes(const char *name, const uint8_t *b, size_t n)
 {
     char p[400];
-    s_path(p, sizeof p, name);
+    h_path(p, sizeof p, g.dir, name);
     FILE *f = fopen(p, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(b, 1, n, f), n);
@@ -148,7 +105,7 @@ static void s_write_bytes(const char *name, const uint8_t *b, size_t n)
 static uint8_t *s_read_file(const char *name, size_t *len)
 {
     char p[400];
-    s_path(p, sizeof p, name);
+    h_path(p, sizeof p, g.dir, name);
     FILE *f = fopen(p, "rb");
     if (!f)
         return NULL;
@@ -182,8 +139,8 @@ static pid_t s_cpnctl_start(const char *out, const char *err, const char *const 
 {
     char bin[1100], po[400], pe[400];
     snprintf(bin, sizeof bin, "%s/cpnctl", g.bin);
-    s_path(po, sizeof po, out);
-    s_path(pe, sizeof pe, err);
+    h_path(po, sizeof po, g.dir, out);
+    h_path(pe, sizeof pe, g.dir, err);
     const char *argv[32] = {bin};
     size_t n = 1;
     for (; args[n - 1] && n < 31; n++)
@@ -318,29 +275,6 @@ static void s_tp_grant(const uint8_t *frame, size_t len, uint8_t box[CPN_ACCESS_
 
 /* ---- asking A ---- */
 
-static bool s_listed(const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
-static bool s_wait_listed(const char *pkg, uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    do {
-        if (s_listed(pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
-}
-
 static cpn_request_t s_req(const char *id, const char *ssh_key)
 {
     cpn_request_t r;
@@ -398,11 +332,7 @@ static int s_teardown(void **state)
     if (g.tp_sock)
         zmq_close(g.tp_sock);
     g.tp_sock = NULL;
-    ctl_client_destroy(&g.cli);
-    for (int i = 0; i < B__COUNT; i++) {
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     cpn_identity_destroy(&g.acme);
     cpn_identity_destroy(&g.eve);
     cpn_identity_destroy(&g.tp);
@@ -411,30 +341,6 @@ static int s_teardown(void **state)
     g.zctx = NULL;
     h_dir_done(g.dir, clean);
     return clean ? 0 : -1;
-}
-
-static bool s_start_brokers(void)
-{
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(g.zctx);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i);
-        g.b[i].pid = s_spawn(g.b[i].name);
-    }
-    assert_int_equal(ctl_client_new(g.b[B_A].endpoint, g.acme, cpn_identity_pk(g.b[B_A].id), true,
-                                    &g.cli),
-                     CPN_OK);
-    bool up = h_wait_up(&g.b[B_A].pid, g.cli, READY_MS) && h_alive(&g.b[B_B].pid);
-    if (!up) {
-        for (int i = 0; i < B__COUNT; i++) /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-        ctl_client_destroy(&g.cli);
-    }
-    return up;
 }
 
 static int s_setup(void **state)
@@ -453,10 +359,8 @@ static int s_setup(void **state)
     h_keygen(g.dir, "eve", &g.eve);
     h_keygen(g.dir, "tp", &g.tp);
     g.tp_signer.id = g.tp;
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, g.zctx, s_write_policy, g.acme, PORT_TRIES,
+                         READY_MS))
         return -1;
     cpn_curve_t plain = {.enabled = 0};
     if (cpn_sock_dealer(g.zctx, g.b[B_B].endpoint, cpn_limits_default.max_frame, &plain,
@@ -471,12 +375,13 @@ static void test_access_relayed_unread(void **state)
 {
     (void)state;
     s_tp_advertise();
-    assert_true(s_wait_listed("slurm-gpu", READY_MS)); /* at A, relayed by B */
+    /* at A, relayed by B */
+    assert_true(h_wait_listed(g.b[B_A].cli, "slurm-gpu", WAIT_MS, READY_MS));
 
     /* acme asks A; the CLAIM reaches tp through B with acme's hints; tp seals and grants */
     cpn_request_t req = s_req("job-sealed", SSH_KEY);
     uint64_t seq = 0;
-    assert_int_equal(ctl_client_send(g.cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(ctl_client_send(g.b[B_A].cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
     size_t clen = 0, sent_len = 0;
     uint8_t *claim = s_tp_claim(&clen);
     assert_non_null(claim);
@@ -492,7 +397,7 @@ static void test_access_relayed_unread(void **state)
     cpn_chain_t *ch = malloc(sizeof *ch);
     mp_bytes_t box;
     assert_non_null(ch);
-    assert_int_equal(h_await(g.cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    assert_int_equal(h_await(g.b[B_A].cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
     s_grant_box(&a, &box, ch);
     assert_int_equal(box.len, sent_len);
     assert_memory_equal(box.ptr, sent, sent_len);
@@ -507,11 +412,11 @@ static void test_access_relayed_unread(void **state)
 
     /* cpnctl access: acme's key opens it; A pinned */
     char key[400], pin[400], lease[400], flip[400], eve[400];
-    s_path(key, sizeof key, "acme.key");
-    s_path(pin, sizeof pin, "a.pub");
-    s_path(lease, sizeof lease, "acme.lease");
-    s_path(flip, sizeof flip, "flipped.lease");
-    s_path(eve, sizeof eve, "eve.key");
+    h_path(key, sizeof key, g.dir, "acme.key");
+    h_path(pin, sizeof pin, g.dir, "a.pub");
+    h_path(lease, sizeof lease, g.dir, "acme.lease");
+    h_path(flip, sizeof flip, g.dir, "flipped.lease");
+    h_path(eve, sizeof eve, g.dir, "eve.key");
     const char *ok_args[] = {"-k", key, "-B", pin, "access", lease, NULL};
     assert_int_equal(s_cpnctl("access.out", "access.err", ok_args), 0);
     size_t n = 0;
@@ -551,16 +456,16 @@ static void test_access_relayed_unread(void **state)
     free(err);
 
     /* the same request again: A's ledger holds the GRANT with the same box */
-    assert_int_equal(ctl_client_send(g.cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
-    assert_int_equal(h_await(g.cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
+    assert_int_equal(ctl_client_send(g.b[B_A].cli, CPN_MSG_REQUEST, &req, &seq), CPN_OK);
+    assert_int_equal(h_await(g.b[B_A].cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_GRANT);
     s_grant_box(&a, &box, ch);
     assert_int_equal(box.len, sent_len);
     assert_memory_equal(box.ptr, sent, sent_len);
     h_ans_free(&a);
     /* with another SSH key: the hints are terms */
     cpn_request_t other = s_req("job-sealed", "ssh-ed25519 AAAAOTHER acme@elsewhere");
-    assert_int_equal(ctl_client_send(g.cli, CPN_MSG_REQUEST, &other, &seq), CPN_OK);
-    assert_int_equal(h_await(g.cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_NACK);
+    assert_int_equal(ctl_client_send(g.b[B_A].cli, CPN_MSG_REQUEST, &other, &seq), CPN_OK);
+    assert_int_equal(h_await(g.b[B_A].cli, seq, "job-sealed", NULL, WAIT_MS, &a), CPN_MSG_NACK);
     assert_int_equal(a.code, CPN_E_CONFLICT);
     h_ans_free(&a);
 
@@ -578,10 +483,10 @@ static void test_cpnctl_submit_then_access(void **state)
 {
     (void)state;
     char yaml[400], pub[400], key[400], lease[400], dir[300];
-    s_path(yaml, sizeof yaml, "job-cli.yaml");
-    s_path(pub, sizeof pub, "id_ed25519.pub");
-    s_path(key, sizeof key, "acme.key");
-    s_path(lease, sizeof lease, "job-cli.lease");
+    h_path(yaml, sizeof yaml, g.dir, "job-cli.yaml");
+    h_path(pub, sizeof pub, g.dir, "id_ed25519.pub");
+    h_path(key, sizeof key, g.dir, "acme.key");
+    h_path(lease, sizeof lease, g.dir, "job-cli.lease");
     snprintf(dir, sizeof dir, "%s", g.dir);
     h_write(g.dir, "job-cli.yaml",
             "id: job-cli\nduration: 1h\ncores: 16\naccess:\n  user: acme\n  group: nobody\n");

@@ -55,19 +55,13 @@ static struct {
     int fd[2]; /* notify sockets: [0] broker, [1] peer */
 } g;
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 /* ---- the service manager's end: a datagram socket ---- */
 
 static int s_notify_open(const char *name)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     char path[sizeof sa.sun_path];
-    s_path(path, sizeof path, name);
+    h_path(path, sizeof path, g.dir, name);
     memcpy(sa.sun_path, path, strlen(path) + 1);
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
@@ -132,47 +126,29 @@ static void s_drain(int fd)
 
 static void s_write_policy(void)
 {
-    char text[1024];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: svc-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: acme\n"
-                     "    key: acme.pub\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "svc-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .tenants = "acme",
+                          });
 }
 
 static void s_write_peer(void)
 {
-    char text[1024];
-    int n = snprintf(text, sizeof text,
-                     "name: svc-peer\n"
-                     "key: peer.key\n"
-                     "database: peer.db\n"
-                     "region: cn-east\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu16\n"
-                     "    count: 4\n"
-                     "    price: \"1.0\"\n"
-                     "    cores: 16\n"
-                     "    memory: 64GiB\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "peer.yaml", text);
+    char pkgs[256] = "";
+    h_package(pkgs, sizeof pkgs, "cpu16", 4, "1.0", 16, "64GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .file = "peer.yaml",
+                                 .name = "svc-peer",
+                                 .key = "peer.key",
+                                 .database = "peer.db",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = pkgs,
+                             });
 }
 
 /* Start `prog` with the environment systemd gives a Type=notify service with WatchdogSec=
@@ -181,10 +157,10 @@ static pid_t s_spawn(const char *prog, const char *cfg_name, const char *log_nam
                      const char *sock, const char *journal)
 {
     char cfg[512], log[512], path[512], usec[32];
-    s_path(cfg, sizeof cfg, cfg_name);
-    s_path(log, sizeof log, log_name);
+    h_path(cfg, sizeof cfg, g.dir, cfg_name);
+    h_path(log, sizeof log, g.dir, log_name);
     if (sock) {
-        s_path(path, sizeof path, sock);
+        h_path(path, sizeof path, g.dir, sock);
         snprintf(usec, sizeof usec, "%d", WATCHDOG_US);
         setenv("NOTIFY_SOCKET", path, 1);
         setenv("WATCHDOG_USEC", usec, 1);
@@ -356,7 +332,7 @@ static void test_peer_notify(void **state)
 static bool s_wait_log(const char *name, const char *needle, char *line, size_t cap)
 {
     char path[512];
-    s_path(path, sizeof path, name);
+    h_path(path, sizeof path, g.dir, name);
     uint64_t end = cpn_mono_ms() + READY_MS;
     for (int i = 0; i < 100000 && cpn_mono_ms() < end; i++) {
         FILE *f = fopen(path, "r");
@@ -378,8 +354,8 @@ static void test_journal_prefix(void **state)
     (void)state;
     char log[512], other[512], js[64], line[1024];
     struct stat st;
-    s_path(log, sizeof log, "journal.log");
-    s_path(other, sizeof other, "other.log");
+    h_path(log, sizeof log, g.dir, "journal.log");
+    h_path(other, sizeof other, g.dir, "other.log");
     h_write(g.dir, "journal.log", "");
     h_write(g.dir, "other.log", "");
     assert_int_equal(stat(log, &st), 0);

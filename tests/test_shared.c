@@ -35,6 +35,7 @@
 #include "grant.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define WAIT_MS 5000
@@ -109,7 +110,7 @@ static uint8_t *s_next(uint64_t deadline, size_t *len, cpn_env_t *env)
             if (env->type != CPN_MSG_RESEND)
                 return f;
             cpn_resend_t rs;
-            assert_int_equal(cpn_msg_decode(env, &cpn_limits_default, &rs), CPN_OK);
+            assert_int_equal(cpn_resend_decode(env, &cpn_limits_default, &rs), CPN_OK);
             uint8_t *copy = malloc(rs.frame.len);
             assert_non_null(copy);
             memcpy(copy, rs.frame.ptr, rs.frame.len);
@@ -142,7 +143,7 @@ static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count
         if (env.type == CPN_MSG_LEASE) {
             cpn_lease_t l;
             memset(&l, 0, sizeof l);
-            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &l), CPN_OK);
+            assert_int_equal(cpn_lease_decode(&env, &cpn_limits_default, &l), CPN_OK);
             if (strcmp(l.lease_id, lid) == 0) {
                 if (lease_out)
                     *lease_out = l;
@@ -156,7 +157,7 @@ static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count
         } else if (env.type == CPN_MSG_NACK) {
             cpn_nack_t nk;
             memset(&nk, 0, sizeof nk);
-            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &nk), CPN_OK);
+            assert_int_equal(cpn_nack_decode(&env, &cpn_limits_default, &nk), CPN_OK);
             if (strcmp(nk.ref, id) == 0) {
                 free(f);
                 free(claim);

@@ -38,6 +38,7 @@
 #include "harness.h"
 #include "identity.h"
 #include "msg.h"
+#include "msg_typed.h"
 
 #define WORKERS 8
 #define EACH 20
@@ -61,64 +62,33 @@ typedef struct {
 
 static fx_t g = {.ops = {.name = "ops"}};
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: shared-key-broker\n"
-                     "  key: broker.key\n"
-                     "  listen: %s\n"
-                     "  ledger: ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - name: dc-one\n"
-                     "      key: dc-one.pub\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: shared\n"
-                     "    key: shared.pub\n"
-                     "limits:\n"
-                     "  claim_timeout: 10s\n",
-                     g.endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "policy.yaml", text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .file = "policy.yaml",
+                              .name = "shared-key-broker",
+                              .key = "broker.key",
+                              .listen = g.endpoint,
+                              .ledger = "ledger.db",
+                              .peers = "dc-one",
+                              .operators = "ops",
+                              .tenants = "shared",
+                              .limits = "  claim_timeout: 10s\n",
+                          });
 }
 
 static void s_write_peer(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "name: dc-one\n"
-                     "key: dc-one.key\n"
-                     "database: dc-one.db\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: broker.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: %d\n"
-                     "    price: \"1.0\"\n"
-                     "    cores: 4\n"
-                     "    memory: 16GiB\n",
-                     g.endpoint, UNITS);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "dc-one.yaml", text);
+    char pkgs[256] = "";
+    h_package(pkgs, sizeof pkgs, "cpu", UNITS, "1.0", 4, "16GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){
+                                 .name = "dc-one",
+                                 .refresh = "1s",
+                                 .max_lease = "7d",
+                                 .broker = g.endpoint,
+                                 .broker_name = "broker",
+                                 .packages = pkgs,
+                             });
 }
 
 /* One request file per submit: ids shared-W-I, one unit for an hour. */
@@ -167,8 +137,8 @@ static int s_cpnctl(const char *out, const char *err, const char *cmd, const cha
 {
     char cpnctl[1100], key[400], bkey[400];
     snprintf(cpnctl, sizeof cpnctl, "%s/cpnctl", g.bin);
-    s_path(key, sizeof key, "shared.key");
-    s_path(bkey, sizeof bkey, "broker.pub");
+    h_path(key, sizeof key, g.dir, "shared.key");
+    h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     pid_t pid = fork();
     if (pid < 0)
         return -1;
@@ -199,14 +169,14 @@ static void s_worker(int w)
 {
     char out[400], err[400], name[64];
     snprintf(name, sizeof name, "out-%d", w);
-    s_path(out, sizeof out, name);
+    h_path(out, sizeof out, g.dir, name);
     snprintf(name, sizeof name, "err-%d", w);
-    s_path(err, sizeof err, name);
+    h_path(err, sizeof err, g.dir, name);
     int bad = 0;
     for (int i = 0; i < EACH; i++) {
         char req[400];
         snprintf(name, sizeof name, "req-%d-%d.yaml", w, i);
-        s_path(req, sizeof req, name);
+        h_path(req, sizeof req, g.dir, name);
         int rc = s_cpnctl(out, err, "submit", req, NULL);
         if (rc != 0 && rc != 1)
             bad++;
@@ -219,7 +189,7 @@ static int s_count_in(const char *name, const char *needle)
 {
     char path[400], line[2048];
     int count = 0;
-    s_path(path, sizeof path, name);
+    h_path(path, sizeof path, g.dir, name);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -305,9 +275,9 @@ static void test_renew_replay_retried_once(void **state)
 {
     (void)state;
     char lease_file[400], out[400], err[400];
-    s_path(lease_file, sizeof lease_file, "shared-0-0.lease");
-    s_path(out, sizeof out, "renew.out");
-    s_path(err, sizeof err, "renew.err");
+    h_path(lease_file, sizeof lease_file, g.dir, "shared-0-0.lease");
+    h_path(out, sizeof out, g.dir, "renew.out");
+    h_path(err, sizeof err, g.dir, "renew.err");
     /* the lease id and peer from the lease file cpnctl saved */
     FILE *f = fopen(lease_file, "rb");
     assert_non_null(f);
@@ -321,9 +291,9 @@ static void test_renew_replay_retried_once(void **state)
     memset(&grant, 0, sizeof grant);
     memset(&lease, 0, sizeof lease);
     assert_int_equal(cpn_env_parse(buf, len, &lim, &genv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&genv, &lim, &grant), CPN_OK);
+    assert_int_equal(cpn_grant_decode(&genv, &lim, &grant), CPN_OK);
     assert_int_equal(cpn_env_parse(grant.lease.ptr, grant.lease.len, &lim, &lenv), CPN_OK);
-    assert_int_equal(cpn_msg_decode(&lenv, &lim, &lease), CPN_OK);
+    assert_int_equal(cpn_lease_decode(&lenv, &lim, &lease), CPN_OK);
 
     /* the fast-clock client: RENEW with ts and seq 3 s ahead (inside the skew window) */
     h_tenant_t fast = {.name = "shared", .id = g.shared};
@@ -392,10 +362,10 @@ static int s_setup(void **state)
         return -1;
     if (h_dirs(g.bin, sizeof g.bin, g.dir, sizeof g.dir, "shared-key") != 0)
         return -1;
-    s_path(g.policy, sizeof g.policy, "policy.yaml");
-    s_path(g.broker_log, sizeof g.broker_log, "broker.log");
-    s_path(g.peer_cfg, sizeof g.peer_cfg, "dc-one.yaml");
-    s_path(g.peer_log, sizeof g.peer_log, "dc-one.log");
+    h_path(g.policy, sizeof g.policy, g.dir, "policy.yaml");
+    h_path(g.broker_log, sizeof g.broker_log, g.dir, "broker.log");
+    h_path(g.peer_cfg, sizeof g.peer_cfg, g.dir, "dc-one.yaml");
+    h_path(g.peer_log, sizeof g.peer_log, g.dir, "dc-one.log");
     h_keygen(g.dir, "broker", &g.broker);
     h_keygen(g.dir, "dc-one", &g.peer);
     h_keygen(g.dir, "ops", &g.ops.id);

@@ -18,6 +18,7 @@
 
 #include "chain.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "seal.h"
 #include "statement.h"
 #include "usage.h"
@@ -273,7 +274,7 @@ static void test_hello_vector(void **state)
     assert_int_equal(cpn_env_open(docf, n, NULL, &env), CPN_OK);
     assert_true(env.seq == seq && env.ts_ms == ts);
     cpn_hello_t back;
-    assert_int_equal(cpn_msg_decode(&env, NULL, &back), CPN_OK);
+    assert_int_equal(cpn_hello_decode(&env, NULL, &back), CPN_OK);
     assert_string_equal(back.endpoint, "tcp://127.0.0.1:7100");
 
     free(docf);

@@ -29,6 +29,7 @@
 
 #include "book.h"
 #include "federation_int.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define CRYPTO_SAMPLE 20000 /* deliveries whose crypto runs for real in flood mode */
@@ -302,10 +303,10 @@ static double s_receive(uint32_t i, const ev_t *e, cpn_env_t *inner, bool *took)
     bool real = !g.flood || g.deliveries < CRYPTO_SAMPLE;
     g.deliveries++;
     if (cpn_env_parse(e->frame, e->len, &g.lim, &env) != CPN_OK ||
-        (real && cpn_env_verify(&env) != CPN_OK) || cpn_msg_decode(&env, &g.lim, &rel) != CPN_OK ||
+        (real && cpn_env_verify(&env) != CPN_OK) || cpn_relay_decode(&env, &g.lim, &rel) != CPN_OK ||
         cpn_env_parse(rel.msg.ptr, rel.msg.len, &g.lim, inner) != CPN_OK ||
         fed_relay_admit(inner->type, rel.hops, g.max_hops) != CPN_OK ||
-        (real && cpn_env_verify(inner) != CPN_OK) || cpn_msg_decode(inner, &g.lim, &ad) != CPN_OK)
+        (real && cpn_env_verify(inner) != CPN_OK) || cpn_ad_decode(inner, &g.lim, &ad) != CPN_OK)
         abort();
     *took = book_put_ad(x->book, inner->from, inner->seq, inner->ts_ms, &ad, inner->frame,
                         inner->frame_len, cpn_identity_pk(g.nodes[e->src].id), rel.hops) == CPN_OK;
@@ -662,7 +663,7 @@ int main(int argc, char **argv)
         cpn_env_t env;
         cpn_ad_t ad;
         if (!own || cpn_env_parse(own->frame, own->frame_len, &g.lim, &env) != CPN_OK ||
-            cpn_msg_decode(&env, &g.lim, &ad) != CPN_OK)
+            cpn_ad_decode(&env, &g.lim, &ad) != CPN_OK)
             abort();
         for (uint32_t j = 0; j < n; j++) {
             node_t *y = &g.nodes[j];

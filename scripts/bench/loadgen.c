@@ -37,6 +37,7 @@
 #include "identity.h"
 #include "log.h"
 #include "msg.h"
+#include "msg_typed.h"
 #include "transport.h"
 
 #define LG_TENANTS_MAX 64
@@ -405,7 +406,7 @@ static void s_on_frame(lg_t *self, const uint8_t *frame, size_t len)
     case CPN_MSG_GRANT: {
         cpn_grant_t g;
         memset(&g, 0, sizeof g);
-        if (cpn_msg_decode(&env, &lim, &g) != CPN_OK) {
+        if (cpn_grant_decode(&env, &lim, &g) != CPN_OK) {
             self->dropped++;
             return;
         }
@@ -415,7 +416,7 @@ static void s_on_frame(lg_t *self, const uint8_t *frame, size_t len)
     case CPN_MSG_NACK: {
         cpn_nack_t n;
         memset(&n, 0, sizeof n);
-        if (cpn_msg_decode(&env, &lim, &n) != CPN_OK) {
+        if (cpn_nack_decode(&env, &lim, &n) != CPN_OK) {
             self->dropped++;
             return;
         }
@@ -425,7 +426,7 @@ static void s_on_frame(lg_t *self, const uint8_t *frame, size_t len)
     case CPN_MSG_ERROR: {
         cpn_error_t e;
         memset(&e, 0, sizeof e);
-        if (cpn_msg_decode(&env, &lim, &e) != CPN_OK) {
+        if (cpn_error_decode(&env, &lim, &e) != CPN_OK) {
             self->dropped++;
             return;
         }
