@@ -24,9 +24,12 @@
  * (match.c). Measured on the trace (docs/BENCHMARKS.md): without partitions a CPU-only
  * request looked at ~4,900 shapes in a book of 100k packages.
  *
- * Keeping the orders costs a memmove in one shape's array per changed package; a refreshed
- * AD whose packages keep their shape and price (the common case) only rewrites free counts
- * in place. Names (vendor, model, region, storage class) are interned case-folded and
+ * Keeping the orders costs, per changed package, a shift of the entries priced between its
+ * old and new price in its shape (a package keeping its shape is moved, not removed and
+ * inserted, and is known by its id wherever it sits in the AD); a refreshed AD whose packages
+ * keep their shape and price (the common case) only rewrites free counts in place. A package
+ * changing shape leaves one sorted array and enters another (a shift of the entries after
+ * its places). book_stats.ent_moves counts the entries shifted. Names (vendor, model, region, storage class) are interned case-folded and
  * reference counted by classes; empty shapes and classes are released, so the index never
  * holds more groups than there are packages. The book is bounded by max_offers packages (and
  * as many peer entries). Nothing here allocates per match.
@@ -36,6 +39,7 @@
 
 #include "book.h"
 #include "book_int.h"
+#include "book_mask.h"
 #include "log.h"
 
 #define S_HT_MIN 64u
@@ -635,6 +639,20 @@ int book__ent_cmp(const book_t *self, const book_ent_t *a, const book_ent_t *b)
     return c != 0 ? c : (a->pkg < b->pkg ? -1 : 1);
 }
 
+/* First index in [lo, hi) whose entry is not less than e (hi if none). */
+static uint32_t s_lower_in(const book_t *b, const book_shape_t *s, const book_ent_t *e, uint32_t lo,
+                           uint32_t hi)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (book__ent_cmp(b, &s->ents[mid], e) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* First index whose entry is not less than e. */
 static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t *e)
 {
@@ -647,61 +665,6 @@ static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t
             hi = mid;
     }
     return lo;
-}
-
-static inline bool s_bit(const uint64_t *m, uint32_t i)
-{
-    return (m[i >> 6] >> (i & 63)) & 1u;
-}
-
-static inline void s_setbit(uint64_t *m, uint32_t i, bool on)
-{
-    if (on)
-        m[i >> 6] |= (uint64_t)1 << (i & 63);
-    else
-        m[i >> 6] &= ~((uint64_t)1 << (i & 63));
-}
-
-/* Bits [pos, n) move up by one; bit pos becomes `on`. The bitmap has room for n + 1 bits. */
-static void s_mask_insert(uint64_t *m, uint32_t n, uint32_t pos, bool on)
-{
-    uint32_t w = pos >> 6, last = n >> 6; /* word of the new last bit */
-    uint64_t carry = 0;
-    for (uint32_t i = w; i <= last; i++) {
-        uint64_t v = m[i];
-        uint64_t out = v >> 63;
-        if (i == w) {
-            uint32_t off = pos & 63;
-            uint64_t low = off ? (v & (((uint64_t)1 << off) - 1)) : 0;
-            uint64_t high = v & ~(off ? (((uint64_t)1 << off) - 1) : 0);
-            v = low | (high << 1) | ((uint64_t)(on ? 1 : 0) << off);
-        } else {
-            v = (v << 1) | carry;
-        }
-        m[i] = v;
-        carry = out;
-    }
-}
-
-/* Bit pos leaves; bits (pos, n) move down by one; bit n - 1 clears. */
-static void s_mask_remove(uint64_t *m, uint32_t n, uint32_t pos)
-{
-    uint32_t w = pos >> 6, last = (n - 1) >> 6;
-    for (uint32_t i = w; i <= last; i++) {
-        uint64_t v = m[i];
-        uint64_t next = (i + 1 <= last) ? (m[i + 1] & 1u) : 0;
-        if (i == w) {
-            uint32_t off = pos & 63;
-            uint64_t lowmask = off ? (((uint64_t)1 << off) - 1) : 0;
-            uint64_t low = v & lowmask;
-            uint64_t high = (off == 63) ? 0 : ((v >> (off + 1)) << off);
-            v = low | high;
-        } else {
-            v >>= 1;
-        }
-        m[i] = v | (next << 63);
-    }
-    s_setbit(m, n - 1, false);
 }
 
 /* Keep the non-empty bitmaps of partitions in step as one becomes (non-)empty. */
@@ -754,8 +717,9 @@ static void s_ent_insert(book_t *b, uint32_t sid, const book_ent_t *e)
     uint32_t pos = s_lower(b, s, e);
     bool was_empty = s->n == 0;
     memmove(&s->ents[pos + 1], &s->ents[pos], (size_t)(s->n - pos) * sizeof *s->ents);
+    b->ent_moves += s->n - pos;
     s->ents[pos] = *e;
-    s_mask_insert(s->mask, s->n, pos, e->free > 0);
+    book_mask_insert(s->mask, s->n, pos, e->free > 0);
     s->n++;
     s->pending--;
     c->n_ents++;
@@ -830,7 +794,8 @@ static void s_ent_remove(book_t *b, uint32_t sid, const book_ent_t *e)
         c->h.n_free--;
     }
     memmove(&s->ents[pos], &s->ents[pos + 1], (size_t)(s->n - pos - 1) * sizeof *s->ents);
-    s_mask_remove(s->mask, s->n, pos);
+    b->ent_moves += s->n - pos - 1;
+    book_mask_remove(s->mask, s->n, pos);
     s->n--;
     c->n_ents--;
     if (s->n == 0)
@@ -852,12 +817,49 @@ static void s_ent_set_free(book_t *b, uint32_t sid, const book_ent_t *e, uint32_
     bool was = s->ents[pos].free > 0, now = nfree > 0;
     s->ents[pos].free = nfree;
     if (was != now) {
-        s_setbit(s->mask, pos, now);
+        book_mask_set(s->mask, pos, now);
         int d = now ? 1 : -1;
         s->n_free += (uint32_t)d;
         c->h.n_free += (uint32_t)d;
         s_shape_changed(b, sid, false);
     }
+}
+
+/* Re-price an entry within its shape, with `nfree` free units: it moves past the entries
+ * priced between its old and new price only (a memmove of those), not the rest of the shape. */
+static void s_ent_move(book_t *b, uint32_t sid, const book_ent_t *e, uint64_t price, uint32_t nfree)
+{
+    book_shape_t *s = &b->shp[sid];
+    book_class_t *c = &b->cls[s->cls];
+    uint32_t p = s_lower(b, s, e), q;
+    if (p >= s->n || book__ent_cmp(b, &s->ents[p], e) != 0) {
+        log_error("book", "index out of step: entry not found");
+        return;
+    }
+    book_ent_t m = s->ents[p];
+    bool was = m.free > 0, now = nfree > 0;
+    m.price = price;
+    m.free = nfree;
+    if (book__ent_cmp(b, &m, e) > 0) { /* up: entries (p, q) shift down one */
+        q = s_lower_in(b, s, &m, p + 1, s->n) - 1;
+        memmove(&s->ents[p], &s->ents[p + 1], (size_t)(q - p) * sizeof *s->ents);
+        if (q > p)
+            book_mask_slide(s->mask, p, q - 1, true);
+    } else { /* down: entries [q, p) shift up one */
+        q = s_lower_in(b, s, &m, 0, p);
+        memmove(&s->ents[q + 1], &s->ents[q], (size_t)(p - q) * sizeof *s->ents);
+        if (p > q)
+            book_mask_slide(s->mask, q + 1, p, false);
+    }
+    b->ent_moves += q > p ? q - p : p - q;
+    s->ents[q] = m;
+    book_mask_set(s->mask, q, now);
+    if (was != now) {
+        int d = now ? 1 : -1;
+        s->n_free += (uint32_t)d;
+        c->h.n_free += (uint32_t)d;
+    }
+    s_shape_changed(b, sid, false);
 }
 
 static void s_ent_of(const book_t *b, uint32_t peer, uint32_t pkg, book_ent_t *e)
@@ -1040,6 +1042,125 @@ void book_destroy(book_t **self_p)
     *self_p = NULL;
 }
 
+/* Give back the room reserved in the shapes of n packages (and release shapes left empty). */
+static void s_put_unreserve(book_t *self, const uint32_t *shape_of, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        self->shp[shape_of[i]].pending--;
+    for (uint32_t i = 0; i < n; i++)
+        s_shape_gc(self, shape_of[i]);
+}
+
+/* book_put_ad's step 1: the new block (the packages, their shapes, the frame: *block_p,
+ * malloc'd), the shape of every package with room reserved, a slot in the expiry heap. On an
+ * error nothing is held. */
+static int s_put_reserve(book_t *self, const cpn_ad_t *ad, bool local, const uint8_t *frame,
+                         size_t len, uint8_t **block_p)
+{
+    uint32_t n = ad->n_packages, n_reserved = 0;
+    size_t pk_sz = (size_t)n * sizeof(cpn_package_t), sh_sz = (size_t)n * sizeof(uint32_t);
+    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    cpn_package_t *pkgs = (cpn_package_t *)block;
+    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
+    if (n > 0)
+        memcpy(pkgs, ad->packages, pk_sz);
+    if (len > 0)
+        memcpy(block + pk_sz + sh_sz, frame, len);
+    int r = CPN_OK;
+    for (uint32_t i = 0; i < n && r == CPN_OK; i++) {
+        uint32_t sid = BOOK_NONE;
+        r = s_shape_get(self, &pkgs[i], local, &sid);
+        if (r != CPN_OK && sid != BOOK_NONE)
+            s_shape_gc(self, sid);
+        if (r == CPN_OK)
+            shape_of[n_reserved++] = sid;
+    }
+    if (r == CPN_OK)
+        r = s_exp_reserve(self);
+    if (r != CPN_OK) {
+        s_put_unreserve(self, shape_of, n_reserved);
+        free(block);
+        return r;
+    }
+    *block_p = block;
+    return CPN_OK;
+}
+
+/* For each new package j, the index of the old package with the same id in from[j]
+ * (BOOK_NONE: a new id). Ids are unique within an AD (s_ad_check). Positions first (an AD
+ * usually lists its packages in the same order); a small hash of the old ids otherwise. */
+static void s_pair(const cpn_package_t *old, uint32_t n_old, const cpn_package_t *nw,
+                   uint32_t n_new, uint32_t *from)
+{
+    bool all = true;
+    for (uint32_t j = 0; j < n_new; j++) {
+        from[j] = j < n_old && strcmp(old[j].id, nw[j].id) == 0 ? j : BOOK_NONE;
+        all = all && from[j] != BOOK_NONE;
+    }
+    if (all || n_old == 0)
+        return;
+    uint16_t slot[2 * CPN_PACKAGES_MAX]; /* old index + 1; 0 empty. Load <= 1/2 */
+    const uint32_t mask = 2 * CPN_PACKAGES_MAX - 1;
+    memset(slot, 0, sizeof slot);
+    for (uint32_t i = 0; i < n_old; i++) {
+        uint32_t h = (uint32_t)s_hash_bytes(old[i].id, strlen(old[i].id)) & mask;
+        while (slot[h])
+            h = (h + 1) & mask;
+        slot[h] = (uint16_t)(i + 1);
+    }
+    for (uint32_t j = 0; j < n_new; j++) {
+        if (from[j] != BOOK_NONE)
+            continue;
+        uint32_t h = (uint32_t)s_hash_bytes(nw[j].id, strlen(nw[j].id)) & mask;
+        for (; slot[h]; h = (h + 1) & mask)
+            if (strcmp(old[slot[h] - 1].id, nw[j].id) == 0) {
+                from[j] = slot[h] - 1u;
+                break;
+            }
+    }
+}
+
+/* book_put_ad's step 2 for the old packages of peer slot `id` (still in the slot): each kept
+ * by a new package of the same id and shape (kept[j]) is updated in place or re-priced within
+ * its shape; the others leave the index. The old block stays live for the comparisons. at[j]:
+ * where kept[j]'s entry stands then (nothing moves it until the new packages are inserted),
+ * so that its package index is set directly once the new block is in. */
+static void s_put_old(book_t *self, uint32_t id, const cpn_package_t *pkgs, uint32_t n_new,
+                      const uint32_t *shape_of, const uint32_t *from, bool *kept, uint32_t *at)
+{
+    book_pslot_t *ps = &self->peers[id];
+    uint32_t n_old = ps->pub.n_packages, to[CPN_PACKAGES_MAX];
+    for (uint32_t i = 0; i < n_old; i++)
+        to[i] = BOOK_NONE;
+    for (uint32_t j = 0; j < n_new; j++)
+        if (from[j] != BOOK_NONE && shape_of[j] == ps->shape_of[from[j]])
+            to[from[j]] = j;
+    for (uint32_t i = 0; i < n_old; i++) {
+        book_ent_t e;
+        uint32_t j = to[i];
+        s_ent_of(self, id, i, &e);
+        self->free_units -= ps->pkgs[i].free;
+        if (j == BOOK_NONE)
+            s_ent_remove(self, ps->shape_of[i], &e);
+        else if (pkgs[j].price == ps->pkgs[i].price)
+            s_ent_set_free(self, shape_of[j], &e, pkgs[j].free);
+        else
+            s_ent_move(self, shape_of[j], &e, pkgs[j].price, pkgs[j].free);
+        if (j != BOOK_NONE)
+            kept[j] = true;
+    }
+    for (uint32_t j = 0; j < n_new; j++) {
+        if (!kept[j])
+            continue;
+        book_ent_t e;
+        s_ent_of(self, id, from[j], &e);
+        e.price = pkgs[j].price;
+        at[j] = s_lower(self, &self->shp[shape_of[j]], &e);
+    }
+}
+
 int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint64_t ts_ms,
                 const cpn_ad_t *ad, const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
                 uint32_t hops)
@@ -1065,34 +1186,14 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     }
     bool local = s_zero(via);
 
-    /* 1. Everything that can fail: the block, the peer slot, shapes with reserved room. */
+    /* 1. Everything that can fail: the block, shapes with reserved room, the peer slot. */
+    uint8_t *block = NULL;
+    if ((r = s_put_reserve(self, ad, local, frame, len, &block)) != CPN_OK)
+        return r;
     size_t pk_sz = (size_t)n_new * sizeof(cpn_package_t);
-    size_t sh_sz = (size_t)n_new * sizeof(uint32_t);
-    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
-    uint32_t *shape_of = NULL;
-    uint32_t n_reserved = 0;
-    if (block == NULL)
-        return CPN_E_NOMEM;
     cpn_package_t *pkgs = (cpn_package_t *)block;
-    shape_of = (uint32_t *)(block + pk_sz);
-    uint8_t *fcopy = block + pk_sz + sh_sz;
-    if (n_new > 0)
-        memcpy(pkgs, ad->packages, pk_sz);
-    if (len > 0)
-        memcpy(fcopy, frame, len);
-    for (uint32_t i = 0; i < n_new; i++) {
-        uint32_t sid = BOOK_NONE;
-        r = s_shape_get(self, &pkgs[i], local, &sid);
-        if (r != CPN_OK) {
-            if (sid != BOOK_NONE)
-                s_shape_gc(self, sid);
-            goto fail;
-        }
-        shape_of[i] = sid;
-        n_reserved++;
-    }
-    if ((r = s_exp_reserve(self)) != CPN_OK)
-        goto fail;
+    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
+    uint8_t *fcopy = block + pk_sz + (size_t)n_new * sizeof(uint32_t);
     if (fresh) {
         if ((r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
@@ -1106,26 +1207,16 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
     }
 
-    /* 2. Nothing below fails. Packages keeping their id, shape and price are updated in place;
-     * the others leave and enter the index. */
+    /* 2. Nothing below fails. A package is known by its id, wherever it sits in the AD: one
+     * keeping its shape is updated in place (its free units) or moved within the shape (its
+     * price); the others leave and enter the index. */
     book_pslot_t *ps = &self->peers[id];
-    bool *kept = NULL;
-    bool kept_buf[CPN_PACKAGES_MAX];
-    kept = kept_buf;
-    memset(kept, 0, sizeof kept_buf);
+    uint32_t from[CPN_PACKAGES_MAX], at[CPN_PACKAGES_MAX];
+    bool kept[CPN_PACKAGES_MAX];
+    memset(kept, 0, sizeof kept);
     if (!fresh) {
-        for (uint32_t i = 0; i < n_old; i++) {
-            book_ent_t e;
-            s_ent_of(self, id, i, &e);
-            self->free_units -= ps->pkgs[i].free;
-            if (i < n_new && shape_of[i] == ps->shape_of[i] && pkgs[i].price == ps->pkgs[i].price &&
-                strcmp(pkgs[i].id, ps->pkgs[i].id) == 0) {
-                s_ent_set_free(self, shape_of[i], &e, pkgs[i].free);
-                kept[i] = true;
-            } else {
-                s_ent_remove(self, ps->shape_of[i], &e);
-            }
-        }
+        s_pair(ps->pkgs, n_old, pkgs, n_new, from);
+        s_put_old(self, id, pkgs, n_new, shape_of, from, kept, at);
         if (!ps->pub.withdrawn)
             self->replaced++;
         else
@@ -1154,12 +1245,15 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
         memcpy(ps->pub.via, via, CPN_PK_LEN);
     memcpy(ps->pub.name, ad->name, CPN_NAME_MAX);
     ps->pub.name[CPN_NAME_MAX - 1] = '\0';
+    for (uint32_t i = 0; i < n_new; i++) /* before any insert moves them */
+        if (kept[i]) {
+            self->shp[shape_of[i]].ents[at[i]].pkg = i;
+            self->shp[shape_of[i]].pending--;
+        }
     for (uint32_t i = 0; i < n_new; i++) {
         self->free_units += pkgs[i].free;
-        if (kept[i]) {
-            self->shp[shape_of[i]].pending--;
+        if (kept[i])
             continue;
-        }
         book_ent_t e;
         s_ent_of(self, id, i, &e);
         s_ent_insert(self, shape_of[i], &e);
@@ -1171,10 +1265,7 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
     return CPN_OK;
 
 fail:
-    for (uint32_t i = 0; i < n_reserved; i++)
-        self->shp[shape_of[i]].pending--;
-    for (uint32_t i = 0; i < n_reserved; i++)
-        s_shape_gc(self, shape_of[i]);
+    s_put_unreserve(self, shape_of, n_new);
     free(block);
     return r;
 }
@@ -1220,6 +1311,52 @@ int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t se
     else
         memcpy(ps->pub.via, via, CPN_PK_LEN);
     self->n_live_peers--;
+    return CPN_OK;
+}
+
+int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                          uint64_t ts_ms, uint64_t expires_ms, const uint8_t *frame, size_t len,
+                          const uint8_t via[CPN_PK_LEN], uint32_t hops)
+{
+    if (self == NULL || peer == NULL || (frame == NULL && len > 0))
+        return CPN_E_INVAL;
+    if (s_peer_find(self, peer) != BOOK_NONE)
+        return book_withdraw_from(self, peer, seq, frame, len, via, hops);
+    /* A tombstone takes a peer slot: slots are bounded by max_offers, as for offers. */
+    if ((size_t)self->n_peers - self->n_peer_free >= self->max_offers) {
+        self->refused_full++;
+        return CPN_E_BUSY;
+    }
+    uint8_t *block = malloc(len + 1);
+    uint32_t id = BOOK_NONE;
+    int r;
+    if (block == NULL)
+        return CPN_E_NOMEM;
+    if ((r = s_exp_reserve(self)) != CPN_OK || (r = s_ht_reserve(&self->peer_ht)) != CPN_OK ||
+        (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,
+                          &self->peer_free, &self->n_peer_free, sizeof *self->peers, &id)) !=
+            CPN_OK) {
+        free(block);
+        return r;
+    }
+    if (len > 0)
+        memcpy(block, frame, len);
+    book_pslot_t *ps = &self->peers[id];
+    memset(ps, 0, sizeof *ps);
+    ps->used = true;
+    ps->block = block;
+    memcpy(ps->pub.key, peer, CPN_PK_LEN);
+    ps->pub.frame = len > 0 ? block : NULL;
+    ps->pub.frame_len = len;
+    ps->pub.seq = seq;
+    ps->pub.ts_ms = ts_ms;
+    ps->pub.expires_ms = expires_ms;
+    ps->pub.withdrawn = true;
+    ps->pub.hops = hops;
+    if (!s_zero(via))
+        memcpy(ps->pub.via, via, CPN_PK_LEN);
+    s_ht_add(&self->peer_ht, s_peer_hash(peer), id);
+    s_exp_push(self, expires_ms, id);
     return CPN_OK;
 }
 
@@ -1351,6 +1488,7 @@ void book_stats(const book_t *self, book_stats_t *out)
     out->replaced = self->replaced;
     out->expired = self->expired;
     out->expire_visits = self->expire_visits;
+    out->ent_moves = self->ent_moves;
     out->classes = self->n_cls_live;
     out->shapes = self->n_shp_live;
 }

@@ -50,6 +50,9 @@ typedef struct {
     uint64_t replaced;     /* ADs that replaced an older AD of the same peer */
     uint64_t expired;      /* peers dropped by book_expire */
     uint64_t expire_visits; /* entries book_expire looked at: O(expired), not O(peers) */
+    uint64_t ent_moves;     /* index entries shifted to keep shapes sorted: a re-priced package
+                               moves past the entries priced between its old and new price
+                               only, an unchanged one none (tests count it) */
     size_t classes;        /* index: groups of offers with the same shape (match.c) */
     size_t shapes;         /* index: distinct hardware shapes within those groups */
 } book_stats_t;
@@ -81,6 +84,15 @@ int book_withdraw(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq) CP
 int book_withdraw_from(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
                        const uint8_t *frame, size_t len, const uint8_t via[CPN_PK_LEN],
                        uint32_t hops) CPN_WUR;
+
+/* A WITHDRAW (seq, signed at ts_ms) of a peer the book does not know: its AD may still be on
+ * its way (RELAYs reordered). Keep a tombstone with the frame until expires_ms, so that AD,
+ * older than the WITHDRAW, is refused (CPN_E_REPLAY) when it comes. A known peer: as
+ * book_withdraw_from. Also CPN_E_BUSY (peer slots, bounded by max_offers, all taken; counted
+ * in refused_full), CPN_E_NOMEM. */
+int book_withdraw_unknown(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq,
+                          uint64_t ts_ms, uint64_t expires_ms, const uint8_t *frame, size_t len,
+                          const uint8_t via[CPN_PK_LEN], uint32_t hops) CPN_WUR;
 
 /* Forget a peer entirely (offers and tombstone), as if the book had never seen it: a federation
  * member that carried its AD went down, so the offer is no longer reachable through it, and the

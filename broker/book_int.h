@@ -172,6 +172,7 @@ struct book {
     book_exp_t *exp;      /* the expiry heap */
     uint32_t n_exp, cap_exp;
     uint64_t expire_visits; /* heap entries book_expire looked at */
+    uint64_t ent_moves;     /* entries shifted in shapes' arrays (insert, remove, re-price) */
 
     book_pslot_t *peers;
     uint32_t n_peers, cap_peers; /* slots in use up to n_peers (high water) */

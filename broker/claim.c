@@ -55,10 +55,10 @@
 #include "clock.h"
 #include "log.h"
 #include "match.h"
-#include "window.h"
 #include "msg_typed.h"
 #include "spend.h"
-#include "usage.h"
+#include "spill.h"
+#include "window.h"
 
 typedef enum {
     CS_FREE = 0, /* a zeroed slot is free */
@@ -686,67 +686,41 @@ static int s_quota_filter(claim_t *self, claim_pending_t *p, const policy_tenant
     return kept ? CPN_OK : first;
 }
 
-/* The cost of p's request on candidate c (units x c's price x duration, the usage rule);
- * UINT64_MAX if it does not fit. A split request is counted with all its units left at each
- * candidate's price: an upper bound of what any of them can cost. */
-static uint64_t s_cost(const claim_pending_t *p, const match_cand_t *c)
+/* The cost of the tenant's requests being claimed here (but `except`), whichever broker
+ * their CLAIMs wait at (a CLAIM forwarded to a member counts until its answer comes back or
+ * the request ends): units left x the price of the offer claimed x duration. */
+static uint64_t s_in_flight(const claim_t *self, const uint8_t tenant[CPN_PK_LEN],
+                            const claim_pending_t *except)
 {
-    uint64_t cost = 0;
-    return budget_request_cost(p->units_left, c->price, p->req.duration_s, &cost) == CPN_OK
-               ? cost
-               : UINT64_MAX;
-}
-
-/* The tenant's exposure in its budget period: committed and running from the ledger
- * (spend.h), in flight = the cost of its other requests being claimed here, whichever broker
- * their CLAIMs are waiting at (a CLAIM forwarded to a member counts until its answer comes
- * back, or the request ends). */
-static int s_exposure(claim_t *self, const uint8_t tenant[CPN_PK_LEN], const claim_pending_t *p,
-                      const policy_tenant_t *t, budget_state_t *s)
-{
-    uint64_t now = self->clock.now_ms(), from, to;
-    if (t->budget.period == POLICY_BUDGET_DAY)
-        cpn_usage_day(now, &from, &to);
-    else
-        cpn_usage_month(now, &from, &to);
-    s->budget = t->budget.amount;
-    int r = spend_tenant(self->svc.spend, tenant, from, to, now, &s->committed, &s->running);
-    for (size_t i = 0; r == CPN_OK && i < self->pending_top; i++) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < self->pending_top; i++) {
         const claim_pending_t *q = &self->pending[i];
-        if (q->state < CS_CLAIMING || q == p || q->next == 0 ||
+        if (q->state < CS_CLAIMING || q == except || q->next == 0 ||
             memcmp(q->tenant, tenant, CPN_PK_LEN) != 0)
             continue;
-        uint64_t c = s_cost(q, &q->cands[q->next - 1]);
-        s->in_flight = c > UINT64_MAX - s->in_flight ? UINT64_MAX : s->in_flight + c;
+        uint64_t c = budget_cost(q->units_left, q->cands[q->next - 1].price, q->req.duration_s);
+        sum = c > UINT64_MAX - sum ? UINT64_MAX : sum + c;
     }
-    return r;
+    return sum;
 }
 
-/* Drop candidates whose cost would take the tenant over its budget or the request over its
- * max_cost; the first refusal is the reason. Tenants without a budget and requests without
- * max_cost leave at the first test: their path is what it was before budgets. */
-static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t, char *why,
-                           size_t cap)
+/* Drop candidates that would take the tenant over its budget or the request over its
+ * max_cost (budget.h; a split request counts all its units left at each candidate's price).
+ * Tenants without a budget and requests without max_cost leave at the first test: their path
+ * is what it was before budgets. */
+static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t,
+                           char why[CPN_REASON_MAX])
 {
     if (!t->budget.amount && !p->req.max_cost)
         return CPN_OK;
     budget_state_t s = {0};
-    if (t->budget.amount && s_exposure(self, p->tenant, p, t, &s) != CPN_OK)
-        return CPN_E_DB;
-    size_t kept = 0;
-    int first = CPN_OK;
-    for (size_t i = 0; i < p->n_cands; i++) {
-        char w[CPN_REASON_MAX];
-        int r = budget_admit(&s, s_cost(p, &p->cands[i]), p->req.max_cost, w);
-        if (r == CPN_OK)
-            p->cands[kept++] = p->cands[i];
-        else if (first == CPN_OK) {
-            first = r;
-            snprintf(why, cap, "%s", w);
-        }
+    if (t->budget.amount) {
+        if (spend_state(self->svc.spend, &t->budget, p->tenant, self->clock.now_ms(), &s) != CPN_OK)
+            return CPN_E_DB;
+        s.in_flight = s_in_flight(self, p->tenant, p);
     }
-    p->n_cands = kept;
-    return kept ? CPN_OK : first;
+    return budget_filter(&s, p->cands, &p->n_cands, p->units_left, p->req.duration_s,
+                         p->req.max_cost, why);
 }
 
 /* Policy local_first: candidates of peers connected to us first, each group in rank order. */
@@ -762,6 +736,37 @@ static void s_local_first(claim_t *self, claim_pending_t *p)
                 sorted[k++] = p->cands[i];
         }
     memcpy(p->cands, sorted, k * sizeof sorted[0]);
+}
+
+/* Policy federation.spill: local offers first, matched in a pass of their own (so they are
+ * tried even when remote offers rank better), then the matcher's remote candidates member
+ * by member in the policy's order (spill.h). One candidate is claimed at a time, so the
+ * request is at one broker at a time. CPN_E_NO_MATCH with `why` if a list left nothing. */
+_Static_assert(BROKER_CANDS_MAX <= SPILL_CANDS_MAX, "spill_order sorts every candidate");
+static int s_spill(claim_t *self, claim_pending_t *p, char *why, size_t cap)
+{
+    match_policy_t lp = s_pol(self)->placement;
+    lp.local_only = true;
+    match_cand_t all[BROKER_CANDS_MAX];
+    size_t n_local = 0, n = 0, dropped = 0;
+    int r = match_find(self->svc.book, &p->req, &lp, self->clock.now_ms(), all, BROKER_CANDS_MAX,
+                       &n_local, NULL);
+    if (r != CPN_OK)
+        n_local = 0; /* no local offer fits: spill at once */
+    n = n_local;
+    for (size_t i = 0; i < p->n_cands && n < BROKER_CANDS_MAX; i++) {
+        const book_peer_t *bp = book_peer(self->svc.book, p->cands[i].peer);
+        if (bp && !sodium_is_zero(bp->via, CPN_PK_LEN))
+            all[n++] = p->cands[i];
+    }
+    n = spill_order(self->svc.book, s_pol(self), all, n, &dropped);
+    memcpy(p->cands, all, n * sizeof all[0]);
+    p->n_cands = n;
+    if (n > 0)
+        return CPN_OK;
+    snprintf(why, cap, "%zu offer%s fit, all through members federation.spill does not list",
+             dropped, dropped == 1 ? "" : "s");
+    return CPN_E_NO_MATCH;
 }
 
 /* ---- REQUEST ---- */
@@ -812,12 +817,18 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
         s_finish_nack(self, p, r, NULL);
         return;
     }
-    if (s_pol(self)->federation.local_first)
+    if (s_pol(self)->federation.spill != POLICY_SPILL_RANK) {
+        if ((r = s_spill(self, p, reason, sizeof reason)) != CPN_OK && !planned) {
+            s_finish_nack(self, p, r, reason);
+            return;
+        }
+    } else if (s_pol(self)->federation.local_first) {
         s_local_first(self, p);
+    }
     if (planned)
         s_plan_first(p, planned);
     if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK ||
-        (r = s_budget_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
+        (r = s_budget_filter(self, p, t, reason)) != CPN_OK) {
         s_finish_nack(self, p, r, r == CPN_E_DB ? "the broker cannot read its ledger" : reason);
         return;
     }
@@ -1113,8 +1124,8 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
         log_error("ledger", "lease %s not recorded: %s", lease->lease_id, cpn_errname(r));
     /* The lease settles the intent (if recording it failed, the intent stays: the next
      * REQUEST asks the peer again and records it then). */
-    else if ((r = ledger_intent_resolve(self->svc.ledger, rec.tenant, rec.request_id, rec.peer)) !=
-             CPN_OK)
+    else if ((r = ledger_intent_resolve(self->svc.ledger, rec.tenant, rec.request_id,
+                                        ch->n_forwards ? ch->origin.peer : rec.peer)) != CPN_OK)
         log_error("ledger", "intent of request %s not resolved: %s", rec.request_id,
                   cpn_errname(r));
     /* The book already holds these units: taken when the CLAIM went out (s_claim_next). */
@@ -1124,7 +1135,8 @@ static void s_lease_in(claim_t *self, const cpn_env_t *lenv, const cpn_lease_t *
      * perhaps from before our restart: match it by the request, if we are claiming it from
      * that peer now. */
     if (!p && (p = s_pending_by_request(self, rec.tenant, rec.request_id)) != NULL &&
-        (p->next == 0 || memcmp(p->cands[p->next - 1].peer, lenv->from, CPN_PK_LEN) != 0))
+        (p->next == 0 || memcmp(p->cands[p->next - 1].peer,
+                                ch->n_forwards ? ch->origin.peer : lenv->from, CPN_PK_LEN) != 0))
         p = NULL;
     if (!p) {
         /* Late: the tenant already had its NACK; the lease is recorded and a resubmission
@@ -1378,9 +1390,14 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     s_chain_t ch;
     uint64_t own_seq = 0;
     int r = CPN_E_SCHEMA;
-    if (memcmp(answer->from, ref->peer, CPN_PK_LEN) == 0 &&
-        (r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
+    if ((r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
+    /* The peer we claimed, or, for a summary row, a peer of the broker that made it, which
+     * resolved our CLAIM (the chain opener checked the route says so). */
+    if (r == CPN_OK && memcmp(answer->from, ref->peer, CPN_PK_LEN) != 0 &&
+        !(memcmp(ch.origin.peer, ref->peer, CPN_PK_LEN) == 0 &&
+          memcmp(ch.claim_env.from, ref->peer, CPN_PK_LEN) == 0))
+        r = CPN_E_UNTRUSTED;
     s_audit(self, answer->ts_ms, cpn_msg_name(answer->type), answer->from, r, answer->frame,
             answer->frame_len);
     if (r != CPN_OK) {
@@ -1398,34 +1415,17 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
 
 /* ---- RENEW, RELEASE: relayed (claim_relay.c) ---- */
 
-/* A RENEW adds the extension's cost (the lease's units and price, the usage rule) to the
- * tenant's exposure; CPN_OK for a tenant without a budget or a lease this broker does not
- * know (the peer decides on that one). */
-static int s_renew_budget(claim_t *self, const uint8_t tenant[CPN_PK_LEN],
-                          const uint8_t peer[CPN_PK_LEN], const char *lease_id, uint64_t extend_s,
-                          char why[CPN_REASON_MAX])
-{
-    const policy_tenant_t *t = policy_tenant(s_pol(self), tenant);
-    ledger_lease_t l;
-    uint64_t cost = UINT64_MAX;
-    if (!t || !t->budget.amount ||
-        ledger_get(self->svc.ledger, peer, lease_id, &l, NULL, NULL) != CPN_OK)
-        return CPN_OK;
-    budget_state_t s = {0};
-    if (s_exposure(self, tenant, NULL, t, &s) != CPN_OK) {
-        snprintf(why, CPN_REASON_MAX, "the broker cannot read its ledger");
-        return CPN_E_DB;
-    }
-    if (budget_request_cost(l.units, l.price, extend_s, &cost) != CPN_OK)
-        cost = UINT64_MAX;
-    return budget_admit(&s, cost, 0, why);
-}
-
 void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
                         const char *lease_id, uint64_t extend_s)
 {
+    /* A RENEW of a tenant with a budget is admitted like a request (spend_renew). */
     char why[CPN_REASON_MAX];
-    int r = extend_s ? s_renew_budget(self, rx->env.from, peer, lease_id, extend_s, why) : CPN_OK;
+    const policy_tenant_t *t = extend_s ? policy_tenant(s_pol(self), rx->env.from) : NULL;
+    int r = t && t->budget.amount
+                ? spend_renew(self->svc.spend, self->svc.ledger, &t->budget, rx->env.from, peer,
+                              lease_id, extend_s, self->clock.now_ms(),
+                              s_in_flight(self, rx->env.from, NULL), why)
+                : CPN_OK;
     if (r != CPN_OK) {
         self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq, r, why);
         return;

@@ -196,6 +196,21 @@ static void s_on_outbound(broker_t *self, const broker_rx_t *rx, fed_link_t *l,
     if (ledger_audit(self->ledger, rx->env.ts_ms, "FORWARD", rx->env.from, CPN_OK, rx->env.frame,
                      rx->env.frame_len) != CPN_OK)
         log_warn("ledger", "audit of a FORWARD not written");
+    /* A CLAIM for a row of our summary: we pick the package (fed_summary.c). */
+    if (inner.type == CPN_MSG_CLAIM &&
+        memcmp(fwd->to, cpn_identity_pk(self->id), CPN_PK_LEN) == 0) {
+        if ((r = fed_summary_resolve(self, rx, &inner, e, &why)) == CPN_E_IN_DOUBT) {
+            log_warn("fed", "CLAIM from %s for our summary (%s): no answer: %s", l->name,
+                     s_what(e), why);
+            s_fwd_free(self, e);
+            return;
+        }
+        if (r != CPN_OK)
+            goto refuse;
+        log_info("fed", "CLAIM from %s for our summary (%s), %u hops: resolved", l->name,
+                 s_what(e), hops);
+        return;
+    }
     const book_peer_t *bp = book_peer(self->book, fwd->to);
     const broker_route_t *route = broker_route(self, fwd->to);
     if (route && (!bp || fed_zero(bp->via))) {

@@ -18,7 +18,7 @@
 
 int fed_relay_admit(cpn_msg_type_t type, uint32_t hops, uint32_t max_hops)
 {
-    if (type != CPN_MSG_AD && type != CPN_MSG_WITHDRAW)
+    if (type != CPN_MSG_AD && type != CPN_MSG_WITHDRAW && type != CPN_MSG_SUMMARY)
         return CPN_E_TYPE;
     if (hops == 0 || hops > max_hops)
         return CPN_E_INVAL;
@@ -72,6 +72,58 @@ void federation_publish(broker_t *self, const uint8_t *frame, size_t len, uint32
     free(relay);
 }
 
+/* ---- summaries (docs/FEDERATION.md, "Summaries for distant brokers") ---- */
+
+/* Is a SUMMARY signed by `key` accepted: a member's, or any broker's under trust_any? */
+static bool s_summary_trusted(const broker_t *self, const uint8_t key[CPN_PK_LEN])
+{
+    return self->pol->federation.summary.trust_any || policy_member(self->pol, key) != NULL;
+}
+
+/* Would an AD of n packages from `peer`, `hops` brokers away, take the book over its budget?
+ * Only ADs from beyond summary.distance are left out; an AD replacing one in the book is not
+ * (the peer's offer stays current, and max_offers still bounds its growth). */
+static bool s_over_budget(broker_t *self, const uint8_t peer[CPN_PK_LEN], uint32_t hops,
+                          uint32_t n)
+{
+    uint32_t budget = self->pol->federation.summary.budget;
+    if (!budget || hops <= self->pol->federation.summary.distance)
+        return false;
+    const book_peer_t *bp = book_peer(self->book, peer);
+    if (bp && !bp->withdrawn)
+        return false;
+    book_stats_t st;
+    book_stats(self->book, &st);
+    return st.packages + n > budget;
+}
+
+/* A relayed SUMMARY (trusted, verified) into the book under its broker's key: rows replace
+ * the older summary's, no rows end it (a tombstone, as a WITHDRAW leaves). The book's
+ * (key, seq) check refuses older or repeated ones. */
+static int s_summary_in(broker_t *self, const cpn_env_t *in, uint32_t hops, const fed_link_t *l,
+                        uint32_t *n_rows)
+{
+    cpn_ad_t sum;
+    int r;
+    if ((r = cpn_summary_decode(in, &self->lim, &sum)) != CPN_OK)
+        return r;
+    *n_rows = sum.n_packages;
+    if (in->ts_ms + (uint64_t)sum.ttl_s * 1000 <= cpn_now_ms())
+        r = CPN_E_EXPIRED;
+    else if (sum.n_packages)
+        r = book_put_ad(self->book, in->from, in->seq, in->ts_ms, &sum, in->frame, in->frame_len,
+                        l->key, hops);
+    else /* a tombstone even for a broker we never heard of: its rows may come late, and
+          * live no longer than this one (a broker's summaries share federation.summary.ttl) */
+        r = book_withdraw_unknown(self->book, in->from, in->seq, in->ts_ms,
+                                  in->ts_ms + (uint64_t)sum.ttl_s * 1000, in->frame,
+                                  in->frame_len, l->key, hops);
+    cpn_ad_clear(&sum);
+    if (r == CPN_OK)
+        self->fed->st.summaries_in++;
+    return r;
+}
+
 static void s_error_to(broker_t *self, const broker_rx_t *rx, int code, const char *reason)
 {
     cpn_error_t e;
@@ -107,7 +159,8 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
             snprintf(why, sizeof why, "hops %u outside 1..max_hops", relay->hops);
         goto refuse;
     }
-    if (!policy_peer_trusted(self->pol, in.from)) {
+    if (in.type == CPN_MSG_SUMMARY ? !s_summary_trusted(self, in.from)
+                                   : !policy_peer_trusted(self->pol, in.from)) {
         r = CPN_E_UNTRUSTED;
         goto refuse;
     }
@@ -127,7 +180,13 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
         return false;
     }
     uint32_t n_packages = 0;
-    if (in.type == CPN_MSG_AD) {
+    if (in.type == CPN_MSG_SUMMARY) {
+        if (memcmp(in.from, cpn_identity_pk(self->id), CPN_PK_LEN) == 0) {
+            f->st.relays_dup++; /* ours, come round */
+            return false;
+        }
+        r = s_summary_in(self, &in, relay->hops, l, &n_packages);
+    } else if (in.type == CPN_MSG_AD) {
         cpn_ad_t ad;
         if ((r = cpn_ad_decode(&in, &self->lim, &ad)) != CPN_OK)
             goto refuse;
@@ -137,6 +196,11 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
             goto refuse;
         }
         n_packages = ad.n_packages;
+        if (s_over_budget(self, in.from, relay->hops, n_packages)) {
+            cpn_ad_clear(&ad);
+            f->st.relays_over_budget++; /* its broker's summary stands for it */
+            return false;
+        }
         r = book_put_ad(self->book, in.from, in.seq, in.ts_ms, &ad, in.frame, in.frame_len, l->key,
                         relay->hops);
         cpn_ad_clear(&ad);
@@ -144,8 +208,10 @@ bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_
         cpn_withdraw_t w;
         if ((r = cpn_withdraw_decode(&in, &self->lim, &w)) != CPN_OK)
             goto refuse;
-        r = book_withdraw_from(self->book, in.from, in.seq, in.frame, in.frame_len, l->key,
-                               relay->hops);
+        /* A peer we do not know: a tombstone all the same, so its AD, late, is refused. */
+        r = book_withdraw_unknown(self->book, in.from, in.seq, in.ts_ms,
+                                  in.ts_ms + FED_TOMB_UNKNOWN_MS + skew, in.frame, in.frame_len,
+                                  l->key, relay->hops);
     }
     if (r == CPN_E_REPLAY || r == CPN_E_NO_PACKAGE) { /* seen already: the flood ends here */
         f->st.relays_dup++;

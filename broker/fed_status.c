@@ -69,6 +69,10 @@ void federation_status(broker_t *self, msgpack_packer *pk)
     mp_pack_ku64(pk, "digest_syncs", f ? f->st.digest_syncs : 0);
     mp_pack_ku64(pk, "forwards_in", f ? f->st.forwards_in : 0);
     mp_pack_ku64(pk, "forwards_out", f ? f->st.forwards_out : 0);
+    mp_pack_ku64(pk, "summaries_out", f ? f->st.summaries_out : 0);
+    mp_pack_ku64(pk, "summaries_in", f ? f->st.summaries_in : 0);
+    mp_pack_ku64(pk, "summary_claims", f ? f->st.summary_claims : 0);
+    mp_pack_ku64(pk, "relays_over_budget", f ? f->st.relays_over_budget : 0);
 }
 
 bool federation_link_info(const broker_t *self, size_t i, federation_link_info_t *out)

@@ -38,8 +38,11 @@ int fed_sync_send(broker_t *self, fed_link_t *l)
     static const uint8_t none[1];
     size_t cur = 0, n = 0;
     const book_peer_t *bp;
+    uint64_t own_seq = 0;
+    bool own = fed_summary_ours(self, cpn_now_ms(), &own_seq); /* our summary is in it too */
     while (book_next(self->book, &cur))
         n++;
+    n += own;
     uint8_t *ents = malloc(n ? n * CPN_SYNC_ENTRY_LEN : 1);
     if (!ents)
         return CPN_E_NOMEM;
@@ -48,6 +51,11 @@ int fed_sync_send(broker_t *self, fed_link_t *l)
     while ((bp = book_next(self->book, &cur)) != NULL && k < n) {
         memcpy(ents + k * CPN_SYNC_ENTRY_LEN, bp->key, CPN_PK_LEN);
         s_put_be64(ents + k * CPN_SYNC_ENTRY_LEN + CPN_PK_LEN, bp->seq);
+        k++;
+    }
+    if (own && k < n) {
+        memcpy(ents + k * CPN_SYNC_ENTRY_LEN, cpn_identity_pk(self->id), CPN_PK_LEN);
+        s_put_be64(ents + k * CPN_SYNC_ENTRY_LEN + CPN_PK_LEN, own_seq);
         k++;
     }
     qsort(ents, k, CPN_SYNC_ENTRY_LEN, s_key_cmp);
@@ -94,6 +102,9 @@ uint64_t fed_sync_fingerprint(broker_t *self, uint64_t now_ms)
     while ((bp = book_next(self->book, &cur)) != NULL)
         if (bp->expires_ms > now_ms + FED_DIGEST_MARGIN_MS)
             fp = fed_tree_fold(fp, bp->key, bp->seq);
+    uint64_t own_seq = 0;
+    if (fed_summary_ours(self, now_ms + FED_DIGEST_MARGIN_MS, &own_seq))
+        fp = fed_tree_fold(fp, cpn_identity_pk(self->id), own_seq);
     return fp ? fp : 1; /* 0 on the wire means "no fingerprint" */
 }
 
@@ -185,6 +196,14 @@ void federation_on_sync(broker_t *self, const broker_rx_t *rx, const cpn_sync_t 
             break; /* link down: it asks again when it comes back */
         sent++;
     }
+    /* Our own summary, if the digest lacks it or lists an older one. */
+    uint64_t own_seq = 0, theirs = 0;
+    const uint8_t *me = cpn_identity_pk(self->id);
+    if (fed_summary_ours(self, now, &own_seq) && memcmp(me, sync->lo, CPN_PK_LEN) >= 0 &&
+        memcmp(me, sync->hi, CPN_PK_LEN) <= 0 &&
+        !(fed_sync_find(sync, me, &theirs) && theirs >= own_seq) &&
+        s_send_relay(self, l, f->sum.frame, f->sum.len, 1) == CPN_OK)
+        sent++;
     f->st.sync_relays += sent;
     size_t gone = s_forget_missing(self, l, sync);
     log_info("fed",

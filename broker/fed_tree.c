@@ -61,6 +61,11 @@ bool fed_tree_edge(const fed_tree_t *ours, const uint8_t self_key[CPN_PK_LEN],
            s_is(l->tree.parent, self_key);
 }
 
+bool fed_tree_sync_due(bool tree_edge, uint32_t misses, uint64_t differ_ms)
+{
+    return misses >= FED_DIGEST_MISSES && (tree_edge || differ_ms >= FED_DIGEST_OFFTREE_MS);
+}
+
 static uint64_t s_mix(uint64_t h)
 {
     h ^= h >> 33;

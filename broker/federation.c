@@ -77,6 +77,7 @@ void federation_destroy(broker_t *self)
         cpn_link_destroy(&f->links[i].link);
     free(f->links);
     free(f->fwd);
+    free(f->sum.frame);
     free(f);
     self->fed = NULL;
 }
@@ -151,8 +152,8 @@ void federation_seen(broker_t *self, const uint8_t key[CPN_PK_LEN])
 }
 
 /* A member's fingerprint differs from ours in FED_DIGEST_MISSES HELLOs in a row, half a
- * HELLO period apart at least (the HELLOs a tree change sends at once count as one): what one
- * of us missed, it gets by SYNC. */
+ * HELLO period apart at least (the HELLOs a tree change sends at once count as one), and, off
+ * the tree, for FED_DIGEST_OFFTREE_MS: what one of us missed, it gets by SYNC. */
 static void s_compare_digest(broker_t *self, fed_link_t *l, uint64_t theirs)
 {
     struct federation *f = self->fed;
@@ -164,7 +165,10 @@ static void s_compare_digest(broker_t *self, fed_link_t *l, uint64_t theirs)
     if (l->digest_misses && now - l->digest_miss_mono < half)
         return;
     l->digest_miss_mono = now;
-    if (++l->digest_misses < FED_DIGEST_MISSES ||
+    if (!l->digest_misses++)
+        l->digest_diff_mono = now;
+    bool edge = fed_tree_edge(&f->tree, cpn_identity_pk(self->id), l);
+    if (!fed_tree_sync_due(edge, l->digest_misses, now - l->digest_diff_mono) ||
         (l->digest_sync_mono && now - l->digest_sync_mono < FED_DIGEST_SYNC_MIN_MS))
         return;
     l->digest_misses = 0;
@@ -220,4 +224,5 @@ void federation_tick(broker_t *self, uint64_t now)
             (void)fed_sync_send(self, l);
     }
     fed_forward_expire(self, now);
+    fed_summary_tick(self, now);
 }

@@ -1,7 +1,14 @@
 /* federation.h - the broker's links to the other brokers of its federation: membership,
  * offer relay, sync on connect, and claims forwarded to a peer's home broker. One file per
  * job implements it: federation.c (life cycle, membership, tick), fed_link.c, fed_sync.c,
- * fed_relay.c, fed_forward.c, fed_status.c, fed_tree.c (federation_int.h: what they share).
+ * fed_relay.c, fed_forward.c, fed_status.c, fed_tree.c, fed_summary.c (federation_int.h: what
+ * they share).
+ *
+ * Summaries (federation.summary, docs/FEDERATION.md). A broker may send a SUMMARY of its own
+ * peers' offers (rows by shape, region and price band) instead of relying on every broker
+ * keeping every AD; a distant broker over its budget keeps the summary, matches against its
+ * rows, and its CLAIM for a row goes (FORWARD) to that broker, which resolves it to one of its
+ * peers' packages and claims it as the peer's home.
  *
  * Membership. Every member named in the policy gets one outgoing DEALER (CURVE when the policy
  * says so, the server key being the member's own key) on which we send; the member's messages
@@ -122,7 +129,7 @@ int federation_route_open(broker_t *self, const uint8_t *route, size_t len,
 size_t federation_n_rows(const broker_t *self);
 const char *federation_row_name(const broker_t *self, size_t i);
 void federation_row(broker_t *self, size_t i, msgpack_packer *pk);
-#define FED_STATUS_KEYS 10
+#define FED_STATUS_KEYS 14
 void federation_status(broker_t *self, msgpack_packer *pk);
 
 /* One member link as the metrics and the dashboard see it (obs.c). */

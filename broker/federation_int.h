@@ -9,6 +9,8 @@
  *   fed_forward.c                               -> fed_link
  *   fed_link.c, fed_status.c                    -> no other file of the federation
  *   fed_tree.c (the spanning tree, pure)        -> no other file of the federation
+ *   fed_summary.c (summaries, ours and claims)  -> fed_relay (federation_publish)
+ * (federation.c, fed_sync.c and fed_forward.c call fed_summary.c.)
  */
 #ifndef CPN_FEDERATION_INT_H
 #define CPN_FEDERATION_INT_H
@@ -35,6 +37,19 @@
 #define FED_DIGEST_MARGIN_MS 10000
 #define FED_DIGEST_EVERY_MS 1000
 #define FED_DIGEST_SEED 0x63706e2d64696721ULL /* the fingerprint of an empty book */
+/* Off the spanning tree, a member's fingerprint must have differed for FED_DIGEST_OFFTREE_MS
+ * before it gets our digest: after a loss the tree links repair the books within a few HELLO
+ * periods and the off-tree links then agree, so a dense graph does not sync on every link
+ * (docs/BENCHMARKS.md, "Federation at scale"); what a member off the tree keeps from us for
+ * good (a member that drops what it should pass on) is still repaired, that much later. */
+#define FED_DIGEST_OFFTREE_MS 30000
+/* Our summary (federation.summary.publish) is made again at most every FED_SUMMARY_EVERY_MS
+ * (one pass over the book) and sent when its rows changed or a third of its ttl passed. */
+#define FED_SUMMARY_EVERY_MS 1000
+/* A relayed WITHDRAW of a peer we never knew (its AD still on its way, or long expired here)
+ * is kept as a tombstone for as long as that AD could live: it was signed before the
+ * WITHDRAW, with a ttl of at most CPN_AD_TTL_MAX_S (book_withdraw_unknown). */
+#define FED_TOMB_UNKNOWN_MS ((uint64_t)CPN_AD_TTL_MAX_S * 1000)
 
 /* A broker's place in the federation's spanning tree (fed_tree.c): the smallest broker key
  * it hears of is the root; its parent is the member that offers the shortest way there. */
@@ -64,6 +79,7 @@ typedef struct {
     uint64_t digest;           /* its book's fingerprint (0: none) */
     uint32_t digest_misses;    /* its HELLOs in a row whose fingerprint differed from ours */
     uint64_t digest_miss_mono; /* when the last of them came */
+    uint64_t digest_diff_mono; /* when the first of them came */
     uint64_t digest_sync_mono; /* when its fingerprint last made us SYNC */
 } fed_link_t;
 
@@ -91,10 +107,17 @@ struct federation {
     fed_tree_t tree;       /* our place in the spanning tree */
     uint64_t digest;       /* our book's fingerprint, as of digest_mono */
     uint64_t digest_mono;
+    struct {                /* our last SUMMARY (fed_summary.c) */
+        uint8_t *frame;     /* signed, as sent; NULL: none made */
+        size_t len;
+        uint64_t seq, expires_ms, hash, next_mono;
+        uint32_t rows;
+    } sum;
     struct {
         uint64_t relays_accepted, relays_refused, relays_dup, relays_ignored;
         uint64_t forwards_in, forwards_out, home_claims, answers_back, syncs_in, sync_relays;
         uint64_t tree_changes, digest_syncs, relays_pruned;
+        uint64_t summaries_out, summaries_in, summary_claims, relays_over_budget;
     } st;
 };
 
@@ -178,8 +201,30 @@ bool fed_tree_choose(const uint8_t self_key[CPN_PK_LEN], const fed_link_t *links
 bool fed_tree_edge(const fed_tree_t *ours, const uint8_t self_key[CPN_PK_LEN],
                    const fed_link_t *l);
 
+/* Pure: does a member whose fingerprint has differed from ours in `misses` HELLOs in a row,
+ * for `differ_ms`, get our digest now? On a tree link (`tree_edge`, fed_tree_edge) after
+ * FED_DIGEST_MISSES of them; off the tree only once they span FED_DIGEST_OFFTREE_MS too. */
+bool fed_tree_sync_due(bool tree_edge, uint32_t misses, uint64_t differ_ms);
+
 /* Fold one book entry (peer key, seq) into a fingerprint (order does not matter: XOR). */
 uint64_t fed_tree_fold(uint64_t fp, const uint8_t key[CPN_PK_LEN], uint64_t seq);
+
+/* ---- fed_summary.c ---- */
+
+/* Make our summary again if FED_SUMMARY_EVERY_MS passed, and send it on if it changed or is a
+ * third of its ttl old (federation.summary.publish only). */
+void fed_summary_tick(broker_t *self, uint64_t now_mono);
+/* Our summary in force at now_ms (for digests and fingerprints): true and its seq. */
+bool fed_summary_ours(const broker_t *self, uint64_t now_ms, uint64_t *seq);
+/* A FORWARD brought `inner`, a CLAIM for a row of our summary (its `peer` is us): pick the
+ * package (an open intent of ours for the request, else the best offer of a peer connected to
+ * us at most the CLAIM's price), record our intent, and queue our CLAIM to that peer with the
+ * FORWARD chain as route (it leaves once the intent committed). e becomes the table's entry
+ * for the answer (home, its next and ref.peer the peer). CPN_OK; CPN_E_IN_DOUBT: an intent of
+ * ours is open and cannot be claimed again (answer nothing: the origin keeps its own intent);
+ * else the code of the NACK to send back, *why saying why. */
+int fed_summary_resolve(broker_t *self, const broker_rx_t *rx, const cpn_env_t *inner,
+                        fed_fwd_t *e, const char **why) CPN_WUR;
 
 /* ---- fed_forward.c ---- */
 

@@ -62,6 +62,7 @@ typedef struct {
     uint32_t w_price, w_region, w_vendor, w_local;
     uint32_t max_bonus;
     uint64_t now_ms;
+    bool local_only;
 } s_req_t;
 
 void match_policy_default(match_policy_t *pol)
@@ -152,6 +153,7 @@ static int s_resolve(const book_t *b, const cpn_request_t *req, const match_poli
     q->w_region = pol->w_region;
     q->w_vendor = pol->w_vendor;
     q->w_local = pol->w_local;
+    q->local_only = pol->local_only;
 
     q->any_model = req->accel_model[0] == '\0';
     if (!q->any_model) {
@@ -383,7 +385,7 @@ static bool s_search_class(const book_t *b, const s_req_t *q, const book_hot_t *
     if (h->min_price > q->ceiling || !s_may_beat(q, t, h->min_price, q->max_bonus))
         return false;
     if (h->max_cores < q->req->cores || h->max_mem < q->req->mem_bytes ||
-        s_class_fail(q, h) != CPN_C_OK)
+        (q->local_only && !h->local) || s_class_fail(q, h) != CPN_C_OK)
         return true;
     uint32_t bonus = s_bonus(q, h);
     const book_class_t *c = &b->cls[h->cls];

@@ -53,6 +53,8 @@ typedef struct {
     uint32_t n_equiv;
     uint64_t max_price;             /* ceiling for everyone, thousandths; 0 = none */
     cpn_namelist_t allowed_regions; /* residency for everyone; empty = any */
+    bool local_only; /* only offers of peers connected to us directly (not from the policy:
+                        the first pass of ordered spill-over, broker/spill.h) */
 } match_policy_t;
 
 /* Defaults: w_price 1, w_region 20, w_vendor 10, w_local 5, no lists, no ceiling. */

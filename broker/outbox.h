@@ -23,6 +23,9 @@ typedef enum {
     OUTBOX_CLAIM, /* to a peer (or through a member); on failure its request is refused */
     OUTBOX_RECEIPT, /* a NOTICE's receipt to the peer or member that sent it; on failure
                        nothing: without it the sender sends the notice again */
+    OUTBOX_HOME_CLAIM, /* our CLAIM for a summary row another broker claimed (fed_summary.c),
+                          to our peer; on failure nothing: the origin times out, its intent
+                          open */
 } outbox_kind_t;
 
 typedef struct {

@@ -418,6 +418,26 @@ static int s_bind_names_shape(yconf_t *doc, const ynode_t *node, const char *pat
     return r;
 }
 
+/* federation.spill: `rank`, `cost`, `latency`, or a list of member names (matched to members
+ * in s_check_spill, once every member is bound). */
+static int s_bind_spill(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    static const char *const names[] = {"rank", "cost", "latency"};
+    policy_t *pol = dst;
+    (void)arg;
+    if (node->kind == YNODE_SEQ) {
+        pol->federation.spill = POLICY_SPILL_LIST;
+        return s_bind_names_shape(doc, node, path, dst, arg);
+    }
+    for (size_t i = 0; node->kind == YNODE_SCALAR && i < S_ARRAY_LEN(names); i++)
+        if (strcmp(node->value, names[i]) == 0) {
+            pol->federation.spill = (policy_spill_t)i;
+            return CPN_OK;
+        }
+    yconf_error(doc, node, path, "expected rank, cost, latency or a list of member names");
+    return CPN_E_CONFIG;
+}
+
 static const yfield_t s_equiv_fields[] = {
     S_Y("model", YF_STR, match_equiv_t, model, true, 1, 0),
     S_Y("accept", YF_NAMES, match_equiv_t, accept, true, 0, 0),
@@ -476,11 +496,21 @@ static const yfield_t s_broker_fields[] = {
     S_YMAP("transport", 0, s_transport_fields, false),
 };
 
+static const yfield_t s_summary_fields[] = {
+    S_Y("publish", YF_BOOL, policy_t, federation.summary.publish, false, 0, 0),
+    S_Y("trust_any", YF_BOOL, policy_t, federation.summary.trust_any, false, 0, 0),
+    S_Y("budget", YF_U32, policy_t, federation.summary.budget, false, 0, 100000000),
+    S_Y("distance", YF_U32, policy_t, federation.summary.distance, false, 1, 64),
+    S_Y("ttl", YF_DURATION, policy_t, federation.summary.ttl_s, false, 10, 86400),
+};
+
 static const yfield_t s_federation_fields[] = {
     S_Y("local_first", YF_BOOL, policy_t, federation.local_first, false, 0, 0),
     S_YPOLICY("use_members", s_bind_names_shape, NULL),
+    S_YPOLICY("spill", s_bind_spill, NULL),
     S_Y("hello_timeout", YF_DURATION, policy_t, federation.hello_timeout_s, false, 1, 3600),
     S_Y("max_hops", YF_U32, policy_t, federation.max_hops, false, 1, 64),
+    S_YMAP("summary", 0, s_summary_fields, false),
     S_YPOLICY("members", s_bind_list, &s_members_list),
 };
 
@@ -541,8 +571,11 @@ static void s_defaults(policy_t *pol)
     snprintf(pol->broker.ledger_path, sizeof pol->broker.ledger_path, "ledger.db");
     pol->broker.curve = true;
     pol->federation.local_first = false;
+    pol->federation.spill = POLICY_SPILL_RANK;
     pol->federation.hello_timeout_s = 15;
     pol->federation.max_hops = 8;
+    pol->federation.summary.distance = 2;
+    pol->federation.summary.ttl_s = 60;
     match_policy_default(&pol->placement);
     pol->batch = (policy_batch_t){.on = false,
                                   .max = POLICY_BATCH_MAX_DEFAULT,
@@ -734,6 +767,35 @@ static void s_check_use_members(yconf_t *doc, policy_t *pol, const ynode_t *root
     }
 }
 
+/* federation.spill as a list: each name a member, once; the others are not spilled to. */
+static void s_check_spill(yconf_t *doc, policy_t *pol, const ynode_t *root)
+{
+    const ynode_t *list = s_node(root, "federation", "spill");
+    char path[S_KEYPATH_MAX];
+    for (size_t i = 0; i < pol->federation.n_members; i++)
+        pol->federation.members[i].spill_pos = POLICY_SPILL_UNLISTED;
+    if (!list || list->kind != YNODE_SEQ)
+        return;
+    for (size_t i = 0; i < list->n; i++) {
+        const ynode_t *it = list->items[i];
+        policy_member_t *m = NULL;
+        if (it->kind != YNODE_SCALAR)
+            continue; /* reported by the binder */
+        for (size_t j = 0; j < pol->federation.n_members; j++)
+            if (strcmp(pol->federation.members[j].name, it->value) == 0)
+                m = &pol->federation.members[j];
+        snprintf(path, sizeof path, "federation.spill[%zu]", i);
+        if (!m)
+            yconf_error(doc, it, path, "no member named \"%.63s\" in federation.members",
+                        it->value);
+        else if (m->spill_pos != POLICY_SPILL_UNLISTED)
+            yconf_error(doc, it, path, "member \"%.63s\" is already listed at [%u]", it->value,
+                        m->spill_pos);
+        else
+            m->spill_pos = (uint32_t)i;
+    }
+}
+
 static void s_check_equivalences(yconf_t *doc, const policy_t *pol, const ynode_t *root)
 {
     const ynode_t *list = s_node(root, "placement", "equivalences");
@@ -788,6 +850,7 @@ static void s_validate(yconf_t *doc, policy_t *pol, const ynode_t *root)
     }
     s_check_duplicates(doc, pol, root);
     s_check_use_members(doc, pol, root);
+    s_check_spill(doc, pol, root);
     s_check_equivalences(doc, pol, root);
     if (match_policy_validate(&pol->placement, &why) != CPN_OK) {
         const ynode_t *pn = s_node(root, "placement", NULL);

@@ -78,7 +78,17 @@ typedef struct {
     uint8_t key[CPN_PK_LEN];
     char endpoint[CPN_ENDPOINT_MAX];
     bool use_offers; /* named in federation.use_members (or that list is absent) */
+    uint32_t spill_pos; /* its place in a federation.spill list; POLICY_SPILL_UNLISTED if none */
 } policy_member_t;
+
+/* federation.spill: in what order a request's candidates are tried (broker/spill.h). */
+typedef enum {
+    POLICY_SPILL_RANK = 0, /* absent: rank alone (and local_first), as before the key */
+    POLICY_SPILL_COST,     /* local offers, then member by member, cheapest member first */
+    POLICY_SPILL_LATENCY,  /* local offers, then members by the fewest hops to their offers */
+    POLICY_SPILL_LIST      /* local offers, then the members the list names, in its order */
+} policy_spill_t;
+#define POLICY_SPILL_UNLISTED UINT32_MAX
 
 typedef struct {
     uint64_t frame_size;      /* bytes; 1 KiB .. 16 MiB */
@@ -122,8 +132,17 @@ struct policy {
     } broker;
     struct {
         bool local_first;         /* try our own peers before any remote one */
+        policy_spill_t spill;     /* federation.spill */
         uint64_t hello_timeout_s; /* a member silent this long is marked down */
         uint32_t max_hops;        /* relays an AD may cross */
+        /* federation.summary (docs/FEDERATION.md, "Summaries for distant brokers"). */
+        struct {
+            bool publish;      /* send SUMMARYs of our own peers' offers */
+            bool trust_any;    /* accept SUMMARYs of brokers that are not members */
+            uint32_t budget;   /* packages; 0: every AD is kept, however far */
+            uint32_t distance; /* ADs that crossed more brokers go over budget */
+            uint64_t ttl_s;    /* a SUMMARY's life; resent every ttl / 3 */
+        } summary;
         policy_member_t *members; /* n_members, in file order */
         size_t n_members;
     } federation;

@@ -694,7 +694,7 @@ static void s_send_item(const outbox_item_t *it, void *arg)
             log_debug("usage", "receipt not sent: the link is down (the member sends again)");
         return;
     }
-    if (it->kind == OUTBOX_GRANT || it->kind == OUTBOX_RECEIPT) {
+    if (it->kind == OUTBOX_GRANT || it->kind == OUTBOX_RECEIPT || it->kind == OUTBOX_HOME_CLAIM) {
         (void)broker_send_frame(self, it->rid, it->rid_len, it->frame, it->len);
         return;
     }
@@ -713,8 +713,8 @@ static void s_send_item(const outbox_item_t *it, void *arg)
 static void s_refuse_item(const outbox_item_t *it, void *arg)
 {
     broker_t *self = arg;
-    if (it->kind == OUTBOX_RECEIPT)
-        return; /* the notice was not recorded: its sender sends it again */
+    if (it->kind == OUTBOX_RECEIPT || it->kind == OUTBOX_HOME_CLAIM)
+        return; /* not recorded: its sender sends it again (a notice; a CLAIM, at its timeout) */
     if (it->kind == OUTBOX_GRANT)
         broker_nack(self, it->rid, it->rid_len, it->ref, it->ref_seq, CPN_E_DB,
                     "the broker could not record the lease (ledger commit failed); the peer "

@@ -2,6 +2,7 @@
 #include "spend.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -121,4 +122,32 @@ int spend_tenant(spend_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_t from_
         return CPN_E_DB;
     }
     return CPN_OK;
+}
+
+int spend_state(spend_t *self, const policy_budget_t *b, const uint8_t tenant[CPN_PK_LEN],
+                uint64_t now_ms, budget_state_t *s)
+{
+    uint64_t from, to;
+    if (b->period == POLICY_BUDGET_DAY)
+        cpn_usage_day(now_ms, &from, &to);
+    else
+        cpn_usage_month(now_ms, &from, &to);
+    s->budget = b->amount;
+    return spend_tenant(self, tenant, from, to, now_ms, &s->committed, &s->running);
+}
+
+int spend_renew(spend_t *self, ledger_t *ledger, const policy_budget_t *b,
+                const uint8_t tenant[CPN_PK_LEN], const uint8_t peer[CPN_PK_LEN],
+                const char *lease_id, uint64_t extend_s, uint64_t now_ms, uint64_t in_flight,
+                char why[CPN_REASON_MAX])
+{
+    ledger_lease_t l;
+    budget_state_t s = {.in_flight = in_flight};
+    if (ledger_get(ledger, peer, lease_id, &l, NULL, NULL) != CPN_OK)
+        return CPN_OK;
+    if (spend_state(self, b, tenant, now_ms, &s) != CPN_OK) {
+        snprintf(why, CPN_REASON_MAX, "the broker cannot read its ledger");
+        return CPN_E_DB;
+    }
+    return budget_admit(&s, budget_cost(l.units, l.price, extend_s), 0, why);
 }

@@ -21,9 +21,11 @@
 
 #include <stdint.h>
 
+#include "budget.h"
 #include "err.h"
 #include "identity.h"
 #include "ledger.h"
+#include "policy.h"
 
 typedef struct spend spend_t;
 
@@ -35,5 +37,19 @@ void spend_destroy(spend_t **self_p);
  * CPN_E_DB if the ledger cannot be read. Sums saturate at UINT64_MAX (an over-budget). */
 int spend_tenant(spend_t *self, const uint8_t tenant[CPN_PK_LEN], uint64_t from_ms, uint64_t to_ms,
                  uint64_t now_ms, uint64_t *committed, uint64_t *running) CPN_WUR;
+
+/* The tenant's budget state at now_ms for the period of `b` (calendar month or day, UTC):
+ * s->budget, committed and running (spend_tenant); s->in_flight is left to the caller. */
+int spend_state(spend_t *self, const policy_budget_t *b, const uint8_t tenant[CPN_PK_LEN],
+                uint64_t now_ms, budget_state_t *s) CPN_WUR;
+
+/* May the tenant renew `lease_id` of `peer` (in `ledger`) by extend_s, with in_flight of its
+ * requests being claimed? The extension costs the lease's units at its price (budget_cost).
+ * CPN_OK also for a lease the ledger does not know (the peer decides); else CPN_E_OVER_BUDGET
+ * or CPN_E_DB, with why. */
+int spend_renew(spend_t *self, ledger_t *ledger, const policy_budget_t *b,
+                const uint8_t tenant[CPN_PK_LEN], const uint8_t peer[CPN_PK_LEN],
+                const char *lease_id, uint64_t extend_s, uint64_t now_ms, uint64_t in_flight,
+                char why[CPN_REASON_MAX]) CPN_WUR;
 
 #endif

@@ -63,6 +63,7 @@ static int s_route(s_ctx_t *c)
     const uint8_t *cur = ch->claim.route.ptr;
     size_t cur_len = ch->claim.route.len;
     uint8_t outer_first[CPN_CHAIN_ROUTE_MAX][CPN_PK_LEN];
+    uint8_t to[CPN_PK_LEN]; /* what every FORWARD names: the peer, or a summary's broker */
     uint32_t n = 0, hops_above = 0;
     cpn_env_t env;
     int r;
@@ -82,7 +83,9 @@ static int s_route(s_ctx_t *c)
         cpn_forward_t f;
         if ((r = cpn_forward_decode(&env, c->lim, &f)) != CPN_OK)
             return s_fail(c, r, "route: a FORWARD body does not decode (%s)", cpn_errname(r));
-        if (!s_key_eq(f.to, ch->claim.peer) || f.ref_seq != 0)
+        if (n == 0)
+            memcpy(to, f.to, CPN_PK_LEN);
+        if (!s_key_eq(f.to, to) || f.ref_seq != 0)
             return s_fail(c, CPN_E_CHAIN, "route: a FORWARD names another peer or has a ref_seq");
         if (n > 0 && f.hops + 1 != hops_above)
             return s_fail(c, CPN_E_CHAIN, "route: FORWARD hops do not count down by one");
@@ -102,10 +105,16 @@ static int s_route(s_ctx_t *c)
     if ((r = cpn_claim_decode(&env, c->lim, &ch->origin)) != CPN_OK)
         return s_fail(c, r, "route: the first CLAIM's body does not decode (%s)", cpn_errname(r));
     const cpn_claim_t *o = &ch->origin, *h = &ch->claim;
-    if (o->route.len != 0 || !s_key_eq(o->peer, h->peer) || o->request.len != h->request.len ||
-        memcmp(o->request.ptr, h->request.ptr, o->request.len) != 0 ||
-        strcmp(o->package, h->package) != 0 || o->units != h->units || o->price != h->price ||
-        o->duration_s != h->duration_s)
+    /* A CLAIM for a summary row names the broker that made the summary: that broker, and only
+     * it, resolves it to one of its peers' packages at no more than the row's price. */
+    bool resolved = !s_key_eq(o->peer, h->peer) && s_key_eq(o->peer, ch->claim_env.from);
+    if (!s_key_eq(to, o->peer) || (!resolved && !s_key_eq(to, h->peer)))
+        return s_fail(c, CPN_E_CHAIN, "route: a FORWARD names another peer than the CLAIMs");
+    if (o->route.len != 0 || o->request.len != h->request.len ||
+        memcmp(o->request.ptr, h->request.ptr, o->request.len) != 0 || o->units != h->units ||
+        o->duration_s != h->duration_s ||
+        (resolved ? h->price > o->price
+                  : strcmp(o->package, h->package) != 0 || o->price != h->price))
         return s_fail(c, CPN_E_CHAIN, "route: the CLAIM differs from the first CLAIM it carries");
     ch->origin_env = env;
     ch->n_forwards = n;

@@ -21,7 +21,10 @@
  *   - a route: FORWARDs only, each naming the CLAIM's peer, no ref_seq, hops counting down to
  *     1 at the innermost, at most max_hops of them, around one CLAIM (no route of its own)
  *     signed by the innermost FORWARD's signer, asking for exactly what the outer CLAIM asks
- *     (same REQUEST bytes, peer, package, units, price, duration).
+ *     (same REQUEST bytes, peer, package, units, price, duration). Or a resolved summary
+ *     row (docs/PROTOCOL.md §12): the first CLAIM's `peer` is the broker that signed the
+ *     outer CLAIM, every FORWARD names that broker, and the outer CLAIM has the same REQUEST
+ *     bytes, units and duration, another peer and package, and a price no higher.
  * Everything refused says why in ch->why. A pure function of the bytes and the options: no
  * sockets, no clock but opts->now_ms.
  */

@@ -38,6 +38,10 @@ typedef struct {
     s_dec_fn decode;  /* NULL: mp_decode_map on fields */
 } s_codec_t;
 
+/* SUMMARY is an AD's body (msg_schema.def): AD's codec. */
+#define s_summary_encode s_ad_encode
+#define s_summary_decode s_ad_decode
+
 /* Indexed by type. CPN_MSG_WIRE and CPN_MSG_EXT types name their own codec, s_<stem>_encode
  * and s_<stem>_decode: the compiler says so when a new one lacks them. */
 static const s_codec_t s_codecs[CPN_MSG__COUNT] = {

@@ -47,6 +47,9 @@ typedef struct {
     cpn_package_t *packages; /* malloc'd by decode; free with cpn_ad_clear */
 } cpn_ad_t;
 
+/* SUMMARY's body is an AD's (msg_schema.def). */
+typedef cpn_ad_t cpn_summary_t;
+
 /* REQUEST's body is cpn_request_t (resource.h). */
 
 /* The body struct of every other type, from its rows in msg_schema.def (see the field
@@ -63,7 +66,7 @@ int cpn_msg_encode(cpn_msg_type_t type, const void *body, uint8_t **out, size_t 
 /* Decode env->body strictly into `body`, which must be the struct of env->type.
  * Call only after the envelope verified. */
 int cpn_msg_decode(const cpn_env_t *env, const cpn_limits_t *lim, void *body) CPN_WUR;
-/* Free what decode allocated (only AD allocates). */
+/* Free what decode allocated (only AD and SUMMARY allocate). */
 void cpn_ad_clear(cpn_ad_t *ad);
 
 /* Encode body, then seal: *frame_p malloc'd, caller owns. */

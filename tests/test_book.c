@@ -567,9 +567,172 @@ static void test_index_random_ops(void **state)
     book_destroy(&b);
 }
 
+/* Random ADs whose packages keep their ids but change places, prices, free units and
+ * sometimes their shape: the re-pricing and re-indexing paths of book_put_ad keep the index in
+ * step (s_check_index after every AD). */
+static void test_index_random_reprice(void **state)
+{
+    (void)state;
+    enum { PEERS = 40, STEPS = 3000, POOL = 8 };
+    s_rng = 7;
+    book_t *b = book_new(1000);
+    uint64_t seq[PEERS] = {0};
+    uint64_t moved0 = 0;
+    for (int step = 0; step < STEPS; step++) {
+        uint8_t k[CPN_PK_LEN];
+        uint32_t who = s_rand() % PEERS;
+        memset(k, 0, sizeof k);
+        k[0] = (uint8_t)(who % 2);
+        k[20] = (uint8_t)who;
+        uint32_t ids[POOL];
+        for (uint32_t i = 0; i < POOL; i++)
+            ids[i] = i;
+        for (uint32_t i = POOL - 1; i > 0; i--) { /* a random order of the pool */
+            uint32_t j = s_rand() % (i + 1), t = ids[i];
+            ids[i] = ids[j];
+            ids[j] = t;
+        }
+        cpn_package_t p[POOL];
+        uint32_t n = s_rand() % (POOL + 1);
+        for (uint32_t i = 0; i < n; i++) {
+            /* Two shapes per id, the first most of the time; a few prices, often equal. */
+            p[i] = s_pkg("x", "H100", 8, 1000u * (1 + s_rand() % 4), s_rand() % 3);
+            p[i].cores = s_rand() % 5 == 0 ? 64 : 96;
+            snprintf(p[i].id, sizeof p[i].id, "q%u", ids[i]);
+        }
+        cpn_ad_t ad = s_ad(p, n, 600);
+        assert_int_equal(book_put_ad(b, k, ++seq[who], 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+        if (step % 3 == 0 && n > 0) {
+            int r = book_take(b, k, p[s_rand() % n].id, 1);
+            assert_true(r == CPN_OK || r == CPN_E_NO_UNITS);
+        }
+        s_check_index(b);
+        if (step == 0)
+            moved0 = b->ent_moves;
+    }
+    assert_true(b->ent_moves > moved0); /* re-pricing did move entries */
+    book_destroy(&b);
+}
+
+/* The work of an AD that changes prices, counted in entries shifted (book_stats.ent_moves):
+ * one shape of 2,000 entries (200 peers x 10 packages). Re-pricing a package to a price next
+ * to its old one shifts at most the entries priced in between (here none or one); the same
+ * AD with its packages in another order shifts none; a package re-priced across the whole
+ * shape shifts every entry it passes, and no more. Before (a package leaving and entering its
+ * shape's sorted array), each of these shifted the entries after its old and its new place:
+ * about 2,000 for the first case, 20,000 for the second. */
+static void test_reprice_moves(void **state)
+{
+    (void)state;
+    enum { PEERS = 200, PKGS = 10 };
+    book_t *b = book_new(PEERS * PKGS);
+    assert_non_null(b);
+    cpn_package_t p[PKGS];
+    uint8_t k[CPN_PK_LEN];
+    for (uint32_t who = 0; who < PEERS; who++) {
+        memset(k, 0, sizeof k);
+        k[0] = (uint8_t)(who >> 8);
+        k[1] = (uint8_t)who;
+        for (uint32_t i = 0; i < PKGS; i++) {
+            p[i] = s_pkg("x", "H100", 8, 100000u + 10u * (who * PKGS + i), (who + i) % 3);
+            snprintf(p[i].id, sizeof p[i].id, "pk%u", i);
+        }
+        cpn_ad_t ad = s_ad(p, PKGS, 600);
+        assert_int_equal(book_put_ad(b, k, 1, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    }
+    book_stats_t st;
+    book_stats(b, &st);
+    assert_int_equal(st.shapes, 1);
+    assert_int_equal(st.packages, PEERS * PKGS);
+
+    /* Peer 0 (the cheapest entries, at the front of the array): package 0 up by 5 (between
+     * itself and package 1: no entry passed), then package 1 up by 15 (past package 2). */
+    memset(k, 0, sizeof k);
+    for (uint32_t i = 0; i < PKGS; i++) {
+        p[i] = s_pkg("x", "H100", 8, 100000u + 10u * i, 2);
+        snprintf(p[i].id, sizeof p[i].id, "pk%u", i);
+    }
+    p[0].price += 5;
+    uint64_t m0 = st.ent_moves;
+    cpn_ad_t ad = s_ad(p, PKGS, 600);
+    assert_int_equal(book_put_ad(b, k, 2, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.ent_moves - m0, 0);
+    p[1].price += 15;
+    m0 = st.ent_moves;
+    assert_int_equal(book_put_ad(b, k, 3, 1000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.ent_moves - m0, 1);
+    s_check_index(b);
+
+    /* The same packages in reverse order, free units changed: nothing shifts. */
+    cpn_package_t r[PKGS];
+    for (uint32_t i = 0; i < PKGS; i++) {
+        r[i] = p[PKGS - 1 - i];
+        r[i].free = i % 2;
+    }
+    cpn_ad_t rad = s_ad(r, PKGS, 600);
+    m0 = st.ent_moves;
+    assert_int_equal(book_put_ad(b, k, 4, 1000, &rad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.ent_moves - m0, 0);
+    s_check_index(b);
+
+    /* Across the whole shape: it passes every other entry, once. */
+    r[PKGS - 1].price = 1000000; /* pk0: from the front to the end */
+    m0 = st.ent_moves;
+    assert_int_equal(book_put_ad(b, k, 5, 1000, &rad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.ent_moves - m0, PEERS * PKGS - 1);
+    s_check_index(b);
+    book_destroy(&b);
+}
+
+/* A WITHDRAW of a peer the book never knew (RELAYs reordered): a tombstone all the same, so
+ * the peer's older AD, arriving late, is refused; a newer AD is taken; the tombstone leaves at
+ * its expiry. */
+static void test_withdraw_unknown_keeps_tombstone(void **state)
+{
+    (void)state;
+    book_t *b = book_new(2);
+    uint8_t k[CPN_PK_LEN], k2[CPN_PK_LEN], k3[CPN_PK_LEN];
+    s_key(k, 0x51);
+    s_key(k2, 0x52);
+    s_key(k3, 0x53);
+    assert_int_equal(book_withdraw_unknown(b, k, 20, 1000, 50000, s_frame, sizeof s_frame, NULL, 1),
+                     CPN_OK);
+    const book_peer_t *bp = book_peer(b, k);
+    assert_non_null(bp);
+    assert_true(bp->withdrawn);
+    assert_int_equal(bp->frame_len, sizeof s_frame);
+    book_stats_t st;
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 0);
+    cpn_package_t p = s_pkg("p", "H100", 8, 1000, 4);
+    cpn_ad_t ad = s_ad(&p, 1, 60);
+    assert_int_equal(book_put_ad(b, k, 10, 900, &ad, NULL, 0, NULL, 0), CPN_E_REPLAY);
+    book_stats(b, &st);
+    assert_int_equal(st.packages, 0);
+    /* A known peer: as book_withdraw_from (an older seq refused, a repeated one too). */
+    assert_int_equal(book_withdraw_unknown(b, k, 20, 1000, 50000, NULL, 0, NULL, 1),
+                     CPN_E_NO_PACKAGE);
+    /* Slots are bounded: two in a book of max_offers 2, the third refused. */
+    assert_int_equal(book_withdraw_unknown(b, k2, 5, 1000, 50000, NULL, 0, NULL, 1), CPN_OK);
+    assert_int_equal(book_withdraw_unknown(b, k3, 5, 1000, 50000, NULL, 0, NULL, 1), CPN_E_BUSY);
+    /* The peer back with a newer AD: taken. */
+    assert_int_equal(book_put_ad(b, k, 30, 2000, &ad, NULL, 0, NULL, 0), CPN_OK);
+    book_stats(b, &st);
+    assert_int_equal(st.peers, 1);
+    /* k2's tombstone leaves at its expiry. */
+    assert_int_equal(book_expire(b, 50000), 0);
+    assert_null(book_peer(b, k2));
+    book_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_withdraw_unknown_keeps_tombstone),
         cmocka_unit_test(test_newer_seq_replaces_older_refused),
         cmocka_unit_test(test_invalid_ad_refused),
         cmocka_unit_test(test_ttl_expiry),
@@ -581,6 +744,8 @@ int main(void)
         cmocka_unit_test(test_iterate),
         cmocka_unit_test(test_buckets_monotone),
         cmocka_unit_test(test_index_random_ops),
+        cmocka_unit_test(test_index_random_reprice),
+        cmocka_unit_test(test_reprice_moves),
     };
     return cmocka_run_group_tests_name("book", tests, NULL, NULL);
 }

@@ -565,6 +565,14 @@ static void test_old_request_refused(void **state)
 /* A CLAIM by the home broker (k.broker) whose route holds the origin's CLAIM (signed by
  * k.origin) in `hops` FORWARDs: origin's, then k.middle's. `bad` spoils one thing. */
 enum { R_GOOD, R_GARBAGE, R_NOT_FORWARD, R_OTHER_TERMS, R_OTHER_PEER, R_HOPS, R_SIGNER };
+/* A resolved summary row (docs/PROTOCOL.md §12): the origin's CLAIM names the home broker
+ * (k.broker) and a row, at a price ceiling; R_SUM_* spoil one thing of it. */
+enum { R_SUM_GOOD = 100, R_SUM_DEARER, R_SUM_NOT_HOME, R_SUM_TO_PEER, R_SUM_UNITS };
+
+static bool s_sum(int bad)
+{
+    return bad >= R_SUM_GOOD;
+}
 
 static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
 {
@@ -577,6 +585,13 @@ static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
     oc.request.len = c.req_len;
     if (bad == R_OTHER_TERMS)
         oc.price = 999;
+    if (s_sum(bad)) {
+        memcpy(oc.peer, cpn_identity_pk(bad == R_SUM_NOT_HOME ? k.middle : k.broker), CPN_PK_LEN);
+        snprintf(oc.package, sizeof oc.package, "s0123456789abcdef");
+        oc.price = bad == R_SUM_DEARER ? s.claim.price - 1 : s.claim.price * 2;
+        if (bad == R_SUM_UNITS)
+            oc.units = s.claim.units + 1;
+    }
     size_t olen, flen[8];
     uint8_t *ocf = s_build(bad == R_SIGNER ? k.other : k.origin, CPN_MSG_CLAIM, s.now, &oc, &olen);
     uint8_t *fw[8] = {0};
@@ -587,6 +602,8 @@ static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
         memset(&f, 0, sizeof f);
         memcpy(f.to, bad == R_OTHER_PEER ? cpn_identity_pk(k.other) : cpn_identity_pk(k.peer),
                CPN_PK_LEN);
+        if (s_sum(bad) && bad != R_SUM_TO_PEER)
+            memcpy(f.to, oc.peer, CPN_PK_LEN);
         f.hops = bad == R_HOPS ? 5 : i + 1;
         f.msg.ptr = inner;
         f.msg.len = inner_len;
@@ -597,6 +614,11 @@ static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
     static const uint8_t garbage[] = {0x92, 0xc4, 0x03, 'a', 'b', 'c', 0xc4, 0x01, 0x00};
     cpn_claim_t hc = oc;
     hc.price = s.claim.price;
+    if (s_sum(bad)) { /* the home broker picked its peer's package */
+        memcpy(hc.peer, s.claim.peer, CPN_PK_LEN);
+        snprintf(hc.package, sizeof hc.package, "%s", s.claim.package);
+        hc.units = s.claim.units;
+    }
     if (bad == R_GARBAGE) {
         hc.route.ptr = garbage;
         hc.route.len = sizeof garbage;
@@ -643,6 +665,22 @@ static void test_garbage_route_refused(void **state)
     assert_int_equal(s_route(R_HOPS, 2, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_SIGNER, 1, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_GOOD, 2, ch, 1), CPN_E_DEPTH); /* longer than max_hops */
+    free(ch);
+}
+
+static void test_resolved_summary_route(void **state)
+{
+    (void)state;
+    cpn_chain_t *ch = malloc(sizeof *ch);
+    assert_int_equal(s_route(R_SUM_GOOD, 2, ch, 0), CPN_OK);
+    assert_memory_equal(ch->origin.peer, cpn_identity_pk(k.broker), CPN_PK_LEN);
+    assert_memory_equal(ch->claim.peer, cpn_identity_pk(k.peer), CPN_PK_LEN);
+    /* Dearer than the row's ceiling, resolved by another broker than the row's, FORWARDs
+     * naming the peer instead of the row's broker, other units: each refused. */
+    assert_int_equal(s_route(R_SUM_DEARER, 2, ch, 0), CPN_E_CHAIN);
+    assert_int_equal(s_route(R_SUM_NOT_HOME, 2, ch, 0), CPN_E_CHAIN);
+    assert_int_equal(s_route(R_SUM_TO_PEER, 2, ch, 0), CPN_E_CHAIN);
+    assert_int_equal(s_route(R_SUM_UNITS, 2, ch, 0), CPN_E_CHAIN);
     free(ch);
 }
 
@@ -719,6 +757,7 @@ int main(void)
         cmocka_unit_test(test_old_request_refused),
         cmocka_unit_test(test_route_good_lists_brokers),
         cmocka_unit_test(test_garbage_route_refused),
+        cmocka_unit_test(test_resolved_summary_route),
         cmocka_unit_test(test_same_terms_ignores_progress_only),
         cmocka_unit_test(test_lease_id_rule),
         cmocka_unit_test(test_typed_decode_refuses_other_type),

@@ -117,9 +117,22 @@ static void test_fold(void **state)
     assert_true(fed_tree_fold(fed_tree_fold(7, a, 5), a, 5) == 7); /* folding is its inverse */
 }
 
+/* The digest comparison: on a tree link after FED_DIGEST_MISSES differing HELLOs; off the
+ * tree only once they have differed for FED_DIGEST_OFFTREE_MS (the tree repairs first). */
+static void test_sync_due(void **state)
+{
+    (void)state;
+    assert_false(fed_tree_sync_due(true, FED_DIGEST_MISSES - 1, 0));
+    assert_true(fed_tree_sync_due(true, FED_DIGEST_MISSES, 0));
+    assert_false(fed_tree_sync_due(false, FED_DIGEST_MISSES, FED_DIGEST_OFFTREE_MS - 1));
+    assert_false(fed_tree_sync_due(false, 1, FED_DIGEST_OFFTREE_MS));
+    assert_true(fed_tree_sync_due(false, FED_DIGEST_MISSES, FED_DIGEST_OFFTREE_MS));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sync_due),
         cmocka_unit_test(test_choose),
         cmocka_unit_test(test_edge),
         cmocka_unit_test(test_fold),

@@ -803,6 +803,57 @@ static void test_http_key(void **state)
     }
 }
 
+/* federation.spill: rank unless set; cost, latency, or a list of member names (each a member,
+ * once; the members it leaves out are not spilled to); anything else names the key. */
+static void test_spill_key(void **state)
+{
+    s_fixture_t *f = *state;
+    policy_t *pol = NULL;
+    yconf_t *doc = NULL;
+    static const char head[] = "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                               "federation:\n"
+                               "  members:\n"
+                               "    - {name: m1, key: broker-b.pub, endpoint: 'tcp://10.0.0.2:7400'}\n"
+                               "    - {name: m2, key: peer.pub, endpoint: 'tcp://10.0.0.3:7400'}\n";
+    char text[1024];
+    assert_int_equal(s_load(f, head, &pol, NULL), CPN_OK);
+    assert_int_equal(pol->federation.spill, POLICY_SPILL_RANK);
+    policy_destroy(&pol);
+    static const struct {
+        const char *v;
+        policy_spill_t want;
+    } ok[] = {{"rank", POLICY_SPILL_RANK},
+              {"cost", POLICY_SPILL_COST},
+              {"latency", POLICY_SPILL_LATENCY},
+              {"[m2, m1]", POLICY_SPILL_LIST}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        snprintf(text, sizeof text, "%s  spill: %s\n", head, ok[i].v);
+        if (s_load(f, text, &pol, &doc) != CPN_OK) {
+            s_dump(doc);
+            fail();
+        }
+        assert_int_equal(pol->federation.spill, ok[i].want);
+        policy_destroy(&pol);
+    }
+    snprintf(text, sizeof text, "%s  spill: [m2]\n", head);
+    assert_int_equal(s_load(f, text, &pol, NULL), CPN_OK);
+    assert_int_equal(pol->federation.members[1].spill_pos, 0);
+    assert_int_equal(pol->federation.members[0].spill_pos, POLICY_SPILL_UNLISTED);
+    policy_destroy(&pol);
+    static const char *bad[] = {"cheapest", "[m3]", "[m1, m1]", "{a: 1}", "[[m1]]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(text, sizeof text, "%s  spill: %s\n", head, bad[i]);
+        assert_int_equal(s_load(f, text, &pol, &doc), CPN_E_CONFIG);
+        assert_null(pol);
+        if (!s_has_error(doc, "") || !strstr(yconf_error_at(doc, 0), "federation.spill")) {
+            fprintf(stderr, "# spill: %s\n", bad[i]);
+            s_dump(doc);
+            fail();
+        }
+        yconf_destroy(&doc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +871,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_budget_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_http_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_spill_key, s_setup, s_teardown),
     };
     return cmocka_run_group_tests_name("policy", tests, NULL, NULL);
 }

@@ -53,6 +53,8 @@ static size_t s_rows_of(cpn_msg_type_t type, s_row_t *out, size_t max)
             out[n++] = (s_row_t){type, f[i].key, f[i].kind, NULL, f[i].size, f[i].required};
         return n;
     }
+    if (type == CPN_MSG_SUMMARY) /* an AD's body, the same keys */
+        type = CPN_MSG_AD;
     size_t i = 0;
     while (i < sizeof s_schema / sizeof s_schema[0] &&
            !(s_schema[i].key == NULL && s_schema[i].type == type))

@@ -283,6 +283,40 @@ static void test_hello_vector(void **state)
     cpn_identity_destroy(&id);
 }
 
+/* A SUMMARY (§12, "Summaries for distant brokers") signed with the same key, seq and ts. */
+static void test_summary_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    for (int i = 0; i < 32; i++)
+        seed[i] = (uint8_t)i;
+    cpn_identity_t *id = NULL;
+    assert_int_equal(cpn_identity_from_seed(seed, &id), CPN_OK);
+    cpn_package_t row = {.id = "s0123456789abcdef",
+                         .region = "cn-east",
+                         .price = 1500,
+                         .total = 30,
+                         .free = 7,
+                         .cores = 8,
+                         .mem_bytes = (uint64_t)32 << 30};
+    cpn_ad_t sum = {.name = "broker-1", .ttl_s = 60, .n_packages = 1, .packages = &row};
+    uint8_t *body = NULL, *frame = NULL;
+    size_t body_len = 0, frame_len = 0;
+    uint64_t ts = 1700000000000ull;
+    assert_int_equal(cpn_msg_encode(CPN_MSG_SUMMARY, &sum, &body, &body_len), CPN_OK);
+    s_check_hex(d, "summary-body-hex", body, body_len);
+    assert_int_equal(
+        cpn_env_seal(id, CPN_MSG_SUMMARY, ts << 12, ts, body, body_len, &frame, &frame_len),
+        CPN_OK);
+    s_check_hex(d, "summary-frame-hex", frame, frame_len);
+    cpn_env_t env;
+    assert_int_equal(cpn_env_open(frame, frame_len, NULL, &env), CPN_OK);
+    assert_int_equal(env.type, CPN_MSG_SUMMARY);
+    free(body);
+    free(frame);
+    cpn_identity_destroy(&id);
+}
+
 /* §7 USAGE: two records of the vector lease, signed by the vector peer, rebuilt byte for byte;
  * the second names the first's hash and prices by the cumulative rule. */
 static void s_usage_frame(cpn_identity_t *peer, const cpn_usage_t *rec, uint8_t **f, size_t *n)
@@ -465,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_lease_id_vector),
         cmocka_unit_test(test_hello_vector),
+        cmocka_unit_test(test_summary_vector),
         cmocka_unit_test(test_access_vector),
         cmocka_unit_test(test_usage_vector),
         cmocka_unit_test(test_receipt_vector),

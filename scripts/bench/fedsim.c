@@ -65,6 +65,7 @@ static struct {
     uint8_t **frames;
     size_t n_frames, cap_frames;
     bool flood;
+    bool repair_all; /* --repair all: every differing link syncs at once (the rule before) */
     double link_us, hello_us, send_us;
     uint32_t max_hops;
     cpn_limits_t lim;
@@ -547,13 +548,19 @@ static uint64_t s_fp(const book_t *b)
  * would show), both ends send their digest and answer the other's; what comes in spreads on
  * along the tree. Reports how long until it settles, what it cost, and how many (broker, peer)
  * pairs still lack the peer's latest AD though a path of links that are up joins them. */
-static void s_repair(const char *phase)
+/* Is the link u -> nbr[k] a tree link at either end (fed_tree_edge)? */
+static bool s_tree_link(uint32_t u, uint32_t k)
 {
-    uint64_t r0 = g.relays, b0 = g.relay_bytes, pairs = 0;
-    g.sync_relays = g.sync_bytes = 0;
-    for (uint32_t i = 0; i < g.n; i++)
-        g.nodes[i].busy = 0;
-    uint64_t now = (uint64_t)time(NULL) * 1000;
+    const node_t *x = &g.nodes[u], *y = &g.nodes[x->nbr[k]];
+    return fed_tree_edge(&x->tree, cpn_identity_pk(x->id), &x->links[k]) ||
+           fed_tree_edge(&y->tree, cpn_identity_pk(y->id), &y->links[x->rev[k]]);
+}
+
+/* One round: every link that is up, whose ends' fingerprints differ and that `which` selects
+ * (0: every link; 1: tree links; 2: links off the tree) syncs both ways. Links synced. */
+static uint64_t s_sync_round(int which, uint64_t now)
+{
+    uint64_t pairs = 0;
     uint8_t *ents = malloc((size_t)(g.n + 1) * CPN_SYNC_ENTRY_LEN);
     uint64_t *fp = malloc(g.n * sizeof *fp);
     for (uint32_t i = 0; i < g.n; i++)
@@ -563,13 +570,35 @@ static void s_repair(const char *phase)
             uint32_t v = g.nodes[u].nbr[k];
             if (v < u || !g.nodes[u].links[k].up || fp[u] == fp[v])
                 continue;
+            if (which && (which == 1) != s_tree_link(u, k))
+                continue;
             pairs++;
             s_sync_pair(u, v, ents, now);
             s_sync_pair(v, u, ents, now);
         }
     free(ents);
     free(fp);
+    return pairs;
+}
+
+/* tree_first: the broker's rule (fed_tree_sync_due): the tree links sync first; a link off
+ * the tree only if its ends still differ FED_DIGEST_OFFTREE_MS later (counted in that time).
+ * Otherwise every differing link at once (the rule before). */
+static void s_repair(const char *phase, bool tree_first)
+{
+    uint64_t r0 = g.relays, b0 = g.relay_bytes, pairs = 0, offtree = 0;
+    g.sync_relays = g.sync_bytes = 0;
+    for (uint32_t i = 0; i < g.n; i++)
+        g.nodes[i].busy = 0;
+    uint64_t now = (uint64_t)time(NULL) * 1000;
+    pairs = s_sync_round(tree_first ? 1 : 0, now);
     double t = s_run();
+    if (tree_first && (offtree = s_sync_round(2, now)) > 0) {
+        for (uint32_t i = 0; i < g.n; i++)
+            g.nodes[i].busy = 0;
+        t += FED_DIGEST_OFFTREE_MS * 1000.0 + s_run();
+        pairs += offtree;
+    }
     uint64_t stale = 0;
     bool *in = malloc(g.n);
     for (uint32_t j = 0; j < g.n; j++) {
@@ -581,11 +610,12 @@ static void s_repair(const char *phase)
     }
     free(in);
     printf("{\"phase\": \"%s\", \"brokers\": %u, \"links_synced\": %" PRIu64
+           ", \"offtree_synced\": %" PRIu64
            ", \"settled_ms\": %.2f, \"stale_entries\": %" PRIu64 ", \"sync_relays\": %" PRIu64
            ", \"sync_bytes\": %" PRIu64 ", \"relays_after\": %" PRIu64
            ", \"relay_bytes_after\": %" PRIu64 "}\n",
-           phase, g.n, pairs, t / 1000.0, stale, g.sync_relays, g.sync_bytes, g.relays - r0,
-           g.relay_bytes - b0);
+           phase, g.n, pairs, offtree, t / 1000.0, stale, g.sync_relays, g.sync_bytes,
+           g.relays - r0, g.relay_bytes - b0);
     fflush(stdout);
     s_frames_free();
 }
@@ -605,6 +635,8 @@ int main(int argc, char **argv)
             degree = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--mode"))
             mode = argv[i + 1];
+        else if (!strcmp(argv[i], "--repair"))
+            g.repair_all = strcmp(argv[i + 1], "all") == 0;
         else if (!strcmp(argv[i], "--changes"))
             changes = (uint32_t)atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--cut"))
@@ -718,7 +750,7 @@ int main(int argc, char **argv)
         }
     if (!g.flood)
         s_converge("cut", ends, 2 * n_cut);
-    s_repair("cut: fingerprints differ, SYNC");
+    s_repair("cut: fingerprints differ, SYNC", !g.flood && !g.repair_all);
     s_measure("cut", changes);
     for (size_t c = 0; c < n_cut; c++)
         for (int side = 0; side < 2; side++) {
@@ -726,7 +758,7 @@ int main(int argc, char **argv)
             x->links[s_slot(x, cut[c][!side])].up = true;
         }
     s_converge("healed", ends, 2 * n_cut);
-    s_repair("healed: SYNC on connect");
+    s_repair("healed: SYNC on connect", false);
     s_measure("healed", changes);
     free(cut);
     free(ends);
