@@ -41,6 +41,7 @@ struct broker {
     void *router;
     void *zap; /* REP socket answering libzmq's ZAP requests (curve only) */
     ledger_t *ledger;
+    struct spend *spend; /* tenants' spend in their budget period, from the ledger (spend.h) */
     book_t *book;
     cpn_replay_t *replay;
     cpn_sigcache_t *sigcache;

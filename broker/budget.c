@@ -61,3 +61,28 @@ int budget_admit(const budget_state_t *s, uint64_t cost, uint64_t ceiling, char 
     snprintf(why, CPN_REASON_MAX, "%.200s", text);
     return CPN_E_OVER_BUDGET;
 }
+
+uint64_t budget_cost(uint32_t units, uint64_t price, uint64_t duration_s)
+{
+    uint64_t cost = 0;
+    return budget_request_cost(units, price, duration_s, &cost) == CPN_OK ? cost : UINT64_MAX;
+}
+
+int budget_filter(const budget_state_t *s, match_cand_t *cands, size_t *n, uint32_t units,
+                  uint64_t duration_s, uint64_t ceiling, char why[CPN_REASON_MAX])
+{
+    size_t kept = 0;
+    int first = CPN_OK;
+    for (size_t i = 0; i < *n; i++) {
+        char w[CPN_REASON_MAX];
+        int r = budget_admit(s, budget_cost(units, cands[i].price, duration_s), ceiling, w);
+        if (r == CPN_OK)
+            cands[kept++] = cands[i];
+        else if (first == CPN_OK) {
+            first = r;
+            snprintf(why, CPN_REASON_MAX, "%s", w);
+        }
+    }
+    *n = kept;
+    return kept ? CPN_OK : first;
+}

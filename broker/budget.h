@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "match.h"
 #include "msg.h"
 
 typedef struct {
@@ -41,5 +42,15 @@ uint64_t budget_lease_rest(uint32_t units, uint64_t price, uint64_t start_ms, ui
  * this request 12.000 = 107.000"). Sums that would overflow refuse too. */
 int budget_admit(const budget_state_t *s, uint64_t cost, uint64_t ceiling,
                  char why[CPN_REASON_MAX]) CPN_WUR;
+
+/* budget_request_cost saturating: UINT64_MAX for a cost beyond 64 bits (over any budget). */
+uint64_t budget_cost(uint32_t units, uint64_t price, uint64_t duration_s);
+
+/* Keep the candidates a request of `units` for duration_s may take: each priced at its own
+ * price (budget_cost), admitted by budget_admit against s and the request's ceiling (0: none).
+ * *n becomes how many are kept, in their order. CPN_OK if any is, else the first refusal,
+ * why naming its figures. */
+int budget_filter(const budget_state_t *s, match_cand_t *cands, size_t *n, uint32_t units,
+                  uint64_t duration_s, uint64_t ceiling, char why[CPN_REASON_MAX]) CPN_WUR;
 
 #endif

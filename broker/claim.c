@@ -48,15 +48,17 @@
 #include <sodium.h>
 
 #include "batch.h"
+#include "budget.h"
 #include "chain.h"
 #include "claim_index.h"
 #include "claim_relay.h"
 #include "clock.h"
 #include "log.h"
 #include "match.h"
+#include "msg_typed.h"
+#include "spend.h"
 #include "spill.h"
 #include "window.h"
-#include "msg_typed.h"
 
 typedef enum {
     CS_FREE = 0, /* a zeroed slot is free */
@@ -684,6 +686,43 @@ static int s_quota_filter(claim_t *self, claim_pending_t *p, const policy_tenant
     return kept ? CPN_OK : first;
 }
 
+/* The cost of the tenant's requests being claimed here (but `except`), whichever broker
+ * their CLAIMs wait at (a CLAIM forwarded to a member counts until its answer comes back or
+ * the request ends): units left x the price of the offer claimed x duration. */
+static uint64_t s_in_flight(const claim_t *self, const uint8_t tenant[CPN_PK_LEN],
+                            const claim_pending_t *except)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < self->pending_top; i++) {
+        const claim_pending_t *q = &self->pending[i];
+        if (q->state < CS_CLAIMING || q == except || q->next == 0 ||
+            memcmp(q->tenant, tenant, CPN_PK_LEN) != 0)
+            continue;
+        uint64_t c = budget_cost(q->units_left, q->cands[q->next - 1].price, q->req.duration_s);
+        sum = c > UINT64_MAX - sum ? UINT64_MAX : sum + c;
+    }
+    return sum;
+}
+
+/* Drop candidates that would take the tenant over its budget or the request over its
+ * max_cost (budget.h; a split request counts all its units left at each candidate's price).
+ * Tenants without a budget and requests without max_cost leave at the first test: their path
+ * is what it was before budgets. */
+static int s_budget_filter(claim_t *self, claim_pending_t *p, const policy_tenant_t *t,
+                           char why[CPN_REASON_MAX])
+{
+    if (!t->budget.amount && !p->req.max_cost)
+        return CPN_OK;
+    budget_state_t s = {0};
+    if (t->budget.amount) {
+        if (spend_state(self->svc.spend, &t->budget, p->tenant, self->clock.now_ms(), &s) != CPN_OK)
+            return CPN_E_DB;
+        s.in_flight = s_in_flight(self, p->tenant, p);
+    }
+    return budget_filter(&s, p->cands, &p->n_cands, p->units_left, p->req.duration_s,
+                         p->req.max_cost, why);
+}
+
 /* Policy local_first: candidates of peers connected to us first, each group in rank order. */
 static void s_local_first(claim_t *self, claim_pending_t *p)
 {
@@ -788,8 +827,9 @@ static void s_serve(claim_t *self, claim_pending_t *p, const match_cand_t *plann
     }
     if (planned)
         s_plan_first(p, planned);
-    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK) {
-        s_finish_nack(self, p, r, reason);
+    if ((r = s_quota_filter(self, p, t, reason, sizeof reason)) != CPN_OK ||
+        (r = s_budget_filter(self, p, t, reason)) != CPN_OK) {
+        s_finish_nack(self, p, r, r == CPN_E_DB ? "the broker cannot read its ledger" : reason);
         return;
     }
     s_progress(self, p, "matched %zu candidate offer%s", p->n_cands, p->n_cands == 1 ? "" : "s");
@@ -1379,8 +1419,20 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
 /* ---- RENEW, RELEASE: relayed (claim_relay.c) ---- */
 
 void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
-                        const char *lease_id)
+                        const char *lease_id, uint64_t extend_s)
 {
+    /* A RENEW of a tenant with a budget is admitted like a request (spend_renew). */
+    char why[CPN_REASON_MAX];
+    const policy_tenant_t *t = extend_s ? policy_tenant(s_pol(self), rx->env.from) : NULL;
+    int r = t && t->budget.amount
+                ? spend_renew(self->svc.spend, self->svc.ledger, &t->budget, rx->env.from, peer,
+                              lease_id, extend_s, self->clock.now_ms(),
+                              s_in_flight(self, rx->env.from, NULL), why)
+                : CPN_OK;
+    if (r != CPN_OK) {
+        self->svc.out.nack(self->svc.out.ctx, rx->rid, rx->rid_len, lease_id, rx->env.seq, r, why);
+        return;
+    }
     claim_relay_on_tenant_op(self->relay, rx, peer, lease_id);
 }
 

@@ -63,6 +63,7 @@ struct obs;
 typedef struct {
     claim_out_t out;
     ledger_t *ledger;
+    struct spend *spend; /* tenants' spend in their budget period (spend.h) */
     book_t *book;
     policy_t *const *pol;     /* the policy of the moment: *pol */
     const cpn_limits_t *lim;  /* frame limits of the moment */
@@ -96,8 +97,10 @@ void claim_destroy(claim_t **self_p);
 void claim_on_request(claim_t *self, const broker_rx_t *rx, const cpn_request_t *req);
 void claim_on_lease(claim_t *self, const broker_rx_t *rx, const cpn_lease_t *lease);
 void claim_on_nack(claim_t *self, const broker_rx_t *rx, const cpn_nack_t *nack);
+/* A RENEW (extend_s > 0) or RELEASE (extend_s 0) of the tenant's lease: relayed to the peer;
+ * a RENEW that would take a tenant with a budget over it is refused over-budget first. */
 void claim_on_tenant_op(claim_t *self, const broker_rx_t *rx, const uint8_t peer[CPN_PK_LEN],
-                        const char *lease_id);
+                        const char *lease_id, uint64_t extend_s);
 /* Timers: CLAIMs and relays past their deadline. */
 void claim_tick(claim_t *self, uint64_t now_mono);
 /* Batch mode (placement.batch): when the window must be matched (monotonic ms, WINDOW_NEVER

@@ -278,12 +278,50 @@ static const yfield_t s_quota_fields[] = {
     S_YCUSTOM("spend_rate", policy_quota_t, spend_rate, s_bind_quota_price, NULL, false),
 };
 
+/* budget.amount: a price ("2500.0"), more than 0 */
+static int s_bind_budget_amount(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                                void *arg)
+{
+    uint64_t v;
+    (void)arg;
+    if (node->kind == YNODE_SCALAR && cpn_parse_price(node->value, &v) == CPN_OK && v > 0 &&
+        v <= POLICY_BUDGET_MAX) {
+        *(uint64_t *)dst = v;
+        return CPN_OK;
+    }
+    yconf_error(doc, node, path,
+                "expected an amount such as 2500.0 (above 0, at most 10^12, 3 decimals)");
+    return CPN_E_CONFIG;
+}
+
+/* budget.period: month or day -> policy_budget_period_t */
+static int s_bind_budget_period(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                                void *arg)
+{
+    (void)arg;
+    if (node->kind == YNODE_SCALAR && strcmp(node->value, "month") == 0)
+        *(uint32_t *)dst = POLICY_BUDGET_MONTH;
+    else if (node->kind == YNODE_SCALAR && strcmp(node->value, "day") == 0)
+        *(uint32_t *)dst = POLICY_BUDGET_DAY;
+    else {
+        yconf_error(doc, node, path, "expected month or day");
+        return CPN_E_CONFIG;
+    }
+    return CPN_OK;
+}
+
+static const yfield_t s_budget_fields[] = {
+    S_YCUSTOM("amount", policy_budget_t, amount, s_bind_budget_amount, NULL, true),
+    S_YCUSTOM("period", policy_budget_t, period, s_bind_budget_period, NULL, false),
+};
+
 static const yfield_t s_tenant_fields[] = {
     S_Y("name", YF_STR, policy_tenant_t, name, true, 1, 0),
     S_Y("key", YF_KEY, policy_tenant_t, key, true, 0, 0),
     S_YCUSTOM("priority", policy_tenant_t, priority, s_bind_priority, NULL, false),
     S_Y("operator", YF_BOOL, policy_tenant_t, is_operator, false, 0, 0),
     S_YMAP("quota", offsetof(policy_tenant_t, quota), s_quota_fields, false),
+    S_YMAP("budget", offsetof(policy_tenant_t, budget), s_budget_fields, false),
 };
 
 static void s_tenant_init(void *item)

@@ -33,6 +33,7 @@
 #define POLICY_TENANTS_MAX 100000
 #define POLICY_PEERS_MAX 100000
 #define POLICY_MEMBERS_MAX 1024
+#define POLICY_BUDGET_MAX 1000000000000000ULL /* tenants[].budget.amount: 10^12 units */
 #define POLICY_REFUSALS_DEFAULT 10 /* limits.rate.refusals: ERRORs a second per connection */
 
 /* Priority classes; an integer from 0 to POLICY_PRIO_MAX may be written instead. Higher
@@ -48,12 +49,23 @@ typedef struct {
     uint64_t spend_rate;   /* sum of price * units of active leases, thousandths per hour */
 } policy_quota_t;
 
+/* A tenant's budget per calendar period (UTC): what its leases of the period may cost in
+ * all, committed + running + in flight (broker/budget.h). amount 0: no budget, and the
+ * tenant's requests take exactly the path they took before budgets existed. */
+typedef enum { POLICY_BUDGET_MONTH = 0, POLICY_BUDGET_DAY } policy_budget_period_t;
+
+typedef struct {
+    uint64_t amount; /* thousandths per period; 0 = none */
+    uint32_t period; /* policy_budget_period_t */
+} policy_budget_t;
+
 typedef struct {
     char name[CPN_NAME_MAX];
     uint8_t key[CPN_PK_LEN];
     uint32_t priority; /* 0 .. POLICY_PRIO_MAX */
     bool is_operator;  /* may query offers and federation */
     policy_quota_t quota;
+    policy_budget_t budget;
 } policy_tenant_t;
 
 typedef struct {

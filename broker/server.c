@@ -25,6 +25,7 @@
 #include "service.h"
 #include "notice.h"
 #include "rematch.h"
+#include "spend.h"
 #include "usage_in.h"
 #include "usage_log.h"
 
@@ -129,12 +130,12 @@ static void s_on_nack(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 
 static void s_on_renew(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self->claim, rx, b->renew.peer, b->renew.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->renew.peer, b->renew.lease_id, b->renew.extend_s);
 }
 
 static void s_on_release(broker_t *self, const broker_rx_t *rx, s_body_t *b)
 {
-    claim_on_tenant_op(self->claim, rx, b->release.peer, b->release.lease_id);
+    claim_on_tenant_op(self->claim, rx, b->release.peer, b->release.lease_id, 0);
 }
 
 static void s_on_query(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -473,6 +474,7 @@ static claim_t *s_claim_new(broker_t *self)
                 .forward = s_out_forward,
                 .peer_answer = s_out_peer_answer},
         .ledger = self->ledger,
+        .spend = self->spend,
         .book = self->book,
         .pol = &self->pol,
         .lim = &self->lim,
@@ -521,7 +523,10 @@ int server_new(const char *policy_path, broker_t **out)
         log_error("broker", "ledger %s: %s", p->broker.ledger_path, cpn_strerror(r));
         goto out;
     }
-    if (!(self->claim = s_claim_new(self))) { /* after the book, the ledger, the sigcache */
+    if ((r = spend_open(self->ledger, &self->spend)) != CPN_OK)
+        goto out;
+    if (!(self->claim = s_claim_new(self))) { /* after the book, the ledger, the sigcache,
+                                                 the spend reader */
         r = CPN_E_NOMEM;
         goto out;
     }
@@ -581,6 +586,7 @@ void server_destroy(broker_t **self_p)
     cpn_sigcache_destroy(&self->sigcache);
     ratelimit_destroy(&self->rate);
     ratelimit_destroy(&self->refusal_rate);
+    spend_destroy(&self->spend);
     usage_log_destroy(&self->usage);
     ledger_destroy(&self->ledger);
     cpn_identity_destroy(&self->id);

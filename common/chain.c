@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "msg_typed.h"
+#include "usage.h"
 
 typedef struct {
     const cpn_chain_opts_t *o;
@@ -228,6 +229,16 @@ static int s_claim_terms(s_ctx_t *c)
         return s_fail(c, CPN_E_CHAIN,
                       "CLAIM duration %" PRIu64 " s is not the %" PRIu64 " s requested",
                       cl->duration_s, q->duration_s);
+    /* The whole lease at the CLAIM's terms, priced by the usage rule (usage.h): the ceiling
+     * is on what the tenant can be billed for this CLAIM's units. */
+    uint64_t cost = 0;
+    if (q->max_cost && (cl->duration_s > UINT64_MAX / 1000 ||
+                        cpn_usage_total(cl->units, cl->price, 0, cl->duration_s * 1000, &cost) !=
+                            CPN_OK ||
+                        cost > q->max_cost))
+        return s_fail(c, CPN_E_CHAIN,
+                      "CLAIM cost %" PRIu64 " above the request's ceiling max_cost %" PRIu64, cost,
+                      q->max_cost);
     uint64_t ts = ch->req_env.ts_ms, age = o->max_request_age_ms;
     if (age && o->now_ms && (ts + age < o->now_ms || ts > o->now_ms + age))
         return s_fail(c, CPN_E_STALE,

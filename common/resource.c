@@ -11,7 +11,7 @@
  *            present exactly when the package has accelerators.
  *   request: {"id", "units", "duration", "split"?, "model"?, "vendor"?, "accel_count"?,
  *             "min_tflops"?, "min_accel_mem"?, "cores"?, "mem"?, "storage_class"?,
- *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "progress"?, "share"?,
+ *             "storage_size"?, "fabric_bps"?, "egress_bps"?, "max_price"?, "max_cost"?, "progress"?, "share"?,
  *             "regions"?, "prefer_regions"?, "prefer_vendors"?, "access"?}, name lists as
  *            arrays of str, access hints a map of str to str (hints.h).
  * Sizes are bytes, rates bits per second, prices thousandths per unit-hour, durations
@@ -36,6 +36,7 @@
 #define S_STORAGE_MAX (1ULL << 60)
 #define S_RATE_MAX 100000000000000ULL /* 100 Tbit/s */
 #define S_PRICE_MAX 1000000000000ULL  /* 10^9 currency units per unit-hour */
+#define S_COST_MAX 1000000000000000ULL /* max_cost: 10^12 currency units for one lease */
 #define S_UNITS_MAX 1000000u
 #define S_DURATION_MAX (366ULL * 86400) /* a lease asks for at most a year; renewals extend */
 
@@ -235,6 +236,8 @@ int cpn_request_validate(const cpn_request_t *r, const char **why)
         S_FAIL("network rate too large (at most 100Tbps)");
     if (r->max_price > S_PRICE_MAX)
         S_FAIL("max_price too large");
+    if (r->max_cost > S_COST_MAX)
+        S_FAIL("max_cost too large");
     if (!s_list_ok(&r->regions) || !s_list_ok(&r->prefer_regions) || !s_list_ok(&r->prefer_vendors))
         S_FAIL("name lists hold at most 8 names of 1-63 printable characters");
     if (r->share > CPN_SHARE_WHOLE)
@@ -407,6 +410,7 @@ static const mp_field_t s_request_fields[] = {
     S_F("fabric_bps", MPF_U64, s_request_dec_t, r.fabric_bps, false),
     S_F("egress_bps", MPF_U64, s_request_dec_t, r.egress_bps, false),
     S_F("max_price", MPF_U64, s_request_dec_t, r.max_price, false),
+    S_F("max_cost", MPF_U64, s_request_dec_t, r.max_cost, false),
     S_F("progress", MPF_BOOL, s_request_dec_t, r.progress, false),
     S_F("share", MPF_U32, s_request_dec_t, r.share, false),
     S_F("on_failure", MPF_STR, s_request_dec_t, r.on_failure, false),

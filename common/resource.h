@@ -130,6 +130,8 @@ typedef struct {
     uint64_t egress_bps;
     cpn_namelist_t regions;  /* allowed regions (data residency); empty = any */
     uint64_t max_price;      /* per unit-hour, thousandths; 0 = no ceiling */
+    uint64_t max_cost;       /* the whole lease's cost (units x price x duration), thousandths;
+                                0 = no ceiling */
     /* preferences */
     cpn_namelist_t prefer_regions;
     cpn_namelist_t prefer_vendors;

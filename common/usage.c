@@ -118,3 +118,67 @@ int cpn_usage_check_link(const cpn_usage_t *prev, const uint8_t prev_hash[CPN_US
         return s_bad(why, "terms (lease, tenant, package, units, price, start) changed", rec);
     return CPN_OK;
 }
+
+/* ---- calendar periods ---- */
+
+#define S_MS_PER_DAY 86400000ULL
+
+/* Days since 1970-01-01 of y-m-01 (proleptic Gregorian; Howard Hinnant's days_from_civil). */
+static uint64_t s_days(uint64_t y, unsigned m)
+{
+    y -= m <= 2;
+    uint64_t era = y / 400, yoe = y - era * 400;
+    uint64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5;
+    uint64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* The year and month holding day number d (civil_from_days). */
+static void s_civil(uint64_t d, uint64_t *y, unsigned *m)
+{
+    d += 719468;
+    uint64_t era = d / 146097, doe = d - era * 146097;
+    uint64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    uint64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    uint64_t mp = (5 * doy + 2) / 153;
+    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static void s_month_bounds(uint64_t y, unsigned m, uint64_t *from_ms, uint64_t *to_ms)
+{
+    *from_ms = s_days(y, m) * S_MS_PER_DAY;
+    *to_ms = (m == 12 ? s_days(y + 1, 1) : s_days(y, m + 1)) * S_MS_PER_DAY;
+}
+
+void cpn_usage_month(uint64_t at_ms, uint64_t *from_ms, uint64_t *to_ms)
+{
+    uint64_t y;
+    unsigned m;
+    s_civil(at_ms / S_MS_PER_DAY, &y, &m);
+    s_month_bounds(y, m, from_ms, to_ms);
+}
+
+void cpn_usage_day(uint64_t at_ms, uint64_t *from_ms, uint64_t *to_ms)
+{
+    *from_ms = at_ms / S_MS_PER_DAY * S_MS_PER_DAY;
+    *to_ms = *from_ms + S_MS_PER_DAY;
+}
+
+int cpn_usage_month_parse(const char *text, uint64_t *from_ms, uint64_t *to_ms)
+{
+    unsigned y = 0, m = 0;
+    for (int i = 0; i < 7; i++) {
+        char c = text[i];
+        if (i == 4 ? c != '-' : (c < '0' || c > '9'))
+            return CPN_E_INVAL;
+        if (i < 4)
+            y = y * 10 + (unsigned)(c - '0');
+        else if (i > 4)
+            m = m * 10 + (unsigned)(c - '0');
+    }
+    if (text[7] || y < 1970 || m < 1 || m > 12)
+        return CPN_E_INVAL;
+    s_month_bounds(y, m, from_ms, to_ms);
+    return CPN_OK;
+}

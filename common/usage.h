@@ -57,4 +57,11 @@ int cpn_usage_check(const cpn_usage_t *rec, char why[CPN_REASON_MAX]) CPN_WUR;
 int cpn_usage_check_link(const cpn_usage_t *prev, const uint8_t prev_hash[CPN_USAGE_HASH_LEN],
                          const cpn_usage_t *rec, char why[CPN_REASON_MAX]) CPN_WUR;
 
+/* Calendar periods (UTC) for budgets and settlements: [from_ms, to_ms).
+ * cpn_usage_month: the month holding at_ms; cpn_usage_day: the day holding it. */
+void cpn_usage_month(uint64_t at_ms, uint64_t *from_ms, uint64_t *to_ms);
+void cpn_usage_day(uint64_t at_ms, uint64_t *from_ms, uint64_t *to_ms);
+/* "2026-12" (years 1970 .. 9999) -> that month's bounds. CPN_E_INVAL for anything else. */
+int cpn_usage_month_parse(const char *text, uint64_t *from_ms, uint64_t *to_ms) CPN_WUR;
+
 #endif

@@ -223,6 +223,7 @@ static const yfield_t s_req_fields[] = {
     S_YMAP("network", 0, s_req_network),
     S_Y("regions", YF_NAMES, cpn_request_t, regions, false, 0, 0),
     S_Y("max_price", YF_PRICE, cpn_request_t, max_price, false, 1, 0),
+    S_Y("max_cost", YF_PRICE, cpn_request_t, max_cost, false, 1, 0),
     S_YMAP("prefer", 0, s_req_prefer),
     S_Y("on_failure", YF_STR, cpn_request_t, on_failure, false, 0, 0),
     {.key = "access",

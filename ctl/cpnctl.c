@@ -19,6 +19,7 @@
 #include "ctl_access.h"
 #include "ctl_bill.h"
 #include "ctl_client.h"
+#include "ctl_settle.h"
 #include "ctl_verify.h"
 #include "identity.h"
 #include "ledger.h"
@@ -401,6 +402,11 @@ static int cmd_ledger(ctl_opts_t *o)
     ctl_bill_destroy(&bill);
     free(buf);
     return r == CPN_OK ? 0 : EXIT_USAGE;
+}
+
+static int cmd_settle(ctl_opts_t *o)
+{
+    return ctl_settle(o->argc, o->argv, o->json);
 }
 
 static int cmd_policy(ctl_opts_t *o)
@@ -1298,6 +1304,11 @@ static const ctl_cmd_t s_cmds[] = {
     {"ledger", 2, cmd_ledger, "ledger export LEDGER [--from MS] [--to MS] [--tenant KEY] [--out FILE]\n"
                               "                           a broker ledger's USAGE records, checked, as CSV;\n"
                               "                           --out also writes them as a bill file"},
+    {"settle", 6, cmd_settle, "settle --policy BROKER.yaml --with MEMBER --period YYYY-MM\n"
+                              "       [--out FILE] [--theirs FILE]\n"
+                              "                           the broker's signed settlement statement\n"
+                              "                           with a member for a month, from its ledger;\n"
+                              "                           --theirs reconciles it with the member's"},
     {"policy", 1, cmd_policy, "policy check FILE        validate a broker policy"},
 };
 

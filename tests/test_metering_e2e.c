@@ -26,6 +26,10 @@
  *                 beyond the lease's last (records missing before it, after its final
  *                 one), and another peer's record are refused with ERROR (inconsistent,
  *                 inconsistent, untrusted) and counted in `status`
+ *   mt_statements every pair of brokers settles the month with `cpnctl settle`: each one's
+ *                 statement says what the peers' records say its tenant used at the other's
+ *                 peer, to the thousandth, and the two reconcile both ways; a record dropped
+ *                 from B's ledger and another's amount altered are named lease by lease
  * CPN_METER_LEASES sets the number of leases (scripts/check's long mode raises it);
  * CPN_TEST_KEEP=1 keeps the directory. Every wait is bounded and waits for a positive event.
  */
@@ -43,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -69,7 +74,7 @@
 #define MT_INTERVAL "1s" /* the peers' usage_interval */
 
 typedef struct {
-    const char *name;       /* broker a, b, c; its tenant ta, tb, tc; its peer pa, pb, pc */
+    const char *name; /* broker a, b, c; its tenant ta, tb, tc; its peer pa, pb, pc */
     char endpoint[64];
     char policy[400], ledger[400], log[400];
     char peer_cfg[400], peer_db[400], peer_log[400];
@@ -79,7 +84,7 @@ typedef struct {
     h_tenant_t t;
     size_t n_leases;
     char (*lease_ids)[CPN_NAME_MAX]; /* the tenant's leases, in request order */
-    uint64_t peer_sum;    /* from the peers' records of this tenant */
+    uint64_t peer_sum;               /* from the peers' records of this tenant */
     size_t peer_records;
 } mt_broker_t;
 
@@ -183,8 +188,7 @@ static void s_write_peer(mt_broker_t *b)
                      "    price: \"%s\"\n"
                      "    cores: 8\n"
                      "    memory: 32GiB\n",
-                     b->name, b->name, b->peer_db, b->endpoint, b->name, g.n_leases + 16,
-                     b->price);
+                     b->name, b->name, b->peer_db, b->endpoint, b->name, g.n_leases + 16, b->price);
     assert_true(n > 0 && (size_t)n < sizeof text);
     snprintf(file, sizeof file, "p%s.yaml", b->name);
     h_write(g.dir, file, text);
@@ -242,9 +246,8 @@ static void mt_start(void)
     for (int i = 0; i < MT_BROKERS; i++) {
         mt_broker_t *b = &g.b[i];
         b->pid = h_spawn(g.bin, "cpn-broker", b->policy, b->log);
-        assert_int_equal(ctl_client_new(b->endpoint, b->t.id, cpn_identity_pk(b->key), true,
-                                        &b->t.cli),
-                         CPN_OK);
+        assert_int_equal(
+            ctl_client_new(b->endpoint, b->t.id, cpn_identity_pk(b->key), true, &b->t.cli), CPN_OK);
     }
     for (int i = 0; i < MT_BROKERS; i++)
         assert_true(h_wait_up(&g.b[i].pid, g.b[i].t.cli, MT_READY_MS));
@@ -275,7 +278,7 @@ static void mt_lease(void)
 {
     size_t per = g.n_leases / MT_BROKERS;
     uint64_t *seq = calloc(MT_BROKERS * per, sizeof *seq);
-    char (*ids)[CPN_NAME_MAX] = calloc(MT_BROKERS * per, sizeof *ids);
+    char(*ids)[CPN_NAME_MAX] = calloc(MT_BROKERS * per, sizeof *ids);
     const char **idp = calloc(MT_BROKERS * per, sizeof *idp);
     const char **whatp = calloc(per, sizeof *whatp);
     h_ans_t *ans = calloc(per, sizeof *ans);
@@ -344,8 +347,7 @@ static void mt_change(void)
                 memset(&rl, 0, sizeof rl);
                 snprintf(rl.lease_id, sizeof rl.lease_id, "%s", b->lease_ids[k]);
                 memcpy(rl.peer, cpn_identity_pk(g.b[B_B].peer_key), CPN_PK_LEN);
-                assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_RELEASE, &rl, &seq[n]),
-                                 CPN_OK);
+                assert_int_equal(ctl_client_send(b->t.cli, CPN_MSG_RELEASE, &rl, &seq[n]), CPN_OK);
             }
             n++;
         }
@@ -535,8 +537,9 @@ static void mt_bills(void)
         snprintf(name, sizeof name, "%s.pub", b->name);
         s_path(bkey, sizeof bkey, name);
         s_bill_file(b, file, sizeof file);
-        const char *argv[] = {"cpnctl", "--plain", "--json", "-t", "30", "-b", b->endpoint, "-B",
-                              bkey, "-k", key, "bill", "--save", file, NULL};
+        const char *argv[] = {"cpnctl", "--plain",   "--json", "-t", "30",
+                              "-b",     b->endpoint, "-B",     bkey, "-k",
+                              key,      "bill",      "--save", file, NULL};
         int rc = s_run(argv, out, sizeof out);
         if (rc != 0)
             fprintf(stderr, "# cpnctl bill: %s\n", out);
@@ -680,8 +683,7 @@ static void s_two_records(uint8_t **f1, size_t *l1, uint8_t **f2, size_t *l2)
     sqlite3 *db = NULL;
     sqlite3_stmt *st = NULL;
     *f1 = *f2 = NULL;
-    assert_int_equal(sqlite3_open_v2(g.b[B_B].peer_db, &db, SQLITE_OPEN_READONLY, NULL),
-                     SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(g.b[B_B].peer_db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(db,
                                         "SELECT a.frame, b.frame FROM usage a JOIN usage b "
                                         "USING (lease_id) WHERE a.n = 1 AND b.n = 2",
@@ -718,12 +720,10 @@ static void mt_hostile(void)
     size_t l1 = 0, l2 = 0, l4 = 0, lalt = 0;
     s_two_records(&f1, &l1, &f2, &l2);
     ctl_client_t *as_pb = NULL, *as_pa = NULL;
-    assert_int_equal(ctl_client_new(b->endpoint, b->peer_key, cpn_identity_pk(b->key), true,
-                                    &as_pb),
-                     CPN_OK);
-    assert_int_equal(ctl_client_new(a->endpoint, a->peer_key, cpn_identity_pk(a->key), true,
-                                    &as_pa),
-                     CPN_OK);
+    assert_int_equal(
+        ctl_client_new(b->endpoint, b->peer_key, cpn_identity_pk(b->key), true, &as_pb), CPN_OK);
+    assert_int_equal(
+        ctl_client_new(a->endpoint, a->peer_key, cpn_identity_pk(a->key), true, &as_pa), CPN_OK);
     uint64_t refused_b = s_status_u64(b, "usage_refused"), resent = s_status_u64(b, "usage_resent");
     uint64_t refused_a = s_status_u64(a, "usage_refused");
     /* Sent again: taken again, the RECEIPT names the record's hash. */
@@ -767,6 +767,128 @@ static void mt_hostile(void)
     free(alt);
 }
 
+/* ---- mt_statements: the brokers settle with each other ---- */
+
+/* What tenant i's records at broker j's peer add up to, from the peer's SQLite file (each
+ * frame's signature checked): what broker i owes broker j for the month. */
+static uint64_t s_pair_sum(int i, int j)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    uint64_t sum = 0;
+    assert_int_equal(sqlite3_open_v2(g.b[j].peer_db, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT frame FROM usage", -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        cpn_env_t env;
+        cpn_usage_t u;
+        assert_int_equal(cpn_env_open(sqlite3_column_blob(st, 0),
+                                      (size_t)sqlite3_column_bytes(st, 0), NULL, &env),
+                         CPN_OK);
+        assert_int_equal(cpn_usage_decode(&env, NULL, &u), CPN_OK);
+        if (memcmp(u.tenant, cpn_identity_pk(g.b[i].t.id), CPN_PK_LEN) == 0)
+            sum += u.amount;
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return sum;
+}
+
+/* `cpnctl --json settle` of broker i with j for the period; --out FILE and --theirs FILE
+ * when given. Its exit status; its output in out. */
+static int s_settle(int i, int j, const char *period, const char *out_file, const char *theirs,
+                    char *out, size_t cap)
+{
+    const char *argv[14] = {"cpnctl", "--json",    "settle",   "--policy", g.b[i].policy,
+                            "--with", g.b[j].name, "--period", period};
+    int k = 9;
+    if (out_file) {
+        argv[k++] = "--out";
+        argv[k++] = out_file;
+    }
+    if (theirs) {
+        argv[k++] = "--theirs";
+        argv[k++] = theirs;
+    }
+    argv[k] = NULL;
+    int rc = s_run(argv, out, cap);
+    fprintf(stderr, "# settle %s with %s: %d %s", g.b[i].name, g.b[j].name, rc, out);
+    return rc;
+}
+
+/* The JSON string value of `key` in cpnctl's output, into val. */
+static void s_json_str(const char *out, const char *key, char *val, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(out, pat);
+    assert_non_null(p);
+    p += strlen(pat);
+    size_t n = strcspn(p, "\"");
+    assert_true(n < cap);
+    memcpy(val, p, n);
+    val[n] = 0;
+}
+
+static void s_statement_file(int i, int j, const char *tag, char *out, size_t cap)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s-%s%s.stmt", g.b[i].name, g.b[j].name, tag);
+    s_path(out, cap, name);
+}
+
+/* Every pair of brokers: each one's statement with the other says what the peers' records
+ * say the one's tenant used at the other's peer, to the thousandth, and the two statements
+ * reconcile both ways. Then a record dropped from B's ledger and another's amount altered
+ * there: B's new statement with A no longer reconciles, and both leases are named. */
+static void mt_statements(void)
+{
+    char period[16], out[1 << 16], fi[400], fj[400], v[32], want[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    assert_non_null(gmtime_r(&now, &tm));
+    snprintf(period, sizeof period, "%04d-%02d", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100);
+    for (int i = 0; i < MT_BROKERS; i++)
+        for (int j = i + 1; j < MT_BROKERS; j++) {
+            uint64_t owe = s_pair_sum(i, j), due = s_pair_sum(j, i);
+            s_statement_file(i, j, "", fi, sizeof fi);
+            s_statement_file(j, i, "", fj, sizeof fj);
+            assert_int_equal(s_settle(i, j, period, fi, NULL, out, sizeof out), 0);
+            snprintf(want, sizeof want, "%" PRIu64 ".%03" PRIu64, owe / 1000, owe % 1000);
+            s_json_str(out, "owe", v, sizeof v);
+            assert_string_equal(v, want);
+            snprintf(want, sizeof want, "%" PRIu64 ".%03" PRIu64, due / 1000, due % 1000);
+            s_json_str(out, "due", v, sizeof v);
+            assert_string_equal(v, want);
+            assert_int_equal(s_settle(j, i, period, fj, NULL, out, sizeof out), 0);
+            assert_int_equal(s_settle(i, j, period, NULL, fj, out, sizeof out), 0);
+            assert_non_null(strstr(out, "\"reconciled\":true"));
+            assert_int_equal(s_settle(j, i, period, NULL, fi, out, sizeof out), 0);
+        }
+    /* B (pb's home) loses the last record of one of A's tenant's leases; another record of
+     * that tenant gets another amount. */
+    char hex[2 * CPN_PK_LEN + 1], sql[1024];
+    for (int k = 0; k < CPN_PK_LEN; k++)
+        snprintf(hex + 2 * k, 3, "%02x", cpn_identity_pk(g.b[B_A].t.id)[k]);
+    snprintf(sql, sizeof sql,
+             "DELETE FROM usage WHERE rowid = (SELECT MAX(rowid) FROM usage WHERE final = 1 AND "
+             "n > 1 AND tenant = x'%s');"
+             "UPDATE usage SET amount = amount + 1 WHERE rowid = (SELECT MIN(rowid) FROM usage "
+             "WHERE final = 1 AND tenant = x'%s');",
+             hex, hex);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(g.b[B_B].ledger, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    s_statement_file(B_B, B_A, "-bad", fj, sizeof fj);
+    assert_int_equal(s_settle(B_B, B_A, period, fj, NULL, out, sizeof out), 0);
+    assert_int_equal(s_settle(B_A, B_B, period, NULL, fj, out, sizeof out), 1);
+    assert_non_null(strstr(out, "\"reconciled\":false,\"differs\":2"));
+    assert_non_null(strstr(out, "\"what\":\"amount\""));
+    assert_non_null(strstr(out, "\"what\":\"records "));
+}
+
 /* ---- the test ---- */
 
 static void test_metering_e2e(void **state)
@@ -783,6 +905,7 @@ static void test_metering_e2e(void **state)
     mt_bills();
     mt_tamper();
     mt_hostile();
+    mt_statements(); /* last: it alters B's ledger */
 }
 
 static int s_setup(void **state)

@@ -667,6 +667,68 @@ static void test_batch_key(void **state)
     yconf_destroy(&doc);
 }
 
+/* tenants[].budget: amount and period bound, absent = no budget; each bad value named. */
+static void test_budget_key(void **state)
+{
+    s_fixture_t *f = *state;
+    policy_t *pol = NULL;
+    yconf_t *doc = NULL;
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "tenants:\n"
+                            "  - {name: a, key: acme.pub, budget: {amount: \"2500.5\"}}\n",
+                            &pol, NULL),
+                     CPN_OK);
+    assert_int_equal(pol->tenants[0].budget.amount, 2500500);
+    assert_int_equal(pol->tenants[0].budget.period, POLICY_BUDGET_MONTH);
+    policy_destroy(&pol);
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "tenants:\n"
+                            "  - {name: a, key: acme.pub, budget: {amount: 10, period: day}}\n",
+                            &pol, NULL),
+                     CPN_OK);
+    assert_int_equal(pol->tenants[0].budget.amount, 10000);
+    assert_int_equal(pol->tenants[0].budget.period, POLICY_BUDGET_DAY);
+    policy_destroy(&pol);
+    assert_int_equal(s_load(f,
+                            "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                            "tenants:\n"
+                            "  - {name: a, key: acme.pub}\n",
+                            &pol, NULL),
+                     CPN_OK);
+    assert_int_equal(pol->tenants[0].budget.amount, 0); /* none */
+    policy_destroy(&pol);
+    static const struct {
+        const char *budget, *error;
+    } bad[] = {
+        {"{amount: 0}", "tenants[0].budget.amount: expected an amount"},
+        {"{amount: lots}", "tenants[0].budget.amount: expected an amount"},
+        {"{amount: 1, period: week}", "tenants[0].budget.period: expected month or day"},
+        {"{period: day}", "tenants[0].budget: missing required key \"amount\""},
+        {"{amount: 1, every: day}", "tenants[0].budget: unknown key \"every\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char text[300];
+        snprintf(text, sizeof text,
+                 "broker: {key: broker.key, listen: 'tcp://*:7400'}\n"
+                 "tenants:\n"
+                 "  - {name: a, key: acme.pub, budget: %s}\n",
+                 bad[i].budget);
+        assert_int_equal(s_load(f, text, &pol, &doc), CPN_E_CONFIG);
+        assert_null(pol);
+        bool found = false; /* the key path and message, whatever the column */
+        for (size_t k = 0; k < yconf_error_count(doc); k++)
+            found = found || strstr(yconf_error_at(doc, k), bad[i].error);
+        if (!found) {
+            fprintf(stderr, "# case %zu: want %s\n", i, bad[i].error);
+            s_dump(doc);
+            fail();
+        }
+        yconf_destroy(&doc);
+    }
+}
+
 /* Many tenants: lookups by key stay correct (binary search over the sorted index). */
 static void test_many_tenants(void **state)
 {
@@ -807,6 +869,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queries_quota_reload, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_batch_key, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_budget_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_http_key, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_spill_key, s_setup, s_teardown),
     };

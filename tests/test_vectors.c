@@ -20,6 +20,7 @@
 #include "msg.h"
 #include "msg_typed.h"
 #include "seal.h"
+#include "statement.h"
 #include "usage.h"
 
 #define S_MAX_VECTORS 64
@@ -443,6 +444,75 @@ static void test_receipt_vector(void **state)
     cpn_identity_destroy(&broker);
 }
 
+/* §7 STATEMENT: broker A's statement with broker B for 2026-12, one line: the vector lease
+ * (B's tenant on A's peer: due to A), its two USAGE records above, rebuilt byte for byte. */
+static void test_statement_vector(void **state)
+{
+    s_doc_t *d = *state;
+    uint8_t seed[32];
+    cpn_identity_t *peer = NULL, *tenant = NULL, *a = NULL, *b = NULL;
+    for (int k = 0; k < 4; k++) {
+        for (int i = 0; i < 32; i++)
+            seed[i] = (uint8_t)(k * 32 + i); /* peer, tenant, then 0x40.., 0x60.. */
+        cpn_identity_t **id = k == 0 ? &peer : k == 1 ? &tenant : k == 2 ? &a : &b;
+        assert_int_equal(cpn_identity_from_seed(seed, id), CPN_OK);
+    }
+    cpn_usage_t first, r1, r2;
+    memset(&first, 0, sizeof first);
+    snprintf(first.lease_id, sizeof first.lease_id, "%s", s_get(d, "lease-id"));
+    memcpy(first.tenant, cpn_identity_pk(tenant), CPN_PK_LEN);
+    snprintf(first.package, sizeof first.package, "%s", s_get(d, "usage-package"));
+    first.units = (uint32_t)strtoul(s_get(d, "usage-units"), NULL, 10);
+    first.price = strtoull(s_get(d, "usage-price"), NULL, 10);
+    first.start_ms = strtoull(s_get(d, "usage-start-ms"), NULL, 10);
+    uint8_t *f = NULL, h[CPN_USAGE_HASH_LEN];
+    size_t n = 0;
+    assert_int_equal(cpn_usage_next(NULL, NULL, &first,
+                                    strtoull(s_get(d, "usage1-to-ms"), NULL, 10), false, &r1),
+                     CPN_OK);
+    s_usage_frame(peer, &r1, &f, &n);
+    cpn_usage_hash(f, n, h);
+    free(f);
+    assert_int_equal(cpn_usage_next(&r1, h, &first, strtoull(s_get(d, "usage2-to-ms"), NULL, 10),
+                                    true, &r2),
+                     CPN_OK);
+    s_usage_frame(peer, &r2, &f, &n);
+    cpn_stmt_line_t line;
+    memset(&line, 0, sizeof line);
+    memcpy(line.peer, cpn_identity_pk(peer), CPN_PK_LEN);
+    memcpy(line.lease_id, r2.lease_id, strlen(r2.lease_id)); /* 17 bytes */
+    memcpy(line.tenant, cpn_identity_pk(tenant), CPN_PK_LEN);
+    line.dir = CPN_STMT_DUE;
+    line.n_first = 1;
+    line.n_last = 2;
+    line.amount = r1.amount + r2.amount;
+    cpn_usage_hash(f, n, line.last);
+    free(f);
+    uint8_t packed[CPN_STMT_LINE_LEN];
+    cpn_stmt_line_pack(&line, packed);
+    s_check_hex(d, "statement-line-hex", packed, sizeof packed);
+    cpn_statement_t st;
+    memset(&st, 0, sizeof st);
+    memcpy(st.with, cpn_identity_pk(b), CPN_PK_LEN);
+    snprintf(st.period, sizeof st.period, "%s", s_get(d, "statement-period"));
+    st.part = st.parts = 1;
+    assert_int_equal(cpn_usage_month_parse(st.period, &st.from_ms, &st.to_ms), CPN_OK);
+    uint8_t *lines = NULL;
+    assert_int_equal(cpn_stmt_fill(&st, &line, 1, &lines), CPN_OK);
+    assert_int_equal(st.due, strtoull(s_get(d, "usage2-total"), NULL, 10));
+    uint64_t ts = strtoull(s_get(d, "statement-ts"), NULL, 10);
+    assert_int_equal(cpn_msg_build(a, CPN_MSG_STATEMENT, 1, ts, &st, &f, &n), CPN_OK);
+    s_check_hex(d, "statement-frame-hex", f, n);
+    char why[CPN_REASON_MAX];
+    assert_int_equal(cpn_stmt_check(&st, why), CPN_OK);
+    free(f);
+    free(lines);
+    cpn_identity_destroy(&peer);
+    cpn_identity_destroy(&tenant);
+    cpn_identity_destroy(&a);
+    cpn_identity_destroy(&b);
+}
+
 static void test_error_table(void **state)
 {
     s_doc_t *d = *state;
@@ -480,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_shared_package_vector),
         cmocka_unit_test(test_usage_vector),
         cmocka_unit_test(test_receipt_vector),
+        cmocka_unit_test(test_statement_vector),
         cmocka_unit_test(test_error_table),
         cmocka_unit_test(test_type_list),
     };

@@ -95,6 +95,7 @@ static void test_conf_requests_load(void **state)
     assert_int_equal(r.min_tflops, 2000);
     assert_int_equal(r.min_accel_mem, 256 * GiB);
     assert_int_equal(r.max_price, 120000);
+    assert_int_equal(r.max_cost, 400000);
     assert_int_equal(r.regions.n, 0);
     assert_int_equal(r.prefer_regions.n, 1);
 
