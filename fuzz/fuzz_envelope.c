@@ -14,24 +14,10 @@
 
 #include "msg.h"
 
-/* Big enough for any body struct of msg.h. */
+/* Big enough for any body struct of msg.h: one member per type of msg_schema.def. */
 typedef union {
-    cpn_hello_t hello;
-    cpn_ad_t ad;
-    cpn_withdraw_t withdraw;
-    cpn_request_t request;
-    cpn_claim_t claim;
-    cpn_lease_t lease;
-    cpn_grant_t grant;
-    cpn_nack_t nack;
-    cpn_renew_t renew;
-    cpn_release_t release;
-    cpn_query_t query;
-    cpn_status_t status;
-    cpn_error_t error;
-    cpn_relay_t relay;
-    cpn_resend_t resend;
-    cpn_forward_t forward;
+#define CPN_TYPE(e, wire, stem, roles) cpn_##stem##_t stem;
+#include "msg_schema.def"
 } s_any_t;
 
 static FILE *s_null;
@@ -62,7 +48,8 @@ static void s_decode_all(const uint8_t *body, size_t len, const uint8_t from[CPN
     int last = mp_validate(body, len, NULL) == CPN_OK ? CPN_MSG__COUNT - 1 : CPN_MSG_NONE + 1;
     for (int t = CPN_MSG_NONE + 1; t <= last; t++) {
         env.type = (cpn_msg_type_t)t;
-        if (cpn_msg_decode(&env, NULL, &out) == CPN_OK && t == CPN_MSG_AD) {
+        if (cpn_msg_decode(&env, NULL, &out) == CPN_OK &&
+            (t == CPN_MSG_AD || t == CPN_MSG_SUMMARY)) { /* both decode to cpn_ad_t */
             if (out.ad.n_packages > CPN_PACKAGES_MAX)
                 abort(); /* the limit must hold */
             cpn_ad_clear(&out.ad);
