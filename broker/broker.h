@@ -84,6 +84,10 @@ int broker_send_frame(broker_t *self, const uint8_t *rid, size_t rid_len, const 
                       size_t len);
 void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
                  uint64_t ref_seq, int code, const char *reason);
+/* Refuse a message with an ERROR naming its seq, the code and the reason (NULL or "": the
+ * code's own text). The caller counts the refusal (broker_count_refusal). */
+void broker_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq, int code,
+                  const char *reason);
 /* Queue a frame that needs the open ledger transaction committed before it leaves (outbox.h):
  * the outbox takes item->frame. If it cannot be queued, a GRANT's tenant gets NACK busy; the
  * caller of a CLAIM sees the error. */

@@ -124,16 +124,6 @@ static int s_summary_in(broker_t *self, const cpn_env_t *in, uint32_t hops, cons
     return r;
 }
 
-static void s_error_to(broker_t *self, const broker_rx_t *rx, int code, const char *reason)
-{
-    cpn_error_t e;
-    memset(&e, 0, sizeof e);
-    e.code = code;
-    e.ref_seq = rx->env.seq;
-    snprintf(e.reason, sizeof e.reason, "%s", reason);
-    (void)broker_send(self, rx->rid, rx->rid_len, CPN_MSG_ERROR, &e);
-}
-
 bool federation_on_relay(broker_t *self, const broker_rx_t *rx, const cpn_relay_t *relay,
                          uint8_t ad_peer[CPN_PK_LEN])
 {
@@ -244,7 +234,7 @@ refuse:
         log_warn("fed", "RELAY from member %s: %s of peer %s refused: %s%s%s", l->name,
                  parsed ? cpn_msg_name(in.type) : "frame", kid, cpn_errname(r), why[0] ? ": " : "",
                  why);
-        s_error_to(self, rx, r, why[0] ? why : cpn_strerror(r));
+        broker_error(self, rx->rid, rx->rid_len, rx->env.seq, r, why);
     }
     return false;
 }

@@ -163,12 +163,7 @@ void notice_on_frame(broker_t *self, const broker_rx_t *rx, const uint8_t *frame
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
     log_warn("notice", "NOTICE via %s refused: %s: %s", kid, cpn_errname(r), why);
-    cpn_error_t e;
-    memset(&e, 0, sizeof e);
-    e.code = r;
-    e.ref_seq = rx->env.seq;
-    snprintf(e.reason, sizeof e.reason, "%s", why);
-    (void)broker_send(self, rx->rid, rx->rid_len, CPN_MSG_ERROR, &e);
+    broker_error(self, rx->rid, rx->rid_len, rx->env.seq, r, why);
     free(o);
 }
 

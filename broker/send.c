@@ -89,6 +89,17 @@ int broker_send(broker_t *self, const uint8_t *rid, size_t rid_len, cpn_msg_type
     return r;
 }
 
+void broker_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq, int code,
+                  const char *reason)
+{
+    cpn_error_t e;
+    memset(&e, 0, sizeof e);
+    e.code = code;
+    e.ref_seq = ref_seq;
+    snprintf(e.reason, sizeof e.reason, "%s", reason && reason[0] ? reason : cpn_strerror(code));
+    (void)broker_send(self, rid, rid_len, CPN_MSG_ERROR, &e);
+}
+
 void broker_nack(broker_t *self, const uint8_t *rid, size_t rid_len, const char *ref,
                  uint64_t ref_seq, int code, const char *reason)
 {

@@ -33,17 +33,6 @@
 #define BROKER_STOP_LINGER_MS 1000 /* for the NACKs of requests in flight, at stop */
 #define BROKER_STATUS_MS 10000 /* a STATUS= line for the service manager this often */
 
-static void s_error(broker_t *self, const uint8_t *rid, size_t rid_len, uint64_t ref_seq,
-                    int code, const char *reason)
-{
-    cpn_error_t e;
-    memset(&e, 0, sizeof e);
-    e.code = code;
-    e.ref_seq = ref_seq;
-    snprintf(e.reason, sizeof e.reason, "%s", reason ? reason : cpn_strerror(code));
-    (void)broker_send(self, rid, rid_len, CPN_MSG_ERROR, &e);
-}
-
 /* ---- handlers, one per type ---- */
 
 typedef union {
@@ -199,7 +188,8 @@ refuse:
         log_warn("intake", "RESEND from %s seq %" PRIu64 " refused: %s", kid, rx->env.seq,
                  cpn_errname(r));
     }
-    s_error(self, rx->rid, rx->rid_len, rx->env.seq, r, "the re-sent LEASE does not verify");
+    broker_error(self, rx->rid, rx->rid_len, rx->env.seq, r,
+                 "the re-sent LEASE does not verify");
 }
 
 static void s_on_notice(broker_t *self, const broker_rx_t *rx, s_body_t *b)
@@ -378,7 +368,7 @@ refuse:
      * past limits.rate.refusals on this connection, at all (a signature each). */
     if (r != CPN_E_RATE && !(parsed && rx.env.type == CPN_MSG_ERROR) &&
         s_refusal_answered(self, rid, rid_len))
-        s_error(self, rid, rid_len, parsed ? rx.env.seq : 0, r, NULL);
+        broker_error(self, rid, rid_len, parsed ? rx.env.seq : 0, r, NULL);
     if (parsed && rx.env.type == CPN_MSG_AD)
         cpn_ad_clear(&body.ad);
     return r;

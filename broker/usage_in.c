@@ -133,12 +133,7 @@ void usage_in_frame(broker_t *self, const broker_rx_t *rx, const uint8_t *frame,
     char kid[CPN_KID_LEN];
     cpn_key_id(rx->env.from, kid);
     log_warn("usage", "USAGE via %s refused: %s: %s", kid, cpn_errname(r), why);
-    cpn_error_t e;
-    memset(&e, 0, sizeof e);
-    e.code = r;
-    e.ref_seq = rx->env.seq;
-    snprintf(e.reason, sizeof e.reason, "%s", why);
-    (void)broker_send(self, rx->rid, rx->rid_len, CPN_MSG_ERROR, &e);
+    broker_error(self, rx->rid, rx->rid_len, rx->env.seq, r, why);
 }
 
 void usage_in_receipt(broker_t *self, const broker_rx_t *rx, const cpn_receipt_t *rc)
