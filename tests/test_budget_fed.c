@@ -39,7 +39,6 @@
 
 #include <zmq.h>
 
-#include "clock.h"
 #include "ctl_client.h"
 #include "envelope.h"
 #include "harness.h"
@@ -49,13 +48,12 @@
 #define WAIT_MS 30000  /* one answer from a broker (a lost one comes with the retried CLAIM) */
 #define READY_MS 30000 /* daemons up, offers across the federation (bound, not a timing) */
 #define STOP_MS 30000  /* SIGTERM to exit, then SIGKILL */
-#define POLL_MS 100
 #define PORT_TRIES 5
 #define HELLO_S 5
 /* claim_timeout: longer than the stall of step 1 (milliseconds), so the CLAIMs stay in flight
  * throughout it; an answer lost with a member link that a loaded machine let time out comes
  * with the CLAIM retried after it */
-#define CLAIM_TIMEOUT_S 10
+#define CLAIM_TIMEOUT "10s"
 
 enum { B_A, B_B, B_C, B__COUNT };
 enum { P_B, P_C, P__COUNT };
@@ -84,116 +82,48 @@ static struct {
           {.name = "pc", .region = "r-c", .home = B_C}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(int i)
 {
-    char members[512] = "", text[4096], name[64];
+    h_policy_t p = {
+        .name = g.b[i].name,
+        .listen = g.b[i].endpoint,
+        .hello_s = HELLO_S,
+        .operators = "ops",
+        .tenants_more = "  - name: t\n"
+                        "    key: t.pub\n"
+                        "    budget: {amount: \"250.0\", period: month}\n",
+        .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                  "  rate:\n"
+                  "    per_sender: 0/s\n",
+    };
+    size_t n = 0;
     for (int m = 0; m < B__COUNT; m++) {
         if (m == i || (i != B_A && m != B_A))
             continue; /* a star: A is linked to B and C */
-        size_t len = strlen(members);
-        snprintf(members + len, sizeof members - len,
-                 "    - {name: %s, key: %s.pub, endpoint: \"%s\"}\n", g.b[m].name, g.b[m].name,
-                 g.b[m].endpoint);
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
     }
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n%s"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "  - name: t\n"
-                     "    key: t.pub\n"
-                     "    budget: {amount: \"250.0\", period: month}\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, members,
-                     CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    h_write_policy(g.dir, &p);
 }
 
 static void s_write_peer(int i)
 {
-    char text[2048], name[64];
-    const char *home = g.b[g.p[i].home].name;
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: %s\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: n-%s\n"
-                     "    count: 8\n"
-                     "    price: \"3600.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 8GiB\n",
-                     g.p[i].name, g.p[i].name, g.p[i].name, g.p[i].region,
-                     g.b[g.p[i].home].endpoint, home, g.p[i].region);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.p[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[256] = "", id[64];
+    snprintf(id, sizeof id, "n-%s", g.p[i].region);
+    h_package(pkgs, sizeof pkgs, id, 8, "3600.0", 8, "8GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){.name = g.p[i].name,
+                                              .region = g.p[i].region,
+                                              .refresh = "60s",
+                                              .max_lease = "7d",
+                                              .broker = g.b[g.p[i].home].endpoint,
+                                              .broker_name = g.b[g.p[i].home].name,
+                                              .packages = pkgs});
 }
 
 /* ---- asking A ---- */
 
-static bool s_listed(const char *pkg)
+static bool s_wait_listed(const char *pkg)
 {
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.ops_cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
-static bool s_wait_listed(const char *pkg, uint64_t ms)
-{
-    uint64_t deadline = cpn_mono_ms() + ms;
-    do {
-        if (s_listed(pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_listed(g.ops_cli, pkg, WAIT_MS, READY_MS);
 }
 
 /* Send tenant cli's request `id`: one unit for 100 s in `region` (max_cost 0: none). */
@@ -265,7 +195,7 @@ static void s_lease_of(const h_ans_t *a, char lease_id[CPN_NAME_MAX], uint8_t pe
 
 static bool s_start_a(void)
 {
-    g.b[B_A].pid = s_spawn("cpn-broker", "a");
+    g.b[B_A].pid = h_start(g.bin, g.dir, "cpn-broker", "a");
     return h_wait_up(&g.b[B_A].pid, g.ops_cli, READY_MS);
 }
 
@@ -288,7 +218,7 @@ static bool s_start_brokers(void)
     bool up = s_start_a();
     for (int i = B_B; i < B__COUNT && up; i++) {
         ctl_client_t *cli = NULL;
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
         assert_int_equal(
             ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &cli), CPN_OK);
         up = h_wait_up(&g.b[i].pid, cli, READY_MS);
@@ -346,9 +276,9 @@ static int s_setup(void **state)
         return -1;
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
-    return s_wait_listed("n-r-b", READY_MS) && s_wait_listed("n-r-c", READY_MS) ? 0 : -1;
+    return s_wait_listed("n-r-b") && s_wait_listed("n-r-c") ? 0 : -1;
 }
 
 /* ---- the case ---- */
@@ -410,7 +340,7 @@ static void test_budget_across_brokers(void **state)
     assert_true(h_stop(&g.b[B_A].pid, STOP_MS));
     assert_true(s_start_a());
     /* its offer book is soft state, relearnt from B and C */
-    assert_true(s_wait_listed("n-r-b", READY_MS) && s_wait_listed("n-r-c", READY_MS));
+    assert_true(s_wait_listed("n-r-b") && s_wait_listed("n-r-c"));
     s_refused("seven", "r-b", after, sizeof after, 1, "in flight 0.000");
     s_committed(after, c2);
     assert_string_equal(c1, c2);

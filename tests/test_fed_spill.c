@@ -51,95 +51,48 @@
 #define PORT_TRIES 5
 #define HELLO_S 2 /* federation.hello_timeout */
 /* claim_timeout: longer than every wait, so a CLAIM is only ever answered by the test */
-#define CLAIM_TIMEOUT_S 60
+#define CLAIM_TIMEOUT "60s"
 
 enum { B_A, B_B, B_C, B_D, B__COUNT };
 
 static struct {
     char dir[256], bin[1024];
+    h_broker_t b[B__COUNT];
     struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-        cpn_identity_t *peer; /* the test's peer at this broker */
+        cpn_identity_t *id; /* the test's peer at broker i, p<name> */
         cpn_signer_t signer;
         void *sock;
         uint64_t price; /* of its package */
-    } b[B__COUNT];
+    } peer[B__COUNT];
     cpn_identity_t *ops;
     void *zctx;
     unsigned reloads; /* of A's policy */
 } g = {
-    .b = {{.name = "a", .price = 5000},
-          {.name = "b", .price = 1000},
-          {.name = "c", .price = 3000},
-          {.name = "d", .price = 500}},
+    .b = {{.name = "a"}, {.name = "b"}, {.name = "c"}, {.name = "d"}},
+    .peer = {{.price = 5000}, {.price = 1000}, {.price = 3000}, {.price = 500}},
 };
-
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
 
 /* A's members are B, C and D; theirs is A. `spill` is A's federation.spill line ("" none). */
 static void s_write_policy(int i, const char *spill)
 {
-    char text[8192], members[2048] = "", name[64];
-    size_t off = 0;
+    h_policy_t p = {
+        .name = g.b[i].name,
+        .listen = g.b[i].endpoint,
+        .hello_s = HELLO_S,
+        .fed_more = spill,
+        .operators = "ops",
+        .limits = "  claim_timeout: " CLAIM_TIMEOUT "\n"
+                  "  claim_tries: 16\n"
+                  "  rate:\n"
+                  "    per_sender: 0/s\n",
+    };
+    size_t n = 0;
     for (int m = 0; m < B__COUNT; m++) {
         if (m == i || (i != B_A && m != B_A))
             continue;
-        int k = snprintf(members + off, sizeof members - off,
-                         "    - name: %s\n"
-                         "      key: %s.pub\n"
-                         "      endpoint: %s\n",
-                         g.b[m].name, g.b[m].name, g.b[m].endpoint);
-        assert_true(k > 0 && (size_t)k < sizeof members - off);
-        off += (size_t)k;
+        p.members[n++] = (h_member_t){.name = g.b[m].name, .endpoint = g.b[m].endpoint};
     }
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "%s"
-                     "  members:\n"
-                     "%s"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: %ds\n"
-                     "  claim_tries: 16\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, spill,
-                     members, CLAIM_TIMEOUT_S);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    h_write_policy(g.dir, &p);
 }
 
 /* ---- the peers ---- */
@@ -153,7 +106,7 @@ static void s_advertise(int i)
     snprintf(p.region, sizeof p.region, "cn-east");
     p.cores = 8;
     p.mem_bytes = 8ull << 30;
-    p.price = g.b[i].price;
+    p.price = g.peer[i].price;
     p.total = 5;
     p.free = 5;
     cpn_ad_t ad;
@@ -164,10 +117,10 @@ static void s_advertise(int i)
     ad.packages = &p;
     uint8_t *frame = NULL;
     size_t len = 0;
-    assert_int_equal(cpn_signer_build(&g.b[i].signer, CPN_MSG_AD, &ad, &frame, &len), CPN_OK);
+    assert_int_equal(cpn_signer_build(&g.peer[i].signer, CPN_MSG_AD, &ad, &frame, &len), CPN_OK);
     uint64_t deadline = cpn_mono_ms() + WAIT_MS;
     int r;
-    while ((r = cpn_send(g.b[i].sock, frame, len)) != CPN_OK && cpn_mono_ms() < deadline)
+    while ((r = cpn_send(g.peer[i].sock, frame, len)) != CPN_OK && cpn_mono_ms() < deadline)
         usleep(20 * 1000); /* not connected yet */
     assert_int_equal(r, CPN_OK);
     free(frame);
@@ -182,7 +135,7 @@ static int s_next_claim(uint64_t *seq)
     while (cpn_mono_ms() < deadline) {
         zmq_pollitem_t it[B__COUNT];
         for (int i = 0; i < B__COUNT; i++)
-            it[i] = (zmq_pollitem_t){g.b[i].sock, 0, ZMQ_POLLIN, 0};
+            it[i] = (zmq_pollitem_t){g.peer[i].sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(it, B__COUNT, POLL_MS) <= 0)
             continue;
         for (int i = 0; i < B__COUNT; i++) {
@@ -191,7 +144,7 @@ static int s_next_claim(uint64_t *seq)
             uint8_t *frame = NULL;
             size_t len = 0;
             cpn_env_t env;
-            if (cpn_recv(g.b[i].sock, 0, NULL, NULL, &frame, &len) != CPN_OK)
+            if (cpn_recv(g.peer[i].sock, 0, NULL, NULL, &frame, &len) != CPN_OK)
                 continue;
             bool claim = cpn_env_open(frame, len, &lim, &env) == CPN_OK &&
                          env.type == CPN_MSG_CLAIM &&
@@ -217,8 +170,8 @@ static void s_refuse(int i, uint64_t seq)
     snprintf(n.reason, sizeof n.reason, "the test refuses");
     uint8_t *frame = NULL;
     size_t len = 0;
-    assert_int_equal(cpn_signer_build(&g.b[i].signer, CPN_MSG_NACK, &n, &frame, &len), CPN_OK);
-    assert_int_equal(cpn_send(g.b[i].sock, frame, len), CPN_OK);
+    assert_int_equal(cpn_signer_build(&g.peer[i].signer, CPN_MSG_NACK, &n, &frame, &len), CPN_OK);
+    assert_int_equal(cpn_send(g.peer[i].sock, frame, len), CPN_OK);
     free(frame);
 }
 
@@ -324,16 +277,13 @@ static void s_run(const char *id, const int *want, size_t n)
 static int s_teardown(void **state)
 {
     (void)state;
-    bool clean = true;
     for (int i = 0; i < B__COUNT; i++) {
-        if (g.b[i].sock)
-            zmq_close(g.b[i].sock);
-        g.b[i].sock = NULL;
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-        cpn_identity_destroy(&g.b[i].peer);
+        if (g.peer[i].sock)
+            zmq_close(g.peer[i].sock);
+        g.peer[i].sock = NULL;
+        cpn_identity_destroy(&g.peer[i].id);
     }
+    bool clean = h_brokers_stop(g.b, B__COUNT, STOP_MS);
     cpn_identity_destroy(&g.ops);
     if (g.zctx)
         zmq_ctx_term(g.zctx);
@@ -342,30 +292,10 @@ static int s_teardown(void **state)
     return clean ? 0 : -1;
 }
 
-static bool s_start_brokers(void)
+/* A's policy at the start: spill to C, then B. */
+static void s_write_start_policy(int i)
 {
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(g.zctx);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B__COUNT; i++) {
-        s_write_policy(i, i == B_A ? "  spill: [c, b]\n" : "");
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B__COUNT && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B__COUNT; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
+    s_write_policy(i, i == B_A ? "  spill: [c, b]\n" : "");
 }
 
 static int s_setup(void **state)
@@ -379,18 +309,16 @@ static int s_setup(void **state)
         char name[16];
         h_keygen(g.dir, g.b[i].name, &g.b[i].id);
         snprintf(name, sizeof name, "p%s", g.b[i].name);
-        h_keygen(g.dir, name, &g.b[i].peer);
-        g.b[i].signer.id = g.b[i].peer;
+        h_keygen(g.dir, name, &g.peer[i].id);
+        g.peer[i].signer.id = g.peer[i].id;
     }
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!h_brokers_start(g.b, B__COUNT, g.bin, g.dir, g.zctx, s_write_start_policy, g.ops,
+                         PORT_TRIES, READY_MS))
         return -1;
     cpn_curve_t plain = {.enabled = 0};
     for (int i = 0; i < B__COUNT; i++)
         if (cpn_sock_dealer(g.zctx, g.b[i].endpoint, cpn_limits_default.max_frame, &plain,
-                            &g.b[i].sock) != CPN_OK)
+                            &g.peer[i].sock) != CPN_OK)
             return -1;
     return 0;
 }

@@ -55,125 +55,55 @@ enum { B_A, B_B, B_C, B_D, B__COUNT }; /* D: a member of C played by the test */
 
 static struct {
     char dir[256], bin[1024];
-    struct {
-        const char *name;
-        cpn_identity_t *id;
-        int port;
-        char endpoint[64];
-        pid_t pid;
-        ctl_client_t *cli;
-    } b[B__COUNT];
+    h_broker_t b[B__COUNT];
     cpn_identity_t *pa, *ops, *e, *f, *h; /* the peer; the operator; brokers D speaks for */
     cpn_identity_t *pz;                   /* a peer D speaks for (no daemon) */
-    ctl_client_t *d;                  /* D's connection to C */
+    ctl_client_t *d;                      /* D's connection to C */
     pid_t pa_pid;
     uint32_t marker; /* F's summaries, each with a new row id */
 } g = {
     .b = {{.name = "a"}, {.name = "b"}, {.name = "c"}, {.name = "d"}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-static void s_member(char *buf, size_t cap, int m)
-{
-    size_t used = strlen(buf);
-    int n = snprintf(buf + used, cap - used,
-                     "    - name: %s\n"
-                     "      key: %s.pub\n"
-                     "      endpoint: %s\n",
-                     g.b[m].name, g.b[m].name, g.b[m].endpoint);
-    assert_true(n > 0 && (size_t)n < cap - used);
-}
-
 static void s_write_policy(int i)
 {
-    char members[1024] = "", text[4096], name[64];
-    const char *summary = i == B_A   ? "  summary:\n    publish: true\n"
-                          : i == B_C ? "  summary:\n    budget: 1\n    distance: 1\n"
-                                       "    trust_any: true\n"
-                                     : "";
+    h_policy_t p = {
+        .name = g.b[i].name,
+        .listen = g.b[i].endpoint,
+        .hello_s = HELLO_S,
+        .fed_more = i == B_A   ? "  summary:\n    publish: true\n"
+                    : i == B_C ? "  summary:\n    budget: 1\n    distance: 1\n"
+                                 "    trust_any: true\n"
+                               : "",
+        .peers = "pa pz",
+        .operators = "ops",
+        .limits = "  claim_timeout: 3s\n"
+                  "  rate:\n"
+                  "    per_sender: 0/s\n",
+    };
+    size_t n = 0;
     if (i == B_A || i == B_C)
-        s_member(members, sizeof members, B_B);
+        p.members[n++] = (h_member_t){.name = g.b[B_B].name, .endpoint = g.b[B_B].endpoint};
     if (i == B_B) {
-        s_member(members, sizeof members, B_A);
-        s_member(members, sizeof members, B_C);
+        p.members[n++] = (h_member_t){.name = g.b[B_A].name, .endpoint = g.b[B_A].endpoint};
+        p.members[n++] = (h_member_t){.name = g.b[B_C].name, .endpoint = g.b[B_C].endpoint};
     }
     if (i == B_C)
-        s_member(members, sizeof members, B_D);
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "%s"
-                     "  members:\n%s"
-                     "peers:\n"
-                     "  trusted:\n"
-                     "    - {name: pa, key: pa.pub}\n"
-                     "    - {name: pz, key: pz.pub}\n"
-                     "tenants:\n"
-                     "  - name: ops\n"
-                     "    key: ops.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 3s\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, summary,
-                     members);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+        p.members[n++] = (h_member_t){.name = g.b[B_D].name, .endpoint = g.b[B_D].endpoint};
+    h_write_policy(g.dir, &p);
 }
 
 static void s_write_peer(void)
 {
-    char text[2048];
-    int n = snprintf(text, sizeof text,
-                     "name: pa\n"
-                     "key: pa.key\n"
-                     "database: pa.db\n"
-                     "region: cn-east\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: a.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: p8\n"
-                     "    count: 10\n"
-                     "    price: \"2.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n"
-                     "  - id: p16\n"
-                     "    count: 4\n"
-                     "    price: \"3.5\"\n"
-                     "    cores: 16\n"
-                     "    memory: 64GiB\n",
-                     g.b[B_A].endpoint);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    h_write(g.dir, "pa.yaml", text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[512] = "";
+    h_package(pkgs, sizeof pkgs, "p8", 10, "2.0", 8, "32GiB");
+    h_package(pkgs, sizeof pkgs, "p16", 4, "3.5", 16, "64GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){.name = "pa",
+                                              .refresh = "60s",
+                                              .max_lease = "7d",
+                                              .broker = g.b[B_A].endpoint,
+                                              .broker_name = "a",
+                                              .packages = pkgs});
 }
 
 /* ---- what a broker lists ---- */
@@ -353,11 +283,7 @@ static int s_teardown(void **state)
     (void)state;
     bool clean = h_stop(&g.pa_pid, STOP_MS);
     ctl_client_destroy(&g.d);
-    for (int i = 0; i < B__COUNT; i++) {
-        ctl_client_destroy(&g.b[i].cli);
-        clean = h_stop(&g.b[i].pid, STOP_MS) && clean;
-        cpn_identity_destroy(&g.b[i].id);
-    }
+    clean = h_brokers_stop(g.b, B__COUNT, STOP_MS) && clean;
     cpn_identity_destroy(&g.pa);
     cpn_identity_destroy(&g.ops);
     cpn_identity_destroy(&g.e);
@@ -368,30 +294,15 @@ static int s_teardown(void **state)
     return clean ? 0 : -1;
 }
 
+/* A, B and C are started; D is played by the test: C's policy names its endpoint. */
 static bool s_start_brokers(void)
 {
-    for (int i = 0; i < B__COUNT; i++) {
-        g.b[i].port = h_free_port(NULL);
-        if (g.b[i].port <= 0)
-            return false;
-        snprintf(g.b[i].endpoint, sizeof g.b[i].endpoint, "tcp://127.0.0.1:%d", g.b[i].port);
-    }
-    for (int i = 0; i < B_D; i++) {
-        s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
-        assert_int_equal(
-            ctl_client_new(g.b[i].endpoint, g.ops, cpn_identity_pk(g.b[i].id), true, &g.b[i].cli),
-            CPN_OK);
-    }
-    bool up = true;
-    for (int i = 0; i < B_D && up; i++)
-        up = h_wait_up(&g.b[i].pid, g.b[i].cli, READY_MS);
-    if (!up)
-        for (int i = 0; i < B_D; i++) { /* most likely someone took a port */
-            h_stop(&g.b[i].pid, STOP_MS);
-            ctl_client_destroy(&g.b[i].cli);
-        }
-    return up;
+    g.b[B_D].port = h_free_port(NULL);
+    if (g.b[B_D].port <= 0)
+        return false;
+    snprintf(g.b[B_D].endpoint, sizeof g.b[B_D].endpoint, "tcp://127.0.0.1:%d", g.b[B_D].port);
+    return h_brokers_start(g.b, B_D, g.bin, g.dir, NULL, s_write_policy, g.ops, PORT_TRIES,
+                           READY_MS);
 }
 
 static int s_setup(void **state)
@@ -408,16 +319,13 @@ static int s_setup(void **state)
     h_keygen(g.dir, "f", &g.f);
     h_keygen(g.dir, "h", &g.h);
     h_keygen(g.dir, "pz", &g.pz);
-    bool up = false;
-    for (int attempt = 0; attempt < PORT_TRIES && !up; attempt++)
-        up = s_start_brokers();
-    if (!up)
+    if (!s_start_brokers())
         return -1;
     if (ctl_client_new(g.b[B_C].endpoint, g.b[B_D].id, cpn_identity_pk(g.b[B_C].id), true,
                        &g.d) != CPN_OK)
         return -1;
     s_write_peer();
-    g.pa_pid = s_spawn("cpn-peer", "pa");
+    g.pa_pid = h_start(g.bin, g.dir, "cpn-peer", "pa");
     /* B keeps pa's AD; C gets A's two summary rows. */
     if (!s_wait_lists(B_B, "p8", true, READY_MS) || !s_wait_rows(B_C, 2, READY_MS)) {
         fprintf(stderr, "# offers and summaries did not spread (logs in %s)\n", g.dir);
@@ -569,7 +477,7 @@ static void s_restart_c(void)
 {
     ctl_client_destroy(&g.b[B_C].cli);
     assert_true(h_stop(&g.b[B_C].pid, STOP_MS));
-    g.b[B_C].pid = s_spawn("cpn-broker", g.b[B_C].name);
+    g.b[B_C].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[B_C].name);
     assert_int_equal(ctl_client_new(g.b[B_C].endpoint, g.ops, cpn_identity_pk(g.b[B_C].id), true,
                                     &g.b[B_C].cli),
                      CPN_OK);

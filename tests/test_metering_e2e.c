@@ -103,96 +103,49 @@ static mt_t g = {
 
 enum { B_A, B_B, B_C };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
-static int64_t s_db_int(const char *path, const char *sql)
-{
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(db, 2000);
-        if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-            sqlite3_step(st) == SQLITE_ROW)
-            v = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
-}
-
 /* ---- mt_start ---- */
 
 static void s_write_policy(mt_broker_t *b)
 {
-    char text[4096], file[64];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: 3s\n"
-                     "  members:\n",
-                     b->name, b->name, b->endpoint, b->ledger);
-    for (int i = 0; i < MT_BROKERS; i++)
-        if (&g.b[i] != b)
-            n += snprintf(text + n, sizeof text - (size_t)n,
-                          "    - name: %s\n      key: %s.pub\n      endpoint: %s\n", g.b[i].name,
-                          g.b[i].name, g.b[i].endpoint);
-    /* Every peer is trusted everywhere: a member relays the others' ADs. */
-    n += snprintf(text + n, sizeof text - (size_t)n, "peers:\n  trusted:\n");
-    for (int i = 0; i < MT_BROKERS; i++)
-        n += snprintf(text + n, sizeof text - (size_t)n, "    - name: p%s\n      key: p%s.pub\n",
-                      g.b[i].name, g.b[i].name);
-    n += snprintf(text + n, sizeof text - (size_t)n,
-                  "tenants:\n"
-                  "  - name: %s\n"
-                  "    key: %s.pub\n"
-                  "limits:\n"
-                  "  claim_timeout: 10s\n"
+    char file[64], peers[64] = "";
+    h_policy_t p = {
+        .name = b->name,
+        .listen = b->endpoint,
+        .ledger = b->ledger,
+        .hello_s = 3,
+        .tenants = b->t.name,
+        .limits = "  claim_timeout: 10s\n"
                   "  rate:\n"
                   "    per_sender: 0\n",
-                  b->t.name, b->t.name);
-    assert_true(n > 0 && (size_t)n < sizeof text);
+    };
+    size_t n = 0;
+    for (int i = 0; i < MT_BROKERS; i++) {
+        if (&g.b[i] != b)
+            p.members[n++] = (h_member_t){.name = g.b[i].name, .endpoint = g.b[i].endpoint};
+        /* Every peer is trusted everywhere: a member relays the others' ADs. */
+        size_t len = strlen(peers);
+        snprintf(peers + len, sizeof peers - len, "%sp%s", len ? " " : "", g.b[i].name);
+    }
+    p.peers = peers;
+    h_write_policy(g.dir, &p);
     snprintf(file, sizeof file, "%s.yaml", b->name);
-    h_write(g.dir, file, text);
-    s_path(b->policy, sizeof b->policy, file);
+    h_path(b->policy, sizeof b->policy, g.dir, file);
 }
 
 static void s_write_peer(mt_broker_t *b)
 {
-    char text[2048], file[64];
-    int n = snprintf(text, sizeof text,
-                     "name: p%s\n"
-                     "key: p%s.key\n"
-                     "database: %s\n"
-                     "region: cn-east\n"
-                     "refresh: 1s\n"
-                     "usage_interval: " MT_INTERVAL "\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: cpu\n"
-                     "    count: %zu\n"
-                     "    price: \"%s\"\n"
-                     "    cores: 8\n"
-                     "    memory: 32GiB\n",
-                     b->name, b->name, b->peer_db, b->endpoint, b->name, g.n_leases + 16, b->price);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(file, sizeof file, "p%s.yaml", b->name);
-    h_write(g.dir, file, text);
-    s_path(b->peer_cfg, sizeof b->peer_cfg, file);
+    char file[80], name[64], pkgs[256] = "";
+    snprintf(name, sizeof name, "p%s", b->name);
+    h_package(pkgs, sizeof pkgs, "cpu", (unsigned)(g.n_leases + 16), b->price, 8, "32GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){.name = name,
+                                              .database = b->peer_db,
+                                              .refresh = "1s",
+                                              .more = "usage_interval: " MT_INTERVAL "\n",
+                                              .broker = b->endpoint,
+                                              .broker_name = b->name,
+                                              .packages = pkgs});
+    snprintf(file, sizeof file, "%s.yaml", name);
+    h_path(b->peer_cfg, sizeof b->peer_cfg, g.dir, file);
 }
 
 static void s_start_peer(mt_broker_t *b)
@@ -229,13 +182,13 @@ static void mt_start(void)
         h_keygen(g.dir, name, &b->peer_key);
         h_keygen(g.dir, b->t.name, &b->t.id);
         snprintf(name, sizeof name, "%s-ledger.db", b->name);
-        s_path(b->ledger, sizeof b->ledger, name);
+        h_path(b->ledger, sizeof b->ledger, g.dir, name);
         snprintf(name, sizeof name, "p%s.db", b->name);
-        s_path(b->peer_db, sizeof b->peer_db, name);
+        h_path(b->peer_db, sizeof b->peer_db, g.dir, name);
         snprintf(name, sizeof name, "%s.log", b->name);
-        s_path(b->log, sizeof b->log, name);
+        h_path(b->log, sizeof b->log, g.dir, name);
         snprintf(name, sizeof name, "p%s.log", b->name);
-        s_path(b->peer_log, sizeof b->peer_log, name);
+        h_path(b->peer_log, sizeof b->peer_log, g.dir, name);
         b->lease_ids = calloc(g.n_leases, sizeof *b->lease_ids);
         assert_non_null(b->lease_ids);
     }
@@ -381,9 +334,9 @@ static void mt_kill_peer(int i)
     mt_broker_t *b = &g.b[i];
     /* Mid-period: some records made, not all leases ended. */
     uint64_t deadline = cpn_mono_ms() + MT_READY_MS;
-    while (s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage") < 1 && cpn_mono_ms() < deadline)
+    while (h_db_int(b->peer_db, "SELECT COUNT(*) FROM usage", NULL) < 1 && cpn_mono_ms() < deadline)
         usleep(50 * 1000);
-    assert_true(s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage") >= 1);
+    assert_true(h_db_int(b->peer_db, "SELECT COUNT(*) FROM usage", NULL) >= 1);
     assert_int_equal(kill(b->peer_pid, SIGKILL), 0);
     deadline = cpn_mono_ms() + MT_STOP_MS;
     while (h_alive(&b->peer_pid) && cpn_mono_ms() < deadline)
@@ -398,10 +351,10 @@ static bool s_settled(void)
 {
     for (int i = 0; i < MT_BROKERS; i++) {
         const mt_broker_t *b = &g.b[i];
-        if (s_db_int(b->peer_db, "SELECT COUNT(*) FROM leases") !=
-                s_db_int(b->peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1") ||
-            s_db_int(b->peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0") != 0 ||
-            s_db_int(b->ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1") != 0)
+        if (h_db_int(b->peer_db, "SELECT COUNT(*) FROM leases", NULL) !=
+                h_db_int(b->peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1", NULL) ||
+            h_db_int(b->peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0", NULL) != 0 ||
+            h_db_int(b->ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1", NULL) != 0)
             return false;
     }
     return true;
@@ -418,10 +371,10 @@ static void mt_settle(void)
             fprintf(stderr,
                     "# %s: leases %" PRId64 ", metered %" PRId64 ", unacked %" PRId64
                     ", to relay %" PRId64 "\n",
-                    g.b[i].name, s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM leases"),
-                    s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1"),
-                    s_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0"),
-                    s_db_int(g.b[i].ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1"));
+                    g.b[i].name, h_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM leases", NULL),
+                    h_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM meter WHERE done = 1", NULL),
+                    h_db_int(g.b[i].peer_db, "SELECT COUNT(*) FROM usage WHERE acked = 0", NULL),
+                    h_db_int(g.b[i].ledger, "SELECT COUNT(*) FROM usage WHERE relay = 1", NULL));
     assert_true(ok);
 }
 
@@ -497,7 +450,7 @@ static void s_bill_file(const mt_broker_t *b, char *out, size_t cap)
 {
     char name[64];
     snprintf(name, sizeof name, "%s.bill", b->t.name);
-    s_path(out, cap, name);
+    h_path(out, cap, g.dir, name);
 }
 
 static int s_verify_bill(const char *file)
@@ -533,9 +486,9 @@ static void mt_bills(void)
         mt_broker_t *b = &g.b[i];
         char key[400], bkey[400], file[400], out[8192], name[64];
         snprintf(name, sizeof name, "%s.key", b->t.name);
-        s_path(key, sizeof key, name);
+        h_path(key, sizeof key, g.dir, name);
         snprintf(name, sizeof name, "%s.pub", b->name);
-        s_path(bkey, sizeof bkey, name);
+        h_path(bkey, sizeof bkey, g.dir, name);
         s_bill_file(b, file, sizeof file);
         const char *argv[] = {"cpnctl", "--plain",   "--json", "-t", "30",
                               "-b",     b->endpoint, "-B",     bkey, "-k",
@@ -588,7 +541,7 @@ static void mt_tamper(void)
 {
     char file[400], bad[400];
     s_bill_file(&g.b[B_A], file, sizeof file);
-    s_path(bad, sizeof bad, "bad.bill");
+    h_path(bad, sizeof bad, g.dir, "bad.bill");
     size_t len = 0;
     uint8_t *buf = s_read(file, &len);
     size_t cap = 1u << 20, *off = calloc(cap, sizeof *off), *flen = calloc(cap, sizeof *flen);
@@ -833,7 +786,7 @@ static void s_statement_file(int i, int j, const char *tag, char *out, size_t ca
 {
     char name[64];
     snprintf(name, sizeof name, "%s-%s%s.stmt", g.b[i].name, g.b[j].name, tag);
-    s_path(out, cap, name);
+    h_path(out, cap, g.dir, name);
 }
 
 /* Every pair of brokers: each one's statement with the other says what the peers' records

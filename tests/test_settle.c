@@ -77,82 +77,34 @@ static struct {
           {.name = "pb", .region = "r-b", .home = B_B}},
 };
 
-static void s_path(char *out, size_t cap, const char *name)
-{
-    int n = snprintf(out, cap, "%s/%s", g.dir, name);
-    assert_true(n > 0 && (size_t)n < cap);
-}
-
 static void s_write_policy(int i)
 {
     int m = 1 - i;
-    char text[4096], name[64];
-    int n = snprintf(text, sizeof text,
-                     "broker:\n"
-                     "  name: %s\n"
-                     "  key: %s.key\n"
-                     "  listen: %s\n"
-                     "  ledger: %s-ledger.db\n"
-                     "  transport:\n"
-                     "    curve: false\n"
-                     "federation:\n"
-                     "  hello_timeout: %ds\n"
-                     "  members:\n"
-                     "    - {name: %s, key: %s.pub, endpoint: \"%s\"}\n"
-                     "peers:\n"
-                     "  trusted: any\n"
-                     "tenants:\n"
-                     "  - name: %s\n"
-                     "    key: %s.pub\n"
-                     "    operator: true\n"
-                     "limits:\n"
-                     "  claim_timeout: 10s\n"
-                     "  rate:\n"
-                     "    per_sender: 0/s\n",
-                     g.b[i].name, g.b[i].name, g.b[i].endpoint, g.b[i].name, HELLO_S, g.b[m].name,
-                     g.b[m].name, g.b[m].endpoint, g.b[i].tenant, g.b[i].tenant);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.b[i].name);
-    h_write(g.dir, name, text);
+    h_write_policy(g.dir, &(h_policy_t){
+                              .name = g.b[i].name,
+                              .listen = g.b[i].endpoint,
+                              .hello_s = HELLO_S,
+                              .members = {{.name = g.b[m].name, .endpoint = g.b[m].endpoint}},
+                              .operators = g.b[i].tenant,
+                              .limits = "  claim_timeout: 10s\n"
+                                        "  rate:\n"
+                                        "    per_sender: 0/s\n",
+                          });
 }
 
 static void s_write_peer(int i)
 {
-    char text[2048], name[64];
-    int n = snprintf(text, sizeof text,
-                     "name: %s\n"
-                     "key: %s.key\n"
-                     "database: %s.db\n"
-                     "region: %s\n"
-                     "refresh: 60s\n"
-                     "max_lease: 7d\n"
-                     "usage_interval: 1s\n"
-                     "brokers:\n"
-                     "  - endpoint: %s\n"
-                     "    key: %s.pub\n"
-                     "    curve: false\n"
-                     "tenants: any\n"
-                     "packages:\n"
-                     "  - id: n-%s\n"
-                     "    count: 8\n"
-                     "    price: \"3600.0\"\n"
-                     "    cores: 8\n"
-                     "    memory: 8GiB\n",
-                     g.p[i].name, g.p[i].name, g.p[i].name, g.p[i].region,
-                     g.b[g.p[i].home].endpoint, g.b[g.p[i].home].name, g.p[i].region);
-    assert_true(n > 0 && (size_t)n < sizeof text);
-    snprintf(name, sizeof name, "%s.yaml", g.p[i].name);
-    h_write(g.dir, name, text);
-}
-
-static pid_t s_spawn(const char *prog, const char *name)
-{
-    char cfg[400], log[400], file[64];
-    snprintf(file, sizeof file, "%s.yaml", name);
-    s_path(cfg, sizeof cfg, file);
-    snprintf(file, sizeof file, "%s.log", name);
-    s_path(log, sizeof log, file);
-    return h_spawn(g.bin, prog, cfg, log);
+    char pkgs[256] = "", id[64];
+    snprintf(id, sizeof id, "n-%s", g.p[i].region);
+    h_package(pkgs, sizeof pkgs, id, 8, "3600.0", 8, "8GiB");
+    h_write_peer_conf(g.dir, &(h_peer_conf_t){.name = g.p[i].name,
+                                              .region = g.p[i].region,
+                                              .refresh = "60s",
+                                              .max_lease = "7d",
+                                              .more = "usage_interval: 1s\n",
+                                              .broker = g.b[g.p[i].home].endpoint,
+                                              .broker_name = g.b[g.p[i].home].name,
+                                              .packages = pkgs});
 }
 
 /* Run cpnctl with `args` (a shell word list) in the test directory; its stdout into out, its
@@ -181,27 +133,9 @@ static int s_cpnctl(char *out, size_t cap, const char *fmt, ...)
 
 /* ---- asking the brokers ---- */
 
-static bool s_listed(int b, const char *pkg)
-{
-    h_ans_t a;
-    bool found = false;
-    if (h_query(g.b[b].cli, "offers", WAIT_MS, &a) != CPN_MSG_STATUS)
-        return false;
-    for (uint32_t i = 0; a.obj.type == MSGPACK_OBJECT_ARRAY && i < a.obj.via.array.size; i++)
-        found = found || h_str_is(h_get(&a.obj.via.array.ptr[i], "package"), pkg);
-    h_ans_free(&a);
-    return found;
-}
-
 static bool s_wait_listed(int b, const char *pkg)
 {
-    uint64_t deadline = cpn_mono_ms() + READY_MS;
-    do {
-        if (s_listed(b, pkg))
-            return true;
-        usleep(POLL_MS * 1000);
-    } while (cpn_mono_ms() < deadline);
-    return false;
+    return h_wait_listed(g.b[b].cli, pkg, WAIT_MS, READY_MS);
 }
 
 /* Broker b's tenant leases one unit in `region` for 100 s, then releases it a second or so
@@ -244,25 +178,15 @@ static int s_finals(int b)
 {
     char path[400], file[64];
     snprintf(file, sizeof file, "%s-ledger.db", g.b[b].name);
-    s_path(path, sizeof path, file);
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    int n = -1;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
-        sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM usage WHERE final = 1", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    h_path(path, sizeof path, g.dir, file);
+    return (int)h_db_int(path, "SELECT COUNT(*) FROM usage WHERE final = 1", NULL);
 }
 
 static void s_exec(int b, const char *sql)
 {
     char path[400], file[64];
     snprintf(file, sizeof file, "%s-ledger.db", g.b[b].name);
-    s_path(path, sizeof path, file);
+    h_path(path, sizeof path, g.dir, file);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
@@ -284,7 +208,7 @@ static bool s_start_brokers(void)
     bool up = true;
     for (int i = 0; i < B__COUNT; i++) {
         s_write_policy(i);
-        g.b[i].pid = s_spawn("cpn-broker", g.b[i].name);
+        g.b[i].pid = h_start(g.bin, g.dir, "cpn-broker", g.b[i].name);
         assert_int_equal(ctl_client_new(g.b[i].endpoint, g.b[i].tid, cpn_identity_pk(g.b[i].id),
                                         true, &g.b[i].cli),
                          CPN_OK);
@@ -338,7 +262,7 @@ static int s_setup(void **state)
         return -1;
     for (int i = 0; i < P__COUNT; i++) {
         s_write_peer(i);
-        g.p[i].pid = s_spawn("cpn-peer", g.p[i].name);
+        g.p[i].pid = h_start(g.bin, g.dir, "cpn-peer", g.p[i].name);
     }
     return s_wait_listed(B_A, "n-r-b") && s_wait_listed(B_B, "n-r-a") ? 0 : -1;
 }
@@ -411,7 +335,7 @@ static void test_two_brokers_settle(void **state)
                      0);
     /* B's file altered by one byte does not verify; A's file is not B's */
     char path[400];
-    s_path(path, sizeof path, "b.stmt");
+    h_path(path, sizeof path, g.dir, "b.stmt");
     FILE *f = fopen(path, "r+b");
     assert_non_null(f);
     assert_int_equal(fseek(f, 40, SEEK_SET), 0);
@@ -428,7 +352,7 @@ static void test_two_brokers_settle(void **state)
     /* garbage, a truncated length and an empty file: refused with a reason, no crash */
     static const uint8_t junk8[] = {0, 0, 0, 8, 'g', 'a', 'r', 'b', 'a', 'g', 'e', '!'};
     char jpath[400];
-    s_path(jpath, sizeof jpath, "junk.stmt");
+    h_path(jpath, sizeof jpath, g.dir, "junk.stmt");
     FILE *jf = fopen(jpath, "wb");
     assert_non_null(jf);
     assert_int_equal(fwrite(junk8, 1, sizeof junk8, jf), sizeof junk8);
