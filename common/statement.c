@@ -93,7 +93,8 @@ int cpn_stmt_fill(cpn_statement_t *st, cpn_stmt_line_t *lines, size_t n, uint8_t
     *buf = NULL;
     if (n > CPN_STMT_LINES_MAX)
         return CPN_E_INVAL;
-    qsort(lines, n, sizeof *lines, s_cmp);
+    if (n) /* lines may be NULL when there are none: qsort's pointer must not be */
+        qsort(lines, n, sizeof *lines, s_cmp);
     uint8_t *b = malloc(n ? n * CPN_STMT_LINE_LEN : 1);
     if (!b)
         return CPN_E_NOMEM;
@@ -187,7 +188,8 @@ int cpn_stmt_join(const cpn_statement_t *parts, size_t n, cpn_statement_t *out, 
     out->owe = out->due = 0;
     size_t at = 0;
     for (size_t i = 0; i < n; i++) {
-        memcpy(b + at, parts[i].lines.ptr, parts[i].lines.len);
+        if (parts[i].lines.len) /* an empty part may decode with a NULL pointer */
+            memcpy(b + at, parts[i].lines.ptr, parts[i].lines.len);
         at += parts[i].lines.len;
         if (!s_add(&out->owe, parts[i].owe) || !s_add(&out->due, parts[i].due)) {
             free(b);

@@ -834,6 +834,7 @@ static void test_spill_key(void **state)
         }
         assert_int_equal(pol->federation.spill, ok[i].want);
         policy_destroy(&pol);
+        yconf_destroy(&doc);
     }
     snprintf(text, sizeof text, "%s  spill: [m2]\n", head);
     assert_int_equal(s_load(f, text, &pol, NULL), CPN_OK);
