@@ -9,7 +9,8 @@
  * phases, one function each so that other checks (settlement) can reuse the set-up:
  *   mt_start      write keys, policies and peer configs; start the daemons; wait for offers
  *   mt_lease      each tenant submits its share of CPN_METER_LEASES leases (default 1,500) of
- *                 8..11 s, pipelined; every answer is a GRANT
+ *                 8..11 s, pipelined; every request ends with a GRANT (one answered in-doubt
+ *                 by a loaded peer is sent again after claim_timeout: still one lease)
  *   mt_change     of the later half of each tenant's leases, one in 5 is renewed (+3 s), one
  *                 in 7 released early (one that ended meanwhile is refused `expired`)
  *   mt_kill_peer  the peer at B is killed with -9 mid-period and started again
@@ -71,6 +72,8 @@
 #define MT_SETTLE_MS 90000 /* every lease ended and every record delivered (+ per lease) */
 #define MT_STOP_MS 30000
 #define MT_POLL_MS 200
+#define MT_ROUNDS 4             /* rounds of sending the requests answered in-doubt again */
+#define MT_DOUBT_WAIT_MS 11000 /* between rounds: past the policy's claim_timeout (10s) */
 #define MT_INTERVAL "1s" /* the peers' usage_interval */
 
 typedef struct {
@@ -227,50 +230,111 @@ static void s_lease_id_of(const h_ans_t *a, char out[CPN_NAME_MAX])
     snprintf(out, CPN_NAME_MAX, "%s", l.lease_id);
 }
 
+/* Request k of broker i's tenant (the same id and terms each time it is sent). */
+static void s_request(int i, size_t k, cpn_request_t *r)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->id, sizeof r->id, "%s-%zu", g.b[i].t.name, k);
+    r->units = 1;
+    r->cores = 8;
+    r->duration_s = 8 + (uint32_t)(k % 4);
+}
+
+/* One round's requests of one broker's tenant: those not granted yet (todo[k]). */
+typedef struct {
+    size_t n;
+    uint64_t *seq;
+    char (*ids)[CPN_NAME_MAX];
+    const char **idp;
+    size_t *k; /* the request each sent one is */
+} s_round_t;
+
+static void s_send_round(int i, size_t per, const bool *todo, s_round_t *rd)
+{
+    rd->n = 0;
+    for (size_t k = 0; k < per; k++) {
+        if (!todo[k])
+            continue;
+        cpn_request_t r;
+        s_request(i, k, &r);
+        size_t j = rd->n++;
+        snprintf(rd->ids[j], sizeof rd->ids[j], "%s", r.id);
+        rd->idp[j] = rd->ids[j];
+        rd->k[j] = k;
+        assert_int_equal(ctl_client_send(g.b[i].t.cli, CPN_MSG_REQUEST, &r, &rd->seq[j]), CPN_OK);
+    }
+}
+
+/* The answers of broker i's round: a GRANT records the lease; `in-doubt` (a CLAIM timed out at
+ * a loaded peer, PROTOCOL.md section 13) leaves the request to be sent again, as a client
+ * must; anything else fails the test. */
+static void s_take_round(int i, bool *todo, const s_round_t *rd, const char **whatp, h_ans_t *ans,
+                         size_t *grants, size_t *doubts)
+{
+    mt_broker_t *b = &g.b[i];
+    h_await_n(b->t.cli, rd->n, rd->seq, rd->idp, whatp, MT_WAIT_MS + g.n_leases * MT_PER_LEASE_MS,
+              ans);
+    for (size_t j = 0; j < rd->n; j++) {
+        if (ans[j].type == CPN_MSG_GRANT) {
+            s_lease_id_of(&ans[j], b->lease_ids[(*grants)++]);
+            todo[rd->k[j]] = false;
+        } else if (ans[j].type == CPN_MSG_NACK && ans[j].code == CPN_E_IN_DOUBT) {
+            (*doubts)++;
+        } else {
+            fprintf(stderr, "# %s: %s (%s)\n", rd->ids[j], cpn_msg_name(ans[j].type),
+                    ans[j].reason);
+            fail();
+        }
+        h_ans_free(&ans[j]);
+    }
+}
+
+/* Each tenant's share of the leases, all tenants at once (the three brokers and the federation
+ * work in parallel), until every request is answered by a GRANT: one answered `in-doubt` is
+ * sent again after the broker's claim_timeout and gets its one lease (exactly once), in at
+ * most MT_ROUNDS rounds. */
 static void mt_lease(void)
 {
     size_t per = g.n_leases / MT_BROKERS;
-    uint64_t *seq = calloc(MT_BROKERS * per, sizeof *seq);
-    char(*ids)[CPN_NAME_MAX] = calloc(MT_BROKERS * per, sizeof *ids);
-    const char **idp = calloc(MT_BROKERS * per, sizeof *idp);
-    const char **whatp = calloc(per, sizeof *whatp);
+    s_round_t rd[MT_BROKERS];
+    bool *todo = calloc(MT_BROKERS * per, sizeof *todo);
     h_ans_t *ans = calloc(per, sizeof *ans);
-    assert_true(seq && ids && idp && whatp && ans);
-    /* All tenants at once: the three brokers and the federation work in parallel. */
-    for (size_t k = 0; k < per; k++)
-        for (int i = 0; i < MT_BROKERS; i++) {
-            size_t x = (size_t)i * per + k;
-            cpn_request_t r;
-            memset(&r, 0, sizeof r);
-            snprintf(ids[x], sizeof ids[x], "%s-%zu", g.b[i].t.name, k);
-            snprintf(r.id, sizeof r.id, "%s", ids[x]);
-            idp[x] = ids[x];
-            r.units = 1;
-            r.cores = 8;
-            r.duration_s = 8 + (uint32_t)(k % 4);
-            assert_int_equal(ctl_client_send(g.b[i].t.cli, CPN_MSG_REQUEST, &r, &seq[x]), CPN_OK);
-        }
+    const char **whatp = calloc(per, sizeof *whatp); /* all NULL: answers are GRANTs or NACKs */
+    assert_true(todo && ans && whatp);
     for (int i = 0; i < MT_BROKERS; i++) {
-        mt_broker_t *b = &g.b[i];
-        size_t x0 = (size_t)i * per, grants = 0;
-        h_await_n(b->t.cli, per, seq + x0, idp + x0, whatp,
-                  MT_WAIT_MS + g.n_leases * MT_PER_LEASE_MS, ans);
-        for (size_t k = 0; k < per; k++) {
-            if (ans[k].type == CPN_MSG_GRANT)
-                s_lease_id_of(&ans[k], b->lease_ids[grants++]);
-            else
-                fprintf(stderr, "# %s: %s (%s)\n", ids[x0 + k], cpn_msg_name(ans[k].type),
-                        ans[k].reason);
-            h_ans_free(&ans[k]);
-        }
-        b->n_leases = grants;
-        assert_int_equal(grants, per);
+        rd[i].seq = calloc(per, sizeof *rd[i].seq);
+        rd[i].ids = calloc(per, sizeof *rd[i].ids);
+        rd[i].idp = calloc(per, sizeof *rd[i].idp);
+        rd[i].k = calloc(per, sizeof *rd[i].k);
+        assert_true(rd[i].seq && rd[i].ids && rd[i].idp && rd[i].k);
     }
-    free(seq);
-    free(ids);
-    free(idp);
-    free(whatp);
+    for (size_t x = 0; x < MT_BROKERS * per; x++)
+        todo[x] = true;
+    size_t grants[MT_BROKERS] = {0}, doubts = 0;
+    for (int round = 0; round < MT_ROUNDS; round++) {
+        if (round > 0) {
+            if (doubts == 0)
+                break;
+            fprintf(stderr, "# round %d: %zu requests were in doubt, sent again\n", round, doubts);
+            usleep(MT_DOUBT_WAIT_MS * 1000);
+            doubts = 0;
+        }
+        for (int i = 0; i < MT_BROKERS; i++)
+            s_send_round(i, per, todo + (size_t)i * per, &rd[i]);
+        for (int i = 0; i < MT_BROKERS; i++)
+            s_take_round(i, todo + (size_t)i * per, &rd[i], whatp, ans, &grants[i], &doubts);
+    }
+    for (int i = 0; i < MT_BROKERS; i++) {
+        g.b[i].n_leases = grants[i];
+        assert_int_equal(grants[i], per);
+        free(rd[i].seq);
+        free(rd[i].ids);
+        free(rd[i].idp);
+        free(rd[i].k);
+    }
+    free(todo);
     free(ans);
+    free(whatp);
 }
 
 /* ---- mt_change: renewals and early releases ---- */
