@@ -562,15 +562,7 @@ static uint32_t s_lower_in(const book_t *b, const book_shape_t *s, const book_en
 /* First index whose entry is not less than e. */
 static uint32_t s_lower(const book_t *b, const book_shape_t *s, const book_ent_t *e)
 {
-    uint32_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (book__ent_cmp(b, &s->ents[mid], e) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return s_lower_in(b, s, e, 0, s->n);
 }
 
 /* Keep the non-empty bitmaps of partitions in step as one becomes (non-)empty. */

@@ -645,6 +645,17 @@ static bool s_key_zero(const uint8_t key[CPN_PK_LEN])
     return sodium_is_zero(key, CPN_PK_LEN) != 0;
 }
 
+/* The member of federation.members named `name` (the last one, as before; names are unique
+ * once the binder checked them), or NULL. */
+static policy_member_t *s_member_named(policy_t *pol, const char *name)
+{
+    policy_member_t *m = NULL;
+    for (size_t j = 0; j < pol->federation.n_members; j++)
+        if (strcmp(pol->federation.members[j].name, name) == 0)
+            m = &pol->federation.members[j];
+    return m;
+}
+
 /* Keys across roles: a key is one tenant, one peer or one member, never two of them, so the
  * role of a sender is never ambiguous. */
 typedef struct {
@@ -751,12 +762,9 @@ static void s_check_use_members(yconf_t *doc, policy_t *pol, const ynode_t *root
         return;
     for (size_t i = 0; i < use->n; i++) {
         const ynode_t *it = use->items[i];
-        policy_member_t *m = NULL;
         if (it->kind != YNODE_SCALAR)
             continue; /* reported by the binder */
-        for (size_t j = 0; j < pol->federation.n_members; j++)
-            if (strcmp(pol->federation.members[j].name, it->value) == 0)
-                m = &pol->federation.members[j];
+        policy_member_t *m = s_member_named(pol, it->value);
         if (m) {
             m->use_offers = true;
             continue;
@@ -778,12 +786,9 @@ static void s_check_spill(yconf_t *doc, policy_t *pol, const ynode_t *root)
         return;
     for (size_t i = 0; i < list->n; i++) {
         const ynode_t *it = list->items[i];
-        policy_member_t *m = NULL;
         if (it->kind != YNODE_SCALAR)
             continue; /* reported by the binder */
-        for (size_t j = 0; j < pol->federation.n_members; j++)
-            if (strcmp(pol->federation.members[j].name, it->value) == 0)
-                m = &pol->federation.members[j];
+        policy_member_t *m = s_member_named(pol, it->value);
         snprintf(path, sizeof path, "federation.spill[%zu]", i);
         if (!m)
             yconf_error(doc, it, path, "no member named \"%.63s\" in federation.members",
