@@ -949,23 +949,62 @@ static void s_put_unreserve(book_t *self, const uint32_t *shape_of, uint32_t n)
         s_shape_gc(self, shape_of[i]);
 }
 
-/* book_put_ad's step 1: the new block (the packages, their shapes, the frame: *block_p,
- * malloc'd), the shape of every package with room reserved, a slot in the expiry heap. On an
- * error nothing is held. */
+/* A peer's block, one malloc: its packages, their shapes, the summary lists of its shared
+ * packages (each shared package's `sum` points there, unshared ones have none: the block is
+ * their one owner, and the 184 bytes are paid by shared packages only), then its frame. */
+typedef struct {
+    size_t shapes, sums, frame, size; /* offsets of the parts, and the whole size */
+} s_layout_t;
+
+static s_layout_t s_layout(const cpn_ad_t *ad, size_t len)
+{
+    size_t n = ad->n_packages, n_shared = 0;
+    for (size_t i = 0; i < n; i++)
+        n_shared += ad->packages[i].accel.share_min != 0;
+    s_layout_t l;
+    l.shapes = n * sizeof(cpn_package_t);
+    l.sums = l.shapes + n * sizeof(uint32_t);
+    l.frame = l.sums + n_shared * sizeof(cpn_slice_sum_t);
+    l.size = l.frame + len + 1;
+    return l;
+}
+
+/* Copy the AD's packages into the block, each shared one with its own copy of its lists (a
+ * refusal note starts as the AD has it: none, for a decoded AD). */
+static void s_put_copy(uint8_t *block, const s_layout_t *l, const cpn_ad_t *ad)
+{
+    cpn_package_t *pkgs = (cpn_package_t *)(void *)block;
+    cpn_slice_sum_t *sums = (cpn_slice_sum_t *)(void *)(block + l->sums);
+    if (ad->n_packages > 0)
+        memcpy(pkgs, ad->packages, l->shapes);
+    for (uint32_t i = 0, k = 0; i < ad->n_packages; i++) {
+        const cpn_slice_sum_t *from = ad->packages[i].sum;
+        pkgs[i].sum = NULL;
+        if (!pkgs[i].accel.share_min)
+            continue;
+        if (from)
+            sums[k] = *from;
+        else
+            memset(&sums[k], 0, sizeof sums[k]);
+        pkgs[i].sum = &sums[k++];
+    }
+}
+
+/* book_put_ad's step 1: the new block (*block_p, malloc'd; its layout *lay_p), the shape of
+ * every package with room reserved, a slot in the expiry heap. On an error nothing is held. */
 static int s_put_reserve(book_t *self, const cpn_ad_t *ad, bool local, const uint8_t *frame,
-                         size_t len, uint8_t **block_p)
+                         size_t len, uint8_t **block_p, s_layout_t *lay_p)
 {
     uint32_t n = ad->n_packages, n_reserved = 0;
-    size_t pk_sz = (size_t)n * sizeof(cpn_package_t), sh_sz = (size_t)n * sizeof(uint32_t);
-    uint8_t *block = malloc(pk_sz + sh_sz + len + 1);
+    s_layout_t lay = s_layout(ad, len);
+    uint8_t *block = malloc(lay.size);
     if (block == NULL)
         return CPN_E_NOMEM;
-    cpn_package_t *pkgs = (cpn_package_t *)block;
-    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
-    if (n > 0)
-        memcpy(pkgs, ad->packages, pk_sz);
+    cpn_package_t *pkgs = (cpn_package_t *)(void *)block;
+    uint32_t *shape_of = (uint32_t *)(void *)(block + lay.shapes);
+    s_put_copy(block, &lay, ad);
     if (len > 0)
-        memcpy(block + pk_sz + sh_sz, frame, len);
+        memcpy(block + lay.frame, frame, len);
     int r = CPN_OK;
     for (uint32_t i = 0; i < n && r == CPN_OK; i++) {
         uint32_t sid = BOOK_NONE;
@@ -983,6 +1022,7 @@ static int s_put_reserve(book_t *self, const cpn_ad_t *ad, bool local, const uin
         return r;
     }
     *block_p = block;
+    *lay_p = lay;
     return CPN_OK;
 }
 
@@ -1086,12 +1126,12 @@ int book_put_ad(book_t *self, const uint8_t peer[CPN_PK_LEN], uint64_t seq, uint
 
     /* 1. Everything that can fail: the block, shapes with reserved room, the peer slot. */
     uint8_t *block = NULL;
-    if ((r = s_put_reserve(self, ad, local, frame, len, &block)) != CPN_OK)
+    s_layout_t lay;
+    if ((r = s_put_reserve(self, ad, local, frame, len, &block, &lay)) != CPN_OK)
         return r;
-    size_t pk_sz = (size_t)n_new * sizeof(cpn_package_t);
-    cpn_package_t *pkgs = (cpn_package_t *)block;
-    uint32_t *shape_of = (uint32_t *)(block + pk_sz);
-    uint8_t *fcopy = block + pk_sz + (size_t)n_new * sizeof(uint32_t);
+    cpn_package_t *pkgs = (cpn_package_t *)(void *)block;
+    uint32_t *shape_of = (uint32_t *)(void *)(block + lay.shapes);
+    uint8_t *fcopy = block + lay.frame;
     if (fresh) {
         if ((r = book__ht_reserve(&self->peer_ht)) != CPN_OK ||
             (r = s_slot_alloc((void **)&self->peers, &self->n_peers, &self->cap_peers,

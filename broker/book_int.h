@@ -136,7 +136,7 @@ typedef struct {
     book_peer_t pub;
     cpn_package_t *pkgs; /* pub.packages, mutable */
     uint32_t *shape_of;  /* per package: its shape */
-    void *block;         /* one allocation: packages, shape_of, frame */
+    void *block;         /* one allocation: packages, shape_of, shared ones' sums, frame */
     bool used;
 } book_pslot_t;
 

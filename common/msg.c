@@ -130,14 +130,18 @@ static int s_ad_decode(const msgpack_object *map, const cpn_limits_t *lim, void 
     }
     memcpy(ad->name, w.name, sizeof ad->name);
     ad->ttl_s = w.ttl_s;
-    ad->packages = calloc(n ? n : 1, sizeof *ad->packages);
+    /* One block, freed by cpn_ad_clear: the packages, then room for their summaries' lists
+     * (cpn_package_t `sum` points there; CPN_PACKAGES_MAX bounds the product). */
+    size_t cap = n ? n : 1;
+    ad->packages = calloc(cap, sizeof *ad->packages + sizeof(cpn_slice_sum_t));
     if (!ad->packages) {
         r = CPN_E_NOMEM;
         goto out;
     }
+    cpn_slice_sum_t *sums = (cpn_slice_sum_t *)(void *)(ad->packages + cap);
     ad->n_packages = n;
     for (uint32_t i = 0; i < n; i++) {
-        if ((r = cpn_package_unpack(&w.packages->via.array.ptr[i], &ad->packages[i])) !=
+        if ((r = cpn_package_unpack(&w.packages->via.array.ptr[i], &ad->packages[i], &sums[i])) !=
             CPN_OK) {
             bad = "packages[]";
             goto out;

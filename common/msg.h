@@ -44,7 +44,8 @@ typedef struct {
     char name[CPN_NAME_MAX]; /* the peer's name, for people */
     uint32_t ttl_s;          /* the offer expires this long after ts */
     uint32_t n_packages;
-    cpn_package_t *packages; /* malloc'd by decode; free with cpn_ad_clear */
+    cpn_package_t *packages; /* malloc'd by decode, with the room their `sum`s point into
+                                (one block); free with cpn_ad_clear */
 } cpn_ad_t;
 
 /* SUMMARY's body is an AD's (msg_schema.def). */

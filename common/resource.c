@@ -86,6 +86,14 @@ static uint32_t s_clamp32(uint64_t v)
     return v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 }
 
+/* What a package without a summary (sum NULL) reads as: no lists, no note. */
+static const cpn_slice_sum_t s_no_sum;
+
+static const cpn_slice_sum_t *s_sum(const cpn_package_t *p)
+{
+    return p->sum ? p->sum : &s_no_sum;
+}
+
 /* Is x before y in the fit list's order ((accel, cpu, mem) descending)? */
 static bool s_fit_before(const cpn_fit_t *x, const cpn_fit_t *y)
 {
@@ -99,29 +107,30 @@ static bool s_fit_before(const cpn_fit_t *x, const cpn_fit_t *y)
 /* Each point within one node of p, in order, none equal: one encoding per value. */
 static const char *s_fit_invalid(const cpn_package_t *p)
 {
-    if (p->n_fit > CPN_FIT_MAX)
+    const cpn_slice_sum_t *s = s_sum(p);
+    if (s->n_fit > CPN_FIT_MAX)
         return "at most 8 fit points";
-    for (uint32_t i = 0; i < p->n_fit; i++) {
-        const cpn_fit_t *f = &p->fit[i];
+    for (uint32_t i = 0; i < s->n_fit; i++) {
+        const cpn_fit_t *f = &s->fit[i];
         if (f->accel == 0 || f->accel > p->accel.count * CPN_SHARE_WHOLE ||
             (f->accel > CPN_SHARE_WHOLE && f->accel % CPN_SHARE_WHOLE != 0))
             return "a fit point's accel is a fraction of one accelerator or whole ones of a unit";
         if (f->cpu > p->cores * 1000u || f->mem > s_clamp32(s_mib(p->mem_bytes)))
             return "a fit point has more CPU or memory than a unit";
-        if (i > 0 && !s_fit_before(&p->fit[i - 1], f))
+        if (i > 0 && !s_fit_before(&s->fit[i - 1], f))
             return "fit points are sorted by (accel, cpu, mem) descending, none equal";
     }
-    if (p->n_grad > CPN_GRAD_MAX)
+    if (s->n_grad > CPN_GRAD_MAX)
         return "at most 8 gradients";
-    for (uint32_t i = 0; i < p->n_grad; i++) {
-        const cpn_grad_t *g = &p->grad[i];
+    for (uint32_t i = 0; i < s->n_grad; i++) {
+        const cpn_grad_t *g = &s->grad[i];
         int64_t lim = (int64_t)p->accel.count * CPN_SHARE_WHOLE;
         if (g->accel == 0 || g->accel > p->accel.count * CPN_SHARE_WHOLE ||
             (g->accel > CPN_SHARE_WHOLE && g->accel % CPN_SHARE_WHOLE != 0))
             return "a gradient's accel is a fraction of one accelerator or whole ones of a unit";
         if (g->delta > lim || g->delta < -lim)
             return "a gradient is at most a unit's accelerators";
-        if (i > 0 && p->grad[i - 1].accel >= g->accel)
+        if (i > 0 && s->grad[i - 1].accel >= g->accel)
             return "gradients are sorted by accel ascending, none equal";
     }
     return NULL;
@@ -180,7 +189,7 @@ int cpn_package_validate(const cpn_package_t *p, const char **why)
         S_FAIL("a shared package has at most 4096 units");
     if (p->slice_max > CPN_SHARE_WHOLE || p->frag > 1000)
         S_FAIL("slice_max and frag are thousandths (at most 1000)");
-    if (!a->share_min && (p->slice_max || p->frag || p->n_fit || p->n_grad))
+    if (!a->share_min && (p->slice_max || p->frag || s_sum(p)->n_fit || s_sum(p)->n_grad))
         S_FAIL("slice_max, frag, fit and grad belong to shared packages");
     if ((reason = s_fit_invalid(p)) != NULL)
         goto out;
@@ -433,9 +442,10 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
         return CPN_E_INVAL;
     memset(&tmp, 0, sizeof tmp);
     tmp.p = *p;
+    const cpn_slice_sum_t *s = s_sum(p);
     bool accel = p->accel.count > 0;
     if ((r = mp_encode_map(pk, s_package_fields, S_PKG_SCALARS, &tmp,
-                           (accel ? 1u : 0u) + (p->n_fit ? 1u : 0u) + (p->n_grad ? 1u : 0u))) !=
+                           (accel ? 1u : 0u) + (s->n_fit ? 1u : 0u) + (s->n_grad ? 1u : 0u))) !=
         CPN_OK)
         return r;
     if (accel) {
@@ -443,23 +453,23 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
         r = mp_encode_map(pk, s_accel_fields, sizeof s_accel_fields / sizeof s_accel_fields[0],
                           &p->accel, 0);
     }
-    if (r == CPN_OK && p->n_fit) {
+    if (r == CPN_OK && s->n_fit) {
         mp_pack_str(pk, "fit");
-        msgpack_pack_array(pk, p->n_fit);
-        for (uint32_t i = 0; i < p->n_fit; i++) {
+        msgpack_pack_array(pk, s->n_fit);
+        for (uint32_t i = 0; i < s->n_fit; i++) {
             msgpack_pack_array(pk, 3);
-            msgpack_pack_uint32(pk, p->fit[i].accel);
-            msgpack_pack_uint32(pk, p->fit[i].cpu);
-            msgpack_pack_uint32(pk, p->fit[i].mem);
+            msgpack_pack_uint32(pk, s->fit[i].accel);
+            msgpack_pack_uint32(pk, s->fit[i].cpu);
+            msgpack_pack_uint32(pk, s->fit[i].mem);
         }
     }
-    if (r == CPN_OK && p->n_grad) {
+    if (r == CPN_OK && s->n_grad) {
         mp_pack_str(pk, "grad");
-        msgpack_pack_array(pk, p->n_grad);
-        for (uint32_t i = 0; i < p->n_grad; i++) {
+        msgpack_pack_array(pk, s->n_grad);
+        for (uint32_t i = 0; i < s->n_grad; i++) {
             msgpack_pack_array(pk, 2);
-            msgpack_pack_uint32(pk, p->grad[i].accel);
-            msgpack_pack_int32(pk, p->grad[i].delta);
+            msgpack_pack_uint32(pk, s->grad[i].accel);
+            msgpack_pack_int32(pk, s->grad[i].delta);
         }
     }
     return r;
@@ -467,7 +477,7 @@ int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p)
 
 /* "grad": 1..CPN_GRAD_MAX arrays [uint32 accel, int32 delta] (absent when empty); bounds and
  * order are cpn_package_validate's. msgpack writes a non-negative delta as a positive int. */
-static int s_unpack_grad(const msgpack_object *o, cpn_package_t *p)
+static int s_unpack_grad(const msgpack_object *o, cpn_slice_sum_t *p)
 {
     if (!o)
         return CPN_OK;
@@ -496,7 +506,7 @@ static int s_unpack_grad(const msgpack_object *o, cpn_package_t *p)
 
 /* "fit": 1..CPN_FIT_MAX arrays of three uint32 (absent when empty: one encoding per value);
  * their bounds and order are cpn_package_validate's. */
-static int s_unpack_fit(const msgpack_object *o, cpn_package_t *p)
+static int s_unpack_fit(const msgpack_object *o, cpn_slice_sum_t *p)
 {
     if (!o)
         return CPN_OK;
@@ -520,13 +530,15 @@ static int s_unpack_fit(const msgpack_object *o, cpn_package_t *p)
     return CPN_OK;
 }
 
-int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
+int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p, cpn_slice_sum_t *sum)
 {
     s_package_dec_t tmp;
+    cpn_slice_sum_t lists; /* read here, so that *sum changes only with *p */
     int r;
     if (!obj || !p)
         return CPN_E_INVAL;
     memset(&tmp, 0, sizeof tmp);
+    memset(&lists, 0, sizeof lists);
     if ((r = mp_decode_map(obj, s_package_fields,
                            sizeof s_package_fields / sizeof s_package_fields[0], &tmp, NULL)) !=
         CPN_OK)
@@ -538,11 +550,18 @@ int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p)
     /* "accel" is present exactly when there are accelerators: one encoding per value. */
     if ((tmp.accel != NULL) != (tmp.p.accel.count > 0))
         return CPN_E_SCHEMA;
-    if ((r = s_unpack_fit(tmp.fit, &tmp.p)) != CPN_OK ||
-        (r = s_unpack_grad(tmp.grad, &tmp.p)) != CPN_OK)
+    if ((r = s_unpack_fit(tmp.fit, &lists)) != CPN_OK ||
+        (r = s_unpack_grad(tmp.grad, &lists)) != CPN_OK)
         return r;
+    if (tmp.fit || tmp.grad || tmp.p.accel.share_min)
+        tmp.p.sum = &lists;
     if (cpn_package_validate(&tmp.p, NULL) != CPN_OK)
         return CPN_E_SCHEMA;
+    if ((tmp.fit || tmp.grad) && !sum)
+        return CPN_E_INVAL; /* no room for the lists */
+    tmp.p.sum = tmp.p.sum && sum ? sum : NULL;
+    if (tmp.p.sum)
+        *sum = lists;
     *p = tmp.p;
     return CPN_OK;
 }
@@ -652,10 +671,11 @@ static bool s_fit_covers(const cpn_fit_t *f, const cpn_fit_t *a)
 
 bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *delta)
 {
+    const cpn_slice_sum_t *s = s_sum(p);
     uint32_t a = cpn_slice_ask(r).accel;
-    for (uint32_t i = 0; i < p->n_grad && i < CPN_GRAD_MAX; i++)
-        if (p->grad[i].accel == a) {
-            *delta = p->grad[i].delta;
+    for (uint32_t i = 0; i < s->n_grad && i < CPN_GRAD_MAX; i++)
+        if (s->grad[i].accel == a) {
+            *delta = s->grad[i].delta;
             return true;
         }
     return false;
@@ -663,9 +683,10 @@ bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *d
 
 bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r)
 {
+    const cpn_slice_sum_t *s = s_sum(p);
     cpn_fit_t a = cpn_slice_ask(r);
-    for (uint32_t i = 0; i < p->n_fit && i < CPN_FIT_MAX; i++)
-        if (s_fit_covers(&p->fit[i], &a))
+    for (uint32_t i = 0; i < s->n_fit && i < CPN_FIT_MAX; i++)
+        if (s_fit_covers(&s->fit[i], &a))
             return true;
     return false;
 }
@@ -674,24 +695,26 @@ bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r)
 {
     if (p->slice_max < r->share)
         return false;
-    if (p->refused.accel == 0)
+    const cpn_slice_sum_t *s = s_sum(p);
+    if (s->refused.accel == 0)
         return true;
     cpn_fit_t a = cpn_slice_ask(r);
-    return !s_fit_covers(&a, &p->refused);
+    return !s_fit_covers(&a, &s->refused);
 }
 
 /* The refused slice bounds the package from above in three dimensions at once: one smaller
  * in CPU or memory may still fit where this one did not (slice_max alone would shut it out). */
 void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r)
 {
-    if (!p->accel.share_min || !r->share)
+    cpn_slice_sum_t *s = p->sum;
+    if (!p->accel.share_min || !r->share || !s)
         return;
     cpn_fit_t a = cpn_slice_ask(r);
-    if (p->refused.accel == 0 || !s_fit_covers(&a, &p->refused))
-        p->refused = a; /* the latest, unless it is larger than the one held in all three */
+    if (s->refused.accel == 0 || !s_fit_covers(&a, &s->refused))
+        s->refused = a; /* the latest, unless it is larger than the one held in all three */
     uint32_t k = 0; /* the points left keep their order */
-    for (uint32_t i = 0; i < p->n_fit && i < CPN_FIT_MAX; i++)
-        if (!s_fit_covers(&p->fit[i], &a))
-            p->fit[k++] = p->fit[i];
-    p->n_fit = k;
+    for (uint32_t i = 0; i < s->n_fit && i < CPN_FIT_MAX; i++)
+        if (!s_fit_covers(&s->fit[i], &a))
+            s->fit[k++] = s->fit[i];
+    s->n_fit = k;
 }

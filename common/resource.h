@@ -67,6 +67,22 @@ typedef struct {
 } cpn_grad_t;
 #define CPN_GRAD_MAX 8 /* gradients in one package's summary (at most 8 x 9 bytes on the wire) */
 
+/* The lists of a shared package's fragmentation summary (cpn_package_t's `sum`). */
+typedef struct {
+    /* Where a slice fits with its CPU and memory: n_fit points, sorted by (accel, cpu, mem)
+     * descending, none equal. */
+    uint32_t n_fit;
+    cpn_fit_t fit[CPN_FIT_MAX];
+    /* What a slice of each common size would cost in fragmentation: n_grad gradients, sorted
+     * by accel ascending, distinct. */
+    uint32_t n_grad;
+    cpn_grad_t grad[CPN_GRAD_MAX];
+    /* A broker's note, never on the wire (zero in a decoded AD): the slice the peer last
+     * refused for want of units (accel 0: none). Until the next AD, no slice at least as
+     * large in share, CPU and memory is offered: the package's slice bound, lowered. */
+    cpn_fit_t refused;
+} cpn_slice_sum_t;
+
 typedef struct {
     char id[CPN_NAME_MAX]; /* package name, unique within a peer */
     uint32_t cores;
@@ -86,18 +102,14 @@ typedef struct {
      * accelerator capacity its workload cannot use (permille; Weng et al., ATC'23). */
     uint32_t slice_max;
     uint32_t frag;
-    /* ... and where a slice fits with its CPU and memory: n_fit points, sorted by (accel,
-     * cpu, mem) descending, none equal. */
-    uint32_t n_fit;
-    cpn_fit_t fit[CPN_FIT_MAX];
-    /* ... and what a slice of each common size would cost in fragmentation: n_grad
-     * gradients, sorted by accel ascending, distinct. */
-    uint32_t n_grad;
-    cpn_grad_t grad[CPN_GRAD_MAX];
-    /* A broker's note, never on the wire (zero in a decoded AD): the slice the peer last
-     * refused for want of units (accel 0: none). Until the next AD, no slice at least as
-     * large in share, CPU and memory is offered: the package's slice bound, lowered. */
-    cpn_fit_t refused;
+    /* ... and its lists (fit points, gradients, the broker's refusal note), out of line: most
+     * packages are not shared, and a book of a million packages should not carry 184 empty
+     * bytes in each. NULL reads as empty lists (every unshared package, and a shared one with
+     * nothing to say). Never owned by the package: it points into the room of whoever holds
+     * the package array (a decoded cpn_ad_t, the broker's book, the peer's inventory) and
+     * lives as long as that array; a copy of the package by value shares it, so a copy must
+     * not outlive the holder, and only the holder writes through it. */
+    cpn_slice_sum_t *sum;
 } cpn_package_t;
 
 typedef struct {
@@ -154,7 +166,10 @@ int cpn_request_validate(const cpn_request_t *r, const char **why) CPN_WUR;
 
 /* msgpack forms: a map per docs/PROTOCOL.md. Decoding is strict (mp_decode_map). */
 int cpn_package_pack(msgpack_packer *pk, const cpn_package_t *p) CPN_WUR;
-int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p) CPN_WUR;
+/* p's lists (fit, grad) are read into *sum, zeroed first, and p->sum set to it when the map
+ * is of a shared package or carries a list (else p->sum is NULL); sum is the caller's room
+ * for them (cpn_package_t `sum`). sum NULL: a map with a list is refused with CPN_E_INVAL. */
+int cpn_package_unpack(const msgpack_object *obj, cpn_package_t *p, cpn_slice_sum_t *sum) CPN_WUR;
 int cpn_request_pack(msgpack_packer *pk, const cpn_request_t *r) CPN_WUR;
 int cpn_request_unpack(const msgpack_object *obj, cpn_request_t *r) CPN_WUR;
 /* REQUEST's keys on the wire, in encoding order (the list keys, kind MPF_OBJ, last): the
@@ -196,10 +211,12 @@ bool cpn_package_grad(const cpn_package_t *p, const cpn_request_t *r, int32_t *d
 /* Does a fit point of shared package p cover slice request r (r surely fitted at the AD)? */
 bool cpn_package_fit_covers(const cpn_package_t *p, const cpn_request_t *r);
 /* Is a slice of r's size open on shared package p: share within slice_max and not at least
- * as large as the slice last refused there (refused)? */
+ * as large as the slice last refused there (sum->refused)? */
 bool cpn_package_slice_open(const cpn_package_t *p, const cpn_request_t *r);
 /* The peer refused slice request r on p for want of units: until the next AD, p offers no
- * slice at least as large as r in share, CPU and memory (p->refused) and no point covers r. */
+ * slice at least as large as r in share, CPU and memory (p->sum->refused) and no point covers
+ * r. Writes through p->sum: the holder of p calls it, and gives every shared package a sum
+ * (the book does); a package without one keeps no note. */
 void cpn_package_slice_refused(cpn_package_t *p, const cpn_request_t *r);
 
 #endif

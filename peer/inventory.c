@@ -8,6 +8,7 @@
 struct peer_inventory {
     size_t n;
     cpn_package_t *pkgs; /* `free` kept current */
+    cpn_slice_sum_t *sums; /* per package: the lists a shared one's `sum` points to */
     uint64_t *floors;
     uint64_t *used;
     peer_devices_t **dev; /* per package: its devices if shared, else NULL */
@@ -37,13 +38,14 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->n = n;
     size_t cap = n ? n : 1;
     self->pkgs = calloc(cap, sizeof *self->pkgs);
+    self->sums = calloc(cap, sizeof *self->sums);
     self->floors = calloc(cap, sizeof *self->floors);
     self->used = calloc(cap, sizeof *self->used);
     self->dev = calloc(cap, sizeof *self->dev);
     self->drained = calloc(cap, sizeof *self->drained);
     self->none = calloc(cap, sizeof *self->none);
     self->work = fgd_workload_new();
-    if (!self->pkgs || !self->floors || !self->used || !self->dev || !self->drained ||
+    if (!self->pkgs || !self->sums || !self->floors || !self->used || !self->dev || !self->drained ||
         !self->none || !self->work) {
         peer_inventory_destroy(&self);
         return NULL;
@@ -51,8 +53,8 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     for (size_t i = 0; i < n; i++) {
         self->pkgs[i] = pkgs[i];
         self->pkgs[i].free = pkgs[i].total;
-        self->pkgs[i].slice_max = self->pkgs[i].frag = self->pkgs[i].n_fit = 0;
-        self->pkgs[i].n_grad = 0;
+        self->pkgs[i].slice_max = self->pkgs[i].frag = 0;
+        self->pkgs[i].sum = pkgs[i].accel.share_min ? &self->sums[i] : NULL;
         self->floors[i] = floors ? floors[i] : 0;
         if (pkgs[i].accel.share_min && !(self->dev[i] = peer_devices_new(&pkgs[i], self->work))) {
             peer_inventory_destroy(&self);
@@ -74,6 +76,7 @@ void peer_inventory_destroy(peer_inventory_t **self_p)
         return;
     peer_inventory_t *self = *self_p;
     free(self->pkgs);
+    free(self->sums);
     free(self->floors);
     free(self->used);
     for (size_t i = 0; self->dev && i < self->n; i++)
@@ -132,13 +135,14 @@ static void s_refresh(peer_inventory_t *self, size_t i)
         uint32_t ngrad = peer_devices_grad(self->dev[i], grad);
         if (self->drained[i]) /* drained: no slice for anyone (the slices held stay) */
             fr = 0, max = 0, nfit = 0, ngrad = 0;
-        if (fr != p->free || max != p->slice_max || frag != p->frag || nfit != p->n_fit ||
-            memcmp(fit, p->fit, nfit * sizeof fit[0]) != 0 || ngrad != p->n_grad ||
-            memcmp(grad, p->grad, ngrad * sizeof grad[0]) != 0)
+        cpn_slice_sum_t *s = p->sum; /* set in peer_inventory_new for every shared package */
+        if (fr != p->free || max != p->slice_max || frag != p->frag || nfit != s->n_fit ||
+            memcmp(fit, s->fit, nfit * sizeof fit[0]) != 0 || ngrad != s->n_grad ||
+            memcmp(grad, s->grad, ngrad * sizeof grad[0]) != 0)
             self->version++;
-        p->free = fr, p->slice_max = max, p->frag = frag, p->n_fit = nfit, p->n_grad = ngrad;
-        memcpy(p->fit, fit, nfit * sizeof fit[0]);
-        memcpy(p->grad, grad, ngrad * sizeof grad[0]);
+        p->free = fr, p->slice_max = max, p->frag = frag, s->n_fit = nfit, s->n_grad = ngrad;
+        memcpy(s->fit, fit, nfit * sizeof fit[0]);
+        memcpy(s->grad, grad, ngrad * sizeof grad[0]);
         return;
     }
     uint64_t total = self->pkgs[i].total;

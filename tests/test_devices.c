@@ -43,15 +43,19 @@ static fgd_task_t s_ask(uint32_t accel, uint32_t cpu, uint32_t mem)
 
 /* Every point can be placed as it stands (then given back), and the points pass the
  * package's validation as an AD would carry them. */
-static void s_points_real(peer_devices_t *d, cpn_package_t *p)
+static void s_points_real(peer_devices_t *d, const cpn_package_t *p)
 {
     cpn_fit_t fit[CPN_FIT_MAX];
     uint32_t n = peer_devices_fit(d, fit);
     assert_true(n <= CPN_FIT_MAX);
-    p->n_fit = n;
-    memcpy(p->fit, fit, n * sizeof fit[0]);
+    cpn_package_t q = *p;
+    cpn_slice_sum_t sum;
+    memset(&sum, 0, sizeof sum);
+    sum.n_fit = n;
+    memcpy(sum.fit, fit, n * sizeof fit[0]);
+    q.sum = &sum;
     const char *why = NULL;
-    assert_int_equal(cpn_package_validate(p, &why), CPN_OK);
+    assert_int_equal(cpn_package_validate(&q, &why), CPN_OK);
     for (uint32_t i = 0; i < n; i++) {
         fgd_task_t t = s_ask(fit[i].accel, fit[i].cpu, fit[i].mem);
         peer_slice_t s;
@@ -90,8 +94,11 @@ static void test_fit_beside_cpu(void **state)
     cpn_request_t r;
     memset(&r, 0, sizeof r);
     r.units = 1, r.share = 500, r.accel_count = 1, r.cores = 1, r.mem_bytes = S_GIB;
-    p.n_fit = n;
-    memcpy(p.fit, fit, n * sizeof fit[0]);
+    cpn_slice_sum_t sum;
+    memset(&sum, 0, sizeof sum);
+    sum.n_fit = n;
+    memcpy(sum.fit, fit, n * sizeof fit[0]);
+    p.sum = &sum;
     assert_false(cpn_package_fit_covers(&p, &r)); /* the broker is told: no room with a core */
     r.cores = 0;
     assert_true(cpn_package_fit_covers(&p, &r));

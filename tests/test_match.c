@@ -461,9 +461,11 @@ static void test_slices_fit_and_refusal(void **state)
     cpn_package_t pb[1] = {pa[0]};
     snprintf(pb[0].id, sizeof pb[0].id, "a10-b");
     pa[0].slice_max = 1000, pa[0].frag = 600; /* more fragmented, but no core left by a GPU */
-    pa[0].n_fit = 1, pa[0].fit[0] = (cpn_fit_t){2000, 0, 60000};
+    cpn_slice_sum_t sa = {.n_fit = 1, .fit = {{2000, 0, 60000}}};
+    pa[0].sum = &sa;
     pb[0].slice_max = 1000, pb[0].frag = 100;
-    pb[0].n_fit = 1, pb[0].fit[0] = (cpn_fit_t){1000, 8000, 30000};
+    cpn_slice_sum_t sb = {.n_fit = 1, .fit = {{1000, 8000, 30000}}};
+    pb[0].sum = &sb;
     s_put(b, 1, pa, 1, NULL);
     s_put(b, 2, pb, 1, NULL);
     match_policy_t pol;
@@ -480,6 +482,9 @@ static void test_slices_fit_and_refusal(void **state)
     assert_string_equal(out[0].package, "a10-a");
     /* a10-a refuses half a GPU: not offered for that share until its next AD */
     assert_int_equal(book_slice_refused(b, out[0].peer, out[0].package, &r), CPN_OK);
+    /* the note is the book's: its own copy of the lists changed, the AD's did not */
+    assert_int_equal(sa.n_fit, 1);
+    assert_int_equal(sa.refused.accel, 0);
     assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
     assert_int_equal(n, 1);
     assert_string_equal(out[0].package, "a10-b");
@@ -510,6 +515,8 @@ static void test_slices_by_gradient(void **state)
     (void)state;
     book_t *b = book_new(100);
     cpn_package_t pk[3];
+    cpn_slice_sum_t sum[3];
+    memset(sum, 0, sizeof sum);
     for (int i = 0; i < 3; i++) {
         pk[i] = s_gpu("a10-x", "nvidia", "A10", 2, 125, 24 * GiB, "cn-east", 1000, 3);
         snprintf(pk[i].id, sizeof pk[i].id, "a10-%c", 'a' + i);
@@ -517,11 +524,12 @@ static void test_slices_by_gradient(void **state)
         pk[i].cores = 16, pk[i].mem_bytes = 64 * GiB;
         pk[i].storage_class[0] = '\0', pk[i].storage_bytes = 0;
         pk[i].slice_max = 1000;
-        pk[i].n_fit = 1, pk[i].fit[0] = (cpn_fit_t){2000, 16000, 65536};
+        pk[i].sum = &sum[i];
+        sum[i].n_fit = 1, sum[i].fit[0] = (cpn_fit_t){2000, 16000, 65536};
     }
-    pk[0].frag = 900, pk[0].n_grad = 1, pk[0].grad[0] = (cpn_grad_t){500, 40};
-    pk[1].frag = 100, pk[1].n_grad = 2;
-    pk[1].grad[0] = (cpn_grad_t){500, -250}, pk[1].grad[1] = (cpn_grad_t){1000, 0};
+    pk[0].frag = 900, sum[0].n_grad = 1, sum[0].grad[0] = (cpn_grad_t){500, 40};
+    pk[1].frag = 100, sum[1].n_grad = 2;
+    sum[1].grad[0] = (cpn_grad_t){500, -250}, sum[1].grad[1] = (cpn_grad_t){1000, 0};
     pk[2].frag = 1000; /* no gradients at all */
     for (int i = 0; i < 3; i++)
         s_put(b, (uint8_t)(1 + i), &pk[i], 1, NULL);

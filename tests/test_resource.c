@@ -278,7 +278,12 @@ static void test_shared(void **state)
     assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
                      CPN_OK);
     cpn_package_t back;
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
+    cpn_slice_sum_t back_sum;
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_OK);
+    assert_ptr_equal(back.sum, &back_sum); /* a shared package gets room for its lists */
+    assert_int_equal(back_sum.n_fit + back_sum.n_grad + back_sum.refused.accel, 0);
+    assert_int_equal(cpn_package_unpack(&obj, &back, NULL), CPN_OK); /* none to keep */
+    assert_null(back.sum);
     assert_int_equal(back.accel.share_min, 100);
     assert_int_equal(back.slice_max, 460);
     assert_int_equal(back.frag, 120);
@@ -297,6 +302,14 @@ static void test_shared(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* *bad = *p with a copy of p's lists of its own, to spoil without touching p's. */
+static void s_spoil(cpn_package_t *bad, cpn_slice_sum_t *bs, const cpn_package_t *p)
+{
+    *bad = *p;
+    *bs = *p->sum;
+    bad->sum = bs;
+}
+
 /* The summary's fit points: bounds and order checked, the wire round trip keeps them, a
  * malformed "fit" is refused, a point covers a slice only with its CPU and memory, and a
  * refusal lowers the bound and drops the points that covered the refused slice. */
@@ -307,23 +320,25 @@ static void test_fit_points(void **state)
     const char *why = NULL;
     p.accel.share_min = 50;
     p.slice_max = 1000;
-    p.n_fit = 3;
-    p.fit[0] = (cpn_fit_t){8000, 96000, 1048576}; /* an empty node */
-    p.fit[1] = (cpn_fit_t){1000, 4000, 8192};
-    p.fit[2] = (cpn_fit_t){300, 64000, 500000};
+    cpn_slice_sum_t ps = {.n_fit = 3,
+                          .fit = {{8000, 96000, 1048576}, /* an empty node */
+                                  {1000, 4000, 8192},
+                                  {300, 64000, 500000}}};
+    p.sum = &ps;
     assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
-    cpn_package_t bad = p;
-    bad.fit[1] = bad.fit[2], bad.fit[2] = p.fit[1]; /* out of order */
+    cpn_package_t bad;
+    cpn_slice_sum_t bs;
+    s_spoil(&bad, &bs, &p), bs.fit[1] = ps.fit[2], bs.fit[2] = ps.fit[1]; /* out of order */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.fit[0].accel = 9000; /* more devices than a unit has */
+    s_spoil(&bad, &bs, &p), bs.fit[0].accel = 9000; /* more devices than a unit has */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.fit[1].accel = 1500; /* neither a fraction nor whole devices */
+    s_spoil(&bad, &bs, &p), bs.fit[1].accel = 1500; /* neither a fraction nor whole devices */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.fit[2].cpu = 96001; /* more CPU than a unit */
+    s_spoil(&bad, &bs, &p), bs.fit[2].cpu = 96001; /* more CPU than a unit */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.n_fit = CPN_FIT_MAX + 1;
+    s_spoil(&bad, &bs, &p), bs.n_fit = CPN_FIT_MAX + 1;
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.accel.share_min = 0, bad.slice_max = 0; /* points without sharing */
+    s_spoil(&bad, &bs, &p), bad.accel.share_min = 0, bad.slice_max = 0; /* points, no sharing */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
 
     msgpack_sbuffer sb;
@@ -337,9 +352,15 @@ static void test_fit_points(void **state)
     assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
                      CPN_OK);
     cpn_package_t back;
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
-    assert_int_equal(back.n_fit, 3);
-    assert_memory_equal(back.fit, p.fit, 3 * sizeof p.fit[0]);
+    cpn_slice_sum_t back_sum;
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_OK);
+    assert_ptr_equal(back.sum, &back_sum);
+    assert_int_equal(back_sum.n_fit, 3);
+    assert_memory_equal(back_sum.fit, ps.fit, 3 * sizeof ps.fit[0]);
+    /* lists with no room for them: refused, *back untouched */
+    memset(&back, 0, sizeof back);
+    assert_int_equal(cpn_package_unpack(&obj, &back, NULL), CPN_E_INVAL);
+    assert_int_equal(back.total, 0);
     /* "fit" as a map entry of the wrong shape: refused */
     msgpack_object *fit = NULL;
     for (uint32_t i = 0; i < obj.via.map.size; i++)
@@ -348,13 +369,13 @@ static void test_fit_points(void **state)
             fit = &obj.via.map.ptr[i].val;
     assert_non_null(fit);
     fit->via.array.ptr[1].via.array.size = 2; /* [accel, cpu] */
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     fit->via.array.ptr[1].via.array.size = 3;
     fit->via.array.ptr[1].via.array.ptr[2].type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     fit->via.array.ptr[1].via.array.ptr[2].type = MSGPACK_OBJECT_POSITIVE_INTEGER;
     fit->via.array.size = 0; /* empty is written by leaving the key out */
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&sb);
 
@@ -372,7 +393,7 @@ static void test_fit_points(void **state)
     r.cores = 8, r.share = 1000, r.accel_count = 2;
     assert_true(cpn_package_fit_covers(&p, &r));
     cpn_package_slice_refused(&p, &r); /* the empty node is gone */
-    assert_int_equal(p.n_fit, 2);
+    assert_int_equal(ps.n_fit, 2);
     assert_false(cpn_package_fit_covers(&p, &r));
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE); /* not offered until the next AD */
     r.cores = 9; /* nor anything larger in every dimension */
@@ -384,7 +405,7 @@ static void test_fit_points(void **state)
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
     cpn_package_slice_refused(&p, &r);
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_SHARE);
-    assert_int_equal(p.n_fit, 0);
+    assert_int_equal(ps.n_fit, 0);
     r.share = 199; /* below the refused share: open */
     assert_int_equal(cpn_package_fits(&p, &r), CPN_C_OK);
     assert_int_equal(p.slice_max, 1000); /* the advertised bound itself is the AD's */
@@ -395,8 +416,9 @@ static void test_fit_points(void **state)
     msgpack_zone_init(&zone, 1024);
     assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
                      CPN_OK);
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
-    assert_int_equal(back.refused.accel, 0);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_OK);
+    assert_int_equal(ps.refused.accel, 200); /* held by the package's holder */
+    assert_int_equal(back_sum.refused.accel, 0);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -410,19 +432,18 @@ static void test_grad(void **state)
     const char *why = NULL;
     p.accel.share_min = 50;
     p.slice_max = 1000;
-    p.n_grad = 3;
-    p.grad[0] = (cpn_grad_t){250, -480};
-    p.grad[1] = (cpn_grad_t){1000, 0};
-    p.grad[2] = (cpn_grad_t){8000, 1250};
+    cpn_slice_sum_t ps = {.n_grad = 3, .grad = {{250, -480}, {1000, 0}, {8000, 1250}}};
+    p.sum = &ps;
     assert_int_equal(cpn_package_validate(&p, &why), CPN_OK);
-    cpn_package_t bad = p;
-    bad.grad[1].accel = 250; /* two of one size */
+    cpn_package_t bad;
+    cpn_slice_sum_t bs;
+    s_spoil(&bad, &bs, &p), bs.grad[1].accel = 250; /* two of one size */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.grad[2].delta = -8001; /* more than the unit's accelerators */
+    s_spoil(&bad, &bs, &p), bs.grad[2].delta = -8001; /* more than the unit's accelerators */
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.grad[2].accel = 9000;
+    s_spoil(&bad, &bs, &p), bs.grad[2].accel = 9000;
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
-    bad = p, bad.n_grad = CPN_GRAD_MAX + 1;
+    s_spoil(&bad, &bs, &p), bs.n_grad = CPN_GRAD_MAX + 1;
     assert_int_equal(cpn_package_validate(&bad, &why), CPN_E_CONFIG);
 
     msgpack_sbuffer sb;
@@ -436,9 +457,10 @@ static void test_grad(void **state)
     assert_int_equal(mp_parse((const uint8_t *)sb.data, sb.size, &cpn_limits_default, &zone, &obj),
                      CPN_OK);
     cpn_package_t back;
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_OK);
-    assert_int_equal(back.n_grad, 3);
-    assert_memory_equal(back.grad, p.grad, 3 * sizeof p.grad[0]);
+    cpn_slice_sum_t back_sum;
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_OK);
+    assert_int_equal(back_sum.n_grad, 3);
+    assert_memory_equal(back_sum.grad, ps.grad, 3 * sizeof ps.grad[0]);
     msgpack_object *g = NULL;
     for (uint32_t i = 0; i < obj.via.map.size; i++)
         if (obj.via.map.ptr[i].key.via.str.size == 4 &&
@@ -446,13 +468,13 @@ static void test_grad(void **state)
             g = &obj.via.map.ptr[i].val;
     assert_non_null(g);
     g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_STR; /* not an integer */
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     g->via.array.ptr[0].via.array.ptr[1].type = MSGPACK_OBJECT_NEGATIVE_INTEGER;
     g->via.array.ptr[0].via.array.ptr[1].via.i64 = INT64_MIN; /* beyond int32 */
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     g->via.array.ptr[0].via.array.ptr[1].via.i64 = -480;
     g->via.array.ptr[1].via.array.size = 3; /* [accel, delta, ?] */
-    assert_int_equal(cpn_package_unpack(&obj, &back), CPN_E_SCHEMA);
+    assert_int_equal(cpn_package_unpack(&obj, &back, &back_sum), CPN_E_SCHEMA);
     msgpack_zone_destroy(&zone);
     msgpack_sbuffer_destroy(&sb);
 
@@ -540,7 +562,9 @@ static void test_package_roundtrip(void **state)
         s_parse(&pk);
         cpn_package_t back;
         memset(&back, 0xa5, sizeof back); /* unpack must set every field */
-        assert_int_equal(cpn_package_unpack(&pk.obj, &back), CPN_OK);
+        cpn_slice_sum_t back_sum;
+        assert_int_equal(cpn_package_unpack(&pk.obj, &back, &back_sum), CPN_OK);
+        assert_null(back.sum); /* unshared: no summary lists */
         assert_string_equal(back.id, variants[i].id);
         assert_string_equal(back.region, variants[i].region);
         assert_string_equal(back.accel.model, variants[i].accel.model);
@@ -776,7 +800,8 @@ static int s_unpack_package_map(void (*build)(msgpack_packer *))
     build(&packer);
     s_parse(&pk);
     cpn_package_t p;
-    int rc = cpn_package_unpack(&pk.obj, &p);
+    cpn_slice_sum_t sum;
+    int rc = cpn_package_unpack(&pk.obj, &p, &sum);
     s_packed_free(&pk);
     return rc;
 }

@@ -193,8 +193,8 @@ static bool s_wait_fit(const char *pkg, const cpn_fit_t *want, uint32_t n)
             assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &ad), CPN_OK);
             for (uint32_t i = 0; i < ad.n_packages; i++)
                 if (strcmp(ad.packages[i].id, pkg) == 0)
-                    same = ad.packages[i].n_fit == n &&
-                           memcmp(ad.packages[i].fit, want, n * sizeof want[0]) == 0;
+                    same = ad.packages[i].sum != NULL && ad.packages[i].sum->n_fit == n &&
+                           memcmp(ad.packages[i].sum->fit, want, n * sizeof want[0]) == 0;
             cpn_ad_clear(&ad);
         }
         free(f);
