@@ -8,7 +8,8 @@
  *
  * A shared package (accel.share_min > 0) sells slices, placed device by device
  * (peer/devices.h): its `free` is the number of units with a free slice, and its slice_max
- * and frag fields carry the summary its AD advertises. Units of it are never reserved whole.
+ * and frag fields and its `sum` (lists the inventory holds, as long as it lives) carry the
+ * summary its AD advertises. Units of it are never reserved whole.
  */
 #ifndef PEER_INVENTORY_H
 #define PEER_INVENTORY_H

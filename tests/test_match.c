@@ -507,6 +507,45 @@ static void test_slices_fit_and_refusal(void **state)
     book_destroy(&b);
 }
 
+/* The book holds the lists of every shared package of an AD in its own room, and only of
+ * shared ones: a shared package advertised without lists (sum NULL) still keeps a refusal
+ * note, an unshared one has none, and a next AD drops the note. */
+static void test_slices_book_owns_lists(void **state)
+{
+    (void)state;
+    book_t *b = book_new(100);
+    cpn_package_t p[2] = {s_gpu("a10", "nvidia", "A10", 2, 125, 24 * GiB, "cn-east", 1000, 3),
+                          s_gpu("h100", "nvidia", "H100", 8, 990, 80 * GiB, "cn-east", 9000, 3)};
+    p[0].accel.share_min = 50, p[0].slice_max = 1000;
+    p[0].cores = 16, p[0].mem_bytes = 64 * GiB;
+    p[0].storage_class[0] = '\0', p[0].storage_bytes = 0;
+    assert_null(p[0].sum);
+    s_put(b, 1, p, 2, NULL);
+    uint8_t k[CPN_PK_LEN];
+    s_key(k, 1);
+    const book_peer_t *pe = book_peer(b, k);
+    assert_non_null(pe);
+    assert_non_null(pe->packages[0].sum); /* room for the broker's note */
+    assert_null(pe->packages[1].sum);
+    cpn_request_t r = s_req(1);
+    r.share = 500, r.accel_count = 1, r.cores = 4, r.mem_bytes = 8 * GiB;
+    match_policy_t pol;
+    match_policy_default(&pol);
+    match_cand_t out[4];
+    size_t n;
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(book_slice_refused(b, k, "a10", &r), CPN_OK);
+    assert_int_equal(pe->packages[0].sum->refused.accel, 500);
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_E_NO_MATCH);
+    s_put(b, 1, p, 2, NULL); /* the next AD: a new block, no note */
+    pe = book_peer(b, k);
+    assert_int_equal(pe->packages[0].sum->refused.accel, 0);
+    assert_int_equal(match_find(b, &r, &pol, NOW, out, 4, &n, NULL), CPN_OK);
+    assert_int_equal(n, 1);
+    book_destroy(&b);
+}
+
 /* Slices ranked by the gradients of the summaries: among covering packages at one price the
  * least growth of fragmentation for the slice's size wins, whatever `frag` says; a package
  * without a gradient for that size comes after those with one. */
@@ -880,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_local_expired_take),
         cmocka_unit_test(test_slices_fit_and_refusal),
         cmocka_unit_test(test_slices_by_gradient),
+        cmocka_unit_test(test_slices_book_owns_lists),
         cmocka_unit_test(test_policy_validate),
         cmocka_unit_test(test_cross_check_brute_force),
     };
