@@ -474,6 +474,7 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
     claim.price = c->price;
     claim.duration_s = p->req.duration_s;
     claim.deadline = self->clock.now_ms() + (uint64_t)s_pol(self)->limits.claim_timeout_s * 1000;
+    (void)match_alts(&p->req, p->cands, p->n_cands, c, claim.alts, CPN_ALTS_LEN);
     ledger_intent_t in;
     memset(&in, 0, sizeof in);
     memcpy(in.tenant, p->tenant, CPN_PK_LEN);
@@ -1392,8 +1393,8 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     cpn_lease_t lease;
     s_chain_t ch;
     uint64_t own_seq = 0;
-    int r = CPN_E_SCHEMA;
-    if ((r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
+    int r = cpn_lease_decode(answer, self->svc.lim, &lease);
+    if (r == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
     /* The peer we claimed, or, for a summary row, a peer of the broker that made it, which
      * resolved our CLAIM (the chain opener checked the route says so). */

@@ -599,3 +599,24 @@ void match_fail_format(const match_fail_t *why, char *buf, size_t cap)
                  cpn_constraint_name(why->constraint), why->excluded, why->total,
                  cpn_constraint_name(why->next), why->next_excluded);
 }
+
+size_t match_alts(const cpn_request_t *req, const match_cand_t *cands, size_t n,
+                  const match_cand_t *c, char *out, size_t cap)
+{
+    size_t used = 0, named = 0;
+    out[0] = '\0';
+    for (size_t i = 0; req->share && i < n; i++) {
+        const match_cand_t *a = &cands[i];
+        size_t len = strlen(a->package);
+        if (a->price != c->price || memcmp(a->peer, c->peer, CPN_PK_LEN) != 0 ||
+            strcmp(a->package, c->package) == 0 || strchr(a->package, ',') ||
+            used + !!used + len >= cap)
+            continue;
+        if (used)
+            out[used++] = ',';
+        memcpy(out + used, a->package, len + 1);
+        used += len;
+        named++;
+    }
+    return named;
+}
