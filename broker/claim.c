@@ -322,11 +322,8 @@ static void s_progress(claim_t *self, const claim_pending_t *p, const char *fmt,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     mp_pack_str(&pk, text);
-    cpn_status_t st;
-    memset(&st, 0, sizeof st);
+    cpn_status_t st = {.data = {.ptr = (const uint8_t *)sb.data, .len = sb.size}};
     snprintf(st.what, sizeof st.what, "progress");
-    st.data.ptr = (const uint8_t *)sb.data;
-    st.data.len = sb.size;
     (void)self->svc.out.send(self->svc.out.ctx, p->rid, p->rid_len, CPN_MSG_STATUS, &st);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -1257,15 +1254,16 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     cpn_key_id(a->peer, kid);
     log_info("claim", "peer %s refused request %s: %s (%s)", kid, p->req.id,
              cpn_errname(a->nack->code), a->nack->reason);
-    /* No units: the book was wrong and stays lowered until the next AD. Any other refusal
-     * leaves the units free at the peer. */
+    /* No units: the book was wrong and stays lowered until the next AD; a slice fits none of
+     * the CLAIM's alts either. Any other refusal leaves the units free at the peer. */
     const match_cand_t *c = &p->cands[p->next - 1];
-    if (p->held && a->nack->code != CPN_E_NO_UNITS &&
-        book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
+    bool slice = a->nack->code == CPN_E_NO_UNITS && p->req.share;
+    if ((p->held && a->nack->code != CPN_E_NO_UNITS &&
+         book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK) ||
+        (slice && book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK))
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
-    if (a->nack->code == CPN_E_NO_UNITS && p->req.share &&
-        book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK)
-        log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
+    if (slice)
+        p->n_cands = match_drop_alts(&p->req, p->cands, p->n_cands, p->next);
     p->held = 0;
     p->last_code = a->nack->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, a->nack->reason);

@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include "book_int.h"
+#include "chain.h"
 #include "match.h"
 
 #define S_TOP_STACK 64
@@ -619,4 +620,18 @@ size_t match_alts(const cpn_request_t *req, const match_cand_t *cands, size_t n,
         named++;
     }
     return named;
+}
+
+size_t match_drop_alts(const cpn_request_t *req, match_cand_t *cands, size_t n, size_t k)
+{
+    char alts[CPN_ALTS_LEN];
+    if (k == 0 || k > n || match_alts(req, cands, n, &cands[k - 1], alts, sizeof alts) == 0)
+        return n;
+    const match_cand_t *c = &cands[k - 1];
+    size_t kept = k;
+    for (size_t i = k; i < n; i++)
+        if (memcmp(cands[i].peer, c->peer, CPN_PK_LEN) != 0 || cands[i].price != c->price ||
+            !cpn_claim_alt(alts, cands[i].package))
+            cands[kept++] = cands[i];
+    return kept;
 }

@@ -94,6 +94,11 @@ typedef struct {
 size_t match_alts(const cpn_request_t *req, const match_cand_t *cands, size_t n,
                   const match_cand_t *c, char *out, size_t cap);
 
+/* The peer refused with no-units the slice CLAIM for cands[k - 1]: it had room neither there
+ * nor on any alt that CLAIM named (match_alts), so those leave the candidates still to try,
+ * cands[k..n). Returns the new n. */
+size_t match_drop_alts(const cpn_request_t *req, match_cand_t *cands, size_t n, size_t k);
+
 /* Find up to `max` candidates for `req`, best first, into out[0..*n).
  * Not split: each candidate has free >= req->units and is a full alternative (try the next one
  * if the peer refuses). Split: candidates have free >= 1; the caller takes them in order until

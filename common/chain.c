@@ -114,7 +114,8 @@ static int s_route(s_ctx_t *c)
         memcmp(o->request.ptr, h->request.ptr, o->request.len) != 0 || o->units != h->units ||
         o->duration_s != h->duration_s ||
         (resolved ? h->price > o->price
-                  : strcmp(o->package, h->package) != 0 || o->price != h->price))
+                  : strcmp(o->package, h->package) != 0 || o->price != h->price ||
+                        strcmp(o->alts, h->alts) != 0))
         return s_fail(c, CPN_E_CHAIN, "route: the CLAIM differs from the first CLAIM it carries");
     ch->origin_env = env;
     ch->n_forwards = n;

@@ -22,7 +22,7 @@
  *   - a route: FORWARDs only, each naming the CLAIM's peer, no ref_seq, hops counting down to
  *     1 at the innermost, at most max_hops of them, around one CLAIM (no route of its own)
  *     signed by the innermost FORWARD's signer, asking for exactly what the outer CLAIM asks
- *     (same REQUEST bytes, peer, package, units, price, duration). Or a resolved summary
+ *     (same REQUEST bytes, peer, package, alts, units, price, duration). Or a resolved summary
  *     row (docs/PROTOCOL.md §12): the first CLAIM's `peer` is the broker that signed the
  *     outer CLAIM, every FORWARD names that broker, and the outer CLAIM has the same REQUEST
  *     bytes, units and duration, another peer and package, and a price no higher.

@@ -607,7 +607,7 @@ static void test_old_request_refused(void **state)
 
 /* A CLAIM by the home broker (k.broker) whose route holds the origin's CLAIM (signed by
  * k.origin) in `hops` FORWARDs: origin's, then k.middle's. `bad` spoils one thing. */
-enum { R_GOOD, R_GARBAGE, R_NOT_FORWARD, R_OTHER_TERMS, R_OTHER_PEER, R_HOPS, R_SIGNER };
+enum { R_GOOD, R_GARBAGE, R_NOT_FORWARD, R_OTHER_TERMS, R_OTHER_PEER, R_HOPS, R_SIGNER, R_ALTS };
 /* A resolved summary row (docs/PROTOCOL.md §12): the origin's CLAIM names the home broker
  * (k.broker) and a row, at a price ceiling; R_SUM_* spoil one thing of it. */
 enum { R_SUM_GOOD = 100, R_SUM_DEARER, R_SUM_NOT_HOME, R_SUM_TO_PEER, R_SUM_UNITS };
@@ -657,6 +657,8 @@ static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
     static const uint8_t garbage[] = {0x92, 0xc4, 0x03, 'a', 'b', 'c', 0xc4, 0x01, 0x00};
     cpn_claim_t hc = oc;
     hc.price = s.claim.price;
+    if (bad == R_ALTS) /* a broker on the way adds an alternative the origin did not name */
+        snprintf(hc.alts, sizeof hc.alts, "%s", "t4x1");
     if (s_sum(bad)) { /* the home broker picked its peer's package */
         memcpy(hc.peer, s.claim.peer, CPN_PK_LEN);
         snprintf(hc.package, sizeof hc.package, "%s", s.claim.package);
@@ -707,6 +709,7 @@ static void test_garbage_route_refused(void **state)
     assert_int_equal(s_route(R_OTHER_PEER, 1, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_HOPS, 2, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_SIGNER, 1, ch, 0), CPN_E_CHAIN);
+    assert_int_equal(s_route(R_ALTS, 1, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_GOOD, 2, ch, 1), CPN_E_DEPTH); /* longer than max_hops */
     free(ch);
 }

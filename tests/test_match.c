@@ -569,6 +569,13 @@ static void test_slice_alts(void **state)
     assert_string_equal(out, "");
     assert_int_equal(match_alts(&slice, c, 6, &c[1], out, 3), 1); /* "a" fits, "a,g" not */
     assert_string_equal(out, "a");
+    /* "a" refused no-units with alts "b,g": of the candidates still to try (b .. g), b and g
+     * go, "c,d" (never named), e (another price) and f (another peer) stay. */
+    assert_int_equal(match_drop_alts(&slice, c, 6, 1), 4);
+    assert_string_equal(c[1].package, "c,d");
+    assert_string_equal(c[2].package, "e");
+    assert_string_equal(c[3].package, "f");
+    assert_int_equal(match_drop_alts(&whole, c, 4, 1), 4);
 }
 
 static void test_policy_validate(void **state)
