@@ -53,6 +53,7 @@ struct peer_daemon {
     s_link_t links[PEER_BROKERS_MAX];
     uint64_t ad_version; /* inventory version last advertised */
     uint64_t ad_shared;  /* shared summaries' version last advertised */
+    uint64_t next_resummarize_mono;
     uint64_t last_ad_mono;
     uint64_t next_refresh_mono;
     uint64_t next_end_ms; /* earliest end of an active lease (wall clock) */
@@ -283,7 +284,11 @@ static void s_send_body(peer_daemon_t *self, size_t i, cpn_msg_type_t type, cons
 static void s_advertise(peer_daemon_t *self, size_t i)
 {
     cpn_ad_t ad;
-    peer_inventory_resummarize(self->inv);
+    uint64_t mono = cpn_mono_ms();
+    if (mono >= self->next_resummarize_mono) {
+        peer_inventory_resummarize(self->inv);
+        self->next_resummarize_mono = mono + PEER_RESUMMARIZE_MS;
+    }
     advertise_ad(self->cfg, self->inv, &ad);
     s_send_body(self, i, CPN_MSG_AD, &ad);
     if (i == SIZE_MAX) {
