@@ -116,6 +116,18 @@ static void test_parse(void **state)
     assert_true(cfg->workload_weight[2] == 120.5);
     assert_int_equal(w[3].ndev, 4);
     peer_config_destroy(&cfg);
+    /* the example of docs/POLICY.md and conf/peer2.yaml */
+    assert_int_equal(s_load(fx,
+                            "workload:\n"
+                            "  - {share: 0.46, cores: 6, memory: 12GiB, weight: 0.31}\n"
+                            "  - {share: 0.25, cores: 4, memory: 8GiB, weight: 0.22}\n"
+                            "  - {count: 1, cores: 12, memory: 24GiB, weight: 0.40}\n"
+                            "  - {count: 8, cores: 64, memory: 512GiB, weight: 0.07}\n",
+                            &cfg, NULL),
+                     CPN_OK);
+    assert_int_equal(cfg->n_workload, 4);
+    assert_int_equal(cfg->workload[3].ndev, 8);
+    peer_config_destroy(&cfg);
     /* absent: nothing given, the peer learns */
     assert_int_equal(s_load(fx, "", &cfg, NULL), CPN_OK);
     assert_int_equal(cfg->n_workload, 0);
