@@ -85,11 +85,13 @@ static int s_mix_add(fgd_workload_t *w, const fgd_task_t *cls, const double *wei
 int peer_inventory_set_mix(peer_inventory_t *self, const fgd_task_t *cls, const double *weight,
                            size_t n)
 {
-    fgd_workload_t *trial = fgd_workload_new();
+    if (n == 0)
+        return CPN_E_INVAL;
+    fgd_workload_t *trial = fgd_workload_new(); /* refuse a bad mix before changing anything */
     int r = trial ? s_mix_add(trial, cls, weight, n) : CPN_E_NOMEM;
     fgd_workload_destroy(&trial);
-    if (r != CPN_OK || n == 0)
-        return n == 0 ? CPN_E_INVAL : r;
+    if (r != CPN_OK)
+        return r;
     fgd_workload_clear(self->work);
     if ((r = s_mix_add(self->work, cls, weight, n)) != CPN_OK)
         return r; /* out of memory only: the trial took the same classes */
