@@ -6,13 +6,17 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -603,6 +607,63 @@ void h_tenants_close(h_tenant_t *t, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         ctl_client_destroy(&t[i].cli);
+}
+
+/* ---- HTTP ---- */
+
+void h_http_free(h_http_t *h)
+{
+    free(h->body);
+    memset(h, 0, sizeof *h);
+}
+
+/* Split a whole answer (buf, n bytes, NUL-terminated) into status, type and body. */
+static bool s_http_parse(const char *buf, size_t n, h_http_t *out)
+{
+    const char *body = strstr(buf, "\r\n\r\n");
+    if (!body || sscanf(buf, "HTTP/1.%*d %u", &out->status) != 1)
+        return false;
+    const char *ct = strstr(buf, "\r\nContent-Type: ");
+    if (ct && ct < body)
+        sscanf(ct + 16, "%127[^\r]", out->type);
+    out->len = n - (size_t)(body + 4 - buf);
+    out->body = malloc(out->len + 1);
+    assert_non_null(out->body);
+    memcpy(out->body, body + 4, out->len);
+    out->body[out->len] = '\0';
+    return true;
+}
+
+bool h_http(const char *method, int port, const char *path, const char *body, h_http_t *out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {.tv_sec = 10};
+    char req[2048], *buf = malloc(H_HTTP_MAX + 1);
+    size_t n = 0;
+    bool ok = false;
+    memset(out, 0, sizeof *out);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0 && buf);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int rl = body ? snprintf(req, sizeof req,
+                             "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n"
+                             "\r\n%s",
+                             method, path, strlen(body), body)
+                  : snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                             method, path);
+    assert_true(rl > 0 && (size_t)rl < sizeof req);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, (size_t)rl) == (ssize_t)rl) {
+        ssize_t r;
+        while (n < H_HTTP_MAX && (r = read(fd, buf + n, H_HTTP_MAX - n)) > 0)
+            n += (size_t)r;
+        buf[n] = '\0';
+        ok = s_http_parse(buf, n, out);
+    }
+    close(fd);
+    free(buf);
+    return ok;
 }
 
 /* ---- msgpack ---- */

@@ -242,6 +242,26 @@ void h_tenants_open(h_tenant_t *t, size_t n, const char *endpoint, const uint8_t
 /* Close the n tenants' connections (those open; the identities stay). */
 void h_tenants_close(h_tenant_t *t, size_t n);
 
+/* ---- HTTP ---- */
+
+#define H_HTTP_MAX (1u << 20) /* bytes of an HTTP answer read; the rest is dropped */
+
+/* An HTTP answer: the status, the Content-Type (empty if none), the body after the headers. */
+typedef struct {
+    unsigned status;
+    char type[128];
+    char *body; /* malloc'd, NUL-terminated */
+    size_t len;
+} h_http_t;
+
+/* `method` http://127.0.0.1:port/path as HTTP/1.0 with `body` (NULL: none), reading the answer
+ * to its end (at most H_HTTP_MAX bytes, 10 s without a byte ends it). False if no answer with
+ * a status line and headers came; out is then empty. The caller frees it (h_http_free). */
+bool h_http(const char *method, int port, const char *path, const char *body, h_http_t *out);
+
+/* Free what `h` holds and zero it (a zeroed h_http_t may be freed again). */
+void h_http_free(h_http_t *h);
+
 /* ---- msgpack ---- */
 
 /* The value of `key` in a msgpack map, or NULL (also when `map` is NULL or not a map). */
