@@ -8,8 +8,11 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +55,65 @@ pid_t h_spawn(const char *bin_dir, const char *prog, const char *cfg, const char
         _exit(127);
     }
     return pid;
+}
+
+/* Read the child's output from fd until its end or the deadline (mono ms); false at the
+ * deadline. */
+static bool s_read_all(int fd, char *out, size_t cap, uint64_t deadline)
+{
+    size_t n = 0;
+    char rest[512];
+    bool done = false;
+    for (;;) {
+        uint64_t now = cpn_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = now < deadline ? poll(&p, 1, (int)(deadline - now)) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t k = read(fd, n < cap - 1 ? out + n : rest, n < cap - 1 ? cap - 1 - n : sizeof rest);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            done = true;
+            break;
+        }
+        if (n < cap - 1)
+            n += (size_t)k;
+    }
+    out[n] = '\0';
+    return done;
+}
+
+int h_run(const char *bin_dir, const char *const *argv, char *out, size_t cap, uint64_t ms)
+{
+    char bin[1100];
+    int fds[2];
+    int n = snprintf(bin, sizeof bin, "%s/%s", bin_dir, argv[0]);
+    assert_true(n > 0 && (size_t)n < sizeof bin && cap > 0);
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (!s_read_all(fds[0], out, cap, cpn_mono_ms() + ms)) {
+        fprintf(stderr, "# %s still running after %" PRIu64 " ms: killed\n", argv[0], ms);
+        kill(pid, SIGKILL);
+    }
+    close(fds[0]);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
 }
 
 bool h_alive(pid_t *pid_p)
@@ -118,18 +180,45 @@ void h_rm_dir(const char *dir)
     rmdir(dir);
 }
 
-int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag)
+/* $TMPDIR/cpn-test-`tag`.XXXXXX, made: 0, or -1 with dir "". */
+static int s_tmp_dir(char *dir, size_t dir_cap, const char *tag)
 {
-    const char *b = getenv("CPN_BUILDDIR");
     const char *tmp = getenv("TMPDIR");
-    int n = snprintf(bin, bin_cap, "%s", b && b[0] ? b : ".");
     int m = snprintf(dir, dir_cap, "%s/cpn-test-%s.XXXXXX", tmp && tmp[0] ? tmp : "/tmp", tag);
-    assert_true(n > 0 && (size_t)n < bin_cap && m > 0 && (size_t)m < dir_cap);
+    assert_true(m > 0 && (size_t)m < dir_cap);
     if (!mkdtemp(dir)) {
         dir[0] = 0;
         return -1;
     }
     return 0;
+}
+
+int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag)
+{
+    const char *b = getenv("CPN_BUILDDIR");
+    int n = snprintf(bin, bin_cap, "%s", b && b[0] ? b : ".");
+    assert_true(n > 0 && (size_t)n < bin_cap);
+    return s_tmp_dir(dir, dir_cap, tag);
+}
+
+int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag,
+             const char *name)
+{
+    if (s_tmp_dir(dir, dir_cap, tag) != 0)
+        return -1;
+    h_path(db, db_cap, dir, name);
+    return 0;
+}
+
+void h_db_remove(const char *path)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[600];
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        int n = snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        assert_true(n > 0 && (size_t)n < sizeof p);
+        unlink(p);
+    }
 }
 
 void h_write(const char *dir, const char *name, const char *text)
