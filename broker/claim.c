@@ -322,11 +322,8 @@ static void s_progress(claim_t *self, const claim_pending_t *p, const char *fmt,
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     mp_pack_str(&pk, text);
-    cpn_status_t st;
-    memset(&st, 0, sizeof st);
+    cpn_status_t st = {.data = {.ptr = (const uint8_t *)sb.data, .len = sb.size}};
     snprintf(st.what, sizeof st.what, "progress");
-    st.data.ptr = (const uint8_t *)sb.data;
-    st.data.len = sb.size;
     (void)self->svc.out.send(self->svc.out.ctx, p->rid, p->rid_len, CPN_MSG_STATUS, &st);
     msgpack_sbuffer_destroy(&sb);
 }
@@ -474,6 +471,7 @@ static int s_send_claim(claim_t *self, claim_pending_t *p, const match_cand_t *c
     claim.price = c->price;
     claim.duration_s = p->req.duration_s;
     claim.deadline = self->clock.now_ms() + (uint64_t)s_pol(self)->limits.claim_timeout_s * 1000;
+    (void)match_alts(&p->req, p->cands, p->n_cands, c, claim.alts, CPN_ALTS_LEN);
     ledger_intent_t in;
     memset(&in, 0, sizeof in);
     memcpy(in.tenant, p->tenant, CPN_PK_LEN);
@@ -1256,15 +1254,16 @@ static void s_refused(claim_t *self, claim_pending_t *p, const s_arg_t *a)
     cpn_key_id(a->peer, kid);
     log_info("claim", "peer %s refused request %s: %s (%s)", kid, p->req.id,
              cpn_errname(a->nack->code), a->nack->reason);
-    /* No units: the book was wrong and stays lowered until the next AD. Any other refusal
-     * leaves the units free at the peer. */
+    /* No units: the book was wrong and stays lowered until the next AD; a slice fits none of
+     * the CLAIM's alts either. Any other refusal leaves the units free at the peer. */
     const match_cand_t *c = &p->cands[p->next - 1];
-    if (p->held && a->nack->code != CPN_E_NO_UNITS &&
-        book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK)
+    bool slice = a->nack->code == CPN_E_NO_UNITS && p->req.share;
+    if ((p->held && a->nack->code != CPN_E_NO_UNITS &&
+         book_give(self->svc.book, c->peer, c->package, p->held) != CPN_OK) ||
+        (slice && book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK))
         log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
-    if (a->nack->code == CPN_E_NO_UNITS && p->req.share &&
-        book_slice_refused(self->svc.book, c->peer, c->package, &p->req) != CPN_OK)
-        log_debug("book", "peer %s: package %s gone from the book", kid, c->package);
+    if (slice)
+        p->n_cands = match_drop_alts(&p->req, p->cands, p->n_cands, p->next);
     p->held = 0;
     p->last_code = a->nack->code;
     snprintf(p->last_reason, sizeof p->last_reason, "peer %s: %.200s", kid, a->nack->reason);
@@ -1392,8 +1391,8 @@ void claim_on_remote_answer(claim_t *self, const cpn_env_t *answer, const broker
     cpn_lease_t lease;
     s_chain_t ch;
     uint64_t own_seq = 0;
-    int r = CPN_E_SCHEMA;
-    if ((r = cpn_lease_decode(answer, self->svc.lim, &lease)) == CPN_OK)
+    int r = cpn_lease_decode(answer, self->svc.lim, &lease);
+    if (r == CPN_OK)
         r = s_open_remote_chain(self, answer, &lease, &ch, &own_seq);
     /* The peer we claimed, or, for a summary row, a peer of the broker that made it, which
      * resolved our CLAIM (the chain opener checked the route says so). */

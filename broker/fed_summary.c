@@ -164,6 +164,7 @@ int fed_summary_resolve(broker_t *self, const broker_rx_t *rx, const cpn_env_t *
     h.route.ptr = rx->env.frame;
     h.route.len = rx->env.frame_len;
     h.replaces.len = 0;
+    h.alts[0] = '\0'; /* the origin's alts name rows of our summary, not our peers' packages */
     uint64_t ours = now + (uint64_t)self->pol->limits.claim_timeout_s * 1000;
     if (ours < h.deadline)
         h.deadline = ours;

@@ -32,6 +32,7 @@
 #include <strings.h>
 
 #include "book_int.h"
+#include "chain.h"
 #include "match.h"
 
 #define S_TOP_STACK 64
@@ -598,4 +599,39 @@ void match_fail_format(const match_fail_t *why, char *buf, size_t cap)
         snprintf(buf, cap, "%s excluded %u of %u offers; %s excluded %u",
                  cpn_constraint_name(why->constraint), why->excluded, why->total,
                  cpn_constraint_name(why->next), why->next_excluded);
+}
+
+size_t match_alts(const cpn_request_t *req, const match_cand_t *cands, size_t n,
+                  const match_cand_t *c, char *out, size_t cap)
+{
+    size_t used = 0, named = 0;
+    out[0] = '\0';
+    for (size_t i = 0; req->share && i < n; i++) {
+        const match_cand_t *a = &cands[i];
+        size_t len = strlen(a->package);
+        if (a->price != c->price || memcmp(a->peer, c->peer, CPN_PK_LEN) != 0 ||
+            strcmp(a->package, c->package) == 0 || strchr(a->package, ',') ||
+            used + !!used + len >= cap)
+            continue;
+        if (used)
+            out[used++] = ',';
+        memcpy(out + used, a->package, len + 1);
+        used += len;
+        named++;
+    }
+    return named;
+}
+
+size_t match_drop_alts(const cpn_request_t *req, match_cand_t *cands, size_t n, size_t k)
+{
+    char alts[CPN_ALTS_LEN];
+    if (k == 0 || k > n || match_alts(req, cands, n, &cands[k - 1], alts, sizeof alts) == 0)
+        return n;
+    const match_cand_t *c = &cands[k - 1];
+    size_t kept = k;
+    for (size_t i = k; i < n; i++)
+        if (memcmp(cands[i].peer, c->peer, CPN_PK_LEN) != 0 || cands[i].price != c->price ||
+            !cpn_claim_alt(alts, cands[i].package))
+            cands[kept++] = cands[i];
+    return kept;
 }

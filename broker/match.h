@@ -86,6 +86,19 @@ typedef struct {
     uint32_t next_excluded;
 } match_fail_t;
 
+/* A slice CLAIM's `alts` (chain.h; none unless req asks for a slice) for candidate c: the other candidates in cands[0..n) of
+ * c's peer at c's price, in order, joined by ',' into out (cap bytes, at least 1);
+ * ids with a ',' and ids that would not fit whole are left out. The peer places the slice on
+ * whichever of them grows its fragmentation least: it sees every node, the broker only each
+ * package's summary. Returns how many were named. */
+size_t match_alts(const cpn_request_t *req, const match_cand_t *cands, size_t n,
+                  const match_cand_t *c, char *out, size_t cap);
+
+/* The peer refused with no-units the slice CLAIM for cands[k - 1]: it had room neither there
+ * nor on any alt that CLAIM named (match_alts), so those leave the candidates still to try,
+ * cands[k..n). Returns the new n. */
+size_t match_drop_alts(const cpn_request_t *req, match_cand_t *cands, size_t n, size_t k);
+
 /* Find up to `max` candidates for `req`, best first, into out[0..*n).
  * Not split: each candidate has free >= req->units and is a full alternative (try the next one
  * if the peer refuses). Split: candidates have free >= 1; the caller takes them in order until

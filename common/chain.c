@@ -114,7 +114,8 @@ static int s_route(s_ctx_t *c)
         memcmp(o->request.ptr, h->request.ptr, o->request.len) != 0 || o->units != h->units ||
         o->duration_s != h->duration_s ||
         (resolved ? h->price > o->price
-                  : strcmp(o->package, h->package) != 0 || o->price != h->price))
+                  : strcmp(o->package, h->package) != 0 || o->price != h->price ||
+                        strcmp(o->alts, h->alts) != 0))
         return s_fail(c, CPN_E_CHAIN, "route: the CLAIM differs from the first CLAIM it carries");
     ch->origin_env = env;
     ch->n_forwards = n;
@@ -131,9 +132,11 @@ static int s_lease_terms(s_ctx_t *c)
     const cpn_lease_t *l = &ch->lease;
     const cpn_claim_t *cl = &ch->claim;
     const cpn_chain_opts_t *o = c->o;
-    if (strcmp(l->package, cl->package) != 0)
-        return s_fail(c, CPN_E_CHAIN, "LEASE package %s differs from the CLAIM's %s", l->package,
-                      cl->package);
+    if (cl->alts[0] && !ch->req.share)
+        return s_fail(c, CPN_E_CHAIN, "CLAIM names alts for a REQUEST that asks for no slice");
+    if (strcmp(l->package, cl->package) != 0 && !cpn_claim_alt(cl->alts, l->package))
+        return s_fail(c, CPN_E_CHAIN, "LEASE package %s is neither the CLAIM's %s nor one of its alts",
+                      l->package, cl->package);
     if (l->units != cl->units)
         return s_fail(c, CPN_E_CHAIN, "LEASE units %" PRIu32 " differ from the CLAIM's %" PRIu32,
                       l->units, cl->units);
@@ -354,6 +357,32 @@ void cpn_chain_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN
     out[0] = 'L';
     memcpy(out + 1, b64, 16);
     out[17] = '\0';
+}
+
+size_t cpn_claim_alts_split(const char *alts, char (*out)[CPN_NAME_MAX], size_t max)
+{
+    size_t n = 0;
+    for (const char *p = alts; *p && n < max;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && len < CPN_NAME_MAX) {
+            memcpy(out[n], p, len);
+            out[n++][len] = '\0';
+        }
+        p += len + (p[len] == ',');
+    }
+    return n;
+}
+
+bool cpn_claim_alt(const char *alts, const char *package)
+{
+    size_t want = strlen(package);
+    for (const char *p = alts; want && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == want && memcmp(p, package, len) == 0)
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
 }
 
 bool cpn_chain_same_terms(const cpn_request_t *a, const cpn_request_t *b)

@@ -9,7 +9,8 @@
  *   - signers: GRANT by the pinned broker (when given) and by the broker that sent the CLAIM
  *     (the route's origin for a federated one); LEASE by the CLAIM's `peer`; CLAIM by the
  *     expected broker (when given); REQUEST by the expected tenant (when given);
- *   - links: GRANT request_id = REQUEST id; LEASE package, units and price = the CLAIM's;
+ *   - links: GRANT request_id = REQUEST id; LEASE units and price = the CLAIM's, LEASE
+ *     package the CLAIM's or, for a slice REQUEST only, one of the CLAIM's `alts`;
  *     lease_id = cpn_chain_lease_id(CLAIM peer, REQUEST signer, REQUEST id); state one of
  *     "active", "released", "expired"; start <= end, and for a lease never renewed
  *     (renewals = 0) end = start + duration_s * 1000 while "active" or "expired", end <=
@@ -21,7 +22,7 @@
  *   - a route: FORWARDs only, each naming the CLAIM's peer, no ref_seq, hops counting down to
  *     1 at the innermost, at most max_hops of them, around one CLAIM (no route of its own)
  *     signed by the innermost FORWARD's signer, asking for exactly what the outer CLAIM asks
- *     (same REQUEST bytes, peer, package, units, price, duration). Or a resolved summary
+ *     (same REQUEST bytes, peer, package, alts, units, price, duration). Or a resolved summary
  *     row (docs/PROTOCOL.md §12): the first CLAIM's `peer` is the broker that signed the
  *     outer CLAIM, every FORWARD names that broker, and the outer CLAIM has the same REQUEST
  *     bytes, units and duration, another peer and package, and a price no higher.
@@ -103,6 +104,12 @@ int cpn_chain_check_new(cpn_chain_t *ch, uint64_t now_ms, uint64_t max_start_ske
  * bytes)), no key, 17 characters. */
 void cpn_chain_lease_id(const uint8_t peer[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
                         const char *request_id, char out[CPN_NAME_MAX]);
+
+/* Is `package` one of a CLAIM's `alts` ("id,id,...")? */
+bool cpn_claim_alt(const char *alts, const char *package);
+/* A CLAIM's `alts` split into out (at most max ids): how many. An empty id or one of
+ * CPN_NAME_MAX bytes or more is skipped. */
+size_t cpn_claim_alts_split(const char *alts, char (*out)[CPN_NAME_MAX], size_t max);
 
 /* Whether two REQUEST bodies ask for the same thing: every field equal but `progress` (a
  * display wish, not a term). A reused request id with other terms is a CPN_E_CONFLICT. */

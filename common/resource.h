@@ -18,6 +18,9 @@
 #include "mp.h"
 
 #define CPN_NAME_MAX 64    /* ids, models, vendors, regions: at most 63 bytes */
+/* A CLAIM's `alts`: package ids joined by ',' (so an id with a ',' is never one), at most
+ * CPN_ALTS_LEN - 1 bytes: the broker names fewer alternatives rather than cut one. */
+#define CPN_ALTS_LEN 1024
 #define CPN_CLASS_MAX 16   /* storage class */
 #define CPN_LIST_MAX 8     /* regions or vendors in one list */
 #define CPN_PACKAGES_MAX 256 /* packages in one AD */

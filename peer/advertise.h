@@ -9,6 +9,11 @@
 /* Minimum interval between two ADs caused by free-capacity changes (changes in between
  * are coalesced into the next AD). */
 #define PEER_AD_COALESCE_MS 100
+/* A learnt workload moves with every slice placed, and with it every shared package's
+ * gradients: they are all recomputed for an AD at most this often (each time costs
+ * CPN_GRAD_MAX placements' scoring on every shared node); in between, an AD refreshes the
+ * packages whose slices changed. */
+#define PEER_RESUMMARIZE_MS 100
 /* An AD's ttl is this many refresh intervals, so a broker keeps the offer across a lost AD
  * or two and drops it soon after the peer goes silent. */
 #define PEER_AD_TTL_REFRESHES 3

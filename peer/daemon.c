@@ -52,6 +52,8 @@ struct peer_daemon {
     void *zctx;
     s_link_t links[PEER_BROKERS_MAX];
     uint64_t ad_version; /* inventory version last advertised */
+    uint64_t ad_shared;  /* shared summaries' version last advertised */
+    uint64_t next_resummarize_mono;
     uint64_t last_ad_mono;
     uint64_t next_refresh_mono;
     uint64_t next_end_ms; /* earliest end of an active lease (wall clock) */
@@ -282,11 +284,17 @@ static void s_send_body(peer_daemon_t *self, size_t i, cpn_msg_type_t type, cons
 static void s_advertise(peer_daemon_t *self, size_t i)
 {
     cpn_ad_t ad;
+    uint64_t mono = cpn_mono_ms();
+    if (mono >= self->next_resummarize_mono) {
+        peer_inventory_resummarize(self->inv);
+        self->next_resummarize_mono = mono + PEER_RESUMMARIZE_MS;
+    }
     advertise_ad(self->cfg, self->inv, &ad);
     s_send_body(self, i, CPN_MSG_AD, &ad);
     if (i == SIZE_MAX) {
         self->ads_sent++;
         self->ad_version = peer_inventory_version(self->inv);
+        self->ad_shared = peer_inventory_shared_version(self->inv);
         self->last_ad_mono = cpn_mono_ms();
         self->next_refresh_mono = self->last_ad_mono + self->cfg->refresh_s * 1000u;
     }
@@ -362,6 +370,12 @@ static void s_batch_finish(peer_daemon_t *self, size_t taken)
         log_error("peer", "batch of %zu not committed", taken);
     if (t0)
         cpn_hist_observe(&self->commit, cpn_mono_us() - t0);
+    /* A slice placed or given back moves which package the brokers should pick next: they
+     * get the AD before the answers (same connection, so in order), or the next requests are
+     * matched on the old summary and refused `no-units` or placed worse. One AD a batch;
+     * whole-unit packages are counted by the brokers themselves and keep the coalescing. */
+    if (peer_inventory_shared_version(self->inv) != self->ad_shared)
+        s_advertise(self, SIZE_MAX);
     for (size_t k = 0; k < batch->n; k++) {
         peer_reply_t *rep = &batch->replies[k];
         if (!rep->frame)

@@ -119,11 +119,9 @@ static void s_learn(peer_devices_t *self, const fgd_task_t *ask)
     (void)r;
 }
 
-int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t *out)
+int peer_devices_choose(peer_devices_t *self, const fgd_task_t *ask, peer_choice_t *out)
 {
-    int best = -1, best_dev = -1;
-    double best_d = 0;
-    fgd_node_t best_after;
+    out->node = -1;
     s_fresh(self);
     for (uint32_t i = 0; i < self->n; i++) {
         double d;
@@ -133,18 +131,35 @@ int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t
             continue;
         fgd_node_t after = self->nodes[i];
         fgd_take(&after, ask, dev);
-        if (best < 0 || fgd_better(FGD_RULE_CPN, d, &after, best_d, &best_after)) {
-            best = (int)i, best_dev = dev, best_d = d, best_after = after;
-        }
+        if (out->node < 0 || fgd_better(FGD_RULE_CPN, d, &after, out->growth, &out->after))
+            out->node = (int)i, out->growth = d, out->after = after;
     }
-    if (best < 0)
-        return CPN_E_NO_UNITS;
-    s_record(&self->nodes[best], &best_after, (uint32_t)best, ask, out);
-    self->nodes[best] = best_after;
-    (void)best_dev;
+    return out->node < 0 ? CPN_E_NO_UNITS : CPN_OK;
+}
+
+bool peer_devices_better(const peer_choice_t *a, const peer_choice_t *b)
+{
+    return a->node >= 0 &&
+           (b->node < 0 || fgd_better(FGD_RULE_CPN, a->growth, &a->after, b->growth, &b->after));
+}
+
+void peer_devices_commit(peer_devices_t *self, const fgd_task_t *ask, const peer_choice_t *c,
+                         peer_slice_t *out)
+{
+    uint32_t i = (uint32_t)c->node;
+    s_record(&self->nodes[i], &c->after, i, ask, out);
+    self->nodes[i] = c->after;
     s_learn(self, ask);
-    self->frag[best] = fgd_frag(self->work, &self->nodes[best]);
-    return CPN_OK;
+    self->frag[i] = fgd_frag(self->work, &self->nodes[i]);
+}
+
+int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t *out)
+{
+    peer_choice_t c;
+    int r = peer_devices_choose(self, ask, &c);
+    if (r == CPN_OK)
+        peer_devices_commit(self, ask, &c, out);
+    return r;
 }
 
 int peer_devices_take(peer_devices_t *self, const peer_slice_t *s)

@@ -14,6 +14,7 @@
 #ifndef PEER_DEVICES_H
 #define PEER_DEVICES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -43,8 +44,23 @@ void peer_devices_destroy(peer_devices_t **self_p);
  * CPN_E_INVAL if r asks for no slice. */
 int peer_devices_ask(const cpn_request_t *r, fgd_task_t *out) CPN_WUR;
 
+/* Where a slice would go and what it would cost: the placement cpn's rule picks. */
+typedef struct {
+    int node;         /* -1: none can hold it */
+    double growth;    /* of F_n(M) */
+    fgd_node_t after; /* the node once the slice is on it */
+} peer_choice_t;
+
 /* Place a slice: *out says where. CPN_E_NO_UNITS if no node can hold it (nothing changes). */
 int peer_devices_place(peer_devices_t *self, const fgd_task_t *ask, peer_slice_t *out) CPN_WUR;
+/* The same in two steps, so that a caller can compare packages (a CLAIM's alts) against the
+ * one workload before it places: choose (CPN_E_NO_UNITS if none, nothing changes), then
+ * commit the choice made on this package with nothing placed on it in between. */
+int peer_devices_choose(peer_devices_t *self, const fgd_task_t *ask, peer_choice_t *out) CPN_WUR;
+/* Is a better than b under cpn's rule (a placement beats none; equal ones are not better)? */
+bool peer_devices_better(const peer_choice_t *a, const peer_choice_t *b);
+void peer_devices_commit(peer_devices_t *self, const fgd_task_t *ask, const peer_choice_t *c,
+                         peer_slice_t *out);
 /* Take a slice recorded earlier (recount from the store): CPN_E_INVAL if it names a node or
  * device that does not exist, CPN_E_NO_UNITS if it does not fit what is left (a smaller
  * configuration than the one it was granted under); nothing changes then. */

@@ -4,6 +4,7 @@
 #include "chain.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -114,6 +115,34 @@ int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
         return r;
     *pkg = i;
     return CPN_OK;
+}
+
+size_t grant_claim_packages(const peer_config_t *cfg, const peer_inventory_t *inv,
+                            const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
+                            const cpn_claim_t *claim, const cpn_request_t *req, int pkg,
+                            size_t out[GRANT_ALTS_MAX + 1])
+{
+    size_t n = 0;
+    out[n++] = (size_t)pkg;
+    if (!req->share || !claim->alts[0] || !peer_inventory_shared(inv, (size_t)pkg))
+        return n;
+    char ids[GRANT_ALTS_MAX][CPN_NAME_MAX];
+    size_t k = cpn_claim_alts_split(claim->alts, ids, GRANT_ALTS_MAX);
+    cpn_claim_t alt = *claim;
+    for (size_t a = 0; a < k; a++) {
+        const char *why;
+        int j;
+        snprintf(alt.package, sizeof alt.package, "%s", ids[a]);
+        if (grant_check_claim(cfg, inv, self_pk, tenant, &alt, req, &j, &why) != CPN_OK ||
+            !peer_inventory_shared(inv, (size_t)j))
+            continue;
+        bool seen = false;
+        for (size_t m = 0; m < n; m++)
+            seen = seen || out[m] == (size_t)j;
+        if (!seen)
+            out[n++] = (size_t)j;
+    }
+    return n;
 }
 
 /* Shared by renew and release: the lease is the tenant's and still running. */

@@ -43,6 +43,20 @@ int grant_check_claim(const peer_config_t *cfg, const peer_inventory_t *inv,
                       const cpn_claim_t *claim, const cpn_request_t *req, int *pkg,
                       const char **why) CPN_WUR;
 
+/* Alternatives a slice CLAIM names (`alts`, chain.h) beyond this: ignored. A broker names at
+ * most its other candidates at the same peer and price. */
+#define GRANT_ALTS_MAX 16
+
+/* The packages a slice CLAIM may be placed on, written to out: out[0] = pkg (the CLAIM's
+ * package, already checked by grant_check_claim), then each of its `alts` that is a shared
+ * package passing grant_check_claim with the same terms (the others are passed over, not
+ * refused: the CLAIM's own package stands). Only pkg for a request that asks for no slice or
+ * a package that is not shared. Returns how many (1 .. GRANT_ALTS_MAX + 1). */
+size_t grant_claim_packages(const peer_config_t *cfg, const peer_inventory_t *inv,
+                            const uint8_t self_pk[CPN_PK_LEN], const uint8_t tenant[CPN_PK_LEN],
+                            const cpn_claim_t *claim, const cpn_request_t *req, int pkg,
+                            size_t out[GRANT_ALTS_MAX + 1]);
+
 /* A CLAIM that replaces a lease another peer revoked (CLAIM `replaces`: that peer's NOTICE,
  * whose signature and lease chain the caller opened: `notice_from` its signer, `old` the chain
  * of the LEASE it carries, signed by notice_from). The replacement is legitimate only as the

@@ -15,6 +15,8 @@ struct peer_inventory {
     bool *drained; /* the operator drained it: nothing free, whatever the leases */
     bool *none; /* the driver's inventory found no unit: total shows 1 (an AD's least), free 0 */
     uint64_t version;
+    uint64_t shared_version; /* bumped when a shared package's summary changes */
+    uint64_t work_seen;      /* the workload version the shared summaries were computed on */
 };
 
 static void s_refresh(peer_inventory_t *self, size_t i);
@@ -134,8 +136,10 @@ static void s_refresh(peer_inventory_t *self, size_t i)
             fr = 0, max = 0, nfit = 0, ngrad = 0;
         if (fr != p->free || max != p->slice_max || frag != p->frag || nfit != p->n_fit ||
             memcmp(fit, p->fit, nfit * sizeof fit[0]) != 0 || ngrad != p->n_grad ||
-            memcmp(grad, p->grad, ngrad * sizeof grad[0]) != 0)
+            memcmp(grad, p->grad, ngrad * sizeof grad[0]) != 0) {
             self->version++;
+            self->shared_version++;
+        }
         p->free = fr, p->slice_max = max, p->frag = frag, p->n_fit = nfit, p->n_grad = ngrad;
         memcpy(p->fit, fit, nfit * sizeof fit[0]);
         memcpy(p->grad, grad, ngrad * sizeof grad[0]);
@@ -208,13 +212,30 @@ int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t uni
 int peer_inventory_place(peer_inventory_t *self, size_t i, const cpn_request_t *r,
                          peer_slice_t *out)
 {
+    size_t chosen;
+    return peer_inventory_place_among(self, &i, 1, r, &chosen, out);
+}
+
+int peer_inventory_place_among(peer_inventory_t *self, const size_t *pkgs, size_t n,
+                               const cpn_request_t *r, size_t *chosen, peer_slice_t *out)
+{
     fgd_task_t ask;
-    int rc;
-    if (i >= self->n || !self->dev[i] || peer_devices_ask(r, &ask) != CPN_OK)
+    peer_choice_t best = {.node = -1}, c;
+    if (peer_devices_ask(r, &ask) != CPN_OK)
         return CPN_E_INVAL;
-    if ((rc = peer_devices_place(self->dev[i], &ask, out)) == CPN_OK)
-        s_refresh(self, i);
-    return rc;
+    for (size_t k = 0; k < n; k++) {
+        size_t i = pkgs[k];
+        if (i >= self->n || !self->dev[i])
+            return CPN_E_INVAL;
+        if (!self->drained[i] && peer_devices_choose(self->dev[i], &ask, &c) == CPN_OK &&
+            peer_devices_better(&c, &best))
+            best = c, *chosen = i;
+    }
+    if (best.node < 0)
+        return CPN_E_NO_UNITS;
+    peer_devices_commit(self->dev[*chosen], &ask, &best, out);
+    s_refresh(self, *chosen);
+    return CPN_OK;
 }
 
 void peer_inventory_unplace(peer_inventory_t *self, size_t i, const peer_slice_t *s)
@@ -248,6 +269,22 @@ const peer_devices_t *peer_inventory_devices(const peer_inventory_t *self, size_
 uint64_t peer_inventory_version(const peer_inventory_t *self)
 {
     return self->version;
+}
+
+uint64_t peer_inventory_shared_version(const peer_inventory_t *self)
+{
+    return self->shared_version;
+}
+
+void peer_inventory_resummarize(peer_inventory_t *self)
+{
+    uint64_t v = fgd_workload_version(self->work);
+    if (v == self->work_seen)
+        return;
+    self->work_seen = v;
+    for (size_t i = 0; i < self->n; i++)
+        if (self->dev[i])
+            s_refresh(self, i);
 }
 
 void peer_inventory_set_drained(peer_inventory_t *self, size_t i, bool drained)

@@ -56,6 +56,11 @@ int peer_inventory_add_used(peer_inventory_t *self, const char *id, uint64_t uni
  * not shared or r asks for no slice, CPN_E_NO_UNITS if no node holds it. */
 int peer_inventory_place(peer_inventory_t *self, size_t i, const cpn_request_t *r,
                          peer_slice_t *out) CPN_WUR;
+/* The same among shared packages pkgs[0..n) (a CLAIM's package and its alts, all checked by
+ * the caller): the slice goes where the peer's fragmentation grows least, as if they were one
+ * package; *chosen says which. Drained packages are passed over. */
+int peer_inventory_place_among(peer_inventory_t *self, const size_t *pkgs, size_t n,
+                               const cpn_request_t *r, size_t *chosen, peer_slice_t *out) CPN_WUR;
 /* Give a slice of package i back. */
 void peer_inventory_unplace(peer_inventory_t *self, size_t i, const peer_slice_t *s);
 /* Take a recorded slice by package id (recount from the store): CPN_E_NO_PACKAGE if the id
@@ -72,5 +77,12 @@ bool peer_inventory_drained(const peer_inventory_t *self, size_t i);
 
 /* Bumped whenever a free count changes. */
 uint64_t peer_inventory_version(const peer_inventory_t *self);
+/* Bumped whenever a shared package's summary (free, slice_max, frag, fit, grad) changes: a
+ * placement moves the brokers' choice at once, so the daemon advertises before it answers. */
+uint64_t peer_inventory_shared_version(const peer_inventory_t *self);
+/* A placement refreshes its own package's summary only, but the workload it learnt moves
+ * every shared package's gradients: recompute all of them (once per workload change) before
+ * an AD, so that no package advertises gradients against an old workload. */
+void peer_inventory_resummarize(peer_inventory_t *self);
 
 #endif

@@ -426,6 +426,25 @@ static int s_claim_provision(peer_lease_t *self, peer_batch_t *batch, const cpn_
     return CPN_OK;
 }
 
+/* A slice goes on the CLAIM's package or one of its alts, wherever the peer's fragmentation
+ * grows least (the broker picked among summaries, the peer sees the nodes); the CLAIM as
+ * decoded then names the package chosen, which the LEASE and the store record. */
+static int s_place_slice(peer_lease_t *self, const cpn_env_t *renv, cpn_claim_t *claim,
+                         const cpn_request_t *terms, const cpn_request_t *req, int *pkg,
+                         peer_slice_t *slice)
+{
+    size_t among[GRANT_ALTS_MAX + 1], chosen = (size_t)*pkg;
+    size_t n = grant_claim_packages(self->cfg, self->inv, cpn_identity_pk(self->id), renv->from,
+                                    claim, terms, *pkg, among);
+    int r = peer_inventory_place_among(self->inv, among, n, req, &chosen, slice);
+    if (r == CPN_OK && chosen != (size_t)*pkg) {
+        *pkg = (int)chosen;
+        snprintf(claim->package, sizeof claim->package, "%s",
+                 peer_inventory_get(self->inv, chosen)->id);
+    }
+    return r;
+}
+
 static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, const cpn_env_t *env)
 {
     cpn_claim_t claim;
@@ -512,7 +531,7 @@ static void s_on_claim(peer_lease_t *self, peer_batch_t *batch, size_t broker, c
                                &terms, &pkg, &why)) != CPN_OK)
         goto refuse;
     shared = peer_inventory_shared(self->inv, (size_t)pkg);
-    r = shared ? peer_inventory_place(self->inv, (size_t)pkg, &req, &slice)
+    r = shared ? s_place_slice(self, &renv, &claim, &terms, &req, &pkg, &slice)
                : peer_inventory_reserve(self->inv, (size_t)pkg, claim.units);
     if (r != CPN_OK) {
         why = shared ? "no accelerator has that slice free" : "not enough free units";

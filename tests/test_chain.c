@@ -261,6 +261,49 @@ static void test_lease_package_differs_refused(void **state)
     assert_int_equal(s_open(&s, NULL, "package"), CPN_E_CHAIN);
 }
 
+/* A slice CLAIM's alts: the LEASE may name one of them (the peer placed the slice there), not
+ * any other package, and only a slice REQUEST may carry them. */
+static void test_lease_package_from_alts(void **state)
+{
+    (void)state;
+    spec_t s;
+    s_spec(&s);
+    s.req.units = s.claim.units = 1;
+    s.req.share = 500;
+    snprintf(s.claim.package, sizeof s.claim.package, "%s", "a10-a");
+    snprintf(s.claim.alts, sizeof s.claim.alts, "%s", "a10-b,a10-bb");
+    snprintf(s.lease.package, sizeof s.lease.package, "%s", "a10-bb");
+    assert_int_equal(s_open(&s, NULL, NULL), CPN_OK);
+    snprintf(s.lease.package, sizeof s.lease.package, "%s", "a10-b");
+    assert_int_equal(s_open(&s, NULL, NULL), CPN_OK);
+    snprintf(s.lease.package, sizeof s.lease.package, "%s", "a10");
+    assert_int_equal(s_open(&s, NULL, "nor one of its alts"), CPN_E_CHAIN);
+    snprintf(s.lease.package, sizeof s.lease.package, "%s", "a10-b,a10-bb");
+    assert_int_equal(s_open(&s, NULL, "nor one of its alts"), CPN_E_CHAIN);
+    s.req.share = 0;
+    snprintf(s.lease.package, sizeof s.lease.package, "%s", "a10-a");
+    assert_int_equal(s_open(&s, NULL, "asks for no slice"), CPN_E_CHAIN);
+}
+
+static void test_claim_alts_split(void **state)
+{
+    (void)state;
+    char ids[3][CPN_NAME_MAX];
+    assert_int_equal(cpn_claim_alts_split("a,,b,c,d", ids, 3), 3);
+    assert_string_equal(ids[0], "a");
+    assert_string_equal(ids[1], "b");
+    assert_string_equal(ids[2], "c");
+    char longer[CPN_NAME_MAX + 8];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    longer[0] = ',';
+    assert_int_equal(cpn_claim_alts_split(longer, ids, 3), 0);
+    assert_int_equal(cpn_claim_alts_split("", ids, 3), 0);
+    assert_true(cpn_claim_alt("a,b", "b"));
+    assert_false(cpn_claim_alt("a,bb", "b"));
+    assert_false(cpn_claim_alt("a,b", ""));
+}
+
 static void test_lease_end_not_start_plus_duration_refused(void **state)
 {
     (void)state;
@@ -564,7 +607,7 @@ static void test_old_request_refused(void **state)
 
 /* A CLAIM by the home broker (k.broker) whose route holds the origin's CLAIM (signed by
  * k.origin) in `hops` FORWARDs: origin's, then k.middle's. `bad` spoils one thing. */
-enum { R_GOOD, R_GARBAGE, R_NOT_FORWARD, R_OTHER_TERMS, R_OTHER_PEER, R_HOPS, R_SIGNER };
+enum { R_GOOD, R_GARBAGE, R_NOT_FORWARD, R_OTHER_TERMS, R_OTHER_PEER, R_HOPS, R_SIGNER, R_ALTS };
 /* A resolved summary row (docs/PROTOCOL.md §12): the origin's CLAIM names the home broker
  * (k.broker) and a row, at a price ceiling; R_SUM_* spoil one thing of it. */
 enum { R_SUM_GOOD = 100, R_SUM_DEARER, R_SUM_NOT_HOME, R_SUM_TO_PEER, R_SUM_UNITS };
@@ -614,6 +657,8 @@ static int s_route(int bad, uint32_t hops, cpn_chain_t *ch, uint32_t max_hops)
     static const uint8_t garbage[] = {0x92, 0xc4, 0x03, 'a', 'b', 'c', 0xc4, 0x01, 0x00};
     cpn_claim_t hc = oc;
     hc.price = s.claim.price;
+    if (bad == R_ALTS) /* a broker on the way adds an alternative the origin did not name */
+        snprintf(hc.alts, sizeof hc.alts, "%s", "t4x1");
     if (s_sum(bad)) { /* the home broker picked its peer's package */
         memcpy(hc.peer, s.claim.peer, CPN_PK_LEN);
         snprintf(hc.package, sizeof hc.package, "%s", s.claim.package);
@@ -664,6 +709,7 @@ static void test_garbage_route_refused(void **state)
     assert_int_equal(s_route(R_OTHER_PEER, 1, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_HOPS, 2, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_SIGNER, 1, ch, 0), CPN_E_CHAIN);
+    assert_int_equal(s_route(R_ALTS, 1, ch, 0), CPN_E_CHAIN);
     assert_int_equal(s_route(R_GOOD, 2, ch, 1), CPN_E_DEPTH); /* longer than max_hops */
     free(ch);
 }
@@ -740,6 +786,8 @@ int main(void)
         cmocka_unit_test(test_lease_price_differs_refused),
         cmocka_unit_test(test_lease_units_differ_refused),
         cmocka_unit_test(test_lease_package_differs_refused),
+        cmocka_unit_test(test_lease_package_from_alts),
+        cmocka_unit_test(test_claim_alts_split),
         cmocka_unit_test(test_lease_end_not_start_plus_duration_refused),
         cmocka_unit_test(test_lease_start_far_from_now_refused_for_new_grant),
         cmocka_unit_test(test_lease_state_released_refused_for_new_grant),

@@ -543,6 +543,41 @@ static void test_slices_by_gradient(void **state)
     book_destroy(&b);
 }
 
+/* A slice CLAIM's alts: the other candidates of the same peer at the same price, in order;
+ * none for a whole-unit request; ids with a ',' and ids that would not fit are left out. */
+static void test_slice_alts(void **state)
+{
+    (void)state;
+    match_cand_t c[6];
+    memset(c, 0, sizeof c);
+    const char *ids[] = {"a", "b", "c,d", "e", "f", "g"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(c[i].package, sizeof c[i].package, "%s", ids[i]);
+        c[i].peer[0] = 1;
+        c[i].price = 1000;
+    }
+    c[3].price = 2000; /* "e": another price */
+    c[4].peer[0] = 2;  /* "f": another peer */
+    cpn_request_t slice, whole;
+    memset(&slice, 0, sizeof slice);
+    memset(&whole, 0, sizeof whole);
+    slice.share = 500;
+    char out[CPN_ALTS_LEN];
+    assert_int_equal(match_alts(&slice, c, 6, &c[1], out, sizeof out), 2);
+    assert_string_equal(out, "a,g");
+    assert_int_equal(match_alts(&whole, c, 6, &c[1], out, sizeof out), 0);
+    assert_string_equal(out, "");
+    assert_int_equal(match_alts(&slice, c, 6, &c[1], out, 3), 1); /* "a" fits, "a,g" not */
+    assert_string_equal(out, "a");
+    /* "a" refused no-units with alts "b,g": of the candidates still to try (b .. g), b and g
+     * go, "c,d" (never named), e (another price) and f (another peer) stay. */
+    assert_int_equal(match_drop_alts(&slice, c, 6, 1), 4);
+    assert_string_equal(c[1].package, "c,d");
+    assert_string_equal(c[2].package, "e");
+    assert_string_equal(c[3].package, "f");
+    assert_int_equal(match_drop_alts(&whole, c, 4, 1), 4);
+}
+
 static void test_policy_validate(void **state)
 {
     (void)state;
@@ -872,6 +907,7 @@ int main(void)
         cmocka_unit_test(test_local_expired_take),
         cmocka_unit_test(test_slices_fit_and_refusal),
         cmocka_unit_test(test_slices_by_gradient),
+        cmocka_unit_test(test_slice_alts),
         cmocka_unit_test(test_policy_validate),
         cmocka_unit_test(test_cross_check_brute_force),
     };

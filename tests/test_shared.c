@@ -31,6 +31,7 @@
 #include <sqlite3.h>
 #include <zmq.h>
 
+#include "chain.h"
 #include "clock.h"
 #include "envelope.h"
 #include "grant.h"
@@ -63,8 +64,8 @@ static size_t s_ngot;
 
 /* ---- what a broker and a tenant send ---- */
 
-static void s_claim(const char *id, const char *pkg, uint32_t share, uint32_t count,
-                    uint32_t cores, uint8_t **f, size_t *n)
+static void s_claim(const char *id, const char *pkg, const char *alts, uint32_t share,
+                    uint32_t count, uint32_t cores, uint8_t **f, size_t *n)
 {
     cpn_request_t req;
     uint8_t *rf = NULL;
@@ -83,6 +84,7 @@ static void s_claim(const char *id, const char *pkg, uint32_t share, uint32_t co
     c.request.len = rn;
     memcpy(c.peer, cpn_identity_pk(g.peer), CPN_PK_LEN);
     snprintf(c.package, sizeof c.package, "%s", pkg);
+    snprintf(c.alts, sizeof c.alts, "%s", alts ? alts : "");
     c.units = 1;
     c.price = 10000;
     c.duration_s = 3600;
@@ -126,14 +128,14 @@ static uint8_t *s_next(uint64_t deadline, size_t *len, cpn_env_t *env)
     }
 }
 
-/* Send a claim (of `cores` beside the share) and wait for its answer: the LEASE (kept in
- * s_got) or the NACK's code. */
-static int s_ask_cores(const char *id, const char *pkg, uint32_t share, uint32_t count,
-                       uint32_t cores, cpn_lease_t *lease_out)
+/* Send a claim (of `cores` beside the share, naming `alts`) and wait for its answer: the
+ * LEASE (kept in s_got) or the NACK's code. */
+static int s_ask_alts(const char *id, const char *pkg, const char *alts, uint32_t share,
+                      uint32_t count, uint32_t cores, cpn_lease_t *lease_out)
 {
     uint8_t *claim = NULL;
     size_t claim_len = 0, len = 0;
-    s_claim(id, pkg, share, count, cores, &claim, &claim_len);
+    s_claim(id, pkg, alts, share, count, cores, &claim, &claim_len);
     assert_true(g.rid_len > 0);
     assert_int_equal(cpn_send_to(g.router, g.rid, g.rid_len, claim, claim_len), CPN_OK);
     char lid[CPN_NAME_MAX];
@@ -170,6 +172,12 @@ static int s_ask_cores(const char *id, const char *pkg, uint32_t share, uint32_t
     }
     fail_msg("no answer to claim %s", id);
     return CPN_E_TIMEOUT;
+}
+
+static int s_ask_cores(const char *id, const char *pkg, uint32_t share, uint32_t count,
+                       uint32_t cores, cpn_lease_t *lease_out)
+{
+    return s_ask_alts(id, pkg, NULL, share, count, cores, lease_out);
 }
 
 static int s_ask(const char *id, const char *pkg, uint32_t share, uint32_t count,
@@ -317,7 +325,17 @@ static int s_setup(void **state)
             "  - id: roomy\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
             "    memory: 64GiB\n"
             "    accelerators: {vendor: nvidia, model: A10, count: 2, memory: 24GiB,\n"
-            "                   bf16_tflops: 125, share_min: 0.05}\n",
+            "                   bf16_tflops: 125, share_min: 0.05}\n"
+            "  - id: alt-a\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
+            "    memory: 64GiB\n"
+            "    accelerators: {vendor: nvidia, model: A10, count: 2, memory: 24GiB,\n"
+            "                   bf16_tflops: 125, share_min: 0.05}\n"
+            "  - id: alt-b\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
+            "    memory: 64GiB\n"
+            "    accelerators: {vendor: nvidia, model: A10, count: 2, memory: 24GiB,\n"
+            "                   bf16_tflops: 125, share_min: 0.05}\n"
+            "  - id: whole\n    count: 1\n    price: \"1.0\"\n    cores: 16\n"
+            "    memory: 64GiB\n",
             ep, bk, tk);
     fclose(f);
     snprintf(path, sizeof path, "%s/peer", g.dir);
@@ -409,6 +427,34 @@ static void test_whole_never_partly_used(void **state)
     assert_int_equal(s_max_device_use("pair"), 1000);
 }
 
+/* A CLAIM's alts: the peer places the slice where its fragmentation grows least, among the
+ * CLAIM's package and the alts it can sell the slice from, and the LEASE names that package.
+ * alt-b has a quarter on one GPU; half a GPU claimed on the empty alt-a, with alts naming
+ * an unknown package, an unshared one and alt-b, goes beside that quarter on alt-b (on alt-a
+ * it would break a whole GPU); the chain verifies. Alts that cannot take the slice leave it
+ * on the CLAIM's own package. */
+static void test_alts_placed_where_best(void **state)
+{
+    (void)state;
+    cpn_lease_t q, h, o;
+    assert_int_equal(s_ask("b-quarter", "alt-b", 250, 1, &q), CPN_OK);
+    assert_int_equal(s_ask_alts("a-half", "alt-a", "no-such,whole,alt-b", 500, 1, 1, &h), CPN_OK);
+    assert_string_equal(h.package, "alt-b");
+    assert_string_equal(h.slice, q.slice); /* the same node and GPU */
+    assert_int_equal(s_db_int("SELECT COUNT(*) FROM slices WHERE package = 'alt-a'"), 0);
+    assert_int_equal(s_db_int("SELECT COUNT(*) FROM leases WHERE package = 'alt-b'"), 2);
+    const s_granted_t *gr = &s_got[s_ngot - 1];
+    cpn_chain_t ch;
+    assert_int_equal(cpn_chain_open(gr->lease, gr->lease_len, CPN_MSG_LEASE, NULL, &ch), CPN_OK);
+    assert_string_equal(ch.claim.package, "alt-a");
+    assert_string_equal(ch.lease.package, "alt-b");
+    /* alt-b has 0.25 left on that GPU and a whole one: 0.5 with alt-b named goes where the
+     * peer's rule says, but never beyond a GPU; a slice alt-b cannot take stays on alt-a. */
+    assert_int_equal(s_ask_alts("a-big", "alt-a", "alt-b", 1000, 2, 1, &o), CPN_OK);
+    assert_string_equal(o.package, "alt-a");
+    assert_int_equal(s_max_device_use("alt-b"), 750);
+}
+
 /* kill -9, restart: the same LEASE bytes for every retried claim, the same rows, and only
  * the space that was free: 0.75 fits on pair's partly used device, then nothing more. */
 static void test_kill9_keeps_slices(void **state)
@@ -449,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_ad_fit_points),
         cmocka_unit_test(test_quarters_fill_exactly),
         cmocka_unit_test(test_whole_never_partly_used),
+        cmocka_unit_test(test_alts_placed_where_best),
         cmocka_unit_test(test_kill9_keeps_slices),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);

@@ -76,6 +76,7 @@ def main(argv):
     ap.add_argument("--until", type=int, default=100)
     ap.add_argument("--dir")
     ap.add_argument("--peers", choices=("one", "per-type"), default="one")
+    ap.add_argument("--tries", type=int, default=3, help="limits.claim_tries (1..16)")
     args = ap.parse_args(argv)
     data = os.environ.get("CPN_DATA", os.path.join(ROOT, "..", "shared", "data"))
     b = E2E.build(args)
@@ -100,6 +101,7 @@ def main(argv):
     pol = os.path.join(d, "policy.yaml")
     with open(pol) as f:
         text = f.read().replace("placement:\nlimits:", "limits:")  # no placement rules
+    text = text.replace("claim_tries: 3", f"claim_tries: {args.tries}")
     with open(pol, "w") as f:
         f.write(text.replace("scripts/bench/e2e", "scripts/bench/frag_daemons.py"))
     for i, pkgs in enumerate(groups):
