@@ -183,7 +183,7 @@ static void s_granted(const char *id, uint32_t share, uint32_t cores, cpn_lease_
     const char *why = NULL;
     cpn_msg_type_t t = s_slice(id, share, cores, &a);
     if (t != CPN_MSG_GRANT)
-        fail_msg("%s: %s %d (%s), not a GRANT", id, cpn_msg_name(t), a.code, a.reason);
+        fail_msg("%s: %s %s (%s), not a GRANT", id, cpn_msg_name(t), cpn_errname(a.code), a.reason);
     assert_int_equal(ctl_verify_chain(a.frame, a.len, NULL, &why), CPN_OK);
     assert_int_equal(cpn_grant_decode(&a.env, &lim, &gr), CPN_OK);
     assert_int_equal(cpn_env_open(gr.lease.ptr, gr.lease.len, &lim, &lenv), CPN_OK);
@@ -199,7 +199,7 @@ static void s_refused(const char *id, uint32_t share, uint32_t cores, int32_t co
     h_ans_t a;
     cpn_msg_type_t t = s_slice(id, share, cores, &a);
     if (t != CPN_MSG_NACK || a.code != code)
-        fail_msg("%s: %s %d (%s), not NACK %s", id, cpn_msg_name(t), a.code, a.reason,
+        fail_msg("%s: %s %s (%s), not NACK %s", id, cpn_msg_name(t), cpn_errname(a.code), a.reason,
                  cpn_errname(code));
     fprintf(stderr, "# %s: NACK %s (%s)\n", id, cpn_errname(a.code), a.reason);
     h_ans_free(&a);
