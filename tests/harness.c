@@ -201,8 +201,7 @@ int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag
     return s_tmp_dir(dir, dir_cap, tag);
 }
 
-int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag,
-             const char *name)
+int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag, const char *name)
 {
     if (s_tmp_dir(dir, dir_cap, tag) != 0)
         return -1;

@@ -70,8 +70,7 @@ void h_dir_done(const char *dir, bool clean);
 /* A unit test's SQLite database: a fresh directory as h_dirs makes it (`tag`), and in db the
  * path of the database file `name` there (not created). Returns 0, or -1 with dir "" if the
  * directory cannot be made. The teardown's h_dir_done removes the database with the rest. */
-int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag,
-             const char *name);
+int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag, const char *name);
 
 /* Remove the SQLite database `path` with its -wal and -shm files, for a test that wants a fresh
  * one; a file that is not there is no error. */

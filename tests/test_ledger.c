@@ -28,7 +28,8 @@ typedef struct {
 static int s_setup(void **state)
 {
     s_fixture_t *f = calloc(1, sizeof *f);
-    if (!f || h_db_dir(f->dir, sizeof f->dir, f->path, sizeof f->path, "ledger", "ledger.db") != 0) {
+    if (!f ||
+        h_db_dir(f->dir, sizeof f->dir, f->path, sizeof f->path, "ledger", "ledger.db") != 0) {
         free(f);
         return -1;
     }
