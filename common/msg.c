@@ -141,8 +141,8 @@ static int s_ad_decode(const msgpack_object *map, const cpn_limits_t *lim, void 
     cpn_slice_sum_t *sums = (cpn_slice_sum_t *)(void *)(ad->packages + cap);
     ad->n_packages = n;
     for (uint32_t i = 0; i < n; i++) {
-        if ((r = cpn_package_unpack(&w.packages->via.array.ptr[i], &ad->packages[i], &sums[i])) !=
-            CPN_OK) {
+        if ((r = cpn_package_unpack(&w.packages->via.array.ptr[i], &ad->packages[i],
+                                    &sums[i])) != CPN_OK) {
             bad = "packages[]";
             goto out;
         }

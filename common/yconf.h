@@ -111,6 +111,12 @@ int yconf_package_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_pa
                      const char *const *extra_keys) CPN_WUR;
 int yconf_request_ex(yconf_t *doc, const ynode_t *node, const char *path, cpn_request_t *out,
                      const char *const *extra_keys) CPN_WUR;
+/* A binder for yfield_t.custom: a share of one accelerator as `accelerators.share` reads it
+ * (0.46, 460m, 1 or a MIG profile such as 1g.10gb) into the uint32_t of thousandths at dst;
+ * an error naming `path` otherwise. For documents with shares of their own (a peer's
+ * `workload`). */
+int yconf_bind_share(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
+                     void *arg) CPN_WUR;
 /* A whole request file (the root map is one request). */
 int yconf_request_file(const char *path, cpn_request_t *out, yconf_t **doc_out) CPN_WUR;
 

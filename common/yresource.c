@@ -113,6 +113,11 @@ static int s_bind_share(yconf_t *doc, const ynode_t *node, const char *path, voi
     return CPN_OK;
 }
 
+int yconf_bind_share(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    return s_bind_share(doc, node, path, dst, arg);
+}
+
 /* access: {ssh_key: "ssh-ed25519 AAAA... me@laptop", user: acme}: hints for the peer's driver
  * (hints.h), a map of scalars, each key and value checked as the wire checks them. */
 static int s_bind_hints(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)

@@ -3,11 +3,13 @@
  * tenants and packages, and the key files they name (files.h makes those of conf/).
  *
  * A loaded configuration must hold what it promises: brokers and tenants within their
- * limits, every package valid with its floor, accepted tenants found by key.
+ * limits, every package valid with its floor, accepted tenants found by key, every class of
+ * a workload mix a valid ask with a weight in bounds.
  *
  *   scripts/fuzz peer_config 60
  * fuzz-sources: peer/peer_config.c peer/driver.c peer/driver_exec.c
  * fuzz-sources: peer/driver_slurm.c peer/slurm.c peer/slurm_cmd.c
+ * fuzz-sources: peer/devices.c peer/fgd.c
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +46,12 @@ static void s_check(const peer_config_t *cfg)
     (void)peer_config_tenant_ok(cfg, cpn_identity_pk(fz_key(FZ_TENANT)));
     for (size_t i = 0; i < cfg->n_packages; i++)
         if (!cfg->packages[i].id[0] || cfg->packages[i].free != cfg->packages[i].total)
+            abort();
+    if (cfg->n_workload > PEER_WORKLOAD_MAX)
+        abort();
+    for (size_t i = 0; i < cfg->n_workload; i++)
+        if (!fgd_task_valid(&cfg->workload[i]) || !(cfg->workload_weight[i] > 0) ||
+            cfg->workload_weight[i] > PEER_WORKLOAD_WEIGHT_MAX)
             abort();
 }
 

@@ -166,6 +166,12 @@ int peer_daemon_new(peer_config_t **cfg_p, peer_daemon_t **out)
         (r = peer_sender_init(&self->sender, self->id, self->store)) != CPN_OK)
         goto out;
     self->inv = peer_inventory_new(cfg->packages, cfg->floors, cfg->n_packages);
+    if (self->inv && cfg->n_workload > 0 &&
+        (r = peer_inventory_set_mix(self->inv, cfg->workload, cfg->workload_weight,
+                                    cfg->n_workload)) != CPN_OK) {
+        log_error("peer", "workload: %s", cpn_strerror(r)); /* checked at load: memory */
+        goto out;
+    }
     self->batch = calloc(1, sizeof *self->batch);
     if (!self->inv || !self->batch ||
         !(self->lease = peer_lease_new(cfg, self->id, self->inv, self->store, &self->sender))) {

@@ -111,11 +111,17 @@ static void s_record(const fgd_node_t *before, const fgd_node_t *after, uint32_t
             out->devmask |= 1u << d;
 }
 
-/* The workload learns the slice's class, weighted by its share. Past FGD_CLASSES_MAX
- * classes it stops learning new ones: placement goes on against what it knows. */
+double peer_devices_weight(const fgd_task_t *t)
+{
+    return (double)t->ndev * t->milli / FGD_MILLI;
+}
+
+/* The workload learns the slice's class, weighted by its share, unless it is a mix the
+ * operator gave (fixed). Past FGD_CLASSES_MAX classes it stops learning new ones: placement
+ * goes on against what it knows. */
 static void s_learn(peer_devices_t *self, const fgd_task_t *ask)
 {
-    int r = fgd_workload_add(self->work, ask, (double)ask->ndev * ask->milli / FGD_MILLI);
+    int r = fgd_workload_learn(self->work, ask, peer_devices_weight(ask));
     (void)r;
 }
 

@@ -9,7 +9,9 @@
  * FGD measures one cluster against one workload): the slices placed since the last clear (a
  * recount from the store clears), each class weighted by the accelerator share its slices
  * take, plus one whole device per shared package (so that whole devices count while nothing
- * is placed). The caller owns the workload; every package's measure follows it.
+ * is placed). Or, when the operator gives the federation's mix (peer.yaml `workload`), that
+ * mix, fixed (fgd_workload_fix): placements then teach it nothing. The caller owns the
+ * workload; every package's measure follows it.
  */
 #ifndef PEER_DEVICES_H
 #define PEER_DEVICES_H
@@ -39,6 +41,11 @@ peer_devices_t *peer_devices_new(const cpn_package_t *p, fgd_workload_t *work);
  * memory, weight 1. */
 int peer_devices_prior(const peer_devices_t *self, fgd_workload_t *work) CPN_WUR;
 void peer_devices_destroy(peer_devices_t **self_p);
+
+/* What one task of ask t weighs in the peer's workload: its accelerator share (k whole
+ * devices weigh k), so that a class counts for the capacity it can fill, not for how often
+ * it comes. A learnt slice adds this; a class of a given mix, its weight times this. */
+double peer_devices_weight(const fgd_task_t *t);
 
 /* The ask of a slice request r on package p (CPU and memory per slice, devices, share).
  * CPN_E_INVAL if r asks for no slice. */

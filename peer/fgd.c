@@ -11,6 +11,7 @@
  */
 #include "fgd.h"
 
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ struct fgd_workload {
     size_t nclasses;
     double total;     /* sum of all weights, normalising F to a mean */
     uint64_t version; /* bumped by every change */
+    bool fixed;       /* given, not learnt: fgd_workload_learn leaves it alone */
 };
 
 fgd_workload_t *fgd_workload_new(void)
@@ -58,8 +60,20 @@ void fgd_workload_clear(fgd_workload_t *self)
     for (size_t i = 0; i < self->ngroups; i++)
         free(self->groups[i].cls);
     uint64_t v = self->version;
+    bool fixed = self->fixed;
     memset(self, 0, sizeof *self);
     self->version = v + 1;
+    self->fixed = fixed;
+}
+
+void fgd_workload_fix(fgd_workload_t *self)
+{
+    self->fixed = true;
+}
+
+bool fgd_workload_fixed(const fgd_workload_t *self)
+{
+    return self->fixed;
 }
 
 uint64_t fgd_workload_version(const fgd_workload_t *self)
@@ -97,7 +111,7 @@ static s_group_t *s_group(fgd_workload_t *self, const fgd_task_t *t)
 
 int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight)
 {
-    if (!fgd_task_valid(t) || !(weight > 0))
+    if (!fgd_task_valid(t) || !(weight > 0 && weight <= DBL_MAX))
         return CPN_E_INVAL;
     s_group_t *g = s_group(self, t);
     if (!g)
@@ -120,6 +134,11 @@ int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight)
     self->total += weight;
     self->version++;
     return CPN_OK;
+}
+
+int fgd_workload_learn(fgd_workload_t *self, const fgd_task_t *t, double weight)
+{
+    return self->fixed ? CPN_OK : fgd_workload_add(self, t, weight);
 }
 
 /* The group's task with its classes' weighted mean CPU and memory, and its weight. */

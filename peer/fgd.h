@@ -58,12 +58,20 @@ typedef struct fgd_workload fgd_workload_t;
 fgd_workload_t *fgd_workload_new(void);
 void fgd_workload_destroy(fgd_workload_t **self_p);
 /* Count `weight` more of the class of t (tasks equal in every field are one class).
- * CPN_E_INVAL for a malformed task or weight, CPN_E_TOO_BIG past FGD_CLASSES_MAX classes or
- * FGD_GROUPS_MAX accelerator asks (nothing changes then). */
+ * CPN_E_INVAL for a malformed task or a weight not above 0 or not finite, CPN_E_TOO_BIG past
+ * FGD_CLASSES_MAX classes or FGD_GROUPS_MAX accelerator asks (nothing changes then). */
 int fgd_workload_add(fgd_workload_t *self, const fgd_task_t *t, double weight) CPN_WUR;
 size_t fgd_workload_classes(const fgd_workload_t *self);
-/* Forget every class (the object stays, for those who hold it). */
+/* Forget every class (the object stays, for those who hold it); a fixed workload stays
+ * fixed. */
 void fgd_workload_clear(fgd_workload_t *self);
+/* Fix the workload: it is a mix someone gave, no longer one learnt from placements, so
+ * fgd_workload_learn leaves it alone from now on (fgd_workload_add still adds). */
+void fgd_workload_fix(fgd_workload_t *self);
+bool fgd_workload_fixed(const fgd_workload_t *self);
+/* What a placement teaches: fgd_workload_add, unless the workload is fixed (then CPN_OK and
+ * nothing changes). */
+int fgd_workload_learn(fgd_workload_t *self, const fgd_task_t *t, double weight) CPN_WUR;
 /* A number that changes whenever the workload does (add, clear): holders of F values
  * computed against it know when to recompute. */
 uint64_t fgd_workload_version(const fgd_workload_t *self);

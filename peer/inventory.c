@@ -22,9 +22,12 @@ struct peer_inventory {
 
 static void s_refresh(peer_inventory_t *self, size_t i);
 
-/* The workload from its priors: one whole device of each shared package. */
+/* The workload from its priors: one whole device of each shared package. A mix the operator
+ * gave (fixed) stays as it is. */
 static int s_work_reset(peer_inventory_t *self)
 {
+    if (fgd_workload_fixed(self->work))
+        return CPN_OK;
     fgd_workload_clear(self->work);
     for (size_t i = 0; i < self->n; i++)
         if (self->dev[i] && peer_devices_prior(self->dev[i], self->work) != CPN_OK)
@@ -47,8 +50,8 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     self->drained = calloc(cap, sizeof *self->drained);
     self->none = calloc(cap, sizeof *self->none);
     self->work = fgd_workload_new();
-    if (!self->pkgs || !self->sums || !self->floors || !self->used || !self->dev || !self->drained ||
-        !self->none || !self->work) {
+    if (!self->pkgs || !self->sums || !self->floors || !self->used || !self->dev ||
+        !self->drained || !self->none || !self->work) {
         peer_inventory_destroy(&self);
         return NULL;
     }
@@ -70,6 +73,36 @@ peer_inventory_t *peer_inventory_new(const cpn_package_t *pkgs, const uint64_t *
     for (size_t i = 0; i < n; i++)
         s_refresh(self, i);
     return self;
+}
+
+/* The mix into w, each class weighing its weight times its accelerator share. */
+static int s_mix_add(fgd_workload_t *w, const fgd_task_t *cls, const double *weight, size_t n)
+{
+    int r = CPN_OK;
+    if (n > FGD_CLASSES_MAX)
+        return CPN_E_TOO_BIG;
+    for (size_t i = 0; i < n && r == CPN_OK; i++)
+        r = fgd_workload_add(w, &cls[i], weight[i] * peer_devices_weight(&cls[i]));
+    return r;
+}
+
+int peer_inventory_set_mix(peer_inventory_t *self, const fgd_task_t *cls, const double *weight,
+                           size_t n)
+{
+    if (n == 0)
+        return CPN_E_INVAL;
+    fgd_workload_t *trial = fgd_workload_new(); /* refuse a bad mix before changing anything */
+    int r = trial ? s_mix_add(trial, cls, weight, n) : CPN_E_NOMEM;
+    fgd_workload_destroy(&trial);
+    if (r != CPN_OK)
+        return r;
+    fgd_workload_clear(self->work);
+    if ((r = s_mix_add(self->work, cls, weight, n)) != CPN_OK)
+        return r; /* out of memory only: the trial took the same classes */
+    fgd_workload_fix(self->work);
+    for (size_t i = 0; i < self->n; i++)
+        s_refresh(self, i);
+    return CPN_OK;
 }
 
 void peer_inventory_destroy(peer_inventory_t **self_p)

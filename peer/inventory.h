@@ -9,7 +9,8 @@
  * A shared package (accel.share_min > 0) sells slices, placed device by device
  * (peer/devices.h): its `free` is the number of units with a free slice, and its slice_max
  * and frag fields and its `sum` (lists the inventory holds, as long as it lives) carry the
- * summary its AD advertises. Units of it are never reserved whole.
+ * summary its AD advertises, measured against one workload for all shared packages (learnt,
+ * or the operator's mix: peer_inventory_set_mix). Units of it are never reserved whole.
  */
 #ifndef PEER_INVENTORY_H
 #define PEER_INVENTORY_H
@@ -67,6 +68,14 @@ void peer_inventory_unplace(peer_inventory_t *self, size_t i, const peer_slice_t
 /* Take a recorded slice by package id (recount from the store): CPN_E_NO_PACKAGE if the id
  * is not a configured shared package, else peer_devices_take's code. */
 int peer_inventory_add_slice(peer_inventory_t *self, const char *id, const peer_slice_t *s) CPN_WUR;
+/* Measure every shared package against the n classes of a mix the operator gave (peer.yaml
+ * `workload`) instead of learning one: the workload is exactly these classes, class i
+ * weighing weight[i] times its accelerator share (peer_devices_weight, as a learnt slice
+ * weighs), and neither placements nor a recount (peer_inventory_clear) change it again.
+ * CPN_E_INVAL for no class, a malformed one or a weight not above 0, CPN_E_TOO_BIG past
+ * FGD_CLASSES_MAX classes or FGD_GROUPS_MAX accelerator asks: nothing changes then. */
+int peer_inventory_set_mix(peer_inventory_t *self, const fgd_task_t *cls, const double *weight,
+                           size_t n) CPN_WUR;
 /* Is package i shared? */
 bool peer_inventory_shared(const peer_inventory_t *self, size_t i);
 /* The devices of shared package i, NULL for others (read only: tests, status). */

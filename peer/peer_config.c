@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include "devices.h"
 #include "log.h"
 #include "provision.h"
 #include "units.h"
@@ -268,6 +269,135 @@ static int s_packages(yconf_t *doc, const ynode_t *node, const char *path, void 
     return r;
 }
 
+/* ---- workload: the federation's workload mix ---- */
+
+/* A class as written, before it becomes a slice's ask. */
+typedef struct {
+    uint32_t share; /* thousandths of one accelerator; 0 = not given */
+    uint32_t count; /* accelerators; 0 = not given */
+    uint32_t cores;
+    uint64_t mem_bytes;
+    double weight;
+} s_class_t;
+
+/* A weight: a decimal number such as 0.12 or 120, above 0, at most PEER_WORKLOAD_WEIGHT_MAX.
+ * Digits with an optional fraction, as every quantity of the configuration (no sign, no
+ * exponent), so that what strtod reads is what was written. */
+static int s_weight(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    (void)arg;
+    const char *t = node && node->kind == YNODE_SCALAR ? node->value : NULL;
+    size_t len = t ? strlen(t) : 0, dots = 0;
+    bool ok = len > 0 && len <= 32;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (t[i] == '.')
+            ok = ++dots == 1 && i > 0 && i + 1 < len; /* a digit on both sides */
+        else
+            ok = t[i] >= '0' && t[i] <= '9';
+    }
+    double w = ok ? strtod(t, NULL) : 0;
+    if (!(w > 0 && w <= PEER_WORKLOAD_WEIGHT_MAX)) {
+        yconf_error(doc, node, path,
+                    "expected a weight above 0 and at most %.0f, such as 0.12 or 120 (how "
+                    "often the class comes)",
+                    PEER_WORKLOAD_WEIGHT_MAX);
+        return CPN_E_CONFIG;
+    }
+    *(double *)dst = w;
+    return CPN_OK;
+}
+
+/* One class of the list: its keys bound, the ask checked and made a slice's ask. */
+static int s_workload_class(yconf_t *doc, const ynode_t *item, const char *path, fgd_task_t *out,
+                            double *weight)
+{
+    /* clang-format off */
+    const yfield_t fields[] = {
+        {.key = "share", .kind = YF_CUSTOM, .off = offsetof(s_class_t, share),
+         .custom = yconf_bind_share},
+        {.key = "count", .kind = YF_U32, .off = offsetof(s_class_t, count), .min = 1,
+         .max = FGD_DEV_MAX},
+        {.key = "cores", .kind = YF_U32, .off = offsetof(s_class_t, cores), .min = 0,
+         .max = 1u << 20},
+        {.key = "memory", .kind = YF_BYTES, .off = offsetof(s_class_t, mem_bytes), .min = 0,
+         .max = 1ULL << 60},
+        {.key = "weight", .kind = YF_CUSTOM, .off = offsetof(s_class_t, weight),
+         .required = true, .custom = s_weight},
+    };
+    /* clang-format on */
+    s_class_t c = {0};
+    if (!item || item->kind != YNODE_MAP) {
+        yconf_error(doc, item, path, "expected a map {share or count, cores, memory, weight}");
+        return CPN_E_CONFIG;
+    }
+    if (yconf_bind(doc, item, path, fields, sizeof fields / sizeof fields[0], &c) != CPN_OK)
+        return CPN_E_CONFIG;
+    if (c.share == 0 && c.count == 0) {
+        yconf_error(doc, item, path,
+                    "expected `share` (of one accelerator, such as 0.46) or `count` (whole "
+                    "accelerators)");
+        return CPN_E_CONFIG;
+    }
+    if (c.count > 1 && c.share != 0 && c.share < FGD_MILLI) {
+        char cpath[300];
+        snprintf(cpath, sizeof cpath, "%s.count", path);
+        yconf_error(doc, yconf_get(item, "count"), cpath,
+                    "a share below 1 is of one accelerator; %u whole ones are share 1", c.count);
+        return CPN_E_CONFIG;
+    }
+    /* The ask a slice request of this shape makes (peer_devices_ask): the same classes. */
+    cpn_request_t r;
+    memset(&r, 0, sizeof r);
+    r.share = c.share ? c.share : FGD_MILLI;
+    r.accel_count = c.count ? c.count : 1;
+    r.cores = c.cores;
+    r.mem_bytes = c.mem_bytes;
+    if (peer_devices_ask(&r, out) != CPN_OK) {
+        yconf_error(doc, item, path, "not an accelerator ask a slice can make");
+        return CPN_E_CONFIG;
+    }
+    *weight = c.weight;
+    return CPN_OK;
+}
+
+/* workload: [{share | count, cores, memory, weight}, ...], at most PEER_WORKLOAD_MAX classes
+ * and PEER_WORKLOAD_ASKS_MAX distinct asks (what fgd_workload_add takes: a trial proves it). */
+static int s_workload(yconf_t *doc, const ynode_t *node, const char *path, void *dst, void *arg)
+{
+    peer_config_t *cfg = dst;
+    (void)arg;
+    if (!node || node->kind != YNODE_SEQ || node->n == 0 || node->n > PEER_WORKLOAD_MAX) {
+        yconf_error(doc, node, path, "expected a list of 1 to %d classes", PEER_WORKLOAD_MAX);
+        return CPN_E_CONFIG;
+    }
+    cfg->workload = calloc(node->n, sizeof *cfg->workload);
+    cfg->workload_weight = calloc(node->n, sizeof *cfg->workload_weight);
+    fgd_workload_t *trial = fgd_workload_new();
+    int r = cfg->workload && cfg->workload_weight && trial ? CPN_OK : CPN_E_NOMEM;
+    for (size_t i = 0; r != CPN_E_NOMEM && i < node->n; i++) {
+        char ipath[256];
+        snprintf(ipath, sizeof ipath, "%s[%zu]", path, i);
+        if (s_workload_class(doc, node->items[i], ipath, &cfg->workload[i],
+                             &cfg->workload_weight[i]) != CPN_OK) {
+            r = CPN_E_CONFIG;
+            continue;
+        }
+        int a = fgd_workload_add(trial, &cfg->workload[i], cfg->workload_weight[i]);
+        if (a == CPN_E_TOO_BIG) {
+            yconf_error(doc, node->items[i], ipath,
+                        "more than %d distinct accelerator asks (share, count) in the list",
+                        PEER_WORKLOAD_ASKS_MAX);
+            r = CPN_E_CONFIG;
+            break;
+        }
+        if (a != CPN_OK)
+            r = a;
+    }
+    fgd_workload_destroy(&trial);
+    cfg->n_workload = r == CPN_OK ? node->n : 0;
+    return r;
+}
+
 /* ---- provision: drivers and which package uses which ---- */
 
 static int s_note_provision(yconf_t *doc, const ynode_t *node, const char *path, void *dst,
@@ -512,6 +642,7 @@ int peer_config_load(const char *path, peer_config_t **out, yconf_t **doc_out)
          .custom = s_packages, .arg = &ctx},
         {.key = "provision", .kind = YF_CUSTOM, .off = 0, .custom = s_note_provision,
          .arg = &ctx},
+        {.key = "workload", .kind = YF_CUSTOM, .off = 0, .custom = s_workload},
     };
     /* clang-format on */
     r = yconf_bind(doc, root, "", fields, sizeof fields / sizeof fields[0], cfg);
@@ -560,6 +691,8 @@ void peer_config_destroy(peer_config_t **self_p)
     free(self->floors);
     free(self->drivers);
     free(self->pkg_driver);
+    free(self->workload);
+    free(self->workload_weight);
     free(self);
     *self_p = NULL;
 }

@@ -3,9 +3,10 @@
  * Keys (docs/POLICY.md, section "cpn-peer configuration"): name, key, database, region,
  * refresh, max_lease, log_level, http, brokers[] {endpoint, key, curve}, tenants (any | list of
  * keys), packages[] (the resource model's package keys, plus `floor`), provision
- * {drivers[], packages} (docs/PROVISIONING.md). Relative paths (key,
- * database, and key files named in brokers/tenants) are relative to the directory of the
- * configuration file, so a configuration and its files can be moved together.
+ * {drivers[], packages} (docs/PROVISIONING.md), workload[] {share, count, cores, memory,
+ * weight}. Relative paths (key, database, and key files named in brokers/tenants) are
+ * relative to the directory of the configuration file, so a configuration and its files can
+ * be moved together.
  */
 #ifndef PEER_PEER_CONFIG_H
 #define PEER_PEER_CONFIG_H
@@ -16,6 +17,7 @@
 
 #include "driver.h"
 #include "err.h"
+#include "fgd.h"
 #include "hostport.h"
 #include "identity.h"
 #include "msg.h"
@@ -42,6 +44,13 @@
 #define PEER_DRIVER_CONCURRENCY_DEFAULT 4
 #define PEER_DRIVER_RETRIES_DEFAULT 3
 #define PEER_DRIVER_BACKOFF_DEFAULT_S 1
+
+/* The `workload:` list: the federation's workload mix, which every shared package's
+ * fragmentation is measured against (FGD's M, peer/devices.h) instead of the mix the peer
+ * learns from its own slices. Absent: learnt, as before. */
+#define PEER_WORKLOAD_MAX FGD_CLASSES_MAX     /* classes in the list (fgd.h) */
+#define PEER_WORKLOAD_ASKS_MAX FGD_GROUPS_MAX /* distinct (share, count) among them */
+#define PEER_WORKLOAD_WEIGHT_MAX 1e9          /* a class's weight: above 0, at most this */
 
 typedef struct {
     char endpoint[CPN_ENDPOINT_MAX]; /* "tcp://host:port" */
@@ -70,8 +79,12 @@ typedef struct {
     cpn_package_t *packages; /* malloc'd; total set, free = total */
     uint64_t *floors;        /* malloc'd; per package, thousandths per unit-hour */
     size_t n_drivers;
-    drv_config_t *drivers; /* malloc'd, n_drivers */
-    int *pkg_driver;       /* malloc'd; per package: index in drivers, or -1 (no driver) */
+    drv_config_t *drivers;   /* malloc'd, n_drivers */
+    int *pkg_driver;         /* malloc'd; per package: index in drivers, or -1 (no driver) */
+    size_t n_workload;       /* classes of `workload`; 0 = learn the mix from the slices */
+    fgd_task_t *workload;    /* malloc'd, n_workload: each class's ask as a slice's (CPU in
+                                thousandths of a core, memory in MiB rounded up) */
+    double *workload_weight; /* malloc'd, n_workload: the weights as written */
 } peer_config_t;
 
 /* Load and validate. On CPN_OK *out is the caller's. On failure *out is NULL and, if

@@ -6,13 +6,20 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +55,65 @@ pid_t h_spawn(const char *bin_dir, const char *prog, const char *cfg, const char
         _exit(127);
     }
     return pid;
+}
+
+/* Read the child's output from fd until its end or the deadline (mono ms); false at the
+ * deadline. */
+static bool s_read_all(int fd, char *out, size_t cap, uint64_t deadline)
+{
+    size_t n = 0;
+    char rest[512];
+    bool done = false;
+    for (;;) {
+        uint64_t now = cpn_mono_ms();
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int pr = now < deadline ? poll(&p, 1, (int)(deadline - now)) : 0;
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t k = read(fd, n < cap - 1 ? out + n : rest, n < cap - 1 ? cap - 1 - n : sizeof rest);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            done = true;
+            break;
+        }
+        if (n < cap - 1)
+            n += (size_t)k;
+    }
+    out[n] = '\0';
+    return done;
+}
+
+int h_run(const char *bin_dir, const char *const *argv, char *out, size_t cap, uint64_t ms)
+{
+    char bin[1100];
+    int fds[2];
+    int n = snprintf(bin, sizeof bin, "%s/%s", bin_dir, argv[0]);
+    assert_true(n > 0 && (size_t)n < sizeof bin && cap > 0);
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+        dup2(fds[1], 1);
+        dup2(fds[1], 2);
+        close(fds[0]);
+        close(fds[1]);
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    if (!s_read_all(fds[0], out, cap, cpn_mono_ms() + ms)) {
+        fprintf(stderr, "# %s still running after %" PRIu64 " ms: killed\n", argv[0], ms);
+        kill(pid, SIGKILL);
+    }
+    close(fds[0]);
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
 }
 
 bool h_alive(pid_t *pid_p)
@@ -114,18 +180,44 @@ void h_rm_dir(const char *dir)
     rmdir(dir);
 }
 
-int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag)
+/* $TMPDIR/cpn-test-`tag`.XXXXXX, made: 0, or -1 with dir "". */
+static int s_tmp_dir(char *dir, size_t dir_cap, const char *tag)
 {
-    const char *b = getenv("CPN_BUILDDIR");
     const char *tmp = getenv("TMPDIR");
-    int n = snprintf(bin, bin_cap, "%s", b && b[0] ? b : ".");
     int m = snprintf(dir, dir_cap, "%s/cpn-test-%s.XXXXXX", tmp && tmp[0] ? tmp : "/tmp", tag);
-    assert_true(n > 0 && (size_t)n < bin_cap && m > 0 && (size_t)m < dir_cap);
+    assert_true(m > 0 && (size_t)m < dir_cap);
     if (!mkdtemp(dir)) {
         dir[0] = 0;
         return -1;
     }
     return 0;
+}
+
+int h_dirs(char *bin, size_t bin_cap, char *dir, size_t dir_cap, const char *tag)
+{
+    const char *b = getenv("CPN_BUILDDIR");
+    int n = snprintf(bin, bin_cap, "%s", b && b[0] ? b : ".");
+    assert_true(n > 0 && (size_t)n < bin_cap);
+    return s_tmp_dir(dir, dir_cap, tag);
+}
+
+int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag, const char *name)
+{
+    if (s_tmp_dir(dir, dir_cap, tag) != 0)
+        return -1;
+    h_path(db, db_cap, dir, name);
+    return 0;
+}
+
+void h_db_remove(const char *path)
+{
+    static const char *const sfx[] = {"", "-wal", "-shm"};
+    char p[600];
+    for (size_t i = 0; i < sizeof sfx / sizeof sfx[0]; i++) {
+        int n = snprintf(p, sizeof p, "%s%s", path, sfx[i]);
+        assert_true(n > 0 && (size_t)n < sizeof p);
+        unlink(p);
+    }
 }
 
 void h_write(const char *dir, const char *name, const char *text)
@@ -603,6 +695,63 @@ void h_tenants_close(h_tenant_t *t, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         ctl_client_destroy(&t[i].cli);
+}
+
+/* ---- HTTP ---- */
+
+void h_http_free(h_http_t *h)
+{
+    free(h->body);
+    memset(h, 0, sizeof *h);
+}
+
+/* Split a whole answer (buf, n bytes, NUL-terminated) into status, type and body. */
+static bool s_http_parse(const char *buf, size_t n, h_http_t *out)
+{
+    const char *body = strstr(buf, "\r\n\r\n");
+    if (!body || sscanf(buf, "HTTP/1.%*d %u", &out->status) != 1)
+        return false;
+    const char *ct = strstr(buf, "\r\nContent-Type: ");
+    if (ct && ct < body)
+        sscanf(ct + 16, "%127[^\r]", out->type);
+    out->len = n - (size_t)(body + 4 - buf);
+    out->body = malloc(out->len + 1);
+    assert_non_null(out->body);
+    memcpy(out->body, body + 4, out->len);
+    out->body[out->len] = '\0';
+    return true;
+}
+
+bool h_http(const char *method, int port, const char *path, const char *body, h_http_t *out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {.tv_sec = 10};
+    char req[2048], *buf = malloc(H_HTTP_MAX + 1);
+    size_t n = 0;
+    bool ok = false;
+    memset(out, 0, sizeof *out);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0 && buf);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int rl = body ? snprintf(req, sizeof req,
+                             "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n"
+                             "\r\n%s",
+                             method, path, strlen(body), body)
+                  : snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                             method, path);
+    assert_true(rl > 0 && (size_t)rl < sizeof req);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        write(fd, req, (size_t)rl) == (ssize_t)rl) {
+        ssize_t r;
+        while (n < H_HTTP_MAX && (r = read(fd, buf + n, H_HTTP_MAX - n)) > 0)
+            n += (size_t)r;
+        buf[n] = '\0';
+        ok = s_http_parse(buf, n, out);
+    }
+    close(fd);
+    free(buf);
+    return ok;
 }
 
 /* ---- msgpack ---- */

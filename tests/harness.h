@@ -29,6 +29,12 @@
  * gets SIGKILL should the test die first (PR_SET_PDEATHSIG). Returns its pid. */
 pid_t h_spawn(const char *bin_dir, const char *prog, const char *cfg, const char *log);
 
+/* Run `bin_dir`/argv[0] (a program of the build) with argv to its end, its stdout and stderr into
+ * out (NUL-terminated; what does not fit in cap is read and dropped, so the child never blocks
+ * on a write). A child still running after `ms` gets SIGKILL, as it does should the test die
+ * first. Returns its exit status; -1 if a signal ended it (also that SIGKILL). */
+int h_run(const char *bin_dir, const char *const *argv, char *out, size_t cap, uint64_t ms);
+
 /* Still running? A child that exited is reaped here and *pid_p becomes -1, so that no signal
  * goes later to a pid the system may have given to another process. */
 bool h_alive(pid_t *pid_p);
@@ -60,6 +66,15 @@ void h_keygen(const char *dir, const char *name, cpn_identity_t **id);
 /* The group teardown's last step: keep `dir` (and say so) if the run was not clean or
  * CPN_TEST_KEEP=1, for its configs and logs; else remove it. Nothing if dir is "". */
 void h_dir_done(const char *dir, bool clean);
+
+/* A unit test's SQLite database: a fresh directory as h_dirs makes it (`tag`), and in db the
+ * path of the database file `name` there (not created). Returns 0, or -1 with dir "" if the
+ * directory cannot be made. The teardown's h_dir_done removes the database with the rest. */
+int h_db_dir(char *dir, size_t dir_cap, char *db, size_t db_cap, const char *tag, const char *name);
+
+/* Remove the SQLite database `path` with its -wal and -shm files, for a test that wants a fresh
+ * one; a file that is not there is no error. */
+void h_db_remove(const char *path);
 
 /* `dir`/`name` into out (asserts that it fits). */
 void h_path(char *out, size_t cap, const char *dir, const char *name);
@@ -241,6 +256,26 @@ void h_tenants_open(h_tenant_t *t, size_t n, const char *endpoint, const uint8_t
 
 /* Close the n tenants' connections (those open; the identities stay). */
 void h_tenants_close(h_tenant_t *t, size_t n);
+
+/* ---- HTTP ---- */
+
+#define H_HTTP_MAX (1u << 20) /* bytes of an HTTP answer read; the rest is dropped */
+
+/* An HTTP answer: the status, the Content-Type (empty if none), the body after the headers. */
+typedef struct {
+    unsigned status;
+    char type[128];
+    char *body; /* malloc'd, NUL-terminated */
+    size_t len;
+} h_http_t;
+
+/* `method` http://127.0.0.1:port/path as HTTP/1.0 with `body` (NULL: none), reading the answer
+ * to its end (at most H_HTTP_MAX bytes, 10 s without a byte ends it). False if no answer with
+ * a status line and headers came; out is then empty. The caller frees it (h_http_free). */
+bool h_http(const char *method, int port, const char *path, const char *body, h_http_t *out);
+
+/* Free what `h` holds and zero it (a zeroed h_http_t may be freed again). */
+void h_http_free(h_http_t *h);
 
 /* ---- msgpack ---- */
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "harness.h"
 #include "ledger.h"
 
 #define S_HOUR_MS 3600000ull
@@ -27,15 +28,11 @@ typedef struct {
 static int s_setup(void **state)
 {
     s_fixture_t *f = calloc(1, sizeof *f);
-    const char *tmp = getenv("TMPDIR");
-    if (!f)
-        return -1;
-    snprintf(f->dir, sizeof f->dir, "%s/cpn-ledger-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(f->dir)) {
+    if (!f ||
+        h_db_dir(f->dir, sizeof f->dir, f->path, sizeof f->path, "ledger", "ledger.db") != 0) {
         free(f);
         return -1;
     }
-    snprintf(f->path, sizeof f->path, "%s/ledger.db", f->dir);
     *state = f;
     return 0;
 }
@@ -43,13 +40,7 @@ static int s_setup(void **state)
 static int s_teardown(void **state)
 {
     s_fixture_t *f = *state;
-    char p[340];
-    static const char *const suffixes[] = {"", "-wal", "-shm"};
-    for (size_t i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", f->path, suffixes[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    h_dir_done(f->dir, true);
     free(f);
     return 0;
 }

@@ -20,9 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ctl_bill.h"
 #include <sqlite3.h>
 
+#include "ctl_bill.h"
+#include "harness.h"
 #include "identity.h"
 #include "meter.h"
 #include "sender.h"
@@ -34,8 +35,8 @@
 #define N_LEASES 40
 
 typedef struct {
-    char dir[64];
-    char db[128];
+    char dir[256];
+    char db[320];
     cpn_identity_t *id, *tenant;
 } fx_t;
 
@@ -44,25 +45,17 @@ static int s_setup(void **state)
     fx_t *fx = calloc(1, sizeof *fx);
     if (!fx || cpn_crypto_init() != CPN_OK)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "%s", "/tmp/cpn-test-meter-XXXXXX");
-    if (!mkdtemp(fx->dir) || cpn_identity_generate(&fx->id) != CPN_OK ||
-        cpn_identity_generate(&fx->tenant) != CPN_OK)
-        return -1;
-    snprintf(fx->db, sizeof fx->db, "%s/peer.db", fx->dir);
     *state = fx;
+    if (h_db_dir(fx->dir, sizeof fx->dir, fx->db, sizeof fx->db, "meter", "peer.db") != 0 ||
+        cpn_identity_generate(&fx->id) != CPN_OK || cpn_identity_generate(&fx->tenant) != CPN_OK)
+        return -1;
     return 0;
 }
 
 static int s_teardown(void **state)
 {
     fx_t *fx = *state;
-    char p[256];
-    const char *sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", fx->db, sfx[i]);
-        unlink(p);
-    }
-    rmdir(fx->dir);
+    h_dir_done(fx->dir, true);
     cpn_identity_destroy(&fx->id);
     cpn_identity_destroy(&fx->tenant);
     free(fx);
@@ -271,12 +264,7 @@ static void test_meter_lifecycle(void **state)
 static void test_meter_kill9(void **state)
 {
     fx_t *fx = *state;
-    char p2[256];
-    const char *sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p2, sizeof p2, "%s%s", fx->db, sfx[i]);
-        unlink(p2);
-    }
+    h_db_remove(fx->db);
     peer_t p;
     s_open(fx, &p, MIN_MS);
     for (int i = 0; i < N_LEASES; i++)

@@ -68,6 +68,7 @@
 #define MT_LEASES_MAX 100000
 #define MT_WAIT_MS 30000   /* all answers of one batch of requests, plus MT_PER_LEASE_MS each */
 #define MT_PER_LEASE_MS 20 /* a bound on the time one lease takes, on a loaded machine */
+#define MT_RUN_MS 60000    /* cpnctl run to its end (h_run), plus MT_PER_LEASE_MS a lease */
 #define MT_READY_MS 30000  /* a daemon up, offers relayed */
 #define MT_SETTLE_MS 90000 /* every lease ended and every record delivered (+ per lease) */
 #define MT_STOP_MS 30000
@@ -477,37 +478,10 @@ static void s_peer_sums(void)
     }
 }
 
-/* Run a program of the build to its end, its output into out. Returns its exit status. */
+/* A program of the build run to its end (h_run), bounded by the work the run's leases make. */
 static int s_run(const char *const *argv, char *out, size_t cap)
 {
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char bin[1100];
-        snprintf(bin, sizeof bin, "%s/%s", g.bin, argv[0]);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t k;
-    char rest[512];
-    while ((k = read(fds[0], n < cap - 1 ? out + n : rest,
-                     n < cap - 1 ? cap - 1 - n : sizeof rest)) > 0)
-        if (n < cap - 1)
-            n += (size_t)k;
-    out[n] = '\0';
-    close(fds[0]);
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
+    return h_run(g.bin, argv, out, cap, MT_RUN_MS + g.n_leases * MT_PER_LEASE_MS);
 }
 
 static void s_bill_file(const mt_broker_t *b, char *out, size_t cap)

@@ -58,6 +58,7 @@
 #define STOP_MS 30000
 #define POLL_MS 100
 #define WATCH_S "30" /* cpnctl watch's --timeout */
+#define RUN_MS 60000 /* a program of the build run to its end (h_run): past WATCH_S */
 
 enum { P_CHEAP, P_DEAR, P__COUNT };
 
@@ -200,41 +201,6 @@ static void s_kill_broker(void)
     ctl_client_destroy(&g.t.cli);
 }
 
-/* Run a program of the build to its end (bounded by its own options), its stdout and stderr
- * into out (NUL-terminated, truncated to cap). Returns its exit status, or -1. */
-static int s_run(const char *const *argv, char *out, size_t cap)
-{
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        char bin[1100];
-        snprintf(bin, sizeof bin, "%s/%s", g.bin, argv[0]);
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        close(fds[1]);
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    size_t n = 0;
-    ssize_t k;
-    char rest[512];
-    /* Read to the end (what does not fit is dropped), so the child never blocks on a write. */
-    while ((k = read(fds[0], n < cap - 1 ? out + n : rest,
-                     n < cap - 1 ? cap - 1 - n : sizeof rest)) > 0)
-        if (n < cap - 1)
-            n += (size_t)k;
-    out[n] = '\0';
-    close(fds[0]);
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
-        return -1;
-    return WEXITSTATUS(status);
-}
-
 /* `cpnctl ... ARGS` as the tenant acme. */
 static int s_cpnctl(const char *cmd, const char *a1, const char *a2, char *out, size_t cap)
 {
@@ -243,14 +209,14 @@ static int s_cpnctl(const char *cmd, const char *a1, const char *a2, char *out, 
     h_path(bkey, sizeof bkey, g.dir, "broker.pub");
     const char *argv[] = {"cpnctl", "--plain", "--json", "-t", WATCH_S, "-b", g.endpoint, "-B",
                           bkey,     "-k",      key,      cmd,  a1,      a2,   NULL};
-    return s_run(argv, out, cap);
+    return h_run(g.bin, argv, out, cap, RUN_MS);
 }
 
 static int s_drain(peer_t *p)
 {
     char out[1024];
     const char *argv[] = {"cpn-peer", "--config", p->cfg, "--drain", "cpu", NULL};
-    int rc = s_run(argv, out, sizeof out);
+    int rc = h_run(g.bin, argv, out, sizeof out, RUN_MS);
     fprintf(stderr, "# %s", out);
     return rc;
 }
@@ -534,7 +500,7 @@ static void test_rematch(void **state)
     assert_int_equal(fclose(f), 0);
     free(gf);
     const char *verify[] = {"cpnctl", "-B", bkey, "verify", file, NULL};
-    assert_int_equal(s_run(verify, out, sizeof out), 0);
+    assert_int_equal(h_run(g.bin, verify, out, sizeof out, RUN_MS), 0);
     assert_non_null(strstr(out, "replaces lease "));
     assert_non_null(strstr(out, lease_id));
     assert_true(h_db_int(g.ledger,

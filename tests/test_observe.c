@@ -20,14 +20,11 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,7 +51,7 @@
 #define N_REFUSED 2
 #define N_GARBAGE 2 /* frames that are not msgpack: refused at intake, `malformed` */
 #define H100_UNITS 10
-#define HTTP_MAX (1u << 20) /* bytes of an HTTP answer read */
+#define FILE_MAX (1u << 20) /* bytes of a file Chromium wrote (DOM, screenshot) read back */
 
 enum { B_A, B_B, B__COUNT };
 enum { P_A, P_B, P__COUNT };
@@ -110,78 +107,12 @@ static char *s_slurp(const char *path, size_t *len)
     char *buf = NULL;
     if (!f)
         return NULL;
-    buf = malloc(HTTP_MAX + 1);
-    *len = buf ? fread(buf, 1, HTTP_MAX, f) : 0;
+    buf = malloc(FILE_MAX + 1);
+    *len = buf ? fread(buf, 1, FILE_MAX, f) : 0;
     if (buf)
         buf[*len] = '\0';
     fclose(f);
     return buf;
-}
-
-/* ---- a small HTTP/1.0 client ---- */
-
-typedef struct {
-    unsigned status;
-    char type[128];
-    char *body; /* malloc'd, NUL-terminated */
-    size_t len;
-} s_http_t;
-
-static void s_http_free(s_http_t *h)
-{
-    free(h->body);
-    memset(h, 0, sizeof *h);
-}
-
-/* `method` http://127.0.0.1:port/path with `body` (NULL: none); false if no answer could be
- * read. */
-static bool s_http_body(const char *method, int port, const char *path, const char *body_in,
-                        s_http_t *out)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    struct timeval tv = {.tv_sec = 10};
-    char req[2048], *buf = malloc(HTTP_MAX + 1);
-    size_t n = 0;
-    bool ok = false;
-    memset(out, 0, sizeof *out);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0 && buf);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int rl = body_in ? snprintf(req, sizeof req,
-                                "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n"
-                                "\r\n%s",
-                                method, path, strlen(body_in), body_in)
-                     : snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-                                method, path);
-    assert_true(rl > 0 && (size_t)rl < sizeof req);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-        write(fd, req, (size_t)rl) == (ssize_t)rl) {
-        ssize_t r;
-        while (n < HTTP_MAX && (r = read(fd, buf + n, HTTP_MAX - n)) > 0)
-            n += (size_t)r;
-        buf[n] = '\0';
-        char *body = strstr(buf, "\r\n\r\n");
-        if (body && sscanf(buf, "HTTP/1.%*d %u", &out->status) == 1) {
-            const char *ct = strstr(buf, "\r\nContent-Type: ");
-            if (ct && ct < body)
-                sscanf(ct + 16, "%127[^\r]", out->type);
-            out->len = n - (size_t)(body + 4 - buf);
-            out->body = malloc(out->len + 1);
-            assert_non_null(out->body);
-            memcpy(out->body, body + 4, out->len);
-            out->body[out->len] = '\0';
-            ok = true;
-        }
-    }
-    close(fd);
-    free(buf);
-    return ok;
-}
-
-static bool s_http(const char *method, int port, const char *path, s_http_t *out)
-{
-    return s_http_body(method, port, path, NULL, out);
 }
 
 /* ---- configs ---- */
@@ -380,15 +311,15 @@ static int s_teardown(void **state)
 
 static om_doc_t *s_scrape(int port)
 {
-    s_http_t h;
+    h_http_t h;
     om_doc_t *d = malloc(sizeof *d);
     assert_non_null(d);
-    assert_true(s_http("GET", port, "/metrics", &h));
+    assert_true(h_http("GET", port, "/metrics", NULL, &h));
     assert_int_equal(h.status, 200);
     assert_string_equal(h.type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
     if (!om_parse(h.body, h.len, d))
         fail_msg("/metrics on port %d does not parse: %s", port, d->error);
-    s_http_free(&h);
+    h_http_free(&h);
     return d;
 }
 
@@ -441,22 +372,22 @@ static void test_metrics_text(void **state)
     free(d);
 
     /* What is not a route, or not a GET: refused with its status, the daemon unharmed. */
-    s_http_t h;
-    assert_true(s_http("GET", g.http_a, "/nothing", &h));
+    h_http_t h;
+    assert_true(h_http("GET", g.http_a, "/nothing", NULL, &h));
     assert_int_equal(h.status, 404);
-    s_http_free(&h);
-    assert_true(s_http("POST", g.http_a, "/metrics", &h));
+    h_http_free(&h);
+    assert_true(h_http("POST", g.http_a, "/metrics", NULL, &h));
     assert_int_equal(h.status, 405);
-    s_http_free(&h);
-    assert_true(s_http("GET", g.p[P_A].http, "/", &h));
+    h_http_free(&h);
+    assert_true(h_http("GET", g.p[P_A].http, "/", NULL, &h));
     assert_int_equal(h.status, 404);
-    s_http_free(&h);
-    assert_true(s_http_body("GET", g.http_a, "/metrics", "{\"x\": 1}", &h));
+    h_http_free(&h);
+    assert_true(h_http("GET", g.http_a, "/metrics", "{\"x\": 1}", &h));
     assert_int_equal(h.status, 400); /* a body: read, dropped, refused */
-    s_http_free(&h);
-    assert_true(s_http_body("POST", g.http_a, "/api/state", "garbage\n\1\2", &h));
+    h_http_free(&h);
+    assert_true(h_http("POST", g.http_a, "/api/state", "garbage\n\1\2", &h));
     assert_int_equal(h.status, 405);
-    s_http_free(&h);
+    h_http_free(&h);
     assert_true(h_alive(&g.b[B_A].pid) && h_alive(&g.p[P_A].pid));
     d = s_scrape(g.http_a); /* and counted */
     assert_true(s_val(d, "cpn_http_responses_total", "class", "4xx") >= 4);
@@ -468,7 +399,7 @@ static void test_metrics_text(void **state)
 static bool s_promql(const char *query, double *out)
 {
     char path[1024] = "/api/v1/query?query=", *p = path + strlen(path);
-    s_http_t h;
+    h_http_t h;
     for (const char *q = query; *q && p < path + sizeof path - 4; q++) {
         if ((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') ||
             *q == '_')
@@ -477,12 +408,12 @@ static bool s_promql(const char *query, double *out)
             p += sprintf(p, "%%%02X", (unsigned char)*q);
     }
     *p = '\0';
-    if (!s_http("GET", g.prom_port, path, &h))
+    if (!h_http("GET", g.prom_port, path, NULL, &h))
         return false;
     const char *v = h.status == 200 ? strstr(h.body, "\"value\":[") : NULL;
     v = v ? strstr(v, ",\"") : NULL;
     bool ok = v && sscanf(v + 2, "%lf", out) == 1;
-    s_http_free(&h);
+    h_http_free(&h);
     return ok;
 }
 
@@ -550,15 +481,15 @@ static void test_dashboard(void **state)
 {
     (void)state;
     char script[1200], url[64], dom_path[400], shot[1200], want[256];
-    s_http_t h;
+    h_http_t h;
     size_t len = 0;
     /* The JSON the page polls, and the page itself. */
-    assert_true(s_http("GET", g.http_a, "/api/state", &h));
+    assert_true(h_http("GET", g.http_a, "/api/state", NULL, &h));
     assert_int_equal(h.status, 200);
     assert_string_equal(h.type, "application/json");
     assert_non_null(strstr(h.body, "\"grants\":3"));
-    s_http_free(&h);
-    assert_true(s_http("GET", g.http_a, "/", &h));
+    h_http_free(&h);
+    assert_true(h_http("GET", g.http_a, "/", NULL, &h));
     assert_int_equal(h.status, 200);
     assert_non_null(strstr(h.body, "/api/state"));
     /* Nothing fetched from outside: no address but the SVG namespace's (a name, not a fetch),
@@ -570,7 +501,7 @@ static void test_dashboard(void **state)
     assert_null(strstr(h.body, "<script src"));
     assert_null(strstr(h.body, "<link"));
     assert_null(strstr(h.body, "@import"));
-    s_http_free(&h);
+    h_http_free(&h);
 
     s_script(script, sizeof script, "chromium.sh");
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", g.http_a);

@@ -9,7 +9,8 @@
  * CLAIMs return the same LEASE bytes, the store's rows are unchanged, and what is still free
  * is exactly what was free: a slice that only fits the old free space is granted there, one
  * more is refused). The ADs' fit points follow the CPU left beside a free share (package
- * "roomy"). Every wait is bounded.
+ * "roomy"). Given a workload mix (peer.yaml `workload`), the ADs' gradients are for the
+ * mix's asks, not what the peer placed. Every wait is bounded.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -489,6 +490,78 @@ static void test_kill9_keeps_slices(void **state)
     assert_int_equal(s_max_device_use("quarter"), 1000);
 }
 
+/* The next AD (bounded wait): package pkg of it in *out. */
+static bool s_next_pkg(const char *pkg, cpn_package_t *out, cpn_slice_sum_t *sum)
+{
+    uint64_t deadline = cpn_mono_ms() + WAIT_MS;
+    size_t len;
+    cpn_env_t env;
+    uint8_t *f;
+    while ((f = s_next(deadline, &len, &env)) != NULL) {
+        bool found = false;
+        cpn_ad_t ad;
+        memset(&ad, 0, sizeof ad);
+        if (env.type == CPN_MSG_AD) {
+            assert_int_equal(cpn_msg_decode(&env, &cpn_limits_default, &ad), CPN_OK);
+            for (uint32_t i = 0; i < ad.n_packages && !found; i++)
+                if (strcmp(ad.packages[i].id, pkg) == 0) {
+                    *out = ad.packages[i];
+                    memset(sum, 0, sizeof *sum); /* the lists outlive the AD: copied */
+                    if (out->sum)
+                        *sum = *out->sum;
+                    out->sum = sum;
+                    found = true;
+                }
+            cpn_ad_clear(&ad);
+        }
+        free(f);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* Are p's gradients for exactly the asks accel[0..n) (ascending)? */
+static bool s_grads_are(const cpn_package_t *p, const uint32_t *accel, uint32_t n)
+{
+    if (p->sum->n_grad != n)
+        return false;
+    for (uint32_t i = 0; i < n; i++)
+        if (p->sum->grad[i].accel != accel[i])
+            return false;
+    return true;
+}
+
+/* The operator gives the workload mix (peer.yaml `workload`: tenths and halves): restarted
+ * with it, the peer's first AD has gradients for exactly the mix's asks (learning would list
+ * whole GPUs, the prior, and the quarters of the store), and after a 0.8 slice is placed
+ * the AD that shows it still lists only the mix's. */
+static void test_workload_given(void **state)
+{
+    (void)state;
+    static const uint32_t mix[] = {100, 500};
+    cpn_package_t p, q;
+    cpn_slice_sum_t ps, qs;
+    s_kill9();
+    FILE *f = fopen(g.cfg, "a");
+    assert_non_null(f);
+    fputs("workload:\n  - {share: 0.1, weight: 3}\n  - {share: 0.5, weight: 1}\n", f);
+    fclose(f);
+    s_start();
+    assert_true(s_next_pkg("roomy", &p, &ps));
+    assert_true(s_grads_are(&p, mix, 2));
+    cpn_lease_t l;
+    /* 0.8: only the whole GPU holds it, so the fit points move (its 0.75 neighbour stays) */
+    assert_int_equal(s_ask_cores("r-mix", "roomy", 800, 1, 0, &l), CPN_OK);
+    bool moved = false; /* the first AD whose fit points show the new slice */
+    for (int i = 0; i < 20 && !moved; i++) {
+        assert_true(s_next_pkg("roomy", &q, &qs));
+        moved = qs.n_fit != ps.n_fit || memcmp(qs.fit, ps.fit, ps.n_fit * sizeof ps.fit[0]) != 0;
+    }
+    assert_true(moved);
+    assert_true(s_grads_are(&q, mix, 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -497,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_whole_never_partly_used),
         cmocka_unit_test(test_alts_placed_where_best),
         cmocka_unit_test(test_kill9_keeps_slices),
+        cmocka_unit_test(test_workload_given),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

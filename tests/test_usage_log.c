@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ctl_bill.h"
+#include "harness.h"
 #include "identity.h"
 #include "ledger.h"
 #include "msg.h"
@@ -28,7 +29,7 @@
 #define MIN_MS 60000ull
 
 typedef struct {
-    char dir[64], path[128];
+    char dir[256], path[320];
     cpn_identity_t *peer, *other, *tenant;
     uint64_t seq;
 } fx_t;
@@ -38,26 +39,20 @@ static int s_setup(void **state)
     fx_t *fx = calloc(1, sizeof *fx);
     if (!fx || cpn_crypto_init() != CPN_OK)
         return -1;
-    snprintf(fx->dir, sizeof fx->dir, "%s", "/tmp/cpn-test-usagelog-XXXXXX");
-    if (!mkdtemp(fx->dir) || cpn_identity_generate(&fx->peer) ||
-        cpn_identity_generate(&fx->other) || cpn_identity_generate(&fx->tenant))
-        return -1;
-    snprintf(fx->path, sizeof fx->path, "%s/ledger.db", fx->dir);
-    fx->seq = 1;
     *state = fx;
+    fx->seq = 1;
+    if (h_db_dir(fx->dir, sizeof fx->dir, fx->path, sizeof fx->path, "usagelog", "ledger.db") !=
+            0 ||
+        cpn_identity_generate(&fx->peer) || cpn_identity_generate(&fx->other) ||
+        cpn_identity_generate(&fx->tenant))
+        return -1;
     return 0;
 }
 
 static int s_teardown(void **state)
 {
     fx_t *fx = *state;
-    char p[256];
-    const char *sfx[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s%s", fx->path, sfx[i]);
-        unlink(p);
-    }
-    rmdir(fx->dir);
+    h_dir_done(fx->dir, true); /* the database, and the bill and CSV exported beside it */
     cpn_identity_destroy(&fx->peer);
     cpn_identity_destroy(&fx->other);
     cpn_identity_destroy(&fx->tenant);
@@ -193,9 +188,9 @@ static void test_take(void **state)
     /* the operator's export through the real cpnctl: CSV of the checked records, and a bill
      * file that `cpnctl verify-bill` accepts; the bill altered by one byte is refused */
     const char *bin = getenv("CPN_BUILDDIR");
-    char cmd[1024], billf[200], csv[200];
-    snprintf(billf, sizeof billf, "%s/bill", fx->dir);
-    snprintf(csv, sizeof csv, "%s/ledger.csv", fx->dir);
+    char cmd[1500], billf[400], csv[400];
+    h_path(billf, sizeof billf, fx->dir, "bill");
+    h_path(csv, sizeof csv, fx->dir, "ledger.csv");
     snprintf(cmd, sizeof cmd, "'%s/cpnctl' ledger export '%s' --out '%s' > /dev/null 2>&1",
              bin && *bin ? bin : ".", fx->path, billf);
     assert_int_equal(system(cmd), 0);

@@ -31,10 +31,11 @@
  *
  * --gpu-only keeps the GPU nodes and GPU pods only (what a run through daemons can replay: a
  * pod without GPUs is no slice request). --emit FILE writes seed0's task sequence up to
- * --until as scripts/bench/loadgen requests (slices; scripts/bench/frag_daemons.py).
+ * --until as scripts/bench/loadgen requests (slices; scripts/bench/frag_daemons.py);
+ * --emit-mix FILE the GPU pods' mix as a peer's `workload:` list (frag_daemons.py --mix).
  *
  * Usage: bench_frag [--data DIR] [--seeds N] [--seed0 S] [--until PCT] [--policies a,b,..]
- *                   [--gpu-only 1] [--emit FILE]
+ *                   [--gpu-only 1] [--emit FILE] [--emit-mix FILE]
  * Output: one line per (policy, seed) "run POLICY SEED u50 u60 ... " and a summary table.
  */
 #include <errno.h>
@@ -450,6 +451,44 @@ static int s_emit(const char *path, uint64_t seed, unsigned until_pct)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* The pods' mix as a peer's `workload:` list (docs/POLICY.md): one class per (GPU ask,
+ * cores, memory) as --emit writes the requests (cores rounded up to whole ones), weighing its
+ * number of pods; the peer weighs each by its GPU share, as cpn's M here does. */
+static int s_emit_mix(const char *path)
+{
+    static fgd_task_t cls[FGD_CLASSES_MAX];
+    static uint64_t pods[FGD_CLASSES_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < s_npods; i++) {
+        fgd_task_t t = s_pods[i].t;
+        if (t.ndev == 0) /* no slice request: not in a peer's mix */
+            continue;
+        t.cpu = (t.cpu + 999) / 1000; /* whole cores, as the requests ask */
+        size_t k = 0;
+        while (k < n && !(cls[k].ndev == t.ndev && cls[k].milli == t.milli && cls[k].cpu == t.cpu &&
+                          cls[k].mem == t.mem))
+            k++;
+        if (k == FGD_CLASSES_MAX)
+            return -1;
+        if (k == n)
+            cls[n++] = t;
+        pods[k]++;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "# the trace's GPU-pod mix, %zu classes (bench_frag --emit-mix)\nworkload:\n", n);
+    for (size_t k = 0; k < n; k++) {
+        if (cls[k].milli < FGD_MILLI)
+            fprintf(f, "  - {share: %um", cls[k].milli);
+        else
+            fprintf(f, "  - {count: %u", cls[k].ndev);
+        fprintf(f, ", cores: %u, memory: %" PRIu64 "MiB, weight: %" PRIu64 "}\n", cls[k].cpu,
+                cls[k].mem, pods[k]);
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* ---- main ---- */
 static bool s_want(const char *list, const char *name)
 {
@@ -470,7 +509,7 @@ static int s_cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *data = getenv("CPN_DATA"), *pols = NULL, *emit = NULL;
+    const char *data = getenv("CPN_DATA"), *pols = NULL, *emit = NULL, *emit_mix = NULL;
     unsigned seeds = 10, until = 100;
     uint64_t seed0 = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -488,6 +527,8 @@ int main(int argc, char **argv)
             s_gpu_only = strcmp(argv[i + 1], "0") != 0;
         else if (!strcmp(argv[i], "--emit"))
             emit = argv[i + 1];
+        else if (!strcmp(argv[i], "--emit-mix"))
+            emit_mix = argv[i + 1];
         else {
             fprintf(stderr, "bench_frag: unknown option %s\n", argv[i]);
             return 2;
@@ -510,6 +551,10 @@ int main(int argc, char **argv)
            s_gpu_cap / FGD_MILLI, s_npods, fgd_workload_classes(s_work_count), s_nasks);
     if (emit && s_emit(emit, seed0, until) != 0) {
         fprintf(stderr, "bench_frag: cannot write %s\n", emit);
+        return 1;
+    }
+    if (emit_mix && s_emit_mix(emit_mix) != 0) {
+        fprintf(stderr, "bench_frag: cannot write %s\n", emit_mix);
         return 1;
     }
     static double head[P__N][S_SEEDS_MAX];
