@@ -33,9 +33,11 @@
  * pod without GPUs is no slice request). --emit FILE writes seed0's task sequence up to
  * --until as scripts/bench/loadgen requests (slices; scripts/bench/frag_daemons.py);
  * --emit-mix FILE the GPU pods' mix as a peer's `workload:` list (frag_daemons.py --mix).
+ * --whole-cores 1 rounds every pod's CPU up to whole cores, as those requests ask (a REQUEST's
+ * `cores` is a whole number): the core then solves the task the daemons are given.
  *
  * Usage: bench_frag [--data DIR] [--seeds N] [--seed0 S] [--until PCT] [--policies a,b,..]
- *                   [--gpu-only 1] [--emit FILE] [--emit-mix FILE]
+ *                   [--gpu-only 1] [--whole-cores 1] [--emit FILE] [--emit-mix FILE]
  * Output: one line per (policy, seed) "run POLICY SEED u50 u60 ... " and a summary table.
  */
 #include <errno.h>
@@ -90,6 +92,7 @@ static s_pod_t s_pods[S_PODS_MAX];
 static size_t s_npods;
 static uint64_t s_gpu_cap; /* milli */
 static bool s_gpu_only;
+static bool s_whole_cores;
 static fgd_workload_t *s_work_count; /* the paper's M: weight = number of pods */
 static fgd_workload_t *s_work_gpu;   /* cpn's M: weight = GPU share asked (see the top) */
 static fgd_workload_t *s_work;       /* the one of the policy running */
@@ -199,6 +202,8 @@ static int s_load_pods(const char *dir)
         p->t.ndev = (uint32_t)strtoul(c[3], NULL, 10);
         uint32_t milli = (uint32_t)strtoul(c[4], NULL, 10);
         p->t.milli = p->t.ndev == 0 ? 0 : p->t.ndev > 1 ? FGD_MILLI : (uint16_t)milli;
+        if (s_whole_cores)
+            p->t.cpu = (p->t.cpu + 999) / 1000 * 1000;
         if (!fgd_task_valid(&p->t) || (s_gpu_only && p->t.ndev == 0))
             continue;
         p->cls = s_index(s_classes, &s_ncls, FGD_CLASSES_MAX, &p->t, false);
@@ -525,6 +530,8 @@ int main(int argc, char **argv)
             pols = argv[i + 1];
         else if (!strcmp(argv[i], "--gpu-only"))
             s_gpu_only = strcmp(argv[i + 1], "0") != 0;
+        else if (!strcmp(argv[i], "--whole-cores"))
+            s_whole_cores = strcmp(argv[i + 1], "0") != 0;
         else if (!strcmp(argv[i], "--emit"))
             emit = argv[i + 1];
         else if (!strcmp(argv[i], "--emit-mix"))

@@ -13,14 +13,17 @@ arrival order of the core) as signed slice REQUESTs to a cpn-broker; the broker 
 peer places each slice by fragmentation gradient descent and records it in SQLite. At the
 end, unallocated GPUs = capacity minus the shares in the peer's `slices` table.
 Printed: that figure, the pure core's figures for the same sequence (bestfit, fgd, cpn, all
-with --gpu-only), and the grant and refusal counts.
+with --gpu-only) as the trace gives each pod's CPU and rounded up to whole cores as the
+REQUESTs ask (--whole-cores: the very task the daemons solve), and the grant and refusal
+counts.
 --mix trace writes the trace's GPU-pod mix (bench_frag --emit-mix: one class per GPU ask,
 cores and memory, weighing its number of pods) into every peer's configuration as its
 `workload:` list, so that every peer measures fragmentation against the same M (the core's
 cpn M) instead of learning one from its own slices; --mix learn (default) leaves it out.
 
 Usage: scripts/bench/frag_daemons.py [--seed 1] [--until 100] [--dir DIR] [--peers one|per-type]
-                                     [--mix learn|trace]
+                                     [--mix learn|trace] [--tries N]
+  --tries sets the broker's limits.claim_tries (default 3, as the policy's default).
   Builds like scripts/bench/e2e (CPN_BUILDDIR, else <repo>/build-bench/e2e-build).
   Data: $CPN_DATA, else <repo>/../shared/data. Everything started is stopped by PID.
 """
@@ -97,6 +100,12 @@ def main(argv):
                            "bestfit,fgd,cpn", "--emit", reqs]
                           + (["--emit-mix", mixf] if args.mix == "trace" else []),
                           capture_output=True, text=True, check=True, timeout=600).stdout
+    # The same sequence as the daemons get it: a REQUEST's cores are whole, so each pod's CPU
+    # is rounded up (5,011 of the 7,064 GPU pods ask for a fraction of a core).
+    whole = subprocess.run([frag, "--data", data, "--seeds", "1", "--seed0", str(args.seed),
+                            "--until", str(args.until), "--gpu-only", "1", "--whole-cores", "1",
+                            "--policies", "bestfit,fgd,cpn"],
+                           capture_output=True, text=True, check=True, timeout=600).stdout
     mix = ""
     if args.mix == "trace":
         with open(mixf) as f:
@@ -152,11 +161,12 @@ def main(argv):
     alloc = sum(allocated_milli(os.path.join(d, f"peer{i}.db")) for i in range(len(groups)))
     print(f"# seed {args.seed}, until {args.until} %, GPU nodes and GPU pods only, peers "
           f"{args.peers}, mix {args.mix}; work in {d}")
-    for line in core.splitlines():
-        if line.startswith("summary"):
-            w = line.split()
-            print(f"core   {w[1]:<10} unallocated {w[6]} % of {cap // 1000} GPUs")
-    print(f"daemons cpn        unallocated {100.0 * (cap - alloc) / cap:.2f} % of "
+    for label, out_ in (("core", core), ("core, whole cores", whole)):
+        for line in out_.splitlines():
+            if line.startswith("summary"):
+                w = line.split()
+                print(f"{label:<18} {w[1]:<8} unallocated {w[6]} % of {cap // 1000} GPUs")
+    print(f"daemons (whole cores) cpn unallocated {100.0 * (cap - alloc) / cap:.2f} % of "
           f"{cap // 1000} GPUs ({sum(outcomes.values())} requests in {secs:.0f} s: "
           + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + ")")
     return 0
