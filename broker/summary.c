@@ -1,11 +1,14 @@
 /* summary.c - a broker's summary of its own peers' offers (see summary.h). */
 #include "summary.h"
 
+#include <msgpack.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "mp.h"
 
 uint32_t summary_band(uint64_t price)
 {
@@ -39,10 +42,27 @@ static void s_key(const cpn_package_t *p, cpn_package_t *k)
     k->price = summary_band(p->price); /* the band stands in for the price in the key */
 }
 
-static void s_row_id(const cpn_package_t *key, char id[CPN_NAME_MAX])
+/* The row's id: a hash of its key's fields in a fixed encoding (msgpack, s_key's order), not
+ * of the struct's bytes, whose layout a build may change: a row keeps its id across the home
+ * broker's upgrades and restarts, and a CLAIM for it made before one still resolves. */
+static void s_row_id(const cpn_package_t *k, char id[CPN_NAME_MAX])
 {
+    const char *strs[] = {k->accel.vendor, k->accel.model, k->storage_class, k->region};
+    const uint64_t nums[] = {k->cores,           k->mem_bytes,      k->accel.count,
+                             k->accel.mem_bytes, k->accel.bf16_tflops, k->accel.mem_bw_gbs,
+                             k->storage_bytes,   k->storage_iops,   k->fabric_bps,
+                             k->egress_bps,      k->price};
     uint8_t h[8];
-    crypto_generichash(h, sizeof h, (const uint8_t *)key, sizeof *key, NULL, 0);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        mp_pack_str(&pk, strs[i]);
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        msgpack_pack_uint64(&pk, nums[i]);
+    crypto_generichash(h, sizeof h, (const uint8_t *)sb.data, sb.size, NULL, 0);
+    msgpack_sbuffer_destroy(&sb);
     int n = snprintf(id, CPN_NAME_MAX, "s");
     for (size_t i = 0; i < sizeof h; i++)
         n += snprintf(id + n, (size_t)(CPN_NAME_MAX - n), "%02x", h[i]);
