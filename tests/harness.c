@@ -780,3 +780,26 @@ uint64_t h_u64(const msgpack_object *o)
 {
     return o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? o->via.u64 : 0;
 }
+
+char *h_read_src(const char *rel)
+{
+    const char *src = getenv("CPN_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", src && *src ? src : ".", rel);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cannot open %s (set CPN_SRCDIR)\n", path);
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t k;
+    while (mem && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, k, mem);
+    fclose(f);
+    if (mem)
+        fclose(mem);
+    return buf;
+}

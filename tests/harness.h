@@ -78,6 +78,9 @@ void h_db_remove(const char *path);
 
 /* `dir`/`name` into out (asserts that it fits). */
 void h_path(char *out, size_t cap, const char *dir, const char *name);
+/* The whole of a file of the source tree ($CPN_SRCDIR, else ".": rel like
+ * "docs/PROTOCOL.md"), NUL-terminated, malloc'd; NULL (and a line on stderr) if unreadable. */
+char *h_read_src(const char *rel);
 
 /* h_spawn of `prog` with the config `dir`/`name`.yaml, logging to `dir`/`name`.log. */
 pid_t h_start(const char *bin_dir, const char *dir, const char *prog, const char *name);

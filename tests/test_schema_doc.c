@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "harness.h"
 #include "msg.h"
 #include "resource.h"
 
@@ -173,32 +174,9 @@ static int s_check_all(const char *doc)
     return bad;
 }
 
-static char *s_read_doc(void)
-{
-    const char *src = getenv("CPN_SRCDIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/docs/PROTOCOL.md", src && *src ? src : ".");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s (set CPN_SRCDIR)\n", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t k;
-    while (mem && (k = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, k, mem);
-    fclose(f);
-    if (mem)
-        fclose(mem);
-    return buf;
-}
-
 static int s_setup(void **state)
 {
-    *state = s_read_doc();
+    *state = h_read_src("docs/PROTOCOL.md");
     return *state ? 0 : -1;
 }
 

@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "chain.h"
+#include "harness.h"
 #include "msg.h"
 #include "msg_typed.h"
 #include "seal.h"
@@ -36,32 +37,10 @@ typedef struct {
     size_t n;
 } s_doc_t;
 
-static char *s_read_doc(void)
-{
-    const char *src = getenv("CPN_SRCDIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/docs/PROTOCOL.md", src && *src ? src : ".");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot open %s (set CPN_SRCDIR)\n", path);
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, k, mem);
-    fclose(f);
-    fclose(mem);
-    return buf;
-}
-
 static int s_setup(void **state)
 {
     s_doc_t *d = calloc(1, sizeof *d);
-    if (!d || cpn_crypto_init() != CPN_OK || !(d->doc = s_read_doc()))
+    if (!d || cpn_crypto_init() != CPN_OK || !(d->doc = h_read_src("docs/PROTOCOL.md")))
         return -1;
     char *copy = strdup(d->doc), *save = NULL;
     s_vec_t *cur = NULL;
